@@ -1,0 +1,114 @@
+"""The base of every babyray Thespian actor: a handler table, batching and thread hand-off.
+
+Subclasses declare ``handlers`` (message type -> method name). ``receiveMessage`` unwraps
+batches, dispatches, and never lets a handler's exception reach Thespian (which would run
+the handler again and then return a PoisonMessage, DESIGN trap 5): the error is logged and
+the handler is expected to reply with it where someone waits. Everything sent with
+``post`` during a turn leaves as one message per destination when the turn ends.
+
+Threads inside the actor (user code in a worker) call ``post_from_thread``; a pipe watched
+with ThespianWatch wakes the actor's loop, which sends for them (DESIGN trap 9).
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from thespian.actors import (ActorExitRequest, ChildActorExited, PoisonMessage, ThespianWatch,
+                             WakeupMessage, WatchMessage, Actor)
+
+from babyray import log
+from babyray.actors.batching import Outbox, unbatch
+
+
+class PartActor(Actor):
+    """Common machinery; subclasses fill ``handlers`` and may override the hooks below."""
+
+    handlers: ClassVar[dict[type, str]] = {}
+    timers: ClassVar[dict[str, str]] = {}  # wakeup payload -> method name
+    component: ClassVar[str] = "part"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outbox = Outbox()
+        self._thread_outbox = Outbox()
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self.log = log.get_logger(self.component)
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def post(self, dest: Any, msg: Any) -> None:
+        """Send ``msg`` to ``dest`` at the end of this turn, batched with others to it."""
+        self._outbox.add(dest, msg)
+
+    def post_from_thread(self, dest: Any, msg: Any) -> None:
+        """Send from a thread other than the actor's: the actor loop does the sending."""
+        if self._thread_outbox.add(dest, msg):
+            os.write(self._wake_w, b"x")
+
+    def enable_thread_posts(self) -> None:
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+
+    def _flush(self) -> None:
+        for dest, msg in self._outbox.drain():
+            self.send(dest, msg)
+
+    def _drain_thread_posts(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        for dest, msg in self._thread_outbox.drain():
+            self._outbox.add(dest, msg)
+
+    def every(self, seconds: float, timer: str) -> None:
+        self.wakeupAfter(timedelta(seconds=seconds), payload=timer)
+
+    # ---- receiving ---------------------------------------------------------------------
+
+    def receiveMessage(self, message: Any, sender: Any) -> Any:
+        if isinstance(message, WatchMessage):
+            self._drain_thread_posts()
+        elif isinstance(message, WakeupMessage):
+            self._run(self.timers.get(message.payload), message, sender)
+        elif isinstance(message, ActorExitRequest):
+            self._run("on_exit", message, sender)
+        elif isinstance(message, ChildActorExited):
+            self._run("on_child_exited", message, sender)
+        elif isinstance(message, PoisonMessage):
+            self.log.warning("message_undeliverable", message=repr(message.poisonMessage)[:200])
+        else:
+            for msg in unbatch(message):
+                if not self.intercept(msg):
+                    self._run(self.handlers.get(type(msg)), msg, sender)
+        if self._wake_r is not None and self._thread_outbox:
+            self._drain_thread_posts()
+        self._flush()
+        if self._wake_r is not None:
+            return ThespianWatch([self._wake_r])
+        return None
+
+    def on_exit(self, msg: Any, sender: Any) -> None:
+        """Hook: the actor is being stopped."""
+
+    def on_child_exited(self, msg: Any, sender: Any) -> None:
+        """Hook: a child actor's process ended."""
+
+    def intercept(self, msg: Any) -> bool:
+        """Hook: handle ``msg`` outside the handler table; True if it was handled."""
+        return False
+
+    def _run(self, method: str | None, msg: Any, sender: Any) -> None:
+        if method is None:
+            if not isinstance(msg, (ActorExitRequest, ChildActorExited, WakeupMessage)):
+                self.log.warning("message_unhandled", message_type=type(msg).__name__)
+            return
+        try:
+            getattr(self, method)(msg, sender)
+        except Exception:  # one bad message must not take the part down (trap 5)
+            self.log.exception("handler_failed", handler=method, message_type=type(msg).__name__)

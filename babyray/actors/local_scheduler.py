@@ -1,0 +1,295 @@
+"""The local scheduler (raylet) of one node: its task queue, resources and worker pool.
+
+Owners send it tasks whose arguments are resolved. It runs each on an idle worker when the
+node's free resources allow, queues a few more behind busy workers when the node is
+saturated (pipelining), and forwards tasks the node can never run to the global scheduler.
+It starts workers, lends the CPU of a worker blocked in ``get`` to a new one, and replaces
+workers that die, retrying their tasks within ``max_retries``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from thespian.actors import ActorExitRequest
+
+from babyray import config, exceptions, log, serialization
+from babyray.actors import messages as m
+from babyray.actors.base import PartActor
+from babyray.actors.batching import address_key
+from babyray.actors.resources import acquire, fits, release
+from babyray.actors.worker import Worker
+from babyray.ids import new_worker_id
+from babyray.session import register_pid
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    worker_id: str
+    address: Any
+    pid: int = 0
+    ready: bool = False
+    blocked: bool = False
+    assigned: list = field(default_factory=list)  # specs sent, in order; [0] is running
+    held: dict = field(default_factory=dict)  # resources held for the running task
+    idle_since: float = 0.0
+
+
+class LocalScheduler(PartActor):
+    component = "local_scheduler"
+    handlers = {
+        m.StartNode: "on_start",
+        m.SubmitTasks: "on_submit",
+        m.WorkerReady: "on_worker_ready",
+        m.WorkerTasksDone: "on_tasks_done",
+        m.WorkerBlocked: "on_worker_blocked",
+        m.WorkerUnblocked: "on_worker_unblocked",
+        m.ReturnTasks: "on_return_tasks",
+        m.CancelTask: "on_cancel",
+        m.WhoAmI: "on_who_am_i",
+    }
+    timers = {"heartbeat": "on_heartbeat_timer"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.node: m.StartNode | None = None
+        self.total: dict[str, float] = {}
+        self.available: dict[str, float] = {}
+        self.queue: deque[m.TaskSpec] = deque()
+        self.workers: dict[str, WorkerInfo] = {}
+        self.by_address: dict[Any, str] = {}
+        self.forwarded: set[str] = set()
+        self.last_heartbeat = 0.0
+
+    # ---- start-up --------------------------------------------------------------------
+
+    def on_start(self, msg: m.StartNode, sender: Any) -> None:
+        self.node = msg
+        log.configure(os.path.join(msg.session_dir, "logs"), "local_scheduler", msg.node_id)
+        self.log = log.get_logger("local_scheduler")
+        register_pid(msg.session_dir, "local_scheduler")
+        self.total = dict(msg.resources)
+        self.available = dict(msg.resources)
+        self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
+        self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
+        self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
+        self.idle_timeout = float(msg.config.get("idle_worker_timeout", config.get("idle_worker_timeout")))
+        for _ in range(max(1, int(self.total.get("CPU", 1)))):
+            self._start_worker()
+        self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
+        self.every(self.heartbeat_period, "heartbeat")
+        self.log.info("local_scheduler_started", resources=self.total)
+        self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
+
+    def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
+        self.post(sender, m.YouAre(msg.req_id, sender))
+
+    def _start_worker(self) -> WorkerInfo:
+        node = self.node
+        address = self.createActor(Worker)
+        info = WorkerInfo(new_worker_id(), address, idle_since=time.monotonic())
+        self.workers[info.worker_id] = info
+        self.post(address, m.WorkerStart(info.worker_id, node.node_id, node.session_dir, self.myAddress,
+                                         node.store, node.gcs, "", node.config))
+        self.log.info("worker_starting", worker_id=info.worker_id)
+        return info
+
+    def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
+        info = self.workers.get(msg.worker_id)
+        if info is not None:
+            info.ready, info.pid, info.address = True, msg.pid, sender
+            self.by_address[address_key(sender)] = info.worker_id
+            self._dispatch()
+
+    # ---- scheduling ------------------------------------------------------------------
+
+    def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
+        for spec in msg.specs:
+            if fits(self.total, spec.resources):
+                self.queue.append(spec)
+            else:
+                self._forward(spec)
+        self._dispatch()
+
+    def _forward(self, spec: m.TaskSpec) -> None:
+        self.forwarded.add(spec.task_id)
+        self.log.info("task_forwarded_infeasible", task_id=spec.task_id, resources=spec.resources)
+        self.post(self.node.global_scheduler, m.ForwardTasks(self.node.node_id, (spec,)))
+
+    def _dispatch(self) -> None:
+        """Give queued tasks to workers; start workers when resources are free but none idle."""
+        if not self.queue:
+            self._maybe_heartbeat()
+            return
+        batches: dict[str, list] = {}
+        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked]
+        starting = sum(1 for w in self.workers.values() if not w.ready)
+        wanted_workers = 0
+        kept: deque[m.TaskSpec] = deque()
+        while self.queue:
+            spec = self.queue.popleft()
+            if fits(self.available, spec.resources):
+                if idle:
+                    worker = idle.pop()
+                    acquire(self.available, spec.resources)
+                    worker.held = dict(spec.resources)
+                    self._assign(worker, spec, batches)
+                    continue
+                wanted_workers += 1
+            elif self._pipeline(spec, batches):
+                continue
+            kept.append(spec)
+        self.queue = kept
+        missing = wanted_workers - starting
+        while missing > 0 and len(self.workers) < self.max_workers:
+            self._start_worker()
+            missing -= 1
+        for worker_id, specs in batches.items():
+            self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
+        self._maybe_heartbeat()
+
+    def _assign(self, worker: WorkerInfo, spec: m.TaskSpec, batches: dict) -> None:
+        worker.assigned.append(spec)
+        batches.setdefault(worker.worker_id, []).append(spec)
+
+    def _pipeline(self, spec: m.TaskSpec, batches: dict) -> bool:
+        """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
+        best = None
+        for worker in self.workers.values():
+            if (worker.assigned and not worker.blocked and len(worker.assigned) < self.pipeline_depth
+                    and worker.held == spec.resources
+                    and (best is None or len(worker.assigned) < len(best.assigned))):
+                best = worker
+        if best is None:
+            return False
+        self._assign(best, spec, batches)
+        return True
+
+    def on_tasks_done(self, msg: m.WorkerTasksDone, sender: Any) -> None:
+        worker = self.workers.get(msg.worker_id)
+        if worker is None:
+            return
+        done = set(msg.task_ids)
+        worker.assigned = [s for s in worker.assigned if s.task_id not in done]
+        if not worker.assigned:
+            self._release_worker(worker)
+        self._dispatch()
+
+    def _release_worker(self, worker: WorkerInfo) -> None:
+        if not worker.blocked:
+            release(self.available, worker.held)
+        worker.held = {}
+        worker.idle_since = time.monotonic()
+
+    def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
+        worker = self.workers.get(msg.worker_id)
+        if worker is None:
+            return
+        returned = {s.task_id for s in msg.returned}
+        worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
+        self.queue.extendleft(reversed(msg.returned))
+        if not worker.blocked:
+            worker.blocked = True
+            release(self.available, worker.held)
+        self._dispatch()
+
+    def on_worker_unblocked(self, msg: m.WorkerUnblocked, sender: Any) -> None:
+        worker = self.workers.get(msg.worker_id)
+        if worker is not None and worker.blocked:
+            worker.blocked = False
+            acquire(self.available, worker.held)  # may overcommit for a moment, as in Ray
+            if not worker.assigned:
+                self._release_worker(worker)
+
+    def on_return_tasks(self, msg: m.ReturnTasks, sender: Any) -> None:
+        worker = self.workers.get(msg.worker_id)
+        returned = {s.task_id for s in msg.specs}
+        if worker is not None:
+            worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
+        self.queue.extendleft(reversed(msg.specs))
+        self._dispatch()
+
+    # ---- cancellation ----------------------------------------------------------------
+
+    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+        for spec in self.queue:
+            if spec.task_id == msg.task_id:
+                self.queue.remove(spec)
+                self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
+                return
+        for worker in self.workers.values():
+            if any(s.task_id == msg.task_id for s in worker.assigned):
+                self.post(worker.address, msg)
+                return
+        if msg.task_id in self.forwarded:
+            self.post(self.node.global_scheduler, msg)
+
+    def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
+        blob = serialization.dumps(error)
+        result = m.TaskResult(spec.task_id, tuple((o, m.ErrorValue(blob)) for o in spec.return_ids),
+                              node_id=self.node.node_id)
+        self.post(spec.owner, m.TaskResults((result,)))
+
+    # ---- worker failures -------------------------------------------------------------
+
+    def on_child_exited(self, msg: Any, sender: Any) -> None:
+        worker_id = self.by_address.pop(address_key(msg.childAddress), None)
+        worker = self.workers.pop(worker_id, None) if worker_id else None
+        if worker is None:
+            return
+        self.log.warning("worker_died", worker_id=worker_id, pid=worker.pid,
+                         tasks=[s.task_id for s in worker.assigned])
+        if not worker.blocked:
+            release(self.available, worker.held)
+        if worker.assigned:
+            running, *unstarted = worker.assigned
+            self.queue.extendleft(reversed(unstarted))
+            self._retry_or_fail(running, worker)
+        if len(self.workers) < max(1, int(self.total.get("CPU", 1))):
+            self._start_worker()
+        self._dispatch()
+
+    def _retry_or_fail(self, spec: m.TaskSpec, worker: WorkerInfo) -> None:
+        if spec.max_retries == -1 or spec.attempt < spec.max_retries:
+            spec.attempt += 1
+            self.log.warning("task_retry_worker_died", task_id=spec.task_id, attempt=spec.attempt,
+                             worker_id=worker.worker_id)
+            self.queue.appendleft(spec)
+            return
+        self.log.warning("task_failed_worker_died", task_id=spec.task_id, worker_id=worker.worker_id)
+        self._fail(spec, exceptions.WorkerCrashedError(
+            f"The worker {worker.worker_id} (pid {worker.pid}) running task {spec.task_id} "
+            f"({spec.function_name}) died; retries exhausted ({spec.attempt}/{spec.max_retries})."))
+
+    # ---- heartbeats ------------------------------------------------------------------
+
+    def on_heartbeat_timer(self, msg: Any, sender: Any) -> None:
+        self._send_heartbeat()
+        self._stop_idle_workers()
+        self.every(self.heartbeat_period, "heartbeat")
+
+    def _maybe_heartbeat(self) -> None:
+        if time.monotonic() - self.last_heartbeat > 0.02:
+            self._send_heartbeat()
+
+    def _send_heartbeat(self) -> None:
+        self.last_heartbeat = time.monotonic()
+        self.post(self.node.gcs, m.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
+                                             len(self.workers)))
+
+    def _stop_idle_workers(self) -> None:
+        keep = max(1, int(self.total.get("CPU", 1)))
+        now = time.monotonic()
+        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
+                and now - w.idle_since > self.idle_timeout]
+        for worker in idle[: max(0, len(self.workers) - keep)]:
+            self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
+            self.workers.pop(worker.worker_id)
+            self.by_address.pop(address_key(worker.address), None)
+            self.send(worker.address, ActorExitRequest())
+
+    def on_exit(self, msg: Any, sender: Any) -> None:
+        self.log.info("local_scheduler_stopping")

@@ -1,0 +1,54 @@
+"""Thespian set-up shared by every babyray process that starts or joins an actor system.
+
+Stock Thespian binds every socket to 0.0.0.0 (DESIGN trap 2); ``bind_to_node_ip`` makes
+each actor and admin listen only on the node's own address. It must run before the admin
+is forked, so every actor process inherits it. Thespian's own log goes to the session.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from thespian.system.transport import IPBase
+
+ADMIN_PORT = "Admin Port"
+CONVENTION = "Convention Address.IPv4"
+NODE_CAPABILITY = "babyray_node"
+
+_original_init = IPBase.IPActorAddress.__init__
+
+
+def _init_bound_to_node_ip(self: Any, af: Any, socktype: Any, proto: Any, baseaddr: Any, port: Any,
+                           external: Any = False) -> None:
+    _original_init(self, af, socktype, proto, baseaddr, port, external)
+    node_ip = os.environ.get("THESPIAN_BASE_IPADDR")
+    if node_ip and self.bindname[0] in ("", "0.0.0.0"):
+        self.bindname = (node_ip, self.bindname[1])
+
+
+def bind_to_node_ip(node_ip: str, log_dir: str) -> None:
+    """Make this process (and the Thespian processes it forks) listen on ``node_ip`` only."""
+    os.environ["THESPIAN_BASE_IPADDR"] = node_ip
+    os.environ["THESPLOG_FILE"] = os.path.join(log_dir, "thespian.log")
+    os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
+    IPBase.thisSystem.add_local_addr(node_ip)
+    IPBase.IPActorAddress.__init__ = _init_bound_to_node_ip
+
+
+def log_defs(log_dir: str) -> dict:
+    """Logging config for Thespian's admin: actors' stdlib logging lands in the session."""
+    return {
+        "version": 1,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "plain",
+                              "filename": os.path.join(log_dir, "actors.log")}},
+        "root": {"handlers": ["file"], "level": "WARNING"},
+    }
+
+
+def capabilities(node_ip: str, port: int, node_id: str, head: str | None = None) -> dict:
+    caps = {ADMIN_PORT: port, NODE_CAPABILITY: node_id}
+    if head:
+        caps[CONVENTION] = head
+    return caps
+

@@ -1,0 +1,205 @@
+"""The worker actor: one process that runs tasks (and, later, hosts one user actor).
+
+The local scheduler creates workers and sends them ExecuteTasks. User code runs on an
+executor thread, never on the actor's message loop, so a task can submit tasks, ``get``,
+``put`` and ``wait`` while the worker keeps receiving replies. When the task blocks in
+``get`` the worker tells its scheduler (which lends its CPU to another worker) and hands
+back the tasks queued behind it, so recursion cannot deadlock.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import threading
+import time
+import traceback
+from typing import Any
+
+from babyray import exceptions, log, serialization
+from babyray.actors import messages as m
+from babyray.actors.base import PartActor
+from babyray.api import context
+from babyray.api.core import CoreClient
+from babyray.session import register_pid
+
+
+class _ActorThreadTransport:
+    """Sends through the worker actor: directly on its loop, via the wake pipe elsewhere."""
+
+    def __init__(self, actor: "Worker") -> None:
+        self.actor = actor
+        self.loop_thread = threading.get_ident()
+
+    def send(self, dest: Any, msg: Any) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.actor.post(dest, msg)
+        else:
+            self.actor.post_from_thread(dest, msg)
+
+
+class Worker(PartActor):
+    component = "worker"
+    handlers = {
+        m.WorkerStart: "on_start",
+        m.ExecuteTasks: "on_execute",
+        m.CancelTask: "on_cancel",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.core: CoreClient | None = None
+        self.start_msg: m.WorkerStart | None = None
+        self.tasks: queue.Queue = queue.Queue()
+        self.queue_lock = threading.Lock()
+        self.blocked = False
+        self.running: m.TaskSpec | None = None
+        self.cancelled: set[str] = set()
+        self.functions: dict[str, Any] = {}
+        self.executor: threading.Thread | None = None
+
+    def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
+        self.start_msg = msg
+        log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
+        self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
+        register_pid(msg.session_dir, "worker")
+        self.enable_thread_posts()
+        self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
+                               msg.scheduler, msg.store, msg.gcs, msg.job_id)
+        self.core.on_block = self._on_block
+        self.core.on_unblock = self._on_unblock
+        context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
+        self.executor = threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True)
+        self.executor.start()
+        self.log.info("worker_started")
+        self.post(msg.scheduler, m.WorkerReady(msg.worker_id, os.getpid()))
+
+    def intercept(self, msg: Any) -> bool:
+        return self.core is not None and self.core.handle(msg)
+
+    # ---- task queue ------------------------------------------------------------------
+
+    def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
+        with self.queue_lock:
+            if self.blocked:  # our running task waits in get: these go back to the scheduler
+                self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
+                return
+            for spec in msg.specs:
+                self.tasks.put(spec)
+
+    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+        running = self.running
+        if running is not None and running.task_id == msg.task_id:
+            self.cancelled.add(msg.task_id)
+            if msg.force:
+                self._report(running, self._error_returns(running, exceptions.TaskCancelledError(running.task_id)))
+                self._flush()
+                self.log.info("task_force_cancelled_exiting", task_id=running.task_id)
+                os._exit(1)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.executor.ident),
+                                                       ctypes.py_object(KeyboardInterrupt))
+        else:
+            self.cancelled.add(msg.task_id)  # skipped when its turn comes
+
+    def _on_block(self) -> None:
+        if threading.current_thread() is not self.executor:
+            return
+        with self.queue_lock:
+            self.blocked = True
+            returned = []
+            while True:
+                try:
+                    returned.append(self.tasks.get_nowait())
+                except queue.Empty:
+                    break
+        self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
+
+    def _on_unblock(self) -> None:
+        if threading.current_thread() is not self.executor:
+            return
+        with self.queue_lock:
+            self.blocked = False
+        self.post_from_thread(self.start_msg.scheduler, m.WorkerUnblocked(self.start_msg.worker_id))
+
+    # ---- executing -------------------------------------------------------------------
+
+    def _run_tasks(self) -> None:
+        while True:
+            spec = self.tasks.get()
+            if spec.task_id in self.cancelled:
+                self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
+                continue
+            self.running = spec
+            try:
+                returns = self._execute(spec)
+            except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
+                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
+            self.running = None
+            self._report(spec, returns)
+
+    def _report(self, spec: m.TaskSpec, returns: tuple) -> None:
+        start = self.start_msg
+        self.post_from_thread(spec.owner, m.TaskResults((m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id),)))
+        self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+
+    def _execute(self, spec: m.TaskSpec) -> tuple:
+        started = time.time()
+        context.current_task.task_id = spec.task_id
+        try:
+            function = self._function(spec.function_id)
+            args = [self._arg(a) for a in spec.args]
+            kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
+            result = function(*args, **kwargs)
+            values = self._split_returns(spec, result)
+            returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values))
+            state = "finished"
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # the user's error travels to get() as RayTaskError
+            returns = self._error_returns(spec, exc, traceback.format_exc())
+            state = "failed"
+        finally:
+            context.current_task.task_id = None
+        self.log.info("task_executed", task_id=spec.task_id, function=spec.function_name, state=state,
+                      start=started, end=time.time(), attempt=spec.attempt)
+        return returns
+
+    def _function(self, function_id: str) -> Any:
+        function = self.functions.get(function_id)
+        if function is None:
+            function = self.functions[function_id] = serialization.loads_function(self.core.fetch_function(function_id))
+        return function
+
+    def _arg(self, arg: Any) -> Any:
+        if isinstance(arg, m.ValueArg):
+            return self.core.materialize(arg.object_id, arg.value)
+        return serialization.deserialize(arg.blob)
+
+    @staticmethod
+    def _split_returns(spec: m.TaskSpec, result: Any) -> list:
+        if spec.num_returns == 1:
+            return [result]
+        if spec.num_returns == 0:
+            return [None]
+        if not isinstance(result, (tuple, list)) or len(result) != spec.num_returns:
+            raise ValueError(f"Task returned {type(result).__name__} but num_returns={spec.num_returns}: "
+                             f"return a tuple or list of {spec.num_returns} values")
+        return list(result)
+
+    def _error_returns(self, spec: m.TaskSpec, exc: BaseException, tb: str = "") -> tuple:
+        if isinstance(exc, exceptions.RayError) and not tb:
+            error: BaseException = exc
+        else:
+            start = self.start_msg
+            error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), exc,
+                                            spec.task_id, start.node_id, start.worker_id)
+        try:
+            blob = serialization.dumps(error)
+        except TypeError:  # the user's exception does not pickle: keep its text
+            error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), None,
+                                            spec.task_id, self.start_msg.node_id, self.start_msg.worker_id)
+            blob = serialization.dumps(error)
+        return tuple((oid, m.ErrorValue(blob)) for oid in spec.return_ids)
+
+    def on_exit(self, msg: Any, sender: Any) -> None:
+        self.log.info("worker_stopping")

@@ -1,0 +1,54 @@
+"""Which runtime this process uses: the driver's (made by ``init``) or a worker's.
+
+This is the one process-wide reference in babyray: public functions look the runtime up
+here and raise a clear error before ``init()``.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from babyray.actors import messages as m
+from babyray.api.core import CoreClient
+
+_runtime: Any = None
+
+current_task = threading.local()
+
+
+class WorkerRuntime:
+    """The runtime seen by user code running inside a worker process."""
+
+    is_driver = False
+
+    def __init__(self, core: CoreClient, start: m.WorkerStart) -> None:
+        self.core = core
+        self.node_id = start.node_id
+        self.worker_id = start.worker_id
+        self.job_id = start.job_id
+        self.gcs = start.gcs
+
+
+def set_worker_runtime(runtime: WorkerRuntime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def set_driver_runtime(runtime: Any) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def runtime_or_none() -> Any:
+    return _runtime
+
+
+def runtime() -> Any:
+    """The current runtime; raises if ``init()`` was not called in this process."""
+    if _runtime is None:
+        raise RuntimeError("babyray is not initialized: call babyray.init() first")
+    return _runtime
+
+
+def current_task_id() -> str | None:
+    return getattr(current_task, "task_id", None)

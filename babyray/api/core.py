@@ -1,0 +1,405 @@
+"""The core of every babyray client process (driver or worker): ownership and object access.
+
+A ``CoreClient`` owns the objects its process creates (task returns and ``put``s): it
+knows whether each is pending, ready (inline bytes or a slot in a node's store) or failed.
+It resolves the top-level ObjectRef arguments of tasks before submitting them, answers
+other processes that borrow its objects, and serves ``get``/``wait``/``put``.
+
+Threads: user threads call the public methods; the process's message loop (the driver's
+listener thread or the worker actor) calls ``handle``. One lock guards all state, and
+callbacks run under it must not block. Messages leave through ``transport.send``, which
+never blocks and batches per destination.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from babyray import config, exceptions, log, serialization
+from babyray.actors import messages as m
+from babyray.api.object_ref import ObjectRef
+from babyray.ids import new_put_object_id, new_task_id, object_id_for
+from babyray.store.arena import Arena, read_object, write_object
+
+Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
+
+REQUEST_TIMEOUT = 60.0
+_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre)
+
+
+class Transport(Protocol):
+    def send(self, dest: Any, msg: Any) -> None: ...
+
+
+@dataclass(slots=True)
+class _Owned:
+    value: Value | None = None
+    callbacks: list = field(default_factory=list)
+    task_id: str | None = None
+
+
+@dataclass(slots=True)
+class _PendingTask:
+    spec: m.TaskSpec
+    unresolved: int
+    failed: Value | None = None
+
+
+class _Reply:
+    __slots__ = ("event", "msg")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.msg: Any = None
+
+
+class CoreClient:
+    """Ownership, dependency resolution and object access for one process."""
+
+    def __init__(self, transport: Transport, identity: str, inbox: Any, node_id: str,
+                 scheduler: Any, store: Any, gcs: Any, job_id: str) -> None:
+        self.transport = transport
+        self.identity = identity
+        self.inbox = inbox
+        self.node_id = node_id
+        self.scheduler = scheduler
+        self.store = store
+        self.gcs = gcs
+        self.job_id = job_id
+        self.inline_threshold = config.get("inline_threshold")
+        self.default_max_retries = config.get("task_max_retries")
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.owned: dict[str, _Owned] = {}
+        self.borrowed: dict[str, Value] = {}
+        self.borrow_callbacks: dict[str, list] = {}
+        self.pending_tasks: dict[str, _PendingTask] = {}
+        self.submitted: dict[str, m.TaskSpec] = {}
+        self.replies: dict[str, _Reply] = {}
+        self.registered_functions: set[str] = set()
+        self.arenas: dict[str, Arena] = {}
+        self._req_ids = itertools.count()
+        # Called around waits in get/wait from a task's thread (a worker releases its CPU).
+        self.on_block: Callable[[], None] | None = None
+        self.on_unblock: Callable[[], None] | None = None
+        self.log = log.get_logger("core")
+
+    # ---- requests and replies ------------------------------------------------------
+
+    def new_req_id(self) -> str:
+        return f"{self.identity}-{next(self._req_ids)}"
+
+    def request(self, dest: Any, build: Callable[[str], Any], timeout: float = REQUEST_TIMEOUT) -> Any:
+        """Send ``build(req_id)`` to ``dest`` and wait for the reply carrying that req_id."""
+        req_id = self.new_req_id()
+        reply = _Reply()
+        with self.lock:
+            self.replies[req_id] = reply
+        self.transport.send(dest, build(req_id))
+        if not reply.event.wait(timeout):
+            with self.lock:
+                self.replies.pop(req_id, None)
+            raise exceptions.RayError(f"no reply from {dest} within {timeout}s")
+        return reply.msg
+
+    def _complete(self, msg: Any) -> None:
+        with self.lock:
+            reply = self.replies.pop(msg.req_id, None)
+        if reply is not None:
+            reply.msg = msg
+            reply.event.set()
+
+    # ---- functions -------------------------------------------------------------------
+
+    def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
+        if function_id not in self.registered_functions:
+            self.registered_functions.add(function_id)
+            self.transport.send(self.gcs, m.RegisterFunction(function_id, name, blob))
+
+    def fetch_function(self, function_id: str) -> bytes:
+        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id))
+        return reply.blob
+
+    # ---- submitting tasks ------------------------------------------------------------
+
+    def new_returns(self, num_returns: int) -> tuple[str, list[str]]:
+        task_id = new_task_id()
+        return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
+
+    def submit(self, spec: m.TaskSpec, dest: Any = None) -> list[ObjectRef]:
+        """Own the spec's returns, resolve its top-level ObjectRef args, then send it.
+
+        ``spec.args``/``spec.kwargs`` hold InlineValue for plain values and ObjectRef for
+        top-level refs; refs are replaced by ValueArg once their values are known. The spec
+        goes to ``dest`` (default: this node's local scheduler).
+        """
+        dest = dest or self.scheduler
+        deps = [(i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
+        kwdeps = [(k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
+        pending = _PendingTask(spec, len(deps) + len(kwdeps))
+        refs = [ObjectRef(oid, self.inbox, self.identity) for oid in spec.return_ids]
+        with self.lock:
+            for oid in spec.return_ids:
+                self.owned[oid] = _Owned(task_id=spec.task_id)
+            self.pending_tasks[spec.task_id] = pending
+            if pending.unresolved == 0:
+                self._send_task(pending, dest)
+            for pos, ref in deps:
+                self._lookup(ref, self._resolver(pending, spec.args, pos, ref.id, dest))
+            for key, ref in kwdeps:
+                self._lookup(ref, self._resolver(pending, spec.kwargs, key, ref.id, dest))
+        return refs[: spec.num_returns] if spec.num_returns else []
+
+    def _resolver(self, pending: _PendingTask, container: Any, slot: Any, oid: str, dest: Any) -> Callable:
+        def resolved(value: Value) -> None:
+            if isinstance(value, m.ErrorValue):
+                pending.failed = pending.failed or value
+            container[slot] = m.ValueArg(oid, value)
+            pending.unresolved -= 1
+            if pending.unresolved == 0:
+                self._send_task(pending, dest)
+        return resolved
+
+    def _send_task(self, pending: _PendingTask, dest: Any) -> None:
+        spec = pending.spec
+        if self.pending_tasks.pop(spec.task_id, None) is None:
+            return  # cancelled while its arguments were being resolved
+        if pending.failed is not None:  # a dependency failed: so does this task
+            self._finish(m.TaskResult(spec.task_id, tuple((o, pending.failed) for o in spec.return_ids)))
+            return
+        self.submitted[spec.task_id] = spec
+        self.transport.send(dest, m.SubmitTasks((spec,)))
+
+    def resubmit(self, spec: m.TaskSpec) -> None:
+        with self.lock:
+            self.submitted[spec.task_id] = spec
+        self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+
+    # ---- results -----------------------------------------------------------------------
+
+    def _finish(self, result: m.TaskResult) -> None:
+        """Record a task's outcome (under the lock) and wake whoever waits for it."""
+        spec = self.submitted.pop(result.task_id, None)
+        if spec is not None and self._should_retry(spec, result):
+            return
+        for oid, value in result.returns:
+            self._set_value(oid, value)
+
+    def _should_retry(self, spec: m.TaskSpec, result: m.TaskResult) -> bool:
+        if not spec.retry_exceptions or not result.returns:
+            return False
+        value = result.returns[0][1]
+        if not isinstance(value, m.ErrorValue) or result.retryable_crash:
+            return False
+        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+            return False
+        if isinstance(spec.retry_exceptions, (list, tuple)):
+            cause = getattr(serialization.deserialize(value.blob), "cause", None)
+            if not isinstance(cause, tuple(spec.retry_exceptions)):
+                return False
+        spec.attempt += 1
+        self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt)
+        self.submitted[spec.task_id] = spec
+        self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+        return True
+
+    def _set_value(self, oid: str, value: Value) -> None:
+        entry = self.owned.get(oid)
+        if entry is None:
+            entry = self.owned[oid] = _Owned()
+        if entry.value is not None:
+            return
+        entry.value = value
+        callbacks, entry.callbacks = entry.callbacks, []
+        for callback in callbacks:
+            callback(value)
+        self.changed.notify_all()
+
+    # ---- incoming messages ---------------------------------------------------------
+
+    def handle(self, msg: Any) -> bool:
+        """Process one incoming message; False if it is not a core message."""
+        kind = type(msg)
+        if kind is m.TaskResults:
+            with self.lock:
+                for result in msg.results:
+                    self._finish(result)
+        elif kind is m.ObjectValues:
+            with self.lock:
+                for oid, value in msg.values:
+                    self.borrowed[oid] = value
+                    for callback in self.borrow_callbacks.pop(oid, []):
+                        callback(value)
+                self.changed.notify_all()
+        elif kind is m.GetObjects:
+            self._serve_get_objects(msg)
+        elif kind in _REPLY_TYPES:
+            self._complete(msg)
+        else:
+            return False
+        return True
+
+    def _serve_get_objects(self, msg: m.GetObjects) -> None:
+        def reply(oid: str) -> Callable:
+            return lambda value: self.transport.send(msg.reply_to, m.ObjectValues(msg.req_id, ((oid, value),)))
+        with self.lock:
+            for oid in msg.object_ids:
+                entry = self.owned.get(oid)
+                if entry is None:
+                    lost = exceptions.ObjectLostError(f"object {oid} is not known to its owner {self.identity}")
+                    reply(oid)(m.ErrorValue(serialization.dumps(lost)))
+                elif entry.value is not None:
+                    reply(oid)(entry.value)
+                else:
+                    entry.callbacks.append(reply(oid))
+
+    # ---- looking up values -----------------------------------------------------------
+
+    def _lookup(self, ref: ObjectRef, callback: Callable[[Value], None]) -> None:
+        """Call ``callback(value)`` once ``ref``'s value is known (maybe right now). Locked."""
+        entry = self.owned.get(ref.id)
+        if entry is not None:
+            if entry.value is not None:
+                callback(entry.value)
+            else:
+                entry.callbacks.append(callback)
+            return
+        value = self.borrowed.get(ref.id)
+        if value is not None:
+            callback(value)
+            return
+        if ref.owner_id == self.identity:
+            lost = exceptions.ObjectLostError(f"object {ref.id} is no longer known to its owner")
+            callback(m.ErrorValue(serialization.dumps(lost)))
+            return
+        waiting = self.borrow_callbacks.setdefault(ref.id, [])
+        waiting.append(callback)
+        if len(waiting) == 1:
+            self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
+
+    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None) -> dict[str, Value]:
+        """Wait until ``want`` of ``refs`` have values (or timeout); return those known."""
+        found: dict[str, Value] = {}
+
+        def keep(oid: str) -> Callable:
+            def store(value: Value) -> None:
+                found[oid] = value
+            return store
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        try:
+            with self.lock:
+                for ref in refs:
+                    if ref.id not in found:
+                        self._lookup(ref, keep(ref.id))
+                while len(found) < want:
+                    if not blocked and self.on_block is not None:
+                        blocked = True
+                        self.on_block()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self.changed.wait(remaining)
+        finally:
+            if blocked and self.on_unblock is not None:
+                self.on_unblock()
+        return found
+
+    def get(self, refs: list[ObjectRef], timeout: float | None = None) -> list[Any]:
+        unique = list({r.id: r for r in refs}.values())
+        found = self._collect(unique, len(unique), timeout)
+        if len(found) < len(unique):
+            missing = [r.id for r in unique if r.id not in found]
+            raise exceptions.GetTimeoutError(
+                f"get timed out after {timeout}s waiting for {len(missing)} object(s), e.g. {missing[0]}")
+        return [self.materialize(r.id, found[r.id]) for r in refs]
+
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> tuple[list, list]:
+        found = self._collect(refs, num_returns, timeout)
+        ready = [r for r in refs if r.id in found][:num_returns]
+        chosen = {r.id for r in ready}
+        return ready, [r for r in refs if r.id not in chosen]
+
+    def materialize(self, oid: str, value: Value) -> Any:
+        """Turn a value record into the Python value (raising a task's error)."""
+        if isinstance(value, m.InlineValue):
+            return serialization.deserialize(value.blob)
+        if isinstance(value, m.ErrorValue):
+            error = serialization.deserialize(value.blob)
+            if isinstance(error, exceptions.RayTaskError):
+                raise error.as_instanceof_cause()
+            raise error
+        return self._read_stored(oid, value)
+
+    def _read_stored(self, oid: str, value: m.StoredValue) -> Any:
+        if value.node_id != self.node_id:
+            raise exceptions.ObjectLostError(
+                f"object {oid} lives on node {value.node_id}; fetching from other nodes needs the data plane")
+        reply = self.request(self.store, lambda r: m.PinObjects(r, (oid,), self.identity))
+        if reply.error is not None:
+            raise serialization.deserialize(reply.error)
+        offset, size = reply.slots[oid]
+        arena = self._arena(reply.arena_name)
+        return read_object(arena, offset, size,
+                           lambda: self.transport.send(self.store, m.UnpinObjects((oid,), self.identity)))
+
+    def _arena(self, name: str) -> Arena:
+        arena = self.arenas.get(name)
+        if arena is None:
+            arena = self.arenas[name] = Arena.attach(name)
+        return arena
+
+    # ---- storing values --------------------------------------------------------------
+
+    def store_value(self, oid: str, value: Any) -> Value:
+        """Serialize ``value`` as object ``oid``: inline if small, else into the node's arena."""
+        return self._store_serialized(oid, serialization.serialize(value))
+
+    def _store_serialized(self, oid: str, serialized: serialization.SerializedObject) -> Value:
+        if serialized.total_size <= self.inline_threshold:
+            return m.InlineValue(serialized.to_bytes())
+        reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
+        if reply.error is not None:
+            raise serialization.deserialize(reply.error)
+        write_object(self._arena(reply.arena_name), reply.offset, serialized)
+        self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity))
+        return m.StoredValue(self.node_id, serialized.total_size, self.store)
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do "
+                            "this, you can wrap the ObjectRef in a list and call 'put' on it.")
+        return self.put_serialized(serialization.serialize(value))
+
+    def put_serialized(self, serialized: serialization.SerializedObject) -> ObjectRef:
+        oid = new_put_object_id()
+        stored = self._store_serialized(oid, serialized)
+        with self.lock:
+            self.owned[oid] = _Owned()
+            self._set_value(oid, stored)
+        return ObjectRef(oid, self.inbox, self.identity)
+
+    # ---- cancellation ----------------------------------------------------------------
+
+    def cancel(self, ref: ObjectRef, force: bool) -> None:
+        with self.lock:
+            entry = self.owned.get(ref.id)
+            if entry is None or entry.task_id is None or entry.value is not None:
+                return
+            task_id = entry.task_id
+            pending = self.pending_tasks.pop(task_id, None)
+            if pending is not None:
+                error = m.ErrorValue(serialization.dumps(exceptions.TaskCancelledError(task_id)))
+                for oid in pending.spec.return_ids:
+                    self._set_value(oid, error)
+                return
+        self.transport.send(self.scheduler, m.CancelTask(task_id, force))
+
+
+def function_id_of(blob: bytes) -> str:
+    return hashlib.sha1(blob).hexdigest()[:16]

@@ -1,0 +1,130 @@
+"""Ray's core module-level API: init, shutdown, get, put, wait, cancel and cluster info."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from babyray.api import context
+from babyray.api.object_ref import ObjectRef
+from babyray.api.runtime import DriverRuntime
+
+_INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
+                  "worker_pipeline_depth", "max_workers", "idle_worker_timeout"}
+
+
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+         resources: dict | None = None, object_store_memory: int | None = None,
+         ignore_reinit_error: bool = False, **settings: Any) -> dict:
+    """Start a private single-node cluster (``address=None``) and connect this driver to it.
+
+    Raises:
+        RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
+        ValueError: for an unknown setting or bad resources.
+    """
+    current = context.runtime_or_none()
+    if current is not None:
+        if ignore_reinit_error:
+            return _info(current)
+        raise RuntimeError("Maybe you called babyray.init twice by accident? It is already initialized; "
+                           "pass ignore_reinit_error=True or call babyray.shutdown() first.")
+    unknown = set(settings) - _INIT_SETTINGS
+    if unknown:
+        raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
+    if address is not None:
+        raise NotImplementedError("joining a running cluster by address comes with the multi-host CLI")
+    runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
+    context.set_driver_runtime(runtime)
+    return _info(runtime)
+
+
+def _info(runtime: DriverRuntime) -> dict:
+    return {"session_dir": runtime.session_dir, "node_id": runtime.node_id, "job_id": runtime.job_id,
+            "address": f"{runtime.head.node_ip}:{runtime.head.port}"}
+
+
+def shutdown() -> None:
+    """Disconnect; a private cluster is stopped and leaves no process, port or segment behind."""
+    runtime = context.runtime_or_none()
+    if runtime is None or not runtime.is_driver:
+        return
+    context.set_driver_runtime(None)
+    runtime.shutdown()
+
+
+def is_initialized() -> bool:
+    return context.runtime_or_none() is not None
+
+
+def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
+    if isinstance(object_refs, ObjectRef):
+        return [object_refs], True
+    if isinstance(object_refs, (list, tuple)) and all(isinstance(r, ObjectRef) for r in object_refs):
+        return list(object_refs), False
+    bad = object_refs if not isinstance(object_refs, (list, tuple)) else \
+        next(r for r in object_refs if not isinstance(r, ObjectRef))
+    raise ValueError(f"'{what}' expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__}: {bad!r:.80}")
+
+
+def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """The value(s) of ``object_refs``; raises the task's error, or GetTimeoutError."""
+    refs, single = _refs_arg(object_refs, "get")
+    values = context.runtime().core.get(refs, timeout)
+    return values[0] if single else values
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` in the object store; returns its ref. A ref itself cannot be put."""
+    return context.runtime().core.put(value)
+
+
+def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Wait for ``num_returns`` refs to be ready; returns (ready, not_ready) in input order."""
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expected a list of ObjectRef, got a single ObjectRef")
+    refs, _ = _refs_arg(list(object_refs), "wait")
+    if len({r.id for r in refs}) != len(refs):
+        raise ValueError("wait() requires a list of unique object refs")
+    if not 0 <= num_returns <= len(refs):
+        raise ValueError(f"num_returns must be between 0 and {len(refs)}, got {num_returns}")
+    return context.runtime().core.wait(refs, num_returns, timeout)
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``; ``get`` then raises TaskCancelledError."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    context.runtime().core.cancel(object_ref, force)
+
+
+def nodes() -> list[dict]:
+    """The node table, with Ray's keys."""
+    runtime = context.runtime()
+    infos = runtime.core.request(runtime.gcs, _get_nodes).nodes
+    return [{"NodeID": n.node_id, "Alive": n.alive, "NodeManagerAddress": n.address.split(":")[0],
+             "NodeManagerPort": int(n.address.split(":")[1]) if ":" in n.address else 0,
+             "Resources": dict(n.resources) if n.alive else {}, "alive": n.alive} for n in infos]
+
+
+def _get_nodes(req_id: str) -> Any:
+    from babyray.actors.messages import GetNodes
+    return GetNodes(req_id)
+
+
+def cluster_resources() -> dict:
+    """Total resources of the alive nodes."""
+    return _sum(n["Resources"] for n in nodes() if n["Alive"])
+
+
+def available_resources() -> dict:
+    """Free resources of the alive nodes (as of their last heartbeats)."""
+    runtime = context.runtime()
+    infos = runtime.core.request(runtime.gcs, _get_nodes).nodes
+    return {k: v for k, v in _sum(n.available for n in infos if n.alive).items() if v > 0}
+
+
+def _sum(dicts: Any) -> dict:
+    total: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0.0) + v
+    return total

@@ -1,0 +1,81 @@
+"""Remote functions: ``@remote`` on a function, ``.remote()`` and ``.options()``."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import cloudpickle
+
+from babyray import serialization
+from babyray.actors import messages as m
+from babyray.api import context
+from babyray.api.core import function_id_of
+from babyray.api.object_ref import ObjectRef
+from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+
+
+class RemoteFunction:
+    """A function that runs as a task. Calling it directly raises TypeError, as in Ray."""
+
+    def __init__(self, function: Callable, options: dict) -> None:
+        self._function = function
+        self._options = check_options(dict(options), TASK_OPTIONS, "a remote function")
+        self._signature = inspect.signature(function)
+        self._blob: bytes | None = None
+        self._function_id: str | None = None
+        self.__name__ = getattr(function, "__name__", "remote_function")
+        self.__doc__ = function.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self.__name__}()', try '{self.__name__}.remote()'.")
+
+    def __reduce__(self) -> Any:
+        return (RemoteFunction, (self._function, self._options))
+
+    def options(self, **options: Any) -> "RemoteFunction":
+        """A copy of this function with some options changed (the function is shared)."""
+        view = RemoteFunction(self._function, {**self._options, **options})
+        view._blob, view._function_id = self._blob, self._function_id
+        return view
+
+    def _pickled(self) -> tuple[str, bytes]:
+        if self._blob is None:  # pickled at first use, so it may call functions defined later
+            self._blob = cloudpickle.dumps(self._function)
+            self._function_id = function_id_of(self._blob)
+        return self._function_id, self._blob
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1)."""
+        runtime = context.runtime()
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        function_id, blob = self._pickled()
+        core = runtime.core
+        core.ensure_function(function_id, self.__name__, blob)
+        options = self._options
+        num_returns = options.get("num_returns", 1)
+        task_id, return_ids = core.new_returns(num_returns)
+        spec = m.TaskSpec(
+            task_id=task_id, job_id=runtime.job_id, function_id=function_id,
+            function_name=self.__name__, args=[encode_arg(core, a) for a in args],
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
+            return_ids=return_ids, resources=resource_request(options, 1.0), owner=core.inbox,
+            owner_id=core.identity, max_retries=max_retries(options),
+            retry_exceptions=options.get("retry_exceptions", False),
+            scheduling_strategy=options.get("scheduling_strategy"))
+        refs = core.submit(spec)
+        return refs[0] if num_returns == 1 else refs
+
+
+def encode_arg(core: Any, value: Any) -> Any:
+    """A top-level ObjectRef stays a ref (resolved by the owner); a small value is pickled
+    inline; a large one is put in the object store first and passed as a ref, as in Ray."""
+    if isinstance(value, ObjectRef):
+        return value
+    serialized = serialization.serialize(value)
+    if serialized.total_size <= core.inline_threshold:
+        return m.InlineValue(serialized.to_bytes())
+    return core.put_serialized(serialized)

@@ -1,0 +1,48 @@
+"""Configuration defaults, one table; ``BABYRAY_<NAME>`` environment variables override them.
+
+Precedence, read once where a component is constructed: argument > environment > default.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Values up to this many bytes travel inline in messages; larger ones go to the node's
+    # shared-memory arena (see benchmarks/arena_probe.py for the measurement behind it).
+    "inline_threshold": 100 * 1024,
+    # Size of each node's shared-memory object arena, in bytes.
+    "object_store_memory": 512 * 1024 * 1024,
+    # Root of the per-session directories (logs, spill files, SQLite GCS store).
+    "temp_dir": "/tmp/babyray",
+    # Default retries of a task whose worker dies (Ray's default is 3; -1 is unbounded).
+    "task_max_retries": 3,
+    # Seconds between a node's heartbeats, and of silence after which it is marked dead.
+    "heartbeat_period": 0.5,
+    "node_timeout": 5.0,
+    # Tasks a worker may hold queued behind the running one when the node is saturated.
+    "worker_pipeline_depth": 16,
+    # Most worker processes a node runs (blocked workers need replacements to avoid deadlock).
+    "max_workers": 256,
+    # Seconds an idle worker above the CPU count lives before it is stopped.
+    "idle_worker_timeout": 10.0,
+    # GCS store URL; empty means a SQLite file in the session directory.
+    "gcs_url": "",
+}
+
+
+def get(name: str, override: Any = None) -> Any:
+    """The value of setting ``name``: ``override`` if given, else environment, else default."""
+    if override is not None:
+        return override
+    default = DEFAULTS[name]
+    raw = os.environ.get(f"BABYRAY_{name.upper()}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(float(raw))
+    if isinstance(default, float):
+        return float(raw)
+    return raw

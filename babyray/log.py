@@ -1,0 +1,49 @@
+"""Structured logging: every process writes structlog JSON lines into the session's log dir.
+
+Each line is one event: ``ts`` (unix seconds), ``level``, ``event`` (snake_case), the
+``component`` and ``node_id`` bound at configuration, the ``pid``, and the event's ids.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import structlog
+
+_configured_path: str | None = None
+
+
+def _add_ts(_logger: Any, _method: str, event: dict) -> dict:
+    event["ts"] = round(time.time(), 6)
+    return event
+
+
+def configure(log_dir: str, component: str, node_id: str = "", level: int = logging.INFO) -> None:
+    """Send this process's structlog events to ``<log_dir>/<component>-<pid>.jsonl``."""
+    global _configured_path
+    os.makedirs(log_dir, exist_ok=True)
+    path = os.path.join(log_dir, f"{component}-{os.getpid()}.jsonl")
+    if path == _configured_path:
+        return
+    stream = open(path, "a", buffering=1)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _add_ts,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(component=component, node_id=node_id, pid=os.getpid())
+    _configured_path = path
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

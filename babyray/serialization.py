@@ -1,0 +1,121 @@
+"""Object serialization: cloudpickle with pickle protocol 5 out-of-band buffers.
+
+A serialized object is a small pickled "meta" part plus the raw buffers of numpy arrays and
+bytes-like values, which are never copied into the pickle stream. ``write_to`` lays them out
+in one flat region (an arena slot or a spill file) with each buffer 64-byte aligned, and
+``deserialize`` rebuilds the value from such a region without copying the buffers, so numpy
+arrays come back as read-only views of that region.
+
+Layout: ``MAGIC | n_buffers:u32 | meta_len:u64 | (offset:u64, len:u64) * n | meta | buffers``.
+"""
+from __future__ import annotations
+
+import pickle
+import struct
+import threading
+from typing import Any, Callable
+
+import cloudpickle
+
+MAGIC = b"BRO1"
+ALIGN = 64
+_HEAD = struct.Struct("<4sIQ")
+_ENTRY = struct.Struct("<QQ")
+
+_ref_hooks = threading.local()
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) & ~(ALIGN - 1)
+
+
+class SerializedObject:
+    """A value ready to be written: meta pickle, out-of-band buffers and contained refs."""
+
+    __slots__ = ("meta", "buffers", "contained_refs", "total_size", "_offsets")
+
+    def __init__(self, meta: bytes, buffers: list[memoryview], contained_refs: list) -> None:
+        self.meta = meta
+        self.buffers = buffers
+        self.contained_refs = contained_refs
+        header = _HEAD.size + _ENTRY.size * len(buffers)
+        pos = header + len(meta)
+        offsets = []
+        for buf in buffers:
+            pos = _align(pos)
+            offsets.append(pos)
+            pos += buf.nbytes
+        self._offsets = offsets
+        self.total_size = pos
+
+    def __repr__(self) -> str:
+        return f"SerializedObject({self.total_size} bytes, {len(self.buffers)} buffers)"
+
+    def write_to(self, dest: memoryview) -> None:
+        """Write the flat layout into ``dest`` (at least ``total_size`` bytes)."""
+        _HEAD.pack_into(dest, 0, MAGIC, len(self.buffers), len(self.meta))
+        pos = _HEAD.size
+        for off, buf in zip(self._offsets, self.buffers):
+            _ENTRY.pack_into(dest, pos, off, buf.nbytes)
+            pos += _ENTRY.size
+        dest[pos : pos + len(self.meta)] = self.meta
+        for off, buf in zip(self._offsets, self.buffers):
+            dest[off : off + buf.nbytes] = buf
+
+    def to_bytes(self) -> bytes:
+        if not self.buffers:  # the common small case: no copy through a bytearray
+            return _HEAD.pack(MAGIC, 0, len(self.meta)) + self.meta
+        out = bytearray(self.total_size)
+        self.write_to(memoryview(out))
+        return bytes(out)
+
+
+def serialize(value: Any) -> SerializedObject:
+    """Pickle ``value``; ObjectRefs met on the way are collected in ``contained_refs``.
+
+    Raises:
+        TypeError: if the value cannot be pickled (the message names the cause).
+    """
+    buffers: list[memoryview] = []
+    refs: list = []
+    outer = getattr(_ref_hooks, "refs", None)
+    _ref_hooks.refs = refs
+    try:
+        meta = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+    except Exception as exc:  # pickling raises many types; name the cause for the user
+        raise TypeError(f"Could not serialize {type(value).__name__!s} value: {exc!r}") from exc
+    finally:
+        _ref_hooks.refs = outer
+    return SerializedObject(meta, buffers, refs)
+
+
+def note_ref_serialized(ref: Any) -> None:
+    """Called by ObjectRef.__reduce__ so the serializer learns which refs a value holds."""
+    refs = getattr(_ref_hooks, "refs", None)
+    if refs is not None:
+        refs.append(ref)
+
+
+def deserialize(region: memoryview | bytes) -> Any:
+    """Rebuild a value from a flat region written by ``write_to`` (buffers are not copied)."""
+    view = memoryview(region)
+    magic, nbuf, meta_len = _HEAD.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise ValueError("corrupt object: bad magic")
+    pos = _HEAD.size
+    buffers = []
+    for _ in range(nbuf):
+        off, length = _ENTRY.unpack_from(view, pos)
+        pos += _ENTRY.size
+        buffers.append(view[off : off + length].toreadonly())
+    meta = view[pos : pos + meta_len]
+    return pickle.loads(meta, buffers=buffers)
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize to one bytes object (for inline values and messages)."""
+    return serialize(value).to_bytes()
+
+
+def loads_function(blob: bytes) -> Callable:
+    return pickle.loads(blob)

@@ -1,0 +1,49 @@
+"""The session directory of a cluster: logs, spill files, the SQLite GCS store, and the pid
+registry used to make sure no process of the session outlives it.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+
+from babyray import config
+
+
+def new_session_dir(temp_dir: str | None = None) -> str:
+    root = config.get("temp_dir", temp_dir)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(3).hex()}")
+    for sub in ("logs", "pids", "spill"):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+    return path
+
+
+def register_pid(session_dir: str, component: str) -> None:
+    """Record this process so teardown can find it even if Thespian loses track of it."""
+    path = os.path.join(session_dir, "pids", f"{os.getpid()}")
+    with open(path, "w") as f:
+        f.write(component)
+
+
+def session_pids(session_dir: str) -> list[int]:
+    return [int(os.path.basename(p)) for p in glob.glob(os.path.join(session_dir, "pids", "*"))]
+
+
+def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> list[int]:
+    """SIGKILL every still-running process registered in the session; return their pids."""
+    killed = []
+    for pid in session_pids(session_dir):
+        if pid in exclude or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+        try:
+            os.unlink(os.path.join(session_dir, "pids", str(pid)))
+        except FileNotFoundError:
+            pass
+    return killed
