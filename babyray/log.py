@@ -13,10 +13,17 @@ from typing import Any
 import structlog
 
 _configured_path: str | None = None
+_process_fields: dict[str, Any] = {}
 
 
 def _add_ts(_logger: Any, _method: str, event: dict) -> dict:
     event["ts"] = round(time.time(), 6)
+    return event
+
+
+def _add_process_fields(_logger: Any, _method: str, event: dict) -> dict:
+    for key, value in _process_fields.items():
+        event.setdefault(key, value)
     return event
 
 
@@ -31,6 +38,7 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_process_fields,
             structlog.processors.add_log_level,
             _add_ts,
             structlog.processors.format_exc_info,
@@ -40,8 +48,8 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(component=component, node_id=node_id, pid=os.getpid())
+    _process_fields.clear()
+    _process_fields.update(component=component, node_id=node_id, pid=os.getpid())
     _configured_path = path
 
 

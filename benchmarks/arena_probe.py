@@ -23,7 +23,8 @@ import pickle
 import socket
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cloudpickle
 import numpy as np
@@ -64,7 +65,7 @@ def median_time(
     run: Callable[[], object],
     setup: Callable[[], None] | None = None,
     teardown: Callable[[], None] | None = None,
-    budget: float = 0.3,
+    budget: float = 1.0,
 ) -> float:
     """Median seconds of ``run``: at least 3 runs, more while within ``budget`` (max 500)."""
     times: list[float] = []
@@ -110,7 +111,47 @@ def probe_prefault(name: str) -> None:
         ("attach with MAP_POPULATE", attach),
     ]
     for label, times in rows:
-        print(f"  {label:40s} median {statistics.median(times):6.3f} s   min {min(times):6.3f} s   max {max(times):6.3f} s")
+        low, mid, high = min(times), statistics.median(times), max(times)
+        print(f"  {label:40s} median {mid:6.3f} s   min {low:6.3f} s   max {high:6.3f} s")
+
+
+def put(value: np.ndarray, target: Arena, allocator: Allocator, threads: int = 1) -> None:
+    """One put as the store does it: serialize, take a slot, write, (here) free the slot."""
+    obj = serialize(value)
+    offset = allocator.alloc(obj.total_size)
+    assert offset is not None
+    write_object(target, offset, obj, threads)
+    allocator.free(offset)
+
+
+def write_row(name: str, size: int, arena: Arena, attached: Arena, allocator: Allocator) -> list[float | None]:
+    """Median seconds per put of a ``size``-byte array, one per column of table 2."""
+    src = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
+    dst = np.empty_like(src)
+    dst.fill(1)  # touched: a memcpy baseline without page faults
+    fresh: list[Arena] = []  # a new segment per run, not pre-faulted
+    unpopulated: list[Arena] = []  # a new mapping per run, without MAP_POPULATE
+
+    def drop_fresh() -> None:
+        fresh[-1].close()
+        fresh.pop().unlink()
+
+    return [
+        median_time(lambda: put(src, arena, allocator)),
+        median_time(lambda: put(src, arena, allocator, 2)) if size >= THREADS_FROM else None,
+        median_time(
+            lambda: put(src, fresh[-1], allocator),
+            lambda: fresh.append(Arena.create(f"{name}_f", size + MB, prefault=False)),
+            drop_fresh,
+        ),
+        median_time(lambda: put(src, attached, allocator)),
+        median_time(
+            lambda: put(src, unpopulated[-1], allocator),
+            lambda: unpopulated.append(Arena.attach(arena.name, prefault=False)),
+            lambda: unpopulated.pop().close(),
+        ),
+        median_time(lambda: np.copyto(dst, src)),
+    ]
 
 
 def probe_writes(name: str, sizes: list[int]) -> None:
@@ -119,44 +160,11 @@ def probe_writes(name: str, sizes: list[int]) -> None:
     print("  " + "".join(f"{h:>13s}" for h in header))
     arena = Arena.create(f"{name}_w", max(sizes) + 16 * MB)
     attached = Arena.attach(arena.name)
-    allocator = Allocator(arena.size)
     try:
         for size in sizes:
-            src = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
-            dst = np.empty_like(src)
-            dst.fill(1)  # touch: a memcpy baseline without page faults
-
-            def put(target: Arena, threads: int = 1) -> None:
-                obj = serialize(src)
-                offset = allocator.alloc(obj.total_size)
-                assert offset is not None
-                write_object(target, offset, obj, threads)
-                allocator.free(offset)
-
-            fresh: list[Arena] = []
-            nopop: list[Arena] = []
-
-            def make_fresh() -> None:
-                fresh.append(Arena.create(f"{name}_f", size + MB, prefault=False))
-
-            def drop_fresh() -> None:
-                fresh[-1].close()
-                fresh.pop().unlink()
-
-            def attach_nopop() -> None:
-                nopop.append(Arena.attach(arena.name, prefault=False))
-
-            times = {
-                "prefaulted": median_time(lambda: put(arena)),
-                "+2 threads": median_time(lambda: put(arena, 2)) if size >= THREADS_FROM else None,
-                "fresh seg": median_time(lambda: put(fresh[-1]), make_fresh, drop_fresh),
-                "attached": median_time(lambda: put(attached)),
-                "attach nopop": median_time(lambda: put(nopop[-1]), attach_nopop, lambda: nopop.pop().close()),
-                "np.copyto": median_time(lambda: np.copyto(dst, src)),
-            }
-            cells = "".join("            -" if t is None else f"{size / t / 1e9:13.2f}" for t in times.values())
+            times = write_row(name, size, arena, attached, Allocator(arena.size))
+            cells = "".join("            -" if t is None else f"{size / t / 1e9:13.2f}" for t in times)
             print(f"  {fmt_size(size):>13s}{cells}", flush=True)
-            del src, dst
     finally:
         attached.close()
         arena.close()
@@ -188,6 +196,25 @@ def thespian_payload_costs(sizes: list[int]) -> dict[int, float]:
     return {n: statistics.median(times[n]) - base for n in sizes}
 
 
+def inline_row(size: int, arena: Arena, allocator: Allocator) -> list[float]:
+    """Median seconds of: dumps, loads, arena write, arena read (zero-copy)."""
+    value = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
+    blob = cloudpickle.dumps(value, protocol=5)
+    obj = serialize(value)
+    offset = allocator.alloc(obj.total_size)
+    assert offset is not None
+    write_object(arena, offset, obj)
+    try:
+        return [
+            median_time(lambda: cloudpickle.dumps(value, protocol=5)),
+            median_time(lambda: pickle.loads(blob)),
+            median_time(lambda: put(value, arena, allocator)),
+            median_time(lambda: read_object(arena, offset, obj.total_size, lambda: None)),
+        ]
+    finally:
+        allocator.free(offset)
+
+
 def probe_inline(name: str, sizes: list[int], thespian: bool) -> None:
     print("\n3. Inline vs arena, ms (median); arena total = write + read + 0.5 ms round trip")
     transport = thespian_payload_costs(sizes) if thespian else {}
@@ -197,25 +224,7 @@ def probe_inline(name: str, sizes: list[int], thespian: bool) -> None:
     allocator = Allocator(arena.size)
     try:
         for size in sizes:
-            value = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
-            blob = cloudpickle.dumps(value, protocol=5)
-            obj = serialize(value)
-            offset = allocator.alloc(obj.total_size)
-            assert offset is not None
-            write_object(arena, offset, obj)
-
-            def write() -> None:
-                obj = serialize(value)
-                slot = allocator.alloc(obj.total_size)
-                assert slot is not None
-                write_object(arena, slot, obj)
-                allocator.free(slot)
-
-            dumps = median_time(lambda: cloudpickle.dumps(value, protocol=5))
-            loads = median_time(lambda: pickle.loads(blob))
-            arena_write = median_time(write)
-            arena_read = median_time(lambda: read_object(arena, offset, obj.total_size, lambda: None))
-            allocator.free(offset)
+            dumps, loads, arena_write, arena_read = inline_row(size, arena, allocator)
             carry = transport.get(size)
             inline = dumps + loads + (carry or 0.0)
             via_arena = arena_write + arena_read + EXTRA_ROUND_TRIP
@@ -240,7 +249,8 @@ def main() -> None:
     probe_prefault(name)
     sizes = [s for s in (KB, 16 * KB, 256 * KB, MB, 4 * MB, 16 * MB, 64 * MB, 256 * MB, GB) if s <= args.max_mb * MB]
     probe_writes(name, sizes)
-    probe_inline(name, [KB, 16 * KB, 64 * KB, 128 * KB, 256 * KB, 384 * KB, 512 * KB, 768 * KB, MB], not args.no_thespian)
+    inline_sizes = [KB, 16 * KB, 64 * KB, 128 * KB, 256 * KB, 384 * KB, 512 * KB, 768 * KB, MB]
+    probe_inline(name, inline_sizes, not args.no_thespian)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -18,7 +19,7 @@ def check_invariants(allocator: Allocator, live: dict[int, int]) -> None:
         assert off % allocator.alignment == 0 and size > 0
         pos = off + size
     assert pos == allocator.capacity
-    for (a, a_size), (b, _) in zip(holes, holes[1:]):
+    for (a, a_size), (b, _) in pairwise(holes):
         assert a + a_size < b, f"holes at {a} and {b} were not coalesced"
     assert allocator.used == sum(live.values())
     assert allocator.used + allocator.free_bytes == allocator.capacity
@@ -28,6 +29,12 @@ def check_invariants(allocator: Allocator, live: dict[int, int]) -> None:
 
 def rounded(size: int, alignment: int = 64) -> int:
     return max(-(-size // alignment) * alignment, alignment)
+
+
+def take(allocator: Allocator, size: int) -> int:
+    offset = allocator.alloc(size)
+    assert offset is not None
+    return offset
 
 
 def test_offsets_are_aligned_and_sizes_rounded_up() -> None:
@@ -50,9 +57,9 @@ def test_alloc_returns_none_when_no_hole_fits() -> None:
 
 def test_fragmented_free_space_does_not_satisfy_a_larger_request() -> None:
     allocator = Allocator(640)
-    offsets = [allocator.alloc(64) for _ in range(10)]
+    offsets = [take(allocator, 64) for _ in range(10)]
     for off in offsets[::2]:
-        allocator.free(off)  # type: ignore[arg-type]
+        allocator.free(off)
     assert allocator.free_bytes == 320
     assert allocator.largest_free == 64
     assert allocator.alloc(128) is None
@@ -60,30 +67,30 @@ def test_fragmented_free_space_does_not_satisfy_a_larger_request() -> None:
 
 def test_free_coalesces_with_both_neighbours() -> None:
     allocator = Allocator(64 * 4)
-    a, b, c, d = (allocator.alloc(64) for _ in range(4))
-    allocator.free(a)  # type: ignore[arg-type]
-    allocator.free(c)  # type: ignore[arg-type]
-    allocator.free(b)  # type: ignore[arg-type]
+    a, b, c, d = (take(allocator, 64) for _ in range(4))
+    allocator.free(a)
+    allocator.free(c)
+    allocator.free(b)
     assert allocator.holes() == [(0, 192)]
-    allocator.free(d)  # type: ignore[arg-type]
+    allocator.free(d)
     assert allocator.holes() == [(0, 256)]
     assert allocator.alloc(256) == 0
 
 
 def test_alloc_picks_the_smallest_hole_that_fits() -> None:
     allocator = Allocator(64 * 10)
-    offsets = [allocator.alloc(n) for n in (192, 64, 64, 64, 128, 64)]
-    allocator.free(offsets[0])  # type: ignore[arg-type]  # hole of 192 at 0
-    allocator.free(offsets[4])  # type: ignore[arg-type]  # hole of 128 at 384
+    offsets = [take(allocator, n) for n in (192, 64, 64, 64, 128, 64)]
+    allocator.free(offsets[0])  # hole of 192 at 0
+    allocator.free(offsets[4])  # hole of 128 at 384
     assert allocator.alloc(100) == 384
 
 
 def test_double_free_raises_key_error() -> None:
     allocator = Allocator(1024)
-    off = allocator.alloc(10)
-    allocator.free(off)  # type: ignore[arg-type]
+    off = take(allocator, 10)
+    allocator.free(off)
     with pytest.raises(KeyError):
-        allocator.free(off)  # type: ignore[arg-type]
+        allocator.free(off)
 
 
 def test_non_power_of_two_alignment_is_rejected() -> None:
@@ -104,12 +111,12 @@ def test_random_alloc_and_free_keep_the_invariants(seed: int) -> None:
         else:
             size = int(rng.paretovariate(1.2) * 512)
             before = allocator.largest_free
-            off = allocator.alloc(size)
+            got = allocator.alloc(size)
             need = rounded(size, allocator.alignment)
-            assert (off is None) == (need > before)
-            if off is not None:
-                assert off not in live
-                live[off] = need
+            assert (got is None) == (need > before)
+            if got is not None:
+                assert got not in live
+                live[got] = need
         if step % 50 == 0:
             check_invariants(allocator, live)
     for off in list(live):
@@ -122,12 +129,11 @@ def test_random_alloc_and_free_keep_the_invariants(seed: int) -> None:
 def test_alloc_and_free_take_microseconds_with_many_live_ranges() -> None:
     allocator = Allocator(1 << 34)
     rng = random.Random(0)
-    offsets = [allocator.alloc(rng.randrange(1, 1 << 16)) for _ in range(20_000)]
+    offsets = [take(allocator, rng.randrange(1, 1 << 16)) for _ in range(20_000)]
     for off in offsets[::2]:
-        allocator.free(off)  # type: ignore[arg-type]  # 10,000 holes
+        allocator.free(off)  # 10,000 holes
     start = time.perf_counter()
     for _ in range(10_000):
-        off = allocator.alloc(rng.randrange(1, 1 << 16))
-        allocator.free(off)  # type: ignore[arg-type]
+        allocator.free(take(allocator, rng.randrange(1, 1 << 16)))
     per_pair = (time.perf_counter() - start) / 10_000
     assert per_pair < 50e-6, f"alloc+free took {per_pair * 1e6:.1f} us"

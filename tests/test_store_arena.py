@@ -5,8 +5,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,8 +165,8 @@ def test_parallel_write_lays_out_the_same_bytes_as_a_single_threaded_write(
     arena: Arena, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(arena_module, "PARALLEL_COPY_MIN", 100_000)
-    value = [np.arange(3), random_array("u1", (1_000_003,)), b"x" * 10, random_array("f8", (300_001,))]
-    obj = serialize(value)
+    big = random_array("u1", (1_000_003,))
+    obj = serialize([np.arange(3), big, b"x" * 10, random_array("f8", (300_001,))])
     serial = bytearray(obj.total_size)
     obj.write_to(memoryview(serial))
     for threads in (2, 3):
@@ -173,7 +174,7 @@ def test_parallel_write_lays_out_the_same_bytes_as_a_single_threaded_write(
         write_object(arena, 0, obj, copy_threads=threads)
         assert arena.view(0, obj.total_size) == serial
     got = read_object(arena, 0, obj.total_size, Counter())
-    assert_same_array(got[1], value[1])
+    assert_same_array(got[1], big)
 
 
 def test_view_outside_the_arena_raises_value_error(arena: Arena) -> None:
@@ -223,13 +224,21 @@ def test_an_attaching_process_exits_without_warnings_or_unlinking(arena: Arena) 
 def test_background_prefault_finishes_while_the_arena_is_in_use() -> None:
     arena = Arena.create(PREFIX + "bg", 256 << 20, background=True)
     try:
-        arena.view(0, 3)[:] = b"abc"
+        arena.view(arena.size - 3, 3)[:] = b"abc"  # most likely before its chunk is pre-faulted
         assert arena.wait_prefaulted(timeout=60)
         assert arena.prefault_seconds is not None
-        assert bytes(arena.view(0, 3)) == b"abc"
+        assert bytes(arena.view(arena.size - 3, 3)) == b"abc"
     finally:
         arena.close()
         arena.unlink()
+
+
+def test_closing_during_a_background_prefault_stops_it() -> None:
+    arena = Arena.create(PREFIX + "stop", 1 << 30, background=True)
+    arena.close()
+    arena.unlink()
+    assert arena.wait_prefaulted(timeout=0)
+    assert arena.prefault_seconds is None
 
 
 def test_prefault_touches_pages_when_populate_write_is_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,8 +284,8 @@ def spill(tmp_path: Path) -> Iterator[SpillDir]:
 
 def test_a_spilled_object_restores_intact_into_a_new_arena_slot(arena: Arena, spill: SpillDir) -> None:
     allocator = Allocator(arena.size)
-    want = {"a": random_array("f8", (1000, 1000)), "s": "text"}
-    offset, size = put(arena, allocator, want)
+    array = random_array("f8", (1000, 1000))
+    offset, size = put(arena, allocator, {"a": array, "s": "text"})
     spill.spill("ab12", arena.view(offset, size))
     allocator.free(offset)
     arena.view(offset, size)[:] = bytes(size)
@@ -285,7 +294,7 @@ def test_a_spilled_object_restores_intact_into_a_new_arena_slot(arena: Arena, sp
     assert spill.restore("ab12", arena.view(new, size)) == size
     got = read_object(arena, new, size, Counter())
     assert got["s"] == "text"
-    assert_same_array(got["a"], want["a"])
+    assert_same_array(got["a"], array)
     assert in_arena(got["a"], arena)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from babyray.actors import messages as m
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.resources import acquire, fits, release
+from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.ids import new_worker_id
 from babyray.session import register_pid
@@ -58,7 +58,7 @@ class LocalScheduler(PartActor):
         self.node: m.StartNode | None = None
         self.total: dict[str, float] = {}
         self.available: dict[str, float] = {}
-        self.queue: deque[m.TaskSpec] = deque()
+        self.queue = TaskQueue()
         self.workers: dict[str, WorkerInfo] = {}
         self.by_address: dict[Any, str] = {}
         self.forwarded: set[str] = set()
@@ -85,7 +85,7 @@ class LocalScheduler(PartActor):
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
 
     def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
-        self.post(sender, m.YouAre(msg.req_id, sender))
+        self.reply(msg, sender, m.YouAre(msg.req_id, sender))
 
     def _start_worker(self) -> WorkerInfo:
         node = self.node
@@ -109,7 +109,7 @@ class LocalScheduler(PartActor):
     def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
         for spec in msg.specs:
             if fits(self.total, spec.resources):
-                self.queue.append(spec)
+                self.queue.push(spec)
             else:
                 self._forward(spec)
         self._dispatch()
@@ -121,32 +121,32 @@ class LocalScheduler(PartActor):
 
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
-        if not self.queue:
+        if not len(self.queue):
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
         idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked]
-        starting = sum(1 for w in self.workers.values() if not w.ready)
         wanted_workers = 0
-        kept: deque[m.TaskSpec] = deque()
-        while self.queue:
-            spec = self.queue.popleft()
-            if fits(self.available, spec.resources):
-                if idle:
+        for fifo in self.queue.fifos():
+            while fifo:
+                spec = fifo[0]
+                if fits(self.available, spec.resources):
+                    if not idle:
+                        wanted_workers += 1
+                        break
                     worker = idle.pop()
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
-                    self._assign(worker, spec, batches)
-                    continue
-                wanted_workers += 1
-            elif self._pipeline(spec, batches):
-                continue
-            kept.append(spec)
-        self.queue = kept
-        missing = wanted_workers - starting
-        while missing > 0 and len(self.workers) < self.max_workers:
+                    self._assign(worker, self.queue.popped(fifo), batches)
+                elif not self._pipeline(spec, batches):
+                    break
+                else:
+                    self.queue.popped(fifo)
+        starting = sum(1 for w in self.workers.values() if not w.ready)
+        for _ in range(wanted_workers - starting):
+            if len(self.workers) >= self.max_workers:
+                break
             self._start_worker()
-            missing -= 1
         for worker_id, specs in batches.items():
             self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
@@ -190,7 +190,7 @@ class LocalScheduler(PartActor):
             return
         returned = {s.task_id for s in msg.returned}
         worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
-        self.queue.extendleft(reversed(msg.returned))
+        self.queue.push_front(msg.returned)
         if not worker.blocked:
             worker.blocked = True
             release(self.available, worker.held)
@@ -209,17 +209,16 @@ class LocalScheduler(PartActor):
         returned = {s.task_id for s in msg.specs}
         if worker is not None:
             worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
-        self.queue.extendleft(reversed(msg.specs))
+        self.queue.push_front(msg.specs)
         self._dispatch()
 
     # ---- cancellation ----------------------------------------------------------------
 
     def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
-        for spec in self.queue:
-            if spec.task_id == msg.task_id:
-                self.queue.remove(spec)
-                self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
-                return
+        spec = self.queue.remove(msg.task_id)
+        if spec is not None:
+            self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
+            return
         for worker in self.workers.values():
             if any(s.task_id == msg.task_id for s in worker.assigned):
                 self.post(worker.address, msg)
@@ -246,7 +245,7 @@ class LocalScheduler(PartActor):
             release(self.available, worker.held)
         if worker.assigned:
             running, *unstarted = worker.assigned
-            self.queue.extendleft(reversed(unstarted))
+            self.queue.push_front(unstarted)
             self._retry_or_fail(running, worker)
         if len(self.workers) < max(1, int(self.total.get("CPU", 1))):
             self._start_worker()
@@ -257,7 +256,7 @@ class LocalScheduler(PartActor):
             spec.attempt += 1
             self.log.warning("task_retry_worker_died", task_id=spec.task_id, attempt=spec.attempt,
                              worker_id=worker.worker_id)
-            self.queue.appendleft(spec)
+            self.queue.push_front([spec])
             return
         self.log.warning("task_failed_worker_died", task_id=spec.task_id, worker_id=worker.worker_id)
         self._fail(spec, exceptions.WorkerCrashedError(

@@ -240,6 +240,7 @@ class CreateObject:
     object_id: str
     size: int
     owner_id: str = ""
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +270,7 @@ class PinObjects:
     req_id: str
     object_ids: tuple
     reader_id: str = ""
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +319,7 @@ class GetFunction:
 
     req_id: str
     function_id: str
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +372,7 @@ class GetNodes:
     """Anyone -> GCS: reply Nodes."""
 
     req_id: str
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +491,7 @@ class WhoAmI:
     """Driver inbox -> any actor: reply with the sender's own address (YouAre)."""
 
     req_id: str
+    reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)

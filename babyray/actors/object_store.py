@@ -70,11 +70,11 @@ class ObjectStore(PartActor):
             error = exceptions.ObjectStoreFullError(
                 f"object {msg.object_id} of {msg.size} bytes does not fit: {self.allocator.used} of "
                 f"{self.arena.size} bytes in use, largest free block {self.allocator.largest_free}")
-            self.post(sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena.name,
+            self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena.name,
                                               serialization.dumps(error)))
             return
         self.objects[msg.object_id] = StoredObject(offset, msg.size, msg.owner_id)
-        self.post(sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena.name))
+        self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena.name))
 
     def on_seal(self, msg: m.SealObject, sender: Any) -> None:
         obj = self.objects.get(msg.object_id)
@@ -97,7 +97,7 @@ class ObjectStore(PartActor):
             obj.pins += 1
             obj.last_used = time.monotonic()
             slots[oid] = (obj.offset, obj.size)
-        self.post(sender, m.ObjectsPinned(msg.req_id, self.arena.name, slots))
+        self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, slots))
 
     def on_unpin(self, msg: m.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:

@@ -12,6 +12,7 @@ never blocks and batches per destination.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import threading
@@ -99,7 +100,10 @@ class CoreClient:
         reply = _Reply()
         with self.lock:
             self.replies[req_id] = reply
-        self.transport.send(dest, build(req_id))
+        msg = build(req_id)
+        if getattr(msg, "reply_to", False) is None:
+            msg = dataclasses.replace(msg, reply_to=self.inbox)
+        self.transport.send(dest, msg)
         if not reply.event.wait(timeout):
             with self.lock:
                 self.replies.pop(req_id, None)

@@ -56,7 +56,7 @@ class GcsActor(PartActor):
         self.post(sender, m.Started("gcs", os.getpid()))
 
     def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
-        self.post(sender, m.YouAre(msg.req_id, sender))
+        self.reply(msg, sender, m.YouAre(msg.req_id, sender))
 
     # ---- functions ---------------------------------------------------------------------
 
@@ -70,9 +70,9 @@ class GcsActor(PartActor):
     def on_get_function(self, msg: m.GetFunction, sender: Any) -> None:
         record = self.tables.functions.get(msg.function_id)
         if record is None:  # registration may still be on its way from the driver
-            self.function_waiters.setdefault(msg.function_id, []).append((sender, msg.req_id))
+            self.function_waiters.setdefault(msg.function_id, []).append((msg.reply_to or sender, msg.req_id))
         else:
-            self.post(sender, m.FunctionBlob(msg.req_id, msg.function_id, record["blob"]))
+            self.reply(msg, sender, m.FunctionBlob(msg.req_id, msg.function_id, record["blob"]))
 
     # ---- nodes -------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class GcsActor(PartActor):
             self.post(sub, m.NodesChanged(infos))
 
     def on_get_nodes(self, msg: m.GetNodes, sender: Any) -> None:
-        self.post(sender, m.Nodes(msg.req_id, self._node_infos()))
+        self.reply(msg, sender, m.Nodes(msg.req_id, self._node_infos()))
 
     def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
         if sender not in self.subscribers:

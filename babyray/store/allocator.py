@@ -18,7 +18,7 @@ class Allocator:
     Not thread-safe: one owner (the store actor) calls it.
     """
 
-    __slots__ = ("capacity", "alignment", "_shift", "_by_key", "_hole_at", "_hole_ending", "_used_at", "_used")
+    __slots__ = ("_by_key", "_hole_at", "_hole_ending", "_shift", "_used", "_used_at", "alignment", "capacity")
 
     def __init__(self, capacity: int, alignment: int = 64) -> None:
         if alignment <= 0 or alignment & (alignment - 1):
