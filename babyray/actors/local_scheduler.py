@@ -9,6 +9,7 @@ workers that die, retrying their tasks within ``max_retries``.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class LocalScheduler(PartActor):
         self.workers: dict[str, WorkerInfo] = {}
         self.by_address: dict[Any, str] = {}
         self.forwarded: set[str] = set()
+        self.force_cancelled: set[str] = set()
         self.last_heartbeat = 0.0
 
     # ---- start-up --------------------------------------------------------------------
@@ -220,6 +222,14 @@ class LocalScheduler(PartActor):
             self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
             return
         for worker in self.workers.values():
+            if worker.assigned and worker.assigned[0].task_id == msg.task_id and msg.force:
+                running = worker.assigned[0]
+                self.force_cancelled.add(running.task_id)
+                self._fail(running, exceptions.TaskCancelledError(running.task_id))
+                self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
+                              worker_id=worker.worker_id, pid=worker.pid)
+                os.kill(worker.pid, signal.SIGKILL)
+                return
             if any(s.task_id == msg.task_id for s in worker.assigned):
                 self.post(worker.address, msg)
                 return
@@ -246,7 +256,10 @@ class LocalScheduler(PartActor):
         if worker.assigned:
             running, *unstarted = worker.assigned
             self.queue.push_front(unstarted)
-            self._retry_or_fail(running, worker)
+            if running.task_id in self.force_cancelled:
+                self.force_cancelled.discard(running.task_id)
+            else:
+                self._retry_or_fail(running, worker)
         if len(self.workers) < max(1, int(self.total.get("CPU", 1))):
             self._start_worker()
         self._dispatch()

@@ -88,18 +88,12 @@ class Worker(PartActor):
                 self.tasks.put(spec)
 
     def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+        """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
         running = self.running
+        self.cancelled.add(msg.task_id)
         if running is not None and running.task_id == msg.task_id:
-            self.cancelled.add(msg.task_id)
-            if msg.force:
-                self._report(running, self._error_returns(running, exceptions.TaskCancelledError(running.task_id)))
-                self._flush()
-                self.log.info("task_force_cancelled_exiting", task_id=running.task_id)
-                os._exit(1)
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.executor.ident),
                                                        ctypes.py_object(KeyboardInterrupt))
-        else:
-            self.cancelled.add(msg.task_id)  # skipped when its turn comes
 
     def _on_block(self) -> None:
         if threading.current_thread() is not self.executor:

@@ -1,0 +1,62 @@
+"""Shared fixtures: real babyray clusters on free 127.0.0.1 ports, checked for leaks.
+
+Every cluster a test starts must be gone when it ends: no process of its session, no
+shared-memory segment, no listening socket of its admin.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import babyray  # noqa: E402
+from babyray.session import session_pids  # noqa: E402
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def assert_session_clean(session_dir: str) -> None:
+    """No process, shared-memory segment or admin of the session is left."""
+    left = [pid for pid in session_pids(session_dir) if _alive(pid)]
+    assert not left, f"processes left running by the session: {left}"
+    tag = os.path.basename(session_dir)[-6:]
+    segments = glob.glob(f"/dev/shm/babyray_{tag}_*")
+    assert not segments, f"shared-memory segments left: {segments}"
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A fresh private 2-CPU cluster for one test; yields init()'s info dict."""
+    info = babyray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * 1024 * 1024)
+    try:
+        yield info
+    finally:
+        babyray.shutdown()
+    assert_session_clean(info["session_dir"])
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    """One 2-CPU cluster shared by a module's tests that do not disturb it."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    info = babyray.init(num_cpus=2, resources={"custom": 1}, temp_dir=str(tmp),
+                        object_store_memory=256 * 1024 * 1024)
+    try:
+        yield info
+    finally:
+        babyray.shutdown()
+    assert_session_clean(info["session_dir"])

@@ -1,0 +1,103 @@
+"""init/shutdown and cluster information through the public API."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import babyray as ray
+from conftest import assert_session_clean
+
+
+def test_api_calls_before_init_raise_a_clear_error():
+    assert not ray.is_initialized()
+
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(RuntimeError, match="init"):
+        f.remote()
+    with pytest.raises(RuntimeError, match="init"):
+        ray.put(1)
+
+
+def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
+    with pytest.raises(RuntimeError, match="init"):
+        ray.init()
+    assert ray.init(ignore_reinit_error=True)["session_dir"] == cluster["session_dir"]
+
+
+def test_shutdown_leaves_nothing_and_a_second_init_works(tmp_path):
+    first = ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    assert ray.is_initialized()
+
+    @ray.remote
+    def f(x):
+        return x + 1
+
+    assert ray.get(f.remote(1)) == 2
+    ray.shutdown()
+    assert not ray.is_initialized()
+    assert_session_clean(first["session_dir"])
+    second = ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    try:
+        assert second["session_dir"] != first["session_dir"]
+        assert ray.get(f.remote(2)) == 3
+    finally:
+        ray.shutdown()
+    assert_session_clean(second["session_dir"])
+
+
+def test_nodes_lists_the_local_node_with_ray_keys(cluster):
+    nodes = ray.nodes()
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert node["Alive"] is True and node["NodeManagerAddress"] == "127.0.0.1"
+    assert node["Resources"]["CPU"] == 2.0 and node["NodeID"] == cluster["node_id"]
+
+
+def test_cluster_resources_reflect_init_arguments(tmp_path):
+    ray.init(num_cpus=3, resources={"accelerator": 2}, temp_dir=str(tmp_path))
+    try:
+        assert ray.cluster_resources() == {"CPU": 3.0, "accelerator": 2.0}
+    finally:
+        ray.shutdown()
+
+
+def test_available_resources_drop_while_a_task_runs(cluster):
+    @ray.remote
+    def hold(seconds):
+        time.sleep(seconds)
+        return True
+
+    ref = hold.remote(3)
+    deadline = time.time() + 5
+    while ray.available_resources().get("CPU", 0) != 1.0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU") == 1.0
+    assert ray.get(ref)
+    deadline = time.time() + 5
+    while ray.available_resources().get("CPU", 0) != 2.0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources()["CPU"] == 2.0
+
+
+def test_logs_are_structlog_json_lines_in_the_session(cluster):
+    import glob
+    import json
+
+    @ray.remote
+    def f():
+        return 1
+
+    ray.get(f.remote())
+    files = glob.glob(cluster["session_dir"] + "/logs/*.jsonl")
+    components = set()
+    for path in files:
+        with open(path) as fh:
+            for line in fh:
+                event = json.loads(line)
+                assert {"event", "ts", "level", "component", "pid"} <= set(event)
+                components.add(event["component"])
+    assert {"driver", "gcs", "global_scheduler", "local_scheduler", "object_store", "worker"} <= components
