@@ -34,6 +34,7 @@ class GlobalScheduler(PartActor):
         self.log = log.get_logger("global_scheduler")
         register_pid(msg.session_dir, "global_scheduler")
         self.post(msg.gcs, m.SubscribeNodes())
+        self.log.info("global_scheduler_started")
         self.post(sender, m.Started("global_scheduler", os.getpid()))
 
     def on_nodes_changed(self, msg: m.NodesChanged, sender: Any) -> None:

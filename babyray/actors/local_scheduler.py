@@ -124,6 +124,7 @@ class LocalScheduler(PartActor):
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
+            self._steal_for_idle_workers()
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
@@ -152,6 +153,17 @@ class LocalScheduler(PartActor):
         for worker_id, specs in batches.items():
             self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
+
+    def _steal_for_idle_workers(self) -> None:
+        """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
+        idle = sum(1 for w in self.workers.values() if w.ready and not w.assigned and not w.blocked)
+        if not idle:
+            return
+        for worker in sorted(self.workers.values(), key=lambda w: -len(w.assigned)):
+            if idle <= 0 or len(worker.assigned) < 2 or worker.blocked:
+                break
+            self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
+            idle -= 1
 
     def _assign(self, worker: WorkerInfo, spec: m.TaskSpec, batches: dict) -> None:
         worker.assigned.append(spec)

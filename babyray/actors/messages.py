@@ -177,6 +177,13 @@ class ReturnTasks:
 
 
 @dataclass(frozen=True, slots=True)
+class StealTasks:
+    """Local scheduler -> busy worker: hand back up to ``count`` unstarted tasks (ReturnTasks)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class CancelTask:
     """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``."""
 

@@ -59,7 +59,7 @@ class ObjectStore(PartActor):
         self.log = log.get_logger("object_store")
         register_pid(msg.session_dir, "object_store")
         name = f"babyray_{os.path.basename(msg.session_dir)[-6:]}_{msg.node_id}"
-        self.arena = Arena.create(name, msg.capacity)
+        self.arena = Arena.create(name, msg.capacity, background=True)
         self.allocator = Allocator(msg.capacity)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         self.post(sender, m.Started("object_store", os.getpid(), name))

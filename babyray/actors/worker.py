@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import queue
 import threading
 import time
 import traceback
+from collections import deque
 from typing import Any
 
 from babyray import exceptions, log, serialization
@@ -44,14 +44,15 @@ class Worker(PartActor):
         m.WorkerStart: "on_start",
         m.ExecuteTasks: "on_execute",
         m.CancelTask: "on_cancel",
+        m.StealTasks: "on_steal",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.core: CoreClient | None = None
         self.start_msg: m.WorkerStart | None = None
-        self.tasks: queue.Queue = queue.Queue()
-        self.queue_lock = threading.Lock()
+        self.tasks: deque[m.TaskSpec] = deque()
+        self.queue_lock = threading.Condition()
         self.blocked = False
         self.running: m.TaskSpec | None = None
         self.cancelled: set[str] = set()
@@ -84,8 +85,14 @@ class Worker(PartActor):
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
-            for spec in msg.specs:
-                self.tasks.put(spec)
+            self.tasks.extend(msg.specs)
+            self.queue_lock.notify()
+
+    def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
+        with self.queue_lock:
+            stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
+        if stolen:
+            self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
 
     def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
@@ -100,12 +107,8 @@ class Worker(PartActor):
             return
         with self.queue_lock:
             self.blocked = True
-            returned = []
-            while True:
-                try:
-                    returned.append(self.tasks.get_nowait())
-                except queue.Empty:
-                    break
+            returned = list(self.tasks)
+            self.tasks.clear()
         self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
 
     def _on_unblock(self) -> None:
@@ -119,7 +122,10 @@ class Worker(PartActor):
 
     def _run_tasks(self) -> None:
         while True:
-            spec = self.tasks.get()
+            with self.queue_lock:
+                while not self.tasks:
+                    self.queue_lock.wait()
+                spec = self.tasks.popleft()
             if spec.task_id in self.cancelled:
                 self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
                 continue

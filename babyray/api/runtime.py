@@ -19,7 +19,7 @@ from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.cluster import HeadHandle, default_resources, object_store_size, start_head
 from babyray.ids import random_hex
-from babyray.session import kill_session_processes, new_session_dir, register_pid
+from babyray.session import kill_session_processes, new_session_dir
 
 CONNECT_TIMEOUT = 30.0
 
@@ -61,7 +61,6 @@ class DriverRuntime:
                     object_store_memory: int | None, settings: dict) -> "DriverRuntime":
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
-        register_pid(session_dir, "driver")
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
                           object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings)
