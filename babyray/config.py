@@ -28,6 +28,14 @@ DEFAULTS: dict[str, Any] = {
     "idle_worker_timeout": 10.0,
     # GCS store URL; empty means a SQLite file in the session directory.
     "gcs_url": "",
+    # Prefix of the GCS store's table names (several clusters may share one database).
+    "gcs_table_prefix": "babyray_",
+    # Evict durable GCS entries of finished work from memory (the paper's Figure 10b).
+    "gcs_flushing": True,
+    # Seconds between two GCS flush passes.
+    "gcs_flush_period": 1.0,
+    # Most entries one GCS table keeps in memory when flushing (0: only finished work leaves).
+    "gcs_flush_max_entries": 0,
 }
 
 

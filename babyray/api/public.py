@@ -8,7 +8,8 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime
 
 _INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
-                  "worker_pipeline_depth", "max_workers", "idle_worker_timeout"}
+                  "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
+                  "gcs_url", "gcs_table_prefix", "gcs_flushing", "gcs_flush_period", "gcs_flush_max_entries"}
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,

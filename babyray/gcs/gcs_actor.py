@@ -1,7 +1,11 @@
 """The GCS actor: the cluster's metadata (tables), node liveness, function registry.
 
 Runs on the head node. Other parts reach it by address; it is never on a task's critical
-path except for the first use of a function on a worker.
+path except for the first use of a function on a worker. Every table is written through to
+the store (``StoredTable``: SQLite in the session directory, or ``gcs_url``) by a background
+writer; a flush pass evicts durable entries of finished work (``FlushPolicy``) and a miss
+faults them back. On start the GCS recovers nodes, actors and functions from the store;
+tasks and objects are read back on demand.
 """
 from __future__ import annotations
 
@@ -13,9 +17,16 @@ from typing import Any
 from babyray import config, log
 from babyray.actors import messages as m
 from babyray.actors.base import PartActor
-from babyray.gcs.tables import GcsTables
+from babyray.gcs import messages as gm
+from babyray.gcs.flushing import FlushPolicy
+from babyray.gcs.reader import StoreReader
+from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
+from babyray.gcs.tables import GcsTables, StoredTable
+from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
-from babyray.session import kill_session_processes
+from babyray.session import kill_session_processes, register_pid
+
+_WRITER_CLOSE_TIMEOUT = 3.0  # seconds a stopping GCS waits for the store to take pending writes
 
 
 class GcsActor(PartActor):
@@ -32,8 +43,13 @@ class GcsActor(PartActor):
         m.ObjectLocations: "on_object_locations",
         m.WhoAmI: "on_who_am_i",
         m.SubscribeNodes: "on_subscribe_nodes",
+        gm.GetTableEntries: "on_get_table_entries",
+        gm.ListTable: "on_list_table",
+        gm.UpdateTableEntries: "on_update_table_entries",
+        gm.GetGcsStats: "on_get_stats",
+        gm.FlushGcs: "on_flush_gcs",
     }
-    timers = {"liveness": "on_liveness_check"}
+    timers = {"liveness": "on_liveness_check", "flush": "on_flush_timer"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -44,16 +60,138 @@ class GcsActor(PartActor):
         self.node_seen: dict[str, float] = {}
         self.node_timeout = config.get("node_timeout")
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
+        self.policy = FlushPolicy(enabled=False)
+        self.writer: StoreWriter | None = None
+        self.reader: StoreReader | None = None
+        self.store_url = ""
+        self.recovered = False
 
     def on_start(self, msg: m.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
         log.configure(os.path.join(msg.session_dir, "logs"), "gcs")
         self.log = log.get_logger("gcs")
         self.watch_pid = msg.watch_pid
+        register_pid(msg.session_dir, "gcs")
         self.node_timeout = float(msg.config.get("node_timeout", self.node_timeout))
+        try:
+            self._open_store(msg.session_dir, msg.config)
+        except (ValueError, GcsSchemaVersionError) as exc:  # bad input: init() reports it
+            self.log.error("gcs_store_rejected", error=str(exc))
+            self.post(sender, f"GCS store error: {exc}")
+            return
         self.every(0.5, "liveness")
-        self.log.info("gcs_started", watch_pid=self.watch_pid)
+        self.every(self.policy.period, "flush")
+        self.log.info("gcs_started", watch_pid=self.watch_pid, url=self.store_url,
+                      flushing=self.policy.enabled, recovered=self.recovered)
         self.post(sender, m.Started("gcs", os.getpid()))
+
+    # ---- store, recovery, flushing -----------------------------------------------------
+
+    def _open_store(self, session_dir: str, settings: dict) -> None:
+        """Make the writer and reader, and recover the tables if the store is reachable.
+
+        Raises:
+            ValueError: the URL names an unsupported backend.
+            GcsSchemaVersionError: the store was written by another schema version.
+        """
+        url = config.get("gcs_url", settings.get("gcs_url") or None) or \
+            f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}"
+        prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
+        self.store_url = redact_url(url)
+        self.policy = FlushPolicy.from_settings(settings)
+
+        def open_store() -> GcsStore:
+            return GcsStore(url, prefix=prefix)
+
+        self.writer = StoreWriter(open_store)
+        self.reader = StoreReader(open_store, self.writer.is_healthy, self.store_url)
+        self.tables = GcsTables(self.writer, self.reader)
+        if self.reader.open():
+            self._recover()
+        else:
+            self.log.error("gcs_store_unreachable_at_start", url=self.store_url,
+                           detail="serving from memory; retrying with backoff")
+
+    def _recover(self) -> None:
+        """Load nodes, actors and functions from the store; tasks and objects fault back."""
+        loaded: dict[str, int] = {}
+        for name in ("nodes", "actors", "functions"):
+            table = self.tables.table(name)
+            items = table.scan() if isinstance(table, StoredTable) else []
+            if items is None:
+                return  # the store went away again: retried by the flush timer
+            loaded[name] = table.load(items)
+        for node_id, record in self.tables.nodes.items():
+            if record.get("alive"):  # known from before the restart: alive again once it beats
+                record["alive"] = False
+                self.tables.nodes.put(node_id, record)
+        self.recovered = True
+        self.log.info("gcs_tables_recovered", url=self.store_url, **loaded)
+
+    def on_flush_timer(self, msg: Any, sender: Any) -> None:
+        try:
+            if not self.recovered and self.reader is not None and self.reader.available():
+                self._recover()
+            if self.function_waiters:
+                self._retry_function_waiters()
+            self._flush_pass()
+        finally:
+            self.every(self.policy.period, "flush")
+
+    def _flush_pass(self) -> int:
+        if not self.policy.enabled:
+            return 0
+        return sum(t.evict(self.policy) for t in self.tables.all() if isinstance(t, StoredTable))
+
+    def _retry_function_waiters(self) -> None:
+        """Waiters of functions evicted while the store was unreadable get them once it is back."""
+        found = self.tables.functions.get_many(list(self.function_waiters))
+        for function_id, record in found.items():
+            for waiter, req_id in self.function_waiters.pop(function_id, []):
+                self.post(waiter, m.FunctionBlob(req_id, function_id, record["blob"]))
+
+    # ---- table queries -----------------------------------------------------------------
+
+    def on_get_table_entries(self, msg: gm.GetTableEntries, sender: Any) -> None:
+        try:
+            found = self.tables.table(msg.table).get_many(msg.keys)
+            entries = tuple((key, found.get(key)) for key in msg.keys)
+            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, entries))
+        except Exception as exc:  # answer the waiter instead of raising into Thespian
+            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}"))
+
+    def on_list_table(self, msg: gm.ListTable, sender: Any) -> None:
+        try:
+            table = self.tables.table(msg.table)
+            if isinstance(table, StoredTable):
+                items = table.scan(msg.where, msg.limit)
+                if items is None:
+                    raise ConnectionError(f"GCS store {self.store_url} is unavailable")
+            else:
+                items = [(k, r) for k, r in table.items()
+                         if all(r.get(f) == v for f, v in (msg.where or {}).items())][: msg.limit]
+            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, tuple(items)))
+        except Exception as exc:
+            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}"))
+
+    def on_update_table_entries(self, msg: gm.UpdateTableEntries, sender: Any) -> None:
+        table = self.tables.table(msg.table)
+        for key, fields in msg.updates:
+            table.update(key, **fields)
+
+    def on_get_stats(self, msg: gm.GetGcsStats, sender: Any) -> None:
+        stored = [t for t in self.tables.all() if isinstance(t, StoredTable)]
+        self.reply(msg, sender, gm.GcsStats(
+            msg.req_id, os.getpid(), self.store_url,
+            self.writer.is_healthy() if self.writer else False,
+            self.writer.pending_count() if self.writer else 0,
+            {t.name: len(t) for t in self.tables.all()},
+            {t.name: t.evicted for t in stored}, {t.name: t.faults for t in stored},
+            self.recovered, self.policy.enabled))
+
+    def on_flush_gcs(self, msg: gm.FlushGcs, sender: Any) -> None:
+        durable = self.writer.flush(msg.timeout) if self.writer else False
+        self.reply(msg, sender, gm.GcsFlushed(msg.req_id, durable, self._flush_pass()))
 
     def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
         self.reply(msg, sender, m.YouAre(msg.req_id, sender))
@@ -68,7 +206,7 @@ class GcsActor(PartActor):
             self.post(waiter, m.FunctionBlob(req_id, msg.function_id, msg.blob))
 
     def on_get_function(self, msg: m.GetFunction, sender: Any) -> None:
-        record = self.tables.functions.get(msg.function_id)
+        record = self.tables.functions.get(msg.function_id)  # faults back an evicted function
         if record is None:  # registration may still be on its way from the driver
             self.function_waiters.setdefault(msg.function_id, []).append((msg.reply_to or sender, msg.req_id))
         else:
@@ -94,14 +232,17 @@ class GcsActor(PartActor):
         self.node_seen[msg.node_id] = time.monotonic()
         record.update(available=dict(msg.available), queue_length=msg.queue_length,
                       num_workers=msg.num_workers)
-        if not record["alive"]:
-            record["alive"] = True
+        revived = not record["alive"]
+        record["alive"] = True
+        self.tables.nodes.put(msg.node_id, record)
+        if revived:
             self.log.info("node_alive_again", node=msg.node_id)
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
         if self.watch_pid and not _pid_alive(self.watch_pid):
             self.log.warning("driver_gone_stopping_private_cluster", pid=self.watch_pid)
+            self._close_store()
             kill_session_processes(self.session_dir, exclude=(os.getpid(),))
             os.kill(os.getpid(), signal.SIGKILL)
         now = time.monotonic()
@@ -109,6 +250,7 @@ class GcsActor(PartActor):
         for node_id, record in self.tables.nodes.items():
             if record["alive"] and now - self.node_seen.get(node_id, now) > self.node_timeout:
                 record["alive"] = False
+                self.tables.nodes.put(node_id, record)
                 changed = True
                 self.log.warning("node_dead", node=node_id, silent_for=round(now - self.node_seen[node_id], 2))
         if changed:
@@ -142,24 +284,48 @@ class GcsActor(PartActor):
         self.post(sender, m.DriverRegistered(msg.req_id, job_id, sender, self._node_infos()))
 
     def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
+        """Record task state changes (lineage).
+
+        A "submitted" event carries the whole lineage record, so it needs no read of an
+        evicted earlier version; any other event merges into the record, faulting it back.
+        """
         for task_id, state, fields in msg.events:
-            self.tables.tasks.update(task_id, state=state, **fields)
+            if state == "submitted":
+                record = dict(self.tables.tasks.cached(task_id) or {})
+                record.update(fields, state=state)
+                self.tables.tasks.put(task_id, record)
+            else:
+                self.tables.tasks.update(task_id, state=state, **fields)
 
     def on_object_locations(self, msg: m.ObjectLocations, sender: Any) -> None:
+        """Add and remove a node's copies; an object with no copy left is kept as "freed"."""
+        known = self.tables.objects.get_many(
+            [object_id for object_id, _ in msg.added] + list(msg.removed))
         for object_id, size in msg.added:
-            record = self.tables.objects.get(object_id) or {"locations": set(), "size": size}
+            record = known.get(object_id) or {"locations": set(), "size": size}
             record["locations"].add(msg.node_id)
-            record["size"] = size
+            record.update(size=size, state="stored")
+            known[object_id] = record
             self.tables.objects.put(object_id, record)
         for object_id in msg.removed:
-            record = self.tables.objects.get(object_id)
+            record = known.get(object_id)
             if record is not None:
                 record["locations"].discard(msg.node_id)
                 if not record["locations"]:
-                    self.tables.objects.delete(object_id)
+                    record["state"] = "freed"
+                self.tables.objects.put(object_id, record)
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("gcs_stopping")
+        self._close_store()
+
+    def _close_store(self) -> None:
+        """Write what is pending (waiting a little for the store), then close it."""
+        if self.writer is not None:
+            writer, self.writer = self.writer, None
+            writer.close(timeout=_WRITER_CLOSE_TIMEOUT)
+        if self.reader is not None:
+            self.reader.close()
 
 
 def _pid_alive(pid: int) -> bool:

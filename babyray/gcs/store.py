@@ -234,15 +234,24 @@ class GcsStore:
         Raises:
             ValueError: a where key is not in QUERYABLE.
         """
+        return [record for _, record in self.scan_items(table, where, limit)]
+
+    def scan_items(
+        self,
+        table: TableName,
+        where: Mapping[str, str | None] | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[str, Record]]:
+        """Like scan, but return (key, record) pairs."""
         t = self._table(table)
-        query = select(t.c.value).order_by(t.c.updated_at, t.c.key).limit(limit)
+        query = select(t.c.key, t.c.value).order_by(t.c.updated_at, t.c.key).limit(limit)
         for column, value in (where or {}).items():
             if column not in QUERYABLE:
                 known = ", ".join(QUERYABLE)
                 raise ValueError(f"cannot scan GCS table {table} on {column!r}; known: {known}")
             query = query.where(t.c[column] == value)
         with self._guard(), self._engine.connect() as conn:
-            return [pickle.loads(value) for value in conn.execute(query).scalars()]
+            return [(key, pickle.loads(value)) for key, value in conn.execute(query)]
 
     def close(self) -> None:
         """Close every pooled connection; the store can still be used, and reconnects."""

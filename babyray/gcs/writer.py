@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
@@ -71,6 +71,7 @@ class StoreWriter:
         self._cond = threading.Condition()
         self._pending: dict[Key, tuple[int, StoreRow | None]] = {}  # in enqueue order; None deletes
         self._batch: list[tuple[Key, StoreRow | None]] = []  # taken from _pending, being written
+        self._batch_keys: set[Key] = set()  # the keys of _batch, for durable_among
         self._enqueued = 0  # sequence number of the latest enqueue
         self._durable = 0  # every enqueue up to this number is durable, or superseded by one
         self._next_batch_at = 0.0
@@ -141,6 +142,19 @@ class StoreWriter:
         with self._cond:
             return len(self._pending) + len(self._batch)
 
+    def durable_among(self, table: TableName, keys: Iterable[str]) -> list[str]:
+        """Return those of keys of table that have no write pending or being written.
+
+        A key whose every enqueued write has committed is durable; so is a key never enqueued.
+        Keys can only become pending again through the caller's own enqueues, so a key returned
+        here stays durable until the caller writes it.
+        """
+        with self._cond:
+            pending, batch = self._pending, self._batch_keys
+            return [
+                key for key in keys if (table, key) not in pending and (table, key) not in batch
+            ]
+
     def is_healthy(self) -> bool:
         """Return False while the store is unreachable or failing, True otherwise."""
         return self._healthy
@@ -175,6 +189,7 @@ class StoreWriter:
             self._next_batch_at = time.monotonic() + self._flush_interval
             keys = list(itertools.islice(self._pending, self._max_batch))
             self._batch = [(key, self._pending.pop(key)[1]) for key in keys]
+            self._batch_keys = set(keys)
             return True
 
     def _write_batch(self) -> bool:
@@ -227,6 +242,7 @@ class StoreWriter:
         with self._cond:
             written = [key for key, _ in self._batch]
             self._batch = []
+            self._batch_keys = set()
             self._durable = (
                 next(iter(self._pending.values()))[0] - 1 if self._pending else self._enqueued
             )

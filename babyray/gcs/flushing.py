@@ -1,0 +1,59 @@
+"""The GCS flushing policy: which durable entries leave the GCS's memory, and when.
+
+With flushing on (the default) a pass runs every ``period`` seconds and evicts, among the
+entries whose latest write is durable, those of finished work: tasks in a final state,
+every object and function entry (objects are stable once their latest change is durable;
+functions are immutable) and dead actors. Nodes stay. With ``max_entries`` set, a pass also
+evicts the oldest durable entries of a table beyond that many, whatever their state. With
+flushing off, entries stay in memory (the paper's baseline); they are still written to the
+store. A read of an evicted entry faults it back from the store (``StoredTable``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from babyray import config
+
+__all__ = ["FINAL_TASK_STATES", "FlushPolicy"]
+
+FINAL_TASK_STATES = frozenset({"finished", "failed", "cancelled"})
+_DEAD_ACTOR_STATES = frozenset({"DEAD"})
+NEVER_EVICTED = frozenset({"nodes"})  # few, hot, and iterated by the liveness check
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPolicy:
+    """When the GCS evicts durable entries from memory."""
+
+    enabled: bool = True
+    """Evict entries of finished work once durable; False keeps every entry in memory."""
+    period: float = 1.0
+    """Seconds between two flush passes."""
+    max_entries: int = 0
+    """Most entries one table keeps in memory (0: no bound); nodes are never evicted."""
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> "FlushPolicy":
+        """Build the policy from init() settings, then BABYRAY_* environment, then defaults."""
+        return cls(
+            enabled=bool(config.get("gcs_flushing", settings.get("gcs_flushing"))),
+            period=float(config.get("gcs_flush_period", settings.get("gcs_flush_period"))),
+            max_entries=int(config.get("gcs_flush_max_entries", settings.get("gcs_flush_max_entries"))),
+        )
+
+    def evictable(self, table: str, record: dict) -> bool:
+        """Whether a durable ``record`` of ``table`` is finished work that may leave memory."""
+        if not self.enabled or table in NEVER_EVICTED:
+            return False
+        if table == "tasks":
+            return record.get("state") in FINAL_TASK_STATES
+        if table == "actors":
+            return record.get("state") in _DEAD_ACTOR_STATES
+        return True  # objects (stable once durable) and functions (immutable)
+
+    def bound(self, table: str) -> int:
+        """The most entries ``table`` keeps in memory; 0 means no bound."""
+        if not self.enabled or table in NEVER_EVICTED:
+            return 0
+        return self.max_entries
