@@ -177,6 +177,14 @@ class CoreClient:
             return
         self.submitted[spec.task_id] = spec
         self.transport.send(dest, m.SubmitTasks((spec,)))
+        self._task_event(spec.task_id, "submitted", name=spec.function_name, function_id=spec.function_id,
+                         job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
+                         return_ids=tuple(spec.return_ids), spec=spec, submitted_at=time.time())
+
+    def _task_event(self, task_id: str, state: str, **fields: Any) -> None:
+        """Tell the GCS of a task's state change (its lineage); batched, never blocks."""
+        if self.gcs is not None:
+            self.transport.send(self.gcs, m.TaskEvents(((task_id, state, fields),)))
 
     def resubmit(self, spec: m.TaskSpec) -> None:
         with self.lock:
@@ -190,6 +198,9 @@ class CoreClient:
         spec = self.submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
+        failed = any(isinstance(value, m.ErrorValue) for _, value in result.returns)
+        self._task_event(result.task_id, "failed" if failed else "finished", finished_at=time.time(),
+                         worker_id=result.worker_id, node_id=result.node_id)
         for oid, value in result.returns:
             self._set_value(oid, value)
 
