@@ -3,32 +3,68 @@
 Bytes never pass through this actor. A producer asks for a slot (CreateObject), writes the
 serialized object straight into the arena, and seals it (SealObject). A reader asks for
 the slots of sealed objects (PinObjects), maps them without a copy, and unpins them when
-its value is garbage collected. The store tells the GCS object table where objects are.
+its value is garbage collected. Owners free objects nobody references (FreeObjects); a
+pinned object is deleted only once its last reader unpins it. The store tells the GCS
+object table where objects are and how large they are.
+
+When the arena is full, room is made in least-recently-used order among sealed, unpinned
+objects: secondary copies (pulled from other nodes) are dropped, primary copies are
+spilled to files under ``<session_dir>/spill/<node_id>`` and restored into the arena when
+a reader pins them. A spilled object stays on this node (its GCS location does not
+change). Only when pinned and half-written objects leave no room does a request fail, with
+an ObjectStoreFullError naming the sizes.
+
+Between nodes: a reader whose object lives on another node asks its own store to pull it
+(PullObject). The store reserves a slot, asks the holding store to serve the object
+(ServeObject: the holder pins it and answers with its data-plane address and the slot), and
+a transfer thread streams the bytes from the holder's TransferServer (babyray.transfer)
+straight into the arena; the copy is then sealed as a secondary copy. Every store runs a
+TransferServer on its node's own address.
 """
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors import object_messages as om
 from babyray.actors.base import PartActor
 from babyray.session import register_pid
 from babyray.store.allocator import Allocator
 from babyray.store.arena import Arena
+from babyray.store.spill import SpillDir
+from babyray.transfer import TcpDataPlane, TransferServer
 
 
 @dataclass(slots=True)
 class StoredObject:
-    offset: int
+    offset: int | None  # None while the object is only on disk
     size: int
     owner_id: str
     sealed: bool = False
     pins: int = 0
     freed: bool = False
+    primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
+    on_disk: bool = False  # a spill file holds the bytes (kept after a restore)
     last_used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class StoreCounters:
+    """Cumulative counts for the memory report."""
+
+    spilled_bytes: int = 0
+    spilled_objects: int = 0
+    restored_bytes: int = 0
+    restored_objects: int = 0
+    evicted_bytes: int = 0
+    evicted_objects: int = 0
+    freed_objects: int = 0
 
 
 class ObjectStore(PartActor):
@@ -40,17 +76,31 @@ class ObjectStore(PartActor):
         m.PinObjects: "on_pin",
         m.UnpinObjects: "on_unpin",
         m.FreeObjects: "on_free",
+        om.GetStoreStats: "on_stats",
         m.Shutdown: "on_shutdown",
+        m.PullObject: "on_pull",
+        m.ServeObject: "on_serve",
+        m.ObjectServed: "on_served",
+        m.PullDone: "on_pull_done",
+        m.GetTransferAddress: "on_get_transfer_address",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arena: Arena | None = None
         self.allocator: Allocator | None = None
+        self.spill: SpillDir | None = None
         self.objects: dict[str, StoredObject] = {}
+        # Sealed, unpinned objects in the arena, least recently used first: eviction order.
+        self.evictable: OrderedDict[str, None] = OrderedDict()
         self.waiting: dict[str, list[tuple[Any, m.PinObjects]]] = {}
+        self.counters = StoreCounters()
         self.node_id = ""
         self.gcs: Any = None
+        self.transfer_server: TransferServer | None = None
+        self.data_plane = TcpDataPlane()
+        self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
+        self.serve_waiting: dict[str, list[tuple[Any, m.ServeObject]]] = {}
 
     def on_start(self, msg: m.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
@@ -61,29 +111,41 @@ class ObjectStore(PartActor):
         name = f"babyray_{os.path.basename(msg.session_dir)[-6:]}_{msg.node_id}"
         self.arena = Arena.create(name, msg.capacity, background=True)
         self.allocator = Allocator(msg.capacity)
+        self.spill = SpillDir(os.path.join(msg.session_dir, "spill", msg.node_id))
+        self.enable_thread_posts()
+        self.transfer_server = TransferServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"), self.arena.view)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         self.post(sender, m.Started("object_store", os.getpid(), name))
 
+    # ---- creating ------------------------------------------------------------------
+
     def on_create(self, msg: m.CreateObject, sender: Any) -> None:
-        offset = self.allocator.alloc(msg.size)
+        offset = self._alloc(msg.size)
         if offset is None:
-            error = exceptions.ObjectStoreFullError(
-                f"object {msg.object_id} of {msg.size} bytes does not fit: {self.allocator.used} of "
-                f"{self.arena.size} bytes in use, largest free block {self.allocator.largest_free}")
+            error = self._full_error(msg.object_id, msg.size)
+            self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
             self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena.name,
-                                              serialization.dumps(error)))
+                                                    serialization.dumps(error)))
             return
         self.objects[msg.object_id] = StoredObject(offset, msg.size, msg.owner_id)
         self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena.name))
 
     def on_seal(self, msg: m.SealObject, sender: Any) -> None:
         obj = self.objects.get(msg.object_id)
-        if obj is None:
+        if obj is None or obj.sealed:
             return
         obj.sealed = True
         self.post(self.gcs, m.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
+        if obj.freed:  # freed while it was being written
+            self._delete(msg.object_id)
+            return
+        self._touch(msg.object_id, obj)
         for reader, request in self.waiting.pop(msg.object_id, []):
             self.on_pin(request, reader)
+        for puller, request in self.serve_waiting.pop(msg.object_id, []):
+            self.on_serve(request, puller)
+
+    # ---- reading -------------------------------------------------------------------
 
     def on_pin(self, msg: m.PinObjects, sender: Any) -> None:
         unsealed = [oid for oid in msg.object_ids
@@ -91,34 +153,258 @@ class ObjectStore(PartActor):
         if unsealed:  # reply once all are sealed
             self.waiting.setdefault(unsealed[0], []).append((sender, msg))
             return
+        keep = set(msg.object_ids)
+        for oid in msg.object_ids:
+            obj = self.objects[oid]
+            if obj.offset is None and not self._restore(oid, obj, keep):
+                error = self._full_error(oid, obj.size, restoring=True)
+                self.log.warning("object_restore_failed", object_id=oid, size=obj.size, error=str(error))
+                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, {}, serialization.dumps(error)))
+                return
         slots = {}
         for oid in msg.object_ids:
             obj = self.objects[oid]
             obj.pins += 1
             obj.last_used = time.monotonic()
+            self.evictable.pop(oid, None)
             slots[oid] = (obj.offset, obj.size)
         self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, slots))
 
     def on_unpin(self, msg: m.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             obj = self.objects.get(oid)
-            if obj is not None:
-                obj.pins -= 1
-                if obj.freed and obj.pins <= 0:
-                    self._delete(oid)
+            if obj is None:
+                continue
+            obj.pins -= 1
+            if obj.pins > 0:
+                continue
+            if obj.freed:
+                self._delete(oid)
+            else:
+                self._touch(oid, obj)
+
+    # ---- freeing -------------------------------------------------------------------
 
     def on_free(self, msg: m.FreeObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             obj = self.objects.get(oid)
-            if obj is not None:
+            if obj is not None and not obj.freed:
                 obj.freed = True
-                if obj.pins <= 0:
+                self.counters.freed_objects += 1
+                if obj.pins <= 0 and obj.sealed:
                     self._delete(oid)
 
     def _delete(self, oid: str) -> None:
         obj = self.objects.pop(oid)
-        self.allocator.free(obj.offset)
+        self.evictable.pop(oid, None)
+        if obj.offset is not None:
+            self.allocator.free(obj.offset)
+        if obj.on_disk:
+            self.spill.delete(oid)
         self.post(self.gcs, m.ObjectLocations(self.node_id, (), (oid,)))
+
+    # ---- making room: eviction, spilling, restoring --------------------------------
+
+    def _touch(self, oid: str, obj: StoredObject) -> None:
+        """Mark a sealed, unpinned object in the arena as most recently used."""
+        obj.last_used = time.monotonic()
+        if obj.offset is not None:
+            self.evictable[oid] = None
+            self.evictable.move_to_end(oid)
+
+    def _alloc(self, size: int, keep: set | frozenset = frozenset()) -> int | None:
+        """A slot of ``size`` bytes, evicting or spilling LRU objects (not in ``keep``) to make room.
+
+        Secondary copies go first, then primary copies are spilled. None if no room can be made.
+        """
+        offset = self.allocator.alloc(size)
+        if offset is not None:
+            return offset
+        if size > self.allocator.capacity:
+            return None
+        for primary in (False, True):
+            for oid in [o for o in self.evictable if self.objects[o].primary is primary and o not in keep]:
+                if not self._evict(oid):
+                    continue
+                offset = self.allocator.alloc(size)
+                if offset is not None:
+                    return offset
+        return None
+
+    def _evict(self, oid: str) -> bool:
+        """Take a sealed, unpinned object out of the arena: dropped if secondary, else spilled."""
+        obj = self.objects[oid]
+        if not obj.primary:
+            self.counters.evicted_objects += 1
+            self.counters.evicted_bytes += obj.size
+            self.log.debug("object_evicted", object_id=oid, size=obj.size)
+            self._delete(oid)
+            return True
+        if not obj.on_disk:
+            started = time.perf_counter()
+            try:
+                self.spill.spill(oid, self.arena.view(obj.offset, obj.size))
+            except OSError as exc:
+                self.log.error("object_spill_failed", object_id=oid, size=obj.size, error=repr(exc))
+                return False
+            obj.on_disk = True
+            self.counters.spilled_objects += 1
+            self.counters.spilled_bytes += obj.size
+            self.log.info("object_spilled", object_id=oid, size=obj.size,
+                          seconds=round(time.perf_counter() - started, 4))
+        self.evictable.pop(oid, None)
+        self.allocator.free(obj.offset)
+        obj.offset = None
+        return True
+
+    def _restore(self, oid: str, obj: StoredObject, keep: set) -> bool:
+        """Read a spilled object back into the arena; False if no room can be made."""
+        offset = self._alloc(obj.size, keep)
+        if offset is None:
+            return False
+        started = time.perf_counter()
+        try:
+            self.spill.restore(oid, self.arena.view(offset, obj.size))
+        except (OSError, EOFError, KeyError) as exc:
+            self.allocator.free(offset)
+            self.log.error("object_restore_io_failed", object_id=oid, error=repr(exc))
+            return False
+        obj.offset = offset
+        self.counters.restored_objects += 1
+        self.counters.restored_bytes += obj.size
+        self.log.info("object_restored", object_id=oid, size=obj.size,
+                      seconds=round(time.perf_counter() - started, 4))
+        return True
+
+    def _full_error(self, oid: str, size: int, restoring: bool = False) -> exceptions.ObjectStoreFullError:
+        pinned = sum(o.size for o in self.objects.values() if o.offset is not None and o.pins > 0)
+        writing = sum(o.size for o in self.objects.values() if o.offset is not None and not o.sealed)
+        what = "restore of spilled object" if restoring else "object"
+        return exceptions.ObjectStoreFullError(
+            f"{what} {oid} of {size} bytes does not fit in the object store of node {self.node_id} "
+            f"({self.allocator.capacity} bytes): {self.allocator.used} bytes in use, {pinned} bytes pinned by "
+            f"readers, {writing} bytes being written, largest free block {self.allocator.largest_free} bytes, "
+            f"and nothing else can be spilled. Release the values you got (they pin their objects) or "
+            f"start babyray with a larger object_store_memory.")
+
+    # ---- data plane: pulling objects from other nodes, serving ours ---------------
+
+    def on_pull(self, msg: m.PullObject, sender: Any) -> None:
+        """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
+        oid = msg.object_id
+        if oid not in self.objects:
+            offset = self._alloc(msg.size)
+            if offset is None:
+                error = self._full_error(oid, msg.size)
+                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, {}, serialization.dumps(error)))
+                return
+            self.objects[oid] = StoredObject(offset, msg.size, "", primary=False)
+            self.pulls[oid] = (msg.source_store, time.monotonic())
+            self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
+            self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
+        self.on_pin(m.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
+
+    def on_serve(self, msg: m.ServeObject, sender: Any) -> None:
+        """Pin the object for a pulling store and tell it where to read it."""
+        obj = self.objects.get(msg.object_id)
+        if obj is not None and not obj.sealed:
+            self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
+            return
+        if obj is not None and obj.offset is None and not self._restore(msg.object_id, obj, {msg.object_id}):
+            obj = None
+        if obj is None:
+            lost = exceptions.ObjectLostError(f"object {msg.object_id} is not available on node {self.node_id}")
+            self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
+                                                   serialization.dumps(lost)))
+            return
+        obj.pins += 1
+        obj.last_used = time.monotonic()
+        self.evictable.pop(msg.object_id, None)
+        host, port = self.transfer_server.address
+        self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, obj.offset, obj.size, host, port))
+
+    def on_served(self, msg: m.ObjectServed, sender: Any) -> None:
+        obj = self.objects.get(msg.object_id)
+        if msg.object_id not in self.pulls or obj is None:
+            return
+        if msg.error is not None:  # the holder does not have it: nothing was pinned there
+            self.pulls.pop(msg.object_id, None)
+            self._pull_failed(msg.object_id, msg.error)
+            return
+        dest = self.arena.view(obj.offset, obj.size)
+
+        def transfer() -> None:
+            started = time.monotonic()
+            try:
+                self.data_plane.read_into(msg.host, msg.port, msg.offset, dest)
+                done = m.PullDone(msg.object_id, None, time.monotonic() - started)
+            except Exception as exc:
+                lost = exceptions.ObjectLostError(f"pulling object {msg.object_id} from {msg.host}:{msg.port} "
+                                                  f"failed: {exc}")
+                done = m.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
+            self.post_from_thread(self.myAddress, done)
+        threading.Thread(target=transfer, name="babyray-pull", daemon=True).start()
+
+    def on_pull_done(self, msg: m.PullDone, sender: Any) -> None:
+        source, started = self.pulls.pop(msg.object_id, (None, 0.0))
+        if source is not None:  # the holder pinned the object while we read it
+            self.post(source, m.UnpinObjects((msg.object_id,), self.node_id))
+        obj = self.objects.get(msg.object_id)
+        if obj is None:
+            return
+        if msg.error is not None:
+            self._pull_failed(msg.object_id, msg.error)
+            return
+        seconds = max(msg.seconds, 1e-9)
+        self.log.info("object_pulled", object_id=msg.object_id, size=obj.size, seconds=round(seconds, 4),
+                      gbps=round(obj.size / seconds / 1e9, 3), total_seconds=round(time.monotonic() - started, 4))
+        self.on_seal(m.SealObject(msg.object_id, obj.size), sender)
+
+    def _pull_failed(self, oid: str, error: bytes) -> None:
+        obj = self.objects.pop(oid, None)
+        if obj is not None and obj.offset is not None:
+            self.allocator.free(obj.offset)
+        self.log.warning("object_pull_failed", object_id=oid)
+        for reader, request in self.waiting.pop(oid, []):
+            self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena.name, {}, error))
+
+    def on_get_transfer_address(self, msg: m.GetTransferAddress, sender: Any) -> None:
+        host, port = self.transfer_server.address
+        self.reply(msg, sender, m.TransferAddress(msg.req_id, host, port))
+
+    # ---- reporting -----------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Bytes and object counts of this store (the memory report)."""
+        in_memory = [o for o in self.objects.values() if o.offset is not None]
+        only_on_disk = [o for o in self.objects.values() if o.offset is None]
+        pinned = [o for o in in_memory if o.pins > 0]
+        c = self.counters
+        return {
+            "node_id": self.node_id,
+            "capacity_bytes": self.allocator.capacity,
+            "used_bytes": self.allocator.used,
+            "largest_free_bytes": self.allocator.largest_free,
+            "num_objects": len(self.objects),
+            "num_in_memory": len(in_memory),
+            "in_memory_bytes": sum(o.size for o in in_memory),
+            "num_pinned": len(pinned),
+            "pinned_bytes": sum(o.size for o in pinned),
+            "num_spilled_now": len(only_on_disk),
+            "spilled_now_bytes": sum(o.size for o in only_on_disk),
+            "num_spilled": c.spilled_objects,
+            "spilled_bytes": c.spilled_bytes,
+            "num_restored": c.restored_objects,
+            "restored_bytes": c.restored_bytes,
+            "num_evicted": c.evicted_objects,
+            "evicted_bytes": c.evicted_bytes,
+            "num_freed": c.freed_objects,
+        }
+
+    def on_stats(self, msg: om.GetStoreStats, sender: Any) -> None:
+        self.reply(msg, sender, om.StoreStats(msg.req_id, self.node_id, self.stats()))
+
+    # ---- shutdown ------------------------------------------------------------------
 
     def on_shutdown(self, msg: m.Shutdown, sender: Any) -> None:
         self._release_arena()
@@ -128,7 +414,13 @@ class ObjectStore(PartActor):
         self._release_arena()
 
     def _release_arena(self) -> None:
+        if self.transfer_server is not None:
+            self.transfer_server.close()
+            self.transfer_server = None
         if self.arena is not None:
             self.arena.close()
             self.arena.unlink()
             self.arena = None
+        if self.spill is not None:
+            self.spill.cleanup()
+            self.spill = None

@@ -151,7 +151,8 @@ class Worker(PartActor):
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
             result = function(*args, **kwargs)
             values = self._split_returns(spec, result)
-            returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values))
+            owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
+            returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
             state = "finished"
         except KeyboardInterrupt:
             raise

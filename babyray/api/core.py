@@ -22,7 +22,9 @@ from typing import Any, Callable, Protocol
 
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors import object_messages as om
 from babyray.api.object_ref import ObjectRef
+from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.arena import Arena, read_object, write_object
 
@@ -88,6 +90,7 @@ class CoreClient:
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
         self.log = log.get_logger("core")
+        self.refs = ReferenceCounter(self)  # frees objects once no ObjectRef to them remains
 
     # ---- requests and replies ------------------------------------------------------
 
@@ -145,11 +148,13 @@ class CoreClient:
         deps = [(i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
         kwdeps = [(k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
         pending = _PendingTask(spec, len(deps) + len(kwdeps))
+        holds = [a for _, a in deps] + [a for _, a in kwdeps] + take_serialized_refs()
         refs = [ObjectRef(oid, self.inbox, self.identity) for oid in spec.return_ids]
         with self.lock:
             for oid in spec.return_ids:
                 self.owned[oid] = _Owned(task_id=spec.task_id)
             self.pending_tasks[spec.task_id] = pending
+            self.refs.hold_for_task(spec.task_id, holds)
             if pending.unresolved == 0:
                 self._send_task(pending, dest)
             for pos, ref in deps:
@@ -198,6 +203,7 @@ class CoreClient:
         spec = self.submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
+        self.refs.task_finished(result.task_id)
         failed = any(isinstance(value, m.ErrorValue) for _, value in result.returns)
         self._task_event(result.task_id, "failed" if failed else "finished", finished_at=time.time(),
                          worker_id=result.worker_id, node_id=result.node_id)
@@ -252,6 +258,10 @@ class CoreClient:
                 self.changed.notify_all()
         elif kind is m.GetObjects:
             self._serve_get_objects(msg)
+        elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
+            self.refs.handle(msg)
+        elif kind is om.StoreStats:
+            self._complete(msg)
         elif kind in _REPLY_TYPES:
             self._complete(msg)
         else:
@@ -371,19 +381,28 @@ class CoreClient:
 
     # ---- storing values --------------------------------------------------------------
 
-    def store_value(self, oid: str, value: Any) -> Value:
-        """Serialize ``value`` as object ``oid``: inline if small, else into the node's arena."""
-        return self._store_serialized(oid, serialization.serialize(value))
+    def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Value:
+        """Serialize ``value`` as object ``oid``: inline if small, else into the node's arena.
 
-    def _store_serialized(self, oid: str, serialized: serialization.SerializedObject) -> Value:
+        ``borrower`` = (id, address) of the process the value is for (a task's owner): it is
+        registered as a borrower of the refs the value contains before the value travels.
+        """
+        return self._store_serialized(oid, serialization.serialize(value), borrower)
+
+    def _store_serialized(self, oid: str, serialized: serialization.SerializedObject,
+                          borrower: tuple | None = None) -> Value:
+        if serialized.contained_refs:
+            forget_serialized_refs(serialized.contained_refs)
         if serialized.total_size <= self.inline_threshold:
-            return m.InlineValue(serialized.to_bytes())
+            return self.refs.stored_record(m.InlineValue(serialized.to_bytes()), serialized, borrower)
+        self.refs.drain()  # frees queued so far reach the store before this allocation
         reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         write_object(self._arena(reply.arena_name), reply.offset, serialized)
         self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity))
-        return m.StoredValue(self.node_id, serialized.total_size, self.store)
+        return self.refs.stored_record(m.StoredValue(self.node_id, serialized.total_size, self.store),
+                                       serialized, borrower)
 
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):

@@ -3,21 +3,36 @@
 A ref names the object and its owner (the driver or worker that created it, which knows
 where the value is). It pickles into task arguments and containers; the serializer is told
 about every ref it meets so nested refs can be tracked.
+
+Every instance is counted by the process's reference counter
+(``babyray.api.reference_counting``): creating one (directly or by unpickling) counts up
+at once, and its death is queued for the counter, so the owner frees the object when the
+last instance anywhere is gone.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from babyray.serialization import note_ref_serialized
+from babyray.api import reference_counting
+from babyray.serialization import _ref_hooks, note_ref_serialized
+
+_queue_death = reference_counting.deleted_events.append
 
 
 class ObjectRef:
-    __slots__ = ("id", "owner", "owner_id", "__weakref__")
+    __slots__ = ("id", "owner", "owner_id", "_counted", "__weakref__")
 
     def __init__(self, object_id: str, owner: Any, owner_id: str) -> None:
+        self._counted = 0
         self.id = object_id
         self.owner = owner
         self.owner_id = owner_id
+        self._counted = reference_counting.ref_created(self)
+
+    def __del__(self) -> None:
+        # Any thread, maybe inside the garbage collector: only queue the death (lock-free).
+        if self._counted:
+            _queue_death((self._counted, self.id))
 
     def hex(self) -> str:
         return self.id
@@ -29,8 +44,16 @@ class ObjectRef:
         return self.id[:-4]
 
     def __reduce__(self) -> Any:
-        note_ref_serialized(self)
+        if getattr(_ref_hooks, "refs", None) is not None:  # inside serialization.serialize
+            note_ref_serialized(self)
+            reference_counting.ref_serialized(self)
         return (ObjectRef, (self.id, self.owner, self.owner_id))
+
+    def __copy__(self) -> "ObjectRef":
+        return ObjectRef(self.id, self.owner, self.owner_id)
+
+    def __deepcopy__(self, memo: dict) -> "ObjectRef":
+        return ObjectRef(self.id, self.owner, self.owner_id)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ObjectRef) and other.id == self.id
