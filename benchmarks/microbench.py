@@ -1,0 +1,167 @@
+"""Microbenchmarks of babyray against Ray, measured in one run on this machine.
+
+Each system runs in its own subprocess (same workload, same machine, back to back):
+``init()`` to ready, empty-task round trip, task throughput, put/get of a 100 MB array,
+actor creation, actor method round trip and call throughput. Prints a table with the
+ratio babyray/Ray for each figure and writes benchmarks/results/microbench.json.
+
+    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(system: str, tasks: int, round_trips: int) -> dict:
+    """Run the workload on ``system`` ("babyray" or "ray") in this process."""
+    import numpy as np
+
+    if system == "ray":
+        import ray
+        init_kwargs = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 1 << 30,
+                       "log_to_driver": False}
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        import babyray as ray
+        init_kwargs = {"num_cpus": 2, "object_store_memory": 1 << 30}
+    out: dict = {}
+    start = time.perf_counter()
+    ray.init(**init_kwargs)
+
+    @ray.remote
+    def empty():
+        return None
+
+    ray.get(empty.remote())
+    out["init_s"] = time.perf_counter() - start
+
+    for _ in range(50):  # warm up the workers
+        ray.get(empty.remote())
+    latencies = []
+    for _ in range(round_trips):
+        t = time.perf_counter()
+        ray.get(empty.remote())
+        latencies.append(time.perf_counter() - t)
+    out["task_rtt_median_ms"] = statistics.median(latencies) * 1e3
+    out["task_rtt_p99_ms"] = _quantile(latencies, 0.99) * 1e3
+
+    t = time.perf_counter()
+    ray.get([empty.remote() for _ in range(tasks)])
+    out["task_throughput_per_s"] = tasks / (time.perf_counter() - t)
+
+    array = np.ones(100 * 1024 * 1024 // 8)
+    puts, gets = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        ref = ray.put(array)
+        puts.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        value = ray.get(ref)
+        gets.append(time.perf_counter() - t)
+        del value, ref
+    out["put_100mb_ms"] = statistics.median(puts) * 1e3
+    out["get_100mb_ms"] = statistics.median(gets) * 1e3
+
+    if hasattr(ray, "method") or system == "ray":
+        try:
+            out.update(_measure_actors(ray, round_trips, tasks))
+        except NotImplementedError:
+            pass
+    ray.shutdown()
+    return out
+
+
+def _measure_actors(ray, round_trips: int, calls: int) -> dict:
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+            return self.n
+
+    out = {}
+    creations = []
+    for _ in range(5):
+        t = time.perf_counter()
+        actor = Counter.remote()
+        ray.get(actor.inc.remote())
+        creations.append(time.perf_counter() - t)
+        ray.kill(actor)
+    out["actor_create_ms"] = statistics.median(creations) * 1e3
+    actor = Counter.remote()
+    ray.get(actor.inc.remote())
+    latencies = []
+    for _ in range(round_trips):
+        t = time.perf_counter()
+        ray.get(actor.inc.remote())
+        latencies.append(time.perf_counter() - t)
+    out["actor_rtt_median_ms"] = statistics.median(latencies) * 1e3
+    out["actor_rtt_p99_ms"] = _quantile(latencies, 0.99) * 1e3
+    t = time.perf_counter()
+    ray.get([actor.inc.remote() for _ in range(calls)])
+    out["actor_throughput_per_s"] = calls / (time.perf_counter() - t)
+    return out
+
+
+LOWER_IS_BETTER = {"init_s", "task_rtt_median_ms", "task_rtt_p99_ms", "put_100mb_ms", "get_100mb_ms",
+                   "actor_create_ms", "actor_rtt_median_ms", "actor_rtt_p99_ms"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["babyray", "ray"])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--round-trips", type=int, default=1000)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.tasks, args.round_trips)))
+        return
+    systems = [args.only] if args.only else ["babyray", "ray"]
+    results = {}
+    for system in systems:
+        if system == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                print("ray is not importable: pip install -r requirements-bench.txt to compare", flush=True)
+                continue
+        print(f"measuring {system} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", system, "--tasks", str(args.tasks),
+                               "--round-trips", str(args.round_trips)], capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            print(f"{system} failed:\n{proc.stderr[-3000:]}", flush=True)
+            continue
+        results[system] = json.loads(lines[-1])
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "microbench.json"), "w") as fh:
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}, fh, indent=2)
+    keys = sorted({k for r in results.values() for k in r}, key=lambda k: list(results.get("babyray", {})).index(k)
+                  if k in results.get("babyray", {}) else 99)
+    print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12}")
+    for key in keys:
+        ours, theirs = results.get("babyray", {}).get(key), results.get("ray", {}).get(key)
+        ratio = f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        note = " (lower is better)" if key in LOWER_IS_BETTER else ""
+        print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12}{note}")
+
+
+if __name__ == "__main__":
+    main()
