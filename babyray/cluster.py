@@ -2,22 +2,28 @@
 
 ``start_head`` starts (or joins) a multiprocTCPBase admin and creates the GCS, the global
 scheduler and the node's object store and local scheduler in it. Used by ``init()`` for a
-private cluster and by ``babyray start --head``.
+private cluster and by ``babyray start --head``. ``start_member`` starts a member admin that
+joins the head's convention, looks the head's parts up (``lookup_cluster``) and creates
+the member node's store and local scheduler on its own admin (``babyray start --address``).
+``join_as_driver`` gives a driver on any host a small admin of its own in the convention.
 """
 from __future__ import annotations
 
 import os
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from thespian.actors import ActorSystem
+from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config
 from babyray.actors import messages as m
 from babyray.actors.global_scheduler import GlobalScheduler
+from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
-from babyray.actors.thespian_setup import bind_to_node_ip, capabilities, log_defs
+from babyray.actors.thespian_setup import ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.ids import new_node_id
 
@@ -42,6 +48,14 @@ class HeadHandle:
     scheduler: Any
     store: Any
     arena_name: str
+    head_address: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.node_ip}:{self.port}"
+
+
+NodeHandle = HeadHandle  # a member node's handle has the same fields
 
 
 def _ask_started(system: Any, address: Any, msg: Any, what: str) -> m.Started:
@@ -52,30 +66,137 @@ def _ask_started(system: Any, address: Any, msg: Any, what: str) -> m.Started:
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               watch_pid: int = 0, settings: dict | None = None) -> HeadHandle:
-    """Start an admin on ``node_ip:port`` with the head's parts; return their addresses."""
+               watch_pid: int = 0, settings: dict | None = None, directory: bool = False) -> HeadHandle:
+    """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
+
+    With ``directory`` the admin is a convention leader that members and drivers can join
+    (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
+    """
     settings = dict(settings or {})
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     node_id = new_node_id()
-    system = ActorSystem("multiprocTCPBase", capabilities(node_ip, port, node_id), logDefs=log_defs(log_dir))
+    caps = capabilities(node_ip, port, node_id)
+    if directory:
+        caps[HEAD_CAPABILITY] = True
+    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
     try:
         gcs = system.createActor(GcsActor)
         _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), "GCS")
         global_scheduler = system.createActor(GlobalScheduler)
-        _ask_started(system, global_scheduler, m.StartGlobalScheduler(gcs, session_dir), "global scheduler")
-        store = system.createActor(ObjectStore)
-        arena_name = _ask_started(system, store, m.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
-                                  "object store").detail
-        scheduler = system.createActor(LocalScheduler)
-        _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
-                                                    global_scheduler, store, object_store_memory, settings),
-                     "local scheduler")
+        _ask_started(system, global_scheduler,
+                     m.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
+                     "global scheduler")
+        scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
+                                                         object_store_memory, gcs, global_scheduler, settings)
+        if directory:
+            info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store)
+            head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
+            _ask_started(system, head_directory, m.SetClusterInfo(info), "head directory")
     except BaseException:
         system.shutdown()
         raise
     return HeadHandle(system, session_dir, node_ip, port, node_id, gcs, global_scheduler, scheduler, store,
-                      arena_name)
+                      arena_name, f"{node_ip}:{port}")
+
+
+def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, node_id: str, resources: dict,
+                      object_store_memory: int, gcs: Any, global_scheduler: Any,
+                      settings: dict) -> tuple[Any, Any, str]:
+    """Create a node's object store and local scheduler on ``system``'s own admin."""
+    store = system.createActor(ObjectStore)
+    arena_name = _ask_started(system, store, m.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
+                              "object store").detail
+    scheduler = system.createActor(LocalScheduler)
+    _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
+                                                global_scheduler, store, object_store_memory, settings),
+                 "local scheduler")
+    return scheduler, store, arena_name
+
+
+def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOUT) -> m.ClusterInfo:
+    """Ask the head (through a DirectoryProbe placed on it) where the cluster's parts are.
+
+    The admin of ``system`` must be in the head's convention; right after it starts, its
+    registration may still be on its way, so creating the probe is retried until ``timeout``.
+
+    Raises:
+        ClusterStartError: no head answered at ``head_address`` within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            probe = system.createActor(DirectoryProbe, targetActorRequirements={HEAD_CAPABILITY: True})
+            reply = system.ask(probe, m.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic())))
+            system.tell(probe, ActorExitRequest())
+            if isinstance(reply, m.ClusterInfoReply):
+                return reply.info
+            last = reply
+        except Exception as exc:  # no compatible (head) admin registered yet
+            last = exc
+        time.sleep(0.3)
+    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s "
+                            f"(is `babyray start --head` running there?): {last!r}")
+
+
+def start_member(session_dir: str, node_ip: str, port: int, head_address: str, resources: dict,
+                 object_store_memory: int, settings: dict | None = None) -> NodeHandle:
+    """Start a member admin on ``node_ip:port`` in the convention of ``head_address``.
+
+    Its object store and local scheduler are created on this admin (the node's own host)
+    and register with the head's GCS.
+    """
+    settings = dict(settings or {})
+    log_dir = os.path.join(session_dir, "logs")
+    bind_to_node_ip(node_ip, log_dir)
+    node_id = new_node_id()
+    system = ActorSystem("multiprocTCPBase", capabilities(node_ip, port, node_id, head=head_address),
+                         logDefs=log_defs(log_dir))
+    try:
+        info = lookup_cluster(system, head_address)
+        scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
+                                                         object_store_memory, info.gcs, info.global_scheduler,
+                                                         settings)
+    except BaseException:
+        system.shutdown()
+        raise
+    return NodeHandle(system, session_dir, node_ip, port, node_id, info.gcs, info.global_scheduler, scheduler,
+                      store, arena_name, head_address)
+
+
+def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = None,
+                   timeout: float = START_TIMEOUT) -> tuple[Any, m.ClusterInfo, str]:
+    """Start a small admin for a driver process (in the convention, on a free port of this
+    host's address) and look the cluster up; returns (system, cluster info, node ip)."""
+    node_ip = node_ip or os.environ.get("BABYRAY_NODE_IP") or own_ip_towards(head_address)
+    log_dir = os.path.join(session_dir, "logs")
+    bind_to_node_ip(node_ip, log_dir)
+    caps = {ADMIN_PORT: free_port(node_ip), CONVENTION: head_address, "babyray_driver": True}
+    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    try:
+        info = lookup_cluster(system, head_address, timeout)
+    except BaseException:
+        system.shutdown()
+        raise
+    return system, info, node_ip
+
+
+def own_ip_towards(address: str) -> str:
+    """This host's address on the route to ``address`` (no packet is sent)."""
+    host = address.rpartition(":")[0] or address
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def default_resources(num_cpus: int | None, num_gpus: int | None, resources: dict | None) -> dict:

@@ -515,3 +515,99 @@ class Shutdown:
 @dataclass(frozen=True, slots=True)
 class SubscribeNodes:
     """Global scheduler -> GCS: send me NodesChanged whenever the node table changes."""
+
+
+# ---- multi-host: cluster directory, data plane (issue 6) -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """Where a running cluster's head parts are; kept by the head's directory actor."""
+
+    head_address: str
+    gcs: Any
+    global_scheduler: Any
+    head_node_id: str
+    head_scheduler: Any
+    head_store: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SetClusterInfo:
+    """Head launcher -> head directory: remember the head's parts."""
+
+    info: ClusterInfo
+
+
+@dataclass(frozen=True, slots=True)
+class LookupCluster:
+    """Joining member or driver -> directory probe -> head directory: reply ClusterInfoReply."""
+
+    req_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfoReply:
+    req_id: str
+    info: ClusterInfo
+
+
+@dataclass(frozen=True, slots=True)
+class PullObject:
+    """Reader -> its node's object store: fetch ``object_id`` from ``source_store`` if missing,
+    then reply ObjectsPinned as PinObjects does."""
+
+    req_id: str
+    object_id: str
+    size: int
+    source_store: Any
+    source_node: str
+    reader_id: str = ""
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeObject:
+    """Pulling object store -> holding object store: pin ``object_id``, reply ObjectServed."""
+
+    req_id: str
+    object_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectServed:
+    """Holding store -> puller: read [offset, offset+size) from the data plane at host:port."""
+
+    req_id: str
+    object_id: str
+    offset: int
+    size: int
+    host: str
+    port: int
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PullDone:
+    """Object store's transfer thread -> the store itself: a pull finished (or failed)."""
+
+    object_id: str
+    error: Any = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GetTransferAddress:
+    """A client without the store's arena mapped -> object store: reply TransferAddress."""
+
+    req_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAddress:
+    req_id: str
+    host: str
+    port: int

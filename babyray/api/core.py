@@ -31,7 +31,8 @@ from babyray.store.arena import Arena, read_object, write_object
 Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
-_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre)
+_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre,
+                m.TransferAddress)
 
 
 class Transport(Protocol):
@@ -85,6 +86,9 @@ class CoreClient:
         self.replies: dict[str, _Reply] = {}
         self.registered_functions: set[str] = set()
         self.arenas: dict[str, Arena] = {}
+        # No store on this host: objects go to/come from remote stores over the data plane.
+        self.remote_store_io = False
+        self._direct_io: Any = None
         self._req_ids = itertools.count()
         # Called around waits in get/wait from a task's thread (a worker releases its CPU).
         self.on_block: Callable[[], None] | None = None
@@ -362,16 +366,27 @@ class CoreClient:
         return self._read_stored(oid, value)
 
     def _read_stored(self, oid: str, value: m.StoredValue) -> Any:
-        if value.node_id != self.node_id:
-            raise exceptions.ObjectLostError(
-                f"object {oid} lives on node {value.node_id}; fetching from other nodes needs the data plane")
-        reply = self.request(self.store, lambda r: m.PinObjects(r, (oid,), self.identity))
+        if self.remote_store_io:
+            return self._direct().read(oid, value)
+        if value.node_id != self.node_id:  # the local store pulls it over the data plane
+            if value.store is None:
+                raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
+            reply = self.request(self.store, lambda r: m.PullObject(r, oid, value.size, value.store, value.node_id,
+                                                                    self.identity))
+        else:
+            reply = self.request(self.store, lambda r: m.PinObjects(r, (oid,), self.identity))
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
         arena = self._arena(reply.arena_name)
         return read_object(arena, offset, size,
                            lambda: self.transport.send(self.store, m.UnpinObjects((oid,), self.identity)))
+
+    def _direct(self) -> Any:
+        if self._direct_io is None:
+            from babyray.transfer.direct import DirectStoreIO
+            self._direct_io = DirectStoreIO(self)
+        return self._direct_io
 
     def _arena(self, name: str) -> Arena:
         arena = self.arenas.get(name)
@@ -399,7 +414,10 @@ class CoreClient:
         reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
-        write_object(self._arena(reply.arena_name), reply.offset, serialized)
+        if self.remote_store_io:
+            self._direct().write(self.store, reply.offset, serialized)
+        else:
+            write_object(self._arena(reply.arena_name), reply.offset, serialized)
         self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity))
         return self.refs.stored_record(m.StoredValue(self.node_id, serialized.total_size, self.store),
                                        serialized, borrower)

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from babyray.api import context
 from babyray.api.object_ref import ObjectRef
-from babyray.api.runtime import DriverRuntime
+from babyray.api.runtime import DriverRuntime, resolve_address
 
 _INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
                   "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
@@ -30,16 +30,23 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
+    address = resolve_address(address)
     if address is not None:
-        raise NotImplementedError("joining a running cluster by address comes with the multi-host CLI")
-    runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
+        given = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
+                                   ("object_store_memory", object_store_memory)) if v is not None}
+        if given:
+            raise ValueError(f"When connecting to an existing cluster, {', '.join(given)} must not be "
+                             "provided: give them to `babyray start` instead.")
+        runtime = DriverRuntime.connect(address, settings)
+    else:
+        runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
     context.set_driver_runtime(runtime)
     return _info(runtime)
 
 
 def _info(runtime: DriverRuntime) -> dict:
     return {"session_dir": runtime.session_dir, "node_id": runtime.node_id, "job_id": runtime.job_id,
-            "address": f"{runtime.head.node_ip}:{runtime.head.port}"}
+            "address": runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}"}
 
 
 def shutdown() -> None:

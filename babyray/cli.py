@@ -1,0 +1,273 @@
+"""The ``babyray`` command: start, stop and inspect the cluster parts on this host.
+
+``babyray start --head`` starts the convention leader (GCS, global scheduler, head node);
+``babyray start --address HEAD:PORT`` starts a member node that joins it. Both return once
+the node is registered: the Thespian admin runs on as a daemon (or, with ``--block``, the
+command stays in the foreground until signalled, for systemd). Each start records the
+admin's process group, session and network namespace in the state directory
+(``<temp_dir>/nodes``), so ``babyray stop`` can kill exactly what was started on this host
+(in this network namespace), by process group. ``babyray status`` joins as a driver and
+prints the node table.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from babyray import config
+
+DEFAULT_PORT = 1900
+STOP_GRACE = 3.0
+
+
+# ---- state records ----------------------------------------------------------------------
+
+
+def state_dir(temp_dir: str | None = None) -> str:
+    path = os.environ.get("BABYRAY_STATE_DIR") or os.path.join(config.get("temp_dir", temp_dir), "nodes")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _netns_id() -> str:
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return ""
+
+
+def _records(temp_dir: str | None, all_hosts: bool = False) -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(glob.glob(os.path.join(state_dir(temp_dir), "*.json"))):
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if all_hosts or record.get("netns") == _netns_id():
+            found.append((path, record))
+    return found
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.split("/")[2]))
+    return members
+
+
+# ---- start ------------------------------------------------------------------------------
+
+
+def _resources(args: argparse.Namespace) -> dict:
+    from babyray.cluster import default_resources
+    custom = json.loads(args.resources) if args.resources else {}
+    if not isinstance(custom, dict):
+        raise SystemExit("--resources must be a JSON object, e.g. '{\"GPU_big\": 2}'")
+    return default_resources(args.num_cpus, args.num_gpus, custom)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    settings: dict[str, Any] = {}
+    for name in ("node_timeout", "heartbeat_period", "scheduling_policy", "gcs_url"):
+        value = getattr(args, name, None)
+        if value is not None:
+            settings[name] = value
+    return settings
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from babyray.cluster import object_store_size, own_ip_towards, start_head, start_member
+    from babyray.session import new_session_dir, session_pids
+    if bool(args.head) == bool(args.address):
+        print("babyray start: give either --head or --address HEAD:PORT", file=sys.stderr)
+        return 2
+    node_ip = args.node_ip or os.environ.get("BABYRAY_NODE_IP") or \
+        (own_ip_towards(args.address) if args.address else "127.0.0.1")
+    if args.gcs_url:
+        os.environ["BABYRAY_GCS_URL"] = args.gcs_url
+    session_dir = new_session_dir(args.temp_dir)
+    # The admin inherits our stdout/stderr (DESIGN trap 12): point them at the session log,
+    # and keep the terminal for our own report.
+    report = os.fdopen(os.dup(1), "w", buffering=1)
+    log_path = os.path.join(session_dir, "logs", "node.out")
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_err = os.dup(2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    try:
+        resources = _resources(args)
+        memory = object_store_size(args.object_store_memory)
+        if args.head:
+            handle = start_head(session_dir, node_ip, args.port, resources, memory, settings=_settings(args),
+                                directory=True)
+        else:
+            handle = start_member(session_dir, node_ip, args.port, args.address, resources, memory,
+                                  settings=_settings(args))
+    except BaseException as exc:
+        os.dup2(saved_err, 2)
+        print(f"babyray start failed: {exc}\n(logs: {session_dir}/logs)", file=sys.stderr)
+        return 1
+    pids = session_pids(session_dir)
+    pgid = os.getpgid(pids[0]) if pids else 0
+    record = {"session_dir": session_dir, "pgid": pgid, "node_ip": node_ip, "port": args.port,
+              "head": bool(args.head), "head_address": handle.head_address, "node_id": handle.node_id,
+              "arena": handle.arena_name, "netns": _netns_id(), "started": time.time(), "cli_pid": os.getpid()}
+    path = os.path.join(state_dir(args.temp_dir), f"{os.path.basename(session_dir)}.json")
+    with open(path, "w") as f:
+        json.dump(record, f)
+    role = "head" if args.head else "member"
+    report.write(f"babyray {role} node {handle.node_id} started on {node_ip}:{args.port} "
+                 f"(resources {resources}; session {session_dir})\n")
+    if args.head:
+        report.write(f"Connect with: babyray start --address {handle.head_address}  |  "
+                     f"ray.init(address=\"{handle.head_address}\")\n")
+    report.write(f"{handle.head_address}\n")
+    report.flush()
+    if args.block:
+        stop = {"now": False}
+
+        def on_signal(signum: int, frame: Any) -> None:
+            stop["now"] = True
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not stop["now"] and _group_members(pgid):
+            time.sleep(0.5)
+        _stop_record(path, record)
+    os._exit(0)  # leave the admin running; skip interpreter teardown of Thespian objects
+
+
+# ---- stop -------------------------------------------------------------------------------
+
+
+def _stop_record(path: str, record: dict) -> list[int]:
+    from babyray.session import kill_session_processes
+    pgid = int(record.get("pgid") or 0)
+    killed = []
+    if pgid > 1:
+        members = _group_members(pgid)
+        for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while _group_members(pgid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not _group_members(pgid):
+                break
+        killed.extend(members)
+    killed.extend(kill_session_processes(record["session_dir"]))
+    tag = os.path.basename(record["session_dir"])[-6:]
+    for segment in glob.glob(f"/dev/shm/babyray_{tag}_*"):
+        try:
+            os.unlink(segment)
+        except FileNotFoundError:
+            pass
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return killed
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    records = _records(args.temp_dir, all_hosts=args.all)
+    for path, record in records:
+        killed = _stop_record(path, record)
+        role = "head" if record.get("head") else "member"
+        print(f"stopped {role} {record.get('node_ip')}:{record.get('port')} ({len(set(killed))} processes)")
+    if not records:
+        print("no babyray node was started on this host")
+    return 0
+
+
+# ---- status -----------------------------------------------------------------------------
+
+
+def _address(args: argparse.Namespace) -> str | None:
+    if args.address:
+        return args.address
+    if os.environ.get("BABYRAY_ADDRESS"):
+        return os.environ["BABYRAY_ADDRESS"]
+    for _, record in _records(args.temp_dir):
+        return record["head_address"]
+    return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    address = _address(args)
+    if not address:
+        print("no cluster address: pass --address HEAD:PORT or set BABYRAY_ADDRESS", file=sys.stderr)
+        return 1
+    import babyray
+    from babyray.api import context
+    babyray.init(address=address)
+    try:
+        infos = context.runtime().nodes()
+    finally:
+        babyray.shutdown()
+    alive = [n for n in infos if n.alive]
+    print(f"cluster {address}: {len(alive)} alive node(s), {len(infos) - len(alive)} dead")
+    print(f"{'node id':<20} {'address':<22} {'alive':<6} {'queue':>5}  resources (free/total)")
+    for n in infos:
+        res = ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.resources.items()))
+        print(f"{n.node_id:<20} {n.address:<22} {str(n.alive):<6} {n.queue_length:>5}  {res}")
+    return 0
+
+
+# ---- entry point ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="babyray", description="Start, stop and inspect babyray nodes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a head or member node on this host")
+    start.add_argument("--head", action="store_true", help="start the head (convention leader, GCS)")
+    start.add_argument("--address", help="HEAD:PORT of the head to join as a member")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="this node's Thespian admin port")
+    start.add_argument("--node-ip", help="this host's address in the cluster (every socket listens only on it)")
+    start.add_argument("--num-cpus", type=int)
+    start.add_argument("--num-gpus", type=int)
+    start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
+    start.add_argument("--object-store-memory", type=int, help="bytes of the node's shared-memory arena")
+    start.add_argument("--gcs-url", help="GCS store URL (head only; default SQLite in the session)")
+    start.add_argument("--node-timeout", type=float, help="seconds of heartbeat silence before a node is dead")
+    start.add_argument("--heartbeat-period", type=float, help="seconds between a node's heartbeats")
+    start.add_argument("--scheduling-policy", choices=("locality", "queue"),
+                       help="global scheduler placement (head only)")
+    start.add_argument("--temp-dir", help="root of session directories and node records")
+    start.add_argument("--block", action="store_true", help="stay in the foreground; stop the node on exit")
+    start.set_defaults(func=cmd_start)
+    stop = sub.add_parser("stop", help="stop the nodes started on this host")
+    stop.add_argument("--all", action="store_true", help="also nodes recorded by other network namespaces")
+    stop.add_argument("--temp-dir")
+    stop.set_defaults(func=cmd_stop)
+    status = sub.add_parser("status", help="print the cluster's nodes, resources and load")
+    status.add_argument("--address")
+    status.add_argument("--temp-dir")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

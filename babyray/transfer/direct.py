@@ -1,0 +1,60 @@
+"""Object access for a client with no store on its host (a driver on a host without a node).
+
+Such a client cannot map the node's arena: it reserves and pins slots in a remote store
+through Thespian as usual, and moves the bytes over the data plane into or out of its own
+private memory. Used by ``CoreClient`` when ``remote_store_io`` is set.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from babyray import serialization
+from babyray.actors import messages as m
+from babyray.actors.batching import address_key
+from babyray.transfer.tcp import TcpDataPlane
+
+
+class DirectStoreIO:
+    """Reads and writes objects of remote stores for one CoreClient (thread-safe)."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.plane = TcpDataPlane()
+        self.addresses: dict[Any, tuple[str, int]] = {}
+        self.lock = threading.Lock()
+
+    def address(self, store: Any) -> tuple[str, int]:
+        key = address_key(store)
+        with self.lock:
+            found = self.addresses.get(key)
+        if found is None:
+            reply = self.core.request(store, lambda r: m.GetTransferAddress(r))
+            found = (reply.host, reply.port)
+            with self.lock:
+                self.addresses[key] = found
+        return found
+
+    def read(self, oid: str, value: m.StoredValue) -> Any:
+        """Copy object ``oid`` from the store in ``value`` into private memory; deserialize it."""
+        core = self.core
+        reply = core.request(value.store, lambda r: m.PinObjects(r, (oid,), core.identity))
+        if reply.error is not None:
+            raise serialization.deserialize(reply.error)
+        offset, size = reply.slots[oid]
+        buffer = np.empty(size, np.uint8)
+        try:
+            host, port = self.address(value.store)
+            self.plane.read_into(host, port, offset, memoryview(buffer))
+        finally:
+            core.transport.send(value.store, m.UnpinObjects((oid,), core.identity))
+        return serialization.deserialize(memoryview(buffer))
+
+    def write(self, store: Any, offset: int, serialized: serialization.SerializedObject) -> None:
+        """Write ``serialized`` into the slot at ``offset`` of ``store``'s arena."""
+        buffer = np.empty(serialized.total_size, np.uint8)
+        serialized.write_to(memoryview(buffer))
+        host, port = self.address(store)
+        self.plane.write_from(host, port, offset, memoryview(buffer))
