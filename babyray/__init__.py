@@ -7,7 +7,10 @@ from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
 from babyray.api.public import (available_resources, cancel, cluster_resources, get, init, is_initialized,
                                 nodes, put, shutdown, wait)
+from babyray.api.memory import memory_stats, memory_summary
+from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
+from babyray import util
 
 __version__ = "0.1.0"
 
@@ -26,13 +29,14 @@ def remote(*args: Any, **options: Any) -> Any:
 
 def _make_remote(target: Any, options: dict) -> Any:
     if isinstance(target, type):
-        raise NotImplementedError("remote classes (actors) are not supported yet")
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError(f"@remote expects a function or class, got {type(target).__name__}")
     return RemoteFunction(target, options)
 
 
 __all__ = [
-    "ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "get", "init",
-    "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
+    "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
+    "exceptions", "get", "get_actor", "init", "is_initialized", "kill", "memory_stats", "memory_summary",
+    "method", "nodes", "put", "remote", "shutdown", "util", "wait",
 ]

@@ -1,0 +1,196 @@
+"""Remote classes (actors): ``@remote`` on a class, handles, method calls, ``@method``.
+
+``Cls.remote(*args)`` registers the actor with the GCS (which places it through the global
+scheduler on a node that has its resources) and returns an ActorHandle at once. Calls
+``handle.method.remote(...)`` go straight to the actor's worker (see actor_calls.py).
+Handles pickle, so they can be passed to tasks and other actors.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import cloudpickle
+
+from babyray.actors import messages as m
+from babyray.api import context
+from babyray.api.core import CoreClient, function_id_of
+from babyray.api.object_ref import ObjectRef
+from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
+from babyray.api.remote_function import encode_arg
+from babyray.ids import new_actor_id
+
+_NUM_RETURNS_ATTR = "__babyray_num_returns__"
+
+
+def method(*, num_returns: int = 1) -> Callable:
+    """Decorator for actor methods: ``@ray.method(num_returns=2)``."""
+    def decorate(function: Callable) -> Callable:
+        setattr(function, _NUM_RETURNS_ATTR, num_returns)
+        return function
+    return decorate
+
+
+def _methods_of(cls: type) -> dict[str, int]:
+    return {name: getattr(member, _NUM_RETURNS_ATTR, 1)
+            for name, member in inspect.getmembers(cls, callable)
+            if not (name.startswith("__") and name.endswith("__"))}
+
+
+class ActorClass:
+    """A class made remote. Instantiating it directly raises TypeError, as in Ray."""
+
+    def __init__(self, cls: type, options: dict) -> None:
+        self._cls = cls
+        self._options = check_options(dict(options), ACTOR_OPTIONS, "an actor class")
+        self._signature = inspect.signature(cls.__init__) if "__init__" in vars(cls) else None
+        self._blob: bytes | None = None
+        self._function_id: str | None = None
+        self.__name__ = cls.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', "
+                        f"use '{self.__name__}.remote()'.")
+
+    def __reduce__(self) -> Any:
+        return (ActorClass, (self._cls, self._options))
+
+    def options(self, **options: Any) -> "ActorClass":
+        view = ActorClass(self._cls, {**self._options, **options})
+        view._blob, view._function_id = self._blob, self._function_id
+        return view
+
+    def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
+        runtime = context.runtime()
+        core = runtime.core
+        options = self._options
+        if self._signature is not None:
+            try:
+                self._signature.bind(None, *args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        name = options.get("name")
+        if name is not None and options.get("get_if_exists"):
+            try:
+                return get_actor(name)
+            except ValueError:
+                pass
+        if self._blob is None:
+            self._blob = cloudpickle.dumps(self._cls)
+            self._function_id = function_id_of(self._blob)
+        core.ensure_function(self._function_id, self.__name__, self._blob)
+        actor_id = new_actor_id()
+        task_id, _ = core.new_returns(0)
+        resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
+                                {k: encode_arg(core, v) for k, v in kwargs.items()})
+        info = m.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
+                           int(options.get("max_task_retries") or 0), name)
+        spec = m.TaskSpec(
+            task_id=task_id, job_id=runtime.job_id, function_id=self._function_id,
+            function_name=f"{self.__name__}.__init__", args=resolved[0], kwargs=resolved[1],
+            num_returns=0, return_ids=[], resources=resource_request(options, 0.0), owner=core.inbox,
+            owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
+            actor_options={"max_concurrency": options.get("max_concurrency")},
+            scheduling_strategy=options.get("scheduling_strategy"))
+        reply = core.request(core.gcs, lambda r: m.RegisterActor(
+            r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
+        if reply.error:
+            raise ValueError(reply.error)
+        return ActorHandle(info)
+
+
+def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict]:
+    """Wait for the constructor's ref arguments (the GCS keeps the spec for restarts)."""
+    refs = [a for a in [*args, *kwargs.values()] if isinstance(a, ObjectRef)]
+    found = core._collect(refs, len(refs), None) if refs else {}
+
+    def value(a: Any) -> Any:
+        return m.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a
+    return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
+
+
+class ActorHandle:
+    """A reference to a running actor; ``handle.method.remote(...)`` calls it."""
+
+    def __init__(self, info: m.ActorInfo) -> None:
+        self._info = info
+
+    def __getattr__(self, name: str) -> "ActorMethod":
+        info = self.__dict__.get("_info")
+        if info is None or name.startswith("__"):
+            raise AttributeError(name)
+        if name not in info.methods:
+            raise AttributeError(f"'{info.class_name}' actor has no method '{name}'")
+        return ActorMethod(self, name, info.methods[name])
+
+    def __reduce__(self) -> Any:
+        return (ActorHandle, (self._info,))
+
+    def __repr__(self) -> str:
+        return f"Actor({self._info.class_name}, {self._info.actor_id})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._info.actor_id == self._info.actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._info.actor_id)
+
+    @property
+    def actor_id(self) -> str:
+        return self._info.actor_id
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
+                        f"use '{self._name}.remote()'.")
+
+    def options(self, *, num_returns: int | None = None, **_: Any) -> "ActorMethod":
+        return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        runtime = context.runtime()
+        core = runtime.core
+        info = self._handle._info
+        task_id, return_ids = core.new_returns(self._num_returns)
+        spec = m.TaskSpec(
+            task_id=task_id, job_id=runtime.job_id, function_id="",
+            function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=self._num_returns,
+            return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name,
+            caller_id=core.identity)
+        refs = core.submit_actor_call(spec)
+        return refs[0] if self._num_returns == 1 else refs
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the live actor named ``name``; ValueError if there is none."""
+    core = context.runtime().core
+    reply = core.request(core.gcs, lambda r: m.GetNamedActor(r, name))
+    if reply.info is None:
+        raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
+                         f"to look up a named actor you didn't create. 2. The named actor died. "
+                         f"3. You did not use a namespace matching the namespace of the actor.")
+    return ActorHandle(reply.info)
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Kill the actor's process; with ``no_restart`` it is not restarted and calls fail."""
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"ray.kill() only supports actor handles, got {type(actor).__name__}")
+    core = context.runtime().core
+    if no_restart:
+        with core.lock:
+            core.actor_calls.kill(actor.actor_id)
+    core.transport.send(core.gcs, m.KillActor(actor.actor_id, no_restart))
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[str]:
+    core = context.runtime().core
+    return list(core.request(core.gcs, lambda r: m.ListNamedActors(r)).names)
