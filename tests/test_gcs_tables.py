@@ -1,0 +1,106 @@
+"""StoredTable and FlushPolicy without a cluster: write-through, eviction of durable entries, fault-back."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from babyray.gcs.flushing import FlushPolicy
+from babyray.gcs.reader import StoreReader
+from babyray.gcs.store import GcsStore
+from babyray.gcs.tables import GcsTables, StoredTable
+from babyray.gcs.writer import StoreWriter
+
+
+class Parts:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.writer = StoreWriter(lambda: GcsStore(url))
+        self.reader = StoreReader(lambda: GcsStore(url), self.writer.is_healthy, url)
+        self.tables = GcsTables(self.writer, self.reader)
+
+    def close(self) -> None:
+        self.writer.close(timeout=2)
+        self.reader.close()
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Parts]:
+    parts = Parts(f"sqlite:///{tmp_path}/gcs.sqlite")
+    try:
+        yield parts
+    finally:
+        parts.close()
+
+
+def test_finished_tasks_leave_memory_once_durable_and_fault_back_on_a_miss(parts: Parts) -> None:
+    tasks = parts.tables.tasks
+    assert isinstance(tasks, StoredTable)
+    tasks.put("done", {"state": "finished", "name": "f"})
+    tasks.put("running", {"state": "submitted", "name": "f"})
+    assert parts.writer.flush(5)
+    assert tasks.evict(FlushPolicy()) == 1
+    assert tasks.cached("done") is None and tasks.cached("running") is not None
+    assert tasks.get("done") == {"state": "finished", "name": "f"}  # read back from the store
+    assert tasks.faults == 1 and tasks.cached("done") is not None
+    assert tasks.get("never") is None and tasks.misses == 1
+
+
+def test_an_entry_with_a_pending_write_is_never_evicted(parts: Parts) -> None:
+    parts.reader.open()
+    parts.writer.close()  # nothing becomes durable any more: every later put stays pending
+    parts.writer = StoreWriter(lambda: GcsStore("sqlite:////nonexistent-dir/gcs.sqlite"))
+    table = StoredTable("functions", parts.writer, parts.reader)
+    table.put("fn", {"name": "f", "blob": b"x"})
+    assert table.evict(FlushPolicy()) == 0 and table.cached("fn") is not None
+    parts.writer.close(timeout=0.2)
+
+
+def test_with_flushing_off_entries_stay_in_memory(parts: Parts) -> None:
+    for i in range(10):
+        parts.tables.tasks.put(f"t{i}", {"state": "finished"})
+    assert parts.writer.flush(5)
+    assert parts.tables.tasks.evict(FlushPolicy(enabled=False)) == 0
+    assert len(parts.tables.tasks) == 10
+
+
+def test_a_memory_bound_evicts_the_oldest_durable_entries_whatever_their_state(parts: Parts) -> None:
+    for i in range(10):
+        parts.tables.tasks.put(f"t{i}", {"state": "submitted"})
+    assert parts.writer.flush(5)
+    assert parts.tables.tasks.evict(FlushPolicy(max_entries=4)) == 6
+    assert [key for key, _ in parts.tables.tasks.items()] == ["t6", "t7", "t8", "t9"]
+    assert parts.tables.tasks.get("t0") == {"state": "submitted"}
+
+
+def test_nodes_are_never_evicted(parts: Parts) -> None:
+    parts.tables.nodes.put("n1", {"alive": False})
+    assert parts.writer.flush(5)
+    assert parts.tables.nodes.evict(FlushPolicy(max_entries=0)) == 0
+    assert parts.tables.nodes.evict(FlushPolicy(max_entries=1)) == 0
+
+
+def test_scan_merges_store_and_memory_with_memory_winning(parts: Parts) -> None:
+    actors = parts.tables.actors
+    actors.put("a1", {"state": "DEAD", "name": "x"})
+    actors.put("a2", {"state": "ALIVE", "name": "y"})
+    assert parts.writer.flush(5)
+    actors.evict(FlushPolicy())
+    assert actors.cached("a1") is None
+    actors.put("a3", {"state": "ALIVE", "name": "x"})
+    assert dict(actors.scan({"name": "x"})) == {"a1": {"state": "DEAD", "name": "x"},
+                                               "a3": {"state": "ALIVE", "name": "x"}}
+
+
+def test_a_read_while_the_store_is_unreachable_answers_unknown_without_waiting(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing-dir/gcs.sqlite"
+    writer = StoreWriter(lambda: GcsStore(url))
+    reader = StoreReader(lambda: GcsStore(url), writer.is_healthy, url)
+    try:
+        assert not reader.open()
+        table = StoredTable("tasks", writer, reader)
+        assert table.get("t1") is None and table.misses == 0  # unknown, not "absent"
+        assert reader.get_many("tasks", ["t1"]) is None
+    finally:
+        writer.close(timeout=0.2)
