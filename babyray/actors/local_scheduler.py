@@ -37,6 +37,7 @@ class WorkerInfo:
     assigned: list = field(default_factory=list)  # specs sent, in order; [0] is running
     held: dict = field(default_factory=dict)  # resources held for the running task
     idle_since: float = 0.0
+    actor_id: str | None = None  # set for a worker dedicated to one actor for its lifetime
 
 
 class LocalScheduler(PartActor):
@@ -51,6 +52,7 @@ class LocalScheduler(PartActor):
         m.ReturnTasks: "on_return_tasks",
         m.CancelTask: "on_cancel",
         m.WhoAmI: "on_who_am_i",
+        m.KillActorWorker: "on_kill_actor_worker",
     }
     timers = {"heartbeat": "on_heartbeat_timer"}
 
@@ -64,6 +66,7 @@ class LocalScheduler(PartActor):
         self.by_address: dict[Any, str] = {}
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
+        self.killed_actors: set[str] = set()
         self.last_heartbeat = 0.0
 
     # ---- start-up --------------------------------------------------------------------
@@ -125,10 +128,12 @@ class LocalScheduler(PartActor):
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
             self._steal_for_idle_workers()
+            self._ensure_workers(0)
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
-        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked]
+        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
+                and w.actor_id is None]
         wanted_workers = 0
         for fifo in self.queue.fifos():
             while fifo:
@@ -140,27 +145,35 @@ class LocalScheduler(PartActor):
                     worker = idle.pop()
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
+                    worker.actor_id = spec.actor_id if spec.actor_creation else None
                     self._assign(worker, self.queue.popped(fifo), batches)
-                elif not self._pipeline(spec, batches):
+                elif spec.actor_creation or not self._pipeline(spec, batches):
                     break
                 else:
                     self.queue.popped(fifo)
-        starting = sum(1 for w in self.workers.values() if not w.ready)
-        for _ in range(wanted_workers - starting):
-            if len(self.workers) >= self.max_workers:
-                break
-            self._start_worker()
+        self._ensure_workers(wanted_workers)
         for worker_id, specs in batches.items():
             self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
+    def _ensure_workers(self, wanted: int) -> None:
+        """Start workers for ``wanted`` runnable tasks, and keep the pool at the CPU count."""
+        starting = sum(1 for w in self.workers.values() if not w.ready)
+        pool = sum(1 for w in self.workers.values() if w.actor_id is None)
+        wanted = max(wanted, max(1, int(self.total.get("CPU", 1))) - pool)
+        for _ in range(wanted - starting):
+            if len(self.workers) >= self.max_workers:
+                break
+            self._start_worker()
+
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle = sum(1 for w in self.workers.values() if w.ready and not w.assigned and not w.blocked)
+        idle = sum(1 for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
+                   and w.actor_id is None)
         if not idle:
             return
         for worker in sorted(self.workers.values(), key=lambda w: -len(w.assigned)):
-            if idle <= 0 or len(worker.assigned) < 2 or worker.blocked:
+            if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
                 break
             self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
             idle -= 1
@@ -173,7 +186,8 @@ class LocalScheduler(PartActor):
         """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
         best = None
         for worker in self.workers.values():
-            if (worker.assigned and not worker.blocked and len(worker.assigned) < self.pipeline_depth
+            if (worker.assigned and not worker.blocked and worker.actor_id is None
+                    and len(worker.assigned) < self.pipeline_depth
                     and worker.held == spec.resources
                     and (best is None or len(worker.assigned) < len(best.assigned))):
                 best = worker
@@ -188,7 +202,7 @@ class LocalScheduler(PartActor):
             return
         done = set(msg.task_ids)
         worker.assigned = [s for s in worker.assigned if s.task_id not in done]
-        if not worker.assigned:
+        if not worker.assigned and worker.actor_id is None:
             self._release_worker(worker)
         self._dispatch()
 
@@ -265,16 +279,26 @@ class LocalScheduler(PartActor):
                          tasks=[s.task_id for s in worker.assigned])
         if not worker.blocked:
             release(self.available, worker.held)
-        if worker.assigned:
+        if worker.actor_id is not None:
+            reason = "killed by ray.kill()" if worker.actor_id in self.killed_actors else f"pid {worker.pid} exited"
+            self.killed_actors.discard(worker.actor_id)
+            self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
+        elif worker.assigned:
             running, *unstarted = worker.assigned
             self.queue.push_front(unstarted)
             if running.task_id in self.force_cancelled:
                 self.force_cancelled.discard(running.task_id)
             else:
                 self._retry_or_fail(running, worker)
-        if len(self.workers) < max(1, int(self.total.get("CPU", 1))):
-            self._start_worker()
         self._dispatch()
+
+    def on_kill_actor_worker(self, msg: m.KillActorWorker, sender: Any) -> None:
+        for worker in self.workers.values():
+            if worker.actor_id == msg.actor_id:
+                self.killed_actors.add(msg.actor_id)
+                self.log.info("actor_worker_killing", actor_id=msg.actor_id, pid=worker.pid)
+                os.kill(worker.pid, signal.SIGKILL)
+                return
 
     def _retry_or_fail(self, spec: m.TaskSpec, worker: WorkerInfo) -> None:
         if spec.max_retries == -1 or spec.attempt < spec.max_retries:
@@ -307,9 +331,10 @@ class LocalScheduler(PartActor):
     def _stop_idle_workers(self) -> None:
         keep = max(1, int(self.total.get("CPU", 1)))
         now = time.monotonic()
-        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
+        pool = [w for w in self.workers.values() if w.actor_id is None]
+        idle = [w for w in pool if w.ready and not w.assigned and not w.blocked
                 and now - w.idle_since > self.idle_timeout]
-        for worker in idle[: max(0, len(self.workers) - keep)]:
+        for worker in idle[: max(0, len(pool) - keep)]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
             self.workers.pop(worker.worker_id)
             self.by_address.pop(address_key(worker.address), None)

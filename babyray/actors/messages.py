@@ -611,3 +611,124 @@ class TransferAddress:
     req_id: str
     host: str
     port: int
+
+
+# ---- actors ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActorInfo:
+    """What a caller needs to build a handle: class name, methods and options."""
+
+    actor_id: str
+    class_name: str
+    methods: dict  # method name -> num_returns
+    max_task_retries: int = 0
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterActor:
+    """Owner -> GCS: create this actor (name checked for uniqueness); reply ActorRegistered."""
+
+    req_id: str
+    spec: TaskSpec
+    info: ActorInfo
+    max_restarts: int = 0
+    detached: bool = False
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRegistered:
+    req_id: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStarted:
+    """Actor's worker -> GCS: the constructor returned; calls go to ``address``."""
+
+    actor_id: str
+    address: Any
+    node_id: str
+    worker_id: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorInitFailed:
+    """Actor's worker -> GCS: the constructor raised (``cause`` is its text)."""
+
+    actor_id: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorWorkerDied:
+    """Local scheduler -> GCS: the process hosting the actor exited."""
+
+    actor_id: str
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeActor:
+    """Caller -> GCS: send ActorStateChanged now and whenever the actor's state changes."""
+
+    actor_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStateChanged:
+    """GCS -> callers: PENDING, ALIVE (with address), RESTARTING or DEAD (with cause)."""
+
+    actor_id: str
+    state: str
+    address: Any = None
+    death_cause: str = ""
+    num_restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KillActor:
+    """Caller -> GCS: kill the actor's process; with no_restart it stays dead."""
+
+    actor_id: str
+    no_restart: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KillActorWorker:
+    """GCS -> local scheduler: kill the worker process hosting ``actor_id``."""
+
+    actor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetNamedActor:
+    """Anyone -> GCS: reply NamedActor for ``name`` (info None if there is none)."""
+
+    req_id: str
+    name: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamedActor:
+    req_id: str
+    info: ActorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListNamedActors:
+    req_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamedActorList:
+    req_id: str
+    names: tuple

@@ -9,6 +9,7 @@ back the tasks queued behind it, so recursion cannot deadlock.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.api import context
 from babyray.api.core import CoreClient
@@ -58,6 +60,7 @@ class Worker(PartActor):
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
         self.executor: threading.Thread | None = None
+        self.actor: ActorHost | None = None
 
     def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
         self.start_msg = msg
@@ -103,7 +106,7 @@ class Worker(PartActor):
                                                        ctypes.py_object(KeyboardInterrupt))
 
     def _on_block(self) -> None:
-        if threading.current_thread() is not self.executor:
+        if threading.current_thread() is not self.executor or self.actor is not None:
             return
         with self.queue_lock:
             self.blocked = True
@@ -112,7 +115,7 @@ class Worker(PartActor):
         self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
 
     def _on_unblock(self) -> None:
-        if threading.current_thread() is not self.executor:
+        if threading.current_thread() is not self.executor or not self.blocked:
             return
         with self.queue_lock:
             self.blocked = False
@@ -129,6 +132,11 @@ class Worker(PartActor):
             if spec.task_id in self.cancelled:
                 self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
                 continue
+            if spec.actor_creation:
+                self._create_actor(spec)
+                continue
+            if self.actor is not None and self.actor.is_async and self._call_async(spec):
+                continue
             self.running = spec
             try:
                 returns = self._execute(spec)
@@ -136,17 +144,72 @@ class Worker(PartActor):
                 returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
             self.running = None
             self._report(spec, returns)
+            spec = returns = None  # idle workers must not keep the task's refs alive
 
     def _report(self, spec: m.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
         self.post_from_thread(spec.owner, m.TaskResults((m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id),)))
+        if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
+            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+
+    # ---- hosting an actor ------------------------------------------------------------
+
+    def _create_actor(self, spec: m.TaskSpec) -> None:
+        """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
+        start = self.start_msg
+        context.current_task.actor_id = spec.actor_id
+        try:
+            self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
+            self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
+        except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
+            cause = traceback.format_exc()
+            self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
+            self.post_from_thread(start.gcs, m.ActorInitFailed(spec.actor_id, cause))
+            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+            time.sleep(0.5)  # let the loop send both before the process goes
+            os._exit(0)
+        self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
+        self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
+                                                        start.worker_id, os.getpid()))
         self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+        for _ in range(self.actor.executor_threads() - 1):
+            threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
+
+    def _call_async(self, spec: m.TaskSpec) -> bool:
+        """Start a coroutine method on the actor's loop; False if the method is not async."""
+        try:
+            method = self.actor.method(spec.method_name)
+        except AttributeError:
+            return False
+        if not inspect.iscoroutinefunction(method):
+            return False
+        try:
+            args = [self._arg(a) for a in spec.args]
+            kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
+        except Exception as exc:
+            self._report(spec, self._error_returns(spec, exc, traceback.format_exc()))
+            return True
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                tb = "".join(traceback.format_exception(error))
+                self._report(spec, self._error_returns(spec, error, tb))
+                return
+            try:
+                values = self._split_returns(spec, result)
+                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values))
+            except Exception as exc:
+                returns = self._error_returns(spec, exc, traceback.format_exc())
+            self._report(spec, returns)
+
+        self.actor.run_coroutine(method, args, kwargs, done)
+        return True
 
     def _execute(self, spec: m.TaskSpec) -> tuple:
         started = time.time()
         context.current_task.task_id = spec.task_id
         try:
-            function = self._function(spec.function_id)
+            function = self._callable(spec)
             args = [self._arg(a) for a in spec.args]
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
             result = function(*args, **kwargs)
@@ -164,6 +227,13 @@ class Worker(PartActor):
         self.log.info("task_executed", task_id=spec.task_id, function=spec.function_name, state=state,
                       start=started, end=time.time(), attempt=spec.attempt)
         return returns
+
+    def _callable(self, spec: m.TaskSpec) -> Any:
+        if spec.method_name is None:
+            return self._function(spec.function_id)
+        if self.actor is None or self.actor.instance is None:
+            raise exceptions.ActorDiedError(f"The actor {spec.actor_id} is not alive in this worker")
+        return self.actor.method(spec.method_name)
 
     def _function(self, function_id: str) -> Any:
         function = self.functions.get(function_id)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors import object_messages as om
+from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.object_ref import ObjectRef
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
@@ -32,7 +33,7 @@ Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
 _REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre,
-                m.TransferAddress)
+                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList)
 
 
 class Transport(Protocol):
@@ -85,6 +86,7 @@ class CoreClient:
         self.submitted: dict[str, m.TaskSpec] = {}
         self.replies: dict[str, _Reply] = {}
         self.registered_functions: set[str] = set()
+        self.actor_calls = ActorSubmitter(self)
         self.arenas: dict[str, Arena] = {}
         # No store on this host: objects go to/come from remote stores over the data plane.
         self.remote_store_io = False
@@ -152,13 +154,10 @@ class CoreClient:
         deps = [(i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
         kwdeps = [(k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
         pending = _PendingTask(spec, len(deps) + len(kwdeps))
-        holds = [a for _, a in deps] + [a for _, a in kwdeps] + take_serialized_refs()
         refs = [ObjectRef(oid, self.inbox, self.identity) for oid in spec.return_ids]
         with self.lock:
-            for oid in spec.return_ids:
-                self.owned[oid] = _Owned(task_id=spec.task_id)
+            self.own_returns(spec, [a for _, a in deps] + [a for _, a in kwdeps])
             self.pending_tasks[spec.task_id] = pending
-            self.refs.hold_for_task(spec.task_id, holds)
             if pending.unresolved == 0:
                 self._send_task(pending, dest)
             for pos, ref in deps:
@@ -166,6 +165,15 @@ class CoreClient:
             for key, ref in kwdeps:
                 self._lookup(ref, self._resolver(pending, spec.kwargs, key, ref.id, dest))
         return refs[: spec.num_returns] if spec.num_returns else []
+
+    def own_returns(self, spec: m.TaskSpec, dep_refs: list[ObjectRef]) -> None:
+        """Own a new task's return objects; its argument refs stay alive until it ends. Locked."""
+        for oid in spec.return_ids:
+            self.owned[oid] = _Owned(task_id=spec.task_id)
+        self.refs.hold_for_task(spec.task_id, dep_refs + take_serialized_refs())
+
+    def submit_actor_call(self, spec: m.TaskSpec) -> list[ObjectRef]:
+        return self.actor_calls.submit(spec)
 
     def _resolver(self, pending: _PendingTask, container: Any, slot: Any, oid: str, dest: Any) -> Callable:
         def resolved(value: Value) -> None:
@@ -207,10 +215,11 @@ class CoreClient:
         spec = self.submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
-        self.refs.task_finished(result.task_id)
+        self.actor_calls.finished(result.task_id)
         failed = any(isinstance(value, m.ErrorValue) for _, value in result.returns)
         self._task_event(result.task_id, "failed" if failed else "finished", finished_at=time.time(),
                          worker_id=result.worker_id, node_id=result.node_id)
+        self.refs.task_finished(result.task_id)
         for oid, value in result.returns:
             self._set_value(oid, value)
 
@@ -262,6 +271,9 @@ class CoreClient:
                 self.changed.notify_all()
         elif kind is m.GetObjects:
             self._serve_get_objects(msg)
+        elif kind is m.ActorStateChanged:
+            with self.lock:
+                self.actor_calls.state_changed(msg)
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
         elif kind is om.StoreStats:

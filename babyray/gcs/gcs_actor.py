@@ -21,6 +21,7 @@ from babyray.gcs import messages as gm
 from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
+from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
@@ -48,6 +49,14 @@ class GcsActor(PartActor):
         gm.UpdateTableEntries: "on_update_table_entries",
         gm.GetGcsStats: "on_get_stats",
         gm.FlushGcs: "on_flush_gcs",
+        m.RegisterActor: "on_register_actor",
+        m.ActorStarted: "on_actor_started",
+        m.ActorInitFailed: "on_actor_init_failed",
+        m.ActorWorkerDied: "on_actor_worker_died",
+        m.SubscribeActor: "on_subscribe_actor",
+        m.KillActor: "on_kill_actor",
+        m.GetNamedActor: "on_get_named_actor",
+        m.ListNamedActors: "on_list_named_actors",
     }
     timers = {"liveness": "on_liveness_check", "flush": "on_flush_timer"}
 
@@ -65,6 +74,8 @@ class GcsActor(PartActor):
         self.reader: StoreReader | None = None
         self.store_url = ""
         self.recovered = False
+        self.global_scheduler: Any = None
+        self._actor_directory: ActorDirectory | None = None
 
     def on_start(self, msg: m.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
@@ -272,9 +283,61 @@ class GcsActor(PartActor):
         self.reply(msg, sender, m.Nodes(msg.req_id, self._node_infos()))
 
     def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
+        self.global_scheduler = sender
         if sender not in self.subscribers:
             self.subscribers.append(sender)
         self.post(sender, m.NodesChanged(self._node_infos()))
+
+    # ---- actors ------------------------------------------------------------------------
+
+    @property
+    def actor_directory(self) -> ActorDirectory:
+        if self._actor_directory is None or self._actor_directory.table is not self.tables.actors:
+            self._actor_directory = ActorDirectory(self.tables.actors)
+        return self._actor_directory
+
+    def _post_all(self, outgoing: list) -> None:
+        for dest, message in outgoing:
+            self.post(dest, message)
+
+    def on_register_actor(self, msg: m.RegisterActor, sender: Any) -> None:
+        error = self.actor_directory.register(msg)
+        self.reply(msg, sender, m.ActorRegistered(msg.req_id, error))
+        if error is None:
+            self.log.info("actor_registered", actor_id=msg.spec.actor_id, name=msg.info.name,
+                          class_name=msg.info.class_name)
+            self.post(self.global_scheduler, m.ForwardTasks("gcs", (msg.spec,)))
+
+    def on_actor_started(self, msg: m.ActorStarted, sender: Any) -> None:
+        node = self.tables.nodes.get(msg.node_id) or {}
+        self.log.info("actor_alive", actor_id=msg.actor_id, node=msg.node_id, worker_id=msg.worker_id)
+        self._post_all(self.actor_directory.started(msg, node.get("scheduler")))
+
+    def on_actor_init_failed(self, msg: m.ActorInitFailed, sender: Any) -> None:
+        self.log.warning("actor_init_failed", actor_id=msg.actor_id)
+        self._post_all(self.actor_directory.init_failed(msg))
+
+    def on_actor_worker_died(self, msg: m.ActorWorkerDied, sender: Any) -> None:
+        outgoing, restart_spec = self.actor_directory.worker_died(msg)
+        self._post_all(outgoing)
+        if restart_spec is not None:
+            self.log.warning("actor_restarting", actor_id=msg.actor_id, reason=msg.reason)
+            self.post(self.global_scheduler, m.ForwardTasks("gcs", (restart_spec,)))
+        else:
+            self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
+
+    def on_subscribe_actor(self, msg: m.SubscribeActor, sender: Any) -> None:
+        self._post_all(self.actor_directory.subscribe(msg.actor_id, msg.reply_to or sender))
+
+    def on_kill_actor(self, msg: m.KillActor, sender: Any) -> None:
+        self.log.info("actor_kill_requested", actor_id=msg.actor_id, no_restart=msg.no_restart)
+        self._post_all(self.actor_directory.kill(msg))
+
+    def on_get_named_actor(self, msg: m.GetNamedActor, sender: Any) -> None:
+        self.reply(msg, sender, m.NamedActor(msg.req_id, self.actor_directory.named(msg.name)))
+
+    def on_list_named_actors(self, msg: m.ListNamedActors, sender: Any) -> None:
+        self.reply(msg, sender, m.NamedActorList(msg.req_id, self.actor_directory.names()))
 
     # ---- drivers, lineage, objects -----------------------------------------------------
 
