@@ -25,6 +25,7 @@ from babyray.actors import messages as m
 from babyray.actors import object_messages as om
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.object_ref import ObjectRef
+from babyray.api.task_events import TaskEventBuffer
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.arena import Arena, read_object, write_object
@@ -96,6 +97,7 @@ class CoreClient:
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
         self.log = log.get_logger("core")
+        self.task_events = TaskEventBuffer(transport, gcs) if gcs is not None else None
         self.refs = ReferenceCounter(self)  # frees objects once no ObjectRef to them remains
 
     # ---- requests and replies ------------------------------------------------------
@@ -200,8 +202,8 @@ class CoreClient:
 
     def _task_event(self, task_id: str, state: str, **fields: Any) -> None:
         """Tell the GCS of a task's state change (its lineage); batched, never blocks."""
-        if self.gcs is not None:
-            self.transport.send(self.gcs, m.TaskEvents(((task_id, state, fields),)))
+        if self.task_events is not None:
+            self.task_events.add(task_id, state, fields)
 
     def resubmit(self, spec: m.TaskSpec) -> None:
         with self.lock:

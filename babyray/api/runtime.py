@@ -132,6 +132,7 @@ class DriverRuntime:
             return
         self._closed = True
         atexit.unregister(self.shutdown)
+        self.core.task_events.close()
         self.transport.close()
         if self.owns_cluster:
             try:
