@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import babyray as ray
+from babyray.actors.messages import GetNodes
 from babyray.actors import messages as m
 from babyray.api import context
 from babyray.cluster import ClusterStartError
@@ -63,6 +64,9 @@ class Gcs:
         return self.ask(gm.GetGcsStats("stats"))
 
     def flush(self, timeout: float = 10.0) -> gm.GcsFlushed:
+        core = context.runtime().core
+        core.task_events.flush()  # owners buffer task events; a request on the same path orders them
+        core.request(core.gcs, GetNodes)
         return self.ask(gm.FlushGcs("flush", timeout), timeout + 5)
 
     def entries(self, table: str, keys: list[str]) -> dict[str, Any]:
