@@ -89,8 +89,8 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from babyray.cluster import object_store_size, own_ip_towards, start_head, start_member
-    from babyray.session import new_session_dir, session_pids
+    from babyray.cluster import own_ip_towards
+    from babyray.session import new_session_dir
     if bool(args.head) == bool(args.address):
         print("babyray start: give either --head or --address HEAD:PORT", file=sys.stderr)
         return 2
@@ -99,16 +99,48 @@ def cmd_start(args: argparse.Namespace) -> int:
     if args.gcs_url:
         os.environ["BABYRAY_GCS_URL"] = args.gcs_url
     session_dir = new_session_dir(args.temp_dir)
-    # The admin inherits our stdout/stderr (DESIGN trap 12): point them at the session log,
-    # and keep the terminal for our own report.
-    report = os.fdopen(os.dup(1), "w", buffering=1)
-    log_path = os.path.join(session_dir, "logs", "node.out")
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_err = os.dup(2)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
+    if args.block:  # foreground (systemd Type=simple): no fork, output stays where it is
+        result = _start_node(args, session_dir, node_ip)
+        print(result["report"], flush=True)
+        if not result["ok"]:
+            return 1
+        _block_until_signalled(result["record_path"], result["record"])
+        return 0
+    # The admin is forked from the process that starts it and inherits every open file
+    # (DESIGN trap 12): start it from a child whose output is the session log, so nothing
+    # keeps our caller's pipes open, and get the child's report over a pipe, one line.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        log_fd = os.open(os.path.join(session_dir, "logs", "node.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                         0o644)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        try:
+            result = _start_node(args, session_dir, node_ip)
+        except BaseException as exc:  # report anything, never fall back into the parent's code
+            result = {"ok": False, "report": f"babyray start failed: {exc!r}"}
+        os.write(write_end, (json.dumps({"ok": result["ok"], "report": result["report"]}) + "\n").encode())
+        os._exit(0 if result["ok"] else 1)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        line = pipe.readline()
+    os.waitpid(pid, 0)
+    if not line:
+        print(f"babyray start failed (see {session_dir}/logs/node.out)", file=sys.stderr)
+        return 1
+    result = json.loads(line)
+    print(result["report"], file=sys.stdout if result["ok"] else sys.stderr, flush=True)
+    return 0 if result["ok"] else 1
+
+
+def _start_node(args: argparse.Namespace, session_dir: str, node_ip: str) -> dict:
+    """Start the node's admin and parts; record it; return the report for the terminal."""
+    from babyray.cluster import object_store_size, start_head, start_member
+    from babyray.session import session_pids
     try:
         resources = _resources(args)
         memory = object_store_size(args.object_store_memory)
@@ -119,9 +151,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             handle = start_member(session_dir, node_ip, args.port, args.address, resources, memory,
                                   settings=_settings(args))
     except BaseException as exc:
-        os.dup2(saved_err, 2)
-        print(f"babyray start failed: {exc}\n(logs: {session_dir}/logs)", file=sys.stderr)
-        return 1
+        return {"ok": False, "report": f"babyray start failed: {exc}\n(logs: {session_dir}/logs)"}
     pids = session_pids(session_dir)
     pgid = os.getpgid(pids[0]) if pids else 0
     record = {"session_dir": session_dir, "pgid": pgid, "node_ip": node_ip, "port": args.port,
@@ -131,24 +161,25 @@ def cmd_start(args: argparse.Namespace) -> int:
     with open(path, "w") as f:
         json.dump(record, f)
     role = "head" if args.head else "member"
-    report.write(f"babyray {role} node {handle.node_id} started on {node_ip}:{args.port} "
-                 f"(resources {resources}; session {session_dir})\n")
+    lines = [f"babyray {role} node {handle.node_id} started on {node_ip}:{args.port} "
+             f"(resources {resources}; session {session_dir})"]
     if args.head:
-        report.write(f"Connect with: babyray start --address {handle.head_address}  |  "
-                     f"ray.init(address=\"{handle.head_address}\")\n")
-    report.write(f"{handle.head_address}\n")
-    report.flush()
-    if args.block:
-        stop = {"now": False}
+        lines.append(f"Connect with: babyray start --address {handle.head_address}  |  "
+                     f"ray.init(address=\"{handle.head_address}\")")
+    lines.append(handle.head_address)
+    return {"ok": True, "report": "\n".join(lines), "record": record, "record_path": path}
 
-        def on_signal(signum: int, frame: Any) -> None:
-            stop["now"] = True
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        while not stop["now"] and _group_members(pgid):
-            time.sleep(0.5)
-        _stop_record(path, record)
-    os._exit(0)  # leave the admin running; skip interpreter teardown of Thespian objects
+
+def _block_until_signalled(path: str, record: dict) -> None:
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop["now"] and _group_members(int(record["pgid"])):
+        time.sleep(0.5)
+    _stop_record(path, record)
 
 
 # ---- stop -------------------------------------------------------------------------------

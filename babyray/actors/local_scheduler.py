@@ -21,6 +21,7 @@ from babyray.actors import messages as m
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.resources import acquire, fits, release
+from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.ids import new_worker_id
@@ -112,16 +113,18 @@ class LocalScheduler(PartActor):
     # ---- scheduling ------------------------------------------------------------------
 
     def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
+        placed = address_key(sender) == address_key(self.node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
-            if fits(self.total, spec.resources):
-                self.queue.push(spec)
-            else:
+            if not fits(self.total, spec.resources) or (
+                    not placed and wants_global_placement(spec, self.node.node_id)):
                 self._forward(spec)
+            else:
+                self.queue.push(spec)
         self._dispatch()
 
     def _forward(self, spec: m.TaskSpec) -> None:
         self.forwarded.add(spec.task_id)
-        self.log.info("task_forwarded_infeasible", task_id=spec.task_id, resources=spec.resources)
+        self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
         self.post(self.node.global_scheduler, m.ForwardTasks(self.node.node_id, (spec,)))
 
     def _dispatch(self) -> None:

@@ -1,0 +1,149 @@
+"""A real multi-host cluster: a head and two members, each in its own network namespace,
+and drivers in a fourth (deploy/netns.py). Needs root and iproute2; skipped otherwise.
+
+Every member gets a custom resource named after its host (``on_m1``, ``on_m2``) so tasks
+can be pinned to it. The driver scripts assert; the tests check their exit codes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("babyray_deploy_netns_mh", ROOT / "deploy" / "netns.py")
+netns = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = netns
+_spec.loader.exec_module(netns)
+
+_ok, _why = netns.netns_available()
+pytestmark = pytest.mark.skipif(not _ok, reason=f"network namespaces unavailable: {_why}")
+
+NODE_TIMEOUT = 3.0
+MEMBER_CMD = ("{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus} "
+              "--resources '{\"on_{host}\": 1}'")
+
+PRELUDE = textwrap.dedent('''
+    import hashlib, os, sys, time
+    import numpy as np
+    import babyray as ray
+
+    ray.init(address="auto")
+    deadline = time.monotonic() + 60
+    while sum(n["Alive"] for n in ray.nodes()) < 3:
+        assert time.monotonic() < deadline, ray.nodes()
+        time.sleep(0.2)
+
+    @ray.remote
+    def host():
+        return os.environ["BABYRAY_NETNS_HOST"], ray.get_runtime_context().get_node_id()
+''')
+
+
+def run_driver(cluster, tmp_path: Path, body: str, timeout: float = 180) -> str:
+    script = tmp_path / f"driver_{time.monotonic_ns()}.py"
+    script.write_text(PRELUDE + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
+    result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "DRIVER OK" in result.stdout, output + "\n" + cluster.log_tail("head")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    temp_dir = tmp_path_factory.mktemp("multihost")
+    prefix = netns.random_prefix("mh")
+    env = {"BABYRAY_TEMP_DIR": str(temp_dir), "BABYRAY_NODE_TIMEOUT": str(NODE_TIMEOUT),
+           "BABYRAY_OBJECT_STORE_MEMORY": str(512 * 1024 * 1024)}
+    c = netns.NetnsCluster(prefix, members=2, member_cmd=MEMBER_CMD, env=env, num_cpus=2)
+    c.up()
+    try:
+        yield c
+    finally:
+        c.down()
+        assert not [ns for ns in netns.list_netns() if ns.startswith(prefix)], "namespaces left behind"
+        left = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True).stdout.split()
+        assert not left, f"processes left behind: {left}"
+
+
+def test_nodes_lists_three_alive_nodes_with_distinct_addresses(cluster, tmp_path):
+    run_driver(cluster, tmp_path, '''
+        nodes = ray.nodes()
+        alive = [n for n in nodes if n["Alive"]]
+        assert len(alive) == 3, nodes
+        addresses = {n["NodeManagerAddress"] for n in alive}
+        assert addresses == {"192.0.2.1", "192.0.2.11", "192.0.2.12"}, addresses
+        assert all({"NodeID", "Alive", "NodeManagerAddress", "Resources"} <= set(n) for n in nodes)
+        assert ray.cluster_resources()["CPU"] == 6.0
+        assert ray.cluster_resources()["on_m1"] == 1.0
+    ''')
+
+
+def test_tasks_with_a_custom_resource_run_on_the_node_that_has_it(cluster, tmp_path):
+    run_driver(cluster, tmp_path, '''
+        ids = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
+        for name, ip in (("m1", "192.0.2.11"), ("m2", "192.0.2.12")):
+            placed = ray.get([host.options(resources={f"on_{name}": 1}).remote() for _ in range(4)], timeout=60)
+            assert placed == [(name, ids[ip])] * 4, placed
+    ''')
+
+
+def test_a_100mb_object_made_on_one_node_is_read_intact_on_another(cluster, tmp_path):
+    run_driver(cluster, tmp_path, '''
+        @ray.remote(resources={"on_m1": 1})
+        def make():
+            return np.random.default_rng(7).integers(0, 255, 100 * 1024 * 1024, dtype=np.uint8)
+
+        @ray.remote(resources={"on_m2": 1})
+        def digest(array):
+            return os.environ["BABYRAY_NETNS_HOST"], hashlib.sha256(array).hexdigest(), array.nbytes
+
+        expected = hashlib.sha256(np.random.default_rng(7).integers(0, 255, 100 * 1024 * 1024,
+                                                                   dtype=np.uint8)).hexdigest()
+        ref = make.remote()
+        where, seen, size = ray.get(digest.remote(ref), timeout=120)
+        assert (where, seen, size) == ("m2", expected, 100 * 1024 * 1024)
+        # the driver (no node on its host) reads it over the data plane too
+        assert hashlib.sha256(ray.get(ref, timeout=120)).hexdigest() == expected
+        # and a large object the driver puts is read intact on a member
+        data = np.arange(5 * 1024 * 1024, dtype=np.int64)
+        put_ref = ray.put(data)
+        where, seen, size = ray.get(digest.remote(put_ref), timeout=120)
+        assert where == "m2" and seen == hashlib.sha256(data).hexdigest()
+    ''')
+
+
+def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
+    killed_at = time.time()
+    cluster.kill_host("m2")
+    script_body = f'''
+        killed_at = {killed_at!r}
+        deadline = killed_at + 60
+        while True:
+            m2 = [n for n in ray.nodes() if n["NodeManagerAddress"] == "192.0.2.12"]
+            if m2 and not m2[0]["Alive"]:
+                break
+            assert time.time() < deadline, ray.nodes()
+            time.sleep(0.1)
+        print("DEAD_AFTER", time.time() - killed_at)
+        assert "on_m2" not in ray.cluster_resources()
+        placed = ray.get([host.remote() for _ in range(12)], timeout=60)
+        assert all(name != "m2" for name, _ in placed), placed
+    '''
+    out = _run_without_waiting_for_three(cluster, tmp_path, script_body)
+    dead_after = float(out.split("DEAD_AFTER")[1].split()[0])
+    assert dead_after <= NODE_TIMEOUT + 2.0, dead_after
+
+
+def _run_without_waiting_for_three(cluster, tmp_path: Path, body: str) -> str:
+    prelude = PRELUDE.replace("while sum(n[\"Alive\"] for n in ray.nodes()) < 3:", "while False:")
+    script = tmp_path / "driver_after_kill.py"
+    script.write_text(prelude + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
+    result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "DRIVER OK" in result.stdout, result.stdout + result.stderr
+    return result.stdout
