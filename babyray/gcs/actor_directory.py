@@ -105,8 +105,13 @@ class ActorDirectory:
             return self._dead(msg.actor_id, f"The actor's process died ({msg.reason}) and it has no restarts "
                                             f"left ({record['num_restarts']}/{max_restarts})"), None
         self.table.update(msg.actor_id, state=RESTARTING, address=None, num_restarts=record["num_restarts"] + 1)
-        live.scheduler = None
+        live.scheduler, live.node_id = None, ""
         return self._broadcast(msg.actor_id), record["spec"]
+
+    def actors_on(self, node_id: str) -> list[str]:
+        """Actors alive (or starting) on ``node_id``: they die with the node."""
+        return [actor_id for actor_id, live in self.live.items()
+                if live.node_id == node_id and (self.table.get(actor_id) or {}).get("state") != DEAD]
 
     def named(self, name: str) -> m.ActorInfo | None:
         for _, r in self.table.items():

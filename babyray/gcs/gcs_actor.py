@@ -258,14 +258,19 @@ class GcsActor(PartActor):
             os.kill(os.getpid(), signal.SIGKILL)
         now = time.monotonic()
         changed = False
+        dead: list[str] = []
         for node_id, record in self.tables.nodes.items():
             if record["alive"] and now - self.node_seen.get(node_id, now) > self.node_timeout:
                 record["alive"] = False
                 self.tables.nodes.put(node_id, record)
                 changed = True
                 self.log.warning("node_dead", node=node_id, silent_for=round(now - self.node_seen[node_id], 2))
+                dead.append(node_id)
         if changed:
-            self._publish_nodes()
+            self._publish_nodes()  # first, so the global scheduler does not place restarts there
+        for node_id in dead:
+            for actor_id in self.actor_directory.actors_on(node_id):
+                self.on_actor_worker_died(m.ActorWorkerDied(actor_id, node_id, f"node {node_id} died"), None)
         self.every(0.5, "liveness")
 
     def _node_infos(self) -> tuple:
