@@ -25,7 +25,8 @@ from babyray.actors import messages as m
 from babyray.actors import object_messages as om
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.object_ref import ObjectRef
-from babyray.api.task_events import TaskEventBuffer
+from babyray.api.recovery import ObjectRecovery
+from babyray.api.task_events import TaskEventBuffer, error_fields
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.arena import Arena, read_object, write_object
@@ -88,6 +89,7 @@ class CoreClient:
         self.replies: dict[str, _Reply] = {}
         self.registered_functions: set[str] = set()
         self.actor_calls = ActorSubmitter(self)
+        self.recovery = ObjectRecovery(self)
         self.arenas: dict[str, Arena] = {}
         # No store on this host: objects go to/come from remote stores over the data plane.
         self.remote_store_io = False
@@ -205,6 +207,15 @@ class CoreClient:
         if self.task_events is not None:
             self.task_events.add(task_id, state, fields)
 
+    def reset_returns(self, spec: m.TaskSpec) -> None:
+        """Make a re-executed task's returns pending again (entries freed meanwhile come back). Locked."""
+        for oid in spec.return_ids:
+            entry = self.owned.get(oid)
+            if entry is None:
+                self.owned[oid] = _Owned(task_id=spec.task_id)
+            else:
+                entry.value = None
+
     def resubmit(self, spec: m.TaskSpec) -> None:
         with self.lock:
             self.submitted[spec.task_id] = spec
@@ -218,17 +229,22 @@ class CoreClient:
         if spec is not None and self._should_retry(spec, result):
             return
         self.actor_calls.finished(result.task_id)
-        failed = any(isinstance(value, m.ErrorValue) for _, value in result.returns)
-        self._task_event(result.task_id, "failed" if failed else "finished", finished_at=time.time(),
-                         worker_id=result.worker_id, node_id=result.node_id)
+        error = next((value for _, value in result.returns if isinstance(value, m.ErrorValue)), None)
+        state, fields = error_fields(error.blob) if error is not None else ("finished", {})
+        self._task_event(result.task_id, state, finished_at=time.time(), worker_id=result.worker_id,
+                         node_id=result.node_id, attempt=spec.attempt if spec else None, **fields)
         self.refs.task_finished(result.task_id)
         for oid, value in result.returns:
             self._set_value(oid, value)
 
     def _should_retry(self, spec: m.TaskSpec, result: m.TaskResult) -> bool:
-        if not spec.retry_exceptions or not result.returns:
+        if not result.returns:
             return False
         value = result.returns[0][1]
+        if self.recovery.lost_input(spec, value):
+            return True
+        if not spec.retry_exceptions:
+            return False
         if not isinstance(value, m.ErrorValue) or result.retryable_crash:
             return False
         if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
@@ -239,6 +255,7 @@ class CoreClient:
                 return False
         spec.attempt += 1
         self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt)
+        self._task_event(spec.task_id, "retried", attempt=spec.attempt, **error_fields(value.blob)[1])
         self.submitted[spec.task_id] = spec
         self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
         return True
@@ -377,12 +394,19 @@ class CoreClient:
             if isinstance(error, exceptions.RayTaskError):
                 raise error.as_instanceof_cause()
             raise error
-        return self._read_stored(oid, value)
+        try:
+            return self._read_stored(oid, value)
+        except exceptions.ObjectLostError:
+            if isinstance(value, m.StoredValue) and self.recovery.is_lost(value):
+                return self.materialize(oid, self.recovery.recover(oid, value))
+            raise
 
     def _read_stored(self, oid: str, value: m.StoredValue) -> Any:
         if self.remote_store_io:
             return self._direct().read(oid, value)
         if value.node_id != self.node_id:  # the local store pulls it over the data plane
+            if self.recovery.is_lost(value):
+                raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
             reply = self.request(self.store, lambda r: m.PullObject(r, oid, value.size, value.store, value.node_id,

@@ -1,0 +1,148 @@
+"""Recovering objects lost with a dead node, from lineage (the paper's Figure 11).
+
+When the only copy of an object in a node's store is gone with the node, its owner
+rebuilds it: a copy on another node is used if the GCS object table knows one; otherwise
+the task that made it is re-executed from the lineage in the GCS task table (fetched back
+from the store if it was flushed), after recovering, recursively, the lost inputs of that
+task that this process owns. Each task may be re-executed at most ``max_retries`` times.
+Objects made by ``put`` cannot be rebuilt: ObjectLostError.
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from babyray import exceptions, log, serialization
+from babyray.actors import messages as m
+from babyray.api.object_ref import ObjectRef
+from babyray.gcs import messages as gm
+from babyray.ids import is_put_object, task_id_of
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
+
+
+class ObjectRecovery:
+    def __init__(self, core: "CoreClient") -> None:
+        self.core = core
+        self.reexecutions: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.log = log.get_logger("recovery")
+
+    def dead_nodes(self) -> set[str]:
+        infos = self.core.request(self.core.gcs, lambda r: m.GetNodes(r)).nodes
+        return {n.node_id for n in infos if not n.alive}
+
+    def node_stores(self) -> dict[str, Any]:
+        infos = self.core.request(self.core.gcs, lambda r: m.GetNodes(r)).nodes
+        return {n.node_id: n.store for n in infos if n.alive}
+
+    def is_lost(self, value: Any) -> bool:
+        return isinstance(value, m.StoredValue) and value.node_id in self.dead_nodes()
+
+    def recover(self, oid: str, value: m.StoredValue) -> Any:
+        """A new value record for ``oid``, whose copy on ``value.node_id`` is gone.
+
+        Raises:
+            ObjectLostError: the object was made by put, or its lineage is unknown.
+            ObjectReconstructionFailedError: re-executing its task failed or ran out of retries.
+        """
+        core = self.core
+        self.log.warning("object_lost", object_id=oid, node=value.node_id, size=value.size)
+        copy = self.live_copy(oid, value.size)
+        if copy is not None:
+            self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
+            return copy
+        if is_put_object(oid):
+            raise exceptions.ObjectLostError(
+                f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
+                f"objects made by put cannot be rebuilt from lineage.")
+        spec = self._lineage(task_id_of(oid))
+        if spec.owner_id != core.identity:
+            raise exceptions.ObjectLostError(f"Object {oid} was lost with node {value.node_id}; this process "
+                                             f"({core.identity}) is not its owner and cannot rebuild it.")
+        with self.lock:
+            done = self.reexecutions.get(spec.task_id, 0)
+            if spec.max_retries != -1 and done >= max(spec.max_retries, 0):
+                raise exceptions.ObjectReconstructionFailedError(
+                    f"Object {oid} was lost with node {value.node_id}, and its task {spec.task_id} "
+                    f"({spec.function_name}) has no retries left to rebuild it ({done}/{spec.max_retries}).")
+            self.reexecutions[spec.task_id] = done + 1
+        self._recover_inputs(spec)
+        self.log.warning("object_reconstructing", object_id=oid, task_id=spec.task_id,
+                         function=spec.function_name, attempt=done + 1)
+        with core.lock:
+            core.reset_returns(spec)
+        spec.attempt += 1
+        core.resubmit(spec)
+        ref = ObjectRef(oid, core.inbox, core.identity)
+        new_value = core._collect([ref], 1, None)[oid]
+        if isinstance(new_value, m.ErrorValue):
+            cause = serialization.deserialize(new_value.blob)
+            raise exceptions.ObjectReconstructionFailedError(
+                f"Rebuilding object {oid} by re-executing task {spec.task_id} ({spec.function_name}) failed: "
+                f"{cause}") from cause
+        return new_value
+
+    def live_copy(self, oid: str, size: int) -> m.StoredValue | None:
+        """A copy of ``oid`` in the store of an alive node, per the GCS object table."""
+        core = self.core
+        reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "objects", (oid,)))
+        record = dict(reply.entries).get(oid) if reply.error is None else None
+        if not record:
+            return None
+        stores = self.node_stores()
+        for node_id in record.get("locations") or ():
+            if node_id in stores:
+                return m.StoredValue(node_id, size, stores[node_id])
+        return None
+
+    def lost_input(self, spec: m.TaskSpec, value: Any) -> bool:
+        """If the task failed because an input was lost, rebuild it and run the task again.
+
+        Called by the owner (locked) for every failed result; True if a re-run was started.
+        """
+        if not isinstance(value, m.ErrorValue) or not any(
+                isinstance(a, m.ValueArg) and isinstance(a.value, m.StoredValue)
+                for a in [*spec.args, *spec.kwargs.values()]):
+            return False
+        error = serialization.deserialize(value.blob)
+        if not isinstance(getattr(error, "cause", error), exceptions.ObjectLostError):
+            return False
+        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+            return False
+        spec.attempt += 1
+        self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt)
+
+        def rebuild_and_rerun() -> None:
+            try:
+                self._recover_inputs(spec)
+            except exceptions.RayError as exc:
+                blob = serialization.dumps(exc)
+                with self.core.lock:
+                    self.core._finish(m.TaskResult(spec.task_id, tuple((o, m.ErrorValue(blob))
+                                                                       for o in spec.return_ids)))
+                return
+            self.core.resubmit(spec)
+
+        threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
+        return True
+
+    def _lineage(self, task_id: str) -> m.TaskSpec:
+        core = self.core
+        reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "tasks", (task_id,)))
+        record = dict(reply.entries).get(task_id) if reply.error is None else None
+        spec = (record or {}).get("spec")
+        if spec is None:
+            raise exceptions.ObjectLostError(f"The lineage of task {task_id} is not in the GCS: cannot rebuild "
+                                             f"its objects")
+        return spec
+
+    def _recover_inputs(self, spec: m.TaskSpec) -> None:
+        """Replace the task's stored arguments that no alive node holds any more by rebuilt ones."""
+        for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
+                               [(spec.kwargs, k) for k in list(spec.kwargs)]:
+            arg = container[slot]
+            if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue):
+                copy = self.live_copy(arg.object_id, arg.value.size)
+                container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value))
