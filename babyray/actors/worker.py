@@ -90,6 +90,8 @@ class Worker(PartActor):
                 return
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
+        for spec in msg.specs:
+            self._task_event(spec, "scheduled")
 
     def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
         with self.queue_lock:
@@ -205,8 +207,15 @@ class Worker(PartActor):
         self.actor.run_coroutine(method, args, kwargs, done)
         return True
 
+    def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:
+        """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
+        self.core._task_event(spec.task_id, state, name=spec.function_name, node_id=self.start_msg.node_id,
+                              worker_id=self.start_msg.worker_id, actor_id=spec.actor_id,
+                              attempt=spec.attempt, **fields)
+
     def _execute(self, spec: m.TaskSpec) -> tuple:
         started = time.time()
+        self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
         try:
             function = self._callable(spec)

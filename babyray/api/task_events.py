@@ -9,9 +9,26 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from babyray import exceptions, serialization
 from babyray.actors import messages as m
 
 FLUSH_INTERVAL = 0.2
+
+
+def error_fields(blob: bytes) -> tuple[str, dict]:
+    """The final state ("failed" or "cancelled") and error fields of a task's error value.
+
+    Runs only for failed tasks, on the owner; an error that does not load is named as such.
+    """
+    try:
+        error = serialization.deserialize(blob)
+    except Exception as exc:  # the error class is not importable here: keep what we know
+        return "failed", {"error_type": "UnloadableError", "error_message": repr(exc)}
+    if isinstance(error, exceptions.TaskCancelledError):
+        return "cancelled", {"error_type": "TaskCancelledError", "error_message": str(error)}
+    cause = getattr(error, "cause", None) or error
+    return "failed", {"error_type": type(cause).__name__, "error_message": str(cause),
+                      "traceback": getattr(error, "traceback_str", "")}
 
 
 class TaskEventBuffer:

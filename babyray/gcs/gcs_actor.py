@@ -23,6 +23,7 @@ from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
 from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.tables import GcsTables, StoredTable
+from babyray.gcs.task_states import merge_task_event
 from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
 from babyray.session import kill_session_processes, register_pid
@@ -359,11 +360,10 @@ class GcsActor(PartActor):
         """
         for task_id, state, fields in msg.events:
             if state == "submitted":
-                record = dict(self.tables.tasks.cached(task_id) or {})
-                record.update(fields, state=state)
-                self.tables.tasks.put(task_id, record)
+                record = self.tables.tasks.cached(task_id)
             else:
-                self.tables.tasks.update(task_id, state=state, **fields)
+                record = self.tables.tasks.get(task_id)
+            self.tables.tasks.put(task_id, merge_task_event(record, state, fields))
 
     def on_object_locations(self, msg: m.ObjectLocations, sender: Any) -> None:
         """Add and remove a node's copies; an object with no copy left is kept as "freed"."""
