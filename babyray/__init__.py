@@ -12,6 +12,7 @@ from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
 from babyray.api.runtime_context import get_runtime_context
 from babyray import util
+from babyray.tracing import timeline
 
 __version__ = "0.1.0"
 
@@ -39,5 +40,5 @@ def _make_remote(target: Any, options: dict) -> Any:
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill", "memory_stats", "memory_summary",
-    "method", "nodes", "put", "remote", "shutdown", "util", "wait",
+    "method", "nodes", "put", "remote", "shutdown", "timeline", "util", "wait",
 ]

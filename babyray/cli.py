@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--address")
     status.add_argument("--temp-dir")
     status.set_defaults(func=cmd_status)
+    from babyray.state_cli import add_commands  # list, get, summary, timeline, memory, logs
+    add_commands(sub)
     return parser
 
 

@@ -160,17 +160,20 @@ class Worker(PartActor):
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
         context.current_task.actor_id = spec.actor_id
+        self._task_event(spec, "running", started_at=time.time())
         try:
             self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
             self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
         except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
+            self._task_event(spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause)
             self.post_from_thread(start.gcs, m.ActorInitFailed(spec.actor_id, cause))
             self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
+        self._task_event(spec, "finished", finished_at=time.time())
         self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
         self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))

@@ -1,0 +1,327 @@
+"""The observability commands of ``babyray``: list, get, summary, timeline, memory, logs.
+
+``babyray.cli`` adds these subcommands with ``add_commands``. ``list``/``get``/``summary``/
+``memory`` join the running cluster as a driver (``--address``, else ``BABYRAY_ADDRESS``,
+else the head started on this host, as ``babyray status``) and read the GCS through
+``babyray.util.state``. ``logs`` reads the session logs on this host (no connection);
+``timeline`` reads them too and falls back to the GCS task table when there are none.
+Tables go to stdout; progress and notes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["add_commands"]
+
+RESOURCES = ("tasks", "actors", "objects", "nodes", "workers")
+_MB = 1024 * 1024
+
+# Columns of ``babyray list`` in table format: (field, header, width).
+_COLUMNS: dict[str, list[tuple[str, str, int]]] = {
+    "tasks": [("task_id", "TASK ID", 16), ("name", "NAME", 22), ("state", "STATE", 9), ("attempt", "TRY", 3),
+              ("node_id", "NODE", 16), ("worker_id", "WORKER", 12), ("duration_s", "SECONDS", 8),
+              ("error_type", "ERROR", 20)],
+    "actors": [("actor_id", "ACTOR ID", 16), ("class_name", "CLASS", 18), ("name", "NAME", 12),
+               ("state", "STATE", 10), ("node_id", "NODE", 16), ("worker_id", "WORKER", 12), ("pid", "PID", 7),
+               ("num_restarts", "RESTARTS", 8)],
+    "objects": [("object_id", "OBJECT ID", 20), ("size_bytes", "BYTES", 11), ("state", "STATE", 7),
+                ("made_by", "BY", 4), ("task_id", "TASK", 16), ("locations", "NODES", 34)],
+    "nodes": [("node_id", "NODE ID", 16), ("address", "ADDRESS", 21), ("state", "STATE", 5),
+              ("resources_total", "RESOURCES", 30), ("resources_available", "AVAILABLE", 30),
+              ("queue_length", "QUEUE", 5)],
+    "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7),
+                ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "STATES", 40)],
+}
+
+
+# ---- connecting -----------------------------------------------------------------------------
+
+
+def _address(args: argparse.Namespace) -> str | None:
+    from babyray.cli import _address as cli_address
+    return cli_address(args)
+
+
+@contextlib.contextmanager
+def _connected(args: argparse.Namespace) -> Iterator[None]:
+    """Join the cluster as a driver for the command's duration."""
+    address = _address(args)
+    if not address:
+        raise SystemExit("no cluster address: pass --address HEAD:PORT, set BABYRAY_ADDRESS, "
+                         "or start a head on this host with `babyray start --head`")
+    import babyray
+    babyray.init(address=address)
+    try:
+        yield
+    finally:
+        babyray.shutdown()
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> str:
+    """A fixed-width text table; a cell wider than its column is cut with '~'."""
+    def fit(text: str, width: int) -> str:
+        return text if len(text) <= width else text[: width - 1] + "~"
+    lines = ["  ".join(f"{header:<{width}}" for _, header, width in columns).rstrip()]
+    for row in rows:
+        lines.append("  ".join(f"{fit(_cell(row.get(key)), width):<{width}}" for key, _, width in columns).rstrip())
+    return "\n".join(lines)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _parse_filters(items: list[str] | None) -> list[tuple[str, str, str]]:
+    filters = []
+    for item in items or []:
+        op = "!=" if "!=" in item else "="
+        key, sep, value = item.partition(op)
+        if not sep or not key:
+            raise SystemExit(f"bad --filter {item!r}: expected KEY=VALUE or KEY!=VALUE")
+        filters.append((key.strip(), op, value.strip()))
+    return filters
+
+
+# ---- list, get, summary -------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from babyray.util import state
+    lister = getattr(state, f"list_{args.resource}")
+    options: dict[str, Any] = {"filters": _parse_filters(args.filter), "limit": args.limit}
+    if args.resource == "tasks":
+        options["detail"] = args.detail
+    with _connected(args):
+        rows = lister(**options)
+    if args.format == "json":
+        _print_json(rows)
+        return 0
+    print(format_table(rows, _COLUMNS[args.resource]))
+    shown = f"{len(rows)} {args.resource}" + (f" (limit {args.limit})" if args.limit and len(rows) >= args.limit else "")
+    print(f"\n{shown}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    from babyray.util import state
+    getter = getattr(state, f"get_{args.resource}")
+    with _connected(args):
+        row = getter(args.id)
+    if row is None:
+        print(f"no {args.resource} {args.id} is known to the GCS", file=sys.stderr)
+        return 1
+    if args.format == "json":
+        _print_json(row)
+        return 0
+    traceback = row.pop("traceback", None)
+    width = max(len(k) for k in row)
+    for key, value in row.items():
+        print(f"{key:<{width}}  {_cell(value)}")
+    if traceback:
+        print(f"\nremote traceback:\n{traceback.rstrip()}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from babyray.util import state
+    with _connected(args):
+        summary = state.summarize_tasks()
+    if args.format == "json":
+        _print_json(summary)
+        return 0
+    states = sorted({s for entry in summary["summary"].values() for s in entry["state_counts"]})
+    print(f"{'FUNCTION':<28} {'TYPE':<12} " + " ".join(f"{s:>9}" for s in states) + f" {'TOTAL':>7}")
+    for name, entry in summary["summary"].items():
+        counts = entry["state_counts"]
+        print(f"{name[:28]:<28} {entry['type']:<12} " + " ".join(f"{counts.get(s, 0):>9}" for s in states)
+              + f" {sum(counts.values()):>7}")
+    print(f"\n{summary['total_tasks']} tasks")
+    return 0
+
+
+# ---- timeline ----------------------------------------------------------------------------------
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    from babyray import logs, tracing as timeline
+    from babyray.progress import progress
+    dirs = logs.session_dirs(args.session_dir or ())
+    events: list[dict] = []
+    for path in progress(logs.log_files(dirs), desc="reading logs"):
+        events.extend(logs.load(path, events=("task_executed",)))
+    runs = logs.task_executions(events)
+    source = "session logs"
+    if not runs and _address(args):
+        with _connected(args):
+            runs = timeline.executions(dirs=(), use_gcs=True)
+        source = "GCS task table"
+    trace = timeline.chrome_trace(runs)
+    output = args.output or f"babyray-timeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    with open(output, "w") as f:
+        json.dump(trace, f)
+    workers = len({(r["node_id"], r["worker_id"]) for r in runs})
+    nodes = len({r["node_id"] for r in runs})
+    print(f"wrote {output}: {len(runs)} task executions on {workers} workers, {nodes} nodes (from {source}); "
+          f"open it in https://ui.perfetto.dev or chrome://tracing")
+    if args.plot:
+        timeline.plot(runs, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+# ---- memory ------------------------------------------------------------------------------------
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    import babyray
+    from babyray.util import state
+    with _connected(args):
+        stats = babyray.memory_stats()
+        objects = state.list_objects(filters=[("state", "=", "STORED")], limit=None)
+    by_node: dict[str, list[dict]] = {}
+    for obj in objects:
+        for node in obj["locations"]:
+            by_node.setdefault(node, []).append(obj)
+    if args.format == "json":
+        _print_json({"stores": stats, "objects_by_node": by_node})
+        return 0
+    total = {k: sum(s[k] for s in stats) for k in ("capacity_bytes", "used_bytes", "num_objects", "pinned_bytes",
+                                                    "spilled_now_bytes", "num_spilled_now")}
+    print(f"object stores: {len(stats)} node(s), {total['used_bytes'] / _MB:.1f} of "
+          f"{total['capacity_bytes'] / _MB:.1f} MB used by {total['num_objects']} objects; "
+          f"{total['pinned_bytes'] / _MB:.1f} MB pinned; {total['num_spilled_now']} spilled "
+          f"({total['spilled_now_bytes'] / _MB:.1f} MB on disk)")
+    for s in stats:
+        node = s["node_id"]
+        print(f"\nnode {node}: used {s['used_bytes'] / _MB:.1f}/{s['capacity_bytes'] / _MB:.1f} MB, "
+              f"{s['num_objects']} objects, pinned {s['num_pinned']} ({s['pinned_bytes'] / _MB:.1f} MB), "
+              f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
+              f"restored {s['num_restored']}")
+        rows = sorted(by_node.get(node, []), key=lambda o: -o["size_bytes"])
+        if rows:
+            print(format_table(rows[: args.limit], [("object_id", "OBJECT ID", 20), ("size_bytes", "BYTES", 11),
+                                                     ("made_by", "BY", 4), ("task_id", "OWNER TASK", 16)]))
+            if len(rows) > args.limit:
+                print(f"... {len(rows) - args.limit} more")
+    return 0
+
+
+# ---- logs --------------------------------------------------------------------------------------
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from babyray import logs
+    dirs = logs.session_dirs(args.session_dir or ())
+    if not dirs:
+        print("no babyray session on this host: start one, or pass --session-dir", file=sys.stderr)
+        return 1
+    criteria = {"node": args.node, "worker": args.worker, "task": args.task, "component": args.component,
+                "event": args.event, "level": args.level}
+
+    def show(event: dict) -> None:
+        print(json.dumps(event, default=str) if args.json else logs.render(event), flush=args.follow)
+
+    events = logs.load(dirs, **criteria)
+    for event in events[-args.tail:] if args.tail else events:
+        show(event)
+    if args.follow:
+        try:
+            for event in logs.follow(dirs):
+                if logs.filter_events([event], **criteria):
+                    show(event)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# ---- the parser ------------------------------------------------------------------------------
+
+
+def add_commands(sub: Any) -> None:
+    """Add list, get, summary, timeline, memory and logs to the ``babyray`` subparsers."""
+    def connection(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--address", help="HEAD:PORT (default: BABYRAY_ADDRESS, or the head started on this host)")
+        p.add_argument("--temp-dir", help="root of session directories and node records")
+
+    p = sub.add_parser("list", help="list tasks, actors, objects, nodes or workers from the GCS")
+    p.add_argument("resource", choices=RESOURCES)
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="keep rows where KEY=VALUE (or KEY!=VALUE)")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--detail", action="store_true", help="tasks: include remote tracebacks (json)")
+    connection(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("get", help="one task, actor or object with every field")
+    p.add_argument("resource", choices=("task", "actor", "object"))
+    p.add_argument("id")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    connection(p)
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("summary", help="task counts by function and state")
+    p.add_argument("resource", choices=("tasks",))
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    connection(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("timeline", help="Chrome-trace/Perfetto JSON of task executions (and a plot)")
+    p.add_argument("--output", help="trace file (default: babyray-timeline-<time>.json)")
+    p.add_argument("--plot", help="also draw executions per worker over time into this image")
+    p.add_argument("--session-dir", action="append", help="read this session's logs too")
+    connection(p)
+    p.set_defaults(func=cmd_timeline)
+
+    p = sub.add_parser("memory", help="object store use per node and the objects they hold")
+    p.add_argument("--limit", type=int, default=20, help="objects shown per node")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    connection(p)
+    p.set_defaults(func=cmd_memory)
+
+    p = sub.add_parser("logs", help="the session's JSON log events, filtered and readable")
+    p.add_argument("--node", help="node id (prefix)")
+    p.add_argument("--worker", help="worker id (prefix)")
+    p.add_argument("--task", help="task id (prefix); also matches the task's objects")
+    p.add_argument("--component", help="gcs, worker, local_scheduler, object_store, driver, ...")
+    p.add_argument("--event", help="event name, e.g. task_executed")
+    p.add_argument("--level", help="info, warning, error")
+    p.add_argument("--tail", type=int, help="only the last N matching events")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    p.add_argument("--json", action="store_true", help="raw JSON lines")
+    p.add_argument("--session-dir", action="append", help="read this session's logs too")
+    connection(p)
+    p.set_defaults(func=cmd_logs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one of these commands alone (``python -m babyray.state_cli list tasks``)."""
+    parser = argparse.ArgumentParser(prog="babyray")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

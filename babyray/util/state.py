@@ -1,0 +1,326 @@
+"""The state API: what the cluster's tasks, actors, objects, nodes and workers are doing.
+
+Like ``ray.util.state``: ``list_tasks(filters=[("state", "=", "FAILED")], limit=100)``,
+``get_task(task_id)``, ``summarize_tasks()`` and friends return plain dicts (JSON-able),
+read from the GCS tables, including entries the GCS flushed out of memory to its store.
+Called by a driver after ``init()`` (the ``babyray list``/``get``/``summary`` commands
+connect as one); each call is a request to the GCS through a private Thespian context.
+
+Task states: PENDING (submitted, waiting for resources or a node), SCHEDULED (queued in a
+worker), RUNNING, FINISHED, FAILED, RETRIED (an attempt failed and the task was submitted
+again), CANCELLED. A failed task carries ``error_type``, ``error_message`` and the remote
+``traceback``.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+from babyray.api import context
+from babyray.gcs import messages as gm
+from babyray.ids import is_put_object, task_id_of
+
+__all__ = [
+    "DEFAULT_LIMIT", "StateApiError", "get_actor", "get_object", "get_task", "list_actors", "list_nodes",
+    "list_objects", "list_tasks", "list_workers", "summarize_tasks",
+]
+
+DEFAULT_LIMIT = 100
+DEFAULT_TIMEOUT = 30.0
+
+Filter = tuple[str, str, Any]
+Filters = Union[Iterable[Filter], Mapping[str, Any], None]
+
+_TASK_STATE = {"submitted": "PENDING", "scheduled": "SCHEDULED", "running": "RUNNING", "finished": "FINISHED",
+               "failed": "FAILED", "retried": "RETRIED", "cancelled": "CANCELLED"}
+_STORED_TASK_STATE = {shown: stored for stored, shown in _TASK_STATE.items()}
+
+
+class StateApiError(RuntimeError):
+    """The GCS did not answer a state query, or answered with an error."""
+
+
+# ---- talking to the GCS -------------------------------------------------------------------
+
+
+def _ask(msg: Any, timeout: float) -> Any:
+    runtime = context.runtime()
+    if not getattr(runtime, "is_driver", False):
+        raise StateApiError("the state API is for drivers (call it outside tasks and actors)")
+    if runtime.core.task_events is not None:
+        runtime.core.task_events.flush()  # this driver's own buffered task events first
+    with runtime.head.system.private() as ctx:
+        reply = ctx.ask(runtime.gcs, msg, timeout)
+    if reply is None:
+        raise StateApiError(f"the GCS did not answer {type(msg).__name__} within {timeout}s")
+    if getattr(reply, "error", None):
+        raise StateApiError(f"the GCS could not answer: {reply.error}")
+    return reply
+
+
+def _scan(table: str, where: dict | None, timeout: float) -> list[tuple[str, dict]]:
+    return list(_ask(gm.ListTable(f"state-{table}", table, where), timeout).entries)
+
+
+def _get(table: str, key: str, timeout: float) -> dict | None:
+    entries = dict(_ask(gm.GetTableEntries(f"state-get-{table}", table, (key,)), timeout).entries)
+    return entries.get(key)
+
+
+# ---- filters -------------------------------------------------------------------------------
+
+
+def _normalize_filters(filters: Filters) -> list[Filter]:
+    """``{"state": "FAILED"}`` or ``[("state", "=", "FAILED")]`` -> a list of triples."""
+    if filters is None:
+        return []
+    if isinstance(filters, Mapping):
+        return [(key, "=", value) for key, value in filters.items()]
+    out = []
+    for item in filters:
+        if len(item) != 3 or item[1] not in ("=", "!="):
+            raise ValueError(f"bad filter {item!r}: expected (key, '=' or '!=', value)")
+        out.append(tuple(item))
+    return out
+
+
+def _matches(row: dict, filters: list[Filter]) -> bool:
+    for key, op, value in filters:
+        actual = row.get(key)
+        if isinstance(actual, bool) or isinstance(value, bool):
+            equal = str(actual).lower() == str(value).lower()
+        elif isinstance(actual, (int, float)) and not isinstance(value, (int, float)):
+            try:
+                equal = actual == float(value)
+            except ValueError:
+                equal = False
+        else:
+            equal = str(actual).lower() == str(value).lower() if actual is not None else value in (None, "")
+        if equal != (op == "="):
+            return False
+    return True
+
+
+def _select(rows: Iterable[dict], filters: list[Filter], limit: int | None) -> list[dict]:
+    out = []
+    for row in rows:
+        if _matches(row, filters):
+            out.append(row)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+# ---- tasks -----------------------------------------------------------------------------------
+
+
+def _task_row(task_id: str, r: dict) -> dict:
+    spec = r.get("spec")
+    started, finished = r.get("started_at"), r.get("finished_at")
+    row = {
+        "task_id": task_id,
+        "name": r.get("name") or getattr(spec, "function_name", ""),
+        "state": _TASK_STATE.get(r.get("state", ""), str(r.get("state", "")).upper()),
+        "type": "ACTOR_TASK" if r.get("actor_id") else "NORMAL_TASK",
+        "job_id": r.get("job_id") or getattr(spec, "job_id", None),
+        "actor_id": r.get("actor_id"),
+        "node_id": r.get("node_id"),
+        "worker_id": r.get("worker_id"),
+        "attempt": int(r.get("attempt") or 0),
+        "required_resources": dict(getattr(spec, "resources", None) or {}),
+        "submitted_at": r.get("submitted_at"),
+        "started_at": started,
+        "finished_at": finished,
+        "duration_s": round(finished - started, 6) if started and finished and finished >= started else None,
+    }
+    for key in ("error_type", "error_message", "traceback"):
+        if r.get(key):
+            row[key] = r[key]
+    return row
+
+
+def list_tasks(filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
+               detail: bool = False) -> list[dict]:
+    """The tasks (and actor method calls) the GCS knows, oldest update first.
+
+    Args:
+        filters: ``[(key, "=" | "!=", value)]`` or ``{key: value}`` on the row fields,
+            e.g. ``[("state", "=", "FAILED")]``, ``{"name": "f", "node_id": "..."}``.
+            Comparison is on the text, case-insensitive.
+        limit: at most this many rows (None: all).
+        detail: keep ``traceback`` (failed tasks); without it only the error text is kept.
+
+    Raises:
+        StateApiError: the GCS did not answer within ``timeout`` or could not read its store.
+    """
+    filters = _normalize_filters(filters)
+    where = None
+    for key, op, value in filters:
+        stored = _STORED_TASK_STATE.get(str(value).upper())
+        if key == "state" and op == "=" and stored is not None:
+            where = {"state": stored}  # the store's indexed column narrows the scan
+    rows = (_task_row(k, r) for k, r in _scan("tasks", where, timeout))
+    rows_out = _select(rows, filters, limit)
+    if not detail:
+        for row in rows_out:
+            row.pop("traceback", None)
+    return rows_out
+
+
+def get_task(task_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+    """One task with every field (traceback included), or None if the GCS never saw it."""
+    record = _get("tasks", task_id, timeout)
+    return None if record is None else _task_row(task_id, record)
+
+
+def summarize_tasks(timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Task counts by function name and state: ``{"summary": {name: {"state_counts":
+    {STATE: n}, "type": ...}}, "total_tasks": n}``."""
+    summary: dict[str, dict] = {}
+    total = 0
+    for row in list_tasks(limit=None, timeout=timeout):
+        entry = summary.setdefault(row["name"], {"state_counts": Counter(), "type": row["type"]})
+        entry["state_counts"][row["state"]] += 1
+        total += 1
+    for entry in summary.values():
+        entry["state_counts"] = dict(entry["state_counts"])
+    return {"summary": dict(sorted(summary.items())), "total_tasks": total}
+
+
+# ---- actors --------------------------------------------------------------------------------
+
+
+def _actor_row(actor_id: str, r: dict) -> dict:
+    return {
+        "actor_id": actor_id,
+        "class_name": r.get("class_name") or getattr(r.get("info"), "class_name", ""),
+        "name": r.get("name") or "",
+        "state": r.get("state", ""),
+        "node_id": r.get("node_id"),
+        "worker_id": r.get("worker_id"),
+        "pid": r.get("pid"),
+        "num_restarts": r.get("num_restarts", 0),
+        "max_restarts": r.get("max_restarts", 0),
+        "detached": bool(r.get("detached")),
+        "death_cause": r.get("death_cause") or "",
+    }
+
+
+def list_actors(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
+                timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """The actors (state PENDING, ALIVE, RESTARTING or DEAD, node, worker, pid, restarts)."""
+    rows = (_actor_row(k, r) for k, r in _scan("actors", None, timeout))
+    return _select(rows, _normalize_filters(filters), limit)
+
+
+def get_actor(actor_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+    record = _get("actors", actor_id, timeout)
+    return None if record is None else _actor_row(actor_id, record)
+
+
+# ---- objects -------------------------------------------------------------------------------
+
+
+def _object_row(object_id: str, r: dict) -> dict:
+    put = _is_put(object_id)
+    return {
+        "object_id": object_id,
+        "size_bytes": r.get("size", 0),
+        "state": str(r.get("state", "")).upper(),
+        "locations": sorted(r.get("locations") or ()),
+        "made_by": "put" if put else "task",
+        "task_id": None if put else task_id_of(object_id),
+    }
+
+
+def _is_put(object_id: str) -> bool:
+    try:
+        return is_put_object(object_id)
+    except ValueError:
+        return False
+
+
+def list_objects(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
+                 timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """Objects held in node stores (small inline values never reach a store: not listed).
+
+    ``state`` is STORED (a copy exists on ``locations``) or FREED (no copy left).
+    """
+    rows = (_object_row(k, r) for k, r in _scan("objects", None, timeout))
+    return _select(rows, _normalize_filters(filters), limit)
+
+
+def get_object(object_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+    record = _get("objects", object_id, timeout)
+    return None if record is None else _object_row(object_id, record)
+
+
+# ---- nodes and workers ---------------------------------------------------------------------
+
+
+def _node_row(node_id: str, r: dict) -> dict:
+    return {
+        "node_id": node_id,
+        "address": r.get("address", ""),
+        "state": "ALIVE" if r.get("alive") else "DEAD",
+        "resources_total": dict(r.get("resources") or {}),
+        "resources_available": dict(r.get("available") or {}),
+        "queue_length": r.get("queue_length", 0),
+        "num_workers": r.get("num_workers"),
+        "registered_at": r.get("registered_at"),
+    }
+
+
+def list_nodes(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
+               timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """The nodes that ever registered (ALIVE or DEAD), with total and free resources."""
+    rows = (_node_row(k, r) for k, r in _scan("nodes", None, timeout))
+    return _select(rows, _normalize_filters(filters), limit)
+
+
+def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
+                 timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """The worker processes that ran tasks or host actors, with their task counts.
+
+    Built from the task and actor tables; ``pid`` and ``started_at`` come from the
+    session logs of this host when they are readable here (None otherwise).
+    """
+    workers: dict[str, dict] = {}
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for row in list_tasks(limit=None, timeout=timeout):
+        worker_id = row["worker_id"]
+        if not worker_id:
+            continue
+        w = workers.setdefault(worker_id, {"worker_id": worker_id, "node_id": row["node_id"], "actor_id": None,
+                                           "last_task_at": None})
+        counts[worker_id][row["state"]] += 1
+        seen = row["finished_at"] or row["started_at"]
+        if seen and (w["last_task_at"] is None or seen > w["last_task_at"]):
+            w["last_task_at"] = seen
+    for actor in list_actors(limit=None, timeout=timeout):
+        if actor["worker_id"]:
+            w = workers.setdefault(actor["worker_id"], {"worker_id": actor["worker_id"], "node_id": actor["node_id"],
+                                                        "last_task_at": None})
+            w["actor_id"] = actor["actor_id"]
+    started = _worker_starts()
+    rows = []
+    for worker_id, w in workers.items():
+        pid, at = started.get(worker_id, (None, None))
+        rows.append({**w, "pid": pid, "started_at": at, "num_tasks": sum(counts[worker_id].values()),
+                     "task_states": dict(counts[worker_id])})
+    rows.sort(key=lambda w: (w["node_id"] or "", w["started_at"] or 0, w["worker_id"]))
+    return _select(rows, _normalize_filters(filters), limit)
+
+
+def _worker_starts() -> dict[str, tuple]:
+    """worker_id -> (pid, start time) from the ``worker_started`` events in local logs."""
+    from babyray import logs
+    found = {}
+    try:
+        for event in logs.load(logs.session_dirs(), events=("worker_started",)):
+            if event.get("worker_id"):
+                found[event["worker_id"]] = (event.get("pid"), event.get("ts"))
+    except OSError:
+        pass
+    return found
