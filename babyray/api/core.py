@@ -28,6 +28,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.task_events import TaskEventBuffer, error_fields
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
+from babyray.gcs import messages as gm
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.arena import Arena, read_object, write_object
 
@@ -35,7 +36,7 @@ Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
 _REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre,
-                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList)
+                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries)
 
 
 class Transport(Protocol):
@@ -402,11 +403,12 @@ class CoreClient:
             raise
 
     def _read_stored(self, oid: str, value: m.StoredValue) -> Any:
+        remote = self.remote_store_io or value.node_id != self.node_id
+        if remote and self.recovery.is_lost(value):
+            raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
         if self.remote_store_io:
             return self._direct().read(oid, value)
         if value.node_id != self.node_id:  # the local store pulls it over the data plane
-            if self.recovery.is_lost(value):
-                raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
             reply = self.request(self.store, lambda r: m.PullObject(r, oid, value.size, value.store, value.node_id,
