@@ -1,0 +1,201 @@
+"""The observability commands through the CLI (subprocesses) against a head started with
+``babyray start --head`` on 127.0.0.1, while a driver holds finished, failed, retried,
+pending (infeasible) and running tasks, an actor and a stored object."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from babyray.cluster import free_port
+from test_cli import ROOT, _cli, _processes_mentioning
+
+WORKLOAD = '''
+import sys, time, babyray as ray
+ray.init(address=sys.argv[1])
+
+@ray.remote
+def square(x):
+    return x * x
+
+@ray.remote
+def explode(x):
+    raise ValueError(f"bad input {x}")
+
+@ray.remote
+def sleeper(seconds):
+    time.sleep(seconds)
+    return seconds
+
+@ray.remote(resources={"unobtainium": 1})
+def never():
+    return 1
+
+@ray.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def inc(self):
+        self.n += 1
+        return self.n
+
+assert ray.get([square.remote(i) for i in range(8)]) == [i * i for i in range(8)]
+bad = explode.remote(7)
+try:
+    ray.get(bad)
+except ValueError:
+    pass
+counter = Counter.remote()
+assert ray.get([counter.inc.remote() for _ in range(3)])[-1] == 3
+big = ray.put(b"x" * 3_000_000)
+pending = never.remote()
+running = sleeper.remote(600)
+while (ray.util.state.get_task(running.id[:-4]) or {}).get("state") != "RUNNING":
+    time.sleep(0.05)
+time.sleep(0.5)  # the workers' and this driver's task events reach the GCS
+print("READY", bad.id[:-4], running.id[:-4], pending.id[:-4], big.id, flush=True)
+sys.stdin.read()
+'''
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """(env, address, ids) of a head with the workload's driver connected and waiting."""
+    tmp = tmp_path_factory.mktemp("statecli")
+    env = dict(os.environ, BABYRAY_TEMP_DIR=str(tmp), PYTHONPATH=str(ROOT))
+    env.pop("BABYRAY_ADDRESS", None)
+    env.pop("BABYRAY_STATE_DIR", None)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    driver = None
+    try:
+        head = _cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
+        assert head.returncode == 0, head.stdout + head.stderr
+        script = tmp / "workload.py"
+        script.write_text("import babyray.util.state\n" + WORKLOAD)
+        driver = subprocess.Popen([sys.executable, str(script), address], env=env, stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = driver.stdout.readline()
+        assert line.startswith("READY"), line + driver.stderr.read()
+        _, failed, running, pending, obj = line.split()
+        yield env, address, {"failed": failed, "running": running, "pending": pending, "object": obj}
+    finally:
+        if driver is not None:  # end of stdin: the driver shuts down (its admin too) and exits
+            driver.stdin.close()
+            try:
+                driver.wait(30)
+            except subprocess.TimeoutExpired:
+                driver.kill()
+                driver.wait(10)
+        stop = _cli(env, "stop")
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(str(tmp)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _processes_mentioning(str(tmp))
+
+
+def _ok(env, *args) -> str:
+    run = _cli(env, *args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_list_tasks_shows_finished_failed_pending_and_running_tasks(live):
+    env, _, ids = live
+    out = _ok(env, "list", "tasks")  # the head recorded on this host, no --address
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip() and " " in line}
+    assert rows[ids["failed"]][1:3] == ["explode", "FAILED"] and "ValueError" in rows[ids["failed"]]
+    assert rows[ids["running"]][1:3] == ["sleeper", "RUNNING"]
+    assert rows[ids["pending"]][1:3] == ["never", "PENDING"]
+    assert sum(1 for r in rows.values() if r[1:3] == ["square", "FINISHED"]) == 8
+    assert any(r[1:3] == ["Counter.inc", "FINISHED"] for r in rows.values())
+
+
+def test_list_tasks_filters_limits_and_prints_json(live):
+    env, address, ids = live
+    failed = json.loads(_ok(env, "list", "tasks", "--filter", "state=failed", "--format", "json",
+                            "--address", address))
+    assert [t["task_id"] for t in failed] == [ids["failed"]]
+    assert failed[0]["error_message"] == "bad input 7" and failed[0]["node_id"] and failed[0]["worker_id"]
+    squares = json.loads(_ok(env, "list", "tasks", "--filter", "name=square", "--limit", "3", "--format", "json"))
+    assert len(squares) == 3 and {t["state"] for t in squares} == {"FINISHED"}
+
+
+def test_get_task_prints_the_error_and_remote_traceback(live):
+    env, _, ids = live
+    out = _ok(env, "get", "task", ids["failed"])
+    assert "state               FAILED" in out and "error_message       bad input 7" in out
+    assert "remote traceback:" in out and 'raise ValueError(f"bad input {x}")' in out
+    missing = _cli(env, "get", "task", "0" * 16)
+    assert missing.returncode == 1 and "no task" in missing.stderr
+
+
+def test_summary_tasks_counts_by_function_and_state(live):
+    env, _, _ = live
+    summary = json.loads(_ok(env, "summary", "tasks", "--format", "json"))["summary"]
+    assert summary["square"]["state_counts"] == {"FINISHED": 8}
+    assert summary["explode"]["state_counts"] == {"FAILED": 1}
+    assert summary["never"]["state_counts"] == {"PENDING": 1}
+    assert summary["sleeper"]["state_counts"] == {"RUNNING": 1}
+    table = _ok(env, "summary", "tasks")
+    assert table.splitlines()[0].split()[:2] == ["FUNCTION", "TYPE"] and "square" in table
+
+
+def test_list_actors_objects_nodes_and_workers(live):
+    env, _, ids = live
+    actors = json.loads(_ok(env, "list", "actors", "--format", "json"))
+    assert len(actors) == 1 and actors[0]["class_name"] == "Counter" and actors[0]["state"] == "ALIVE"
+    objects = _ok(env, "list", "objects")
+    assert ids["object"] in objects and "STORED" in objects
+    nodes = json.loads(_ok(env, "list", "nodes", "--format", "json"))
+    assert len(nodes) == 1 and nodes[0]["state"] == "ALIVE" and nodes[0]["resources_total"] == {"CPU": 2.0}
+    workers = json.loads(_ok(env, "list", "workers", "--format", "json"))
+    assert any(w["actor_id"] == actors[0]["actor_id"] for w in workers)
+    assert any(w["task_states"].get("RUNNING") for w in workers) and all(w["pid"] for w in workers)
+    assert _ok(env, "get", "actor", actors[0]["actor_id"]).count("ALIVE") == 1
+    assert "size_bytes" in _ok(env, "get", "object", ids["object"])
+
+
+def test_memory_shows_store_totals_and_objects_by_node(live):
+    env, _, ids = live
+    out = _ok(env, "memory")
+    assert out.startswith("object stores: 1 node(s)") and ids["object"] in out and "pinned" in out
+    report = json.loads(_ok(env, "memory", "--format", "json"))
+    node = report["stores"][0]["node_id"]
+    assert [o["object_id"] for o in report["objects_by_node"][node]] == [ids["object"]]
+
+
+def test_timeline_writes_chrome_trace_with_one_complete_event_per_execution_and_a_plot(live, tmp_path):
+    env, _, ids = live
+    trace, picture = tmp_path / "trace.json", tmp_path / "trace.png"
+    out = _ok(env, "timeline", "--output", str(trace), "--plot", str(picture))
+    assert "task executions" in out and picture.stat().st_size > 1000
+    events = json.loads(trace.read_text())
+    complete = [e for e in events if e["ph"] == "X"]
+    by_task = {}
+    for e in complete:
+        by_task.setdefault(e["args"]["task_id"], []).append(e)
+    assert all(len(v) == 1 for v in by_task.values())
+    assert [e["name"] for e in complete].count("square") == 8 and len(by_task[ids["failed"]]) == 1
+    assert ids["running"] not in by_task and ids["pending"] not in by_task  # not executed (yet)
+    assert all({"name", "ts", "dur", "pid", "tid"} <= set(e) for e in complete)
+
+
+def test_logs_filter_by_task_render_readably_or_as_json_and_follow(live):
+    env, _, ids = live
+    out = _ok(env, "logs", "--task", ids["failed"], "--event", "task_executed")
+    assert len(out.splitlines()) == 1 and "task_executed" in out and "function=explode" in out
+    raw = [json.loads(line) for line in _ok(env, "logs", "--component", "gcs", "--json").splitlines()]
+    assert raw and all(e["component"] == "gcs" for e in raw)
+    follow = subprocess.Popen([sys.executable, "-m", "babyray.cli", "logs", "--follow", "--tail", "1",
+                               "--component", "gcs"], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert "gcs" in follow.stdout.readline()
+    finally:
+        follow.terminate()
+        follow.wait(10)
