@@ -75,8 +75,10 @@ class Sampler:
 def run_stream(remote_fn: Callable[[], object], get: Callable[[list], object], tasks: int,
                pid: int) -> tuple[list[tuple[float, float, int]], float]:
     """Run tasks empty tasks, CHUNK at a time with two chunks in flight; return samples and seconds."""
+    from babyray.progress import Progress
     done = [0]
     sampler = Sampler(pid, lambda: done[0])
+    bar = Progress(tasks, desc="tasks done")
     started = time.monotonic()
     previous: list = []
     submitted = 0
@@ -87,13 +89,16 @@ def run_stream(remote_fn: Callable[[], object], get: Callable[[list], object], t
         if previous:
             get(previous)
             done[0] += len(previous)
+            bar.update(len(previous))
         previous = current
+    bar.close()
     seconds = time.monotonic() - started
     return sampler.stop(), seconds
 
 
 def run_babyray(flushing: bool, tasks: int) -> dict:
     import babyray as ray
+    from babyray import logs
     from babyray.api import context
     from babyray.gcs import messages as gm
 
@@ -102,7 +107,7 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
         return None
 
     with tempfile.TemporaryDirectory(prefix="fig10b-") as temp_dir:
-        ray.init(num_cpus=2, temp_dir=temp_dir, gcs_flushing=flushing)
+        info = ray.init(num_cpus=2, temp_dir=temp_dir, gcs_flushing=flushing)
         try:
             runtime = context.runtime()
             with runtime.head.system.private() as ctx:
@@ -112,9 +117,11 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
                 stats = ctx.ask(runtime.gcs, gm.GetGcsStats("fig10b-end"), 10)
         finally:
             ray.shutdown()
+        runs = logs.task_executions(logs.load(info["session_dir"], events=("task_executed",)))  # the workers' own account
     mode = "flushing_on" if flushing else "flushing_off"
     return summarize(mode, samples, seconds, tasks, extra={"gcs_in_memory": stats.in_memory,
-                                                           "gcs_evicted": stats.evicted})
+                                                           "gcs_evicted": stats.evicted,
+                                                           "exec_per_s": round(logs.throughput(runs))})
 
 
 def find_ray_gcs_pid() -> int:

@@ -39,7 +39,7 @@ def measure(system: str, tasks: int, round_trips: int) -> dict:
         init_kwargs = {"num_cpus": 2, "object_store_memory": 1 << 30}
     out: dict = {}
     start = time.perf_counter()
-    ray.init(**init_kwargs)
+    info = ray.init(**init_kwargs)
 
     @ray.remote
     def empty():
@@ -61,6 +61,11 @@ def measure(system: str, tasks: int, round_trips: int) -> dict:
     t = time.perf_counter()
     ray.get([empty.remote() for _ in range(tasks)])
     out["task_throughput_per_s"] = tasks / (time.perf_counter() - t)
+    if system == "babyray":  # the same tasks as the workers saw them, from their task_executed events
+        from babyray import logs
+        runs = logs.task_executions(logs.load(info["session_dir"], events=("task_executed",)))[-tasks:]
+        out["task_exec_median_ms"] = logs.latency_summary(runs).get("p50_ms", 0.0)
+        out["worker_exec_throughput_per_s"] = logs.throughput(runs)
 
     array = np.ones(100 * 1024 * 1024 // 8)
     puts, gets = [], []
