@@ -93,8 +93,8 @@ def plot(runs: list[dict], path: str, title: str = "babyray task executions") ->
     for r in runs:
         failed = r.get("state") == "failed"
         ax.broken_barh([(r["start"] - t0, max(r["end"] - r["start"], 1e-4))], (row[(r["node_id"], r["worker_id"])] - 0.4, 0.8),
-                       facecolors=colours[r["function"]], edgecolors="red" if failed else "none",
-                       linewidth=1.5 if failed else 0)
+                       facecolors=colours[r["function"]], edgecolors="red" if failed else "white",
+                       linewidth=1.5 if failed else 0.6)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels([f"{str(n)[:8]}/{str(w)[:10]}" for n, w in lanes], fontsize=8)
     ax.set_xlabel("seconds since the first task started")
