@@ -145,3 +145,38 @@ def test_an_actor_on_a_dead_node_restarts_elsewhere(cluster, tmp_path):
         assert node != m1 and calls == 1, (node, calls)  # a new process, state rebuilt
         print("RESTARTED on", node)
     ''')
+
+
+def test_a_task_whose_input_was_lost_with_a_killed_node_gets_it_rebuilt(cluster, tmp_path):
+    output = run_with_kill(cluster, tmp_path, '''
+        @ray.remote
+        def make(i):
+            return np.full(131072, float(i))  # 1 MB, in m1's store
+
+        @ray.remote
+        def total(a):
+            return float(a.sum())
+
+        made = make.options(scheduling_strategy=on_m1).remote(3)
+        ray.wait([made], timeout=60)
+        wait_for_kill(MARKERS)
+        assert ray.get(total.remote(made), timeout=120) == 3.0 * 131072
+        print("INPUT REBUILT")
+    ''')
+    assert "INPUT REBUILT" in output
+
+
+def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_path):
+    output = run_with_kill(cluster, tmp_path, '''
+        @ray.remote
+        def slow(i):
+            time.sleep(2.0)
+            return i
+
+        refs = [slow.options(scheduling_strategy=on_m1).remote(i) for i in range(8)]  # 2 run, 6 queue on m1
+        time.sleep(1.0)
+        wait_for_kill(MARKERS)
+        assert ray.get(refs, timeout=120) == list(range(8))
+        print("RESUBMITTED")
+    ''')
+    assert "RESUBMITTED" in output

@@ -82,6 +82,7 @@ class GlobalScheduler(PartActor):
 
     def _place_pending(self) -> None:
         still = []
+        placed = []  # (task_id, "placed", fields): the GCS finds tasks lost with a node by these
         for spec in self.pending:
             try:
                 node = self.placement.choose_node(spec, self.nodes)
@@ -96,6 +97,10 @@ class GlobalScheduler(PartActor):
             self.log.info("task_placed", task_id=spec.task_id, node=node.node_id,
                           policy=self.placement.policy.name)
             self.post(node.scheduler, m.SubmitTasks((spec,)))
+            if spec.actor_id is None:
+                placed.append((spec.task_id, "placed", {"placed_node": node.node_id, "owner_address": spec.owner}))
+        if placed:
+            self.post(self.gcs, m.TaskEvents(tuple(placed)))
         if still:
             self.log.debug("tasks_pending_infeasible", count=len(still))
         self.pending = still

@@ -422,6 +422,20 @@ class TaskEvents:
 
 
 @dataclass(frozen=True, slots=True)
+class TasksLost:
+    """GCS -> owner: these tasks of yours were placed or running on ``node_id``, which died.
+
+    The owner resubmits those it still waits for (within ``max_retries``) and ignores the rest.
+    """
+
+    node_id: str
+    task_ids: tuple
+
+    def __repr__(self) -> str:
+        return _short("TasksLost", node=self.node_id, n=len(self.task_ids))
+
+
+@dataclass(frozen=True, slots=True)
 class ObjectLocations:
     """Object stores -> GCS: objects added to (or removed from) a node, with sizes."""
 

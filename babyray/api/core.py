@@ -261,6 +261,26 @@ class CoreClient:
         self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
         return True
 
+    def _resubmit_lost(self, msg: m.TasksLost) -> None:
+        """Run again the tasks still awaited that were on a node that died. Locked."""
+        for task_id in msg.task_ids:
+            spec = self.submitted.get(task_id)
+            if spec is None:
+                continue  # finished meanwhile, or not ours
+            if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+                self.log.warning("task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
+                error = exceptions.WorkerCrashedError(
+                    f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
+                    f"exhausted ({spec.attempt}/{spec.max_retries}).")
+                self._finish(m.TaskResult(task_id, tuple((o, m.ErrorValue(serialization.dumps(error)))
+                                                         for o in spec.return_ids)))
+                continue
+            spec.attempt += 1
+            self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
+            self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
+                             error_message=f"node {msg.node_id} died")
+            self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+
     def _set_value(self, oid: str, value: Value) -> None:
         entry = self.owned.get(oid)
         if entry is None:
@@ -291,6 +311,9 @@ class CoreClient:
                 self.changed.notify_all()
         elif kind is m.GetObjects:
             self._serve_get_objects(msg)
+        elif kind is m.TasksLost:
+            with self.lock:
+                self._resubmit_lost(msg)
         elif kind is m.ActorStateChanged:
             with self.lock:
                 self.actor_calls.state_changed(msg)

@@ -17,13 +17,14 @@ from typing import Any
 from babyray import config, log
 from babyray.actors import messages as m
 from babyray.actors.base import PartActor
+from babyray.actors.batching import address_key
 from babyray.gcs import messages as gm
 from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
 from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.tables import GcsTables, StoredTable
-from babyray.gcs.task_states import merge_task_event
+from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
 from babyray.session import kill_session_processes, register_pid
@@ -77,6 +78,7 @@ class GcsActor(PartActor):
         self.recovered = False
         self.global_scheduler: Any = None
         self._actor_directory: ActorDirectory | None = None
+        self.placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
 
     def on_start(self, msg: m.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
@@ -270,9 +272,35 @@ class GcsActor(PartActor):
         if changed:
             self._publish_nodes()  # first, so the global scheduler does not place restarts there
         for node_id in dead:
+            self._tell_owners_of_lost_tasks(node_id)
             for actor_id in self.actor_directory.actors_on(node_id):
                 self.on_actor_worker_died(m.ActorWorkerDied(actor_id, node_id, f"node {node_id} died"), None)
         self.every(0.5, "liveness")
+
+    def _tell_owners_of_lost_tasks(self, node_id: str) -> None:
+        """Send each owner the ids of its unfinished tasks placed or running on the dead node."""
+        by_owner: dict[Any, list[str]] = {}
+        owners: dict[Any, Any] = {}  # ActorAddress is unhashable: key by address_key
+
+        def add(owner: Any, task_id: str) -> None:
+            key = address_key(owner)
+            owners.setdefault(key, owner)
+            by_owner.setdefault(key, []).append(task_id)
+
+        for task_id, (placed_node, owner) in list(self.placements.items()):
+            if placed_node == node_id:
+                del self.placements[task_id]
+                add(owner, task_id)
+        for task_id, record in self.tables.tasks.items():
+            if record.get("state") in FINAL or record.get("actor_id"):
+                continue
+            owner = getattr(record.get("spec"), "owner", None)
+            if record.get("node_id") == node_id and owner is not None:
+                add(owner, task_id)
+        for key, task_ids in by_owner.items():
+            task_ids = list(dict.fromkeys(task_ids))
+            self.log.warning("tasks_lost_with_node", node=node_id, count=len(task_ids), task_ids=task_ids[:20])
+            self.post(owners[key], m.TasksLost(node_id, tuple(task_ids)))
 
     def _node_infos(self) -> tuple:
         return tuple(
@@ -359,6 +387,11 @@ class GcsActor(PartActor):
         evicted earlier version; any other event merges into the record, faulting it back.
         """
         for task_id, state, fields in msg.events:
+            if state == "placed":  # the global scheduler's placement, kept until the task ends
+                self.placements[task_id] = (fields["placed_node"], fields["owner_address"])
+                continue
+            if state in FINAL:
+                self.placements.pop(task_id, None)
             if state == "submitted":
                 record = self.tables.tasks.cached(task_id)
             else:
