@@ -47,3 +47,24 @@ def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> l
         except FileNotFoundError:
             pass
     return killed
+
+
+def kill_admin_tree(admin_pid: int) -> None:
+    """SIGKILL a Thespian admin's other children (its logger) and then the admin itself."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        if ppid == admin_pid:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    try:
+        os.kill(admin_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -101,3 +101,27 @@ def test_logs_are_structlog_json_lines_in_the_session(cluster):
                 assert {"event", "ts", "level", "component", "pid"} <= set(event)
                 components.add(event["component"])
     assert {"driver", "gcs", "global_scheduler", "local_scheduler", "object_store", "worker"} <= components
+
+
+def test_a_private_cluster_dies_with_its_driver_even_after_kill_minus_9(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import os\nimport babyray as ray\n"
+        f"ray.init(num_cpus=1, temp_dir={str(tmp_path)!r})\n"
+        "@ray.remote\ndef f():\n    return 1\n"
+        "assert ray.get(f.remote()) == 1\nprint('READY', flush=True)\nos.kill(os.getpid(), 9)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": root}, timeout=60,
+                   capture_output=True)
+    marker = str(script)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, f"processes of the killed driver's cluster are still running: {left}"

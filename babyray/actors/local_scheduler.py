@@ -8,6 +8,7 @@ workers that die, retrying their tasks within ``max_retries``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -54,6 +55,7 @@ class LocalScheduler(PartActor):
         m.CancelTask: "on_cancel",
         m.WhoAmI: "on_who_am_i",
         m.KillActorWorker: "on_kill_actor_worker",
+        m.GcsRestarted: "on_gcs_restarted",
     }
     timers = {"heartbeat": "on_heartbeat_timer"}
 
@@ -138,6 +140,9 @@ class LocalScheduler(PartActor):
         idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
                 and w.actor_id is None]
         wanted_workers = 0
+        # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
+        # so no task waits behind a long one while a CPU frees up elsewhere.
+        pipelining = len(self.queue) > 2 * max(1, int(self.total.get("CPU", 1)))
         for fifo in self.queue.fifos():
             while fifo:
                 spec = fifo[0]
@@ -150,7 +155,7 @@ class LocalScheduler(PartActor):
                     worker.held = dict(spec.resources)
                     worker.actor_id = spec.actor_id if spec.actor_creation else None
                     self._assign(worker, self.queue.popped(fifo), batches)
-                elif spec.actor_creation or not self._pipeline(spec, batches):
+                elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
                     break
                 else:
                     self.queue.popped(fifo)
@@ -314,6 +319,20 @@ class LocalScheduler(PartActor):
         self._fail(spec, exceptions.WorkerCrashedError(
             f"The worker {worker.worker_id} (pid {worker.pid}) running task {spec.task_id} "
             f"({spec.function_name}) died; retries exhausted ({spec.attempt}/{spec.max_retries})."))
+
+    # ---- a restarted head -------------------------------------------------------------
+
+    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+        """Send to the restarted head's new GCS and global scheduler from now on: register
+        again (same node id: the GCS recovered it) and tell the store and the workers."""
+        self.node = dataclasses.replace(self.node, gcs=msg.gcs, global_scheduler=msg.global_scheduler)
+        self.log.warning("gcs_moved_reregistering", node=self.node.node_id)
+        self.post(msg.gcs, m.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
+                                          self.total))
+        self.post(self.node.store, msg)
+        for worker in self.workers.values():
+            self.post(worker.address, msg)
+        self._send_heartbeat()
 
     # ---- heartbeats ------------------------------------------------------------------
 

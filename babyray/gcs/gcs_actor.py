@@ -27,7 +27,7 @@ from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
-from babyray.session import kill_session_processes, register_pid
+from babyray.session import kill_admin_tree, kill_session_processes, register_pid
 
 _WRITER_CLOSE_TIMEOUT = 3.0  # seconds a stopping GCS waits for the store to take pending writes
 
@@ -258,6 +258,7 @@ class GcsActor(PartActor):
             self.log.warning("driver_gone_stopping_private_cluster", pid=self.watch_pid)
             self._close_store()
             kill_session_processes(self.session_dir, exclude=(os.getpid(),))
+            kill_admin_tree(os.getppid())  # the private admin and its logger outlive the driver
             os.kill(os.getpid(), signal.SIGKILL)
         now = time.monotonic()
         changed = False
@@ -302,6 +303,17 @@ class GcsActor(PartActor):
             self.log.warning("tasks_lost_with_node", node=node_id, count=len(task_ids), task_ids=task_ids[:20])
             self.post(owners[key], m.TasksLost(node_id, tuple(task_ids)))
 
+    def _announce_restart(self, global_scheduler: Any) -> None:
+        """Tell the nodes recovered from the store where the GCS and global scheduler are now.
+
+        A restarted head's parts are new processes with new addresses; the members still send
+        to the old ones. Each local scheduler re-registers (and is alive again) on this message.
+        """
+        for node_id, record in self.tables.nodes.items():
+            if record.get("scheduler") is not None:
+                self.log.info("gcs_restart_announced", node=node_id, address=record.get("address"))
+                self.post(record["scheduler"], m.GcsRestarted(self.myAddress, global_scheduler))
+
     def _node_infos(self) -> tuple:
         return tuple(
             m.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
@@ -317,6 +329,8 @@ class GcsActor(PartActor):
         self.reply(msg, sender, m.Nodes(msg.req_id, self._node_infos()))
 
     def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
+        if self.recovered and self.global_scheduler is None:
+            self._announce_restart(sender)
         self.global_scheduler = sender
         if sender not in self.subscribers:
             self.subscribers.append(sender)
