@@ -444,10 +444,9 @@ class GcsActor(PartActor):
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent to reap it counts as dead)."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True
