@@ -237,7 +237,7 @@ def in_netns(ns: str):
     stay in it.  Other threads are unaffected; children forked from this
     thread inherit it."""
     libc = ctypes.CDLL(None, use_errno=True)
-    orig = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         fd = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
         try:

@@ -1,7 +1,6 @@
 """Validation of ``@remote`` / ``.options()`` arguments, with Ray's names and defaults."""
 from __future__ import annotations
 
-from typing import Any
 
 from babyray import config
 

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from babyray import config, log
+from babyray import log
 from babyray.actors import messages as m
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
