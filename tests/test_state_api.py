@@ -123,13 +123,13 @@ def test_a_task_retried_on_exceptions_reports_its_last_attempt(flushing_cluster)
 
 
 def test_an_old_task_is_still_listed_and_read_after_the_gcs_flushed_it_to_its_store(flushing_cluster):
+    gcs = Gcs()
+    evicted_before = gcs.stats().evicted["tasks"]  # before: flush passes run every 0.2 s
     refs = [square.remote(i) for i in range(10)]
     ray.get(refs)
     ids = {ref.id[:-4] for ref in refs}
     for task_id in ids:
         _task(task_id, lambda r: r["state"] == "FINISHED" and r["worker_id"])
-    gcs = Gcs()
-    evicted_before = gcs.stats().evicted["tasks"]
     gcs.flush()
     wait_until(lambda: gcs.stats().evicted["tasks"] >= evicted_before + len(ids), 10, "tasks evicted")
     listed = {r["task_id"]: r for r in state.list_tasks(filters={"name": "square"}, limit=None)}

@@ -133,6 +133,7 @@ class TaskResult:
     worker_id: str = ""
     node_id: str = ""
     retryable_crash: bool = False
+    started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ class Worker(PartActor):
         self.functions: dict[str, Any] = {}
         self.executor: threading.Thread | None = None
         self.actor: ActorHost | None = None
+        self.started: dict[str, float] = {}  # task id -> when it started running, until reported
 
     def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
         self.start_msg = msg
@@ -150,7 +151,10 @@ class Worker(PartActor):
 
     def _report(self, spec: m.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
-        self.post_from_thread(spec.owner, m.TaskResults((m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id),)))
+        if self.core.task_events is not None:
+            self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
+        self.post_from_thread(spec.owner, m.TaskResults((m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
+                                                                      started_at=self.started.pop(spec.task_id, 0.0)),)))
         if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
             self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
 
@@ -212,12 +216,18 @@ class Worker(PartActor):
 
     def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:
         """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
-        self.core._task_event(spec.task_id, state, name=spec.function_name, node_id=self.start_msg.node_id,
-                              worker_id=self.start_msg.worker_id, actor_id=spec.actor_id,
-                              attempt=spec.attempt, **fields)
+        fields.update(name=spec.function_name, node_id=self.start_msg.node_id, worker_id=self.start_msg.worker_id,
+                      actor_id=spec.actor_id, attempt=spec.attempt)
+        if self.core.task_events is None:
+            return
+        if state in ("scheduled", "running"):
+            self.core.task_events.add_provisional(spec.task_id, state, fields)
+        else:
+            self.core.task_events.discard(spec.task_id)
+            self.core.task_events.add(spec.task_id, state, fields)
 
     def _execute(self, spec: m.TaskSpec) -> tuple:
-        started = time.time()
+        started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
         try:

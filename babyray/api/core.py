@@ -233,7 +233,8 @@ class CoreClient:
         error = next((value for _, value in result.returns if isinstance(value, m.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         self._task_event(result.task_id, state, finished_at=time.time(), worker_id=result.worker_id,
-                         node_id=result.node_id, attempt=spec.attempt if spec else None, **fields)
+                         node_id=result.node_id, attempt=spec.attempt if spec else None,
+                         started_at=result.started_at or None, **fields)
         self.refs.task_finished(result.task_id)
         for oid, value in result.returns:
             self._set_value(oid, value)

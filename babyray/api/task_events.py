@@ -37,6 +37,7 @@ class TaskEventBuffer:
         self._gcs = gcs
         self._interval = interval
         self._events: list[tuple] = []
+        self._provisional: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="babyray-task-events", daemon=True)
@@ -46,9 +47,22 @@ class TaskEventBuffer:
         with self._lock:
             self._events.append((task_id, state, fields))
 
+    def add_provisional(self, task_id: str, state: str, fields: dict) -> None:
+        """Buffer a worker's progress event, dropped by ``discard`` if the task ends before the
+        next flush (its owner's final event then says it all, and nothing arrives late)."""
+        with self._lock:
+            self._provisional[task_id] = (task_id, state, fields)
+
+    def discard(self, task_id: str) -> None:
+        with self._lock:
+            self._provisional.pop(task_id, None)
+
     def flush(self) -> None:
         with self._lock:
             events, self._events = self._events, []
+            if self._provisional:
+                events = list(self._provisional.values()) + events
+                self._provisional = {}
         if events:
             self._transport.send(self._gcs, m.TaskEvents(tuple(events)))
 
