@@ -220,7 +220,7 @@ class Worker(PartActor):
                       actor_id=spec.actor_id, attempt=spec.attempt)
         if self.core.task_events is None:
             return
-        if state in ("scheduled", "running"):
+        if state in ("scheduled", "running") and spec.actor_id is None:  # actor calls: owners know no name
             self.core.task_events.add_provisional(spec.task_id, state, fields)
         else:
             self.core.task_events.discard(spec.task_id)

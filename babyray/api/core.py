@@ -30,6 +30,7 @@ from babyray.api.task_events import TaskEventBuffer, error_fields
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
 from babyray.gcs import messages as gm
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
+from babyray.store.alloc_channel import AllocClient
 from babyray.store.arena import Arena, read_object, write_object
 
 Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
@@ -92,6 +93,8 @@ class CoreClient:
         self.actor_calls = ActorSubmitter(self)
         self.recovery = ObjectRecovery(self)
         self.arenas: dict[str, Arena] = {}
+        self.alloc_channel: AllocClient | None = None
+        self.store_arena = ""
         # No store on this host: objects go to/come from remote stores over the data plane.
         self.remote_store_io = False
         self._direct_io: Any = None
@@ -475,16 +478,31 @@ class CoreClient:
         if serialized.total_size <= self.inline_threshold:
             return self.refs.stored_record(m.InlineValue(serialized.to_bytes()), serialized, borrower)
         self.refs.drain()  # frees queued so far reach the store before this allocation
-        reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
-        if reply.error is not None:
-            raise serialization.deserialize(reply.error)
-        if self.remote_store_io:
-            self._direct().write(self.store, reply.offset, serialized)
+        if self.alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
+            offset, error = self.alloc_channel.allocate(oid, serialized.total_size, self.identity)
+            arena_name = self.store_arena
         else:
-            write_object(self._arena(reply.arena_name), reply.offset, serialized)
+            reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
+            offset, error, arena_name = reply.offset, reply.error, reply.arena_name
+            if error is None and not self.remote_store_io:
+                self._open_alloc_channel(arena_name)
+        if error is not None:
+            raise serialization.deserialize(error)
+        if self.remote_store_io:
+            self._direct().write(self.store, offset, serialized)
+        else:
+            write_object(self._arena(arena_name), offset, serialized)
         self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity))
         return self.refs.stored_record(m.StoredValue(self.node_id, serialized.total_size, self.store),
                                        serialized, borrower)
+
+    def _open_alloc_channel(self, arena_name: str) -> None:
+        """Use the store's allocation channel from now on (see store/alloc_channel.py)."""
+        try:
+            self.alloc_channel = AllocClient(arena_name)
+            self.store_arena = arena_name
+        except OSError:  # an older store, or not on its node: keep asking through Thespian
+            self.log.info("alloc_channel_unavailable", arena=arena_name)
 
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):

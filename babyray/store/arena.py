@@ -62,6 +62,8 @@ class Arena:
 
     @staticmethod
     def path_of(name: str) -> str:
+        if name.startswith("/proc/"):  # an unlinked segment, opened through its creator's descriptor
+            return name
         if "/" in name or name in ("", ".", ".."):
             raise ValueError(f"bad arena name {name!r}")
         return os.path.join(SHM_DIR, name)
@@ -156,6 +158,9 @@ class Arena:
         if self._prefault_error is not None:
             raise self._prefault_error
         return True
+
+    def fileno(self) -> int:
+        return self._fd
 
     def close(self) -> None:
         """Unmap this process's mapping; idempotent.
