@@ -352,6 +352,16 @@ class RegisterNode:
 
 
 @dataclass(frozen=True, slots=True)
+class GcsRestarted:
+    """Restarted GCS -> local schedulers of the nodes it recovered from its store (and they on
+    to their workers and object store): the GCS and global scheduler now live at these
+    addresses; register again and send everything there."""
+
+    gcs: Any
+    global_scheduler: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     """Local scheduler -> GCS: the node is alive; its free resources and queue length."""
 
