@@ -41,6 +41,9 @@ from babyray.store.spill import SpillDir
 from babyray.transfer import TcpDataPlane, TransferServer
 
 
+PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their holders are alive
+
+
 @dataclass(slots=True)
 class StoredObject:
     offset: int | None  # None while the object is only on disk
@@ -83,7 +86,10 @@ class ObjectStore(PartActor):
         m.ObjectServed: "on_served",
         m.PullDone: "on_pull_done",
         m.GetTransferAddress: "on_get_transfer_address",
+        m.GcsRestarted: "on_gcs_restarted",
+        m.Nodes: "on_nodes",
     }
+    timers = {"pull_check": "on_pull_check"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,6 +107,8 @@ class ObjectStore(PartActor):
         self.data_plane = TcpDataPlane()
         self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
         self.serve_waiting: dict[str, list[tuple[Any, m.ServeObject]]] = {}
+        self.pull_nodes: dict[str, str] = {}  # object id -> node pulled from, while the pull lasts
+        self.pull_check_armed = False
 
     def on_start(self, msg: m.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
@@ -292,6 +300,21 @@ class ObjectStore(PartActor):
     def on_pull(self, msg: m.PullObject, sender: Any) -> None:
         """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
         oid = msg.object_id
+        stale = self.objects.get(oid)
+        if stale is not None and not stale.sealed and (
+                oid not in self.pulls or self.pull_nodes.get(oid) != msg.source_node):
+            # Unsealed here while the reader knows a sealed copy elsewhere: its writer died
+            # mid-write (the task was retried on another node), or the holder we pull from is
+            # gone (the object was rebuilt). Pull the copy the reader knows instead of waiting.
+            self.log.warning("object_pull_redirected", object_id=oid, old_source=self.pull_nodes.get(oid),
+                             source=msg.source_node)
+            if stale.size == msg.size and stale.offset is not None:
+                stale.primary = False
+                self._start_pull(oid, msg)
+            else:
+                self.objects.pop(oid)
+                if stale.offset is not None:
+                    self.allocator.free(stale.offset)
         if oid not in self.objects:
             offset = self._alloc(msg.size)
             if offset is None:
@@ -299,10 +322,36 @@ class ObjectStore(PartActor):
                 self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, {}, serialization.dumps(error)))
                 return
             self.objects[oid] = StoredObject(offset, msg.size, "", primary=False)
-            self.pulls[oid] = (msg.source_store, time.monotonic())
-            self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
-            self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
+            self._start_pull(oid, msg)
         self.on_pin(m.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
+
+    def _start_pull(self, oid: str, msg: m.PullObject) -> None:
+        self.pulls[oid] = (msg.source_store, time.monotonic())
+        self.pull_nodes[oid] = msg.source_node
+        self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
+        self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
+        if not self.pull_check_armed:
+            self.pull_check_armed = True
+            self.every(PULL_CHECK_SECONDS, "pull_check")
+
+    def on_pull_check(self, msg: Any, sender: Any) -> None:
+        """While pulls wait, ask the GCS which nodes are dead: a dead holder never answers."""
+        self.pull_nodes = {oid: node for oid, node in self.pull_nodes.items() if oid in self.pulls}
+        if not self.pulls:
+            self.pull_check_armed = False
+            return
+        self.post(self.gcs, m.GetNodes("store-pull-check"))
+        self.every(PULL_CHECK_SECONDS, "pull_check")
+
+    def on_nodes(self, msg: m.Nodes, sender: Any) -> None:
+        dead = {n.node_id for n in msg.nodes if not n.alive}
+        for oid, node in list(self.pull_nodes.items()):
+            if node in dead and oid in self.pulls:
+                self.pulls.pop(oid)
+                del self.pull_nodes[oid]
+                self.log.warning("object_pull_source_dead", object_id=oid, node=node)
+                lost = exceptions.ObjectLostError(f"object {oid} was being pulled from node {node}, which died")
+                self._pull_failed(oid, serialization.dumps(lost))
 
     def on_serve(self, msg: m.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
@@ -367,6 +416,14 @@ class ObjectStore(PartActor):
         self.log.warning("object_pull_failed", object_id=oid)
         for reader, request in self.waiting.pop(oid, []):
             self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena.name, {}, error))
+
+    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+        """Report to the restarted head's GCS from now on, starting with every object held here."""
+        self.gcs = msg.gcs
+        held = tuple((oid, o.size) for oid, o in self.objects.items() if o.sealed and not o.freed)
+        self.log.info("gcs_moved_objects_reported", objects=len(held))
+        if held:
+            self.post(self.gcs, m.ObjectLocations(self.node_id, held))
 
     def on_get_transfer_address(self, msg: m.GetTransferAddress, sender: Any) -> None:
         host, port = self.transfer_server.address

@@ -402,7 +402,12 @@ class GcsActor(PartActor):
         """
         for task_id, state, fields in msg.events:
             if state == "placed":  # the global scheduler's placement, kept until the task ends
-                self.placements[task_id] = (fields["placed_node"], fields["owner_address"])
+                node = self.tables.nodes.cached(fields["placed_node"])
+                if node is not None and not node.get("alive"):  # placed from a stale node table
+                    self.log.warning("task_placed_on_dead_node", task_id=task_id, node=fields["placed_node"])
+                    self.post(fields["owner_address"], m.TasksLost(fields["placed_node"], (task_id,)))
+                else:
+                    self.placements[task_id] = (fields["placed_node"], fields["owner_address"])
                 continue
             if state in FINAL:
                 self.placements.pop(task_id, None)
