@@ -9,6 +9,7 @@ back the tasks queued behind it, so recursion cannot deadlock.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import inspect
 import os
 import threading
@@ -47,6 +48,7 @@ class Worker(PartActor):
         m.ExecuteTasks: "on_execute",
         m.CancelTask: "on_cancel",
         m.StealTasks: "on_steal",
+        m.GcsRestarted: "on_gcs_restarted",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -99,6 +101,17 @@ class Worker(PartActor):
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
         if stolen:
             self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
+
+    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+        """From the local scheduler: the head restarted; its GCS has a new address."""
+        self.start_msg = dataclasses.replace(self.start_msg, gcs=msg.gcs)
+        self.core.gcs = msg.gcs
+        runtime = context.runtime_or_none()
+        if isinstance(runtime, context.WorkerRuntime):
+            runtime.gcs = msg.gcs
+        if self.core.task_events is not None:
+            self.core.task_events.retarget(msg.gcs)
+        self.log.info("gcs_moved")
 
     def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""

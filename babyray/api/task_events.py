@@ -47,6 +47,11 @@ class TaskEventBuffer:
         with self._lock:
             self._events.append((task_id, state, fields))
 
+    def retarget(self, gcs: Any) -> None:
+        """Send to a restarted GCS from now on (events still buffered go there too)."""
+        with self._lock:
+            self._gcs = gcs
+
     def add_provisional(self, task_id: str, state: str, fields: dict) -> None:
         """Buffer a worker's progress event, dropped by ``discard`` if the task ends before the
         next flush (its owner's final event then says it all, and nothing arrives late)."""
