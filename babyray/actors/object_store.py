@@ -36,6 +36,7 @@ from babyray.actors import object_messages as om
 from babyray.actors.base import PartActor
 from babyray.session import register_pid
 from babyray.store.allocator import Allocator
+from babyray.store.alloc_channel import AllocServer
 from babyray.store.arena import Arena
 from babyray.store.spill import SpillDir
 from babyray.transfer import TcpDataPlane, TransferServer
@@ -93,6 +94,9 @@ class ObjectStore(PartActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.state_lock = threading.RLock()  # the actor's turns and the allocation channel
+        self.alloc_server: AllocServer | None = None
+        self.arena_path = ""  # how processes of this node open the arena
         self.arena: Arena | None = None
         self.allocator: Allocator | None = None
         self.spill: SpillDir | None = None
@@ -122,21 +126,41 @@ class ObjectStore(PartActor):
         self.spill = SpillDir(os.path.join(msg.session_dir, "spill", msg.node_id))
         self.enable_thread_posts()
         self.transfer_server = TransferServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"), self.arena.view)
+        # The segment loses its name at once: other processes of the node map it through this
+        # process's descriptor, so it goes away with the last of them even after a kill -9.
+        self.arena.unlink()
+        self.arena_path = f"/proc/{os.getpid()}/fd/{self.arena.fileno()}"
+        self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
-        self.post(sender, m.Started("object_store", os.getpid(), name))
+        self.post(sender, m.Started("object_store", os.getpid(), self.arena_path))
 
     # ---- creating ------------------------------------------------------------------
+
+    def receiveMessage(self, message: Any, sender: Any) -> Any:
+        with self.state_lock:
+            return super().receiveMessage(message, sender)
+
+    def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
+        """CreateObject for a process of this node, from the allocation channel's thread."""
+        with self.state_lock:
+            offset = self._alloc(size)
+            if offset is None:
+                error = self._full_error(oid, size)
+                self.log.warning("object_store_full", object_id=oid, size=size, error=str(error))
+                return -1, serialization.dumps(error)
+            self.objects[oid] = StoredObject(offset, size, owner_id)
+            return offset, None
 
     def on_create(self, msg: m.CreateObject, sender: Any) -> None:
         offset = self._alloc(msg.size)
         if offset is None:
             error = self._full_error(msg.object_id, msg.size)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
-            self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena.name,
+            self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
                                                     serialization.dumps(error)))
             return
         self.objects[msg.object_id] = StoredObject(offset, msg.size, msg.owner_id)
-        self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena.name))
+        self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
     def on_seal(self, msg: m.SealObject, sender: Any) -> None:
         obj = self.objects.get(msg.object_id)
@@ -167,7 +191,7 @@ class ObjectStore(PartActor):
             if obj.offset is None and not self._restore(oid, obj, keep):
                 error = self._full_error(oid, obj.size, restoring=True)
                 self.log.warning("object_restore_failed", object_id=oid, size=obj.size, error=str(error))
-                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, {}, serialization.dumps(error)))
+                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
         slots = {}
         for oid in msg.object_ids:
@@ -176,7 +200,7 @@ class ObjectStore(PartActor):
             obj.last_used = time.monotonic()
             self.evictable.pop(oid, None)
             slots[oid] = (obj.offset, obj.size)
-        self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, slots))
+        self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, slots))
 
     def on_unpin(self, msg: m.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
@@ -319,7 +343,7 @@ class ObjectStore(PartActor):
             offset = self._alloc(msg.size)
             if offset is None:
                 error = self._full_error(oid, msg.size)
-                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena.name, {}, serialization.dumps(error)))
+                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
             self.objects[oid] = StoredObject(offset, msg.size, "", primary=False)
             self._start_pull(oid, msg)
@@ -415,7 +439,7 @@ class ObjectStore(PartActor):
             self.allocator.free(obj.offset)
         self.log.warning("object_pull_failed", object_id=oid)
         for reader, request in self.waiting.pop(oid, []):
-            self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena.name, {}, error))
+            self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena_path, {}, error))
 
     def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
         """Report to the restarted head's GCS from now on, starting with every object held here."""
@@ -471,6 +495,9 @@ class ObjectStore(PartActor):
         self._release_arena()
 
     def _release_arena(self) -> None:
+        if self.alloc_server is not None:
+            self.alloc_server.close()
+            self.alloc_server = None
         if self.transfer_server is not None:
             self.transfer_server.close()
             self.transfer_server = None
