@@ -180,3 +180,11 @@ def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_p
         print("RESUBMITTED")
     ''')
     assert "RESUBMITTED" in output
+    from babyray import logs
+    events = logs.load([str(d) for d in (tmp_path / "sessions").glob("session_*")])
+    dead = [e for e in events if e["event"] == "node_dead"]
+    assert dead and dead[0]["node"], "the node's death is logged, naming it"
+    lost = [e for e in events if e["event"] == "tasks_lost_with_node"]
+    assert lost and lost[0]["node"] == dead[0]["node"] and lost[0]["task_ids"]
+    resubmitted = [e for e in events if e["event"] == "task_resubmitted_node_died"]
+    assert resubmitted and all(e["task_id"] and e["node"] == dead[0]["node"] for e in resubmitted)

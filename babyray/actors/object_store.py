@@ -180,8 +180,13 @@ class ObjectStore(PartActor):
     # ---- reading -------------------------------------------------------------------
 
     def on_pin(self, msg: m.PinObjects, sender: Any) -> None:
-        unsealed = [oid for oid in msg.object_ids
-                    if oid not in self.objects or not self.objects[oid].sealed]
+        missing = [oid for oid in msg.object_ids if oid not in self.objects]
+        if missing:  # created here before any reader learns of it: so it was freed (or never here)
+            self.log.warning("object_pin_missing", object_id=missing[0], reader=msg.reader_id)
+            lost = exceptions.ObjectLostError(f"object {missing[0]} is not in the store of node {self.node_id}")
+            self.reply(msg, sender, m.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
+            return
+        unsealed = [oid for oid in msg.object_ids if not self.objects[oid].sealed]
         if unsealed:  # reply once all are sealed
             self.waiting.setdefault(unsealed[0], []).append((sender, msg))
             return

@@ -259,8 +259,10 @@ class CoreClient:
             if not isinstance(cause, tuple(spec.retry_exceptions)):
                 return False
         spec.attempt += 1
-        self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt)
-        self._task_event(spec.task_id, "retried", attempt=spec.attempt, **error_fields(value.blob)[1])
+        fields = error_fields(value.blob)[1]
+        self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt,
+                      error_type=fields.get("error_type"), worker_id=result.worker_id, node=result.node_id)
+        self._task_event(spec.task_id, "retried", attempt=spec.attempt, **fields)
         self.submitted[spec.task_id] = spec
         self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
         return True

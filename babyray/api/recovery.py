@@ -54,6 +54,7 @@ class ObjectRecovery:
             self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
             return copy
         if is_put_object(oid):
+            self.log.warning("object_lost_unrecoverable", object_id=oid, node=value.node_id, reason="put")
             raise exceptions.ObjectLostError(
                 f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
                 f"objects made by put cannot be rebuilt from lineage.")
@@ -64,6 +65,8 @@ class ObjectRecovery:
         with self.lock:
             done = self.reexecutions.get(spec.task_id, 0)
             if spec.max_retries != -1 and done >= max(spec.max_retries, 0):
+                self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
+                                 node=value.node_id, reason="retries exhausted", attempts=done)
                 raise exceptions.ObjectReconstructionFailedError(
                     f"Object {oid} was lost with node {value.node_id}, and its task {spec.task_id} "
                     f"({spec.function_name}) has no retries left to rebuild it ({done}/{spec.max_retries}).")
@@ -79,6 +82,8 @@ class ObjectRecovery:
         new_value = core._collect([ref], 1, None)[oid]
         if isinstance(new_value, m.ErrorValue):
             cause = serialization.deserialize(new_value.blob)
+            self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
+                             node=value.node_id, reason=type(cause).__name__)
             raise exceptions.ObjectReconstructionFailedError(
                 f"Rebuilding object {oid} by re-executing task {spec.task_id} ({spec.function_name}) failed: "
                 f"{cause}") from cause
@@ -112,7 +117,8 @@ class ObjectRecovery:
         if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
             return False
         spec.attempt += 1
-        self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt)
+        self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt,
+                         error=str(getattr(error, "cause", error))[:300])
 
         def rebuild_and_rerun() -> None:
             try:
@@ -134,15 +140,28 @@ class ObjectRecovery:
         record = dict(reply.entries).get(task_id) if reply.error is None else None
         spec = (record or {}).get("spec")
         if spec is None:
+            self.log.warning("object_lineage_missing", task_id=task_id)
             raise exceptions.ObjectLostError(f"The lineage of task {task_id} is not in the GCS: cannot rebuild "
                                              f"its objects")
         return spec
 
     def _recover_inputs(self, spec: m.TaskSpec) -> None:
-        """Replace the task's stored arguments that no alive node holds any more by rebuilt ones."""
+        """Replace the task's stored arguments that no alive node holds any more by rebuilt ones.
+
+        Each argument is held by a reference until the task ends: an input the owner had
+        already dropped (a chain's intermediate) would otherwise be freed again as soon as
+        it is rebuilt, before the task reads it.
+        """
+        core = self.core
+        held = []
         for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
                                [(spec.kwargs, k) for k in list(spec.kwargs)]:
             arg = container[slot]
             if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue):
+                if spec.owner_id == core.identity:
+                    held.append(ObjectRef(arg.object_id, core.inbox, core.identity))
                 copy = self.live_copy(arg.object_id, arg.value.size)
                 container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value))
+        if held:
+            with core.lock:
+                core.refs.task_holds[spec.task_id] = list(core.refs.task_holds.get(spec.task_id, ())) + held
