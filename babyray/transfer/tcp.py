@@ -97,11 +97,13 @@ class TransferServer:
                 return  # the client sees the stream end early and reports it
 
     def close(self) -> None:
+        """Stop listening; shutdown() wakes the thread blocked in accept(), close() alone does not."""
         self._closed = True
         try:
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.sock.close()
 
 
 class TcpDataPlane:
