@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import deque
 import signal
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.ids import new_worker_id
 from babyray.session import register_pid
+
+
+RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class LocalScheduler(PartActor):
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         self.killed_actors: set[str] = set()
+        self.recently_done: dict[str, deque] = {}  # worker id -> (finished at, spec), last RESULT_GRACE s
         self.last_heartbeat = 0.0
 
     # ---- start-up --------------------------------------------------------------------
@@ -209,10 +214,28 @@ class LocalScheduler(PartActor):
         if worker is None:
             return
         done = set(msg.task_ids)
+        now = time.monotonic()
+        recent = self.recently_done.setdefault(msg.worker_id, deque())
+        recent.extend((now, s) for s in worker.assigned if s.task_id in done and s.actor_id is None)
+        while recent and now - recent[0][0] > RESULT_GRACE:
+            recent.popleft()
         worker.assigned = [s for s in worker.assigned if s.task_id not in done]
         if not worker.assigned and worker.actor_id is None:
             self._release_worker(worker)
         self._dispatch()
+
+    def _report_results_maybe_lost(self, worker_id: str) -> None:
+        """A worker that died may not have sent the results of its last tasks: their "done"
+        reached us first (we are local), the results to a remote owner were still queued. Ask
+        the owners to run again those they still wait for (TasksLost; they ignore the rest)."""
+        now = time.monotonic()
+        by_owner: dict[Any, tuple[Any, list]] = {}
+        for finished, spec in self.recently_done.pop(worker_id, ()):
+            if now - finished <= RESULT_GRACE:
+                by_owner.setdefault(address_key(spec.owner), (spec.owner, []))[1].append(spec.task_id)
+        for owner, task_ids in by_owner.values():
+            self.log.warning("task_results_maybe_lost", worker_id=worker_id, task_ids=task_ids)
+            self.post(owner, m.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
 
     def _release_worker(self, worker: WorkerInfo) -> None:
         if not worker.blocked:
@@ -285,6 +308,7 @@ class LocalScheduler(PartActor):
             return
         self.log.warning("worker_died", worker_id=worker_id, pid=worker.pid,
                          tasks=[s.task_id for s in worker.assigned])
+        self._report_results_maybe_lost(worker_id)
         if not worker.blocked:
             release(self.available, worker.held)
         if worker.actor_id is not None:

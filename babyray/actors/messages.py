@@ -441,6 +441,7 @@ class TasksLost:
 
     node_id: str
     task_ids: tuple
+    reason: str = ""
 
     def __repr__(self) -> str:
         return _short("TasksLost", node=self.node_id, n=len(self.task_ids))

@@ -282,7 +282,8 @@ class CoreClient:
                                                          for o in spec.return_ids)))
                 continue
             spec.attempt += 1
-            self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
+            self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
+                             reason=msg.reason or "node died")
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
                              error_message=f"node {msg.node_id} died")
             self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
