@@ -39,6 +39,7 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill", "memory_stats", "memory_summary",
-    "method", "nodes", "put", "remote", "shutdown", "timeline", "util", "wait",
+    "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill",
+    "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
+    "util", "wait",
 ]
