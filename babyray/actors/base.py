@@ -12,7 +12,6 @@ with ThespianWatch wakes the actor's loop, which sends for them (DESIGN trap 9).
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -21,10 +20,6 @@ from thespian.actors import (ActorExitRequest, ChildActorExited, PoisonMessage, 
 
 from babyray import log
 from babyray.actors.batching import Outbox, unbatch
-
-
-FLUSH_INTERVAL = 0.002  # seconds between two sends of thread-posted messages
-_THREAD_FLUSH = "babyray-thread-flush"
 
 
 class PartActor(Actor):
@@ -40,8 +35,6 @@ class PartActor(Actor):
         self._thread_outbox = Outbox()
         self._wake_r: int | None = None
         self._wake_w: int | None = None
-        self._last_thread_flush = 0.0
-        self._flush_timer_set = False
         self.log = log.get_logger(self.component)
 
     # ---- sending -----------------------------------------------------------------------
@@ -54,9 +47,14 @@ class PartActor(Actor):
         """Answer ``request``: to its ``reply_to`` if set (drivers reply to their inbox)."""
         self.post(getattr(request, "reply_to", None) or sender, msg)
 
-    def post_from_thread(self, dest: Any, msg: Any) -> None:
-        """Send from a thread other than the actor's: the actor loop does the sending."""
-        if self._thread_outbox.add(dest, msg):
+    def post_from_thread(self, dest: Any, msg: Any, wake: bool = True) -> None:
+        """Send from a thread other than the actor's: the actor loop does the sending.
+
+        ``wake=False`` leaves the message for the next wake-up, so a thread that knows more
+        messages follow (a worker with tasks queued) packs them into one send.
+        """
+        self._thread_outbox.add(dest, msg)
+        if wake:
             os.write(self._wake_w, b"x")
 
     def enable_thread_posts(self) -> None:
@@ -69,24 +67,12 @@ class PartActor(Actor):
             self.send(dest, msg)
 
     def _drain_thread_posts(self) -> None:
-        """Move messages posted by threads to the outbox, at most once per FLUSH_INTERVAL.
-
-        Sending at once when idle keeps single round trips fast; under load, waiting out
-        the interval packs many results into one message (Thespian moves ~1k messages/s).
-        """
+        """Move the messages threads posted to the outbox (sent when this turn ends)."""
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
-        if self._flush_timer_set:
-            return
-        wait = self._last_thread_flush + FLUSH_INTERVAL - time.monotonic()
-        if wait > 0:
-            self._flush_timer_set = True
-            self.wakeupAfter(timedelta(seconds=wait), payload=_THREAD_FLUSH)
-            return
-        self._last_thread_flush = time.monotonic()
         for dest, msg in self._thread_outbox.drain():
             self._outbox.add(dest, msg)
 
@@ -99,11 +85,7 @@ class PartActor(Actor):
         if isinstance(message, WatchMessage):
             self._drain_thread_posts()
         elif isinstance(message, WakeupMessage):
-            if message.payload == _THREAD_FLUSH:
-                self._flush_timer_set = False
-                self._drain_thread_posts()
-            else:
-                self._run(self.timers.get(message.payload), message, sender)
+            self._run(self.timers.get(message.payload), message, sender)
         elif isinstance(message, ActorExitRequest):
             self._run("on_exit", message, sender)
         elif isinstance(message, ChildActorExited):

@@ -27,6 +27,9 @@ from babyray.api.core import CoreClient
 from babyray.session import register_pid
 
 
+MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
+
+
 class _ActorThreadTransport:
     """Sends through the worker actor: directly on its loop, via the wake pipe elsewhere."""
 
@@ -63,6 +66,7 @@ class Worker(PartActor):
         self.functions: dict[str, Any] = {}
         self.executor: threading.Thread | None = None
         self.actor: ActorHost | None = None
+        self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
 
     def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
@@ -166,10 +170,19 @@ class Worker(PartActor):
         start = self.start_msg
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
-        self.post_from_thread(spec.owner, m.TaskResults((m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
-                                                                      started_at=self.started.pop(spec.task_id, 0.0)),)))
+        # With more tasks queued here, results wait for the next wake-up and leave together.
+        with self.queue_lock:
+            self.unsent += 1
+            wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
+            if wake:
+                self.unsent = 0
+        result = m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
+                              started_at=self.started.pop(spec.task_id, 0.0))
         if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
-            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+            self.post_from_thread(spec.owner, m.TaskResults((result,)), wake=False)
+            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake)
+        else:
+            self.post_from_thread(spec.owner, m.TaskResults((result,)), wake=wake)
 
     # ---- hosting an actor ------------------------------------------------------------
 
