@@ -132,14 +132,6 @@ def test_get_timeout_raises_get_timeout_error_which_is_a_timeout_error(shared_cl
     assert ray.get(ref, timeout=30) == "finished"
 
 
-def test_wait_returns_ready_refs_in_input_order(shared_cluster):
-    slow = interruptible_sleep.remote(3)
-    fast = [double.remote(i) for i in range(3)]
-    ready, not_ready = ray.wait([fast[2], slow, fast[0], fast[1]], num_returns=3, timeout=20)
-    assert ready == [fast[2], fast[0], fast[1]]
-    assert not_ready == [slow]
-
-
 def test_wait_with_timeout_returns_what_is_ready(shared_cluster):
     slow = interruptible_sleep.remote(3)
     ready, not_ready = ray.wait([slow], timeout=0.1)
