@@ -57,7 +57,6 @@ class LocalScheduler(PartActor):
         m.WorkerUnblocked: "on_worker_unblocked",
         m.ReturnTasks: "on_return_tasks",
         m.CancelTask: "on_cancel",
-        m.WhoAmI: "on_who_am_i",
         m.KillActorWorker: "on_kill_actor_worker",
         m.GcsRestarted: "on_gcs_restarted",
     }
@@ -96,9 +95,6 @@ class LocalScheduler(PartActor):
         self.every(self.heartbeat_period, "heartbeat")
         self.log.info("local_scheduler_started", resources=self.total)
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
-
-    def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
-        self.reply(msg, sender, m.YouAre(msg.req_id, sender))
 
     def _start_worker(self) -> WorkerInfo:
         node = self.node

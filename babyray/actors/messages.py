@@ -93,8 +93,6 @@ class TaskSpec:
     actor_id: str | None = None  # set for actor creation and method calls
     actor_creation: bool = False
     method_name: str | None = None
-    sequence_no: int = 0
-    caller_id: str = ""
     actor_options: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -517,20 +515,6 @@ class Started:
     component: str
     pid: int
     detail: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class WhoAmI:
-    """Driver inbox -> any actor: reply with the sender's own address (YouAre)."""
-
-    req_id: str
-    reply_to: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class YouAre:
-    req_id: str
-    address: Any
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from babyray import exceptions, log, serialization
@@ -55,7 +55,6 @@ class StoredObject:
     freed: bool = False
     primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
     on_disk: bool = False  # a spill file holds the bytes (kept after a restore)
-    last_used: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -202,7 +201,6 @@ class ObjectStore(PartActor):
         for oid in msg.object_ids:
             obj = self.objects[oid]
             obj.pins += 1
-            obj.last_used = time.monotonic()
             self.evictable.pop(oid, None)
             slots[oid] = (obj.offset, obj.size)
         self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, slots))
@@ -244,7 +242,6 @@ class ObjectStore(PartActor):
 
     def _touch(self, oid: str, obj: StoredObject) -> None:
         """Mark a sealed, unpinned object in the arena as most recently used."""
-        obj.last_used = time.monotonic()
         if obj.offset is not None:
             self.evictable[oid] = None
             self.evictable.move_to_end(oid)
@@ -396,7 +393,6 @@ class ObjectStore(PartActor):
                                                    serialization.dumps(lost)))
             return
         obj.pins += 1
-        obj.last_used = time.monotonic()
         self.evictable.pop(msg.object_id, None)
         host, port = self.transfer_server.address
         self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, obj.offset, obj.size, host, port))

@@ -163,8 +163,7 @@ class ActorMethod:
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=self._num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name,
-            caller_id=core.identity)
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name)
         refs = core.submit_actor_call(spec)
         return refs[0] if self._num_returns == 1 else refs
 

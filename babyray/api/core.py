@@ -36,7 +36,7 @@ from babyray.store.arena import Arena, read_object, write_object
 Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
-_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered, m.YouAre,
+_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered,
                 m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries)
 
 
@@ -80,7 +80,6 @@ class CoreClient:
         self.gcs = gcs
         self.job_id = job_id
         self.inline_threshold = config.get("inline_threshold")
-        self.default_max_retries = config.get("task_max_retries")
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.owned: dict[str, _Owned] = {}

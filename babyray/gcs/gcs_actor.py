@@ -44,7 +44,6 @@ class GcsActor(PartActor):
         m.RegisterDriver: "on_register_driver",
         m.TaskEvents: "on_task_events",
         m.ObjectLocations: "on_object_locations",
-        m.WhoAmI: "on_who_am_i",
         m.SubscribeNodes: "on_subscribe_nodes",
         gm.GetTableEntries: "on_get_table_entries",
         gm.ListTable: "on_list_table",
@@ -206,9 +205,6 @@ class GcsActor(PartActor):
     def on_flush_gcs(self, msg: gm.FlushGcs, sender: Any) -> None:
         durable = self.writer.flush(msg.timeout) if self.writer else False
         self.reply(msg, sender, gm.GcsFlushed(msg.req_id, durable, self._flush_pass()))
-
-    def on_who_am_i(self, msg: m.WhoAmI, sender: Any) -> None:
-        self.reply(msg, sender, m.YouAre(msg.req_id, sender))
 
     # ---- functions ---------------------------------------------------------------------
 
