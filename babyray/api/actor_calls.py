@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, serialization
 from babyray.actors import messages as m
+from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
 
 if TYPE_CHECKING:
@@ -64,19 +65,10 @@ class ActorSubmitter:
             actor = self._actor(spec.actor_id)
             actor.queue.append(call)
             for container, slot, ref in deps:
-                core._lookup(ref, self._resolver(call, container, slot, ref.id))
+                core._lookup(ref, arg_resolver(call, container, slot, ref.id,
+                                               lambda: self._pump(spec.actor_id)))
             self._pump(spec.actor_id)
         return [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids][: spec.num_returns]
-
-    def _resolver(self, call: _Call, container: Any, slot: Any, oid: str) -> Any:
-        def resolved(value: Any) -> None:
-            if isinstance(value, m.ErrorValue):
-                call.failed = call.failed or value
-            container[slot] = m.ValueArg(oid, value)
-            call.unresolved -= 1
-            if call.unresolved == 0:
-                self._pump(call.spec.actor_id)
-        return resolved
 
     def _pump(self, actor_id: str) -> None:
         """Send the calls at the head of the actor's FIFO whose arguments are ready."""

@@ -24,6 +24,7 @@ from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors import object_messages as om
 from babyray.api.actor_calls import ActorSubmitter
+from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.task_events import TaskEventBuffer, error_fields
@@ -165,12 +166,14 @@ class CoreClient:
         with self.lock:
             self.own_returns(spec, [a for _, a in deps] + [a for _, a in kwdeps])
             self.pending_tasks[spec.task_id] = pending
-            if pending.unresolved == 0:
+            def send() -> None:
                 self._send_task(pending, dest)
+            if pending.unresolved == 0:
+                send()
             for pos, ref in deps:
-                self._lookup(ref, self._resolver(pending, spec.args, pos, ref.id, dest))
+                self._lookup(ref, arg_resolver(pending, spec.args, pos, ref.id, send))
             for key, ref in kwdeps:
-                self._lookup(ref, self._resolver(pending, spec.kwargs, key, ref.id, dest))
+                self._lookup(ref, arg_resolver(pending, spec.kwargs, key, ref.id, send))
         return refs[: spec.num_returns] if spec.num_returns else []
 
     def own_returns(self, spec: m.TaskSpec, dep_refs: list[ObjectRef]) -> None:
@@ -181,16 +184,6 @@ class CoreClient:
 
     def submit_actor_call(self, spec: m.TaskSpec) -> list[ObjectRef]:
         return self.actor_calls.submit(spec)
-
-    def _resolver(self, pending: _PendingTask, container: Any, slot: Any, oid: str, dest: Any) -> Callable:
-        def resolved(value: Value) -> None:
-            if isinstance(value, m.ErrorValue):
-                pending.failed = pending.failed or value
-            container[slot] = m.ValueArg(oid, value)
-            pending.unresolved -= 1
-            if pending.unresolved == 0:
-                self._send_task(pending, dest)
-        return resolved
 
     def _send_task(self, pending: _PendingTask, dest: Any) -> None:
         spec = pending.spec
