@@ -262,11 +262,16 @@ class ObjectCreated:
 
 @dataclass(frozen=True, slots=True)
 class SealObject:
-    """Producer -> object store: the object's bytes are written and immutable now."""
+    """Producer -> object store: the object's bytes are written and immutable now.
+
+    ``reserved_offset`` names the spare slot the bytes went to (store/alloc_channel.py), or -1
+    when the slot was allocated for this object.
+    """
 
     object_id: str
     size: int
     owner_id: str = ""
+    reserved_offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from babyray.transfer import TcpDataPlane, TransferServer
 
 
 PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their holders are alive
+SPARE_FRACTION = 64  # a spare slot for the next put is at most this fraction of the arena
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class ObjectStore(PartActor):
         self.arena_path = ""  # how processes of this node open the arena
         self.arena: Arena | None = None
         self.allocator: Allocator | None = None
+        self.spares: dict[int, int] = {}  # offset -> size of spare slots held by this node's clients
         self.spill: SpillDir | None = None
         self.objects: dict[str, StoredObject] = {}
         # Sealed, unpinned objects in the arena, least recently used first: eviction order.
@@ -129,7 +131,8 @@ class ObjectStore(PartActor):
         # process's descriptor, so it goes away with the last of them even after a kill -9.
         self.arena.unlink()
         self.arena_path = f"/proc/{os.getpid()}/fd/{self.arena.fileno()}"
-        self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel)
+        self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
+                                        self._release_spares)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         self.post(sender, m.Started("object_store", os.getpid(), self.arena_path))
 
@@ -140,15 +143,38 @@ class ObjectStore(PartActor):
             return super().receiveMessage(message, sender)
 
     def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
-        """CreateObject for a process of this node, from the allocation channel's thread."""
+        """CreateObject for a process of this node, from the allocation channel's thread.
+
+        On failure the client asks again through Thespian (``on_create``), which reports it.
+        """
         with self.state_lock:
             offset = self._alloc(size)
             if offset is None:
-                error = self._full_error(oid, size)
-                self.log.warning("object_store_full", object_id=oid, size=size, error=str(error))
-                return -1, serialization.dumps(error)
+                return -1, serialization.dumps(self._full_error(oid, size))
             self.objects[oid] = StoredObject(offset, size, owner_id)
             return offset, None
+
+    def _reserve_spare(self, size: int) -> int | None:
+        """A spare slot for a client's next put of ``size`` bytes (see store/alloc_channel.py).
+
+        Only small enough spares (each client holds at most one) and only from free space that
+        leaves a quarter of the arena free: a guess never evicts, spills or crowds out a put.
+        """
+        with self.state_lock:
+            capacity = self.allocator.capacity
+            if size > capacity // SPARE_FRACTION or self.allocator.free_bytes - size < capacity // 4:
+                return None
+            used = self.allocator.used
+            offset = self.allocator.alloc(size)
+            if offset is not None:
+                self.spares[offset] = self.allocator.used - used  # as the allocator counts it (aligned)
+            return offset
+
+    def _release_spares(self, offsets: list[int]) -> None:
+        with self.state_lock:
+            for offset in offsets:
+                del self.spares[offset]
+                self.allocator.free(offset)
 
     def on_create(self, msg: m.CreateObject, sender: Any) -> None:
         offset = self._alloc(msg.size)
@@ -162,6 +188,12 @@ class ObjectStore(PartActor):
         self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
     def on_seal(self, msg: m.SealObject, sender: Any) -> None:
+        if msg.reserved_offset >= 0 and msg.object_id not in self.objects:  # written into a spare slot
+            if self.alloc_server is None or not self.alloc_server.claimed(msg.reserved_offset):
+                self.log.warning("object_spare_lost", object_id=msg.object_id, owner=msg.owner_id)
+                return
+            del self.spares[msg.reserved_offset]
+            self.objects[msg.object_id] = StoredObject(msg.reserved_offset, msg.size, msg.owner_id)
         obj = self.objects.get(msg.object_id)
         if obj is None or obj.sealed:
             return
@@ -465,7 +497,8 @@ class ObjectStore(PartActor):
         return {
             "node_id": self.node_id,
             "capacity_bytes": self.allocator.capacity,
-            "used_bytes": self.allocator.used,
+            "used_bytes": self.allocator.used - sum(self.spares.values()),
+            "spare_bytes": sum(self.spares.values()),
             "largest_free_bytes": self.allocator.largest_free,
             "num_objects": len(self.objects),
             "num_in_memory": len(in_memory),

@@ -472,14 +472,17 @@ class CoreClient:
             forget_serialized_refs(serialized.contained_refs)
         if serialized.total_size <= self.inline_threshold:
             return self.refs.stored_record(m.InlineValue(serialized.to_bytes()), serialized, borrower)
-        self.refs.drain()  # frees queued so far reach the store before this allocation
+        self.refs.drain()  # frees queued so far go to the store before this allocation
+        reserved, error = False, None
         if self.alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
-            offset, error = self.alloc_channel.allocate(oid, serialized.total_size, self.identity)
+            offset, error, reserved = self.alloc_channel.allocate(oid, serialized.total_size, self.identity)
             arena_name = self.store_arena
-        else:
+        if self.alloc_channel is None or error is not None:
+            # Through Thespian: after the frees and unpins sent before it, which the channel may
+            # have overtaken, so a store that looked full may have room now.
             reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
             offset, error, arena_name = reply.offset, reply.error, reply.arena_name
-            if error is None and not self.remote_store_io:
+            if error is None and self.alloc_channel is None and not self.remote_store_io:
                 self._open_alloc_channel(arena_name)
         if error is not None:
             raise serialization.deserialize(error)
@@ -487,7 +490,8 @@ class CoreClient:
             self._direct().write(self.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity))
+        self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity,
+                                                     offset if reserved else -1))
         return self.refs.stored_record(m.StoredValue(self.node_id, serialized.total_size, self.store),
                                        serialized, borrower)
 

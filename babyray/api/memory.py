@@ -20,7 +20,8 @@ def memory_stats(timeout: float = 30.0) -> list[dict]:
     """Per node: used, pinned, spilled and restored bytes and object counts of its store.
 
     Frees of refs dropped before the call are sent first, so the numbers include them.
-    Each dict has ``node_id``, ``capacity_bytes``, ``used_bytes``, ``num_objects``,
+    Each dict has ``node_id``, ``capacity_bytes``, ``used_bytes`` (objects), ``spare_bytes``
+    (slots reserved for processes' next puts), ``num_objects``,
     ``num_pinned``/``pinned_bytes``, ``num_spilled_now``/``spilled_now_bytes`` (only on
     disk now), cumulative ``num_spilled``/``spilled_bytes`` and ``num_restored``/
     ``restored_bytes``, and ``num_freed``.

@@ -3,9 +3,17 @@
 A ``put`` of a large object needs a slot before it can write. Asking the object store actor
 through Thespian costs a control-plane round trip (~0.5 ms between actors, 2-3 ms from a
 driver's external context), which dominates puts of 128 KB-10 MB objects. The store also
-serves slot reservations on a Unix socket beside Thespian: one small request and reply per
-put, answered by a thread of the store actor under the store's state lock. Sealing stays a
-(one-way) Thespian message, so the store's bookkeeping is unchanged.
+serves slot reservations on a Unix socket beside Thespian, answered by a thread of the store
+actor under the store's state lock. Sealing stays a (one-way) Thespian message, so the
+store's bookkeeping is unchanged.
+
+Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
+is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
+without waiting, for a *spare* slot of the same size, which the next put of that size takes
+at once. The put then names the spare slot in its ``SealObject`` (``reserved_offset``) and
+the store files the object there. A spare is only granted from free space (the store never
+evicts or spills for a guess); a put of another size releases it; the spares of a client
+that disconnects are freed.
 
 The socket is in the abstract namespace (nothing on disk), named after the node's arena,
 so only processes of that node (of that network namespace) can reach it.
@@ -16,13 +24,18 @@ import pickle
 import socket
 import struct
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from babyray import log
 
 _LEN = struct.Struct("<I")
 
 Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
+Reserve = Callable[[int], int | None]  # size -> offset of a spare slot, or None
+Release = Callable[[list[int]], None]  # spare slots no longer wanted (or whose client left)
+
+_ALLOC, _RESERVE, _RELEASE = "alloc", "reserve", "release"
 
 
 def socket_name(arena_name: str) -> str:
@@ -51,10 +64,18 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 
 class AllocServer:
-    """Runs in the object store actor's process: one thread per connected client."""
+    """Runs in the object store actor's process: one thread per connected client.
 
-    def __init__(self, arena_name: str, allocate: Allocate) -> None:
+    ``reserve`` and ``release`` manage spare slots; ``claimed(offset)`` (called by the store
+    when a put seals into a spare) stops the server from freeing it when the client leaves.
+    """
+
+    def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release) -> None:
         self._allocate = allocate
+        self._reserve = reserve
+        self._release = release
+        self._spares: dict[int, set[int]] = {}  # client connection fd -> its unclaimed spare slots
+        self._spares_lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(socket_name(arena_name))
         self._sock.listen(64)
@@ -70,19 +91,56 @@ class AllocServer:
                 return
             threading.Thread(target=self._serve, args=(conn,), name="babyray-alloc", daemon=True).start()
 
+    def claimed(self, offset: int) -> bool:
+        """A put sealed into spare ``offset``: True if it was still reserved (not released)."""
+        with self._spares_lock:
+            for spares in self._spares.values():
+                if offset in spares:
+                    spares.discard(offset)
+                    return True
+        return False
+
     def _serve(self, conn: socket.socket) -> None:
+        key = conn.fileno()
+        with self._spares_lock:
+            self._spares[key] = set()
         with conn:
-            while True:
-                try:
-                    oid, size, owner = _recv(conn)
-                except (ConnectionError, OSError, EOFError):
-                    return
-                try:
-                    reply = self._allocate(oid, size, owner)
-                except Exception as exc:  # answer the client rather than leave it waiting
-                    self.log.exception("alloc_channel_failed", object_id=oid, size=size)
-                    reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
-                _send(conn, reply)
+            try:
+                while True:
+                    self._answer(conn, key, _recv(conn))
+            except (ConnectionError, OSError, EOFError):
+                pass  # the client went away
+        with self._spares_lock:
+            left = list(self._spares.pop(key, ()))
+        if left:
+            self._release(left)
+
+    def _answer(self, conn: socket.socket, key: int, request: tuple) -> None:
+        if request[0] == _RELEASE:
+            self._forget(key, [request[1]])
+            return
+        if request[0] == _RESERVE:
+            offset = self._reserve(request[1])
+            if offset is not None:
+                with self._spares_lock:
+                    self._spares[key].add(offset)
+            _send(conn, -1 if offset is None else offset)
+            return
+        _, oid, size, owner = request
+        try:
+            reply = self._allocate(oid, size, owner)
+        except Exception as exc:  # answer the client rather than leave it waiting
+            self.log.exception("alloc_channel_failed", object_id=oid, size=size)
+            reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
+        _send(conn, reply)
+
+    def _forget(self, key: int, offsets: list[int]) -> None:
+        with self._spares_lock:
+            spares = self._spares.get(key, set())
+            offsets = [offset for offset in offsets if offset in spares]
+            spares.difference_update(offsets)
+        if offsets:
+            self._release(offsets)
 
     def close(self) -> None:
         self._closed = True
@@ -94,17 +152,41 @@ class AllocServer:
 
 
 class AllocClient:
-    """Used by drivers and workers on the store's node; thread-safe (one request at a time)."""
+    """Used by drivers and workers on the store's node; thread-safe (one request at a time).
+
+    ``allocate`` returns ``(offset, error, reserved)``: ``reserved`` is True when the slot is
+    a spare, which the put must name in its ``SealObject``.
+    """
 
     def __init__(self, arena_name: str) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(socket_name(arena_name))
         self._lock = threading.Lock()
+        self._asked: int | None = None  # size of the spare asked for, reply not read yet
+        self._spare: tuple[int, int] | None = None  # (size, offset) held for the next put
 
-    def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None]:
+    def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None, bool]:
         with self._lock:
-            _send(self._sock, (oid, size, owner))
-            return _recv(self._sock)
+            if self._asked is not None:
+                offset = _recv(self._sock)
+                if offset >= 0:
+                    self._spare = (self._asked, offset)
+                self._asked = None
+            spare, self._spare = self._spare, None
+            if spare is not None and spare[0] == size:
+                self._ask_spare(size)
+                return spare[1], None, True
+            if spare is not None:
+                _send(self._sock, (_RELEASE, spare[1]))
+            _send(self._sock, (_ALLOC, oid, size, owner))
+            offset, error = _recv(self._sock)
+            if error is None:
+                self._ask_spare(size)
+            return offset, error, False
+
+    def _ask_spare(self, size: int) -> None:
+        _send(self._sock, (_RESERVE, size))
+        self._asked = size
 
     def close(self) -> None:
         self._sock.close()

@@ -1,0 +1,130 @@
+"""The allocation channel's spare slots: a put of the size just put takes a slot reserved in
+advance, a put of another size gives it back, and a client that goes away frees its spare."""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+import babyray as ray
+from babyray.store.alloc_channel import AllocClient, AllocServer
+from babyray.store.allocator import Allocator
+
+MB = 1024 * 1024
+
+
+class _Store:
+    """What the object store gives the server: an allocator behind a lock."""
+
+    def __init__(self, capacity: int) -> None:
+        self.allocator = Allocator(capacity)
+        self.lock = threading.Lock()
+
+    def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None]:
+        with self.lock:
+            return self.allocator.alloc(size), None
+
+    def reserve(self, size: int) -> int | None:
+        with self.lock:
+            return self.allocator.alloc(size)
+
+    def release(self, offsets: list[int]) -> None:
+        with self.lock:
+            for offset in offsets:
+                self.allocator.free(offset)
+
+
+def _wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def channel():
+    store = _Store(64 * MB)
+    name = f"test-{uuid.uuid4().hex}"
+    server = AllocServer(name, store.allocate, store.reserve, store.release)
+    server.name = name
+    yield store, server
+    server.close()
+
+
+def _client(server: AllocServer) -> AllocClient:
+    return AllocClient(server.name)
+
+
+def test_a_second_put_of_the_same_size_takes_the_spare_reserved_after_the_first(channel):
+    store, server = channel
+    client = _client(server)
+    first, error, reserved = client.allocate("a", MB, "me")
+    assert (error, reserved) == (None, False)
+    second, error, reserved = client.allocate("b", MB, "me")
+    assert error is None and reserved and second != first
+    assert server.claimed(second)  # the store files the sealed object there
+    assert not server.claimed(second)  # once
+    # The next spare was asked for at once: three 1 MB slots are taken now.
+    assert _wait_until(lambda: store.allocator.used == 3 * MB)
+    client.close()
+
+
+def test_a_put_of_another_size_releases_the_spare_and_leaving_frees_the_new_one(channel):
+    store, server = channel
+    client = _client(server)
+    client.allocate("a", MB, "me")
+    assert _wait_until(lambda: store.allocator.used == 2 * MB)  # the object and its spare
+    offset, _, reserved = client.allocate("b", 2 * MB, "me")
+    assert not reserved
+    # The 1 MB spare went back; a 2 MB spare came: 1 + 2 + 2 MB.
+    assert _wait_until(lambda: store.allocator.used == 5 * MB)
+    client.close()
+    assert _wait_until(lambda: store.allocator.used == 3 * MB)  # only the two objects remain
+
+
+def test_a_spare_the_store_refuses_leaves_the_next_put_to_allocate(channel):
+    store, server = channel
+    server._reserve = lambda size: None  # e.g. the arena is nearly full
+    client = _client(server)
+    client.allocate("a", MB, "me")
+    _, error, reserved = client.allocate("b", MB, "me")
+    assert (error, reserved) == (None, False)
+    assert store.allocator.used == 2 * MB
+    client.close()
+
+
+@ray.remote
+def put_two(size: int) -> int:
+    for _ in range(2):
+        ray.put(np.ones(size, dtype=np.uint8))
+    return os.getpid()
+
+
+def _spare_bytes() -> int:
+    return ray.memory_stats()[0]["spare_bytes"]
+
+
+def test_puts_of_mixed_sizes_through_spares_read_back_intact(shared_cluster):
+    sizes = [MB, MB, MB, 2 * MB, 2 * MB, MB, 3 * MB, 3 * MB, 3 * MB]
+    refs = [ray.put(np.full(size, i % 250, dtype=np.uint8)) for i, size in enumerate(sizes)]
+    for i, (ref, size) in enumerate(zip(refs, sizes)):
+        value = ray.get(ref)
+        assert value.shape == (size,) and (value == i % 250).all()
+    assert _spare_bytes() >= 3 * MB  # the driver holds a spare for its next 3 MB put
+
+
+def test_a_killed_workers_spare_slot_is_freed(shared_cluster):
+    gc.collect()
+    before = _spare_bytes()
+    pid = ray.get(put_two.remote(MB))
+    assert _wait_until(lambda: _spare_bytes() >= before + MB)
+    os.kill(pid, signal.SIGKILL)
+    assert _wait_until(lambda: _spare_bytes() == before, timeout=10)
