@@ -3,7 +3,8 @@
 ``babyray.cli`` adds these subcommands with ``add_commands``. ``list``/``get``/``summary``/
 ``memory`` join the running cluster as a driver (``--address``, else ``BABYRAY_ADDRESS``,
 else the head started on this host, as ``babyray status``) and read the GCS through
-``babyray.util.state``. ``logs`` reads the session logs on this host (no connection);
+``babyray.util.state``; ``memory`` also asks every driver and worker for its references
+(``babyray.api.memory``). ``logs`` reads the session logs on this host (no connection);
 ``timeline`` reads them too and falls back to the GCS task table when there are none.
 Tables go to stdout; progress and notes to stderr.
 """
@@ -17,10 +18,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from babyray.text_table import cell, format_table
+
 __all__ = ["add_commands"]
 
 RESOURCES = ("tasks", "actors", "objects", "nodes", "workers")
-_MB = 1024 * 1024
 
 # Columns of ``babyray list`` in table format: (field, header, width).
 _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
@@ -35,8 +37,8 @@ _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
     "nodes": [("node_id", "NODE ID", 16), ("address", "ADDRESS", 21), ("state", "STATE", 5),
               ("resources_total", "RESOURCES", 30), ("resources_available", "AVAILABLE", 30),
               ("queue_length", "QUEUE", 5)],
-    "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7),
-                ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "STATES", 40)],
+    "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7), ("state", "STATE", 8),
+                ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "TASK STATES", 40)],
 }
 
 
@@ -64,28 +66,6 @@ def _connected(args: argparse.Namespace) -> Iterator[None]:
 
 
 # ---- formatting -----------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
-
-
-def format_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> str:
-    """A fixed-width text table; a cell wider than its column is cut with '~'."""
-    def fit(text: str, width: int) -> str:
-        return text if len(text) <= width else text[: width - 1] + "~"
-    lines = ["  ".join(f"{header:<{width}}" for _, header, width in columns).rstrip()]
-    for row in rows:
-        lines.append("  ".join(f"{fit(_cell(row.get(key)), width):<{width}}" for key, _, width in columns).rstrip())
-    return "\n".join(lines)
 
 
 def _print_json(value: Any) -> None:
@@ -137,7 +117,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     traceback = row.pop("traceback", None)
     width = max(len(k) for k in row)
     for key, value in row.items():
-        print(f"{key:<{width}}  {_cell(value)}")
+        print(f"{key:<{width}}  {cell(value)}")
     if traceback:
         print(f"\nremote traceback:\n{traceback.rstrip()}")
     return 0
@@ -194,36 +174,13 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
-    import babyray
-    from babyray.util import state
+    from babyray.api import memory
     with _connected(args):
-        stats = babyray.memory_stats()
-        objects = state.list_objects(filters=[("state", "=", "STORED")], limit=None)
-    by_node: dict[str, list[dict]] = {}
-    for obj in objects:
-        for node in obj["locations"]:
-            by_node.setdefault(node, []).append(obj)
+        report = memory.memory_report()
     if args.format == "json":
-        _print_json({"stores": stats, "objects_by_node": by_node})
-        return 0
-    total = {k: sum(s[k] for s in stats) for k in ("capacity_bytes", "used_bytes", "num_objects", "pinned_bytes",
-                                                    "spilled_now_bytes", "num_spilled_now")}
-    print(f"object stores: {len(stats)} node(s), {total['used_bytes'] / _MB:.1f} of "
-          f"{total['capacity_bytes'] / _MB:.1f} MB used by {total['num_objects']} objects; "
-          f"{total['pinned_bytes'] / _MB:.1f} MB pinned; {total['num_spilled_now']} spilled "
-          f"({total['spilled_now_bytes'] / _MB:.1f} MB on disk)")
-    for s in stats:
-        node = s["node_id"]
-        print(f"\nnode {node}: used {s['used_bytes'] / _MB:.1f}/{s['capacity_bytes'] / _MB:.1f} MB, "
-              f"{s['num_objects']} objects, pinned {s['num_pinned']} ({s['pinned_bytes'] / _MB:.1f} MB), "
-              f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
-              f"restored {s['num_restored']}")
-        rows = sorted(by_node.get(node, []), key=lambda o: -o["size_bytes"])
-        if rows:
-            print(format_table(rows[: args.limit], [("object_id", "OBJECT ID", 20), ("size_bytes", "BYTES", 11),
-                                                     ("made_by", "BY", 4), ("task_id", "OWNER TASK", 16)]))
-            if len(rows) > args.limit:
-                print(f"... {len(rows) - args.limit} more")
+        _print_json(report)
+    else:
+        print(memory.format_memory_report(report, args.limit))
     return 0
 
 
@@ -293,8 +250,8 @@ def add_commands(sub: Any) -> None:
     connection(p)
     p.set_defaults(func=cmd_timeline)
 
-    p = sub.add_parser("memory", help="object store use per node and the objects they hold")
-    p.add_argument("--limit", type=int, default=20, help="objects shown per node")
+    p = sub.add_parser("memory", help="object store use per node and who holds references to which objects")
+    p.add_argument("--limit", type=int, default=50, help="references shown per node")
     p.add_argument("--format", choices=("table", "json"), default="table")
     connection(p)
     p.set_defaults(func=cmd_memory)

@@ -1,6 +1,7 @@
 """The observability commands through the CLI (subprocesses) against a head started with
 ``babyray start --head`` on 127.0.0.1, while a driver holds finished, failed, retried,
-pending (infeasible) and running tasks, an actor and a stored object."""
+pending (infeasible) and running tasks, an actor, and stored objects: one it holds, one
+captured in another object, one a pending task waits for, and one it drops on request."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from babyray.cluster import free_port
 from test_cli import ROOT, _cli, _processes_mentioning
 
 WORKLOAD = '''
-import sys, time, babyray as ray
+import os, sys, time, babyray as ray
 ray.init(address=sys.argv[1])
 
 @ray.remote
@@ -32,7 +33,7 @@ def sleeper(seconds):
     return seconds
 
 @ray.remote(resources={"unobtainium": 1})
-def never():
+def never(x=None):
     return 1
 
 @ray.remote
@@ -52,13 +53,23 @@ except ValueError:
 counter = Counter.remote()
 assert ray.get([counter.inc.remote() for _ in range(3)])[-1] == 3
 big = ray.put(b"x" * 3_000_000)
-pending = never.remote()
+inner = ray.put(b"i" * 2_000_000)
+outer = ray.put([inner])
+inner_id = inner.id
+del inner
+arg = ray.put(b"a" * 2_000_000)
+pending = never.remote(arg)
+held = {"drop": ray.put(b"d" * 2_000_000)}
 running = sleeper.remote(600)
 while (ray.util.state.get_task(running.id[:-4]) or {}).get("state") != "RUNNING":
     time.sleep(0.05)
 time.sleep(0.5)  # the workers' and this driver's task events reach the GCS
-print("READY", bad.id[:-4], running.id[:-4], pending.id[:-4], big.id, flush=True)
-sys.stdin.read()
+print("READY", bad.id[:-4], running.id[:-4], pending.id[:-4], big.id, inner_id, outer.id, arg.id,
+      held["drop"].id, os.getpid(), flush=True)
+for line in sys.stdin:  # until the test closes stdin
+    if line.strip() == "drop":
+        held.pop("drop", None)
+        print("DROPPED", flush=True)
 '''
 
 
@@ -75,14 +86,17 @@ def live(tmp_path_factory):
     try:
         head = _cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
         assert head.returncode == 0, head.stdout + head.stderr
+        idle_workers = _idle_workers(env)  # before any driver ran a task
         script = tmp / "workload.py"
         script.write_text("import babyray.util.state\n" + WORKLOAD)
         driver = subprocess.Popen([sys.executable, str(script), address], env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = driver.stdout.readline()
         assert line.startswith("READY"), line + driver.stderr.read()
-        _, failed, running, pending, obj = line.split()
-        yield env, address, {"failed": failed, "running": running, "pending": pending, "object": obj}
+        _, failed, running, pending, obj, inner, outer, arg, dropped, pid = line.split()
+        yield env, address, {"failed": failed, "running": running, "pending": pending, "object": obj,
+                             "inner": inner, "outer": outer, "arg": arg, "dropped": dropped, "driver_pid": pid,
+                             "driver": driver, "idle_workers": idle_workers}
     finally:
         if driver is not None:  # end of stdin: the driver shuts down (its admin too) and exits
             driver.stdin.close()
@@ -103,6 +117,16 @@ def _ok(env, *args) -> str:
     run = _cli(env, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
+
+
+def _idle_workers(env) -> list[dict]:
+    """``babyray list workers`` rows once the head's two workers are up and idle."""
+    deadline = time.monotonic() + 30
+    while True:
+        workers = json.loads(_ok(env, "list", "workers", "--format", "json"))
+        if len(workers) == 2 and all(w["state"] == "IDLE" for w in workers) or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.2)
 
 
 def test_list_tasks_shows_finished_failed_pending_and_running_tasks(live):
@@ -161,13 +185,54 @@ def test_list_actors_objects_nodes_and_workers(live):
     assert "size_bytes" in _ok(env, "get", "object", ids["object"])
 
 
-def test_memory_shows_store_totals_and_objects_by_node(live):
+def test_list_workers_shows_idle_workers_that_never_ran_a_task(live):
+    env, _, ids = live
+    before = ids["idle_workers"]  # listed by the schedulers, not found in task events
+    assert len(before) == 2 and all(w["state"] == "IDLE" and w["num_tasks"] == 0 and w["pid"] for w in before)
+    table = _ok(env, "list", "workers")
+    assert table.splitlines()[0].split()[:6] == ["WORKER", "ID", "NODE", "PID", "STATE", "TASKS"]
+    states = {line.split()[0]: line.split()[3] for line in table.splitlines()[1:] if len(line.split()) > 4}
+    assert {w["worker_id"] for w in before} <= set(states)
+    assert "ACTOR" in states.values() and "BUSY" in states.values()  # the Counter's worker, the sleeper's
+
+
+def _reference_rows(out: str, pid: str) -> dict[str, list[str]]:
+    """object id -> the cells of its row held by process ``pid`` in ``babyray memory``'s table."""
+    rows = [line.split() for line in out.splitlines()]
+    return {cells[3]: cells for cells in rows if len(cells) > 6 and cells[0] == pid}
+
+
+def test_memory_shows_store_totals_and_who_holds_each_reference(live):
     env, _, ids = live
     out = _ok(env, "memory")
-    assert out.startswith("object stores: 1 node(s)") and ids["object"] in out and "pinned" in out
+    assert out.startswith("object stores: 1 node(s)") and "pinned" in out
+    held = _reference_rows(out, ids["driver_pid"])
+    _, kind, worker, _, size, reference, made_by = held[ids["object"]][:7]
+    assert (kind, reference, made_by) == ("driver", "LOCAL_REFERENCE", "put")
+    assert worker.startswith("driver-") and int(size) >= 3_000_000
+    assert held[ids["inner"]][5] == "CAPTURED_IN_OBJECT" and f"in {ids['outer']}" in " ".join(held[ids["inner"]])
+    assert held[ids["arg"]][5] == "USED_BY_PENDING_TASK"
+    assert f"arg of task {ids['pending']} (never)" in " ".join(held[ids["arg"]])
     report = json.loads(_ok(env, "memory", "--format", "json"))
     node = report["stores"][0]["node_id"]
-    assert [o["object_id"] for o in report["objects_by_node"][node]] == [ids["object"]]
+    stored = {o["object_id"] for o in report["objects_by_node"][node]}
+    assert {ids["object"], ids["inner"], ids["arg"]} <= stored
+    mine = {r["object_id"]: r for r in report["references"] if r["pid"] == int(ids["driver_pid"])}
+    assert mine[ids["object"]]["type"] == "driver" and mine[ids["object"]]["node_id"] == node
+    assert mine[ids["inner"]]["captured_in"] == [ids["outer"]]
+    assert list(mine[ids["arg"]]["pending_tasks"]) == [ids["pending"]] and not report["unreachable"]
+
+
+def test_memory_forgets_an_object_once_its_last_ref_is_dropped(live):
+    env, _, ids = live
+    assert ids["dropped"] in _reference_rows(_ok(env, "memory"), ids["driver_pid"])
+    ids["driver"].stdin.write("drop\n")
+    ids["driver"].stdin.flush()
+    assert ids["driver"].stdout.readline().strip() == "DROPPED"
+    deadline = time.monotonic() + 20
+    while ids["dropped"] in _ok(env, "memory"):  # neither a reference nor a copy in the store
+        assert time.monotonic() < deadline, "the dropped object is still reported"
+        time.sleep(0.2)
 
 
 def test_timeline_writes_chrome_trace_with_one_complete_event_per_execution_and_a_plot(live, tmp_path):

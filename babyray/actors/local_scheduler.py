@@ -20,6 +20,7 @@ from thespian.actors import ActorExitRequest
 
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.resources import acquire, fits, release
@@ -44,6 +45,17 @@ class WorkerInfo:
     held: dict = field(default_factory=dict)  # resources held for the running task
     idle_since: float = 0.0
     actor_id: str | None = None  # set for a worker dedicated to one actor for its lifetime
+    started_at: float = field(default_factory=time.time)
+
+    def state(self) -> str:
+        """STARTING, ACTOR (hosts one), BLOCKED (its task waits in get), BUSY or IDLE."""
+        if not self.ready:
+            return "STARTING"
+        if self.actor_id is not None:
+            return "ACTOR"
+        if self.blocked:
+            return "BLOCKED"
+        return "BUSY" if self.assigned else "IDLE"
 
 
 class LocalScheduler(PartActor):
@@ -59,6 +71,7 @@ class LocalScheduler(PartActor):
         m.CancelTask: "on_cancel",
         m.KillActorWorker: "on_kill_actor_worker",
         m.GcsRestarted: "on_gcs_restarted",
+        sm.GetWorkers: "on_get_workers",
     }
     timers = {"heartbeat": "on_heartbeat_timer"}
 
@@ -339,6 +352,17 @@ class LocalScheduler(PartActor):
         self._fail(spec, exceptions.WorkerCrashedError(
             f"The worker {worker.worker_id} (pid {worker.pid}) running task {spec.task_id} "
             f"({spec.function_name}) died; retries exhausted ({spec.attempt}/{spec.max_retries})."))
+
+    # ---- the worker table (babyray list workers) --------------------------------------
+
+    def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
+        workers = tuple(
+            {"worker_id": w.worker_id, "node_id": self.node.node_id, "pid": w.pid or None, "state": w.state(),
+             "actor_id": w.actor_id, "running_task_id": w.assigned[0].task_id if w.assigned else None,
+             "num_queued": max(0, len(w.assigned) - 1), "started_at": w.started_at,
+             "address": w.address if w.ready else None}
+            for w in self.workers.values())
+        self.reply(msg, sender, sm.WorkerTable(msg.req_id, self.node.node_id, workers))
 
     # ---- a restarted head -------------------------------------------------------------
 

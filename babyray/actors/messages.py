@@ -426,6 +426,13 @@ class DriverRegistered:
 
 
 @dataclass(frozen=True, slots=True)
+class UnregisterDriver:
+    """Driver -> GCS: the driver of ``job_id`` is shutting down (the GCS forgets it)."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskEvents:
     """Owners and workers -> GCS: task state changes (the lineage table)."""
 

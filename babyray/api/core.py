@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any, Callable, Protocol
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors import object_messages as om
+from babyray.actors import state_messages as sm
+from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
@@ -38,7 +41,8 @@ Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
 _REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered,
-                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries)
+                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries,
+                sm.WorkerTable, sm.Drivers, sm.References)
 
 
 class Transport(Protocol):
@@ -113,19 +117,35 @@ class CoreClient:
 
     def request(self, dest: Any, build: Callable[[str], Any], timeout: float = REQUEST_TIMEOUT) -> Any:
         """Send ``build(req_id)`` to ``dest`` and wait for the reply carrying that req_id."""
-        req_id = self.new_req_id()
-        reply = _Reply()
-        with self.lock:
-            self.replies[req_id] = reply
-        msg = build(req_id)
-        if getattr(msg, "reply_to", False) is None:
-            msg = dataclasses.replace(msg, reply_to=self.inbox)
-        self.transport.send(dest, msg)
-        if not reply.event.wait(timeout):
+        reply = self.request_many([(dest, build)], timeout)[0]
+        if reply is None:
+            raise exceptions.RayError(f"no reply from {dest} within {timeout}s")
+        return reply
+
+    def request_many(self, requests: list[tuple[Any, Callable[[str], Any]]], timeout: float) -> list[Any]:
+        """Send every ``build(req_id)`` to its ``dest`` at once; the replies in the same order
+        (None for those that did not come within ``timeout`` seconds)."""
+        waiting = []
+        for dest, build in requests:
+            req_id = self.new_req_id()
+            reply = _Reply()
+            with self.lock:
+                self.replies[req_id] = reply
+            msg = build(req_id)
+            if getattr(msg, "reply_to", False) is None:
+                msg = dataclasses.replace(msg, reply_to=self.inbox)
+            self.transport.send(dest, msg)
+            waiting.append((req_id, reply))
+        deadline = time.monotonic() + timeout
+        replies = []
+        for req_id, reply in waiting:
+            if reply.event.wait(max(0.0, deadline - time.monotonic())):
+                replies.append(reply.msg)
+                continue
             with self.lock:
                 self.replies.pop(req_id, None)
-            raise exceptions.RayError(f"no reply from {dest} within {timeout}s")
-        return reply.msg
+            replies.append(None)
+        return replies
 
     def _complete(self, msg: Any) -> None:
         with self.lock:
@@ -320,6 +340,9 @@ class CoreClient:
             self.refs.handle(msg)
         elif kind is om.StoreStats:
             self._complete(msg)
+        elif kind is sm.GetReferences:
+            self.transport.send(msg.reply_to, sm.References(msg.req_id, self.identity, os.getpid(), self.node_id,
+                                                            reference_report.snapshot(self)))
         elif kind in _REPLY_TYPES:
             self._complete(msg)
         else:
@@ -441,8 +464,12 @@ class CoreClient:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
         arena = self._arena(reply.arena_name)
-        return read_object(arena, offset, size,
-                           lambda: self.transport.send(self.store, m.UnpinObjects((oid,), self.identity)))
+        view_closed = self.refs.view_opened(oid)
+
+        def release() -> None:
+            view_closed()
+            self.transport.send(self.store, m.UnpinObjects((oid,), self.identity))
+        return read_object(arena, offset, size, release)
 
     def _direct(self) -> Any:
         if self._direct_io is None:

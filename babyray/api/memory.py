@@ -1,19 +1,31 @@
-"""The memory report: what every node's object store holds, pins, spilled and restored.
+"""The memory report: what every node's object store holds, and who holds references to what.
 
-Like Ray's ``memory_summary`` (``ray._private.internal_api``), but also as data:
-``memory_stats()`` returns one dict per node, ``memory_summary()`` a printable table.
+Like Ray's ``ray memory`` and ``memory_summary`` (``ray._private.internal_api``), but also as
+data: ``memory_stats()`` returns one dict per node's store (used, pinned, spilled, restored),
+``memory_references()`` one row per object each driver and worker holds a reference to
+(asked of every one of them now, see ``reference_report`` for the reference types),
+``memory_report()`` both with the stores' objects, and ``memory_summary()`` that as text.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors import object_messages as om
-from babyray.api import context
+from babyray.api import cluster_processes, context
+from babyray.api.reference_report import REFERENCE_TYPES
+from babyray.gcs import messages as gm
+from babyray.ids import is_put_object, task_id_of
+from babyray.text_table import format_table
 
-__all__ = ["memory_stats", "memory_summary"]
+__all__ = ["format_memory_report", "memory_references", "memory_report", "memory_stats", "memory_summary"]
 
 _MB = 1024 * 1024
+DEFAULT_TIMEOUT = 10.0
+
+_REFERENCE_COLUMNS = [("pid", "PID", 7), ("type", "TYPE", 6), ("worker_id", "WORKER ID", 15),
+                      ("object_id", "OBJECT ID", 20), ("size", "SIZE", 10), ("reference_type", "REFERENCE TYPE", 20),
+                      ("made_by", "MADE BY", 14), ("detail", "DETAIL", 40)]
 
 
 def memory_stats(timeout: float = 30.0) -> list[dict]:
@@ -38,19 +50,121 @@ def memory_stats(timeout: float = 30.0) -> list[dict]:
 
 def _stores(core: Any) -> list:
     try:
-        nodes = core.request(core.gcs, lambda r: m.GetNodes(r), 10.0).nodes
+        nodes = cluster_processes.alive_nodes(core, DEFAULT_TIMEOUT)
     except Exception:  # the GCS is slow or away: report this node's store at least
         nodes = ()
-    stores = [n.store for n in nodes if n.alive and n.store is not None]
-    return stores or [core.store]
+    return [n.store for n in nodes if n.store is not None] or [core.store]
 
 
-def memory_summary() -> str:
-    """A table of ``memory_stats()``, one line per node, sizes in MB."""
-    lines = [f"{'node':<18}{'used MB':>10}{'cap MB':>10}{'objects':>9}{'pinned MB':>11}"
-             f"{'spilled MB (now)':>18}{'spilled MB':>12}{'restored MB':>13}"]
-    for s in memory_stats():
-        lines.append(f"{s['node_id']:<18}{s['used_bytes'] / _MB:>10.1f}{s['capacity_bytes'] / _MB:>10.1f}"
-                     f"{s['num_objects']:>9}{s['pinned_bytes'] / _MB:>11.1f}{s['spilled_now_bytes'] / _MB:>18.1f}"
-                     f"{s['spilled_bytes'] / _MB:>12.1f}{s['restored_bytes'] / _MB:>13.1f}")
+def memory_references(timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Who holds references to which objects: every driver and worker is asked now.
+
+    Returns ``{"references": [...], "unreachable": [...]}``. A reference row is one object in
+    one process: the process's ``type`` (driver or worker), ``pid``, ``ip``, ``node_id``,
+    ``worker_id``, ``job_id``, ``actor_id``; the object's ``reference_type`` and counts (see
+    ``babyray.api.reference_report``), its ``owner_id``, ``size_bytes`` (None if unknown)
+    and ``made_by`` ("put", or the function of the task that returned it). ``unreachable``
+    lists the processes that did not answer within ``timeout`` seconds.
+
+    Raises:
+        RuntimeError: before ``init()``.
+        RayError: the GCS did not answer.
+    """
+    core = context.runtime().core
+    answered, silent = cluster_processes.reference_snapshots(core, timeout)
+    rows = [{**{k: v for k, v in p.items() if k != "references"}, **ref} for p in answered for ref in p["references"]]
+    owners = {r["object_id"]: r["worker_id"] for r in rows if r["owned"]}
+    sizes = {r["object_id"]: r["size_bytes"] for r in rows if r["size_bytes"] is not None}
+    tasks = {task_id_of(r["object_id"]) for r in rows if not is_put_object(r["object_id"])}
+    names = _task_names(core, tasks, timeout)
+    for r in rows:
+        oid = r["object_id"]
+        r.update(owner_id=owners.get(oid), size_bytes=sizes.get(oid),
+                 made_by="put" if is_put_object(oid) else names.get(task_id_of(oid)) or "task")
+    rows.sort(key=lambda r: (r["node_id"] or "", r["type"] != "driver", r["pid"] or 0, -(r["size_bytes"] or 0)))
+    return {"references": rows, "unreachable": silent}
+
+
+def _task_names(core: Any, task_ids: set[str], timeout: float) -> dict[str, str]:
+    """Function names of tasks, from the GCS task table (tasks it does not know are left out)."""
+    if not task_ids:
+        return {}
+    reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "tasks", tuple(task_ids)), timeout)
+    return {key: record.get("name", "") for key, record in reply.entries if record}
+
+
+def memory_report(timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """What ``babyray memory`` shows: ``stores`` (``memory_stats``), ``objects_by_node`` (the
+    objects each node's store holds, from the GCS object table) and ``memory_references()``.
+
+    For drivers (the object table is read through the state API).
+    """
+    from babyray.util import state
+    stats = memory_stats(timeout)
+    by_node: dict[str, list[dict]] = {}
+    for obj in state.list_objects(filters=[("state", "=", "STORED")], limit=None, timeout=timeout):
+        for node in obj["locations"]:
+            by_node.setdefault(node, []).append(obj)
+    return {"stores": stats, "objects_by_node": by_node, **memory_references(timeout)}
+
+
+def memory_summary(limit: int = 50) -> str:
+    """``memory_report()`` as text: store totals, then per node its store and the references
+    held by the processes on it (at most ``limit`` per node)."""
+    return format_memory_report(memory_report(), limit)
+
+
+def format_memory_report(report: dict, limit: int = 50) -> str:
+    """The text of ``babyray memory`` for a ``memory_report()``."""
+    stats, refs = report["stores"], report["references"]
+    total = {k: sum(s[k] for s in stats) for k in ("capacity_bytes", "used_bytes", "num_objects", "pinned_bytes",
+                                                    "spilled_now_bytes", "num_spilled_now")}
+    kinds = Counter(r["reference_type"] for r in refs)
+    lines = [f"object stores: {len(stats)} node(s), {total['used_bytes'] / _MB:.1f} of "
+             f"{total['capacity_bytes'] / _MB:.1f} MB used by {total['num_objects']} objects; "
+             f"{total['pinned_bytes'] / _MB:.1f} MB pinned; {total['num_spilled_now']} spilled "
+             f"({total['spilled_now_bytes'] / _MB:.1f} MB on disk)",
+             f"references: {len(refs)} held by {len({(r['ip'], r['pid']) for r in refs})} processes ("
+             + ", ".join(f"{kinds[t]} {t}" for t in REFERENCE_TYPES) + ")"]
+    store_of = {s["node_id"]: s for s in stats}
+    held = {r["object_id"] for r in refs}
+    nodes = list(store_of) + sorted({r["node_id"] for r in refs if r["node_id"] and r["node_id"] not in store_of})
+    for node in nodes + ([None] if any(r["node_id"] is None for r in refs) else []):
+        rows = [r for r in refs if r["node_id"] == node]
+        ips = sorted({r["ip"] for r in rows if r["ip"]})
+        lines.append(f"\n--- node {node} ({', '.join(ips) or 'no process holds references'}) ---" if node
+                     else f"\n--- hosts without a node ({', '.join(ips)}) ---")
+        if node in store_of:
+            s = store_of[node]
+            lines.append(f"store: used {s['used_bytes'] / _MB:.1f}/{s['capacity_bytes'] / _MB:.1f} MB, "
+                         f"{s['num_objects']} objects, pinned {s['num_pinned']} ({s['pinned_bytes'] / _MB:.1f} MB), "
+                         f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
+                         f"restored {s['num_restored']}")
+        if rows:
+            lines.append(format_table([_display(r) for r in rows[:limit]], _REFERENCE_COLUMNS))
+            if len(rows) > limit:
+                lines.append(f"... {len(rows) - limit} more")
+        loose = [o["object_id"] for o in report["objects_by_node"].get(node, []) if o["object_id"] not in held]
+        if loose:
+            lines.append(f"in this store, held by no process that answered: {', '.join(loose)}")
+    for p in report["unreachable"]:
+        lines.append(f"\nno answer from {p['type']} pid {p['pid']} at {p['ip']} ({p['worker_id'] or p['job_id']})")
     return "\n".join(lines)
+
+
+def _display(r: dict) -> dict:
+    """A reference row with its SIZE and DETAIL cells."""
+    def first(items: list[str]) -> str:
+        return items[0] + (f" +{len(items) - 1}" if len(items) > 1 else "")
+    detail = []
+    if r["pending_tasks"]:
+        detail.append("arg of task " + first([f"{t} ({name or '?'})" for t, name in r["pending_tasks"].items()]))
+    if r["captured_in"]:
+        detail.append("in " + first(r["captured_in"]))
+    if r["pinned_views"]:
+        detail.append(f"{r['pinned_views']} zero-copy value(s)")
+    if r["owned"] and r["borrowers"]:
+        detail.append("borrowed by " + ",".join(r["borrowers"]))
+    elif not r["owned"]:
+        detail.append(f"owner {r['owner_id'] or '?'}")
+    return {**r, "size": "?" if r["size_bytes"] is None else r["size_bytes"], "detail": "; ".join(detail)}

@@ -17,11 +17,17 @@ As in Ray, the owner of an object (the process that submitted the task making it
 When both reach zero the owner drops the object's entry and sends ``FreeObjects`` to the
 store holding it (batched per store); the store defers the free while readers pin it.
 
+Pending tasks and value records hold copies of the refs they keep alive (instances of
+their own), so ``babyray memory`` can tell the refs user code holds from those: see
+``babyray.api.reference_report``. The counter also counts the values read zero-copy from
+the store that are still alive (``views``: they pin the object in the store).
+
 Threads: ``ObjectRef.__init__`` calls ``ReferenceCounter.created`` (takes the core lock;
 never called from a finalizer). ``ObjectRef.__del__`` may run in any thread, inside the
-garbage collector, even while that thread holds the core lock: it only appends to a deque.
-A daemon thread per counter drains the deque every ``DRAIN_INTERVAL`` seconds (and every
-core operation that wants fresh counts calls ``drain``).
+garbage collector, even while that thread holds the core lock: it only appends to a deque
+(so does the release of a zero-copy value). A daemon thread per counter drains the deques
+every ``DRAIN_INTERVAL`` seconds (and every core operation that wants fresh counts calls
+``drain``).
 
 Known gap: when a process hands a ref it *borrows* to a task, the task's worker registers
 with the owner in a separate message from the handing process's own ``RemoveBorrowers``;
@@ -30,6 +36,7 @@ if the handing process drops its ref while the task runs, the two can race.
 from __future__ import annotations
 
 import collections
+import copy
 import itertools
 import os
 import threading
@@ -94,12 +101,13 @@ def forget_serialized_refs(refs: list) -> None:
 
 
 def value_record(value: Any, refs: list) -> Any:
-    """``value`` (InlineValue or StoredValue) carrying ``refs`` if the value contains any."""
+    """``value`` (InlineValue or StoredValue) carrying copies of ``refs`` if the value contains any."""
     if not refs:
         return value
+    held = tuple(copy.copy(r) for r in refs)
     if isinstance(value, m.InlineValue):
-        return om.InlineValueRefs(value.blob, tuple(refs))
-    return om.StoredValueRefs(value.node_id, value.size, value.store, tuple(refs))
+        return om.InlineValueRefs(value.blob, held)
+    return om.StoredValueRefs(value.node_id, value.size, value.store, held)
 
 
 class ReferenceCounter:
@@ -118,7 +126,9 @@ class ReferenceCounter:
         self.local: dict[str, int] = {}  # object id -> live instances in this process
         self.borrowers: dict[str, set] = {}  # owned object id -> borrower ids
         self.owners: dict[str, Any] = {}  # borrowed object id -> owner address
-        self.task_holds: dict[str, list] = {}  # task id -> refs its arguments need
+        self.task_holds: dict[str, list] = {}  # task id -> copies of the refs its arguments need
+        self.views: dict[str, int] = {}  # object id -> live values mapping it from the store
+        self._closed_views: collections.deque = collections.deque()  # object ids, appended lock-free
         self.freed = 0
         self.freed_bytes = 0
         self.log = log.get_logger("reference_counting")
@@ -152,7 +162,7 @@ class ReferenceCounter:
         while not self._stop.wait(DRAIN_INTERVAL):
             if _current is not self:
                 return  # a later init() made a new counter
-            if deleted_events:
+            if deleted_events or self._closed_views:
                 try:
                     self.drain()
                 except Exception:  # never let the counting thread die
@@ -164,6 +174,7 @@ class ReferenceCounter:
             return
         frees: dict[int, tuple[Any, list]] = {}
         with self.lock:
+            self._apply_closed_views()
             while True:
                 try:
                     generation, oid = deleted_events.popleft()
@@ -183,6 +194,25 @@ class ReferenceCounter:
                 else:
                     self._maybe_free(oid, frees)
         self._send_frees(frees)
+
+    # ---- values mapped from the store ------------------------------------------------
+
+    def view_opened(self, oid: str) -> Callable[[], None]:
+        """Count a value of ``oid`` read zero-copy from the store; returns the hook to call
+        when it is released (from any thread, inside the garbage collector too)."""
+        with self.lock:
+            self.views[oid] = self.views.get(oid, 0) + 1
+        return lambda: self._closed_views.append(oid)
+
+    def _apply_closed_views(self) -> None:
+        """Count down the views released since the last call. Locked."""
+        while self._closed_views:
+            oid = self._closed_views.popleft()
+            n = self.views.get(oid, 0) - 1
+            if n > 0:
+                self.views[oid] = n
+            else:
+                self.views.pop(oid, None)
 
     # ---- owner side ------------------------------------------------------------------
 
@@ -221,7 +251,7 @@ class ReferenceCounter:
     def hold_for_task(self, task_id: str, refs: list) -> None:
         """Keep ``refs`` alive until ``task_finished(task_id)`` (locked by the caller)."""
         if refs:
-            self.task_holds[task_id] = refs
+            self.task_holds[task_id] = [copy.copy(r) for r in refs]
 
     def task_finished(self, task_id: str) -> None:
         """The task's result arrived: its arguments need not be kept any more (locked)."""

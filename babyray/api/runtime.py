@@ -132,6 +132,7 @@ class DriverRuntime:
             return
         self._closed = True
         atexit.unregister(self.shutdown)
+        self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
         if self.owns_cluster:

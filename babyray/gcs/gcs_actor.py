@@ -16,6 +16,7 @@ from typing import Any
 
 from babyray import config, log
 from babyray.actors import messages as m
+from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.gcs import messages as gm
@@ -42,6 +43,8 @@ class GcsActor(PartActor):
         m.Heartbeat: "on_heartbeat",
         m.GetNodes: "on_get_nodes",
         m.RegisterDriver: "on_register_driver",
+        m.UnregisterDriver: "on_unregister_driver",
+        sm.ListDrivers: "on_list_drivers",
         m.TaskEvents: "on_task_events",
         m.ObjectLocations: "on_object_locations",
         m.SubscribeNodes: "on_subscribe_nodes",
@@ -78,6 +81,7 @@ class GcsActor(PartActor):
         self.global_scheduler: Any = None
         self._actor_directory: ActorDirectory | None = None
         self.placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
+        self.drivers: dict[str, dict] = {}  # job id -> the connected driver (memory only)
 
     def on_start(self, msg: m.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
@@ -256,6 +260,7 @@ class GcsActor(PartActor):
             kill_session_processes(self.session_dir, exclude=(os.getpid(),))
             kill_admin_tree(os.getppid())  # the private admin and its logger outlive the driver
             os.kill(os.getpid(), signal.SIGKILL)
+        self._forget_gone_drivers()
         now = time.monotonic()
         changed = False
         dead: list[str] = []
@@ -387,8 +392,26 @@ class GcsActor(PartActor):
 
     def on_register_driver(self, msg: m.RegisterDriver, sender: Any) -> None:
         job_id = new_job_id()
-        self.log.info("driver_registered", job_id=job_id, pid=msg.pid)
+        ip = _host_of(sender)
+        self.drivers[job_id] = {"job_id": job_id, "pid": msg.pid, "ip": ip, "inbox": sender,
+                                "registered_at": time.time()}
+        self.log.info("driver_registered", job_id=job_id, pid=msg.pid, ip=ip)
         self.post(sender, m.DriverRegistered(msg.req_id, job_id, sender, self._node_infos()))
+
+    def on_unregister_driver(self, msg: m.UnregisterDriver, sender: Any) -> None:
+        if self.drivers.pop(msg.job_id, None) is not None:
+            self.log.info("driver_unregistered", job_id=msg.job_id)
+
+    def on_list_drivers(self, msg: sm.ListDrivers, sender: Any) -> None:
+        self.reply(msg, sender, sm.Drivers(msg.req_id, tuple(self.drivers.values())))
+
+    def _forget_gone_drivers(self) -> None:
+        """Drop drivers on this host whose process ended without unregistering (killed)."""
+        here = {_host_of(self.myAddress), "127.0.0.1"}
+        for job_id, driver in list(self.drivers.items()):
+            if driver["ip"] in here and not _pid_alive(driver["pid"]):
+                del self.drivers[job_id]
+                self.log.info("driver_gone", job_id=job_id, pid=driver["pid"])
 
     def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage).
@@ -442,6 +465,12 @@ class GcsActor(PartActor):
             writer.close(timeout=_WRITER_CLOSE_TIMEOUT)
         if self.reader is not None:
             self.reader.close()
+
+
+def _host_of(address: Any) -> str:
+    """The IP of a Thespian TCP address ("" for another kind)."""
+    sockname = getattr(getattr(address, "addressDetails", None), "sockname", None)
+    return sockname[0] if isinstance(sockname, tuple) else ""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -4,7 +4,8 @@ Like ``ray.util.state``: ``list_tasks(filters=[("state", "=", "FAILED")], limit=
 ``get_task(task_id)``, ``summarize_tasks()`` and friends return plain dicts (JSON-able),
 read from the GCS tables, including entries the GCS flushed out of memory to its store.
 Called by a driver after ``init()`` (the ``babyray list``/``get``/``summary`` commands
-connect as one); each call is a request to the GCS through a private Thespian context.
+connect as one); each call is a request to the GCS through a private Thespian context, and
+``list_workers`` also asks every node's local scheduler for its worker table.
 
 Task states: PENDING (submitted, waiting for resources or a node), SCHEDULED (queued in a
 worker), RUNNING, FINISHED, FAILED, RETRIED (an attempt failed and the task was submitted
@@ -17,7 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
-from babyray.api import context
+from babyray.api import cluster_processes, context
+from babyray.exceptions import RayError
 from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
 
@@ -281,35 +283,42 @@ def list_nodes(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
 
 def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
                  timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
-    """The worker processes that ran tasks or host actors, with their task counts.
+    """The worker processes of every alive node, idle ones included, with the tasks each ran.
 
-    Built from the task and actor tables; ``pid`` and ``started_at`` come from the
-    session logs of this host when they are readable here (None otherwise).
+    Live workers come from the local schedulers' worker tables: ``state`` is STARTING, IDLE,
+    BUSY, BLOCKED (its task waits in ``get``, its CPU lent) or ACTOR, with ``pid``,
+    ``running_task_id`` and ``num_queued``. Workers that ran tasks (task table) but are gone
+    are listed DEAD, their ``pid`` from the session logs on this host when readable; the
+    workers of a node whose scheduler does not answer within ``timeout`` are left out.
+    ``num_tasks``/``task_states`` count the tasks of each in the task table.
+
+    Raises:
+        StateApiError: the GCS did not answer within ``timeout`` or could not read its store.
     """
-    workers: dict[str, dict] = {}
+    core = context.runtime().core
+    try:
+        live, _ = cluster_processes.workers(core, cluster_processes.alive_nodes(core, timeout), timeout)
+    except RayError as exc:
+        raise StateApiError(str(exc)) from exc
+    workers = {w["worker_id"]: {k: v for k, v in w.items() if k not in ("address", "ip")} for w in live}
     counts: dict[str, Counter] = defaultdict(Counter)
     for row in list_tasks(limit=None, timeout=timeout):
         worker_id = row["worker_id"]
         if not worker_id:
             continue
-        w = workers.setdefault(worker_id, {"worker_id": worker_id, "node_id": row["node_id"], "actor_id": None,
-                                           "last_task_at": None})
         counts[worker_id][row["state"]] += 1
-        seen = row["finished_at"] or row["started_at"]
-        if seen and (w["last_task_at"] is None or seen > w["last_task_at"]):
-            w["last_task_at"] = seen
-    for actor in list_actors(limit=None, timeout=timeout):
-        if actor["worker_id"]:
-            w = workers.setdefault(actor["worker_id"], {"worker_id": actor["worker_id"], "node_id": actor["node_id"],
-                                                        "last_task_at": None})
-            w["actor_id"] = actor["actor_id"]
-    started = _worker_starts()
-    rows = []
-    for worker_id, w in workers.items():
-        pid, at = started.get(worker_id, (None, None))
-        rows.append({**w, "pid": pid, "started_at": at, "num_tasks": sum(counts[worker_id].values()),
-                     "task_states": dict(counts[worker_id])})
-    rows.sort(key=lambda w: (w["node_id"] or "", w["started_at"] or 0, w["worker_id"]))
+        if worker_id not in workers:
+            workers[worker_id] = {"worker_id": worker_id, "node_id": row["node_id"], "pid": None, "state": "DEAD",
+                                  "actor_id": row["actor_id"], "running_task_id": None, "num_queued": 0,
+                                  "started_at": None}
+    dead = [w for w in workers.values() if w["state"] == "DEAD"]
+    if dead:
+        started = _worker_starts()
+        for w in dead:
+            w["pid"], w["started_at"] = started.get(w["worker_id"], (None, None))
+    rows = [{**w, "num_tasks": sum(counts[w["worker_id"]].values()), "task_states": dict(counts[w["worker_id"]])}
+            for w in workers.values()]
+    rows.sort(key=lambda w: (w["node_id"] or "", w["state"] == "DEAD", w["started_at"] or 0, w["worker_id"]))
     return _select(rows, _normalize_filters(filters), limit)
 
 
