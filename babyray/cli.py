@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--node-timeout", type=float, help="seconds of heartbeat silence before a node is dead")
     start.add_argument("--heartbeat-period", type=float, help="seconds between a node's heartbeats")
     start.add_argument("--scheduling-policy", choices=("locality", "queue"),
-                       help="global scheduler placement (head only)")
+                       help="placement: locality-aware (default) or queue-only, for the whole cluster (head only)")
     start.add_argument("--temp-dir", help="root of session directories and node records")
     start.add_argument("--block", action="store_true", help="stay in the foreground; stop the node on exit")
     start.set_defaults(func=cmd_start)

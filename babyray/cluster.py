@@ -90,7 +90,8 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, gcs, global_scheduler, settings)
         if directory:
-            info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store)
+            info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
+                                 settings.get("scheduling_policy") or "locality")
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
             _ask_started(system, head_directory, m.SetClusterInfo(info), "head directory")
     except BaseException:
@@ -155,6 +156,7 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
                          logDefs=log_defs(log_dir))
     try:
         info = lookup_cluster(system, head_address)
+        settings.setdefault("scheduling_policy", info.scheduling_policy)
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, info.gcs, info.global_scheduler,
                                                          settings)

@@ -62,3 +62,35 @@ def test_local_scheduler_passes_up_tasks_with_large_remote_inputs_and_other_node
     assert not wants_global_placement(spec(), "a")
     assert wants_global_placement(spec(strategy=NodeAffinitySchedulingStrategy("b")), "a")
     assert not wants_global_placement(spec(strategy=NodeAffinitySchedulingStrategy("a")), "a")
+
+
+def test_tasks_placed_one_after_another_keep_following_their_data():
+    """A sequential job: each task is done before the next is placed, so placements made
+    since the last heartbeat must not look like a queue on the node that holds the data."""
+    policy = LocalityAwarePolicy()
+    table = nodes(a=0, b=0)
+    task = spec([stored_on("b", 1 << 20)])
+    now = 1000.0
+    for _ in range(40):
+        costs = {name: node.queue_seconds(policy.task_seconds, now) for name, node in table.items()}
+        assert costs["b"] < costs["a"] + policy.pull_seconds
+        assert policy.cost(task, table["b"]) < policy.cost(task, table["a"])
+        table["b"].note_placed(policy.task_seconds, now)
+        now += 0.01  # the task ran meanwhile
+    assert table["b"].backlog(policy.task_seconds, now) <= 1.0
+
+
+def test_a_burst_of_placements_spills_to_the_idle_node():
+    placement = Placement(LocalityAwarePolicy())
+    table = nodes(a=0, b=0)
+    for _ in range(10):  # placed at once: a real backlog on b
+        table["b"].note_placed(placement.policy.task_seconds, now=1000.0)
+    assert table["b"].queue_seconds(placement.policy.task_seconds, now=1000.0) > 0.02
+    assert table["b"].queue_seconds(placement.policy.task_seconds, now=1000.1) == 0.0  # drained since
+
+
+def test_the_fixed_cost_of_a_pull_counts_for_a_small_remote_input():
+    policy = LocalityAwarePolicy()
+    table = nodes(a=0, b=0)
+    assert policy.cost(spec([stored_on("b", 1 << 20)]), table["a"]) >= policy.pull_seconds
+    assert policy.cost(spec([stored_on("b", 1 << 20)]), table["b"]) == 0.0

@@ -15,7 +15,7 @@ from typing import Any
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors.base import PartActor
-from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
+from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
 
 LOAD_POLL_SECONDS = 0.2
@@ -44,7 +44,7 @@ class GlobalScheduler(PartActor):
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
         self.log = log.get_logger("global_scheduler")
         register_pid(msg.session_dir, "global_scheduler")
-        policy = os.environ.get("BABYRAY_SCHEDULING_POLICY") or msg.policy or "locality"
+        policy = policy_name(msg.policy)
         self.placement = Placement(make_policy(policy))
         self.gcs = msg.gcs
         self.post(msg.gcs, m.SubscribeNodes())
@@ -93,7 +93,7 @@ class GlobalScheduler(PartActor):
             if node is None:
                 still.append(spec)
                 continue
-            node.placed += 1
+            node.note_placed(self.placement.policy.task_seconds)
             self.log.info("task_placed", task_id=spec.task_id, node=node.node_id,
                           policy=self.placement.policy.name)
             self.post(node.scheduler, m.SubmitTasks((spec,)))

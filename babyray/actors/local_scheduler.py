@@ -24,7 +24,7 @@ from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.resources import acquire, fits, release
-from babyray.actors.scheduling_policy import wants_global_placement
+from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.ids import new_worker_id
@@ -102,6 +102,7 @@ class LocalScheduler(PartActor):
         self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
         self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
         self.idle_timeout = float(msg.config.get("idle_worker_timeout", config.get("idle_worker_timeout")))
+        self.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
         for _ in range(max(1, int(self.total.get("CPU", 1)))):
             self._start_worker()
         self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
@@ -132,7 +133,7 @@ class LocalScheduler(PartActor):
         placed = address_key(sender) == address_key(self.node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
             if not fits(self.total, spec.resources) or (
-                    not placed and wants_global_placement(spec, self.node.node_id)):
+                    not placed and wants_global_placement(spec, self.node.node_id, self.locality)):
                 self._forward(spec)
             else:
                 self.queue.push(spec)

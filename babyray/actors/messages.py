@@ -552,6 +552,7 @@ class ClusterInfo:
     head_node_id: str
     head_scheduler: Any
     head_store: Any
+    scheduling_policy: str = "locality"  # members' local schedulers follow it too
 
 
 @dataclass(frozen=True, slots=True)

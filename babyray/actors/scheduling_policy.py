@@ -8,15 +8,19 @@ affinity) and falls back to the policy.
 """
 from __future__ import annotations
 
+import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from babyray.actors import messages as m
+from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
 from babyray.actors.resources import fits
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-DEFAULT_BANDWIDTH = 1e9  # bytes/s between nodes, until transfers measure it
+DEFAULT_BANDWIDTH = 1e9  # bytes/s between nodes (fig8a measures 1.5-2 GB/s pulls between namespaces)
+DEFAULT_PULL_SECONDS = 0.005  # fixed cost of one pull: two store messages, a connection (fig8a: 4-8 ms)
 DEFAULT_TASK_SECONDS = 0.005  # estimated run time of a queued task
 
 
@@ -34,28 +38,34 @@ class NodeLoad:
     queue_length: int
     alive: bool
     scheduler: Any = None
-    placed: int = 0  # tasks placed here since the last heartbeat figures arrived
+    # Tasks placed here since the last heartbeat figures, less those the node has likely run
+    # since: a backlog that drains at ``cpus / task_seconds`` (else a sequential job, each task
+    # done before the next, would look like a growing queue until the next figures).
+    placed: float = 0.0
+    placed_at: float = 0.0
 
     @classmethod
     def from_info(cls, info: m.NodeInfo) -> "NodeLoad":
         return cls(info.node_id, dict(info.resources), dict(info.available), info.queue_length, info.alive,
                    info.scheduler)
 
-    def queue_seconds(self, task_seconds: float) -> float:
-        cpus = max(self.resources.get("CPU", 1.0), 1.0)
-        busy = max(cpus - self.available.get("CPU", 0.0), 0.0)
-        waiting = self.queue_length + self.placed + max(busy - cpus + 1.0, 0.0)
-        return waiting * task_seconds / cpus
+    @property
+    def cpus(self) -> float:
+        return max(self.resources.get("CPU", 1.0), 1.0)
 
+    def backlog(self, task_seconds: float, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        return max(self.placed - (now - self.placed_at) * self.cpus / task_seconds, 0.0)
 
-def stored_inputs(spec: m.TaskSpec) -> list[tuple[str, int]]:
-    """(node id, size) of the task's arguments that live in object stores."""
-    found = []
-    for arg in list(spec.args) + list(spec.kwargs.values()):
-        value = getattr(arg, "value", None)
-        if isinstance(value, m.StoredValue):
-            found.append((value.node_id, value.size))
-    return found
+    def note_placed(self, task_seconds: float, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.placed = self.backlog(task_seconds, now) + 1.0
+        self.placed_at = now
+
+    def queue_seconds(self, task_seconds: float, now: float | None = None) -> float:
+        busy = max(self.cpus - self.available.get("CPU", 0.0), 0.0)
+        waiting = self.queue_length + self.backlog(task_seconds, now) + max(busy - self.cpus + 1.0, 0.0)
+        return waiting * task_seconds / self.cpus
 
 
 @dataclass
@@ -65,6 +75,7 @@ class SchedulingPolicy:
     name = "queue"
     task_seconds: float = DEFAULT_TASK_SECONDS
     bandwidth: float = DEFAULT_BANDWIDTH
+    pull_seconds: float = DEFAULT_PULL_SECONDS
     rng: random.Random = field(default_factory=random.Random)
 
     def cost(self, spec: m.TaskSpec, node: NodeLoad) -> float:
@@ -75,11 +86,6 @@ class SchedulingPolicy:
             return None
         costs = [(self.cost(spec, n), self.rng.random(), n) for n in candidates]
         return min(costs, key=lambda c: (c[0], c[1]))[2]
-
-    def observe_transfer(self, size: int, seconds: float) -> None:
-        """Hook: a transfer of ``size`` bytes took ``seconds`` (moving average of bandwidth)."""
-        if size > 1 << 20 and seconds > 0:
-            self.bandwidth = 0.8 * self.bandwidth + 0.2 * (size / seconds)
 
 
 class QueueOnlyPolicy(SchedulingPolicy):
@@ -94,11 +100,17 @@ class LocalityAwarePolicy(SchedulingPolicy):
     name = "locality"
 
     def cost(self, spec: m.TaskSpec, node: NodeLoad) -> float:
-        missing = sum(size for node_id, size in stored_inputs(spec) if node_id != node.node_id)
-        return node.queue_seconds(self.task_seconds) + missing / self.bandwidth
+        missing = [size for node_id, size in stored_inputs(spec) if node_id != node.node_id]
+        fetch = len(missing) * self.pull_seconds + sum(missing) / self.bandwidth
+        return node.queue_seconds(self.task_seconds) + fetch
 
 
 POLICIES = {"queue": QueueOnlyPolicy, "locality": LocalityAwarePolicy}
+
+
+def policy_name(configured: str | None) -> str:
+    """The cluster's placement policy: ``BABYRAY_SCHEDULING_POLICY``, else as configured."""
+    return os.environ.get("BABYRAY_SCHEDULING_POLICY") or configured or "locality"
 
 
 def make_policy(name: str) -> SchedulingPolicy:
@@ -143,21 +155,24 @@ class Placement:
         return self.policy.choose(spec, candidates)
 
 
-LOCALITY_SPILL_BYTES = 1 << 20  # remote inputs at least this large send a task to the global scheduler
 
 
-def wants_global_placement(spec: m.TaskSpec, node_id: str, spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
+def wants_global_placement(spec: m.TaskSpec, node_id: str, locality: bool = True,
+                           spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
     """Whether a local scheduler should pass ``spec`` up instead of running it on ``node_id``.
 
-    True for SPREAD, for an affinity to another node, and when the task's stored inputs on
-    other nodes outweigh those here by at least ``spill_bytes`` (the global scheduler then
-    weighs moving the inputs against moving the task).
+    True for SPREAD, for an affinity to another node, and, with ``locality`` (the
+    locality-aware policy), when the task's stored inputs on other nodes outweigh those here
+    by at least ``spill_bytes`` (the global scheduler then weighs moving the inputs against
+    moving the task).
     """
     strategy = spec.scheduling_strategy
     if strategy == "SPREAD":
         return True
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return strategy.node_id != node_id
+    if not locality:
+        return False
     inputs = stored_inputs(spec)
     if not inputs:
         return False

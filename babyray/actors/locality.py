@@ -1,0 +1,17 @@
+"""Where a task's inputs live: what locality-aware placement weighs (no actor, no imports of
+the API, so owners and schedulers alike can use it)."""
+from __future__ import annotations
+
+from babyray.actors import messages as m
+
+LOCALITY_SPILL_BYTES = 1 << 20  # remote inputs at least this large are worth moving the task for
+
+
+def stored_inputs(spec: m.TaskSpec) -> list[tuple[str, int]]:
+    """(node id, size) of the task's arguments that live in object stores."""
+    found = []
+    for arg in list(spec.args) + list(spec.kwargs.values()):
+        value = getattr(arg, "value", None)
+        if isinstance(value, m.StoredValue):
+            found.append((value.node_id, value.size))
+    return found
