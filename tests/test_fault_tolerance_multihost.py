@@ -166,6 +166,32 @@ def test_a_task_whose_input_was_lost_with_a_killed_node_gets_it_rebuilt(cluster,
     assert "INPUT REBUILT" in output
 
 
+def test_a_get_with_a_timeout_stops_waiting_for_a_rebuild_at_its_deadline(cluster, tmp_path):
+    output = run_with_kill(cluster, tmp_path, '''
+        @ray.remote
+        def made_slowly_again(marker):
+            if os.path.exists(marker):  # the re-execution that rebuilds the object: slow
+                time.sleep(6.0)
+            return np.ones(131072)  # 1 MB, in m1's store
+
+        marker = os.path.join(MARKERS, "rebuilding")
+        made = made_slowly_again.options(scheduling_strategy=on_m1).remote(marker)
+        ray.wait([made], timeout=60)
+        open(marker, "w").close()
+        wait_for_kill(MARKERS)
+        started = time.monotonic()
+        try:
+            ray.get(made, timeout=1.5)
+            raise AssertionError("get waited for the whole rebuild")
+        except ray.exceptions.GetTimeoutError:
+            waited = time.monotonic() - started
+        assert waited < 4.0, waited
+        assert ray.get(made, timeout=60).sum() == 131072  # the rebuild went on
+        print("GAVE UP AFTER", round(waited, 1))
+    ''')
+    assert "GAVE UP AFTER" in output
+
+
 def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_path):
     output = run_with_kill(cluster, tmp_path, '''
         @ray.remote

@@ -411,10 +411,12 @@ class NodesChanged:
 
 @dataclass(frozen=True, slots=True)
 class RegisterDriver:
-    """Driver -> GCS: a driver connected; reply DriverRegistered with its job id."""
+    """Driver -> GCS: a driver connected; reply DriverRegistered with its job id (``job_id``
+    when a driver registers again with a restarted head: it keeps its job)."""
 
     req_id: str
     pid: int
+    job_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,11 @@ class ActorSubmitter:
             self.actor_of_call[call.spec.task_id] = actor_id
             self.core.transport.send(actor.address, m.ExecuteTasks((call.spec,)))
 
+    def resubscribe(self) -> None:
+        """Ask a restarted GCS for the state of every actor called from here (Locked)."""
+        for actor_id in self.actors:
+            self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
+
     def finished(self, task_id: str) -> None:
         actor_id = self.actor_of_call.pop(task_id, None)
         if actor_id is not None:

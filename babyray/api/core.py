@@ -93,7 +93,7 @@ class CoreClient:
         self.pending_tasks: dict[str, _PendingTask] = {}
         self.submitted: dict[str, m.TaskSpec] = {}
         self.replies: dict[str, _Reply] = {}
-        self.registered_functions: set[str] = set()
+        self.registered_functions: dict[str, m.RegisterFunction] = {}  # sent to the GCS, by function id
         self.actor_calls = ActorSubmitter(self)
         self.recovery = ObjectRecovery(self)
         self.arenas: dict[str, Arena] = {}
@@ -147,6 +147,23 @@ class CoreClient:
             replies.append(None)
         return replies
 
+    def request_by(self, dest: Any, build: Callable[[str], Any], deadline: float | None) -> Any:
+        """``request``, answered before a ``get``'s ``deadline`` (``time.monotonic()``; None: none).
+
+        Raises:
+            GetTimeoutError: no reply before the deadline.
+        """
+        if deadline is None:
+            return self.request(dest, build)
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            try:
+                return self.request(dest, build, min(remaining, REQUEST_TIMEOUT))
+            except exceptions.RayError:
+                if time.monotonic() < deadline:
+                    raise
+        raise exceptions.GetTimeoutError(f"get timed out waiting for a reply from {dest}")
+
     def _complete(self, msg: Any) -> None:
         with self.lock:
             reply = self.replies.pop(msg.req_id, None)
@@ -158,8 +175,8 @@ class CoreClient:
 
     def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
         if function_id not in self.registered_functions:
-            self.registered_functions.add(function_id)
-            self.transport.send(self.gcs, m.RegisterFunction(function_id, name, blob))
+            registration = self.registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
+            self.transport.send(self.gcs, registration)
 
     def fetch_function(self, function_id: str) -> bytes:
         reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id))
@@ -214,6 +231,10 @@ class CoreClient:
             return
         self.submitted[spec.task_id] = spec
         self.transport.send(dest, m.SubmitTasks((spec,)))
+        self._submitted_event(spec)
+
+    def _submitted_event(self, spec: m.TaskSpec) -> None:
+        """Record a task's lineage (its spec) in the GCS task table."""
         self._task_event(spec.task_id, "submitted", name=spec.function_name, function_id=spec.function_id,
                          job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
                          return_ids=tuple(spec.return_ids), spec=spec, submitted_at=time.time())
@@ -299,6 +320,40 @@ class CoreClient:
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
                              error_message=f"node {msg.node_id} died")
             self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+
+    # ---- a restarted head --------------------------------------------------------------
+
+    def retarget(self, gcs: Any, scheduler: Any, store: Any, node_id: str, remote_store_io: bool) -> None:
+        """Send to a restarted head's parts from now on (a driver's; its node too if on the head)."""
+        with self.lock:
+            self.gcs, self.scheduler, self.store, self.node_id = gcs, scheduler, store, node_id
+            self.remote_store_io = remote_store_io
+            if self.alloc_channel is not None:  # the old store's channel: the next put opens the new one
+                self.alloc_channel.close()
+                self.alloc_channel, self.store_arena = None, ""
+            for registration in self.registered_functions.values():  # one sent while it was down is lost
+                self.transport.send(gcs, registration)
+            self.actor_calls.resubscribe()
+        if self.task_events is not None:
+            self.task_events.retarget(gcs)
+
+    def resubmit_lost_with_head(self, head_node_id: str, alive_nodes: set[str]) -> int:
+        """Submit again, with their lineage, the tasks in flight that the restarted GCS does not
+        know on an alive node (queued or run on the old head, or sent while it was down);
+        within their retries, as for a dead node. Returns how many."""
+        with self.lock:
+            task_ids = tuple(self.submitted)
+        if not task_ids:
+            return 0
+        reply = self.request(self.gcs, lambda r: gm.GetTableEntries(r, "tasks", task_ids))
+        records = dict(reply.entries) if reply.error is None else {}
+        lost = tuple(t for t in task_ids if (records.get(t) or {}).get("node_id") not in alive_nodes)
+        with self.lock:
+            for task_id in lost:
+                if task_id in self.submitted:
+                    self._submitted_event(self.submitted[task_id])
+            self._resubmit_lost(m.TasksLost(head_node_id, lost, "head restarted"))
+        return len(lost)
 
     def _set_value(self, oid: str, value: Value) -> None:
         entry = self.owned.get(oid)
@@ -417,13 +472,14 @@ class CoreClient:
         return found
 
     def get(self, refs: list[ObjectRef], timeout: float | None = None) -> list[Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         unique = list({r.id: r for r in refs}.values())
         found = self._collect(unique, len(unique), timeout)
         if len(found) < len(unique):
             missing = [r.id for r in unique if r.id not in found]
             raise exceptions.GetTimeoutError(
                 f"get timed out after {timeout}s waiting for {len(missing)} object(s), e.g. {missing[0]}")
-        return [self.materialize(r.id, found[r.id]) for r in refs]
+        return [self.materialize(r.id, found[r.id], deadline) for r in refs]
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> tuple[list, list]:
         found = self._collect(refs, num_returns, timeout)
@@ -431,8 +487,13 @@ class CoreClient:
         chosen = {r.id for r in ready}
         return ready, [r for r in refs if r.id not in chosen]
 
-    def materialize(self, oid: str, value: Value) -> Any:
-        """Turn a value record into the Python value (raising a task's error)."""
+    def materialize(self, oid: str, value: Value, deadline: float | None = None) -> Any:
+        """Turn a value record into the Python value (raising a task's error), reading and
+        rebuilding stored objects before ``deadline`` (``time.monotonic()``), if given.
+
+        Raises:
+            GetTimeoutError: a stored object could not be read or rebuilt before the deadline.
+        """
         if isinstance(value, m.InlineValue):
             return serialization.deserialize(value.blob)
         if isinstance(value, m.ErrorValue):
@@ -441,25 +502,25 @@ class CoreClient:
                 raise error.as_instanceof_cause()
             raise error
         try:
-            return self._read_stored(oid, value)
+            return self._read_stored(oid, value, deadline)
         except exceptions.ObjectLostError:
-            if isinstance(value, m.StoredValue) and self.recovery.is_lost(value):
-                return self.materialize(oid, self.recovery.recover(oid, value))
+            if isinstance(value, m.StoredValue) and self.recovery.is_lost(value, deadline):
+                return self.materialize(oid, self.recovery.recover(oid, value, deadline), deadline)
             raise
 
-    def _read_stored(self, oid: str, value: m.StoredValue) -> Any:
+    def _read_stored(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
         remote = self.remote_store_io or value.node_id != self.node_id
-        if remote and self.recovery.is_lost(value):
+        if remote and self.recovery.is_lost(value, deadline):
             raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
         if self.remote_store_io:
             return self._direct().read(oid, value)
         if value.node_id != self.node_id:  # the local store pulls it over the data plane
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
-            reply = self.request(self.store, lambda r: m.PullObject(r, oid, value.size, value.store, value.node_id,
-                                                                    self.identity))
+            reply = self.request_by(self.store, lambda r: m.PullObject(r, oid, value.size, value.store,
+                                                                       value.node_id, self.identity), deadline)
         else:
-            reply = self.request(self.store, lambda r: m.PinObjects(r, (oid,), self.identity))
+            reply = self.request_by(self.store, lambda r: m.PinObjects(r, (oid,), self.identity), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]

@@ -5,11 +5,13 @@ rebuilds it: a copy on another node is used if the GCS object table knows one; o
 the task that made it is re-executed from the lineage in the GCS task table (fetched back
 from the store if it was flushed), after recovering, recursively, the lost inputs of that
 task that this process owns. Each task may be re-executed at most ``max_retries`` times.
-Objects made by ``put`` cannot be rebuilt: ObjectLostError.
+Objects made by ``put`` cannot be rebuilt: ObjectLostError. A ``get`` with a timeout waits
+for a rebuild no longer than its deadline (GetTimeoutError); the rebuild goes on.
 """
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, log, serialization
@@ -29,27 +31,32 @@ class ObjectRecovery:
         self.lock = threading.Lock()
         self.log = log.get_logger("recovery")
 
-    def dead_nodes(self) -> set[str]:
-        infos = self.core.request(self.core.gcs, lambda r: m.GetNodes(r)).nodes
+    def _ask_gcs(self, build: Any, deadline: float | None) -> Any:
+        return self.core.request_by(self.core.gcs, build, deadline)
+
+    def dead_nodes(self, deadline: float | None = None) -> set[str]:
+        infos = self._ask_gcs(lambda r: m.GetNodes(r), deadline).nodes
         return {n.node_id for n in infos if not n.alive}
 
-    def node_stores(self) -> dict[str, Any]:
-        infos = self.core.request(self.core.gcs, lambda r: m.GetNodes(r)).nodes
+    def node_stores(self, deadline: float | None = None) -> dict[str, Any]:
+        infos = self._ask_gcs(lambda r: m.GetNodes(r), deadline).nodes
         return {n.node_id: n.store for n in infos if n.alive}
 
-    def is_lost(self, value: Any) -> bool:
-        return isinstance(value, m.StoredValue) and value.node_id in self.dead_nodes()
+    def is_lost(self, value: Any, deadline: float | None = None) -> bool:
+        return isinstance(value, m.StoredValue) and value.node_id in self.dead_nodes(deadline)
 
-    def recover(self, oid: str, value: m.StoredValue) -> Any:
-        """A new value record for ``oid``, whose copy on ``value.node_id`` is gone.
+    def recover(self, oid: str, value: m.StoredValue, deadline: float | None = None) -> Any:
+        """A new value record for ``oid``, whose copy on ``value.node_id`` is gone; waits for it
+        until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails).
 
         Raises:
             ObjectLostError: the object was made by put, or its lineage is unknown.
             ObjectReconstructionFailedError: re-executing its task failed or ran out of retries.
+            GetTimeoutError: the deadline passed first (the rebuild goes on).
         """
         core = self.core
         self.log.warning("object_lost", object_id=oid, node=value.node_id, size=value.size)
-        copy = self.live_copy(oid, value.size)
+        copy = self.live_copy(oid, value.size, deadline)
         if copy is not None:
             self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
             return copy
@@ -58,7 +65,7 @@ class ObjectRecovery:
             raise exceptions.ObjectLostError(
                 f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
                 f"objects made by put cannot be rebuilt from lineage.")
-        spec = self._lineage(task_id_of(oid))
+        spec = self._lineage(task_id_of(oid), deadline)
         if spec.owner_id != core.identity:
             raise exceptions.ObjectLostError(f"Object {oid} was lost with node {value.node_id}; this process "
                                              f"({core.identity}) is not its owner and cannot rebuild it.")
@@ -71,7 +78,7 @@ class ObjectRecovery:
                     f"Object {oid} was lost with node {value.node_id}, and its task {spec.task_id} "
                     f"({spec.function_name}) has no retries left to rebuild it ({done}/{spec.max_retries}).")
             self.reexecutions[spec.task_id] = done + 1
-        self._recover_inputs(spec)
+        self._recover_inputs(spec, deadline)
         self.log.warning("object_reconstructing", object_id=oid, task_id=spec.task_id,
                          function=spec.function_name, attempt=done + 1)
         with core.lock:
@@ -79,7 +86,13 @@ class ObjectRecovery:
         spec.attempt += 1
         core.resubmit(spec)
         ref = ObjectRef(oid, core.inbox, core.identity)
-        new_value = core._collect([ref], 1, None)[oid]
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        new_value = core._collect([ref], 1, remaining).get(oid)
+        if new_value is None:
+            self.log.warning("object_reconstruction_wait_timed_out", object_id=oid, task_id=spec.task_id)
+            raise exceptions.GetTimeoutError(
+                f"get timed out while object {oid} was being rebuilt by re-executing task {spec.task_id} "
+                f"({spec.function_name}); the rebuild goes on")
         if isinstance(new_value, m.ErrorValue):
             cause = serialization.deserialize(new_value.blob)
             self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
@@ -89,14 +102,13 @@ class ObjectRecovery:
                 f"{cause}") from cause
         return new_value
 
-    def live_copy(self, oid: str, size: int) -> m.StoredValue | None:
+    def live_copy(self, oid: str, size: int, deadline: float | None = None) -> m.StoredValue | None:
         """A copy of ``oid`` in the store of an alive node, per the GCS object table."""
-        core = self.core
-        reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "objects", (oid,)))
+        reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "objects", (oid,)), deadline)
         record = dict(reply.entries).get(oid) if reply.error is None else None
         if not record:
             return None
-        stores = self.node_stores()
+        stores = self.node_stores(deadline)
         for node_id in record.get("locations") or ():
             if node_id in stores:
                 return m.StoredValue(node_id, size, stores[node_id])
@@ -134,9 +146,8 @@ class ObjectRecovery:
         threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
         return True
 
-    def _lineage(self, task_id: str) -> m.TaskSpec:
-        core = self.core
-        reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "tasks", (task_id,)))
+    def _lineage(self, task_id: str, deadline: float | None) -> m.TaskSpec:
+        reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "tasks", (task_id,)), deadline)
         record = dict(reply.entries).get(task_id) if reply.error is None else None
         spec = (record or {}).get("spec")
         if spec is None:
@@ -145,7 +156,7 @@ class ObjectRecovery:
                                              f"its objects")
         return spec
 
-    def _recover_inputs(self, spec: m.TaskSpec) -> None:
+    def _recover_inputs(self, spec: m.TaskSpec, deadline: float | None = None) -> None:
         """Replace the task's stored arguments that no alive node holds any more by rebuilt ones.
 
         Each argument is held by a reference until the task ends: an input the owner had
@@ -160,8 +171,8 @@ class ObjectRecovery:
             if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue):
                 if spec.owner_id == core.identity:
                     held.append(ObjectRef(arg.object_id, core.inbox, core.identity))
-                copy = self.live_copy(arg.object_id, arg.value.size)
-                container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value))
+                copy = self.live_copy(arg.object_id, arg.value.size, deadline)
+                container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
         if held:
             with core.lock:
                 core.refs.task_holds[spec.task_id] = list(core.refs.task_holds.get(spec.task_id, ())) + held

@@ -8,7 +8,8 @@ For ``init(address=...)`` it joins a running cluster: a small admin of the drive
 this host's address (in the head's convention), the head's parts from its directory, and
 the node on this host if there is one (its scheduler and shared-memory store). A driver on
 a host without a node submits to the global scheduler and reads and writes objects in the
-head's store over the data plane.
+head's store over the data plane. When the head restarts at the same address, the driver
+finds its new parts (``HeadWatch``) and sends there from now on.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from babyray import log
 from babyray.actors import messages as m
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
+from babyray.api.head_watch import HeadWatch
 from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
                              start_head)
 from babyray.ids import random_hex
@@ -67,16 +69,25 @@ class DriverRuntime:
         self.transport = DriverTransport(head.system)
         registered = self.transport.register(head.gcs, os.getpid(), CONNECT_TIMEOUT)
         self.job_id = registered.job_id
-        self.node_id = head.node_id
         self.worker_id = f"driver-{random_hex(4)}"
-        self.gcs = head.gcs
         self.core = CoreClient(self.transport, self.worker_id, registered.inbox, head.node_id,
                                head.scheduler, head.store, head.gcs, self.job_id)
         self.core.remote_store_io = remote_store_io
         self.transport.start(self._on_message)
         self.log = log.get_logger("driver")
+        self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
+        self.node_ip = head.node_ip
+        self.watch: HeadWatch | None = None
         atexit.register(self.shutdown)
         self._closed = False
+
+    @property
+    def gcs(self) -> Any:
+        return self.core.gcs
+
+    @property
+    def node_id(self) -> str:
+        return self.core.node_id
 
     def _on_message(self, msg: Any) -> None:
         if not self.core.handle(msg):
@@ -104,25 +115,34 @@ class DriverRuntime:
         system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT)
         try:
             reply = system.ask(info.gcs, m.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
-            nodes = reply.nodes if isinstance(reply, m.Nodes) else ()
-            local = [n for n in nodes if n.alive and n.address.rpartition(":")[0] == node_ip]
-            local.sort(key=lambda n: n.node_id != info.head_node_id)
-            host, _, port = address.rpartition(":")
-            if local:
-                node = local[0]
-                head = HeadHandle(system, session_dir, host, int(port), node.node_id, info.gcs,
-                                  info.global_scheduler, node.scheduler, node.store, "", address)
-            else:  # no node on this host: the global scheduler places, the head's store holds
-                head = HeadHandle(system, session_dir, host, int(port), info.head_node_id, info.gcs,
-                                  info.global_scheduler, info.global_scheduler, info.head_store, "", address)
+            head, local = _driver_parts(system, session_dir, address, node_ip, info,
+                                        reply.nodes if isinstance(reply, m.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
             system.shutdown()
             raise
-        runtime.node_ip = node_ip
-        runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=bool(local),
+        runtime.node_ip, runtime.cluster = node_ip, info
+        runtime.transport.watch_head(_parts(head))
+        runtime.watch = HeadWatch(system, address, lambda: runtime.core.gcs, runtime._follow_head)
+        runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
                          seconds=round(time.monotonic() - started, 4), session_dir=session_dir)
         return runtime
+
+    def _follow_head(self, info: m.ClusterInfo, unreachable_for: float) -> None:
+        """Send to a restarted head's parts from now on: register again (same job), send the
+        unanswered requests again and the tasks in flight that no alive node holds."""
+        registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
+        old, old_head_node = self.head, self.cluster.head_node_id
+        head, local = _driver_parts(old.system, self.session_dir, old.head_address, self.node_ip, info,
+                                    registered.nodes)
+        resent = self.transport.retarget(list(zip(_parts(old), _parts(head))))
+        self.head, self.cluster = head, info
+        self.core.retarget(head.gcs, head.scheduler, head.store, head.node_id, remote_store_io=not local)
+        resubmitted = self.core.resubmit_lost_with_head(old_head_node, {n.node_id for n in registered.nodes
+                                                                         if n.alive})
+        self.log.warning("driver_reconnected", address=head.head_address, gcs=str(head.gcs), job_id=self.job_id,
+                         node=head.node_id, old_node=old.node_id, unreachable_seconds=round(unreachable_for, 3),
+                         requests_resent=resent, tasks_resubmitted=resubmitted)
 
     def nodes(self) -> tuple:
         return self.core.request(self.gcs, lambda r: m.GetNodes(r)).nodes
@@ -132,6 +152,8 @@ class DriverRuntime:
             return
         self._closed = True
         atexit.unregister(self.shutdown)
+        if self.watch is not None:
+            self.watch.close()
         self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
@@ -145,6 +167,29 @@ class DriverRuntime:
         elif self.owns_admin:
             self.head.system.shutdown()
         self.log.info("driver_stopped")
+
+
+def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: m.ClusterInfo,
+                  nodes: tuple) -> tuple[HeadHandle, bool]:
+    """The parts a driver on ``node_ip`` sends to, and whether a node runs on its host.
+
+    A node on its host (the head's first) gives its scheduler and shared-memory store; with
+    none, the global scheduler places tasks and the head's store holds objects.
+    """
+    local = [n for n in nodes if n.alive and n.address.rpartition(":")[0] == node_ip]
+    local.sort(key=lambda n: n.node_id != info.head_node_id)
+    host, _, port = address.rpartition(":")
+    if local:
+        node = local[0]
+        return HeadHandle(system, session_dir, host, int(port), node.node_id, info.gcs, info.global_scheduler,
+                          node.scheduler, node.store, "", address), True
+    return HeadHandle(system, session_dir, host, int(port), info.head_node_id, info.gcs, info.global_scheduler,
+                      info.global_scheduler, info.head_store, "", address), False
+
+
+def _parts(head: HeadHandle) -> list[Any]:
+    """The addresses a driver sends to that change when the head restarts."""
+    return [head.gcs, head.global_scheduler, head.scheduler, head.store]
 
 
 def _unlink_arenas(name: str) -> None:

@@ -391,7 +391,7 @@ class GcsActor(PartActor):
     # ---- drivers, lineage, objects -----------------------------------------------------
 
     def on_register_driver(self, msg: m.RegisterDriver, sender: Any) -> None:
-        job_id = new_job_id()
+        job_id = msg.job_id or new_job_id()
         ip = _host_of(sender)
         self.drivers[job_id] = {"job_id": job_id, "pid": msg.pid, "ip": ip, "inbox": sender,
                                 "registered_at": time.time()}
