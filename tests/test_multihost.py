@@ -118,6 +118,30 @@ def test_a_100mb_object_made_on_one_node_is_read_intact_on_another(cluster, tmp_
     ''')
 
 
+def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tmp_path):
+    """The owner sends it to that node's scheduler itself: the global scheduler never sees it."""
+    out = run_driver(cluster, tmp_path, '''
+        @ray.remote(resources={"on_m2": 1})
+        def make():
+            return np.ones(8 << 20, dtype=np.uint8)
+
+        @ray.remote
+        def where(array):
+            return os.environ["BABYRAY_NETNS_HOST"], array.nbytes
+
+        obj = make.remote()
+        ray.wait([obj])
+        refs = [where.remote(obj) for _ in range(5)]
+        assert [ray.get(r, timeout=60) for r in refs] == [("m2", 8 << 20)] * 5
+        print("TASKS", " ".join(r.task_id() for r in refs))
+    ''')
+    task_ids = out.split("TASKS", 1)[1].split("\n", 1)[0].split()
+    logs = list(Path(cluster.env["BABYRAY_TEMP_DIR"]).glob("session_*/logs/global_scheduler-*.jsonl"))
+    assert logs
+    placed_by_global = [t for t in task_ids for log in logs if t in log.read_text()]
+    assert len(task_ids) == 5 and not placed_by_global
+
+
 def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
     killed_at = time.time()
     cluster.kill_host("m2")

@@ -20,6 +20,7 @@ from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors.scheduling_policy import policy_name
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.api import context
@@ -78,6 +79,7 @@ class Worker(PartActor):
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
                                msg.scheduler, msg.store, msg.gcs, msg.job_id)
         self.core.on_block = self._on_block
+        self.core.router.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
         self.core.on_unblock = self._on_unblock
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True)

@@ -29,6 +29,7 @@ from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.api.task_routing import TaskRouter
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.task_events import TaskEventBuffer, error_fields
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
@@ -95,6 +96,7 @@ class CoreClient:
         self.replies: dict[str, _Reply] = {}
         self.registered_functions: dict[str, m.RegisterFunction] = {}  # sent to the GCS, by function id
         self.actor_calls = ActorSubmitter(self)
+        self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
         self.arenas: dict[str, Arena] = {}
         self.alloc_channel: AllocClient | None = None
@@ -230,8 +232,13 @@ class CoreClient:
             self._finish(m.TaskResult(spec.task_id, tuple((o, pending.failed) for o in spec.return_ids)))
             return
         self.submitted[spec.task_id] = spec
+        dest = self.router.destination(spec, dest)
         self.transport.send(dest, m.SubmitTasks((spec,)))
         self._submitted_event(spec)
+
+    def task_placed(self, spec: m.TaskSpec, node_id: str) -> None:
+        """Tell the GCS this owner placed ``spec`` on ``node_id`` (resubmitted if it dies)."""
+        self._task_event(spec.task_id, "placed", placed_node=node_id, owner_address=spec.owner)
 
     def _submitted_event(self, spec: m.TaskSpec) -> None:
         """Record a task's lineage (its spec) in the GCS task table."""
@@ -509,11 +516,12 @@ class CoreClient:
             raise
 
     def _read_stored(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
-        remote = self.remote_store_io or value.node_id != self.node_id
-        if remote and self.recovery.is_lost(value, deadline):
-            raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
-        if self.remote_store_io:
+        if self.remote_store_io:  # read straight from the holder: ask first whether it is alive
+            if self.recovery.is_lost(value, deadline):
+                raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
             return self._direct().read(oid, value)
+        # A pull through this node's store needs no such check: the store fails pulls from a dead
+        # holder (its pull check) with ObjectLostError, which the caller turns into recovery.
         if value.node_id != self.node_id:  # the local store pulls it over the data plane
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")

@@ -21,6 +21,7 @@ from typing import Any
 
 from babyray import log
 from babyray.actors import messages as m
+from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
@@ -102,6 +103,7 @@ class DriverRuntime:
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
                           object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings)
         runtime = cls(head, owns_cluster=True)
+        runtime.core.router.locality = policy_name(settings.get("scheduling_policy")) == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
                          session_dir=session_dir)
         return runtime
@@ -122,6 +124,8 @@ class DriverRuntime:
             system.shutdown()
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
+        runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
+        runtime.core.router.update(reply.nodes if isinstance(reply, m.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
         runtime.watch = HeadWatch(system, address, lambda: runtime.core.gcs, runtime._follow_head)
         runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
