@@ -12,10 +12,11 @@ Each task depends on one fresh object of the given size, made beforehand on a no
 at random (node affinity), so objects are spread over both nodes and a copy pulled by one
 task never helps the next. Latency = submission of the dependent task to its result.
 The same workload runs on Ray (ray.cluster_utils.Cluster) when ``ray`` is importable.
-Also measured in the same run: a raw loopback TCP stream, and the data plane's pull speed
-(from the object stores' ``object_pulled`` log events).
+Also measured in the same run: a raw TCP stream over loopback and one between the two nodes'
+namespaces (through the veth pairs and bridge), and the data plane's pull speed (from the
+object stores' ``object_pulled`` log events).
 
-    python benchmarks/fig8a.py [--tasks 200] [--tasks-100mb 30] [--no-ray]
+    python benchmarks/fig8a.py [--tasks 1000] [--tasks-100mb 100] [--no-ray]
 
 Writes benchmarks/results/fig8a.csv, fig8a.json and fig8a.png.
 """
@@ -25,10 +26,10 @@ import argparse
 import glob
 import importlib.util
 import json
-import multiprocessing
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -93,45 +94,64 @@ def _load_netns():
     return module
 
 
-def _loopback_sink(port: "multiprocessing.Queue", total: int) -> None:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port.put(server.getsockname()[1])
-    conn, _ = server.accept()
-    buf = memoryview(bytearray(4 << 20))
-    got = 0
-    while got < total:
-        n = conn.recv_into(buf)
-        if not n:
-            break
-        got += n
-    conn.close()
-    server.close()
+TCP_STREAM = textwrap.dedent('''
+    import socket, sys, time
+    role, host, port, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if role == "sink":
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, port))
+        server.listen(1)
+        print("LISTENING", flush=True)
+        conn, _ = server.accept()
+        buf = memoryview(bytearray(4 << 20))
+        got = 0
+        while got < total:
+            n = conn.recv_into(buf)
+            if not n:
+                break
+            got += n
+    else:
+        conn = socket.create_connection((host, port))
+        chunk = bytearray(4 << 20)
+        sent, started = 0, time.perf_counter()
+        while sent < total:
+            conn.sendall(chunk)
+            sent += len(chunk)
+        conn.close()
+        print("GBPS", total / (time.perf_counter() - started) / 1e9)
+''')
 
 
-def loopback_tcp_gbps(total: int = 1 << 30, runs: int = 3) -> float:
-    """One raw TCP stream over loopback, 4 MB sends, sender and receiver in two processes (as
-    in a pull), median of ``runs``: the yardstick of the data plane."""
+def tcp_stream_gbps(host: str, sink_prefix: list[str] = (), source_prefix: list[str] = (),
+                    total: int = 1 << 30, runs: int = 3) -> float:
+    """One raw TCP stream of 4 MB sends from a source process to a sink process listening on
+    ``host`` (each command run behind its prefix, e.g. ``ip netns exec NS``); median of ``runs``.
+    The yardstick of the data plane, which moves objects between two processes the same way."""
     speeds = []
     for _ in range(runs):
-        port: multiprocessing.Queue = multiprocessing.Queue()
-        sink = multiprocessing.Process(target=_loopback_sink, args=(port, total))
-        sink.start()
-        client = socket.create_connection(("127.0.0.1", port.get(timeout=30)))
-        chunk = bytearray(4 << 20)
-        started = time.perf_counter()
-        sent = 0
-        while sent < total:
-            client.sendall(chunk)
-            sent += len(chunk)
-        client.close()
-        sink.join()
-        speeds.append(total / (time.perf_counter() - started) / 1e9)
+        port = str(_free_port())
+        sink = subprocess.Popen([*sink_prefix, sys.executable, "-c", TCP_STREAM, "sink", host, port, str(total)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert sink.stdout.readline().startswith("LISTENING")
+            source = subprocess.run([*source_prefix, sys.executable, "-c", TCP_STREAM, "source", host, port,
+                                     str(total)], capture_output=True, text=True, timeout=120, check=True)
+            speeds.append(float(source.stdout.split("GBPS", 1)[1]))
+        finally:
+            sink.wait(timeout=60)
     return statistics.median(speeds)
 
 
-def run_babyray(netns, policy: str, counts: list[int], temp_dir: str) -> tuple[dict, list[float]]:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_babyray(netns, policy: str, counts: list[int], temp_dir: str) -> tuple[dict, list[float], float]:
+    """Latencies per size, the data plane's pull speeds (GB/s, objects of 10 MB or more), and a
+    raw TCP stream's speed between the two nodes' namespaces."""
     head_cmd = ("{python} -m babyray.cli start --head --node-ip {ip} --port {port} --num-cpus {num_cpus} "
                 f"--scheduling-policy {policy}")
     env = {"BABYRAY_TEMP_DIR": temp_dir, "BABYRAY_OBJECT_STORE_MEMORY": str(1 << 30)}
@@ -144,6 +164,7 @@ def run_babyray(netns, policy: str, counts: list[int], temp_dir: str) -> tuple[d
             raise RuntimeError(f"driver failed ({policy}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][-1]
         latencies = json.loads(line[len("RESULT "):])
+        network = tcp_stream_gbps(c.host_ip("m1"), c.argv_in("m1", []), c.argv_in("head", []))
     pulls = []
     for path in glob.glob(os.path.join(temp_dir, "session_*", "logs", "object_store-*.jsonl")):
         with open(path) as f:
@@ -152,7 +173,7 @@ def run_babyray(netns, policy: str, counts: list[int], temp_dir: str) -> tuple[d
                     event = json.loads(raw)
                     if event.get("size", 0) >= 10 << 20:
                         pulls.append(event["gbps"])
-    return latencies, pulls
+    return latencies, pulls, network
 
 
 def run_ray(counts: list[int]) -> dict:
@@ -201,8 +222,8 @@ def run_ray(counts: list[int]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tasks", type=int, default=200, help="tasks per size up to 10 MB (paper: 1000)")
-    parser.add_argument("--tasks-100mb", type=int, default=30, help="tasks at 100 MB")
+    parser.add_argument("--tasks", type=int, default=1000, help="tasks per size up to 10 MB (as in the paper)")
+    parser.add_argument("--tasks-100mb", type=int, default=100, help="tasks at 100 MB")
     parser.add_argument("--no-ray", action="store_true")
     args = parser.parse_args()
     counts = [args.tasks, args.tasks, args.tasks, args.tasks_100mb]
@@ -212,15 +233,17 @@ def main() -> int:
         print(f"network namespaces unavailable ({why}): cannot run fig8a")
         return 1
     RESULTS.mkdir(parents=True, exist_ok=True)
-    loopback = loopback_tcp_gbps()
+    loopback = tcp_stream_gbps("127.0.0.1")
     print(f"loopback TCP stream (same run): {loopback:.2f} GB/s")
     series: dict[str, dict] = {}
     pulls: list[float] = []
+    networks: list[float] = []
     for policy, name in (("locality", "babyray locality-aware"), ("queue", "babyray locality-unaware")):
         with tempfile.TemporaryDirectory(prefix=f"fig8a_{policy}_") as temp_dir:
             started = time.monotonic()
-            latencies, policy_pulls = run_babyray(netns, policy, counts, temp_dir)
+            latencies, policy_pulls, network = run_babyray(netns, policy, counts, temp_dir)
             pulls += policy_pulls
+            networks.append(network)
             series[name] = latencies
             print(f"{name}: done in {time.monotonic() - started:.1f}s")
     ray_note = ""
@@ -245,8 +268,11 @@ def main() -> int:
             f.write(f"{r['system']},{r['size']},{r['size_bytes']},{r['tasks']},{r['mean_ms']:.3f},"
                     f"{r['median_ms']:.3f},{r['p90_ms']:.3f}\n")
     pull_median = statistics.median(pulls) if pulls else 0.0
+    network = statistics.median(networks)
     summary = {"loopback_tcp_gbps": loopback, "pull_gbps_median_10mb_plus": pull_median,
-               "pull_fraction_of_loopback": pull_median / loopback if loopback else 0.0, "rows": rows,
+               "pull_fraction_of_loopback": pull_median / loopback if loopback else 0.0,
+               "node_to_node_tcp_gbps": network, "pull_fraction_of_node_to_node_tcp": pull_median / network,
+               "rows": rows,
                "ray_note": ray_note, "counts": dict(zip(map(LABELS.get, SIZES), counts))}
     (RESULTS / "fig8a.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{'system':<32} " + " ".join(f"{LABELS[s]:>9}" for s in SIZES) + "   100MB/100KB")
@@ -255,7 +281,8 @@ def main() -> int:
         print(f"{name:<32} " + " ".join(f"{v:8.2f}ms" for v in means) + f"   {means[-1] / means[0]:8.1f}x")
     print(f"tasks per size: {summary['counts']} (the paper uses 1000; fewer at 100 MB to bound the run time)")
     print(f"data plane pulls >= 10 MB: median {pull_median:.2f} GB/s = {summary['pull_fraction_of_loopback']:.2f} "
-          f"of the loopback TCP stream ({len(pulls)} pulls)")
+          f"of the loopback TCP stream, {summary['pull_fraction_of_node_to_node_tcp']:.2f} of a raw TCP stream "
+          f"between the two nodes' namespaces ({network:.2f} GB/s; {len(pulls)} pulls)")
     if "ray (default, locality-aware)" in series:
         ray_means = [r["mean_ms"] for r in rows if r["system"].startswith("ray")]
         ours = [r["mean_ms"] for r in rows if r["system"] == "babyray locality-aware"]
