@@ -166,8 +166,8 @@ class DriverTransport:
             self._wake.notify()
         for thread in self._threads:
             thread.join(timeout=2)
-        for ctx in (self._inbox_ctx, self._send_ctx):
+        for ctx in (self._inbox_ctx, self._send_ctx):  # ExternalContexts from system.private()
             try:
-                ctx.__exit__(None, None, None)
-            except Exception:
-                pass
+                ctx.exit_clone()
+            except Exception as exc:  # the admin may already be gone
+                log.get_logger("driver_transport").debug("driver_context_close_failed", error=repr(exc))
