@@ -112,7 +112,20 @@ def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, no
     _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
                                                 global_scheduler, store, object_store_memory, settings),
                  "local scheduler")
+    _wait_registered(system, gcs, node_id)
     return scheduler, store, arena_name
+
+
+def _wait_registered(system: Any, gcs: Any, node_id: str) -> None:
+    """Return once the GCS lists ``node_id``: the scheduler registers with a one-way message,
+    which may still be on its way (a first connection to the GCS) when it reports started."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        reply = system.ask(gcs, m.GetNodes("launcher-nodes"), START_TIMEOUT)
+        if isinstance(reply, m.Nodes) and any(n.node_id == node_id and n.alive for n in reply.nodes):
+            return
+        time.sleep(0.01)
+    raise ClusterStartError(f"node {node_id} did not register with the GCS within {START_TIMEOUT:.0f}s")
 
 
 def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOUT) -> m.ClusterInfo:
