@@ -142,6 +142,47 @@ def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tm
     assert len(task_ids) == 5 and not placed_by_global
 
 
+def _store_pid(cluster, host: str) -> int:
+    """The pid of ``host``'s object store (from the sessions' pid records), once it runs."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        in_host = set(cluster.pids(host))
+        for record in Path(cluster.env["BABYRAY_TEMP_DIR"]).glob("session_*/pids/*"):
+            if int(record.name) in in_host and record.read_text() == "object_store":
+                return int(record.name)
+        time.sleep(0.2)
+    raise AssertionError(f"no object store process in {host}")
+
+
+def test_a_get_from_a_host_without_a_node_stops_at_its_timeout_when_the_store_is_silent(cluster, tmp_path):
+    """The driver (no node on its host) reads a member's store directly; a frozen store must
+    not hold a get(timeout=) past its deadline."""
+    run_driver(cluster, tmp_path, f'''
+        import signal
+        from babyray.exceptions import GetTimeoutError
+
+        @ray.remote(resources={{"on_m1": 1}})
+        def make():
+            return np.ones(1 << 20, dtype=np.uint8)
+
+        ref = make.remote()
+        ray.wait([ref])
+        store = {_store_pid(cluster, "m1")}
+        os.kill(store, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            try:
+                ray.get(ref, timeout=2)
+                raise AssertionError("get returned from a frozen store")
+            except GetTimeoutError:
+                pass
+            assert time.monotonic() - started < 6, time.monotonic() - started
+        finally:
+            os.kill(store, signal.SIGCONT)
+        assert ray.get(ref, timeout=60).nbytes == 1 << 20
+    ''')
+
+
 def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
     killed_at = time.time()
     cluster.kill_host("m2")

@@ -519,7 +519,7 @@ class CoreClient:
         if self.remote_store_io:  # read straight from the holder: ask first whether it is alive
             if self.recovery.is_lost(value, deadline):
                 raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
-            return self._direct().read(oid, value)
+            return self._direct().read(oid, value, deadline)
         # A pull through this node's store needs no such check: the store fails pulls from a dead
         # holder (its pull check) with ObjectLostError, which the caller turns into recovery.
         if value.node_id != self.node_id:  # the local store pulls it over the data plane

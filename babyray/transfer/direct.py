@@ -26,27 +26,31 @@ class DirectStoreIO:
         self.addresses: dict[Any, tuple[str, int]] = {}
         self.lock = threading.Lock()
 
-    def address(self, store: Any) -> tuple[str, int]:
+    def address(self, store: Any, deadline: float | None = None) -> tuple[str, int]:
         key = address_key(store)
         with self.lock:
             found = self.addresses.get(key)
         if found is None:
-            reply = self.core.request(store, lambda r: m.GetTransferAddress(r))
+            reply = self.core.request_by(store, lambda r: m.GetTransferAddress(r), deadline)
             found = (reply.host, reply.port)
             with self.lock:
                 self.addresses[key] = found
         return found
 
-    def read(self, oid: str, value: m.StoredValue) -> Any:
-        """Copy object ``oid`` from the store in ``value`` into private memory; deserialize it."""
+    def read(self, oid: str, value: m.StoredValue, deadline: float | None = None) -> Any:
+        """Copy object ``oid`` from the store in ``value`` into private memory; deserialize it.
+
+        Raises:
+            GetTimeoutError: the store did not answer before ``deadline`` (``time.monotonic()``).
+        """
         core = self.core
-        reply = core.request(value.store, lambda r: m.PinObjects(r, (oid,), core.identity))
+        reply = core.request_by(value.store, lambda r: m.PinObjects(r, (oid,), core.identity), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
         buffer = np.empty(size, np.uint8)
         try:
-            host, port = self.address(value.store)
+            host, port = self.address(value.store, deadline)
             self.plane.read_into(host, port, offset, memoryview(buffer))
         finally:
             core.transport.send(value.store, m.UnpinObjects((oid,), core.identity))
