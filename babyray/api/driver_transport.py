@@ -96,13 +96,16 @@ class DriverTransport:
             with self._wake:
                 while self._running and not self._outbox:
                     self._wake.wait(LISTEN_TIMEOUT)
-            for dest, msg in self._outbox.drain():
-                if self._redirects:
-                    dest = self._redirects.get(address_key(dest), dest)
-                try:
-                    self._send_ctx.tell(dest, msg)
-                except Exception:  # a dead destination must not stop the driver's sends
-                    self.log.exception("driver_send_failed", dest=str(dest), message=repr(msg))
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        for dest, msg in self._outbox.drain():
+            if self._redirects:
+                dest = self._redirects.get(address_key(dest), dest)
+            try:
+                self._send_ctx.tell(dest, msg)
+            except Exception:  # a dead destination must not stop the driver's sends
+                self.log.exception("driver_send_failed", dest=str(dest), message=repr(msg))
 
     def _listen(self) -> None:
         while self._running:
@@ -166,8 +169,10 @@ class DriverTransport:
             self._wake.notify()
         for thread in self._threads:
             thread.join(timeout=2)
+        if not any(thread.is_alive() for thread in self._threads):  # a context serves one thread
+            self._send_queued()  # what was sent while the sender made its last round (final task events)
         for ctx in (self._inbox_ctx, self._send_ctx):  # ExternalContexts from system.private()
             try:
                 ctx.exit_clone()
             except Exception as exc:  # the admin may already be gone
-                log.get_logger("driver_transport").debug("driver_context_close_failed", error=repr(exc))
+                self.log.debug("driver_context_close_failed", error=repr(exc))
