@@ -121,3 +121,21 @@ def test_an_object_whose_last_ref_is_dropped_disappears(memory_cluster):
     wait_until(lambda: not _rows(object_id), 10, "the dropped object's reference gone")
     wait_until(lambda: state.get_object(object_id)["state"] == "FREED", 10, "the dropped object freed in the store")
     assert object_id not in ray.memory_summary()
+
+
+def test_the_report_gives_each_objects_state_in_its_store(memory_cluster):
+    from babyray.api.memory import format_memory_report, memory_report
+    spilled = ray.put(np.ones(50 * MB // 8))
+    pinned_ref = ray.put(np.ones(50 * MB // 8))
+    pinned_value = ray.get(pinned_ref)  # zero-copy: pins the object while it lives
+    latest = ray.put(np.ones(50 * MB // 8))  # 150 MB through a 128 MB store: the first is spilled
+    report = memory_report()
+    states = {oid: obj["state"] for store in report["stores"] for oid, obj in store["objects"].items()}
+    assert states[spilled.hex()] == "SPILLED"
+    assert states[pinned_ref.hex()] == "PINNED"
+    assert states[latest.hex()] == "IN_MEMORY"
+    text = format_memory_report(report)
+    assert "IN STORE" in text
+    line = next(line for line in text.splitlines() if spilled.hex() in line and "LOCAL_REFERENCE" in line)
+    assert "SPILLED" in line
+    del pinned_value, spilled, pinned_ref, latest

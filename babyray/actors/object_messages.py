@@ -74,10 +74,11 @@ class RemoveBorrowers:
 
 @dataclass(frozen=True, slots=True)
 class GetStoreStats:
-    """Anyone -> object store: reply StoreStats."""
+    """Anyone -> object store: reply StoreStats; with ``objects``, each object's state too."""
 
     req_id: str
     reply_to: Any = None
+    objects: bool = False
 
 
 @dataclass(frozen=True, slots=True)

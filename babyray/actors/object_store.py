@@ -517,7 +517,18 @@ class ObjectStore(PartActor):
         }
 
     def on_stats(self, msg: om.GetStoreStats, sender: Any) -> None:
-        self.reply(msg, sender, om.StoreStats(msg.req_id, self.node_id, self.stats()))
+        stats = self.stats()
+        if msg.objects:
+            stats["objects"] = {oid: self._object_state(obj) for oid, obj in self.objects.items()}
+        self.reply(msg, sender, om.StoreStats(msg.req_id, self.node_id, stats))
+
+    @staticmethod
+    def _object_state(obj: StoredObject) -> dict:
+        """An object's line in the memory report: where its bytes are and who pins them."""
+        state = ("BEING_WRITTEN" if not obj.sealed else "SPILLED" if obj.offset is None
+                 else "PINNED" if obj.pins > 0 else "IN_MEMORY")
+        return {"size": obj.size, "state": state, "pins": obj.pins, "primary": obj.primary,
+                "on_disk": obj.on_disk}
 
     # ---- shutdown ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from babyray import config
 from babyray.actors import object_messages as om
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
@@ -25,10 +26,10 @@ DEFAULT_TIMEOUT = 10.0
 
 _REFERENCE_COLUMNS = [("pid", "PID", 7), ("type", "TYPE", 6), ("worker_id", "WORKER ID", 15),
                       ("object_id", "OBJECT ID", 20), ("size", "SIZE", 10), ("reference_type", "REFERENCE TYPE", 20),
-                      ("made_by", "MADE BY", 14), ("detail", "DETAIL", 40)]
+                      ("store_state", "IN STORE", 12), ("made_by", "MADE BY", 14), ("detail", "DETAIL", 40)]
 
 
-def memory_stats(timeout: float = 30.0) -> list[dict]:
+def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
     """Per node: used, pinned, spilled and restored bytes and object counts of its store.
 
     Frees of refs dropped before the call are sent first, so the numbers include them.
@@ -36,7 +37,9 @@ def memory_stats(timeout: float = 30.0) -> list[dict]:
     (slots reserved for processes' next puts), ``num_objects``,
     ``num_pinned``/``pinned_bytes``, ``num_spilled_now``/``spilled_now_bytes`` (only on
     disk now), cumulative ``num_spilled``/``spilled_bytes`` and ``num_restored``/
-    ``restored_bytes``, and ``num_freed``.
+    ``restored_bytes``, and ``num_freed``. With ``objects``, also ``objects``: object id ->
+    ``size``, ``state`` (IN_MEMORY, PINNED, SPILLED or BEING_WRITTEN), ``pins``, ``primary``
+    (the first copy, not one pulled from another node) and ``on_disk``.
 
     Raises:
         RuntimeError: before ``init()``.
@@ -45,7 +48,7 @@ def memory_stats(timeout: float = 30.0) -> list[dict]:
     core = context.runtime().core
     core.refs.drain()
     stores = _stores(core)
-    return [core.request(store, lambda r: om.GetStoreStats(r), timeout).stats for store in stores]
+    return [core.request(store, lambda r: om.GetStoreStats(r, objects=objects), timeout).stats for store in stores]
 
 
 def _stores(core: Any) -> list:
@@ -100,7 +103,7 @@ def memory_report(timeout: float = DEFAULT_TIMEOUT) -> dict:
     For drivers (the object table is read through the state API).
     """
     from babyray.util import state
-    stats = memory_stats(timeout)
+    stats = memory_stats(timeout, objects=True)
     by_node: dict[str, list[dict]] = {}
     for obj in state.list_objects(filters=[("state", "=", "STORED")], limit=None, timeout=timeout):
         for node in obj["locations"]:
@@ -141,19 +144,23 @@ def format_memory_report(report: dict, limit: int = 50) -> str:
                          f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
                          f"restored {s['num_restored']}")
         if rows:
-            lines.append(format_table([_display(r) for r in rows[:limit]], _REFERENCE_COLUMNS))
+            held_here = (store_of.get(node) or {}).get("objects", {})
+            lines.append(format_table([_display(r, held_here) for r in rows[:limit]], _REFERENCE_COLUMNS))
             if len(rows) > limit:
                 lines.append(f"... {len(rows) - limit} more")
+        in_store = (store_of.get(node) or {}).get("objects", {})
         loose = [o["object_id"] for o in report["objects_by_node"].get(node, []) if o["object_id"] not in held]
         if loose:
-            lines.append(f"in this store, held by no process that answered: {', '.join(loose)}")
+            lines.append("in this store, held by no process that answered: "
+                         + ", ".join(f"{oid} ({in_store[oid]['state']})" if oid in in_store else oid for oid in loose))
     for p in report["unreachable"]:
         lines.append(f"\nno answer from {p['type']} pid {p['pid']} at {p['ip']} ({p['worker_id'] or p['job_id']})")
     return "\n".join(lines)
 
 
-def _display(r: dict) -> dict:
-    """A reference row with its SIZE and DETAIL cells."""
+def _display(r: dict, in_store: dict) -> dict:
+    """A reference row with its SIZE, IN STORE and DETAIL cells; ``in_store`` is the state of
+    the objects in the store of the row's node (an object not there lives on another node)."""
     def first(items: list[str]) -> str:
         return items[0] + (f" +{len(items) - 1}" if len(items) > 1 else "")
     detail = []
@@ -167,4 +174,8 @@ def _display(r: dict) -> dict:
         detail.append("borrowed by " + ",".join(r["borrowers"]))
     elif not r["owned"]:
         detail.append(f"owner {r['owner_id'] or '?'}")
-    return {**r, "size": "?" if r["size_bytes"] is None else r["size_bytes"], "detail": "; ".join(detail)}
+    stored = in_store.get(r["object_id"], {})
+    size = r["size_bytes"] if r["size_bytes"] is not None else stored.get("size")
+    inline = size is not None and size <= config.get("inline_threshold")
+    state = stored.get("state") or ("INLINE" if inline else "-")
+    return {**r, "size": "?" if size is None else size, "store_state": state, "detail": "; ".join(detail)}
