@@ -207,8 +207,8 @@ def test_memory_shows_store_totals_and_who_holds_each_reference(live):
     out = _ok(env, "memory")
     assert out.startswith("object stores: 1 node(s)") and "pinned" in out
     held = _reference_rows(out, ids["driver_pid"])
-    _, kind, worker, _, size, reference, made_by = held[ids["object"]][:7]
-    assert (kind, reference, made_by) == ("driver", "LOCAL_REFERENCE", "put")
+    _, kind, worker, _, size, reference, in_store, made_by = held[ids["object"]][:8]
+    assert (kind, reference, in_store, made_by) == ("driver", "LOCAL_REFERENCE", "IN_MEMORY", "put")
     assert worker.startswith("driver-") and int(size) >= 3_000_000
     assert held[ids["inner"]][5] == "CAPTURED_IN_OBJECT" and f"in {ids['outer']}" in " ".join(held[ids["inner"]])
     assert held[ids["arg"]][5] == "USED_BY_PENDING_TASK"
