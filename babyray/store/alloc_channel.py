@@ -20,6 +20,7 @@ so only processes of that node (of that network namespace) can reach it.
 """
 from __future__ import annotations
 
+import itertools
 import pickle
 import socket
 import struct
@@ -74,7 +75,8 @@ class AllocServer:
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
-        self._spares: dict[int, set[int]] = {}  # client connection fd -> its unclaimed spare slots
+        self._spares: dict[int, set[int]] = {}  # client connection number -> its unclaimed spare slots
+        self._connections = itertools.count()
         self._spares_lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(socket_name(arena_name))
@@ -101,7 +103,7 @@ class AllocServer:
         return False
 
     def _serve(self, conn: socket.socket) -> None:
-        key = conn.fileno()
+        key = next(self._connections)  # not the fd: a new connection may reuse it at once
         with self._spares_lock:
             self._spares[key] = set()
         with conn:
