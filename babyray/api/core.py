@@ -512,8 +512,26 @@ class CoreClient:
             return self._read_stored(oid, value, deadline)
         except exceptions.ObjectLostError:
             if isinstance(value, m.StoredValue) and self.recovery.is_lost(value, deadline):
-                return self.materialize(oid, self.recovery.recover(oid, value, deadline), deadline)
+                return self._read_recovered(oid, value, deadline)
             raise
+
+    def _read_recovered(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
+        """Read ``oid``, lost with the node of ``value``: from a surviving copy, else rebuilt.
+
+        The object table may still list a copy its store has just dropped (evicted, or freed
+        there): such a copy is passed over and recovery asked again.
+        """
+        stale: set[str] = set()
+        while True:
+            found = self.recovery.recover(oid, value, deadline, frozenset(stale))
+            try:
+                return self.materialize(oid, found, deadline)
+            except exceptions.ObjectLostError:
+                copy = isinstance(found, m.StoredValue) and found.node_id not in stale
+                if not copy or self.recovery.is_lost(found, deadline):
+                    raise
+                self.log.warning("object_copy_stale", object_id=oid, node=found.node_id)
+                stale.add(found.node_id)
 
     def _read_stored(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
         if self.remote_store_io:  # read straight from the holder: ask first whether it is alive

@@ -45,9 +45,11 @@ class ObjectRecovery:
     def is_lost(self, value: Any, deadline: float | None = None) -> bool:
         return isinstance(value, m.StoredValue) and value.node_id in self.dead_nodes(deadline)
 
-    def recover(self, oid: str, value: m.StoredValue, deadline: float | None = None) -> Any:
+    def recover(self, oid: str, value: m.StoredValue, deadline: float | None = None,
+                stale: frozenset[str] = frozenset()) -> Any:
         """A new value record for ``oid``, whose copy on ``value.node_id`` is gone; waits for it
-        until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails).
+        until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails). Copies on
+        the ``stale`` nodes (listed by the object table, but not there when read) are passed over.
 
         Raises:
             ObjectLostError: the object was made by put, or its lineage is unknown.
@@ -56,7 +58,7 @@ class ObjectRecovery:
         """
         core = self.core
         self.log.warning("object_lost", object_id=oid, node=value.node_id, size=value.size)
-        copy = self.live_copy(oid, value.size, deadline)
+        copy = self.live_copy(oid, value.size, deadline, stale)
         if copy is not None:
             self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
             return copy
@@ -102,15 +104,16 @@ class ObjectRecovery:
                 f"{cause}") from cause
         return new_value
 
-    def live_copy(self, oid: str, size: int, deadline: float | None = None) -> m.StoredValue | None:
-        """A copy of ``oid`` in the store of an alive node, per the GCS object table."""
+    def live_copy(self, oid: str, size: int, deadline: float | None = None,
+                  stale: frozenset[str] = frozenset()) -> m.StoredValue | None:
+        """A copy of ``oid`` in the store of an alive node not in ``stale``, per the GCS object table."""
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "objects", (oid,)), deadline)
         record = dict(reply.entries).get(oid) if reply.error is None else None
         if not record:
             return None
         stores = self.node_stores(deadline)
         for node_id in record.get("locations") or ():
-            if node_id in stores:
+            if node_id in stores and node_id not in stale:
                 return m.StoredValue(node_id, size, stores[node_id])
         return None
 
