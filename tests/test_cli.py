@@ -23,6 +23,22 @@ def _processes_mentioning(text: str) -> list[str]:
     return [line for line in out if "pgrep" not in line]
 
 
+def _assert_gone(directory: Path, seconds: float = 10) -> None:
+    """No process mentions ``directory`` (the temp dir of the nodes started) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while _processes_mentioning(str(directory)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_mentioning(str(directory))
+
+
+def _stop_all(env: dict, directory: Path) -> subprocess.CompletedProcess:
+    """``babyray stop``, then check nothing started under ``directory`` is left running."""
+    stop = _cli(env, "stop")
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    _assert_gone(directory)
+    return stop
+
+
 DRIVER = '''
 import sys, babyray as ray
 ray.init(address=sys.argv[1])
@@ -67,10 +83,7 @@ def test_start_status_driver_and_stop_on_localhost_leave_no_process(tmp_path):
     finally:
         stop = _cli(env, "stop")
     assert stop.returncode == 0 and "stopped head" in stop.stdout and "stopped member" in stop.stdout, stop.stdout
-    deadline = time.monotonic() + 10
-    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _processes_mentioning(str(tmp_path))
+    _assert_gone(tmp_path)
     assert not list((tmp_path / "nodes").glob("*.json"))
     tags = [p.name[-6:] for p in tmp_path.glob("session_*")]
     assert not [s for s in os.listdir("/dev/shm") if any(t in s for t in tags)]

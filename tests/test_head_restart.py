@@ -27,7 +27,7 @@ from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
 from babyray.session import kill_session_processes
 
-from test_cli import _cli, _processes_mentioning
+from test_cli import _cli, _processes_mentioning, _stop_all
 from test_gcs_store import PG_URL, drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,15 +142,6 @@ def _start_cluster(env: dict, store: str) -> tuple[str, tuple]:
     return address, head_args
 
 
-def _stop_cluster(env: dict, tmp_path: Path) -> None:
-    stop = _cli(env, "stop")
-    assert stop.returncode == 0, stop.stdout + stop.stderr
-    deadline = time.monotonic() + 10
-    while _processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _processes_mentioning(str(tmp_path))
-
-
 def test_a_member_reregisters_with_a_restarted_head_and_runs_tasks_again(tmp_path):
     env = _env(tmp_path)
     try:
@@ -168,7 +159,7 @@ def test_a_member_reregisters_with_a_restarted_head_and_runs_tasks_again(tmp_pat
         status = _cli(env, "status", "--address", address)
         assert status.returncode == 0 and "2 alive node(s), 1 dead" in status.stdout, status.stdout + status.stderr
     finally:
-        _stop_cluster(env, tmp_path)
+        _stop_all(env, tmp_path)
 
 
 def _kill_driver(driver: subprocess.Popen, script: Path) -> None:
@@ -234,6 +225,6 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
     finally:
         if driver is not None and driver.poll() is None:
             _kill_driver(driver, script)
-        _stop_cluster(env, tmp_path)
+        _stop_all(env, tmp_path)
         if backend == "postgresql":
             drop_tables(PG_URL, prefix)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from babyray.cluster import free_port
-from test_cli import ROOT, _cli, _processes_mentioning
+from test_cli import ROOT, _cli, _stop_all
 
 WORKLOAD = '''
 import os, sys, time, babyray as ray
@@ -105,12 +105,7 @@ def live(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 driver.kill()
                 driver.wait(10)
-        stop = _cli(env, "stop")
-        assert stop.returncode == 0, stop.stdout + stop.stderr
-        deadline = time.monotonic() + 10
-        while _processes_mentioning(str(tmp)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _processes_mentioning(str(tmp))
+        _stop_all(env, tmp)
 
 
 def _ok(env, *args) -> str:
