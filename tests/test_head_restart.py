@@ -86,8 +86,19 @@ def on_member(n):
 def on_head(n):
     return b"h" * n
 
+@ray.remote(num_cpus=0, resources={"head_only": 1}, max_restarts=1, max_task_retries=-1)
+class Counter:  # lives on the head node: restarted on the new head's node, its state rebuilt
+    def __init__(self):
+        self.n = 0
+
+    def inc(self):
+        self.n += 1
+        return self.n
+
 refs = {"small": small.remote(1), "member": on_member.remote(300_000), "head": on_head.remote(200_000)}
 assert ray.get(list(refs.values()), timeout=60) == [2, b"m" * 300_000, b"h" * 200_000]
+counter = Counter.remote()
+assert ray.get([counter.inc.remote() for _ in range(3)], timeout=60) == [1, 2, 3]
 with open(os.path.join(markers, "ready.tmp"), "w") as f:
     json.dump({"objects": {k: r.hex() for k, r in refs.items()}, "job_id": info["job_id"],
                "session_dir": info["session_dir"]}, f)
@@ -104,7 +115,8 @@ nodes = ray.nodes()
 values = ray.get(list(refs.values()), timeout=90)
 result = {"small": values[0], "member": values[1] == b"m" * 300_000, "head": values[2] == b"h" * 200_000,
           "new": [repr(v) for v in ray.get(new, timeout=90)], "alive": sum(n["Alive"] for n in nodes),
-          "dead": sum(not n["Alive"] for n in nodes), "after": ray.get(small.remote(41), timeout=60)}
+          "dead": sum(not n["Alive"] for n in nodes), "after": ray.get(small.remote(41), timeout=60),
+          "actor": ray.get(counter.inc.remote(), timeout=90)}
 print("RESULT", json.dumps(result), flush=True)
 ray.shutdown()
 '''
@@ -128,12 +140,13 @@ def _env(tmp_path: Path, prefix: str = "babyray_") -> dict:
 
 
 def _start_cluster(env: dict, store: str) -> tuple[str, tuple]:
-    """A head (1 CPU, resource head_only) on the GCS store ``store`` and a member (1 CPU, resource
-    special) on 127.0.0.1; returns the head's address and the arguments that start it again."""
+    """A head (1 CPU, 2 of resource head_only) on the GCS store ``store`` and a member (1 CPU,
+    resource special) on 127.0.0.1; returns the head's address and the arguments that start it
+    again."""
     head_port, member_port = free_port(), free_port()
     address = f"127.0.0.1:{head_port}"
     head_args = ("start", "--head", "--port", str(head_port), "--node-ip", "127.0.0.1", "--num-cpus", "1",
-                 "--resources", '{"head_only": 1}', "--gcs-url", store)
+                 "--resources", '{"head_only": 2}', "--gcs-url", store)
     head = _cli(env, *head_args)
     assert head.returncode == 0, head.stdout + head.stderr
     member = _cli(env, "start", "--address", address, "--port", str(member_port), "--node-ip", "127.0.0.1",
@@ -214,7 +227,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         assert driver.returncode == 0 and "RESULT" in output, output
         result = json.loads(output.split("RESULT", 1)[1].splitlines()[0])
         assert result == {"small": 2, "member": True, "head": True, "alive": 2, "dead": 1, "after": 42,
-                          "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"]}, result
+                          "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"], "actor": 1}, result
 
         events = logs.load(ready["session_dir"], component="driver")
         reconnected = [e for e in events if e["event"] == "driver_reconnected"]

@@ -109,9 +109,16 @@ class ActorDirectory:
         return self._broadcast(msg.actor_id), record["spec"]
 
     def actors_on(self, node_id: str) -> list[str]:
-        """Actors alive (or starting) on ``node_id``: they die with the node."""
-        return [actor_id for actor_id, live in self.live.items()
-                if live.node_id == node_id and (self.table.get(actor_id) or {}).get("state") != DEAD]
+        """Actors alive (or starting) on ``node_id``: they die with the node. An alive actor this
+        GCS has not seen start (the GCS restarted since) is placed by its table record."""
+        found = []
+        for actor_id, record in self.table.items():
+            live = self.live.get(actor_id)
+            where = live.node_id if live is not None and live.node_id else (
+                record.get("node_id") if record["state"] == ALIVE else "")
+            if where == node_id and record["state"] != DEAD:
+                found.append(actor_id)
+        return found
 
     def named(self, name: str) -> m.ActorInfo | None:
         for _, r in self.table.items():

@@ -71,6 +71,8 @@ class GcsActor(PartActor):
         self.watch_pid = 0
         self.function_waiters: dict[str, list[tuple[Any, str]]] = {}
         self.node_seen: dict[str, float] = {}
+        # Nodes alive before a restart, told of it, that have not registered again: node -> by when.
+        self.awaited_nodes: dict[str, float] = {}
         self.node_timeout = config.get("node_timeout")
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
         self.policy = FlushPolicy(enabled=False)
@@ -139,8 +141,8 @@ class GcsActor(PartActor):
                 return  # the store went away again: retried by the flush timer
             loaded[name] = table.load(items)
         for node_id, record in self.tables.nodes.items():
-            if record.get("alive"):  # known from before the restart: alive again once it beats
-                record["alive"] = False
+            if record.get("alive"):  # known from before the restart: alive again once it registers
+                record["alive"], record["alive_before_restart"] = False, True
                 self.tables.nodes.put(node_id, record)
         self.recovered = True
         self.log.info("gcs_tables_recovered", url=self.store_url, **loaded)
@@ -236,6 +238,7 @@ class GcsActor(PartActor):
             "registered_at": time.time(),
         })
         self.node_seen[msg.node_id] = time.monotonic()
+        self.awaited_nodes.pop(msg.node_id, None)
         self.log.info("node_registered", node=msg.node_id, address=msg.address, resources=msg.resources)
         self._publish_nodes()
 
@@ -270,6 +273,11 @@ class GcsActor(PartActor):
                 self.tables.nodes.put(node_id, record)
                 changed = True
                 self.log.warning("node_dead", node=node_id, silent_for=round(now - self.node_seen[node_id], 2))
+                dead.append(node_id)
+        for node_id, by in list(self.awaited_nodes.items()):
+            if now > by:  # alive before the head restarted, and not back: it died meanwhile
+                del self.awaited_nodes[node_id]
+                self.log.warning("node_dead", node=node_id, reason="not registered again after the GCS restart")
                 dead.append(node_id)
         if changed:
             self._publish_nodes()  # first, so the global scheduler does not place restarts there
@@ -314,6 +322,8 @@ class GcsActor(PartActor):
             if record.get("scheduler") is not None:
                 self.log.info("gcs_restart_announced", node=node_id, address=record.get("address"))
                 self.post(record["scheduler"], m.GcsRestarted(self.myAddress, global_scheduler))
+            if record.get("alive_before_restart"):
+                self.awaited_nodes[node_id] = time.monotonic() + self.node_timeout
 
     def _node_infos(self) -> tuple:
         return tuple(
