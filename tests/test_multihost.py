@@ -142,6 +142,33 @@ def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tm
     assert len(task_ids) == 5 and not placed_by_global
 
 
+def test_a_remote_driver_killed_with_kill_9_leaves_the_gcs_list_of_drivers(cluster, tmp_path):
+    """The GCS cannot check a remote driver's pid: it drops one whose pings stop."""
+    run_driver(cluster, tmp_path, f'''
+        import signal, subprocess
+        from babyray.api import cluster_processes, context
+
+        victim = subprocess.Popen([sys.executable, "-c", "import time, babyray as ray; ray.init(address='auto'); "
+                                   "print(ray.get_runtime_context().get_job_id(), flush=True); time.sleep(600)"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  start_new_session=True)  # its admin must not hold this driver's pipes
+        job = victim.stdout.readline().strip()
+        victim.stdout.close()
+        core = context.runtime().core
+
+        def listed():
+            return job in [d["job_id"] for d in cluster_processes.drivers(core, 10)]
+        assert job and listed()
+        os.killpg(victim.pid, signal.SIGKILL)  # the driver and the admin it started
+        victim.wait()
+        killed = time.monotonic()
+        while listed():
+            assert time.monotonic() - killed < {NODE_TIMEOUT} + 5, "the killed driver is still listed"
+            time.sleep(0.2)
+        assert job != ray.get_runtime_context().get_job_id() and not listed()
+    ''')
+
+
 def _store_pid(cluster, host: str) -> int:
     """The pid of ``host``'s object store (from the sessions' pid records), once it runs."""
     deadline = time.monotonic() + 60

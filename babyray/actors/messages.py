@@ -390,10 +390,12 @@ class NodeInfo:
 
 @dataclass(frozen=True, slots=True)
 class GetNodes:
-    """Anyone -> GCS: reply Nodes."""
+    """Anyone -> GCS: reply Nodes. ``job_id``: a connected driver's watch, which shows the GCS
+    the driver is alive (a remote driver killed with kill -9 is dropped when its pings stop)."""
 
     req_id: str
     reply_to: Any = None
+    job_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

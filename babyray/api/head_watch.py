@@ -28,10 +28,11 @@ class HeadWatch:
     """A daemon thread that calls ``on_new_head(info, seconds_unreachable)`` when the head at
     ``address`` restarted; ``current_gcs()`` is the GCS the driver sends to now."""
 
-    def __init__(self, system: Any, address: str, current_gcs: Callable[[], Any],
+    def __init__(self, system: Any, address: str, job_id: str, current_gcs: Callable[[], Any],
                  on_new_head: Callable[[m.ClusterInfo, float], None]) -> None:
         self._system = system
         self._address = address
+        self._job_id = job_id
         self._current_gcs = current_gcs
         self._on_new_head = on_new_head
         self._stop = threading.Event()
@@ -52,7 +53,7 @@ class HeadWatch:
 
     def _answers(self, ctx: Any, gcs: Any) -> bool:
         try:
-            return isinstance(ctx.ask(gcs, m.GetNodes("head-watch"), PING_TIMEOUT), m.Nodes)
+            return isinstance(ctx.ask(gcs, m.GetNodes("head-watch", job_id=self._job_id), PING_TIMEOUT), m.Nodes)
         except Exception:  # Thespian reports a dead target as a failed send
             return False
 

@@ -127,7 +127,7 @@ class DriverRuntime:
         runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
         runtime.core.router.update(reply.nodes if isinstance(reply, m.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
-        runtime.watch = HeadWatch(system, address, lambda: runtime.core.gcs, runtime._follow_head)
+        runtime.watch = HeadWatch(system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head)
         runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
                          seconds=round(time.monotonic() - started, 4), session_dir=session_dir)
         return runtime

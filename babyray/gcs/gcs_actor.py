@@ -84,6 +84,7 @@ class GcsActor(PartActor):
         self._actor_directory: ActorDirectory | None = None
         self.placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
         self.drivers: dict[str, dict] = {}  # job id -> the connected driver (memory only)
+        self.driver_seen: dict[str, float] = {}  # job id -> when its watch last pinged (monotonic)
 
     def on_start(self, msg: m.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
@@ -337,6 +338,8 @@ class GcsActor(PartActor):
             self.post(sub, m.NodesChanged(infos))
 
     def on_get_nodes(self, msg: m.GetNodes, sender: Any) -> None:
+        if msg.job_id in self.drivers:
+            self.driver_seen[msg.job_id] = time.monotonic()
         self.reply(msg, sender, m.Nodes(msg.req_id, self._node_infos()))
 
     def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
@@ -405,10 +408,12 @@ class GcsActor(PartActor):
         ip = _host_of(sender)
         self.drivers[job_id] = {"job_id": job_id, "pid": msg.pid, "ip": ip, "inbox": sender,
                                 "registered_at": time.time()}
+        self.driver_seen[job_id] = time.monotonic()
         self.log.info("driver_registered", job_id=job_id, pid=msg.pid, ip=ip)
         self.post(sender, m.DriverRegistered(msg.req_id, job_id, sender, self._node_infos()))
 
     def on_unregister_driver(self, msg: m.UnregisterDriver, sender: Any) -> None:
+        self.driver_seen.pop(msg.job_id, None)
         if self.drivers.pop(msg.job_id, None) is not None:
             self.log.info("driver_unregistered", job_id=msg.job_id)
 
@@ -416,12 +421,19 @@ class GcsActor(PartActor):
         self.reply(msg, sender, sm.Drivers(msg.req_id, tuple(self.drivers.values())))
 
     def _forget_gone_drivers(self) -> None:
-        """Drop drivers on this host whose process ended without unregistering (killed)."""
+        """Drop drivers that ended without unregistering (killed): on this host by their pid,
+        elsewhere when their watch has not pinged for the node timeout."""
         here = {_host_of(self.myAddress), "127.0.0.1"}
+        now = time.monotonic()
         for job_id, driver in list(self.drivers.items()):
-            if driver["ip"] in here and not _pid_alive(driver["pid"]):
+            if driver["ip"] in here:
+                gone = not _pid_alive(driver["pid"])
+            else:
+                gone = now - self.driver_seen.get(job_id, now) > self.node_timeout
+            if gone:
                 del self.drivers[job_id]
-                self.log.info("driver_gone", job_id=job_id, pid=driver["pid"])
+                self.driver_seen.pop(job_id, None)
+                self.log.info("driver_gone", job_id=job_id, pid=driver["pid"], ip=driver["ip"])
 
     def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage).
