@@ -13,31 +13,36 @@ import numpy as np
 import pytest
 
 import babyray as ray
-from babyray.store.alloc_channel import AllocClient, AllocServer
+from babyray.store.alloc_channel import AllocClient, AllocServer, SpareSlots
 from babyray.store.allocator import Allocator
 
 MB = 1024 * 1024
 
 
 class _Store:
-    """What the object store gives the server: an allocator behind a lock."""
+    """What the object store gives the server: an allocator and its spare slots behind a lock."""
 
     def __init__(self, capacity: int) -> None:
         self.allocator = Allocator(capacity)
+        self.spares = SpareSlots(self.allocator)
         self.lock = threading.Lock()
 
     def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None]:
         with self.lock:
             return self.allocator.alloc(size), None
 
-    def reserve(self, size: int) -> int | None:
+    def reserve(self, client: int, size: int) -> int | None:
         with self.lock:
-            return self.allocator.alloc(size)
+            return self.spares.reserve(client, size)
 
-    def release(self, offsets: list[int]) -> None:
+    def release(self, client: int, offsets: list[int] | None) -> None:
         with self.lock:
-            for offset in offsets:
-                self.allocator.free(offset)
+            self.spares.release(client, offsets)
+
+    def claim(self, offset: int) -> bool:
+        """What the store does when a put seals into a spare."""
+        with self.lock:
+            return self.spares.claim(offset)
 
 
 def _wait_until(predicate, timeout: float = 5.0) -> bool:
@@ -51,7 +56,7 @@ def _wait_until(predicate, timeout: float = 5.0) -> bool:
 
 @pytest.fixture
 def channel():
-    store = _Store(64 * MB)
+    store = _Store(256 * MB)  # spares of up to 4 MB
     name = f"test-{uuid.uuid4().hex}"
     server = AllocServer(name, store.allocate, store.reserve, store.release)
     server.name = name
@@ -70,8 +75,8 @@ def test_a_second_put_of_the_same_size_takes_the_spare_reserved_after_the_first(
     assert (error, reserved) == (None, False)
     second, error, reserved = client.allocate("b", MB, "me")
     assert error is None and reserved and second != first
-    assert server.claimed(second)  # the store files the sealed object there
-    assert not server.claimed(second)  # once
+    assert store.claim(second)  # the store files the sealed object there
+    assert not store.claim(second)  # once
     # The next spare was asked for at once: three 1 MB slots are taken now.
     assert _wait_until(lambda: store.allocator.used == 3 * MB)
     client.close()
@@ -92,7 +97,7 @@ def test_a_put_of_another_size_releases_the_spare_and_leaving_frees_the_new_one(
 
 def test_a_spare_the_store_refuses_leaves_the_next_put_to_allocate(channel):
     store, server = channel
-    server._reserve = lambda size: None  # e.g. the arena is nearly full
+    server._reserve = lambda client, size: None  # e.g. the arena is nearly full
     client = _client(server)
     client.allocate("a", MB, "me")
     _, error, reserved = client.allocate("b", MB, "me")

@@ -36,14 +36,13 @@ from babyray.actors import object_messages as om
 from babyray.actors.base import PartActor
 from babyray.session import register_pid
 from babyray.store.allocator import Allocator
-from babyray.store.alloc_channel import AllocServer
+from babyray.store.alloc_channel import AllocServer, SpareSlots
 from babyray.store.arena import Arena
 from babyray.store.spill import SpillDir
 from babyray.transfer import TcpDataPlane, TransferServer
 
 
 PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their holders are alive
-SPARE_FRACTION = 64  # a spare slot for the next put is at most this fraction of the arena
 
 
 @dataclass(slots=True)
@@ -99,7 +98,7 @@ class ObjectStore(PartActor):
         self.arena_path = ""  # how processes of this node open the arena
         self.arena: Arena | None = None
         self.allocator: Allocator | None = None
-        self.spares: dict[int, int] = {}  # offset -> size of spare slots held by this node's clients
+        self.spares: SpareSlots | None = None  # slots reserved for clients' next puts
         self.spill: SpillDir | None = None
         self.objects: dict[str, StoredObject] = {}
         # Sealed, unpinned objects in the arena, least recently used first: eviction order.
@@ -124,6 +123,7 @@ class ObjectStore(PartActor):
         name = f"babyray_{os.path.basename(msg.session_dir)[-6:]}_{msg.node_id}"
         self.arena = Arena.create(name, msg.capacity, background=True)
         self.allocator = Allocator(msg.capacity)
+        self.spares = SpareSlots(self.allocator)
         self.spill = SpillDir(os.path.join(msg.session_dir, "spill", msg.node_id))
         self.enable_thread_posts()
         self.transfer_server = TransferServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"), self.arena.view)
@@ -154,27 +154,13 @@ class ObjectStore(PartActor):
             self.objects[oid] = StoredObject(offset, size, owner_id)
             return offset, None
 
-    def _reserve_spare(self, size: int) -> int | None:
-        """A spare slot for a client's next put of ``size`` bytes (see store/alloc_channel.py).
-
-        Only small enough spares (each client holds at most one) and only from free space that
-        leaves a quarter of the arena free: a guess never evicts, spills or crowds out a put.
-        """
+    def _reserve_spare(self, client: int, size: int) -> int | None:
         with self.state_lock:
-            capacity = self.allocator.capacity
-            if size > capacity // SPARE_FRACTION or self.allocator.free_bytes - size < capacity // 4:
-                return None
-            used = self.allocator.used
-            offset = self.allocator.alloc(size)
-            if offset is not None:
-                self.spares[offset] = self.allocator.used - used  # as the allocator counts it (aligned)
-            return offset
+            return self.spares.reserve(client, size)
 
-    def _release_spares(self, offsets: list[int]) -> None:
+    def _release_spares(self, client: int, offsets: list[int] | None) -> None:
         with self.state_lock:
-            for offset in offsets:
-                del self.spares[offset]
-                self.allocator.free(offset)
+            self.spares.release(client, offsets)
 
     def on_create(self, msg: m.CreateObject, sender: Any) -> None:
         offset = self._alloc(msg.size)
@@ -189,10 +175,9 @@ class ObjectStore(PartActor):
 
     def on_seal(self, msg: m.SealObject, sender: Any) -> None:
         if msg.reserved_offset >= 0 and msg.object_id not in self.objects:  # written into a spare slot
-            if self.alloc_server is None or not self.alloc_server.claimed(msg.reserved_offset):
+            if not self.spares.claim(msg.reserved_offset):  # released: its client left meanwhile
                 self.log.warning("object_spare_lost", object_id=msg.object_id, owner=msg.owner_id)
                 return
-            del self.spares[msg.reserved_offset]
             self.objects[msg.object_id] = StoredObject(msg.reserved_offset, msg.size, msg.owner_id)
         obj = self.objects.get(msg.object_id)
         if obj is None or obj.sealed:
@@ -494,11 +479,12 @@ class ObjectStore(PartActor):
         only_on_disk = [o for o in self.objects.values() if o.offset is None]
         pinned = [o for o in in_memory if o.pins > 0]
         c = self.counters
+        spare_bytes = self.spares.bytes
         return {
             "node_id": self.node_id,
             "capacity_bytes": self.allocator.capacity,
-            "used_bytes": self.allocator.used - sum(self.spares.values()),
-            "spare_bytes": sum(self.spares.values()),
+            "used_bytes": self.allocator.used - spare_bytes,
+            "spare_bytes": spare_bytes,
             "largest_free_bytes": self.allocator.largest_free,
             "num_objects": len(self.objects),
             "num_in_memory": len(in_memory),

@@ -29,14 +29,59 @@ from collections.abc import Callable
 from typing import Any
 
 from babyray import log
+from babyray.store.allocator import Allocator
 
 _LEN = struct.Struct("<I")
 
 Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
-Reserve = Callable[[int], int | None]  # size -> offset of a spare slot, or None
-Release = Callable[[list[int]], None]  # spare slots no longer wanted (or whose client left)
+Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
+Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 
 _ALLOC, _RESERVE, _RELEASE = "alloc", "reserve", "release"
+SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
+KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
+
+
+class SpareSlots:
+    """The spare slots granted to the channel's clients: offset -> (size as allocated, client).
+
+    The one record of them: the store's stats, a put sealed into a spare (``claim``) and the
+    release of a client's spares when it leaves all read it. Not thread-safe: the store calls
+    it under its state lock.
+    """
+
+    def __init__(self, allocator: Allocator) -> None:
+        self.allocator = allocator
+        self._slots: dict[int, tuple[int, int]] = {}
+
+    def reserve(self, client: int, size: int) -> int | None:
+        """A slot for ``client``'s next put of ``size`` bytes, only from free space: a guess never
+        evicts, spills or crowds out a put."""
+        capacity = self.allocator.capacity
+        if size > capacity // SPARE_FRACTION or self.allocator.free_bytes - size < capacity // KEEP_FREE_FRACTION:
+            return None
+        used = self.allocator.used
+        offset = self.allocator.alloc(size)
+        if offset is not None:
+            self._slots[offset] = (self.allocator.used - used, client)
+        return offset
+
+    def release(self, client: int, offsets: list[int] | None = None) -> None:
+        """Free ``client``'s spares at ``offsets`` (None: all of them)."""
+        if offsets is None:
+            offsets = [offset for offset, (_, owner) in self._slots.items() if owner == client]
+        for offset in offsets:
+            if self._slots.get(offset, (0, None))[1] == client:
+                del self._slots[offset]
+                self.allocator.free(offset)
+
+    def claim(self, offset: int) -> bool:
+        """A put sealed into the spare at ``offset``: True if it was still reserved."""
+        return self._slots.pop(offset, None) is not None
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for size, _ in self._slots.values())
 
 
 def socket_name(arena_name: str) -> str:
@@ -65,19 +110,14 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 
 
 class AllocServer:
-    """Runs in the object store actor's process: one thread per connected client.
-
-    ``reserve`` and ``release`` manage spare slots; ``claimed(offset)`` (called by the store
-    when a put seals into a spare) stops the server from freeing it when the client leaves.
-    """
+    """Runs in the object store actor's process: one thread per connected client, each client
+    known to ``reserve`` and ``release`` by a number of its own."""
 
     def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release) -> None:
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
-        self._spares: dict[int, set[int]] = {}  # client connection number -> its unclaimed spare slots
-        self._connections = itertools.count()
-        self._spares_lock = threading.Lock()
+        self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(socket_name(arena_name))
         self._sock.listen(64)
@@ -93,39 +133,22 @@ class AllocServer:
                 return
             threading.Thread(target=self._serve, args=(conn,), name="babyray-alloc", daemon=True).start()
 
-    def claimed(self, offset: int) -> bool:
-        """A put sealed into spare ``offset``: True if it was still reserved (not released)."""
-        with self._spares_lock:
-            for spares in self._spares.values():
-                if offset in spares:
-                    spares.discard(offset)
-                    return True
-        return False
-
     def _serve(self, conn: socket.socket) -> None:
-        key = next(self._connections)  # not the fd: a new connection may reuse it at once
-        with self._spares_lock:
-            self._spares[key] = set()
+        client = next(self._clients)
         with conn:
             try:
                 while True:
-                    self._answer(conn, key, _recv(conn))
+                    self._answer(conn, client, _recv(conn))
             except (ConnectionError, OSError, EOFError):
                 pass  # the client went away
-        with self._spares_lock:
-            left = list(self._spares.pop(key, ()))
-        if left:
-            self._release(left)
+        self._release(client, None)
 
-    def _answer(self, conn: socket.socket, key: int, request: tuple) -> None:
+    def _answer(self, conn: socket.socket, client: int, request: tuple) -> None:
         if request[0] == _RELEASE:
-            self._forget(key, [request[1]])
+            self._release(client, [request[1]])
             return
         if request[0] == _RESERVE:
-            offset = self._reserve(request[1])
-            if offset is not None:
-                with self._spares_lock:
-                    self._spares[key].add(offset)
+            offset = self._reserve(client, request[1])
             _send(conn, -1 if offset is None else offset)
             return
         _, oid, size, owner = request
@@ -135,14 +158,6 @@ class AllocServer:
             self.log.exception("alloc_channel_failed", object_id=oid, size=size)
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
-
-    def _forget(self, key: int, offsets: list[int]) -> None:
-        with self._spares_lock:
-            spares = self._spares.get(key, set())
-            offsets = [offset for offset in offsets if offset in spares]
-            spares.difference_update(offsets)
-        if offsets:
-            self._release(offsets)
 
     def close(self) -> None:
         self._closed = True
