@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from babyray import config
+from babyray import config, exceptions
 from babyray.actors import object_messages as om
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
@@ -48,7 +48,11 @@ def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
     core = context.runtime().core
     core.refs.drain()
     stores = _stores(core)
-    return [core.request(store, lambda r: om.GetStoreStats(r, objects=objects), timeout).stats for store in stores]
+    replies = core.request_many([(store, lambda r: om.GetStoreStats(r, objects=objects)) for store in stores], timeout)
+    silent = [str(store) for store, reply in zip(stores, replies) if reply is None]
+    if silent:
+        raise exceptions.RayError(f"no reply within {timeout}s from the object store(s) {', '.join(silent)}")
+    return [reply.stats for reply in replies]
 
 
 def _stores(core: Any) -> list:
