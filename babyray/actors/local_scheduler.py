@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import deque
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 

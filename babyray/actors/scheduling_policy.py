@@ -155,8 +155,6 @@ class Placement:
         return self.policy.choose(spec, candidates)
 
 
-
-
 def wants_global_placement(spec: m.TaskSpec, node_id: str, locality: bool = True,
                            spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
     """Whether a local scheduler should pass ``spec`` up instead of running it on ``node_id``.

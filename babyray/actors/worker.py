@@ -20,9 +20,9 @@ from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
-from babyray.actors.scheduling_policy import policy_name
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
+from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.core import CoreClient
 from babyray.session import register_pid
