@@ -35,6 +35,10 @@ def new_node_id() -> NodeID:
     return NodeID(random_hex(8))
 
 
+def new_placement_group_id() -> str:
+    return random_hex(9)
+
+
 def new_worker_id() -> WorkerID:
     return WorkerID(random_hex(6))
 

@@ -6,19 +6,43 @@ places each task with a ``Placement`` (babyray.actors.scheduling_policy): the sc
 strategy first, then the policy, locality-aware by default or queue-only (selectable for
 the benchmark). A task no node can run yet waits here, pending, until a node with the
 resources joins, or until it is cancelled.
+
+It also reserves placement groups for the GCS: it chooses a node for every bundle
+(babyray.actors.bundle_placement), then reserves them in two phases, all or nothing: every
+chosen node's local scheduler takes its bundles' resources (PrepareBundles), and only when
+all did are the bundles committed (CommitBundles) and the GCS told; if one node refused,
+the others give theirs back and the group waits for the next node update, like a pending
+task.
 """
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors import placement_messages as pm
+from babyray.actors.bundle_placement import place_bundles
+from babyray.actors.resources import acquire
 from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
 
 LOAD_POLL_SECONDS = 0.2
+RESERVE_TIMEOUT = 10.0  # seconds to wait for every node's answer to PrepareBundles
+
+
+@dataclass
+class _Reservation:
+    """A group whose bundles are being prepared on ``nodes`` (one per bundle)."""
+
+    request: pm.PlacePlacementGroup
+    nodes: list
+    waiting: set
+    refused: bool = False
+    started: float = field(default_factory=time.monotonic)
 
 
 class GlobalScheduler(PartActor):
@@ -30,6 +54,9 @@ class GlobalScheduler(PartActor):
         m.ForwardTasks: "on_forward",
         m.SubmitTasks: "on_submit",
         m.CancelTask: "on_cancel",
+        pm.PlacePlacementGroup: "on_place_group",
+        pm.ForgetPlacementGroup: "on_forget_group",
+        pm.BundlesPrepared: "on_bundles_prepared",
     }
     timers = {"poll_load": "on_poll_load"}
 
@@ -39,6 +66,8 @@ class GlobalScheduler(PartActor):
         self.pending: list[m.TaskSpec] = []
         self.placement = Placement(make_policy("locality"))
         self.gcs: Any = None
+        self.pending_groups: dict[str, pm.PlacePlacementGroup] = {}
+        self.reserving: dict[str, _Reservation] = {}
 
     def on_start(self, msg: m.StartGlobalScheduler, sender: Any) -> None:
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
@@ -62,6 +91,8 @@ class GlobalScheduler(PartActor):
 
     def _update(self, infos: tuple) -> None:
         self.nodes = {n.node_id: NodeLoad.from_info(n) for n in infos}
+        if self.pending_groups or self.reserving:
+            self._place_groups()
         if self.pending:
             self._place_pending()
 
@@ -104,6 +135,75 @@ class GlobalScheduler(PartActor):
         if still:
             self.log.debug("tasks_pending_infeasible", count=len(still))
         self.pending = still
+
+    # ---- placement groups -------------------------------------------------------------
+
+    def on_place_group(self, msg: pm.PlacePlacementGroup, sender: Any) -> None:
+        if msg.pg_id not in self.reserving:
+            self.pending_groups[msg.pg_id] = msg
+            self._place_groups()
+
+    def on_forget_group(self, msg: pm.ForgetPlacementGroup, sender: Any) -> None:
+        self.pending_groups.pop(msg.pg_id, None)
+        reservation = self.reserving.pop(msg.pg_id, None)
+        if reservation is not None:
+            self._give_back(msg.pg_id, reservation)
+
+    def _place_groups(self) -> None:
+        """Start reserving each pending group whose bundles fit the nodes' free resources
+        (less what reservations under way take), oldest first; abandon stuck reservations."""
+        now = time.monotonic()
+        for pg_id, reservation in list(self.reserving.items()):
+            if now - reservation.started > RESERVE_TIMEOUT:
+                self.log.warning("placement_group_reservation_timed_out", pg_id=pg_id,
+                                 waiting=sorted(reservation.waiting))
+                del self.reserving[pg_id]
+                self._give_back(pg_id, reservation)
+                self.pending_groups[pg_id] = reservation.request
+        free = {node_id: dict(n.available) for node_id, n in self.nodes.items() if n.alive}
+        for reservation in self.reserving.values():
+            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles):
+                if node_id in free:
+                    acquire(free[node_id], bundle)
+        for pg_id, request in list(self.pending_groups.items()):
+            nodes = place_bundles(list(request.bundles), request.strategy, free)
+            if nodes is None:
+                continue
+            del self.pending_groups[pg_id]
+            for node_id, bundle in zip(nodes, request.bundles):
+                acquire(free[node_id], bundle)
+            self.reserving[pg_id] = _Reservation(request, nodes, set(nodes))
+            self.log.info("placement_group_preparing", pg_id=pg_id, nodes=nodes)
+            for node_id in set(nodes):
+                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles)) if n == node_id)
+                self.post(self.nodes[node_id].scheduler, pm.PrepareBundles(pg_id, mine))
+
+    def on_bundles_prepared(self, msg: pm.BundlesPrepared, sender: Any) -> None:
+        reservation = self.reserving.get(msg.pg_id)
+        if reservation is None or msg.node_id not in reservation.waiting:
+            if msg.ok:  # a reservation given up meanwhile: this node must not keep the bundles
+                self.post(sender, pm.ReturnBundles(msg.pg_id))
+            return
+        reservation.waiting.discard(msg.node_id)
+        reservation.refused = reservation.refused or not msg.ok
+        if reservation.waiting:
+            return
+        del self.reserving[msg.pg_id]
+        if reservation.refused:  # all or nothing: the others give theirs back; tried again later
+            self.log.info("placement_group_refused_retrying", pg_id=msg.pg_id)
+            self._give_back(msg.pg_id, reservation)
+            self.pending_groups[msg.pg_id] = reservation.request
+            return
+        for node_id in set(reservation.nodes):
+            self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
+        self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
+        self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))
+
+    def _give_back(self, pg_id: str, reservation: _Reservation) -> None:
+        for node_id in set(reservation.nodes):
+            node = self.nodes.get(node_id)
+            if node is not None:
+                self.post(node.scheduler, pm.ReturnBundles(pg_id))
 
     def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
         blob = serialization.dumps(error)

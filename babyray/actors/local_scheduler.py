@@ -20,9 +20,11 @@ from thespian.actors import ActorExitRequest
 
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
+from babyray.actors import placement_messages as pm
 from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
+from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
@@ -72,6 +74,9 @@ class LocalScheduler(PartActor):
         m.KillActorWorker: "on_kill_actor_worker",
         m.GcsRestarted: "on_gcs_restarted",
         sm.GetWorkers: "on_get_workers",
+        pm.PrepareBundles: "on_prepare_bundles",
+        pm.CommitBundles: "on_commit_bundles",
+        pm.ReturnBundles: "on_return_bundles",
     }
     timers = {"heartbeat": "on_heartbeat_timer"}
 
@@ -88,6 +93,7 @@ class LocalScheduler(PartActor):
         self.killed_actors: set[str] = set()
         self.recently_done: dict[str, deque] = {}  # worker id -> (finished at, spec), last RESULT_GRACE s
         self.last_heartbeat = 0.0
+        self.bundles = BundleLedger()  # placement group bundles reserved on this node
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -354,6 +360,41 @@ class LocalScheduler(PartActor):
             f"The worker {worker.worker_id} (pid {worker.pid}) running task {spec.task_id} "
             f"({spec.function_name}) died; retries exhausted ({spec.attempt}/{spec.max_retries})."))
 
+    # ---- placement group bundles (babyray.actors.bundles) -----------------------------
+
+    def on_prepare_bundles(self, msg: pm.PrepareBundles, sender: Any) -> None:
+        ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.available)
+        self.log.info("bundles_prepared" if ok else "bundles_refused", pg_id=msg.pg_id, bundles=msg.bundles)
+        self.post(sender, pm.BundlesPrepared(msg.pg_id, self.node.node_id, ok))
+
+    def on_commit_bundles(self, msg: pm.CommitBundles, sender: Any) -> None:
+        if self.bundles.commit(msg.pg_id, self.total, self.available):
+            self._send_heartbeat()
+            self._dispatch()
+
+    def on_return_bundles(self, msg: pm.ReturnBundles, sender: Any) -> None:
+        """Free the group's bundles; its tasks fail and the workers running in it are killed."""
+        if not self.bundles.give_back(msg.pg_id, self.total, self.available):
+            return
+        error = exceptions.RayError(f"placement group {msg.pg_id} was removed")
+        for fifo in self.queue.fifos():
+            for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
+                self._fail(self.queue.remove(spec.task_id), error)
+        for worker in self.workers.values():
+            if uses_group(worker.held, msg.pg_id) and worker.pid:
+                worker.held = {}  # those resources are gone with the group
+                if worker.actor_id is not None:
+                    self.killed_actors.add(worker.actor_id)
+                else:
+                    for spec in worker.assigned:
+                        self.force_cancelled.add(spec.task_id)
+                        self._fail(spec, error)
+                    worker.assigned = worker.assigned[:1]  # none is run again elsewhere
+                self.log.info("bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid)
+                os.kill(worker.pid, signal.SIGKILL)
+        self._send_heartbeat()
+        self._dispatch()
+
     # ---- the worker table (babyray list workers) --------------------------------------
 
     def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
@@ -393,7 +434,7 @@ class LocalScheduler(PartActor):
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
         self.post(self.node.gcs, m.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
-                                             len(self.workers)))
+                                             len(self.workers), dict(self.total)))
 
     def _stop_idle_workers(self) -> None:
         keep = max(1, int(self.total.get("CPU", 1)))

@@ -366,12 +366,14 @@ class GcsRestarted:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Local scheduler -> GCS: the node is alive; its free resources and queue length."""
+    """Local scheduler -> GCS: the node is alive; its free resources and queue length (and its
+    total resources, when reserved bundles changed them)."""
 
     node_id: str
     available: dict
     queue_length: int
     num_workers: int
+    resources: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -192,6 +192,7 @@ class Worker(PartActor):
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
         context.current_task.actor_id = spec.actor_id
+        context.actor_scheduling_strategy = spec.scheduling_strategy
         self._task_event(spec, "running", started_at=time.time())
         try:
             self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
@@ -258,6 +259,7 @@ class Worker(PartActor):
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
+        context.current_task.scheduling_strategy = spec.scheduling_strategy
         try:
             function = self._callable(spec)
             args = [self._arg(a) for a in spec.args]
@@ -273,7 +275,7 @@ class Worker(PartActor):
             returns = self._error_returns(spec, exc, traceback.format_exc())
             state = "failed"
         finally:
-            context.current_task.task_id = None
+            context.current_task.task_id = context.current_task.scheduling_strategy = None
         self.log.info("task_executed", task_id=spec.task_id, function=spec.function_name, state=state,
                       start=started, end=time.time(), attempt=spec.attempt)
         return returns

@@ -18,6 +18,7 @@ from babyray.api.core import CoreClient, function_id_of
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
+from babyray.util.placement_group import in_placement_group
 from babyray.ids import new_actor_id
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
@@ -78,6 +79,7 @@ class ActorClass:
         if self._blob is None:
             self._blob = cloudpickle.dumps(self._cls)
             self._function_id = function_id_of(self._blob)
+        resources, strategy = in_placement_group(options, resource_request(options, 0.0), f"actor {self.__name__}")
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
         task_id, _ = core.new_returns(0)
@@ -88,10 +90,10 @@ class ActorClass:
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=self._function_id,
             function_name=f"{self.__name__}.__init__", args=resolved[0], kwargs=resolved[1],
-            num_returns=0, return_ids=[], resources=resource_request(options, 0.0), owner=core.inbox,
+            num_returns=0, return_ids=[], resources=resources, owner=core.inbox,
             owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
             actor_options={"max_concurrency": options.get("max_concurrency")},
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=strategy)
         reply = core.request(core.gcs, lambda r: m.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
         if reply.error:

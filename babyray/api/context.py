@@ -14,6 +14,7 @@ from babyray.api.core import CoreClient
 _runtime: Any = None
 
 current_task = threading.local()
+actor_scheduling_strategy: Any = None  # what the actor hosted by this worker was created with
 
 
 class WorkerRuntime:
@@ -52,3 +53,9 @@ def runtime() -> Any:
 
 def current_task_id() -> str | None:
     return getattr(current_task, "task_id", None)
+
+
+def current_scheduling_strategy() -> Any:
+    """The scheduling strategy of the task running in this thread, else of this worker's actor."""
+    strategy = getattr(current_task, "scheduling_strategy", None)
+    return strategy if strategy is not None else actor_scheduling_strategy

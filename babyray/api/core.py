@@ -24,6 +24,7 @@ from typing import Any, Callable, Protocol
 from babyray import config, exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors import object_messages as om
+from babyray.actors import placement_messages as pm
 from babyray.actors import state_messages as sm
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
@@ -43,7 +44,7 @@ Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 REQUEST_TIMEOUT = 60.0
 _REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered,
                 m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries,
-                sm.WorkerTable, sm.Drivers, sm.References)
+                sm.WorkerTable, sm.Drivers, sm.References, pm.PlacementGroupReply)
 
 
 class Transport(Protocol):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from babyray import config
 
+PLACEMENT_GROUP_OPTIONS = {"placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks"}
 TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions",
-                "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"}
+                "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"} | PLACEMENT_GROUP_OPTIONS
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
                  "name", "namespace", "lifetime", "scheduling_strategy", "memory", "runtime_env",
-                 "get_if_exists"}
+                 "get_if_exists"} | PLACEMENT_GROUP_OPTIONS
 
 
 def check_options(options: dict, allowed: set, what: str) -> dict:

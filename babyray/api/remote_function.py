@@ -12,6 +12,7 @@ from babyray.api import context
 from babyray.api.core import function_id_of
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.util.placement_group import in_placement_group
 
 
 class RemoteFunction:
@@ -56,16 +57,17 @@ class RemoteFunction:
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)
         options = self._options
+        resources, strategy = in_placement_group(options, resource_request(options, 1.0), f"task {self.__name__}")
         num_returns = options.get("num_returns", 1)
         task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
             function_name=self.__name__, args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
-            return_ids=return_ids, resources=resource_request(options, 1.0), owner=core.inbox,
+            return_ids=return_ids, resources=resources, owner=core.inbox,
             owner_id=core.identity, max_retries=max_retries(options),
             retry_exceptions=options.get("retry_exceptions", False),
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=strategy)
         refs = core.submit(spec)
         return refs[0] if num_returns == 1 else refs
 

@@ -3,7 +3,7 @@
 With flushing on (the default) a pass runs every ``period`` seconds and evicts, among the
 entries whose latest write is durable, those of finished work: tasks in a final state,
 every object and function entry (objects are stable once their latest change is durable;
-functions are immutable) and dead actors. Nodes stay. With ``max_entries`` set, a pass also
+functions are immutable), dead actors and removed placement groups. Nodes stay. With ``max_entries`` set, a pass also
 evicts the oldest durable entries of a table beyond that many, whatever their state. With
 flushing off, entries stay in memory (the paper's baseline); they are still written to the
 store. A read of an evicted entry faults it back from the store (``StoredTable``).
@@ -50,6 +50,8 @@ class FlushPolicy:
             return record.get("state") in FINAL_TASK_STATES
         if table == "actors":
             return record.get("state") in _DEAD_ACTOR_STATES
+        if table == "placement_groups":
+            return record.get("state") == "REMOVED"
         return True  # objects (stable once durable) and functions (immutable)
 
     def bound(self, table: str) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 from babyray import config, log
 from babyray.actors import messages as m
+from babyray.actors import placement_messages as pm
 from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
@@ -24,6 +25,7 @@ from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
 from babyray.gcs.actor_directory import ActorDirectory
+from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_group, bundle_nodes
 from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
@@ -61,6 +63,10 @@ class GcsActor(PartActor):
         m.KillActor: "on_kill_actor",
         m.GetNamedActor: "on_get_named_actor",
         m.ListNamedActors: "on_list_named_actors",
+        pm.CreatePlacementGroup: "on_create_placement_group",
+        pm.RemovePlacementGroup: "on_remove_placement_group",
+        pm.GetPlacementGroup: "on_get_placement_group",
+        pm.PlacementGroupPlaced: "on_placement_group_placed",
     }
     timers = {"liveness": "on_liveness_check", "flush": "on_flush_timer"}
 
@@ -82,6 +88,7 @@ class GcsActor(PartActor):
         self.recovered = False
         self.global_scheduler: Any = None
         self._actor_directory: ActorDirectory | None = None
+        self._placement_groups: PlacementGroupDirectory | None = None
         self.placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
         self.drivers: dict[str, dict] = {}  # job id -> the connected driver (memory only)
         self.driver_seen: dict[str, float] = {}  # job id -> when its watch last pinged (monotonic)
@@ -133,9 +140,10 @@ class GcsActor(PartActor):
                            detail="serving from memory; retrying with backoff")
 
     def _recover(self) -> None:
-        """Load nodes, actors and functions from the store; tasks and objects fault back."""
+        """Load nodes, actors, functions and placement groups from the store; tasks and objects
+    fault back."""
         loaded: dict[str, int] = {}
-        for name in ("nodes", "actors", "functions"):
+        for name in ("nodes", "actors", "functions", "placement_groups"):
             table = self.tables.table(name)
             items = table.scan() if isinstance(table, StoredTable) else []
             if items is None:
@@ -250,6 +258,8 @@ class GcsActor(PartActor):
         self.node_seen[msg.node_id] = time.monotonic()
         record.update(available=dict(msg.available), queue_length=msg.queue_length,
                       num_workers=msg.num_workers)
+        if msg.resources is not None:  # the node's total changed (placement group bundles)
+            record["resources"] = dict(msg.resources)
         revived = not record["alive"]
         record["alive"] = True
         self.tables.nodes.put(msg.node_id, record)
@@ -349,6 +359,9 @@ class GcsActor(PartActor):
         if sender not in self.subscribers:
             self.subscribers.append(sender)
         self.post(sender, m.NodesChanged(self._node_infos()))
+        for record in self.placement_groups.pending():  # recovered from the store, or none
+            self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
+                                                     record["strategy"]))
 
     # ---- actors ------------------------------------------------------------------------
 
@@ -401,6 +414,58 @@ class GcsActor(PartActor):
     def on_list_named_actors(self, msg: m.ListNamedActors, sender: Any) -> None:
         self.reply(msg, sender, m.NamedActorList(msg.req_id, self.actor_directory.names()))
 
+    # ---- placement groups ----------------------------------------------------------------
+
+    @property
+    def placement_groups(self) -> PlacementGroupDirectory:
+        if self._placement_groups is None or self._placement_groups.table is not self.tables.placement_groups:
+            self._placement_groups = PlacementGroupDirectory(self.tables.placement_groups)
+        return self._placement_groups
+
+    def on_create_placement_group(self, msg: pm.CreatePlacementGroup, sender: Any) -> None:
+        error = self.placement_groups.create(msg)
+        self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, error=error))
+        if error is None:
+            self.log.info("placement_group_created", pg_id=msg.pg_id, name=msg.name, strategy=msg.strategy,
+                          bundles=msg.bundles)
+            self.post(self.global_scheduler, pm.PlacePlacementGroup(msg.pg_id, msg.bundles, msg.strategy))
+
+    def on_placement_group_placed(self, msg: pm.PlacementGroupPlaced, sender: Any) -> None:
+        if self.placement_groups.placed(msg):
+            self.log.info("placement_group_placed", pg_id=msg.pg_id, nodes=msg.nodes)
+        else:  # removed while its bundles were being reserved
+            self._return_bundles(msg.pg_id, set(msg.nodes))
+
+    def on_remove_placement_group(self, msg: pm.RemovePlacementGroup, sender: Any) -> None:
+        self._remove_placement_group(msg.pg_id, "removed")
+        self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, self.placement_groups.get(msg.pg_id)))
+
+    def _remove_placement_group(self, pg_id: str, why: str) -> None:
+        """Kill the group's actors (no restart), stop placing it and free its bundles."""
+        record = self.placement_groups.remove(pg_id)
+        if record is None:
+            return
+        self.log.info("placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why)
+        for actor_id in actors_in_group(self.tables.actors, pg_id):
+            self._post_all(self.actor_directory.kill(m.KillActor(actor_id, no_restart=True)))
+        self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
+        self._return_bundles(pg_id, bundle_nodes(record))
+
+    def _return_bundles(self, pg_id: str, node_ids: set[str]) -> None:
+        for node_id in node_ids:
+            node = self.tables.nodes.get(node_id)
+            if node is not None and node.get("scheduler") is not None:
+                self.post(node["scheduler"], pm.ReturnBundles(pg_id))
+
+    def on_get_placement_group(self, msg: pm.GetPlacementGroup, sender: Any) -> None:
+        record = self.placement_groups.named(msg.name) if msg.name else self.placement_groups.get(msg.pg_id)
+        self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, record))
+
+    def _remove_placement_groups_of(self, job_id: str) -> None:
+        """A driver ended: its placement groups that are not detached go with it."""
+        for pg_id in self.placement_groups.owned_by_job(job_id):
+            self._remove_placement_group(pg_id, f"job {job_id} ended")
+
     # ---- drivers, lineage, objects -----------------------------------------------------
 
     def on_register_driver(self, msg: m.RegisterDriver, sender: Any) -> None:
@@ -416,6 +481,7 @@ class GcsActor(PartActor):
         self.driver_seen.pop(msg.job_id, None)
         if self.drivers.pop(msg.job_id, None) is not None:
             self.log.info("driver_unregistered", job_id=msg.job_id)
+            self._remove_placement_groups_of(msg.job_id)
 
     def on_list_drivers(self, msg: sm.ListDrivers, sender: Any) -> None:
         self.reply(msg, sender, sm.Drivers(msg.req_id, tuple(self.drivers.values())))
@@ -434,6 +500,7 @@ class GcsActor(PartActor):
                 del self.drivers[job_id]
                 self.driver_seen.pop(job_id, None)
                 self.log.info("driver_gone", job_id=job_id, pid=driver["pid"], ip=driver["ip"])
+                self._remove_placement_groups_of(job_id)
 
     def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage).

@@ -1,4 +1,4 @@
-"""Durable storage of the five GCS tables in SQLite or PostgreSQL, through SQLAlchemy."""
+"""Durable storage of the GCS tables in SQLite or PostgreSQL, through SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 1
-TableName = Literal["objects", "tasks", "functions", "actors", "nodes"]
+TableName = Literal["objects", "tasks", "functions", "actors", "nodes", "placement_groups"]
 TABLES: tuple[TableName, ...] = get_args(TableName)
 Record = dict[str, Any]
 QUERYABLE = ("state", "name")  # record fields copied into indexed columns, for scan(where=...)

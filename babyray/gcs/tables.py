@@ -1,4 +1,4 @@
-"""The GCS tables: object, task (lineage), function, actor and node tables.
+"""The GCS tables: object, task (lineage), function, actor, node and placement group tables.
 
 Each table maps a string key to a record (a plain dict). ``Table`` keeps records in memory
 only; ``StoredTable`` has the same interface and adds write-behind persistence through a
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from babyray.gcs.reader import StoreReader
     from babyray.gcs.writer import StoreWriter
 
-TABLE_NAMES = ("objects", "tasks", "functions", "actors", "nodes")
+TABLE_NAMES = ("objects", "tasks", "functions", "actors", "nodes", "placement_groups")
 
 
 class Table:
@@ -161,7 +161,7 @@ class StoredTable(Table):
 
 
 class GcsTables:
-    """The five tables of one GCS: in memory only, or stored when given a writer and reader."""
+    """The tables of one GCS: in memory only, or stored when given a writer and reader."""
 
     def __init__(self, writer: "StoreWriter | None" = None, reader: "StoreReader | None" = None) -> None:
         make: Callable[[str], Table] = (
@@ -172,6 +172,7 @@ class GcsTables:
         self.functions = make("functions")
         self.actors = make("actors")
         self.nodes = make("nodes")
+        self.placement_groups = make("placement_groups")
 
     def table(self, name: str) -> Table:
         """The table called ``name``; ValueError for an unknown name."""

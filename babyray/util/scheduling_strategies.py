@@ -1,14 +1,16 @@
 """Scheduling strategies, as in ``ray.util.scheduling_strategies``.
 
-``scheduling_strategy`` accepts ``"DEFAULT"``, ``"SPREAD"`` or a
-``NodeAffinitySchedulingStrategy(node_id, soft=False)``. Instances travel inside task specs,
+``scheduling_strategy`` accepts ``"DEFAULT"``, ``"SPREAD"``, a
+``NodeAffinitySchedulingStrategy(node_id, soft=False)`` or a
+``PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=-1)``. Instances travel inside task specs,
 so they live in the package (DESIGN trap 4) and pickle by module path.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["NodeAffinitySchedulingStrategy"]
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
 
 
 @dataclass(frozen=True)
@@ -20,3 +22,14 @@ class NodeAffinitySchedulingStrategy:
     soft: bool = False
     _spill_on_unavailable: bool = False
     _fail_on_unavailable: bool = False
+
+
+@dataclass(frozen=True)
+class PlacementGroupSchedulingStrategy:
+    """Run in a bundle of ``placement_group`` (any bundle for index -1), on its reserved
+    resources. With ``placement_group_capture_child_tasks``, the tasks and actors this one
+    starts without a scheduling strategy run in the same placement group."""
+
+    placement_group: Any
+    placement_group_bundle_index: int = -1
+    placement_group_capture_child_tasks: bool | None = None

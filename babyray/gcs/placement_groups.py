@@ -1,0 +1,83 @@
+"""The GCS's placement group manager: the placement group table's lifecycle.
+
+States, as in Ray: PENDING (recorded, waiting for the global scheduler to reserve every
+bundle; also while no node can fit it) -> CREATED (every bundle reserved; the node of each in
+``bundles_to_node_id``) -> REMOVED. Names are unique among groups not removed. The manager
+only keeps the table; the GCS actor sends the messages its answers call for.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from babyray.actors import placement_messages as pm
+from babyray.gcs.tables import Table
+from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
+
+
+class PlacementGroupDirectory:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def create(self, msg: pm.CreatePlacementGroup) -> str | None:
+        """Record a new group as PENDING; returns an error text if its name is taken."""
+        if msg.name and self.named(msg.name) is not None:
+            return f"Failed to create placement group '{msg.name}': a placement group with this name already exists"
+        self.table.put(msg.pg_id, {
+            "placement_group_id": msg.pg_id, "name": msg.name, "bundles": [dict(b) for b in msg.bundles],
+            "strategy": msg.strategy, "state": PENDING, "lifetime": msg.lifetime, "job_id": msg.job_id,
+            "bundles_to_node_id": {}, "created_at": time.time(), "placed_at": None, "removed_at": None,
+        })
+        return None
+
+    def placed(self, msg: pm.PlacementGroupPlaced) -> bool:
+        """Mark the group CREATED on its nodes; False if it was removed meanwhile."""
+        record = self.table.get(msg.pg_id)
+        if record is None or record["state"] != PENDING:
+            return False
+        self.table.update(msg.pg_id, state=CREATED, bundles_to_node_id=dict(enumerate(msg.nodes)),
+                          placed_at=time.time())
+        return True
+
+    def remove(self, pg_id: str) -> dict | None:
+        """Mark the group REMOVED; returns its record as it was (None if unknown or removed)."""
+        record = self.table.get(pg_id)
+        if record is None or record["state"] == REMOVED:
+            return None
+        before = dict(record)
+        self.table.update(pg_id, state=REMOVED, bundles_to_node_id={}, removed_at=time.time())
+        return before
+
+    def get(self, pg_id: str) -> dict | None:
+        return self.table.get(pg_id)
+
+    def named(self, name: str) -> dict | None:
+        for _, record in self.table.items():
+            if record.get("name") == name and record["state"] != REMOVED:
+                return record
+        return None
+
+    def pending(self) -> list[dict]:
+        return [record for _, record in self.table.items() if record["state"] == PENDING]
+
+    def owned_by_job(self, job_id: str) -> list[str]:
+        """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
+        return [pg_id for pg_id, r in self.table.items()
+                if r.get("job_id") == job_id and r.get("lifetime") != "detached" and r["state"] != REMOVED]
+
+
+def actors_in_group(actors: Table, pg_id: str) -> list[str]:
+    """Actors not dead whose creation runs in a bundle of group ``pg_id``."""
+    found = []
+    for actor_id, record in actors.items():
+        strategy = getattr(record.get("spec"), "scheduling_strategy", None)
+        if (isinstance(strategy, PlacementGroupSchedulingStrategy) and record.get("state") != "DEAD"
+                and getattr(strategy.placement_group, "id", None) == pg_id):
+            found.append(actor_id)
+    return found
+
+
+def bundle_nodes(record: dict[str, Any]) -> set[str]:
+    return set((record.get("bundles_to_node_id") or {}).values())
