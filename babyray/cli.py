@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 from babyray import config
@@ -248,17 +249,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     import babyray
     from babyray.api import context
     babyray.init(address=address)
+    from babyray.actors.bundles import is_group_resource
+    from babyray.util.state import list_placement_groups
     try:
         infos = context.runtime().nodes()
+        groups = [g for g in list_placement_groups(limit=None) if g["state"] != "REMOVED"]
     finally:
         babyray.shutdown()
     alive = [n for n in infos if n.alive]
     print(f"cluster {address}: {len(alive)} alive node(s), {len(infos) - len(alive)} dead")
     print(f"{'node id':<20} {'address':<22} {'alive':<6} {'queue':>5}  resources (free/total)")
     for n in infos:
-        res = ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.resources.items()))
+        res = ", ".join(f"{k} {n.available.get(k, 0):g}/{v:g}" for k, v in sorted(n.resources.items())
+                        if not is_group_resource(k))
         print(f"{n.node_id:<20} {n.address:<22} {str(n.alive):<6} {n.queue_length:>5}  {res}")
+    states = Counter(g["state"] for g in groups)
+    print(f"placement groups: {len(groups)}" + "".join(f", {n} {state}" for state, n in sorted(states.items())))
+    for g in groups:
+        bundles = " ".join(f"{i}:{_shape(b)}@{g['bundles_to_node_id'].get(i, '-')}" for i, b in enumerate(g["bundles"]))
+        print(f"  {g['placement_group_id']:<20} {g['name'] or '-':<14} {g['state']:<8} {g['strategy']:<13} {bundles}")
     return 0
+
+
+def _shape(resources: dict) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
 
 
 # ---- entry point ------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from babyray.text_table import cell, format_table
 
 __all__ = ["add_commands"]
 
-RESOURCES = ("tasks", "actors", "objects", "nodes", "workers")
+RESOURCES = ("tasks", "actors", "objects", "nodes", "workers", "placement-groups")
 
 # Columns of ``babyray list`` in table format: (field, header, width).
 _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
@@ -37,6 +37,9 @@ _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
     "nodes": [("node_id", "NODE ID", 16), ("address", "ADDRESS", 21), ("state", "STATE", 5),
               ("resources_total", "RESOURCES", 30), ("resources_available", "AVAILABLE", 30),
               ("queue_length", "QUEUE", 5)],
+    "placement-groups": [("placement_group_id", "PLACEMENT GROUP ID", 18), ("name", "NAME", 14),
+                         ("state", "STATE", 8), ("strategy", "STRATEGY", 13), ("bundles", "BUNDLES", 30),
+                         ("bundles_to_node_id", "NODES", 40)],
     "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7), ("state", "STATE", 8),
                 ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "TASK STATES", 40)],
 }
@@ -88,7 +91,7 @@ def _parse_filters(items: list[str] | None) -> list[tuple[str, str, str]]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from babyray.util import state
-    lister = getattr(state, f"list_{args.resource}")
+    lister = getattr(state, f"list_{args.resource.replace('-', '_')}")
     options: dict[str, Any] = {"filters": _parse_filters(args.filter), "limit": args.limit}
     if args.resource == "tasks":
         options["detail"] = args.detail
@@ -221,7 +224,7 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--address", help="HEAD:PORT (default: BABYRAY_ADDRESS, or the head started on this host)")
         p.add_argument("--temp-dir", help="root of session directories and node records")
 
-    p = sub.add_parser("list", help="list tasks, actors, objects, nodes or workers from the GCS")
+    p = sub.add_parser("list", help="list tasks, actors, objects, nodes, workers or placement groups from the GCS")
     p.add_argument("resource", choices=RESOURCES)
     p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="keep rows where KEY=VALUE (or KEY!=VALUE)")
     p.add_argument("--limit", type=int, default=100)

@@ -92,6 +92,17 @@ class ActorDirectory:
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
         return [(live.scheduler, m.KillActorWorker(msg.actor_id))]
 
+    def group_removed(self, actor_id: str, pg_id: str) -> Outgoing:
+        """The actor's placement group was removed: it is dead now (no restart), its process
+        killed."""
+        live = self.live.get(actor_id)
+        outgoing: Outgoing = []
+        if live is not None:
+            live.no_restart = True
+            if live.scheduler is not None:
+                outgoing.append((live.scheduler, m.KillActorWorker(actor_id)))
+        return outgoing + self._dead(actor_id, f"The actor's placement group {pg_id} was removed")
+
     def worker_died(self, msg: m.ActorWorkerDied) -> tuple[Outgoing, m.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""
         record = self.table.get(msg.actor_id)

@@ -445,9 +445,10 @@ class GcsActor(PartActor):
         record = self.placement_groups.remove(pg_id)
         if record is None:
             return
-        self.log.info("placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why)
-        for actor_id in actors_in_group(self.tables.actors, pg_id):
-            self._post_all(self.actor_directory.kill(m.KillActor(actor_id, no_restart=True)))
+        actors = actors_in_group(self.tables.actors, pg_id)
+        self.log.info("placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why, actors=actors)
+        for actor_id in actors:
+            self._post_all(self.actor_directory.group_removed(actor_id, pg_id))
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
         self._return_bundles(pg_id, bundle_nodes(record))
 

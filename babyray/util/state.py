@@ -25,7 +25,7 @@ from babyray.ids import is_put_object, task_id_of
 
 __all__ = [
     "DEFAULT_LIMIT", "StateApiError", "get_actor", "get_object", "get_task", "list_actors", "list_nodes",
-    "list_objects", "list_tasks", "list_workers", "summarize_tasks",
+    "list_objects", "list_placement_groups", "list_tasks", "list_workers", "summarize_tasks",
 ]
 
 DEFAULT_LIMIT = 100
@@ -256,6 +256,29 @@ def list_objects(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
 def get_object(object_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     record = _get("objects", object_id, timeout)
     return None if record is None else _object_row(object_id, record)
+
+
+# ---- placement groups ----------------------------------------------------------------------
+
+
+def _placement_group_row(pg_id: str, r: dict) -> dict:
+    return {
+        "placement_group_id": pg_id,
+        "name": r.get("name") or "",
+        "state": r.get("state", ""),
+        "strategy": r.get("strategy", ""),
+        "bundles": [dict(b) for b in r.get("bundles") or ()],
+        "bundles_to_node_id": dict(r.get("bundles_to_node_id") or {}),
+        "creator_job_id": r.get("job_id"),
+        "is_detached": r.get("lifetime") == "detached",
+    }
+
+
+def list_placement_groups(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
+                          timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+    """The placement groups (state PENDING, CREATED or REMOVED), their bundles and nodes."""
+    rows = (_placement_group_row(k, r) for k, r in _scan("placement_groups", None, timeout))
+    return _select(rows, _normalize_filters(filters), limit)
 
 
 # ---- nodes and workers ---------------------------------------------------------------------
