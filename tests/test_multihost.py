@@ -239,3 +239,74 @@ def _run_without_waiting_for_three(cluster, tmp_path: Path, body: str) -> str:
     result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "DRIVER OK" in result.stdout, result.stdout + result.stderr
     return result.stdout
+
+
+PLACEMENT_PRELUDE = '''
+    from babyray.util import placement_group, placement_group_table, remove_placement_group
+    from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    def hosts_of_bundles(pg):
+        """Run a task in every bundle: the host each ran on, by bundle index."""
+        return ray.get([host.options(num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i)).remote()
+                        for i in range(pg.bundle_count)], timeout=60)
+'''
+
+
+def test_placement_group_strategies_across_hosts(cluster, tmp_path):
+    """Ray's placement_group reference: SPREAD "places bundles across distinct nodes as even
+    as possible" (3 one-CPU bundles on 3 hosts); STRICT_PACK "packs bundles into one node";
+    STRICT_SPREAD with more bundles than nodes stays PENDING; the table's bundles_to_node_id
+    is where the bundles' tasks run; removal frees the CPUs."""
+    run_driver(cluster, tmp_path, PLACEMENT_PRELUDE + '''
+        spread = placement_group([{"CPU": 1}] * 3, strategy="SPREAD")
+        assert ray.get(spread.ready(), timeout=60) == spread
+        placed = hosts_of_bundles(spread)
+        assert len({h for h, _ in placed}) == 3, placed
+        assert [n for _, n in placed] == [placement_group_table(spread)["bundles_to_node_id"][i] for i in range(3)]
+
+        pack = placement_group([{"CPU": 1}] * 2, strategy="STRICT_PACK")
+        assert pack.wait(60)
+        placed = hosts_of_bundles(pack)
+        assert len(set(placed)) == 1, placed
+        assert len(set(placement_group_table(pack)["bundles_to_node_id"].values())) == 1
+
+        too_spread = placement_group([{"CPU": 0.5}] * 4, strategy="STRICT_SPREAD")
+        assert not too_spread.wait(3)
+        assert placement_group_table(too_spread)["state"] == "PENDING"
+        for pg in (spread, pack, too_spread):
+            remove_placement_group(pg)
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU") != 6.0:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+    ''')
+
+
+def test_a_group_larger_than_any_host_is_pending_and_reserves_nothing(cluster, tmp_path):
+    """Guide: "A bundle must be able to fit on a single node"; a group that cannot be placed
+    stays pending (ready() not ready within a timeout, placement_group_table PENDING), and,
+    all or nothing, reserves no CPU anywhere meanwhile; a feasible group placed after it
+    still gets its bundles, and removal returns everything."""
+    run_driver(cluster, tmp_path, PLACEMENT_PRELUDE + '''
+        big = placement_group([{"CPU": 3}], strategy="PACK")  # 6 CPUs in the cluster, 2 per host
+        try:
+            ray.get(big.ready(), timeout=3)
+            raise AssertionError("a 3-CPU bundle was placed on 2-CPU hosts")
+        except ray.exceptions.GetTimeoutError:
+            pass
+        assert placement_group_table(big)["state"] == "PENDING"
+        half = placement_group([{"CPU": 2}] * 2, strategy="STRICT_SPREAD")
+        assert half.wait(60)
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU") != 2.0:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+        assert placement_group_table(big)["state"] == "PENDING"
+        remove_placement_group(half)
+        remove_placement_group(big)
+        deadline = time.monotonic() + 30
+        while ray.available_resources().get("CPU") != 6.0:
+            assert time.monotonic() < deadline, ray.available_resources()
+            time.sleep(0.2)
+        assert placement_group_table(big)["state"] == "REMOVED"
+    ''')
