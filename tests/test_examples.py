@@ -1,4 +1,4 @@
-"""The README's example runs as written."""
+"""The README's example and the programs in examples/ run as written."""
 from __future__ import annotations
 
 import os
@@ -16,3 +16,15 @@ def test_quickstart_example_runs_and_prints_its_results(tmp_path):
     assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out.stdout
     assert "fib(10) by remote recursion: 55" in out.stdout
     assert "actor total: 30000000.0" in out.stdout
+
+
+def test_placement_group_example_gang_schedules_its_actors_and_prints_its_results(tmp_path):
+    env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path), "PYTHONPATH": ROOT}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "placement_groups.py")], env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    assert "placement group training: CREATED, 4 bundles" in out.stdout
+    assert "CPUs left outside the group: 0" in out.stdout
+    assert "trainers in the group: True" in out.stdout
+    assert "weights converged to the trainers' mean target: True" in out.stdout
+    assert "after removal: REMOVED" in out.stdout
