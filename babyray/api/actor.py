@@ -19,6 +19,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.ids import new_actor_id
+from babyray.runtime_env.validation import merge
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
@@ -91,7 +92,8 @@ class ActorClass:
             num_returns=0, return_ids=[], resources=resource_request(options, 0.0), owner=core.inbox,
             owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
             actor_options={"max_concurrency": options.get("max_concurrency")},
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=options.get("scheduling_strategy"),
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         reply = core.request(core.gcs, lambda r: m.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
         if reply.error:

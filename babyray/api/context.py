@@ -27,6 +27,7 @@ class WorkerRuntime:
         self.worker_id = start.worker_id
         self.job_id = start.job_id
         self.gcs = start.gcs
+        self.runtime_env = start.runtime_env  # the parent environment of the tasks it submits
 
 
 def set_worker_runtime(runtime: WorkerRuntime) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 from babyray.api import context
 from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
+from babyray.runtime_env import packaging, validation
 
 _INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
                   "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
@@ -14,12 +15,17 @@ _INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_time
 
 def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
          resources: dict | None = None, object_store_memory: int | None = None,
-         ignore_reinit_error: bool = False, **settings: Any) -> dict:
+         ignore_reinit_error: bool = False, runtime_env: dict | None = None, **settings: Any) -> dict:
     """Start a private single-node cluster (``address=None``) and connect this driver to it.
+
+    ``runtime_env`` is the job's environment: every task and actor of the job runs in it
+    (merged with their own, see babyray.runtime_env.validation.merge); its local
+    ``working_dir`` and ``py_modules`` are packed and uploaded to the cluster here.
 
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
-        ValueError: for an unknown setting or bad resources.
+        ValueError: for an unknown setting, bad resources or a bad ``runtime_env``.
+        TypeError: a ``runtime_env`` field of the wrong type.
     """
     current = context.runtime_or_none()
     if current is not None:
@@ -30,6 +36,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
+    job_env, packages = packaging.pack(validation.validate(runtime_env, job_level=True))
     address = resolve_address(address)
     if address is not None:
         given = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
@@ -40,6 +47,9 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         runtime = DriverRuntime.connect(address, settings)
     else:
         runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
+    for uri, blob in packages.items():  # stored once in the GCS; nodes fetch them by URI
+        runtime.core.ensure_function(uri, "runtime_env package", blob)
+    runtime.runtime_env = job_env
     context.set_driver_runtime(runtime)
     return _info(runtime)
 

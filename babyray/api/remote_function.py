@@ -12,6 +12,7 @@ from babyray.api import context
 from babyray.api.core import function_id_of
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.runtime_env.validation import merge
 
 
 class RemoteFunction:
@@ -65,7 +66,8 @@ class RemoteFunction:
             return_ids=return_ids, resources=resource_request(options, 1.0), owner=core.inbox,
             owner_id=core.identity, max_retries=max_retries(options),
             retry_exceptions=options.get("retry_exceptions", False),
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=options.get("scheduling_strategy"),
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         refs = core.submit(spec)
         return refs[0] if num_returns == 1 else refs
 

@@ -79,6 +79,7 @@ class DriverRuntime:
         self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
+        self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
         atexit.register(self.shutdown)
         self._closed = False
 

@@ -1,0 +1,121 @@
+"""Packing a job's local ``working_dir`` and ``py_modules`` into zip packages for the cluster.
+
+A package is named by its content: ``gcs://_ray_pkg_<sha256>.zip``, as in Ray. The zip is
+deterministic (sorted entries, fixed timestamps), so the same files give the same name and
+nodes that already unpacked it reuse their copy. Files matched by ``excludes`` or by the
+directory's top-level ``.gitignore`` (gitignore pattern syntax) are left out.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import os
+import zipfile
+
+from babyray.runtime_env.validation import PACKAGE_SCHEME
+
+MAX_PACKAGE_BYTES = 500 * 1024 * 1024  # Ray's documented limit for a working_dir or py_module
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def pack(env: dict) -> tuple[dict, dict[str, bytes]]:
+    """``env`` with local paths replaced by package URIs, and the packages by URI.
+
+    Raises:
+        ValueError: a directory larger than MAX_PACKAGE_BYTES (after excludes).
+    """
+    excludes = env.get("excludes", [])
+    packed = {k: v for k, v in env.items() if k != "excludes"}
+    packages: dict[str, bytes] = {}
+
+    def upload(path: str, keep_top_level: bool) -> str:
+        if path.startswith(PACKAGE_SCHEME):
+            return path
+        blob = zip_path(path, excludes, keep_top_level)
+        uri = package_uri(blob)
+        packages[uri] = blob
+        return uri
+
+    if "working_dir" in packed:
+        packed["working_dir"] = upload(packed["working_dir"], keep_top_level=False)
+    if "py_modules" in packed:
+        packed["py_modules"] = [upload(p, keep_top_level=True) for p in packed["py_modules"]]
+    return packed, packages
+
+
+def package_uri(blob: bytes) -> str:
+    return f"{PACKAGE_SCHEME}_ray_pkg_{hashlib.sha256(blob).hexdigest()[:32]}.zip"
+
+
+def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
+    """A zip of the file or directory ``path``: its contents, or (``keep_top_level``) the
+    directory or file itself, so that its name is importable from the unpacked root."""
+    if os.path.isfile(path):
+        files = [(path, os.path.basename(path))]
+    else:
+        prefix = os.path.basename(path.rstrip(os.sep)) if keep_top_level else ""
+        patterns = list(excludes) + _gitignore_patterns(path)
+        files = [(full, os.path.join(prefix, rel)) for full, rel in _walk(path, patterns)]
+    total = sum(os.path.getsize(full) for full, _ in files)
+    if total > MAX_PACKAGE_BYTES:
+        raise ValueError(f"runtime_env package {path} is {total / 2**20:.1f} MiB, more than the "
+                         f"{MAX_PACKAGE_BYTES // 2**20} MiB limit: leave large files out with "
+                         "runtime_env['excludes'] or a .gitignore")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for full, name in files:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.external_attr = (os.stat(full).st_mode & 0xFFFF) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(full, "rb") as f:
+                archive.writestr(info, f.read())
+    return buffer.getvalue()
+
+
+def _walk(root: str, patterns: list[str]) -> list[tuple[str, str]]:
+    """(full path, path relative to ``root``) of every file not excluded, sorted."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_dir = "" if rel_dir == "." else rel_dir
+        dirnames[:] = sorted(d for d in dirnames
+                             if not excluded(os.path.join(rel_dir, d), True, patterns))
+        for name in sorted(filenames):
+            rel = os.path.join(rel_dir, name)
+            if not excluded(rel, False, patterns):
+                found.append((os.path.join(dirpath, name), rel))
+    return found
+
+
+def excluded(rel_path: str, is_dir: bool, patterns: list[str]) -> bool:
+    """Whether gitignore-style ``patterns`` exclude ``rel_path`` (relative, ``/``-separated).
+
+    A pattern with a ``/`` at its start or middle matches from the root; one without matches
+    a name at any depth; a trailing ``/`` matches directories only. ``!`` negation is not
+    supported (such patterns are ignored).
+    """
+    rel_path = rel_path.replace(os.sep, "/")
+    name = rel_path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if not pattern or pattern.startswith(("#", "!")):
+            continue
+        dir_only = pattern.endswith("/")
+        pattern = pattern.rstrip("/")
+        if dir_only and not is_dir:
+            continue
+        if "/" in pattern:
+            if fnmatch.fnmatchcase(rel_path, pattern.lstrip("/")):
+                return True
+        elif fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def _gitignore_patterns(root: str) -> list[str]:
+    try:
+        with open(os.path.join(root, ".gitignore"), encoding="utf-8") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
