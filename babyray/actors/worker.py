@@ -153,7 +153,8 @@ class Worker(PartActor):
         the loop), then run tasks; if that fails, every task fails with the reason."""
         start = self.start_msg
         try:
-            node_setup.install_packages(start.runtime_env, start.session_dir, self.core.fetch_function)
+            node_setup.install_packages(start.runtime_env, start.session_dir,
+                                        lambda uri: self.core.fetch_function(uri, node_setup.SETUP_TIMEOUT))
         except Exception as exc:
             self.log.warning("runtime_env_setup_failed", error=traceback.format_exc())
             self.env_error = exceptions.RuntimeEnvSetupError(

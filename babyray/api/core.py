@@ -180,8 +180,8 @@ class CoreClient:
             registration = self.registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
-    def fetch_function(self, function_id: str) -> bytes:
-        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id))
+    def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
+        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
         return reply.blob
 
     # ---- submitting tasks ------------------------------------------------------------

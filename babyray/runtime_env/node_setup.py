@@ -18,6 +18,7 @@ from typing import Callable
 from babyray.runtime_env.validation import PACKAGE_SCHEME
 
 _VAR_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+SETUP_TIMEOUT = 600.0  # seconds to fetch a package; Ray's default setup_timeout_seconds
 
 
 def apply_env_vars(env: dict) -> None:
