@@ -47,7 +47,8 @@ def validate(runtime_env: Any, *, job_level: bool) -> dict:
         excludes = runtime_env["excludes"]
         if not isinstance(excludes, (list, tuple)) or not all(isinstance(p, str) for p in excludes):
             raise TypeError(f"runtime_env['excludes'] must be a list of str, got {excludes!r:.100}")
-        env["excludes"] = list(excludes)
+        if job_level:  # it only shapes the packages made from local paths
+            env["excludes"] = list(excludes)
     return env
 
 
