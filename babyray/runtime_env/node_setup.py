@@ -12,13 +12,16 @@ import os
 import re
 import shutil
 import sys
+import time
 import zipfile
 from typing import Callable
 
+from babyray import log
+from babyray.runtime_env.packaging import download
 from babyray.runtime_env.validation import PACKAGE_SCHEME
 
 _VAR_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-SETUP_TIMEOUT = 600.0  # seconds to fetch a package; Ray's default setup_timeout_seconds
+SETUP_TIMEOUT = 600.0  # seconds to wait for each chunk of a package (Ray: setup_timeout_seconds)
 
 
 def apply_env_vars(env: dict) -> None:
@@ -28,7 +31,7 @@ def apply_env_vars(env: dict) -> None:
 
 
 def install_packages(env: dict, session_dir: str, fetch: Callable[[str], bytes]) -> None:
-    """Unpack the env's packages (``fetch(uri)`` gives a package's bytes), put them first on
+    """Unpack the env's packages (``fetch(id)`` reads a GCS function-table blob), put them first on
     ``sys.path`` (the working_dir ahead of the py_modules) and make the working_dir the cwd."""
     for uri in reversed(env.get("py_modules", [])):
         sys.path.insert(0, unpacked(uri, "py_modules", session_dir, fetch))
@@ -44,7 +47,9 @@ def unpacked(uri: str, kind: str, session_dir: str, fetch: Callable[[str], bytes
     target = os.path.join(session_dir, "runtime_resources", f"{kind}_files", name)
     if os.path.isdir(target):
         return target
-    blob = fetch(uri)
+    started = time.monotonic()
+    blob = download(fetch, uri)
+    fetched = time.monotonic()
     staging = f"{target}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
@@ -60,4 +65,7 @@ def unpacked(uri: str, kind: str, session_dir: str, fetch: Callable[[str], bytes
         shutil.rmtree(staging, ignore_errors=True)
         if not os.path.isdir(target):
             raise
+    log.get_logger("runtime_env").info("runtime_env_package_unpacked", uri=uri, path=target, bytes=len(blob),
+                                       fetch_seconds=round(fetched - started, 3),
+                                       unpack_seconds=round(time.monotonic() - fetched, 3))
     return target

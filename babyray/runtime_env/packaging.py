@@ -4,6 +4,10 @@ A package is named by its content: ``gcs://_ray_pkg_<sha256>.zip``, as in Ray. T
 deterministic (sorted entries, fixed timestamps), so the same files give the same name and
 nodes that already unpacked it reuse their copy. Files matched by ``excludes`` or by the
 directory's top-level ``.gitignore`` (gitignore pattern syntax) are left out.
+
+The GCS keeps a package in its function table (immutable blobs by id, persisted and
+recovered like functions) as chunks of at most CHUNK_BYTES under ``<uri>#<i>``, with the
+chunk count under ``<uri>``: large single messages are slow to pass between processes.
 """
 from __future__ import annotations
 
@@ -12,11 +16,14 @@ import hashlib
 import io
 import os
 import zipfile
+from typing import Callable
 
 from babyray.runtime_env.validation import PACKAGE_SCHEME
 
 MAX_PACKAGE_BYTES = 500 * 1024 * 1024  # Ray's documented limit for a working_dir or py_module
+CHUNK_BYTES = 4 * 1024 * 1024
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_DIGEST_CHARS = 32
 
 
 def pack(env: dict) -> tuple[dict, dict[str, bytes]]:
@@ -45,7 +52,29 @@ def pack(env: dict) -> tuple[dict, dict[str, bytes]]:
 
 
 def package_uri(blob: bytes) -> str:
-    return f"{PACKAGE_SCHEME}_ray_pkg_{hashlib.sha256(blob).hexdigest()[:32]}.zip"
+    return f"{PACKAGE_SCHEME}_ray_pkg_{hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]}.zip"
+
+
+def upload(register: Callable[[str, str, bytes], None], uri: str, blob: bytes) -> None:
+    """Store package ``blob`` in the GCS through ``register(id, name, blob)`` (a client's
+    ``ensure_function``), chunked."""
+    chunks = range(0, max(1, len(blob)), CHUNK_BYTES)
+    for i, offset in enumerate(chunks):
+        register(f"{uri}#{i}", "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
+    register(uri, "runtime_env package", str(len(chunks)).encode())
+
+
+def download(fetch: Callable[[str], bytes], uri: str) -> bytes:
+    """The package stored by ``upload``, read with ``fetch(id)``; checked against its name.
+
+    Raises:
+        ValueError: the bytes read do not hash to the package's name.
+    """
+    count = int(fetch(uri))
+    blob = b"".join(fetch(f"{uri}#{i}") for i in range(count))
+    if package_uri(blob) != uri:
+        raise ValueError(f"runtime_env package {uri} is corrupt: its content does not match its name")
+    return blob
 
 
 def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
@@ -69,7 +98,7 @@ def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
             info.external_attr = (os.stat(full).st_mode & 0xFFFF) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             with open(full, "rb") as f:
-                archive.writestr(info, f.read())
+                archive.writestr(info, f.read(), compresslevel=1)  # fast: packing is on init()'s path
     return buffer.getvalue()
 
 
