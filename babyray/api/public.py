@@ -48,7 +48,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     else:
         runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
     for uri, blob in packages.items():  # stored once in the GCS; nodes fetch them by URI
-        packaging.upload(runtime.core.ensure_function, uri, blob)
+        packaging.upload(runtime.core, uri, blob)
     runtime.runtime_env = job_env
     context.set_driver_runtime(runtime)
     return _info(runtime)

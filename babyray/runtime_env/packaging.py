@@ -16,8 +16,9 @@ import hashlib
 import io
 import os
 import zipfile
-from typing import Callable
+from typing import Any, Callable
 
+from babyray.actors import messages as m
 from babyray.runtime_env.validation import PACKAGE_SCHEME
 
 MAX_PACKAGE_BYTES = 500 * 1024 * 1024  # Ray's documented limit for a working_dir or py_module
@@ -55,13 +56,17 @@ def package_uri(blob: bytes) -> str:
     return f"{PACKAGE_SCHEME}_ray_pkg_{hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]}.zip"
 
 
-def upload(register: Callable[[str, str, bytes], None], uri: str, blob: bytes) -> None:
-    """Store package ``blob`` in the GCS through ``register(id, name, blob)`` (a client's
-    ``ensure_function``), chunked."""
+def upload(core: Any, uri: str, blob: bytes) -> None:
+    """Store package ``blob`` in the GCS, chunked, through a client (``CoreClient``).
+
+    After each chunk it waits for a small answer of the GCS: a driver's sender coalesces
+    what is queued into one message, which would otherwise be the whole package.
+    """
     chunks = range(0, max(1, len(blob)), CHUNK_BYTES)
     for i, offset in enumerate(chunks):
-        register(f"{uri}#{i}", "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
-    register(uri, "runtime_env package", str(len(chunks)).encode())
+        core.ensure_function(f"{uri}#{i}", "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
+        core.request(core.gcs, lambda req_id: m.GetNodes(req_id))
+    core.ensure_function(uri, "runtime_env package", str(len(chunks)).encode())
 
 
 def download(fetch: Callable[[str], bytes], uri: str) -> bytes:
