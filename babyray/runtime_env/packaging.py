@@ -1,4 +1,4 @@
-"""Packing a job's local ``working_dir`` and ``py_modules`` into zip packages for the cluster.
+"""A job's local ``working_dir`` and ``py_modules`` as zip packages, and their storage in the GCS.
 
 A package is named by its content: ``gcs://_ray_pkg_<sha256>.zip``, as in Ray. The zip is
 deterministic (sorted entries, fixed timestamps), so the same files give the same name and
@@ -37,7 +37,7 @@ def pack(env: dict) -> tuple[dict, dict[str, bytes]]:
     packed = {k: v for k, v in env.items() if k != "excludes"}
     packages: dict[str, bytes] = {}
 
-    def upload(path: str, keep_top_level: bool) -> str:
+    def to_package(path: str, keep_top_level: bool) -> str:
         if path.startswith(PACKAGE_SCHEME):
             return path
         blob = zip_path(path, excludes, keep_top_level)
@@ -46,9 +46,9 @@ def pack(env: dict) -> tuple[dict, dict[str, bytes]]:
         return uri
 
     if "working_dir" in packed:
-        packed["working_dir"] = upload(packed["working_dir"], keep_top_level=False)
+        packed["working_dir"] = to_package(packed["working_dir"], keep_top_level=False)
     if "py_modules" in packed:
-        packed["py_modules"] = [upload(p, keep_top_level=True) for p in packed["py_modules"]]
+        packed["py_modules"] = [to_package(p, keep_top_level=True) for p in packed["py_modules"]]
     return packed, packages
 
 
