@@ -1,0 +1,130 @@
+"""Running the generator that a task or actor method returns: its values leave one at a time.
+
+- streaming (``spec.generator == "streaming"``): each value is stored and sent to the
+  task's owner (``GeneratorItem``) as soon as it is yielded; the task's return is the
+  number of values. An exception ends the task as a plain task error (so retries apply);
+  the owner turns it into the stream's last item.
+- dynamic: the same, then the return is a ``DynamicObjectRefGenerator`` of the items' refs;
+  an exception from the generator is stored as one more, final item (as in Ray).
+- ``num_returns=k`` and a generator: value i is stored as return i when yielded. If the
+  generator raises, or yields fewer than k values, the returns not yet stored hold the
+  error; if it yields more, the last return holds the error (it is read one value ahead).
+
+Async generators (``async def`` with ``yield``) are driven on the actor's event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback
+from typing import TYPE_CHECKING, Any, Iterator
+
+from babyray import serialization
+from babyray.actors import messages as m
+from babyray.api.generator import STREAMING, DynamicObjectRefGenerator, item_id
+from babyray.api.object_ref import ObjectRef
+
+if TYPE_CHECKING:
+    from babyray.actors.worker import Worker
+
+
+def generator_returns(worker: "Worker", spec: m.TaskSpec, result: Any) -> tuple | None:
+    """The returns of ``spec`` if it is a generator task or ``result`` a generator; else None.
+
+    Raises:
+        TypeError: the call was made as a generator task but ``result`` is no generator.
+        Exception: whatever a streaming generator raises.
+    """
+    is_generator = inspect.isgenerator(result) or inspect.isasyncgen(result)
+    if spec.generator is None and (not is_generator or spec.num_returns == 0):
+        return None
+    if not is_generator:
+        raise TypeError(f"{spec.function_name} was called with num_returns={spec.generator!r}, which needs a "
+                        f"generator function, but it returned {type(result).__name__}")
+    values = _values(worker, result)
+    if spec.generator is None:
+        return _static(worker, spec, values)
+    items = _ItemSender(worker, spec)
+    if spec.generator == STREAMING:
+        items.send_all(values)
+        return ((spec.return_ids[0], m.InlineValue(serialization.dumps(items.count))),)
+    try:
+        items.send_all(values)
+    except Exception as exc:  # dynamic: the error is the final item
+        items.send(worker._error_returns(spec, exc, traceback.format_exc())[0][1])
+    refs = DynamicObjectRefGenerator([ObjectRef(item_id(spec.task_id, i), spec.owner, spec.owner_id)
+                                      for i in range(items.count)])
+    return ((spec.return_ids[0], worker.core.store_value(spec.return_ids[0], refs, (spec.owner_id, spec.owner))),)
+
+
+class _ItemSender:
+    """Stores a generator task's values as its items and sends each to the owner at once."""
+
+    def __init__(self, worker: "Worker", spec: m.TaskSpec) -> None:
+        self.worker, self.spec = worker, spec
+        self.count = 0
+
+    def send_all(self, values: Iterator) -> None:
+        spec = self.spec
+        for value in values:
+            self.send(self.worker.core.store_value(item_id(spec.task_id, self.count), value,
+                                                   (spec.owner_id, spec.owner)))
+
+    def send(self, record: Any) -> None:
+        task_id = self.spec.task_id
+        self.worker.post_from_thread(self.spec.owner, m.GeneratorItem(task_id, self.count, item_id(task_id, self.count),
+                                                                      record))
+        self.count += 1
+
+
+def _static(worker: "Worker", spec: m.TaskSpec, values: Iterator) -> tuple:
+    """Returns 0..k-1 from the first k values, stored as they are yielded."""
+    k = spec.num_returns
+    owner = (spec.owner_id, spec.owner)
+    stored: list = []
+    try:
+        pending = _next(values)
+        while pending is not _END:
+            value, pending = pending, _next(values)
+            if len(stored) == k - 1 and pending is not _END:
+                raise ValueError(f"{spec.function_name} yielded more than num_returns={k} values")
+            oid = spec.return_ids[len(stored)]
+            stored.append((oid, worker.core.store_value(oid, value, owner)))
+        if len(stored) < k:
+            raise ValueError(f"{spec.function_name} yielded {len(stored)} values but num_returns={k}")
+    except Exception as exc:
+        return tuple(stored) + worker._error_returns(spec, exc, traceback.format_exc())[len(stored):]
+    return tuple(stored)
+
+
+_END = object()
+
+
+def _next(values: Iterator) -> Any:
+    return next(values, _END)
+
+
+def _values(worker: "Worker", result: Any) -> Iterator:
+    """The values of a generator, or of an async generator driven on an event loop."""
+    if inspect.isgenerator(result):
+        return result
+    actor = worker.actor
+    loop = actor.loop if actor is not None else None
+    return _async_values(result, loop)
+
+
+def _async_values(agen: Any, loop: asyncio.AbstractEventLoop | None) -> Iterator:
+    own = asyncio.new_event_loop() if loop is None else None
+    try:
+        while True:
+            try:
+                if own is not None:
+                    value = own.run_until_complete(agen.__anext__())
+                else:
+                    value = asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
+            except StopAsyncIteration:
+                return
+            yield value
+    finally:
+        if own is not None:
+            own.close()
