@@ -8,7 +8,8 @@
   an exception from the generator is stored as one more, final item (as in Ray).
 - ``num_returns=k`` and a generator: value i is stored as return i when yielded. If the
   generator raises, or yields fewer than k values, the returns not yet stored hold the
-  error; if it yields more, the last return holds the error (it is read one value ahead).
+  error; if it yields more (or raises after the k-th value), the last return holds the error:
+  the k-th value is kept only once the generator has ended.
 
 Async generators (``async def`` with ``yield``) are driven on the actor's event loop.
 """
@@ -83,13 +84,13 @@ def _static(worker: "Worker", spec: m.TaskSpec, values: Iterator) -> tuple:
     owner = (spec.owner_id, spec.owner)
     stored: list = []
     try:
-        pending = _next(values)
-        while pending is not _END:
-            value, pending = pending, _next(values)
-            if len(stored) == k - 1 and pending is not _END:
+        for value in values:
+            if len(stored) == k - 1 and next(values, _END) is not _END:
                 raise ValueError(f"{spec.function_name} yielded more than num_returns={k} values")
             oid = spec.return_ids[len(stored)]
             stored.append((oid, worker.core.store_value(oid, value, owner)))
+            if len(stored) == k:
+                break
         if len(stored) < k:
             raise ValueError(f"{spec.function_name} yielded {len(stored)} values but num_returns={k}")
     except Exception as exc:
@@ -98,10 +99,6 @@ def _static(worker: "Worker", spec: m.TaskSpec, values: Iterator) -> tuple:
 
 
 _END = object()
-
-
-def _next(values: Iterator) -> Any:
-    return next(values, _END)
 
 
 def _values(worker: "Worker", result: Any) -> Iterator:
