@@ -91,8 +91,13 @@ class GeneratorStreams:
     def on_item(self, msg: m.GeneratorItem) -> None:
         """An item arrived from the worker (again, if the task was re-executed). Locked."""
         core = self.core
-        if msg.object_id in core.owned:  # re-executed: a lost item is rebuilt, a kept one stays
-            core._set_value(msg.object_id, msg.value)
+        entry = core.owned.get(msg.object_id)
+        if entry is not None:  # re-executed: a lost item is rebuilt, a kept one stays
+            kept, new = entry.value, msg.value
+            if isinstance(kept, m.StoredValue) and isinstance(new, m.StoredValue) and kept.node_id != new.node_id:
+                core.transport.send(new.store, m.FreeObjects((msg.object_id,)))  # the new copy is not needed
+                return
+            core._set_value(msg.object_id, new)
             return
         core.own_value(msg.object_id, msg.task_id, msg.value)
         ref = ObjectRef(msg.object_id, core.inbox, core.identity)
