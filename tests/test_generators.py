@@ -307,6 +307,30 @@ class AsyncStreamer:
         for i in range(n):
             yield -i
 
+    async def until_released(self):
+        self.released = asyncio.Event()
+        yield "waiting"
+        await self.released.wait()
+        yield "released"
+
+    async def release(self):
+        self.released.set()
+        return "ok"
+
+
+def test_an_async_actor_runs_other_calls_while_its_async_generator_waits(shared_cluster):
+    """Docs: Ray generators work with async actors, whose calls run concurrently on the event
+    loop: a call that releases a waiting async generator method runs while it waits."""
+    actor = AsyncStreamer.remote()
+    gen = actor.until_released.remote()
+    assert ray.get(next(gen), timeout=60) == "waiting"
+    assert ray.get(actor.release.remote(), timeout=60) == "ok"
+    assert [ray.get(r, timeout=60) for r in gen] == ["released"]
+    dynamic = ray.get(actor.numbers.options(num_returns="dynamic").remote(2), timeout=60)
+    assert [ray.get(r, timeout=30) for r in dynamic] == [0, 1]
+    one, two = actor.numbers.options(num_returns=2).remote(2)
+    assert ray.get([one, two], timeout=60) == [0, 1]
+
 
 def test_actor_methods_that_yield_stream_their_values(shared_cluster):
     """Docs (Generator from Actor Tasks): generators work in regular, threaded and async actors;

@@ -11,14 +11,16 @@
   error; if it yields more (or raises after the k-th value), the last return holds the error:
   the k-th value is kept only once the generator has ended.
 
-Async generators (``async def`` with ``yield``) are driven on the actor's event loop.
+Async generators (``async def`` with ``yield``): an async actor's run on its event loop
+beside its other calls (``async_generator_method``); elsewhere they are driven to the end on
+a loop of their own.
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import traceback
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import serialization
 from babyray.actors import messages as m
@@ -52,10 +54,35 @@ def generator_returns(worker: "Worker", spec: m.TaskSpec, result: Any) -> tuple 
     try:
         items.send_all(values)
     except Exception as exc:  # dynamic: the error is the final item
-        items.send(worker._error_returns(spec, exc, traceback.format_exc())[0][1])
-    refs = DynamicObjectRefGenerator([ObjectRef(item_id(spec.task_id, i), spec.owner, spec.owner_id)
-                                      for i in range(items.count)])
-    return ((spec.return_ids[0], worker.core.store_value(spec.return_ids[0], refs, (spec.owner_id, spec.owner))),)
+        items.send_error(exc)
+    return ((spec.return_ids[0], worker.core.store_value(spec.return_ids[0], items.dynamic_generator(),
+                                                         (spec.owner_id, spec.owner))),)
+
+
+def async_generator_method(worker: "Worker", spec: m.TaskSpec, method: Callable) -> Callable:
+    """An async actor's async generator method as a coroutine function for the actor's event
+    loop, so other calls run meanwhile. It sends the values as they come (streaming, dynamic)
+    and returns what the caller's ref holds: the count, the DynamicObjectRefGenerator, or
+    (``num_returns=k``) the k values.
+    """
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        values = method(*args, **kwargs)
+        if spec.generator is None:
+            collected = [value async for value in values]
+            if len(collected) != spec.num_returns:
+                raise ValueError(f"{spec.function_name} yielded {len(collected)} values but "
+                                 f"num_returns={spec.num_returns}")
+            return collected[0] if spec.num_returns == 1 else collected
+        items = _ItemSender(worker, spec)
+        try:
+            async for value in values:
+                items.store_and_send(value)
+        except Exception as exc:
+            if spec.generator == STREAMING:
+                raise
+            items.send_error(exc)
+        return items.count if spec.generator == STREAMING else items.dynamic_generator()
+    return run
 
 
 class _ItemSender:
@@ -66,10 +93,21 @@ class _ItemSender:
         self.count = 0
 
     def send_all(self, values: Iterator) -> None:
-        spec = self.spec
         for value in values:
-            self.send(self.worker.core.store_value(item_id(spec.task_id, self.count), value,
-                                                   (spec.owner_id, spec.owner)))
+            self.store_and_send(value)
+
+    def store_and_send(self, value: Any) -> None:
+        spec = self.spec
+        self.send(self.worker.core.store_value(item_id(spec.task_id, self.count), value, (spec.owner_id, spec.owner)))
+
+    def send_error(self, exc: Exception) -> None:
+        """The generator raised: its error is one more item (a dynamic generator's last)."""
+        self.send(self.worker._error_returns(self.spec, exc, traceback.format_exc())[0][1])
+
+    def dynamic_generator(self) -> DynamicObjectRefGenerator:
+        spec = self.spec
+        return DynamicObjectRefGenerator([ObjectRef(item_id(spec.task_id, i), spec.owner, spec.owner_id)
+                                          for i in range(self.count)])
 
     def send(self, record: Any) -> None:
         task_id = self.spec.task_id

@@ -22,7 +22,7 @@ from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
-from babyray.actors.generator_returns import generator_returns
+from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.core import CoreClient
@@ -219,7 +219,9 @@ class Worker(PartActor):
             method = self.actor.method(spec.method_name)
         except AttributeError:
             return False
-        if not inspect.iscoroutinefunction(method):
+        if inspect.isasyncgenfunction(method):
+            method = async_generator_method(self, spec, method)
+        elif not inspect.iscoroutinefunction(method):
             return False
         try:
             args = [self._arg(a) for a in spec.args]
