@@ -39,7 +39,8 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "available_resources", "cancel", "cluster_resources",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill",
     "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
     "util", "wait",

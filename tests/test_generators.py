@@ -362,3 +362,7 @@ def test_bad_num_returns_is_refused(shared_cluster):
     with pytest.raises(TypeError, match="generator"):
         ray.get(not_a_generator.remote(), timeout=60)
     assert [ray.get(r, timeout=30) for r in count_to.options(num_returns="streaming").remote(2)] == [0, 10]
+    with pytest.raises(ValueError, match="num_returns"):
+        Streamer.remote().numbers.options(num_returns="lots")
+    with pytest.raises(ValueError, match="num_returns"):
+        ray.method(num_returns=-1)

@@ -26,6 +26,8 @@ _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 def method(*, num_returns: int | str = 1) -> Callable:
     """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic")."""
+    check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
+
     def decorate(function: Callable) -> Callable:
         setattr(function, _NUM_RETURNS_ATTR, num_returns)
         return function
@@ -155,6 +157,7 @@ class ActorMethod:
                         f"use '{self._name}.remote()'.")
 
     def options(self, *, num_returns: int | str | None = None, **_: Any) -> "ActorMethod":
+        check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
         return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
