@@ -461,8 +461,12 @@ class CoreClient:
         if len(waiting) == 1:
             self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
 
-    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None) -> dict[str, Value]:
-        """Wait until ``want`` of ``refs`` have values (or timeout); return those known."""
+    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
+                 others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
+        """Wait until ``want`` of ``refs`` have values (or timeout); return those known.
+
+        ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
+        """
         found: dict[str, Value] = {}
 
         def keep(oid: str) -> Callable:
@@ -477,7 +481,7 @@ class CoreClient:
                 for ref in refs:
                     if ref.id not in found:
                         self._lookup(ref, keep(ref.id))
-                while len(found) < want:
+                while len(found) + (others_ready() if others_ready else 0) < want:
                     if not blocked and self.on_block is not None:
                         blocked = True
                         self.on_block()

@@ -270,34 +270,10 @@ class DynamicObjectRefGenerator:
 
 def wait(core: "CoreClient", waitables: list, num_returns: int, timeout: float | None) -> tuple[list, list]:
     """``ray.wait`` over refs and ObjectRefGenerators (ready when ``next`` would not block)."""
-    found: dict[str, Any] = {}
-
-    def keep(oid: str) -> Callable[[Any], None]:
-        def store(value: Any) -> None:
-            found[oid] = value
-        return store
-
-    def is_ready(w: Any) -> bool:
-        return w.next_ready() if isinstance(w, ObjectRefGenerator) else w.id in found
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    blocked = False
-    try:
-        with core.lock:
-            for w in waitables:
-                if isinstance(w, ObjectRef):
-                    core._lookup(w, keep(w.id))
-            while sum(map(is_ready, waitables)) < num_returns:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                if not blocked and core.on_block is not None:
-                    blocked = True
-                    core.on_block()
-                core.changed.wait(remaining)
-            ready = [w for w in waitables if is_ready(w)][:num_returns]
-    finally:
-        if blocked and core.on_unblock is not None:
-            core.on_unblock()
-    chosen = {id(w) for w in ready}
-    return ready, [w for w in waitables if id(w) not in chosen]
+    generators = [w for w in waitables if isinstance(w, ObjectRefGenerator)]
+    refs = [w for w in waitables if not isinstance(w, ObjectRefGenerator)]
+    found = core._collect(refs, num_returns, timeout, lambda: sum(g.next_ready() for g in generators))
+    with core.lock:
+        ready = [w for w in waitables if (w.next_ready() if isinstance(w, ObjectRefGenerator) else w.id in found)]
+    chosen = {id(w) for w in ready[:num_returns]}
+    return ready[:num_returns], [w for w in waitables if id(w) not in chosen]
