@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import babyray as ray
-from babyray.exceptions import GetTimeoutError, RayTaskError, TaskCancelledError
+from babyray.exceptions import (GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError,
+                                WorkerCrashedError)
 
 
 def _wait_for_file(path, timeout=60.0):
@@ -277,6 +278,25 @@ def test_retry_exceptions_retries_a_generator_task_that_raised(shared_cluster, t
     assert len(os.listdir(tmp_path)) == 2
 
 
+def test_a_system_error_is_the_next_item_of_the_stream(shared_cluster, tmp_path):
+    """Docs (Error handling): if a system error (a worker process failure) fails the task,
+    next(gen) returns a ref containing the system-level exception ("at any time without an
+    ordering guarantee": values yielded just before the crash may be lost); then the stream ends."""
+    *values, crashed = crash_once_midway.options(max_retries=0).remote(str(tmp_path))
+    assert ray.get(values, timeout=60) == [0, 1][:len(values)]
+    with pytest.raises(WorkerCrashedError):
+        ray.get(crashed, timeout=60)
+    actor = Streamer.remote()
+    gate = str(tmp_path / "gate")
+    stream = actor.until_gate.remote(gate)
+    assert ray.get(next(stream), timeout=60) == "before the gate"
+    ray.kill(actor)
+    with pytest.raises(RayActorError):
+        ray.get(next(stream), timeout=60)
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
 @ray.remote
 class Streamer:
     def __init__(self):
@@ -286,6 +306,11 @@ class Streamer:
         for i in range(n):
             self.sent += 1
             yield i
+
+    def until_gate(self, gate):
+        yield "before the gate"
+        _wait_for_file(gate)
+        yield "after the gate"
 
     def total_sent(self):
         return self.sent

@@ -326,6 +326,8 @@ class CoreClient:
                                                          for o in spec.return_ids)))
                 continue
             spec.attempt += 1
+            if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
+                self.generators.reset_items(task_id)
             self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
                              reason=msg.reason or "node died")
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
