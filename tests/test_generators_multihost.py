@@ -77,3 +77,38 @@ def test_values_lost_with_a_killed_node_are_rebuilt_by_rerunning_the_generator(c
         print("REBUILT", runs)
     ''')
     assert "REBUILT" in output
+
+
+def test_a_generator_running_on_a_killed_node_is_resubmitted_and_the_stream_goes_on(cluster, tmp_path):
+    """Docs: generator tasks keep the task fault tolerance features (max_retries): a generator
+    whose node dies mid-stream runs again elsewhere; the caller's stream goes on and the values
+    it already had, lost with the node, come from the new run (not from a third one)."""
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+    output = run_with_kill(cluster, tmp_path, f'''
+        ATTEMPTS = {str(attempts)!r}
+
+        @ray.remote
+        def blocks(n):
+            open(os.path.join(ATTEMPTS, os.environ["BABYRAY_NETNS_HOST"] + "-" + str(time.monotonic_ns())),
+                 "w").close()
+            for i in range(n):
+                if i == 2:  # the first run waits here until its node is killed
+                    deadline = time.monotonic() + 120
+                    while not os.path.exists(os.path.join(MARKERS, "KILLED")):
+                        assert time.monotonic() < deadline
+                        time.sleep(0.05)
+                yield np.full(131072, i, dtype=np.float64)  # 1 MB: in the store of the node that ran it
+
+        gen = blocks.options(scheduling_strategy=on_m1).remote(4)
+        first = [next(gen), next(gen)]
+        assert os.listdir(ATTEMPTS)[0].startswith("m1")
+        wait_for_kill(MARKERS)
+        rest = list(gen)  # ends once the new run ended
+        values = [ray.get(r, timeout=180) for r in first + rest]
+        assert [int(v[0]) for v in values] == [0, 1, 2, 3]
+        runs = sorted(name.split("-")[0] for name in os.listdir(ATTEMPTS))
+        assert len(runs) == 2 and runs[0] != runs[1], runs
+        print("RESUBMITTED", runs)
+    ''')
+    assert "RESUBMITTED" in output
