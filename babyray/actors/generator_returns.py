@@ -70,8 +70,7 @@ def async_generator_method(worker: "Worker", spec: m.TaskSpec, method: Callable)
         if spec.generator is None:
             collected = [value async for value in values]
             if len(collected) != spec.num_returns:
-                raise ValueError(f"{spec.function_name} yielded {len(collected)} values but "
-                                 f"num_returns={spec.num_returns}")
+                raise ValueError(f"Task returned {len(collected)} objects, but num_returns={spec.num_returns}.")
             return collected[0] if spec.num_returns == 1 else collected
         items = _ItemSender(worker, spec)
         try:
@@ -124,13 +123,13 @@ def _static(worker: "Worker", spec: m.TaskSpec, values: Iterator) -> tuple:
     try:
         for value in values:
             if len(stored) == k - 1 and next(values, _END) is not _END:
-                raise ValueError(f"{spec.function_name} yielded more than num_returns={k} values")
+                raise ValueError(f"Task returned more than num_returns={k} objects.")
             oid = spec.return_ids[len(stored)]
             stored.append((oid, worker.core.store_value(oid, value, owner)))
             if len(stored) == k:
                 break
         if len(stored) < k:
-            raise ValueError(f"{spec.function_name} yielded {len(stored)} values but num_returns={k}")
+            raise ValueError(f"Task returned {len(stored)} objects, but num_returns={k}.")
     except Exception as exc:
         return tuple(stored) + worker._error_returns(spec, exc, traceback.format_exc())[len(stored):]
     return tuple(stored)
