@@ -126,9 +126,12 @@ class GeneratorStreams:
         self.core.changed.notify_all()
 
     def reset_items(self, task_id: str) -> None:
-        """Make the items of a task about to be re-executed pending again, as its returns. Locked."""
+        """Make the values of a task about to be re-executed pending again, as its returns. Locked.
+
+        An error item stays: the owner made it when the stream ended, and the stream ends once.
+        """
         for oid, entry in self.core.owned.items():
-            if oid.startswith(task_id) and len(oid) == len(task_id) + 4:
+            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(entry.value, m.ErrorValue):
                 entry.value = None
 
 
