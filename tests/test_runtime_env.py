@@ -6,6 +6,7 @@ checked for leaks like every other test's.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import textwrap
@@ -403,6 +404,8 @@ def test_runtime_context_shows_the_current_environment(start, tmp_path):
     job_env = ray.get_runtime_context().runtime_env
     assert isinstance(job_env, RuntimeEnv) and isinstance(job_env, dict)
     assert job_env["env_vars"] == {"RTENV_J": "j"} and job_env["working_dir"].startswith("gcs://")
+    assert job_env.env_vars() == {"RTENV_J": "j"} and job_env.working_dir() == job_env["working_dir"]
+    assert job_env.py_modules() == [] and json.loads(ray.get_runtime_context().get_runtime_env_string()) == job_env
 
     @ray.remote
     def current():

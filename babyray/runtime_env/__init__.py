@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -19,6 +20,18 @@ class RuntimeEnv(dict):
 
     def to_dict(self) -> dict:
         return dict(self)
+
+    def serialize(self) -> str:
+        return json.dumps(self, sort_keys=True)
+
+    def env_vars(self) -> dict:
+        return dict(self.get("env_vars", {}))
+
+    def working_dir(self) -> str:
+        return self.get("working_dir", "")
+
+    def py_modules(self) -> list:
+        return list(self.get("py_modules", []))
 
 
 __all__ = ["RuntimeEnv"]
