@@ -31,6 +31,7 @@ from babyray.session import register_pid
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
+ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
 
 
 class _ActorThreadTransport:
@@ -151,7 +152,8 @@ class Worker(PartActor):
 
     def _run_in_env(self) -> None:
         """Install the runtime_env's packages (fetched on this thread: replies come through
-        the loop), then run tasks; if that fails, every task fails with the reason."""
+        the loop), then run tasks; if that fails, the tasks sent here fail with the reason
+        and the worker exits once idle, so the next task gets a worker that tries again."""
         start = self.start_msg
         try:
             node_setup.install_packages(start.runtime_env, start.session_dir,
@@ -161,7 +163,18 @@ class Worker(PartActor):
             self.env_error = exceptions.RuntimeEnvSetupError(
                 f"Failed to set up the runtime_env {start.runtime_env} on node {start.node_id}: "
                 f"{type(exc).__name__}: {exc}")
+            threading.Thread(target=self._exit_when_idle, name="babyray-env-failed", daemon=True).start()
         self._run_tasks()
+
+    def _exit_when_idle(self) -> None:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < ENV_FAILED_IDLE_EXIT:
+            time.sleep(0.1)
+            with self.queue_lock:
+                if self.tasks or self.running is not None:
+                    idle_since = time.monotonic()
+        self.log.info("worker_exiting_runtime_env_failed")
+        os._exit(0)
 
     def _run_tasks(self) -> None:
         while True:
