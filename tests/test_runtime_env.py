@@ -252,18 +252,21 @@ def test_a_large_working_dir_arrives_intact(start, tmp_path):
 
 def test_excludes_and_gitignore_leave_files_out_of_the_working_dir(start, tmp_path):
     """Docs (excludes): gitignore-style patterns, relative to the working_dir when they hold
-    a ``/``, name files and directories not uploaded; the working_dir's ``.gitignore`` is
-    respected too."""
+    a ``/``, name files and directories not uploaded; ``.gitignore`` files in the working_dir
+    (and its subdirectories, relative to where they are) are respected too."""
     project = write(tmp_path / "project", {
         "keep.py": "", "run.log": "", "sub/run.log": "", "big/blob.bin": "", "sub/big/kept.txt": "",
         "secret.txt": "", ".gitignore": "secret.txt\n# a comment\n",
+        "pkg/.gitignore": "/local.cfg\ncache/\n", "pkg/local.cfg": "", "pkg/deep/local.cfg": "",
+        "pkg/cache/x.bin": "", "cache/kept.bin": "",
     })
     start(runtime_env={"working_dir": project, "excludes": ["*.log", "/big/"]})
 
     @ray.remote
     def files():
         return sorted(os.path.relpath(os.path.join(d, f), ".") for d, _, fs in os.walk(".") for f in fs)
-    assert ray.get(files.remote(), timeout=TIMEOUT) == [".gitignore", "keep.py", "sub/big/kept.txt"]
+    assert ray.get(files.remote(), timeout=TIMEOUT) == [
+        ".gitignore", "cache/kept.bin", "keep.py", "pkg/.gitignore", "pkg/deep/local.cfg", "sub/big/kept.txt"]
 
 
 def test_a_working_dir_over_the_size_limit_is_refused_before_starting(start, tmp_path):

@@ -2,8 +2,8 @@
 
 A package is named by its content: ``gcs://_ray_pkg_<sha256>.zip``, as in Ray. The zip is
 deterministic (sorted entries, fixed timestamps), so the same files give the same name and
-nodes that already unpacked it reuse their copy. Files matched by ``excludes`` or by the
-directory's top-level ``.gitignore`` (gitignore pattern syntax) are left out.
+nodes that already unpacked it reuse their copy. Files matched by ``excludes`` or by a
+``.gitignore`` of the directory or its subdirectories (gitignore pattern syntax) are left out.
 
 The GCS keeps a package in its function table (immutable blobs by id, persisted and
 recovered like functions) as chunks of at most CHUNK_BYTES under ``<uri>#<i>``, with the
@@ -89,8 +89,7 @@ def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
         files = [(path, os.path.basename(path))]
     else:
         prefix = os.path.basename(path.rstrip(os.sep)) if keep_top_level else ""
-        patterns = list(excludes) + _gitignore_patterns(path)
-        files = [(full, os.path.join(prefix, rel)) for full, rel in _walk(path, patterns)]
+        files = [(full, os.path.join(prefix, rel)) for full, rel in _walk(path, excludes)]
     total = sum(os.path.getsize(full) for full, _ in files)
     if total > MAX_PACKAGE_BYTES:
         raise ValueError(f"runtime_env package {path} is {total / 2**20:.1f} MiB, more than the "
@@ -107,17 +106,26 @@ def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
     return buffer.getvalue()
 
 
-def _walk(root: str, patterns: list[str]) -> list[tuple[str, str]]:
-    """(full path, path relative to ``root``) of every file not excluded, sorted."""
+def _walk(root: str, excludes: list[str]) -> list[tuple[str, str]]:
+    """(full path, path relative to ``root``) of every file not excluded, sorted: not by
+    ``excludes`` (relative to ``root``), nor by a ``.gitignore`` of its directory or above
+    (relative to the directory holding it)."""
+    rules: list[tuple[str, list[str]]] = [("", list(excludes))]  # (directory, its patterns)
     found = []
+
+    def skip(rel: str, is_dir: bool) -> bool:
+        return any(excluded(rel[len(base) + 1:] if base else rel, is_dir, patterns)
+                   for base, patterns in rules if not base or rel.startswith(base + os.sep))
+
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir
-        dirnames[:] = sorted(d for d in dirnames
-                             if not excluded(os.path.join(rel_dir, d), True, patterns))
+        if ".gitignore" in filenames:
+            rules.append((rel_dir, _read_lines(os.path.join(dirpath, ".gitignore"))))
+        dirnames[:] = sorted(d for d in dirnames if not skip(os.path.join(rel_dir, d), True))
         for name in sorted(filenames):
             rel = os.path.join(rel_dir, name)
-            if not excluded(rel, False, patterns):
+            if not skip(rel, False):
                 found.append((os.path.join(dirpath, name), rel))
     return found
 
@@ -147,9 +155,9 @@ def excluded(rel_path: str, is_dir: bool, patterns: list[str]) -> bool:
     return False
 
 
-def _gitignore_patterns(root: str) -> list[str]:
+def _read_lines(path: str) -> list[str]:
     try:
-        with open(os.path.join(root, ".gitignore"), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return f.read().splitlines()
     except OSError:
         return []
