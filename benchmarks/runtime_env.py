@@ -25,11 +25,12 @@ import babyray as ray  # noqa: E402
 
 def measure(mib: int) -> dict:
     directory = tempfile.mkdtemp(prefix="babyray_bench_wd_")
+    sessions = tempfile.mkdtemp(prefix="babyray_bench_sessions_")  # removed after: each holds the package
     try:
         with open(os.path.join(directory, "blob.bin"), "wb") as f:
             f.write(os.urandom(mib * 1024 * 1024))
         started = time.monotonic()
-        ray.init(num_cpus=2, runtime_env={"working_dir": directory})
+        ray.init(num_cpus=2, temp_dir=sessions, runtime_env={"working_dir": directory})
         initialized = time.monotonic()
 
         @ray.remote
@@ -45,6 +46,7 @@ def measure(mib: int) -> dict:
     finally:
         ray.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(sessions, ignore_errors=True)
 
 
 def main() -> None:
