@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
+from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
@@ -76,7 +75,7 @@ class ActorClass:
             except ValueError:
                 pass
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self._cls)
+            self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()

@@ -4,8 +4,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
 from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
@@ -41,7 +39,7 @@ class RemoteFunction:
 
     def _pickled(self) -> tuple[str, bytes]:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
-            self._blob = cloudpickle.dumps(self._function)
+            self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)
         return self._function_id, self._blob
 
