@@ -45,11 +45,11 @@ class RemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1)."""
-        runtime = context.runtime()
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        runtime = context.runtime_or_auto_init()
         function_id, blob = self._pickled()
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)

@@ -36,17 +36,24 @@ CONNECT_TIMEOUT = 30.0
 __all__ = ["DriverRuntime", "free_port", "resolve_address"]
 
 
+def environment_address() -> str | None:
+    """The cluster address the environment names: BABYRAY_ADDRESS, else Ray's RAY_ADDRESS."""
+    return os.environ.get("BABYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
 def resolve_address(address: str | None) -> str | None:
-    """``"auto"`` (or no address with BABYRAY_ADDRESS set) -> the environment's address.
+    """``"auto"`` (or no address with BABYRAY_ADDRESS or RAY_ADDRESS set) -> the environment's address.
 
     Raises:
-        ConnectionError: ``"auto"`` without BABYRAY_ADDRESS.
+        ConnectionError: ``"auto"`` without an address in the environment.
         ValueError: an address that is not HOST:PORT.
     """
     if address is None:
-        return os.environ.get("BABYRAY_ADDRESS") or None
+        address = environment_address()
+        if address is None:
+            return None
     if address == "auto":
-        address = os.environ.get("BABYRAY_ADDRESS")
+        address = environment_address()
         if not address:
             raise ConnectionError("init(address='auto') needs a running cluster: set BABYRAY_ADDRESS=HOST:PORT "
                                   "(printed by `babyray start --head`)")
