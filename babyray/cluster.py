@@ -23,9 +23,11 @@ from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
-from babyray.actors.thespian_setup import ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs
+from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs,
+                                           started_admins)
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.ids import new_node_id
+from babyray.session import reap_child
 
 START_TIMEOUT = 30.0
 
@@ -65,6 +67,24 @@ def _ask_started(system: Any, address: Any, msg: Any, what: str) -> m.Started:
     return reply
 
 
+def start_system(caps: dict, log_dir: str) -> ActorSystem:
+    """Start (or join) the multiprocTCPBase admin ``caps`` describe; stop it with ``stop_system``."""
+    known = len(started_admins())
+    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    started = started_admins()[known:]
+    system.babyray_admin_pid = started[0] if started else 0  # the admin this process forked, if any
+    return system
+
+
+def stop_system(system: Any) -> None:
+    """Shut the admin down and collect its process if this process started it (no zombie)."""
+    try:
+        system.shutdown()
+    finally:
+        if getattr(system, "babyray_admin_pid", 0):
+            reap_child(system.babyray_admin_pid)
+
+
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
                watch_pid: int = 0, settings: dict | None = None, directory: bool = False) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
@@ -79,7 +99,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     caps = capabilities(node_ip, port, node_id)
     if directory:
         caps[HEAD_CAPABILITY] = True
-    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    system = start_system(caps, log_dir)
     try:
         gcs = system.createActor(GcsActor)
         _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), "GCS")
@@ -95,7 +115,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
             _ask_started(system, head_directory, m.SetClusterInfo(info), "head directory")
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return HeadHandle(system, session_dir, node_ip, port, node_id, gcs, global_scheduler, scheduler, store,
                       arena_name, f"{node_ip}:{port}")
@@ -165,8 +185,7 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     node_id = new_node_id()
-    system = ActorSystem("multiprocTCPBase", capabilities(node_ip, port, node_id, head=head_address),
-                         logDefs=log_defs(log_dir))
+    system = start_system(capabilities(node_ip, port, node_id, head=head_address), log_dir)
     try:
         info = lookup_cluster(system, head_address)
         settings.setdefault("scheduling_policy", info.scheduling_policy)
@@ -174,7 +193,7 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
                                                          object_store_memory, info.gcs, info.global_scheduler,
                                                          settings)
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return NodeHandle(system, session_dir, node_ip, port, node_id, info.gcs, info.global_scheduler, scheduler,
                       store, arena_name, head_address)
@@ -188,11 +207,11 @@ def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = No
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     caps = {ADMIN_PORT: free_port(node_ip), CONVENTION: head_address, "babyray_driver": True}
-    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    system = start_system(caps, log_dir)
     try:
         info = lookup_cluster(system, head_address, timeout)
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return system, info, node_ip
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -206,3 +207,47 @@ def test_a_script_run_from_the_temp_root_with_the_default_session_directory(tmp_
         script.unlink()
         if made_root and os.path.isdir(default_root) and not os.listdir(default_root):
             os.rmdir(default_root)
+
+
+def _process_resources() -> dict:
+    """This process's children (and zombies among them), open fds, sockets and threads."""
+    me = os.getpid()
+    children = zombies = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            children += 1
+            zombies += fields[0] == "Z"
+    links = []
+    for fd in os.listdir(f"/proc/{me}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{me}/fd/{fd}"))
+        except OSError:  # the fd of the listing itself, closed since
+            pass
+    return {"children": children, "zombies": zombies, "fds": len(links),
+            "sockets": sum(link.startswith("socket:") for link in links),
+            "threads": sorted(t.name for t in threading.enumerate())}
+
+
+def test_twenty_init_shutdown_cycles_leave_no_zombie_socket_fd_or_thread(tmp_path):
+    def cycle() -> None:
+        ray.init(num_cpus=1, temp_dir=str(tmp_path), object_store_memory=32 * 1024 * 1024)
+        try:
+            assert ray.get(one.remote(), timeout=60) == 1
+            assert ray.get(ray.put(b"x" * 200_000)) == b"x" * 200_000  # through the store's channel
+        finally:
+            ray.shutdown()
+
+    cycle()  # imports and one-time set-up
+    before = _process_resources()
+    for _ in range(20):
+        cycle()
+    after = _process_resources()
+    assert after == before
+    assert after["zombies"] == 0 and not [t for t in after["threads"] if t.startswith("babyray")], after

@@ -26,7 +26,7 @@ from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
 from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
-                             start_head)
+                             start_head, stop_system)
 from babyray.ids import random_hex
 from babyray.session import kill_session_processes, new_session_dir
 
@@ -128,7 +128,7 @@ class DriverRuntime:
                                         reply.nodes if isinstance(reply, m.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
-            system.shutdown()
+            stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
         runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
@@ -168,15 +168,16 @@ class DriverRuntime:
         self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
+        self.core.close()
         if self.owns_cluster:
             try:
                 self.head.system.ask(self.head.store, m.Shutdown(), 5)
             finally:
-                self.head.system.shutdown()
+                stop_system(self.head.system)
                 kill_session_processes(self.session_dir)
                 _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:
-            self.head.system.shutdown()
+            stop_system(self.head.system)
         self.log.info("driver_stopped")
 
 
