@@ -9,6 +9,8 @@ the member node's store and local scheduler on its own admin (``babyray start --
 """
 from __future__ import annotations
 
+import glob
+import json
 import os
 import socket
 import time
@@ -26,10 +28,13 @@ from babyray.actors.object_store import ObjectStore
 from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs,
                                            started_admins)
 from babyray.gcs.gcs_actor import GcsActor
+from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
 from babyray.session import reap_child
 
 START_TIMEOUT = 30.0
+_START_POLL = 0.5  # seconds between looks at a starting part's log
+_STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
 
 class ClusterStartError(RuntimeError):
@@ -60,11 +65,64 @@ class HeadHandle:
 NodeHandle = HeadHandle  # a member node's handle has the same fields
 
 
-def _ask_started(system: Any, address: Any, msg: Any, what: str) -> m.Started:
-    reply = system.ask(address, msg, START_TIMEOUT)
-    if not isinstance(reply, m.Started):
-        raise ClusterStartError(f"{what} did not start (reply: {reply!r}); see {os.environ.get('THESPLOG_FILE')}")
+def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) -> m.Started:
+    """Send a part its start message and wait for its Started reply.
+
+    A part whose start handler raises logs ``handler_failed`` and sends nothing back, so its
+    log is watched meanwhile and such a failure reported at once.
+
+    Raises:
+        ClusterStartError: naming the part, the cause and a log file that exists.
+    """
+    what = part.component
+    deadline = time.monotonic() + START_TIMEOUT
+    reply = system.ask(address, msg, _START_POLL)
+    while not isinstance(reply, m.Started):
+        failure = _start_failure(log_dir, what)
+        if reply is not None or failure is not None or time.monotonic() >= deadline:
+            cause, log_file = failure or (str(reply) if reply is not None else
+                                          f"no reply within {START_TIMEOUT:.0f}s", _part_log(log_dir, what))
+            raise ClusterStartError(f"{what} did not start: {cause} (see {log_file})")
+        reply = system.listen(_START_POLL)
     return reply
+
+
+def _start_failure(log_dir: str, component: str) -> tuple[str, str] | None:
+    """The error a part's start handler logged (``handler_failed``), with the log's path."""
+    for path in glob.glob(os.path.join(log_dir, f"{component}-*.jsonl")):
+        with open(path) as f:
+            for line in f:
+                if '"handler_failed"' not in line:
+                    continue
+                event = json.loads(line)
+                lines = [text for text in event.get("exception", "").splitlines() if text.strip()]
+                return (lines[-1] if lines else event["event"]), path
+    return None
+
+
+def _part_log(log_dir: str, component: str) -> str:
+    """The part's own log if it wrote one, else Thespian's logs; one that exists."""
+    for pattern in (f"{component}-*.jsonl", "actors.log", "thespian.log"):
+        found = sorted(glob.glob(os.path.join(log_dir, pattern)), key=os.path.getmtime)
+        if found:
+            return found[-1]
+    return f"{log_dir} (no log was written)"
+
+
+def check_gcs_store(settings: dict) -> None:
+    """Open the GCS store the settings (or BABYRAY_GCS_URL) name, if any, before anything starts.
+
+    Raises:
+        ClusterStartError: naming the URL (password hidden) and why it cannot be used.
+    """
+    url = config.get("gcs_url", settings.get("gcs_url") or None)
+    if not url:
+        return  # a SQLite file in the session directory
+    prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
+    try:
+        GcsStore(url, prefix=prefix, connect_timeout=_STORE_CHECK_TIMEOUT).close()
+    except (ValueError, GcsStoreUnavailable, GcsSchemaVersionError) as exc:
+        raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
 
 
 def start_system(caps: dict, log_dir: str) -> ActorSystem:
@@ -91,8 +149,12 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
 
     With ``directory`` the admin is a convention leader that members and drivers can join
     (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
+
+    Raises:
+        ClusterStartError: the GCS store cannot be used, or a part did not start.
     """
     settings = dict(settings or {})
+    check_gcs_store(settings)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     node_id = new_node_id()
@@ -102,18 +164,18 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     system = start_system(caps, log_dir)
     try:
         gcs = system.createActor(GcsActor)
-        _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), "GCS")
+        _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
                      m.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
-                     "global scheduler")
+                     GlobalScheduler, log_dir)
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, gcs, global_scheduler, settings)
         if directory:
             info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
                                  settings.get("scheduling_policy") or "locality")
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
-            _ask_started(system, head_directory, m.SetClusterInfo(info), "head directory")
+            _ask_started(system, head_directory, m.SetClusterInfo(info), HeadDirectory, log_dir)
     except BaseException:
         stop_system(system)
         raise
@@ -126,12 +188,13 @@ def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, no
                       settings: dict) -> tuple[Any, Any, str]:
     """Create a node's object store and local scheduler on ``system``'s own admin."""
     store = system.createActor(ObjectStore)
+    log_dir = os.path.join(session_dir, "logs")
     arena_name = _ask_started(system, store, m.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
-                              "object store").detail
+                              ObjectStore, log_dir).detail
     scheduler = system.createActor(LocalScheduler)
     _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
                                                 global_scheduler, store, object_store_memory, settings),
-                 "local scheduler")
+                 LocalScheduler, log_dir)
     _wait_registered(system, gcs, node_id)
     return scheduler, store, arena_name
 
