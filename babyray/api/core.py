@@ -334,6 +334,18 @@ class CoreClient:
                              error_message=f"node {msg.node_id} died")
             self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
 
+    def close(self) -> None:
+        """Release what this client holds in its process (at shutdown): the counting thread,
+        the store's allocation channel and the arena mappings (values read stay valid)."""
+        self.refs.close()
+        with self.lock:
+            if self.alloc_channel is not None:
+                self.alloc_channel.close()
+                self.alloc_channel, self.store_arena = None, ""
+            arenas, self.arenas = list(self.arenas.values()), {}
+        for arena in arenas:
+            arena.close()
+
     # ---- a restarted head --------------------------------------------------------------
 
     def retarget(self, gcs: Any, scheduler: Any, store: Any, node_id: str, remote_store_io: bool) -> None:

@@ -1,8 +1,11 @@
 """Ray's core module-level API: init, shutdown, get, put, wait, cancel and cluster info."""
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, Sequence
 
+from babyray import log
 from babyray.api import context, generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
@@ -54,6 +57,37 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     return _info(runtime)
 
 
+_auto_init_lock = threading.Lock()
+
+
+def auto_init() -> None:
+    """Ray's auto-init: ``init()`` with no arguments, made by the first call that needs a
+    cluster (``get``, ``put``, ``wait``, ``cancel``, ``f.remote()``, ``Actor.remote()``,
+    ``get_actor``, ``kill``, ``get_runtime_context``). It starts a private cluster, or joins
+    BABYRAY_ADDRESS / RAY_ADDRESS when set, and says so on stderr; ``shutdown()`` or exit
+    stops it. ``BABYRAY_ENABLE_AUTO_CONNECT=0`` (or Ray's ``RAY_ENABLE_AUTO_CONNECT=0``) turns
+    it off.
+
+    Raises:
+        RuntimeError: auto-init is turned off.
+    """
+    switch = os.environ.get("BABYRAY_ENABLE_AUTO_CONNECT", os.environ.get("RAY_ENABLE_AUTO_CONNECT", ""))
+    if switch == "0":
+        raise RuntimeError("babyray is not initialized: call babyray.init() first (starting a cluster on first "
+                           "use is turned off by BABYRAY_ENABLE_AUTO_CONNECT/RAY_ENABLE_AUTO_CONNECT=0)")
+    with _auto_init_lock:
+        if context.runtime_or_none() is not None:
+            return
+        info = init()
+        runtime = context.runtime()
+        joined = not runtime.owns_cluster
+        runtime.log.info("driver_auto_init", joined=joined, address=info["address"])
+        what = f"Connected to the babyray cluster at {info['address']}" if joined else \
+            f"Started a local babyray cluster at {info['address']}"
+        log.tell_user(f"{what} (no init() was called; session {info['session_dir']}). "
+                      "babyray.shutdown() or the end of the program stops it.")
+
+
 def _info(runtime: DriverRuntime) -> dict:
     return {"session_dir": runtime.session_dir, "node_id": runtime.node_id, "job_id": runtime.job_id,
             "address": runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}"}
@@ -88,13 +122,13 @@ def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
 def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """The value(s) of ``object_refs``; raises the task's error, or GetTimeoutError."""
     refs, single = _refs_arg(object_refs, "get")
-    values = context.runtime().core.get(refs, timeout)
+    values = context.runtime_or_auto_init().core.get(refs, timeout)
     return values[0] if single else values
 
 
 def put(value: Any) -> ObjectRef:
     """Store ``value`` in the object store; returns its ref. A ref itself cannot be put."""
-    return context.runtime().core.put(value)
+    return context.runtime_or_auto_init().core.put(value)
 
 
 def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num_returns: int = 1,
@@ -114,7 +148,7 @@ def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num
         raise ValueError(f"num_returns must be between 0 and {len(waitables)}, got {num_returns}")
     if generators:
         return generator.wait(context.runtime().core, waitables, num_returns, timeout)
-    return context.runtime().core.wait(refs, num_returns, timeout)
+    return context.runtime_or_auto_init().core.wait(refs, num_returns, timeout)
 
 
 def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False,
@@ -125,7 +159,7 @@ def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool 
         object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    context.runtime().core.cancel(object_ref, force)
+    context.runtime_or_auto_init().core.cancel(object_ref, force)
 
 
 def nodes() -> list[dict]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
 from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
@@ -43,18 +41,18 @@ class RemoteFunction:
 
     def _pickled(self) -> tuple[str, bytes]:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
-            self._blob = cloudpickle.dumps(self._function)
+            self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)
         return self._function_id, self._blob
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1), or
         for a generator function an ObjectRefGenerator (see api/generator.py)."""
-        runtime = context.runtime()
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        runtime = context.runtime_or_auto_init()
         function_id, blob = self._pickled()
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)

@@ -65,5 +65,5 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
-    """The runtime context of this process; raises if ``init()`` was not called."""
-    return RuntimeContext(context.runtime())
+    """The runtime context of this process (a first call in a driver may start a cluster)."""
+    return RuntimeContext(context.runtime_or_auto_init())
