@@ -279,37 +279,6 @@ def test_a_get_from_a_host_without_a_node_stops_at_its_timeout_when_the_store_is
     ''')
 
 
-def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
-    killed_at = time.time()
-    cluster.kill_host("m2")
-    script_body = f'''
-        killed_at = {killed_at!r}
-        deadline = killed_at + 60
-        while True:
-            m2 = [n for n in ray.nodes() if n["NodeManagerAddress"] == "192.0.2.12"]
-            if m2 and not m2[0]["Alive"]:
-                break
-            assert time.time() < deadline, ray.nodes()
-            time.sleep(0.1)
-        print("DEAD_AFTER", time.time() - killed_at)
-        assert "on_m2" not in ray.cluster_resources()
-        placed = ray.get([host.remote() for _ in range(12)], timeout=60)
-        assert all(name != "m2" for name, _ in placed), placed
-    '''
-    out = _run_without_waiting_for_three(cluster, tmp_path, script_body)
-    dead_after = float(out.split("DEAD_AFTER")[1].split()[0])
-    assert dead_after <= NODE_TIMEOUT + 2.0, dead_after
-
-
-def _run_without_waiting_for_three(cluster, tmp_path: Path, body: str) -> str:
-    prelude = PRELUDE.replace("while sum(n[\"Alive\"] for n in ray.nodes()) < 3:", "while False:")
-    script = tmp_path / "driver_after_kill.py"
-    script.write_text(prelude + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
-    result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0 and "DRIVER OK" in result.stdout, result.stdout + result.stderr
-    return result.stdout
-
-
 PLACEMENT_PRELUDE = '''
     from babyray.util import placement_group, placement_group_table, remove_placement_group
     from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -379,3 +348,35 @@ def test_a_group_larger_than_any_host_is_pending_and_reserves_nothing(cluster, t
             time.sleep(0.2)
         assert placement_group_table(big)["state"] == "REMOVED"
     ''')
+
+
+def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
+    killed_at = time.time()
+    cluster.kill_host("m2")
+    script_body = f'''
+        killed_at = {killed_at!r}
+        deadline = killed_at + 60
+        while True:
+            m2 = [n for n in ray.nodes() if n["NodeManagerAddress"] == "192.0.2.12"]
+            if m2 and not m2[0]["Alive"]:
+                break
+            assert time.time() < deadline, ray.nodes()
+            time.sleep(0.1)
+        print("DEAD_AFTER", time.time() - killed_at)
+        assert "on_m2" not in ray.cluster_resources()
+        placed = ray.get([host.remote() for _ in range(12)], timeout=60)
+        assert all(name != "m2" for name, _ in placed), placed
+    '''
+    out = _run_without_waiting_for_three(cluster, tmp_path, script_body)
+    dead_after = float(out.split("DEAD_AFTER")[1].split()[0])
+    assert dead_after <= NODE_TIMEOUT + 2.0, dead_after
+
+
+def _run_without_waiting_for_three(cluster, tmp_path: Path, body: str) -> str:
+    prelude = PRELUDE.replace("while sum(n[\"Alive\"] for n in ray.nodes()) < 3:", "while False:")
+    script = tmp_path / "driver_after_kill.py"
+    script.write_text(prelude + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
+    result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "DRIVER OK" in result.stdout, result.stdout + result.stderr
+    return result.stdout
+
