@@ -25,7 +25,8 @@ from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors import placement_messages as pm
 from babyray.actors.bundle_placement import place_bundles
-from babyray.actors.resources import acquire
+from babyray.actors.bundles import group_resources
+from babyray.actors.resources import acquire, release
 from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
@@ -196,8 +197,14 @@ class GlobalScheduler(PartActor):
             return
         for node_id in set(reservation.nodes):
             self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
+            # the group's resources, known here before the node's next heartbeat reaches the GCS
+            node = self.nodes[node_id]
+            mine = {i: b for i, (n, b) in enumerate(zip(reservation.nodes, reservation.request.bundles)) if n == node_id}
+            release(node.resources, group_resources(msg.pg_id, mine))
         self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
         self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))
+        if self.pending:  # tasks waiting for the group, its ready() first
+            self._place_pending()
 
     def _give_back(self, pg_id: str, reservation: _Reservation) -> None:
         for node_id in set(reservation.nodes):
