@@ -53,5 +53,10 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
     _configured_path = path
 
 
+def configured_in_this_process() -> bool:
+    """Whether this process (not a parent it was forked from) called ``configure``."""
+    return bool(_configured_path) and _configured_path.endswith(f"-{os.getpid()}.jsonl")
+
+
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)

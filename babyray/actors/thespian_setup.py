@@ -1,15 +1,21 @@
 """Thespian set-up shared by every babyray process that starts or joins an actor system.
 
-Stock Thespian binds every socket to 0.0.0.0 (DESIGN trap 2); ``bind_to_node_ip`` makes
-each actor and admin listen only on the node's own address. It must run before the admin
-is forked, so every actor process inherits it. Thespian's own log goes to the session.
+Stock Thespian binds every socket to 0.0.0.0; ``bind_to_node_ip`` makes each actor and
+admin listen only on the node's own address. ``authenticate_messages`` makes every message
+carry a proof of the cluster token, checked before it is unpickled (babyray.auth). Both
+must run before the admin is forked, so every actor process inherits them, and before a
+driver opens its actor system. Thespian's own log goes to the session.
 """
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
-from thespian.system.transport import IPBase
+from thespian.system.transport import IPBase, TCPTransport
+from thespian.system.transport.streamBuffer import ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
+
+from babyray import auth
 
 ADMIN_PORT = "Admin Port"
 CONVENTION = "Convention Address.IPv4"
@@ -33,6 +39,53 @@ def bind_to_node_ip(node_ip: str, log_dir: str) -> None:
     os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
     IPBase.thisSystem.add_local_addr(node_ip)
     IPBase.IPActorAddress.__init__ = _init_bound_to_node_ip
+
+
+def _unframed(message: bytes) -> bytes:
+    return message.split(b">", 1)[1]  # Thespian's frame: b"<length>>" + pickle
+
+
+_SIGNER = auth.MessageSigner({_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket})
+_received_data = TCPTransport.TCPIncoming_Common.data.fget
+_check_ack = TCPTransport.TCPTransport._check_XMIT_4_done
+
+
+def _peer(sock: Any) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def _verified_data(self: Any) -> Any:
+    """A received message, or AuthRejected (logged); Thespian then drops the connection."""
+    try:
+        return _received_data(self)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(self.socket), str(exc))
+        raise
+
+
+def _verified_ack(self: Any, intent: Any, rcv: Any) -> Any:
+    """An unverified reply on a connection we opened: retried like a corrupted ack."""
+    try:
+        return _check_ack(self, intent, rcv)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(getattr(intent, "socket", None)), str(exc),
+                          target=str(intent.targetAddr))
+        intent.backoffPause(True)
+        intent.stage = self._XMITStepRetry
+        return self._nextTransmitStep(intent)
+
+
+def authenticate_messages(token: str | None) -> None:
+    """Sign this process's Thespian messages with ``token`` and refuse any incoming one that
+    does not prove it; None: plain pickle, unauthenticated (unsafe)."""
+    auth.use_token(token)
+    TCPTransport.serializer = _SIGNER if token else pickle
+    TCPTransport.TCPIncoming_Common.data = property(_verified_data)
+    TCPTransport.TCPTransport._check_XMIT_4_done = _verified_ack
 
 
 def log_defs(log_dir: str) -> dict:

@@ -7,7 +7,7 @@ from babyray.api import context
 from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
 
-_INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
+_INIT_SETTINGS = {"temp_dir", "auth_mode", "inline_threshold", "heartbeat_period", "node_timeout",
                   "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
                   "gcs_url", "gcs_table_prefix", "gcs_flushing", "gcs_flush_period", "gcs_flush_max_entries"}
 
