@@ -13,7 +13,7 @@ import pickle
 from typing import Any
 
 from thespian.system.transport import IPBase, TCPTransport
-from thespian.system.transport.streamBuffer import ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
+from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
 
 from babyray import auth
 
@@ -50,6 +50,17 @@ _received_data = TCPTransport.TCPIncoming_Common.data.fget
 _check_ack = TCPTransport.TCPTransport._check_XMIT_4_done
 
 
+def _completed_once(self: Any) -> Any:
+    """ReceiveBuffer.completed, deserializing the buffer only once: Thespian looks at a message
+    that arrives while it waits for an ack twice, and the second look would be refused as a
+    replay of the first."""
+    if self._size is None or self._blen != self._size:
+        return None
+    if getattr(self, "_babyray_message", None) is None:
+        self._babyray_message = (self._deserialize(self._buf),)
+    return self._babyray_message[0], self._extra
+
+
 def _peer(sock: Any) -> str:
     try:
         host, port = sock.getpeername()[:2]
@@ -84,6 +95,7 @@ def authenticate_messages(token: str | None) -> None:
     does not prove it; None: plain pickle, unauthenticated (unsafe)."""
     auth.use_token(token)
     TCPTransport.serializer = _SIGNER if token else pickle
+    ReceiveBuffer.completed = _completed_once
     TCPTransport.TCPIncoming_Common.data = property(_verified_data)
     TCPTransport.TCPTransport._check_XMIT_4_done = _verified_ack
 

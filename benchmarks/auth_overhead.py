@@ -1,0 +1,104 @@
+"""What token authentication costs: the microbenchmark's task and actor round trips and
+Figure 9's puts, with authentication on and off, measured in one run.
+
+    python -m benchmarks.auth_overhead [--rounds 3] [--round-trips 1000] [--trials 5]   (from the repo root)
+
+Each measurement is a fresh private cluster (``init(auth_mode=...)``) in its own subprocess;
+the two modes alternate (on, off, off, on, ...) so that the machine's load drifts over both
+alike. Per metric the median over the rounds is reported, with the ratio on/off. Writes
+benchmarks/results/auth_overhead.json.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from benchmarks.fig9 import KB, MB, _label, _trials
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+PUT_SIZES = [KB, 100 * KB, MB, 10 * MB]
+MODES = ("token", "disabled")
+
+
+def measure(mode: str, round_trips: int, trials: int) -> dict:
+    """One cluster with ``auth_mode=mode``: round-trip medians (ms) and seconds per put."""
+    import babyray as ray
+
+    ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode)
+    out: dict = {}
+    try:
+        @ray.remote
+        def empty():
+            return None
+
+        @ray.remote
+        class Counter:
+            def __init__(self):
+                self.n = 0
+
+            def inc(self):
+                self.n += 1
+                return self.n
+
+        actor = Counter.remote()
+        for name, call in (("task_rtt_ms", empty.remote), ("actor_rtt_ms", actor.inc.remote)):
+            for _ in range(50):
+                ray.get(call())
+            latencies = []
+            for _ in range(round_trips):
+                start = time.perf_counter()
+                ray.get(call())
+                latencies.append(time.perf_counter() - start)
+            out[name] = statistics.median(latencies) * 1e3
+
+        def free() -> None:
+            gc.collect()
+            deadline = time.monotonic() + 30
+            while ray.memory_stats()[0]["num_objects"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+        for size in PUT_SIZES:
+            out[f"put_{_label(size).replace(' ', '')}_us"] = statistics.median(_trials(ray.put, free, size, trials)) * 1e6
+    finally:
+        ray.shutdown()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--round-trips", type=int, default=1000)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.round_trips, args.trials)))
+        return
+    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    for index in range(args.rounds):
+        for mode in (MODES if index % 2 == 0 else MODES[::-1]):
+            done = subprocess.run([sys.executable, "-m", "benchmarks.auth_overhead", "--child", mode,
+                                   "--round-trips", str(args.round_trips), "--trials", str(args.trials)],
+                                  capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(RESULTS)))
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                raise SystemExit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
+            runs[mode].append(json.loads(lines[-1]))
+            print(f"round {index + 1} auth {mode}: {runs[mode][-1]}", flush=True)
+    summary = {key: {mode: statistics.median(run[key] for run in runs[mode]) for mode in MODES}
+               for key in runs["token"][0]}
+    print(f"\n{'metric (median of ' + str(args.rounds) + ' rounds)':34} {'auth on':>10} {'auth off':>10} {'on/off':>8}")
+    for key, value in summary.items():
+        print(f"{key:34} {value['token']:>10.3f} {value['disabled']:>10.3f} {value['token'] / value['disabled']:>8.3f}")
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "auth_overhead.json"), "w") as f:
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": runs, "median": summary}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
