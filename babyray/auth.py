@@ -33,6 +33,7 @@ MODE_ENV = ("BABYRAY_AUTH_MODE", "RAY_AUTH_MODE")
 TOKEN_FILE_NAME = "auth_token"
 
 _token: bytes | None = None  # this process's cluster token; None: authentication is off
+_keyed: Any = None  # an HMAC-SHA256 keyed with it, copied for each proof
 
 
 class AuthConfigError(RuntimeError):
@@ -107,8 +108,9 @@ def token_from_environment() -> str | None:
 def use_token(token: str | None) -> None:
     """Make ``token`` this process's cluster token (and its children's: they are forked);
     None turns authentication off."""
-    global _token
+    global _token, _keyed
     _token = token.encode() if token else None
+    _keyed = hmac.new(_token, digestmod=hashlib.sha256) if _token else None
 
 
 def current_token() -> str | None:
@@ -120,7 +122,10 @@ def enabled() -> bool:
 
 
 def _mac(*parts: bytes) -> bytes:
-    return hmac.new(_token or b"", b"".join(parts), hashlib.sha256).digest()
+    mac = _keyed.copy()
+    for part in parts:
+        mac.update(part)
+    return mac.digest()
 
 
 def log_rejected(channel: str, peer: Any, reason: str, **fields: Any) -> None:
@@ -137,7 +142,10 @@ _MAGIC = b"BRA1"
 _HEAD = struct.Struct("!8sQ")  # sender id, sender's message counter
 _PROOF_AT = len(_MAGIC) + _HEAD.size
 _PAYLOAD_AT = _PROOF_AT + 32  # after the HMAC
-REPLAY_WINDOW = 1 << 16  # counters this far below a sender's highest are refused as replays
+# Counters this far below a sender's highest are refused as replays. A sender's counter runs
+# over all its receivers, so this bounds how late a message may arrive after the sender's
+# later ones; the receiver keeps a bit per counter (2 KB per sender).
+REPLAY_WINDOW = 1 << 14
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
 
