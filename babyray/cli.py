@@ -101,8 +101,10 @@ def recorded_token_file(address: str, temp_dir: str | None = None) -> str | None
     return None
 
 
-def _node_token(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The token this node proves, and where it came from (for the report).
+def _node_token(args: argparse.Namespace, head_address: str) -> tuple[str | None, str]:
+    """The token this node proves, and where it came from (for the report). A head started
+    again where nodes of its cluster are still recorded (after a crash) takes their token, so
+    they and its drivers can reach it; otherwise a head makes a new one.
 
     Raises:
         auth.AuthConfigError: a member with no token to present.
@@ -115,11 +117,11 @@ def _node_token(args: argparse.Namespace) -> tuple[str | None, str]:
     token = auth.token_from_environment()
     if token:
         return token, "from the environment"
-    if args.head:
-        return auth.generate_token(), "generated"
-    recorded = recorded_token_file(args.address, args.temp_dir)
+    recorded = recorded_token_file(head_address, args.temp_dir)
     if recorded:
         return auth.read_token_file(recorded), f"from {recorded}"
+    if args.head:
+        return auth.generate_token(), "generated"
     raise auth.AuthConfigError(f"no auth token for the cluster at {args.address}: pass --token-file PATH (a copy "
                                "of the head's token, `babyray get-auth-token` on the head prints it) or set "
                                "BABYRAY_AUTH_TOKEN_PATH")
@@ -198,7 +200,7 @@ def _start_node(args: argparse.Namespace, session_dir: str, node_ip: str) -> dic
     try:
         resources = _resources(args)
         memory = object_store_size(args.object_store_memory)
-        token, token_source = _node_token(args)
+        token, token_source = _node_token(args, f"{node_ip}:{args.port}" if args.head else args.address)
         if token:
             token_file = os.path.join(session_dir, auth.TOKEN_FILE_NAME)
             auth.write_token_file(token_file, token)
