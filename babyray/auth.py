@@ -174,7 +174,9 @@ class ReplayWindow:
             highest, bits = self._seen.get(sender, (0, 0))
             if counter > highest:
                 shift = counter - highest
-                bits = ((bits << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+                bits = (bits << shift) | 1 if shift < REPLAY_WINDOW else 1
+                if bits.bit_length() > 2 * REPLAY_WINDOW:  # forget what fell out of the window
+                    bits &= _WINDOW_MASK
                 self._seen[sender] = (counter, bits)
                 return True
             back = highest - counter
@@ -206,11 +208,11 @@ class MessageSigner:
     def loads(self, data: bytes) -> Any:
         if data in self._acks:
             return self._acks[data]
-        data = bytes(data)
-        if len(data) < _PAYLOAD_AT or not data.startswith(_MAGIC):
+        if len(data) < _PAYLOAD_AT or data[:len(_MAGIC)] != _MAGIC:
             raise AuthRejected(f"message without a token proof ({len(data)} bytes)")
-        head, payload = data[len(_MAGIC):_PROOF_AT], data[_PAYLOAD_AT:]
-        if not hmac.compare_digest(data[_PROOF_AT:_PAYLOAD_AT], _mac(b"msg", head, payload)):
+        view = memoryview(data)
+        head, payload = bytes(view[len(_MAGIC):_PROOF_AT]), view[_PAYLOAD_AT:]
+        if not hmac.compare_digest(bytes(view[_PROOF_AT:_PAYLOAD_AT]), _mac(b"msg", head, payload)):
             raise AuthRejected(f"message with a wrong token proof ({len(data)} bytes)")
         sender, counter = _HEAD.unpack(head)
         if not self._replays.accept(sender, counter):

@@ -1,11 +1,13 @@
 """What token authentication costs: the microbenchmark's task and actor round trips and
 Figure 9's puts, with authentication on and off, measured in one run.
 
-    python -m benchmarks.auth_overhead [--rounds 3] [--round-trips 1000] [--trials 5]   (from the repo root)
+    python -m benchmarks.auth_overhead [--rounds 10] [--round-trips 500] [--trials 3]   (from the repo root)
 
 Each measurement is a fresh private cluster (``init(auth_mode=...)``) in its own subprocess;
 the two modes alternate (on, off, off, on, ...) so that the machine's load drifts over both
-alike. Per metric the median over the rounds is reported, with the ratio on/off. Writes
+alike. Per metric the median over the rounds is reported, with the ratio on/off. It also
+times what authentication adds to one Thespian message (sign and verify, against plain
+pickle), which does not depend on the machine's load as much. Writes
 benchmarks/results/auth_overhead.json.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import gc
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -69,11 +72,27 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
     return out
 
 
+def message_cost_us(payload_bytes: int, repeat: int = 20000) -> dict:
+    """Microseconds to pickle and unpickle one message of ``payload_bytes``, plain and signed."""
+    from babyray import auth
+    from babyray.actors.thespian_setup import _SIGNER
+
+    auth.use_token(auth.generate_token())
+    message = ("ActorAddr-(T|127.0.0.1:40000)", {"task": "f" * 16, "args": b"x" * payload_bytes})
+    out = {}
+    for name, codec in (("plain", pickle), ("signed", _SIGNER)):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            codec.loads(codec.dumps(message))
+        out[name] = (time.perf_counter() - start) / repeat * 1e6
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--round-trips", type=int, default=1000)
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--round-trips", type=int, default=500)
+    parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -95,9 +114,15 @@ def main() -> None:
     print(f"\n{'metric (median of ' + str(args.rounds) + ' rounds)':34} {'auth on':>10} {'auth off':>10} {'on/off':>8}")
     for key, value in summary.items():
         print(f"{key:34} {value['token']:>10.3f} {value['disabled']:>10.3f} {value['token'] / value['disabled']:>8.3f}")
+    per_message = {size: message_cost_us(size) for size in (100, 10 * KB, 100 * KB)}
+    print(f"\n{'one message, pickle + unpickle':34} {'signed us':>10} {'plain us':>10} {'added us':>8}")
+    for size, cost in per_message.items():
+        print(f"{_label(size) if size >= KB else str(size) + ' B':34} {cost['signed']:>10.2f} {cost['plain']:>10.2f} "
+              f"{cost['signed'] - cost['plain']:>8.2f}")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "auth_overhead.json"), "w") as f:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": runs, "median": summary}, f, indent=2)
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": runs, "median": summary,
+                   "message_us": per_message}, f, indent=2)
 
 
 if __name__ == "__main__":
