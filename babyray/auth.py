@@ -117,10 +117,6 @@ def current_token() -> str | None:
     return _token.decode() if _token else None
 
 
-def enabled() -> bool:
-    return _token is not None
-
-
 def _mac(*parts: bytes) -> bytes:
     mac = _keyed.copy()
     for part in parts:
