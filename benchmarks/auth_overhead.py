@@ -6,7 +6,9 @@ Figure 9's puts, with authentication on and off, measured in one run.
 Each measurement is a fresh private cluster (``init(auth_mode=...)``) in its own subprocess;
 the two modes alternate (on, off, off, on, ...) so that the machine's load drifts over both
 alike. Per metric the median and the best (lowest) over the rounds are reported, with the
-ratio on/off: on a shared machine the best is the least disturbed by other load. It also
+ratio on/off: on a shared machine the best is the least disturbed by other load, and the
+CPU time the driver and the cluster's processes spend per round trip (``*_cpu_ms``) is
+less disturbed than the wall-clock round trip. It also
 times what authentication adds to one Thespian message (sign and verify, against plain
 pickle), which does not depend on the machine's load as much. Writes
 benchmarks/results/auth_overhead.json.
@@ -30,11 +32,28 @@ PUT_SIZES = [KB, 100 * KB, MB, 10 * MB]
 MODES = ("token", "disabled")
 
 
+def _cluster_cpu_seconds(session_dir: str) -> float:
+    """CPU time used so far by this driver and every process of its private cluster."""
+    from babyray.session import session_pids
+
+    used = sum(os.times()[:2])
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in session_pids(session_dir):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            used += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return used
+
+
 def measure(mode: str, round_trips: int, trials: int) -> dict:
-    """One cluster with ``auth_mode=mode``: round-trip medians (ms) and seconds per put."""
+    """One cluster with ``auth_mode=mode``: round-trip medians (ms), the cluster's CPU time per
+    round trip (ms) and seconds per put."""
     import babyray as ray
 
-    ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode)
+    session_dir = ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode)["session_dir"]
     out: dict = {}
     try:
         @ray.remote
@@ -55,10 +74,12 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
             for _ in range(50):
                 ray.get(call())
             latencies = []
+            cpu = _cluster_cpu_seconds(session_dir)
             for _ in range(round_trips):
                 start = time.perf_counter()
                 ray.get(call())
                 latencies.append(time.perf_counter() - start)
+            out[name.replace("rtt", "cpu")] = (_cluster_cpu_seconds(session_dir) - cpu) / round_trips * 1e3
             out[name] = statistics.median(latencies) * 1e3
 
         def free() -> None:
