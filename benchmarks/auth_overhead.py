@@ -88,7 +88,8 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
             while ray.memory_stats()[0]["num_objects"] and time.monotonic() < deadline:
                 time.sleep(0.01)
         for size in PUT_SIZES:
-            out[f"put_{_label(size).replace(' ', '')}_us"] = statistics.median(_trials(ray.put, free, size, trials)) * 1e6
+            per_put = _trials(ray.put, free, size, trials)
+            out[f"put_{_label(size).replace(' ', '')}_us"] = statistics.median(per_put) * 1e6
     finally:
         ray.shutdown()
     return out

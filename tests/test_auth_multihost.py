@@ -115,7 +115,8 @@ def _rejections(temp_dir: Path) -> list[tuple[str, dict]]:
     found = []
     for session, ip in sessions.items():
         for log in Path(session, "logs").glob("*.jsonl"):
-            found += [(ip, e) for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == "auth_rejected"]
+            events = map(json.loads, log.read_text().splitlines())
+            found += [(ip, e) for e in events if e.get("event") == "auth_rejected"]
     return found
 
 
