@@ -22,6 +22,7 @@ from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
+from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.core import CoreClient
@@ -218,7 +219,9 @@ class Worker(PartActor):
             method = self.actor.method(spec.method_name)
         except AttributeError:
             return False
-        if not inspect.iscoroutinefunction(method):
+        if inspect.isasyncgenfunction(method):
+            method = async_generator_method(self, spec, method)
+        elif not inspect.iscoroutinefunction(method):
             return False
         try:
             args = [self._arg(a) for a in spec.args]
@@ -263,9 +266,11 @@ class Worker(PartActor):
             args = [self._arg(a) for a in spec.args]
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
             result = function(*args, **kwargs)
-            values = self._split_returns(spec, result)
-            owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
-            returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
+            returns = generator_returns(self, spec, result)
+            if returns is None:
+                values = self._split_returns(spec, result)
+                owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
+                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
             state = "finished"
         except KeyboardInterrupt:
             raise

@@ -15,6 +15,7 @@ import cloudpickle
 from babyray.actors import messages as m
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
+from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
@@ -23,17 +24,22 @@ from babyray.ids import new_actor_id
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
-def method(*, num_returns: int = 1) -> Callable:
-    """Decorator for actor methods: ``@ray.method(num_returns=2)``."""
+def method(*, num_returns: int | str = 1) -> Callable:
+    """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic")."""
+    check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
+
     def decorate(function: Callable) -> Callable:
         setattr(function, _NUM_RETURNS_ATTR, num_returns)
         return function
     return decorate
 
 
-def _methods_of(cls: type) -> dict[str, int]:
-    return {name: getattr(member, _NUM_RETURNS_ATTR, 1)
-            for name, member in inspect.getmembers(cls, callable)
+def _methods_of(cls: type) -> dict[str, int | str]:
+    """num_returns of each method: a generator method streams unless ``@method`` says otherwise."""
+    def num_returns(member: Callable) -> int | str:
+        chosen = getattr(member, _NUM_RETURNS_ATTR, None)
+        return chosen if chosen is not None else generator_mode(member, None) or 1
+    return {name: num_returns(member) for name, member in inspect.getmembers(cls, callable)
             if not (name.startswith("__") and name.endswith("__"))}
 
 
@@ -141,7 +147,7 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -150,22 +156,27 @@ class ActorMethod:
         raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
                         f"use '{self._name}.remote()'.")
 
-    def options(self, *, num_returns: int | None = None, **_: Any) -> "ActorMethod":
+    def options(self, *, num_returns: int | str | None = None, **_: Any) -> "ActorMethod":
+        check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
         return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         runtime = context.runtime()
         core = runtime.core
         info = self._handle._info
-        task_id, return_ids = core.new_returns(self._num_returns)
+        mode = generator_mode(None, self._num_returns)
+        num_returns = 1 if mode else self._num_returns
+        task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
-            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=self._num_returns,
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name)
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode)
+        if mode:
+            return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)
-        return refs[0] if self._num_returns == 1 else refs
+        return refs[0] if num_returns == 1 else refs
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
