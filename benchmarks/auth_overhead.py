@@ -1,11 +1,13 @@
 """What token authentication costs: the microbenchmark's task and actor round trips and
 Figure 9's puts, with authentication on and off, measured in one run.
 
-    python -m benchmarks.auth_overhead [--rounds 10] [--round-trips 500] [--trials 3]   (from the repo root)
+    python -m benchmarks.auth_overhead [--rounds 10] [--round-trips 500] [--trials 3] [--together]
+    (from the repo root)
 
 Each measurement is a fresh private cluster (``init(auth_mode=...)``) in its own subprocess;
 the two modes alternate (on, off, off, on, ...) so that the machine's load drifts over both
-alike. Per metric the median and the best (lowest) over the rounds are reported, with the
+alike; with ``--together`` each round runs both clusters at the same time instead, so that
+both see the very same load (and each other). Per metric the median and the best (lowest) over the rounds are reported, with the
 ratio on/off: on a shared machine the best is the least disturbed by other load, and the
 CPU time the driver and the cluster's processes spend per round trip (``*_cpu_ms``) is
 less disturbed than the wall-clock round trip. It also
@@ -116,6 +118,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--round-trips", type=int, default=500)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--together", action="store_true",
+                        help="run each round's two clusters at the same time: both see the same load")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -123,15 +127,20 @@ def main() -> None:
         return
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for index in range(args.rounds):
-        for mode in (MODES if index % 2 == 0 else MODES[::-1]):
-            done = subprocess.run([sys.executable, "-m", "benchmarks.auth_overhead", "--child", mode,
-                                   "--round-trips", str(args.round_trips), "--trials", str(args.trials)],
-                                  capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(RESULTS)))
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            if done.returncode != 0 or not lines:
-                raise SystemExit(f"the {mode} run failed:\n{done.stderr[-3000:]}")
-            runs[mode].append(json.loads(lines[-1]))
-            print(f"round {index + 1} auth {mode}: {runs[mode][-1]}", flush=True)
+        order = MODES if index % 2 == 0 else MODES[::-1]
+        for group in ([order] if args.together else [[mode] for mode in order]):
+            children = {mode: subprocess.Popen([sys.executable, "-m", "benchmarks.auth_overhead", "--child", mode,
+                                                "--round-trips", str(args.round_trips), "--trials", str(args.trials)],
+                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                               cwd=os.path.dirname(os.path.dirname(RESULTS)))
+                        for mode in group}
+            for mode, child in children.items():
+                out, err = child.communicate()
+                lines = [line for line in out.splitlines() if line.startswith("{")]
+                if child.returncode != 0 or not lines:
+                    raise SystemExit(f"the {mode} run failed:\n{err[-3000:]}")
+                runs[mode].append(json.loads(lines[-1]))
+                print(f"round {index + 1} auth {mode}: {runs[mode][-1]}", flush=True)
     summary = {key: {mode: statistics.median(run[key] for run in runs[mode]) for mode in MODES}
                for key in runs["token"][0]}
     best = {key: {mode: min(run[key] for run in runs[mode]) for mode in MODES} for key in runs["token"][0]}
@@ -148,7 +157,7 @@ def main() -> None:
               f"{cost['signed'] - cost['plain']:>8.2f}")
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "auth_overhead.json"), "w") as f:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": runs, "median": summary, "best": best,
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "together": args.together, "rounds": runs, "median": summary, "best": best,
                    "message_us": per_message}, f, indent=2)
 
 
