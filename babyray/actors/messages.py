@@ -95,6 +95,7 @@ class TaskSpec:
     method_name: str | None = None
     actor_options: dict = field(default_factory=dict)
     generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
+    runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -216,6 +217,7 @@ class WorkerStart:
     gcs: Any
     job_id: str = ""
     config: dict = field(default_factory=dict)
+    runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,10 @@ admin listen only on the node's own address. ``authenticate_messages`` makes eve
 carry a proof of the cluster token, checked before it is unpickled (babyray.auth). Both
 must run before the admin is forked, so every actor process inherits them, and before a
 driver opens its actor system. Thespian's own log goes to the session.
+Stock ``TCPTransport.close`` leaves the transport's idle outgoing connections open; here it
+closes them, so a driver's init/shutdown cycles leave no socket behind. Thespian detaches the
+admin process it forks from multiprocessing, so nothing waits for its exit: ``started_admins``
+lists their pids for the starter to reap.
 """
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ import os
 import pickle
 from typing import Any
 
-from thespian.system.transport import IPBase, TCPTransport
+from thespian.system import multiprocCommon
+from thespian.system.transport import IPBase
+from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
 from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
+from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
 
 from babyray import auth
 
@@ -32,6 +39,37 @@ def _init_bound_to_node_ip(self: Any, af: Any, socktype: Any, proto: Any, basead
         self.bindname = (node_ip, self.bindname[1])
 
 
+_original_close = TCPTransport.close
+
+
+def _close_with_idle_sockets(self: Any) -> None:
+    for idle in getattr(self, "_openSockets", {}).values():
+        idle.close()
+    if hasattr(self, "_openSockets"):
+        self._openSockets = {}
+    _original_close(self)
+
+
+TCPTransport.close = _close_with_idle_sockets
+
+_original_detach_child = multiprocCommon.detach_child
+_admin_pids: list[int] = []
+
+
+def _detach_child_noting_admins(child: Any) -> None:
+    _original_detach_child(child)
+    if child.name == "ThespianAdmin":
+        _admin_pids.append(child.pid)
+
+
+multiprocCommon.detach_child = _detach_child_noting_admins
+
+
+def started_admins() -> list[int]:
+    """Pids of the admin processes this process forked, oldest first."""
+    return list(_admin_pids)
+
+
 def bind_to_node_ip(node_ip: str, log_dir: str) -> None:
     """Make this process (and the Thespian processes it forks) listen on ``node_ip`` only."""
     os.environ["THESPIAN_BASE_IPADDR"] = node_ip
@@ -46,8 +84,8 @@ def _unframed(message: bytes) -> bytes:
 
 
 _SIGNER = auth.MessageSigner({_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket})
-_received_data = TCPTransport.TCPIncoming_Common.data.fget
-_check_ack = TCPTransport.TCPTransport._check_XMIT_4_done
+_received_data = TCPIncoming_Common.data.fget
+_check_ack = TCPTransport._check_XMIT_4_done
 
 
 def _completed_once(self: Any) -> Any:
@@ -94,10 +132,10 @@ def authenticate_messages(token: str | None) -> None:
     """Sign this process's Thespian messages with ``token`` and refuse any incoming one that
     does not prove it; None: plain pickle, unauthenticated (unsafe)."""
     auth.use_token(token)
-    TCPTransport.serializer = _SIGNER if token else pickle
+    tcp_transport.serializer = _SIGNER if token else pickle
     ReceiveBuffer.completed = _completed_once
-    TCPTransport.TCPIncoming_Common.data = property(_verified_data)
-    TCPTransport.TCPTransport._check_XMIT_4_done = _verified_ack
+    TCPIncoming_Common.data = property(_verified_data)
+    TCPTransport._check_XMIT_4_done = _verified_ack
 
 
 def log_defs(log_dir: str) -> dict:
