@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import faulthandler
 import inspect
 import os
+import signal
 import threading
 import time
 import traceback
@@ -24,11 +26,31 @@ from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
+from babyray.api.actor import ActorExit
 from babyray.api.core import CoreClient
 from babyray.session import register_pid
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
+# Signals that must kill the process: Thespian catches them in Python, where a segfault
+# would return to the faulting instruction forever.
+FATAL_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
+
+
+def die_on_fatal_signals(log_path: str) -> None:
+    """Restore the default action of fatal signals, after ``faulthandler`` writes the Python
+    stack of every thread to ``log_path``."""
+    faulthandler.disable()  # enabled in the parent (pytest does) it would keep Thespian's handlers
+    for sig in FATAL_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    faulthandler.enable(open(log_path, "a"), all_threads=True)
+
+
+def exit_status(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` gives."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
 
 
 class _ActorThreadTransport:
@@ -74,6 +96,7 @@ class Worker(PartActor):
         self.start_msg = msg
         log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
         self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
+        die_on_fatal_signals(log.configured_path())
         register_pid(msg.session_dir, "worker")
         self.enable_thread_posts()
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
@@ -164,6 +187,13 @@ class Worker(PartActor):
                 returns = self._execute(spec)
             except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
                 returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
+            except ActorExit:
+                self._exit_actor(spec)
+                return
+            except SystemExit as exc:  # as in Ray, sys.exit() in a task ends the worker like a crash
+                self.log.warning("task_called_sys_exit", task_id=spec.task_id, function=spec.function_name,
+                                 code=repr(exc.code))
+                os._exit(exit_status(exc.code))
             self.running = None
             self._report(spec, returns)
             spec = returns = None  # idle workers must not keep the task's refs alive
@@ -205,12 +235,21 @@ class Worker(PartActor):
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
+        context.runtime().actor_id = spec.actor_id
         self._task_event(spec, "finished", finished_at=time.time())
         self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
         self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
+
+    def _exit_actor(self, spec: m.TaskSpec) -> None:
+        """The method called exit_actor(): no result; the local scheduler ends the actor for good
+        (its callers see it die) and stops this process. This executor thread takes no more calls."""
+        self.log.info("actor_exit_called", actor_id=spec.actor_id, task_id=spec.task_id)
+        with self.queue_lock:
+            self.tasks.clear()
+        self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
     def _call_async(self, spec: m.TaskSpec) -> bool:
         """Start a coroutine method on the actor's loop; False if the method is not async."""
@@ -228,6 +267,9 @@ class Worker(PartActor):
             return True
 
         def done(result: Any, error: BaseException | None) -> None:
+            if isinstance(error, ActorExit):
+                self._exit_actor(spec)
+                return
             if error is not None:
                 tb = "".join(traceback.format_exception(error))
                 self._report(spec, self._error_returns(spec, error, tb))
@@ -267,7 +309,7 @@ class Worker(PartActor):
             owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
             returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
             state = "finished"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # the user's error travels to get() as RayTaskError
             returns = self._error_returns(spec, exc, traceback.format_exc())
