@@ -29,7 +29,12 @@ def error_value(error: BaseException) -> m.ErrorValue:
     return m.ErrorValue(serialization.dumps(error))
 
 
+def failed_returns(spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> tuple:
+    """``((object_id, error), ...)`` for every return of the task."""
+    value = error if isinstance(error, m.ErrorValue) else error_value(error)
+    return tuple((oid, value) for oid in spec.return_ids)
+
+
 def failed_result(spec: m.TaskSpec, error: BaseException | m.ErrorValue, **fields: Any) -> m.TaskResult:
     """The task's result with ``error`` as every return value (``fields``: worker_id, node_id...)."""
-    value = error if isinstance(error, m.ErrorValue) else error_value(error)
-    return m.TaskResult(spec.task_id, tuple((oid, value) for oid in spec.return_ids), **fields)
+    return m.TaskResult(spec.task_id, failed_returns(spec, error), **fields)

@@ -206,7 +206,7 @@ class LocalScheduler(PartActor):
         reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {self.node.node_id}: "
                   f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
                   f"setting allows ({room}; {self._pool_target()} more are kept for tasks). Raise it with "
-                  f"init(max_workers=...), `babyray start --max-workers` or BABYRAY_MAX_WORKERS.")
+                  f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
         self.post(self.node.gcs, m.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
 

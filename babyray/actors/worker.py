@@ -29,6 +29,7 @@ from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.core import CoreClient
 from babyray.session import register_pid
+from babyray.task_failure import failed_returns
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
@@ -357,12 +358,10 @@ class Worker(PartActor):
             error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), exc,
                                             spec.task_id, start.node_id, start.worker_id)
         try:
-            blob = serialization.dumps(error)
+            return failed_returns(spec, error)
         except TypeError:  # the user's exception does not pickle: keep its text
-            error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), None,
-                                            spec.task_id, self.start_msg.node_id, self.start_msg.worker_id)
-            blob = serialization.dumps(error)
-        return tuple((oid, m.ErrorValue(blob)) for oid in spec.return_ids)
+            return failed_returns(spec, exceptions.RayTaskError(spec.function_name, tb or repr(exc), None, spec.task_id,
+                                                                self.start_msg.node_id, self.start_msg.worker_id))
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("worker_stopping")
