@@ -57,6 +57,10 @@ class PartActor(Actor):
         if wake:
             os.write(self._wake_w, b"x")
 
+    def wake_from_thread(self) -> None:
+        """Have the actor's loop send now what threads posted with ``wake=False``."""
+        os.write(self._wake_w, b"x")
+
     def enable_thread_posts(self) -> None:
         if self._wake_r is None:
             self._wake_r, self._wake_w = os.pipe()

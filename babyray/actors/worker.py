@@ -33,6 +33,7 @@ from babyray.task_failure import failed_returns
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
+EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before it to travel
 # Signals that must kill the process: Thespian catches them in Python, where a segfault
 # would return to the faulting instruction forever.
 FATAL_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
@@ -188,13 +189,9 @@ class Worker(PartActor):
                 returns = self._execute(spec)
             except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
                 returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
-            except ActorExit:
-                self._exit_actor(spec)
+            except SystemExit as exc:
+                self._on_sys_exit(spec, exc)
                 return
-            except SystemExit as exc:  # as in Ray, sys.exit() in a task ends the worker like a crash
-                self.log.warning("task_called_sys_exit", task_id=spec.task_id, function=spec.function_name,
-                                 code=repr(exc.code))
-                os._exit(exit_status(exc.code))
             self.running = None
             self._report(spec, returns)
             spec = returns = None  # idle workers must not keep the task's refs alive
@@ -224,9 +221,13 @@ class Worker(PartActor):
         start = self.start_msg
         context.current_task.actor_id = spec.actor_id
         self._task_event(spec, "running", started_at=time.time())
+        context.runtime().actor_id = spec.actor_id
         try:
             self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
             self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
+        except SystemExit as exc:
+            self._on_sys_exit(spec, exc)
+            return
         except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
@@ -236,7 +237,6 @@ class Worker(PartActor):
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
-        context.runtime().actor_id = spec.actor_id
         self._task_event(spec, "finished", finished_at=time.time())
         self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
@@ -244,12 +244,25 @@ class Worker(PartActor):
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
+    def _on_sys_exit(self, spec: m.TaskSpec, exc: SystemExit) -> None:
+        """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
+        process like a crash, as in Ray (the task is retried, the actor restarted)."""
+        if isinstance(exc, ActorExit) and self.actor is not None:
+            self._exit_actor(spec)
+            return
+        self.log.warning("task_called_sys_exit", task_id=spec.task_id, function=spec.function_name,
+                         code=repr(exc.code))
+        os._exit(exit_status(exc.code))
+
     def _exit_actor(self, spec: m.TaskSpec) -> None:
         """The method called exit_actor(): no result; the local scheduler ends the actor for good
         (its callers see it die) and stops this process. This executor thread takes no more calls."""
         self.log.info("actor_exit_called", actor_id=spec.actor_id, task_id=spec.task_id)
         with self.queue_lock:
             self.tasks.clear()
+        # Results of earlier calls leave first, so callers have them before the death notice.
+        self.wake_from_thread()
+        time.sleep(EXIT_RESULTS_GRACE)
         self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
     def _call_async(self, spec: m.TaskSpec) -> bool:
@@ -268,8 +281,8 @@ class Worker(PartActor):
             return True
 
         def done(result: Any, error: BaseException | None) -> None:
-            if isinstance(error, ActorExit):
-                self._exit_actor(spec)
+            if isinstance(error, SystemExit):
+                self._on_sys_exit(spec, error)
                 return
             if error is not None:
                 tb = "".join(traceback.format_exception(error))
