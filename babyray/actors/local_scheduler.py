@@ -312,7 +312,7 @@ class LocalScheduler(PartActor):
             self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
                           worker_id=worker.worker_id, pid=worker.pid)
             os.kill(worker.pid, signal.SIGKILL)
-            self._check_workers([worker.worker_id])
+            self._check_workers([worker.worker_id], "kill")
             return
         worker = self.workers.holder(msg.task_id)
         if worker is not None:
@@ -329,19 +329,20 @@ class LocalScheduler(PartActor):
         return list(self.pidfds)
 
     def on_fds_ready(self, fds: list[int]) -> None:
-        self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds])
+        self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds], "pidfd")
 
     def on_liveness_timer(self, msg: Any, sender: Any) -> None:
         try:
-            self._check_workers(list(self.processes))
+            self._check_workers(list(self.processes), "poll")
         finally:
             self.every(LIVENESS_POLL, "liveness")
 
     def on_child_exited(self, msg: Any, sender: Any) -> None:
-        self._check_workers(list(self.processes))
+        self._check_workers(list(self.processes), "child_exited")
 
-    def _check_workers(self, worker_ids: list[str]) -> None:
-        """Handle the death of every worker among ``worker_ids`` whose process has ended."""
+    def _check_workers(self, worker_ids: list[str], source: str) -> None:
+        """Handle the death of every worker among ``worker_ids`` whose process has ended
+        (``source``: what made us look, for the log)."""
         died = False
         for worker_id in worker_ids:
             process = self.processes.get(worker_id)
@@ -354,14 +355,14 @@ class LocalScheduler(PartActor):
                 os.close(fd)
             held = self.workers.remove(worker_id)
             if held is not None:  # not a worker we had stopped on purpose
-                self._worker_died(held, exit_description(exitcode))
+                self._worker_died(held, exit_description(exitcode), source)
                 died = True
         if died:
             self._dispatch()
 
-    def _worker_died(self, held: Held, how: str) -> None:
+    def _worker_died(self, held: Held, how: str, source: str) -> None:
         worker = held.worker
-        self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how,
+        self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
                          tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
         self._report_results_maybe_lost(worker.worker_id)
         if not worker.blocked:
@@ -396,7 +397,7 @@ class LocalScheduler(PartActor):
                 self.killed_actors.add(msg.actor_id)
                 self.log.info("actor_worker_killing", actor_id=msg.actor_id, pid=worker.pid)
                 os.kill(worker.pid, signal.SIGKILL)
-                self._check_workers([worker.worker_id])
+                self._check_workers([worker.worker_id], "kill")
                 return
 
     def on_actor_exiting(self, msg: m.ActorExiting, sender: Any) -> None:
