@@ -58,5 +58,18 @@ def configured_path() -> str | None:
     return _configured_path
 
 
+def tell_user(message: str) -> None:
+    """One line for the person running the program, on stderr, through the stdlib logger
+    ``babyray`` (given a stderr handler at INFO unless the application configured one)."""
+    logger = logging.getLogger("babyray")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s babyray: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logger.info(message)
+
+
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)

@@ -3,13 +3,19 @@
 Stock Thespian binds every socket to 0.0.0.0 (DESIGN trap 2); ``bind_to_node_ip`` makes
 each actor and admin listen only on the node's own address. It must run before the admin
 is forked, so every actor process inherits it. Thespian's own log goes to the session.
+Stock ``TCPTransport.close`` leaves the transport's idle outgoing connections open; here it
+closes them, so a driver's init/shutdown cycles leave no socket behind. Thespian detaches the
+admin process it forks from multiprocessing, so nothing waits for its exit: ``started_admins``
+lists their pids for the starter to reap.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
+from thespian.system import multiprocCommon
 from thespian.system.transport import IPBase
+from thespian.system.transport.TCPTransport import TCPTransport
 
 ADMIN_PORT = "Admin Port"
 CONVENTION = "Convention Address.IPv4"
@@ -24,6 +30,37 @@ def _init_bound_to_node_ip(self: Any, af: Any, socktype: Any, proto: Any, basead
     node_ip = os.environ.get("THESPIAN_BASE_IPADDR")
     if node_ip and self.bindname[0] in ("", "0.0.0.0"):
         self.bindname = (node_ip, self.bindname[1])
+
+
+_original_close = TCPTransport.close
+
+
+def _close_with_idle_sockets(self: Any) -> None:
+    for idle in getattr(self, "_openSockets", {}).values():
+        idle.close()
+    if hasattr(self, "_openSockets"):
+        self._openSockets = {}
+    _original_close(self)
+
+
+TCPTransport.close = _close_with_idle_sockets
+
+_original_detach_child = multiprocCommon.detach_child
+_admin_pids: list[int] = []
+
+
+def _detach_child_noting_admins(child: Any) -> None:
+    _original_detach_child(child)
+    if child.name == "ThespianAdmin":
+        _admin_pids.append(child.pid)
+
+
+multiprocCommon.detach_child = _detach_child_noting_admins
+
+
+def started_admins() -> list[int]:
+    """Pids of the admin processes this process forked, oldest first."""
+    return list(_admin_pids)
 
 
 def bind_to_node_ip(node_ip: str, log_dir: str) -> None:

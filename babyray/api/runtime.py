@@ -26,7 +26,7 @@ from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
 from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
-                             start_head)
+                             start_head, stop_system)
 from babyray.ids import random_hex
 from babyray.session import kill_session_processes, new_session_dir
 
@@ -36,17 +36,24 @@ CONNECT_TIMEOUT = 30.0
 __all__ = ["DriverRuntime", "free_port", "resolve_address"]
 
 
+def environment_address() -> str | None:
+    """The cluster address the environment names: BABYRAY_ADDRESS, else Ray's RAY_ADDRESS."""
+    return os.environ.get("BABYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
 def resolve_address(address: str | None) -> str | None:
-    """``"auto"`` (or no address with BABYRAY_ADDRESS set) -> the environment's address.
+    """``"auto"`` (or no address with BABYRAY_ADDRESS or RAY_ADDRESS set) -> the environment's address.
 
     Raises:
-        ConnectionError: ``"auto"`` without BABYRAY_ADDRESS.
+        ConnectionError: ``"auto"`` without an address in the environment.
         ValueError: an address that is not HOST:PORT.
     """
     if address is None:
-        return os.environ.get("BABYRAY_ADDRESS") or None
+        address = environment_address()
+        if address is None:
+            return None
     if address == "auto":
-        address = os.environ.get("BABYRAY_ADDRESS")
+        address = environment_address()
         if not address:
             raise ConnectionError("init(address='auto') needs a running cluster: set BABYRAY_ADDRESS=HOST:PORT "
                                   "(printed by `babyray start --head`)")
@@ -79,6 +86,7 @@ class DriverRuntime:
         self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
+        self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
         atexit.register(self.shutdown)
         self._closed = False
 
@@ -121,7 +129,7 @@ class DriverRuntime:
                                         reply.nodes if isinstance(reply, m.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
-            system.shutdown()
+            stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
         runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
@@ -161,15 +169,16 @@ class DriverRuntime:
         self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
+        self.core.close()
         if self.owns_cluster:
             try:
                 self.head.system.ask(self.head.store, m.Shutdown(), 5)
             finally:
-                self.head.system.shutdown()
+                stop_system(self.head.system)
                 kill_session_processes(self.session_dir)
                 _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:
-            self.head.system.shutdown()
+            stop_system(self.head.system)
         self.log.info("driver_stopped")
 
 
