@@ -25,8 +25,8 @@ from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
-from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs,
-                                           started_admins)
+from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_messages, bind_to_node_ip,
+                                           capabilities, log_defs, started_admins)
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
@@ -144,11 +144,13 @@ def stop_system(system: Any) -> None:
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               watch_pid: int = 0, settings: dict | None = None, directory: bool = False) -> HeadHandle:
+               watch_pid: int = 0, settings: dict | None = None, directory: bool = False, *,
+               token: str | None) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
 
     With ``directory`` the admin is a convention leader that members and drivers can join
     (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
+    Every process of the cluster proves ``token`` (None: no authentication, unsafe).
 
     Raises:
         ClusterStartError: the GCS store cannot be used, or a part did not start.
@@ -157,6 +159,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     check_gcs_store(settings)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     node_id = new_node_id()
     caps = capabilities(node_ip, port, node_id)
     if directory:
@@ -233,20 +236,22 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
         except Exception as exc:  # no compatible (head) admin registered yet
             last = exc
         time.sleep(0.3)
-    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s "
-                            f"(is `babyray start --head` running there?): {last!r}")
+    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
+                            f"`babyray start --head` running there, and is this process's auth token the "
+                            f"cluster's? see `babyray get-auth-token` on the head): {last!r}")
 
 
 def start_member(session_dir: str, node_ip: str, port: int, head_address: str, resources: dict,
-                 object_store_memory: int, settings: dict | None = None) -> NodeHandle:
+                 object_store_memory: int, settings: dict | None = None, *, token: str | None) -> NodeHandle:
     """Start a member admin on ``node_ip:port`` in the convention of ``head_address``.
 
     Its object store and local scheduler are created on this admin (the node's own host)
-    and register with the head's GCS.
+    and register with the head's GCS. ``token``: the cluster's (None: no authentication).
     """
     settings = dict(settings or {})
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     node_id = new_node_id()
     system = start_system(capabilities(node_ip, port, node_id, head=head_address), log_dir)
     try:
@@ -263,12 +268,13 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
 
 
 def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = None,
-                   timeout: float = START_TIMEOUT) -> tuple[Any, m.ClusterInfo, str]:
+                   timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, m.ClusterInfo, str]:
     """Start a small admin for a driver process (in the convention, on a free port of this
     host's address) and look the cluster up; returns (system, cluster info, node ip)."""
     node_ip = node_ip or os.environ.get("BABYRAY_NODE_IP") or own_ip_towards(head_address)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     caps = {ADMIN_PORT: free_port(node_ip), CONVENTION: head_address, "babyray_driver": True}
     system = start_system(caps, log_dir)
     try:

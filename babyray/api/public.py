@@ -11,7 +11,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
 from babyray.runtime_env import packaging, validation
 
-_INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
+_INIT_SETTINGS = {"temp_dir", "auth_mode", "inline_threshold", "heartbeat_period", "node_timeout",
                   "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
                   "gcs_url", "gcs_table_prefix", "gcs_flushing", "gcs_flush_period", "gcs_flush_max_entries"}
 

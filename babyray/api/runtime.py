@@ -19,7 +19,7 @@ import os
 import time
 from typing import Any
 
-from babyray import log
+from babyray import auth, log
 from babyray.actors import messages as m
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
@@ -105,11 +105,13 @@ class DriverRuntime:
     @classmethod
     def start_local(cls, num_cpus: int | None, num_gpus: int | None, resources: dict | None,
                     object_store_memory: int | None, settings: dict) -> "DriverRuntime":
+        token = auth.generate_token() if auth.enabled_by(settings.pop("auth_mode", None)) else None
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
-                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings)
+                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
+                          token=token)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = policy_name(settings.get("scheduling_policy")) == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
@@ -119,10 +121,11 @@ class DriverRuntime:
     @classmethod
     def connect(cls, address: str, settings: dict) -> "DriverRuntime":
         """Join the running cluster whose head admin is at ``address`` (HOST:PORT)."""
+        token = _token_for(address, settings.pop("auth_mode", None), settings.get("temp_dir"))
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
-        system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT)
+        system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT, token=token)
         try:
             reply = system.ask(info.gcs, m.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
             head, local = _driver_parts(system, session_dir, address, node_ip, info,
@@ -180,6 +183,25 @@ class DriverRuntime:
         elif self.owns_admin:
             stop_system(self.head.system)
         self.log.info("driver_stopped")
+
+
+def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str | None:
+    """The token a driver proves to the cluster at ``address``: the environment's, else that of
+    a node started on this host in that cluster (as Ray reads its default token file).
+
+    Raises:
+        ConnectionError: authentication is on and no token is found.
+    """
+    if not auth.enabled_by(auth_mode):
+        return None
+    from babyray.cli import recorded_token_file
+    token = auth.token_from_environment()
+    if token is None and (path := recorded_token_file(address, temp_dir)):
+        token = auth.read_token_file(path)
+    if token is None:
+        raise ConnectionError(f"no auth token for the cluster at {address}: set BABYRAY_AUTH_TOKEN_PATH to a copy "
+                              "of its token file (`babyray get-auth-token` on the head prints the token)")
+    return token
 
 
 def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: m.ClusterInfo,
