@@ -456,7 +456,8 @@ class LocalScheduler(PartActor):
         for fifo in self.queue.fifos():
             for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
                 self._fail(self.queue.remove(spec.task_id), error)
-        for worker in self.workers.values():
+        doomed = []
+        for worker in self.workers:
             if uses_group(worker.held, msg.pg_id) and worker.pid:
                 worker.held = {}  # those resources are gone with the group
                 if worker.actor_id is not None:
@@ -468,6 +469,8 @@ class LocalScheduler(PartActor):
                     worker.assigned = worker.assigned[:1]  # none is run again elsewhere
                 self.log.info("bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid)
                 os.kill(worker.pid, signal.SIGKILL)
+                doomed.append(worker.worker_id)
+        self._check_workers(doomed, "kill")
         self._send_heartbeat()
         self._dispatch()
 
