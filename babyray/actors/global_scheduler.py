@@ -200,7 +200,8 @@ class GlobalScheduler(PartActor):
             self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
             # the group's resources, known here before the node's next heartbeat reaches the GCS
             node = self.nodes[node_id]
-            mine = {i: b for i, (n, b) in enumerate(zip(reservation.nodes, reservation.request.bundles)) if n == node_id}
+            mine = {i: b for i, (n, b) in enumerate(zip(reservation.nodes, reservation.request.bundles))
+                    if n == node_id}
             release(node.resources, group_resources(msg.pg_id, mine))
         self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
         self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))

@@ -382,8 +382,8 @@ class GcsRestarted:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Local scheduler -> GCS: the node is alive; its free resources and queue length (and its
-    total resources, when reserved bundles changed them)."""
+    """Local scheduler -> GCS: the node is alive; its free resources and queue length, and its
+    total resources (placement group bundles add and remove some)."""
 
     node_id: str
     available: dict

@@ -2,8 +2,8 @@
 
 ``scheduling_strategy`` accepts ``"DEFAULT"``, ``"SPREAD"``, a
 ``NodeAffinitySchedulingStrategy(node_id, soft=False)`` or a
-``PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=-1)``. Instances travel inside task specs,
-so they live in the package (DESIGN trap 4) and pickle by module path.
+``PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=-1)``.
+Instances travel inside task specs, so they live in the package and pickle by module path.
 """
 from __future__ import annotations
 
