@@ -384,7 +384,6 @@ class LocalScheduler(PartActor):
     def on_heartbeat_timer(self, msg: Any, sender: Any) -> None:
         self._send_heartbeat()
         self._stop_idle_workers()
-        self.every(self.heartbeat_period, "heartbeat")
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self.last_heartbeat > 0.02:
