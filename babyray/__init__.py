@@ -11,7 +11,7 @@ from babyray.api.memory import memory_stats, memory_summary
 from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
 from babyray.api.runtime_context import get_runtime_context
-from babyray import util
+from babyray import actor, util
 from babyray.tracing import timeline
 
 __version__ = "0.1.0"
@@ -38,7 +38,7 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
+    "ActorClass", "ActorHandle", "ObjectRef", "actor", "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill",
     "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
     "util", "wait",

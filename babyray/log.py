@@ -53,5 +53,10 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
     _configured_path = path
 
 
+def configured_path() -> str | None:
+    """The file this process's events go to (None before ``configure``)."""
+    return _configured_path
+
+
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)

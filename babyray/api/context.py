@@ -27,6 +27,7 @@ class WorkerRuntime:
         self.worker_id = start.worker_id
         self.job_id = start.job_id
         self.gcs = start.gcs
+        self.actor_id: str | None = None  # set once this worker hosts an actor
 
 
 def set_worker_runtime(runtime: WorkerRuntime) -> None:
