@@ -1,4 +1,7 @@
-"""``ray.actor``: the actor classes and handles, and ``exit_actor``."""
-from babyray.api.actor import ActorClass, ActorHandle, exit_actor
+"""Ray's ``ray.actor`` module: the actor types, for ``from ray.actor import ActorHandle``, and
+``exit_actor``."""
+from __future__ import annotations
 
-__all__ = ["ActorClass", "ActorHandle", "exit_actor"]
+from babyray.api.actor import ActorClass, ActorHandle, ActorMethod, exit_actor, method
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from thespian.actors import ActorExitRequest
@@ -34,6 +34,7 @@ from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
 from babyray.ids import new_worker_id
+from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
 from babyray.task_failure import failed_result, take_retry
 
@@ -111,14 +112,14 @@ class LocalScheduler(PartActor):
         self.log.info("local_scheduler_started", resources=self.total)
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
 
-    def _start_worker(self) -> WorkerRecord | None:
+    def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
         node = self.node
         address = self.createActor(Worker)
         process = self.child_process(address)
         if process is None or process.pid is None:
             self.log.error("worker_start_failed")
             return None
-        worker = WorkerRecord(new_worker_id(), address, process.pid)
+        worker = WorkerRecord(new_worker_id(), address, process.pid, env_key=env_key(runtime_env))
         self.workers.add(worker)
         self.processes[worker.worker_id] = process
         try:
@@ -126,8 +127,8 @@ class LocalScheduler(PartActor):
         except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
             self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
         self.post(address, m.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
-                                         node.store, node.gcs, "", node.config))
-        self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid)
+                                         node.store, node.gcs, "", node.config, runtime_env or {}))
+        self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
     def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
@@ -155,12 +156,12 @@ class LocalScheduler(PartActor):
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
             self._steal_for_idle_workers()
-            self._ensure_workers(0)
+            self._ensure_workers([])
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
         idle = self.workers.idle()
-        wanted_workers = 0
+        wanted_workers: list[dict] = []  # the runtime_env of each worker to start
         # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
         # so no task waits behind a long one while a CPU frees up elsewhere.
         pipelining = len(self.queue) > 2 * max(1, int(self.total.get("CPU", 1)))
@@ -170,10 +171,10 @@ class LocalScheduler(PartActor):
                 if spec.actor_creation and not self._room_for_actor():
                     self._refuse_actor(self.queue.popped(fifo))
                 elif fits(self.available, spec.resources):
-                    if not idle:
-                        wanted_workers += 1
+                    worker = _take_idle(idle, env_key(spec.runtime_env))
+                    if worker is None:
+                        wanted_workers.append(spec.runtime_env)
                         break
-                    worker = idle.pop()
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
                     worker.actor_id = spec.actor_id if spec.actor_creation else None
@@ -187,13 +188,27 @@ class LocalScheduler(PartActor):
             self.post(self.workers.get(worker_id).address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
-    def _ensure_workers(self, wanted: int) -> None:
-        """Start workers for ``wanted`` runnable tasks, and keep the pool at the CPU count."""
-        starting = self.workers.count(WorkerState.STARTING)
-        wanted = max(wanted, self._pool_target() - self.workers.pool_size())
-        for _ in range(wanted - starting):
-            if len(self.workers) >= self.max_workers or self._start_worker() is None:
-                break
+    def _ensure_workers(self, wanted: list[dict]) -> None:
+        """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
+        pool at the CPU count with workers of no runtime_env."""
+        envs = {env_key(env): env for env in wanted}
+        counts = Counter(env_key(env) for env in wanted)
+        counts[""] = max(counts.get("", 0), self._pool_target() - self.workers.pool_size())
+        for key, count in counts.items():
+            starting = sum(1 for w in self.workers if w.state is WorkerState.STARTING and w.env_key == key)
+            for _ in range(count - starting):
+                if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
+                    break
+                if self._start_worker(envs.get(key)) is None:
+                    return
+
+    def _stop_idle_worker_of_other_env(self, key: str) -> bool:
+        """Make room for a worker of runtime_env ``key``: stop an idle worker of another one."""
+        for worker in self.workers.idle():
+            if worker.env_key != key:
+                self._stop_worker(worker)
+                return True
+        return False
 
     def _pool_target(self) -> int:
         """Workers kept for plain tasks: one per CPU (at least one)."""
@@ -214,12 +229,15 @@ class LocalScheduler(PartActor):
 
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle = len(self.workers.idle())
+        idle_workers = self.workers.idle()
+        idle, idle_envs = len(idle_workers), {w.env_key for w in idle_workers}
         if not idle:
             return
         for worker in sorted(self.workers, key=lambda w: -len(w.assigned)):
             if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
                 break
+            if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
+                continue
             self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
             idle -= 1
 
@@ -233,7 +251,7 @@ class LocalScheduler(PartActor):
         for worker in self.workers:
             if (worker.assigned and not worker.blocked and worker.actor_id is None
                     and len(worker.assigned) < self.pipeline_depth
-                    and worker.held == spec.resources
+                    and worker.held == spec.resources and worker.env_key == env_key(spec.runtime_env)
                     and (best is None or len(worker.assigned) < len(best.assigned))):
                 best = worker
         if best is None:
@@ -454,10 +472,14 @@ class LocalScheduler(PartActor):
     def _stop_idle_workers(self) -> None:
         now = time.monotonic()
         idle = [w for w in self.workers.idle() if now - w.idle_since > self.idle_timeout]
+        idle.sort(key=lambda w: w.env_key == "")  # workers of a runtime_env go first
         for worker in idle[: max(0, self.workers.pool_size() - self._pool_target())]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
-            self.workers.remove(worker.worker_id)  # its process's end is expected: not a death
-            self.send(worker.address, ActorExitRequest())
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: WorkerRecord) -> None:
+        self.workers.remove(worker.worker_id)  # its process's end is expected: not a death
+        self.send(worker.address, ActorExitRequest())
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         """Stopping: Thespian asks each worker to exit and waits for all of them; a worker
@@ -484,3 +506,11 @@ def _kill_after(pidfds: list[int], seconds: float) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
+    """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
+    for i in range(len(idle) - 1, -1, -1):
+        if idle[i].env_key == key:
+            return idle.pop(i)
+    return None

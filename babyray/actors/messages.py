@@ -94,6 +94,8 @@ class TaskSpec:
     actor_creation: bool = False
     method_name: str | None = None
     actor_options: dict = field(default_factory=dict)
+    generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
+    runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -132,6 +134,19 @@ class TaskResult:
     node_id: str = ""
     retryable_crash: bool = False
     started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorItem:
+    """Worker -> owner: value ``index`` yielded by a generator task, sent as soon as it is stored."""
+
+    task_id: str
+    index: int
+    object_id: str
+    value: Any  # InlineValue | StoredValue (or ErrorValue: the error ending a dynamic generator)
+
+    def __repr__(self) -> str:
+        return _short("GeneratorItem", task=self.task_id, index=self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +217,7 @@ class WorkerStart:
     gcs: Any
     job_id: str = ""
     config: dict = field(default_factory=dict)
+    runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
 
 
 @dataclass(frozen=True, slots=True)
@@ -649,7 +665,7 @@ class ActorInfo:
 
     actor_id: str
     class_name: str
-    methods: dict  # method name -> num_returns
+    methods: dict  # method name -> num_returns ("streaming" for a generator method)
     max_task_retries: int = 0
     name: str | None = None
 

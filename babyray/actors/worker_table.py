@@ -35,6 +35,7 @@ class WorkerRecord:
     held: dict = field(default_factory=dict)  # resources held for the running task
     idle_since: float = field(default_factory=time.monotonic)
     actor_id: str | None = None
+    env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
     started_at: float = field(default_factory=time.time)
 
     @property

@@ -10,30 +10,36 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
+from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
+from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.ids import new_actor_id
+from babyray.runtime_env.validation import merge
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
-def method(*, num_returns: int = 1) -> Callable:
-    """Decorator for actor methods: ``@ray.method(num_returns=2)``."""
+def method(*, num_returns: int | str = 1) -> Callable:
+    """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic")."""
+    check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
+
     def decorate(function: Callable) -> Callable:
         setattr(function, _NUM_RETURNS_ATTR, num_returns)
         return function
     return decorate
 
 
-def _methods_of(cls: type) -> dict[str, int]:
-    return {name: getattr(member, _NUM_RETURNS_ATTR, 1)
-            for name, member in inspect.getmembers(cls, callable)
+def _methods_of(cls: type) -> dict[str, int | str]:
+    """num_returns of each method: a generator method streams unless ``@method`` says otherwise."""
+    def num_returns(member: Callable) -> int | str:
+        chosen = getattr(member, _NUM_RETURNS_ATTR, None)
+        return chosen if chosen is not None else generator_mode(member, None) or 1
+    return {name: num_returns(member) for name, member in inspect.getmembers(cls, callable)
             if not (name.startswith("__") and name.endswith("__"))}
 
 
@@ -61,14 +67,14 @@ class ActorClass:
         return view
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
-        runtime = context.runtime()
-        core = runtime.core
         options = self._options
         if self._signature is not None:
             try:
                 self._signature.bind(None, *args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        runtime = context.runtime_or_auto_init()
+        core = runtime.core
         name = options.get("name")
         if name is not None and options.get("get_if_exists"):
             try:
@@ -76,7 +82,7 @@ class ActorClass:
             except ValueError:
                 pass
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self._cls)
+            self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
@@ -91,7 +97,8 @@ class ActorClass:
             num_returns=0, return_ids=[], resources=resource_request(options, 0.0), owner=core.inbox,
             owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
             actor_options={"max_concurrency": options.get("max_concurrency")},
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=options.get("scheduling_strategy"),
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         reply = core.request(core.gcs, lambda r: m.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
         if reply.error:
@@ -141,7 +148,7 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int) -> None:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -150,27 +157,32 @@ class ActorMethod:
         raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
                         f"use '{self._name}.remote()'.")
 
-    def options(self, *, num_returns: int | None = None, **_: Any) -> "ActorMethod":
+    def options(self, *, num_returns: int | str | None = None, **_: Any) -> "ActorMethod":
+        check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
         return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         runtime = context.runtime()
         core = runtime.core
         info = self._handle._info
-        task_id, return_ids = core.new_returns(self._num_returns)
+        mode = generator_mode(None, self._num_returns)
+        num_returns = 1 if mode else self._num_returns
+        task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
-            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=self._num_returns,
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name)
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode)
+        if mode:
+            return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)
-        return refs[0] if self._num_returns == 1 else refs
+        return refs[0] if num_returns == 1 else refs
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor named ``name``; ValueError if there is none."""
-    core = context.runtime().core
+    core = context.runtime_or_auto_init().core
     reply = core.request(core.gcs, lambda r: m.GetNamedActor(r, name))
     if reply.info is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
@@ -183,7 +195,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kill the actor's process; with ``no_restart`` it is not restarted and calls fail."""
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supports actor handles, got {type(actor).__name__}")
-    core = context.runtime().core
+    core = context.runtime_or_auto_init().core
     if no_restart:
         with core.lock:
             core.actor_calls.kill(actor.actor_id)

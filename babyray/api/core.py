@@ -28,6 +28,7 @@ from babyray.actors import state_messages as sm
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.arguments import arg_resolver
+from babyray.api.generator import GeneratorStreams
 from babyray.api.object_ref import ObjectRef
 from babyray.api.task_routing import TaskRouter
 from babyray.api.recovery import ObjectRecovery
@@ -99,6 +100,7 @@ class CoreClient:
         self.actor_calls = ActorSubmitter(self)
         self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
+        self.generators = GeneratorStreams(self)
         self.arenas: dict[str, Arena] = {}
         self.alloc_channel: AllocClient | None = None
         self.store_arena = ""
@@ -181,8 +183,8 @@ class CoreClient:
             registration = self.registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
-    def fetch_function(self, function_id: str) -> bytes:
-        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id))
+    def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
+        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
         return reply.blob
 
     # ---- submitting tasks ------------------------------------------------------------
@@ -260,6 +262,8 @@ class CoreClient:
                 self.owned[oid] = _Owned(task_id=spec.task_id)
             else:
                 entry.value = None
+        if spec.generator:
+            self.generators.reset_items(spec.task_id)
 
     def resubmit(self, spec: m.TaskSpec) -> None:
         with self.lock:
@@ -319,11 +323,25 @@ class CoreClient:
                     f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
                     f"exhausted ({spec.attempt}/{spec.max_retries}).")))
                 continue
+            if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
+                self.generators.reset_items(task_id)
             self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
                              reason=msg.reason or "node died")
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
                              error_message=f"node {msg.node_id} died")
             self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+
+    def close(self) -> None:
+        """Release what this client holds in its process (at shutdown): the counting thread,
+        the store's allocation channel and the arena mappings (values read stay valid)."""
+        self.refs.close()
+        with self.lock:
+            if self.alloc_channel is not None:
+                self.alloc_channel.close()
+                self.alloc_channel, self.store_arena = None, ""
+            arenas, self.arenas = list(self.arenas.values()), {}
+        for arena in arenas:
+            arena.close()
 
     # ---- a restarted head --------------------------------------------------------------
 
@@ -359,6 +377,11 @@ class CoreClient:
             self._resubmit_lost(m.TasksLost(head_node_id, lost, "head restarted"))
         return len(lost)
 
+    def own_value(self, oid: str, task_id: str, value: Value) -> None:
+        """Own object ``oid``, made by ``task_id``, whose value is known (a generator's item). Locked."""
+        self.owned[oid] = _Owned(task_id=task_id)
+        self._set_value(oid, value)
+
     def _set_value(self, oid: str, value: Value) -> None:
         entry = self.owned.get(oid)
         if entry is None:
@@ -387,6 +410,9 @@ class CoreClient:
                     for callback in self.borrow_callbacks.pop(oid, []):
                         callback(value)
                 self.changed.notify_all()
+        elif kind is m.GeneratorItem:
+            with self.lock:
+                self.generators.on_item(msg)
         elif kind is m.GetObjects:
             self._serve_get_objects(msg)
         elif kind is m.TasksLost:
@@ -446,8 +472,12 @@ class CoreClient:
         if len(waiting) == 1:
             self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
 
-    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None) -> dict[str, Value]:
-        """Wait until ``want`` of ``refs`` have values (or timeout); return those known."""
+    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
+                 others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
+        """Wait until ``want`` of ``refs`` have values (or timeout); return those known.
+
+        ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
+        """
         found: dict[str, Value] = {}
 
         def keep(oid: str) -> Callable:
@@ -462,7 +492,7 @@ class CoreClient:
                 for ref in refs:
                     if ref.id not in found:
                         self._lookup(ref, keep(ref.id))
-                while len(found) < want:
+                while len(found) + (others_ready() if others_ready else 0) < want:
                     if not blocked and self.on_block is not None:
                         blocked = True
                         self.on_block()
