@@ -26,14 +26,16 @@ from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, Direc
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
 from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_messages, bind_to_node_ip,
-                                           capabilities, log_defs, started_admins)
+                                           capabilities, log_defs, shutdown_bounded, started_admins)
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
-from babyray.session import reap_child
+from babyray.session import kill_admin_tree, reap_child
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
+SHUTDOWN_WAIT = 1.5  # seconds the admin has to confirm shutdown
+ADMIN_EXIT_WAIT = 0.5  # seconds more it has to exit before it is killed
 _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
 
@@ -135,12 +137,17 @@ def start_system(caps: dict, log_dir: str) -> ActorSystem:
 
 
 def stop_system(system: Any) -> None:
-    """Shut the admin down and collect its process if this process started it (no zombie)."""
+    """Shut the admin down and collect its process if this process started it (no zombie).
+
+    Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds (not its own 10 s);
+    an admin this process started that has not exited ``ADMIN_EXIT_WAIT`` seconds later is
+    killed with its other children (its logger); the caller kills the parts of its session.
+    """
     try:
-        system.shutdown()
+        shutdown_bounded(system, SHUTDOWN_WAIT)
     finally:
         if getattr(system, "babyray_admin_pid", 0):
-            reap_child(system.babyray_admin_pid)
+            reap_child(system.babyray_admin_pid, ADMIN_EXIT_WAIT, kill=kill_admin_tree)
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,

@@ -7,6 +7,7 @@ import glob
 import os
 import signal
 import time
+from typing import Callable
 
 from babyray import config
 
@@ -49,19 +50,23 @@ def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> l
     return killed
 
 
-def reap_child(pid: int, timeout: float = 5.0) -> None:
-    """Wait (up to ``timeout`` seconds, then SIGKILL) for this process's child ``pid`` to exit
-    and collect it, so it leaves no zombie."""
+def reap_child(pid: int, timeout: float = 5.0, kill: Callable[[int], None] | None = None) -> None:
+    """Wait (up to ``timeout`` seconds, then SIGKILL it, or call ``kill`` with it) for this
+    process's child ``pid`` to exit and collect it, so it leaves no zombie."""
     deadline = time.monotonic() + timeout
     try:
         while os.waitpid(pid, os.WNOHANG) == (0, 0):
             if time.monotonic() >= deadline:
-                os.kill(pid, signal.SIGKILL)
+                (kill or _sigkill)(pid)
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.02)
     except ChildProcessError:  # collected already, or not a child of this process
         pass
+
+
+def _sigkill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
 
 
 def kill_admin_tree(admin_pid: int) -> None:

@@ -121,7 +121,6 @@ class PartActor(Actor):
             self._run_timer(message, sender)
         elif isinstance(message, ActorExitRequest):
             self._run("on_exit", message, sender)
-            self._forget_dead_children()
         elif isinstance(message, ChildActorExited):
             self._run("on_child_exited", message, sender)
         elif isinstance(message, PoisonMessage):
@@ -153,21 +152,6 @@ class PartActor(Actor):
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         """Hook: the actor is being stopped."""
-
-    def _forget_dead_children(self) -> None:
-        """Tell Thespian about children whose process ended but are still on its child list.
-
-        A stopping actor waits for every listed child to exit; Thespian misses a child's
-        exit when several die at once, and the stop would then hang on a dead process.
-        """
-        manager = self._myRef
-        alive = set()
-        for child in getattr(manager, "_child_procs", ()):
-            if child.childProc.is_alive():
-                alive.update({child.childAddr, getattr(child, "childRealAddr", None)})
-        for address in list(getattr(manager, "childAddresses", ())):
-            if address not in alive:
-                self.send(self.myAddress, ChildActorExited(address))
 
     def on_child_exited(self, msg: Any, sender: Any) -> None:
         """Hook: a child actor's process ended."""

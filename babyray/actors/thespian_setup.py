@@ -8,15 +8,23 @@ driver opens its actor system. Thespian's own log goes to the session.
 Stock ``TCPTransport.close`` leaves the transport's idle outgoing connections open; here it
 closes them, so a driver's init/shutdown cycles leave no socket behind. Thespian detaches the
 admin process it forks from multiprocessing, so nothing waits for its exit: ``started_admins``
-lists their pids for the starter to reap.
+lists their pids for the starter to reap. Stock ``_childExited`` (handling one child's exit)
+drops every dead child from the child list, yet only the named one is reported: a child that
+died at the same moment was never reported, and a stopping actor or admin, which waits for
+all its children, then hung until Thespian's 10 s shutdown timeout. Here each dead child it
+drops is reported.
 """
 from __future__ import annotations
 
 import os
 import pickle
+from datetime import timedelta
 from typing import Any
 
-from thespian.system import multiprocCommon
+from thespian.actors import ActorSystem, ChildActorExited
+from thespian.system import multiprocCommon, systemBase
+from thespian.system.addressManager import CannotPickleAddress
+from thespian.system.transport import TransmitIntent
 from thespian.system.transport import IPBase
 from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
 from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
@@ -63,6 +71,37 @@ def _detach_child_noting_admins(child: Any) -> None:
 
 
 multiprocCommon.detach_child = _detach_child_noting_admins
+
+
+def _child_exited_reporting_others(self: Any, child_address: Any) -> None:
+    """Forget the dead children; report those other than ``child_address`` (being handled),
+    which no SIGCHLD will report once they are off the list."""
+    alive, dead = [], []
+    for child in getattr(self, "_child_procs", []):
+        (alive if self._checkChildLiveness(child) else dead).append(child)
+    self._child_procs = alive
+    for child in dead:
+        address = getattr(child, "childRealAddr", child.childAddr)
+        if child_address in (address, child.childAddr):
+            continue
+        try:
+            self.transport.scheduleTransmit(None, TransmitIntent(self.transport.myAddress, ChildActorExited(address)))
+        except CannotPickleAddress:  # never connected: Thespian's own start-up failure path reports it
+            pass
+
+
+multiprocCommon.MultiProcReplicator._childExited = _child_exited_reporting_others
+
+
+def shutdown_bounded(system: ActorSystem, seconds: float) -> None:
+    """``system.shutdown()``, waiting at most ``seconds`` (not Thespian's fixed 10 s) for the
+    admin to confirm that every actor stopped."""
+    saved = systemBase.MAX_SYSTEM_SHUTDOWN_DELAY
+    systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = timedelta(seconds=seconds)
+    try:
+        system.shutdown()
+    finally:
+        systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = saved
 
 
 def started_admins() -> list[int]:
