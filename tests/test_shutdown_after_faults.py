@@ -11,7 +11,7 @@ import pytest
 import babyray as ray
 from conftest import assert_session_clean
 
-SHUTDOWN_DEADLINE = 10.0  # generous on a shared machine; about 1 s is typical
+SHUTDOWN_DEADLINE = 5.0  # generous on a shared machine (about 1 s is typical), yet under Thespian's 10 s timeout
 
 
 @ray.remote

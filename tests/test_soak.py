@@ -34,6 +34,7 @@ SEED = int(os.environ.get("BABYRAY_SOAK_SEED", str(int(time.time() * 1000) % 1_0
 CPUS = 2
 DEADLINE = 60.0  # seconds any ref may take to end, faults included (shared, loaded machine)
 IDLE_DEADLINE = 20.0  # seconds for the CPUs to come back once nothing runs
+SHUTDOWN_DEADLINE = 5.0  # seconds shutdown may take (about 0.5 s is typical), under Thespian's 10 s timeout
 
 
 @ray.remote(max_retries=5)
@@ -250,6 +251,7 @@ def _shutdown_clean(info: dict) -> float:
     while _admin_listening(info["address"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _admin_listening(info["address"]), f"the cluster's admin outlived shutdown (took {took:.1f} s)"
+    assert took < SHUTDOWN_DEADLINE, f"shutdown took {took:.1f} s"
     return took
 
 
