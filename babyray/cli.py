@@ -58,19 +58,6 @@ def _records(temp_dir: str | None, all_hosts: bool = False) -> list[tuple[str, d
     return found
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.split("/")[2]))
-    return members
-
-
 # ---- start ------------------------------------------------------------------------------
 
 
@@ -241,7 +228,7 @@ def _block_until_signalled(path: str, record: dict) -> None:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stop["now"] and _group_members(int(record["pgid"])):
+    while not stop["now"] and group_members(int(record["pgid"])):
         time.sleep(0.5)
     _stop_record(path, record)
 
@@ -254,16 +241,16 @@ def _stop_record(path: str, record: dict) -> list[int]:
     pgid = int(record.get("pgid") or 0)
     killed = []
     if pgid > 1:
-        members = _group_members(pgid)
+        members = group_members(pgid)
         for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while _group_members(pgid) and time.monotonic() < deadline:
+            while group_members(pgid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if not _group_members(pgid):
+            if not group_members(pgid):
                 break
         killed.extend(members)
     killed.extend(kill_session_processes(record["session_dir"]))

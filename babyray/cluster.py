@@ -19,7 +19,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ActorSystem
 
-from babyray import config
+from babyray import config, log
 from babyray.actors import messages as m
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
@@ -30,12 +30,12 @@ from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
-from babyray.session import kill_admin_tree, reap_child
+from babyray.session import end_process_group, reap_child
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
-SHUTDOWN_WAIT = 1.5  # seconds the admin has to confirm shutdown
-ADMIN_EXIT_WAIT = 0.5  # seconds more it has to exit before it is killed
+SHUTDOWN_WAIT = 1.0  # seconds the admin has to confirm shutdown
+ADMIN_EXIT_WAIT = 0.3  # seconds more its processes have to exit before they are killed
 _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
 
@@ -137,17 +137,23 @@ def start_system(caps: dict, log_dir: str) -> ActorSystem:
 
 
 def stop_system(system: Any) -> None:
-    """Shut the admin down and collect its process if this process started it (no zombie).
+    """Shut the admin down; if this process started it, leave none of its processes behind.
 
-    Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds (not its own 10 s);
-    an admin this process started that has not exited ``ADMIN_EXIT_WAIT`` seconds later is
-    killed with its other children (its logger); the caller kills the parts of its session.
+    Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds (not its own 10 s).
+    Thespian's admin daemonizes: the child this process forked starts a process group, forks
+    the admin into it and exits. Every process of that group (admin, logger, parts, workers)
+    still running ``ADMIN_EXIT_WAIT`` seconds later is killed; that child is collected last,
+    so its pid, the group's id, cannot be reused before.
     """
     try:
         shutdown_bounded(system, SHUTDOWN_WAIT)
     finally:
-        if getattr(system, "babyray_admin_pid", 0):
-            reap_child(system.babyray_admin_pid, ADMIN_EXIT_WAIT, kill=kill_admin_tree)
+        starter = getattr(system, "babyray_admin_pid", 0)
+        if starter:
+            killed = end_process_group(starter, ADMIN_EXIT_WAIT)
+            if killed:
+                log.get_logger("driver").warning("admin_group_killed", pids=killed)
+            reap_child(starter)
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,

@@ -7,7 +7,6 @@ import glob
 import os
 import signal
 import time
-from typing import Callable
 
 from babyray import config
 
@@ -50,23 +49,48 @@ def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> l
     return killed
 
 
-def reap_child(pid: int, timeout: float = 5.0, kill: Callable[[int], None] | None = None) -> None:
-    """Wait (up to ``timeout`` seconds, then SIGKILL it, or call ``kill`` with it) for this
-    process's child ``pid`` to exit and collect it, so it leaves no zombie."""
+def group_members(pgid: int) -> list[int]:
+    """The running (not zombie) processes of process group ``pgid``."""
+    members = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.split("/")[2]))
+    return members
+
+
+def end_process_group(pgid: int, grace: float) -> list[int]:
+    """Give process group ``pgid`` ``grace`` seconds to end, then SIGKILL what is left of it;
+    return the pids killed. The caller must keep the pid ``pgid`` from being reused meanwhile
+    (an unreaped child of its own)."""
+    deadline = time.monotonic() + grace
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return []
+    return left
+
+
+def reap_child(pid: int, timeout: float = 5.0) -> None:
+    """Wait (up to ``timeout`` seconds, then SIGKILL) for this process's child ``pid`` to exit
+    and collect it, so it leaves no zombie."""
     deadline = time.monotonic() + timeout
     try:
         while os.waitpid(pid, os.WNOHANG) == (0, 0):
             if time.monotonic() >= deadline:
-                (kill or _sigkill)(pid)
+                os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.02)
     except ChildProcessError:  # collected already, or not a child of this process
         pass
-
-
-def _sigkill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
 
 
 def kill_admin_tree(admin_pid: int) -> None:

@@ -83,3 +83,22 @@ def test_shutdown_with_a_stopped_worker(tmp_path):
         os.kill(_worker_pids(2)[0], signal.SIGSTOP)
     finally:
         _shutdown_and_check(info)
+
+
+def _session_pid(session_dir: str, component: str) -> int:
+    for name in os.listdir(os.path.join(session_dir, "pids")):
+        with open(os.path.join(session_dir, "pids", name)) as f:
+            if f.read().strip() == component:
+                return int(name)
+    raise AssertionError(f"no {component} registered in {session_dir}")
+
+
+def test_shutdown_with_a_stopped_local_scheduler(tmp_path):
+    """The admin never confirms (it waits for a part that cannot stop): shutdown does not wait
+    Thespian's 10 s, and the admin, its logger and the parts are killed."""
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path))
+    try:
+        assert ray.get(short.remote(1), timeout=60) == 1
+        os.kill(_session_pid(info["session_dir"], "local_scheduler"), signal.SIGSTOP)
+    finally:
+        _shutdown_and_check(info)
