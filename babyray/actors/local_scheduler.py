@@ -452,7 +452,7 @@ class LocalScheduler(PartActor):
         """Free the group's bundles; its tasks fail and the workers running in it are killed."""
         if not self.bundles.give_back(msg.pg_id, self.total, self.available):
             return
-        error = exceptions.RayError(f"placement group {msg.pg_id} was removed")
+        error = exceptions.TaskPlacementGroupRemoved(f"placement group {msg.pg_id} was removed")
         for fifo in self.queue.fifos():
             for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
                 self._fail(self.queue.remove(spec.task_id), error)

@@ -26,6 +26,7 @@ from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
 from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_group, bundle_nodes
+from babyray.util.scheduling_strategies import placement_group_id
 from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
@@ -381,6 +382,10 @@ class GcsActor(PartActor):
         if error is None:
             self.log.info("actor_registered", actor_id=msg.spec.actor_id, name=msg.info.name,
                           class_name=msg.info.class_name)
+            pg_id = placement_group_id(msg.spec.scheduling_strategy)
+            if pg_id is not None and self.placement_groups.is_removed(pg_id):
+                self._post_all(self.actor_directory.group_removed(msg.spec.actor_id, pg_id))
+                return
             self.post(self.global_scheduler, m.ForwardTasks("gcs", (msg.spec,)))
 
     def on_actor_started(self, msg: m.ActorStarted, sender: Any) -> None:
