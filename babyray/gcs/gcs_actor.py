@@ -363,6 +363,8 @@ class GcsActor(PartActor):
         for record in self.placement_groups.pending():  # recovered from the store, or none
             self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
                                                      record["strategy"]))
+        for pg_id in self.placement_groups.removed():  # so tasks still sent to them fail
+            self.post(sender, pm.ForgetPlacementGroup(pg_id))
 
     # ---- actors ------------------------------------------------------------------------
 

@@ -66,6 +66,9 @@ class PlacementGroupDirectory:
     def pending(self) -> list[dict]:
         return [record for _, record in self.table.items() if record["state"] == PENDING]
 
+    def removed(self) -> list[str]:
+        return [pg_id for pg_id, record in self.table.items() if record["state"] == REMOVED]
+
     def owned_by_job(self, job_id: str) -> list[str]:
         """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
         return [pg_id for pg_id, r in self.table.items()
