@@ -266,10 +266,13 @@ def test_removing_a_group_kills_its_actors_and_tasks_and_frees_their_cpus(four_c
     actor = Worker.options(scheduling_strategy=_in(pg, 0)).remote()
     pid = ray.get(actor.pid.remote(), timeout=60)
     running = sleep_then.options(scheduling_strategy=_in(pg, 1)).remote(120, "never")
+    queued = sleep_then.options(scheduling_strategy=_in(pg, 1)).remote(0, "never")  # waits for bundle 1
     time.sleep(1.0)  # let it start
     remove_placement_group(pg)
     with pytest.raises(RayError):
         ray.get(running, timeout=30)
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(queued, timeout=30)
     with pytest.raises(ActorDiedError, match="placement group"):
         ray.get(actor.pid.remote(), timeout=30)  # max_restarts does not bring it back
     deadline = time.monotonic() + 20

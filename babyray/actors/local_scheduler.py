@@ -463,6 +463,7 @@ class LocalScheduler(PartActor):
                 if worker.actor_id is not None:
                     self.killed_actors.add(worker.actor_id)
                 else:
+                    worker.exiting = True  # takes no task, even if its last one reports done before it dies
                     for spec in worker.assigned:
                         self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)
