@@ -93,7 +93,7 @@ class TaskSpec:
     actor_id: str | None = None  # set for actor creation and method calls
     actor_creation: bool = False
     method_name: str | None = None
-    actor_options: dict = field(default_factory=dict)
+    actor_options: dict = field(default_factory=dict)  # creation: max_concurrency, name, concurrency_groups; a call: concurrency_group
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -652,6 +652,7 @@ class ActorInfo:
     methods: dict  # method name -> num_returns
     max_task_retries: int = 0
     name: str | None = None
+    concurrency_groups: tuple = ()  # names of the actor's concurrency groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import inspect
 import os
 import threading
 import time
@@ -93,6 +92,9 @@ class Worker(PartActor):
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
+        if self.actor is not None and self.actor.groups and not self.actor.is_async:
+            self._run_concurrency_groups(msg.specs)
+            msg = m.ExecuteTasks(tuple(s for s in msg.specs if self.actor.group_pool(s) is None))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
@@ -191,10 +193,9 @@ class Worker(PartActor):
     def _create_actor(self, spec: m.TaskSpec) -> None:
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
-        context.current_task.actor_id = spec.actor_id
         self._task_event(spec, "running", started_at=time.time())
         try:
-            self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
+            self.actor = ActorHost(spec, self._function(spec.function_id))
             self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
         except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
             cause = traceback.format_exc()
@@ -212,13 +213,19 @@ class Worker(PartActor):
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
+    def _run_concurrency_groups(self, specs: tuple) -> None:
+        """Hand a threaded actor's calls of a concurrency group to the group's threads."""
+        for spec in specs:
+            pool = self.actor.group_pool(spec)
+            if pool is not None:
+                pool.submit(lambda s=spec: self._report(s, self._execute(s)))
+
     def _call_async(self, spec: m.TaskSpec) -> bool:
-        """Start a coroutine method on the actor's loop; False if the method is not async."""
+        """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
+        the actor has no such method."""
         try:
             method = self.actor.method(spec.method_name)
         except AttributeError:
-            return False
-        if not inspect.iscoroutinefunction(method):
             return False
         try:
             args = [self._arg(a) for a in spec.args]
@@ -239,7 +246,7 @@ class Worker(PartActor):
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
 
-        self.actor.run_coroutine(method, args, kwargs, done)
+        self.actor.run_coroutine(spec, method, args, kwargs, done)
         return True
 
     def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:
@@ -258,6 +265,7 @@ class Worker(PartActor):
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
+        context.current_task.job_id, context.current_task.resources = spec.job_id, spec.resources
         try:
             function = self._callable(spec)
             args = [self._arg(a) for a in spec.args]

@@ -13,7 +13,9 @@ from babyray.api.core import CoreClient
 
 _runtime: Any = None
 
-current_task = threading.local()
+current_task = threading.local()  # task_id, job_id, resources of the task running in this thread
+
+_actor_host: Any = None  # the user actor this worker process hosts, once constructed
 
 
 class WorkerRuntime:
@@ -52,3 +54,13 @@ def runtime() -> Any:
 
 def current_task_id() -> str | None:
     return getattr(current_task, "task_id", None)
+
+
+def set_actor_host(host: Any) -> None:
+    global _actor_host
+    _actor_host = host
+
+
+def actor_host() -> Any:
+    """The ActorHost of the actor this process hosts, or None (a driver or a task worker)."""
+    return _actor_host

@@ -8,7 +8,7 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries
                 "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"}
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
                  "name", "namespace", "lifetime", "scheduling_strategy", "memory", "runtime_env",
-                 "get_if_exists"}
+                 "get_if_exists", "concurrency_groups"}
 
 
 def check_options(options: dict, allowed: set, what: str) -> dict:
