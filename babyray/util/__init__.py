@@ -1,6 +1,25 @@
-"""``babyray.util``: helpers outside the core API, as in ``ray.util``."""
+"""``babyray.util``: helpers outside the core API, as in ``ray.util``.
+
+Its members load on first use: the core imports this package (scheduling strategies)
+before the API these helpers are built on exists.
+"""
 from __future__ import annotations
 
-from babyray.api.actor import list_named_actors
+import importlib
+from typing import Any
 
-__all__ = ["list_named_actors"]
+_MEMBERS = {
+    "ActorPool": "babyray.util.actor_pool",
+    "get_node_ip_address": "babyray.util.node_address",
+    "inspect_serializability": "babyray.util.check_serialize",
+    "list_named_actors": "babyray.api.actor",
+}
+
+__all__ = sorted(_MEMBERS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MEMBERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'babyray.util' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)
