@@ -245,6 +245,7 @@ class Pool:
                 kill(actor)
 
     def _round_robin(self) -> int:
+        self._check_running()
         index = self._next_actor % len(self._actors)
         self._next_actor += 1
         return index
