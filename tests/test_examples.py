@@ -1,4 +1,4 @@
-"""The README's example runs as written."""
+"""The examples run as written and print their results."""
 from __future__ import annotations
 
 import os
@@ -8,11 +8,45 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_quickstart_example_runs_and_prints_its_results(tmp_path):
+def _run(example: str, tmp_path) -> str:
     env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path), "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "quickstart.py")], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example)], env=env,
+                         capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
-    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out.stdout
-    assert "fib(10) by remote recursion: 55" in out.stdout
-    assert "actor total: 30000000.0" in out.stdout
+    return out.stdout
+
+
+def test_quickstart_example_runs_and_prints_its_results(tmp_path):
+    out = _run("quickstart.py", tmp_path)
+    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out
+    assert "fib(10) by remote recursion: 55" in out
+    assert "actor total: 30000000.0" in out
+
+
+def test_actor_pool_example(tmp_path):
+    out = _run("actor_pool.py", tmp_path)
+    assert "words per line: [4, 2, 3, 0, 4]" in out
+    assert "total words: 13" in out
+    assert "lines per actor: [2, 3]" in out
+    assert "first two again: [2, 4]" in out
+
+
+def test_queue_example(tmp_path):
+    out = _run("queue_pipeline.py", tmp_path)
+    assert "produced: 20" in out
+    assert f"consumed: 20 sum: {sum(range(10)) + sum(range(100, 110))}" in out
+    assert "batch: ['a', 'b', 'c'] left: 0" in out
+
+
+def test_multiprocessing_pool_example(tmp_path):
+    out = _run("multiprocessing_pool.py", tmp_path)
+    assert "longest chain below 31 starts at 27 with 111 steps" in out
+    assert "imap: [8, 16, 3]" in out
+    assert "apply_async: 111" in out
+
+
+def test_async_example(tmp_path):
+    out = _run("async_refs.py", tmp_path)
+    assert "ping while it works: pong" in out
+    assert "sum of squares: 55" in out
+    assert "future: 144" in out
