@@ -133,3 +133,14 @@ def test_await_inside_a_task(shared_cluster):
         return asyncio.run(main())
 
     assert ray.get(parent.remote(5), timeout=120) == [0, 1, 4, 9, 16]
+
+
+def test_plain_method_of_an_async_actor_wakes_its_coroutines(shared_cluster):
+    """Ray's actor-sync pattern: a plain method (send) of an async actor sets an asyncio.Event
+    that its coroutines (wait) await; the waiting tasks then go on. Plain methods of an async
+    actor run on its event loop."""
+    signal = Signal.remote()
+    waiters = [wait_then.remote(signal, i) for i in range(3)]
+    assert ray.wait(waiters, num_returns=3, timeout=0.5)[0] == []
+    ray.get(signal.send.remote(), timeout=30)
+    assert ray.get(waiters, timeout=30) == [0, 1, 2]
