@@ -1,4 +1,5 @@
 """multiprocessing.Pool's API on babyray actors: an existing Pool program, distributed.
+The first Pool starts a local cluster (babyray.init is not called here).
 
     python examples/multiprocessing_pool.py
 """
@@ -14,11 +15,8 @@ def collatz_steps(n):
 
 
 if __name__ == "__main__":
-    import babyray as ray
-    ray.init(num_cpus=2)
     with Pool(processes=2) as pool:
         steps = pool.map(collatz_steps, range(1, 31))
         print("longest chain below 31 starts at", steps.index(max(steps)) + 1, "with", max(steps), "steps")
         print("imap:", list(pool.imap(collatz_steps, [6, 7, 8])))
         print("apply_async:", pool.apply_async(collatz_steps, (27,)).get(timeout=60))
-    ray.shutdown()

@@ -14,6 +14,7 @@ from babyray.util.queue import Empty, Full, Queue
 
 def test_fifo_put_get_and_sizes(shared_cluster):
     """Ray: a first-in, first-out queue; qsize/size/len/empty/full report its state."""
+    assert ray.util.queue.Queue is Queue and ray.util.queue.Empty is Empty  # reachable as in Ray
     q = Queue(maxsize=3)
     assert q.empty() and not q.full() and q.qsize() == 0
     for item in ("a", {"b": 1}, [3]):

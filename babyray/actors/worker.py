@@ -92,9 +92,8 @@ class Worker(PartActor):
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
-        if self.actor is not None and self.actor.groups and not self.actor.is_async:
-            self._run_concurrency_groups(msg.specs)
-            msg = m.ExecuteTasks(tuple(s for s in msg.specs if self.actor.group_pool(s) is None))
+        if self.actor is not None and self.actor.groups:
+            msg = m.ExecuteTasks(self._run_concurrency_groups(msg.specs))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
@@ -213,12 +212,17 @@ class Worker(PartActor):
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
-    def _run_concurrency_groups(self, specs: tuple) -> None:
-        """Hand a threaded actor's calls of a concurrency group to the group's threads."""
+    def _run_concurrency_groups(self, specs: tuple) -> tuple:
+        """Hand a threaded actor's calls of a concurrency group to the group's threads;
+        returns the other calls (the default group's)."""
+        rest = []
         for spec in specs:
             pool = self.actor.group_pool(spec)
-            if pool is not None:
+            if pool is None:
+                rest.append(spec)
+            else:
                 pool.submit(lambda s=spec: self._report(s, self._execute(s)))
+        return tuple(rest)
 
     def _call_async(self, spec: m.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if

@@ -15,10 +15,14 @@ _MEMBERS = {
     "list_named_actors": "babyray.api.actor",
 }
 
+_SUBMODULES = {"actor_pool", "check_serialize", "multiprocessing", "queue"}  # ray.util.queue.Queue etc.
+
 __all__ = sorted(_MEMBERS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"babyray.util.{name}")
     module = _MEMBERS.get(name)
     if module is None:
         raise AttributeError(f"module 'babyray.util' has no attribute '{name}'")

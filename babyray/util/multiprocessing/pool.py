@@ -189,7 +189,7 @@ class Pool:
         maxtasksperchild: an actor is replaced after this many chunks (default: never).
         context: ignored, as in Ray.
         ray_address: the cluster to connect to when babyray is not initialized yet
-            (default: ``BABYRAY_ADDRESS``/``RAY_ADDRESS``, else a new local cluster).
+            (default: ``BABYRAY_ADDRESS``, else a new local cluster of ``processes`` CPUs).
         ray_remote_args: ``.options()`` for the actors (by default they hold no CPU).
     """
 
@@ -201,7 +201,7 @@ class Pool:
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
             raise ValueError(f"maxtasksperchild must be a positive int, got {maxtasksperchild!r}")
         if not is_initialized():
-            address = ray_address or os.environ.get("BABYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+            address = ray_address or os.environ.get("BABYRAY_ADDRESS")
             if address:
                 init(address)
             else:
