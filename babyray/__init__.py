@@ -10,7 +10,7 @@ from babyray.api.public import (available_resources, cancel, cluster_resources, 
 from babyray.api.memory import memory_stats, memory_summary
 from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
-from babyray.api.runtime_context import get_runtime_context
+from babyray.api.runtime_context import get_gpu_ids, get_runtime_context
 from babyray import util
 from babyray.tracing import timeline
 
@@ -39,7 +39,7 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 __all__ = [
     "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill",
+    "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
     "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
     "util", "wait",
 ]

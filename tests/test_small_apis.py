@@ -58,7 +58,7 @@ def test_actor_context_name_resources_and_threads(shared_cluster):
 
     unnamed = Probe.options(max_concurrency=3).remote()
     results = ray.get([unnamed.context.remote() for _ in range(6)], timeout=60)
-    assert {r[:4] for r in [(a, b, c, tuple(d.items())) for a, b, c, d, _ in results]} == {(job_id, unnamed.actor_id, "", ())}
+    assert all(r == (job_id, unnamed.actor_id, "", {}, False) for r in results)
 
     @ray.remote
     class AsyncProbe:

@@ -69,6 +69,7 @@ class ActorHost:
         self.name: str = options.get("name") or ""
         self.job_id = spec.job_id
         self.resources = dict(spec.resources)
+        self.gpu_ids = spec.gpu_ids
         self.reconstructed = spec.attempt > 0  # the GCS counts restarts in the creation spec's attempt
         self.is_async = is_async_class(cls)
         default = DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1
@@ -87,6 +88,7 @@ class ActorHost:
             for group, limit in self.groups.items():
                 self._pools[group] = ThreadPoolExecutor(limit, thread_name_prefix=f"babyray-group-{group}")
         context.set_actor_host(self)
+        context.use_gpus(self.gpu_ids)
         self.instance = self.cls(*args, **kwargs)
 
     def method(self, name: str) -> Callable:

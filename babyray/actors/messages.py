@@ -93,7 +93,9 @@ class TaskSpec:
     actor_id: str | None = None  # set for actor creation and method calls
     actor_creation: bool = False
     method_name: str | None = None
-    actor_options: dict = field(default_factory=dict)  # creation: max_concurrency, name, concurrency_groups; a call: concurrency_group
+    # Creation: max_concurrency, name, concurrency_groups. A method call: concurrency_group.
+    actor_options: dict = field(default_factory=dict)
+    gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)

@@ -269,7 +269,7 @@ class Worker(PartActor):
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
-        context.current_task.job_id, context.current_task.resources = spec.job_id, spec.resources
+        context.task_started(spec)
         try:
             function = self._callable(spec)
             args = [self._arg(a) for a in spec.args]

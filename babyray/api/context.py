@@ -5,6 +5,7 @@ here and raise a clear error before ``init()``.
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -13,7 +14,7 @@ from babyray.api.core import CoreClient
 
 _runtime: Any = None
 
-current_task = threading.local()  # task_id, job_id, resources of the task running in this thread
+current_task = threading.local()  # task_id, job_id, resources, gpu_ids of the task running in this thread
 
 _actor_host: Any = None  # the user actor this worker process hosts, once constructed
 
@@ -54,6 +55,18 @@ def runtime() -> Any:
 
 def current_task_id() -> str | None:
     return getattr(current_task, "task_id", None)
+
+
+def task_started(spec: m.TaskSpec) -> None:
+    """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
+    holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
+    current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids
+    use_gpus(spec.gpu_ids)
+
+
+def use_gpus(gpu_ids: tuple) -> None:
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
 
 
 def set_actor_host(host: Any) -> None:

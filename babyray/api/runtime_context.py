@@ -84,3 +84,13 @@ class RuntimeContext:
 def get_runtime_context() -> RuntimeContext:
     """The runtime context of this process; raises if ``init()`` was not called."""
     return RuntimeContext(context.runtime())
+
+
+def get_gpu_ids() -> list[int]:
+    """The ids of the GPUs the running task or actor holds (0..n-1 on its node); [] in a
+    driver and for work that asked for no GPU."""
+    context.runtime()
+    host = context.actor_host()
+    if host is not None:
+        return list(host.gpu_ids)
+    return list(getattr(context.current_task, "gpu_ids", None) or ())
