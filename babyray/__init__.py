@@ -5,6 +5,7 @@ from typing import Any, Callable
 
 from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
+from babyray.api.generator import DynamicObjectRefGenerator, ObjectRefGenerator
 from babyray.api.public import (available_resources, cancel, cluster_resources, get, init, is_initialized,
                                 nodes, put, shutdown, wait)
 from babyray.api.memory import memory_stats, memory_summary
@@ -38,7 +39,8 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "ObjectRef", "available_resources", "cancel", "cluster_resources",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
     "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
     "util", "wait",

@@ -1,7 +1,8 @@
 """Microbenchmarks of babyray against Ray, measured in one run on this machine.
 
 Each system runs in its own subprocess (same workload, same machine, back to back):
-``init()`` to ready, empty-task round trip, task throughput, put/get of a 100 MB array,
+``init()`` to ready, empty-task round trip, task throughput, values streamed by one generator
+task (each taken with ``next`` and read with ``get``), put/get of a 100 MB array,
 actor creation, actor method round trip and call throughput. Prints a table with the
 ratio babyray/Ray for each figure and writes benchmarks/results/microbench.json.
 
@@ -66,6 +67,15 @@ def measure(system: str, tasks: int, round_trips: int) -> dict:
         runs = logs.task_executions(logs.load(info["session_dir"], events=("task_executed",)))[-tasks:]
         out["task_exec_median_ms"] = logs.latency_summary(runs).get("p50_ms", 0.0)
         out["worker_exec_throughput_per_s"] = logs.throughput(runs)
+
+    @ray.remote
+    def stream(n):
+        for i in range(n):
+            yield i
+
+    t = time.perf_counter()
+    assert sum(ray.get(ref) for ref in stream.remote(tasks)) == tasks * (tasks - 1) // 2
+    out["generator_items_per_s"] = tasks / (time.perf_counter() - t)
 
     array = np.ones(100 * 1024 * 1024 // 8)
     puts, gets = [], []

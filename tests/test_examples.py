@@ -50,3 +50,12 @@ def test_async_example(tmp_path):
     assert "ping while it works: pong" in out
     assert "sum of squares: 55" in out
     assert "future: 144" in out
+
+
+def test_generators_example_streams_primes_words_and_chunks(tmp_path):
+    out = _run("generators.py", tmp_path)
+    assert "primes in [0, 2500): 367" in out
+    assert "primes in [7500, 10000): 279" in out
+    assert "primes below 10000: 1229" in out
+    assert "most common words: [('the', 3), ('quick', 1)]" in out
+    assert "chunk sums: [6, 22, 17]" in out

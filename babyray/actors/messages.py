@@ -96,6 +96,7 @@ class TaskSpec:
     # Creation: max_concurrency, name, concurrency_groups. A method call: concurrency_group.
     actor_options: dict = field(default_factory=dict)
     gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
+    generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -134,6 +135,19 @@ class TaskResult:
     node_id: str = ""
     retryable_crash: bool = False
     started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorItem:
+    """Worker -> owner: value ``index`` yielded by a generator task, sent as soon as it is stored."""
+
+    task_id: str
+    index: int
+    object_id: str
+    value: Any  # InlineValue | StoredValue (or ErrorValue: the error ending a dynamic generator)
+
+    def __repr__(self) -> str:
+        return _short("GeneratorItem", task=self.task_id, index=self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -651,7 +665,7 @@ class ActorInfo:
 
     actor_id: str
     class_name: str
-    methods: dict  # method name -> num_returns
+    methods: dict  # method name -> num_returns ("streaming" for a generator method)
     max_task_retries: int = 0
     name: str | None = None
     concurrency_groups: tuple = ()  # names of the actor's concurrency groups

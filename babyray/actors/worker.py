@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import inspect
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
+from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.core import CoreClient
@@ -226,11 +228,15 @@ class Worker(PartActor):
 
     def _call_async(self, spec: m.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
-        the actor has no such method."""
+        the actor has no such method or it is a plain generator (the executor thread runs those)."""
         try:
             method = self.actor.method(spec.method_name)
         except AttributeError:
             return False
+        if inspect.isasyncgenfunction(method):
+            method = async_generator_method(self, spec, method)
+        elif inspect.isgeneratorfunction(method):
+            return False  # a plain generator method streams from the executor thread
         try:
             args = [self._arg(a) for a in spec.args]
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
@@ -275,9 +281,11 @@ class Worker(PartActor):
             args = [self._arg(a) for a in spec.args]
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
             result = function(*args, **kwargs)
-            values = self._split_returns(spec, result)
-            owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
-            returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
+            returns = generator_returns(self, spec, result)
+            if returns is None:
+                values = self._split_returns(spec, result)
+                owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
+                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
             state = "finished"
         except KeyboardInterrupt:
             raise

@@ -16,6 +16,7 @@ from babyray.actors import messages as m
 from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
+from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
@@ -24,12 +25,11 @@ from babyray.ids import new_actor_id
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
-def method(function: Callable | None = None, *, num_returns: int = 1,
+def method(function: Callable | None = None, *, num_returns: int | str = 1,
            concurrency_group: str | None = None) -> Callable:
-    """Decorator for actor methods: ``@ray.method(num_returns=2)``,
+    """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
     ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``."""
-    if not isinstance(num_returns, int) or num_returns < 0:
-        raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}")
+    check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
 
     def decorate(function: Callable) -> Callable:
         setattr(function, _NUM_RETURNS_ATTR, num_returns)
@@ -53,9 +53,12 @@ def _concurrency_groups(cls: type, groups: Any) -> dict[str, int]:
     return dict(groups)
 
 
-def _methods_of(cls: type) -> dict[str, int]:
-    return {name: getattr(member, _NUM_RETURNS_ATTR, 1)
-            for name, member in inspect.getmembers(cls, callable)
+def _methods_of(cls: type) -> dict[str, int | str]:
+    """num_returns of each method: a generator method streams unless ``@method`` says otherwise."""
+    def num_returns(member: Callable) -> int | str:
+        chosen = getattr(member, _NUM_RETURNS_ATTR, None)
+        return chosen if chosen is not None else generator_mode(member, None) or 1
+    return {name: num_returns(member) for name, member in inspect.getmembers(cls, callable)
             if not (name.startswith("__") and name.endswith("__"))}
 
 
@@ -165,7 +168,8 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int, concurrency_group: str | None = None) -> None:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str,
+                 concurrency_group: str | None = None) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
@@ -175,9 +179,10 @@ class ActorMethod:
         raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
                         f"use '{self._name}.remote()'.")
 
-    def options(self, *, num_returns: int | None = None, concurrency_group: str | None = None,
+    def options(self, *, num_returns: int | str | None = None, concurrency_group: str | None = None,
                 **_: Any) -> "ActorMethod":
         """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor defines)."""
+        check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
         groups = self._handle._info.concurrency_groups
         if concurrency_group is not None and concurrency_group not in groups:
             raise ValueError(f"Concurrency group '{concurrency_group}' is not defined by actor "
@@ -189,16 +194,20 @@ class ActorMethod:
         runtime = context.runtime()
         core = runtime.core
         info = self._handle._info
-        task_id, return_ids = core.new_returns(self._num_returns)
+        mode = generator_mode(None, self._num_returns)
+        num_returns = 1 if mode else self._num_returns
+        task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
-            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=self._num_returns,
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name,
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode,
             actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {})
+        if mode:
+            return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)
-        return refs[0] if self._num_returns == 1 else refs
+        return refs[0] if num_returns == 1 else refs
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:

@@ -28,6 +28,7 @@ from babyray.actors import state_messages as sm
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.arguments import arg_resolver
+from babyray.api.generator import GeneratorStreams
 from babyray.api.object_ref import ObjectRef
 from babyray.api.task_routing import TaskRouter
 from babyray.api.recovery import ObjectRecovery
@@ -98,6 +99,7 @@ class CoreClient:
         self.actor_calls = ActorSubmitter(self)
         self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
+        self.generators = GeneratorStreams(self)
         self.arenas: dict[str, Arena] = {}
         self.alloc_channel: AllocClient | None = None
         self.store_arena = ""
@@ -259,6 +261,8 @@ class CoreClient:
                 self.owned[oid] = _Owned(task_id=spec.task_id)
             else:
                 entry.value = None
+        if spec.generator:
+            self.generators.reset_items(spec.task_id)
 
     def resubmit(self, spec: m.TaskSpec) -> None:
         with self.lock:
@@ -322,6 +326,8 @@ class CoreClient:
                                                          for o in spec.return_ids)))
                 continue
             spec.attempt += 1
+            if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
+                self.generators.reset_items(task_id)
             self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
                              reason=msg.reason or "node died")
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
@@ -362,6 +368,11 @@ class CoreClient:
             self._resubmit_lost(m.TasksLost(head_node_id, lost, "head restarted"))
         return len(lost)
 
+    def own_value(self, oid: str, task_id: str, value: Value) -> None:
+        """Own object ``oid``, made by ``task_id``, whose value is known (a generator's item). Locked."""
+        self.owned[oid] = _Owned(task_id=task_id)
+        self._set_value(oid, value)
+
     def _set_value(self, oid: str, value: Value) -> None:
         entry = self.owned.get(oid)
         if entry is None:
@@ -390,6 +401,9 @@ class CoreClient:
                     for callback in self.borrow_callbacks.pop(oid, []):
                         callback(value)
                 self.changed.notify_all()
+        elif kind is m.GeneratorItem:
+            with self.lock:
+                self.generators.on_item(msg)
         elif kind is m.GetObjects:
             self._serve_get_objects(msg)
         elif kind is m.TasksLost:
@@ -449,8 +463,12 @@ class CoreClient:
         if len(waiting) == 1:
             self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
 
-    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None) -> dict[str, Value]:
-        """Wait until ``want`` of ``refs`` have values (or timeout); return those known."""
+    def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
+                 others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
+        """Wait until ``want`` of ``refs`` have values (or timeout); return those known.
+
+        ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
+        """
         found: dict[str, Value] = {}
 
         def keep(oid: str) -> Callable:
@@ -465,7 +483,7 @@ class CoreClient:
                 for ref in refs:
                     if ref.id not in found:
                         self._lookup(ref, keep(ref.id))
-                while len(found) < want:
+                while len(found) + (others_ready() if others_ready else 0) < want:
                     if not blocked and self.on_block is not None:
                         blocked = True
                         self.on_block()

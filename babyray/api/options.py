@@ -28,8 +28,9 @@ def check_options(options: dict, allowed: set, what: str) -> dict:
         if "CPU" in resources or "GPU" in resources:
             raise ValueError("Use num_cpus and num_gpus, not resources={'CPU'/'GPU': ...}")
     num_returns = options.get("num_returns")
-    if num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
-        raise ValueError(f"num_returns must be a non-negative int, got {num_returns!r}")
+    if num_returns is not None and num_returns not in ("streaming", "dynamic") and (
+            not isinstance(num_returns, int) or num_returns < 0):
+        raise ValueError(f"num_returns must be a non-negative int, 'streaming' or 'dynamic', got {num_returns!r}")
     return options
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from babyray.api import context
+from babyray.api import context, generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
 
@@ -69,6 +69,9 @@ def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
         return list(object_refs), False
     bad = object_refs if not isinstance(object_refs, (list, tuple)) else \
         next(r for r in object_refs if not isinstance(r, ObjectRef))
+    if isinstance(bad, generator.ObjectRefGenerator):
+        raise TypeError(f"'{what}' does not take an ObjectRefGenerator ({bad!r}): iterate it for the refs of its "
+                        f"values, or {what} gen.completed() to wait for its task to end")
     raise ValueError(f"'{what}' expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__}: {bad!r:.80}")
 
 
@@ -84,21 +87,32 @@ def put(value: Any) -> ObjectRef:
     return context.runtime().core.put(value)
 
 
-def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
-    """Wait for ``num_returns`` refs to be ready; returns (ready, not_ready) in input order."""
-    if isinstance(object_refs, ObjectRef):
-        raise TypeError("wait() expected a list of ObjectRef, got a single ObjectRef")
-    refs, _ = _refs_arg(list(object_refs), "wait")
-    if len({r.id for r in refs}) != len(refs):
+def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num_returns: int = 1,
+         timeout: float | None = None, fetch_local: bool = True) -> tuple[list, list]:
+    """Wait for ``num_returns`` refs to be ready; returns (ready, not_ready) in input order.
+
+    An ObjectRefGenerator in the list is ready when ``next`` on it would not block.
+    """
+    if isinstance(object_refs, (ObjectRef, generator.ObjectRefGenerator)):
+        raise TypeError(f"wait() expected a list of ObjectRef, got a single {type(object_refs).__name__}")
+    waitables = list(object_refs)
+    generators = [w for w in waitables if isinstance(w, generator.ObjectRefGenerator)]
+    refs, _ = _refs_arg([w for w in waitables if not isinstance(w, generator.ObjectRefGenerator)], "wait")
+    if len({r.id for r in refs}) != len(refs) or len({id(g) for g in generators}) != len(generators):
         raise ValueError("wait() requires a list of unique object refs")
-    if not 0 <= num_returns <= len(refs):
-        raise ValueError(f"num_returns must be between 0 and {len(refs)}, got {num_returns}")
+    if not 0 <= num_returns <= len(waitables):
+        raise ValueError(f"num_returns must be between 0 and {len(waitables)}, got {num_returns}")
+    if generators:
+        return generator.wait(context.runtime().core, waitables, num_returns, timeout)
     return context.runtime().core.wait(refs, num_returns, timeout)
 
 
-def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
-    """Cancel the task that makes ``object_ref``; ``get`` then raises TaskCancelledError."""
+def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False,
+           recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref`` (or a generator's task, which stops yielding);
+    ``get`` then raises TaskCancelledError."""
+    if isinstance(object_ref, generator.ObjectRefGenerator):
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
     context.runtime().core.cancel(object_ref, force)

@@ -10,6 +10,7 @@ from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
 from babyray.api.core import function_id_of
+from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
 
@@ -46,7 +47,8 @@ class RemoteFunction:
         return self._function_id, self._blob
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1)."""
+        """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1), or
+        for a generator function an ObjectRefGenerator (see api/generator.py)."""
         runtime = context.runtime()
         try:
             self._signature.bind(*args, **kwargs)
@@ -56,7 +58,8 @@ class RemoteFunction:
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)
         options = self._options
-        num_returns = options.get("num_returns", 1)
+        mode = generator_mode(self._function, options.get("num_returns"))
+        num_returns = 1 if mode else options.get("num_returns", 1)
         task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
@@ -65,7 +68,9 @@ class RemoteFunction:
             return_ids=return_ids, resources=resource_request(options, 1.0), owner=core.inbox,
             owner_id=core.identity, max_retries=max_retries(options),
             retry_exceptions=options.get("retry_exceptions", False),
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=options.get("scheduling_strategy"), generator=mode)
+        if mode:
+            return submit_generator(core, spec, core.submit)
         refs = core.submit(spec)
         return refs[0] if num_returns == 1 else refs
 
