@@ -9,11 +9,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(example: str, tmp_path) -> str:
+    """Run an example; its output goes to files, so the test waits for the example's process
+    only, not for whatever inherited its stdout."""
     env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path), "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example)], env=env,
-                         capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    stdout, stderr = tmp_path / f"{example}.out", tmp_path / f"{example}.err"
+    with open(stdout, "w") as out, open(stderr, "w") as err:
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example)], env=env,
+                              stdout=out, stderr=err, text=True, timeout=180)
+    assert done.returncode == 0, stderr.read_text()
+    return stdout.read_text()
 
 
 def test_quickstart_example_runs_and_prints_its_results(tmp_path):
