@@ -12,7 +12,7 @@ from babyray.api.memory import memory_stats, memory_summary
 from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
 from babyray.api.runtime_context import get_gpu_ids, get_runtime_context
-from babyray import util
+from babyray import actor, remote_function, runtime_env, util  # ray.actor.ActorHandle needs only `import ray`
 from babyray.tracing import timeline
 
 __version__ = "0.1.0"
@@ -39,9 +39,10 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator",
+    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "actor",
     "available_resources", "cancel", "cluster_resources",
     "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
-    "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "shutdown", "timeline",
+    "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "remote_function", "runtime_env",
+    "shutdown", "timeline",
     "util", "wait",
 ]

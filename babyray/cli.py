@@ -7,7 +7,9 @@ command stays in the foreground until signalled, for systemd). Each start record
 admin's process group, session and network namespace in the state directory
 (``<temp_dir>/nodes``), so ``babyray stop`` can kill exactly what was started on this host
 (in this network namespace), by process group. ``babyray status`` joins as a driver and
-prints the node table.
+prints the node table. Every node proves the cluster's auth token (babyray.auth): the head
+generates one unless given one, each node keeps it in ``<session>/auth_token`` (0600) and
+records where, so drivers on its host find it; ``babyray get-auth-token`` prints it.
 """
 from __future__ import annotations
 
@@ -88,6 +90,58 @@ def _settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+# ---- auth token -------------------------------------------------------------------------
+
+
+def recorded_token_file(address: str, temp_dir: str | None = None) -> str | None:
+    """The token file of a node started on this host in the cluster whose head is ``address``."""
+    for _, record in _records(temp_dir):
+        if record.get("head_address") == address and record.get("token_file"):
+            return record["token_file"]
+    return None
+
+
+def _node_token(args: argparse.Namespace, head_address: str) -> tuple[str | None, str]:
+    """The token this node proves, and where it came from (for the report). A head started
+    again where nodes of its cluster are still recorded (after a crash) takes their token, so
+    they and its drivers can reach it; otherwise a head makes a new one.
+
+    Raises:
+        auth.AuthConfigError: a member with no token to present.
+    """
+    from babyray import auth
+    if args.no_auth:
+        return None, "authentication is OFF (--no-auth): anyone who reaches a port runs code here"
+    if args.token_file:
+        return auth.read_token_file(args.token_file), f"from {args.token_file}"
+    token = auth.token_from_environment()
+    if token:
+        return token, "from the environment"
+    recorded = recorded_token_file(head_address, args.temp_dir)
+    if recorded:
+        return auth.read_token_file(recorded), f"from {recorded}"
+    if args.head:
+        return auth.generate_token(), "generated"
+    raise auth.AuthConfigError(f"no auth token for the cluster at {args.address}: pass --token-file PATH (a copy "
+                               "of the head's token, `babyray get-auth-token` on the head prints it) or set "
+                               "BABYRAY_AUTH_TOKEN_PATH")
+
+
+def cmd_get_auth_token(args: argparse.Namespace) -> int:
+    from babyray import auth
+    token = auth.token_from_environment()
+    if not token:
+        address = _address(args)
+        path = recorded_token_file(address, args.temp_dir) if address else None
+        if not path:
+            print("no auth token: no babyray node was started on this host (give --address HEAD:PORT of one "
+                  "that was) and BABYRAY_AUTH_TOKEN(_PATH) is not set", file=sys.stderr)
+            return 1
+        token = auth.read_token_file(path)
+    print(token)
+    return 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from babyray.cluster import own_ip_towards
     from babyray.session import new_session_dir
@@ -139,33 +193,42 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def _start_node(args: argparse.Namespace, session_dir: str, node_ip: str) -> dict:
     """Start the node's admin and parts; record it; return the report for the terminal."""
+    from babyray import auth
     from babyray.cluster import object_store_size, start_head, start_member
     from babyray.session import session_pids
+    token_file = None
     try:
         resources = _resources(args)
         memory = object_store_size(args.object_store_memory)
+        token, token_source = _node_token(args, f"{node_ip}:{args.port}" if args.head else args.address)
+        if token:
+            token_file = os.path.join(session_dir, auth.TOKEN_FILE_NAME)
+            auth.write_token_file(token_file, token)
         if args.head:
             handle = start_head(session_dir, node_ip, args.port, resources, memory, settings=_settings(args),
-                                directory=True)
+                                directory=True, token=token)
         else:
             handle = start_member(session_dir, node_ip, args.port, args.address, resources, memory,
-                                  settings=_settings(args))
+                                  settings=_settings(args), token=token)
     except BaseException as exc:
         return {"ok": False, "report": f"babyray start failed: {exc}\n(logs: {session_dir}/logs)"}
     pids = session_pids(session_dir)
     pgid = os.getpgid(pids[0]) if pids else 0
     record = {"session_dir": session_dir, "pgid": pgid, "node_ip": node_ip, "port": args.port,
               "head": bool(args.head), "head_address": handle.head_address, "node_id": handle.node_id,
-              "arena": handle.arena_name, "netns": _netns_id(), "started": time.time(), "cli_pid": os.getpid()}
+              "arena": handle.arena_name, "netns": _netns_id(), "started": time.time(), "cli_pid": os.getpid(),
+              "token_file": token_file}
     path = os.path.join(state_dir(args.temp_dir), f"{os.path.basename(session_dir)}.json")
     with open(path, "w") as f:
         json.dump(record, f)
     role = "head" if args.head else "member"
     lines = [f"babyray {role} node {handle.node_id} started on {node_ip}:{args.port} "
              f"(resources {resources}; session {session_dir})"]
+    lines.append(f"Auth token ({token_source}): {token_file} (0600; `babyray get-auth-token` prints it)"
+                 if token_file else f"WARNING: {token_source}")
     if args.head:
-        lines.append(f"Connect with: babyray start --address {handle.head_address}  |  "
-                     f"ray.init(address=\"{handle.head_address}\")")
+        lines.append(f"Connect with: babyray start --address {handle.head_address} --token-file COPY_OF_TOKEN  |  "
+                     f"ray.init(address=\"{handle.head_address}\") (on other hosts with BABYRAY_AUTH_TOKEN_PATH)")
     lines.append(handle.head_address)
     return {"ok": True, "report": "\n".join(lines), "record": record, "record_path": path}
 
@@ -203,6 +266,11 @@ def _stop_record(path: str, record: dict) -> list[int]:
                 break
         killed.extend(members)
     killed.extend(kill_session_processes(record["session_dir"]))
+    if record.get("token_file"):  # the node's copy of the token goes with it
+        try:
+            os.unlink(record["token_file"])
+        except FileNotFoundError:
+            pass
     tag = os.path.basename(record["session_dir"])[-6:]
     for segment in glob.glob(f"/dev/shm/babyray_{tag}_*"):
         try:
@@ -281,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--heartbeat-period", type=float, help="seconds between a node's heartbeats")
     start.add_argument("--scheduling-policy", choices=("locality", "queue"),
                        help="placement: locality-aware (default) or queue-only, for the whole cluster (head only)")
+    start.add_argument("--token-file", help="file holding the cluster's auth token (a member: a copy of the "
+                                            "head's; default: BABYRAY_AUTH_TOKEN(_PATH), a head generates one)")
+    start.add_argument("--no-auth", action="store_true",
+                       help="UNSAFE: no token authentication; anyone who reaches a port runs code in the cluster")
     start.add_argument("--temp-dir", help="root of session directories and node records")
     start.add_argument("--block", action="store_true", help="stay in the foreground; stop the node on exit")
     start.set_defaults(func=cmd_start)
@@ -292,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--address")
     status.add_argument("--temp-dir")
     status.set_defaults(func=cmd_status)
+    token = sub.add_parser("get-auth-token", help="print the auth token of the cluster a node on this host is in")
+    token.add_argument("--address", help="HEAD:PORT of the cluster (default: BABYRAY_ADDRESS, else this host's node)")
+    token.add_argument("--temp-dir")
+    token.set_defaults(func=cmd_get_auth_token)
     from babyray.state_cli import add_commands  # list, get, summary, timeline, memory, logs
     add_commands(sub)
     return parser

@@ -9,6 +9,8 @@ the member node's store and local scheduler on its own admin (``babyray start --
 """
 from __future__ import annotations
 
+import glob
+import json
 import os
 import socket
 import time
@@ -23,11 +25,16 @@ from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
-from babyray.actors.thespian_setup import ADMIN_PORT, CONVENTION, bind_to_node_ip, capabilities, log_defs
+from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_messages, bind_to_node_ip,
+                                           capabilities, log_defs, started_admins)
 from babyray.gcs.gcs_actor import GcsActor
+from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
+from babyray.session import reap_child
 
 START_TIMEOUT = 30.0
+_START_POLL = 0.5  # seconds between looks at a starting part's log
+_STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
 
 class ClusterStartError(RuntimeError):
@@ -58,44 +65,122 @@ class HeadHandle:
 NodeHandle = HeadHandle  # a member node's handle has the same fields
 
 
-def _ask_started(system: Any, address: Any, msg: Any, what: str) -> m.Started:
-    reply = system.ask(address, msg, START_TIMEOUT)
-    if not isinstance(reply, m.Started):
-        raise ClusterStartError(f"{what} did not start (reply: {reply!r}); see {os.environ.get('THESPLOG_FILE')}")
+def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) -> m.Started:
+    """Send a part its start message and wait for its Started reply.
+
+    A part whose start handler raises logs ``handler_failed`` and sends nothing back, so its
+    log is watched meanwhile and such a failure reported at once.
+
+    Raises:
+        ClusterStartError: naming the part, the cause and a log file that exists.
+    """
+    what = part.component
+    deadline = time.monotonic() + START_TIMEOUT
+    reply = system.ask(address, msg, _START_POLL)
+    while not isinstance(reply, m.Started):
+        failure = _start_failure(log_dir, what)
+        if reply is not None or failure is not None or time.monotonic() >= deadline:
+            cause, log_file = failure or (str(reply) if reply is not None else
+                                          f"no reply within {START_TIMEOUT:.0f}s", _part_log(log_dir, what))
+            raise ClusterStartError(f"{what} did not start: {cause} (see {log_file})")
+        reply = system.listen(_START_POLL)
     return reply
 
 
+def _start_failure(log_dir: str, component: str) -> tuple[str, str] | None:
+    """The error a part's start handler logged (``handler_failed``), with the log's path."""
+    for path in glob.glob(os.path.join(log_dir, f"{component}-*.jsonl")):
+        with open(path) as f:
+            for line in f:
+                if '"handler_failed"' not in line:
+                    continue
+                event = json.loads(line)
+                lines = [text for text in event.get("exception", "").splitlines() if text.strip()]
+                return (lines[-1] if lines else event["event"]), path
+    return None
+
+
+def _part_log(log_dir: str, component: str) -> str:
+    """The part's own log if it wrote one, else Thespian's logs; one that exists."""
+    for pattern in (f"{component}-*.jsonl", "actors.log", "thespian.log"):
+        found = sorted(glob.glob(os.path.join(log_dir, pattern)), key=os.path.getmtime)
+        if found:
+            return found[-1]
+    return f"{log_dir} (no log was written)"
+
+
+def check_gcs_store(settings: dict) -> None:
+    """Open the GCS store the settings (or BABYRAY_GCS_URL) name, if any, before anything starts.
+
+    Raises:
+        ClusterStartError: naming the URL (password hidden) and why it cannot be used.
+    """
+    url = config.get("gcs_url", settings.get("gcs_url") or None)
+    if not url:
+        return  # a SQLite file in the session directory
+    prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
+    try:
+        GcsStore(url, prefix=prefix, connect_timeout=_STORE_CHECK_TIMEOUT).close()
+    except (ValueError, GcsStoreUnavailable, GcsSchemaVersionError) as exc:
+        raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
+
+
+def start_system(caps: dict, log_dir: str) -> ActorSystem:
+    """Start (or join) the multiprocTCPBase admin ``caps`` describe; stop it with ``stop_system``."""
+    known = len(started_admins())
+    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    started = started_admins()[known:]
+    system.babyray_admin_pid = started[0] if started else 0  # the admin this process forked, if any
+    return system
+
+
+def stop_system(system: Any) -> None:
+    """Shut the admin down and collect its process if this process started it (no zombie)."""
+    try:
+        system.shutdown()
+    finally:
+        if getattr(system, "babyray_admin_pid", 0):
+            reap_child(system.babyray_admin_pid)
+
+
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               watch_pid: int = 0, settings: dict | None = None, directory: bool = False) -> HeadHandle:
+               watch_pid: int = 0, settings: dict | None = None, directory: bool = False, *,
+               token: str | None) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
 
     With ``directory`` the admin is a convention leader that members and drivers can join
     (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
+    Every process of the cluster proves ``token`` (None: no authentication, unsafe).
+
+    Raises:
+        ClusterStartError: the GCS store cannot be used, or a part did not start.
     """
     settings = dict(settings or {})
+    check_gcs_store(settings)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     node_id = new_node_id()
     caps = capabilities(node_ip, port, node_id)
     if directory:
         caps[HEAD_CAPABILITY] = True
-    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    system = start_system(caps, log_dir)
     try:
         gcs = system.createActor(GcsActor)
-        _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), "GCS")
+        _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
                      m.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
-                     "global scheduler")
+                     GlobalScheduler, log_dir)
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, gcs, global_scheduler, settings)
         if directory:
             info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
                                  settings.get("scheduling_policy") or "locality")
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
-            _ask_started(system, head_directory, m.SetClusterInfo(info), "head directory")
+            _ask_started(system, head_directory, m.SetClusterInfo(info), HeadDirectory, log_dir)
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return HeadHandle(system, session_dir, node_ip, port, node_id, gcs, global_scheduler, scheduler, store,
                       arena_name, f"{node_ip}:{port}")
@@ -106,12 +191,13 @@ def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, no
                       settings: dict) -> tuple[Any, Any, str]:
     """Create a node's object store and local scheduler on ``system``'s own admin."""
     store = system.createActor(ObjectStore)
+    log_dir = os.path.join(session_dir, "logs")
     arena_name = _ask_started(system, store, m.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
-                              "object store").detail
+                              ObjectStore, log_dir).detail
     scheduler = system.createActor(LocalScheduler)
     _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
                                                 global_scheduler, store, object_store_memory, settings),
-                 "local scheduler")
+                 LocalScheduler, log_dir)
     _wait_registered(system, gcs, node_id)
     return scheduler, store, arena_name
 
@@ -150,23 +236,24 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
         except Exception as exc:  # no compatible (head) admin registered yet
             last = exc
         time.sleep(0.3)
-    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s "
-                            f"(is `babyray start --head` running there?): {last!r}")
+    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
+                            f"`babyray start --head` running there, and is this process's auth token the "
+                            f"cluster's? see `babyray get-auth-token` on the head): {last!r}")
 
 
 def start_member(session_dir: str, node_ip: str, port: int, head_address: str, resources: dict,
-                 object_store_memory: int, settings: dict | None = None) -> NodeHandle:
+                 object_store_memory: int, settings: dict | None = None, *, token: str | None) -> NodeHandle:
     """Start a member admin on ``node_ip:port`` in the convention of ``head_address``.
 
     Its object store and local scheduler are created on this admin (the node's own host)
-    and register with the head's GCS.
+    and register with the head's GCS. ``token``: the cluster's (None: no authentication).
     """
     settings = dict(settings or {})
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     node_id = new_node_id()
-    system = ActorSystem("multiprocTCPBase", capabilities(node_ip, port, node_id, head=head_address),
-                         logDefs=log_defs(log_dir))
+    system = start_system(capabilities(node_ip, port, node_id, head=head_address), log_dir)
     try:
         info = lookup_cluster(system, head_address)
         settings.setdefault("scheduling_policy", info.scheduling_policy)
@@ -174,25 +261,26 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
                                                          object_store_memory, info.gcs, info.global_scheduler,
                                                          settings)
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return NodeHandle(system, session_dir, node_ip, port, node_id, info.gcs, info.global_scheduler, scheduler,
                       store, arena_name, head_address)
 
 
 def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = None,
-                   timeout: float = START_TIMEOUT) -> tuple[Any, m.ClusterInfo, str]:
+                   timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, m.ClusterInfo, str]:
     """Start a small admin for a driver process (in the convention, on a free port of this
     host's address) and look the cluster up; returns (system, cluster info, node ip)."""
     node_ip = node_ip or os.environ.get("BABYRAY_NODE_IP") or own_ip_towards(head_address)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
+    authenticate_messages(token)
     caps = {ADMIN_PORT: free_port(node_ip), CONVENTION: head_address, "babyray_driver": True}
-    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    system = start_system(caps, log_dir)
     try:
         info = lookup_cluster(system, head_address, timeout)
     except BaseException:
-        system.shutdown()
+        stop_system(system)
         raise
     return system, info, node_ip
 

@@ -14,8 +14,10 @@ DEFAULTS: dict[str, Any] = {
     "inline_threshold": 128 * 1024,
     # Size of each node's shared-memory object arena, in bytes.
     "object_store_memory": 512 * 1024 * 1024,
-    # Root of the per-session directories (logs, spill files, SQLite GCS store).
-    "temp_dir": "/tmp/babyray",
+    # Root of the per-session directories (logs, spill files, SQLite GCS store) and of the
+    # CLI's node records; not named like the package, which it would shadow for a script run
+    # from /tmp.
+    "temp_dir": "/tmp/babyray-sessions",
     # Default retries of a task whose worker dies (Ray's default is 3; -1 is unbounded).
     "task_max_retries": 3,
     # Seconds between a node's heartbeats, and of silence after which it is marked dead.

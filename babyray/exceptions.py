@@ -80,6 +80,10 @@ class WorkerCrashedError(RayError):
     """The worker running the task died (and the retries were spent)."""
 
 
+class RuntimeEnvSetupError(RayError):
+    """The task's or actor's ``runtime_env`` could not be set up on its node."""
+
+
 class RayActorError(RayError):
     """An actor cannot run the call."""
 
@@ -106,6 +110,7 @@ class ObjectStoreFullError(OutOfMemoryError):
 
 __all__ = [
     "RayError", "RayTaskError", "GetTimeoutError", "TaskCancelledError", "WorkerCrashedError",
+    "RuntimeEnvSetupError",
     "RayActorError", "ActorDiedError", "ObjectLostError", "ObjectReconstructionFailedError",
     "OutOfMemoryError", "ObjectStoreFullError",
 ]

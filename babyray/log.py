@@ -53,5 +53,23 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
     _configured_path = path
 
 
+def configured_in_this_process() -> bool:
+    """Whether this process (not a parent it was forked from) called ``configure``."""
+    return bool(_configured_path) and _configured_path.endswith(f"-{os.getpid()}.jsonl")
+
+
+def tell_user(message: str) -> None:
+    """One line for the person running the program, on stderr, through the stdlib logger
+    ``babyray`` (given a stderr handler at INFO unless the application configured one)."""
+    logger = logging.getLogger("babyray")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s babyray: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logger.info(message)
+
+
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)

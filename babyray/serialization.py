@@ -10,9 +10,13 @@ Layout: ``MAGIC | n_buffers:u32 | meta_len:u64 | (offset:u64, len:u64) * n | met
 """
 from __future__ import annotations
 
+import io
+import marshal
 import pickle
 import struct
 import threading
+import types
+from collections import ChainMap
 from typing import Any, Callable
 
 import cloudpickle
@@ -23,6 +27,31 @@ _HEAD = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
 
 _ref_hooks = threading.local()
+
+
+def _rebuild_code(marshalled: bytes) -> types.CodeType:
+    return marshal.loads(marshalled)
+
+
+def _reduce_code(code: types.CodeType) -> tuple:
+    return _rebuild_code, (marshal.dumps(code),)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that a pickled function's code keeps its file name.
+
+    cloudpickle 3 renames every pickled code object's file to ``<dynamic-code>``, so a remote
+    traceback would lose the user's file name and source lines. A code object is marshalled
+    whole instead (every process of a cluster runs the same Python).
+    """
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def _cloudpickle_dumps(value: Any, buffer_callback: Callable | None = None) -> bytes:
+    with io.BytesIO() as out:
+        _Pickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
+        return out.getvalue()
 
 
 def _align(n: int) -> int:
@@ -81,7 +110,7 @@ def serialize(value: Any) -> SerializedObject:
     outer = getattr(_ref_hooks, "refs", None)
     _ref_hooks.refs = refs
     try:
-        meta = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+        meta = _cloudpickle_dumps(value, buffer_callback=lambda b: buffers.append(b.raw()))
     except Exception as exc:  # pickling raises many types; name the cause for the user
         raise TypeError(f"Could not serialize {type(value).__name__!s} value: {exc!r}") from exc
     finally:
@@ -115,6 +144,11 @@ def deserialize(region: memoryview | bytes) -> Any:
 def dumps(value: Any) -> bytes:
     """Serialize to one bytes object (for inline values and messages)."""
     return serialize(value).to_bytes()
+
+
+def dumps_function(function: Callable | type) -> bytes:
+    """Pickle a remote function or actor class by value (its code keeps its file name)."""
+    return _cloudpickle_dumps(function)
 
 
 def loads_function(blob: bytes) -> Callable:

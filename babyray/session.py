@@ -49,6 +49,21 @@ def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> l
     return killed
 
 
+def reap_child(pid: int, timeout: float = 5.0) -> None:
+    """Wait (up to ``timeout`` seconds, then SIGKILL) for this process's child ``pid`` to exit
+    and collect it, so it leaves no zombie."""
+    deadline = time.monotonic() + timeout
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() >= deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.02)
+    except ChildProcessError:  # collected already, or not a child of this process
+        pass
+
+
 def kill_admin_tree(admin_pid: int) -> None:
     """SIGKILL a Thespian admin's other children (its logger) and then the admin itself."""
     for entry in os.listdir("/proc"):

@@ -388,7 +388,12 @@ class NetnsCluster:
     of ``""``, which also skips waiting for the head port.
 
     ``env`` is added to the environment of every process started in the
-    cluster.  Each process also gets BABYRAY_ADDRESS=<head ip:port>,
+    cluster.  Unless ``env`` sets BABYRAY_AUTH_TOKEN(_PATH) or
+    BABYRAY_AUTH_MODE, ``up()`` writes a fresh cluster token to
+    <state_dir>/auth_token (0600) and every process gets
+    BABYRAY_AUTH_TOKEN_PATH naming it (the token is never on a command
+    line); ``host_env(host, {"BABYRAY_AUTH_TOKEN_PATH": ""})`` makes an
+    outsider without it.  Each process also gets BABYRAY_ADDRESS=<head ip:port>,
     BABYRAY_NODE_IP=<its ip>, THESPIAN_BASE_IPADDR=<its ip> (Thespian
     otherwise falls back to 127.0.0.1 because there is no default route),
     THESPLOG_FILE=<state_dir>/<host>.thespian.log (unless ``env`` sets it),
@@ -509,6 +514,9 @@ class NetnsCluster:
             "links": [], "processes": [],
         }
         self._save()
+        if not any(k in self.env for k in ("BABYRAY_AUTH_TOKEN", "BABYRAY_AUTH_TOKEN_PATH", "BABYRAY_AUTH_MODE")):
+            self.env["BABYRAY_AUTH_TOKEN_PATH"] = str(self._write_token())
+            self._save()
         try:
             self._plumb()
             self._start_all()
@@ -522,6 +530,14 @@ class NetnsCluster:
                 self.down()
             raise e
         return self
+
+    def _write_token(self) -> Path:
+        """A fresh cluster token in <state_dir>/auth_token, readable by this user only."""
+        path = self.state_dir / "auth_token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        return path
 
     def _plumb(self) -> None:
         br = self.bridge_ns

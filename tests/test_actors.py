@@ -296,10 +296,8 @@ def test_async_actor_runs_coroutines_concurrently_on_its_event_loop(shared_clust
             return self.peak
 
     worker = AsyncWorker.remote()
-    started = time.time()
     assert ray.get([worker.wait_a_bit.remote(i) for i in range(10)]) == list(range(10))
-    assert time.time() - started < 2.5  # ten 0.3 s sleeps overlapped
-    assert ray.get(worker.peak_seen.remote()) > 1
+    assert ray.get(worker.peak_seen.remote()) > 1  # the sleeps overlapped
 
 
 def test_detached_lifetime_and_actor_options_are_accepted(shared_cluster):

@@ -11,7 +11,10 @@ import glob
 import json
 import os
 import random
+import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,13 +27,13 @@ import babyray as ray
 from babyray.actors.messages import GetNodes
 from babyray.actors import messages as m
 from babyray.api import context
-from babyray.cluster import ClusterStartError
+from babyray.cluster import START_TIMEOUT, ClusterStartError, free_port
 from babyray.gcs import messages as gm
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
 from babyray.session import session_pids
 from conftest import _alive, assert_session_clean
-from test_gcs_store import PASSWORD, PG_URL, TcpProxy, drop_tables
+from test_gcs_store import PASSWORD, PG_URL, drop_tables
 
 FAST_FLUSH = 0.2  # seconds between flush passes in these tests
 
@@ -92,6 +95,35 @@ def proxy_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+class ProxyProcess:
+    """A TcpProxy to PostgreSQL in a process of its own: the cluster's processes, forked from
+    this one, must not inherit its listening socket, or stop() could not free the port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from test_gcs_store import TcpProxy; "
+                "TcpProxy(int(sys.argv[2]), ('127.0.0.1', 5432)).start(); time.sleep(3600)")
+        self._process = subprocess.Popen([sys.executable, "-c", code, os.path.dirname(__file__), str(self.port)])
+        wait_until(self._accepts, what="the proxy listening")
+
+    def _accepts(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Drop every connection at once, like a crashed server."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
@@ -232,11 +264,11 @@ def test_a_restarted_gcs_recovers_functions_actors_and_lineage(backend: Backend)
 
 
 def test_a_store_outage_keeps_the_cluster_serving_and_loses_nothing(pg_backend: Backend) -> None:
-    proxy = TcpProxy(proxy_port(), ("127.0.0.1", 5432))
+    proxy = ProxyProcess(proxy_port())
     url = f"postgresql+psycopg2://postgres:{PASSWORD}@127.0.0.1:{proxy.port}/test"
+    proxy.start()
     try:
         with pg_backend.cluster(url=url) as gcs:
-            proxy.start()  # only now: processes forked by init() would inherit its listening socket
             assert ray.get([double.remote(i) for i in range(5)]) == [0, 2, 4, 6, 8]
             wait_until(lambda: gcs.flush(timeout=5).durable and gcs.stats().recovered, what="store reachable")
             proxy.stop()
@@ -264,25 +296,102 @@ def test_a_store_outage_keeps_the_cluster_serving_and_loses_nothing(pg_backend: 
         proxy.stop()
 
 
-def test_a_store_unreachable_at_start_is_written_once_it_appears(pg_backend: Backend) -> None:
-    proxy = TcpProxy(proxy_port(), ("127.0.0.1", 5432))
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:{proxy.port}/test"
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg2", "sqlite"])
+def test_every_url_form_works_with_the_shipped_driver(scheme: str, tmp_path: Path) -> None:
+    """psql's and libpq's URL forms use the shipped psycopg2 (SQLAlchemy 2.1's default
+    PostgreSQL driver, psycopg 3, is not installed); the tasks reach the store."""
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    url = f"sqlite:///{tmp_path}/gcs.sqlite" if scheme == "sqlite" else \
+        f"{scheme}://postgres:{PASSWORD}@127.0.0.1:5432/test"
+    backend = Backend(scheme, url, prefix, tmp_path)
     try:
-        with pg_backend.cluster(url=url) as gcs:
-            refs = [double.remote(i) for i in range(10)]
-            assert ray.get(refs, timeout=20) == [2 * i for i in range(10)]
-            assert not gcs.stats().recovered
-            assert gcs_log_events("gcs_store_unreachable_at_start")
-            proxy.start()
-            wait_until(lambda: gcs.flush(timeout=5).durable and gcs.stats().recovered, timeout=20,
-                       what="store reachable")
-        store = pg_backend.open()
+        with backend.cluster(url=url) as gcs:
+            refs = [double.remote(i) for i in range(4)]
+            assert ray.get(refs, timeout=60) == [0, 2, 4, 6]
+            assert gcs.flush().durable and gcs.stats().store_healthy
+        store = backend.open()
         try:
-            assert len(store.get_many("tasks", [task_id_of(ref.id) for ref in refs])) == 10
+            stored = store.get_many("tasks", [task_id_of(ref.id) for ref in refs])
         finally:
             store.close()
+        assert {record["state"] for record in stored.values()} == {"finished"} and len(stored) == 4
     finally:
-        proxy.stop()
+        if scheme != "sqlite":
+            drop_tables(PG_URL, prefix)
+
+
+UNUSABLE_URLS = {  # PostgreSQL here trusts 127.0.0.1, so a refused login is an unknown role
+    "bad host": ("postgresql://postgres:{pw}@no-such-host.invalid:5432/test", "could not translate host name"),
+    "nothing listening": ("postgresql://postgres:{pw}@127.0.0.1:{closed}/test", "Connection refused"),
+    "database missing": ("postgresql://postgres:{pw}@127.0.0.1:5432/no_such_db_{tag}",
+                         'database "no_such_db_[0-9a-f]+" does not exist'),
+    "login refused": ("postgresql://nobody_{tag}:{pw}@127.0.0.1:5432/test", 'role "nobody_[0-9a-f]+" does not exist'),
+    "driver missing": ("postgresql+psycopg://postgres:{pw}@127.0.0.1:5432/test",
+                       "driver is not installed .No module named 'psycopg'.*postgresql\\+psycopg2://"),
+}
+
+
+def _unusable_url(case: str) -> tuple[str, str]:
+    url, cause = UNUSABLE_URLS[case]
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    return url.format(pw=PASSWORD, closed=closed, tag=uuid.uuid4().hex[:6]), cause
+
+
+@pytest.mark.parametrize("case", list(UNUSABLE_URLS))
+def test_an_unusable_store_url_fails_init_at_once_naming_the_url_and_the_cause(case: str, tmp_path: Path) -> None:
+    url, cause = _unusable_url(case)
+    started = time.monotonic()
+    with pytest.raises(ClusterStartError) as info:
+        ray.init(num_cpus=1, temp_dir=str(tmp_path), gcs_url=url)
+    assert time.monotonic() - started < 5.0
+    message = str(info.value)
+    assert url.replace(PASSWORD, "***") in message and PASSWORD not in message, message
+    assert re.search(cause, message), message
+    assert not ray.is_initialized()
+    for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
+        assert_session_clean(session_dir)
+
+
+def test_babyray_start_head_with_an_unusable_store_url_fails_at_once(tmp_path: Path) -> None:
+    url, cause = _unusable_url("database missing")
+    env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path)}
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "babyray.cli", "start", "--head", "--port", str(free_port()),
+                          "--node-ip", "127.0.0.1", "--gcs-url", url], env=env, capture_output=True, text=True,
+                         timeout=60)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert url.replace(PASSWORD, "***") in run.stderr and re.search(cause, run.stderr), run.stderr
+    assert PASSWORD not in run.stdout + run.stderr
+    assert elapsed < 5.0 + _python_start_seconds(), elapsed
+    assert not list((tmp_path / "nodes").glob("*.json"))  # nothing recorded as started
+    for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
+        assert_session_clean(session_dir)
+
+
+def _python_start_seconds() -> float:
+    """How long starting this Python and importing babyray's CLI takes here, now."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import babyray.cli"], check=True, timeout=60)
+    return time.monotonic() - started
+
+
+def test_a_part_that_fails_to_start_names_its_cause_and_an_existing_log(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ClusterStartError) as info:  # no machine has 100 TB of shared memory
+        ray.init(num_cpus=1, temp_dir=str(tmp_path), object_store_memory=10**14)
+    assert time.monotonic() - started < START_TIMEOUT / 2  # reported when it fails, not at the timeout
+    message = str(info.value)
+    assert re.match(r"object_store did not start: OSError: .*\(see (\S+)\)$", message), message
+    log_file = re.search(r"\(see (\S+)\)$", message).group(1)
+    assert os.path.isfile(log_file) and "handler_failed" in Path(log_file).read_text()
+    assert not ray.is_initialized()
+    for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
+        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+                   what="the failed cluster's processes gone")
+        assert_session_clean(session_dir)
 
 
 def test_an_unsupported_store_url_fails_init_with_a_clear_error(tmp_path: Path) -> None:

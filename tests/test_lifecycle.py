@@ -9,19 +9,6 @@ import babyray as ray
 from conftest import assert_session_clean
 
 
-def test_api_calls_before_init_raise_a_clear_error():
-    assert not ray.is_initialized()
-
-    @ray.remote
-    def f():
-        return 1
-
-    with pytest.raises(RuntimeError, match="init"):
-        f.remote()
-    with pytest.raises(RuntimeError, match="init"):
-        ray.put(1)
-
-
 def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
     with pytest.raises(RuntimeError, match="init"):
         ray.init()

@@ -169,6 +169,75 @@ def test_a_remote_driver_killed_with_kill_9_leaves_the_gcs_list_of_drivers(clust
     ''')
 
 
+def test_a_jobs_working_dir_and_py_modules_reach_member_nodes(cluster, tmp_path):
+    """Ray's runtime_env (docs, "Environment Dependencies"): a job's local working_dir and
+    py_modules are uploaded to the cluster and unpacked on every node that runs the job's
+    workers, which start in their node's copy: a module only in the driver's working_dir
+    imports in tasks on members, even after the driver's directory is gone."""
+    source = tmp_path / "job_source"
+    (source / "wd" / "data").mkdir(parents=True)
+    (source / "wd" / "rtenv_mh_mod.py").write_text("def triple(x):\n    return 3 * x\n")
+    (source / "wd" / "data" / "note.txt").write_text("shipped")
+    (source / "lib" / "rtenv_mh_pkg").mkdir(parents=True)
+    (source / "lib" / "rtenv_mh_pkg" / "__init__.py").write_text("WHERE = 'py_modules'\n")
+    run_driver(cluster, tmp_path, f'''
+        import shutil
+        ray.shutdown()
+        ray.init(address="auto", runtime_env={{"working_dir": "{source}/wd", "env_vars": {{"RTENV_MH": "on"}},
+                                               "py_modules": ["{source}/lib/rtenv_mh_pkg"]}})
+        shutil.rmtree("{source}")  # members cannot read it from a shared disk: only the packages
+
+        @ray.remote
+        def use():
+            import rtenv_mh_mod, rtenv_mh_pkg
+            with open("data/note.txt") as f:
+                note = f.read()
+            return (os.environ["BABYRAY_NETNS_HOST"], os.getcwd(), rtenv_mh_mod.triple(5), note,
+                    rtenv_mh_pkg.WHERE, os.environ.get("RTENV_MH"))
+        results = ray.get([use.options(resources={{f"on_{{m}}": 1}}).remote() for m in ("m1", "m2")], timeout=120)
+        assert [r[0] for r in results] == ["m1", "m2"], results
+        assert all(r[2:] == (15, "shipped", "py_modules", "on") for r in results), results
+        cwds = [r[1] for r in results]
+        assert cwds[0] != cwds[1] and all("runtime_resources/working_dir_files/_ray_pkg_" in c for c in cwds), cwds
+    ''')
+
+
+JOB_WITH_ENV = textwrap.dedent('''
+    import os, sys, babyray as ray
+    ray.init(address="auto", runtime_env={"working_dir": sys.argv[1], "env_vars": {"RTENV_JOB": sys.argv[2]}})
+
+    @ray.remote
+    def which():
+        import rtenv_job_mod
+        return rtenv_job_mod.NAME, os.environ["RTENV_JOB"], os.environ["BABYRAY_NETNS_HOST"]
+    refs = [which.options(resources={f"on_m{1 + i % 2}": 0.01}).remote() for i in range(16)]
+    got = ray.get(refs, timeout=120)
+    assert {(name, var) for name, var, _ in got} == {(sys.argv[2], sys.argv[2])}, got
+    assert {host for _, _, host in got} == {"m1", "m2"}, got
+    ray.shutdown()
+    print("JOB OK", sys.argv[2])
+''')
+
+
+def test_two_jobs_with_different_runtime_envs_run_side_by_side(cluster, tmp_path):
+    """Ray's runtime_env (docs): several jobs with different runtime environments run on one
+    cluster at the same time; each job's workers have its own files and variables (here two
+    working_dirs holding a module of the same name with different contents)."""
+    job = tmp_path / "job_with_env.py"
+    job.write_text(JOB_WITH_ENV)
+    for name in ("A", "B"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rtenv_job_mod.py").write_text(f"NAME = {name!r}\n")
+    run_driver(cluster, tmp_path, f'''
+        import subprocess
+        jobs = [subprocess.Popen([sys.executable, "{job}", "{tmp_path}/" + name, name], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for name in ("A", "B")]
+        outputs = [j.communicate(timeout=180)[0] for j in jobs]
+        assert all(j.returncode == 0 for j in jobs), outputs
+        assert "JOB OK A" in outputs[0] and "JOB OK B" in outputs[1], outputs
+    ''')
+
+
 def _store_pid(cluster, host: str) -> int:
     """The pid of ``host``'s object store (from the sessions' pid records), once it runs."""
     deadline = time.monotonic() + 60

@@ -74,7 +74,7 @@ def test_tasks_placed_one_after_another_keep_following_their_data():
     for _ in range(40):
         costs = {name: node.queue_seconds(policy.task_seconds, now) for name, node in table.items()}
         assert costs["b"] < costs["a"] + policy.pull_seconds
-        assert policy.cost(task, table["b"]) < policy.cost(task, table["a"])
+        assert policy.cost(task, table["b"], now) < policy.cost(task, table["a"], now)
         table["b"].note_placed(policy.task_seconds, now)
         now += 0.01  # the task ran meanwhile
     assert table["b"].backlog(policy.task_seconds, now) <= 1.0

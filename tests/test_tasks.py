@@ -1,6 +1,7 @@
 """Remote functions through the public API: Ray's task semantics on a real cluster."""
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
@@ -99,6 +100,37 @@ def test_task_exception_is_both_ray_task_error_and_the_original_class(shared_clu
     assert isinstance(info.value, RayTaskError)
     assert "boom" in str(info.value)
     assert "Traceback" in str(info.value) and "raise ValueError(message)" in str(info.value)
+
+
+def _raise_line(function) -> int:
+    """The line of ``raise`` in ``function``'s source file."""
+    lines, first = inspect.getsourcelines(function)
+    return first + next(i for i, line in enumerate(lines) if line.strip().startswith("raise"))
+
+
+def test_remote_traceback_names_the_users_file_line_and_source_line(shared_cluster):
+    def fails(message):
+        raise ValueError(message)
+
+    def make_failing():
+        def inner(x):
+            raise KeyError(f"no {x}")  # a closure
+        return inner
+
+    class Breaks:
+        def method(self):
+            raise RuntimeError("actor method broke")
+
+    inner = make_failing()
+    cases = [(ray.remote(fails).remote("boom"), fails, "raise ValueError(message)"),
+             (ray.remote(inner).remote(3), inner, 'raise KeyError(f"no {x}")  # a closure'),
+             (ray.remote(Breaks).remote().method.remote(), Breaks.method, 'raise RuntimeError("actor method broke")')]
+    for ref, function, source in cases:
+        with pytest.raises(RayTaskError) as info:
+            ray.get(ref, timeout=60)
+        text = str(info.value)
+        assert f'File "{__file__}", line {_raise_line(function)}, in {function.__name__}' in text, text
+        assert source in text and "<dynamic-code>" not in text, text
 
 
 def test_task_depending_on_a_failed_task_fails_too(shared_cluster):

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.ids import new_worker_id
+from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
 
 
@@ -46,6 +47,7 @@ class WorkerInfo:
     held: dict = field(default_factory=dict)  # resources held for the running task
     idle_since: float = 0.0
     actor_id: str | None = None  # set for a worker dedicated to one actor for its lifetime
+    env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
     started_at: float = field(default_factory=time.time)
 
     def state(self) -> str:
@@ -112,14 +114,14 @@ class LocalScheduler(PartActor):
         self.log.info("local_scheduler_started", resources=self.total)
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
 
-    def _start_worker(self) -> WorkerInfo:
+    def _start_worker(self, runtime_env: dict | None = None) -> WorkerInfo:
         node = self.node
         address = self.createActor(Worker)
-        info = WorkerInfo(new_worker_id(), address, idle_since=time.monotonic())
+        info = WorkerInfo(new_worker_id(), address, idle_since=time.monotonic(), env_key=env_key(runtime_env))
         self.workers[info.worker_id] = info
         self.post(address, m.WorkerStart(info.worker_id, node.node_id, node.session_dir, self.myAddress,
-                                         node.store, node.gcs, "", node.config))
-        self.log.info("worker_starting", worker_id=info.worker_id)
+                                         node.store, node.gcs, "", node.config, runtime_env or {}))
+        self.log.info("worker_starting", worker_id=info.worker_id, runtime_env_key=info.env_key)
         return info
 
     def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
@@ -150,13 +152,13 @@ class LocalScheduler(PartActor):
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
             self._steal_for_idle_workers()
-            self._ensure_workers(0)
+            self._ensure_workers([])
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
         idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
                 and w.actor_id is None]
-        wanted_workers = 0
+        wanted_workers: list[dict] = []  # the runtime_env of each worker to start
         # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
         # so no task waits behind a long one while a CPU frees up elsewhere.
         pipelining = len(self.queue) > 2 * max(1, int(self.total.get("CPU", 1)))
@@ -164,10 +166,10 @@ class LocalScheduler(PartActor):
             while fifo:
                 spec = fifo[0]
                 if fits(self.available, spec.resources):
-                    if not idle:
-                        wanted_workers += 1
+                    worker = _take_idle(idle, env_key(spec.runtime_env))
+                    if worker is None:
+                        wanted_workers.append(spec.runtime_env)
                         break
-                    worker = idle.pop()
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
                     self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
@@ -182,25 +184,41 @@ class LocalScheduler(PartActor):
             self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
-    def _ensure_workers(self, wanted: int) -> None:
-        """Start workers for ``wanted`` runnable tasks, and keep the pool at the CPU count."""
-        starting = sum(1 for w in self.workers.values() if not w.ready)
+    def _ensure_workers(self, wanted: list[dict]) -> None:
+        """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
+        pool at the CPU count with workers of no runtime_env."""
         pool = sum(1 for w in self.workers.values() if w.actor_id is None)
-        wanted = max(wanted, max(1, int(self.total.get("CPU", 1))) - pool)
-        for _ in range(wanted - starting):
-            if len(self.workers) >= self.max_workers:
-                break
-            self._start_worker()
+        envs = {env_key(env): env for env in wanted}
+        counts = Counter(env_key(env) for env in wanted)
+        counts[""] = max(counts.get("", 0), max(1, int(self.total.get("CPU", 1))) - pool)
+        for key, count in counts.items():
+            starting = sum(1 for w in self.workers.values() if not w.ready and w.env_key == key)
+            for _ in range(count - starting):
+                if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
+                    break
+                self._start_worker(envs.get(key))
+
+    def _stop_idle_worker_of_other_env(self, key: str) -> bool:
+        """Make room for a worker of runtime_env ``key``: stop an idle worker of another one."""
+        for worker in self.workers.values():
+            if (worker.env_key != key and worker.ready and not worker.assigned and not worker.blocked
+                    and worker.actor_id is None):
+                self._stop_worker(worker)
+                return True
+        return False
 
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle = sum(1 for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
-                   and w.actor_id is None)
+        idle_workers = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
+                        and w.actor_id is None]
+        idle, idle_envs = len(idle_workers), {w.env_key for w in idle_workers}
         if not idle:
             return
         for worker in sorted(self.workers.values(), key=lambda w: -len(w.assigned)):
             if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
                 break
+            if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
+                continue
             self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
             idle -= 1
 
@@ -215,7 +233,7 @@ class LocalScheduler(PartActor):
         for worker in self.workers.values():
             if (worker.assigned and not worker.blocked and worker.actor_id is None
                     and len(worker.assigned) < self.pipeline_depth
-                    and worker.held == spec.resources
+                    and worker.held == spec.resources and worker.env_key == env_key(spec.runtime_env)
                     and (best is None or len(worker.assigned) < len(best.assigned))):
                 best = worker
         if best is None:
@@ -407,11 +425,23 @@ class LocalScheduler(PartActor):
         pool = [w for w in self.workers.values() if w.actor_id is None]
         idle = [w for w in pool if w.ready and not w.assigned and not w.blocked
                 and now - w.idle_since > self.idle_timeout]
+        idle.sort(key=lambda w: w.env_key == "")  # workers of a runtime_env go first
         for worker in idle[: max(0, len(pool) - keep)]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
-            self.workers.pop(worker.worker_id)
-            self.by_address.pop(address_key(worker.address), None)
-            self.send(worker.address, ActorExitRequest())
+            self._stop_worker(worker)
+
+    def _stop_worker(self, worker: WorkerInfo) -> None:
+        self.workers.pop(worker.worker_id)
+        self.by_address.pop(address_key(worker.address), None)
+        self.send(worker.address, ActorExitRequest())
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("local_scheduler_stopping")
+
+
+def _take_idle(idle: list[WorkerInfo], key: str) -> WorkerInfo | None:
+    """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
+    for i in range(len(idle) - 1, -1, -1):
+        if idle[i].env_key == key:
+            return idle.pop(i)
+    return None

@@ -97,6 +97,7 @@ class TaskSpec:
     actor_options: dict = field(default_factory=dict)
     gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
     generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
+    runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
 
     def __repr__(self) -> str:
         return _short("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -218,6 +219,7 @@ class WorkerStart:
     gcs: Any
     job_id: str = ""
     config: dict = field(default_factory=dict)
+    runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
 
 
 @dataclass(frozen=True, slots=True)

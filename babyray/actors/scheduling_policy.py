@@ -78,8 +78,9 @@ class SchedulingPolicy:
     pull_seconds: float = DEFAULT_PULL_SECONDS
     rng: random.Random = field(default_factory=random.Random)
 
-    def cost(self, spec: m.TaskSpec, node: NodeLoad) -> float:
-        return node.queue_seconds(self.task_seconds)
+    def cost(self, spec: m.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
+        """Estimated seconds until ``spec`` would start on ``node`` (``now``: time.monotonic())."""
+        return node.queue_seconds(self.task_seconds, now)
 
     def choose(self, spec: m.TaskSpec, candidates: list[NodeLoad]) -> NodeLoad | None:
         if not candidates:
@@ -99,10 +100,10 @@ class LocalityAwarePolicy(SchedulingPolicy):
 
     name = "locality"
 
-    def cost(self, spec: m.TaskSpec, node: NodeLoad) -> float:
+    def cost(self, spec: m.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
         missing = [size for node_id, size in stored_inputs(spec) if node_id != node.node_id]
         fetch = len(missing) * self.pull_seconds + sum(missing) / self.bandwidth
-        return node.queue_seconds(self.task_seconds) + fetch
+        return node.queue_seconds(self.task_seconds, now) + fetch
 
 
 POLICIES = {"queue": QueueOnlyPolicy, "locality": LocalityAwarePolicy}

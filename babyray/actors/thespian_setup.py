@@ -1,15 +1,28 @@
 """Thespian set-up shared by every babyray process that starts or joins an actor system.
 
-Stock Thespian binds every socket to 0.0.0.0 (DESIGN trap 2); ``bind_to_node_ip`` makes
-each actor and admin listen only on the node's own address. It must run before the admin
-is forked, so every actor process inherits it. Thespian's own log goes to the session.
+Stock Thespian binds every socket to 0.0.0.0; ``bind_to_node_ip`` makes each actor and
+admin listen only on the node's own address. ``authenticate_messages`` makes every message
+carry a proof of the cluster token, checked before it is unpickled (babyray.auth). Both
+must run before the admin is forked, so every actor process inherits them, and before a
+driver opens its actor system. Thespian's own log goes to the session.
+Stock ``TCPTransport.close`` leaves the transport's idle outgoing connections open; here it
+closes them, so a driver's init/shutdown cycles leave no socket behind. Thespian detaches the
+admin process it forks from multiprocessing, so nothing waits for its exit: ``started_admins``
+lists their pids for the starter to reap.
 """
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
+from thespian.system import multiprocCommon
 from thespian.system.transport import IPBase
+from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
+from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
+from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
+
+from babyray import auth
 
 ADMIN_PORT = "Admin Port"
 CONVENTION = "Convention Address.IPv4"
@@ -26,6 +39,37 @@ def _init_bound_to_node_ip(self: Any, af: Any, socktype: Any, proto: Any, basead
         self.bindname = (node_ip, self.bindname[1])
 
 
+_original_close = TCPTransport.close
+
+
+def _close_with_idle_sockets(self: Any) -> None:
+    for idle in getattr(self, "_openSockets", {}).values():
+        idle.close()
+    if hasattr(self, "_openSockets"):
+        self._openSockets = {}
+    _original_close(self)
+
+
+TCPTransport.close = _close_with_idle_sockets
+
+_original_detach_child = multiprocCommon.detach_child
+_admin_pids: list[int] = []
+
+
+def _detach_child_noting_admins(child: Any) -> None:
+    _original_detach_child(child)
+    if child.name == "ThespianAdmin":
+        _admin_pids.append(child.pid)
+
+
+multiprocCommon.detach_child = _detach_child_noting_admins
+
+
+def started_admins() -> list[int]:
+    """Pids of the admin processes this process forked, oldest first."""
+    return list(_admin_pids)
+
+
 def bind_to_node_ip(node_ip: str, log_dir: str) -> None:
     """Make this process (and the Thespian processes it forks) listen on ``node_ip`` only."""
     os.environ["THESPIAN_BASE_IPADDR"] = node_ip
@@ -33,6 +77,65 @@ def bind_to_node_ip(node_ip: str, log_dir: str) -> None:
     os.environ.setdefault("THESPLOG_THRESHOLD", "WARNING")
     IPBase.thisSystem.add_local_addr(node_ip)
     IPBase.IPActorAddress.__init__ = _init_bound_to_node_ip
+
+
+def _unframed(message: bytes) -> bytes:
+    return message.split(b">", 1)[1]  # Thespian's frame: b"<length>>" + pickle
+
+
+_SIGNER = auth.MessageSigner({_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket})
+_received_data = TCPIncoming_Common.data.fget
+_check_ack = TCPTransport._check_XMIT_4_done
+
+
+def _completed_once(self: Any) -> Any:
+    """ReceiveBuffer.completed, deserializing the buffer only once: Thespian looks at a message
+    that arrives while it waits for an ack twice, and the second look would be refused as a
+    replay of the first."""
+    if self._size is None or self._blen != self._size:
+        return None
+    if getattr(self, "_babyray_message", None) is None:
+        self._babyray_message = (self._deserialize(self._buf),)
+    return self._babyray_message[0], self._extra
+
+
+def _peer(sock: Any) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def _verified_data(self: Any) -> Any:
+    """A received message, or AuthRejected (logged); Thespian then drops the connection."""
+    try:
+        return _received_data(self)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(self.socket), str(exc))
+        raise
+
+
+def _verified_ack(self: Any, intent: Any, rcv: Any) -> Any:
+    """An unverified reply on a connection we opened: retried like a corrupted ack."""
+    try:
+        return _check_ack(self, intent, rcv)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(getattr(intent, "socket", None)), str(exc),
+                          target=str(intent.targetAddr))
+        intent.backoffPause(True)
+        intent.stage = self._XMITStepRetry
+        return self._nextTransmitStep(intent)
+
+
+def authenticate_messages(token: str | None) -> None:
+    """Sign this process's Thespian messages with ``token`` and refuse any incoming one that
+    does not prove it; None: plain pickle, unauthenticated (unsafe)."""
+    auth.use_token(token)
+    tcp_transport.serializer = _SIGNER if token else pickle
+    ReceiveBuffer.completed = _completed_once
+    TCPIncoming_Common.data = property(_verified_data)
+    TCPTransport._check_XMIT_4_done = _verified_ack
 
 
 def log_defs(log_dir: str) -> dict:

@@ -26,10 +26,12 @@ from babyray.actors.generator_returns import async_generator_method, generator_r
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.core import CoreClient
+from babyray.runtime_env import node_setup
 from babyray.session import register_pid
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
+ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
 
 
 class _ActorThreadTransport:
@@ -70,9 +72,11 @@ class Worker(PartActor):
         self.actor: ActorHost | None = None
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
+        self.env_error: exceptions.RuntimeEnvSetupError | None = None  # its runtime_env failed to install
 
     def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
         self.start_msg = msg
+        node_setup.apply_env_vars(msg.runtime_env)
         log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
         self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
         register_pid(msg.session_dir, "worker")
@@ -83,7 +87,7 @@ class Worker(PartActor):
         self.core.router.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
         self.core.on_unblock = self._on_unblock
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
-        self.executor = threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True)
+        self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
         self.executor.start()
         self.log.info("worker_started")
         self.post(msg.scheduler, m.WorkerReady(msg.worker_id, os.getpid()))
@@ -147,6 +151,32 @@ class Worker(PartActor):
         self.post_from_thread(self.start_msg.scheduler, m.WorkerUnblocked(self.start_msg.worker_id))
 
     # ---- executing -------------------------------------------------------------------
+
+    def _run_in_env(self) -> None:
+        """Install the runtime_env's packages (fetched on this thread: replies come through
+        the loop), then run tasks; if that fails, the tasks sent here fail with the reason
+        and the worker exits once idle, so the next task gets a worker that tries again."""
+        start = self.start_msg
+        try:
+            node_setup.install_packages(start.runtime_env, start.session_dir,
+                                        lambda uri: self.core.fetch_function(uri, node_setup.SETUP_TIMEOUT))
+        except Exception as exc:
+            self.log.warning("runtime_env_setup_failed", error=traceback.format_exc())
+            self.env_error = exceptions.RuntimeEnvSetupError(
+                f"Failed to set up the runtime_env {start.runtime_env} on node {start.node_id}: "
+                f"{type(exc).__name__}: {exc}")
+            threading.Thread(target=self._exit_when_idle, name="babyray-env-failed", daemon=True).start()
+        self._run_tasks()
+
+    def _exit_when_idle(self) -> None:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < ENV_FAILED_IDLE_EXIT:
+            time.sleep(0.1)
+            with self.queue_lock:
+                if self.tasks or self.running is not None:
+                    idle_since = time.monotonic()
+        self.log.info("worker_exiting_runtime_env_failed")
+        os._exit(0)
 
     def _run_tasks(self) -> None:
         while True:
@@ -306,6 +336,8 @@ class Worker(PartActor):
         return self.actor.method(spec.method_name)
 
     def _function(self, function_id: str) -> Any:
+        if self.env_error is not None:
+            raise self.env_error
         function = self.functions.get(function_id)
         if function is None:
             function = self.functions[function_id] = serialization.loads_function(self.core.fetch_function(function_id))

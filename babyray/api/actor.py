@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
+from babyray import serialization
 from babyray.actors import messages as m
 from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
 from babyray.api import context
@@ -21,6 +20,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.ids import new_actor_id
+from babyray.runtime_env.validation import merge
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
@@ -87,14 +87,14 @@ class ActorClass:
         return view
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
-        runtime = context.runtime()
-        core = runtime.core
         options = self._options
         if self._signature is not None:
             try:
                 self._signature.bind(None, *args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        runtime = context.runtime_or_auto_init()
+        core = runtime.core
         name = options.get("name")
         if name is not None and options.get("get_if_exists"):
             try:
@@ -102,7 +102,7 @@ class ActorClass:
             except ValueError:
                 pass
         if self._blob is None:
-            self._blob = cloudpickle.dumps(self._cls)
+            self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
@@ -118,7 +118,8 @@ class ActorClass:
             owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
             actor_options={"max_concurrency": options.get("max_concurrency"), "name": name,
                            "concurrency_groups": self._groups},
-            scheduling_strategy=options.get("scheduling_strategy"))
+            scheduling_strategy=options.get("scheduling_strategy"),
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         reply = core.request(core.gcs, lambda r: m.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
         if reply.error:
@@ -212,7 +213,7 @@ class ActorMethod:
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor named ``name``; ValueError if there is none."""
-    core = context.runtime().core
+    core = context.runtime_or_auto_init().core
     reply = core.request(core.gcs, lambda r: m.GetNamedActor(r, name))
     if reply.info is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
@@ -225,7 +226,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kill the actor's process; with ``no_restart`` it is not restarted and calls fail."""
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supports actor handles, got {type(actor).__name__}")
-    core = context.runtime().core
+    core = context.runtime_or_auto_init().core
     if no_restart:
         with core.lock:
             core.actor_calls.kill(actor.actor_id)

@@ -1,7 +1,8 @@
 """Which runtime this process uses: the driver's (made by ``init``) or a worker's.
 
 This is the one process-wide reference in babyray: public functions look the runtime up
-here and raise a clear error before ``init()``.
+here. Those Ray starts itself for (``get``, ``put``, ``.remote()``...) use
+``runtime_or_auto_init``; the others raise a clear error before ``init()``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class WorkerRuntime:
         self.worker_id = start.worker_id
         self.job_id = start.job_id
         self.gcs = start.gcs
+        self.runtime_env = start.runtime_env  # the parent environment of the tasks it submits
 
 
 def set_worker_runtime(runtime: WorkerRuntime) -> None:
@@ -51,6 +53,15 @@ def runtime() -> Any:
     if _runtime is None:
         raise RuntimeError("babyray is not initialized: call babyray.init() first")
     return _runtime
+
+
+def runtime_or_auto_init() -> Any:
+    """The current runtime; without one, a cluster is started (or joined) first, as Ray does
+    on the first call of an API that needs one (see ``public.auto_init``)."""
+    if _runtime is None:
+        from babyray.api.public import auto_init  # public imports this module
+        auto_init()
+    return runtime()
 
 
 def current_task_id() -> str | None:

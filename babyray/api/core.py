@@ -182,8 +182,8 @@ class CoreClient:
             registration = self.registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
-    def fetch_function(self, function_id: str) -> bytes:
-        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id))
+    def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
+        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
         return reply.blob
 
     # ---- submitting tasks ------------------------------------------------------------
@@ -333,6 +333,18 @@ class CoreClient:
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
                              error_message=f"node {msg.node_id} died")
             self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+
+    def close(self) -> None:
+        """Release what this client holds in its process (at shutdown): the counting thread,
+        the store's allocation channel and the arena mappings (values read stay valid)."""
+        self.refs.close()
+        with self.lock:
+            if self.alloc_channel is not None:
+                self.alloc_channel.close()
+                self.alloc_channel, self.store_arena = None, ""
+            arenas, self.arenas = list(self.arenas.values()), {}
+        for arena in arenas:
+            arena.close()
 
     # ---- a restarted head --------------------------------------------------------------
 

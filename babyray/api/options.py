@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from babyray import config
+from babyray.runtime_env.validation import validate
 
 TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions",
                 "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"}
@@ -31,6 +32,8 @@ def check_options(options: dict, allowed: set, what: str) -> dict:
     if num_returns is not None and num_returns not in ("streaming", "dynamic") and (
             not isinstance(num_returns, int) or num_returns < 0):
         raise ValueError(f"num_returns must be a non-negative int, 'streaming' or 'dynamic', got {num_returns!r}")
+    if "runtime_env" in options:
+        options["runtime_env"] = validate(options["runtime_env"], job_level=False)
     return options
 
 

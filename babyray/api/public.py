@@ -1,25 +1,34 @@
 """Ray's core module-level API: init, shutdown, get, put, wait, cancel and cluster info."""
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, Sequence
 
+from babyray import log
 from babyray.api import context, generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.runtime import DriverRuntime, resolve_address
+from babyray.runtime_env import packaging, validation
 
-_INIT_SETTINGS = {"temp_dir", "inline_threshold", "heartbeat_period", "node_timeout",
+_INIT_SETTINGS = {"temp_dir", "auth_mode", "inline_threshold", "heartbeat_period", "node_timeout",
                   "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
                   "gcs_url", "gcs_table_prefix", "gcs_flushing", "gcs_flush_period", "gcs_flush_max_entries"}
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
          resources: dict | None = None, object_store_memory: int | None = None,
-         ignore_reinit_error: bool = False, **settings: Any) -> dict:
+         ignore_reinit_error: bool = False, runtime_env: dict | None = None, **settings: Any) -> dict:
     """Start a private single-node cluster (``address=None``) and connect this driver to it.
+
+    ``runtime_env`` is the job's environment: every task and actor of the job runs in it
+    (merged with their own, see babyray.runtime_env.validation.merge); its local
+    ``working_dir`` and ``py_modules`` are packed and uploaded to the cluster here.
 
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
-        ValueError: for an unknown setting or bad resources.
+        ValueError: for an unknown setting, bad resources or a bad ``runtime_env``.
+        TypeError: a ``runtime_env`` field of the wrong type.
     """
     current = context.runtime_or_none()
     if current is not None:
@@ -30,6 +39,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
+    job_env, packages = packaging.pack(validation.validate(runtime_env, job_level=True))
     address = resolve_address(address)
     if address is not None:
         given = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
@@ -40,8 +50,42 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         runtime = DriverRuntime.connect(address, settings)
     else:
         runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
+    for uri, blob in packages.items():  # stored once in the GCS; nodes fetch them by URI
+        packaging.upload(runtime.core, uri, blob)
+    runtime.runtime_env = job_env
     context.set_driver_runtime(runtime)
     return _info(runtime)
+
+
+_auto_init_lock = threading.Lock()
+
+
+def auto_init() -> None:
+    """Ray's auto-init: ``init()`` with no arguments, made by the first call that needs a
+    cluster (``get``, ``put``, ``wait``, ``cancel``, ``f.remote()``, ``Actor.remote()``,
+    ``get_actor``, ``kill``, ``get_runtime_context``). It starts a private cluster, or joins
+    BABYRAY_ADDRESS / RAY_ADDRESS when set, and says so on stderr; ``shutdown()`` or exit
+    stops it. ``BABYRAY_ENABLE_AUTO_CONNECT=0`` (or Ray's ``RAY_ENABLE_AUTO_CONNECT=0``) turns
+    it off.
+
+    Raises:
+        RuntimeError: auto-init is turned off.
+    """
+    switch = os.environ.get("BABYRAY_ENABLE_AUTO_CONNECT", os.environ.get("RAY_ENABLE_AUTO_CONNECT", ""))
+    if switch == "0":
+        raise RuntimeError("babyray is not initialized: call babyray.init() first (starting a cluster on first "
+                           "use is turned off by BABYRAY_ENABLE_AUTO_CONNECT/RAY_ENABLE_AUTO_CONNECT=0)")
+    with _auto_init_lock:
+        if context.runtime_or_none() is not None:
+            return
+        info = init()
+        runtime = context.runtime()
+        joined = not runtime.owns_cluster
+        runtime.log.info("driver_auto_init", joined=joined, address=info["address"])
+        what = f"Connected to the babyray cluster at {info['address']}" if joined else \
+            f"Started a local babyray cluster at {info['address']}"
+        log.tell_user(f"{what} (no init() was called; session {info['session_dir']}). "
+                      "babyray.shutdown() or the end of the program stops it.")
 
 
 def _info(runtime: DriverRuntime) -> dict:
@@ -78,13 +122,13 @@ def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
 def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """The value(s) of ``object_refs``; raises the task's error, or GetTimeoutError."""
     refs, single = _refs_arg(object_refs, "get")
-    values = context.runtime().core.get(refs, timeout)
+    values = context.runtime_or_auto_init().core.get(refs, timeout)
     return values[0] if single else values
 
 
 def put(value: Any) -> ObjectRef:
     """Store ``value`` in the object store; returns its ref. A ref itself cannot be put."""
-    return context.runtime().core.put(value)
+    return context.runtime_or_auto_init().core.put(value)
 
 
 def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num_returns: int = 1,
@@ -104,7 +148,7 @@ def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num
         raise ValueError(f"num_returns must be between 0 and {len(waitables)}, got {num_returns}")
     if generators:
         return generator.wait(context.runtime().core, waitables, num_returns, timeout)
-    return context.runtime().core.wait(refs, num_returns, timeout)
+    return context.runtime_or_auto_init().core.wait(refs, num_returns, timeout)
 
 
 def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False,
@@ -115,7 +159,7 @@ def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool 
         object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    context.runtime().core.cancel(object_ref, force)
+    context.runtime_or_auto_init().core.cancel(object_ref, force)
 
 
 def nodes() -> list[dict]:

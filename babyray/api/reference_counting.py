@@ -141,10 +141,13 @@ class ReferenceCounter:
         return f"ReferenceCounter({self.core.identity}, refs={len(self.local)}, borrowed={len(self.owners)})"
 
     def close(self) -> None:
+        """Stop counting; the counting thread ends."""
         global _current
         self._stop.set()
         if _current is self:
             _current = None
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
     # ---- instances -------------------------------------------------------------------
 

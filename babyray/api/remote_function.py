@@ -4,8 +4,6 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-import cloudpickle
-
 from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
@@ -13,6 +11,7 @@ from babyray.api.core import function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.runtime_env.validation import merge
 
 
 class RemoteFunction:
@@ -42,18 +41,18 @@ class RemoteFunction:
 
     def _pickled(self) -> tuple[str, bytes]:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
-            self._blob = cloudpickle.dumps(self._function)
+            self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)
         return self._function_id, self._blob
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1), or
         for a generator function an ObjectRefGenerator (see api/generator.py)."""
-        runtime = context.runtime()
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"{self.__name__}.remote(): {exc}") from None
+        runtime = context.runtime_or_auto_init()
         function_id, blob = self._pickled()
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)
@@ -68,7 +67,8 @@ class RemoteFunction:
             return_ids=return_ids, resources=resource_request(options, 1.0), owner=core.inbox,
             owner_id=core.identity, max_retries=max_retries(options),
             retry_exceptions=options.get("retry_exceptions", False),
-            scheduling_strategy=options.get("scheduling_strategy"), generator=mode)
+            scheduling_strategy=options.get("scheduling_strategy"), generator=mode,
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         if mode:
             return submit_generator(core, spec, core.submit)
         refs = core.submit(spec)

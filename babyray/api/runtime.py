@@ -19,14 +19,14 @@ import os
 import time
 from typing import Any
 
-from babyray import log
+from babyray import auth, log
 from babyray.actors import messages as m
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
 from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
-                             start_head)
+                             start_head, stop_system)
 from babyray.ids import random_hex
 from babyray.session import kill_session_processes, new_session_dir
 
@@ -36,17 +36,24 @@ CONNECT_TIMEOUT = 30.0
 __all__ = ["DriverRuntime", "free_port", "resolve_address"]
 
 
+def environment_address() -> str | None:
+    """The cluster address the environment names: BABYRAY_ADDRESS, else Ray's RAY_ADDRESS."""
+    return os.environ.get("BABYRAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
 def resolve_address(address: str | None) -> str | None:
-    """``"auto"`` (or no address with BABYRAY_ADDRESS set) -> the environment's address.
+    """``"auto"`` (or no address with BABYRAY_ADDRESS or RAY_ADDRESS set) -> the environment's address.
 
     Raises:
-        ConnectionError: ``"auto"`` without BABYRAY_ADDRESS.
+        ConnectionError: ``"auto"`` without an address in the environment.
         ValueError: an address that is not HOST:PORT.
     """
     if address is None:
-        return os.environ.get("BABYRAY_ADDRESS") or None
+        address = environment_address()
+        if address is None:
+            return None
     if address == "auto":
-        address = os.environ.get("BABYRAY_ADDRESS")
+        address = environment_address()
         if not address:
             raise ConnectionError("init(address='auto') needs a running cluster: set BABYRAY_ADDRESS=HOST:PORT "
                                   "(printed by `babyray start --head`)")
@@ -79,6 +86,7 @@ class DriverRuntime:
         self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
+        self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
         atexit.register(self.shutdown)
         self._closed = False
 
@@ -97,11 +105,13 @@ class DriverRuntime:
     @classmethod
     def start_local(cls, num_cpus: int | None, num_gpus: int | None, resources: dict | None,
                     object_store_memory: int | None, settings: dict) -> "DriverRuntime":
+        token = auth.generate_token() if auth.enabled_by(settings.pop("auth_mode", None)) else None
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
-                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings)
+                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
+                          token=token)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = policy_name(settings.get("scheduling_policy")) == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
@@ -111,17 +121,18 @@ class DriverRuntime:
     @classmethod
     def connect(cls, address: str, settings: dict) -> "DriverRuntime":
         """Join the running cluster whose head admin is at ``address`` (HOST:PORT)."""
+        token = _token_for(address, settings.pop("auth_mode", None), settings.get("temp_dir"))
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
-        system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT)
+        system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT, token=token)
         try:
             reply = system.ask(info.gcs, m.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
             head, local = _driver_parts(system, session_dir, address, node_ip, info,
                                         reply.nodes if isinstance(reply, m.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
-            system.shutdown()
+            stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
         runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
@@ -161,16 +172,36 @@ class DriverRuntime:
         self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
+        self.core.close()
         if self.owns_cluster:
             try:
                 self.head.system.ask(self.head.store, m.Shutdown(), 5)
             finally:
-                self.head.system.shutdown()
+                stop_system(self.head.system)
                 kill_session_processes(self.session_dir)
                 _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:
-            self.head.system.shutdown()
+            stop_system(self.head.system)
         self.log.info("driver_stopped")
+
+
+def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str | None:
+    """The token a driver proves to the cluster at ``address``: the environment's, else that of
+    a node started on this host in that cluster (as Ray reads its default token file).
+
+    Raises:
+        ConnectionError: authentication is on and no token is found.
+    """
+    if not auth.enabled_by(auth_mode):
+        return None
+    from babyray.cli import recorded_token_file
+    token = auth.token_from_environment()
+    if token is None and (path := recorded_token_file(address, temp_dir)):
+        token = auth.read_token_file(path)
+    if token is None:
+        raise ConnectionError(f"no auth token for the cluster at {address}: set BABYRAY_AUTH_TOKEN_PATH to a copy "
+                              "of its token file (`babyray get-auth-token` on the head prints the token)")
+    return token
 
 
 def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: m.ClusterInfo,

@@ -1,9 +1,11 @@
 """``get_runtime_context()``: ids of the current job, node, task and actor, as in Ray."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from babyray.api import context
+from babyray.runtime_env import RuntimeEnv
 
 
 class RuntimeContext:
@@ -76,14 +78,23 @@ class RuntimeContext:
     def actor_id(self) -> str | None:
         return self.get_actor_id()
 
+    @property
+    def runtime_env(self) -> RuntimeEnv:
+        """The environment of this job (driver) or of the running task or actor (worker);
+        its local ``working_dir``/``py_modules`` appear as their ``gcs://`` packages."""
+        return RuntimeEnv(**self._runtime.runtime_env)
+
+    def get_runtime_env_string(self) -> str:
+        return json.dumps(self._runtime.runtime_env, sort_keys=True)
+
     def get(self) -> dict:
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
                 "actor_id": self.get_actor_id()}
 
 
 def get_runtime_context() -> RuntimeContext:
-    """The runtime context of this process; raises if ``init()`` was not called."""
-    return RuntimeContext(context.runtime())
+    """The runtime context of this process (a first call in a driver may start a cluster)."""
+    return RuntimeContext(context.runtime_or_auto_init())
 
 
 def get_gpu_ids() -> list[int]:

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 
 __all__ = [
     "QUERYABLE",
@@ -39,6 +39,7 @@ __all__ = [
     "check_table",
     "encode_row",
     "redact_url",
+    "store_url",
 ]
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,9 @@ _INSERTS: dict[str, Callable[[Table], Any]] = {
 }
 _IN_CHUNK = 1000  # keys per IN (...) query, under every backend's bound-parameter limit
 _PG_CONNECT_TIMEOUT_S = 5
+# URL schemes that name PostgreSQL without a driver, or by libpq's alias: babyray ships psycopg2
+# (SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3).
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -90,7 +94,25 @@ class StoreRow(NamedTuple):
 
 def redact_url(url: str) -> str:
     """Return url with any password replaced by ``***``."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def store_url(url: str) -> URL:
+    """Parse a GCS store URL; ``postgresql://`` and ``postgres://`` use the shipped psycopg2.
+
+    Raises:
+        ValueError: the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"bad GCS store URL: {exc}") from None
+    if parsed.drivername in _POSTGRES_SCHEMES:
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
 
 
 def check_table(table: str) -> None:
@@ -133,16 +155,20 @@ class GcsStore:
     Connection and operational failures raise GcsStoreUnavailable.
     """
 
-    def __init__(self, url: str, *, prefix: str = "babyray_") -> None:
+    def __init__(self, url: str, *, prefix: str = "babyray_",
+                 connect_timeout: float = _PG_CONNECT_TIMEOUT_S) -> None:
         """Connect, create missing tables named ``<prefix><table>`` and check the schema version.
 
+        ``connect_timeout``: seconds a PostgreSQL connection attempt may take.
+
         Raises:
-            ValueError: the URL names a backend other than sqlite or postgresql.
-            GcsStoreUnavailable: the database cannot be reached.
+            ValueError: the URL cannot be parsed, names a backend other than sqlite or
+                postgresql, or a database driver that is not installed.
+            GcsStoreUnavailable: the database cannot be reached (or refuses the connection).
             GcsSchemaVersionError: the tables hold another SCHEMA_VERSION.
         """
-        parsed = make_url(url)
-        self.url = parsed.render_as_string(hide_password=True)
+        parsed = store_url(url)
+        self.url = redact_url(url)
         """The URL, password redacted: safe to log."""
         backend = parsed.get_backend_name()
         if backend not in _INSERTS:
@@ -158,7 +184,13 @@ class GcsStore:
             Column("value", String, nullable=False),
         )
         self._tables = {name: _record_table(self._metadata, f"{prefix}{name}") for name in TABLES}
-        self._engine = _create_engine(parsed)
+        try:
+            self._engine = _create_engine(parsed, connect_timeout)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise ValueError(
+                f"GCS store {self.url}: its database driver is not installed ({exc}); babyray ships "
+                "psycopg2: use postgresql://, postgres:// or postgresql+psycopg2://"
+            ) from None
         try:
             with self._guard(), self._engine.begin() as conn:
                 self._metadata.create_all(conn)
@@ -304,7 +336,7 @@ def _record_table(metadata: MetaData, name: str) -> Table:
     )
 
 
-def _create_engine(url: URL) -> Engine:
+def _create_engine(url: URL, connect_timeout: float) -> Engine:
     """Make an engine that never puts statement parameters (pickled records) into error messages."""
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, hide_parameters=True)
@@ -314,7 +346,7 @@ def _create_engine(url: URL) -> Engine:
         url,
         hide_parameters=True,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S},
+        connect_args={"connect_timeout": max(int(connect_timeout), 2)},  # libpq's least
     )
 
 

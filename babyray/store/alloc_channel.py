@@ -15,20 +15,25 @@ the store files the object there. A spare is only granted from free space (the s
 evicts or spills for a guess); a put of another size releases it; the spares of a client
 that disconnects are freed.
 
-The socket is in the abstract namespace (nothing on disk), named after the node's arena,
-so only processes of that node (of that network namespace) can reach it.
+The socket is a file named after the node's arena in a directory of this user's
+(``<tmp>/babyray-<uid>/``, mode 0700; the socket 0600), so no other user can connect; each
+connection then proves the cluster token (babyray.auth) before a request is read.
 """
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
+import re
 import socket
+import stat
 import struct
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from babyray import log
+from babyray import auth, log
 from babyray.store.allocator import Allocator
 
 _LEN = struct.Struct("<I")
@@ -84,8 +89,28 @@ class SpareSlots:
         return sum(size for size, _ in self._slots.values())
 
 
-def socket_name(arena_name: str) -> str:
-    return f"\0babyray-alloc-{arena_name}"
+CHANNEL = "alloc_channel"
+
+
+def socket_dir() -> str:
+    """This user's private directory for the channels' sockets (created 0700).
+
+    Raises:
+        PermissionError: the directory exists but another user owns it or others may enter it.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise PermissionError(f"{path} must be a directory of user {os.getuid()} with mode 0700")
+    return path
+
+
+def socket_path(arena_name: str) -> str:
+    return os.path.join(socket_dir(), "alloc-" + re.sub(r"[^A-Za-z0-9_-]", "_", arena_name.strip("/")) + ".sock")
 
 
 def _send(conn: socket.socket, payload: Any) -> None:
@@ -118,8 +143,17 @@ class AllocServer:
         self._reserve = reserve
         self._release = release
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
+        self.path = socket_path(arena_name)
+        try:
+            os.unlink(self.path)  # left by a store of the same pid and fd that was killed
+        except FileNotFoundError:
+            pass
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.bind(socket_name(arena_name))
+        old_umask = os.umask(0o177)  # the socket file is born 0600
+        try:
+            self._sock.bind(self.path)
+        finally:
+            os.umask(old_umask)
         self._sock.listen(64)
         self._closed = False
         self.log = log.get_logger("alloc_channel")
@@ -136,6 +170,13 @@ class AllocServer:
     def _serve(self, conn: socket.socket) -> None:
         client = next(self._clients)
         with conn:
+            try:
+                auth.accept_peer(conn, CHANNEL)
+            except auth.AuthRejected as exc:
+                auth.log_rejected(CHANNEL, _peer_credentials(conn), str(exc))
+                return
+            except OSError:
+                return
             try:
                 while True:
                     self._answer(conn, client, _recv(conn))
@@ -166,6 +207,20 @@ class AllocServer:
         except OSError:
             pass
         self._sock.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _peer_credentials(conn: socket.socket) -> str:
+    """"pid P uid U" of the process at the other end of a Unix socket."""
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, _ = struct.unpack("3i", creds)
+        return f"pid {pid} uid {uid}"
+    except OSError:
+        return "unknown"
 
 
 class AllocClient:
@@ -176,8 +231,14 @@ class AllocClient:
     """
 
     def __init__(self, arena_name: str) -> None:
+        """Raises OSError: no channel for ``arena_name`` here, or it did not prove the token."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(socket_name(arena_name))
+        try:
+            self._sock.connect(socket_path(arena_name))
+            auth.check_peer_proof(self._sock, auth.prove_to_peer(self._sock, CHANNEL), CHANNEL)
+        except (OSError, auth.AuthRejected) as exc:
+            self._sock.close()
+            raise ConnectionRefusedError(f"allocation channel of {arena_name}: {exc}") from exc
         self._lock = threading.Lock()
         self._asked: int | None = None  # size of the spare asked for, reply not read yet
         self._spare: tuple[int, int] | None = None  # (size, offset) held for the next put

@@ -1,6 +1,9 @@
 """The TCP data plane: a server thread per node object store, clients in readers' stores.
 
-Wire protocol, one request per connection: the client sends a 25-byte header
+Wire protocol, one request per connection. With authentication on, the connection first
+proves the cluster token both ways (babyray.auth: the server's nonce, the client's nonce and
+HMAC, the server's HMAC, which the client checks before it reads or sends any data); a
+client that fails is logged (``auth_rejected``) and dropped. Then the client sends a 25-byte header
 (magic ``BRDP``, op 0=read / 1=write, offset, size, all big-endian). For a read the server
 streams the range; for a write the client streams it and the server answers one byte once
 it is stored. Large ranges are split over several connections that run in parallel.
@@ -14,6 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from babyray import auth
 from babyray.transfer.base import CHUNK, DEFAULT_STREAMS, TransferError, split_ranges
 
 _HEADER = struct.Struct("!4sBQQ")
@@ -22,6 +26,7 @@ OP_READ, OP_WRITE = 0, 1
 CONNECT_TIMEOUT = 10.0
 IO_TIMEOUT = 60.0
 SOCKET_BUFFER = 4 << 20
+CHANNEL = "data_plane"
 
 
 def _tune(sock: socket.socket) -> None:
@@ -72,16 +77,24 @@ class TransferServer:
     def _accept_loop(self) -> None:
         while not self._closed:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="babyray-transfer-conn", daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, peer), name="babyray-transfer-conn",
+                             daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket, peer: tuple) -> None:
         with conn:
             try:
                 _tune(conn)
                 conn.settimeout(IO_TIMEOUT)
+                auth.accept_peer(conn, CHANNEL)
+            except auth.AuthRejected as exc:
+                auth.log_rejected(CHANNEL, f"{peer[0]}:{peer[1]}", str(exc))
+                return
+            except OSError:
+                return
+            try:
                 header = bytearray(_HEADER.size)
                 _recv_exactly(conn, memoryview(header))
                 magic, op, offset, size = _HEADER.unpack(header)
@@ -117,14 +130,16 @@ class TcpDataPlane:
             with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as sock:
                 _tune(sock)
                 sock.settimeout(IO_TIMEOUT)
+                server_proof = auth.prove_to_peer(sock, CHANNEL)
                 sock.sendall(_HEADER.pack(_MAGIC, op, offset, len(buf)))
+                auth.check_peer_proof(sock, server_proof, CHANNEL)
                 if op == OP_READ:
                     _recv_exactly(sock, buf)
                 else:
                     _send_all(sock, buf)
                     ack = bytearray(1)
                     _recv_exactly(sock, memoryview(ack))
-        except OSError as exc:
+        except (OSError, auth.AuthRejected) as exc:
             raise TransferError(f"transfer with {host}:{port} failed: {exc}") from exc
 
     def _run(self, host: str, port: int, op: int, offset: int, buf: memoryview, streams: int | None) -> None:
