@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -144,3 +146,17 @@ def test_plain_method_of_an_async_actor_wakes_its_coroutines(shared_cluster):
     assert ray.wait(waiters, num_returns=3, timeout=0.5)[0] == []
     ray.get(signal.send.remote(), timeout=30)
     assert ray.get(waiters, timeout=30) == [0, 1, 2]
+
+
+def test_no_resolver_thread_outlives_its_work(shared_cluster):
+    """Futures are completed by a thread that ends when idle, so none is left after shutdown."""
+    assert square.remote(3).future().result(timeout=60) == 9
+    deadline = time.monotonic() + 10
+    while any(t.name == "babyray-ref-futures" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(t.name == "babyray-ref-futures" for t in threading.enumerate())
+    assert asyncio.run(_await(square.remote(4))) == 16  # and a new one starts for new work
+
+
+async def _await(ref):
+    return await ref
