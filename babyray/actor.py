@@ -1,6 +1,7 @@
-"""Ray's ``ray.actor`` module: the actor types, for ``from ray.actor import ActorHandle``."""
+"""Ray's ``ray.actor`` module: the actor types, for ``from ray.actor import ActorHandle``, and
+``exit_actor``."""
 from __future__ import annotations
 
-from babyray.api.actor import ActorClass, ActorHandle, ActorMethod, method
+from babyray.api.actor import ActorClass, ActorHandle, ActorMethod, exit_actor, method
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "method"]
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method"]

@@ -58,6 +58,11 @@ def configured_in_this_process() -> bool:
     return bool(_configured_path) and _configured_path.endswith(f"-{os.getpid()}.jsonl")
 
 
+def configured_path() -> str | None:
+    """The file this process's events go to (None before ``configure``)."""
+    return _configured_path
+
+
 def tell_user(message: str) -> None:
     """One line for the person running the program, on stderr, through the stdlib logger
     ``babyray`` (given a stderr handler at INFO unless the application configured one)."""

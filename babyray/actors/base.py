@@ -57,6 +57,10 @@ class PartActor(Actor):
         if wake:
             os.write(self._wake_w, b"x")
 
+    def wake_from_thread(self) -> None:
+        """Have the actor's loop send now what threads posted with ``wake=False``."""
+        os.write(self._wake_w, b"x")
+
     def enable_thread_posts(self) -> None:
         if self._wake_r is None:
             self._wake_r, self._wake_w = os.pipe()
@@ -83,7 +87,11 @@ class PartActor(Actor):
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         if isinstance(message, WatchMessage):
-            self._drain_thread_posts()
+            if self._wake_r in message.ready:
+                self._drain_thread_posts()
+            ready = [fd for fd in message.ready if fd != self._wake_r]
+            if ready:
+                self._run_hook(self.on_fds_ready, ready)
         elif isinstance(message, WakeupMessage):
             self._run(self.timers.get(message.payload), message, sender)
         elif isinstance(message, ActorExitRequest):
@@ -99,8 +107,22 @@ class PartActor(Actor):
         if self._wake_r is not None and self._thread_outbox:
             self._drain_thread_posts()
         self._flush()
-        if self._wake_r is not None:
-            return ThespianWatch([self._wake_r])
+        watched = ([self._wake_r] if self._wake_r is not None else []) + self.watched_fds()
+        return ThespianWatch(watched) if watched else None
+
+    def watched_fds(self) -> list[int]:
+        """Hook: more file descriptors to watch; ``on_fds_ready`` gets those that become readable."""
+        return []
+
+    def on_fds_ready(self, fds: list[int]) -> None:
+        """Hook: some of ``watched_fds`` are readable."""
+
+    def child_process(self, address: Any) -> Any:
+        """The ``multiprocessing.Process`` of a child actor this actor created (None if not
+        found). Thespian keeps it, and reaps through it, in its actor manager's child list."""
+        for child in getattr(self._myRef, "_child_procs", ()):
+            if child.childAddr == address:
+                return child.childProc
         return None
 
     def on_exit(self, msg: Any, sender: Any) -> None:
@@ -112,6 +134,12 @@ class PartActor(Actor):
     def intercept(self, msg: Any) -> bool:
         """Hook: handle ``msg`` outside the handler table; True if it was handled."""
         return False
+
+    def _run_hook(self, hook: Any, *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # as for handlers: log, keep the part running
+            self.log.exception("handler_failed", handler=hook.__name__)
 
     def _run(self, method: str | None, msg: Any, sender: Any) -> None:
         if method is None:

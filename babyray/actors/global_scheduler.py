@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from babyray import exceptions, log, serialization
+from babyray import exceptions, log
 from babyray.actors import messages as m
 from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
+from babyray.task_failure import failed_result
 
 LOAD_POLL_SECONDS = 0.2
 
@@ -106,9 +107,7 @@ class GlobalScheduler(PartActor):
         self.pending = still
 
     def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        blob = serialization.dumps(error)
-        result = m.TaskResult(spec.task_id, tuple((o, m.ErrorValue(blob)) for o in spec.return_ids))
-        self.post(spec.owner, m.TaskResults((result,)))
+        self.post(spec.owner, m.TaskResults((failed_result(spec, error),)))
 
     def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
         for spec in self.pending:

@@ -5,6 +5,11 @@ node's free resources allow, queues a few more behind busy workers when the node
 saturated (pipelining), and forwards tasks the node can never run to the global scheduler.
 It starts workers, lends the CPU of a worker blocked in ``get`` to a new one, and replaces
 workers that die, retrying their tasks within ``max_retries``.
+
+It is the one owner of its workers' liveness: it watches each worker process it started
+(a pidfd, a periodic poll, and Thespian's child-exit message all lead to one check of the
+process's exit status), so any death - a signal, ``sys.exit``, ``os._exit``, ``kill -9``,
+several at once - is noticed within a second.
 """
 from __future__ import annotations
 
@@ -13,12 +18,11 @@ import os
 import signal
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from thespian.actors import ActorExitRequest
 
-from babyray import config, exceptions, log, serialization
+from babyray import config, exceptions, log
 from babyray.actors import messages as m
 from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
@@ -28,37 +32,28 @@ from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
+from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
 from babyray.ids import new_worker_id
 from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
+from babyray.task_failure import failed_result, take_retry
 
 
 RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
 
 
-@dataclass(slots=True)
-class WorkerInfo:
-    worker_id: str
-    address: Any
-    pid: int = 0
-    ready: bool = False
-    blocked: bool = False
-    assigned: list = field(default_factory=list)  # specs sent, in order; [0] is running
-    held: dict = field(default_factory=dict)  # resources held for the running task
-    idle_since: float = 0.0
-    actor_id: str | None = None  # set for a worker dedicated to one actor for its lifetime
-    env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
-    started_at: float = field(default_factory=time.time)
+LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
 
-    def state(self) -> str:
-        """STARTING, ACTOR (hosts one), BLOCKED (its task waits in get), BUSY or IDLE."""
-        if not self.ready:
-            return "STARTING"
-        if self.actor_id is not None:
-            return "ACTOR"
-        if self.blocked:
-            return "BLOCKED"
-        return "BUSY" if self.assigned else "IDLE"
+
+def exit_description(exitcode: int) -> str:
+    """``multiprocessing`` exit code -> "killed by signal SIGSEGV" or "exit status 3"."""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = str(-exitcode)
+        return f"killed by signal {name}"
+    return f"exit status {exitcode}"
 
 
 class LocalScheduler(PartActor):
@@ -73,10 +68,11 @@ class LocalScheduler(PartActor):
         m.ReturnTasks: "on_return_tasks",
         m.CancelTask: "on_cancel",
         m.KillActorWorker: "on_kill_actor_worker",
+        m.ActorExiting: "on_actor_exiting",
         m.GcsRestarted: "on_gcs_restarted",
         sm.GetWorkers: "on_get_workers",
     }
-    timers = {"heartbeat": "on_heartbeat_timer"}
+    timers = {"heartbeat": "on_heartbeat_timer", "liveness": "on_liveness_timer"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,8 +80,9 @@ class LocalScheduler(PartActor):
         self.total: dict[str, float] = {}
         self.available: dict[str, float] = {}
         self.queue = TaskQueue()
-        self.workers: dict[str, WorkerInfo] = {}
-        self.by_address: dict[Any, str] = {}
+        self.workers = WorkerTable()
+        self.processes: dict[str, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
+        self.pidfds: dict[int, str] = {}  # pidfd -> worker id
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         self.killed_actors: set[str] = set()
@@ -111,24 +108,31 @@ class LocalScheduler(PartActor):
             self._start_worker()
         self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
         self.every(self.heartbeat_period, "heartbeat")
+        self.every(LIVENESS_POLL, "liveness")
         self.log.info("local_scheduler_started", resources=self.total)
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
 
-    def _start_worker(self, runtime_env: dict | None = None) -> WorkerInfo:
+    def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
         node = self.node
         address = self.createActor(Worker)
-        info = WorkerInfo(new_worker_id(), address, idle_since=time.monotonic(), env_key=env_key(runtime_env))
-        self.workers[info.worker_id] = info
-        self.post(address, m.WorkerStart(info.worker_id, node.node_id, node.session_dir, self.myAddress,
+        process = self.child_process(address)
+        if process is None or process.pid is None:
+            self.log.error("worker_start_failed")
+            return None
+        worker = WorkerRecord(new_worker_id(), address, process.pid, env_key=env_key(runtime_env))
+        self.workers.add(worker)
+        self.processes[worker.worker_id] = process
+        try:
+            self.pidfds[os.pidfd_open(process.pid)] = worker.worker_id
+        except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
+            self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
+        self.post(address, m.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
                                          node.store, node.gcs, "", node.config, runtime_env or {}))
-        self.log.info("worker_starting", worker_id=info.worker_id, runtime_env_key=info.env_key)
-        return info
+        self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
+        return worker
 
     def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
-        info = self.workers.get(msg.worker_id)
-        if info is not None:
-            info.ready, info.pid, info.address = True, msg.pid, sender
-            self.by_address[address_key(sender)] = info.worker_id
+        if self.workers.mark_ready(msg.worker_id, sender) is not None:
             self._dispatch()
 
     # ---- scheduling ------------------------------------------------------------------
@@ -156,8 +160,7 @@ class LocalScheduler(PartActor):
             self._maybe_heartbeat()
             return
         batches: dict[str, list] = {}
-        idle = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
-                and w.actor_id is None]
+        idle = self.workers.idle()
         wanted_workers: list[dict] = []  # the runtime_env of each worker to start
         # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
         # so no task waits behind a long one while a CPU frees up elsewhere.
@@ -165,7 +168,9 @@ class LocalScheduler(PartActor):
         for fifo in self.queue.fifos():
             while fifo:
                 spec = fifo[0]
-                if fits(self.available, spec.resources):
+                if spec.actor_creation and not self._room_for_actor():
+                    self._refuse_actor(self.queue.popped(fifo))
+                elif fits(self.available, spec.resources):
                     worker = _take_idle(idle, env_key(spec.runtime_env))
                     if worker is None:
                         wanted_workers.append(spec.runtime_env)
@@ -181,40 +186,55 @@ class LocalScheduler(PartActor):
                     self.queue.popped(fifo)
         self._ensure_workers(wanted_workers)
         for worker_id, specs in batches.items():
-            self.post(self.workers[worker_id].address, m.ExecuteTasks(tuple(specs)))
+            self.post(self.workers.get(worker_id).address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
         """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
         pool at the CPU count with workers of no runtime_env."""
-        pool = sum(1 for w in self.workers.values() if w.actor_id is None)
         envs = {env_key(env): env for env in wanted}
         counts = Counter(env_key(env) for env in wanted)
-        counts[""] = max(counts.get("", 0), max(1, int(self.total.get("CPU", 1))) - pool)
+        counts[""] = max(counts.get("", 0), self._pool_target() - self.workers.pool_size())
         for key, count in counts.items():
-            starting = sum(1 for w in self.workers.values() if not w.ready and w.env_key == key)
+            starting = sum(1 for w in self.workers if w.state is WorkerState.STARTING and w.env_key == key)
             for _ in range(count - starting):
                 if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
                     break
-                self._start_worker(envs.get(key))
+                if self._start_worker(envs.get(key)) is None:
+                    return
 
     def _stop_idle_worker_of_other_env(self, key: str) -> bool:
         """Make room for a worker of runtime_env ``key``: stop an idle worker of another one."""
-        for worker in self.workers.values():
-            if (worker.env_key != key and worker.ready and not worker.assigned and not worker.blocked
-                    and worker.actor_id is None):
+        for worker in self.workers.idle():
+            if worker.env_key != key:
                 self._stop_worker(worker)
                 return True
         return False
 
+    def _pool_target(self) -> int:
+        """Workers kept for plain tasks: one per CPU (at least one)."""
+        return max(1, int(self.total.get("CPU", 1)))
+
+    def _room_for_actor(self) -> bool:
+        """Actors may take every worker up to ``max_workers`` but the pool kept for tasks."""
+        return self.workers.actor_workers() < self.max_workers - self._pool_target()
+
+    def _refuse_actor(self, spec: m.TaskSpec) -> None:
+        room = max(0, self.max_workers - self._pool_target())
+        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {self.node.node_id}: "
+                  f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
+                  f"setting allows ({room}; {self._pool_target()} more are kept for tasks). Raise it with "
+                  f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
+        self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
+        self.post(self.node.gcs, m.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
+
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle_workers = [w for w in self.workers.values() if w.ready and not w.assigned and not w.blocked
-                        and w.actor_id is None]
+        idle_workers = self.workers.idle()
         idle, idle_envs = len(idle_workers), {w.env_key for w in idle_workers}
         if not idle:
             return
-        for worker in sorted(self.workers.values(), key=lambda w: -len(w.assigned)):
+        for worker in sorted(self.workers, key=lambda w: -len(w.assigned)):
             if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
                 break
             if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
@@ -222,15 +242,15 @@ class LocalScheduler(PartActor):
             self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
             idle -= 1
 
-    def _assign(self, worker: WorkerInfo, spec: m.TaskSpec, batches: dict) -> None:
+    def _assign(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict) -> None:
         spec.gpu_ids = self.gpus.ids(worker.worker_id)
-        worker.assigned.append(spec)
+        self.workers.assign(worker, spec)
         batches.setdefault(worker.worker_id, []).append(spec)
 
     def _pipeline(self, spec: m.TaskSpec, batches: dict) -> bool:
         """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
         best = None
-        for worker in self.workers.values():
+        for worker in self.workers:
             if (worker.assigned and not worker.blocked and worker.actor_id is None
                     and len(worker.assigned) < self.pipeline_depth
                     and worker.held == spec.resources and worker.env_key == env_key(spec.runtime_env)
@@ -245,13 +265,11 @@ class LocalScheduler(PartActor):
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
-        done = set(msg.task_ids)
         now = time.monotonic()
         recent = self.recently_done.setdefault(msg.worker_id, deque())
-        recent.extend((now, s) for s in worker.assigned if s.task_id in done and s.actor_id is None)
+        recent.extend((now, s) for s in self.workers.finish(worker, set(msg.task_ids)) if s.actor_id is None)
         while recent and now - recent[0][0] > RESULT_GRACE:
             recent.popleft()
-        worker.assigned = [s for s in worker.assigned if s.task_id not in done]
         if not worker.assigned and worker.actor_id is None:
             self._release_worker(worker)
         self._dispatch()
@@ -269,7 +287,7 @@ class LocalScheduler(PartActor):
             self.log.warning("task_results_maybe_lost", worker_id=worker_id, task_ids=task_ids)
             self.post(owner, m.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
 
-    def _release_worker(self, worker: WorkerInfo) -> None:
+    def _release_worker(self, worker: WorkerRecord) -> None:
         if not worker.blocked:
             release(self.available, worker.held)
         worker.held = {}
@@ -280,8 +298,7 @@ class LocalScheduler(PartActor):
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
-        returned = {s.task_id for s in msg.returned}
-        worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
+        self.workers.finish(worker, {s.task_id for s in msg.returned})
         self.queue.push_front(msg.returned)
         if not worker.blocked:
             worker.blocked = True
@@ -298,9 +315,8 @@ class LocalScheduler(PartActor):
 
     def on_return_tasks(self, msg: m.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
-        returned = {s.task_id for s in msg.specs}
         if worker is not None:
-            worker.assigned = [s for s in worker.assigned if s.task_id not in returned]
+            self.workers.finish(worker, {s.task_id for s in msg.specs})
         self.queue.push_front(msg.specs)
         self._dispatch()
 
@@ -311,82 +327,124 @@ class LocalScheduler(PartActor):
         if spec is not None:
             self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
             return
-        for worker in self.workers.values():
-            if worker.assigned and worker.assigned[0].task_id == msg.task_id and msg.force:
-                running = worker.assigned[0]
-                self.force_cancelled.add(running.task_id)
-                self._fail(running, exceptions.TaskCancelledError(running.task_id))
-                self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
-                              worker_id=worker.worker_id, pid=worker.pid)
-                os.kill(worker.pid, signal.SIGKILL)
-                return
-            if any(s.task_id == msg.task_id for s in worker.assigned):
-                self.post(worker.address, msg)
-                return
-        if msg.task_id in self.forwarded:
+        worker = self.workers.running_on(msg.task_id) if msg.force else None
+        if worker is not None:  # the worker dies; its death requeues the tasks queued behind
+            running = worker.assigned[0]
+            self.force_cancelled.add(running.task_id)
+            self._fail(running, exceptions.TaskCancelledError(running.task_id))
+            self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
+                          worker_id=worker.worker_id, pid=worker.pid)
+            os.kill(worker.pid, signal.SIGKILL)
+            self._check_workers([worker.worker_id], "kill")
+            return
+        worker = self.workers.holder(msg.task_id)
+        if worker is not None:
+            self.post(worker.address, msg)
+        elif msg.task_id in self.forwarded:
             self.post(self.node.global_scheduler, msg)
 
     def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        blob = serialization.dumps(error)
-        result = m.TaskResult(spec.task_id, tuple((o, m.ErrorValue(blob)) for o in spec.return_ids),
-                              node_id=self.node.node_id)
-        self.post(spec.owner, m.TaskResults((result,)))
+        self.post(spec.owner, m.TaskResults((failed_result(spec, error, node_id=self.node.node_id),)))
 
-    # ---- worker failures -------------------------------------------------------------
+    # ---- worker liveness ---------------------------------------------------------------
+
+    def watched_fds(self) -> list[int]:
+        return list(self.pidfds)
+
+    def on_fds_ready(self, fds: list[int]) -> None:
+        self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds], "pidfd")
+
+    def on_liveness_timer(self, msg: Any, sender: Any) -> None:
+        try:
+            self._check_workers(list(self.processes), "poll")
+        finally:
+            self.every(LIVENESS_POLL, "liveness")
 
     def on_child_exited(self, msg: Any, sender: Any) -> None:
-        worker_id = self.by_address.pop(address_key(msg.childAddress), None)
-        worker = self.workers.pop(worker_id, None) if worker_id else None
-        if worker is None:
-            return
-        self.log.warning("worker_died", worker_id=worker_id, pid=worker.pid,
-                         tasks=[s.task_id for s in worker.assigned])
-        self._report_results_maybe_lost(worker_id)
+        self._check_workers(list(self.processes), "child_exited")
+
+    def _check_workers(self, worker_ids: list[str], source: str) -> None:
+        """Handle the death of every worker among ``worker_ids`` whose process has ended
+        (``source``: what made us look, for the log)."""
+        died = False
+        for worker_id in worker_ids:
+            process = self.processes.get(worker_id)
+            exitcode = process.exitcode if process is not None else None  # reaps it if it ended
+            if exitcode is None:
+                continue
+            del self.processes[worker_id]
+            for fd in [fd for fd, wid in self.pidfds.items() if wid == worker_id]:
+                del self.pidfds[fd]
+                os.close(fd)
+            held = self.workers.remove(worker_id)
+            if held is not None:  # not a worker we had stopped on purpose
+                self._worker_died(held, exit_description(exitcode), source)
+                died = True
+        if died:
+            self._dispatch()
+
+    def _worker_died(self, held: Held, how: str, source: str) -> None:
+        worker = held.worker
+        self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
+                         tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
+        self._report_results_maybe_lost(worker.worker_id)
         if not worker.blocked:
             release(self.available, worker.held)
-        self.gpus.release(worker_id)
+        self.gpus.release(worker.worker_id)
         if worker.actor_id is not None:
-            reason = "killed by ray.kill()" if worker.actor_id in self.killed_actors else f"pid {worker.pid} exited"
+            if not worker.exiting:
+                reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
+                          else f"pid {worker.pid} {how}")
+                self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
-            self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
-        elif worker.assigned:
-            running, *unstarted = worker.assigned
-            self.queue.push_front(unstarted)
-            if running.task_id in self.force_cancelled:
-                self.force_cancelled.discard(running.task_id)
-            else:
-                self._retry_or_fail(running, worker)
-        self._dispatch()
+            return
+        self.queue.push_front(list(held.unstarted))
+        running = held.running
+        if running is None:
+            return
+        if running.task_id in self.force_cancelled:
+            self.force_cancelled.discard(running.task_id)
+        elif take_retry(running):
+            self.log.warning("task_retry_worker_died", task_id=running.task_id, attempt=running.attempt,
+                             worker_id=worker.worker_id)
+            self.queue.push_front([running])
+        else:
+            self.log.warning("task_failed_worker_died", task_id=running.task_id, worker_id=worker.worker_id)
+            self._fail(running, exceptions.WorkerCrashedError(
+                f"The worker {worker.worker_id} (pid {worker.pid}) running task {running.task_id} "
+                f"({running.function_name}) died ({how}); retries exhausted "
+                f"({running.attempt}/{running.max_retries})."))
 
     def on_kill_actor_worker(self, msg: m.KillActorWorker, sender: Any) -> None:
-        for worker in self.workers.values():
+        for worker in self.workers:
             if worker.actor_id == msg.actor_id:
                 self.killed_actors.add(msg.actor_id)
                 self.log.info("actor_worker_killing", actor_id=msg.actor_id, pid=worker.pid)
                 os.kill(worker.pid, signal.SIGKILL)
+                self._check_workers([worker.worker_id], "kill")
                 return
 
-    def _retry_or_fail(self, spec: m.TaskSpec, worker: WorkerInfo) -> None:
-        if spec.max_retries == -1 or spec.attempt < spec.max_retries:
-            spec.attempt += 1
-            self.log.warning("task_retry_worker_died", task_id=spec.task_id, attempt=spec.attempt,
-                             worker_id=worker.worker_id)
-            self.queue.push_front([spec])
+    def on_actor_exiting(self, msg: m.ActorExiting, sender: Any) -> None:
+        """The actor called exit_actor(): it is dead for good; stop its worker."""
+        worker = self.workers.get(msg.worker_id)
+        if worker is None or worker.actor_id is None:
             return
-        self.log.warning("task_failed_worker_died", task_id=spec.task_id, worker_id=worker.worker_id)
-        self._fail(spec, exceptions.WorkerCrashedError(
-            f"The worker {worker.worker_id} (pid {worker.pid}) running task {spec.task_id} "
-            f"({spec.function_name}) died; retries exhausted ({spec.attempt}/{spec.max_retries})."))
+        worker.exiting = True
+        self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
+        self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id,
+                                                   "The actor exited on purpose: exit_actor() was called",
+                                                   final=True))
+        self.send(worker.address, ActorExitRequest())
 
     # ---- the worker table (babyray list workers) --------------------------------------
 
     def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
         workers = tuple(
-            {"worker_id": w.worker_id, "node_id": self.node.node_id, "pid": w.pid or None, "state": w.state(),
+            {"worker_id": w.worker_id, "node_id": self.node.node_id, "pid": w.pid or None, "state": w.state.value,
              "actor_id": w.actor_id, "running_task_id": w.assigned[0].task_id if w.assigned else None,
              "num_queued": max(0, len(w.assigned) - 1), "started_at": w.started_at,
              "address": w.address if w.ready else None}
-            for w in self.workers.values())
+            for w in self.workers)
         self.reply(msg, sender, sm.WorkerTable(msg.req_id, self.node.node_id, workers))
 
     # ---- a restarted head -------------------------------------------------------------
@@ -399,7 +457,7 @@ class LocalScheduler(PartActor):
         self.post(msg.gcs, m.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
                                           self.total))
         self.post(self.node.store, msg)
-        for worker in self.workers.values():
+        for worker in self.workers:
             self.post(worker.address, msg)
         self._send_heartbeat()
 
@@ -420,26 +478,22 @@ class LocalScheduler(PartActor):
                                              len(self.workers)))
 
     def _stop_idle_workers(self) -> None:
-        keep = max(1, int(self.total.get("CPU", 1)))
         now = time.monotonic()
-        pool = [w for w in self.workers.values() if w.actor_id is None]
-        idle = [w for w in pool if w.ready and not w.assigned and not w.blocked
-                and now - w.idle_since > self.idle_timeout]
+        idle = [w for w in self.workers.idle() if now - w.idle_since > self.idle_timeout]
         idle.sort(key=lambda w: w.env_key == "")  # workers of a runtime_env go first
-        for worker in idle[: max(0, len(pool) - keep)]:
+        for worker in idle[: max(0, self.workers.pool_size() - self._pool_target())]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
             self._stop_worker(worker)
 
-    def _stop_worker(self, worker: WorkerInfo) -> None:
-        self.workers.pop(worker.worker_id)
-        self.by_address.pop(address_key(worker.address), None)
+    def _stop_worker(self, worker: WorkerRecord) -> None:
+        self.workers.remove(worker.worker_id)  # its process's end is expected: not a death
         self.send(worker.address, ActorExitRequest())
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("local_scheduler_stopping")
 
 
-def _take_idle(idle: list[WorkerInfo], key: str) -> WorkerInfo | None:
+def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
     """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
     for i in range(len(idle) - 1, -1, -1):
         if idle[i].env_key == key:

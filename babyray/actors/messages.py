@@ -712,11 +712,21 @@ class ActorInitFailed:
 
 @dataclass(frozen=True, slots=True)
 class ActorWorkerDied:
-    """Local scheduler -> GCS: the process hosting the actor exited."""
+    """Local scheduler -> GCS: the process hosting the actor exited (or cannot start). ``final``:
+    do not restart it (it called exit_actor, or no worker may host it)."""
 
     actor_id: str
     node_id: str
     reason: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActorExiting:
+    """Worker -> local scheduler: the actor it hosts called exit_actor(); stop it for good."""
+
+    worker_id: str
+    actor_id: str
 
 
 @dataclass(frozen=True, slots=True)

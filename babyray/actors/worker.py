@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import faulthandler
 import inspect
 import os
+import signal
 import threading
 import time
 import traceback
@@ -25,13 +27,35 @@ from babyray.actors.base import PartActor
 from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
+from babyray.api.actor import ActorExit
 from babyray.api.core import CoreClient
 from babyray.runtime_env import node_setup
 from babyray.session import register_pid
+from babyray.task_failure import failed_returns
 
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
 ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
+EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before it to travel
+# Signals that must kill the process: Thespian catches them in Python, where a segfault
+# would return to the faulting instruction forever.
+FATAL_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
+
+
+def die_on_fatal_signals(log_path: str) -> None:
+    """Restore the default action of fatal signals, after ``faulthandler`` writes the Python
+    stack of every thread to ``log_path``."""
+    faulthandler.disable()  # enabled in the parent (pytest does) it would keep Thespian's handlers
+    for sig in FATAL_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    faulthandler.enable(open(log_path, "a"), all_threads=True)
+
+
+def exit_status(code: object) -> int:
+    """The process exit status ``sys.exit(code)`` gives."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
 
 
 class _ActorThreadTransport:
@@ -79,6 +103,7 @@ class Worker(PartActor):
         node_setup.apply_env_vars(msg.runtime_env)
         log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
         self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
+        die_on_fatal_signals(log.configured_path())
         register_pid(msg.session_dir, "worker")
         self.enable_thread_posts()
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
@@ -197,6 +222,9 @@ class Worker(PartActor):
                 returns = self._execute(spec)
             except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
                 returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
+            except SystemExit as exc:
+                self._on_sys_exit(spec, exc)
+                return
             self.running = None
             self._report(spec, returns)
             spec = returns = None  # idle workers must not keep the task's refs alive
@@ -225,9 +253,13 @@ class Worker(PartActor):
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
         self._task_event(spec, "running", started_at=time.time())
+        context.runtime().actor_id = spec.actor_id
         try:
             self.actor = ActorHost(spec, self._function(spec.function_id))
             self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
+        except SystemExit as exc:
+            self._on_sys_exit(spec, exc)
+            return
         except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
@@ -256,6 +288,27 @@ class Worker(PartActor):
                 pool.submit(lambda s=spec: self._report(s, self._execute(s)))
         return tuple(rest)
 
+    def _on_sys_exit(self, spec: m.TaskSpec, exc: SystemExit) -> None:
+        """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
+        process like a crash, as in Ray (the task is retried, the actor restarted)."""
+        if isinstance(exc, ActorExit) and self.actor is not None:
+            self._exit_actor(spec)
+            return
+        self.log.warning("task_called_sys_exit", task_id=spec.task_id, function=spec.function_name,
+                         code=repr(exc.code))
+        os._exit(exit_status(exc.code))
+
+    def _exit_actor(self, spec: m.TaskSpec) -> None:
+        """The method called exit_actor(): no result; the local scheduler ends the actor for good
+        (its callers see it die) and stops this process. This executor thread takes no more calls."""
+        self.log.info("actor_exit_called", actor_id=spec.actor_id, task_id=spec.task_id)
+        with self.queue_lock:
+            self.tasks.clear()
+        # Results of earlier calls leave first, so callers have them before the death notice.
+        self.wake_from_thread()
+        time.sleep(EXIT_RESULTS_GRACE)
+        self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
+
     def _call_async(self, spec: m.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
         the actor has no such method or it is a plain generator (the executor thread runs those)."""
@@ -275,6 +328,9 @@ class Worker(PartActor):
             return True
 
         def done(result: Any, error: BaseException | None) -> None:
+            if isinstance(error, SystemExit):
+                self._on_sys_exit(spec, error)
+                return
             if error is not None:
                 tb = "".join(traceback.format_exception(error))
                 self._report(spec, self._error_returns(spec, error, tb))
@@ -317,7 +373,7 @@ class Worker(PartActor):
                 owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
                 returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
             state = "finished"
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # the user's error travels to get() as RayTaskError
             returns = self._error_returns(spec, exc, traceback.format_exc())
@@ -367,12 +423,10 @@ class Worker(PartActor):
             error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), exc,
                                             spec.task_id, start.node_id, start.worker_id)
         try:
-            blob = serialization.dumps(error)
+            return failed_returns(spec, error)
         except TypeError:  # the user's exception does not pickle: keep its text
-            error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), None,
-                                            spec.task_id, self.start_msg.node_id, self.start_msg.worker_id)
-            blob = serialization.dumps(error)
-        return tuple((oid, m.ErrorValue(blob)) for oid in spec.return_ids)
+            return failed_returns(spec, exceptions.RayTaskError(spec.function_name, tb or repr(exc), None, spec.task_id,
+                                                                self.start_msg.node_id, self.start_msg.worker_id))
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("worker_stopping")

@@ -233,6 +233,25 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     core.transport.send(core.gcs, m.KillActor(actor.actor_id, no_restart))
 
 
+class ActorExit(SystemExit):
+    """Raised by exit_actor() in the actor's method; the worker ends the actor for good."""
+
+
+def exit_actor() -> None:
+    """End the current actor on purpose, as ``ray.actor.exit_actor``: it is not restarted, the
+    call that made it and the calls queued after it fail with ActorDiedError (a RayActorError),
+    and atexit handlers run.
+
+    Raises:
+        TypeError: outside an actor (in the driver or a plain task).
+    """
+    runtime = context.runtime_or_none()
+    if runtime is None or runtime.is_driver or getattr(runtime, "actor_id", None) is None:
+        raise TypeError("exit_actor() can only be called inside an actor (this is a driver or a task); "
+                        "use ray.kill(handle) to end an actor from outside")
+    raise ActorExit(0)
+
+
 def list_named_actors(all_namespaces: bool = False) -> list[str]:
     core = context.runtime().core
     return list(core.request(core.gcs, lambda r: m.ListNamedActors(r)).names)

@@ -13,10 +13,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from babyray import exceptions, serialization
+from babyray import exceptions
 from babyray.actors import messages as m
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -112,14 +113,13 @@ class ActorSubmitter:
         """The actor's process died: resend calls in flight within max_task_retries."""
         retry = []
         for spec in actor.inflight.values():
-            if spec.max_retries == -1 or spec.attempt < spec.max_retries:
-                spec.attempt += 1
+            if take_retry(spec):
                 retry.append(_Call(spec, 0))
             else:
                 self.actor_of_call.pop(spec.task_id, None)
-                self._fail(spec, self._error(exceptions.RayActorError(
+                self._fail(spec, exceptions.RayActorError(
                     f"The actor {spec.actor_id} died while running {spec.function_name} "
-                    f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry.")))
+                    f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry."))
         actor.inflight.clear()
         actor.queue.extendleft(reversed(retry))
 
@@ -130,7 +130,7 @@ class ActorSubmitter:
         self._fail_all(actor_id, actor)
 
     def _fail_all(self, actor_id: str, actor: _ActorState) -> None:
-        error = self._error(exceptions.ActorDiedError(
+        error = error_value(exceptions.ActorDiedError(
             f"The actor {actor_id} is dead. {actor.death_cause}".strip()))
         for spec in list(actor.inflight.values()):
             self.actor_of_call.pop(spec.task_id, None)
@@ -139,9 +139,5 @@ class ActorSubmitter:
         while actor.queue:
             self._fail(actor.queue.popleft().spec, error)
 
-    @staticmethod
-    def _error(exc: BaseException) -> m.ErrorValue:
-        return m.ErrorValue(serialization.dumps(exc))
-
-    def _fail(self, spec: m.TaskSpec, error: m.ErrorValue) -> None:
-        self.core._finish(m.TaskResult(spec.task_id, tuple((oid, error) for oid in spec.return_ids)))
+    def _fail(self, spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> None:
+        self.core._finish(failed_result(spec, error))

@@ -32,6 +32,7 @@ class WorkerRuntime:
         self.job_id = start.job_id
         self.gcs = start.gcs
         self.runtime_env = start.runtime_env  # the parent environment of the tasks it submits
+        self.actor_id: str | None = None  # set once this worker hosts an actor
 
 
 def set_worker_runtime(runtime: WorkerRuntime) -> None:

@@ -38,6 +38,7 @@ from babyray.gcs import messages as gm
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.alloc_channel import AllocClient
 from babyray.store.arena import Arena, read_object, write_object
+from babyray.task_failure import failed_result, failed_returns, take_retry
 
 Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
 
@@ -296,13 +297,12 @@ class CoreClient:
             return False
         if not isinstance(value, m.ErrorValue) or result.retryable_crash:
             return False
-        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
-            return False
         if isinstance(spec.retry_exceptions, (list, tuple)):
             cause = getattr(serialization.deserialize(value.blob), "cause", None)
             if not isinstance(cause, tuple(spec.retry_exceptions)):
                 return False
-        spec.attempt += 1
+        if not take_retry(spec):
+            return False
         fields = error_fields(value.blob)[1]
         self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt,
                       error_type=fields.get("error_type"), worker_id=result.worker_id, node=result.node_id)
@@ -317,15 +317,12 @@ class CoreClient:
             spec = self.submitted.get(task_id)
             if spec is None:
                 continue  # finished meanwhile, or not ours
-            if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+            if not take_retry(spec):
                 self.log.warning("task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
-                error = exceptions.WorkerCrashedError(
+                self._finish(failed_result(spec, exceptions.WorkerCrashedError(
                     f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
-                    f"exhausted ({spec.attempt}/{spec.max_retries}).")
-                self._finish(m.TaskResult(task_id, tuple((o, m.ErrorValue(serialization.dumps(error)))
-                                                         for o in spec.return_ids)))
+                    f"exhausted ({spec.attempt}/{spec.max_retries}).")))
                 continue
-            spec.attempt += 1
             if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
                 self.generators.reset_items(task_id)
             self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
@@ -671,8 +668,7 @@ class CoreClient:
             task_id = entry.task_id
             pending = self.pending_tasks.pop(task_id, None)
             if pending is not None:
-                error = m.ErrorValue(serialization.dumps(exceptions.TaskCancelledError(task_id)))
-                for oid in pending.spec.return_ids:
+                for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
                     self._set_value(oid, error)
                 return
         self.transport.send(self.scheduler, m.CancelTask(task_id, force))

@@ -19,6 +19,7 @@ from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
+from babyray.task_failure import failed_result, retry_allowed, take_retry
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -73,7 +74,7 @@ class ObjectRecovery:
                                              f"({core.identity}) is not its owner and cannot rebuild it.")
         with self.lock:
             done = self.reexecutions.get(spec.task_id, 0)
-            if spec.max_retries != -1 and done >= max(spec.max_retries, 0):
+            if not retry_allowed(done, spec.max_retries):
                 self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
                                  node=value.node_id, reason="retries exhausted", attempts=done)
                 raise exceptions.ObjectReconstructionFailedError(
@@ -129,9 +130,8 @@ class ObjectRecovery:
         error = serialization.deserialize(value.blob)
         if not isinstance(getattr(error, "cause", error), exceptions.ObjectLostError):
             return False
-        if spec.max_retries != -1 and spec.attempt >= spec.max_retries:
+        if not take_retry(spec):
             return False
-        spec.attempt += 1
         self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt,
                          error=str(getattr(error, "cause", error))[:300])
 
@@ -139,10 +139,8 @@ class ObjectRecovery:
             try:
                 self._recover_inputs(spec)
             except exceptions.RayError as exc:
-                blob = serialization.dumps(exc)
                 with self.core.lock:
-                    self.core._finish(m.TaskResult(spec.task_id, tuple((o, m.ErrorValue(blob))
-                                                                       for o in spec.return_ids)))
+                    self.core._finish(failed_result(spec, exc))
                 return
             self.core.resubmit(spec)
 

@@ -99,6 +99,8 @@ class ActorDirectory:
         live = self.live.get(msg.actor_id, _Live())
         if record is None or record["state"] == DEAD:
             return [], None
+        if msg.final:
+            return self._dead(msg.actor_id, msg.reason), None
         if live.no_restart:
             return self._dead(msg.actor_id, f"The actor was killed by ray.kill() ({msg.reason})"), None
         max_restarts = record["max_restarts"]
