@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 import time
 from collections import Counter, deque
 from typing import Any
@@ -29,6 +30,7 @@ from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
+from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
@@ -43,6 +45,7 @@ from babyray.task_failure import failed_result, take_retry
 RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
 
 
+WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
 
 
@@ -103,6 +106,7 @@ class LocalScheduler(PartActor):
         register_pid(msg.session_dir, "local_scheduler")
         self.total = dict(msg.resources)
         self.available = dict(msg.resources)
+        self.gpus = GpuIds(int(self.total.get("GPU", 0)))
         self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
         self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
         self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
@@ -181,6 +185,7 @@ class LocalScheduler(PartActor):
                         break
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
+                    self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
                     worker.actor_id = spec.actor_id if spec.actor_creation else None
                     self._assign(worker, self.queue.popped(fifo), batches)
                 elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
@@ -246,6 +251,7 @@ class LocalScheduler(PartActor):
             idle -= 1
 
     def _assign(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict) -> None:
+        spec.gpu_ids = self.gpus.ids(worker.worker_id)
         self.workers.assign(worker, spec)
         batches.setdefault(worker.worker_id, []).append(spec)
 
@@ -293,6 +299,7 @@ class LocalScheduler(PartActor):
         if not worker.blocked:
             release(self.available, worker.held)
         worker.held = {}
+        self.gpus.release(worker.worker_id)
         worker.idle_since = time.monotonic()
 
     def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
@@ -356,10 +363,7 @@ class LocalScheduler(PartActor):
         self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds], "pidfd")
 
     def on_liveness_timer(self, msg: Any, sender: Any) -> None:
-        try:
-            self._check_workers(list(self.processes), "poll")
-        finally:
-            self.every(LIVENESS_POLL, "liveness")
+        self._check_workers(list(self.processes), "poll")
 
     def on_child_exited(self, msg: Any, sender: Any) -> None:
         self._check_workers(list(self.processes), "child_exited")
@@ -391,6 +395,7 @@ class LocalScheduler(PartActor):
         self._report_results_maybe_lost(worker.worker_id)
         if not worker.blocked:
             release(self.available, worker.held)
+        self.gpus.release(worker.worker_id)
         if worker.actor_id is not None:
             if not worker.exiting:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
@@ -505,7 +510,6 @@ class LocalScheduler(PartActor):
     def on_heartbeat_timer(self, msg: Any, sender: Any) -> None:
         self._send_heartbeat()
         self._stop_idle_workers()
-        self.every(self.heartbeat_period, "heartbeat")
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self.last_heartbeat > 0.02:
@@ -529,7 +533,30 @@ class LocalScheduler(PartActor):
         self.send(worker.address, ActorExitRequest())
 
     def on_exit(self, msg: Any, sender: Any) -> None:
-        self.log.info("local_scheduler_stopping")
+        """Stopping: Thespian asks each worker to exit and waits for all of them; a worker
+        that cannot answer (user code holding the GIL, a stopped process) is killed after
+        ``WORKER_STOP_GRACE`` seconds, so the node always ends."""
+        pidfds = []
+        for process in self.processes.values():
+            try:
+                pidfds.append(os.pidfd_open(process.pid))
+            except (OSError, TypeError):  # already gone
+                pass
+        threading.Thread(target=_kill_after, args=(pidfds, WORKER_STOP_GRACE), name="babyray-worker-stop",
+                         daemon=True).start()
+        self.log.info("local_scheduler_stopping", workers=len(pidfds))
+
+
+def _kill_after(pidfds: list[int], seconds: float) -> None:
+    """SIGKILL the processes of ``pidfds`` still running after ``seconds``; close the fds."""
+    time.sleep(seconds)
+    for fd in pidfds:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:  # exited in time
+            pass
+        finally:
+            os.close(fd)
 
 
 def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
