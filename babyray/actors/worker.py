@@ -127,10 +127,10 @@ class Worker(PartActor):
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
+            for spec in msg.specs:  # before the executor can run and report one (which discards it)
+                self._task_event(spec, "scheduled")
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
-        for spec in msg.specs:
-            self._task_event(spec, "scheduled")
 
     def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
         with self.queue_lock:
