@@ -6,6 +6,7 @@ All exceptions here pickle, so they can cross process boundaries.
 """
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 
@@ -14,13 +15,18 @@ class RayError(Exception):
 
 
 class RayTaskError(RayError):
-    """A task or actor method raised; carries the cause and the remote traceback."""
+    """A task or actor method raised; carries the cause and the remote traceback.
+
+    ``cause`` is always the user's own exception, never another RayTaskError: a task that
+    fails because a task it waited on (or an argument) failed keeps that task's cause, and
+    its ``traceback_str`` holds the inner tracebacks, so the class survives any depth.
+    """
 
     def __init__(self, function_name: str, traceback_str: str, cause: BaseException | None = None,
                  task_id: str = "", node_id: str = "", worker_id: str = "") -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
-        self.cause = cause
+        self.cause = cause.cause if isinstance(cause, RayTaskError) else cause
         self.task_id = task_id
         self.node_id = node_id
         self.worker_id = worker_id
@@ -37,10 +43,18 @@ class RayTaskError(RayError):
     def __str__(self) -> str:
         return self._message()
 
+    @classmethod
+    def from_failed_input(cls, function_name: str, error: BaseException, task_id: str = "", node_id: str = "",
+                          worker_id: str = "") -> "RayTaskError":
+        """The error of a task not run because an argument is ``error`` (Ray's wording)."""
+        text = "".join(traceback.format_exception_only(type(error), error))
+        return cls(function_name, f"At least one of the input arguments for this task could not be computed:\n{text}",
+                   error, task_id, node_id, worker_id)
+
     def as_instanceof_cause(self) -> "RayTaskError":
         """An error that is an instance of both RayTaskError and the cause's class."""
         cause_cls = type(self.cause) if self.cause is not None else None
-        if cause_cls is None or isinstance(self.cause, RayTaskError) or issubclass(RayTaskError, cause_cls):
+        if cause_cls is None or issubclass(RayTaskError, cause_cls):
             return self
         return _dual_error(cause_cls, self)
 

@@ -4,14 +4,16 @@ The job (run by a driver in the driver network namespace, deploy/netns.py) is a 
 independent tasks and dependency chains whose steps pass 1 MB numpy arrays. It runs twice on
 fresh clusters: once without faults, then while a killer in this process kill -9s a random
 worker process (a pid whose session ``pids/<pid>`` file says ``worker``, in the head's or a
-member's namespace) every second, and kill -9s every process of member ``m1`` once. Every
+member's namespace) every second, and kill -9s every process of member ``m1`` once. A third
+run ("bursts") kills workers two and three at a time every second, and its tasks segfault
+their worker now and then (``--segfault-rate``). Every
 result is checked. Retries and reconstructions are counted from the structlog JSON events of
 all session log directories (``babyray.logs``). Needs root and iproute2.
 
-    python benchmarks/chaos.py [--tasks 10000] [--quick] [--no-baseline]
+    python benchmarks/chaos.py [--tasks 10000] [--quick] [--no-baseline] [--bursts-only]
 
 Writes benchmarks/results/chaos.json. Target: every result correct, no task lost, no hang,
-wall time at most 3x the fault-free run.
+wall time at most 3x the fault-free run (0 results lost in every run).
 """
 from __future__ import annotations
 
@@ -55,11 +57,11 @@ COUNTED_EVENTS = {
 }
 
 DRIVER = textwrap.dedent('''
-    import json, os, sys, time
+    import ctypes, json, os, random, sys, time
     import numpy as np
     import babyray as ray
 
-    n_independent, n_chains, chain_length, elements, markers, out_path, budget, max_retries = \\
+    n_independent, n_chains, chain_length, elements, markers, out_path, budget, max_retries, segfault_rate = \\
         json.loads(sys.argv[1])
     ray.init(address="auto")
     deadline = time.monotonic() + 60
@@ -69,6 +71,8 @@ DRIVER = textwrap.dedent('''
 
     @ray.remote(max_retries=max_retries)
     def square(i):
+        if segfault_rate and os.path.exists(os.path.join(markers, "READY")) and random.random() < segfault_rate:
+            ctypes.string_at(0)  # segfault: the worker dies, the task is retried
         return i * i
 
     @ray.remote(max_retries=max_retries)
@@ -158,12 +162,18 @@ def worker_pids(cluster, temp_dir: Path, hosts: list[str]) -> list[int]:
 
 
 class Killer(threading.Thread):
-    """Kills a random worker every ``period`` seconds, and member m1 once at ``kill_node_at``."""
+    """Kills random workers every ``period`` seconds, and member m1 once at ``kill_node_at``.
 
-    def __init__(self, cluster, temp_dir: Path, period: float, kill_node_at: float | None, seed: int) -> None:
+    ``bursts`` is how many workers die together in each round, in turn (``(1,)``: one at a
+    time; ``(2, 3)``: two, then three, then two...).
+    """
+
+    def __init__(self, cluster, temp_dir: Path, period: float, kill_node_at: float | None, seed: int,
+                 bursts: tuple[int, ...] = (1,)) -> None:
         super().__init__(name="chaos-killer", daemon=True)
         self.cluster, self.temp_dir, self.period = cluster, temp_dir, period
         self.kill_node_at = kill_node_at
+        self.bursts = bursts
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.workers_killed: list[dict] = []
@@ -173,6 +183,7 @@ class Killer(threading.Thread):
     def run(self) -> None:
         self.started = time.monotonic()
         hosts = ["head", "m1", "m2"]
+        rounds = 0
         while not self.stop.wait(self.period):
             elapsed = time.monotonic() - self.started
             if self.kill_node_at is not None and self.node_killed is None and elapsed >= self.kill_node_at:
@@ -182,14 +193,14 @@ class Killer(threading.Thread):
                 print(f"  [{elapsed:6.1f}s] killed member m1 ({len(pids)} processes)", flush=True)
                 continue
             pids = worker_pids(self.cluster, self.temp_dir, hosts)
-            if not pids:
-                continue
-            pid = self.rng.choice(pids)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            self.workers_killed.append({"pid": pid, "at_s": round(elapsed, 2)})
+            burst = self.bursts[rounds % len(self.bursts)]
+            rounds += 1
+            for pid in self.rng.sample(pids, min(burst, len(pids))):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                self.workers_killed.append({"pid": pid, "at_s": round(elapsed, 2), "burst": burst})
 
 
 def count_events(temp_dir: Path) -> dict:
@@ -203,7 +214,8 @@ def count_events(temp_dir: Path) -> dict:
 
 
 def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: float,
-            kill_node_at: float | None, seed: int, keep: bool, max_retries: int) -> dict:
+            kill_node_at: float | None, seed: int, keep: bool, max_retries: int,
+            bursts: tuple[int, ...] = (1,), segfault_rate: float = 0.0) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"babyray-chaos-{label}-"))
     temp_dir = work / "sessions"
     markers = work / "markers"
@@ -214,7 +226,7 @@ def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: 
     script.write_text(DRIVER)
     out_path = work / "result.json"
     args = json.dumps([n_independent, n_chains, CHAIN_LENGTH, ARRAY_ELEMENTS, str(markers), str(out_path), budget,
-                       max_retries])
+                       max_retries, segfault_rate])
     print(f"{label}: {n_independent} independent tasks + {n_chains} chains of {CHAIN_LENGTH} "
           f"(1 MB objects){' with faults' if chaos else ''}", flush=True)
     cluster = netns.NetnsCluster(netns.random_prefix("ch"), members=2, env=env, num_cpus=2)
@@ -228,7 +240,7 @@ def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: 
                 raise RuntimeError("driver did not get ready:\n" + (work / "driver.log").read_text()[-3000:])
             time.sleep(0.05)
         if chaos:
-            killer = Killer(cluster, temp_dir, 1.0, kill_node_at, seed)
+            killer = Killer(cluster, temp_dir, 1.0, kill_node_at, seed, bursts)
             killer.start()
         try:
             proc.wait(timeout=budget + 120)
@@ -252,6 +264,7 @@ def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: 
         result["workers_killed"] = len(killer.workers_killed)
         result["node_killed"] = killer.node_killed
     result["tasks"] = n_independent + n_chains * CHAIN_LENGTH
+    result["bursts"], result["segfault_rate"] = list(bursts), segfault_rate
     if keep:
         result["work_dir"] = str(work)
     else:
@@ -274,6 +287,10 @@ def main() -> int:
                         help="max_retries of every task (default -1, unbounded, as in Ray's chaos tests: with a "
                              "worker killed every second among ~6, a task of a rebuilt chain can be hit more "
                              "than 3 times)")
+    parser.add_argument("--segfault-rate", type=float, default=0.003,
+                        help="in the bursts run, the chance that a task attempt segfaults its worker")
+    parser.add_argument("--bursts-only", action="store_true",
+                        help="only the run where workers die two and three at a time and by segfault")
     parser.add_argument("--keep", action="store_true", help="keep the session logs")
     parser.add_argument("--out", default=str(RESULTS / "chaos.json"))
     args = parser.parse_args()
@@ -285,35 +302,42 @@ def main() -> int:
     tasks = 1000 if args.quick else args.tasks
     n_chains = max(2, round(tasks * args.chain_share / CHAIN_LENGTH))
     n_independent = max(0, tasks - n_chains * CHAIN_LENGTH)
-    baseline = None
-    if not args.no_baseline:
+    baseline = chaos = None
+    if not args.no_baseline and not args.bursts_only:
         baseline = run_job("fault-free", n_independent, n_chains, False, 1800, None, args.seed, args.keep,
                            args.max_retries)
     base_wall = baseline["wall_s"] if baseline else None
     budget = max(120.0, 10 * base_wall) if base_wall else 1800.0
     kill_node_at = 0.4 * base_wall if base_wall else 5.0
-    chaos = run_job("chaos", n_independent, n_chains, True, budget, kill_node_at, args.seed, args.keep, args.max_retries)
-    for run in (baseline, chaos):
+    if not args.bursts_only:
+        chaos = run_job("chaos", n_independent, n_chains, True, budget, kill_node_at, args.seed, args.keep,
+                        args.max_retries)
+    bursts = run_job("bursts", n_independent, n_chains, True, budget, None, args.seed, args.keep, args.max_retries,
+                     bursts=(2, 3), segfault_rate=args.segfault_rate)
+    for run in (baseline, chaos, bursts):
         if run:
             run["completed_tasks"] = run["tasks"] if not run["hang"] and not run["n_errors"] else None
-    ratio = chaos["wall_s"] / base_wall if base_wall else None
-    passed = (chaos["correct"] == chaos["results"] and not chaos["hang"] and not chaos["n_errors"]
-              and (ratio is None or ratio <= 3.0))
+    ratio = chaos["wall_s"] / base_wall if base_wall and chaos else None
+    passed = all(run["correct"] == run["results"] and not run["hang"] and not run["n_errors"]
+                 for run in (chaos, bursts) if run) and (ratio is None or ratio <= 3.0)
     report = {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
               "tasks": n_independent + n_chains * CHAIN_LENGTH, "independent_tasks": n_independent,
               "chains": n_chains, "chain_length": CHAIN_LENGTH, "object_bytes": ARRAY_ELEMENTS * 8,
               "nodes": "head + 2 members (2 CPUs each), network namespaces", "node_timeout_s": NODE_TIMEOUT,
               "max_retries": args.max_retries, "kill_period_s": 1.0,
-              "fault_free": baseline, "chaos": chaos, "wall_ratio": ratio, "target_ratio": 3.0, "passed": passed,
+              "fault_free": baseline, "chaos": chaos, "bursts": bursts, "wall_ratio": ratio, "target_ratio": 3.0, "passed": passed,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'run':<11} {'wall s':>8} {'correct':>13} {'retries':>8} {'rebuilt':>8} {'killed':>7}")
-    for name, run in (("fault-free", baseline), ("chaos", chaos)):
+    print(f"\n{'run':<11} {'wall s':>8} {'correct':>13} {'lost':>5} {'retries':>8} {'rebuilt':>8} {'killed':>7} "
+          f"{'died':>5}")
+    for name, run in (("fault-free", baseline), ("chaos", chaos), ("bursts", bursts)):
         if run:
-            print(f"{name:<11} {run['wall_s']:>8.1f} {run['correct']:>6}/{run['results']:<6} {run['retries']:>8} "
-                  f"{run['reconstructions']:>8} {run.get('workers_killed', 0):>7}")
+            lost = run["results"] - run["correct"]
+            print(f"{name:<11} {run['wall_s']:>8.1f} {run['correct']:>6}/{run['results']:<6} {lost:>5} "
+                  f"{run['retries']:>8} {run['reconstructions']:>8} {run.get('workers_killed', 0):>7} "
+                  f"{run['workers_died']:>5}")
     if ratio is not None:
         print(f"wall time ratio chaos / fault-free: {ratio:.2f} (target <= 3)")
     print(f"{'PASS' if passed else 'FAIL'}; wrote {out}")

@@ -2,12 +2,14 @@
 
 Subclasses declare ``handlers`` (message type -> method name). ``receiveMessage`` unwraps
 batches, dispatches, and never lets a handler's exception reach Thespian (which would run
-the handler again and then return a PoisonMessage, DESIGN trap 5): the error is logged and
-the handler is expected to reply with it where someone waits. Everything sent with
-``post`` during a turn leaves as one message per destination when the turn ends.
+the handler again and then return a PoisonMessage): the error is logged and the handler is
+expected to reply with it where someone waits. Periodic duties (``timers``, started with
+``every``) are re-armed here after each round, so one failing round does not stop them.
+Everything sent with ``post`` during a turn leaves as one message per destination when the
+turn ends.
 
 Threads inside the actor (user code in a worker) call ``post_from_thread``; a pipe watched
-with ThespianWatch wakes the actor's loop, which sends for them (DESIGN trap 9).
+with ThespianWatch wakes the actor's loop, which sends for them.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class PartActor(Actor):
         self._thread_outbox = Outbox()
         self._wake_r: int | None = None
         self._wake_w: int | None = None
+        self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
         self.log = log.get_logger(self.component)
 
     # ---- sending -----------------------------------------------------------------------
@@ -81,7 +84,29 @@ class PartActor(Actor):
             self._outbox.add(dest, msg)
 
     def every(self, seconds: float, timer: str) -> None:
-        self.wakeupAfter(timedelta(seconds=seconds), payload=timer)
+        """Run the periodic duty ``timer`` (a key of ``timers``) every ``seconds`` from now on.
+
+        Each round is re-armed after it runs, whether or not it raised; calling this again
+        for a running duty only changes its period.
+        """
+        armed = timer in self._periods
+        self._periods[timer] = seconds
+        if not armed:
+            self.wakeupAfter(timedelta(seconds=seconds), payload=timer)
+
+    def stop_timer(self, timer: str) -> None:
+        """Stop the periodic duty ``timer`` after its current round (``every`` starts it again)."""
+        self._periods.pop(timer, None)
+
+    def _run_timer(self, message: WakeupMessage, sender: Any) -> None:
+        """One round of a periodic duty, re-armed in any case (an error is logged by ``_run``)."""
+        timer = message.payload
+        try:
+            self._run(self.timers.get(timer), message, sender)
+        finally:
+            seconds = self._periods.get(timer)
+            if seconds is not None:
+                self.wakeupAfter(timedelta(seconds=seconds), payload=timer)
 
     # ---- receiving ---------------------------------------------------------------------
 
@@ -93,9 +118,10 @@ class PartActor(Actor):
             if ready:
                 self._run_hook(self.on_fds_ready, ready)
         elif isinstance(message, WakeupMessage):
-            self._run(self.timers.get(message.payload), message, sender)
+            self._run_timer(message, sender)
         elif isinstance(message, ActorExitRequest):
             self._run("on_exit", message, sender)
+            self._forget_dead_children()
         elif isinstance(message, ChildActorExited):
             self._run("on_child_exited", message, sender)
         elif isinstance(message, PoisonMessage):
@@ -128,6 +154,21 @@ class PartActor(Actor):
     def on_exit(self, msg: Any, sender: Any) -> None:
         """Hook: the actor is being stopped."""
 
+    def _forget_dead_children(self) -> None:
+        """Tell Thespian about children whose process ended but are still on its child list.
+
+        A stopping actor waits for every listed child to exit; Thespian misses a child's
+        exit when several die at once, and the stop would then hang on a dead process.
+        """
+        manager = self._myRef
+        alive = set()
+        for child in getattr(manager, "_child_procs", ()):
+            if child.childProc.is_alive():
+                alive.update({child.childAddr, getattr(child, "childRealAddr", None)})
+        for address in list(getattr(manager, "childAddresses", ())):
+            if address not in alive:
+                self.send(self.myAddress, ChildActorExited(address))
+
     def on_child_exited(self, msg: Any, sender: Any) -> None:
         """Hook: a child actor's process ended."""
 
@@ -148,5 +189,6 @@ class PartActor(Actor):
             return
         try:
             getattr(self, method)(msg, sender)
-        except Exception:  # one bad message must not take the part down (trap 5)
-            self.log.exception("handler_failed", handler=method, message_type=type(msg).__name__)
+        except Exception:  # one bad message must not take the part down
+            self.log.exception("handler_failed", handler=method, message_type=type(msg).__name__,
+                               timer=msg.payload if isinstance(msg, WakeupMessage) else None)

@@ -100,7 +100,6 @@ class GlobalScheduler(PartActor):
 
     def on_poll_load(self, msg: Any, sender: Any) -> None:
         self.post(self.gcs, m.GetNodes("gs-load"))
-        self.every(LOAD_POLL_SECONDS, "poll_load")
 
     # ---- placing ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 import time
 from collections import Counter, deque
 from typing import Any
@@ -43,6 +44,7 @@ from babyray.task_failure import failed_result, take_retry
 RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
 
 
+WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
 
 
@@ -356,10 +358,7 @@ class LocalScheduler(PartActor):
         self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds], "pidfd")
 
     def on_liveness_timer(self, msg: Any, sender: Any) -> None:
-        try:
-            self._check_workers(list(self.processes), "poll")
-        finally:
-            self.every(LIVENESS_POLL, "liveness")
+        self._check_workers(list(self.processes), "poll")
 
     def on_child_exited(self, msg: Any, sender: Any) -> None:
         self._check_workers(list(self.processes), "child_exited")
@@ -504,7 +503,6 @@ class LocalScheduler(PartActor):
     def on_heartbeat_timer(self, msg: Any, sender: Any) -> None:
         self._send_heartbeat()
         self._stop_idle_workers()
-        self.every(self.heartbeat_period, "heartbeat")
 
     def _maybe_heartbeat(self) -> None:
         if time.monotonic() - self.last_heartbeat > 0.02:
@@ -528,7 +526,30 @@ class LocalScheduler(PartActor):
         self.send(worker.address, ActorExitRequest())
 
     def on_exit(self, msg: Any, sender: Any) -> None:
-        self.log.info("local_scheduler_stopping")
+        """Stopping: Thespian asks each worker to exit and waits for all of them; a worker
+        that cannot answer (user code holding the GIL, a stopped process) is killed after
+        ``WORKER_STOP_GRACE`` seconds, so the node always ends."""
+        pidfds = []
+        for process in self.processes.values():
+            try:
+                pidfds.append(os.pidfd_open(process.pid))
+            except (OSError, TypeError):  # already gone
+                pass
+        threading.Thread(target=_kill_after, args=(pidfds, WORKER_STOP_GRACE), name="babyray-worker-stop",
+                         daemon=True).start()
+        self.log.info("local_scheduler_stopping", workers=len(pidfds))
+
+
+def _kill_after(pidfds: list[int], seconds: float) -> None:
+    """SIGKILL the processes of ``pidfds`` still running after ``seconds``; close the fds."""
+    time.sleep(seconds)
+    for fd in pidfds:
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        except ProcessLookupError:  # exited in time
+            pass
+        finally:
+            os.close(fd)
 
 
 def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:

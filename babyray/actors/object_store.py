@@ -112,7 +112,6 @@ class ObjectStore(PartActor):
         self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
         self.serve_waiting: dict[str, list[tuple[Any, m.ServeObject]]] = {}
         self.pull_nodes: dict[str, str] = {}  # object id -> node pulled from, while the pull lasts
-        self.pull_check_armed = False
 
     def on_start(self, msg: m.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
@@ -373,18 +372,15 @@ class ObjectStore(PartActor):
         self.pull_nodes[oid] = msg.source_node
         self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
         self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
-        if not self.pull_check_armed:
-            self.pull_check_armed = True
-            self.every(PULL_CHECK_SECONDS, "pull_check")
+        self.every(PULL_CHECK_SECONDS, "pull_check")
 
     def on_pull_check(self, msg: Any, sender: Any) -> None:
         """While pulls wait, ask the GCS which nodes are dead: a dead holder never answers."""
         self.pull_nodes = {oid: node for oid, node in self.pull_nodes.items() if oid in self.pulls}
         if not self.pulls:
-            self.pull_check_armed = False
+            self.stop_timer("pull_check")
             return
         self.post(self.gcs, m.GetNodes("store-pull-check"))
-        self.every(PULL_CHECK_SECONDS, "pull_check")
 
     def on_nodes(self, msg: m.Nodes, sender: Any) -> None:
         dead = {n.node_id for n in msg.nodes if not n.alive}

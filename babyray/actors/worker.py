@@ -72,6 +72,15 @@ class _ActorThreadTransport:
             self.actor.post_from_thread(dest, msg)
 
 
+class ArgumentFailed(Exception):
+    """A task's argument is an error (its task failed, or the object is lost): the task's
+    function is not called."""
+
+    def __init__(self, error: exceptions.RayError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Worker(PartActor):
     component = "worker"
     handlers = {
@@ -360,8 +369,7 @@ class Worker(PartActor):
         context.current_task.scheduling_strategy = spec.scheduling_strategy
         try:
             function = self._callable(spec)
-            args = [self._arg(a) for a in spec.args]
-            kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
+            args, kwargs = self._arguments(spec)
             result = function(*args, **kwargs)
             returns = generator_returns(self, spec, result)
             if returns is None:
@@ -371,6 +379,10 @@ class Worker(PartActor):
             state = "finished"
         except (KeyboardInterrupt, SystemExit):
             raise
+        except ArgumentFailed as failed:  # the function never ran: report the input's error
+            returns = self._error_returns(spec, exceptions.RayTaskError.from_failed_input(
+                spec.function_name, failed.error, spec.task_id, self.start_msg.node_id, self.start_msg.worker_id))
+            state = "failed"
         except Exception as exc:  # the user's error travels to get() as RayTaskError
             returns = self._error_returns(spec, exc, traceback.format_exc())
             state = "failed"
@@ -394,6 +406,17 @@ class Worker(PartActor):
         if function is None:
             function = self.functions[function_id] = serialization.loads_function(self.core.fetch_function(function_id))
         return function
+
+    def _arguments(self, spec: m.TaskSpec) -> tuple[list, dict]:
+        """The task's positional and keyword argument values.
+
+        Raises:
+            ArgumentFailed: an argument is the error of a task that failed (or a lost object).
+        """
+        try:
+            return [self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()}
+        except exceptions.RayError as exc:
+            raise ArgumentFailed(exc) from exc
 
     def _arg(self, arg: Any) -> Any:
         if isinstance(arg, m.ValueArg):

@@ -44,9 +44,13 @@ class HeadWatch:
         try:
             with self._system.private() as ctx:
                 while not self._stop.wait(PING_PERIOD):
-                    gcs = self._current_gcs()
-                    if not self._answers(ctx, gcs):
-                        self._find_head(ctx, gcs)
+                    try:
+                        gcs = self._current_gcs()
+                        if not self._answers(ctx, gcs):
+                            self._find_head(ctx, gcs)
+                    except Exception:  # one failed round must not end the watch
+                        if not self._stop.is_set():
+                            self.log.exception("head_watch_round_failed", address=self._address)
         except Exception:
             if not self._stop.is_set():
                 self.log.exception("head_watch_failed", address=self._address)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from babyray import exceptions, serialization
+from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 
 FLUSH_INTERVAL = 0.2
@@ -75,7 +75,10 @@ class TaskEventBuffer:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # one failed round must not end the flushing
+                log.get_logger("task_events").exception("task_events_flush_failed")
 
     def close(self) -> None:
         self._stop.set()

@@ -164,14 +164,11 @@ class GcsActor(PartActor):
         self.log.info("gcs_tables_recovered", url=self.store_url, **loaded)
 
     def on_flush_timer(self, msg: Any, sender: Any) -> None:
-        try:
-            if not self.recovered and self.reader is not None and self.reader.available():
-                self._recover()
-            if self.function_waiters:
-                self._retry_function_waiters()
-            self._flush_pass()
-        finally:
-            self.every(self.policy.period, "flush")
+        if not self.recovered and self.reader is not None and self.reader.available():
+            self._recover()
+        if self.function_waiters:
+            self._retry_function_waiters()
+        self._flush_pass()
 
     def _flush_pass(self) -> int:
         if not self.policy.enabled:
@@ -312,7 +309,6 @@ class GcsActor(PartActor):
             self._tell_owners_of_lost_tasks(node_id)
             for actor_id in self.actor_directory.actors_on(node_id):
                 self.on_actor_worker_died(m.ActorWorkerDied(actor_id, node_id, f"node {node_id} died"), None)
-        self.every(0.5, "liveness")
 
     def _tell_owners_of_lost_tasks(self, node_id: str) -> None:
         """Send each owner the ids of its unfinished tasks placed or running on the dead node."""
