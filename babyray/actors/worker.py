@@ -138,14 +138,15 @@ class Worker(PartActor):
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
+            for spec in msg.specs:  # before the executor can run and report one (which discards it)
+                self._task_event(spec, "scheduled")
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
-        for spec in msg.specs:
-            self._task_event(spec, "scheduled")
 
     def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
         with self.queue_lock:
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
+        self._drop_scheduled_events(stolen)
         if stolen:
             self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
 
@@ -175,6 +176,7 @@ class Worker(PartActor):
             self.blocked = True
             returned = list(self.tasks)
             self.tasks.clear()
+        self._drop_scheduled_events(returned)
         self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
 
     def _on_unblock(self) -> None:
@@ -366,6 +368,13 @@ class Worker(PartActor):
         else:
             self.core.task_events.discard(spec.task_id)
             self.core.task_events.add(spec.task_id, state, fields)
+
+    def _drop_scheduled_events(self, specs: list[m.TaskSpec]) -> None:
+        """Tasks handed back to the scheduler run elsewhere: their "scheduled" event here,
+        if not sent yet, would only reach the GCS late (after the task ended)."""
+        if self.core.task_events is not None:
+            for spec in specs:
+                self.core.task_events.discard(spec.task_id)
 
     def _execute(self, spec: m.TaskSpec) -> tuple:
         started = self.started[spec.task_id] = time.time()
