@@ -11,7 +11,7 @@ from babyray.api.public import (available_resources, cancel, cluster_resources, 
 from babyray.api.memory import memory_stats, memory_summary
 from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
 from babyray.api.remote_function import RemoteFunction
-from babyray.api.runtime_context import get_runtime_context
+from babyray.api.runtime_context import get_gpu_ids, get_runtime_context
 from babyray import actor, remote_function, runtime_env, util  # ray.actor.ActorHandle needs only `import ray`
 from babyray.tracing import timeline
 
@@ -41,7 +41,7 @@ def _make_remote(target: Any, options: dict) -> Any:
 __all__ = [
     "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "actor",
     "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_actor", "get_runtime_context", "init", "is_initialized", "kill",
+    "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
     "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "remote_function", "runtime_env",
     "shutdown", "timeline",
     "util", "wait",

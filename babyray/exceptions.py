@@ -98,6 +98,10 @@ class RuntimeEnvSetupError(RayError):
     """The task's or actor's ``runtime_env`` could not be set up on its node."""
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """The task's placement group was removed before the task could finish."""
+
+
 class RayActorError(RayError):
     """An actor cannot run the call."""
 
@@ -124,7 +128,7 @@ class ObjectStoreFullError(OutOfMemoryError):
 
 __all__ = [
     "RayError", "RayTaskError", "GetTimeoutError", "TaskCancelledError", "WorkerCrashedError",
-    "RuntimeEnvSetupError",
+    "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
     "RayActorError", "ActorDiedError", "ObjectLostError", "ObjectReconstructionFailedError",
     "OutOfMemoryError", "ObjectStoreFullError",
 ]

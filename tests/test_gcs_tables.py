@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from babyray.gcs.durable_gate import DurableGate
 from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsStore
@@ -104,3 +105,43 @@ def test_a_read_while_the_store_is_unreachable_answers_unknown_without_waiting(t
         assert reader.get_many("tasks", ["t1"]) is None
     finally:
         writer.close(timeout=0.2)
+
+
+class _Writer:
+    """A StoreWriter's durability view: keys with a write pending, and health."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self.healthy = True
+
+    def is_healthy(self) -> bool:
+        return self.healthy
+
+    def durable_among(self, table: str, keys: list[str]) -> list[str]:
+        assert table == "actors"
+        return [key for key in keys if key not in self.pending]
+
+
+def test_actor_news_waits_until_the_actor_record_is_durable_and_keeps_its_order() -> None:
+    writer = _Writer()
+    gate = DurableGate(writer, "actors")  # type: ignore[arg-type]
+    assert gate.post("durable", [("caller", "alive")]) == [("caller", "alive")]
+    writer.pending = {"a1"}
+    assert gate.post("a1", [("driver", "registered")]) == [] and len(gate) == 1
+    assert gate.release() == []  # still pending
+    writer.pending = set()
+    assert gate.post("a1", [("driver", "alive")]) == []  # behind the held one, though durable now
+    assert gate.release() == [("driver", "registered"), ("driver", "alive")]
+    assert gate.release() == [] and len(gate) == 0
+    assert gate.post("a1", [("driver", "dead")]) == [("driver", "dead")]
+
+
+def test_actor_news_is_not_held_while_the_store_is_unhealthy() -> None:
+    writer = _Writer()
+    gate = DurableGate(writer, "actors")  # type: ignore[arg-type]
+    writer.pending = {"a1", "a2"}
+    assert gate.post("a1", [("driver", "registered")]) == []
+    writer.healthy = False  # an outage: the cluster serves from memory
+    assert gate.post("a2", [("driver", "registered")]) == [("driver", "registered")]
+    assert gate.release() == [("driver", "registered")]
+    assert DurableGate(None, "actors").post("a3", [("driver", "x")]) == [("driver", "x")]

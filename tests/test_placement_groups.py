@@ -10,7 +10,7 @@ import time
 import pytest
 
 import babyray as ray
-from babyray.exceptions import ActorDiedError, GetTimeoutError, RayError
+from babyray.exceptions import ActorDiedError, GetTimeoutError, RayError, TaskPlacementGroupRemoved
 from babyray.util import (get_current_placement_group, get_placement_group, placement_group,
                           placement_group_table, remove_placement_group)
 from babyray.util.placement_group import PlacementGroup
@@ -93,6 +93,60 @@ def test_a_group_no_node_can_hold_stays_pending_and_is_never_ready(four_cpus):
     assert _cpus_free(4.0) == 4.0  # nothing was half-reserved: all or nothing
     remove_placement_group(pg)
     assert placement_group_table(pg)["state"] == "REMOVED"
+
+
+def test_ready_of_a_group_removed_while_pending_raises_and_the_removal_is_clean(four_cpus):
+    """Ray fails the ready() task of a removed group (TaskPlacementGroupRemoved, as
+    ``ray.exceptions`` documents) instead of leaving it unresolved; pg.wait is False ("True if
+    the placement group is created. False otherwise"). The group is REMOVED, and nothing of it
+    is left reserved: a group that fits is placed right after."""
+    pg = placement_group([{"CPU": 2}, {"CPU": 3}], strategy="STRICT_PACK")  # never fits one 4-CPU node
+    before = pg.ready()
+    with pytest.raises(GetTimeoutError):
+        ray.get(before, timeout=1)
+    remove_placement_group(pg)
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(before, timeout=30)
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(pg.ready(), timeout=30)  # asked after the removal
+    assert pg.wait(10) is False
+    assert placement_group_table(pg)["state"] == "REMOVED"
+    assert placement_group_table()[pg.id]["state"] == "REMOVED"
+    fits = placement_group([{"CPU": 4}], strategy="STRICT_PACK")
+    assert ray.get(fits.ready(), timeout=60) == fits
+    remove_placement_group(fits)
+    assert _cpus_free(4.0) == 4.0
+
+
+def test_tasks_and_actors_waiting_for_a_removed_group_fail_naming_it(four_cpus):
+    """A task or actor scheduled into a group never ends up waiting forever once the group is
+    removed: tasks waiting for it, and tasks submitted to it afterwards, raise
+    TaskPlacementGroupRemoved; actors waiting for it, or created in it afterwards, are dead
+    (ActorDiedError naming the group). The cluster keeps running tasks."""
+    pg = placement_group([{"CPU": 2}, {"CPU": 3}], strategy="STRICT_PACK")  # stays PENDING
+
+    @ray.remote(num_cpus=1)
+    class Member:
+        def ping(self):
+            return "pong"
+
+    waiting_task = sleep_then.options(scheduling_strategy=_in(pg, 0)).remote(0, "never")
+    waiting_actor = Member.options(scheduling_strategy=_in(pg, 1)).remote()
+    with pytest.raises(GetTimeoutError):
+        ray.get(waiting_task, timeout=1)
+    remove_placement_group(pg)
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(waiting_task, timeout=30)
+    with pytest.raises(ActorDiedError, match=f"placement group {pg.id}"):
+        ray.get(waiting_actor.ping.remote(), timeout=30)
+    late_task = where_and_group.options(placement_group=pg).remote()
+    late_actor = Member.options(scheduling_strategy=_in(pg)).remote()
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(late_task, timeout=30)
+    with pytest.raises(ActorDiedError, match=f"placement group {pg.id}"):
+        ray.get(late_actor.ping.remote(), timeout=30)
+    assert ray.get(sleep_then.remote(0, "still running"), timeout=60) == "still running"
+    assert _cpus_free(4.0) == 4.0
 
 
 def test_reserved_cpus_are_not_used_by_tasks_outside_the_group_until_it_is_removed(four_cpus):
@@ -212,10 +266,13 @@ def test_removing_a_group_kills_its_actors_and_tasks_and_frees_their_cpus(four_c
     actor = Worker.options(scheduling_strategy=_in(pg, 0)).remote()
     pid = ray.get(actor.pid.remote(), timeout=60)
     running = sleep_then.options(scheduling_strategy=_in(pg, 1)).remote(120, "never")
+    queued = sleep_then.options(scheduling_strategy=_in(pg, 1)).remote(0, "never")  # waits for bundle 1
     time.sleep(1.0)  # let it start
     remove_placement_group(pg)
     with pytest.raises(RayError):
         ray.get(running, timeout=30)
+    with pytest.raises(TaskPlacementGroupRemoved, match=pg.id):
+        ray.get(queued, timeout=30)
     with pytest.raises(ActorDiedError, match="placement group"):
         ray.get(actor.pid.remote(), timeout=30)  # max_restarts does not bring it back
     deadline = time.monotonic() + 20

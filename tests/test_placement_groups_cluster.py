@@ -105,8 +105,9 @@ remove_placement_group(later)
 def test_the_gcs_keeps_placement_groups_across_a_head_restart(tmp_path):
     """The placement group table is written to the GCS store and recovered like the other
     tables: after the head is killed and restarted, a created group (bundle on the member
-    that kept running) is still CREATED on the same node, usable and removable, and a pending
-    one is still PENDING."""
+    that kept running) is still CREATED on the same node, usable and removable, a pending
+    one is still PENDING, and a task sent to a group removed before the restart fails
+    (TaskPlacementGroupRemoved) instead of waiting forever."""
     env = _env(tmp_path)
     try:
         address, head_args = _start_head(env, cpus=1, store=f"sqlite:///{tmp_path / 'gcs.sqlite'}")
@@ -116,9 +117,11 @@ wait_nodes(2)
 kept = placement_group([{"CPU": 1, "special": 1}], name="kept", lifetime="detached")
 ray.get(kept.ready(), timeout=60)
 waiting = placement_group([{"CPU": 4}], name="waiting", lifetime="detached")
-print("KEPT", placement_group_table(kept)["bundles_to_node_id"][0])
+gone = placement_group([{"CPU": 4}], lifetime="detached")
+remove_placement_group(gone)
+print("KEPT", placement_group_table(kept)["bundles_to_node_id"][0], "GONE", gone.id)
 ''')
-        member = before.split("KEPT", 1)[1].split()[0]
+        member, gone = before.split("KEPT", 1)[1].split()[0], before.split("GONE", 1)[1].split()[0]
         time.sleep(1.5)  # the store writer is behind the GCS by a moment
         _kill_head(tmp_path)
         time.sleep(1.0)
@@ -130,6 +133,14 @@ kept = get_placement_group("kept")
 table = placement_group_table(kept)
 assert table["state"] == "CREATED" and table["bundles_to_node_id"] == {{0: "{member}"}}, table
 assert placement_group_table(get_placement_group("waiting"))["state"] == "PENDING"
+from babyray.exceptions import TaskPlacementGroupRemoved
+from babyray.util.placement_group import PlacementGroup
+gone = PlacementGroup("{gone}", [{{"CPU": 4}}])
+try:
+    ray.get(node.options(scheduling_strategy=PlacementGroupSchedulingStrategy(gone)).remote(), timeout=30)
+    raise AssertionError("a task ran in a removed group")
+except TaskPlacementGroupRemoved as exc:
+    assert "{gone}" in str(exc), exc
 inside = node.options(scheduling_strategy=PlacementGroupSchedulingStrategy(kept, 0)).remote()
 assert ray.get(inside, timeout=60) == "{member}"
 remove_placement_group(kept)

@@ -2,71 +2,128 @@
 
 A plain actor runs one call at a time, in arrival order (which is each caller's submission
 order). ``max_concurrency=n`` runs up to n calls at once on n threads. A class with any
-``async def`` method is an async actor: its coroutine methods run on an event loop thread,
-at most ``max_concurrency`` (default 1000, as in Ray) at a time.
+``async def`` method is an async actor: all its methods run on an event loop thread (a
+plain method there blocks the loop, as in Ray), at most ``max_concurrency`` (default 1000,
+as in Ray) at a time.
+
+Concurrency groups (``concurrency_groups={"io": 2}`` on the class, ``concurrency_group=``
+on ``@method`` or on a call's ``.options()``) give the calls of a group their own limit and
+their own thread(s): a thread pool of that size in a threaded actor, an event loop thread
+in an async actor. Calls of no group run in the default group described above.
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from babyray.actors import messages as m
+from babyray.api import context
+
 DEFAULT_ASYNC_CONCURRENCY = 1000
+CONCURRENCY_GROUP_ATTR = "__babyray_concurrency_group__"
 
 
 def is_async_class(cls: type) -> bool:
     return any(inspect.iscoroutinefunction(member) for _, member in inspect.getmembers(cls))
 
 
-class ActorHost:
-    """The user actor's instance, made by the constructor task; None until then."""
+def method_groups(cls: type) -> dict[str, str]:
+    """Method name -> the concurrency group ``@method(concurrency_group=...)`` gave it."""
+    return {name: getattr(member, CONCURRENCY_GROUP_ATTR)
+            for name, member in inspect.getmembers(cls, callable) if hasattr(member, CONCURRENCY_GROUP_ATTR)}
 
-    def __init__(self, actor_id: str, cls: type, options: dict) -> None:
-        self.actor_id = actor_id
+
+class _Loop:
+    """An event loop on its own thread, with the semaphore that limits its calls."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.limit: asyncio.Semaphore | None = None
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.limit = asyncio.Semaphore(limit)
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+        ready.wait()
+
+
+class ActorHost:
+    """The user actor's instance, made by the constructor task; None until then.
+
+    Also what ``get_runtime_context()`` tells inside the actor: its id, name, job, the
+    resources it holds and whether this is a restart.
+    """
+
+    def __init__(self, spec: m.TaskSpec, cls: type) -> None:
+        options = spec.actor_options
+        self.actor_id = spec.actor_id
         self.cls = cls
         self.instance: Any = None
+        self.name: str = options.get("name") or ""
+        self.job_id = spec.job_id
+        self.resources = dict(spec.resources)
+        self.gpu_ids = spec.gpu_ids
+        self.reconstructed = spec.attempt > 0  # the GCS counts restarts in the creation spec's attempt
         self.is_async = is_async_class(cls)
         default = DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1
         self.max_concurrency = int(options.get("max_concurrency") or default)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._limit: asyncio.Semaphore | None = None
+        self.groups: dict[str, int] = dict(options.get("concurrency_groups") or {})
+        self.method_groups = method_groups(cls)
+        self._loops: dict[str | None, _Loop] = {}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def construct(self, args: list, kwargs: dict) -> None:
         if self.is_async:
-            self._start_loop()
+            self._loops[None] = _Loop("babyray-actor-loop", self.max_concurrency)
+            for group, limit in self.groups.items():
+                self._loops[group] = _Loop(f"babyray-actor-loop-{group}", limit)
+        else:
+            for group, limit in self.groups.items():
+                self._pools[group] = ThreadPoolExecutor(limit, thread_name_prefix=f"babyray-group-{group}")
+        context.set_actor_host(self)
+        context.use_gpus(self.gpu_ids)
         self.instance = self.cls(*args, **kwargs)
 
     def method(self, name: str) -> Callable:
         return getattr(self.instance, name)
 
     def executor_threads(self) -> int:
-        """How many threads take calls off the worker's queue."""
+        """How many threads take default-group calls off the worker's queue."""
         return 1 if self.is_async else self.max_concurrency
 
-    def _start_loop(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
+    def group_of(self, spec: m.TaskSpec) -> str | None:
+        """The call's concurrency group (None: the default group)."""
+        group = spec.actor_options.get("concurrency_group") or self.method_groups.get(spec.method_name or "")
+        return group if group in self.groups else None
 
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self._limit = asyncio.Semaphore(self.max_concurrency)
-            ready.set()
-            self.loop.run_forever()
+    def group_pool(self, spec: m.TaskSpec) -> ThreadPoolExecutor | None:
+        """The thread pool of a threaded actor's call in a concurrency group, else None."""
+        if self.instance is None or spec.method_name is None:
+            return None
+        return self._pools.get(self.group_of(spec) or "")
 
-        threading.Thread(target=run, name="babyray-actor-loop", daemon=True).start()
-        ready.wait()
-
-    def run_coroutine(self, method: Callable, args: list, kwargs: dict,
+    def run_coroutine(self, spec: m.TaskSpec, method: Callable, args: list, kwargs: dict,
                       done: Callable[[Any, BaseException | None], None]) -> None:
-        """Schedule ``method(*args, **kwargs)`` on the loop; ``done(result, error)`` at the end."""
+        """Run ``method(*args, **kwargs)`` (awaited if it is a coroutine) on the loop of the
+        call's group; ``done(result, error)`` at the end."""
+        runner = self._loops[self.group_of(spec)]
+
         async def call() -> None:
-            async with self._limit:
+            async with runner.limit:
                 try:
-                    result = await method(*args, **kwargs)
+                    result = method(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
                 except BaseException as exc:  # reported to the caller, like any method error
                     done(None, exc)
                     return
             done(result, None)
 
-        asyncio.run_coroutine_threadsafe(call(), self.loop)
+        asyncio.run_coroutine_threadsafe(call(), runner.loop)

@@ -5,7 +5,9 @@ It learns the node table from the GCS (NodesChanged, and a GetNodes poll for loa
 places each task with a ``Placement`` (babyray.actors.scheduling_policy): the scheduling
 strategy first, then the policy, locality-aware by default or queue-only (selectable for
 the benchmark). A task no node can run yet waits here, pending, until a node with the
-resources joins, or until it is cancelled.
+resources joins, until it is cancelled, or until the placement group it runs in is removed
+(then it fails with TaskPlacementGroupRemoved, as do tasks that arrive for that group later;
+an actor's creation is just dropped, the GCS having declared the actor dead).
 
 It also reserves placement groups for the GCS: it chooses a node for every bundle
 (babyray.actors.bundle_placement), then reserves them in two phases, all or nothing: every
@@ -31,6 +33,7 @@ from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
 from babyray.task_failure import failed_result
+from babyray.util.scheduling_strategies import placement_group_id
 
 LOAD_POLL_SECONDS = 0.2
 RESERVE_TIMEOUT = 10.0  # seconds to wait for every node's answer to PrepareBundles
@@ -70,6 +73,7 @@ class GlobalScheduler(PartActor):
         self.gcs: Any = None
         self.pending_groups: dict[str, pm.PlacePlacementGroup] = {}
         self.reserving: dict[str, _Reservation] = {}
+        self.removed_groups: set[str] = set()
 
     def on_start(self, msg: m.StartGlobalScheduler, sender: Any) -> None:
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
@@ -116,6 +120,9 @@ class GlobalScheduler(PartActor):
         still = []
         placed = []  # (task_id, "placed", fields): the GCS finds tasks lost with a node by these
         for spec in self.pending:
+            if placement_group_id(spec.scheduling_strategy) in self.removed_groups:
+                self._fail_removed_group(spec)
+                continue
             try:
                 node = self.placement.choose_node(spec, self.nodes)
             except Unschedulable as exc:
@@ -145,10 +152,21 @@ class GlobalScheduler(PartActor):
             self._place_groups()
 
     def on_forget_group(self, msg: pm.ForgetPlacementGroup, sender: Any) -> None:
+        """The group was removed: stop placing it and fail the tasks waiting for it."""
+        self.removed_groups.add(msg.pg_id)
         self.pending_groups.pop(msg.pg_id, None)
         reservation = self.reserving.pop(msg.pg_id, None)
         if reservation is not None:
             self._give_back(msg.pg_id, reservation)
+        if self.pending:
+            self._place_pending()
+
+    def _fail_removed_group(self, spec: m.TaskSpec) -> None:
+        pg_id = placement_group_id(spec.scheduling_strategy)
+        self.log.info("task_group_removed", task_id=spec.task_id, pg_id=pg_id)
+        if not spec.actor_creation:
+            self._fail(spec, exceptions.TaskPlacementGroupRemoved(
+                f"Task {spec.function_name} ({spec.task_id}) cannot run: its placement group {pg_id} was removed"))
 
     def _place_groups(self) -> None:
         """Start reserving each pending group whose bundles fit the nodes' free resources

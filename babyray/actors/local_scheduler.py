@@ -30,6 +30,7 @@ from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
+from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
@@ -105,6 +106,7 @@ class LocalScheduler(PartActor):
         register_pid(msg.session_dir, "local_scheduler")
         self.total = dict(msg.resources)
         self.available = dict(msg.resources)
+        self.gpus = GpuIds(int(self.total.get("GPU", 0)))
         self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
         self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
         self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
@@ -183,6 +185,7 @@ class LocalScheduler(PartActor):
                         break
                     acquire(self.available, spec.resources)
                     worker.held = dict(spec.resources)
+                    self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
                     worker.actor_id = spec.actor_id if spec.actor_creation else None
                     self._assign(worker, self.queue.popped(fifo), batches)
                 elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
@@ -248,6 +251,7 @@ class LocalScheduler(PartActor):
             idle -= 1
 
     def _assign(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict) -> None:
+        spec.gpu_ids = self.gpus.ids(worker.worker_id)
         self.workers.assign(worker, spec)
         batches.setdefault(worker.worker_id, []).append(spec)
 
@@ -295,6 +299,7 @@ class LocalScheduler(PartActor):
         if not worker.blocked:
             release(self.available, worker.held)
         worker.held = {}
+        self.gpus.release(worker.worker_id)
         worker.idle_since = time.monotonic()
 
     def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
@@ -390,6 +395,7 @@ class LocalScheduler(PartActor):
         self._report_results_maybe_lost(worker.worker_id)
         if not worker.blocked:
             release(self.available, worker.held)
+        self.gpus.release(worker.worker_id)
         if worker.actor_id is not None:
             if not worker.exiting:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
@@ -451,7 +457,7 @@ class LocalScheduler(PartActor):
         """Free the group's bundles; its tasks fail and the workers running in it are killed."""
         if not self.bundles.give_back(msg.pg_id, self.total, self.available):
             return
-        error = exceptions.RayError(f"placement group {msg.pg_id} was removed")
+        error = exceptions.TaskPlacementGroupRemoved(f"placement group {msg.pg_id} was removed")
         for fifo in self.queue.fifos():
             for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
                 self._fail(self.queue.remove(spec.task_id), error)
@@ -462,6 +468,7 @@ class LocalScheduler(PartActor):
                 if worker.actor_id is not None:
                     self.killed_actors.add(worker.actor_id)
                 else:
+                    worker.exiting = True  # takes no task, even if its last one reports done before it dies
                     for spec in worker.assigned:
                         self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)

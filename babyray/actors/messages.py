@@ -93,7 +93,9 @@ class TaskSpec:
     actor_id: str | None = None  # set for actor creation and method calls
     actor_creation: bool = False
     method_name: str | None = None
+    # Creation: max_concurrency, name, concurrency_groups. A method call: concurrency_group.
     actor_options: dict = field(default_factory=dict)
+    gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
     generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
     runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
 
@@ -670,6 +672,7 @@ class ActorInfo:
     methods: dict  # method name -> num_returns ("streaming" for a generator method)
     max_task_retries: int = 0
     name: str | None = None
+    concurrency_groups: tuple = ()  # names of the actor's concurrency groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,18 +132,21 @@ class Worker(PartActor):
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
+        if self.actor is not None and self.actor.groups:
+            msg = m.ExecuteTasks(self._run_concurrency_groups(msg.specs))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
+            for spec in msg.specs:  # before the executor can run and report one (which discards it)
+                self._task_event(spec, "scheduled")
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
-        for spec in msg.specs:
-            self._task_event(spec, "scheduled")
 
     def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
         with self.queue_lock:
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
+        self._drop_scheduled_events(stolen)
         if stolen:
             self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
 
@@ -173,6 +176,7 @@ class Worker(PartActor):
             self.blocked = True
             returned = list(self.tasks)
             self.tasks.clear()
+        self._drop_scheduled_events(returned)
         self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
 
     def _on_unblock(self) -> None:
@@ -259,12 +263,11 @@ class Worker(PartActor):
     def _create_actor(self, spec: m.TaskSpec) -> None:
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
-        context.current_task.actor_id = spec.actor_id
         context.actor_scheduling_strategy = spec.scheduling_strategy
         self._task_event(spec, "running", started_at=time.time())
         context.runtime().actor_id = spec.actor_id
         try:
-            self.actor = ActorHost(spec.actor_id, self._function(spec.function_id), spec.actor_options)
+            self.actor = ActorHost(spec, self._function(spec.function_id))
             self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
         except SystemExit as exc:
             self._on_sys_exit(spec, exc)
@@ -284,6 +287,18 @@ class Worker(PartActor):
         self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
+
+    def _run_concurrency_groups(self, specs: tuple) -> tuple:
+        """Hand a threaded actor's calls of a concurrency group to the group's threads;
+        returns the other calls (the default group's)."""
+        rest = []
+        for spec in specs:
+            pool = self.actor.group_pool(spec)
+            if pool is None:
+                rest.append(spec)
+            else:
+                pool.submit(lambda s=spec: self._report(s, self._execute(s)))
+        return tuple(rest)
 
     def _on_sys_exit(self, spec: m.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
@@ -307,15 +322,16 @@ class Worker(PartActor):
         self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
     def _call_async(self, spec: m.TaskSpec) -> bool:
-        """Start a coroutine method on the actor's loop; False if the method is not async."""
+        """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
+        the actor has no such method or it is a plain generator (the executor thread runs those)."""
         try:
             method = self.actor.method(spec.method_name)
         except AttributeError:
             return False
         if inspect.isasyncgenfunction(method):
             method = async_generator_method(self, spec, method)
-        elif not inspect.iscoroutinefunction(method):
-            return False
+        elif inspect.isgeneratorfunction(method):
+            return False  # a plain generator method streams from the executor thread
         try:
             args = [self._arg(a) for a in spec.args]
             kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
@@ -338,7 +354,7 @@ class Worker(PartActor):
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
 
-        self.actor.run_coroutine(method, args, kwargs, done)
+        self.actor.run_coroutine(spec, method, args, kwargs, done)
         return True
 
     def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:
@@ -353,11 +369,19 @@ class Worker(PartActor):
             self.core.task_events.discard(spec.task_id)
             self.core.task_events.add(spec.task_id, state, fields)
 
+    def _drop_scheduled_events(self, specs: list[m.TaskSpec]) -> None:
+        """Tasks handed back to the scheduler run elsewhere: their "scheduled" event here,
+        if not sent yet, would only reach the GCS late (after the task ended)."""
+        if self.core.task_events is not None:
+            for spec in specs:
+                self.core.task_events.discard(spec.task_id)
+
     def _execute(self, spec: m.TaskSpec) -> tuple:
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
         context.current_task.scheduling_strategy = spec.scheduling_strategy
+        context.task_started(spec)
         try:
             function = self._callable(spec)
             args, kwargs = self._arguments(spec)

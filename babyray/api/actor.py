@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from babyray import serialization
 from babyray.actors import messages as m
+from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
@@ -25,14 +26,32 @@ from babyray.util.placement_group import in_placement_group
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
-def method(*, num_returns: int | str = 1) -> Callable:
-    """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic")."""
+def method(function: Callable | None = None, *, num_returns: int | str = 1,
+           concurrency_group: str | None = None) -> Callable:
+    """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
+    ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``."""
     check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
 
     def decorate(function: Callable) -> Callable:
         setattr(function, _NUM_RETURNS_ATTR, num_returns)
+        if concurrency_group is not None:
+            setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
-    return decorate
+    return decorate(function) if function is not None else decorate
+
+
+def _concurrency_groups(cls: type, groups: Any) -> dict[str, int]:
+    """The class's concurrency groups, checked against the groups its methods name."""
+    if groups is None:
+        groups = {}
+    if not isinstance(groups, dict) or not all(isinstance(k, str) and isinstance(v, int) and v > 0
+                                               for k, v in groups.items()):
+        raise ValueError(f"concurrency_groups must map group names to positive ints, got {groups!r}")
+    for name, group in method_groups(cls).items():
+        if group not in groups:
+            raise ValueError(f"Method '{cls.__name__}.{name}' is in concurrency group '{group}', which the "
+                             f"actor does not define; defined groups: {sorted(groups) or 'none'}")
+    return dict(groups)
 
 
 def _methods_of(cls: type) -> dict[str, int | str]:
@@ -50,6 +69,7 @@ class ActorClass:
     def __init__(self, cls: type, options: dict) -> None:
         self._cls = cls
         self._options = check_options(dict(options), ACTOR_OPTIONS, "an actor class")
+        self._groups = _concurrency_groups(cls, self._options.get("concurrency_groups"))
         self._signature = inspect.signature(cls.__init__) if "__init__" in vars(cls) else None
         self._blob: bytes | None = None
         self._function_id: str | None = None
@@ -92,13 +112,14 @@ class ActorClass:
         resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
                                 {k: encode_arg(core, v) for k, v in kwargs.items()})
         info = m.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
-                           int(options.get("max_task_retries") or 0), name)
+                           int(options.get("max_task_retries") or 0), name, tuple(self._groups))
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=self._function_id,
             function_name=f"{self.__name__}.__init__", args=resolved[0], kwargs=resolved[1],
             num_returns=0, return_ids=[], resources=resources, owner=core.inbox,
             owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
-            actor_options={"max_concurrency": options.get("max_concurrency")},
+            actor_options={"max_concurrency": options.get("max_concurrency"), "name": name,
+                           "concurrency_groups": self._groups},
             scheduling_strategy=strategy,
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
         reply = core.request(core.gcs, lambda r: m.RegisterActor(
@@ -150,18 +171,27 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str) -> None:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str,
+                 concurrency_group: str | None = None) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._concurrency_group = concurrency_group
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
                         f"use '{self._name}.remote()'.")
 
-    def options(self, *, num_returns: int | str | None = None, **_: Any) -> "ActorMethod":
+    def options(self, *, num_returns: int | str | None = None, concurrency_group: str | None = None,
+                **_: Any) -> "ActorMethod":
+        """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor defines)."""
         check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
-        return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
+        groups = self._handle._info.concurrency_groups
+        if concurrency_group is not None and concurrency_group not in groups:
+            raise ValueError(f"Concurrency group '{concurrency_group}' is not defined by actor "
+                             f"'{self._handle._info.class_name}'; defined groups: {sorted(groups) or 'none'}")
+        return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns,
+                           concurrency_group or self._concurrency_group)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         runtime = context.runtime()
@@ -175,7 +205,8 @@ class ActorMethod:
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode)
+            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode,
+            actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {})
         if mode:
             return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)

@@ -6,6 +6,7 @@ here. Those Ray starts itself for (``get``, ``put``, ``.remote()``...) use
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -14,8 +15,10 @@ from babyray.api.core import CoreClient
 
 _runtime: Any = None
 
-current_task = threading.local()
+current_task = threading.local()  # task_id, job_id, resources, gpu_ids of the task running in this thread
 actor_scheduling_strategy: Any = None  # what the actor hosted by this worker was created with
+
+_actor_host: Any = None  # the user actor this worker process hosts, once constructed
 
 
 class WorkerRuntime:
@@ -71,3 +74,25 @@ def current_scheduling_strategy() -> Any:
     """The scheduling strategy of the task running in this thread, else of this worker's actor."""
     strategy = getattr(current_task, "scheduling_strategy", None)
     return strategy if strategy is not None else actor_scheduling_strategy
+
+
+def task_started(spec: m.TaskSpec) -> None:
+    """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
+    holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
+    current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids
+    use_gpus(spec.gpu_ids)
+
+
+def use_gpus(gpu_ids: tuple) -> None:
+    if gpu_ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in gpu_ids)
+
+
+def set_actor_host(host: Any) -> None:
+    global _actor_host
+    _actor_host = host
+
+
+def actor_host() -> Any:
+    """The ActorHost of the actor this process hosts, or None (a driver or a task worker)."""
+    return _actor_host

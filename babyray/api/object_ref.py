@@ -8,10 +8,15 @@ Every instance is counted by the process's reference counter
 (``babyray.api.reference_counting``): creating one (directly or by unpickling) counts up
 at once, and its death is queued for the counter, so the owner frees the object when the
 last instance anywhere is gone.
+
+A ref is also awaitable (``await ref`` in any event loop) and ``ref.future()`` gives a
+``concurrent.futures.Future`` of its value (see ``babyray.api.ref_futures``).
 """
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import concurrent.futures
+from typing import Any, Generator
 
 from babyray.api import reference_counting
 from babyray.serialization import _ref_hooks, note_ref_serialized
@@ -42,6 +47,14 @@ class ObjectRef:
 
     def task_id(self) -> str:
         return self.id[:-4]
+
+    def future(self) -> concurrent.futures.Future:
+        """A ``concurrent.futures.Future`` completed with the value (or the task's error)."""
+        from babyray.api import context, ref_futures
+        return ref_futures.future_of(context.runtime().core, self)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self.future()).__await__()
 
     def __reduce__(self) -> Any:
         if getattr(_ref_hooks, "refs", None) is not None:  # inside serialization.serialize

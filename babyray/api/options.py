@@ -10,7 +10,7 @@ TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries
                 "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"} | PLACEMENT_GROUP_OPTIONS
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
                  "name", "namespace", "lifetime", "scheduling_strategy", "memory", "runtime_env",
-                 "get_if_exists"} | PLACEMENT_GROUP_OPTIONS
+                 "get_if_exists", "concurrency_groups"} | PLACEMENT_GROUP_OPTIONS
 
 
 def check_options(options: dict, allowed: set, what: str) -> dict:

@@ -11,15 +11,20 @@ from babyray.runtime_env import RuntimeEnv
 class RuntimeContext:
     """A view of the calling process's runtime; valid in drivers, tasks and actors.
 
-    Made by ``babyray.get_runtime_context()``; the task and actor ids are those of the task
-    running in the calling thread (None in a driver).
+    Made by ``babyray.get_runtime_context()``; the task id is that of the task running in
+    the calling thread (None in a driver); actor facts are those of the actor this worker
+    process hosts.
     """
 
     def __init__(self, runtime: Any) -> None:
         self._runtime = runtime
 
     def get_job_id(self) -> str:
-        return self._runtime.job_id
+        """The job of the running task (or of the actor), else this driver's job."""
+        host = context.actor_host()
+        if host is not None:
+            return host.job_id
+        return getattr(context.current_task, "job_id", None) or self._runtime.job_id
 
     def get_node_id(self) -> str:
         return self._runtime.node_id
@@ -28,11 +33,34 @@ class RuntimeContext:
         return context.current_task_id()
 
     def get_actor_id(self) -> str | None:
-        actor_id = getattr(context.current_task, "actor_id", None)
-        return actor_id if actor_id is not None else getattr(self._runtime, "actor_id", None)
+        host = context.actor_host()
+        return host.actor_id if host is not None else None
+
+    def get_actor_name(self) -> str | None:
+        """The actor's name: '' for an unnamed actor; None outside an actor."""
+        host = context.actor_host()
+        return host.name if host is not None else None
 
     def get_worker_id(self) -> str:
         return self._runtime.worker_id
+
+    def get_assigned_resources(self) -> dict:
+        """Resources held for the running task ({'CPU': 1.0} by default) or for the actor
+        ({} by default: actors hold no CPU unless asked)."""
+        host = context.actor_host()
+        if host is not None:
+            return dict(host.resources)
+        if self._runtime.is_driver:
+            raise RuntimeError("get_assigned_resources() is only available in a task or an actor, not in a driver")
+        return dict(getattr(context.current_task, "resources", None) or {})
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        """Whether this actor has been restarted (its process died and it was made again)."""
+        host = context.actor_host()
+        if host is None:
+            raise RuntimeError("was_current_actor_reconstructed is only available inside an actor")
+        return host.reconstructed
 
     @property
     def job_id(self) -> str:
@@ -67,3 +95,13 @@ class RuntimeContext:
 def get_runtime_context() -> RuntimeContext:
     """The runtime context of this process (a first call in a driver may start a cluster)."""
     return RuntimeContext(context.runtime_or_auto_init())
+
+
+def get_gpu_ids() -> list[int]:
+    """The ids of the GPUs the running task or actor holds (0..n-1 on its node); [] in a
+    driver and for work that asked for no GPU."""
+    context.runtime()
+    host = context.actor_host()
+    if host is not None:
+        return list(host.gpu_ids)
+    return list(getattr(context.current_task, "gpu_ids", None) or ())

@@ -63,13 +63,15 @@ class TaskEventBuffer:
             self._provisional.pop(task_id, None)
 
     def flush(self) -> None:
+        """Send the buffered events. Sent under the lock, so a ``discard`` that comes too late
+        to drop a progress event waits until it is on its way, ahead of the task's result."""
         with self._lock:
             events, self._events = self._events, []
             if self._provisional:
                 events = list(self._provisional.values()) + events
                 self._provisional = {}
-        if events:
-            self._transport.send(self._gcs, m.TaskEvents(tuple(events)))
+            if events:
+                self._transport.send(self._gcs, m.TaskEvents(tuple(events)))
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

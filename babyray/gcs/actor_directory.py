@@ -7,6 +7,7 @@ the GCS actor sends them.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,9 +118,11 @@ class ActorDirectory:
         if max_restarts != -1 and record["num_restarts"] >= max_restarts:
             return self._dead(msg.actor_id, f"The actor's process died ({msg.reason}) and it has no restarts "
                                             f"left ({record['num_restarts']}/{max_restarts})"), None
-        self.table.update(msg.actor_id, state=RESTARTING, address=None, num_restarts=record["num_restarts"] + 1)
+        restarts = record["num_restarts"] + 1
+        self.table.update(msg.actor_id, state=RESTARTING, address=None, num_restarts=restarts)
         live.scheduler, live.node_id = None, ""
-        return self._broadcast(msg.actor_id), record["spec"]
+        # The creation spec's attempt counts restarts: the new instance knows it was reconstructed.
+        return self._broadcast(msg.actor_id), dataclasses.replace(record["spec"], attempt=restarts)
 
     def actors_on(self, node_id: str) -> list[str]:
         """Actors alive (or starting) on ``node_id``: they die with the node. An alive actor this

@@ -5,7 +5,9 @@ path except for the first use of a function on a worker. Every table is written 
 the store (``StoredTable``: SQLite in the session directory, or ``gcs_url``) by a background
 writer; a flush pass evicts durable entries of finished work (``FlushPolicy``) and a miss
 faults them back. On start the GCS recovers nodes, actors and functions from the store;
-tasks and objects are read back on demand.
+tasks and objects are read back on demand. What callers learn of an actor (its registration,
+its state) is sent once the actor's record is durable (``DurableGate``), so a restarted GCS
+knows every actor its callers know.
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
 from babyray.gcs.actor_directory import ActorDirectory
+from babyray.gcs.durable_gate import DurableGate, Outgoing
 from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_group, bundle_nodes
+from babyray.util.scheduling_strategies import placement_group_id
 from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
@@ -55,6 +59,7 @@ class GcsActor(PartActor):
         gm.UpdateTableEntries: "on_update_table_entries",
         gm.GetGcsStats: "on_get_stats",
         gm.FlushGcs: "on_flush_gcs",
+        gm.ActorsDurable: "on_actors_durable",
         m.RegisterActor: "on_register_actor",
         m.ActorStarted: "on_actor_started",
         m.ActorInitFailed: "on_actor_init_failed",
@@ -84,6 +89,7 @@ class GcsActor(PartActor):
         self.policy = FlushPolicy(enabled=False)
         self.writer: StoreWriter | None = None
         self.reader: StoreReader | None = None
+        self.actor_gate = DurableGate(None, "actors")  # actor messages held until their record is durable
         self.store_url = ""
         self.recovered = False
         self.global_scheduler: Any = None
@@ -100,6 +106,7 @@ class GcsActor(PartActor):
         self.watch_pid = msg.watch_pid
         register_pid(msg.session_dir, "gcs")
         self.node_timeout = float(msg.config.get("node_timeout", self.node_timeout))
+        self.enable_thread_posts()  # the store writer tells of durable actor records
         try:
             self._open_store(msg.session_dir, msg.config)
         except (ValueError, GcsSchemaVersionError) as exc:  # bad input: init() reports it
@@ -130,7 +137,8 @@ class GcsActor(PartActor):
         def open_store() -> GcsStore:
             return GcsStore(url, prefix=prefix)
 
-        self.writer = StoreWriter(open_store)
+        self.writer = StoreWriter(open_store, on_durable=self._on_store_durable)
+        self.actor_gate = DurableGate(self.writer, "actors")
         self.reader = StoreReader(open_store, self.writer.is_healthy, self.store_url)
         self.tables = GcsTables(self.writer, self.reader)
         if self.reader.open():
@@ -167,6 +175,14 @@ class GcsActor(PartActor):
         if not self.policy.enabled:
             return 0
         return sum(t.evict(self.policy) for t in self.tables.all() if isinstance(t, StoredTable))
+
+    def _on_store_durable(self, keys: list[tuple[str, str]]) -> None:
+        """On the writer thread: wake the GCS to send what waited for actor records."""
+        if any(table == "actors" for table, _ in keys):
+            self.post_from_thread(self.myAddress, gm.ActorsDurable())
+
+    def on_actors_durable(self, msg: gm.ActorsDurable, sender: Any) -> None:
+        self._post_all(self.actor_gate.release())
 
     def _retry_function_waiters(self) -> None:
         """Waiters of functions evicted while the store was unreadable get them once it is back."""
@@ -272,6 +288,7 @@ class GcsActor(PartActor):
             kill_admin_tree(os.getppid())  # the private admin and its logger outlive the driver
             os.kill(os.getpid(), signal.SIGKILL)
         self._forget_gone_drivers()
+        self._post_all(self.actor_gate.release())  # held while the store went unhealthy
         now = time.monotonic()
         changed = False
         dead: list[str] = []
@@ -358,6 +375,8 @@ class GcsActor(PartActor):
         for record in self.placement_groups.pending():  # recovered from the store, or none
             self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
                                                      record["strategy"]))
+        for pg_id in self.placement_groups.removed():  # so tasks still sent to them fail
+            self.post(sender, pm.ForgetPlacementGroup(pg_id))
 
     # ---- actors ------------------------------------------------------------------------
 
@@ -367,30 +386,38 @@ class GcsActor(PartActor):
             self._actor_directory = ActorDirectory(self.tables.actors)
         return self._actor_directory
 
-    def _post_all(self, outgoing: list) -> None:
+    def _post_all(self, outgoing: Outgoing) -> None:
         for dest, message in outgoing:
             self.post(dest, message)
 
+    def _post_actor(self, actor_id: str, outgoing: Outgoing) -> None:
+        """Send news of an actor once its record is durable."""
+        self._post_all(self.actor_gate.post(actor_id, outgoing))
+
     def on_register_actor(self, msg: m.RegisterActor, sender: Any) -> None:
         error = self.actor_directory.register(msg)
-        self.reply(msg, sender, m.ActorRegistered(msg.req_id, error))
+        self._post_actor(msg.spec.actor_id, [(msg.reply_to or sender, m.ActorRegistered(msg.req_id, error))])
         if error is None:
             self.log.info("actor_registered", actor_id=msg.spec.actor_id, name=msg.info.name,
                           class_name=msg.info.class_name)
+            pg_id = placement_group_id(msg.spec.scheduling_strategy)
+            if pg_id is not None and self.placement_groups.is_removed(pg_id):
+                self._post_all(self.actor_directory.group_removed(msg.spec.actor_id, pg_id))
+                return
             self.post(self.global_scheduler, m.ForwardTasks("gcs", (msg.spec,)))
 
     def on_actor_started(self, msg: m.ActorStarted, sender: Any) -> None:
         node = self.tables.nodes.get(msg.node_id) or {}
         self.log.info("actor_alive", actor_id=msg.actor_id, node=msg.node_id, worker_id=msg.worker_id)
-        self._post_all(self.actor_directory.started(msg, node.get("scheduler")))
+        self._post_actor(msg.actor_id, self.actor_directory.started(msg, node.get("scheduler")))
 
     def on_actor_init_failed(self, msg: m.ActorInitFailed, sender: Any) -> None:
         self.log.warning("actor_init_failed", actor_id=msg.actor_id)
-        self._post_all(self.actor_directory.init_failed(msg))
+        self._post_actor(msg.actor_id, self.actor_directory.init_failed(msg))
 
     def on_actor_worker_died(self, msg: m.ActorWorkerDied, sender: Any) -> None:
         outgoing, restart_spec = self.actor_directory.worker_died(msg)
-        self._post_all(outgoing)
+        self._post_actor(msg.actor_id, outgoing)
         if restart_spec is not None:
             self.log.warning("actor_restarting", actor_id=msg.actor_id, reason=msg.reason)
             self.post(self.global_scheduler, m.ForwardTasks("gcs", (restart_spec,)))
@@ -398,11 +425,11 @@ class GcsActor(PartActor):
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
     def on_subscribe_actor(self, msg: m.SubscribeActor, sender: Any) -> None:
-        self._post_all(self.actor_directory.subscribe(msg.actor_id, msg.reply_to or sender))
+        self._post_actor(msg.actor_id, self.actor_directory.subscribe(msg.actor_id, msg.reply_to or sender))
 
     def on_kill_actor(self, msg: m.KillActor, sender: Any) -> None:
         self.log.info("actor_kill_requested", actor_id=msg.actor_id, no_restart=msg.no_restart)
-        self._post_all(self.actor_directory.kill(msg))
+        self._post_actor(msg.actor_id, self.actor_directory.kill(msg))
 
     def on_get_named_actor(self, msg: m.GetNamedActor, sender: Any) -> None:
         self.reply(msg, sender, m.NamedActor(msg.req_id, self.actor_directory.named(msg.name)))
@@ -444,7 +471,7 @@ class GcsActor(PartActor):
         actors = actors_in_group(self.tables.actors, pg_id)
         self.log.info("placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why, actors=actors)
         for actor_id in actors:
-            self._post_all(self.actor_directory.group_removed(actor_id, pg_id))
+            self._post_actor(actor_id, self.actor_directory.group_removed(actor_id, pg_id))
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
         self._return_bundles(pg_id, bundle_nodes(record))
 

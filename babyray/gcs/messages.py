@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ActorsDurable",
     "FlushGcs",
     "GcsFlushed",
     "GcsStats",
@@ -19,6 +20,11 @@ __all__ = [
     "TableEntries",
     "UpdateTableEntries",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ActorsDurable:
+    """GCS writer thread -> its GCS: actor records reached the store (held replies may go)."""
 
 
 @dataclass(frozen=True, slots=True)

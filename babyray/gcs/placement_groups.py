@@ -12,7 +12,7 @@ from typing import Any
 
 from babyray.actors import placement_messages as pm
 from babyray.gcs.tables import Table
-from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from babyray.util.scheduling_strategies import placement_group_id
 
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
 
@@ -53,6 +53,10 @@ class PlacementGroupDirectory:
     def get(self, pg_id: str) -> dict | None:
         return self.table.get(pg_id)
 
+    def is_removed(self, pg_id: str) -> bool:
+        record = self.table.get(pg_id)
+        return record is not None and record["state"] == REMOVED
+
     def named(self, name: str) -> dict | None:
         for _, record in self.table.items():
             if record.get("name") == name and record["state"] != REMOVED:
@@ -62,6 +66,9 @@ class PlacementGroupDirectory:
     def pending(self) -> list[dict]:
         return [record for _, record in self.table.items() if record["state"] == PENDING]
 
+    def removed(self) -> list[str]:
+        return [pg_id for pg_id, record in self.table.items() if record["state"] == REMOVED]
+
     def owned_by_job(self, job_id: str) -> list[str]:
         """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
         return [pg_id for pg_id, r in self.table.items()
@@ -70,13 +77,9 @@ class PlacementGroupDirectory:
 
 def actors_in_group(actors: Table, pg_id: str) -> list[str]:
     """Actors not dead whose creation runs in a bundle of group ``pg_id``."""
-    found = []
-    for actor_id, record in actors.items():
-        strategy = getattr(record.get("spec"), "scheduling_strategy", None)
-        if (isinstance(strategy, PlacementGroupSchedulingStrategy) and record.get("state") != "DEAD"
-                and getattr(strategy.placement_group, "id", None) == pg_id):
-            found.append(actor_id)
-    return found
+    return [actor_id for actor_id, record in actors.items()
+            if record.get("state") != "DEAD"
+            and placement_group_id(getattr(record.get("spec"), "scheduling_strategy", None)) == pg_id]
 
 
 def bundle_nodes(record: dict[str, Any]) -> set[str]:

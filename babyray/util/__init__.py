@@ -1,11 +1,35 @@
-"""``babyray.util``: helpers outside the core API, as in ``ray.util``."""
+"""``babyray.util``: helpers outside the core API, as in ``ray.util``.
+
+Its members load on first use: the core imports this package (scheduling strategies)
+before the API these helpers are built on exists.
+"""
 from __future__ import annotations
 
-from babyray.api.actor import list_named_actors
+import importlib
+from typing import Any
+
+# ``ray.util.placement_group`` is a function (and a module): importing the names here keeps the
+# function bound to the package attribute after the submodule is imported.
 from babyray.util.placement_group import (get_current_placement_group, get_placement_group, placement_group,
                                           placement_group_table, remove_placement_group)
 
-__all__ = [
-    "get_current_placement_group", "get_placement_group", "list_named_actors", "placement_group",
-    "placement_group_table", "remove_placement_group",
-]
+_MEMBERS = {
+    "ActorPool": "babyray.util.actor_pool",
+    "get_node_ip_address": "babyray.util.node_address",
+    "inspect_serializability": "babyray.util.check_serialize",
+    "list_named_actors": "babyray.api.actor",
+}
+
+_SUBMODULES = {"actor_pool", "check_serialize", "multiprocessing", "queue"}  # ray.util.queue.Queue etc.
+
+__all__ = sorted([*_MEMBERS, "get_current_placement_group", "get_placement_group", "placement_group",
+                  "placement_group_table", "remove_placement_group"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"babyray.util.{name}")
+    module = _MEMBERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'babyray.util' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

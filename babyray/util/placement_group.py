@@ -19,6 +19,7 @@ from babyray.actors.bundle_placement import STRATEGIES
 from babyray.actors.bundles import bundle_request
 from babyray.actors.resources import fits
 from babyray.api import context
+from babyray.exceptions import TaskPlacementGroupRemoved
 from babyray.gcs import messages as gm
 from babyray.ids import new_placement_group_id
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -56,7 +57,8 @@ class PlacementGroup:
         return not self.id
 
     def ready(self) -> Any:
-        """An ObjectRef that resolves (to this group) once every bundle is reserved."""
+        """An ObjectRef that resolves (to this group) once every bundle is reserved; ``get``
+        raises TaskPlacementGroupRemoved if the group is removed first."""
         global _bundle_reservation_check
         if _bundle_reservation_check is None:
             from babyray.api.remote_function import RemoteFunction
@@ -65,10 +67,16 @@ class PlacementGroup:
             scheduling_strategy=PlacementGroupSchedulingStrategy(self)).remote(self)
 
     def wait(self, timeout_seconds: float = 30) -> bool:
-        """Whether the group is placed within ``timeout_seconds``."""
-        from babyray.api.public import wait
+        """Whether the group is placed within ``timeout_seconds`` (False once removed)."""
+        from babyray.api.public import get, wait
         ready, _ = wait([self.ready()], timeout=timeout_seconds)
-        return bool(ready)
+        if not ready:
+            return False
+        try:
+            get(ready[0])
+        except TaskPlacementGroupRemoved:
+            return False
+        return True
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroup) and other.id == self.id

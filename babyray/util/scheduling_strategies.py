@@ -33,3 +33,10 @@ class PlacementGroupSchedulingStrategy:
     placement_group: Any
     placement_group_bundle_index: int = -1
     placement_group_capture_child_tasks: bool | None = None
+
+
+def placement_group_id(strategy: Any) -> str | None:
+    """The id of the placement group ``strategy`` runs in; None for any other strategy."""
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return getattr(strategy.placement_group, "id", None)
+    return None
