@@ -24,6 +24,7 @@ from collections import Counter
 from typing import Any
 
 from babyray import config
+from babyray.session import group_members
 
 DEFAULT_PORT = 1900
 STOP_GRACE = 3.0
