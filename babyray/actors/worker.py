@@ -28,6 +28,7 @@ from babyray.actors.generator_returns import async_generator_method, generator_r
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.actor import ActorExit
+from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
 from babyray.runtime_env import node_setup
 from babyray.session import register_pid
@@ -268,7 +269,7 @@ class Worker(PartActor):
         context.runtime().actor_id = spec.actor_id
         try:
             self.actor = ActorHost(spec, self._function(spec.function_id))
-            self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
+            self.actor.construct(*self._argument_values(spec))
         except SystemExit as exc:
             self._on_sys_exit(spec, exc)
             return
@@ -333,8 +334,7 @@ class Worker(PartActor):
         elif inspect.isgeneratorfunction(method):
             return False  # a plain generator method streams from the executor thread
         try:
-            args = [self._arg(a) for a in spec.args]
-            kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
+            args, kwargs = self._argument_values(spec)
         except Exception as exc:
             self._report(spec, self._error_returns(spec, exc, traceback.format_exc()))
             return True
@@ -429,14 +429,16 @@ class Worker(PartActor):
             ArgumentFailed: an argument is the error of a task that failed (or a lost object).
         """
         try:
-            return [self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()}
+            return self._argument_values(spec)
         except exceptions.RayError as exc:
             raise ArgumentFailed(exc) from exc
 
-    def _arg(self, arg: Any) -> Any:
-        if isinstance(arg, m.ValueArg):
-            return self.core.materialize(arg.object_id, arg.value)
-        return serialization.deserialize(arg.blob)
+    def _argument_values(self, spec: m.TaskSpec) -> tuple[list, dict]:
+        """The task's positional and keyword argument values (refs in this node's store are
+        pinned with one request)."""
+        keys = list(spec.kwargs)
+        values = argument_values(self.core, [*spec.args, *(spec.kwargs[k] for k in keys)])
+        return values[: len(spec.args)], dict(zip(keys, values[len(spec.args):], strict=True))
 
     @staticmethod
     def _split_returns(spec: m.TaskSpec, result: Any) -> list:

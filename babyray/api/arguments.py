@@ -1,11 +1,15 @@
-"""Resolving a task's top-level ObjectRef arguments, shared by task and actor-call submission."""
+"""A task's top-level ObjectRef arguments: resolved by the owner before it submits the task
+(shared by task and actor-call submission), and turned into values by the worker that runs it."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from babyray import serialization
 from babyray.actors import messages as m
 from babyray.exceptions import RayTaskError
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
 
 
 def arg_resolver(task: Any, container: Any, slot: Any, oid: str, when_ready: Callable[[], None]) -> Callable:
@@ -29,3 +33,56 @@ def _input_failed(spec: m.TaskSpec, value: m.ErrorValue) -> m.ErrorValue:
     except Exception:  # an error this process cannot rebuild: pass it on as it is
         return value
     return m.ErrorValue(serialization.dumps(RayTaskError.from_failed_input(spec.function_name, error, spec.task_id)))
+
+
+def argument_values(core: CoreClient, args: list) -> list[Any]:
+    """The values of task arguments as a worker receives them: ``InlineValue`` for plain values,
+    ``ValueArg`` for resolved refs.
+
+    The refs whose values are in this node's store are pinned with one request, not one each
+    (a task with thousands of ref arguments would wait for thousands of round trips); any
+    other value, or all of them if that request fails, goes through ``core.materialize``.
+
+    Raises:
+        RayError: an argument is an error, or its object is lost.
+    """
+    local = [arg.object_id for arg in args if isinstance(arg, m.ValueArg) and _in_local_store(core, arg.value)]
+    read: dict[int, Any] = {}
+    if len(local) > 1:
+        reply = core.request(core.store, lambda req_id: m.PinObjects(req_id, tuple(local), core.identity))
+        if reply.error is None:
+            read = _read_pinned(core, reply, args)
+    values = []
+    for i, arg in enumerate(args):
+        if i in read:
+            values.append(read.pop(i))
+        elif isinstance(arg, m.ValueArg):
+            values.append(core.materialize(arg.object_id, arg.value))
+        else:
+            values.append(serialization.deserialize(arg.blob))
+    return values
+
+
+def _in_local_store(core: CoreClient, value: Any) -> bool:
+    return isinstance(value, m.StoredValue) and value.node_id == core.node_id and not core.remote_store_io
+
+
+def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, args: list) -> dict[int, Any]:
+    """Read every argument pinned by ``reply`` (one pin per occurrence), by position.
+
+    Raises:
+        Exception: the error of a value that cannot be rebuilt here; the pins of those not
+        read yet are released first.
+    """
+    pinned = [(i, arg.object_id) for i, arg in enumerate(args)
+              if isinstance(arg, m.ValueArg) and _in_local_store(core, arg.value)]
+    read: dict[int, Any] = {}
+    for n, (i, oid) in enumerate(pinned):
+        try:
+            read[i] = core.read_pinned(oid, reply.arena_name, *reply.slots[oid])
+        except BaseException:
+            unread = tuple(o for _, o in pinned[n + 1:])
+            if unread:
+                core.transport.send(core.store, m.UnpinObjects(unread, core.identity))
+            raise
+    return read
