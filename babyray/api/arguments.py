@@ -52,14 +52,18 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
         reply = core.request(core.store, lambda req_id: m.PinObjects(req_id, tuple(local), core.identity))
         if reply.error is None:
             read = _read_pinned(core, reply, args)
-    values = []
-    for i, arg in enumerate(args):
-        if i in read:
-            values.append(read.pop(i))
-        elif isinstance(arg, m.ValueArg):
-            values.append(core.materialize(arg.object_id, arg.value))
-        else:
-            values.append(serialization.deserialize(arg.blob))
+    values: list[Any] = []
+    try:
+        for i, arg in enumerate(args):
+            if i in read:
+                values.append(read.pop(i))
+            elif isinstance(arg, m.ValueArg):
+                values.append(core.materialize(arg.object_id, arg.value))
+            else:
+                values.append(serialization.deserialize(arg.blob))
+    except BaseException:
+        _drop(values, read)
+        raise
     return values
 
 
@@ -81,8 +85,16 @@ def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, args: list) -> dict[i
         try:
             read[i] = core.read_pinned(oid, reply.arena_name, *reply.slots[oid])
         except BaseException:
+            _drop(read)
             unread = tuple(o for _, o in pinned[n + 1:])
             if unread:
                 core.transport.send(core.store, m.UnpinObjects(unread, core.identity))
             raise
     return read
+
+
+def _drop(*containers: list | dict) -> None:
+    """Empty the containers of values read so far, so their pins go now: the error raised
+    next keeps its frames' locals alive until a garbage collection."""
+    for container in containers:
+        container.clear()
