@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import itertools
 import json
 import os
 import pickle
@@ -197,18 +198,18 @@ def hops(events: list[list], windows: list[tuple[float, float]], path: list[Mile
         inside = [e for e in events if start <= e[0] <= end]
         times, missing = _follow(inside, path)
         if missing is None:
-            per_call.append([b - a for a, b in zip(times, times[1:])] + [times[-1] - times[0]])
+            per_call.append([b - a for a, b in itertools.pairwise(times)] + [times[-1] - times[0]])
         else:
             missed[missing] += 1
     if not per_call:
         return {"calls": 0, "missed": dict(missed)}
-    medians = [statistics.median(column) * 1e3 for column in zip(*per_call)]
+    medians = [statistics.median(column) * 1e3 for column in zip(*per_call, strict=True)]
     beside = {"the driver's tell() (returns once the receiver acknowledged)":
               _durations(events, windows, "driver", "driver_tell")}
     for process in ("local_scheduler", "worker"):
         beside[f"the {process}'s Thespian send()"] = _durations(events, windows, process, "send")
-    names = [f"{a[0]}  ->  {b[0]}" for a, b in zip(path, path[1:])]
-    return {"calls": len(per_call), "hops_ms": dict(zip(names, medians[:-1])), "total_ms": medians[-1],
+    names = [f"{a[0]}  ->  {b[0]}" for a, b in itertools.pairwise(path)]
+    return {"calls": len(per_call), "hops_ms": dict(zip(names, medians[:-1], strict=True)), "total_ms": medians[-1],
             "missed": dict(missed),
             "beside_ms": {what: statistics.median(d) * 1e3 for what, d in beside.items() if d}}
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_session_clean
+from test_gcs_cluster import wait_until
 
 import babyray as ray
 from babyray.api.memory import memory_stats
-from conftest import assert_session_clean
-from test_gcs_cluster import wait_until
 
 N_ARGS = 2000
 

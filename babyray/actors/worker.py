@@ -34,7 +34,6 @@ from babyray.runtime_env import node_setup
 from babyray.session import register_pid
 from babyray.task_failure import failed_returns
 
-
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
 ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
 EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before it to travel
@@ -349,7 +348,7 @@ class Worker(PartActor):
                 return
             try:
                 values = self._split_returns(spec, result)
-                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values))
+                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values, strict=False))
             except Exception as exc:
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
@@ -390,7 +389,7 @@ class Worker(PartActor):
             if returns is None:
                 values = self._split_returns(spec, result)
                 owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
-                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
+                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values, strict=False))
             state = "finished"
         except (KeyboardInterrupt, SystemExit):
             raise
