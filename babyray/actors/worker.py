@@ -42,13 +42,14 @@ EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before 
 FATAL_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
 
 
-def die_on_fatal_signals(log_path: str) -> None:
+def die_on_fatal_signals(log_path: str | None) -> None:
     """Restore the default action of fatal signals, after ``faulthandler`` writes the Python
-    stack of every thread to ``log_path``."""
+    stack of every thread to ``log_path`` (if given)."""
     faulthandler.disable()  # enabled in the parent (pytest does) it would keep Thespian's handlers
     for sig in FATAL_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    faulthandler.enable(open(log_path, "a"), all_threads=True)
+    if log_path is not None:
+        faulthandler.enable(open(log_path, "a"), all_threads=True)
 
 
 def exit_status(code: object) -> int:
@@ -90,18 +91,19 @@ class Worker(PartActor):
         m.StealTasks: "on_steal",
         m.GcsRestarted: "on_gcs_restarted",
     }
+    # Set by on_start: WorkerStart is the first message a worker gets.
+    start_msg: m.WorkerStart
+    core: CoreClient
+    executor: threading.Thread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.core: CoreClient | None = None
-        self.start_msg: m.WorkerStart | None = None
         self.tasks: deque[m.TaskSpec] = deque()
         self.queue_lock = threading.Condition()
         self.blocked = False
         self.running: m.TaskSpec | None = None
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
-        self.executor: threading.Thread | None = None
         self.actor: ActorHost | None = None
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
@@ -127,13 +129,14 @@ class Worker(PartActor):
         self.post(msg.scheduler, m.WorkerReady(msg.worker_id, os.getpid()))
 
     def intercept(self, msg: Any) -> bool:
-        return self.core is not None and self.core.handle(msg)
+        core = getattr(self, "core", None)  # None before WorkerStart
+        return core is not None and core.handle(msg)
 
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
         if self.actor is not None and self.actor.groups:
-            msg = m.ExecuteTasks(self._run_concurrency_groups(msg.specs))
+            msg = m.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
@@ -165,9 +168,9 @@ class Worker(PartActor):
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
         running = self.running
         self.cancelled.add(msg.task_id)
-        if running is not None and running.task_id == msg.task_id:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.executor.ident),
-                                                       ctypes.py_object(KeyboardInterrupt))
+        thread = self.executor.ident
+        if running is not None and running.task_id == msg.task_id and thread is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))
 
     def _on_block(self) -> None:
         if threading.current_thread() is not self.executor or self.actor is not None:
@@ -226,7 +229,7 @@ class Worker(PartActor):
             if spec.actor_creation:
                 self._create_actor(spec)
                 continue
-            if self.actor is not None and self.actor.is_async and self._call_async(spec):
+            if self.actor is not None and self.actor.is_async and self._call_async(self.actor, spec):
                 continue
             self.running = spec
             try:
@@ -238,7 +241,7 @@ class Worker(PartActor):
                 return
             self.running = None
             self._report(spec, returns)
-            spec = returns = None  # idle workers must not keep the task's refs alive
+            del spec, returns  # idle workers must not keep the task's refs alive
 
     def _report(self, spec: m.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
@@ -263,9 +266,11 @@ class Worker(PartActor):
     def _create_actor(self, spec: m.TaskSpec) -> None:
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
+        actor_id = spec.actor_id
+        assert actor_id is not None, "an actor creation task names its actor"
         context.actor_scheduling_strategy = spec.scheduling_strategy
         self._task_event(spec, "running", started_at=time.time())
-        context.runtime().actor_id = spec.actor_id
+        context.runtime().actor_id = actor_id
         try:
             self.actor = ActorHost(spec, self._function(spec.function_id))
             self.actor.construct(*self._argument_values(spec))
@@ -276,29 +281,32 @@ class Worker(PartActor):
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
             self._task_event(spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause)
-            self.post_from_thread(start.gcs, m.ActorInitFailed(spec.actor_id, cause))
+            self.post_from_thread(start.gcs, m.ActorInitFailed(actor_id, cause))
             self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
         self._task_event(spec, "finished", finished_at=time.time())
-        self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
+        self.post_from_thread(start.gcs, m.ActorStarted(actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
         self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
-    def _run_concurrency_groups(self, specs: tuple) -> tuple:
+    def _run_concurrency_groups(self, actor: ActorHost, specs: tuple) -> tuple:
         """Hand a threaded actor's calls of a concurrency group to the group's threads;
         returns the other calls (the default group's)."""
         rest = []
         for spec in specs:
-            pool = self.actor.group_pool(spec)
+            pool = actor.group_pool(spec)
             if pool is None:
                 rest.append(spec)
             else:
-                pool.submit(lambda s=spec: self._report(s, self._execute(s)))
+                pool.submit(self._execute_and_report, spec)
         return tuple(rest)
+
+    def _execute_and_report(self, spec: m.TaskSpec) -> None:
+        self._report(spec, self._execute(spec))
 
     def _on_sys_exit(self, spec: m.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
@@ -319,13 +327,15 @@ class Worker(PartActor):
         # Results of earlier calls leave first, so callers have them before the death notice.
         self.wake_from_thread()
         time.sleep(EXIT_RESULTS_GRACE)
+        assert spec.actor_id is not None, "only an actor's method calls exit_actor() here"
         self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
-    def _call_async(self, spec: m.TaskSpec) -> bool:
+    def _call_async(self, actor: ActorHost, spec: m.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
         the actor has no such method or it is a plain generator (the executor thread runs those)."""
+        assert spec.method_name is not None, "an actor call names its method"
         try:
-            method = self.actor.method(spec.method_name)
+            method = actor.method(spec.method_name)
         except AttributeError:
             return False
         if inspect.isasyncgenfunction(method):
@@ -353,7 +363,7 @@ class Worker(PartActor):
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
 
-        self.actor.run_coroutine(spec, method, args, kwargs, done)
+        actor.run_coroutine(spec, method, args, kwargs, done)
         return True
 
     def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:

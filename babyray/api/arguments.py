@@ -46,18 +46,19 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
     Raises:
         RayError: an argument is an error, or its object is lost.
     """
-    local = [arg.object_id for arg in args if isinstance(arg, m.ValueArg) and _in_local_store(core, arg.value)]
+    local = _stored_here(core, args)
     read: dict[int, Any] = {}
     if len(local) > 1:
-        reply = core.request(core.store, lambda req_id: m.PinObjects(req_id, tuple(local), core.identity))
+        oids = tuple(oid for _, oid in local)
+        reply = core.request(core.store, lambda req_id: m.PinObjects(req_id, oids, core.identity))
         if reply.error is None:
-            read = _read_pinned(core, reply, args)
+            read = _read_pinned(core, reply, local)
     values: list[Any] = []
     try:
         for i, arg in enumerate(args):
             if i in read:
                 values.append(read.pop(i))
-            elif isinstance(arg, m.ValueArg):
+            elif isinstance(arg, m.ValueArg) and arg.object_id is not None:
                 values.append(core.materialize(arg.object_id, arg.value))
             else:
                 values.append(serialization.deserialize(arg.blob))
@@ -67,19 +68,22 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
     return values
 
 
-def _in_local_store(core: CoreClient, value: Any) -> bool:
-    return isinstance(value, m.StoredValue) and value.node_id == core.node_id and not core.remote_store_io
+def _stored_here(core: CoreClient, args: list) -> list[tuple[int, str]]:
+    """(position, object id) of the arguments whose values are in this node's store."""
+    if core.remote_store_io:
+        return []
+    return [(i, arg.object_id) for i, arg in enumerate(args)
+            if isinstance(arg, m.ValueArg) and arg.object_id is not None
+            and isinstance(arg.value, m.StoredValue) and arg.value.node_id == core.node_id]
 
 
-def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, args: list) -> dict[int, Any]:
+def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, pinned: list[tuple[int, str]]) -> dict[int, Any]:
     """Read every argument pinned by ``reply`` (one pin per occurrence), by position.
 
     Raises:
         Exception: the error of a value that cannot be rebuilt here; the pins of those not
         read yet are released first.
     """
-    pinned = [(i, arg.object_id) for i, arg in enumerate(args)
-              if isinstance(arg, m.ValueArg) and _in_local_store(core, arg.value)]
     read: dict[int, Any] = {}
     for n, (i, oid) in enumerate(pinned):
         try:
