@@ -1,15 +1,17 @@
 """Microbenchmarks of babyray against Ray, measured in one run on this machine.
 
 Each system runs in its own subprocess (same workload, same machine, back to back):
-``init()`` to ready, remote recursion ``fib(n)`` cold (the first run after ``init``, workers
-started on the way) and warm (run again), empty-task round trip, task throughput, values
+``init()`` to ready, empty-task round trip, task throughput, values
 streamed by one generator task (each taken with ``next`` and read with ``get``), put/get of
 a 100 MB array, one task with 10,000 small ref arguments (submit to result), actor creation,
 actor method round trip and call throughput, and a chain of 1,000 actor calls each passing
 on the 1 MB array the previous one returned. Prints a table with the ratio babyray/Ray for
-each figure and writes benchmarks/results/microbench.json.
+each figure and writes benchmarks/results/microbench.json. Last, on a fresh cluster for each
+``n`` of ``--fib``: remote recursion ``fib(n)`` (each task ``get``s its two subtasks) cold
+(the first run: the workers the blocked tasks need start on the way) and warm (run again); a
+run that takes longer than ``--fib-timeout`` seconds is reported as timed out.
 
-    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000] [--fib 15]
+    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000] [--fib 10,15]
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(system: str, tasks: int, round_trips: int, fib_n: int) -> dict:
+def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_timeout: float) -> dict:
     """Run the workload on ``system`` ("babyray" or "ray") in this process."""
     import numpy as np
 
@@ -61,17 +63,6 @@ def measure(system: str, tasks: int, round_trips: int, fib_n: int) -> dict:
 
     ray.get(empty.remote())
     out["init_s"] = time.perf_counter() - start
-
-    @ray.remote
-    def fib(n):
-        if n < 2:
-            return n
-        return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
-
-    for label in ("cold", "warm"):
-        t = time.perf_counter()
-        assert ray.get(fib.remote(fib_n)) == _fib(fib_n)
-        out[f"fib{fib_n}_{label}_s"] = time.perf_counter() - t
 
     for _ in range(50):  # warm up the workers
         ray.get(empty.remote())
@@ -130,6 +121,30 @@ def measure(system: str, tasks: int, round_trips: int, fib_n: int) -> dict:
         except NotImplementedError:
             pass
     ray.shutdown()
+    for n in fib_ns:
+        ray.init(**init_kwargs)
+        out.update(_measure_fib(ray, n, fib_timeout))
+        ray.shutdown()
+    return out
+
+
+def _measure_fib(ray, n: int, timeout: float) -> dict:
+    """Seconds of ``fib(n)`` by remote recursion, cold then warm; "timed out" past ``timeout``."""
+    @ray.remote
+    def fib(n):
+        if n < 2:
+            return n
+        return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    out: dict = {}
+    for label in ("cold", "warm"):
+        t = time.perf_counter()
+        try:
+            assert ray.get(fib.remote(n), timeout=timeout) == _fib(n)
+        except ray.exceptions.GetTimeoutError:
+            out[f"fib{n}_{label}_s"] = f"timed out ({timeout:.0f} s)"
+            break
+        out[f"fib{n}_{label}_s"] = time.perf_counter() - t
     return out
 
 
@@ -193,11 +208,13 @@ def main() -> None:
     parser.add_argument("--only", choices=["babyray", "ray"])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=1000)
-    parser.add_argument("--fib", type=int, default=15, help="n of the remote recursion fib(n)")
+    parser.add_argument("--fib", default="10,15", help="the n of each remote recursion fib(n), comma-separated")
+    parser.add_argument("--fib-timeout", type=float, default=180.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.tasks, args.round_trips, args.fib)))
+        fib_ns = [int(n) for n in args.fib.split(",") if n]
+        print(json.dumps(measure(args.child, args.tasks, args.round_trips, fib_ns, args.fib_timeout)))
         return
     systems = [args.only] if args.only else ["babyray", "ray"]
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -211,7 +228,8 @@ def main() -> None:
                 continue
         print(f"measuring {system} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", system, "--tasks", str(args.tasks),
-                               "--round-trips", str(args.round_trips), "--fib", str(args.fib)],
+                               "--round-trips", str(args.round_trips), "--fib", args.fib,
+                               "--fib-timeout", str(args.fib_timeout)],
                               capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
@@ -229,8 +247,9 @@ def main() -> None:
     print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12}")
     for key in keys:
         ours, theirs = results.get("babyray", {}).get(key), results.get("ray", {}).get(key)
-        ratio = f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        numbers = isinstance(ours, float) and isinstance(theirs, float)
+        ratio = f"{ours / theirs:.2f}x" if numbers and theirs else "-"
+        fmt = lambda v: "-" if v is None else v if isinstance(v, str) else f"{v:.3f}"  # noqa: E731
         note = " (lower is better)" if key in LOWER_IS_BETTER or key.startswith("fib") else ""
         print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12}{note}")
 
