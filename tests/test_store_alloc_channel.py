@@ -120,7 +120,7 @@ def _spare_bytes() -> int:
 def test_puts_of_mixed_sizes_through_spares_read_back_intact(shared_cluster):
     sizes = [MB, MB, MB, 2 * MB, 2 * MB, MB, 3 * MB, 3 * MB, 3 * MB]
     refs = [ray.put(np.full(size, i % 250, dtype=np.uint8)) for i, size in enumerate(sizes)]
-    for i, (ref, size) in enumerate(zip(refs, sizes)):
+    for i, (ref, size) in enumerate(zip(refs, sizes, strict=True)):
         value = ray.get(ref)
         assert value.shape == (size,) and (value == i % 250).all()
     assert _spare_bytes() >= 3 * MB  # the driver holds a spare for its next 3 MB put
