@@ -147,8 +147,14 @@ class ObjectStore(PartActor):
             try:
                 return super().receiveMessage(message, sender)
             finally:
-                if self.table is not None and self.gcs is not None and (gone := self.table.take_gone()):
-                    self.post(self.gcs, m.ObjectLocations(self.node_id, (), tuple(gone)))
+                self._report_gone()
+
+    def _report_gone(self) -> None:
+        """Tell the GCS which objects left this store. Through the thread outbox: this runs after
+        a turn's messages were sent, or in the allocation channel's thread."""
+        gone = self.table.take_gone() if self.table is not None else []
+        if gone:
+            self.post_from_thread(self.gcs, m.ObjectLocations(self.node_id, (), tuple(gone)))
 
     def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
@@ -157,6 +163,7 @@ class ObjectStore(PartActor):
         """
         with self.state_lock:
             offset = self.table.create(oid, size, owner_id)
+            self._report_gone()  # secondary copies evicted to make room
             if offset is None:
                 return -1, serialization.dumps(self.table.full_error(oid, size, self.node_id))
             return offset, None
