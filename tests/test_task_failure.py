@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.exceptions import WorkerCrashedError
+from babyray.protocol import values as vm
 from babyray.task_failure import failed_result, failed_returns, retry_allowed, take_retry
 
 
 def spec(max_retries=3, attempt=0, returns=("o1", "o2")):
-    return m.TaskSpec("t1", "j", "f", "fn", [], {}, len(returns), list(returns), {"CPU": 1.0}, None, "owner",
+    return vm.TaskSpec("t1", "j", "f", "fn", [], {}, len(returns), list(returns), {"CPU": 1.0}, None, "owner",
                       max_retries=max_retries, attempt=attempt)
 
 
@@ -47,5 +47,5 @@ def test_failed_result_carries_the_same_error_in_every_return():
 
 
 def test_failed_returns_keeps_an_error_value_as_given():
-    value = m.ErrorValue(serialization.dumps(ValueError("x")))
+    value = vm.ErrorValue(serialization.dumps(ValueError("x")))
     assert failed_returns(spec(), value) == (("o1", value), ("o2", value))
