@@ -111,13 +111,6 @@ def test_retry_makes_a_new_spec_and_leaves_the_old_one() -> None:
     retry = take_retry(spec)
     assert retry is not None and retry.attempt == 1 and spec.attempt == 0
     assert dataclasses.replace(retry, attempt=0) == spec
-    assert take_retry(retry) is None
-
-
-def test_unlimited_retries() -> None:
-    spec = _spec(max_retries=-1, attempt=1000)
-    retry = take_retry(spec)
-    assert retry is not None and retry.attempt == 1001
 
 
 def test_gpu_ids_make_a_new_spec_only_when_they_change() -> None:
