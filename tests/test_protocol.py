@@ -118,3 +118,9 @@ def test_gpu_ids_make_a_new_spec_only_when_they_change() -> None:
     assert spec.with_gpu_ids(()) is spec
     leased = spec.with_gpu_ids((0, 1))
     assert leased.gpu_ids == (0, 1) and spec.gpu_ids == ()
+
+
+def test_task_spec_pickles_every_field() -> None:
+    """TaskSpec pickles through its own __reduce__: a field it leaves out would come back as its default."""
+    spec = vm.TaskSpec(**{f.name: f"value-{i}" for i, f in enumerate(dataclasses.fields(vm.TaskSpec))})
+    assert pickle.loads(pickle.dumps(spec)) == spec

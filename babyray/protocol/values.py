@@ -123,6 +123,15 @@ class TaskSpec:
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
 
+    def __reduce__(self) -> tuple:
+        # Unpickled through __init__: faster than a frozen dataclass's field-by-field __setstate__.
+        return TaskSpec, (self.task_id, self.job_id, self.function_id, self.function_name, self.args,
+                        self.kwargs, self.num_returns, self.return_ids, self.resources, self.owner,
+                        self.owner_id, self.max_retries, self.retry_exceptions, self.attempt,
+                        self.scheduling_strategy, self.actor_id, self.actor_creation,
+                        self.method_name, self.actor_options, self.gpu_ids, self.generator,
+                        self.runtime_env)
+
     def next_attempt(self) -> TaskSpec:
         """This task's next try (a retry spends one of its ``max_retries``)."""
         return replace(self, attempt=self.attempt + 1)
