@@ -33,9 +33,9 @@ import time
 from typing import Any
 
 from babyray import exceptions, log, serialization
-from babyray.actors import messages as m
-from babyray.actors import object_messages as om
 from babyray.actors.base import PartActor
+from babyray.protocol import cluster as cm
+from babyray.protocol import objects as om
 from babyray.session import register_pid
 from babyray.store.alloc_channel import AllocServer
 from babyray.store.arena import Arena
@@ -81,21 +81,21 @@ class _ArenaSpillIO:
 class ObjectStore(PartActor):
     component = "object_store"
     handlers = {
-        m.StartObjectStore: "on_start",
-        m.CreateObject: "on_create",
-        m.SealObject: "on_seal",
-        m.PinObjects: "on_pin",
-        m.UnpinObjects: "on_unpin",
-        m.FreeObjects: "on_free",
+        cm.StartObjectStore: "on_start",
+        om.CreateObject: "on_create",
+        om.SealObject: "on_seal",
+        om.PinObjects: "on_pin",
+        om.UnpinObjects: "on_unpin",
+        om.FreeObjects: "on_free",
         om.GetStoreStats: "on_stats",
-        m.Shutdown: "on_shutdown",
-        m.PullObject: "on_pull",
-        m.ServeObject: "on_serve",
-        m.ObjectServed: "on_served",
-        m.PullDone: "on_pull_done",
-        m.GetTransferAddress: "on_get_transfer_address",
-        m.GcsRestarted: "on_gcs_restarted",
-        m.Nodes: "on_nodes",
+        cm.Shutdown: "on_shutdown",
+        om.PullObject: "on_pull",
+        om.ServeObject: "on_serve",
+        om.ObjectServed: "on_served",
+        om.PullDone: "on_pull_done",
+        om.GetTransferAddress: "on_get_transfer_address",
+        cm.GcsRestarted: "on_gcs_restarted",
+        cm.Nodes: "on_nodes",
     }
     timers = {"pull_check": "on_pull_check"}
 
@@ -107,16 +107,16 @@ class ObjectStore(PartActor):
         self.arena: Arena | None = None
         self.spill: SpillDir | None = None
         self.table: ObjectTable = None  # type: ignore[assignment]  # made by on_start, the first message
-        self.waiting: dict[str, list[tuple[Any, m.PinObjects]]] = {}
+        self.waiting: dict[str, list[tuple[Any, om.PinObjects]]] = {}
         self.node_id = ""
         self.gcs: Any = None
         self.transfer_server: TransferServer | None = None
         self.data_plane = TcpDataPlane()
         self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
-        self.serve_waiting: dict[str, list[tuple[Any, m.ServeObject]]] = {}
+        self.serve_waiting: dict[str, list[tuple[Any, om.ServeObject]]] = {}
         self.pull_nodes: dict[str, str] = {}  # object id -> node pulled from, while the pull lasts
 
-    def on_start(self, msg: m.StartObjectStore, sender: Any) -> None:
+    def on_start(self, msg: cm.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
         self.gcs = msg.gcs
         log.configure(os.path.join(msg.session_dir, "logs"), "object_store", msg.node_id)
@@ -138,7 +138,7 @@ class ObjectStore(PartActor):
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
         # process die before it unlinks; processes of the node open ``arena_path``, named in
         # every reply that gives them a slot.
-        self.post(sender, m.Started("object_store", os.getpid(), name))
+        self.post(sender, cm.Started("object_store", os.getpid(), name))
 
     # ---- creating ------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class ObjectStore(PartActor):
         a turn's messages were sent, or in the allocation channel's thread."""
         gone = self.table.take_gone() if self.table is not None else []
         if gone:
-            self.post_from_thread(self.gcs, m.ObjectLocations(self.node_id, (), tuple(gone)))
+            self.post_from_thread(self.gcs, om.ObjectLocations(self.node_id, (), tuple(gone)))
 
     def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
@@ -180,17 +180,17 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
 
-    def on_create(self, msg: m.CreateObject, sender: Any) -> None:
+    def on_create(self, msg: om.CreateObject, sender: Any) -> None:
         offset = self.table.create(msg.object_id, msg.size, msg.owner_id)
         if offset is None:
             error = self.table.full_error(msg.object_id, msg.size, self.node_id)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
-            self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
+            self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
                                                     serialization.dumps(error)))
             return
-        self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
+        self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
-    def on_seal(self, msg: m.SealObject, sender: Any) -> None:
+    def on_seal(self, msg: om.SealObject, sender: Any) -> None:
         outcome = self.table.seal(msg.object_id, msg.size, msg.owner_id, msg.reserved_offset)
         if outcome is SealOutcome.IGNORED:
             if msg.reserved_offset >= 0 and msg.object_id not in self.table:
@@ -200,7 +200,7 @@ class ObjectStore(PartActor):
             self.log.info("object_duplicate_dropped", object_id=msg.object_id, owner=msg.owner_id)
             return
         if outcome is SealOutcome.SEALED:  # (FREED: its owner freed it while it was being written)
-            self.post(self.gcs, m.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
+            self.post(self.gcs, om.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
         for reader, pin in self.waiting.pop(msg.object_id, []):
             self.on_pin(pin, reader)
         for puller, serve in self.serve_waiting.pop(msg.object_id, []):
@@ -208,12 +208,12 @@ class ObjectStore(PartActor):
 
     # ---- reading -------------------------------------------------------------------
 
-    def on_pin(self, msg: m.PinObjects, sender: Any) -> None:
+    def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
         pinned = self.table.pin(msg.object_ids)
         if pinned.missing is not None:  # created here before any reader learns of it: so it was freed
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
             lost = exceptions.ObjectLostError(f"object {pinned.missing} is not in the store of node {self.node_id}")
-            self.reply(msg, sender, m.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
         elif pinned.unsealed is not None:  # reply once all are sealed
             self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
         elif pinned.no_room is not None:
@@ -221,23 +221,23 @@ class ObjectStore(PartActor):
             size = self.table.objects[oid].size
             error = self.table.full_error(oid, size, self.node_id, restoring=True)
             self.log.warning("object_restore_failed", object_id=oid, size=size, error=str(error))
-            self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
         else:
-            self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
 
-    def on_unpin(self, msg: m.UnpinObjects, sender: Any) -> None:
+    def on_unpin(self, msg: om.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             self.table.unpin(oid)
 
     # ---- freeing -------------------------------------------------------------------
 
-    def on_free(self, msg: m.FreeObjects, sender: Any) -> None:
+    def on_free(self, msg: om.FreeObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             self.table.free(oid)
 
     # ---- data plane: pulling objects from other nodes, serving ours ---------------
 
-    def on_pull(self, msg: m.PullObject, sender: Any) -> None:
+    def on_pull(self, msg: om.PullObject, sender: Any) -> None:
         """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
         oid = msg.object_id
         stale = self.table.get(oid)
@@ -256,16 +256,16 @@ class ObjectStore(PartActor):
         if oid not in self.table:
             if self.table.create(oid, msg.size, "", primary=False) is None:
                 error = self.table.full_error(oid, msg.size, self.node_id)
-                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+                self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
             self._start_pull(oid, msg)
-        self.on_pin(m.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
+        self.on_pin(om.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
 
-    def _start_pull(self, oid: str, msg: m.PullObject) -> None:
+    def _start_pull(self, oid: str, msg: om.PullObject) -> None:
         self.pulls[oid] = (msg.source_store, time.monotonic())
         self.pull_nodes[oid] = msg.source_node
         self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
-        self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
+        self.post(msg.source_store, om.ServeObject(f"pull-{oid}", oid, self.myAddress))
         self.every(PULL_CHECK_SECONDS, "pull_check")
 
     def on_pull_check(self, msg: Any, sender: Any) -> None:
@@ -274,9 +274,9 @@ class ObjectStore(PartActor):
         if not self.pulls:
             self.stop_timer("pull_check")
             return
-        self.post(self.gcs, m.GetNodes("store-pull-check"))
+        self.post(self.gcs, cm.GetNodes("store-pull-check"))
 
-    def on_nodes(self, msg: m.Nodes, sender: Any) -> None:
+    def on_nodes(self, msg: cm.Nodes, sender: Any) -> None:
         dead = {n.node_id for n in msg.nodes if not n.alive}
         for oid, node in list(self.pull_nodes.items()):
             if node in dead and oid in self.pulls:
@@ -286,7 +286,7 @@ class ObjectStore(PartActor):
                 lost = exceptions.ObjectLostError(f"object {oid} was being pulled from node {node}, which died")
                 self._pull_failed(oid, serialization.dumps(lost))
 
-    def on_serve(self, msg: m.ServeObject, sender: Any) -> None:
+    def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
         pinned = self.table.pin((msg.object_id,))
         if pinned.unsealed is not None:
@@ -294,14 +294,14 @@ class ObjectStore(PartActor):
             return
         if not pinned.slots:
             lost = exceptions.ObjectLostError(f"object {msg.object_id} is not available on node {self.node_id}")
-            self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
+            self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
                                                    serialization.dumps(lost)))
             return
         offset, size = pinned.slots[msg.object_id]
         host, port = self._transfer_address()
-        self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, offset, size, host, port))
+        self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, offset, size, host, port))
 
-    def on_served(self, msg: m.ObjectServed, sender: Any) -> None:
+    def on_served(self, msg: om.ObjectServed, sender: Any) -> None:
         obj = self.table.get(msg.object_id)
         if msg.object_id not in self.pulls or obj is None or obj.offset is None or self.arena is None:
             return
@@ -315,18 +315,18 @@ class ObjectStore(PartActor):
             started = time.monotonic()
             try:
                 self.data_plane.read_into(msg.host, msg.port, msg.offset, dest)
-                done = m.PullDone(msg.object_id, None, time.monotonic() - started)
+                done = om.PullDone(msg.object_id, None, time.monotonic() - started)
             except Exception as exc:
                 lost = exceptions.ObjectLostError(f"pulling object {msg.object_id} from {msg.host}:{msg.port} "
                                                   f"failed: {exc}")
-                done = m.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
+                done = om.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
             self.post_from_thread(self.myAddress, done)
         threading.Thread(target=transfer, name="babyray-pull", daemon=True).start()
 
-    def on_pull_done(self, msg: m.PullDone, sender: Any) -> None:
+    def on_pull_done(self, msg: om.PullDone, sender: Any) -> None:
         source, started = self.pulls.pop(msg.object_id, (None, 0.0))
         if source is not None:  # the holder pinned the object while we read it
-            self.post(source, m.UnpinObjects((msg.object_id,), self.node_id))
+            self.post(source, om.UnpinObjects((msg.object_id,), self.node_id))
         obj = self.table.get(msg.object_id)
         if obj is None:
             return
@@ -336,29 +336,29 @@ class ObjectStore(PartActor):
         seconds = max(msg.seconds, 1e-9)
         self.log.info("object_pulled", object_id=msg.object_id, size=obj.size, seconds=round(seconds, 4),
                       gbps=round(obj.size / seconds / 1e9, 3), total_seconds=round(time.monotonic() - started, 4))
-        self.on_seal(m.SealObject(msg.object_id, obj.size), sender)
+        self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
     def _pull_failed(self, oid: str, error: bytes) -> None:
         self.table.abort(oid)
         self.log.warning("object_pull_failed", object_id=oid)
         for reader, request in self.waiting.pop(oid, []):
-            self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena_path, {}, error))
+            self.reply(request, reader, om.ObjectsPinned(request.req_id, self.arena_path, {}, error))
 
-    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+    def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Report to the restarted head's GCS from now on, starting with every object held here."""
         self.gcs = msg.gcs
         held = self.table.held()
         self.log.info("gcs_moved_objects_reported", objects=len(held))
         if held:
-            self.post(self.gcs, m.ObjectLocations(self.node_id, held))
+            self.post(self.gcs, om.ObjectLocations(self.node_id, held))
 
     def _transfer_address(self) -> tuple[str, int]:
         assert self.transfer_server is not None, "the store serves transfers from its start to its shutdown"
         return self.transfer_server.address
 
-    def on_get_transfer_address(self, msg: m.GetTransferAddress, sender: Any) -> None:
+    def on_get_transfer_address(self, msg: om.GetTransferAddress, sender: Any) -> None:
         host, port = self._transfer_address()
-        self.reply(msg, sender, m.TransferAddress(msg.req_id, host, port))
+        self.reply(msg, sender, om.TransferAddress(msg.req_id, host, port))
 
     # ---- reporting -----------------------------------------------------------------
 
@@ -370,9 +370,9 @@ class ObjectStore(PartActor):
 
     # ---- shutdown ------------------------------------------------------------------
 
-    def on_shutdown(self, msg: m.Shutdown, sender: Any) -> None:
+    def on_shutdown(self, msg: cm.Shutdown, sender: Any) -> None:
         self._release_arena()
-        self.post(sender, m.Started("object_store_stopped", os.getpid()))
+        self.post(sender, cm.Stopped("object_store", os.getpid()))
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self._release_arena()
