@@ -54,4 +54,3 @@ def test_large_array_argument_and_result_travel_through_the_store(shared_cluster
 def test_put_ref_passed_to_a_task_is_resolved(shared_cluster):
     ref = ray.put(np.full(1000, 2.0))
     assert ray.get(total.remote(ref)) == 2000.0
-
