@@ -36,15 +36,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import babyray as ray  # noqa: E402
 from babyray import serialization  # noqa: E402
 from babyray.actors import base, worker  # noqa: E402
-from babyray.actors import messages as m  # noqa: E402
 from babyray.actors.batching import unbatch  # noqa: E402
 from babyray.api import actor_calls, core, driver_transport  # noqa: E402
+from babyray.protocol import tasks as tm  # noqa: E402
+from babyray.protocol import values as vm  # noqa: E402
 
 _trace_dir = ""
 _fd: int | None = None
 _fd_pid = 0
 _process = "driver"  # an actor process names itself after its component at its first turn
-_submitted: list[m.TaskSpec] = []
+_submitted: list[vm.TaskSpec] = []
 
 
 def _record(event: str, types: tuple = ()) -> None:
@@ -113,7 +114,7 @@ def install_wrappers(trace_dir: str) -> None:
     _around(core.CoreClient, "submit", "submit", after=True)
     submit = core.CoreClient.submit
 
-    def keep_spec(self: core.CoreClient, spec: m.TaskSpec, dest: Any = None) -> list:
+    def keep_spec(self: core.CoreClient, spec: vm.TaskSpec, dest: Any = None) -> list:
         _submitted[-1:] = [spec]  # the last one, to measure its messages' pickling
         return submit(self, spec, dest)
 
@@ -233,12 +234,12 @@ def _durations(events: list[list], windows: list[tuple[float, float]], process: 
     return out
 
 
-def pickle_costs(spec: m.TaskSpec) -> dict:
+def pickle_costs(spec: vm.TaskSpec) -> dict:
     """Microseconds to pickle and unpickle each message of the round trip, and its size."""
-    result = m.TaskResult(spec.task_id, ((spec.return_ids[0], m.InlineValue(serialization.dumps(None))),),
+    result = tm.TaskResult(spec.task_id, ((spec.return_ids[0], vm.InlineValue(serialization.dumps(None))),),
                           "worker-id", "node-id", started_at=time.time())
     out = {}
-    for msg in (m.SubmitTasks((spec,)), m.ExecuteTasks((spec,)), m.TaskResults((result,))):
+    for msg in (tm.SubmitTasks((spec,)), tm.ExecuteTasks((spec,)), tm.TaskResults((result,))):
         blob = pickle.dumps(msg)
         n = 2000
         t = time.perf_counter()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.exceptions import RayTaskError
+from babyray.protocol import objects as om
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -17,22 +18,22 @@ def arg_resolver(task: Any, container: Any, slot: Any, oid: str, when_ready: Cal
     and ``failed``): put its value in ``container[slot]``; ``when_ready()`` after the last one.
     The first argument that is an error becomes the task's error (``failed``)."""
     def resolved(value: Any) -> None:
-        if isinstance(value, m.ErrorValue):
+        if isinstance(value, vm.ErrorValue):
             task.failed = task.failed or _input_failed(task.spec, value)
-        container[slot] = m.ValueArg(oid, value)
+        container[slot] = vm.ValueArg(oid, value)
         task.unresolved -= 1
         if task.unresolved == 0:
             when_ready()
     return resolved
 
 
-def _input_failed(spec: m.TaskSpec, value: m.ErrorValue) -> m.ErrorValue:
+def _input_failed(spec: vm.TaskSpec, value: vm.ErrorValue) -> vm.ErrorValue:
     """The error of ``spec``, not run because an argument is the error ``value``."""
     try:
         error = serialization.deserialize(value.blob)
     except Exception:  # an error this process cannot rebuild: pass it on as it is
         return value
-    return m.ErrorValue(serialization.dumps(RayTaskError.from_failed_input(spec.function_name, error, spec.task_id)))
+    return vm.ErrorValue(serialization.dumps(RayTaskError.from_failed_input(spec.function_name, error, spec.task_id)))
 
 
 def argument_values(core: CoreClient, args: list) -> list[Any]:
@@ -50,7 +51,7 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
     read: dict[int, Any] = {}
     if len(local) > 1:
         oids = tuple(oid for _, oid in local)
-        reply = core.request(core.store, lambda req_id: m.PinObjects(req_id, oids, core.identity))
+        reply = core.request(core.store, lambda req_id: om.PinObjects(req_id, oids, core.identity))
         if reply.error is None:
             read = _read_pinned(core, reply, local)
     values: list[Any] = []
@@ -58,7 +59,7 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
         for i, arg in enumerate(args):
             if i in read:
                 values.append(read.pop(i))
-            elif isinstance(arg, m.ValueArg) and arg.object_id is not None:
+            elif isinstance(arg, vm.ValueArg) and arg.object_id is not None:
                 values.append(core.materialize(arg.object_id, arg.value))
             else:
                 values.append(serialization.deserialize(arg.blob))
@@ -73,11 +74,11 @@ def _stored_here(core: CoreClient, args: list) -> list[tuple[int, str]]:
     if core.remote_store_io:
         return []
     return [(i, arg.object_id) for i, arg in enumerate(args)
-            if isinstance(arg, m.ValueArg) and arg.object_id is not None
-            and isinstance(arg.value, m.StoredValue) and arg.value.node_id == core.node_id]
+            if isinstance(arg, vm.ValueArg) and arg.object_id is not None
+            and isinstance(arg.value, vm.StoredValue) and arg.value.node_id == core.node_id]
 
 
-def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, pinned: list[tuple[int, str]]) -> dict[int, Any]:
+def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[int, str]]) -> dict[int, Any]:
     """Read every argument pinned by ``reply`` (one pin per occurrence), by position.
 
     Raises:
@@ -92,7 +93,7 @@ def _read_pinned(core: CoreClient, reply: m.ObjectsPinned, pinned: list[tuple[in
             _drop(read)
             unread = tuple(o for _, o in pinned[n + 1:])
             if unread:
-                core.transport.send(core.store, m.UnpinObjects(unread, core.identity))
+                core.transport.send(core.store, om.UnpinObjects(unread, core.identity))
             raise
     return read
 
