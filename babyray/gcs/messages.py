@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "ActorsDurable",
     "FlushGcs",
+    "GcsError",
     "GcsFlushed",
     "GcsStats",
     "GetGcsStats",
@@ -127,3 +128,17 @@ class GcsFlushed:
     req_id: str
     durable: bool
     evicted: int
+
+
+@dataclass(frozen=True, slots=True)
+class GcsError:
+    """GCS -> requester: ``request`` (the request's type name) failed with an exception of type
+    ``error_type`` saying ``message``. The receiver raises its own error naming both."""
+
+    request: str
+    error_type: str
+    message: str
+    req_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"the GCS could not serve {self.request}: {self.error_type}: {self.message}"
