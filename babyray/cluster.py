@@ -27,6 +27,7 @@ from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
 from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_messages, bind_to_node_ip,
                                            capabilities, log_defs, shutdown_bounded, started_admins)
+from babyray.gcs import messages as gm
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
@@ -80,6 +81,9 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) 
     deadline = time.monotonic() + START_TIMEOUT
     reply = system.ask(address, msg, _START_POLL)
     while not isinstance(reply, m.Started):
+        if isinstance(reply, gm.GcsError):  # the part refused its start message
+            raise ClusterStartError(f"{what} did not start: {reply.error_type}: {reply.message} "
+                                    f"(see {_part_log(log_dir, what)})")
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
             cause, log_file = failure or (str(reply) if reply is not None else
