@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.batching import address_key
 from babyray.gcs.states import ActorState, advance
 from babyray.gcs.tables import Table
+from babyray.protocol import actors as am
+from babyray.protocol import values as vm
 
 Outgoing = list[tuple[Any, Any]]  # (destination, message)
 
@@ -38,9 +39,9 @@ class ActorDirectory:
         self.table = table
         self.live: dict[str, _Live] = {}
 
-    def _state_message(self, actor_id: str) -> m.ActorStateChanged:
+    def _state_message(self, actor_id: str) -> am.ActorStateChanged:
         r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": "unknown actor"}
-        return m.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
+        return am.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
                                    r.get("num_restarts", 0))
 
     def _broadcast(self, actor_id: str) -> Outgoing:
@@ -55,7 +56,7 @@ class ActorDirectory:
         record = self.table.get(actor_id)
         return None if record is None or _state(record) is ActorState.DEAD else record
 
-    def register(self, actor_id: str, msg: m.RegisterActor) -> str | None:
+    def register(self, actor_id: str, msg: am.RegisterActor) -> str | None:
         """Record a new actor as PENDING; returns an error text if its name is taken."""
         name = msg.info.name
         if name and self.named(name) is not None:
@@ -72,7 +73,7 @@ class ActorDirectory:
         self.live.setdefault(actor_id, _Live()).subscribers[address_key(address)] = address
         return [(address, self._state_message(actor_id))]
 
-    def started(self, msg: m.ActorStarted, scheduler: Any) -> Outgoing:
+    def started(self, msg: am.ActorStarted, scheduler: Any) -> Outgoing:
         """The actor's constructor returned: ALIVE (news of a dead actor, or a repeat, is ignored)."""
         record = self._not_dead(msg.actor_id)
         if record is None or _state(record) is ActorState.ALIVE:
@@ -83,7 +84,7 @@ class ActorDirectory:
                      worker_id=msg.worker_id, pid=msg.pid)
         return self._broadcast(msg.actor_id)
 
-    def init_failed(self, msg: m.ActorInitFailed) -> Outgoing:
+    def init_failed(self, msg: am.ActorInitFailed) -> Outgoing:
         return self._dead(msg.actor_id, f"The actor's constructor raised:\n{msg.cause}")
 
     def _dead(self, actor_id: str, cause: str) -> Outgoing:
@@ -93,7 +94,7 @@ class ActorDirectory:
         self._change(actor_id, record, ActorState.DEAD, address=None, death_cause=cause)
         return self._broadcast(actor_id)
 
-    def kill(self, msg: m.KillActor) -> Outgoing:
+    def kill(self, msg: am.KillActor) -> Outgoing:
         """Mark the actor for killing; returns the message to its local scheduler."""
         record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id)
@@ -102,7 +103,7 @@ class ActorDirectory:
         live.no_restart = live.no_restart or msg.no_restart
         if live.scheduler is None:  # not started yet: it is dead before it ran
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
-        return [(live.scheduler, m.KillActorWorker(msg.actor_id))]
+        return [(live.scheduler, am.KillActorWorker(msg.actor_id))]
 
     def group_removed(self, actor_id: str, pg_id: str) -> Outgoing:
         """The actor's placement group was removed: it is dead now (no restart), its process
@@ -112,10 +113,10 @@ class ActorDirectory:
         if live is not None:
             live.no_restart = True
             if live.scheduler is not None:
-                outgoing.append((live.scheduler, m.KillActorWorker(actor_id)))
+                outgoing.append((live.scheduler, am.KillActorWorker(actor_id)))
         return outgoing + self._dead(actor_id, f"The actor's placement group {pg_id} was removed")
 
-    def worker_died(self, msg: m.ActorWorkerDied) -> tuple[Outgoing, m.TaskSpec | None]:
+    def worker_died(self, msg: am.ActorWorkerDied) -> tuple[Outgoing, vm.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""
         record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id, _Live())
@@ -135,7 +136,7 @@ class ActorDirectory:
         # The creation spec's attempt counts restarts: the new instance knows it was reconstructed.
         return self._broadcast(msg.actor_id), dataclasses.replace(record["spec"], attempt=restarts)
 
-    def unplaced(self) -> list[m.TaskSpec]:
+    def unplaced(self) -> list[vm.TaskSpec]:
         """Creation specs (with the attempt of their restart count) of the actors PENDING or
         RESTARTING that this GCS has not seen since it started: after a GCS restart, the global
         scheduler that held them is gone, so they must be scheduled again."""
@@ -156,7 +157,7 @@ class ActorDirectory:
                 found.append(actor_id)
         return found
 
-    def named(self, name: str) -> m.ActorInfo | None:
+    def named(self, name: str) -> am.ActorInfo | None:
         for _, r in self.table.items():
             if r.get("name") == name and _state(r) is not ActorState.DEAD:
                 return r["info"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.gcs.tables import Table
+from babyray.protocol import gcs as gm
 
 __all__ = ["FunctionRegistry"]
 
@@ -26,7 +26,7 @@ class FunctionRegistry:
         new = self.table.get(function_id) is None
         if new:
             self.table.put(function_id, {"name": name, "blob": blob})
-        return new, [(waiter, m.FunctionBlob(req_id, function_id, blob))
+        return new, [(waiter, gm.FunctionBlob(req_id, function_id, blob))
                      for waiter, req_id in self._waiters.pop(function_id, [])]
 
     def get(self, function_id: str, waiter: Any, req_id: str) -> bytes | None:
@@ -42,6 +42,6 @@ class FunctionRegistry:
         if not self._waiters:
             return []
         found = self.table.get_many(list(self._waiters))
-        return [(waiter, m.FunctionBlob(req_id, function_id, record["blob"]))
+        return [(waiter, gm.FunctionBlob(req_id, function_id, record["blob"]))
                 for function_id, record in found.items()
                 for waiter, req_id in self._waiters.pop(function_id, [])]

@@ -17,11 +17,7 @@ import time
 from typing import Any
 
 from babyray import config, log
-from babyray.actors import messages as m
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
-from babyray.gcs import messages as gm
 from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.drivers import DriverRegistry
 from babyray.gcs.durable_gate import Outgoing
@@ -33,6 +29,14 @@ from babyray.gcs.storage import GcsStorage
 from babyray.gcs.store import GcsSchemaVersionError, TableName
 from babyray.gcs.task_directory import TaskDirectory
 from babyray.ids import new_job_id
+from babyray.procfs import is_running
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
+from babyray.protocol import placement as pm
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
 from babyray.session import kill_admin_tree, kill_session_processes, register_pid
 from babyray.util.scheduling_strategies import placement_group_id
 
@@ -40,32 +44,32 @@ from babyray.util.scheduling_strategies import placement_group_id
 class GcsActor(PartActor):
     component = "gcs"
     handlers = {
-        m.StartGcs: "on_start",
-        m.RegisterFunction: "on_register_function",
-        m.GetFunction: "on_get_function",
-        m.RegisterNode: "on_register_node",
-        m.Heartbeat: "on_heartbeat",
-        m.GetNodes: "on_get_nodes",
-        m.RegisterDriver: "on_register_driver",
-        m.UnregisterDriver: "on_unregister_driver",
+        cm.StartGcs: "on_start",
+        gm.RegisterFunction: "on_register_function",
+        gm.GetFunction: "on_get_function",
+        cm.RegisterNode: "on_register_node",
+        cm.Heartbeat: "on_heartbeat",
+        cm.GetNodes: "on_get_nodes",
+        cm.RegisterDriver: "on_register_driver",
+        cm.UnregisterDriver: "on_unregister_driver",
         sm.ListDrivers: "on_list_drivers",
-        m.TaskEvents: "on_task_events",
-        m.ObjectLocations: "on_object_locations",
-        m.SubscribeNodes: "on_subscribe_nodes",
+        gm.TaskEvents: "on_task_events",
+        om.ObjectLocations: "on_object_locations",
+        cm.SubscribeNodes: "on_subscribe_nodes",
         gm.GetTableEntries: "on_get_table_entries",
         gm.ListTable: "on_list_table",
         gm.UpdateTableEntries: "on_update_table_entries",
         gm.GetGcsStats: "on_get_stats",
         gm.FlushGcs: "on_flush_gcs",
         gm.ActorsDurable: "on_actors_durable",
-        m.RegisterActor: "on_register_actor",
-        m.ActorStarted: "on_actor_started",
-        m.ActorInitFailed: "on_actor_init_failed",
-        m.ActorWorkerDied: "on_actor_worker_died",
-        m.SubscribeActor: "on_subscribe_actor",
-        m.KillActor: "on_kill_actor",
-        m.GetNamedActor: "on_get_named_actor",
-        m.ListNamedActors: "on_list_named_actors",
+        am.RegisterActor: "on_register_actor",
+        am.ActorStarted: "on_actor_started",
+        am.ActorInitFailed: "on_actor_init_failed",
+        am.ActorWorkerDied: "on_actor_worker_died",
+        am.SubscribeActor: "on_subscribe_actor",
+        am.KillActor: "on_kill_actor",
+        am.GetNamedActor: "on_get_named_actor",
+        am.ListNamedActors: "on_list_named_actors",
         pm.CreatePlacementGroup: "on_create_placement_group",
         pm.RemovePlacementGroup: "on_remove_placement_group",
         pm.GetPlacementGroup: "on_get_placement_group",
@@ -80,7 +84,7 @@ class GcsActor(PartActor):
         self.storage = GcsStorage()  # in memory until StartGcs opens the store
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
         self.global_scheduler: Any = None
-        self._use_tables(float(config.get("node_timeout")))
+        self._use_tables(config.Settings().node_timeout)
 
     def _use_tables(self, node_timeout: float) -> None:
         """(Re)make the state classes over the storage's tables."""
@@ -93,7 +97,7 @@ class GcsActor(PartActor):
         self.objects = ObjectDirectory(tables.objects)
         self.drivers = DriverRegistry(node_timeout)
 
-    def on_start(self, msg: m.StartGcs, sender: Any) -> None:
+    def on_start(self, msg: cm.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
         log.configure(os.path.join(msg.session_dir, "logs"), "gcs")
         self.log = log.get_logger("gcs")
@@ -106,7 +110,7 @@ class GcsActor(PartActor):
             self.log.error("gcs_store_rejected", error=str(exc))
             self.post(sender, gm.GcsError(type(msg).__name__, type(exc).__name__, str(exc)))
             return
-        self._use_tables(float(msg.config.get("node_timeout", self.nodes.timeout)))
+        self._use_tables(config.Settings(msg.config).node_timeout)
         if reachable:
             self._recover()
         else:
@@ -116,7 +120,7 @@ class GcsActor(PartActor):
         self.every(self.storage.policy.period, "flush")
         self.log.info("gcs_started", watch_pid=self.watch_pid, url=self.storage.url,
                       flushing=self.storage.policy.enabled, recovered=self.storage.recovered)
-        self.post(sender, m.Started("gcs", os.getpid()))
+        self.post(sender, cm.Started("gcs", os.getpid()))
 
     # ---- store, recovery, flushing -----------------------------------------------------
 
@@ -174,32 +178,32 @@ class GcsActor(PartActor):
 
     # ---- functions ---------------------------------------------------------------------
 
-    def on_register_function(self, msg: m.RegisterFunction, sender: Any) -> None:
+    def on_register_function(self, msg: gm.RegisterFunction, sender: Any) -> None:
         new, answers = self.functions.register(msg.function_id, msg.name, msg.blob)
         if new:
             self.log.info("function_registered", function_id=msg.function_id, name=msg.name)
         self._post_all(answers)
 
-    def on_get_function(self, msg: m.GetFunction, sender: Any) -> None:
+    def on_get_function(self, msg: gm.GetFunction, sender: Any) -> None:
         # Faults back an evicted function; waits for one whose registration is still on its way.
         blob = self.functions.get(msg.function_id, msg.reply_to or sender, msg.req_id)
         if blob is not None:
-            self.reply(msg, sender, m.FunctionBlob(msg.req_id, msg.function_id, blob))
+            self.reply(msg, sender, gm.FunctionBlob(msg.req_id, msg.function_id, blob))
 
     # ---- nodes -------------------------------------------------------------------------
 
-    def on_register_node(self, msg: m.RegisterNode, sender: Any) -> None:
+    def on_register_node(self, msg: cm.RegisterNode, sender: Any) -> None:
         self.nodes.register(msg, time.monotonic(), time.time())
         self.log.info("node_registered", node=msg.node_id, address=msg.address, resources=msg.resources)
         self._publish_nodes()
 
-    def on_heartbeat(self, msg: m.Heartbeat, sender: Any) -> None:
+    def on_heartbeat(self, msg: cm.Heartbeat, sender: Any) -> None:
         if self.nodes.heartbeat(msg, time.monotonic()):
             self.log.info("node_alive_again", node=msg.node_id)
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
-        if self.watch_pid and not _pid_alive(self.watch_pid):
+        if self.watch_pid and not is_running(self.watch_pid):
             self.log.warning("driver_gone_stopping_private_cluster", pid=self.watch_pid)
             self.storage.close()
             kill_session_processes(self.session_dir, exclude=(os.getpid(),))
@@ -221,7 +225,7 @@ class GcsActor(PartActor):
                                  task_ids=lost.task_ids[:20])
                 self.post(owner, lost)
             for actor_id in self.actors.actors_on(death.node_id):
-                self.on_actor_worker_died(m.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"),
+                self.on_actor_worker_died(am.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"),
                                           None)
 
     def _announce_restart(self, global_scheduler: Any) -> None:
@@ -233,28 +237,28 @@ class GcsActor(PartActor):
         """
         for node_id, record in self.nodes.announce_restart(time.monotonic()):
             self.log.info("gcs_restart_announced", node=node_id, address=record.get("address"))
-            self.post(record["scheduler"], m.GcsRestarted(self.myAddress, global_scheduler))
+            self.post(record["scheduler"], cm.GcsRestarted(self.myAddress, global_scheduler))
         unplaced = self.actors.unplaced()
         if unplaced:
             self.log.info("actors_scheduled_again", actor_ids=[spec.actor_id for spec in unplaced])
-            self.post(global_scheduler, m.ForwardTasks("gcs", tuple(unplaced)))
+            self.post(global_scheduler, tm.ForwardTasks("gcs", tuple(unplaced)))
 
     def _publish_nodes(self) -> None:
         infos = self.nodes.infos()
         for sub in self.subscribers:
-            self.post(sub, m.NodesChanged(infos))
+            self.post(sub, cm.NodesChanged(infos))
 
-    def on_get_nodes(self, msg: m.GetNodes, sender: Any) -> None:
+    def on_get_nodes(self, msg: cm.GetNodes, sender: Any) -> None:
         self.drivers.ping(msg.job_id, time.monotonic())
-        self.reply(msg, sender, m.Nodes(msg.req_id, self.nodes.infos()))
+        self.reply(msg, sender, cm.Nodes(msg.req_id, self.nodes.infos()))
 
-    def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
+    def on_subscribe_nodes(self, msg: cm.SubscribeNodes, sender: Any) -> None:
         if self.storage.recovered and self.global_scheduler is None:
             self._announce_restart(sender)
         self.global_scheduler = sender
         if sender not in self.subscribers:
             self.subscribers.append(sender)
-        self.post(sender, m.NodesChanged(self.nodes.infos()))
+        self.post(sender, cm.NodesChanged(self.nodes.infos()))
         for record in self.placement_groups.pending():  # recovered from the store, or none
             self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
                                                      record["strategy"]))
@@ -271,11 +275,11 @@ class GcsActor(PartActor):
         """Send news of an actor once its record is durable."""
         self._post_all(self.storage.actor_gate.post(actor_id, outgoing))
 
-    def on_register_actor(self, msg: m.RegisterActor, sender: Any) -> None:
+    def on_register_actor(self, msg: am.RegisterActor, sender: Any) -> None:
         actor_id = msg.spec.actor_id
         assert actor_id is not None, "an actor's creation spec carries its id"
         error = self.actors.register(actor_id, msg)
-        self._post_actor(actor_id, [(msg.reply_to or sender, m.ActorRegistered(msg.req_id, error))])
+        self._post_actor(actor_id, [(msg.reply_to or sender, am.ActorRegistered(msg.req_id, error))])
         if error is None:
             self.log.info("actor_registered", actor_id=actor_id, name=msg.info.name,
                           class_name=msg.info.class_name)
@@ -283,37 +287,37 @@ class GcsActor(PartActor):
             if pg_id is not None and self.placement_groups.is_removed(pg_id):
                 self._post_all(self.actors.group_removed(actor_id, pg_id))
                 return
-            self.post(self.global_scheduler, m.ForwardTasks("gcs", (msg.spec,)))
+            self.post(self.global_scheduler, tm.ForwardTasks("gcs", (msg.spec,)))
 
-    def on_actor_started(self, msg: m.ActorStarted, sender: Any) -> None:
+    def on_actor_started(self, msg: am.ActorStarted, sender: Any) -> None:
         self.log.info("actor_alive", actor_id=msg.actor_id, node=msg.node_id, worker_id=msg.worker_id)
         self._post_actor(msg.actor_id, self.actors.started(msg, self.nodes.scheduler_of(msg.node_id)))
 
-    def on_actor_init_failed(self, msg: m.ActorInitFailed, sender: Any) -> None:
+    def on_actor_init_failed(self, msg: am.ActorInitFailed, sender: Any) -> None:
         self.log.warning("actor_init_failed", actor_id=msg.actor_id)
         self._post_actor(msg.actor_id, self.actors.init_failed(msg))
 
-    def on_actor_worker_died(self, msg: m.ActorWorkerDied, sender: Any) -> None:
+    def on_actor_worker_died(self, msg: am.ActorWorkerDied, sender: Any) -> None:
         outgoing, restart_spec = self.actors.worker_died(msg)
         self._post_actor(msg.actor_id, outgoing)
         if restart_spec is not None:
             self.log.warning("actor_restarting", actor_id=msg.actor_id, reason=msg.reason)
-            self.post(self.global_scheduler, m.ForwardTasks("gcs", (restart_spec,)))
+            self.post(self.global_scheduler, tm.ForwardTasks("gcs", (restart_spec,)))
         else:
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
-    def on_subscribe_actor(self, msg: m.SubscribeActor, sender: Any) -> None:
+    def on_subscribe_actor(self, msg: am.SubscribeActor, sender: Any) -> None:
         self._post_actor(msg.actor_id, self.actors.subscribe(msg.actor_id, msg.reply_to or sender))
 
-    def on_kill_actor(self, msg: m.KillActor, sender: Any) -> None:
+    def on_kill_actor(self, msg: am.KillActor, sender: Any) -> None:
         self.log.info("actor_kill_requested", actor_id=msg.actor_id, no_restart=msg.no_restart)
         self._post_actor(msg.actor_id, self.actors.kill(msg))
 
-    def on_get_named_actor(self, msg: m.GetNamedActor, sender: Any) -> None:
-        self.reply(msg, sender, m.NamedActor(msg.req_id, self.actors.named(msg.name)))
+    def on_get_named_actor(self, msg: am.GetNamedActor, sender: Any) -> None:
+        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name)))
 
-    def on_list_named_actors(self, msg: m.ListNamedActors, sender: Any) -> None:
-        self.reply(msg, sender, m.NamedActorList(msg.req_id, self.actors.names()))
+    def on_list_named_actors(self, msg: am.ListNamedActors, sender: Any) -> None:
+        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names()))
 
     # ---- placement groups ----------------------------------------------------------------
 
@@ -364,14 +368,14 @@ class GcsActor(PartActor):
 
     # ---- drivers, lineage, objects -----------------------------------------------------
 
-    def on_register_driver(self, msg: m.RegisterDriver, sender: Any) -> None:
+    def on_register_driver(self, msg: cm.RegisterDriver, sender: Any) -> None:
         job_id = msg.job_id or new_job_id()
         ip = _host_of(sender)
         self.drivers.register(job_id, msg.pid, ip, sender, time.monotonic(), time.time())
         self.log.info("driver_registered", job_id=job_id, pid=msg.pid, ip=ip)
-        self.post(sender, m.DriverRegistered(msg.req_id, job_id, sender, self.nodes.infos()))
+        self.post(sender, cm.DriverRegistered(msg.req_id, job_id, sender, self.nodes.infos()))
 
-    def on_unregister_driver(self, msg: m.UnregisterDriver, sender: Any) -> None:
+    def on_unregister_driver(self, msg: cm.UnregisterDriver, sender: Any) -> None:
         if self.drivers.unregister(msg.job_id):
             self.log.info("driver_unregistered", job_id=msg.job_id)
             self._remove_placement_groups_of(msg.job_id)
@@ -383,17 +387,17 @@ class GcsActor(PartActor):
         """Drop drivers that ended without unregistering (killed): on this host by their pid,
         elsewhere when their watch has not pinged for the node timeout."""
         here = {_host_of(self.myAddress), "127.0.0.1"}
-        for driver in self.drivers.gone(time.monotonic(), here, _pid_alive):
+        for driver in self.drivers.gone(time.monotonic(), here, is_running):
             self.log.info("driver_gone", job_id=driver["job_id"], pid=driver["pid"], ip=driver["ip"])
             self._remove_placement_groups_of(driver["job_id"])
 
-    def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
+    def on_task_events(self, msg: gm.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage) and placements."""
         for owner, lost in self.tasks.record(msg.events, self.nodes.known_dead):
             self.log.warning("task_placed_on_dead_node", task_id=lost.task_ids[0], node=lost.node_id)
             self.post(owner, lost)
 
-    def on_object_locations(self, msg: m.ObjectLocations, sender: Any) -> None:
+    def on_object_locations(self, msg: om.ObjectLocations, sender: Any) -> None:
         self.objects.update(msg.node_id, msg.added, msg.removed)
 
     def on_exit(self, msg: Any, sender: Any) -> None:
@@ -406,11 +410,3 @@ def _host_of(address: Any) -> str:
     sockname = getattr(getattr(address, "addressDetails", None), "sockname", None)
     return sockname[0] if isinstance(sockname, tuple) else ""
 
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its parent to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False

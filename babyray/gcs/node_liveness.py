@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.gcs.states import NodeState, advance
 from babyray.gcs.tables import Table
+from babyray.protocol import cluster as cm
 
 __all__ = ["NodeDeath", "NodeLiveness"]
 
@@ -42,7 +42,7 @@ class NodeLiveness:
         record["alive"] = advance(self.state_of(record), state) is NodeState.ALIVE
         self.table.put(node_id, record)
 
-    def register(self, msg: m.RegisterNode, now: float, wall_time: float) -> None:
+    def register(self, msg: cm.RegisterNode, now: float, wall_time: float) -> None:
         """A node joined (or joined again, with new parts): it is ALIVE."""
         self.table.put(msg.node_id, {
             "node_id": msg.node_id, "address": msg.address, "alive": True,
@@ -53,7 +53,7 @@ class NodeLiveness:
         self._last_seen[msg.node_id] = now
         self._awaited.pop(msg.node_id, None)
 
-    def heartbeat(self, msg: m.Heartbeat, now: float) -> bool:
+    def heartbeat(self, msg: cm.Heartbeat, now: float) -> bool:
         """Record the node's load; True if it was DEAD and is ALIVE again."""
         record = self.table.get(msg.node_id)
         if record is None:
@@ -105,9 +105,9 @@ class NodeLiveness:
                 self._awaited[node_id] = now + self.timeout
         return told
 
-    def infos(self) -> tuple[m.NodeInfo, ...]:
+    def infos(self) -> tuple[cm.NodeInfo, ...]:
         return tuple(
-            m.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
+            cm.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
                        r["queue_length"], r["scheduler"], r["store"])
             for _, r in self.table.items())
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from babyray.actors import placement_messages as pm
 from babyray.gcs.states import ActorState, PlacementGroupState, advance
 from babyray.gcs.tables import Table
+from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import placement_group_id
 
 

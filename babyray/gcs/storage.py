@@ -11,13 +11,13 @@ import os
 from collections.abc import Callable
 
 from babyray import config
-from babyray.gcs import messages as gm
 from babyray.gcs.durable_gate import DurableGate
 from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsStore, TableName, redact_url
 from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.writer import StoreWriter
+from babyray.protocol import gcs as gm
 
 __all__ = ["GcsStorage", "RECOVERED_TABLES"]
 
@@ -45,11 +45,11 @@ class GcsStorage:
             ValueError: the URL names an unsupported backend.
             GcsSchemaVersionError: the store was written by another schema version.
         """
-        url = config.get("gcs_url", settings.get("gcs_url") or None) or \
-            f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}"
-        prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
+        resolved = config.Settings(settings)
+        url = resolved.gcs_url or f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}"
+        prefix = resolved.gcs_table_prefix
         self.url = redact_url(url)
-        self.policy = FlushPolicy.from_settings(settings)
+        self.policy = FlushPolicy.from_settings(resolved)
 
         def open_store() -> GcsStore:
             return GcsStore(url, prefix=prefix)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.batching import address_key
 from babyray.gcs.tables import Table
 from babyray.gcs.task_states import FINAL, merge_task_event
+from babyray.protocol import tasks as tm
 
 __all__ = ["TaskDirectory"]
 
@@ -36,7 +36,7 @@ class TaskDirectory:
             if state == "placed":
                 node, owner = fields["placed_node"], fields["owner_address"]
                 if node_dead(node):  # placed from a stale node table
-                    lost.append((owner, m.TasksLost(node, (task_id,))))
+                    lost.append((owner, tm.TasksLost(node, (task_id,))))
                 else:
                     self._placements[task_id] = (node, owner)
                 continue
@@ -67,5 +67,5 @@ class TaskDirectory:
             owner = getattr(record.get("spec"), "owner", None)
             if record.get("node_id") == node_id and owner is not None:
                 add(owner, task_id)
-        return [(owners[key], m.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
+        return [(owners[key], tm.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
                 for key, task_ids in by_owner.items()]
