@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babyray.actors.batching import address_key
+from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.states import ActorState, advance
 from babyray.gcs.tables import Table
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
-
-Outgoing = list[tuple[Any, Any]]  # (destination, message)
 
 
 @dataclass

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.tables import Table
 from babyray.protocol import gcs as gm
 
 __all__ = ["FunctionRegistry"]
-
-Outgoing = list[tuple[Any, Any]]  # (destination, message)
 
 
 class FunctionRegistry:

@@ -11,13 +11,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from babyray.actors.batching import address_key
+from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.tables import Table
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.protocol import tasks as tm
 
 __all__ = ["TaskDirectory"]
-
-Outgoing = list[tuple[Any, Any]]  # (destination, message)
 
 
 class TaskDirectory:
