@@ -132,7 +132,7 @@ class ActorClass:
 def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict]:
     """Wait for the constructor's ref arguments (the GCS keeps the spec for restarts)."""
     refs = [a for a in [*args, *kwargs.values()] if isinstance(a, ObjectRef)]
-    found = core._collect(refs, len(refs), None) if refs else {}
+    found = core.objects.collect(refs, len(refs), None) if refs else {}
 
     def value(a: Any) -> Any:
         return m.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a

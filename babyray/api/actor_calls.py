@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions
 from babyray.actors import messages as m
-from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
@@ -26,19 +26,12 @@ ALIVE, DEAD = "ALIVE", "DEAD"
 
 
 @dataclass(slots=True)
-class _Call:
-    spec: m.TaskSpec
-    unresolved: int
-    failed: Any = None
-
-
-@dataclass(slots=True)
 class _ActorState:
     state: str = "PENDING"
     address: Any = None
     death_cause: str = ""
-    queue: deque = field(default_factory=deque)  # _Call, not yet sent, in submission order
-    inflight: dict = field(default_factory=dict)  # task_id -> spec, sent and unanswered
+    queue: deque[PendingTask] = field(default_factory=deque)  # not yet sent, in submission order
+    inflight: dict[str, m.TaskSpec] = field(default_factory=dict)  # task_id -> spec, sent and unanswered
 
 
 class ActorSubmitter:
@@ -58,17 +51,16 @@ class ActorSubmitter:
 
     def submit(self, spec: m.TaskSpec) -> list[ObjectRef]:
         core = self.core
-        deps = [(spec.args, i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
-        deps += [(spec.kwargs, k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
-        call = _Call(spec, len(deps))
+        actor_id = spec.actor_id
+        assert actor_id is not None, "an actor call names its actor"
+        deps = ref_arguments(spec)
+        call = PendingTask(spec, len(deps))
         with core.lock:
-            core.own_returns(spec, [ref for _, _, ref in deps])
-            actor = self._actor(spec.actor_id)
+            core.tasks.own_returns(spec, [ref for _, _, ref in deps])
+            actor = self._actor(actor_id)
             actor.queue.append(call)
-            for container, slot, ref in deps:
-                core._lookup(ref, arg_resolver(call, container, slot, ref.id,
-                                               lambda: self._pump(spec.actor_id)))
-            self._pump(spec.actor_id)
+            call.resolve(deps, core.objects, lambda: self._pump(actor_id))
+            self._pump(actor_id)
         return [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids][: spec.num_returns]
 
     def _pump(self, actor_id: str) -> None:
@@ -95,6 +87,15 @@ class ActorSubmitter:
         for actor_id in self.actors:
             self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
 
+    def spec_of(self, task_id: str) -> m.TaskSpec | None:
+        """The spec of a call made here, queued or in flight (None: not found). Locked."""
+        for actor in self.actors.values():
+            spec = actor.inflight.get(task_id) or next(
+                (call.spec for call in actor.queue if call.spec.task_id == task_id), None)
+            if spec is not None:
+                return spec
+        return None
+
     def finished(self, task_id: str) -> None:
         actor_id = self.actor_of_call.pop(task_id, None)
         if actor_id is not None:
@@ -114,7 +115,7 @@ class ActorSubmitter:
         retry = []
         for spec in actor.inflight.values():
             if take_retry(spec):
-                retry.append(_Call(spec, 0))
+                retry.append(PendingTask(spec, 0))
             else:
                 self.actor_of_call.pop(spec.task_id, None)
                 self._fail(spec, exceptions.RayActorError(
@@ -140,4 +141,4 @@ class ActorSubmitter:
             self._fail(actor.queue.popleft().spec, error)
 
     def _fail(self, spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> None:
-        self.core._finish(failed_result(spec, error))
+        self.core.tasks.finish(failed_result(spec, error))

@@ -85,12 +85,12 @@ class ObjectRecovery:
         self.log.warning("object_reconstructing", object_id=oid, task_id=spec.task_id,
                          function=spec.function_name, attempt=done + 1)
         with core.lock:
-            core.reset_returns(spec)
+            core.tasks.reset_returns(spec)
         spec.attempt += 1
-        core.resubmit(spec)
+        core.tasks.resubmit(spec)
         ref = ObjectRef(oid, core.inbox, core.identity)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        new_value = core._collect([ref], 1, remaining).get(oid)
+        new_value = core.objects.collect([ref], 1, remaining).get(oid)
         if new_value is None:
             self.log.warning("object_reconstruction_wait_timed_out", object_id=oid, task_id=spec.task_id)
             raise exceptions.GetTimeoutError(
@@ -140,9 +140,9 @@ class ObjectRecovery:
                 self._recover_inputs(spec)
             except exceptions.RayError as exc:
                 with self.core.lock:
-                    self.core._finish(failed_result(spec, exc))
+                    self.core.tasks.finish(failed_result(spec, exc))
                 return
-            self.core.resubmit(spec)
+            self.core.tasks.resubmit(spec)
 
         threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
         return True
@@ -175,5 +175,4 @@ class ObjectRecovery:
                 copy = self.live_copy(arg.object_id, arg.value.size, deadline)
                 container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
         if held:
-            with core.lock:
-                core.refs.task_holds[spec.task_id] = list(core.refs.task_holds.get(spec.task_id, ())) + held
+            core.refs.hold_more_for_task(spec.task_id, held)

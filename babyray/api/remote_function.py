@@ -83,6 +83,6 @@ def encode_arg(core: Any, value: Any) -> Any:
     if isinstance(value, ObjectRef):
         return value
     serialized = serialization.serialize(value)
-    if serialized.total_size <= core.inline_threshold:
+    if serialized.total_size <= core.io.inline_threshold:
         return m.InlineValue(serialized.to_bytes())
     return core.put_serialized(serialized)
