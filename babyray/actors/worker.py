@@ -152,6 +152,7 @@ class Worker(PartActor):
 
     def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
         """From the local scheduler: the head restarted; its GCS has a new address."""
+        assert self.start_msg is not None and self.core is not None, "sent to a started worker only"
         self.start_msg = dataclasses.replace(self.start_msg, gcs=msg.gcs)
         self.core.retarget(msg.gcs)
         runtime = context.runtime_or_none()

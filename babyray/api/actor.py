@@ -8,7 +8,7 @@ Handles pickle, so they can be passed to tasks and other actors.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from babyray import serialization
 from babyray.actors import messages as m
@@ -70,7 +70,8 @@ class ActorClass:
         self._cls = cls
         self._options = check_options(dict(options), ACTOR_OPTIONS, "an actor class")
         self._groups = _concurrency_groups(cls, self._options.get("concurrency_groups"))
-        self._signature = inspect.signature(cls.__init__) if "__init__" in vars(cls) else None
+        init = vars(cls).get("__init__")
+        self._signature = inspect.signature(init) if init is not None else None
         self._blob: bytes | None = None
         self._function_id: str | None = None
         self.__name__ = cls.__name__
@@ -105,6 +106,7 @@ class ActorClass:
         if self._blob is None:
             self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
+        assert self._function_id is not None, "set with the blob"
         resources, strategy = in_placement_group(options, resource_request(options, 0.0), f"actor {self.__name__}")
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
@@ -198,7 +200,7 @@ class ActorMethod:
         core = runtime.core
         info = self._handle._info
         mode = generator_mode(None, self._num_returns)
-        num_returns = 1 if mode else self._num_returns
+        num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
         task_id, return_ids = core.new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",

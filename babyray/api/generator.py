@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from babyray import exceptions
 from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import PUT_INDEX, object_id_for
+from babyray.ids import PUT_INDEX, TaskID, object_id_for
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -53,7 +53,7 @@ def item_id(task_id: str, index: int) -> str:
     """The object id of value ``index`` yielded by generator task ``task_id``."""
     if index >= MAX_ITEMS:
         raise ValueError(f"A generator task can yield at most {MAX_ITEMS} values; task {task_id} yielded more")
-    return object_id_for(task_id, index + 1)
+    return object_id_for(TaskID(task_id), index + 1)
 
 
 @dataclass(slots=True)
@@ -118,7 +118,7 @@ class GeneratorStreams:
             return
         if isinstance(value, m.ErrorValue):
             index = stream.reported
-            oid = object_id_for(task_id, index + 1)
+            oid = object_id_for(TaskID(task_id), index + 1)
             self.core.objects.own_value(oid, task_id, value)
             stream.items[index] = ObjectRef(oid, self.core.inbox, self.core.identity)
             stream.reported = index + 1
@@ -139,6 +139,7 @@ class GeneratorStreams:
 
 def submit_generator(core: "CoreClient", spec: m.TaskSpec, submit: Callable[[m.TaskSpec], list]) -> Any:
     """Submit generator task ``spec`` with ``submit``; an ObjectRefGenerator, or for a dynamic one its ref."""
+    assert spec.generator is not None, "a generator task's spec says how it streams"
     with core.lock:
         core.generators.open(spec.task_id, spec.generator)
     refs = submit(spec)

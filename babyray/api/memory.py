@@ -16,7 +16,7 @@ from babyray.actors import object_messages as om
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
 from babyray.gcs import messages as gm
-from babyray.ids import is_put_object, task_id_of
+from babyray.ids import TaskID, is_put_object, task_id_of
 from babyray.text_table import format_table
 
 __all__ = ["format_memory_report", "memory_references", "memory_report", "memory_stats", "memory_summary"]
@@ -92,7 +92,7 @@ def memory_references(timeout: float = DEFAULT_TIMEOUT) -> dict:
     return {"references": rows, "unreachable": silent}
 
 
-def _task_names(core: Any, task_ids: set[str], timeout: float) -> dict[str, str]:
+def _task_names(core: Any, task_ids: set[TaskID], timeout: float) -> dict[str, str]:
     """Function names of tasks, from the GCS task table (tasks it does not know are left out)."""
     if not task_ids:
         return {}

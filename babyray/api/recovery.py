@@ -18,7 +18,7 @@ from babyray import exceptions, log, serialization
 from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.gcs import messages as gm
-from babyray.ids import is_put_object, task_id_of
+from babyray.ids import ObjectID, is_put_object, task_id_of
 from babyray.task_failure import failed_result, retry_allowed, take_retry
 
 if TYPE_CHECKING:
@@ -63,12 +63,12 @@ class ObjectRecovery:
         if copy is not None:
             self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
             return copy
-        if is_put_object(oid):
+        if is_put_object(ObjectID(oid)):
             self.log.warning("object_lost_unrecoverable", object_id=oid, node=value.node_id, reason="put")
             raise exceptions.ObjectLostError(
                 f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
                 f"objects made by put cannot be rebuilt from lineage.")
-        spec = self._lineage(task_id_of(oid), deadline)
+        spec = self._lineage(task_id_of(ObjectID(oid)), deadline)
         if spec.owner_id != core.identity:
             raise exceptions.ObjectLostError(f"Object {oid} was lost with node {value.node_id}; this process "
                                              f"({core.identity}) is not its owner and cannot rebuild it.")
@@ -169,10 +169,11 @@ class ObjectRecovery:
         for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
                                [(spec.kwargs, k) for k in list(spec.kwargs)]:
             arg = container[slot]
-            if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue):
+            if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue) and arg.object_id is not None:
+                oid = arg.object_id
                 if spec.owner_id == core.identity:
-                    held.append(ObjectRef(arg.object_id, core.inbox, core.identity))
-                copy = self.live_copy(arg.object_id, arg.value.size, deadline)
-                container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
+                    held.append(ObjectRef(oid, core.inbox, core.identity))
+                copy = self.live_copy(oid, arg.value.size, deadline)
+                container[slot] = m.ValueArg(oid, copy or self.recover(oid, arg.value, deadline))
         if held:
             core.refs.hold_more_for_task(spec.task_id, held)

@@ -44,6 +44,7 @@ class RemoteFunction:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
             self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)
+        assert self._function_id is not None, "set with the blob"
         return self._function_id, self._blob
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
