@@ -7,7 +7,7 @@ from typing import Any, Callable
 from babyray import serialization
 from babyray.actors import messages as m
 from babyray.api import context
-from babyray.api.core import function_id_of
+from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
@@ -78,7 +78,7 @@ class RemoteFunction:
         return refs[0] if num_returns == 1 else refs
 
 
-def encode_arg(core: Any, value: Any) -> Any:
+def encode_arg(core: CoreClient, value: Any) -> Any:
     """A top-level ObjectRef stays a ref (resolved by the owner); a small value is pickled
     inline; a large one is put in the object store first and passed as a ref, as in Ray."""
     if isinstance(value, ObjectRef):
