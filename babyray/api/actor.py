@@ -19,6 +19,7 @@ from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
+from babyray.api.task_submission import new_returns
 from babyray.ids import new_actor_id
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
@@ -110,7 +111,7 @@ class ActorClass:
         resources, strategy = in_placement_group(options, resource_request(options, 0.0), f"actor {self.__name__}")
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
-        task_id, _ = core.new_returns(0)
+        task_id, _ = new_returns(0)
         resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
                                 {k: encode_arg(core, v) for k, v in kwargs.items()})
         info = m.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
@@ -201,7 +202,7 @@ class ActorMethod:
         info = self._handle._info
         mode = generator_mode(None, self._num_returns)
         num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
-        task_id, return_ids = core.new_returns(num_returns)
+        task_id, return_ids = new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],

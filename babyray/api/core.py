@@ -80,20 +80,6 @@ class CoreClient:
         self.task_events = TaskEventBuffer(transport, gcs) if gcs is not None else None
         self.refs = ReferenceCounter(self)  # frees objects once no ObjectRef to them remains
         self._registered_functions: dict[str, m.RegisterFunction] = {}  # sent to the GCS, by function id
-        # The facade's calls, answered by its collaborators.
-        self.new_req_id = self.requests.new_req_id
-        self.request = self.requests.request
-        self.request_many = self.requests.request_many
-        self.request_by = self.requests.request_by
-        self.new_returns = self.tasks.new_returns
-        self.submit = self.tasks.submit
-        self.submit_actor_call = self.actor_calls.submit
-        self.cancel = self.tasks.cancel
-        self.resubmit_lost_with_head = self.tasks.resubmit_lost_with_head
-        self.put = self.io.put
-        self.put_serialized = self.io.put_serialized
-        self.store_value = self.io.store_value
-        self.materialize = self.io.materialize
 
     @property
     def on_block(self) -> Callable[[], None] | None:
@@ -113,6 +99,18 @@ class CoreClient:
     def on_unblock(self, hook: Callable[[], None] | None) -> None:
         self.objects.on_unblock = hook
 
+    # ---- requests -------------------------------------------------------------------
+
+    def request(self, dest: Any, build: Callable[[str], Any], timeout: float = REQUEST_TIMEOUT) -> Any:
+        """Send ``build(req_id)`` to ``dest``; its reply (see ``Requests.request``)."""
+        return self.requests.request(dest, build, timeout)
+
+    def request_many(self, requests: list[tuple[Any, Callable[[str], Any]]], timeout: float) -> list[Any]:
+        return self.requests.request_many(requests, timeout)
+
+    def request_by(self, dest: Any, build: Callable[[str], Any], deadline: float | None) -> Any:
+        return self.requests.request_by(dest, build, deadline)
+
     # ---- functions -------------------------------------------------------------------
 
     def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
@@ -124,7 +122,33 @@ class CoreClient:
         reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
         return reply.blob
 
-    # ---- getting values --------------------------------------------------------------
+    # ---- tasks ------------------------------------------------------------------------
+
+    def submit(self, spec: m.TaskSpec, dest: Any = None) -> list[ObjectRef]:
+        """Submit a task; the refs of its returns (see ``TaskSubmitter.submit``)."""
+        return self.tasks.submit(spec, dest)
+
+    def submit_actor_call(self, spec: m.TaskSpec) -> list[ObjectRef]:
+        return self.actor_calls.submit(spec)
+
+    def cancel(self, ref: ObjectRef, force: bool) -> None:
+        self.tasks.cancel(ref, force)
+
+    def resubmit_lost_with_head(self, head_node_id: str, alive_nodes: set[str]) -> int:
+        return self.tasks.resubmit_lost_with_head(head_node_id, alive_nodes)
+
+    # ---- values -----------------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        return self.io.put(value)
+
+    def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Any:
+        """A value record for ``value`` as object ``oid`` (see ``ObjectIO.store_value``)."""
+        return self.io.store_value(oid, value, borrower)
+
+    def materialize(self, oid: str, value: Any, deadline: float | None = None) -> Any:
+        """The Python value of a value record (see ``ObjectIO.materialize``)."""
+        return self.io.materialize(oid, value, deadline)
 
     def get(self, refs: list[ObjectRef], timeout: float | None = None) -> list[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -144,7 +168,7 @@ class CoreClient:
 
     def _ask_owner(self, ref: ObjectRef) -> None:
         """Ask the owner of borrowed ``ref`` for its value (answered by ObjectValues)."""
-        self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
+        self.transport.send(ref.owner, m.GetObjects(self.requests.new_req_id(), (ref.id,), self.inbox))
 
     # ---- incoming messages ---------------------------------------------------------
 

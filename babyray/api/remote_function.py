@@ -11,6 +11,7 @@ from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.api.task_submission import new_returns
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
 
@@ -62,7 +63,7 @@ class RemoteFunction:
         resources, strategy = in_placement_group(options, resource_request(options, 1.0), f"task {self.__name__}")
         mode = generator_mode(self._function, options.get("num_returns"))
         num_returns = 1 if mode else options.get("num_returns", 1)
-        task_id, return_ids = core.new_returns(num_returns)
+        task_id, return_ids = new_returns(num_returns)
         spec = m.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
             function_name=self.__name__, args=[encode_arg(core, a) for a in args],
@@ -86,4 +87,4 @@ def encode_arg(core: CoreClient, value: Any) -> Any:
     serialized = serialization.serialize(value)
     if serialized.total_size <= core.io.inline_threshold:
         return m.InlineValue(serialized.to_bytes())
-    return core.put_serialized(serialized)
+    return core.io.put_serialized(serialized)

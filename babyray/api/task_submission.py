@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
 
+def new_returns(num_returns: int) -> tuple[str, list[str]]:
+    """A new task id and the ids of its ``num_returns`` returns (at least one)."""
+    task_id = new_task_id()
+    return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
+
+
 class TaskSubmitter:
     """Submitted tasks of one owner: those resolving their arguments and those sent, by task id."""
 
@@ -34,12 +40,6 @@ class TaskSubmitter:
         self.core = core
         self._pending: dict[str, PendingTask] = {}  # arguments not all known yet
         self._submitted: dict[str, m.TaskSpec] = {}  # sent, result not arrived
-
-    @staticmethod
-    def new_returns(num_returns: int) -> tuple[str, list[str]]:
-        """A new task id and the ids of its ``num_returns`` returns (at least one)."""
-        task_id = new_task_id()
-        return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
 
     def submit(self, spec: m.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Own the spec's returns, resolve its top-level ObjectRef args, then send it.
