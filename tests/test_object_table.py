@@ -11,9 +11,9 @@ from typing import Iterator
 import pytest
 
 from babyray import exceptions, serialization
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.api.object_table import ObjectTable
+from babyray.protocol import values as vm
 
 ME = "driver-me"
 
@@ -30,11 +30,11 @@ def table(asked: list[ObjectRef]) -> Iterator[ObjectTable]:
         yield table
 
 
-def inline(value: object) -> m.InlineValue:
-    return m.InlineValue(serialization.dumps(value))
+def inline(value: object) -> vm.InlineValue:
+    return vm.InlineValue(serialization.dumps(value))
 
 
-def lost_error(value: m.ErrorValue) -> BaseException:
+def lost_error(value: vm.ErrorValue) -> BaseException:
     return serialization.deserialize(value.blob)
 
 

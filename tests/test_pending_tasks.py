@@ -10,10 +10,10 @@ from typing import Iterator
 import pytest
 
 from babyray import exceptions, serialization
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.api.object_table import ObjectTable
 from babyray.api.pending_tasks import PendingTask, ref_arguments
+from babyray.protocol import values as vm
 
 ME = "driver-me"
 
@@ -25,14 +25,14 @@ def table() -> Iterator[ObjectTable]:
         yield table
 
 
-def spec_with(args: list, kwargs: dict) -> m.TaskSpec:
-    return m.TaskSpec(task_id="t9", job_id="j", function_id="f", function_name="consume", args=args,
+def spec_with(args: list, kwargs: dict) -> vm.TaskSpec:
+    return vm.TaskSpec(task_id="t9", job_id="j", function_id="f", function_name="consume", args=args,
                       kwargs=kwargs, num_returns=1, return_ids=["t90000"], resources={}, owner=None,
                       owner_id=ME)
 
 
-def inline(value: object) -> m.InlineValue:
-    return m.InlineValue(serialization.dumps(value))
+def inline(value: object) -> vm.InlineValue:
+    return vm.InlineValue(serialization.dumps(value))
 
 
 def test_the_scan_finds_top_level_refs_in_args_then_kwargs() -> None:
@@ -55,12 +55,12 @@ def test_a_task_is_ready_once_every_argument_is_known_and_holds_their_values(tab
     assert task.unresolved == 1 and ready == []
     table.set_value("a-0", inline("A"))
     assert ready == [task] and task.failed is None
-    assert spec.args == [m.ValueArg("a-0", inline("A"))]
-    assert spec.kwargs == {"k": m.ValueArg("b-0", inline("B"))}
+    assert spec.args == [vm.ValueArg("a-0", inline("A"))]
+    assert spec.kwargs == {"k": vm.ValueArg("b-0", inline("B"))}
 
 
 def test_a_failed_argument_fails_the_task_with_a_task_error_naming_it(table: ObjectTable) -> None:
-    table.own_value("a-0", "a", m.ErrorValue(serialization.dumps(ValueError("upstream broke"))))
+    table.own_value("a-0", "a", vm.ErrorValue(serialization.dumps(ValueError("upstream broke"))))
     spec = spec_with([ObjectRef("a-0", None, ME)], {})
     deps = ref_arguments(spec)
     task = PendingTask(spec, len(deps))

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
+from babyray.protocol import actors as am
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ class _ActorState:
     address: Any = None
     death_cause: str = ""
     queue: deque[PendingTask] = field(default_factory=deque)  # not yet sent, in submission order
-    inflight: dict[str, m.TaskSpec] = field(default_factory=dict)  # task_id -> spec, sent and unanswered
+    inflight: dict[str, vm.TaskSpec] = field(default_factory=dict)  # task_id -> spec, sent and unanswered
 
 
 class ActorSubmitter:
@@ -46,10 +48,10 @@ class ActorSubmitter:
         state = self.actors.get(actor_id)
         if state is None:
             state = self.actors[actor_id] = _ActorState()
-            self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
+            self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
         return state
 
-    def submit(self, spec: m.TaskSpec) -> list[ObjectRef]:
+    def submit(self, spec: vm.TaskSpec) -> list[ObjectRef]:
         core = self.core
         actor_id = spec.actor_id
         assert actor_id is not None, "an actor call names its actor"
@@ -80,14 +82,14 @@ class ActorSubmitter:
             actor.queue.popleft()
             actor.inflight[call.spec.task_id] = call.spec
             self.actor_of_call[call.spec.task_id] = actor_id
-            self.core.transport.send(actor.address, m.ExecuteTasks((call.spec,)))
+            self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))
 
     def resubscribe(self) -> None:
         """Ask a restarted GCS for the state of every actor called from here (Locked)."""
         for actor_id in self.actors:
-            self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
+            self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
 
-    def spec_of(self, task_id: str) -> m.TaskSpec | None:
+    def spec_of(self, task_id: str) -> vm.TaskSpec | None:
         """The spec of a call made here, queued or in flight (None: not found). Locked."""
         for actor in self.actors.values():
             spec = actor.inflight.get(task_id) or next(
@@ -101,7 +103,7 @@ class ActorSubmitter:
         if actor_id is not None:
             self.actors[actor_id].inflight.pop(task_id, None)
 
-    def state_changed(self, msg: m.ActorStateChanged) -> None:
+    def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)
         if actor.state == DEAD:  # killed here already; the GCS may still report the old state
             return
@@ -114,8 +116,9 @@ class ActorSubmitter:
         """The actor's process died: resend calls in flight within max_task_retries."""
         retry = []
         for spec in actor.inflight.values():
-            if take_retry(spec):
-                retry.append(PendingTask(spec, 0))
+            next_try = take_retry(spec)
+            if next_try is not None:
+                retry.append(PendingTask(next_try, 0))
             else:
                 self.actor_of_call.pop(spec.task_id, None)
                 self._fail(spec, exceptions.RayActorError(
@@ -140,5 +143,5 @@ class ActorSubmitter:
         while actor.queue:
             self._fail(actor.queue.popleft().spec, error)
 
-    def _fail(self, spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> None:
+    def _fail(self, spec: vm.TaskSpec, error: BaseException | vm.ErrorValue) -> None:
         self.core.tasks.finish(failed_result(spec, error))

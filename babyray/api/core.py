@@ -29,10 +29,6 @@ import time
 from typing import Any, Callable
 
 from babyray import exceptions, log
-from babyray.actors import messages as m
-from babyray.actors import object_messages as om
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.generator import GeneratorStreams
@@ -45,11 +41,12 @@ from babyray.api.request_routing import REQUEST_TIMEOUT, Requests, Transport
 from babyray.api.task_events import TaskEventBuffer
 from babyray.api.task_routing import TaskRouter
 from babyray.api.task_submission import TaskSubmitter
-from babyray.gcs import messages as gm
-
-_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered,
-                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries,
-                sm.WorkerTable, sm.Drivers, sm.References, pm.PlacementGroupReply)
+from babyray.protocol import actors as am
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 
 
 class CoreClient:
@@ -79,7 +76,7 @@ class CoreClient:
         self.generators = GeneratorStreams(self)
         self.task_events = TaskEventBuffer(transport, gcs) if gcs is not None else None
         self.refs = ReferenceCounter(self)  # frees objects once no ObjectRef to them remains
-        self._registered_functions: dict[str, m.RegisterFunction] = {}  # sent to the GCS, by function id
+        self._registered_functions: dict[str, gm.RegisterFunction] = {}  # sent to the GCS, by function id
 
     @property
     def on_block(self) -> Callable[[], None] | None:
@@ -115,20 +112,20 @@ class CoreClient:
 
     def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
         if function_id not in self._registered_functions:
-            registration = self._registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
+            registration = self._registered_functions[function_id] = gm.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
     def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
-        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
+        reply = self.request(self.gcs, lambda r: gm.GetFunction(r, function_id), timeout)
         return reply.blob
 
     # ---- tasks ------------------------------------------------------------------------
 
-    def submit(self, spec: m.TaskSpec, dest: Any = None) -> list[ObjectRef]:
+    def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Submit a task; the refs of its returns (see ``TaskSubmitter.submit``)."""
         return self.tasks.submit(spec, dest)
 
-    def submit_actor_call(self, spec: m.TaskSpec) -> list[ObjectRef]:
+    def submit_actor_call(self, spec: vm.TaskSpec) -> list[ObjectRef]:
         return self.actor_calls.submit(spec)
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
@@ -168,47 +165,43 @@ class CoreClient:
 
     def _ask_owner(self, ref: ObjectRef) -> None:
         """Ask the owner of borrowed ``ref`` for its value (answered by ObjectValues)."""
-        self.transport.send(ref.owner, m.GetObjects(self.requests.new_req_id(), (ref.id,), self.inbox))
+        self.transport.send(ref.owner, om.GetObjects(self.requests.new_req_id(), (ref.id,), self.inbox))
 
     # ---- incoming messages ---------------------------------------------------------
 
     def handle(self, msg: Any) -> bool:
         """Process one incoming message; False if it is not a core message."""
         kind = type(msg)
-        if kind is m.TaskResults:
+        if kind is tm.TaskResults:
             with self.lock:
                 for result in msg.results:
                     self.tasks.finish(result)
-        elif kind is m.ObjectValues:
+        elif kind is om.ObjectValues:
             with self.lock:
                 self.objects.borrowed_arrived(msg.values)
-        elif kind is m.GeneratorItem:
+        elif kind is tm.GeneratorItem:
             with self.lock:
                 self.generators.on_item(msg)
-        elif kind is m.GetObjects:
+        elif kind is om.GetObjects:
             self._serve_get_objects(msg)
-        elif kind is m.TasksLost:
+        elif kind is tm.TasksLost:
             with self.lock:
                 self.tasks.nodes_lost(msg)
-        elif kind is m.ActorStateChanged:
+        elif kind is am.ActorStateChanged:
             with self.lock:
                 self.actor_calls.state_changed(msg)
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
-        elif kind is om.StoreStats:
-            self.requests.complete(msg)
         elif kind is sm.GetReferences:
             self.transport.send(msg.reply_to, sm.References(msg.req_id, self.identity, os.getpid(), self.node_id,
                                                             reference_report.snapshot(self)))
-        elif kind in _REPLY_TYPES:
-            self.requests.complete(msg)
         else:
-            return False
+            return self.requests.route(msg)
         return True
 
-    def _serve_get_objects(self, msg: m.GetObjects) -> None:
+    def _serve_get_objects(self, msg: om.GetObjects) -> None:
         def reply(oid: str) -> Callable:
-            return lambda value: self.transport.send(msg.reply_to, m.ObjectValues(msg.req_id, ((oid, value),)))
+            return lambda value: self.transport.send(msg.reply_to, om.ObjectValues(msg.req_id, ((oid, value),)))
         with self.lock:
             for oid in msg.object_ids:
                 self.objects.answer(oid, reply(oid))

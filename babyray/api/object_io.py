@@ -13,11 +13,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from babyray import config, exceptions, log, serialization
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.api.object_table import Value
 from babyray.api.reference_counting import forget_serialized_refs
 from babyray.ids import new_put_object_id
+from babyray.protocol import objects as om
+from babyray.protocol import values as vm
 from babyray.store.alloc_channel import AllocClient
 from babyray.store.arena import Arena, read_object, write_object
 
@@ -69,7 +70,7 @@ class ObjectIO:
         if serialized.contained_refs:
             forget_serialized_refs(serialized.contained_refs)
         if serialized.total_size <= self.inline_threshold:
-            return core.refs.stored_record(m.InlineValue(serialized.to_bytes()), serialized, borrower)
+            return core.refs.stored_record(vm.InlineValue(serialized.to_bytes()), serialized, borrower)
         core.refs.drain()  # frees queued so far go to the store before this allocation
         reserved, error = False, None
         if self._alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
@@ -78,7 +79,7 @@ class ObjectIO:
         if self._alloc_channel is None or error is not None:
             # Through Thespian: after the frees and unpins sent before it, which the channel may
             # have overtaken, so a store that looked full may have room now.
-            reply = core.request(core.store, lambda r: m.CreateObject(r, oid, serialized.total_size, core.identity))
+            reply = core.request(core.store, lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity))
             offset, error, arena_name = reply.offset, reply.error, reply.arena_name
             if error is None and self._alloc_channel is None and not core.remote_store_io:
                 self._open_alloc_channel(arena_name)
@@ -88,9 +89,9 @@ class ObjectIO:
             self._direct().write(core.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        core.transport.send(core.store, m.SealObject(oid, serialized.total_size, core.identity,
+        core.transport.send(core.store, om.SealObject(oid, serialized.total_size, core.identity,
                                                      offset if reserved else -1))
-        return core.refs.stored_record(m.StoredValue(core.node_id, serialized.total_size, core.store),
+        return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
                                        serialized, borrower)
 
     def _open_alloc_channel(self, arena_name: str) -> None:
@@ -124,9 +125,9 @@ class ObjectIO:
         Raises:
             GetTimeoutError: a stored object could not be read or rebuilt before the deadline.
         """
-        if isinstance(value, m.InlineValue):
+        if isinstance(value, vm.InlineValue):
             return serialization.deserialize(value.blob)
-        if isinstance(value, m.ErrorValue):
+        if isinstance(value, vm.ErrorValue):
             error = serialization.deserialize(value.blob)
             if isinstance(error, exceptions.RayTaskError):
                 raise error.as_instanceof_cause()
@@ -134,11 +135,11 @@ class ObjectIO:
         try:
             return self._read_stored(oid, value, deadline)
         except exceptions.ObjectLostError:
-            if isinstance(value, m.StoredValue) and self.core.recovery.is_lost(value, deadline):
+            if isinstance(value, vm.StoredValue) and self.core.recovery.is_lost(value, deadline):
                 return self._read_recovered(oid, value, deadline)
             raise
 
-    def _read_recovered(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
+    def _read_recovered(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
         """Read ``oid``, lost with the node of ``value``: from a surviving copy, else rebuilt.
 
         The object table may still list a copy its store has just dropped (evicted, or freed
@@ -151,13 +152,13 @@ class ObjectIO:
             try:
                 return self.materialize(oid, found, deadline)
             except exceptions.ObjectLostError:
-                copy = isinstance(found, m.StoredValue) and found.node_id not in stale
+                copy = isinstance(found, vm.StoredValue) and found.node_id not in stale
                 if not copy or recovery.is_lost(found, deadline):
                     raise
                 self.log.warning("object_copy_stale", object_id=oid, node=found.node_id)
                 stale.add(found.node_id)
 
-    def _read_stored(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
+    def _read_stored(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
         core = self.core
         if core.remote_store_io:  # read straight from the holder: ask first whether it is alive
             if core.recovery.is_lost(value, deadline):
@@ -168,10 +169,10 @@ class ObjectIO:
         if value.node_id != core.node_id:  # the local store pulls it over the data plane
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
-            reply = core.request_by(core.store, lambda r: m.PullObject(r, oid, value.size, value.store,
+            reply = core.request_by(core.store, lambda r: om.PullObject(r, oid, value.size, value.store,
                                                                        value.node_id, core.identity), deadline)
         else:
-            reply = core.request_by(core.store, lambda r: m.PinObjects(r, (oid,), core.identity), deadline)
+            reply = core.request_by(core.store, lambda r: om.PinObjects(r, (oid,), core.identity), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
@@ -180,7 +181,7 @@ class ObjectIO:
 
         def release() -> None:
             view_closed()
-            core.transport.send(core.store, m.UnpinObjects((oid,), core.identity))
+            core.transport.send(core.store, om.UnpinObjects((oid,), core.identity))
         return read_object(arena, offset, size, release)
 
     def _direct(self) -> Any:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from babyray import exceptions, serialization
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
+from babyray.protocol import values as vm
 
-Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue, or their variants carrying refs
+Value = Any  # vm.InlineValue | vm.StoredValue | vm.ErrorValue, or their variants carrying refs
 Callback = Callable[[Value], None]
 
 
@@ -186,5 +186,5 @@ class ObjectTable:
         return found
 
 
-def _lost(message: str) -> m.ErrorValue:
-    return m.ErrorValue(serialization.dumps(exceptions.ObjectLostError(message)))
+def _lost(message: str) -> vm.ErrorValue:
+    return vm.ErrorValue(serialization.dumps(exceptions.ObjectLostError(message)))

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from babyray.actors import messages as m
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.api.object_table import ObjectTable
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Dependency = tuple[Any, Any, ObjectRef]  # (container: spec.args or spec.kwargs, slot, ref)
 
 
-def ref_arguments(spec: m.TaskSpec) -> list[Dependency]:
+def ref_arguments(spec: vm.TaskSpec) -> list[Dependency]:
     """The top-level ObjectRef arguments of ``spec``: ``(container, slot, ref)``, args first."""
     deps: list[Dependency] = [(spec.args, i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
     if spec.kwargs:
@@ -32,9 +32,9 @@ def ref_arguments(spec: m.TaskSpec) -> list[Dependency]:
 class PendingTask:
     """A submitted task or actor call; sendable once ``unresolved`` is 0 (failed instead if ``failed``)."""
 
-    spec: m.TaskSpec
+    spec: vm.TaskSpec
     unresolved: int
-    failed: Any = None  # m.ErrorValue: the error of the first argument that failed
+    failed: Any = None  # vm.ErrorValue: the error of the first argument that failed
 
     def resolve(self, deps: list[Dependency], objects: "ObjectTable", when_ready: Callable[[], None]) -> None:
         """Look up each of ``deps`` (``ref_arguments(self.spec)``) in ``objects`` (locked by the caller);

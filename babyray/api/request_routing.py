@@ -1,7 +1,8 @@
 """Requests a process sends and the replies that answer them, matched by request id.
 
 A request carries a ``req_id`` made here; the caller's thread waits for the reply with that
-id, which the process's message loop hands to ``complete``. Sending never blocks.
+id, which the process's message loop hands to ``route``: every ``Reply`` of
+``babyray.protocol`` is one. Sending never blocks.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from typing import Any, Callable, Protocol
 
 from babyray import exceptions
+from babyray.protocol import Reply
 
 REQUEST_TIMEOUT = 60.0
 
@@ -91,8 +93,15 @@ class Requests:
                     raise
         raise exceptions.GetTimeoutError(f"get timed out waiting for a reply from {dest}")
 
-    def complete(self, msg: Any) -> None:
-        """A reply arrived: wake the request waiting for it (if it has not timed out)."""
+    def route(self, msg: Any) -> bool:
+        """Hand a reply to the request waiting for it (if it has not timed out); False if ``msg``
+        is not a reply."""
+        if not isinstance(msg, Reply):
+            return False
+        self._complete(msg)
+        return True
+
+    def _complete(self, msg: Reply) -> None:
         with self.lock:
             reply = self._replies.pop(msg.req_id, None)
         if reply is not None:
