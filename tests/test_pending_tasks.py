@@ -11,7 +11,7 @@ import pytest
 
 from babyray import exceptions, serialization
 from babyray.api.object_ref import ObjectRef
-from babyray.api.object_table import ObjectTable
+from babyray.api.owner_table import OwnerTable
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.protocol import values as vm
 
@@ -19,8 +19,8 @@ ME = "driver-me"
 
 
 @pytest.fixture
-def table() -> Iterator[ObjectTable]:
-    table = ObjectTable(ME, threading.RLock(), lambda ref: None)
+def table() -> Iterator[OwnerTable]:
+    table = OwnerTable(ME, threading.RLock(), lambda ref: None)
     with table.lock:
         yield table
 
@@ -43,7 +43,7 @@ def test_the_scan_finds_top_level_refs_in_args_then_kwargs() -> None:
     assert deps[0][0] is spec.args and deps[1][0] is spec.kwargs
 
 
-def test_a_task_is_ready_once_every_argument_is_known_and_holds_their_values(table: ObjectTable) -> None:
+def test_a_task_is_ready_once_every_argument_is_known_and_holds_their_values(table: OwnerTable) -> None:
     table.own_pending("a-0", "a")
     table.own_value("b-0", "b", inline("B"))
     a, b = ObjectRef("a-0", None, ME), ObjectRef("b-0", None, ME)
@@ -59,7 +59,7 @@ def test_a_task_is_ready_once_every_argument_is_known_and_holds_their_values(tab
     assert spec.kwargs == {"k": vm.ValueArg("b-0", inline("B"))}
 
 
-def test_a_failed_argument_fails_the_task_with_a_task_error_naming_it(table: ObjectTable) -> None:
+def test_a_failed_argument_fails_the_task_with_a_task_error_naming_it(table: OwnerTable) -> None:
     table.own_value("a-0", "a", vm.ErrorValue(serialization.dumps(ValueError("upstream broke"))))
     spec = spec_with([ObjectRef("a-0", None, ME)], {})
     deps = ref_arguments(spec)

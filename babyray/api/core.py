@@ -7,7 +7,7 @@ other processes that borrow its objects, and serves ``get``/``wait``/``put``.
 
 It is a thin facade over collaborators, each in its own module:
 
-- ``objects`` (``ObjectTable``): owned and borrowed value records, their callbacks, lookups;
+- ``objects`` (``OwnerTable``): owned and borrowed value records, their callbacks, lookups;
 - ``tasks`` (``TaskSubmitter``): submitted tasks, their results, retries and lineage;
 - ``actor_calls`` (``ActorSubmitter``): calls to actors, in order per actor;
 - ``io`` (``ObjectIO``): put and get against the object store, inline values;
@@ -34,7 +34,7 @@ from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.generator import GeneratorStreams
 from babyray.api.object_io import ObjectIO
 from babyray.api.object_ref import ObjectRef
-from babyray.api.object_table import ObjectTable
+from babyray.api.owner_table import OwnerTable
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.reference_counting import ReferenceCounter
 from babyray.api.request_routing import REQUEST_TIMEOUT, Requests, Transport
@@ -67,7 +67,7 @@ class CoreClient:
         self.lock = threading.RLock()
         self.log = log.get_logger("core")
         self.requests = Requests(transport, identity, inbox, self.lock)
-        self.objects = ObjectTable(identity, self.lock, self._ask_owner)
+        self.objects = OwnerTable(identity, self.lock, self._ask_owner)
         self.tasks = TaskSubmitter(self)
         self.io = ObjectIO(self, self.lock)
         self.actor_calls = ActorSubmitter(self)

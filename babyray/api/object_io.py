@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import config, exceptions, log, serialization
 from babyray.api.object_ref import ObjectRef
-from babyray.api.object_table import Value
+from babyray.api.owner_table import Value
 from babyray.api.reference_counting import forget_serialized_refs
 from babyray.ids import new_put_object_id
 from babyray.protocol import objects as om

@@ -3,7 +3,7 @@
 Both kinds of submission (``task_submission`` and ``actor_calls``) scan a spec with
 ``ref_arguments``, make one ``PendingTask`` and ``resolve`` it: each argument's value record
 replaces its ref in the spec (as a ValueArg) when it is known; the first that is an error
-becomes the task's ``failed``. No I/O: lookups go to the process's ``ObjectTable``.
+becomes the task's ``failed``. No I/O: lookups go to the process's ``OwnerTable``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
-    from babyray.api.object_table import ObjectTable
+    from babyray.api.owner_table import OwnerTable
 
 Dependency = tuple[Any, Any, ObjectRef]  # (container: spec.args or spec.kwargs, slot, ref)
 
@@ -36,7 +36,7 @@ class PendingTask:
     unresolved: int
     failed: Any = None  # vm.ErrorValue: the error of the first argument that failed
 
-    def resolve(self, deps: list[Dependency], objects: "ObjectTable", when_ready: Callable[[], None]) -> None:
+    def resolve(self, deps: list[Dependency], objects: "OwnerTable", when_ready: Callable[[], None]) -> None:
         """Look up each of ``deps`` (``ref_arguments(self.spec)``) in ``objects`` (locked by the caller);
         ``when_ready()`` once the last is known."""
         for container, slot, ref in deps:

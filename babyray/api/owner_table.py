@@ -32,7 +32,7 @@ class OwnedObject:
     task_id: str | None = None  # the task making it (None: made by put)
 
 
-class ObjectTable:
+class OwnerTable:
     """Owned and borrowed value records of one process, by object id."""
 
     def __init__(self, identity: str, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]) -> None:
