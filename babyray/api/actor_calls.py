@@ -41,13 +41,13 @@ class ActorSubmitter:
 
     def __init__(self, core: "CoreClient") -> None:
         self.core = core
-        self.actors: dict[str, _ActorState] = {}
-        self.actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
+        self._actors: dict[str, _ActorState] = {}
+        self._actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
 
     def _actor(self, actor_id: str) -> _ActorState:
-        state = self.actors.get(actor_id)
+        state = self._actors.get(actor_id)
         if state is None:
-            state = self.actors[actor_id] = _ActorState()
+            state = self._actors[actor_id] = _ActorState()
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
         return state
 
@@ -67,7 +67,7 @@ class ActorSubmitter:
 
     def _pump(self, actor_id: str) -> None:
         """Send the calls at the head of the actor's FIFO whose arguments are ready."""
-        actor = self.actors[actor_id]
+        actor = self._actors[actor_id]
         if actor.state == DEAD:
             self._fail_all(actor_id, actor)
             return
@@ -81,17 +81,17 @@ class ActorSubmitter:
                 return
             actor.queue.popleft()
             actor.inflight[call.spec.task_id] = call.spec
-            self.actor_of_call[call.spec.task_id] = actor_id
+            self._actor_of_call[call.spec.task_id] = actor_id
             self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))
 
     def resubscribe(self) -> None:
         """Ask a restarted GCS for the state of every actor called from here (Locked)."""
-        for actor_id in self.actors:
+        for actor_id in self._actors:
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
 
     def spec_of(self, task_id: str) -> vm.TaskSpec | None:
         """The spec of a call made here, queued or in flight (None: not found). Locked."""
-        for actor in self.actors.values():
+        for actor in self._actors.values():
             spec = actor.inflight.get(task_id) or next(
                 (call.spec for call in actor.queue if call.spec.task_id == task_id), None)
             if spec is not None:
@@ -99,9 +99,9 @@ class ActorSubmitter:
         return None
 
     def finished(self, task_id: str) -> None:
-        actor_id = self.actor_of_call.pop(task_id, None)
+        actor_id = self._actor_of_call.pop(task_id, None)
         if actor_id is not None:
-            self.actors[actor_id].inflight.pop(task_id, None)
+            self._actors[actor_id].inflight.pop(task_id, None)
 
     def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)
@@ -120,7 +120,7 @@ class ActorSubmitter:
             if next_try is not None:
                 retry.append(PendingTask(next_try, 0))
             else:
-                self.actor_of_call.pop(spec.task_id, None)
+                self._actor_of_call.pop(spec.task_id, None)
                 self._fail(spec, exceptions.RayActorError(
                     f"The actor {spec.actor_id} died while running {spec.function_name} "
                     f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry."))
@@ -137,7 +137,7 @@ class ActorSubmitter:
         error = error_value(exceptions.ActorDiedError(
             f"The actor {actor_id} is dead. {actor.death_cause}".strip()))
         for spec in list(actor.inflight.values()):
-            self.actor_of_call.pop(spec.task_id, None)
+            self._actor_of_call.pop(spec.task_id, None)
             self._fail(spec, error)
         actor.inflight.clear()
         while actor.queue:
