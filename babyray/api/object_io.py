@@ -32,7 +32,7 @@ class ObjectIO:
     def __init__(self, core: "CoreClient", lock: threading.RLock) -> None:
         self.core = core
         self.lock = lock
-        self.inline_threshold: int = config.get("inline_threshold")
+        self.inline_threshold: int = config.Settings().inline_threshold
         self._arenas: dict[str, Arena] = {}
         self._alloc_channel: AllocClient | None = None
         self._store_arena = ""
