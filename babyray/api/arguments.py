@@ -88,7 +88,7 @@ def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[i
     read: dict[int, Any] = {}
     for n, (i, oid) in enumerate(pinned):
         try:
-            read[i] = core.read_pinned(oid, reply.arena_name, *reply.slots[oid])
+            read[i] = core.io.read_pinned(oid, reply.arena_name, *reply.slots[oid])
         except BaseException:
             _drop(read)
             unread = tuple(o for _, o in pinned[n + 1:])
