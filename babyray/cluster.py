@@ -25,8 +25,16 @@ from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
 from babyray.actors.object_store import ObjectStore
-from babyray.actors.thespian_setup import (ADMIN_PORT, CONVENTION, authenticate_messages, bind_to_node_ip,
-                                           capabilities, log_defs, shutdown_bounded, started_admins)
+from babyray.actors.thespian_setup import (
+    ADMIN_PORT,
+    CONVENTION,
+    authenticate_messages,
+    bind_to_node_ip,
+    capabilities,
+    log_defs,
+    shutdown_bounded,
+    started_admins,
+)
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
@@ -136,17 +144,19 @@ def start_system(caps: dict, log_dir: str) -> ActorSystem:
     return system
 
 
-def stop_system(system: Any) -> None:
+def stop_system(system: Any, confirm: bool = True) -> None:
     """Shut the admin down; if this process started it, leave none of its processes behind.
 
-    Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds (not its own 10 s).
+    With ``confirm``, Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds
+    (not its own 10 s); without (a part is known to be stuck, so the admin cannot), it does not
+    wait. Either way this takes at most ``SHUTDOWN_WAIT + ADMIN_EXIT_WAIT`` seconds.
     Thespian's admin daemonizes: the child this process forked starts a process group, forks
     the admin into it and exits. Every process of that group (admin, logger, parts, workers)
     still running ``ADMIN_EXIT_WAIT`` seconds later is killed; that child is collected last,
     so its pid, the group's id, cannot be reused before.
     """
     try:
-        shutdown_bounded(system, SHUTDOWN_WAIT)
+        shutdown_bounded(system, SHUTDOWN_WAIT if confirm else 0.0)
     finally:
         starter = getattr(system, "babyray_admin_pid", 0)
         if starter:

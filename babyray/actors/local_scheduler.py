@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 from thespian.actors import ActorExitRequest
@@ -30,8 +30,8 @@ from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
-from babyray.actors.gpu_ids import GpuIds
-from babyray.actors.resources import acquire, fits, release
+from babyray.actors.recent_results import RecentResults
+from babyray.actors.resources import ResourcePool
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
@@ -40,10 +40,6 @@ from babyray.ids import new_worker_id
 from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
 from babyray.task_failure import failed_result, take_retry
-
-
-RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
-
 
 WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
@@ -84,16 +80,15 @@ class LocalScheduler(PartActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.node: m.StartNode | None = None
-        self.total: dict[str, float] = {}
-        self.available: dict[str, float] = {}
+        self.pool = ResourcePool({})
         self.queue = TaskQueue()
-        self.workers = WorkerTable()
+        self.workers = WorkerTable(self.pool)
         self.processes: dict[str, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
         self.pidfds: dict[int, str] = {}  # pidfd -> worker id
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         self.killed_actors: set[str] = set()
-        self.recently_done: dict[str, deque] = {}  # worker id -> (finished at, spec), last RESULT_GRACE s
+        self.recent = RecentResults(address_key)  # tasks finished lately, by worker
         self.last_heartbeat = 0.0
         self.bundles = BundleLedger()  # placement group bundles reserved on this node
 
@@ -104,24 +99,23 @@ class LocalScheduler(PartActor):
         log.configure(os.path.join(msg.session_dir, "logs"), "local_scheduler", msg.node_id)
         self.log = log.get_logger("local_scheduler")
         register_pid(msg.session_dir, "local_scheduler")
-        self.total = dict(msg.resources)
-        self.available = dict(msg.resources)
-        self.gpus = GpuIds(int(self.total.get("GPU", 0)))
+        self.pool = ResourcePool(msg.resources)
+        self.workers = WorkerTable(self.pool)
         self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
         self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
         self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
         self.idle_timeout = float(msg.config.get("idle_worker_timeout", config.get("idle_worker_timeout")))
         self.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
-        for _ in range(max(1, int(self.total.get("CPU", 1)))):
+        for _ in range(self.pool.cpus()):
             self._start_worker()
-        self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
+        self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total))
         self.every(self.heartbeat_period, "heartbeat")
         self.every(LIVENESS_POLL, "liveness")
-        self.log.info("local_scheduler_started", resources=self.total)
+        self.log.info("local_scheduler_started", resources=self.pool.total)
         self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
 
     def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
-        node = self.node
+        node = self._node()
         address = self.createActor(Worker)
         process = self.child_process(address)
         if process is None or process.pid is None:
@@ -139,6 +133,10 @@ class LocalScheduler(PartActor):
         self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
+    def _node(self) -> m.StartNode:
+        assert self.node is not None, "StartNode comes first"
+        return self.node
+
     def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
         if self.workers.mark_ready(msg.worker_id, sender) is not None:
             self._dispatch()
@@ -146,19 +144,21 @@ class LocalScheduler(PartActor):
     # ---- scheduling ------------------------------------------------------------------
 
     def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
-        placed = address_key(sender) == address_key(self.node.global_scheduler)  # never bounce those back
+        node = self._node()
+        placed = address_key(sender) == address_key(node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
-            if not fits(self.total, spec.resources) or (
-                    not placed and wants_global_placement(spec, self.node.node_id, self.locality)):
+            if not self.pool.fits_ever(spec.resources) or (
+                    not placed and wants_global_placement(spec, node.node_id, self.locality)):
                 self._forward(spec)
             else:
                 self.queue.push(spec)
         self._dispatch()
 
     def _forward(self, spec: m.TaskSpec) -> None:
+        node = self._node()
         self.forwarded.add(spec.task_id)
         self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
-        self.post(self.node.global_scheduler, m.ForwardTasks(self.node.node_id, (spec,)))
+        self.post(node.global_scheduler, m.ForwardTasks(node.node_id, (spec,)))
 
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
@@ -167,45 +167,54 @@ class LocalScheduler(PartActor):
             self._ensure_workers([])
             self._maybe_heartbeat()
             return
-        batches: dict[str, list] = {}
+        batches: dict[str, tuple[Any, list[m.TaskSpec]]] = {}  # worker id -> (its address, specs)
         idle = self.workers.idle()
         wanted_workers: list[dict] = []  # the runtime_env of each worker to start
         # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
         # so no task waits behind a long one while a CPU frees up elsewhere.
-        pipelining = len(self.queue) > 2 * max(1, int(self.total.get("CPU", 1)))
+        pipelining = len(self.queue) > 2 * self.pool.cpus()
         for fifo in self.queue.fifos():
             while fifo:
                 spec = fifo[0]
                 if spec.actor_creation and not self._room_for_actor():
                     self._refuse_actor(self.queue.popped(fifo))
-                elif fits(self.available, spec.resources):
+                elif self.pool.fits_now(spec.resources):
                     worker = _take_idle(idle, env_key(spec.runtime_env))
                     if worker is None:
                         wanted_workers.append(spec.runtime_env)
                         break
-                    acquire(self.available, spec.resources)
-                    worker.held = dict(spec.resources)
-                    self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
-                    worker.actor_id = spec.actor_id if spec.actor_creation else None
-                    self._assign(worker, self.queue.popped(fifo), batches)
+                    self.workers.lease(worker, self.queue.popped(fifo))
+                    self._send_task(worker, spec, batches)
                 elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
                     break
                 else:
                     self.queue.popped(fifo)
         self._ensure_workers(wanted_workers)
-        for worker_id, specs in batches.items():
-            self.post(self.workers.get(worker_id).address, m.ExecuteTasks(tuple(specs)))
+        for address, specs in batches.values():
+            self.post(address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
+
+    def _send_task(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict[str, tuple[Any, list]]) -> None:
+        spec.gpu_ids = self.workers.gpus.ids(worker.worker_id)
+        batches.setdefault(worker.worker_id, (worker.address, []))[1].append(spec)
+
+    def _pipeline(self, spec: m.TaskSpec, batches: dict[str, tuple[Any, list]]) -> bool:
+        """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
+        worker = self.workers.pipeline_target(spec, env_key(spec.runtime_env), self.pipeline_depth)
+        if worker is None:
+            return False
+        self.workers.queue_behind(worker, spec)
+        self._send_task(worker, spec, batches)
+        return True
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
         """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
         pool at the CPU count with workers of no runtime_env."""
         envs = {env_key(env): env for env in wanted}
         counts = Counter(env_key(env) for env in wanted)
-        counts[""] = max(counts.get("", 0), self._pool_target() - self.workers.pool_size())
+        counts[""] = max(counts.get("", 0), self.pool.cpus() - self.workers.pool_size())
         for key, count in counts.items():
-            starting = sum(1 for w in self.workers if w.state is WorkerState.STARTING and w.env_key == key)
-            for _ in range(count - starting):
+            for _ in range(count - self.workers.starting(key)):
                 if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
                     break
                 if self._start_worker(envs.get(key)) is None:
@@ -219,88 +228,41 @@ class LocalScheduler(PartActor):
                 return True
         return False
 
-    def _pool_target(self) -> int:
-        """Workers kept for plain tasks: one per CPU (at least one)."""
-        return max(1, int(self.total.get("CPU", 1)))
-
     def _room_for_actor(self) -> bool:
         """Actors may take every worker up to ``max_workers`` but the pool kept for tasks."""
-        return self.workers.actor_workers() < self.max_workers - self._pool_target()
+        return self.workers.actor_workers() < self.max_workers - self.pool.cpus()
 
     def _refuse_actor(self, spec: m.TaskSpec) -> None:
-        room = max(0, self.max_workers - self._pool_target())
-        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {self.node.node_id}: "
+        node = self._node()
+        room = max(0, self.max_workers - self.pool.cpus())
+        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {node.node_id}: "
                   f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
-                  f"setting allows ({room}; {self._pool_target()} more are kept for tasks). Raise it with "
+                  f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(self.node.gcs, m.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
+        self.post(node.gcs, m.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
 
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
         idle_workers = self.workers.idle()
-        idle, idle_envs = len(idle_workers), {w.env_key for w in idle_workers}
-        if not idle:
-            return
-        for worker in sorted(self.workers, key=lambda w: -len(w.assigned)):
-            if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
+        idle_envs = {w.env_key for w in idle_workers}
+        budget = len(idle_workers)
+        for worker in self.workers.backlogged():
+            if budget <= 0:
                 break
             if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
                 continue
-            self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
-            idle -= 1
+            self.post(worker.address, m.StealTasks(len(worker.assigned) // 2))
+            budget -= 1
 
-    def _assign(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict) -> None:
-        spec.gpu_ids = self.gpus.ids(worker.worker_id)
-        self.workers.assign(worker, spec)
-        batches.setdefault(worker.worker_id, []).append(spec)
-
-    def _pipeline(self, spec: m.TaskSpec, batches: dict) -> bool:
-        """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
-        best = None
-        for worker in self.workers:
-            if (worker.assigned and not worker.blocked and worker.actor_id is None
-                    and len(worker.assigned) < self.pipeline_depth
-                    and worker.held == spec.resources and worker.env_key == env_key(spec.runtime_env)
-                    and (best is None or len(worker.assigned) < len(best.assigned))):
-                best = worker
-        if best is None:
-            return False
-        self._assign(best, spec, batches)
-        return True
+    # ---- what workers report -----------------------------------------------------------
 
     def on_tasks_done(self, msg: m.WorkerTasksDone, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
-        now = time.monotonic()
-        recent = self.recently_done.setdefault(msg.worker_id, deque())
-        recent.extend((now, s) for s in self.workers.finish(worker, set(msg.task_ids)) if s.actor_id is None)
-        while recent and now - recent[0][0] > RESULT_GRACE:
-            recent.popleft()
-        if not worker.assigned and worker.actor_id is None:
-            self._release_worker(worker)
+        self.recent.note(worker.worker_id, self.workers.finish(worker, set(msg.task_ids)), time.monotonic())
         self._dispatch()
-
-    def _report_results_maybe_lost(self, worker_id: str) -> None:
-        """A worker that died may not have sent the results of its last tasks: their "done"
-        reached us first (we are local), the results to a remote owner were still queued. Ask
-        the owners to run again those they still wait for (TasksLost; they ignore the rest)."""
-        now = time.monotonic()
-        by_owner: dict[Any, tuple[Any, list]] = {}
-        for finished, spec in self.recently_done.pop(worker_id, ()):
-            if now - finished <= RESULT_GRACE:
-                by_owner.setdefault(address_key(spec.owner), (spec.owner, []))[1].append(spec.task_id)
-        for owner, task_ids in by_owner.values():
-            self.log.warning("task_results_maybe_lost", worker_id=worker_id, task_ids=task_ids)
-            self.post(owner, m.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
-
-    def _release_worker(self, worker: WorkerRecord) -> None:
-        if not worker.blocked:
-            release(self.available, worker.held)
-        worker.held = {}
-        self.gpus.release(worker.worker_id)
-        worker.idle_since = time.monotonic()
 
     def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -308,18 +270,13 @@ class LocalScheduler(PartActor):
             return
         self.workers.finish(worker, {s.task_id for s in msg.returned})
         self.queue.push_front(msg.returned)
-        if not worker.blocked:
-            worker.blocked = True
-            release(self.available, worker.held)
+        self.workers.block(worker)
         self._dispatch()
 
     def on_worker_unblocked(self, msg: m.WorkerUnblocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
-        if worker is not None and worker.blocked:
-            worker.blocked = False
-            acquire(self.available, worker.held)  # may overcommit for a moment, as in Ray
-            if not worker.assigned:
-                self._release_worker(worker)
+        if worker is not None:
+            self.workers.unblock(worker)
 
     def on_return_tasks(self, msg: m.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -349,10 +306,10 @@ class LocalScheduler(PartActor):
         if worker is not None:
             self.post(worker.address, msg)
         elif msg.task_id in self.forwarded:
-            self.post(self.node.global_scheduler, msg)
+            self.post(self._node().global_scheduler, msg)
 
     def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, m.TaskResults((failed_result(spec, error, node_id=self.node.node_id),)))
+        self.post(spec.owner, m.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -381,7 +338,7 @@ class LocalScheduler(PartActor):
             for fd in [fd for fd, wid in self.pidfds.items() if wid == worker_id]:
                 del self.pidfds[fd]
                 os.close(fd)
-            held = self.workers.remove(worker_id)
+            held = self.workers.remove(worker_id)  # what it took returns to the pool
             if held is not None:  # not a worker we had stopped on purpose
                 self._worker_died(held, exit_description(exitcode), source)
                 died = True
@@ -389,18 +346,19 @@ class LocalScheduler(PartActor):
             self._dispatch()
 
     def _worker_died(self, held: Held, how: str, source: str) -> None:
-        worker = held.worker
+        """Tell the GCS of a dead actor; requeue the tasks the worker had not started, and
+        retry (or fail) the one it ran."""
+        node, worker = self._node(), held.worker
         self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
                          tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
-        self._report_results_maybe_lost(worker.worker_id)
-        if not worker.blocked:
-            release(self.available, worker.held)
-        self.gpus.release(worker.worker_id)
+        for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
+            self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
+            self.post(owner, m.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
         if worker.actor_id is not None:
-            if not worker.exiting:
+            if held.last_state is not WorkerState.EXITING:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
                           else f"pid {worker.pid} {how}")
-                self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
+                self.post(node.gcs, m.ActorWorkerDied(worker.actor_id, node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
         self.queue.push_front(list(held.unstarted))
@@ -431,48 +389,47 @@ class LocalScheduler(PartActor):
 
     def on_actor_exiting(self, msg: m.ActorExiting, sender: Any) -> None:
         """The actor called exit_actor(): it is dead for good; stop its worker."""
+        node = self._node()
         worker = self.workers.get(msg.worker_id)
         if worker is None or worker.actor_id is None:
             return
-        worker.exiting = True
+        self.workers.mark_exiting(worker)
         self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
-        self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id,
-                                                   "The actor exited on purpose: exit_actor() was called",
-                                                   final=True))
+        self.post(node.gcs, m.ActorWorkerDied(worker.actor_id, node.node_id,
+                                              "The actor exited on purpose: exit_actor() was called", final=True))
         self.send(worker.address, ActorExitRequest())
 
     # ---- placement group bundles (babyray.actors.bundles) -----------------------------
 
     def on_prepare_bundles(self, msg: pm.PrepareBundles, sender: Any) -> None:
-        ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.available)
+        ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.pool.available)
         self.log.info("bundles_prepared" if ok else "bundles_refused", pg_id=msg.pg_id, bundles=msg.bundles)
-        self.post(sender, pm.BundlesPrepared(msg.pg_id, self.node.node_id, ok))
+        self.post(sender, pm.BundlesPrepared(msg.pg_id, self._node().node_id, ok))
 
     def on_commit_bundles(self, msg: pm.CommitBundles, sender: Any) -> None:
-        if self.bundles.commit(msg.pg_id, self.total, self.available):
+        if self.bundles.commit(msg.pg_id, self.pool.total, self.pool.available):
             self._send_heartbeat()
             self._dispatch()
 
     def on_return_bundles(self, msg: pm.ReturnBundles, sender: Any) -> None:
         """Free the group's bundles; its tasks fail and the workers running in it are killed."""
-        if not self.bundles.give_back(msg.pg_id, self.total, self.available):
+        if not self.bundles.give_back(msg.pg_id, self.pool.total, self.pool.available):
             return
         error = exceptions.TaskPlacementGroupRemoved(f"placement group {msg.pg_id} was removed")
-        for fifo in self.queue.fifos():
-            for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
-                self._fail(self.queue.remove(spec.task_id), error)
+        for spec in self.queue.take_all(lambda s: uses_group(s.resources, msg.pg_id)):
+            self._fail(spec, error)
         doomed = []
         for worker in self.workers:
             if uses_group(worker.held, msg.pg_id) and worker.pid:
-                worker.held = {}  # those resources are gone with the group
+                self.workers.disown_held(worker)
                 if worker.actor_id is not None:
                     self.killed_actors.add(worker.actor_id)
                 else:
-                    worker.exiting = True  # takes no task, even if its last one reports done before it dies
+                    self.workers.mark_exiting(worker)  # takes no task, even if its last one reports done first
                     for spec in worker.assigned:
                         self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)
-                    worker.assigned = worker.assigned[:1]  # none is run again elsewhere
+                    self.workers.finish(worker, {s.task_id for s in worker.assigned[1:]})  # none runs elsewhere
                 self.log.info("bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid)
                 os.kill(worker.pid, signal.SIGKILL)
                 doomed.append(worker.worker_id)
@@ -483,24 +440,24 @@ class LocalScheduler(PartActor):
     # ---- the worker table (babyray list workers) --------------------------------------
 
     def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
+        node_id = self._node().node_id
         workers = tuple(
-            {"worker_id": w.worker_id, "node_id": self.node.node_id, "pid": w.pid or None, "state": w.state.value,
+            {"worker_id": w.worker_id, "node_id": node_id, "pid": w.pid or None, "state": w.state.value,
              "actor_id": w.actor_id, "running_task_id": w.assigned[0].task_id if w.assigned else None,
              "num_queued": max(0, len(w.assigned) - 1), "started_at": w.started_at,
-             "address": w.address if w.ready else None}
+             "address": w.address if w.state is not WorkerState.STARTING else None}
             for w in self.workers)
-        self.reply(msg, sender, sm.WorkerTable(msg.req_id, self.node.node_id, workers))
+        self.reply(msg, sender, sm.WorkerTable(msg.req_id, node_id, workers))
 
     # ---- a restarted head -------------------------------------------------------------
 
     def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
         """Send to the restarted head's new GCS and global scheduler from now on: register
         again (same node id: the GCS recovered it) and tell the store and the workers."""
-        self.node = dataclasses.replace(self.node, gcs=msg.gcs, global_scheduler=msg.global_scheduler)
-        self.log.warning("gcs_moved_reregistering", node=self.node.node_id)
-        self.post(msg.gcs, m.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
-                                          self.total))
-        self.post(self.node.store, msg)
+        node = self.node = dataclasses.replace(self._node(), gcs=msg.gcs, global_scheduler=msg.global_scheduler)
+        self.log.warning("gcs_moved_reregistering", node=node.node_id)
+        self.post(msg.gcs, m.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total))
+        self.post(node.store, msg)
         for worker in self.workers:
             self.post(worker.address, msg)
         self._send_heartbeat()
@@ -517,14 +474,15 @@ class LocalScheduler(PartActor):
 
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
-        self.post(self.node.gcs, m.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
-                                             len(self.workers), dict(self.total)))
+        node = self._node()
+        self.post(node.gcs, m.Heartbeat(node.node_id, dict(self.pool.available), len(self.queue), len(self.workers),
+                                        dict(self.pool.total)))
 
     def _stop_idle_workers(self) -> None:
         now = time.monotonic()
         idle = [w for w in self.workers.idle() if now - w.idle_since > self.idle_timeout]
         idle.sort(key=lambda w: w.env_key == "")  # workers of a runtime_env go first
-        for worker in idle[: max(0, self.workers.pool_size() - self._pool_target())]:
+        for worker in idle[: max(0, self.workers.pool_size() - self.pool.cpus())]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
             self._stop_worker(worker)
 

@@ -14,7 +14,6 @@ finds its new parts (``HeadWatch``) and sends there from now on.
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import time
 from typing import Any
@@ -25,12 +24,20 @@ from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
-from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
-                             start_head, stop_system)
+from babyray.cluster import (
+    HeadHandle,
+    default_resources,
+    free_port,
+    join_as_driver,
+    object_store_size,
+    start_head,
+    stop_system,
+)
 from babyray.ids import random_hex
 from babyray.session import kill_session_processes, new_session_dir
 
 CONNECT_TIMEOUT = 30.0
+STORE_STOP_WAIT = 0.5  # seconds the store has to spill its files and close its servers at shutdown
 
 
 __all__ = ["DriverRuntime", "free_port", "resolve_address"]
@@ -150,7 +157,7 @@ class DriverRuntime:
         old, old_head_node = self.head, self.cluster.head_node_id
         head, local = _driver_parts(old.system, self.session_dir, old.head_address, self.node_ip, info,
                                     registered.nodes)
-        resent = self.transport.retarget(list(zip(_parts(old), _parts(head))))
+        resent = self.transport.retarget(list(zip(_parts(old), _parts(head), strict=True)))
         self.head, self.cluster = head, info
         self.core.retarget(head.gcs, head.scheduler, head.store, head.node_id, remote_store_io=not local)
         resubmitted = self.core.resubmit_lost_with_head(old_head_node, {n.node_id for n in registered.nodes
@@ -174,12 +181,13 @@ class DriverRuntime:
         self.transport.close()
         self.core.close()
         if self.owns_cluster:
+            store_stopped = None
             try:
-                self.head.system.ask(self.head.store, m.Shutdown(), 5)
+                store_stopped = self.head.system.ask(self.head.store, m.Shutdown(), STORE_STOP_WAIT)
             finally:
-                stop_system(self.head.system)
+                # A store that cannot answer holds the admin too: do not wait for its confirmation.
+                stop_system(self.head.system, confirm=store_stopped is not None)
                 kill_session_processes(self.session_dir)
-                _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:
             stop_system(self.head.system)
         self.log.info("driver_stopped")
@@ -225,11 +233,3 @@ def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, inf
 def _parts(head: HeadHandle) -> list[Any]:
     """The addresses a driver sends to that change when the head restarts."""
     return [head.gcs, head.global_scheduler, head.scheduler, head.store]
-
-
-def _unlink_arenas(name: str) -> None:
-    for path in glob.glob(f"/dev/shm/{name}*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
