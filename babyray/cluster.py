@@ -21,6 +21,7 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config, log
 from babyray.actors import messages as m
+from babyray.actors.base import PartActor
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
@@ -75,7 +76,7 @@ class HeadHandle:
 NodeHandle = HeadHandle  # a member node's handle has the same fields
 
 
-def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) -> m.Started:
+def _ask_started(system: Any, address: Any, msg: Any, part: type[PartActor], log_dir: str) -> m.Started:
     """Send a part its start message and wait for its Started reply.
 
     A part whose start handler raises logs ``handler_failed`` and sends nothing back, so its

@@ -4,8 +4,14 @@ from __future__ import annotations
 import pytest
 
 from babyray.actors import messages as m
-from babyray.actors.scheduling_policy import (LocalityAwarePolicy, NodeLoad, Placement, QueueOnlyPolicy,
-                                              Unschedulable, wants_global_placement)
+from babyray.actors.scheduling_policy import (
+    LocalityAwarePolicy,
+    NodeLoad,
+    Placement,
+    QueueOnlyPolicy,
+    Unschedulable,
+    wants_global_placement,
+)
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 

@@ -23,11 +23,15 @@ import sys
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
-from babyray.exceptions import (GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError,
-                                WorkerCrashedError)
-from conftest import assert_session_clean
+from babyray.exceptions import (
+    GetTimeoutError,
+    RayActorError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 
 SECONDS = float(os.environ.get("BABYRAY_SOAK_SECONDS", "60"))  # CI: the whole test stays under 2 min
 SEED = int(os.environ.get("BABYRAY_SOAK_SEED", str(int(time.time() * 1000) % 1_000_000)))

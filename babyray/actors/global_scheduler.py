@@ -26,10 +26,10 @@ from typing import Any
 from babyray import exceptions, log
 from babyray.actors import messages as m
 from babyray.actors import placement_messages as pm
+from babyray.actors.base import PartActor
 from babyray.actors.bundle_placement import place_bundles
 from babyray.actors.bundles import group_resources
 from babyray.actors.resources import acquire, release
-from babyray.actors.base import PartActor
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
 from babyray.session import register_pid
 from babyray.task_failure import failed_result
@@ -181,7 +181,7 @@ class GlobalScheduler(PartActor):
                 self.pending_groups[pg_id] = reservation.request
         free = {node_id: dict(n.available) for node_id, n in self.nodes.items() if n.alive}
         for reservation in self.reserving.values():
-            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles):
+            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles, strict=True):
                 if node_id in free:
                     acquire(free[node_id], bundle)
         for pg_id, request in list(self.pending_groups.items()):
@@ -189,12 +189,13 @@ class GlobalScheduler(PartActor):
             if nodes is None:
                 continue
             del self.pending_groups[pg_id]
-            for node_id, bundle in zip(nodes, request.bundles):
+            for node_id, bundle in zip(nodes, request.bundles, strict=True):
                 acquire(free[node_id], bundle)
             self.reserving[pg_id] = _Reservation(request, nodes, set(nodes))
             self.log.info("placement_group_preparing", pg_id=pg_id, nodes=nodes)
             for node_id in set(nodes):
-                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles)) if n == node_id)
+                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles, strict=True))
+                             if n == node_id)
                 self.post(self.nodes[node_id].scheduler, pm.PrepareBundles(pg_id, mine))
 
     def on_bundles_prepared(self, msg: pm.BundlesPrepared, sender: Any) -> None:
@@ -217,8 +218,8 @@ class GlobalScheduler(PartActor):
             self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
             # the group's resources, known here before the node's next heartbeat reaches the GCS
             node = self.nodes[node_id]
-            mine = {i: b for i, (n, b) in enumerate(zip(reservation.nodes, reservation.request.bundles))
-                    if n == node_id}
+            placed = zip(reservation.nodes, reservation.request.bundles, strict=True)
+            mine = {i: b for i, (n, b) in enumerate(placed) if n == node_id}
             release(node.resources, group_resources(msg.pg_id, mine))
         self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
         self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))

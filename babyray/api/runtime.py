@@ -154,6 +154,7 @@ class DriverRuntime:
         """Send to a restarted head's parts from now on: register again (same job), send the
         unanswered requests again and the tasks in flight that no alive node holds."""
         registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
+        assert self.cluster is not None, "only a driver that joined a cluster follows its head"
         old, old_head_node = self.head, self.cluster.head_node_id
         head, local = _driver_parts(old.system, self.session_dir, old.head_address, self.node_ip, info,
                                     registered.nodes)
@@ -177,7 +178,8 @@ class DriverRuntime:
         if self.watch is not None:
             self.watch.close()
         self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
-        self.core.task_events.close()
+        if self.core.task_events is not None:
+            self.core.task_events.close()
         self.transport.close()
         self.core.close()
         if self.owns_cluster:
