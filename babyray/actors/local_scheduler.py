@@ -30,6 +30,7 @@ from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
+from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.recent_results import RecentResults
 from babyray.actors.resources import ResourcePool
 from babyray.actors.scheduling_policy import policy_name, wants_global_placement
@@ -163,49 +164,18 @@ class LocalScheduler(PartActor):
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
-            self._steal_for_idle_workers()
+            for worker, count in steal_requests(self.workers):
+                self.post(worker.address, m.StealTasks(count))
             self._ensure_workers([])
             self._maybe_heartbeat()
             return
-        batches: dict[str, tuple[Any, list[m.TaskSpec]]] = {}  # worker id -> (its address, specs)
-        idle = self.workers.idle()
-        wanted_workers: list[dict] = []  # the runtime_env of each worker to start
-        # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
-        # so no task waits behind a long one while a CPU frees up elsewhere.
-        pipelining = len(self.queue) > 2 * self.pool.cpus()
-        for fifo in self.queue.fifos():
-            while fifo:
-                spec = fifo[0]
-                if spec.actor_creation and not self._room_for_actor():
-                    self._refuse_actor(self.queue.popped(fifo))
-                elif self.pool.fits_now(spec.resources):
-                    worker = _take_idle(idle, env_key(spec.runtime_env))
-                    if worker is None:
-                        wanted_workers.append(spec.runtime_env)
-                        break
-                    self.workers.lease(worker, self.queue.popped(fifo))
-                    self._send_task(worker, spec, batches)
-                elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
-                    break
-                else:
-                    self.queue.popped(fifo)
-        self._ensure_workers(wanted_workers)
-        for address, specs in batches.values():
+        plan = plan_dispatch(self.queue, self.workers, self.pipeline_depth, self.max_workers - self.pool.cpus())
+        for spec in plan.refused:
+            self._refuse_actor(spec)
+        self._ensure_workers(plan.wanted)
+        for address, specs in plan.batches.values():
             self.post(address, m.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
-
-    def _send_task(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict[str, tuple[Any, list]]) -> None:
-        spec.gpu_ids = self.workers.gpus.ids(worker.worker_id)
-        batches.setdefault(worker.worker_id, (worker.address, []))[1].append(spec)
-
-    def _pipeline(self, spec: m.TaskSpec, batches: dict[str, tuple[Any, list]]) -> bool:
-        """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
-        worker = self.workers.pipeline_target(spec, env_key(spec.runtime_env), self.pipeline_depth)
-        if worker is None:
-            return False
-        self.workers.queue_behind(worker, spec)
-        self._send_task(worker, spec, batches)
-        return True
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
         """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
@@ -228,10 +198,6 @@ class LocalScheduler(PartActor):
                 return True
         return False
 
-    def _room_for_actor(self) -> bool:
-        """Actors may take every worker up to ``max_workers`` but the pool kept for tasks."""
-        return self.workers.actor_workers() < self.max_workers - self.pool.cpus()
-
     def _refuse_actor(self, spec: m.TaskSpec) -> None:
         node = self._node()
         room = max(0, self.max_workers - self.pool.cpus())
@@ -241,19 +207,6 @@ class LocalScheduler(PartActor):
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
         self.post(node.gcs, m.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
-
-    def _steal_for_idle_workers(self) -> None:
-        """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle_workers = self.workers.idle()
-        idle_envs = {w.env_key for w in idle_workers}
-        budget = len(idle_workers)
-        for worker in self.workers.backlogged():
-            if budget <= 0:
-                break
-            if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
-                continue
-            self.post(worker.address, m.StealTasks(len(worker.assigned) // 2))
-            budget -= 1
 
     # ---- what workers report -----------------------------------------------------------
 
@@ -516,10 +469,3 @@ def _kill_after(pidfds: list[int], seconds: float) -> None:
         finally:
             os.close(fd)
 
-
-def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
-    """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
-    for i in range(len(idle) - 1, -1, -1):
-        if idle[i].env_key == key:
-            return idle.pop(i)
-    return None
