@@ -1,15 +1,15 @@
 """The local scheduler's dispatch rule (babyray.actors.dispatch), without a cluster."""
 from __future__ import annotations
 
-from babyray.actors import messages as m
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.resources import ResourcePool
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker_table import WorkerRecord, WorkerState, WorkerTable
+from babyray.protocol import values as vm
 
 
 def spec(task_id, cpus=1.0, actor_id=None, runtime_env=None):
-    return m.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": cpus} if cpus else {}, None,
+    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": cpus} if cpus else {}, None,
                       "owner", actor_id=actor_id, actor_creation=actor_id is not None,
                       runtime_env=runtime_env or {})
 

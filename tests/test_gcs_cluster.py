@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 
 import babyray as ray
-from babyray.actors.messages import GetNodes
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
 from babyray.api import context
 from babyray.cluster import START_TIMEOUT, ClusterStartError, free_port
-from babyray.gcs import messages as gm
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
+from babyray.procfs import is_running
 from babyray.session import session_pids
-from conftest import _alive, assert_session_clean
+from conftest import assert_session_clean
 from test_gcs_store import PASSWORD, PG_URL, drop_tables
 
 FAST_FLUSH = 0.2  # seconds between flush passes in these tests
@@ -69,7 +69,7 @@ class Gcs:
     def flush(self, timeout: float = 10.0) -> gm.GcsFlushed:
         core = context.runtime().core
         core.task_events.flush()  # owners buffer task events; a request on the same path orders them
-        core.request(core.gcs, GetNodes)
+        core.request(core.gcs, cm.GetNodes)
         return self.ask(gm.FlushGcs("flush", timeout), timeout + 5)
 
     def entries(self, table: str, keys: list[str]) -> dict[str, Any]:
@@ -236,8 +236,8 @@ def test_evicted_entries_are_faulted_back_on_a_miss(backend: Backend) -> None:
         assert all(lineage[t]["state"] == "finished" and lineage[t]["spec"].task_id == t for t in task_ids)
         assert gcs.stats().faults["tasks"] == 20
         function_id = lineage[task_ids[0]]["function_id"]
-        blob = gcs.ask(m.GetFunction("fn", function_id))
-        assert isinstance(blob, m.FunctionBlob) and blob.blob  # a flushed function still resolves
+        blob = gcs.ask(gm.GetFunction("fn", function_id))
+        assert isinstance(blob, gm.FunctionBlob) and blob.blob  # a flushed function still resolves
         assert ray.get(double.remote(21)) == 42
 
 
@@ -389,7 +389,7 @@ def test_a_part_that_fails_to_start_names_its_cause_and_an_existing_log(tmp_path
     assert os.path.isfile(log_file) and "handler_failed" in Path(log_file).read_text()
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda: not [pid for pid in session_pids(session_dir) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)
 
@@ -399,6 +399,6 @@ def test_an_unsupported_store_url_fails_init_with_a_clear_error(tmp_path: Path) 
         ray.init(num_cpus=1, temp_dir=str(tmp_path), gcs_url="mysql://user:pw@127.0.0.1/x")
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):  # the admin stops its parts
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda: not [pid for pid in session_pids(session_dir) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from babyray.actors import messages as m
 from babyray.actors.resources import ResourcePool
 from babyray.actors.worker_table import TRANSITIONS, WorkerRecord, WorkerState, WorkerTable
+from babyray.protocol import values as vm
 
 
 def spec(task_id, actor_id=None, creation=False, resources=None):
-    return m.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"],
+    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"],
                       {"CPU": 1.0} if resources is None else resources, None, "owner",
                       actor_id=actor_id, actor_creation=creation)
 

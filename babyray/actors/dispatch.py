@@ -12,20 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker_table import WorkerRecord, WorkerTable
+from babyray.protocol import values as vm
 from babyray.runtime_env.validation import env_key
 
 
 @dataclass
 class DispatchPlan:
-    batches: dict[str, tuple[Any, list[m.TaskSpec]]] = field(default_factory=dict)  # worker id -> (address, specs)
+    batches: dict[str, tuple[Any, list[vm.TaskSpec]]] = field(default_factory=dict)  # worker id -> (address, specs)
     wanted: list[dict] = field(default_factory=list)  # the runtime_env of each worker to start
-    refused: list[m.TaskSpec] = field(default_factory=list)  # actor creations beyond the worker limit
+    refused: list[vm.TaskSpec] = field(default_factory=list)  # actor creations beyond the worker limit
 
-    def send(self, worker: WorkerRecord, spec: m.TaskSpec, gpu_ids: tuple[int, ...]) -> None:
-        spec.gpu_ids = gpu_ids
+    def send(self, worker: WorkerRecord, spec: vm.TaskSpec) -> None:
         self.batches.setdefault(worker.worker_id, (worker.address, []))[1].append(spec)
 
 
@@ -47,16 +46,14 @@ def plan_dispatch(queue: TaskQueue, workers: WorkerTable, pipeline_depth: int, a
                 if worker is None:
                     plan.wanted.append(spec.runtime_env)
                     break
-                workers.lease(worker, queue.popped(fifo))
-                plan.send(worker, spec, workers.gpus.ids(worker.worker_id))
+                plan.send(worker, workers.lease(worker, queue.popped(fifo)))
             elif spec.actor_creation or not pipelining:
                 break
             else:
                 worker = workers.pipeline_target(spec, env, pipeline_depth)
                 if worker is None:
                     break
-                workers.queue_behind(worker, queue.popped(fifo))
-                plan.send(worker, spec, workers.gpus.ids(worker.worker_id))
+                plan.send(worker, workers.queue_behind(worker, queue.popped(fifo)))
     return plan
 
 

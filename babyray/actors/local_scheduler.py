@@ -24,20 +24,23 @@ from typing import Any
 from thespian.actors import ActorExitRequest
 
 from babyray import config, exceptions, log
-from babyray.actors import messages as m
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.recent_results import RecentResults
 from babyray.actors.resources import ResourcePool
-from babyray.actors.scheduling_policy import policy_name, wants_global_placement
+from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
 from babyray.ids import new_worker_id
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import placement as pm
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
 from babyray.task_failure import failed_result, take_retry
@@ -60,17 +63,17 @@ def exit_description(exitcode: int) -> str:
 class LocalScheduler(PartActor):
     component = "local_scheduler"
     handlers = {
-        m.StartNode: "on_start",
-        m.SubmitTasks: "on_submit",
-        m.WorkerReady: "on_worker_ready",
-        m.WorkerTasksDone: "on_tasks_done",
-        m.WorkerBlocked: "on_worker_blocked",
-        m.WorkerUnblocked: "on_worker_unblocked",
-        m.ReturnTasks: "on_return_tasks",
-        m.CancelTask: "on_cancel",
-        m.KillActorWorker: "on_kill_actor_worker",
-        m.ActorExiting: "on_actor_exiting",
-        m.GcsRestarted: "on_gcs_restarted",
+        cm.StartNode: "on_start",
+        tm.SubmitTasks: "on_submit",
+        tm.WorkerReady: "on_worker_ready",
+        tm.WorkerTasksDone: "on_tasks_done",
+        tm.WorkerBlocked: "on_worker_blocked",
+        tm.WorkerUnblocked: "on_worker_unblocked",
+        tm.ReturnTasks: "on_return_tasks",
+        tm.CancelTask: "on_cancel",
+        am.KillActorWorker: "on_kill_actor_worker",
+        am.ActorExiting: "on_actor_exiting",
+        cm.GcsRestarted: "on_gcs_restarted",
         sm.GetWorkers: "on_get_workers",
         pm.PrepareBundles: "on_prepare_bundles",
         pm.CommitBundles: "on_commit_bundles",
@@ -80,7 +83,7 @@ class LocalScheduler(PartActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.node: m.StartNode | None = None
+        self.node: cm.StartNode | None = None
         self.pool = ResourcePool({})
         self.queue = TaskQueue()
         self.workers = WorkerTable(self.pool)
@@ -95,25 +98,26 @@ class LocalScheduler(PartActor):
 
     # ---- start-up --------------------------------------------------------------------
 
-    def on_start(self, msg: m.StartNode, sender: Any) -> None:
+    def on_start(self, msg: cm.StartNode, sender: Any) -> None:
         self.node = msg
         log.configure(os.path.join(msg.session_dir, "logs"), "local_scheduler", msg.node_id)
         self.log = log.get_logger("local_scheduler")
         register_pid(msg.session_dir, "local_scheduler")
         self.pool = ResourcePool(msg.resources)
         self.workers = WorkerTable(self.pool)
-        self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
-        self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
-        self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
-        self.idle_timeout = float(msg.config.get("idle_worker_timeout", config.get("idle_worker_timeout")))
-        self.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
+        settings = config.Settings(msg.config)
+        self.pipeline_depth = settings.worker_pipeline_depth
+        self.max_workers = settings.max_workers
+        self.heartbeat_period = settings.heartbeat_period
+        self.idle_timeout = settings.idle_worker_timeout
+        self.locality = settings.scheduling_policy == "locality"
         for _ in range(self.pool.cpus()):
             self._start_worker()
-        self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total))
+        self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total))
         self.every(self.heartbeat_period, "heartbeat")
         self.every(LIVENESS_POLL, "liveness")
         self.log.info("local_scheduler_started", resources=self.pool.total)
-        self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
+        self.post(sender, cm.Started("local_scheduler", os.getpid(), self.myAddress))
 
     def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
         node = self._node()
@@ -129,22 +133,22 @@ class LocalScheduler(PartActor):
             self.pidfds[os.pidfd_open(process.pid)] = worker.worker_id
         except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
             self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
-        self.post(address, m.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
+        self.post(address, tm.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
                                          node.store, node.gcs, "", node.config, runtime_env or {}))
         self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
-    def _node(self) -> m.StartNode:
+    def _node(self) -> cm.StartNode:
         assert self.node is not None, "StartNode comes first"
         return self.node
 
-    def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
+    def on_worker_ready(self, msg: tm.WorkerReady, sender: Any) -> None:
         if self.workers.mark_ready(msg.worker_id, sender) is not None:
             self._dispatch()
 
     # ---- scheduling ------------------------------------------------------------------
 
-    def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
+    def on_submit(self, msg: tm.SubmitTasks, sender: Any) -> None:
         node = self._node()
         placed = address_key(sender) == address_key(node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
@@ -155,17 +159,17 @@ class LocalScheduler(PartActor):
                 self.queue.push(spec)
         self._dispatch()
 
-    def _forward(self, spec: m.TaskSpec) -> None:
+    def _forward(self, spec: vm.TaskSpec) -> None:
         node = self._node()
         self.forwarded.add(spec.task_id)
         self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
-        self.post(node.global_scheduler, m.ForwardTasks(node.node_id, (spec,)))
+        self.post(node.global_scheduler, tm.ForwardTasks(node.node_id, (spec,)))
 
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
             for worker, count in steal_requests(self.workers):
-                self.post(worker.address, m.StealTasks(count))
+                self.post(worker.address, tm.StealTasks(count))
             self._ensure_workers([])
             self._maybe_heartbeat()
             return
@@ -174,7 +178,7 @@ class LocalScheduler(PartActor):
             self._refuse_actor(spec)
         self._ensure_workers(plan.wanted)
         for address, specs in plan.batches.values():
-            self.post(address, m.ExecuteTasks(tuple(specs)))
+            self.post(address, tm.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
@@ -198,7 +202,7 @@ class LocalScheduler(PartActor):
                 return True
         return False
 
-    def _refuse_actor(self, spec: m.TaskSpec) -> None:
+    def _refuse_actor(self, spec: vm.TaskSpec) -> None:
         node = self._node()
         room = max(0, self.max_workers - self.pool.cpus())
         reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {node.node_id}: "
@@ -206,18 +210,18 @@ class LocalScheduler(PartActor):
                   f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(node.gcs, m.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
+        self.post(node.gcs, am.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
 
     # ---- what workers report -----------------------------------------------------------
 
-    def on_tasks_done(self, msg: m.WorkerTasksDone, sender: Any) -> None:
+    def on_tasks_done(self, msg: tm.WorkerTasksDone, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
         self.recent.note(worker.worker_id, self.workers.finish(worker, set(msg.task_ids)), time.monotonic())
         self._dispatch()
 
-    def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
+    def on_worker_blocked(self, msg: tm.WorkerBlocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
@@ -226,12 +230,12 @@ class LocalScheduler(PartActor):
         self.workers.block(worker)
         self._dispatch()
 
-    def on_worker_unblocked(self, msg: m.WorkerUnblocked, sender: Any) -> None:
+    def on_worker_unblocked(self, msg: tm.WorkerUnblocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is not None:
             self.workers.unblock(worker)
 
-    def on_return_tasks(self, msg: m.ReturnTasks, sender: Any) -> None:
+    def on_return_tasks(self, msg: tm.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is not None:
             self.workers.finish(worker, {s.task_id for s in msg.specs})
@@ -240,7 +244,7 @@ class LocalScheduler(PartActor):
 
     # ---- cancellation ----------------------------------------------------------------
 
-    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+    def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
         spec = self.queue.remove(msg.task_id)
         if spec is not None:
             self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
@@ -261,8 +265,8 @@ class LocalScheduler(PartActor):
         elif msg.task_id in self.forwarded:
             self.post(self._node().global_scheduler, msg)
 
-    def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, m.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
+    def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -306,12 +310,12 @@ class LocalScheduler(PartActor):
                          tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
-            self.post(owner, m.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
+            self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
         if worker.actor_id is not None:
             if held.last_state is not WorkerState.EXITING:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
                           else f"pid {worker.pid} {how}")
-                self.post(node.gcs, m.ActorWorkerDied(worker.actor_id, node.node_id, reason))
+                self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
         self.queue.push_front(list(held.unstarted))
@@ -320,10 +324,10 @@ class LocalScheduler(PartActor):
             return
         if running.task_id in self.force_cancelled:
             self.force_cancelled.discard(running.task_id)
-        elif take_retry(running):
-            self.log.warning("task_retry_worker_died", task_id=running.task_id, attempt=running.attempt,
+        elif (retry := take_retry(running)) is not None:
+            self.log.warning("task_retry_worker_died", task_id=retry.task_id, attempt=retry.attempt,
                              worker_id=worker.worker_id)
-            self.queue.push_front([running])
+            self.queue.push_front([retry])
         else:
             self.log.warning("task_failed_worker_died", task_id=running.task_id, worker_id=worker.worker_id)
             self._fail(running, exceptions.WorkerCrashedError(
@@ -331,7 +335,7 @@ class LocalScheduler(PartActor):
                 f"({running.function_name}) died ({how}); retries exhausted "
                 f"({running.attempt}/{running.max_retries})."))
 
-    def on_kill_actor_worker(self, msg: m.KillActorWorker, sender: Any) -> None:
+    def on_kill_actor_worker(self, msg: am.KillActorWorker, sender: Any) -> None:
         for worker in self.workers:
             if worker.actor_id == msg.actor_id:
                 self.killed_actors.add(msg.actor_id)
@@ -340,7 +344,7 @@ class LocalScheduler(PartActor):
                 self._check_workers([worker.worker_id], "kill")
                 return
 
-    def on_actor_exiting(self, msg: m.ActorExiting, sender: Any) -> None:
+    def on_actor_exiting(self, msg: am.ActorExiting, sender: Any) -> None:
         """The actor called exit_actor(): it is dead for good; stop its worker."""
         node = self._node()
         worker = self.workers.get(msg.worker_id)
@@ -348,7 +352,7 @@ class LocalScheduler(PartActor):
             return
         self.workers.mark_exiting(worker)
         self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
-        self.post(node.gcs, m.ActorWorkerDied(worker.actor_id, node.node_id,
+        self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id,
                                               "The actor exited on purpose: exit_actor() was called", final=True))
         self.send(worker.address, ActorExitRequest())
 
@@ -404,12 +408,12 @@ class LocalScheduler(PartActor):
 
     # ---- a restarted head -------------------------------------------------------------
 
-    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+    def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Send to the restarted head's new GCS and global scheduler from now on: register
         again (same node id: the GCS recovered it) and tell the store and the workers."""
         node = self.node = dataclasses.replace(self._node(), gcs=msg.gcs, global_scheduler=msg.global_scheduler)
         self.log.warning("gcs_moved_reregistering", node=node.node_id)
-        self.post(msg.gcs, m.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total))
+        self.post(msg.gcs, cm.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total))
         self.post(node.store, msg)
         for worker in self.workers:
             self.post(worker.address, msg)
@@ -428,7 +432,7 @@ class LocalScheduler(PartActor):
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
         node = self._node()
-        self.post(node.gcs, m.Heartbeat(node.node_id, dict(self.pool.available), len(self.queue), len(self.workers),
+        self.post(node.gcs, cm.Heartbeat(node.node_id, dict(self.pool.available), len(self.queue), len(self.workers),
                                         dict(self.pool.total)))
 
     def _stop_idle_workers(self) -> None:

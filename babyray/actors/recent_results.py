@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Iterable
 
-from babyray.actors import messages as m
+from babyray.protocol import values as vm
 
 RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
 
@@ -19,9 +19,9 @@ class RecentResults:
     def __init__(self, key: Callable[[Any], Any], grace: float = RESULT_GRACE) -> None:
         self._key = key  # owner address -> a hashable key
         self._grace = grace
-        self._by_worker: dict[str, deque[tuple[float, m.TaskSpec]]] = {}
+        self._by_worker: dict[str, deque[tuple[float, vm.TaskSpec]]] = {}
 
-    def note(self, worker_id: str, specs: Iterable[m.TaskSpec], now: float) -> None:
+    def note(self, worker_id: str, specs: Iterable[vm.TaskSpec], now: float) -> None:
         """The worker finished ``specs`` (actor calls are not the scheduler's to retry)."""
         recent = self._by_worker.setdefault(worker_id, deque())
         recent.extend((now, s) for s in specs if s.actor_id is None)

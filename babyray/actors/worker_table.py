@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from babyray.actors import messages as m
 from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import ResourcePool
+from babyray.protocol import values as vm
 
 
 class WorkerState(enum.Enum):
@@ -50,7 +50,7 @@ class WorkerRecord:
     pid: int
     env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
     state: WorkerState = WorkerState.STARTING
-    assigned: list[m.TaskSpec] = field(default_factory=list)  # specs sent, in order; [0] is running
+    assigned: list[vm.TaskSpec] = field(default_factory=list)  # specs sent, in order; [0] is running
     held: dict[str, float] = field(default_factory=dict)  # resources of the running task (or the actor)
     idle_since: float = field(default_factory=time.monotonic)
     actor_id: str | None = None
@@ -67,8 +67,8 @@ class Held:
     """What a worker that died held: the task it ran and those queued behind it."""
 
     worker: WorkerRecord
-    running: m.TaskSpec | None
-    unstarted: tuple[m.TaskSpec, ...]
+    running: vm.TaskSpec | None
+    unstarted: tuple[vm.TaskSpec, ...]
     last_state: WorkerState  # its state before it was removed (EXITING: its end was expected)
 
 
@@ -120,23 +120,27 @@ class WorkerTable:
                 self._move(worker, WorkerState.IDLE)
         return worker
 
-    def lease(self, worker: WorkerRecord, spec: m.TaskSpec) -> None:
+    def lease(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
         """IDLE -> BUSY (ACTOR for an actor's creation): the worker runs ``spec`` and takes its
-        resources (and GPUs) from the pool."""
+        resources (and GPUs) from the pool; returns the spec to send, with its GPU ids."""
         self._move(worker, WorkerState.ACTOR if spec.actor_creation else WorkerState.BUSY)
         self.pool.acquire(spec.resources)
         worker.held = dict(spec.resources)
-        self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
         worker.actor_id = spec.actor_id if spec.actor_creation else None
+        spec = spec.with_gpu_ids(self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0)))
         worker.assigned.append(spec)
+        return spec
 
-    def queue_behind(self, worker: WorkerRecord, spec: m.TaskSpec) -> None:
-        """Pipelining: ``spec`` waits behind the BUSY worker's running task, on its resources."""
+    def queue_behind(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
+        """Pipelining: ``spec`` waits behind the BUSY worker's running task, on its resources
+        (and GPUs); returns the spec to send."""
         if worker.state is not WorkerState.BUSY:
             raise ValueError(f"worker {worker.worker_id} is {worker.state.value}: nothing to queue behind")
+        spec = spec.with_gpu_ids(self.gpus.ids(worker.worker_id))
         worker.assigned.append(spec)
+        return spec
 
-    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[m.TaskSpec]:
+    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[vm.TaskSpec]:
         """The worker no longer holds these tasks (done, or handed back unstarted); returns the
         specs dropped. Holding none any more, a pool worker gives its resources back: BUSY -> IDLE
         (BLOCKED stays so until its ``get`` returns; its resources were lent already)."""
@@ -215,7 +219,7 @@ class WorkerTable:
     def actor_workers(self) -> int:
         return sum(1 for w in self._workers.values() if w.actor_id is not None)
 
-    def pipeline_target(self, spec: m.TaskSpec, env: str, depth: int) -> WorkerRecord | None:
+    def pipeline_target(self, spec: vm.TaskSpec, env: str, depth: int) -> WorkerRecord | None:
         """The least-loaded BUSY worker running tasks of ``spec``'s shape and runtime_env with
         fewer than ``depth`` tasks, to queue ``spec`` behind."""
         fitting = [w for w in self._workers.values()

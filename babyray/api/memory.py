@@ -12,11 +12,11 @@ from collections import Counter
 from typing import Any
 
 from babyray import config, exceptions
-from babyray.actors import object_messages as om
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
-from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
 from babyray.text_table import format_table
 
 __all__ = ["format_memory_report", "memory_references", "memory_report", "memory_stats", "memory_summary"]
@@ -180,6 +180,6 @@ def _display(r: dict, in_store: dict) -> dict:
         detail.append(f"owner {r['owner_id'] or '?'}")
     stored = in_store.get(r["object_id"], {})
     size = r["size_bytes"] if r["size_bytes"] is not None else stored.get("size")
-    inline = size is not None and size <= config.get("inline_threshold")
+    inline = size is not None and size <= config.Settings().inline_threshold
     state = stored.get("state") or ("INLINE" if inline else "-")
     return {**r, "size": "?" if size is None else size, "store_state": state, "detail": "; ".join(detail)}

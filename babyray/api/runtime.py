@@ -14,13 +14,12 @@ finds its new parts (``HeadWatch``) and sends there from now on.
 from __future__ import annotations
 
 import atexit
+import glob
 import os
 import time
 from typing import Any
 
-from babyray import auth, log
-from babyray.actors import messages as m
-from babyray.actors.scheduling_policy import policy_name
+from babyray import auth, config, log
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
@@ -34,6 +33,7 @@ from babyray.cluster import (
     stop_system,
 )
 from babyray.ids import random_hex
+from babyray.protocol import cluster as cm
 from babyray.session import kill_session_processes, new_session_dir
 
 CONNECT_TIMEOUT = 30.0
@@ -90,7 +90,7 @@ class DriverRuntime:
         self.core.remote_store_io = remote_store_io
         self.transport.start(self._on_message)
         self.log = log.get_logger("driver")
-        self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
+        self.cluster: cm.ClusterInfo | None = None  # the head's parts, for a driver that joined
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
         self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
@@ -120,7 +120,7 @@ class DriverRuntime:
                           object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
                           token=token)
         runtime = cls(head, owns_cluster=True)
-        runtime.core.router.locality = policy_name(settings.get("scheduling_policy")) == "locality"
+        runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
                          session_dir=session_dir)
         return runtime
@@ -134,23 +134,23 @@ class DriverRuntime:
         started = time.monotonic()
         system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT, token=token)
         try:
-            reply = system.ask(info.gcs, m.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
+            reply = system.ask(info.gcs, cm.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
             head, local = _driver_parts(system, session_dir, address, node_ip, info,
-                                        reply.nodes if isinstance(reply, m.Nodes) else ())
+                                        reply.nodes if isinstance(reply, cm.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
             stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
-        runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
-        runtime.core.router.update(reply.nodes if isinstance(reply, m.Nodes) else ())
+        runtime.core.router.locality = info.scheduling_policy == "locality"
+        runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
         runtime.watch = HeadWatch(system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head)
         runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
                          seconds=round(time.monotonic() - started, 4), session_dir=session_dir)
         return runtime
 
-    def _follow_head(self, info: m.ClusterInfo, unreachable_for: float) -> None:
+    def _follow_head(self, info: cm.ClusterInfo, unreachable_for: float) -> None:
         """Send to a restarted head's parts from now on: register again (same job), send the
         unanswered requests again and the tasks in flight that no alive node holds."""
         registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
@@ -168,7 +168,7 @@ class DriverRuntime:
                          requests_resent=resent, tasks_resubmitted=resubmitted)
 
     def nodes(self) -> tuple:
-        return self.core.request(self.gcs, lambda r: m.GetNodes(r)).nodes
+        return self.core.request(self.gcs, lambda r: cm.GetNodes(r)).nodes
 
     def shutdown(self) -> None:
         if self._closed:
@@ -177,7 +177,7 @@ class DriverRuntime:
         atexit.unregister(self.shutdown)
         if self.watch is not None:
             self.watch.close()
-        self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
+        self.transport.send(self.gcs, cm.UnregisterDriver(self.job_id))  # state queries stop asking it
         if self.core.task_events is not None:
             self.core.task_events.close()
         self.transport.close()
@@ -185,11 +185,12 @@ class DriverRuntime:
         if self.owns_cluster:
             store_stopped = None
             try:
-                store_stopped = self.head.system.ask(self.head.store, m.Shutdown(), STORE_STOP_WAIT)
+                store_stopped = self.head.system.ask(self.head.store, cm.Shutdown(), STORE_STOP_WAIT)
             finally:
                 # A store that cannot answer holds the admin too: do not wait for its confirmation.
                 stop_system(self.head.system, confirm=store_stopped is not None)
                 kill_session_processes(self.session_dir)
+                _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:
             stop_system(self.head.system)
         self.log.info("driver_stopped")
@@ -204,7 +205,7 @@ def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str
     """
     if not auth.enabled_by(auth_mode):
         return None
-    from babyray.cli import recorded_token_file
+    from babyray.cli.node_records import recorded_token_file
     token = auth.token_from_environment()
     if token is None and (path := recorded_token_file(address, temp_dir)):
         token = auth.read_token_file(path)
@@ -214,7 +215,7 @@ def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str
     return token
 
 
-def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: m.ClusterInfo,
+def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: cm.ClusterInfo,
                   nodes: tuple) -> tuple[HeadHandle, bool]:
     """The parts a driver on ``node_ip`` sends to, and whether a node runs on its host.
 
@@ -235,3 +236,11 @@ def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, inf
 def _parts(head: HeadHandle) -> list[Any]:
     """The addresses a driver sends to that change when the head restarts."""
     return [head.gcs, head.global_scheduler, head.scheduler, head.store]
+
+
+def _unlink_arenas(name: str) -> None:
+    for path in glob.glob(f"/dev/shm/{name}*"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
