@@ -10,6 +10,13 @@ It is the one owner of its workers' liveness: it watches each worker process it 
 (a pidfd, a periodic poll, and Thespian's child-exit message all lead to one check of the
 process's exit status), so any death - a signal, ``sys.exit``, ``os._exit``, ``kill -9``,
 several at once - is noticed within a second.
+
+This actor is the Thespian shell: messages in and out, worker processes (start, pidfd, poll,
+kill). The state and the rules are I/O-free and unit-tested on their own: the queue
+(``task_queue``), the workers' states and leases and the node's resource pool they charge
+(``worker_table``, ``resources``), the dispatch rule (``dispatch``), the results that may
+still be on their way from a dead worker (``recent_results``) and the placement-group
+bundles (``bundles``).
 """
 from __future__ import annotations
 
