@@ -43,7 +43,7 @@ from babyray.session import end_process_group, reap_child
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
-SHUTDOWN_WAIT = 1.0  # seconds the admin has to confirm shutdown
+SHUTDOWN_WAIT = 0.8  # seconds the admin has to confirm shutdown (it takes about 0.3 s when every part answers)
 ADMIN_EXIT_WAIT = 0.3  # seconds more its processes have to exit before they are killed
 _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
@@ -149,18 +149,21 @@ def stop_system(system: Any, confirm: bool = True) -> None:
 
     With ``confirm``, Thespian waits for the admin to confirm for ``SHUTDOWN_WAIT`` seconds
     (not its own 10 s); without (a part is known to be stuck, so the admin cannot), it does not
-    wait. Either way this takes at most ``SHUTDOWN_WAIT + ADMIN_EXIT_WAIT`` seconds.
-    Thespian's admin daemonizes: the child this process forked starts a process group, forks
-    the admin into it and exits. Every process of that group (admin, logger, parts, workers)
-    still running ``ADMIN_EXIT_WAIT`` seconds later is killed; that child is collected last,
-    so its pid, the group's id, cannot be reused before.
+    wait. Thespian's admin daemonizes: the child this process forked starts a process group,
+    forks the admin into it and exits. Once the admin confirmed, every process of that group
+    (admin, logger, parts, workers) still running ``ADMIN_EXIT_WAIT`` seconds later is killed;
+    if it did not, they are killed at once. So this takes at most about ``SHUTDOWN_WAIT``
+    seconds. That child is collected last, so its pid, the group's id, cannot be reused before.
     """
+    wait = SHUTDOWN_WAIT if confirm else 0.0
+    started = time.monotonic()
     try:
-        shutdown_bounded(system, SHUTDOWN_WAIT if confirm else 0.0)
+        shutdown_bounded(system, wait)
     finally:
         starter = getattr(system, "babyray_admin_pid", 0)
         if starter:
-            killed = end_process_group(starter, ADMIN_EXIT_WAIT)
+            confirmed = time.monotonic() - started < wait  # Thespian returns at the timeout otherwise
+            killed = end_process_group(starter, ADMIN_EXIT_WAIT if confirmed else 0.0)
             if killed:
                 log.get_logger("driver").warning("admin_group_killed", pids=killed)
             reap_child(starter)
