@@ -39,6 +39,7 @@ from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
 from babyray.ids import new_node_id
 from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
 from babyray.session import end_process_group, reap_child
 
 START_TIMEOUT = 30.0
@@ -89,6 +90,9 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type[PartActor], log
     deadline = time.monotonic() + START_TIMEOUT
     reply = system.ask(address, msg, _START_POLL)
     while not isinstance(reply, cm.Started):
+        if isinstance(reply, gm.GcsError):  # the part refused its start message
+            raise ClusterStartError(f"{what} did not start: {reply.error_type}: {reply.message} "
+                                    f"(see {_part_log(log_dir, what)})")
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
             cause, log_file = failure or (str(reply) if reply is not None else
