@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babyray import exceptions, log
+from babyray.actors.base import PartActor
+from babyray.actors.bundle_placement import place_bundles
+from babyray.actors.bundles import group_resources
+from babyray.actors.resources import acquire, release
+from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.protocol import placement as pm
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
-from babyray.actors.bundle_placement import place_bundles
-from babyray.actors.bundles import group_resources
-from babyray.actors.resources import acquire, release
-from babyray.actors.base import PartActor
-from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
 from babyray.session import register_pid
 from babyray.task_failure import failed_result
 from babyray.util.scheduling_strategies import placement_group_id
@@ -183,7 +183,7 @@ class GlobalScheduler(PartActor):
                 self.pending_groups[pg_id] = reservation.request
         free = {node_id: dict(n.available) for node_id, n in self.nodes.items() if n.alive}
         for reservation in self.reserving.values():
-            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles):
+            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles, strict=True):
                 if node_id in free:
                     acquire(free[node_id], bundle)
         for pg_id, request in list(self.pending_groups.items()):
@@ -191,12 +191,13 @@ class GlobalScheduler(PartActor):
             if nodes is None:
                 continue
             del self.pending_groups[pg_id]
-            for node_id, bundle in zip(nodes, request.bundles):
+            for node_id, bundle in zip(nodes, request.bundles, strict=True):
                 acquire(free[node_id], bundle)
             self.reserving[pg_id] = _Reservation(request, nodes, set(nodes))
             self.log.info("placement_group_preparing", pg_id=pg_id, nodes=nodes)
             for node_id in set(nodes):
-                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles)) if n == node_id)
+                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles, strict=True))
+                             if n == node_id)
                 self.post(self.nodes[node_id].scheduler, pm.PrepareBundles(pg_id, mine))
 
     def on_bundles_prepared(self, msg: pm.BundlesPrepared, sender: Any) -> None:
@@ -219,8 +220,8 @@ class GlobalScheduler(PartActor):
             self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
             # the group's resources, known here before the node's next heartbeat reaches the GCS
             node = self.nodes[node_id]
-            mine = {i: b for i, (n, b) in enumerate(zip(reservation.nodes, reservation.request.bundles))
-                    if n == node_id}
+            placed = zip(reservation.nodes, reservation.request.bundles, strict=True)
+            mine = {i: b for i, (n, b) in enumerate(placed) if n == node_id}
             release(node.resources, group_resources(msg.pg_id, mine))
         self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
         self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))
