@@ -1,8 +1,6 @@
 """The local scheduler's dispatch rule (babyray.actors.dispatch), without a cluster."""
 from __future__ import annotations
 
-from collections import deque
-
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.resources import ResourcePool
 from babyray.actors.task_queue import TaskQueue
@@ -147,18 +145,15 @@ def workers_for_recursion(n, cpus, nested):
         workers.block(worker)
 
     submit(n, None, 0)
-    events = deque([None])
-    while events:
-        events.popleft()
-        while (plan := plan_dispatch(queue, workers, pipeline_depth=16, actor_limit=0)).wanted:
+    while True:
+        while plan_dispatch(queue, workers, pipeline_depth=16, actor_limit=0).wanted:
             worker_id = f"w{len(workers)}"
             workers.add(WorkerRecord(worker_id, worker_id, len(workers) + 100))
             workers.mark_ready(worker_id, worker_id)
-        for worker in workers:
-            if worker.state is WorkerState.BUSY and worker.assigned[0].task_id not in ran:
-                run(worker, worker.assigned[0])
-                events.append(worker)
-                break
+        leased = next((w for w in workers if w.state is WorkerState.BUSY and w.assigned[0].task_id not in ran), None)
+        if leased is None:
+            break
+        run(leased, leased.assigned[0])
     assert result == [fib(n)]
     return len(workers)
 
