@@ -220,6 +220,7 @@ class GcsActor(PartActor):
         if dead:
             self._publish_nodes()  # first, so the global scheduler does not place restarts there
         for death in dead:
+            self._reschedule_groups_on(death.node_id)
             for owner, lost in self.tasks.lost_with(death.node_id):
                 self.log.warning("tasks_lost_with_node", node=death.node_id, count=len(lost.task_ids),
                                  task_ids=lost.task_ids[:20])
@@ -259,9 +260,8 @@ class GcsActor(PartActor):
         if sender not in self.subscribers:
             self.subscribers.append(sender)
         self.post(sender, cm.NodesChanged(self.nodes.infos()))
-        for record in self.placement_groups.pending():  # recovered from the store, or none
-            self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
-                                                     record["strategy"]))
+        for request in self.placement_groups.to_place():  # recovered from the store, or none
+            self.post(sender, request)
         for pg_id in self.placement_groups.removed():  # so tasks still sent to them fail
             self.post(sender, pm.ForgetPlacementGroup(pg_id))
 
@@ -332,8 +332,18 @@ class GcsActor(PartActor):
     def on_placement_group_placed(self, msg: pm.PlacementGroupPlaced, sender: Any) -> None:
         if self.placement_groups.placed(msg):
             self.log.info("placement_group_placed", pg_id=msg.pg_id, nodes=msg.nodes)
+            for node_id in set(msg.nodes):  # one died while the bundles were being reserved
+                if self.nodes.known_dead(node_id):
+                    self._reschedule_groups_on(node_id)
         else:  # removed while its bundles were being reserved
             self._return_bundles(msg.pg_id, set(msg.nodes))
+
+    def _reschedule_groups_on(self, node_id: str) -> None:
+        """A node died: have the bundles it held reserved again on other nodes."""
+        for request in self.placement_groups.node_died(node_id):
+            self.log.warning("placement_group_rescheduling", pg_id=request.pg_id, node=node_id,
+                             bundles=[i for i, kept in enumerate(request.kept) if not kept])
+            self.post(self.global_scheduler, request)
 
     def on_remove_placement_group(self, msg: pm.RemovePlacementGroup, sender: Any) -> None:
         self._remove_placement_group(msg.pg_id, "removed")
