@@ -30,8 +30,8 @@ def place_bundles(bundles: list[dict], strategy: str, available: dict[str, dict]
         if chosen is None:
             return None
         placed = list(kept)
-        for index, node in zip(lost, chosen):
-            placed[index] = node
+        for index, new_node in zip(lost, chosen, strict=True):
+            placed[index] = new_node
         return placed
     free = {node: dict(res) for node, res in sorted(available.items())}
     if strategy == "STRICT_PACK":

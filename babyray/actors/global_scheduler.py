@@ -57,7 +57,7 @@ class _Reservation:
         lost with a node when the group is rescheduled (not in ``request.kept``)."""
         kept = self.request.kept or ("",) * len(self.nodes)
         return [(index, node, bundle) for index, (node, bundle, was) in
-                enumerate(zip(self.nodes, self.request.bundles, kept)) if not was]
+                enumerate(zip(self.nodes, self.request.bundles, kept, strict=True)) if not was]
 
 
 class GlobalScheduler(PartActor):

@@ -200,6 +200,9 @@ class GcsActor(PartActor):
     def on_heartbeat(self, msg: cm.Heartbeat, sender: Any) -> None:
         if self.nodes.heartbeat(msg, time.monotonic()):
             self.log.info("node_alive_again", node=msg.node_id)
+            # its bundles were placed again elsewhere when it was declared dead; before it is
+            # offered to the global scheduler again, so none of its new reservations is dropped
+            self._return_bundles_of(self.placement_groups.not_on(msg.node_id), msg.node_id)
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
@@ -360,6 +363,12 @@ class GcsActor(PartActor):
             self._post_actor(actor_id, self.actors.group_removed(actor_id, pg_id))
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
         self._return_bundles(pg_id, bundle_nodes(record))
+
+    def _return_bundles_of(self, pg_ids: list[str], node_id: str) -> None:
+        scheduler = self.nodes.scheduler_of(node_id)
+        if scheduler is not None:
+            for pg_id in pg_ids:
+                self.post(scheduler, pm.ReturnBundles(pg_id))
 
     def _return_bundles(self, pg_id: str, node_ids: set[str]) -> None:
         for node_id in node_ids:

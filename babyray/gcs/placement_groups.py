@@ -71,6 +71,13 @@ class PlacementGroupDirectory:
             requests.append(placement_request(self.table.get(pg_id) or record))
         return requests
 
+    def not_on(self, node_id: str) -> list[str]:
+        """Groups placed or rescheduling with no bundle on ``node_id``: a node declared dead that
+        heartbeats again must give back the bundles it held of these (placed again elsewhere)."""
+        return [pg_id for pg_id, record in self.table.items()
+                if record["state"] in (PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING)
+                and node_id not in bundle_nodes(record)]
+
     def to_place(self) -> list[pm.PlacePlacementGroup]:
         """The requests for every group waiting for bundles: PENDING or RESCHEDULING."""
         return [placement_request(record) for _, record in self.table.items()
