@@ -74,6 +74,7 @@ def test_a_rescheduled_group_places_only_its_lost_bundles_on_nodes_not_holding_t
     assert place_bundles([{"CPU": 1}] * 3, "STRICT_SPREAD", nodes, ("a", "", "c")) in (["a", "b", "c"],
                                                                                         ["a", "d", "c"])
     assert place_bundles([{"CPU": 2}] * 3, "STRICT_SPREAD", nodes, ("a", "", "c")) == ["a", "b", "c"]
-    assert place_bundles([{"CPU": 1}] * 2, "SPREAD", {"a": {"CPU": 2.0}}, ("a", "")) is None  # only "a" has room
+    only_a = {"a": {"CPU": 2.0}}
+    assert place_bundles([{"CPU": 1}] * 2, "SPREAD", only_a, ("a", "")) is None  # a node holding the group
     assert place_bundles([{"CPU": 1}] * 3, "PACK", nodes, ("a", "", "")) in (["a", "b", "b"], ["a", "c", "c"])
     assert place_bundles([{"CPU": 1}] * 2, "STRICT_PACK", nodes, ("", "")) is not None  # lost together

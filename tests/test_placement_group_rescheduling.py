@@ -46,7 +46,8 @@ def test_a_bundle_lost_with_a_node_is_placed_again_when_a_node_has_room(cluster,
         assert table["state"] == "RESCHEDULING" and lost not in table["bundles_to_node_id"], table
         assert ray.get(node.remote(), timeout=60) != m1  # unrelated work is not held up
         table = placement_group_table(pg)
-        assert table["state"] == "RESCHEDULING" and lost not in table["bundles_to_node_id"], table  # no room yet
+        # no room yet
+        assert table["state"] == "RESCHEDULING" and lost not in table["bundles_to_node_id"], table
 
         ray.kill(filler)
         table = state_when(pg, lambda t: t["state"] == "CREATED")

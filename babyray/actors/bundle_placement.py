@@ -26,7 +26,9 @@ def place_bundles(bundles: list[dict], strategy: str, available: dict[str, dict]
         holding = set(kept) - {""}
         lost = [index for index, node in enumerate(kept) if not node]
         others = {node: res for node, res in available.items() if node not in holding}
-        chosen = place_bundles([bundles[i] for i in lost], strategy, others) if strategy != "STRICT_PACK" else None
+        if strategy == "STRICT_PACK":
+            return None  # its bundles share one node, so they are never lost apart
+        chosen = place_bundles([bundles[i] for i in lost], strategy, others)
         if chosen is None:
             return None
         placed = list(kept)

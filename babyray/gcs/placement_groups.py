@@ -18,6 +18,8 @@ from babyray.gcs.tables import Table
 from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import placement_group_id
 
+WAITING = (PlacementGroupState.PENDING, PlacementGroupState.RESCHEDULING)  # for bundles to be reserved
+
 
 class PlacementGroupDirectory:
     def __init__(self, table: Table) -> None:
@@ -38,7 +40,7 @@ class PlacementGroupDirectory:
     def placed(self, msg: pm.PlacementGroupPlaced) -> bool:
         """Mark the group CREATED on its nodes; False if it was removed meanwhile."""
         record = self.table.get(msg.pg_id)
-        if record is None or record["state"] not in (PlacementGroupState.PENDING, PlacementGroupState.RESCHEDULING):
+        if record is None or record["state"] not in WAITING:
             return False
         self.table.update(msg.pg_id, state=advance(record["state"], PlacementGroupState.CREATED).value,
                           bundles_to_node_id=dict(enumerate(msg.nodes)),
@@ -80,8 +82,7 @@ class PlacementGroupDirectory:
 
     def to_place(self) -> list[pm.PlacePlacementGroup]:
         """The requests for every group waiting for bundles: PENDING or RESCHEDULING."""
-        return [placement_request(record) for _, record in self.table.items()
-                if record["state"] in (PlacementGroupState.PENDING, PlacementGroupState.RESCHEDULING)]
+        return [placement_request(record) for _, record in self.table.items() if record["state"] in WAITING]
 
     def get(self, pg_id: str) -> dict | None:
         return self.table.get(pg_id)
@@ -113,7 +114,8 @@ def placement_request(record: dict[str, Any]) -> pm.PlacePlacementGroup:
     if record["state"] == PlacementGroupState.RESCHEDULING:
         where = record.get("bundles_to_node_id") or {}
         kept = tuple(where.get(index, "") for index in range(len(record["bundles"])))
-    return pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]), record["strategy"], kept)
+    return pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]), record["strategy"],
+                                  kept)
 
 
 def actors_in_group(actors: Table, pg_id: str) -> list[str]:

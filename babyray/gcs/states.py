@@ -62,7 +62,8 @@ _TRANSITIONS: dict[type[Enum], dict[Enum, frozenset[Enum]]] = {
     },
     PlacementGroupState: {
         PlacementGroupState.PENDING: frozenset({PlacementGroupState.CREATED, PlacementGroupState.REMOVED}),
-        PlacementGroupState.CREATED: frozenset({PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
+        PlacementGroupState.CREATED: frozenset({
+            PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
         # Another node of the group may die while its lost bundles are being reserved again.
         PlacementGroupState.RESCHEDULING: frozenset({
             PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
