@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/actors.html#cancelling-actor-tasks
+# Expected (from the page): the actor prints "Actor task canceled." (CancelledError inside the coroutine).
 # Cancelling a running async actor task raises asyncio.CancelledError inside it.
 import asyncio
 import time

@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/actors.html#cancelling-actor-tasks
+# Expected (from the page): prints "Actor task was cancelled", then "Actor detected cancellation: True".
 # A sync actor method polls ray.get_runtime_context().is_canceled() and stops itself.
 import time
 

@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/fault_tolerance/actors.html#actor-creator-failure
+# Expected (from the page): prints "Failed to submit actor call ..." (the child dies with its creator), then "detached_actor.ping: hello".
 # A child actor dies with its creator; a detached actor outlives it.
 import os
 import signal

@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/patterns/ray-get-ray-wait-async.html
+# Expected (from the page): prints "o1 is 1", "o2 is 2", "o3 is ready" twice; exit 0.
 # Blocking ray.get/ray.wait inside async code works but blocks the loop; await refs instead.
 import asyncio
 import time

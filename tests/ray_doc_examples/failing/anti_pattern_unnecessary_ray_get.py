@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/patterns/unnecessary-ray-get.html
+# Expected (from the page): exit 0 (both asserts pass).
 # A 10000 x 10000 array of ones (800 MB), fetched and re-uploaded, then passed by reference.
 import numpy as np
 

@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/tasks/generators.html (num_returns="dynamic")
+# Expected (from the page): exit 0 (the extra value and the error are only logged).
 # A generator that yields more values than num_returns and then raises: the page says the
 # extra values and the error are only logged, the declared returns hold the values.
 import babyray as ray

@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/scheduling/placement-group.html#scheduling-tasks-and-actors-to-placement-groups
+# Expected (from the page): prints "Couldn't create a child task!" and the GetTimeoutError of the 5 s get.
 # Child tasks follow the parent into its placement group unless they opt out.
 import babyray as ray
 from babyray.util.placement_group import placement_group

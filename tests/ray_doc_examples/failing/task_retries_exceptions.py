@@ -1,4 +1,5 @@
 # https://docs.ray.io/en/latest/ray-core/fault_tolerance/tasks.html#retrying-failed-tasks
+# Expected (from the page): three SUCCESS/FAILURE lines, "FAILED AS EXPECTED", three SUCCESS/FAILURE AFTER RETRIES lines.
 # retry_exceptions=True retries on any application exception; a list retries only on those types.
 import time
 
