@@ -19,7 +19,9 @@ import sys
 import time
 import uuid
 
-from conftest import _alive, assert_session_clean
+from conftest import assert_session_clean
+
+from babyray.procfs import is_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "tests", "ray_doc_examples")
@@ -38,7 +40,7 @@ def _processes_with_marker(marker: str) -> list[int]:
                 carries = needle in f.read()
         except OSError:
             continue
-        if carries and _alive(pid):
+        if carries and is_running(pid):
             found.append(pid)
     return found
 
