@@ -3,8 +3,10 @@
 Owners send it tasks whose arguments are resolved. It runs each on an idle worker when the
 node's free resources allow, queues a few more behind busy workers when the node is
 saturated (pipelining), and forwards tasks the node can never run to the global scheduler.
-It starts workers, lends the CPU of a worker blocked in ``get`` to a new one, and replaces
-workers that die, retrying their tasks within ``max_retries``.
+It starts workers, lends the CPU of a worker blocked in ``get`` to a new one (the most deeply
+nested tasks run first, so remote recursion needs a few workers per level; ``max_workers``
+gives way when every worker is blocked), and replaces workers that die, retrying their
+tasks within ``max_retries``.
 
 It is the one owner of its workers' liveness: it watches each worker process it started
 (a pidfd, a periodic poll, and Thespian's child-exit message all lead to one check of the
