@@ -149,9 +149,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             return 1
         _block_until_signalled(result["record_path"], result["record"])
         return 0
-    # The admin is forked from the process that starts it and inherits every open file
-    # (DESIGN trap 12): start it from a child whose output is the session log, so nothing
-    # keeps our caller's pipes open, and get the child's report over a pipe, one line.
+    # The admin is forked from the process that starts it and inherits every open file (see
+    # docs/design.md, "Thespian: its log and the actors' stderr"): start it from a child whose
+    # output is the session log, so nothing keeps our caller's pipes open, and get the child's
+    # report over a pipe, one line.
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
