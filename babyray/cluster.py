@@ -20,7 +20,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config, log
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
@@ -67,7 +67,7 @@ class HeadHandle:
 NodeHandle = HeadHandle  # a member node's handle has the same fields
 
 
-def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) -> m.Started:
+def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) -> cm.Started:
     """Send a part its start message and wait for its Started reply.
 
     A part whose start handler raises logs ``handler_failed`` and sends nothing back, so its
@@ -79,7 +79,7 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) 
     what = part.component
     deadline = time.monotonic() + START_TIMEOUT
     reply = system.ask(address, msg, _START_POLL)
-    while not isinstance(reply, m.Started):
+    while not isinstance(reply, cm.Started):
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
             cause, log_file = failure or (str(reply) if reply is not None else
@@ -180,18 +180,18 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     system = start_system(caps, log_dir)
     try:
         gcs = system.createActor(GcsActor)
-        _ask_started(system, gcs, m.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
+        _ask_started(system, gcs, cm.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
-                     m.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
+                     cm.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
                      GlobalScheduler, log_dir)
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, gcs, global_scheduler, settings)
         if directory:
-            info = m.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
+            info = cm.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
                                  settings.get("scheduling_policy") or "locality")
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
-            _ask_started(system, head_directory, m.SetClusterInfo(info), HeadDirectory, log_dir)
+            _ask_started(system, head_directory, cm.SetClusterInfo(info), HeadDirectory, log_dir)
     except BaseException:
         stop_system(system)
         raise
@@ -205,10 +205,10 @@ def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, no
     """Create a node's object store and local scheduler on ``system``'s own admin."""
     store = system.createActor(ObjectStore)
     log_dir = os.path.join(session_dir, "logs")
-    arena_name = _ask_started(system, store, m.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
+    arena_name = _ask_started(system, store, cm.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
                               ObjectStore, log_dir).detail
     scheduler = system.createActor(LocalScheduler)
-    _ask_started(system, scheduler, m.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
+    _ask_started(system, scheduler, cm.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
                                                 global_scheduler, store, object_store_memory, settings),
                  LocalScheduler, log_dir)
     _wait_registered(system, gcs, node_id)
@@ -220,14 +220,14 @@ def _wait_registered(system: Any, gcs: Any, node_id: str) -> None:
     which may still be on its way (a first connection to the GCS) when it reports started."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        reply = system.ask(gcs, m.GetNodes("launcher-nodes"), START_TIMEOUT)
-        if isinstance(reply, m.Nodes) and any(n.node_id == node_id and n.alive for n in reply.nodes):
+        reply = system.ask(gcs, cm.GetNodes("launcher-nodes"), START_TIMEOUT)
+        if isinstance(reply, cm.Nodes) and any(n.node_id == node_id and n.alive for n in reply.nodes):
             return
         time.sleep(0.01)
     raise ClusterStartError(f"node {node_id} did not register with the GCS within {START_TIMEOUT:.0f}s")
 
 
-def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOUT) -> m.ClusterInfo:
+def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOUT) -> cm.ClusterInfo:
     """Ask the head (through a DirectoryProbe placed on it) where the cluster's parts are.
 
     The admin of ``system`` must be in the head's convention; right after it starts, its
@@ -241,9 +241,9 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
     while time.monotonic() < deadline:
         try:
             probe = system.createActor(DirectoryProbe, targetActorRequirements={HEAD_CAPABILITY: True})
-            reply = system.ask(probe, m.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic())))
+            reply = system.ask(probe, cm.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic())))
             system.tell(probe, ActorExitRequest())
-            if isinstance(reply, m.ClusterInfoReply):
+            if isinstance(reply, cm.ClusterInfoReply):
                 return reply.info
             last = reply
         except Exception as exc:  # no compatible (head) admin registered yet
@@ -281,7 +281,7 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
 
 
 def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = None,
-                   timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, m.ClusterInfo, str]:
+                   timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, cm.ClusterInfo, str]:
     """Start a small admin for a driver process (in the convention, on a free port of this
     host's address) and look the cluster up; returns (system, cluster info, node ip)."""
     node_ip = node_ip or os.environ.get("BABYRAY_NODE_IP") or own_ip_towards(head_address)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from babyray import serialization
-from babyray.actors import messages as m
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 
 
 def retry_allowed(used: int, max_retries: int) -> bool:
@@ -17,24 +18,23 @@ def retry_allowed(used: int, max_retries: int) -> bool:
     return max_retries == -1 or used < max(max_retries, 0)
 
 
-def take_retry(spec: m.TaskSpec) -> bool:
-    """Spend one of the task's retries (its next attempt) if it has one left."""
+def take_retry(spec: vm.TaskSpec) -> vm.TaskSpec | None:
+    """The task's next attempt if it has a retry left (spending it), else None."""
     if not retry_allowed(spec.attempt, spec.max_retries):
-        return False
-    spec.attempt += 1
-    return True
+        return None
+    return spec.next_attempt()
 
 
-def error_value(error: BaseException) -> m.ErrorValue:
-    return m.ErrorValue(serialization.dumps(error))
+def error_value(error: BaseException) -> vm.ErrorValue:
+    return vm.ErrorValue(serialization.dumps(error))
 
 
-def failed_returns(spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> tuple:
+def failed_returns(spec: vm.TaskSpec, error: BaseException | vm.ErrorValue) -> tuple:
     """``((object_id, error), ...)`` for every return of the task."""
-    value = error if isinstance(error, m.ErrorValue) else error_value(error)
+    value = error if isinstance(error, vm.ErrorValue) else error_value(error)
     return tuple((oid, value) for oid in spec.return_ids)
 
 
-def failed_result(spec: m.TaskSpec, error: BaseException | m.ErrorValue, **fields: Any) -> m.TaskResult:
+def failed_result(spec: vm.TaskSpec, error: BaseException | vm.ErrorValue, **fields: Any) -> tm.TaskResult:
     """The task's result with ``error`` as every return value (``fields``: worker_id, node_id...)."""
-    return m.TaskResult(spec.task_id, failed_returns(spec, error), **fields)
+    return tm.TaskResult(spec.task_id, failed_returns(spec, error), **fields)

@@ -100,7 +100,7 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
     import babyray as ray
     from babyray import logs
     from babyray.api import context
-    from babyray.gcs import messages as gm
+    from babyray.protocol import gcs as gm
 
     @ray.remote
     def empty() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import babyray as ray
-from babyray.actors import messages as m
 from babyray.api import context
+from babyray.protocol import objects as om
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTSIDER = ROOT / "tests" / "auth_outsider.py"
@@ -41,9 +41,9 @@ def rejections(session_dir: str) -> list[dict]:
 def _object_slot(ref: ray.ObjectRef) -> tuple[int, str, int]:
     """(offset in the arena, data-plane host, port) of a stored object."""
     core = context.runtime().core
-    pinned = core.request(core.store, lambda r: m.PinObjects(r, (ref.hex(),), "auth-test"))
-    core.transport.send(core.store, m.UnpinObjects((ref.hex(),), "auth-test"))
-    where = core.request(core.store, lambda r: m.GetTransferAddress(r))
+    pinned = core.request(core.store, lambda r: om.PinObjects(r, (ref.hex(),), "auth-test"))
+    core.transport.send(core.store, om.UnpinObjects((ref.hex(),), "auth-test"))
+    where = core.request(core.store, lambda r: om.GetTransferAddress(r))
     return pinned.slots[ref.hex()][0], where.host, where.port
 
 

@@ -30,16 +30,16 @@ VICTIM = textwrap.dedent('''
     import json, subprocess, sys
     import numpy as np
     import babyray as ray
-    from babyray.actors import messages as m
+    from babyray.protocol import objects as om
     from babyray.api import context
 
     config = json.load(open(sys.argv[1]))
     ray.init(address="auto")
     victim = ray.put(np.ones(1 << 20, dtype=np.uint8))
     core = context.runtime().core
-    pinned = core.request(core.store, lambda r: m.PinObjects(r, (victim.hex(),), "auth-test"))
-    core.transport.send(core.store, m.UnpinObjects((victim.hex(),), "auth-test"))
-    where = core.request(core.store, lambda r: m.GetTransferAddress(r))
+    pinned = core.request(core.store, lambda r: om.PinObjects(r, (victim.hex(),), "auth-test"))
+    core.transport.send(core.store, om.UnpinObjects((victim.hex(),), "auth-test"))
+    where = core.request(core.store, lambda r: om.GetTransferAddress(r))
     offset = pinned.slots[victim.hex()][0]
     attack = config["argv"] + ["--data-plane", f"{where.host}:{where.port}:{offset}"]
     done = subprocess.run(attack, env=config["env"], capture_output=True, text=True, timeout=60)

@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 
 import babyray as ray
-from babyray.actors.messages import GetNodes
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
 from babyray.api import context
 from babyray.cluster import START_TIMEOUT, ClusterStartError, free_port
-from babyray.gcs import messages as gm
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
 from babyray.session import session_pids
@@ -69,7 +68,7 @@ class Gcs:
     def flush(self, timeout: float = 10.0) -> gm.GcsFlushed:
         core = context.runtime().core
         core.task_events.flush()  # owners buffer task events; a request on the same path orders them
-        core.request(core.gcs, GetNodes)
+        core.request(core.gcs, cm.GetNodes)
         return self.ask(gm.FlushGcs("flush", timeout), timeout + 5)
 
     def entries(self, table: str, keys: list[str]) -> dict[str, Any]:
@@ -236,8 +235,8 @@ def test_evicted_entries_are_faulted_back_on_a_miss(backend: Backend) -> None:
         assert all(lineage[t]["state"] == "finished" and lineage[t]["spec"].task_id == t for t in task_ids)
         assert gcs.stats().faults["tasks"] == 20
         function_id = lineage[task_ids[0]]["function_id"]
-        blob = gcs.ask(m.GetFunction("fn", function_id))
-        assert isinstance(blob, m.FunctionBlob) and blob.blob  # a flushed function still resolves
+        blob = gcs.ask(gm.GetFunction("fn", function_id))
+        assert isinstance(blob, gm.FunctionBlob) and blob.blob  # a flushed function still resolves
         assert ray.get(double.remote(21)) == 42
 
 

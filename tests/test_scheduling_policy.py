@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from babyray.actors import messages as m
+from babyray.protocol import values as vm
 from babyray.actors.scheduling_policy import (LocalityAwarePolicy, NodeLoad, Placement, QueueOnlyPolicy,
                                               Unschedulable, wants_global_placement)
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
 def spec(args=(), resources=None, strategy=None):
-    return m.TaskSpec("t1", "j", "f", "fn", list(args), {}, 1, ["o1"], resources or {"CPU": 1.0}, None, "owner",
+    return vm.TaskSpec("t1", "j", "f", "fn", list(args), {}, 1, ["o1"], resources or {"CPU": 1.0}, None, "owner",
                       scheduling_strategy=strategy)
 
 
@@ -19,7 +19,7 @@ def nodes(**queues):
 
 
 def stored_on(node_id, size):
-    return m.ValueArg("obj", m.StoredValue(node_id, size))
+    return vm.ValueArg("obj", vm.StoredValue(node_id, size))
 
 
 def test_locality_aware_policy_runs_a_task_where_its_large_input_lives():

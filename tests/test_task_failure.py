@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.exceptions import WorkerCrashedError
+from babyray.protocol import values as vm
 from babyray.task_failure import failed_result, failed_returns, retry_allowed, take_retry
 
 
 def spec(max_retries=3, attempt=0, returns=("o1", "o2")):
-    return m.TaskSpec("t1", "j", "f", "fn", [], {}, len(returns), list(returns), {"CPU": 1.0}, None, "owner",
+    return vm.TaskSpec("t1", "j", "f", "fn", [], {}, len(returns), list(returns), {"CPU": 1.0}, None, "owner",
                       max_retries=max_retries, attempt=attempt)
 
 
@@ -21,20 +21,22 @@ def test_retry_allowed_counts_against_max_retries(used, max_retries, allowed):
 
 
 def test_take_retry_spends_the_budget_one_attempt_at_a_time():
-    s = spec(max_retries=2)
-    assert take_retry(s) and s.attempt == 1
-    assert take_retry(s) and s.attempt == 2
-    assert not take_retry(s) and s.attempt == 2
+    first = take_retry(spec(max_retries=2))
+    second = take_retry(first)
+    assert first.attempt == 1 and second.attempt == 2
+    assert take_retry(second) is None
 
 
 def test_take_retry_with_no_retries_changes_nothing():
     s = spec(max_retries=0)
-    assert not take_retry(s) and s.attempt == 0
+    assert take_retry(s) is None and s.attempt == 0
 
 
 def test_unlimited_retries_never_run_out():
     s = spec(max_retries=-1)
-    assert all(take_retry(s) for _ in range(50)) and s.attempt == 50
+    for _ in range(50):
+        s = take_retry(s)
+    assert s.attempt == 50
 
 
 def test_failed_result_carries_the_same_error_in_every_return():
@@ -47,5 +49,5 @@ def test_failed_result_carries_the_same_error_in_every_return():
 
 
 def test_failed_returns_keeps_an_error_value_as_given():
-    value = m.ErrorValue(serialization.dumps(ValueError("x")))
+    value = vm.ErrorValue(serialization.dumps(ValueError("x")))
     assert failed_returns(spec(), value) == (("o1", value), ("o2", value))

@@ -1,12 +1,12 @@
 """The local scheduler's worker table and task leases, without a cluster."""
 from __future__ import annotations
 
-from babyray.actors import messages as m
 from babyray.actors.worker_table import WorkerRecord, WorkerState, WorkerTable
+from babyray.protocol import values as vm
 
 
 def spec(task_id, actor_id=None, creation=False):
-    return m.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": 1.0}, None, "owner",
+    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": 1.0}, None, "owner",
                       actor_id=actor_id, actor_creation=creation)
 
 

@@ -19,8 +19,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from babyray.actors import messages as m
 from babyray.api import context
+from babyray.protocol import values as vm
 
 DEFAULT_ASYNC_CONCURRENCY = 1000
 CONCURRENCY_GROUP_ATTR = "__babyray_concurrency_group__"
@@ -61,7 +61,7 @@ class ActorHost:
     resources it holds and whether this is a restart.
     """
 
-    def __init__(self, spec: m.TaskSpec, cls: type) -> None:
+    def __init__(self, spec: vm.TaskSpec, cls: type) -> None:
         options = spec.actor_options
         self.actor_id = spec.actor_id
         self.cls = cls
@@ -98,18 +98,18 @@ class ActorHost:
         """How many threads take default-group calls off the worker's queue."""
         return 1 if self.is_async else self.max_concurrency
 
-    def group_of(self, spec: m.TaskSpec) -> str | None:
+    def group_of(self, spec: vm.TaskSpec) -> str | None:
         """The call's concurrency group (None: the default group)."""
         group = spec.actor_options.get("concurrency_group") or self.method_groups.get(spec.method_name or "")
         return group if group in self.groups else None
 
-    def group_pool(self, spec: m.TaskSpec) -> ThreadPoolExecutor | None:
+    def group_pool(self, spec: vm.TaskSpec) -> ThreadPoolExecutor | None:
         """The thread pool of a threaded actor's call in a concurrency group, else None."""
         if self.instance is None or spec.method_name is None:
             return None
         return self._pools.get(self.group_of(spec) or "")
 
-    def run_coroutine(self, spec: m.TaskSpec, method: Callable, args: list, kwargs: dict,
+    def run_coroutine(self, spec: vm.TaskSpec, method: Callable, args: list, kwargs: dict,
                       done: Callable[[Any, BaseException | None], None]) -> None:
         """Run ``method(*args, **kwargs)`` (awaited if it is a coroutine) on the loop of the
         call's group; ``done(result, error)`` at the end."""

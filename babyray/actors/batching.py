@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterable
 
-from babyray.actors.messages import Batch
+from babyray.protocol import values as vm
 
 
 def address_key(address: Any) -> Any:
@@ -48,7 +48,7 @@ class Outbox:
     def drain(self) -> list[tuple[Any, Any]]:
         with self._lock:
             pending, self._pending = self._pending, {}
-        return [(dest, msgs[0] if len(msgs) == 1 else Batch(tuple(msgs))) for dest, msgs in pending.values()]
+        return [(dest, msgs[0] if len(msgs) == 1 else vm.Batch(tuple(msgs))) for dest, msgs in pending.values()]
 
     def __bool__(self) -> bool:
         return bool(self._pending)
@@ -56,7 +56,7 @@ class Outbox:
 
 def unbatch(msg: Any) -> Iterable[Any]:
     """The messages inside ``msg`` (itself, unless it is a Batch)."""
-    if isinstance(msg, Batch):
+    if isinstance(msg, vm.Batch):
         for inner in msg.messages:
             yield from unbatch(inner)
     else:

@@ -23,15 +23,16 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.api.generator import STREAMING, DynamicObjectRefGenerator, item_id
 from babyray.api.object_ref import ObjectRef
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.actors.worker import Worker
 
 
-def generator_returns(worker: "Worker", spec: m.TaskSpec, result: Any) -> tuple | None:
+def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple | None:
     """The returns of ``spec`` if it is a generator task or ``result`` a generator; else None.
 
     Raises:
@@ -50,7 +51,7 @@ def generator_returns(worker: "Worker", spec: m.TaskSpec, result: Any) -> tuple 
     items = _ItemSender(worker, spec)
     if spec.generator == STREAMING:
         items.send_all(values)
-        return ((spec.return_ids[0], m.InlineValue(serialization.dumps(items.count))),)
+        return ((spec.return_ids[0], vm.InlineValue(serialization.dumps(items.count))),)
     try:
         items.send_all(values)
     except Exception as exc:  # dynamic: the error is the final item
@@ -59,7 +60,7 @@ def generator_returns(worker: "Worker", spec: m.TaskSpec, result: Any) -> tuple 
                                                          (spec.owner_id, spec.owner))),)
 
 
-def async_generator_method(worker: "Worker", spec: m.TaskSpec, method: Callable) -> Callable:
+def async_generator_method(worker: "Worker", spec: vm.TaskSpec, method: Callable) -> Callable:
     """An async actor's async generator method as a coroutine function for the actor's event
     loop, so other calls run meanwhile. It sends the values as they come (streaming, dynamic)
     and returns what the caller's ref holds: the count, the DynamicObjectRefGenerator, or
@@ -87,7 +88,7 @@ def async_generator_method(worker: "Worker", spec: m.TaskSpec, method: Callable)
 class _ItemSender:
     """Stores a generator task's values as its items and sends each to the owner at once."""
 
-    def __init__(self, worker: "Worker", spec: m.TaskSpec) -> None:
+    def __init__(self, worker: "Worker", spec: vm.TaskSpec) -> None:
         self.worker, self.spec = worker, spec
         self.count = 0
 
@@ -110,12 +111,12 @@ class _ItemSender:
 
     def send(self, record: Any) -> None:
         task_id = self.spec.task_id
-        self.worker.post_from_thread(self.spec.owner, m.GeneratorItem(task_id, self.count, item_id(task_id, self.count),
+        self.worker.post_from_thread(self.spec.owner, tm.GeneratorItem(task_id, self.count, item_id(task_id, self.count),
                                                                       record))
         self.count += 1
 
 
-def _static(worker: "Worker", spec: m.TaskSpec, values: Iterator) -> tuple:
+def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
     """Returns 0..k-1 from the first k values, stored as they are yielded."""
     k = spec.num_returns
     owner = (spec.owner_id, spec.owner)

@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babyray import exceptions, log
-from babyray.actors import messages as m
-from babyray.actors import placement_messages as pm
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
+from babyray.protocol import placement as pm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.actors.bundle_placement import place_bundles
 from babyray.actors.bundles import group_resources
 from babyray.actors.resources import acquire, release
@@ -53,12 +56,12 @@ class _Reservation:
 class GlobalScheduler(PartActor):
     component = "global_scheduler"
     handlers = {
-        m.StartGlobalScheduler: "on_start",
-        m.NodesChanged: "on_nodes_changed",
-        m.Nodes: "on_nodes",
-        m.ForwardTasks: "on_forward",
-        m.SubmitTasks: "on_submit",
-        m.CancelTask: "on_cancel",
+        cm.StartGlobalScheduler: "on_start",
+        cm.NodesChanged: "on_nodes_changed",
+        cm.Nodes: "on_nodes",
+        tm.ForwardTasks: "on_forward",
+        tm.SubmitTasks: "on_submit",
+        tm.CancelTask: "on_cancel",
         pm.PlacePlacementGroup: "on_place_group",
         pm.ForgetPlacementGroup: "on_forget_group",
         pm.BundlesPrepared: "on_bundles_prepared",
@@ -68,31 +71,31 @@ class GlobalScheduler(PartActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.nodes: dict[str, NodeLoad] = {}
-        self.pending: list[m.TaskSpec] = []
+        self.pending: list[vm.TaskSpec] = []
         self.placement = Placement(make_policy("locality"))
         self.gcs: Any = None
         self.pending_groups: dict[str, pm.PlacePlacementGroup] = {}
         self.reserving: dict[str, _Reservation] = {}
         self.removed_groups: set[str] = set()
 
-    def on_start(self, msg: m.StartGlobalScheduler, sender: Any) -> None:
+    def on_start(self, msg: cm.StartGlobalScheduler, sender: Any) -> None:
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
         self.log = log.get_logger("global_scheduler")
         register_pid(msg.session_dir, "global_scheduler")
         policy = policy_name(msg.policy)
         self.placement = Placement(make_policy(policy))
         self.gcs = msg.gcs
-        self.post(msg.gcs, m.SubscribeNodes())
+        self.post(msg.gcs, cm.SubscribeNodes())
         self.every(LOAD_POLL_SECONDS, "poll_load")
         self.log.info("global_scheduler_started", policy=policy)
-        self.post(sender, m.Started("global_scheduler", os.getpid()))
+        self.post(sender, cm.Started("global_scheduler", os.getpid()))
 
     # ---- the node table --------------------------------------------------------------
 
-    def on_nodes_changed(self, msg: m.NodesChanged, sender: Any) -> None:
+    def on_nodes_changed(self, msg: cm.NodesChanged, sender: Any) -> None:
         self._update(msg.nodes)
 
-    def on_nodes(self, msg: m.Nodes, sender: Any) -> None:
+    def on_nodes(self, msg: cm.Nodes, sender: Any) -> None:
         self._update(msg.nodes)
 
     def _update(self, infos: tuple) -> None:
@@ -103,15 +106,15 @@ class GlobalScheduler(PartActor):
             self._place_pending()
 
     def on_poll_load(self, msg: Any, sender: Any) -> None:
-        self.post(self.gcs, m.GetNodes("gs-load"))
+        self.post(self.gcs, cm.GetNodes("gs-load"))
 
     # ---- placing ---------------------------------------------------------------------
 
-    def on_forward(self, msg: m.ForwardTasks, sender: Any) -> None:
+    def on_forward(self, msg: tm.ForwardTasks, sender: Any) -> None:
         self.pending.extend(msg.specs)
         self._place_pending()
 
-    def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
+    def on_submit(self, msg: tm.SubmitTasks, sender: Any) -> None:
         """From a driver on a host without a node: place like forwarded tasks."""
         self.pending.extend(msg.specs)
         self._place_pending()
@@ -135,11 +138,11 @@ class GlobalScheduler(PartActor):
             node.note_placed(self.placement.policy.task_seconds)
             self.log.info("task_placed", task_id=spec.task_id, node=node.node_id,
                           policy=self.placement.policy.name)
-            self.post(node.scheduler, m.SubmitTasks((spec,)))
+            self.post(node.scheduler, tm.SubmitTasks((spec,)))
             if spec.actor_id is None:
                 placed.append((spec.task_id, "placed", {"placed_node": node.node_id, "owner_address": spec.owner}))
         if placed:
-            self.post(self.gcs, m.TaskEvents(tuple(placed)))
+            self.post(self.gcs, gm.TaskEvents(tuple(placed)))
         if still:
             self.log.debug("tasks_pending_infeasible", count=len(still))
         self.pending = still
@@ -161,7 +164,7 @@ class GlobalScheduler(PartActor):
         if self.pending:
             self._place_pending()
 
-    def _fail_removed_group(self, spec: m.TaskSpec) -> None:
+    def _fail_removed_group(self, spec: vm.TaskSpec) -> None:
         pg_id = placement_group_id(spec.scheduling_strategy)
         self.log.info("task_group_removed", task_id=spec.task_id, pg_id=pg_id)
         if not spec.actor_creation:
@@ -231,10 +234,10 @@ class GlobalScheduler(PartActor):
             if node is not None:
                 self.post(node.scheduler, pm.ReturnBundles(pg_id))
 
-    def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, m.TaskResults((failed_result(spec, error),)))
+    def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error),)))
 
-    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+    def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
         for spec in self.pending:
             if spec.task_id == msg.task_id:
                 self.pending.remove(spec)

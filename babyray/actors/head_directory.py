@@ -12,8 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.base import PartActor
+from babyray.protocol import cluster as cm
 
 DIRECTORY_NAME = "babyray_head_directory"
 HEAD_CAPABILITY = "babyray_head"
@@ -21,25 +21,25 @@ HEAD_CAPABILITY = "babyray_head"
 
 class HeadDirectory(PartActor):
     component = "head_directory"
-    handlers = {m.SetClusterInfo: "on_set", m.LookupCluster: "on_lookup"}
+    handlers = {cm.SetClusterInfo: "on_set", cm.LookupCluster: "on_lookup"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.info: m.ClusterInfo | None = None
-        self.waiting: list[tuple[Any, m.LookupCluster]] = []
+        self.info: cm.ClusterInfo | None = None
+        self.waiting: list[tuple[Any, cm.LookupCluster]] = []
 
-    def on_set(self, msg: m.SetClusterInfo, sender: Any) -> None:
+    def on_set(self, msg: cm.SetClusterInfo, sender: Any) -> None:
         self.info = msg.info
         for waiter, request in self.waiting:
-            self.reply(request, waiter, m.ClusterInfoReply(request.req_id, self.info))
+            self.reply(request, waiter, cm.ClusterInfoReply(request.req_id, self.info))
         self.waiting = []
-        self.post(sender, m.Started("head_directory", 0))
+        self.post(sender, cm.Started("head_directory", 0))
 
-    def on_lookup(self, msg: m.LookupCluster, sender: Any) -> None:
+    def on_lookup(self, msg: cm.LookupCluster, sender: Any) -> None:
         if self.info is None:
             self.waiting.append((sender, msg))
         else:
-            self.reply(msg, sender, m.ClusterInfoReply(msg.req_id, self.info))
+            self.reply(msg, sender, cm.ClusterInfoReply(msg.req_id, self.info))
 
 
 class DirectoryProbe(PartActor):
@@ -50,7 +50,7 @@ class DirectoryProbe(PartActor):
     """
 
     component = "directory_probe"
-    handlers = {m.LookupCluster: "on_lookup", m.ClusterInfoReply: "on_reply"}
+    handlers = {cm.LookupCluster: "on_lookup", cm.ClusterInfoReply: "on_reply"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,12 +60,12 @@ class DirectoryProbe(PartActor):
     def actorSystemCapabilityCheck(capabilities: dict, requirements: dict) -> bool:
         return bool(capabilities.get(HEAD_CAPABILITY))
 
-    def on_lookup(self, msg: m.LookupCluster, sender: Any) -> None:
+    def on_lookup(self, msg: cm.LookupCluster, sender: Any) -> None:
         self.requests[msg.req_id] = msg.reply_to or sender
         directory = self.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
         self.post(directory, dataclasses.replace(msg, reply_to=self.myAddress))
 
-    def on_reply(self, msg: m.ClusterInfoReply, sender: Any) -> None:
+    def on_reply(self, msg: cm.ClusterInfoReply, sender: Any) -> None:
         requester = self.requests.pop(msg.req_id, None)
         if requester is not None:
             self.post(requester, msg)

@@ -24,9 +24,12 @@ from typing import Any
 from thespian.actors import ActorExitRequest
 
 from babyray import config, exceptions, log
-from babyray.actors import messages as m
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import placement as pm
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
@@ -63,17 +66,17 @@ def exit_description(exitcode: int) -> str:
 class LocalScheduler(PartActor):
     component = "local_scheduler"
     handlers = {
-        m.StartNode: "on_start",
-        m.SubmitTasks: "on_submit",
-        m.WorkerReady: "on_worker_ready",
-        m.WorkerTasksDone: "on_tasks_done",
-        m.WorkerBlocked: "on_worker_blocked",
-        m.WorkerUnblocked: "on_worker_unblocked",
-        m.ReturnTasks: "on_return_tasks",
-        m.CancelTask: "on_cancel",
-        m.KillActorWorker: "on_kill_actor_worker",
-        m.ActorExiting: "on_actor_exiting",
-        m.GcsRestarted: "on_gcs_restarted",
+        cm.StartNode: "on_start",
+        tm.SubmitTasks: "on_submit",
+        tm.WorkerReady: "on_worker_ready",
+        tm.WorkerTasksDone: "on_tasks_done",
+        tm.WorkerBlocked: "on_worker_blocked",
+        tm.WorkerUnblocked: "on_worker_unblocked",
+        tm.ReturnTasks: "on_return_tasks",
+        tm.CancelTask: "on_cancel",
+        am.KillActorWorker: "on_kill_actor_worker",
+        am.ActorExiting: "on_actor_exiting",
+        cm.GcsRestarted: "on_gcs_restarted",
         sm.GetWorkers: "on_get_workers",
         pm.PrepareBundles: "on_prepare_bundles",
         pm.CommitBundles: "on_commit_bundles",
@@ -83,7 +86,7 @@ class LocalScheduler(PartActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.node: m.StartNode | None = None
+        self.node: cm.StartNode | None = None
         self.total: dict[str, float] = {}
         self.available: dict[str, float] = {}
         self.queue = TaskQueue()
@@ -99,7 +102,7 @@ class LocalScheduler(PartActor):
 
     # ---- start-up --------------------------------------------------------------------
 
-    def on_start(self, msg: m.StartNode, sender: Any) -> None:
+    def on_start(self, msg: cm.StartNode, sender: Any) -> None:
         self.node = msg
         log.configure(os.path.join(msg.session_dir, "logs"), "local_scheduler", msg.node_id)
         self.log = log.get_logger("local_scheduler")
@@ -114,11 +117,11 @@ class LocalScheduler(PartActor):
         self.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
         for _ in range(max(1, int(self.total.get("CPU", 1)))):
             self._start_worker()
-        self.post(msg.gcs, m.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
+        self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
         self.every(self.heartbeat_period, "heartbeat")
         self.every(LIVENESS_POLL, "liveness")
         self.log.info("local_scheduler_started", resources=self.total)
-        self.post(sender, m.Started("local_scheduler", os.getpid(), self.myAddress))
+        self.post(sender, cm.Started("local_scheduler", os.getpid(), self.myAddress))
 
     def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
         node = self.node
@@ -134,18 +137,18 @@ class LocalScheduler(PartActor):
             self.pidfds[os.pidfd_open(process.pid)] = worker.worker_id
         except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
             self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
-        self.post(address, m.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
+        self.post(address, tm.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
                                          node.store, node.gcs, "", node.config, runtime_env or {}))
         self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
-    def on_worker_ready(self, msg: m.WorkerReady, sender: Any) -> None:
+    def on_worker_ready(self, msg: tm.WorkerReady, sender: Any) -> None:
         if self.workers.mark_ready(msg.worker_id, sender) is not None:
             self._dispatch()
 
     # ---- scheduling ------------------------------------------------------------------
 
-    def on_submit(self, msg: m.SubmitTasks, sender: Any) -> None:
+    def on_submit(self, msg: tm.SubmitTasks, sender: Any) -> None:
         placed = address_key(sender) == address_key(self.node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
             if not fits(self.total, spec.resources) or (
@@ -155,10 +158,10 @@ class LocalScheduler(PartActor):
                 self.queue.push(spec)
         self._dispatch()
 
-    def _forward(self, spec: m.TaskSpec) -> None:
+    def _forward(self, spec: vm.TaskSpec) -> None:
         self.forwarded.add(spec.task_id)
         self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
-        self.post(self.node.global_scheduler, m.ForwardTasks(self.node.node_id, (spec,)))
+        self.post(self.node.global_scheduler, tm.ForwardTasks(self.node.node_id, (spec,)))
 
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
@@ -194,7 +197,7 @@ class LocalScheduler(PartActor):
                     self.queue.popped(fifo)
         self._ensure_workers(wanted_workers)
         for worker_id, specs in batches.items():
-            self.post(self.workers.get(worker_id).address, m.ExecuteTasks(tuple(specs)))
+            self.post(self.workers.get(worker_id).address, tm.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
@@ -227,14 +230,14 @@ class LocalScheduler(PartActor):
         """Actors may take every worker up to ``max_workers`` but the pool kept for tasks."""
         return self.workers.actor_workers() < self.max_workers - self._pool_target()
 
-    def _refuse_actor(self, spec: m.TaskSpec) -> None:
+    def _refuse_actor(self, spec: vm.TaskSpec) -> None:
         room = max(0, self.max_workers - self._pool_target())
         reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {self.node.node_id}: "
                   f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
                   f"setting allows ({room}; {self._pool_target()} more are kept for tasks). Raise it with "
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(self.node.gcs, m.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
+        self.post(self.node.gcs, am.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
 
     def _steal_for_idle_workers(self) -> None:
         """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
@@ -247,15 +250,15 @@ class LocalScheduler(PartActor):
                 break
             if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
                 continue
-            self.post(worker.address, m.StealTasks((len(worker.assigned) - 1 + 1) // 2))
+            self.post(worker.address, tm.StealTasks((len(worker.assigned) - 1 + 1) // 2))
             idle -= 1
 
-    def _assign(self, worker: WorkerRecord, spec: m.TaskSpec, batches: dict) -> None:
-        spec.gpu_ids = self.gpus.ids(worker.worker_id)
+    def _assign(self, worker: WorkerRecord, spec: vm.TaskSpec, batches: dict) -> None:
+        spec = spec.with_gpu_ids(self.gpus.ids(worker.worker_id))
         self.workers.assign(worker, spec)
         batches.setdefault(worker.worker_id, []).append(spec)
 
-    def _pipeline(self, spec: m.TaskSpec, batches: dict) -> bool:
+    def _pipeline(self, spec: vm.TaskSpec, batches: dict) -> bool:
         """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
         best = None
         for worker in self.workers:
@@ -269,7 +272,7 @@ class LocalScheduler(PartActor):
         self._assign(best, spec, batches)
         return True
 
-    def on_tasks_done(self, msg: m.WorkerTasksDone, sender: Any) -> None:
+    def on_tasks_done(self, msg: tm.WorkerTasksDone, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
@@ -293,7 +296,7 @@ class LocalScheduler(PartActor):
                 by_owner.setdefault(address_key(spec.owner), (spec.owner, []))[1].append(spec.task_id)
         for owner, task_ids in by_owner.values():
             self.log.warning("task_results_maybe_lost", worker_id=worker_id, task_ids=task_ids)
-            self.post(owner, m.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
+            self.post(owner, tm.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
 
     def _release_worker(self, worker: WorkerRecord) -> None:
         if not worker.blocked:
@@ -302,7 +305,7 @@ class LocalScheduler(PartActor):
         self.gpus.release(worker.worker_id)
         worker.idle_since = time.monotonic()
 
-    def on_worker_blocked(self, msg: m.WorkerBlocked, sender: Any) -> None:
+    def on_worker_blocked(self, msg: tm.WorkerBlocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
@@ -313,7 +316,7 @@ class LocalScheduler(PartActor):
             release(self.available, worker.held)
         self._dispatch()
 
-    def on_worker_unblocked(self, msg: m.WorkerUnblocked, sender: Any) -> None:
+    def on_worker_unblocked(self, msg: tm.WorkerUnblocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is not None and worker.blocked:
             worker.blocked = False
@@ -321,7 +324,7 @@ class LocalScheduler(PartActor):
             if not worker.assigned:
                 self._release_worker(worker)
 
-    def on_return_tasks(self, msg: m.ReturnTasks, sender: Any) -> None:
+    def on_return_tasks(self, msg: tm.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is not None:
             self.workers.finish(worker, {s.task_id for s in msg.specs})
@@ -330,7 +333,7 @@ class LocalScheduler(PartActor):
 
     # ---- cancellation ----------------------------------------------------------------
 
-    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+    def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
         spec = self.queue.remove(msg.task_id)
         if spec is not None:
             self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
@@ -351,8 +354,8 @@ class LocalScheduler(PartActor):
         elif msg.task_id in self.forwarded:
             self.post(self.node.global_scheduler, msg)
 
-    def _fail(self, spec: m.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, m.TaskResults((failed_result(spec, error, node_id=self.node.node_id),)))
+    def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self.node.node_id),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -400,7 +403,7 @@ class LocalScheduler(PartActor):
             if not worker.exiting:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
                           else f"pid {worker.pid} {how}")
-                self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
+                self.post(self.node.gcs, am.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
         self.queue.push_front(list(held.unstarted))
@@ -409,10 +412,10 @@ class LocalScheduler(PartActor):
             return
         if running.task_id in self.force_cancelled:
             self.force_cancelled.discard(running.task_id)
-        elif take_retry(running):
-            self.log.warning("task_retry_worker_died", task_id=running.task_id, attempt=running.attempt,
+        elif (retry := take_retry(running)) is not None:
+            self.log.warning("task_retry_worker_died", task_id=retry.task_id, attempt=retry.attempt,
                              worker_id=worker.worker_id)
-            self.queue.push_front([running])
+            self.queue.push_front([retry])
         else:
             self.log.warning("task_failed_worker_died", task_id=running.task_id, worker_id=worker.worker_id)
             self._fail(running, exceptions.WorkerCrashedError(
@@ -420,7 +423,7 @@ class LocalScheduler(PartActor):
                 f"({running.function_name}) died ({how}); retries exhausted "
                 f"({running.attempt}/{running.max_retries})."))
 
-    def on_kill_actor_worker(self, msg: m.KillActorWorker, sender: Any) -> None:
+    def on_kill_actor_worker(self, msg: am.KillActorWorker, sender: Any) -> None:
         for worker in self.workers:
             if worker.actor_id == msg.actor_id:
                 self.killed_actors.add(msg.actor_id)
@@ -429,14 +432,14 @@ class LocalScheduler(PartActor):
                 self._check_workers([worker.worker_id], "kill")
                 return
 
-    def on_actor_exiting(self, msg: m.ActorExiting, sender: Any) -> None:
+    def on_actor_exiting(self, msg: am.ActorExiting, sender: Any) -> None:
         """The actor called exit_actor(): it is dead for good; stop its worker."""
         worker = self.workers.get(msg.worker_id)
         if worker is None or worker.actor_id is None:
             return
         worker.exiting = True
         self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
-        self.post(self.node.gcs, m.ActorWorkerDied(worker.actor_id, self.node.node_id,
+        self.post(self.node.gcs, am.ActorWorkerDied(worker.actor_id, self.node.node_id,
                                                    "The actor exited on purpose: exit_actor() was called",
                                                    final=True))
         self.send(worker.address, ActorExitRequest())
@@ -493,12 +496,12 @@ class LocalScheduler(PartActor):
 
     # ---- a restarted head -------------------------------------------------------------
 
-    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+    def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Send to the restarted head's new GCS and global scheduler from now on: register
         again (same node id: the GCS recovered it) and tell the store and the workers."""
         self.node = dataclasses.replace(self.node, gcs=msg.gcs, global_scheduler=msg.global_scheduler)
         self.log.warning("gcs_moved_reregistering", node=self.node.node_id)
-        self.post(msg.gcs, m.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
+        self.post(msg.gcs, cm.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
                                           self.total))
         self.post(self.node.store, msg)
         for worker in self.workers:
@@ -517,7 +520,7 @@ class LocalScheduler(PartActor):
 
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
-        self.post(self.node.gcs, m.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
+        self.post(self.node.gcs, cm.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
                                              len(self.workers), dict(self.total)))
 
     def _stop_idle_workers(self) -> None:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from babyray import exceptions, log, serialization
-from babyray.actors import messages as m
-from babyray.actors import object_messages as om
+from babyray.protocol import cluster as cm
+from babyray.protocol import objects as om
 from babyray.actors.base import PartActor
 from babyray.session import register_pid
 from babyray.store.allocator import Allocator
@@ -73,21 +73,21 @@ class StoreCounters:
 class ObjectStore(PartActor):
     component = "object_store"
     handlers = {
-        m.StartObjectStore: "on_start",
-        m.CreateObject: "on_create",
-        m.SealObject: "on_seal",
-        m.PinObjects: "on_pin",
-        m.UnpinObjects: "on_unpin",
-        m.FreeObjects: "on_free",
+        cm.StartObjectStore: "on_start",
+        om.CreateObject: "on_create",
+        om.SealObject: "on_seal",
+        om.PinObjects: "on_pin",
+        om.UnpinObjects: "on_unpin",
+        om.FreeObjects: "on_free",
         om.GetStoreStats: "on_stats",
-        m.Shutdown: "on_shutdown",
-        m.PullObject: "on_pull",
-        m.ServeObject: "on_serve",
-        m.ObjectServed: "on_served",
-        m.PullDone: "on_pull_done",
-        m.GetTransferAddress: "on_get_transfer_address",
-        m.GcsRestarted: "on_gcs_restarted",
-        m.Nodes: "on_nodes",
+        cm.Shutdown: "on_shutdown",
+        om.PullObject: "on_pull",
+        om.ServeObject: "on_serve",
+        om.ObjectServed: "on_served",
+        om.PullDone: "on_pull_done",
+        om.GetTransferAddress: "on_get_transfer_address",
+        cm.GcsRestarted: "on_gcs_restarted",
+        cm.Nodes: "on_nodes",
     }
     timers = {"pull_check": "on_pull_check"}
 
@@ -103,17 +103,17 @@ class ObjectStore(PartActor):
         self.objects: dict[str, StoredObject] = {}
         # Sealed, unpinned objects in the arena, least recently used first: eviction order.
         self.evictable: OrderedDict[str, None] = OrderedDict()
-        self.waiting: dict[str, list[tuple[Any, m.PinObjects]]] = {}
+        self.waiting: dict[str, list[tuple[Any, om.PinObjects]]] = {}
         self.counters = StoreCounters()
         self.node_id = ""
         self.gcs: Any = None
         self.transfer_server: TransferServer | None = None
         self.data_plane = TcpDataPlane()
         self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
-        self.serve_waiting: dict[str, list[tuple[Any, m.ServeObject]]] = {}
+        self.serve_waiting: dict[str, list[tuple[Any, om.ServeObject]]] = {}
         self.pull_nodes: dict[str, str] = {}  # object id -> node pulled from, while the pull lasts
 
-    def on_start(self, msg: m.StartObjectStore, sender: Any) -> None:
+    def on_start(self, msg: cm.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
         self.gcs = msg.gcs
         log.configure(os.path.join(msg.session_dir, "logs"), "object_store", msg.node_id)
@@ -133,7 +133,7 @@ class ObjectStore(PartActor):
         self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
                                         self._release_spares)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
-        self.post(sender, m.Started("object_store", os.getpid(), self.arena_path))
+        self.post(sender, cm.Started("object_store", os.getpid(), self.arena_path))
 
     # ---- creating ------------------------------------------------------------------
 
@@ -161,18 +161,18 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.spares.release(client, offsets)
 
-    def on_create(self, msg: m.CreateObject, sender: Any) -> None:
+    def on_create(self, msg: om.CreateObject, sender: Any) -> None:
         offset = self._alloc(msg.size)
         if offset is None:
             error = self._full_error(msg.object_id, msg.size)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
-            self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
+            self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
                                                     serialization.dumps(error)))
             return
         self.objects[msg.object_id] = StoredObject(offset, msg.size, msg.owner_id)
-        self.reply(msg, sender, m.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
+        self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
-    def on_seal(self, msg: m.SealObject, sender: Any) -> None:
+    def on_seal(self, msg: om.SealObject, sender: Any) -> None:
         if msg.reserved_offset >= 0 and msg.object_id not in self.objects:  # written into a spare slot
             if not self.spares.claim(msg.reserved_offset):  # released: its client left meanwhile
                 self.log.warning("object_spare_lost", object_id=msg.object_id, owner=msg.owner_id)
@@ -182,7 +182,7 @@ class ObjectStore(PartActor):
         if obj is None or obj.sealed:
             return
         obj.sealed = True
-        self.post(self.gcs, m.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
+        self.post(self.gcs, om.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
         if obj.freed:  # freed while it was being written
             self._delete(msg.object_id)
             return
@@ -194,12 +194,12 @@ class ObjectStore(PartActor):
 
     # ---- reading -------------------------------------------------------------------
 
-    def on_pin(self, msg: m.PinObjects, sender: Any) -> None:
+    def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
         missing = [oid for oid in msg.object_ids if oid not in self.objects]
         if missing:  # created here before any reader learns of it: so it was freed (or never here)
             self.log.warning("object_pin_missing", object_id=missing[0], reader=msg.reader_id)
             lost = exceptions.ObjectLostError(f"object {missing[0]} is not in the store of node {self.node_id}")
-            self.reply(msg, sender, m.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
             return
         unsealed = [oid for oid in msg.object_ids if not self.objects[oid].sealed]
         if unsealed:  # reply once all are sealed
@@ -211,7 +211,7 @@ class ObjectStore(PartActor):
             if obj.offset is None and not self._restore(oid, obj, keep):
                 error = self._full_error(oid, obj.size, restoring=True)
                 self.log.warning("object_restore_failed", object_id=oid, size=obj.size, error=str(error))
-                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+                self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
         slots = {}
         for oid in msg.object_ids:
@@ -219,9 +219,9 @@ class ObjectStore(PartActor):
             obj.pins += 1
             self.evictable.pop(oid, None)
             slots[oid] = (obj.offset, obj.size)
-        self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, slots))
+        self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, slots))
 
-    def on_unpin(self, msg: m.UnpinObjects, sender: Any) -> None:
+    def on_unpin(self, msg: om.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             obj = self.objects.get(oid)
             if obj is None:
@@ -236,7 +236,7 @@ class ObjectStore(PartActor):
 
     # ---- freeing -------------------------------------------------------------------
 
-    def on_free(self, msg: m.FreeObjects, sender: Any) -> None:
+    def on_free(self, msg: om.FreeObjects, sender: Any) -> None:
         for oid in msg.object_ids:
             obj = self.objects.get(oid)
             if obj is not None and not obj.freed:
@@ -252,7 +252,7 @@ class ObjectStore(PartActor):
             self.allocator.free(obj.offset)
         if obj.on_disk:
             self.spill.delete(oid)
-        self.post(self.gcs, m.ObjectLocations(self.node_id, (), (oid,)))
+        self.post(self.gcs, om.ObjectLocations(self.node_id, (), (oid,)))
 
     # ---- making room: eviction, spilling, restoring --------------------------------
 
@@ -339,7 +339,7 @@ class ObjectStore(PartActor):
 
     # ---- data plane: pulling objects from other nodes, serving ours ---------------
 
-    def on_pull(self, msg: m.PullObject, sender: Any) -> None:
+    def on_pull(self, msg: om.PullObject, sender: Any) -> None:
         """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
         oid = msg.object_id
         stale = self.objects.get(oid)
@@ -361,17 +361,17 @@ class ObjectStore(PartActor):
             offset = self._alloc(msg.size)
             if offset is None:
                 error = self._full_error(oid, msg.size)
-                self.reply(msg, sender, m.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+                self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
             self.objects[oid] = StoredObject(offset, msg.size, "", primary=False)
             self._start_pull(oid, msg)
-        self.on_pin(m.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
+        self.on_pin(om.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
 
-    def _start_pull(self, oid: str, msg: m.PullObject) -> None:
+    def _start_pull(self, oid: str, msg: om.PullObject) -> None:
         self.pulls[oid] = (msg.source_store, time.monotonic())
         self.pull_nodes[oid] = msg.source_node
         self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
-        self.post(msg.source_store, m.ServeObject(f"pull-{oid}", oid, self.myAddress))
+        self.post(msg.source_store, om.ServeObject(f"pull-{oid}", oid, self.myAddress))
         self.every(PULL_CHECK_SECONDS, "pull_check")
 
     def on_pull_check(self, msg: Any, sender: Any) -> None:
@@ -380,9 +380,9 @@ class ObjectStore(PartActor):
         if not self.pulls:
             self.stop_timer("pull_check")
             return
-        self.post(self.gcs, m.GetNodes("store-pull-check"))
+        self.post(self.gcs, cm.GetNodes("store-pull-check"))
 
-    def on_nodes(self, msg: m.Nodes, sender: Any) -> None:
+    def on_nodes(self, msg: cm.Nodes, sender: Any) -> None:
         dead = {n.node_id for n in msg.nodes if not n.alive}
         for oid, node in list(self.pull_nodes.items()):
             if node in dead and oid in self.pulls:
@@ -392,7 +392,7 @@ class ObjectStore(PartActor):
                 lost = exceptions.ObjectLostError(f"object {oid} was being pulled from node {node}, which died")
                 self._pull_failed(oid, serialization.dumps(lost))
 
-    def on_serve(self, msg: m.ServeObject, sender: Any) -> None:
+    def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
         obj = self.objects.get(msg.object_id)
         if obj is not None and not obj.sealed:
@@ -402,15 +402,15 @@ class ObjectStore(PartActor):
             obj = None
         if obj is None:
             lost = exceptions.ObjectLostError(f"object {msg.object_id} is not available on node {self.node_id}")
-            self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
+            self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
                                                    serialization.dumps(lost)))
             return
         obj.pins += 1
         self.evictable.pop(msg.object_id, None)
         host, port = self.transfer_server.address
-        self.reply(msg, sender, m.ObjectServed(msg.req_id, msg.object_id, obj.offset, obj.size, host, port))
+        self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, obj.offset, obj.size, host, port))
 
-    def on_served(self, msg: m.ObjectServed, sender: Any) -> None:
+    def on_served(self, msg: om.ObjectServed, sender: Any) -> None:
         obj = self.objects.get(msg.object_id)
         if msg.object_id not in self.pulls or obj is None:
             return
@@ -424,18 +424,18 @@ class ObjectStore(PartActor):
             started = time.monotonic()
             try:
                 self.data_plane.read_into(msg.host, msg.port, msg.offset, dest)
-                done = m.PullDone(msg.object_id, None, time.monotonic() - started)
+                done = om.PullDone(msg.object_id, None, time.monotonic() - started)
             except Exception as exc:
                 lost = exceptions.ObjectLostError(f"pulling object {msg.object_id} from {msg.host}:{msg.port} "
                                                   f"failed: {exc}")
-                done = m.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
+                done = om.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
             self.post_from_thread(self.myAddress, done)
         threading.Thread(target=transfer, name="babyray-pull", daemon=True).start()
 
-    def on_pull_done(self, msg: m.PullDone, sender: Any) -> None:
+    def on_pull_done(self, msg: om.PullDone, sender: Any) -> None:
         source, started = self.pulls.pop(msg.object_id, (None, 0.0))
         if source is not None:  # the holder pinned the object while we read it
-            self.post(source, m.UnpinObjects((msg.object_id,), self.node_id))
+            self.post(source, om.UnpinObjects((msg.object_id,), self.node_id))
         obj = self.objects.get(msg.object_id)
         if obj is None:
             return
@@ -445,7 +445,7 @@ class ObjectStore(PartActor):
         seconds = max(msg.seconds, 1e-9)
         self.log.info("object_pulled", object_id=msg.object_id, size=obj.size, seconds=round(seconds, 4),
                       gbps=round(obj.size / seconds / 1e9, 3), total_seconds=round(time.monotonic() - started, 4))
-        self.on_seal(m.SealObject(msg.object_id, obj.size), sender)
+        self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
     def _pull_failed(self, oid: str, error: bytes) -> None:
         obj = self.objects.pop(oid, None)
@@ -453,19 +453,19 @@ class ObjectStore(PartActor):
             self.allocator.free(obj.offset)
         self.log.warning("object_pull_failed", object_id=oid)
         for reader, request in self.waiting.pop(oid, []):
-            self.reply(request, reader, m.ObjectsPinned(request.req_id, self.arena_path, {}, error))
+            self.reply(request, reader, om.ObjectsPinned(request.req_id, self.arena_path, {}, error))
 
-    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+    def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Report to the restarted head's GCS from now on, starting with every object held here."""
         self.gcs = msg.gcs
         held = tuple((oid, o.size) for oid, o in self.objects.items() if o.sealed and not o.freed)
         self.log.info("gcs_moved_objects_reported", objects=len(held))
         if held:
-            self.post(self.gcs, m.ObjectLocations(self.node_id, held))
+            self.post(self.gcs, om.ObjectLocations(self.node_id, held))
 
-    def on_get_transfer_address(self, msg: m.GetTransferAddress, sender: Any) -> None:
+    def on_get_transfer_address(self, msg: om.GetTransferAddress, sender: Any) -> None:
         host, port = self.transfer_server.address
-        self.reply(msg, sender, m.TransferAddress(msg.req_id, host, port))
+        self.reply(msg, sender, om.TransferAddress(msg.req_id, host, port))
 
     # ---- reporting -----------------------------------------------------------------
 
@@ -514,9 +514,9 @@ class ObjectStore(PartActor):
 
     # ---- shutdown ------------------------------------------------------------------
 
-    def on_shutdown(self, msg: m.Shutdown, sender: Any) -> None:
+    def on_shutdown(self, msg: cm.Shutdown, sender: Any) -> None:
         self._release_arena()
-        self.post(sender, m.Started("object_store_stopped", os.getpid()))
+        self.post(sender, cm.Stopped("object_store", os.getpid()))
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self._release_arena()

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
 from babyray.actors.resources import fits
+from babyray.protocol import cluster as cm
+from babyray.protocol import values as vm
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 DEFAULT_BANDWIDTH = 1e9  # bytes/s between nodes (fig8a measures 1.5-2 GB/s pulls between namespaces)
@@ -45,7 +46,7 @@ class NodeLoad:
     placed_at: float = 0.0
 
     @classmethod
-    def from_info(cls, info: m.NodeInfo) -> "NodeLoad":
+    def from_info(cls, info: cm.NodeInfo) -> "NodeLoad":
         return cls(info.node_id, dict(info.resources), dict(info.available), info.queue_length, info.alive,
                    info.scheduler)
 
@@ -78,11 +79,11 @@ class SchedulingPolicy:
     pull_seconds: float = DEFAULT_PULL_SECONDS
     rng: random.Random = field(default_factory=random.Random)
 
-    def cost(self, spec: m.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
+    def cost(self, spec: vm.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
         """Estimated seconds until ``spec`` would start on ``node`` (``now``: time.monotonic())."""
         return node.queue_seconds(self.task_seconds, now)
 
-    def choose(self, spec: m.TaskSpec, candidates: list[NodeLoad]) -> NodeLoad | None:
+    def choose(self, spec: vm.TaskSpec, candidates: list[NodeLoad]) -> NodeLoad | None:
         if not candidates:
             return None
         costs = [(self.cost(spec, n), self.rng.random(), n) for n in candidates]
@@ -100,7 +101,7 @@ class LocalityAwarePolicy(SchedulingPolicy):
 
     name = "locality"
 
-    def cost(self, spec: m.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
+    def cost(self, spec: vm.TaskSpec, node: NodeLoad, now: float | None = None) -> float:
         missing = [size for node_id, size in stored_inputs(spec) if node_id != node.node_id]
         fetch = len(missing) * self.pull_seconds + sum(missing) / self.bandwidth
         return node.queue_seconds(self.task_seconds, now) + fetch
@@ -128,7 +129,7 @@ class Placement:
     policy: SchedulingPolicy
     spread_next: int = 0
 
-    def choose_node(self, spec: m.TaskSpec, nodes: dict[str, NodeLoad]) -> NodeLoad | None:
+    def choose_node(self, spec: vm.TaskSpec, nodes: dict[str, NodeLoad]) -> NodeLoad | None:
         """The node for ``spec``; None if no alive node can fit it yet.
 
         Raises:
@@ -156,7 +157,7 @@ class Placement:
         return self.policy.choose(spec, candidates)
 
 
-def wants_global_placement(spec: m.TaskSpec, node_id: str, locality: bool = True,
+def wants_global_placement(spec: vm.TaskSpec, node_id: str, locality: bool = True,
                            spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
     """Whether a local scheduler should pass ``spec`` up instead of running it on ``node_id``.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable, Iterator
 
-from babyray.actors.messages import TaskSpec
+from babyray.protocol import values as vm
 
 
 def shape_of(resources: dict) -> tuple:
@@ -17,28 +17,28 @@ def shape_of(resources: dict) -> tuple:
 
 class TaskQueue:
     def __init__(self) -> None:
-        self._by_shape: dict[tuple, deque[TaskSpec]] = {}
+        self._by_shape: dict[tuple, deque[vm.TaskSpec]] = {}
         self._length = 0
 
-    def push(self, spec: TaskSpec) -> None:
+    def push(self, spec: vm.TaskSpec) -> None:
         self._by_shape.setdefault(shape_of(spec.resources), deque()).append(spec)
         self._length += 1
 
-    def push_front(self, specs: Iterable[TaskSpec]) -> None:
+    def push_front(self, specs: Iterable[vm.TaskSpec]) -> None:
         """Put ``specs`` back at the head of their shapes' FIFOs, keeping their order."""
         for spec in reversed(list(specs)):
             self._by_shape.setdefault(shape_of(spec.resources), deque()).appendleft(spec)
             self._length += 1
 
-    def fifos(self) -> Iterator[deque[TaskSpec]]:
+    def fifos(self) -> Iterator[deque[vm.TaskSpec]]:
         """The non-empty per-shape FIFOs; callers pop from them with ``popped``."""
         return (q for q in list(self._by_shape.values()) if q)
 
-    def popped(self, fifo: deque[TaskSpec]) -> TaskSpec:
+    def popped(self, fifo: deque[vm.TaskSpec]) -> vm.TaskSpec:
         self._length -= 1
         return fifo.popleft()
 
-    def remove(self, task_id: str) -> TaskSpec | None:
+    def remove(self, task_id: str) -> vm.TaskSpec | None:
         for fifo in self._by_shape.values():
             for spec in fifo:
                 if spec.task_id == task_id:

@@ -21,7 +21,10 @@ from collections import deque
 from typing import Any
 
 from babyray import exceptions, log, serialization
-from babyray.actors import messages as m
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.generator_returns import async_generator_method, generator_returns
@@ -84,21 +87,21 @@ class ArgumentFailed(Exception):
 class Worker(PartActor):
     component = "worker"
     handlers = {
-        m.WorkerStart: "on_start",
-        m.ExecuteTasks: "on_execute",
-        m.CancelTask: "on_cancel",
-        m.StealTasks: "on_steal",
-        m.GcsRestarted: "on_gcs_restarted",
+        tm.WorkerStart: "on_start",
+        tm.ExecuteTasks: "on_execute",
+        tm.CancelTask: "on_cancel",
+        tm.StealTasks: "on_steal",
+        cm.GcsRestarted: "on_gcs_restarted",
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.core: CoreClient | None = None
-        self.start_msg: m.WorkerStart | None = None
-        self.tasks: deque[m.TaskSpec] = deque()
+        self.start_msg: tm.WorkerStart | None = None
+        self.tasks: deque[vm.TaskSpec] = deque()
         self.queue_lock = threading.Condition()
         self.blocked = False
-        self.running: m.TaskSpec | None = None
+        self.running: vm.TaskSpec | None = None
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
         self.executor: threading.Thread | None = None
@@ -107,7 +110,7 @@ class Worker(PartActor):
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
         self.env_error: exceptions.RuntimeEnvSetupError | None = None  # its runtime_env failed to install
 
-    def on_start(self, msg: m.WorkerStart, sender: Any) -> None:
+    def on_start(self, msg: tm.WorkerStart, sender: Any) -> None:
         self.start_msg = msg
         node_setup.apply_env_vars(msg.runtime_env)
         log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
@@ -124,33 +127,33 @@ class Worker(PartActor):
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
         self.executor.start()
         self.log.info("worker_started")
-        self.post(msg.scheduler, m.WorkerReady(msg.worker_id, os.getpid()))
+        self.post(msg.scheduler, tm.WorkerReady(msg.worker_id, os.getpid()))
 
     def intercept(self, msg: Any) -> bool:
         return self.core is not None and self.core.handle(msg)
 
     # ---- task queue ------------------------------------------------------------------
 
-    def on_execute(self, msg: m.ExecuteTasks, sender: Any) -> None:
+    def on_execute(self, msg: tm.ExecuteTasks, sender: Any) -> None:
         if self.actor is not None and self.actor.groups:
-            msg = m.ExecuteTasks(self._run_concurrency_groups(msg.specs))
+            msg = tm.ExecuteTasks(self._run_concurrency_groups(msg.specs))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
-                self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, msg.specs))
+                self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
             for spec in msg.specs:  # before the executor can run and report one (which discards it)
                 self._task_event(spec, "scheduled")
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
 
-    def on_steal(self, msg: m.StealTasks, sender: Any) -> None:
+    def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
         self._drop_scheduled_events(stolen)
         if stolen:
-            self.post(self.start_msg.scheduler, m.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
+            self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
 
-    def on_gcs_restarted(self, msg: m.GcsRestarted, sender: Any) -> None:
+    def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """From the local scheduler: the head restarted; its GCS has a new address."""
         self.start_msg = dataclasses.replace(self.start_msg, gcs=msg.gcs)
         self.core.gcs = msg.gcs
@@ -161,7 +164,7 @@ class Worker(PartActor):
             self.core.task_events.retarget(msg.gcs)
         self.log.info("gcs_moved")
 
-    def on_cancel(self, msg: m.CancelTask, sender: Any) -> None:
+    def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
         running = self.running
         self.cancelled.add(msg.task_id)
@@ -177,14 +180,14 @@ class Worker(PartActor):
             returned = list(self.tasks)
             self.tasks.clear()
         self._drop_scheduled_events(returned)
-        self.post_from_thread(self.start_msg.scheduler, m.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
+        self.post_from_thread(self.start_msg.scheduler, tm.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
 
     def _on_unblock(self) -> None:
         if threading.current_thread() is not self.executor or not self.blocked:
             return
         with self.queue_lock:
             self.blocked = False
-        self.post_from_thread(self.start_msg.scheduler, m.WorkerUnblocked(self.start_msg.worker_id))
+        self.post_from_thread(self.start_msg.scheduler, tm.WorkerUnblocked(self.start_msg.worker_id))
 
     # ---- executing -------------------------------------------------------------------
 
@@ -240,7 +243,7 @@ class Worker(PartActor):
             self._report(spec, returns)
             spec = returns = None  # idle workers must not keep the task's refs alive
 
-    def _report(self, spec: m.TaskSpec, returns: tuple) -> None:
+    def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
@@ -250,17 +253,17 @@ class Worker(PartActor):
             wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
             if wake:
                 self.unsent = 0
-        result = m.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
+        result = tm.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
                               started_at=self.started.pop(spec.task_id, 0.0))
         if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
-            self.post_from_thread(spec.owner, m.TaskResults((result,)), wake=False)
-            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake)
+            self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=False)
+            self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake)
         else:
-            self.post_from_thread(spec.owner, m.TaskResults((result,)), wake=wake)
+            self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
 
     # ---- hosting an actor ------------------------------------------------------------
 
-    def _create_actor(self, spec: m.TaskSpec) -> None:
+    def _create_actor(self, spec: vm.TaskSpec) -> None:
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
         context.actor_scheduling_strategy = spec.scheduling_strategy
@@ -276,15 +279,15 @@ class Worker(PartActor):
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
             self._task_event(spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause)
-            self.post_from_thread(start.gcs, m.ActorInitFailed(spec.actor_id, cause))
-            self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+            self.post_from_thread(start.gcs, am.ActorInitFailed(spec.actor_id, cause))
+            self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
         self._task_event(spec, "finished", finished_at=time.time())
-        self.post_from_thread(start.gcs, m.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
+        self.post_from_thread(start.gcs, am.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
-        self.post_from_thread(start.scheduler, m.WorkerTasksDone(start.worker_id, (spec.task_id,)))
+        self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
@@ -300,7 +303,7 @@ class Worker(PartActor):
                 pool.submit(lambda s=spec: self._report(s, self._execute(s)))
         return tuple(rest)
 
-    def _on_sys_exit(self, spec: m.TaskSpec, exc: SystemExit) -> None:
+    def _on_sys_exit(self, spec: vm.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
         process like a crash, as in Ray (the task is retried, the actor restarted)."""
         if isinstance(exc, ActorExit) and self.actor is not None:
@@ -310,7 +313,7 @@ class Worker(PartActor):
                          code=repr(exc.code))
         os._exit(exit_status(exc.code))
 
-    def _exit_actor(self, spec: m.TaskSpec) -> None:
+    def _exit_actor(self, spec: vm.TaskSpec) -> None:
         """The method called exit_actor(): no result; the local scheduler ends the actor for good
         (its callers see it die) and stops this process. This executor thread takes no more calls."""
         self.log.info("actor_exit_called", actor_id=spec.actor_id, task_id=spec.task_id)
@@ -319,9 +322,9 @@ class Worker(PartActor):
         # Results of earlier calls leave first, so callers have them before the death notice.
         self.wake_from_thread()
         time.sleep(EXIT_RESULTS_GRACE)
-        self.post_from_thread(self.start_msg.scheduler, m.ActorExiting(self.start_msg.worker_id, spec.actor_id))
+        self.post_from_thread(self.start_msg.scheduler, am.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
-    def _call_async(self, spec: m.TaskSpec) -> bool:
+    def _call_async(self, spec: vm.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
         the actor has no such method or it is a plain generator (the executor thread runs those)."""
         try:
@@ -357,7 +360,7 @@ class Worker(PartActor):
         self.actor.run_coroutine(spec, method, args, kwargs, done)
         return True
 
-    def _task_event(self, spec: m.TaskSpec, state: str, **fields: Any) -> None:
+    def _task_event(self, spec: vm.TaskSpec, state: str, **fields: Any) -> None:
         """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
         fields.update(name=spec.function_name, node_id=self.start_msg.node_id, worker_id=self.start_msg.worker_id,
                       actor_id=spec.actor_id, attempt=spec.attempt)
@@ -369,14 +372,14 @@ class Worker(PartActor):
             self.core.task_events.discard(spec.task_id)
             self.core.task_events.add(spec.task_id, state, fields)
 
-    def _drop_scheduled_events(self, specs: list[m.TaskSpec]) -> None:
+    def _drop_scheduled_events(self, specs: list[vm.TaskSpec]) -> None:
         """Tasks handed back to the scheduler run elsewhere: their "scheduled" event here,
         if not sent yet, would only reach the GCS late (after the task ended)."""
         if self.core.task_events is not None:
             for spec in specs:
                 self.core.task_events.discard(spec.task_id)
 
-    def _execute(self, spec: m.TaskSpec) -> tuple:
+    def _execute(self, spec: vm.TaskSpec) -> tuple:
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
         context.current_task.task_id = spec.task_id
@@ -407,7 +410,7 @@ class Worker(PartActor):
                       start=started, end=time.time(), attempt=spec.attempt)
         return returns
 
-    def _callable(self, spec: m.TaskSpec) -> Any:
+    def _callable(self, spec: vm.TaskSpec) -> Any:
         if spec.method_name is None:
             return self._function(spec.function_id)
         if self.actor is None or self.actor.instance is None:
@@ -422,7 +425,7 @@ class Worker(PartActor):
             function = self.functions[function_id] = serialization.loads_function(self.core.fetch_function(function_id))
         return function
 
-    def _arguments(self, spec: m.TaskSpec) -> tuple[list, dict]:
+    def _arguments(self, spec: vm.TaskSpec) -> tuple[list, dict]:
         """The task's positional and keyword argument values.
 
         Raises:
@@ -434,12 +437,12 @@ class Worker(PartActor):
             raise ArgumentFailed(exc) from exc
 
     def _arg(self, arg: Any) -> Any:
-        if isinstance(arg, m.ValueArg):
+        if isinstance(arg, vm.ValueArg):
             return self.core.materialize(arg.object_id, arg.value)
         return serialization.deserialize(arg.blob)
 
     @staticmethod
-    def _split_returns(spec: m.TaskSpec, result: Any) -> list:
+    def _split_returns(spec: vm.TaskSpec, result: Any) -> list:
         if spec.num_returns == 1:
             return [result]
         if spec.num_returns == 0:
@@ -449,7 +452,7 @@ class Worker(PartActor):
                              f"return a tuple or list of {spec.num_returns} values")
         return list(result)
 
-    def _error_returns(self, spec: m.TaskSpec, exc: BaseException, tb: str = "") -> tuple:
+    def _error_returns(self, spec: vm.TaskSpec, exc: BaseException, tb: str = "") -> tuple:
         if isinstance(exc, exceptions.RayError) and not tb:
             error: BaseException = exc
         else:

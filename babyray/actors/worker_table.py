@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from babyray.actors import messages as m
+from babyray.protocol import values as vm
 
 
 class WorkerState(enum.Enum):
@@ -61,7 +61,7 @@ class Held:
     """What a worker that died held: the task it ran and those queued behind it."""
 
     worker: WorkerRecord
-    running: m.TaskSpec | None
+    running: vm.TaskSpec | None
     unstarted: tuple
 
 
@@ -108,10 +108,10 @@ class WorkerTable:
 
     # ---- leases ----------------------------------------------------------------------
 
-    def assign(self, worker: WorkerRecord, spec: m.TaskSpec) -> None:
+    def assign(self, worker: WorkerRecord, spec: vm.TaskSpec) -> None:
         worker.assigned.append(spec)
 
-    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[m.TaskSpec]:
+    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[vm.TaskSpec]:
         """The worker reported these tasks done: drop their leases; returns the specs dropped."""
         done = [s for s in worker.assigned if s.task_id in task_ids]
         worker.assigned = [s for s in worker.assigned if s.task_id not in task_ids]

@@ -11,7 +11,6 @@ import inspect
 from typing import Any, Callable
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
@@ -20,6 +19,8 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.ids import new_actor_id
+from babyray.protocol import actors as am
+from babyray.protocol import values as vm
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
 
@@ -111,9 +112,9 @@ class ActorClass:
         task_id, _ = core.new_returns(0)
         resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
                                 {k: encode_arg(core, v) for k, v in kwargs.items()})
-        info = m.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
+        info = am.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
                            int(options.get("max_task_retries") or 0), name, tuple(self._groups))
-        spec = m.TaskSpec(
+        spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=self._function_id,
             function_name=f"{self.__name__}.__init__", args=resolved[0], kwargs=resolved[1],
             num_returns=0, return_ids=[], resources=resources, owner=core.inbox,
@@ -122,7 +123,7 @@ class ActorClass:
                            "concurrency_groups": self._groups},
             scheduling_strategy=strategy,
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
-        reply = core.request(core.gcs, lambda r: m.RegisterActor(
+        reply = core.request(core.gcs, lambda r: am.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached"))
         if reply.error:
             raise ValueError(reply.error)
@@ -135,14 +136,14 @@ def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict
     found = core._collect(refs, len(refs), None) if refs else {}
 
     def value(a: Any) -> Any:
-        return m.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a
+        return vm.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a
     return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
 
 class ActorHandle:
     """A reference to a running actor; ``handle.method.remote(...)`` calls it."""
 
-    def __init__(self, info: m.ActorInfo) -> None:
+    def __init__(self, info: am.ActorInfo) -> None:
         self._info = info
 
     def __getattr__(self, name: str) -> "ActorMethod":
@@ -200,7 +201,7 @@ class ActorMethod:
         mode = generator_mode(None, self._num_returns)
         num_returns = 1 if mode else self._num_returns
         task_id, return_ids = core.new_returns(num_returns)
-        spec = m.TaskSpec(
+        spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
@@ -216,7 +217,7 @@ class ActorMethod:
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor named ``name``; ValueError if there is none."""
     core = context.runtime_or_auto_init().core
-    reply = core.request(core.gcs, lambda r: m.GetNamedActor(r, name))
+    reply = core.request(core.gcs, lambda r: am.GetNamedActor(r, name))
     if reply.info is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
                          f"to look up a named actor you didn't create. 2. The named actor died. "
@@ -232,7 +233,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     if no_restart:
         with core.lock:
             core.actor_calls.kill(actor.actor_id)
-    core.transport.send(core.gcs, m.KillActor(actor.actor_id, no_restart))
+    core.transport.send(core.gcs, am.KillActor(actor.actor_id, no_restart))
 
 
 class ActorExit(SystemExit):
@@ -256,4 +257,4 @@ def exit_actor() -> None:
 
 def list_named_actors(all_namespaces: bool = False) -> list[str]:
     core = context.runtime().core
-    return list(core.request(core.gcs, lambda r: m.ListNamedActors(r)).names)
+    return list(core.request(core.gcs, lambda r: am.ListNamedActors(r)).names)

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions
-from babyray.actors import messages as m
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.protocol import actors as am
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ ALIVE, DEAD = "ALIVE", "DEAD"
 
 @dataclass(slots=True)
 class _Call:
-    spec: m.TaskSpec
+    spec: vm.TaskSpec
     unresolved: int
     failed: Any = None
 
@@ -53,10 +55,10 @@ class ActorSubmitter:
         state = self.actors.get(actor_id)
         if state is None:
             state = self.actors[actor_id] = _ActorState()
-            self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
+            self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
         return state
 
-    def submit(self, spec: m.TaskSpec) -> list[ObjectRef]:
+    def submit(self, spec: vm.TaskSpec) -> list[ObjectRef]:
         core = self.core
         deps = [(spec.args, i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
         deps += [(spec.kwargs, k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
@@ -88,19 +90,19 @@ class ActorSubmitter:
             actor.queue.popleft()
             actor.inflight[call.spec.task_id] = call.spec
             self.actor_of_call[call.spec.task_id] = actor_id
-            self.core.transport.send(actor.address, m.ExecuteTasks((call.spec,)))
+            self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))
 
     def resubscribe(self) -> None:
         """Ask a restarted GCS for the state of every actor called from here (Locked)."""
         for actor_id in self.actors:
-            self.core.transport.send(self.core.gcs, m.SubscribeActor(actor_id, self.core.inbox))
+            self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
 
     def finished(self, task_id: str) -> None:
         actor_id = self.actor_of_call.pop(task_id, None)
         if actor_id is not None:
             self.actors[actor_id].inflight.pop(task_id, None)
 
-    def state_changed(self, msg: m.ActorStateChanged) -> None:
+    def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)
         if actor.state == DEAD:  # killed here already; the GCS may still report the old state
             return
@@ -113,8 +115,9 @@ class ActorSubmitter:
         """The actor's process died: resend calls in flight within max_task_retries."""
         retry = []
         for spec in actor.inflight.values():
-            if take_retry(spec):
-                retry.append(_Call(spec, 0))
+            next_try = take_retry(spec)
+            if next_try is not None:
+                retry.append(_Call(next_try, 0))
             else:
                 self.actor_of_call.pop(spec.task_id, None)
                 self._fail(spec, exceptions.RayActorError(
@@ -139,5 +142,5 @@ class ActorSubmitter:
         while actor.queue:
             self._fail(actor.queue.popleft().spec, error)
 
-    def _fail(self, spec: m.TaskSpec, error: BaseException | m.ErrorValue) -> None:
+    def _fail(self, spec: vm.TaskSpec, error: BaseException | vm.ErrorValue) -> None:
         self.core._finish(failed_result(spec, error))

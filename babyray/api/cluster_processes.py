@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from babyray.actors import messages as m
-from babyray.actors import state_messages as sm
 from babyray.api import reference_report
+from babyray.protocol import cluster as cm
+from babyray.protocol import state as sm
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -20,17 +20,17 @@ if TYPE_CHECKING:
 __all__ = ["alive_nodes", "drivers", "reference_snapshots", "workers"]
 
 
-def alive_nodes(core: "CoreClient", timeout: float) -> tuple[m.NodeInfo, ...]:
+def alive_nodes(core: "CoreClient", timeout: float) -> tuple[cm.NodeInfo, ...]:
     """The GCS's alive nodes.
 
     Raises:
         RayError: the GCS did not answer within ``timeout`` seconds.
     """
-    return tuple(n for n in core.request(core.gcs, lambda r: m.GetNodes(r), timeout).nodes if n.alive)
+    return tuple(n for n in core.request(core.gcs, lambda r: cm.GetNodes(r), timeout).nodes if n.alive)
 
 
-def workers(core: "CoreClient", nodes: tuple[m.NodeInfo, ...], timeout: float) -> tuple[list[dict], list[str]]:
-    """Every worker of ``nodes`` (see ``state_messages.WorkerTable``, plus the node's ``ip``)
+def workers(core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float) -> tuple[list[dict], list[str]]:
+    """Every worker of ``nodes`` (see ``protocol.state.WorkerTable``, plus the node's ``ip``)
     and the ids of the nodes whose scheduler did not answer within ``timeout`` seconds."""
     replies = core.request_many([(n.scheduler, lambda r: sm.GetWorkers(r)) for n in nodes], timeout)
     rows: list[dict] = []
@@ -83,7 +83,7 @@ def reference_snapshots(core: "CoreClient", timeout: float) -> tuple[list[dict],
     return answered, silent
 
 
-def _node_of(nodes: tuple[m.NodeInfo, ...], ip: str, node_id: str) -> str | None:
+def _node_of(nodes: tuple[cm.NodeInfo, ...], ip: str, node_id: str) -> str | None:
     """``node_id`` (the node a process uses) if it is on the process's host ``ip``; None for a
     driver on a host without a node, which uses the head's."""
     node = next((n for n in nodes if n.node_id == node_id), None)

@@ -10,8 +10,9 @@ import os
 import threading
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.api.core import CoreClient
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 
 _runtime: Any = None
 
@@ -26,7 +27,7 @@ class WorkerRuntime:
 
     is_driver = False
 
-    def __init__(self, core: CoreClient, start: m.WorkerStart) -> None:
+    def __init__(self, core: CoreClient, start: tm.WorkerStart) -> None:
         self.core = core
         self.node_id = start.node_id
         self.worker_id = start.worker_id
@@ -76,7 +77,7 @@ def current_scheduling_strategy() -> Any:
     return strategy if strategy is not None else actor_scheduling_strategy
 
 
-def task_started(spec: m.TaskSpec) -> None:
+def task_started(spec: vm.TaskSpec) -> None:
     """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
     holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
     current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids

@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from babyray import config, exceptions, log, serialization
-from babyray.actors import messages as m
-from babyray.actors import object_messages as om
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
+from babyray.protocol import Reply
+from babyray.protocol import actors as am
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.arguments import arg_resolver
@@ -35,18 +38,15 @@ from babyray.api.task_routing import TaskRouter
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.task_events import TaskEventBuffer, error_fields
 from babyray.api.reference_counting import ReferenceCounter, forget_serialized_refs, take_serialized_refs
-from babyray.gcs import messages as gm
 from babyray.ids import new_put_object_id, new_task_id, object_id_for
 from babyray.store.alloc_channel import AllocClient
 from babyray.store.arena import Arena, read_object, write_object
 from babyray.task_failure import failed_result, failed_returns, take_retry
 
-Value = Any  # m.InlineValue | m.StoredValue | m.ErrorValue
+Value = Any  # vm.InlineValue | vm.StoredValue | vm.ErrorValue
 
 REQUEST_TIMEOUT = 60.0
-_REPLY_TYPES = (m.ObjectCreated, m.ObjectsPinned, m.FunctionBlob, m.Nodes, m.DriverRegistered,
-                m.TransferAddress, m.ActorRegistered, m.NamedActor, m.NamedActorList, gm.TableEntries,
-                sm.WorkerTable, sm.Drivers, sm.References, pm.PlacementGroupReply)
+
 
 
 class Transport(Protocol):
@@ -62,7 +62,7 @@ class _Owned:
 
 @dataclass(slots=True)
 class _PendingTask:
-    spec: m.TaskSpec
+    spec: vm.TaskSpec
     unresolved: int
     failed: Value | None = None
 
@@ -95,9 +95,9 @@ class CoreClient:
         self.borrowed: dict[str, Value] = {}
         self.borrow_callbacks: dict[str, list] = {}
         self.pending_tasks: dict[str, _PendingTask] = {}
-        self.submitted: dict[str, m.TaskSpec] = {}
+        self.submitted: dict[str, vm.TaskSpec] = {}
         self.replies: dict[str, _Reply] = {}
-        self.registered_functions: dict[str, m.RegisterFunction] = {}  # sent to the GCS, by function id
+        self.registered_functions: dict[str, gm.RegisterFunction] = {}  # sent to the GCS, by function id
         self.actor_calls = ActorSubmitter(self)
         self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
@@ -181,11 +181,11 @@ class CoreClient:
 
     def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
         if function_id not in self.registered_functions:
-            registration = self.registered_functions[function_id] = m.RegisterFunction(function_id, name, blob)
+            registration = self.registered_functions[function_id] = gm.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
     def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
-        reply = self.request(self.gcs, lambda r: m.GetFunction(r, function_id), timeout)
+        reply = self.request(self.gcs, lambda r: gm.GetFunction(r, function_id), timeout)
         return reply.blob
 
     # ---- submitting tasks ------------------------------------------------------------
@@ -194,7 +194,7 @@ class CoreClient:
         task_id = new_task_id()
         return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
 
-    def submit(self, spec: m.TaskSpec, dest: Any = None) -> list[ObjectRef]:
+    def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Own the spec's returns, resolve its top-level ObjectRef args, then send it.
 
         ``spec.args``/``spec.kwargs`` hold InlineValue for plain values and ObjectRef for
@@ -219,13 +219,13 @@ class CoreClient:
                 self._lookup(ref, arg_resolver(pending, spec.kwargs, key, ref.id, send))
         return refs[: spec.num_returns] if spec.num_returns else []
 
-    def own_returns(self, spec: m.TaskSpec, dep_refs: list[ObjectRef]) -> None:
+    def own_returns(self, spec: vm.TaskSpec, dep_refs: list[ObjectRef]) -> None:
         """Own a new task's return objects; its argument refs stay alive until it ends. Locked."""
         for oid in spec.return_ids:
             self.owned[oid] = _Owned(task_id=spec.task_id)
         self.refs.hold_for_task(spec.task_id, dep_refs + take_serialized_refs())
 
-    def submit_actor_call(self, spec: m.TaskSpec) -> list[ObjectRef]:
+    def submit_actor_call(self, spec: vm.TaskSpec) -> list[ObjectRef]:
         return self.actor_calls.submit(spec)
 
     def _send_task(self, pending: _PendingTask, dest: Any) -> None:
@@ -233,18 +233,18 @@ class CoreClient:
         if self.pending_tasks.pop(spec.task_id, None) is None:
             return  # cancelled while its arguments were being resolved
         if pending.failed is not None:  # a dependency failed: so does this task
-            self._finish(m.TaskResult(spec.task_id, tuple((o, pending.failed) for o in spec.return_ids)))
+            self._finish(tm.TaskResult(spec.task_id, tuple((o, pending.failed) for o in spec.return_ids)))
             return
         self.submitted[spec.task_id] = spec
         dest = self.router.destination(spec, dest)
-        self.transport.send(dest, m.SubmitTasks((spec,)))
+        self.transport.send(dest, tm.SubmitTasks((spec,)))
         self._submitted_event(spec)
 
-    def task_placed(self, spec: m.TaskSpec, node_id: str) -> None:
+    def task_placed(self, spec: vm.TaskSpec, node_id: str) -> None:
         """Tell the GCS this owner placed ``spec`` on ``node_id`` (resubmitted if it dies)."""
         self._task_event(spec.task_id, "placed", placed_node=node_id, owner_address=spec.owner)
 
-    def _submitted_event(self, spec: m.TaskSpec) -> None:
+    def _submitted_event(self, spec: vm.TaskSpec) -> None:
         """Record a task's lineage (its spec) in the GCS task table."""
         self._task_event(spec.task_id, "submitted", name=spec.function_name, function_id=spec.function_id,
                          job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
@@ -255,7 +255,7 @@ class CoreClient:
         if self.task_events is not None:
             self.task_events.add(task_id, state, fields)
 
-    def reset_returns(self, spec: m.TaskSpec) -> None:
+    def reset_returns(self, spec: vm.TaskSpec) -> None:
         """Make a re-executed task's returns pending again (entries freed meanwhile come back). Locked."""
         for oid in spec.return_ids:
             entry = self.owned.get(oid)
@@ -266,20 +266,20 @@ class CoreClient:
         if spec.generator:
             self.generators.reset_items(spec.task_id)
 
-    def resubmit(self, spec: m.TaskSpec) -> None:
+    def resubmit(self, spec: vm.TaskSpec) -> None:
         with self.lock:
             self.submitted[spec.task_id] = spec
-        self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+        self.transport.send(self.scheduler, tm.SubmitTasks((spec,)))
 
     # ---- results -----------------------------------------------------------------------
 
-    def _finish(self, result: m.TaskResult) -> None:
+    def _finish(self, result: tm.TaskResult) -> None:
         """Record a task's outcome (under the lock) and wake whoever waits for it."""
         spec = self.submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
         self.actor_calls.finished(result.task_id)
-        error = next((value for _, value in result.returns if isinstance(value, m.ErrorValue)), None)
+        error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         self._task_event(result.task_id, state, finished_at=time.time(), worker_id=result.worker_id,
                          node_id=result.node_id, attempt=spec.attempt if spec else None,
@@ -288,7 +288,7 @@ class CoreClient:
         for oid, value in result.returns:
             self._set_value(oid, value)
 
-    def _should_retry(self, spec: m.TaskSpec, result: m.TaskResult) -> bool:
+    def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
         if not result.returns:
             return False
         value = result.returns[0][1]
@@ -296,41 +296,45 @@ class CoreClient:
             return True
         if not spec.retry_exceptions:
             return False
-        if not isinstance(value, m.ErrorValue) or result.retryable_crash:
+        if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
             return False
         if isinstance(spec.retry_exceptions, (list, tuple)):
             cause = getattr(serialization.deserialize(value.blob), "cause", None)
             if not isinstance(cause, tuple(spec.retry_exceptions)):
                 return False
-        if not take_retry(spec):
+        retry = take_retry(spec)
+        if retry is None:
             return False
+        spec = retry
         fields = error_fields(value.blob)[1]
         self.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt,
                       error_type=fields.get("error_type"), worker_id=result.worker_id, node=result.node_id)
         self._task_event(spec.task_id, "retried", attempt=spec.attempt, **fields)
         self.submitted[spec.task_id] = spec
-        self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+        self.transport.send(self.scheduler, tm.SubmitTasks((spec,)))
         return True
 
-    def _resubmit_lost(self, msg: m.TasksLost) -> None:
+    def _resubmit_lost(self, msg: tm.TasksLost) -> None:
         """Run again the tasks still awaited that were on a node that died. Locked."""
         for task_id in msg.task_ids:
             spec = self.submitted.get(task_id)
             if spec is None:
                 continue  # finished meanwhile, or not ours
-            if not take_retry(spec):
+            retry = take_retry(spec)
+            if retry is None:
                 self.log.warning("task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
                 self._finish(failed_result(spec, exceptions.WorkerCrashedError(
                     f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
                     f"exhausted ({spec.attempt}/{spec.max_retries}).")))
                 continue
+            spec = self.submitted[task_id] = retry
             if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
                 self.generators.reset_items(task_id)
             self.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
                              reason=msg.reason or "node died")
             self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
                              error_message=f"node {msg.node_id} died")
-            self.transport.send(self.scheduler, m.SubmitTasks((spec,)))
+            self.transport.send(self.scheduler, tm.SubmitTasks((spec,)))
 
     def close(self) -> None:
         """Release what this client holds in its process (at shutdown): the counting thread,
@@ -375,7 +379,7 @@ class CoreClient:
             for task_id in lost:
                 if task_id in self.submitted:
                     self._submitted_event(self.submitted[task_id])
-            self._resubmit_lost(m.TasksLost(head_node_id, lost, "head restarted"))
+            self._resubmit_lost(tm.TasksLost(head_node_id, lost, "head restarted"))
         return len(lost)
 
     def own_value(self, oid: str, task_id: str, value: Value) -> None:
@@ -400,50 +404,48 @@ class CoreClient:
     def handle(self, msg: Any) -> bool:
         """Process one incoming message; False if it is not a core message."""
         kind = type(msg)
-        if kind is m.TaskResults:
+        if kind is tm.TaskResults:
             with self.lock:
                 for result in msg.results:
                     self._finish(result)
-        elif kind is m.ObjectValues:
+        elif kind is om.ObjectValues:
             with self.lock:
                 for oid, value in msg.values:
                     self.borrowed[oid] = value
                     for callback in self.borrow_callbacks.pop(oid, []):
                         callback(value)
                 self.changed.notify_all()
-        elif kind is m.GeneratorItem:
+        elif kind is tm.GeneratorItem:
             with self.lock:
                 self.generators.on_item(msg)
-        elif kind is m.GetObjects:
+        elif kind is om.GetObjects:
             self._serve_get_objects(msg)
-        elif kind is m.TasksLost:
+        elif kind is tm.TasksLost:
             with self.lock:
                 self._resubmit_lost(msg)
-        elif kind is m.ActorStateChanged:
+        elif kind is am.ActorStateChanged:
             with self.lock:
                 self.actor_calls.state_changed(msg)
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
-        elif kind is om.StoreStats:
-            self._complete(msg)
         elif kind is sm.GetReferences:
             self.transport.send(msg.reply_to, sm.References(msg.req_id, self.identity, os.getpid(), self.node_id,
                                                             reference_report.snapshot(self)))
-        elif kind in _REPLY_TYPES:
+        elif isinstance(msg, Reply):  # the answer to a request(): see babyray.protocol
             self._complete(msg)
         else:
             return False
         return True
 
-    def _serve_get_objects(self, msg: m.GetObjects) -> None:
+    def _serve_get_objects(self, msg: om.GetObjects) -> None:
         def reply(oid: str) -> Callable:
-            return lambda value: self.transport.send(msg.reply_to, m.ObjectValues(msg.req_id, ((oid, value),)))
+            return lambda value: self.transport.send(msg.reply_to, om.ObjectValues(msg.req_id, ((oid, value),)))
         with self.lock:
             for oid in msg.object_ids:
                 entry = self.owned.get(oid)
                 if entry is None:
                     lost = exceptions.ObjectLostError(f"object {oid} is not known to its owner {self.identity}")
-                    reply(oid)(m.ErrorValue(serialization.dumps(lost)))
+                    reply(oid)(vm.ErrorValue(serialization.dumps(lost)))
                 elif entry.value is not None:
                     reply(oid)(entry.value)
                 else:
@@ -466,12 +468,12 @@ class CoreClient:
             return
         if ref.owner_id == self.identity:
             lost = exceptions.ObjectLostError(f"object {ref.id} is no longer known to its owner")
-            callback(m.ErrorValue(serialization.dumps(lost)))
+            callback(vm.ErrorValue(serialization.dumps(lost)))
             return
         waiting = self.borrow_callbacks.setdefault(ref.id, [])
         waiting.append(callback)
         if len(waiting) == 1:
-            self.transport.send(ref.owner, m.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
+            self.transport.send(ref.owner, om.GetObjects(self.new_req_id(), (ref.id,), self.inbox))
 
     def _collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
                  others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
@@ -529,9 +531,9 @@ class CoreClient:
         Raises:
             GetTimeoutError: a stored object could not be read or rebuilt before the deadline.
         """
-        if isinstance(value, m.InlineValue):
+        if isinstance(value, vm.InlineValue):
             return serialization.deserialize(value.blob)
-        if isinstance(value, m.ErrorValue):
+        if isinstance(value, vm.ErrorValue):
             error = serialization.deserialize(value.blob)
             if isinstance(error, exceptions.RayTaskError):
                 raise error.as_instanceof_cause()
@@ -539,11 +541,11 @@ class CoreClient:
         try:
             return self._read_stored(oid, value, deadline)
         except exceptions.ObjectLostError:
-            if isinstance(value, m.StoredValue) and self.recovery.is_lost(value, deadline):
+            if isinstance(value, vm.StoredValue) and self.recovery.is_lost(value, deadline):
                 return self._read_recovered(oid, value, deadline)
             raise
 
-    def _read_recovered(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
+    def _read_recovered(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
         """Read ``oid``, lost with the node of ``value``: from a surviving copy, else rebuilt.
 
         The object table may still list a copy its store has just dropped (evicted, or freed
@@ -555,13 +557,13 @@ class CoreClient:
             try:
                 return self.materialize(oid, found, deadline)
             except exceptions.ObjectLostError:
-                copy = isinstance(found, m.StoredValue) and found.node_id not in stale
+                copy = isinstance(found, vm.StoredValue) and found.node_id not in stale
                 if not copy or self.recovery.is_lost(found, deadline):
                     raise
                 self.log.warning("object_copy_stale", object_id=oid, node=found.node_id)
                 stale.add(found.node_id)
 
-    def _read_stored(self, oid: str, value: m.StoredValue, deadline: float | None) -> Any:
+    def _read_stored(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
         if self.remote_store_io:  # read straight from the holder: ask first whether it is alive
             if self.recovery.is_lost(value, deadline):
                 raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
@@ -571,10 +573,10 @@ class CoreClient:
         if value.node_id != self.node_id:  # the local store pulls it over the data plane
             if value.store is None:
                 raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
-            reply = self.request_by(self.store, lambda r: m.PullObject(r, oid, value.size, value.store,
+            reply = self.request_by(self.store, lambda r: om.PullObject(r, oid, value.size, value.store,
                                                                        value.node_id, self.identity), deadline)
         else:
-            reply = self.request_by(self.store, lambda r: m.PinObjects(r, (oid,), self.identity), deadline)
+            reply = self.request_by(self.store, lambda r: om.PinObjects(r, (oid,), self.identity), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
@@ -583,7 +585,7 @@ class CoreClient:
 
         def release() -> None:
             view_closed()
-            self.transport.send(self.store, m.UnpinObjects((oid,), self.identity))
+            self.transport.send(self.store, om.UnpinObjects((oid,), self.identity))
         return read_object(arena, offset, size, release)
 
     def _direct(self) -> Any:
@@ -613,7 +615,7 @@ class CoreClient:
         if serialized.contained_refs:
             forget_serialized_refs(serialized.contained_refs)
         if serialized.total_size <= self.inline_threshold:
-            return self.refs.stored_record(m.InlineValue(serialized.to_bytes()), serialized, borrower)
+            return self.refs.stored_record(vm.InlineValue(serialized.to_bytes()), serialized, borrower)
         self.refs.drain()  # frees queued so far go to the store before this allocation
         reserved, error = False, None
         if self.alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
@@ -622,7 +624,7 @@ class CoreClient:
         if self.alloc_channel is None or error is not None:
             # Through Thespian: after the frees and unpins sent before it, which the channel may
             # have overtaken, so a store that looked full may have room now.
-            reply = self.request(self.store, lambda r: m.CreateObject(r, oid, serialized.total_size, self.identity))
+            reply = self.request(self.store, lambda r: om.CreateObject(r, oid, serialized.total_size, self.identity))
             offset, error, arena_name = reply.offset, reply.error, reply.arena_name
             if error is None and self.alloc_channel is None and not self.remote_store_io:
                 self._open_alloc_channel(arena_name)
@@ -632,9 +634,9 @@ class CoreClient:
             self._direct().write(self.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        self.transport.send(self.store, m.SealObject(oid, serialized.total_size, self.identity,
+        self.transport.send(self.store, om.SealObject(oid, serialized.total_size, self.identity,
                                                      offset if reserved else -1))
-        return self.refs.stored_record(m.StoredValue(self.node_id, serialized.total_size, self.store),
+        return self.refs.stored_record(vm.StoredValue(self.node_id, serialized.total_size, self.store),
                                        serialized, borrower)
 
     def _open_alloc_channel(self, arena_name: str) -> None:
@@ -672,7 +674,7 @@ class CoreClient:
                 for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
                     self._set_value(oid, error)
                 return
-        self.transport.send(self.scheduler, m.CancelTask(task_id, force))
+        self.transport.send(self.scheduler, tm.CancelTask(task_id, force))
 
 
 def function_id_of(blob: bytes) -> str:

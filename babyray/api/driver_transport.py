@@ -21,7 +21,7 @@ from typing import Any, Callable
 from thespian.actors import ActorSystem
 
 from babyray import log
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
 from babyray.actors.batching import Outbox, address_key, unbatch
 
 LISTEN_TIMEOUT = 0.2
@@ -49,20 +49,20 @@ class DriverTransport:
         with self._lock:
             self._head_parts = {address_key(part) for part in parts}
 
-    def register(self, gcs: Any, pid: int, timeout: float) -> m.DriverRegistered:
+    def register(self, gcs: Any, pid: int, timeout: float) -> cm.DriverRegistered:
         """Introduce the inbox to the GCS; the reply carries the inbox's address."""
-        reply = self._inbox_ctx.ask(gcs, m.RegisterDriver("driver-0", pid), timeout)
-        if not isinstance(reply, m.DriverRegistered):
+        reply = self._inbox_ctx.ask(gcs, cm.RegisterDriver("driver-0", pid), timeout)
+        if not isinstance(reply, cm.DriverRegistered):
             raise ConnectionError(f"the GCS at {gcs} did not answer the driver's registration")
         return reply
 
-    def register_again(self, gcs: Any, pid: int, job_id: str, timeout: float) -> m.DriverRegistered:
+    def register_again(self, gcs: Any, pid: int, job_id: str, timeout: float) -> cm.DriverRegistered:
         """Introduce the inbox to a restarted head's GCS, keeping the job; once started.
 
         The listener thread owns the inbox context, so it sends the registration between
         listens (the GCS records the sender as the driver's inbox) and hands back the reply.
         """
-        registration = m.RegisterDriver(f"driver-again-{job_id}-{time.monotonic_ns()}", pid, job_id)
+        registration = cm.RegisterDriver(f"driver-again-{job_id}-{time.monotonic_ns()}", pid, job_id)
         answered: Future = Future()
         with self._lock:
             self._registrations[registration.req_id] = answered
@@ -124,7 +124,7 @@ class DriverTransport:
                 if self._unanswered:
                     with self._lock:
                         self._unanswered.pop(getattr(inner, "req_id", None), None)
-                if type(inner) is m.DriverRegistered and self._registration_answered(inner):
+                if type(inner) is cm.DriverRegistered and self._registration_answered(inner):
                     continue
                 try:
                     self._handler(inner)
@@ -140,7 +140,7 @@ class DriverTransport:
             except Exception:
                 self.log.exception("driver_send_failed", dest=str(dest), message=repr(msg))
 
-    def _registration_answered(self, reply: m.DriverRegistered) -> bool:
+    def _registration_answered(self, reply: cm.DriverRegistered) -> bool:
         with self._lock:
             answered = self._registrations.pop(reply.req_id, None)
         if answered is None:

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import exceptions
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
 from babyray.ids import PUT_INDEX, object_id_for
+from babyray.protocol import objects as om
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -88,14 +90,14 @@ class GeneratorStreams:
         """Forget a stream: its items not taken die with it. Lock-free (called from finalizers)."""
         self.streams.pop(task_id, None)
 
-    def on_item(self, msg: m.GeneratorItem) -> None:
+    def on_item(self, msg: tm.GeneratorItem) -> None:
         """An item arrived from the worker (again, if the task was re-executed). Locked."""
         core = self.core
         entry = core.owned.get(msg.object_id)
         if entry is not None:  # re-executed: a lost item is rebuilt, a kept one stays
             kept, new = entry.value, msg.value
-            if isinstance(kept, m.StoredValue) and isinstance(new, m.StoredValue) and kept.node_id != new.node_id:
-                core.transport.send(new.store, m.FreeObjects((msg.object_id,)))  # the new copy is not needed
+            if isinstance(kept, vm.StoredValue) and isinstance(new, vm.StoredValue) and kept.node_id != new.node_id:
+                core.transport.send(new.store, om.FreeObjects((msg.object_id,)))  # the new copy is not needed
                 return
             core._set_value(msg.object_id, new)
             return
@@ -116,7 +118,7 @@ class GeneratorStreams:
         if stream.mode == DYNAMIC:  # the result's DynamicObjectRefGenerator holds the items now
             self.close(task_id)
             return
-        if isinstance(value, m.ErrorValue):
+        if isinstance(value, vm.ErrorValue):
             index = stream.reported
             oid = object_id_for(task_id, index + 1)
             self.core.own_value(oid, task_id, value)
@@ -131,11 +133,11 @@ class GeneratorStreams:
         An error item stays: the owner made it when the stream ended, and the stream ends once.
         """
         for oid, entry in self.core.owned.items():
-            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(entry.value, m.ErrorValue):
+            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(entry.value, vm.ErrorValue):
                 entry.value = None
 
 
-def submit_generator(core: "CoreClient", spec: m.TaskSpec, submit: Callable[[m.TaskSpec], list]) -> Any:
+def submit_generator(core: "CoreClient", spec: vm.TaskSpec, submit: Callable[[vm.TaskSpec], list]) -> Any:
     """Submit generator task ``spec`` with ``submit``; an ObjectRefGenerator, or for a dynamic one its ref."""
     with core.lock:
         core.generators.open(spec.task_id, spec.generator)

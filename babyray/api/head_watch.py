@@ -16,9 +16,9 @@ import time
 from typing import Any, Callable
 
 from babyray import log
-from babyray.actors import messages as m
 from babyray.actors.batching import address_key
 from babyray.cluster import ClusterStartError, lookup_cluster
+from babyray.protocol import cluster as cm
 
 PING_PERIOD = 1.0
 PING_TIMEOUT = 10.0
@@ -30,7 +30,7 @@ class HeadWatch:
     ``address`` restarted; ``current_gcs()`` is the GCS the driver sends to now."""
 
     def __init__(self, system: Any, address: str, job_id: str, current_gcs: Callable[[], Any],
-                 on_new_head: Callable[[m.ClusterInfo, float], None]) -> None:
+                 on_new_head: Callable[[cm.ClusterInfo, float], None]) -> None:
         self._system = system
         self._address = address
         self._job_id = job_id
@@ -58,7 +58,7 @@ class HeadWatch:
 
     def _answers(self, ctx: Any, gcs: Any) -> bool:
         try:
-            return isinstance(ctx.ask(gcs, m.GetNodes("head-watch", job_id=self._job_id), PING_TIMEOUT), m.Nodes)
+            return isinstance(ctx.ask(gcs, cm.GetNodes("head-watch", job_id=self._job_id), PING_TIMEOUT), cm.Nodes)
         except Exception:  # Thespian reports a dead target as a failed send
             return False
 

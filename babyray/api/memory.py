@@ -12,11 +12,11 @@ from collections import Counter
 from typing import Any
 
 from babyray import config, exceptions
-from babyray.actors import object_messages as om
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
-from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
 from babyray.text_table import format_table
 
 __all__ = ["format_memory_report", "memory_references", "memory_report", "memory_stats", "memory_summary"]

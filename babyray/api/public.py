@@ -172,8 +172,8 @@ def nodes() -> list[dict]:
 
 
 def _get_nodes(req_id: str) -> Any:
-    from babyray.actors.messages import GetNodes
-    return GetNodes(req_id)
+    from babyray.protocol import cluster as cm
+    return cm.GetNodes(req_id)
 
 
 def cluster_resources() -> dict:

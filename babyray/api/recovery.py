@@ -15,10 +15,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, log, serialization
-from babyray.actors import messages as m
 from babyray.api.object_ref import ObjectRef
-from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
+from babyray.protocol import values as vm
 from babyray.task_failure import failed_result, retry_allowed, take_retry
 
 if TYPE_CHECKING:
@@ -36,17 +37,17 @@ class ObjectRecovery:
         return self.core.request_by(self.core.gcs, build, deadline)
 
     def dead_nodes(self, deadline: float | None = None) -> set[str]:
-        infos = self._ask_gcs(lambda r: m.GetNodes(r), deadline).nodes
+        infos = self._ask_gcs(lambda r: cm.GetNodes(r), deadline).nodes
         return {n.node_id for n in infos if not n.alive}
 
     def node_stores(self, deadline: float | None = None) -> dict[str, Any]:
-        infos = self._ask_gcs(lambda r: m.GetNodes(r), deadline).nodes
+        infos = self._ask_gcs(lambda r: cm.GetNodes(r), deadline).nodes
         return {n.node_id: n.store for n in infos if n.alive}
 
     def is_lost(self, value: Any, deadline: float | None = None) -> bool:
-        return isinstance(value, m.StoredValue) and value.node_id in self.dead_nodes(deadline)
+        return isinstance(value, vm.StoredValue) and value.node_id in self.dead_nodes(deadline)
 
-    def recover(self, oid: str, value: m.StoredValue, deadline: float | None = None,
+    def recover(self, oid: str, value: vm.StoredValue, deadline: float | None = None,
                 stale: frozenset[str] = frozenset()) -> Any:
         """A new value record for ``oid``, whose copy on ``value.node_id`` is gone; waits for it
         until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails). Copies on
@@ -86,7 +87,7 @@ class ObjectRecovery:
                          function=spec.function_name, attempt=done + 1)
         with core.lock:
             core.reset_returns(spec)
-        spec.attempt += 1
+        spec = spec.next_attempt()
         core.resubmit(spec)
         ref = ObjectRef(oid, core.inbox, core.identity)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -96,7 +97,7 @@ class ObjectRecovery:
             raise exceptions.GetTimeoutError(
                 f"get timed out while object {oid} was being rebuilt by re-executing task {spec.task_id} "
                 f"({spec.function_name}); the rebuild goes on")
-        if isinstance(new_value, m.ErrorValue):
+        if isinstance(new_value, vm.ErrorValue):
             cause = serialization.deserialize(new_value.blob)
             self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
                              node=value.node_id, reason=type(cause).__name__)
@@ -106,7 +107,7 @@ class ObjectRecovery:
         return new_value
 
     def live_copy(self, oid: str, size: int, deadline: float | None = None,
-                  stale: frozenset[str] = frozenset()) -> m.StoredValue | None:
+                  stale: frozenset[str] = frozenset()) -> vm.StoredValue | None:
         """A copy of ``oid`` in the store of an alive node not in ``stale``, per the GCS object table."""
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "objects", (oid,)), deadline)
         record = dict(reply.entries).get(oid) if reply.error is None else None
@@ -115,23 +116,25 @@ class ObjectRecovery:
         stores = self.node_stores(deadline)
         for node_id in record.get("locations") or ():
             if node_id in stores and node_id not in stale:
-                return m.StoredValue(node_id, size, stores[node_id])
+                return vm.StoredValue(node_id, size, stores[node_id])
         return None
 
-    def lost_input(self, spec: m.TaskSpec, value: Any) -> bool:
+    def lost_input(self, spec: vm.TaskSpec, value: Any) -> bool:
         """If the task failed because an input was lost, rebuild it and run the task again.
 
         Called by the owner (locked) for every failed result; True if a re-run was started.
         """
-        if not isinstance(value, m.ErrorValue) or not any(
-                isinstance(a, m.ValueArg) and isinstance(a.value, m.StoredValue)
+        if not isinstance(value, vm.ErrorValue) or not any(
+                isinstance(a, vm.ValueArg) and isinstance(a.value, vm.StoredValue)
                 for a in [*spec.args, *spec.kwargs.values()]):
             return False
         error = serialization.deserialize(value.blob)
         if not isinstance(getattr(error, "cause", error), exceptions.ObjectLostError):
             return False
-        if not take_retry(spec):
+        retry = take_retry(spec)
+        if retry is None:
             return False
+        spec = retry
         self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt,
                          error=str(getattr(error, "cause", error))[:300])
 
@@ -147,7 +150,7 @@ class ObjectRecovery:
         threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
         return True
 
-    def _lineage(self, task_id: str, deadline: float | None) -> m.TaskSpec:
+    def _lineage(self, task_id: str, deadline: float | None) -> vm.TaskSpec:
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "tasks", (task_id,)), deadline)
         record = dict(reply.entries).get(task_id) if reply.error is None else None
         spec = (record or {}).get("spec")
@@ -157,7 +160,7 @@ class ObjectRecovery:
                                              f"its objects")
         return spec
 
-    def _recover_inputs(self, spec: m.TaskSpec, deadline: float | None = None) -> None:
+    def _recover_inputs(self, spec: vm.TaskSpec, deadline: float | None = None) -> None:
         """Replace the task's stored arguments that no alive node holds any more by rebuilt ones.
 
         Each argument is held by a reference until the task ends: an input the owner had
@@ -169,11 +172,11 @@ class ObjectRecovery:
         for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
                                [(spec.kwargs, k) for k in list(spec.kwargs)]:
             arg = container[slot]
-            if isinstance(arg, m.ValueArg) and isinstance(arg.value, m.StoredValue):
+            if isinstance(arg, vm.ValueArg) and isinstance(arg.value, vm.StoredValue):
                 if spec.owner_id == core.identity:
                     held.append(ObjectRef(arg.object_id, core.inbox, core.identity))
                 copy = self.live_copy(arg.object_id, arg.value.size, deadline)
-                container[slot] = m.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
+                container[slot] = vm.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
         if held:
             with core.lock:
                 core.refs.task_holds[spec.task_id] = list(core.refs.task_holds.get(spec.task_id, ())) + held

@@ -43,8 +43,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from babyray import log
-from babyray.actors import messages as m
-from babyray.actors import object_messages as om
+from babyray.protocol import objects as om
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -105,9 +105,9 @@ def value_record(value: Any, refs: list) -> Any:
     if not refs:
         return value
     held = tuple(copy.copy(r) for r in refs)
-    if isinstance(value, m.InlineValue):
-        return om.InlineValueRefs(value.blob, held)
-    return om.StoredValueRefs(value.node_id, value.size, value.store, held)
+    if isinstance(value, vm.InlineValue):
+        return vm.InlineValueRefs(value.blob, held)
+    return vm.StoredValueRefs(value.node_id, value.size, value.store, held)
 
 
 class ReferenceCounter:
@@ -273,7 +273,7 @@ class ReferenceCounter:
         del self.core.owned[oid]
         value = entry.value
         self.freed += 1
-        if isinstance(value, m.StoredValue):
+        if isinstance(value, vm.StoredValue):
             self.freed_bytes += value.size
             store = value.store if value.store is not None else self.core.store
             frees.setdefault(id(store), (store, []))[1].append(oid)
@@ -287,7 +287,7 @@ class ReferenceCounter:
 
     def _send_frees(self, frees: dict) -> None:
         for store, oids in frees.values():
-            self.core.transport.send(store, m.FreeObjects(tuple(oids)))
+            self.core.transport.send(store, om.FreeObjects(tuple(oids)))
 
     # ---- values that contain refs ----------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from babyray.actors import messages as m
+from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
@@ -92,9 +92,9 @@ def _value_fields(core: "CoreClient", oid: str) -> dict:
     """Size and store node of ``oid``'s value if this process knows it. Locked."""
     entry = core.owned.get(oid)
     value = entry.value if entry is not None else core.borrowed.get(oid)
-    if isinstance(value, m.StoredValue):
+    if isinstance(value, vm.StoredValue):
         return {"size_bytes": value.size, "stored_on": value.node_id}
-    if isinstance(value, (m.InlineValue, m.ErrorValue)):
+    if isinstance(value, (vm.InlineValue, vm.ErrorValue)):
         return {"size_bytes": len(value.blob), "stored_on": None}
     return {"size_bytes": None, "stored_on": None}
 

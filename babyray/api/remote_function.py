@@ -5,12 +5,12 @@ import inspect
 from typing import Any, Callable
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.api import context
 from babyray.api.core import function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.protocol import values as vm
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
 
@@ -62,7 +62,7 @@ class RemoteFunction:
         mode = generator_mode(self._function, options.get("num_returns"))
         num_returns = 1 if mode else options.get("num_returns", 1)
         task_id, return_ids = core.new_returns(num_returns)
-        spec = m.TaskSpec(
+        spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
             function_name=self.__name__, args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
@@ -84,5 +84,5 @@ def encode_arg(core: Any, value: Any) -> Any:
         return value
     serialized = serialization.serialize(value)
     if serialized.total_size <= core.inline_threshold:
-        return m.InlineValue(serialized.to_bytes())
+        return vm.InlineValue(serialized.to_bytes())
     return core.put_serialized(serialized)

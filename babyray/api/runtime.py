@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from babyray import auth, log
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
 from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
@@ -83,7 +83,7 @@ class DriverRuntime:
         self.core.remote_store_io = remote_store_io
         self.transport.start(self._on_message)
         self.log = log.get_logger("driver")
-        self.cluster: m.ClusterInfo | None = None  # the head's parts, for a driver that joined
+        self.cluster: cm.ClusterInfo | None = None  # the head's parts, for a driver that joined
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
         self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
@@ -127,23 +127,23 @@ class DriverRuntime:
         started = time.monotonic()
         system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT, token=token)
         try:
-            reply = system.ask(info.gcs, m.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
+            reply = system.ask(info.gcs, cm.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
             head, local = _driver_parts(system, session_dir, address, node_ip, info,
-                                        reply.nodes if isinstance(reply, m.Nodes) else ())
+                                        reply.nodes if isinstance(reply, cm.Nodes) else ())
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
             stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
         runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
-        runtime.core.router.update(reply.nodes if isinstance(reply, m.Nodes) else ())
+        runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
         runtime.watch = HeadWatch(system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head)
         runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
                          seconds=round(time.monotonic() - started, 4), session_dir=session_dir)
         return runtime
 
-    def _follow_head(self, info: m.ClusterInfo, unreachable_for: float) -> None:
+    def _follow_head(self, info: cm.ClusterInfo, unreachable_for: float) -> None:
         """Send to a restarted head's parts from now on: register again (same job), send the
         unanswered requests again and the tasks in flight that no alive node holds."""
         registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
@@ -160,7 +160,7 @@ class DriverRuntime:
                          requests_resent=resent, tasks_resubmitted=resubmitted)
 
     def nodes(self) -> tuple:
-        return self.core.request(self.gcs, lambda r: m.GetNodes(r)).nodes
+        return self.core.request(self.gcs, lambda r: cm.GetNodes(r)).nodes
 
     def shutdown(self) -> None:
         if self._closed:
@@ -169,13 +169,13 @@ class DriverRuntime:
         atexit.unregister(self.shutdown)
         if self.watch is not None:
             self.watch.close()
-        self.transport.send(self.gcs, m.UnregisterDriver(self.job_id))  # state queries stop asking it
+        self.transport.send(self.gcs, cm.UnregisterDriver(self.job_id))  # state queries stop asking it
         self.core.task_events.close()
         self.transport.close()
         self.core.close()
         if self.owns_cluster:
             try:
-                self.head.system.ask(self.head.store, m.Shutdown(), 5)
+                self.head.system.ask(self.head.store, cm.Shutdown(), 5)
             finally:
                 stop_system(self.head.system)
                 kill_session_processes(self.session_dir)
@@ -204,7 +204,7 @@ def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str
     return token
 
 
-def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: m.ClusterInfo,
+def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: cm.ClusterInfo,
                   nodes: tuple) -> tuple[HeadHandle, bool]:
     """The parts a driver on ``node_ip`` sends to, and whether a node runs on its host.
 

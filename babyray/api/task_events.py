@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from babyray import exceptions, log, serialization
-from babyray.actors import messages as m
+from babyray.protocol import gcs as gm
 
 FLUSH_INTERVAL = 0.2
 
@@ -71,7 +71,7 @@ class TaskEventBuffer:
                 events = list(self._provisional.values()) + events
                 self._provisional = {}
             if events:
-                self._transport.send(self._gcs, m.TaskEvents(tuple(events)))
+                self._transport.send(self._gcs, gm.TaskEvents(tuple(events)))
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):

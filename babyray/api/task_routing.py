@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
+from babyray.protocol import values as vm
 from babyray.actors.resources import fits
 from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
 
@@ -29,7 +30,7 @@ class TaskRouter:
     def __init__(self, core: Any, locality: bool = True) -> None:
         self.core = core
         self.locality = locality
-        self.nodes: dict[str, m.NodeInfo] = {}
+        self.nodes: dict[str, cm.NodeInfo] = {}
         self._refreshing = False
         self._refreshed_at = 0.0
         self._lock = threading.Lock()
@@ -39,7 +40,7 @@ class TaskRouter:
         self.nodes = {n.node_id: n for n in nodes if n.alive and n.scheduler is not None}
         self._refreshed_at = time.monotonic()
 
-    def destination(self, spec: m.TaskSpec, default: Any) -> Any:
+    def destination(self, spec: vm.TaskSpec, default: Any) -> Any:
         """The scheduler to send ``spec`` to: the node holding most of its inputs, or ``default``."""
         if not self.locality or spec.scheduling_strategy not in (None, "DEFAULT") or spec.actor_id is not None:
             return default
@@ -72,7 +73,7 @@ class TaskRouter:
 
     def _lookup(self) -> None:
         try:
-            self.update(self.core.request(self.core.gcs, lambda r: m.GetNodes(r), 10.0).nodes)
+            self.update(self.core.request(self.core.gcs, lambda r: cm.GetNodes(r), 10.0).nodes)
         except Exception as exc:  # the GCS is away: keep the old table, try again later
             self.core.log.info("router_nodes_unavailable", error=repr(exc))
         finally:

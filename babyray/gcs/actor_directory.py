@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from babyray.actors import messages as m
 from babyray.actors.batching import address_key
 from babyray.gcs.tables import Table
+from babyray.protocol import actors as am
+from babyray.protocol import values as vm
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
@@ -35,16 +36,16 @@ class ActorDirectory:
         self.table = table
         self.live: dict[str, _Live] = {}
 
-    def _state_message(self, actor_id: str) -> m.ActorStateChanged:
+    def _state_message(self, actor_id: str) -> am.ActorStateChanged:
         r = self.table.get(actor_id) or {"state": DEAD, "death_cause": "unknown actor"}
-        return m.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
+        return am.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
                                    r.get("num_restarts", 0))
 
     def _broadcast(self, actor_id: str) -> Outgoing:
         msg = self._state_message(actor_id)
         return [(addr, msg) for addr in self.live.get(actor_id, _Live()).subscribers.values()]
 
-    def register(self, msg: m.RegisterActor) -> str | None:
+    def register(self, msg: am.RegisterActor) -> str | None:
         """Record a new actor; returns an error text if its name is taken."""
         name = msg.info.name
         if name:
@@ -63,7 +64,7 @@ class ActorDirectory:
         self.live.setdefault(actor_id, _Live()).subscribers[address_key(address)] = address
         return [(address, self._state_message(actor_id))]
 
-    def started(self, msg: m.ActorStarted, scheduler: Any) -> Outgoing:
+    def started(self, msg: am.ActorStarted, scheduler: Any) -> Outgoing:
         record = self.table.get(msg.actor_id)
         if record is None or record["state"] == DEAD:
             return []
@@ -73,7 +74,7 @@ class ActorDirectory:
                           worker_id=msg.worker_id, pid=msg.pid)
         return self._broadcast(msg.actor_id)
 
-    def init_failed(self, msg: m.ActorInitFailed) -> Outgoing:
+    def init_failed(self, msg: am.ActorInitFailed) -> Outgoing:
         return self._dead(msg.actor_id, f"The actor's constructor raised:\n{msg.cause}")
 
     def _dead(self, actor_id: str, cause: str) -> Outgoing:
@@ -82,7 +83,7 @@ class ActorDirectory:
         self.table.update(actor_id, state=DEAD, address=None, death_cause=cause)
         return self._broadcast(actor_id)
 
-    def kill(self, msg: m.KillActor) -> Outgoing:
+    def kill(self, msg: am.KillActor) -> Outgoing:
         """Mark the actor for killing; returns the message to its local scheduler."""
         record = self.table.get(msg.actor_id)
         live = self.live.get(msg.actor_id)
@@ -91,7 +92,7 @@ class ActorDirectory:
         live.no_restart = live.no_restart or msg.no_restart
         if live.scheduler is None:  # not started yet: it is dead before it ran
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
-        return [(live.scheduler, m.KillActorWorker(msg.actor_id))]
+        return [(live.scheduler, am.KillActorWorker(msg.actor_id))]
 
     def group_removed(self, actor_id: str, pg_id: str) -> Outgoing:
         """The actor's placement group was removed: it is dead now (no restart), its process
@@ -101,10 +102,10 @@ class ActorDirectory:
         if live is not None:
             live.no_restart = True
             if live.scheduler is not None:
-                outgoing.append((live.scheduler, m.KillActorWorker(actor_id)))
+                outgoing.append((live.scheduler, am.KillActorWorker(actor_id)))
         return outgoing + self._dead(actor_id, f"The actor's placement group {pg_id} was removed")
 
-    def worker_died(self, msg: m.ActorWorkerDied) -> tuple[Outgoing, m.TaskSpec | None]:
+    def worker_died(self, msg: am.ActorWorkerDied) -> tuple[Outgoing, vm.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""
         record = self.table.get(msg.actor_id)
         live = self.live.get(msg.actor_id, _Live())
@@ -136,7 +137,7 @@ class ActorDirectory:
                 found.append(actor_id)
         return found
 
-    def named(self, name: str) -> m.ActorInfo | None:
+    def named(self, name: str) -> am.ActorInfo | None:
         for _, r in self.table.items():
             if r.get("name") == name and r["state"] != DEAD:
                 return r["info"]

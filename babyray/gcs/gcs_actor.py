@@ -17,12 +17,15 @@ import time
 from typing import Any
 
 from babyray import config, log
-from babyray.actors import messages as m
-from babyray.actors import placement_messages as pm
-from babyray.actors import state_messages as sm
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
+from babyray.protocol import placement as pm
+from babyray.protocol import state as sm
+from babyray.protocol import tasks as tm
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
-from babyray.gcs import messages as gm
 from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, redact_url
@@ -42,32 +45,32 @@ _WRITER_CLOSE_TIMEOUT = 3.0  # seconds a stopping GCS waits for the store to tak
 class GcsActor(PartActor):
     component = "gcs"
     handlers = {
-        m.StartGcs: "on_start",
-        m.RegisterFunction: "on_register_function",
-        m.GetFunction: "on_get_function",
-        m.RegisterNode: "on_register_node",
-        m.Heartbeat: "on_heartbeat",
-        m.GetNodes: "on_get_nodes",
-        m.RegisterDriver: "on_register_driver",
-        m.UnregisterDriver: "on_unregister_driver",
+        cm.StartGcs: "on_start",
+        gm.RegisterFunction: "on_register_function",
+        gm.GetFunction: "on_get_function",
+        cm.RegisterNode: "on_register_node",
+        cm.Heartbeat: "on_heartbeat",
+        cm.GetNodes: "on_get_nodes",
+        cm.RegisterDriver: "on_register_driver",
+        cm.UnregisterDriver: "on_unregister_driver",
         sm.ListDrivers: "on_list_drivers",
-        m.TaskEvents: "on_task_events",
-        m.ObjectLocations: "on_object_locations",
-        m.SubscribeNodes: "on_subscribe_nodes",
+        gm.TaskEvents: "on_task_events",
+        om.ObjectLocations: "on_object_locations",
+        cm.SubscribeNodes: "on_subscribe_nodes",
         gm.GetTableEntries: "on_get_table_entries",
         gm.ListTable: "on_list_table",
         gm.UpdateTableEntries: "on_update_table_entries",
         gm.GetGcsStats: "on_get_stats",
         gm.FlushGcs: "on_flush_gcs",
         gm.ActorsDurable: "on_actors_durable",
-        m.RegisterActor: "on_register_actor",
-        m.ActorStarted: "on_actor_started",
-        m.ActorInitFailed: "on_actor_init_failed",
-        m.ActorWorkerDied: "on_actor_worker_died",
-        m.SubscribeActor: "on_subscribe_actor",
-        m.KillActor: "on_kill_actor",
-        m.GetNamedActor: "on_get_named_actor",
-        m.ListNamedActors: "on_list_named_actors",
+        am.RegisterActor: "on_register_actor",
+        am.ActorStarted: "on_actor_started",
+        am.ActorInitFailed: "on_actor_init_failed",
+        am.ActorWorkerDied: "on_actor_worker_died",
+        am.SubscribeActor: "on_subscribe_actor",
+        am.KillActor: "on_kill_actor",
+        am.GetNamedActor: "on_get_named_actor",
+        am.ListNamedActors: "on_list_named_actors",
         pm.CreatePlacementGroup: "on_create_placement_group",
         pm.RemovePlacementGroup: "on_remove_placement_group",
         pm.GetPlacementGroup: "on_get_placement_group",
@@ -99,7 +102,7 @@ class GcsActor(PartActor):
         self.drivers: dict[str, dict] = {}  # job id -> the connected driver (memory only)
         self.driver_seen: dict[str, float] = {}  # job id -> when its watch last pinged (monotonic)
 
-    def on_start(self, msg: m.StartGcs, sender: Any) -> None:
+    def on_start(self, msg: cm.StartGcs, sender: Any) -> None:
         self.session_dir = msg.session_dir
         log.configure(os.path.join(msg.session_dir, "logs"), "gcs")
         self.log = log.get_logger("gcs")
@@ -117,7 +120,7 @@ class GcsActor(PartActor):
         self.every(self.policy.period, "flush")
         self.log.info("gcs_started", watch_pid=self.watch_pid, url=self.store_url,
                       flushing=self.policy.enabled, recovered=self.recovered)
-        self.post(sender, m.Started("gcs", os.getpid()))
+        self.post(sender, cm.Started("gcs", os.getpid()))
 
     # ---- store, recovery, flushing -----------------------------------------------------
 
@@ -189,7 +192,7 @@ class GcsActor(PartActor):
         found = self.tables.functions.get_many(list(self.function_waiters))
         for function_id, record in found.items():
             for waiter, req_id in self.function_waiters.pop(function_id, []):
-                self.post(waiter, m.FunctionBlob(req_id, function_id, record["blob"]))
+                self.post(waiter, gm.FunctionBlob(req_id, function_id, record["blob"]))
 
     # ---- table queries -----------------------------------------------------------------
 
@@ -236,23 +239,23 @@ class GcsActor(PartActor):
 
     # ---- functions ---------------------------------------------------------------------
 
-    def on_register_function(self, msg: m.RegisterFunction, sender: Any) -> None:
+    def on_register_function(self, msg: gm.RegisterFunction, sender: Any) -> None:
         if self.tables.functions.get(msg.function_id) is None:
             self.tables.functions.put(msg.function_id, {"name": msg.name, "blob": msg.blob})
             self.log.info("function_registered", function_id=msg.function_id, name=msg.name)
         for waiter, req_id in self.function_waiters.pop(msg.function_id, []):
-            self.post(waiter, m.FunctionBlob(req_id, msg.function_id, msg.blob))
+            self.post(waiter, gm.FunctionBlob(req_id, msg.function_id, msg.blob))
 
-    def on_get_function(self, msg: m.GetFunction, sender: Any) -> None:
+    def on_get_function(self, msg: gm.GetFunction, sender: Any) -> None:
         record = self.tables.functions.get(msg.function_id)  # faults back an evicted function
         if record is None:  # registration may still be on its way from the driver
             self.function_waiters.setdefault(msg.function_id, []).append((msg.reply_to or sender, msg.req_id))
         else:
-            self.reply(msg, sender, m.FunctionBlob(msg.req_id, msg.function_id, record["blob"]))
+            self.reply(msg, sender, gm.FunctionBlob(msg.req_id, msg.function_id, record["blob"]))
 
     # ---- nodes -------------------------------------------------------------------------
 
-    def on_register_node(self, msg: m.RegisterNode, sender: Any) -> None:
+    def on_register_node(self, msg: cm.RegisterNode, sender: Any) -> None:
         self.tables.nodes.put(msg.node_id, {
             "node_id": msg.node_id, "address": msg.address, "alive": True,
             "resources": dict(msg.resources), "available": dict(msg.resources),
@@ -264,7 +267,7 @@ class GcsActor(PartActor):
         self.log.info("node_registered", node=msg.node_id, address=msg.address, resources=msg.resources)
         self._publish_nodes()
 
-    def on_heartbeat(self, msg: m.Heartbeat, sender: Any) -> None:
+    def on_heartbeat(self, msg: cm.Heartbeat, sender: Any) -> None:
         record = self.tables.nodes.get(msg.node_id)
         if record is None:
             return
@@ -309,7 +312,7 @@ class GcsActor(PartActor):
         for node_id in dead:
             self._tell_owners_of_lost_tasks(node_id)
             for actor_id in self.actor_directory.actors_on(node_id):
-                self.on_actor_worker_died(m.ActorWorkerDied(actor_id, node_id, f"node {node_id} died"), None)
+                self.on_actor_worker_died(am.ActorWorkerDied(actor_id, node_id, f"node {node_id} died"), None)
 
     def _tell_owners_of_lost_tasks(self, node_id: str) -> None:
         """Send each owner the ids of its unfinished tasks placed or running on the dead node."""
@@ -334,7 +337,7 @@ class GcsActor(PartActor):
         for key, task_ids in by_owner.items():
             task_ids = list(dict.fromkeys(task_ids))
             self.log.warning("tasks_lost_with_node", node=node_id, count=len(task_ids), task_ids=task_ids[:20])
-            self.post(owners[key], m.TasksLost(node_id, tuple(task_ids)))
+            self.post(owners[key], tm.TasksLost(node_id, tuple(task_ids)))
 
     def _announce_restart(self, global_scheduler: Any) -> None:
         """Tell the nodes recovered from the store where the GCS and global scheduler are now.
@@ -345,33 +348,33 @@ class GcsActor(PartActor):
         for node_id, record in self.tables.nodes.items():
             if record.get("scheduler") is not None:
                 self.log.info("gcs_restart_announced", node=node_id, address=record.get("address"))
-                self.post(record["scheduler"], m.GcsRestarted(self.myAddress, global_scheduler))
+                self.post(record["scheduler"], cm.GcsRestarted(self.myAddress, global_scheduler))
             if record.get("alive_before_restart"):
                 self.awaited_nodes[node_id] = time.monotonic() + self.node_timeout
 
     def _node_infos(self) -> tuple:
         return tuple(
-            m.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
+            cm.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
                        r["queue_length"], r["scheduler"], r["store"])
             for _, r in self.tables.nodes.items())
 
     def _publish_nodes(self) -> None:
         infos = self._node_infos()
         for sub in self.subscribers:
-            self.post(sub, m.NodesChanged(infos))
+            self.post(sub, cm.NodesChanged(infos))
 
-    def on_get_nodes(self, msg: m.GetNodes, sender: Any) -> None:
+    def on_get_nodes(self, msg: cm.GetNodes, sender: Any) -> None:
         if msg.job_id in self.drivers:
             self.driver_seen[msg.job_id] = time.monotonic()
-        self.reply(msg, sender, m.Nodes(msg.req_id, self._node_infos()))
+        self.reply(msg, sender, cm.Nodes(msg.req_id, self._node_infos()))
 
-    def on_subscribe_nodes(self, msg: m.SubscribeNodes, sender: Any) -> None:
+    def on_subscribe_nodes(self, msg: cm.SubscribeNodes, sender: Any) -> None:
         if self.recovered and self.global_scheduler is None:
             self._announce_restart(sender)
         self.global_scheduler = sender
         if sender not in self.subscribers:
             self.subscribers.append(sender)
-        self.post(sender, m.NodesChanged(self._node_infos()))
+        self.post(sender, cm.NodesChanged(self._node_infos()))
         for record in self.placement_groups.pending():  # recovered from the store, or none
             self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
                                                      record["strategy"]))
@@ -394,9 +397,9 @@ class GcsActor(PartActor):
         """Send news of an actor once its record is durable."""
         self._post_all(self.actor_gate.post(actor_id, outgoing))
 
-    def on_register_actor(self, msg: m.RegisterActor, sender: Any) -> None:
+    def on_register_actor(self, msg: am.RegisterActor, sender: Any) -> None:
         error = self.actor_directory.register(msg)
-        self._post_actor(msg.spec.actor_id, [(msg.reply_to or sender, m.ActorRegistered(msg.req_id, error))])
+        self._post_actor(msg.spec.actor_id, [(msg.reply_to or sender, am.ActorRegistered(msg.req_id, error))])
         if error is None:
             self.log.info("actor_registered", actor_id=msg.spec.actor_id, name=msg.info.name,
                           class_name=msg.info.class_name)
@@ -404,38 +407,38 @@ class GcsActor(PartActor):
             if pg_id is not None and self.placement_groups.is_removed(pg_id):
                 self._post_all(self.actor_directory.group_removed(msg.spec.actor_id, pg_id))
                 return
-            self.post(self.global_scheduler, m.ForwardTasks("gcs", (msg.spec,)))
+            self.post(self.global_scheduler, tm.ForwardTasks("gcs", (msg.spec,)))
 
-    def on_actor_started(self, msg: m.ActorStarted, sender: Any) -> None:
+    def on_actor_started(self, msg: am.ActorStarted, sender: Any) -> None:
         node = self.tables.nodes.get(msg.node_id) or {}
         self.log.info("actor_alive", actor_id=msg.actor_id, node=msg.node_id, worker_id=msg.worker_id)
         self._post_actor(msg.actor_id, self.actor_directory.started(msg, node.get("scheduler")))
 
-    def on_actor_init_failed(self, msg: m.ActorInitFailed, sender: Any) -> None:
+    def on_actor_init_failed(self, msg: am.ActorInitFailed, sender: Any) -> None:
         self.log.warning("actor_init_failed", actor_id=msg.actor_id)
         self._post_actor(msg.actor_id, self.actor_directory.init_failed(msg))
 
-    def on_actor_worker_died(self, msg: m.ActorWorkerDied, sender: Any) -> None:
+    def on_actor_worker_died(self, msg: am.ActorWorkerDied, sender: Any) -> None:
         outgoing, restart_spec = self.actor_directory.worker_died(msg)
         self._post_actor(msg.actor_id, outgoing)
         if restart_spec is not None:
             self.log.warning("actor_restarting", actor_id=msg.actor_id, reason=msg.reason)
-            self.post(self.global_scheduler, m.ForwardTasks("gcs", (restart_spec,)))
+            self.post(self.global_scheduler, tm.ForwardTasks("gcs", (restart_spec,)))
         else:
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
-    def on_subscribe_actor(self, msg: m.SubscribeActor, sender: Any) -> None:
+    def on_subscribe_actor(self, msg: am.SubscribeActor, sender: Any) -> None:
         self._post_actor(msg.actor_id, self.actor_directory.subscribe(msg.actor_id, msg.reply_to or sender))
 
-    def on_kill_actor(self, msg: m.KillActor, sender: Any) -> None:
+    def on_kill_actor(self, msg: am.KillActor, sender: Any) -> None:
         self.log.info("actor_kill_requested", actor_id=msg.actor_id, no_restart=msg.no_restart)
         self._post_actor(msg.actor_id, self.actor_directory.kill(msg))
 
-    def on_get_named_actor(self, msg: m.GetNamedActor, sender: Any) -> None:
-        self.reply(msg, sender, m.NamedActor(msg.req_id, self.actor_directory.named(msg.name)))
+    def on_get_named_actor(self, msg: am.GetNamedActor, sender: Any) -> None:
+        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actor_directory.named(msg.name)))
 
-    def on_list_named_actors(self, msg: m.ListNamedActors, sender: Any) -> None:
-        self.reply(msg, sender, m.NamedActorList(msg.req_id, self.actor_directory.names()))
+    def on_list_named_actors(self, msg: am.ListNamedActors, sender: Any) -> None:
+        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actor_directory.names()))
 
     # ---- placement groups ----------------------------------------------------------------
 
@@ -492,16 +495,16 @@ class GcsActor(PartActor):
 
     # ---- drivers, lineage, objects -----------------------------------------------------
 
-    def on_register_driver(self, msg: m.RegisterDriver, sender: Any) -> None:
+    def on_register_driver(self, msg: cm.RegisterDriver, sender: Any) -> None:
         job_id = msg.job_id or new_job_id()
         ip = _host_of(sender)
         self.drivers[job_id] = {"job_id": job_id, "pid": msg.pid, "ip": ip, "inbox": sender,
                                 "registered_at": time.time()}
         self.driver_seen[job_id] = time.monotonic()
         self.log.info("driver_registered", job_id=job_id, pid=msg.pid, ip=ip)
-        self.post(sender, m.DriverRegistered(msg.req_id, job_id, sender, self._node_infos()))
+        self.post(sender, cm.DriverRegistered(msg.req_id, job_id, sender, self._node_infos()))
 
-    def on_unregister_driver(self, msg: m.UnregisterDriver, sender: Any) -> None:
+    def on_unregister_driver(self, msg: cm.UnregisterDriver, sender: Any) -> None:
         self.driver_seen.pop(msg.job_id, None)
         if self.drivers.pop(msg.job_id, None) is not None:
             self.log.info("driver_unregistered", job_id=msg.job_id)
@@ -526,7 +529,7 @@ class GcsActor(PartActor):
                 self.log.info("driver_gone", job_id=job_id, pid=driver["pid"], ip=driver["ip"])
                 self._remove_placement_groups_of(job_id)
 
-    def on_task_events(self, msg: m.TaskEvents, sender: Any) -> None:
+    def on_task_events(self, msg: gm.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage).
 
         A "submitted" event carries the whole lineage record, so it needs no read of an
@@ -537,7 +540,7 @@ class GcsActor(PartActor):
                 node = self.tables.nodes.cached(fields["placed_node"])
                 if node is not None and not node.get("alive"):  # placed from a stale node table
                     self.log.warning("task_placed_on_dead_node", task_id=task_id, node=fields["placed_node"])
-                    self.post(fields["owner_address"], m.TasksLost(fields["placed_node"], (task_id,)))
+                    self.post(fields["owner_address"], tm.TasksLost(fields["placed_node"], (task_id,)))
                 else:
                     self.placements[task_id] = (fields["placed_node"], fields["owner_address"])
                 continue
@@ -549,7 +552,7 @@ class GcsActor(PartActor):
                 record = self.tables.tasks.get(task_id)
             self.tables.tasks.put(task_id, merge_task_event(record, state, fields))
 
-    def on_object_locations(self, msg: m.ObjectLocations, sender: Any) -> None:
+    def on_object_locations(self, msg: om.ObjectLocations, sender: Any) -> None:
         """Add and remove a node's copies; an object with no copy left is kept as "freed"."""
         known = self.tables.objects.get_many(
             [object_id for object_id, _ in msg.added] + list(msg.removed))

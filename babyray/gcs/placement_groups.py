@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from babyray.actors import placement_messages as pm
 from babyray.gcs.tables import Table
+from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import placement_group_id
 
 PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"

@@ -18,7 +18,7 @@ import os
 import zipfile
 from typing import Any, Callable
 
-from babyray.actors import messages as m
+from babyray.protocol import cluster as cm
 from babyray.runtime_env.validation import PACKAGE_SCHEME
 
 MAX_PACKAGE_BYTES = 500 * 1024 * 1024  # Ray's documented limit for a working_dir or py_module
@@ -65,7 +65,7 @@ def upload(core: Any, uri: str, blob: bytes) -> None:
     chunks = range(0, max(1, len(blob)), CHUNK_BYTES)
     for i, offset in enumerate(chunks):
         core.ensure_function(f"{uri}#{i}", "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
-        core.request(core.gcs, lambda req_id: m.GetNodes(req_id))
+        core.request(core.gcs, lambda req_id: cm.GetNodes(req_id))
     core.ensure_function(uri, "runtime_env package", str(len(chunks)).encode())
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from babyray import serialization
-from babyray.actors import messages as m
 from babyray.actors.batching import address_key
+from babyray.protocol import objects as om
+from babyray.protocol import values as vm
 from babyray.transfer.tcp import TcpDataPlane
 
 
@@ -31,20 +32,20 @@ class DirectStoreIO:
         with self.lock:
             found = self.addresses.get(key)
         if found is None:
-            reply = self.core.request_by(store, lambda r: m.GetTransferAddress(r), deadline)
+            reply = self.core.request_by(store, lambda r: om.GetTransferAddress(r), deadline)
             found = (reply.host, reply.port)
             with self.lock:
                 self.addresses[key] = found
         return found
 
-    def read(self, oid: str, value: m.StoredValue, deadline: float | None = None) -> Any:
+    def read(self, oid: str, value: vm.StoredValue, deadline: float | None = None) -> Any:
         """Copy object ``oid`` from the store in ``value`` into private memory; deserialize it.
 
         Raises:
             GetTimeoutError: the store did not answer before ``deadline`` (``time.monotonic()``).
         """
         core = self.core
-        reply = core.request_by(value.store, lambda r: m.PinObjects(r, (oid,), core.identity), deadline)
+        reply = core.request_by(value.store, lambda r: om.PinObjects(r, (oid,), core.identity), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
@@ -53,7 +54,7 @@ class DirectStoreIO:
             host, port = self.address(value.store, deadline)
             self.plane.read_into(host, port, offset, memoryview(buffer))
         finally:
-            core.transport.send(value.store, m.UnpinObjects((oid,), core.identity))
+            core.transport.send(value.store, om.UnpinObjects((oid,), core.identity))
         return serialization.deserialize(memoryview(buffer))
 
     def write(self, store: Any, offset: int, serialized: serialization.SerializedObject) -> None:

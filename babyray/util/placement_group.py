@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from babyray.actors import placement_messages as pm
 from babyray.actors.bundle_placement import STRATEGIES
 from babyray.actors.bundles import bundle_request
 from babyray.actors.resources import fits
 from babyray.api import context
 from babyray.exceptions import TaskPlacementGroupRemoved
-from babyray.gcs import messages as gm
 from babyray.ids import new_placement_group_id
+from babyray.protocol import gcs as gm
+from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 __all__ = [

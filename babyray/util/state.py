@@ -20,8 +20,8 @@ from typing import Any, Union
 
 from babyray.api import cluster_processes, context
 from babyray.exceptions import RayError
-from babyray.gcs import messages as gm
 from babyray.ids import is_put_object, task_id_of
+from babyray.protocol import gcs as gm
 
 __all__ = [
     "DEFAULT_LIMIT", "StateApiError", "get_actor", "get_object", "get_task", "list_actors", "list_nodes",

@@ -1,13 +1,19 @@
-"""Messages of placement groups: driver <-> GCS, GCS <-> global scheduler, and the global
-scheduler's two-phase reservation of bundles on local schedulers.
-
-Frozen, slotted dataclasses importable by module path (Thespian unpickles them in other
-processes). Requests carry a ``req_id`` the reply repeats and an optional ``reply_to``.
-"""
+"""Placement groups: driver <-> GCS, GCS <-> global scheduler, and the global scheduler's
+two-phase reservation of bundles on local schedulers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+
+from babyray.protocol import Reply
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementGroupReply(Reply):
+    """GCS -> requester: the group's record (None if unknown), or an error text."""
+
+    record: dict | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +21,8 @@ class CreatePlacementGroup:
     """Driver or worker -> GCS: record a group (state PENDING) and have it placed.
 
     Replied with PlacementGroupReply; ``error`` set if the name is taken."""
+
+    reply: ClassVar[type[Reply]] = PlacementGroupReply
 
     req_id: str
     pg_id: str
@@ -30,6 +38,8 @@ class CreatePlacementGroup:
 class RemovePlacementGroup:
     """Anyone -> GCS: remove a group (kill its actors and tasks, free its bundles)."""
 
+    reply: ClassVar[type[Reply]] = PlacementGroupReply
+
     req_id: str
     pg_id: str
     reply_to: Any = None
@@ -39,19 +49,12 @@ class RemovePlacementGroup:
 class GetPlacementGroup:
     """Anyone -> GCS: the record of the group named ``name`` (not removed), or of ``pg_id``."""
 
+    reply: ClassVar[type[Reply]] = PlacementGroupReply
+
     req_id: str
     name: str = ""
     pg_id: str = ""
     reply_to: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class PlacementGroupReply:
-    """GCS -> requester: the group's record (None if unknown), or an error text."""
-
-    req_id: str
-    record: dict | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

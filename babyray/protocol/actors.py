@@ -1,0 +1,141 @@
+"""Actors: owners and callers <-> GCS (registration, state, names), the actor's worker and
+its local scheduler <-> GCS (started, failed, died, kill)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from babyray.protocol import Reply
+from babyray.protocol.values import TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ActorInfo:
+    """What a caller needs to build a handle: class name, methods and options."""
+
+    actor_id: str
+    class_name: str
+    methods: dict  # method name -> num_returns ("streaming" for a generator method)
+    max_task_retries: int = 0
+    name: str | None = None
+    concurrency_groups: tuple = ()  # names of the actor's concurrency groups
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRegistered(Reply):
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterActor:
+    """Owner -> GCS: create this actor (name checked for uniqueness); reply ActorRegistered."""
+
+    reply: ClassVar[type[Reply]] = ActorRegistered
+
+    req_id: str
+    spec: TaskSpec
+    info: ActorInfo
+    max_restarts: int = 0
+    detached: bool = False
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStarted:
+    """Actor's worker -> GCS: the constructor returned; calls go to ``address``."""
+
+    actor_id: str
+    address: Any
+    node_id: str
+    worker_id: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ActorInitFailed:
+    """Actor's worker -> GCS: the constructor raised (``cause`` is its text)."""
+
+    actor_id: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActorWorkerDied:
+    """Local scheduler -> GCS: the process hosting the actor exited (or cannot start). ``final``:
+    do not restart it (it called exit_actor, or no worker may host it)."""
+
+    actor_id: str
+    node_id: str
+    reason: str
+    final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActorExiting:
+    """Worker -> local scheduler: the actor it hosts called exit_actor(); stop it for good."""
+
+    worker_id: str
+    actor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeActor:
+    """Caller -> GCS: send ActorStateChanged now and whenever the actor's state changes."""
+
+    actor_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStateChanged:
+    """GCS -> callers: PENDING, ALIVE (with address), RESTARTING or DEAD (with cause)."""
+
+    actor_id: str
+    state: str
+    address: Any = None
+    death_cause: str = ""
+    num_restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KillActor:
+    """Caller -> GCS: kill the actor's process; with no_restart it stays dead."""
+
+    actor_id: str
+    no_restart: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class KillActorWorker:
+    """GCS -> local scheduler: kill the worker process hosting ``actor_id``."""
+
+    actor_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NamedActor(Reply):
+    info: ActorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetNamedActor:
+    """Anyone -> GCS: reply NamedActor for ``name`` (info None if there is none)."""
+
+    reply: ClassVar[type[Reply]] = NamedActor
+
+    req_id: str
+    name: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class NamedActorList(Reply):
+    names: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ListNamedActors:
+    reply: ClassVar[type[Reply]] = NamedActorList
+
+    req_id: str
+    reply_to: Any = None

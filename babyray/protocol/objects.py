@@ -1,0 +1,224 @@
+"""Objects: owners and borrowers (values, distributed reference counting), readers and
+producers with their node's object store, object stores with each other (pulls over the
+data plane) and with the GCS (object locations)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from babyray.protocol import Reply, short_repr
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectValues(Reply):
+    """Owner -> borrower: the values (or errors) of the requested objects."""
+
+    values: tuple  # ((object_id, InlineValue | StoredValue | ErrorValue), ...)
+
+    def __repr__(self) -> str:
+        return short_repr("ObjectValues", req=self.req_id, n=len(self.values))
+
+
+@dataclass(frozen=True, slots=True)
+class GetObjects:
+    """Borrower -> owner: reply to ``reply_to`` with ObjectValues as these become ready."""
+
+    reply: ClassVar[type[Reply]] = ObjectValues
+
+    req_id: str
+    object_ids: tuple
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddBorrowers:
+    """Borrower (or a process handing a ref on) -> owner: ``borrower_id`` holds these refs.
+
+    Sent when the first ObjectRef instance of a borrowed object appears in a process; an
+    owner that no longer knows an object ignores it.
+    """
+
+    borrower_id: str
+    object_ids: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("AddBorrowers", borrower=self.borrower_id, n=len(self.object_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveBorrowers:
+    """Borrower -> owner: the last ObjectRef instance of these objects died in ``borrower_id``."""
+
+    borrower_id: str
+    object_ids: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("RemoveBorrowers", borrower=self.borrower_id, n=len(self.object_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectCreated(Reply):
+    """Object store -> producer: write the object at ``offset`` of arena ``arena_name``."""
+
+    object_id: str
+    offset: int
+    arena_name: str
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateObject:
+    """Producer -> object store: reserve ``size`` bytes in the arena for ``object_id``."""
+
+    reply: ClassVar[type[Reply]] = ObjectCreated
+
+    req_id: str
+    object_id: str
+    size: int
+    owner_id: str = ""
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SealObject:
+    """Producer -> object store: the object's bytes are written and immutable now.
+
+    ``reserved_offset`` names the spare slot the bytes went to (store/alloc_channel.py), or -1
+    when the slot was allocated for this object.
+    """
+
+    object_id: str
+    size: int
+    owner_id: str = ""
+    reserved_offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectsPinned(Reply):
+    """Object store -> reader: ``slots`` maps object id to (offset, size)."""
+
+    arena_name: str
+    slots: dict
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PinObjects:
+    """Reader -> object store: reply with the objects' slots, pinned until Unpin."""
+
+    reply: ClassVar[type[Reply]] = ObjectsPinned
+
+    req_id: str
+    object_ids: tuple
+    reader_id: str = ""
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnpinObjects:
+    """Reader -> object store: values read from these slots are gone."""
+
+    object_ids: tuple
+    reader_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FreeObjects:
+    """Owner -> object store: no reference to these objects remains."""
+
+    object_ids: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLocations:
+    """Object stores -> GCS: objects added to (or removed from) a node, with sizes."""
+
+    node_id: str
+    added: tuple  # ((object_id, size), ...)
+    removed: tuple = ()
+
+    def __repr__(self) -> str:
+        return short_repr("ObjectLocations", node=self.node_id, added=len(self.added), removed=len(self.removed))
+
+
+@dataclass(frozen=True, slots=True)
+class PullObject:
+    """Reader -> its node's object store: fetch ``object_id`` from ``source_store`` if missing,
+    then reply ObjectsPinned as PinObjects does."""
+
+    reply: ClassVar[type[Reply]] = ObjectsPinned
+
+    req_id: str
+    object_id: str
+    size: int
+    source_store: Any
+    source_node: str
+    reader_id: str = ""
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectServed(Reply):
+    """Holding store -> puller: read [offset, offset+size) from the data plane at host:port."""
+
+    object_id: str
+    offset: int
+    size: int
+    host: str
+    port: int
+    error: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServeObject:
+    """Pulling object store -> holding object store: pin ``object_id``, reply ObjectServed."""
+
+    reply: ClassVar[type[Reply]] = ObjectServed
+
+    req_id: str
+    object_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PullDone:
+    """Object store's transfer thread -> the store itself: a pull finished (or failed)."""
+
+    object_id: str
+    error: Any = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAddress(Reply):
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetTransferAddress:
+    """A client without the store's arena mapped -> object store: reply TransferAddress."""
+
+    reply: ClassVar[type[Reply]] = TransferAddress
+
+    req_id: str
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats(Reply):
+    """Object store -> requester: ``stats`` is a flat dict of byte and object counts."""
+
+    node_id: str
+    stats: dict
+
+
+@dataclass(frozen=True, slots=True)
+class GetStoreStats:
+    """Anyone -> object store: reply StoreStats; with ``objects``, each object's state too."""
+
+    reply: ClassVar[type[Reply]] = StoreStats
+
+    req_id: str
+    reply_to: Any = None
+    objects: bool = False

@@ -1,0 +1,158 @@
+"""Running tasks: owner <-> local scheduler <-> worker, and the global scheduler and GCS
+when a task leaves its node or its node dies."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from babyray.protocol import short_repr
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitTasks:
+    """Owner -> local scheduler: tasks whose arguments are resolved, ready to schedule."""
+
+    specs: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("SubmitTasks", n=len(self.specs))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteTasks:
+    """Local scheduler -> worker: run these tasks in order."""
+
+    specs: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("ExecuteTasks", n=len(self.specs))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """The outcome of one task: a value or ErrorValue per return id."""
+
+    task_id: str
+    returns: tuple  # ((object_id, InlineValue | StoredValue | ErrorValue), ...)
+    worker_id: str = ""
+    node_id: str = ""
+    retryable_crash: bool = False
+    started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResults:
+    """Worker or scheduler -> owner: finished (or failed, or cancelled) tasks."""
+
+    results: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("TaskResults", n=len(self.results))
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorItem:
+    """Worker -> owner: value ``index`` yielded by a generator task, sent as soon as it is stored."""
+
+    task_id: str
+    index: int
+    object_id: str
+    value: Any  # InlineValue | StoredValue (or ErrorValue: the error ending a dynamic generator)
+
+    def __repr__(self) -> str:
+        return short_repr("GeneratorItem", task=self.task_id, index=self.index)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTasksDone:
+    """Worker -> local scheduler: these tasks finished on the worker."""
+
+    worker_id: str
+    task_ids: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBlocked:
+    """Worker -> local scheduler: the running task waits in get; here are its unstarted tasks."""
+
+    worker_id: str
+    returned: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerUnblocked:
+    """Worker -> local scheduler: the running task resumed."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnTasks:
+    """Worker -> local scheduler: tasks it was sent but will not run (it is blocked)."""
+
+    worker_id: str
+    specs: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class StealTasks:
+    """Local scheduler -> busy worker: hand back up to ``count`` unstarted tasks (ReturnTasks)."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``."""
+
+    task_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardTasks:
+    """Local scheduler -> global scheduler: tasks this node cannot run soon (or ever)."""
+
+    from_node: str
+    specs: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("ForwardTasks", n=len(self.specs))
+
+
+@dataclass(frozen=True, slots=True)
+class TasksLost:
+    """GCS -> owner: these tasks of yours were placed or running on ``node_id``, which died.
+
+    The owner resubmits those it still waits for (within ``max_retries``) and ignores the rest.
+    """
+
+    node_id: str
+    task_ids: tuple
+    reason: str = ""
+
+    def __repr__(self) -> str:
+        return short_repr("TasksLost", node=self.node_id, n=len(self.task_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStart:
+    """Local scheduler -> new worker: who it is and where the other parts are."""
+
+    worker_id: str
+    node_id: str
+    session_dir: str
+    scheduler: Any
+    store: Any
+    gcs: Any
+    job_id: str = ""
+    config: dict = field(default_factory=dict)
+    runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    """Worker -> local scheduler: started, with its process id."""
+
+    worker_id: str
+    pid: int

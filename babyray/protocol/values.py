@@ -1,0 +1,141 @@
+"""Values and task specs: what every conversation carries.
+
+An object's value travels inline (``InlineValue``), as a reference to a node's shared-memory
+store (``StoredValue``) or as a failure (``ErrorValue``); the ``*Refs`` variants also keep the
+ObjectRefs inside the value alive. ``TaskSpec`` is built by the owner and carried owner ->
+local scheduler -> worker (and on to the global scheduler and the GCS). ``Batch`` bundles many
+messages for one destination.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from babyray.protocol import short_repr
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several messages for one destination, from any sender (see ``actors/batching.py``)."""
+
+    messages: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("Batch", n=len(self.messages))
+
+
+@dataclass(frozen=True, slots=True)
+class InlineValue:
+    """An object's serialized bytes, small enough to travel in messages."""
+
+    blob: bytes
+
+    def __repr__(self) -> str:
+        return short_repr("InlineValue", size=len(self.blob))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """An object that lives in the shared-memory object store of ``node_id``."""
+
+    node_id: str
+    size: int
+    store: Any = None  # the object store actor's address on that node
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorValue:
+    """A failed object: ``blob`` is the serialized exception that ``get`` raises."""
+
+    blob: bytes
+
+    def __repr__(self) -> str:
+        return short_repr("ErrorValue", size=len(self.blob))
+
+
+@dataclass(frozen=True, slots=True)
+class ValueArg:
+    """A task argument: an inline value or a store reference, resolved by the owner."""
+
+    object_id: str | None
+    value: Any  # InlineValue | StoredValue
+
+
+@dataclass(frozen=True, slots=True)
+class InlineValueRefs(InlineValue):
+    """An InlineValue whose bytes contain ObjectRefs: ``refs`` keeps them alive.
+
+    The refs travel with the record (unpickling them registers the receiving process as a
+    borrower), so the inner objects live at least as long as whoever holds the record: the
+    outer object's owner (its ``owned`` entry) or a borrower's cache.
+    """
+
+    refs: tuple = ()
+
+    def __repr__(self) -> str:
+        return short_repr("InlineValueRefs", size=len(self.blob), refs=len(self.refs))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValueRefs(StoredValue):
+    """A StoredValue whose bytes contain ObjectRefs: ``refs`` keeps them alive (see above)."""
+
+    refs: tuple = ()
+
+    def __repr__(self) -> str:
+        return short_repr("StoredValueRefs", node=self.node_id, size=self.size, refs=len(self.refs))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """Everything needed to run one task (or actor creation, or actor method call).
+
+    Built by the owner (the submitting driver or worker), carried owner -> local scheduler
+    -> worker. ``args`` holds ValueArg for resolved top-level ObjectRefs and InlineValue for
+    plain arguments; ``kwargs`` maps names to the same. Frozen like every message: a retry or
+    a GPU lease makes a new spec (``next_attempt``, ``with_gpu_ids``), whoever keeps the old one.
+    """
+
+    task_id: str
+    job_id: str
+    function_id: str
+    function_name: str
+    args: list
+    kwargs: dict
+    num_returns: int
+    return_ids: list
+    resources: dict
+    owner: Any  # ActorAddress of the owner's inbox
+    owner_id: str
+    max_retries: int = 3
+    retry_exceptions: Any = False
+    attempt: int = 0
+    scheduling_strategy: Any = None
+    actor_id: str | None = None  # set for actor creation and method calls
+    actor_creation: bool = False
+    method_name: str | None = None
+    # Creation: max_concurrency, name, concurrency_groups. A method call: concurrency_group.
+    actor_options: dict = field(default_factory=dict)
+    gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
+    generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
+    runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
+
+    def __repr__(self) -> str:
+        return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
+
+    def __reduce__(self) -> tuple:
+        # Unpickled through __init__: faster than a frozen dataclass's field-by-field __setstate__.
+        return TaskSpec, (self.task_id, self.job_id, self.function_id, self.function_name, self.args,
+                        self.kwargs, self.num_returns, self.return_ids, self.resources, self.owner,
+                        self.owner_id, self.max_retries, self.retry_exceptions, self.attempt,
+                        self.scheduling_strategy, self.actor_id, self.actor_creation,
+                        self.method_name, self.actor_options, self.gpu_ids, self.generator,
+                        self.runtime_env)
+
+    def next_attempt(self) -> TaskSpec:
+        """This task's next try (a retry spends one of its ``max_retries``)."""
+        return replace(self, attempt=self.attempt + 1)
+
+    def with_gpu_ids(self, gpu_ids: tuple) -> TaskSpec:
+        """This task on a worker whose lease holds ``gpu_ids`` (itself if they are the same)."""
+        return self if gpu_ids == self.gpu_ids else replace(self, gpu_ids=gpu_ids)
