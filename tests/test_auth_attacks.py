@@ -38,13 +38,14 @@ def rejections(session_dir: str) -> list[dict]:
     return found
 
 
-def _object_slot(ref: ray.ObjectRef) -> tuple[int, str, int]:
-    """(offset in the arena, data-plane host, port) of a stored object."""
+def _object_slot(ref: ray.ObjectRef) -> tuple[int, str, int, str]:
+    """(offset in the arena, data-plane host, port, the path the node's processes open the arena by)
+    of a stored object."""
     core = context.runtime().core
     pinned = core.request(core.store, lambda r: om.PinObjects(r, (ref.hex(),), "auth-test"))
     core.transport.send(core.store, om.UnpinObjects((ref.hex(),), "auth-test"))
     where = core.request(core.store, lambda r: om.GetTransferAddress(r))
-    return pinned.slots[ref.hex()][0], where.host, where.port
+    return pinned.slots[ref.hex()][0], where.host, where.port, pinned.arena_name
 
 
 @ray.remote
@@ -60,8 +61,7 @@ def add(a, b):
 def test_an_outsider_without_the_token_runs_nothing_in_a_private_cluster(cluster, tmp_path):
     marker = tmp_path / "outsider-was-here"
     victim = ray.put(np.ones(1 << 20, dtype=np.uint8))
-    offset, host, port = _object_slot(victim)
-    arena = context.runtime().head.arena_name
+    offset, host, port, arena = _object_slot(victim)
     result = subprocess.run([sys.executable, str(OUTSIDER), "--marker", str(marker),
                              "--thespian", cluster["address"], "--data-plane", f"{host}:{port}:{offset}",
                              "--alloc", arena],

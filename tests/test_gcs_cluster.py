@@ -30,8 +30,9 @@ from babyray.api import context
 from babyray.cluster import START_TIMEOUT, ClusterStartError, free_port
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
+from babyray.procfs import is_running
 from babyray.session import session_pids
-from conftest import _alive, assert_session_clean
+from conftest import assert_session_clean
 from test_gcs_store import PASSWORD, PG_URL, drop_tables
 
 FAST_FLUSH = 0.2  # seconds between flush passes in these tests
@@ -388,7 +389,7 @@ def test_a_part_that_fails_to_start_names_its_cause_and_an_existing_log(tmp_path
     assert os.path.isfile(log_file) and "handler_failed" in Path(log_file).read_text()
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda: not [pid for pid in session_pids(session_dir) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)
 
@@ -398,6 +399,6 @@ def test_an_unsupported_store_url_fails_init_with_a_clear_error(tmp_path: Path) 
         ray.init(num_cpus=1, temp_dir=str(tmp_path), gcs_url="mysql://user:pw@127.0.0.1/x")
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):  # the admin stops its parts
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda: not [pid for pid in session_pids(session_dir) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from babyray import logs
+from babyray import log_reader
 from babyray.cluster import free_port
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
@@ -229,7 +229,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         assert result == {"small": 2, "member": True, "head": True, "alive": 2, "dead": 1, "after": 42,
                           "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"], "actor": 1}, result
 
-        events = logs.load(ready["session_dir"], component="driver")
+        events = log_reader.load(ready["session_dir"], component="driver")
         reconnected = [e for e in events if e["event"] == "driver_reconnected"]
         assert len(reconnected) == 1 and reconnected[0]["job_id"] == ready["job_id"], reconnected
         assert reconnected[0]["tasks_resubmitted"] == 4, reconnected  # those sent to the dead head

@@ -1,7 +1,9 @@
 """Spilling: a full store spills unpinned objects to disk and restores them on get."""
 from __future__ import annotations
 
+import gc
 import os
+import time
 
 import numpy as np
 import pytest
@@ -64,7 +66,6 @@ def test_freeing_a_spilled_object_removes_its_spill_file(small_store):
     files = [f for _, _, fs in os.walk(spill_dir) for f in fs]
     assert files
     del refs
-    import gc, time
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (ray.memory_stats()[0]["num_objects"] or
                                            [f for _, _, fs in os.walk(spill_dir) for f in fs]):

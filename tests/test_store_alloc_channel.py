@@ -1,5 +1,6 @@
 """The allocation channel's spare slots: a put of the size just put takes a slot reserved in
-advance, a put of another size gives it back, and a client that goes away frees its spare."""
+advance (and says so before it writes), a put of another size gives it back, and a client
+that goes away frees the spares it did not take."""
 from __future__ import annotations
 
 import gc
@@ -26,6 +27,7 @@ class _Store:
         self.allocator = Allocator(capacity)
         self.spares = SpareSlots(self.allocator)
         self.lock = threading.Lock()
+        self.taken: dict[int, str] = {}  # spare offset -> object put there
 
     def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None]:
         with self.lock:
@@ -39,10 +41,11 @@ class _Store:
         with self.lock:
             self.spares.release(client, offsets)
 
-    def claim(self, offset: int) -> bool:
-        """What the store does when a put seals into a spare."""
+    def take(self, oid: str, size: int, owner: str, offset: int) -> None:
+        """What the store does when a put says it writes into a spare."""
         with self.lock:
-            return self.spares.claim(offset)
+            if self.spares.claim(offset):
+                self.taken[offset] = oid
 
 
 def _wait_until(predicate, timeout: float = 5.0) -> bool:
@@ -58,7 +61,7 @@ def _wait_until(predicate, timeout: float = 5.0) -> bool:
 def channel():
     store = _Store(256 * MB)  # spares of up to 4 MB
     name = f"test-{uuid.uuid4().hex}"
-    server = AllocServer(name, store.allocate, store.reserve, store.release)
+    server = AllocServer(name, store.allocate, store.reserve, store.release, store.take)
     server.name = name
     yield store, server
     server.close()
@@ -75,11 +78,23 @@ def test_a_second_put_of_the_same_size_takes_the_spare_reserved_after_the_first(
     assert (error, reserved) == (None, False)
     second, error, reserved = client.allocate("b", MB, "me")
     assert error is None and reserved and second != first
-    assert store.claim(second)  # the store files the sealed object there
-    assert not store.claim(second)  # once
+    assert _wait_until(lambda: store.taken.get(second) == "b")  # the store files the object there
     # The next spare was asked for at once: three 1 MB slots are taken now.
     assert _wait_until(lambda: store.allocator.used == 3 * MB)
     client.close()
+
+
+def test_a_spare_taken_by_a_put_stays_when_its_client_leaves_before_the_seal(channel):
+    """A writer killed right after it sent its seal: the channel closes before the seal is read."""
+    store, server = channel
+    client = _client(server)
+    client.allocate("a", MB, "me")
+    second, _, reserved = client.allocate("b", MB, "me")
+    assert reserved
+    client.close()
+    # Only the spare asked for after "b" goes: "a" and "b" keep their slots.
+    assert _wait_until(lambda: store.allocator.used == 2 * MB and not store.spares.bytes)
+    assert store.taken == {second: "b"}
 
 
 def test_a_put_of_another_size_releases_the_spare_and_leaving_frees_the_new_one(channel):
@@ -120,7 +135,7 @@ def _spare_bytes() -> int:
 def test_puts_of_mixed_sizes_through_spares_read_back_intact(shared_cluster):
     sizes = [MB, MB, MB, 2 * MB, 2 * MB, MB, 3 * MB, 3 * MB, 3 * MB]
     refs = [ray.put(np.full(size, i % 250, dtype=np.uint8)) for i, size in enumerate(sizes)]
-    for i, (ref, size) in enumerate(zip(refs, sizes)):
+    for i, (ref, size) in enumerate(zip(refs, sizes, strict=True)):
         value = ray.get(ref)
         assert value.shape == (size,) and (value == i % 250).all()
     assert _spare_bytes() >= 3 * MB  # the driver holds a spare for its next 3 MB put

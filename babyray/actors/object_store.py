@@ -1,4 +1,9 @@
-"""The object store actor of one node: metadata of the objects in the node's shared arena.
+"""The object store actor of one node: the Thespian shell over its object table.
+
+The table (babyray.store.object_table.ObjectTable, I/O-free) holds every object's state,
+pins and slot and decides what to evict or spill; this actor owns the arena, the spill
+directory, the allocation channel and the transfer server, answers the messages, keeps the
+readers and pulls waiting for a seal, and tells the GCS where objects are.
 
 Bytes never pass through this actor. A producer asks for a slot (CreateObject), writes the
 serialized object straight into the arena, and seals it (SealObject). A reader asks for
@@ -7,10 +12,9 @@ its value is garbage collected. Owners free objects nobody references (FreeObjec
 pinned object is deleted only once its last reader unpins it. The store tells the GCS
 object table where objects are and how large they are.
 
-When the arena is full, room is made in least-recently-used order among sealed, unpinned
-objects: secondary copies (pulled from other nodes) are dropped, primary copies are
-spilled to files under ``<session_dir>/spill/<node_id>`` and restored into the arena when
-a reader pins them. A spilled object stays on this node (its GCS location does not
+When the arena is full, the table makes room: secondary copies (pulled from other nodes)
+are dropped, primary copies are spilled to files under ``<session_dir>/spill/<node_id>``
+and restored into the arena when a reader pins them. A spilled object stays on this node (its GCS location does not
 change). Only when pinned and half-written objects leave no room does a request fail, with
 an ObjectStoreFullError naming the sizes.
 
@@ -26,48 +30,52 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 from babyray import exceptions, log, serialization
+from babyray.actors.base import PartActor
 from babyray.protocol import cluster as cm
 from babyray.protocol import objects as om
-from babyray.actors.base import PartActor
 from babyray.session import register_pid
-from babyray.store.allocator import Allocator
-from babyray.store.alloc_channel import AllocServer, SpareSlots
+from babyray.store.alloc_channel import AllocServer
 from babyray.store.arena import Arena
+from babyray.store.object_table import UNSEALED, ObjectTable, SealOutcome
 from babyray.store.spill import SpillDir
 from babyray.transfer import TcpDataPlane, TransferServer
-
 
 PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their holders are alive
 
 
-@dataclass(slots=True)
-class StoredObject:
-    offset: int | None  # None while the object is only on disk
-    size: int
-    owner_id: str
-    sealed: bool = False
-    pins: int = 0
-    freed: bool = False
-    primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
-    on_disk: bool = False  # a spill file holds the bytes (kept after a restore)
+class _ArenaSpillIO:
+    """The table's spill I/O: slots of the arena to and from the spill files, logged."""
 
+    def __init__(self, arena: Arena, spill: SpillDir, logger: Any) -> None:
+        self.arena = arena
+        self.spill_dir = spill
+        self.log = logger
 
-@dataclass(slots=True)
-class StoreCounters:
-    """Cumulative counts for the memory report."""
+    def spill(self, oid: str, offset: int, size: int) -> bool:
+        started = time.perf_counter()
+        try:
+            self.spill_dir.spill(oid, self.arena.view(offset, size))
+        except OSError as exc:
+            self.log.error("object_spill_failed", object_id=oid, size=size, error=repr(exc))
+            return False
+        self.log.info("object_spilled", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
+        return True
 
-    spilled_bytes: int = 0
-    spilled_objects: int = 0
-    restored_bytes: int = 0
-    restored_objects: int = 0
-    evicted_bytes: int = 0
-    evicted_objects: int = 0
-    freed_objects: int = 0
+    def restore(self, oid: str, offset: int, size: int) -> bool:
+        started = time.perf_counter()
+        try:
+            self.spill_dir.restore(oid, self.arena.view(offset, size))
+        except (OSError, EOFError, KeyError) as exc:
+            self.log.error("object_restore_io_failed", object_id=oid, error=repr(exc))
+            return False
+        self.log.info("object_restored", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
+        return True
+
+    def delete(self, oid: str) -> None:
+        self.spill_dir.delete(oid)
 
 
 class ObjectStore(PartActor):
@@ -97,14 +105,9 @@ class ObjectStore(PartActor):
         self.alloc_server: AllocServer | None = None
         self.arena_path = ""  # how processes of this node open the arena
         self.arena: Arena | None = None
-        self.allocator: Allocator | None = None
-        self.spares: SpareSlots | None = None  # slots reserved for clients' next puts
         self.spill: SpillDir | None = None
-        self.objects: dict[str, StoredObject] = {}
-        # Sealed, unpinned objects in the arena, least recently used first: eviction order.
-        self.evictable: OrderedDict[str, None] = OrderedDict()
+        self.table: ObjectTable = None  # type: ignore[assignment]  # made by on_start, the first message
         self.waiting: dict[str, list[tuple[Any, om.PinObjects]]] = {}
-        self.counters = StoreCounters()
         self.node_id = ""
         self.gcs: Any = None
         self.transfer_server: TransferServer | None = None
@@ -120,26 +123,38 @@ class ObjectStore(PartActor):
         self.log = log.get_logger("object_store")
         register_pid(msg.session_dir, "object_store")
         name = f"babyray_{os.path.basename(msg.session_dir)[-6:]}_{msg.node_id}"
-        self.arena = Arena.create(name, msg.capacity, background=True)
-        self.allocator = Allocator(msg.capacity)
-        self.spares = SpareSlots(self.allocator)
+        arena = self.arena = Arena.create(name, msg.capacity, background=True)
         self.spill = SpillDir(os.path.join(msg.session_dir, "spill", msg.node_id))
+        self.table = ObjectTable(msg.capacity, _ArenaSpillIO(arena, self.spill, self.log))
         self.enable_thread_posts()
-        self.transfer_server = TransferServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"), self.arena.view)
+        self.transfer_server = TransferServer(os.environ.get("THESPIAN_BASE_IPADDR", "127.0.0.1"), arena.view)
         # The segment loses its name at once: other processes of the node map it through this
         # process's descriptor, so it goes away with the last of them even after a kill -9.
-        self.arena.unlink()
-        self.arena_path = f"/proc/{os.getpid()}/fd/{self.arena.fileno()}"
+        arena.unlink()
+        self.arena_path = f"/proc/{os.getpid()}/fd/{arena.fileno()}"
         self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
-                                        self._release_spares)
+                                        self._release_spares, self._take_spare)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
-        self.post(sender, cm.Started("object_store", os.getpid(), self.arena_path))
+        # The segment's name, for a clean-up that looks for it under /dev/shm should this
+        # process die before it unlinks; processes of the node open ``arena_path``, named in
+        # every reply that gives them a slot.
+        self.post(sender, cm.Started("object_store", os.getpid(), name))
 
     # ---- creating ------------------------------------------------------------------
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
         with self.state_lock:
-            return super().receiveMessage(message, sender)
+            try:
+                return super().receiveMessage(message, sender)
+            finally:
+                self._report_gone()
+
+    def _report_gone(self) -> None:
+        """Tell the GCS which objects left this store. Through the thread outbox: this runs after
+        a turn's messages were sent, or in the allocation channel's thread."""
+        gone = self.table.take_gone() if self.table is not None else []
+        if gone:
+            self.post_from_thread(self.gcs, om.ObjectLocations(self.node_id, (), tuple(gone)))
 
     def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
@@ -147,223 +162,102 @@ class ObjectStore(PartActor):
         On failure the client asks again through Thespian (``on_create``), which reports it.
         """
         with self.state_lock:
-            offset = self._alloc(size)
+            offset = self.table.create(oid, size, owner_id)
+            self._report_gone()  # secondary copies evicted to make room
             if offset is None:
-                return -1, serialization.dumps(self._full_error(oid, size))
-            self.objects[oid] = StoredObject(offset, size, owner_id)
+                return -1, serialization.dumps(self.table.full_error(oid, size, self.node_id))
             return offset, None
 
     def _reserve_spare(self, client: int, size: int) -> int | None:
         with self.state_lock:
-            return self.spares.reserve(client, size)
+            return self.table.spares.reserve(client, size)
 
     def _release_spares(self, client: int, offsets: list[int] | None) -> None:
         with self.state_lock:
-            self.spares.release(client, offsets)
+            self.table.spares.release(client, offsets)
+
+    def _take_spare(self, oid: str, size: int, owner_id: str, offset: int) -> None:
+        with self.state_lock:
+            self.table.take_spare(oid, size, owner_id, offset)
 
     def on_create(self, msg: om.CreateObject, sender: Any) -> None:
-        offset = self._alloc(msg.size)
+        offset = self.table.create(msg.object_id, msg.size, msg.owner_id)
         if offset is None:
-            error = self._full_error(msg.object_id, msg.size)
+            error = self.table.full_error(msg.object_id, msg.size, self.node_id)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
             self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
                                                     serialization.dumps(error)))
             return
-        self.objects[msg.object_id] = StoredObject(offset, msg.size, msg.owner_id)
         self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
     def on_seal(self, msg: om.SealObject, sender: Any) -> None:
-        if msg.reserved_offset >= 0 and msg.object_id not in self.objects:  # written into a spare slot
-            if not self.spares.claim(msg.reserved_offset):  # released: its client left meanwhile
+        outcome = self.table.seal(msg.object_id, msg.size, msg.owner_id, msg.reserved_offset)
+        if outcome is SealOutcome.IGNORED:
+            if msg.reserved_offset >= 0 and msg.object_id not in self.table:
                 self.log.warning("object_spare_lost", object_id=msg.object_id, owner=msg.owner_id)
-                return
-            self.objects[msg.object_id] = StoredObject(msg.reserved_offset, msg.size, msg.owner_id)
-        obj = self.objects.get(msg.object_id)
-        if obj is None or obj.sealed:
             return
-        obj.sealed = True
-        self.post(self.gcs, om.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
-        if obj.freed:  # freed while it was being written
-            self._delete(msg.object_id)
+        if outcome is SealOutcome.DUPLICATE:
+            self.log.info("object_duplicate_dropped", object_id=msg.object_id, owner=msg.owner_id)
             return
-        self._touch(msg.object_id, obj)
-        for reader, request in self.waiting.pop(msg.object_id, []):
-            self.on_pin(request, reader)
-        for puller, request in self.serve_waiting.pop(msg.object_id, []):
-            self.on_serve(request, puller)
+        if outcome is SealOutcome.SEALED:  # (FREED: its owner freed it while it was being written)
+            self.post(self.gcs, om.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
+        for reader, pin in self.waiting.pop(msg.object_id, []):
+            self.on_pin(pin, reader)
+        for puller, serve in self.serve_waiting.pop(msg.object_id, []):
+            self.on_serve(serve, puller)
 
     # ---- reading -------------------------------------------------------------------
 
     def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
-        missing = [oid for oid in msg.object_ids if oid not in self.objects]
-        if missing:  # created here before any reader learns of it: so it was freed (or never here)
-            self.log.warning("object_pin_missing", object_id=missing[0], reader=msg.reader_id)
-            lost = exceptions.ObjectLostError(f"object {missing[0]} is not in the store of node {self.node_id}")
+        pinned = self.table.pin(msg.object_ids)
+        if pinned.missing is not None:  # created here before any reader learns of it: so it was freed
+            self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
+            lost = exceptions.ObjectLostError(f"object {pinned.missing} is not in the store of node {self.node_id}")
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
-            return
-        unsealed = [oid for oid in msg.object_ids if not self.objects[oid].sealed]
-        if unsealed:  # reply once all are sealed
-            self.waiting.setdefault(unsealed[0], []).append((sender, msg))
-            return
-        keep = set(msg.object_ids)
-        for oid in msg.object_ids:
-            obj = self.objects[oid]
-            if obj.offset is None and not self._restore(oid, obj, keep):
-                error = self._full_error(oid, obj.size, restoring=True)
-                self.log.warning("object_restore_failed", object_id=oid, size=obj.size, error=str(error))
-                self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
-                return
-        slots = {}
-        for oid in msg.object_ids:
-            obj = self.objects[oid]
-            obj.pins += 1
-            self.evictable.pop(oid, None)
-            slots[oid] = (obj.offset, obj.size)
-        self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, slots))
+        elif pinned.unsealed is not None:  # reply once all are sealed
+            self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
+        elif pinned.no_room is not None:
+            oid = pinned.no_room
+            size = self.table.objects[oid].size
+            error = self.table.full_error(oid, size, self.node_id, restoring=True)
+            self.log.warning("object_restore_failed", object_id=oid, size=size, error=str(error))
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+        else:
+            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
 
     def on_unpin(self, msg: om.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
-            obj = self.objects.get(oid)
-            if obj is None:
-                continue
-            obj.pins -= 1
-            if obj.pins > 0:
-                continue
-            if obj.freed:
-                self._delete(oid)
-            else:
-                self._touch(oid, obj)
+            self.table.unpin(oid)
 
     # ---- freeing -------------------------------------------------------------------
 
     def on_free(self, msg: om.FreeObjects, sender: Any) -> None:
         for oid in msg.object_ids:
-            obj = self.objects.get(oid)
-            if obj is not None and not obj.freed:
-                obj.freed = True
-                self.counters.freed_objects += 1
-                if obj.pins <= 0 and obj.sealed:
-                    self._delete(oid)
-
-    def _delete(self, oid: str) -> None:
-        obj = self.objects.pop(oid)
-        self.evictable.pop(oid, None)
-        if obj.offset is not None:
-            self.allocator.free(obj.offset)
-        if obj.on_disk:
-            self.spill.delete(oid)
-        self.post(self.gcs, om.ObjectLocations(self.node_id, (), (oid,)))
-
-    # ---- making room: eviction, spilling, restoring --------------------------------
-
-    def _touch(self, oid: str, obj: StoredObject) -> None:
-        """Mark a sealed, unpinned object in the arena as most recently used."""
-        if obj.offset is not None:
-            self.evictable[oid] = None
-            self.evictable.move_to_end(oid)
-
-    def _alloc(self, size: int, keep: set | frozenset = frozenset()) -> int | None:
-        """A slot of ``size`` bytes, evicting or spilling LRU objects (not in ``keep``) to make room.
-
-        Secondary copies go first, then primary copies are spilled. None if no room can be made.
-        """
-        offset = self.allocator.alloc(size)
-        if offset is not None:
-            return offset
-        if size > self.allocator.capacity:
-            return None
-        for primary in (False, True):
-            for oid in [o for o in self.evictable if self.objects[o].primary is primary and o not in keep]:
-                if not self._evict(oid):
-                    continue
-                offset = self.allocator.alloc(size)
-                if offset is not None:
-                    return offset
-        return None
-
-    def _evict(self, oid: str) -> bool:
-        """Take a sealed, unpinned object out of the arena: dropped if secondary, else spilled."""
-        obj = self.objects[oid]
-        if not obj.primary:
-            self.counters.evicted_objects += 1
-            self.counters.evicted_bytes += obj.size
-            self.log.debug("object_evicted", object_id=oid, size=obj.size)
-            self._delete(oid)
-            return True
-        if not obj.on_disk:
-            started = time.perf_counter()
-            try:
-                self.spill.spill(oid, self.arena.view(obj.offset, obj.size))
-            except OSError as exc:
-                self.log.error("object_spill_failed", object_id=oid, size=obj.size, error=repr(exc))
-                return False
-            obj.on_disk = True
-            self.counters.spilled_objects += 1
-            self.counters.spilled_bytes += obj.size
-            self.log.info("object_spilled", object_id=oid, size=obj.size,
-                          seconds=round(time.perf_counter() - started, 4))
-        self.evictable.pop(oid, None)
-        self.allocator.free(obj.offset)
-        obj.offset = None
-        return True
-
-    def _restore(self, oid: str, obj: StoredObject, keep: set) -> bool:
-        """Read a spilled object back into the arena; False if no room can be made."""
-        offset = self._alloc(obj.size, keep)
-        if offset is None:
-            return False
-        started = time.perf_counter()
-        try:
-            self.spill.restore(oid, self.arena.view(offset, obj.size))
-        except (OSError, EOFError, KeyError) as exc:
-            self.allocator.free(offset)
-            self.log.error("object_restore_io_failed", object_id=oid, error=repr(exc))
-            return False
-        obj.offset = offset
-        self.counters.restored_objects += 1
-        self.counters.restored_bytes += obj.size
-        self.log.info("object_restored", object_id=oid, size=obj.size,
-                      seconds=round(time.perf_counter() - started, 4))
-        return True
-
-    def _full_error(self, oid: str, size: int, restoring: bool = False) -> exceptions.ObjectStoreFullError:
-        pinned = sum(o.size for o in self.objects.values() if o.offset is not None and o.pins > 0)
-        writing = sum(o.size for o in self.objects.values() if o.offset is not None and not o.sealed)
-        what = "restore of spilled object" if restoring else "object"
-        return exceptions.ObjectStoreFullError(
-            f"{what} {oid} of {size} bytes does not fit in the object store of node {self.node_id} "
-            f"({self.allocator.capacity} bytes): {self.allocator.used} bytes in use, {pinned} bytes pinned by "
-            f"readers, {writing} bytes being written, largest free block {self.allocator.largest_free} bytes, "
-            f"and nothing else can be spilled. Release the values you got (they pin their objects) or "
-            f"start babyray with a larger object_store_memory.")
+            self.table.free(oid)
 
     # ---- data plane: pulling objects from other nodes, serving ours ---------------
 
     def on_pull(self, msg: om.PullObject, sender: Any) -> None:
         """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
         oid = msg.object_id
-        stale = self.objects.get(oid)
-        if stale is not None and not stale.sealed and (
+        stale = self.table.get(oid)
+        if stale is not None and stale.state in UNSEALED and (
                 oid not in self.pulls or self.pull_nodes.get(oid) != msg.source_node):
             # Unsealed here while the reader knows a sealed copy elsewhere: its writer died
             # mid-write (the task was retried on another node), or the holder we pull from is
             # gone (the object was rebuilt). Pull the copy the reader knows instead of waiting.
             self.log.warning("object_pull_redirected", object_id=oid, old_source=self.pull_nodes.get(oid),
                              source=msg.source_node)
-            if stale.size == msg.size and stale.offset is not None:
-                stale.primary = False
+            if stale.size == msg.size:
+                self.table.create(oid, msg.size, "", primary=False)  # the pull takes the slot over
                 self._start_pull(oid, msg)
             else:
-                self.objects.pop(oid)
-                if stale.offset is not None:
-                    self.allocator.free(stale.offset)
-        if oid not in self.objects:
-            offset = self._alloc(msg.size)
-            if offset is None:
-                error = self._full_error(oid, msg.size)
+                self.table.abort(oid)
+        if oid not in self.table:
+            if self.table.create(oid, msg.size, "", primary=False) is None:
+                error = self.table.full_error(oid, msg.size, self.node_id)
                 self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return
-            self.objects[oid] = StoredObject(offset, msg.size, "", primary=False)
             self._start_pull(oid, msg)
         self.on_pin(om.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
 
@@ -394,25 +288,22 @@ class ObjectStore(PartActor):
 
     def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
-        obj = self.objects.get(msg.object_id)
-        if obj is not None and not obj.sealed:
+        pinned = self.table.pin((msg.object_id,))
+        if pinned.unsealed is not None:
             self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
             return
-        if obj is not None and obj.offset is None and not self._restore(msg.object_id, obj, {msg.object_id}):
-            obj = None
-        if obj is None:
+        if not pinned.slots:
             lost = exceptions.ObjectLostError(f"object {msg.object_id} is not available on node {self.node_id}")
             self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
                                                    serialization.dumps(lost)))
             return
-        obj.pins += 1
-        self.evictable.pop(msg.object_id, None)
-        host, port = self.transfer_server.address
-        self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, obj.offset, obj.size, host, port))
+        offset, size = pinned.slots[msg.object_id]
+        host, port = self._transfer_address()
+        self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, offset, size, host, port))
 
     def on_served(self, msg: om.ObjectServed, sender: Any) -> None:
-        obj = self.objects.get(msg.object_id)
-        if msg.object_id not in self.pulls or obj is None:
+        obj = self.table.get(msg.object_id)
+        if msg.object_id not in self.pulls or obj is None or obj.offset is None or self.arena is None:
             return
         if msg.error is not None:  # the holder does not have it: nothing was pinned there
             self.pulls.pop(msg.object_id, None)
@@ -436,7 +327,7 @@ class ObjectStore(PartActor):
         source, started = self.pulls.pop(msg.object_id, (None, 0.0))
         if source is not None:  # the holder pinned the object while we read it
             self.post(source, om.UnpinObjects((msg.object_id,), self.node_id))
-        obj = self.objects.get(msg.object_id)
+        obj = self.table.get(msg.object_id)
         if obj is None:
             return
         if msg.error is not None:
@@ -448,9 +339,7 @@ class ObjectStore(PartActor):
         self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
     def _pull_failed(self, oid: str, error: bytes) -> None:
-        obj = self.objects.pop(oid, None)
-        if obj is not None and obj.offset is not None:
-            self.allocator.free(obj.offset)
+        self.table.abort(oid)
         self.log.warning("object_pull_failed", object_id=oid)
         for reader, request in self.waiting.pop(oid, []):
             self.reply(request, reader, om.ObjectsPinned(request.req_id, self.arena_path, {}, error))
@@ -458,59 +347,26 @@ class ObjectStore(PartActor):
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Report to the restarted head's GCS from now on, starting with every object held here."""
         self.gcs = msg.gcs
-        held = tuple((oid, o.size) for oid, o in self.objects.items() if o.sealed and not o.freed)
+        held = self.table.held()
         self.log.info("gcs_moved_objects_reported", objects=len(held))
         if held:
             self.post(self.gcs, om.ObjectLocations(self.node_id, held))
 
+    def _transfer_address(self) -> tuple[str, int]:
+        assert self.transfer_server is not None, "the store serves transfers from its start to its shutdown"
+        return self.transfer_server.address
+
     def on_get_transfer_address(self, msg: om.GetTransferAddress, sender: Any) -> None:
-        host, port = self.transfer_server.address
+        host, port = self._transfer_address()
         self.reply(msg, sender, om.TransferAddress(msg.req_id, host, port))
 
     # ---- reporting -----------------------------------------------------------------
 
-    def stats(self) -> dict:
-        """Bytes and object counts of this store (the memory report)."""
-        in_memory = [o for o in self.objects.values() if o.offset is not None]
-        only_on_disk = [o for o in self.objects.values() if o.offset is None]
-        pinned = [o for o in in_memory if o.pins > 0]
-        c = self.counters
-        spare_bytes = self.spares.bytes
-        return {
-            "node_id": self.node_id,
-            "capacity_bytes": self.allocator.capacity,
-            "used_bytes": self.allocator.used - spare_bytes,
-            "spare_bytes": spare_bytes,
-            "largest_free_bytes": self.allocator.largest_free,
-            "num_objects": len(self.objects),
-            "num_in_memory": len(in_memory),
-            "in_memory_bytes": sum(o.size for o in in_memory),
-            "num_pinned": len(pinned),
-            "pinned_bytes": sum(o.size for o in pinned),
-            "num_spilled_now": len(only_on_disk),
-            "spilled_now_bytes": sum(o.size for o in only_on_disk),
-            "num_spilled": c.spilled_objects,
-            "spilled_bytes": c.spilled_bytes,
-            "num_restored": c.restored_objects,
-            "restored_bytes": c.restored_bytes,
-            "num_evicted": c.evicted_objects,
-            "evicted_bytes": c.evicted_bytes,
-            "num_freed": c.freed_objects,
-        }
-
     def on_stats(self, msg: om.GetStoreStats, sender: Any) -> None:
-        stats = self.stats()
+        stats = {"node_id": self.node_id, **self.table.stats()}
         if msg.objects:
-            stats["objects"] = {oid: self._object_state(obj) for oid, obj in self.objects.items()}
+            stats["objects"] = self.table.object_states()
         self.reply(msg, sender, om.StoreStats(msg.req_id, self.node_id, stats))
-
-    @staticmethod
-    def _object_state(obj: StoredObject) -> dict:
-        """An object's line in the memory report: where its bytes are and who pins them."""
-        state = ("BEING_WRITTEN" if not obj.sealed else "SPILLED" if obj.offset is None
-                 else "PINNED" if obj.pins > 0 else "IN_MEMORY")
-        return {"size": obj.size, "state": state, "pins": obj.pins, "primary": obj.primary,
-                "on_disk": obj.on_disk}
 
     # ---- shutdown ------------------------------------------------------------------
 

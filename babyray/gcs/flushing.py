@@ -11,7 +11,6 @@ store. A read of an evicted entry faults it back from the store (``StoredTable``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from babyray import config
 
@@ -34,13 +33,10 @@ class FlushPolicy:
     """Most entries one table keeps in memory (0: no bound); nodes are never evicted."""
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "FlushPolicy":
-        """Build the policy from init() settings, then BABYRAY_* environment, then defaults."""
-        return cls(
-            enabled=bool(config.get("gcs_flushing", settings.get("gcs_flushing"))),
-            period=float(config.get("gcs_flush_period", settings.get("gcs_flush_period"))),
-            max_entries=int(config.get("gcs_flush_max_entries", settings.get("gcs_flush_max_entries"))),
-        )
+    def from_settings(cls, settings: config.Settings) -> "FlushPolicy":
+        """The policy of the ``gcs_flush*`` settings."""
+        return cls(enabled=settings.gcs_flushing, period=settings.gcs_flush_period,
+                   max_entries=settings.gcs_flush_max_entries)
 
     def evictable(self, table: str, record: dict) -> bool:
         """Whether a durable ``record`` of ``table`` is finished work that may leave memory."""

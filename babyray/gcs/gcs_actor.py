@@ -37,6 +37,7 @@ from babyray.gcs.tables import GcsTables, StoredTable
 from babyray.gcs.task_states import FINAL, merge_task_event
 from babyray.gcs.writer import StoreWriter
 from babyray.ids import new_job_id
+from babyray.procfs import is_running
 from babyray.session import kill_admin_tree, kill_session_processes, register_pid
 
 _WRITER_CLOSE_TIMEOUT = 3.0  # seconds a stopping GCS waits for the store to take pending writes
@@ -87,7 +88,7 @@ class GcsActor(PartActor):
         self.node_seen: dict[str, float] = {}
         # Nodes alive before a restart, told of it, that have not registered again: node -> by when.
         self.awaited_nodes: dict[str, float] = {}
-        self.node_timeout = config.get("node_timeout")
+        self.node_timeout = config.Settings().node_timeout
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
         self.policy = FlushPolicy(enabled=False)
         self.writer: StoreWriter | None = None
@@ -108,7 +109,7 @@ class GcsActor(PartActor):
         self.log = log.get_logger("gcs")
         self.watch_pid = msg.watch_pid
         register_pid(msg.session_dir, "gcs")
-        self.node_timeout = float(msg.config.get("node_timeout", self.node_timeout))
+        self.node_timeout = config.Settings(msg.config).node_timeout
         self.enable_thread_posts()  # the store writer tells of durable actor records
         try:
             self._open_store(msg.session_dir, msg.config)
@@ -131,11 +132,11 @@ class GcsActor(PartActor):
             ValueError: the URL names an unsupported backend.
             GcsSchemaVersionError: the store was written by another schema version.
         """
-        url = config.get("gcs_url", settings.get("gcs_url") or None) or \
-            f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}"
-        prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
+        resolved = config.Settings(settings)
+        url = resolved.gcs_url or f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}"
+        prefix = resolved.gcs_table_prefix
         self.store_url = redact_url(url)
-        self.policy = FlushPolicy.from_settings(settings)
+        self.policy = FlushPolicy.from_settings(resolved)
 
         def open_store() -> GcsStore:
             return GcsStore(url, prefix=prefix)
@@ -284,7 +285,7 @@ class GcsActor(PartActor):
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
-        if self.watch_pid and not _pid_alive(self.watch_pid):
+        if self.watch_pid and not is_running(self.watch_pid):
             self.log.warning("driver_gone_stopping_private_cluster", pid=self.watch_pid)
             self._close_store()
             kill_session_processes(self.session_dir, exclude=(os.getpid(),))
@@ -520,7 +521,7 @@ class GcsActor(PartActor):
         now = time.monotonic()
         for job_id, driver in list(self.drivers.items()):
             if driver["ip"] in here:
-                gone = not _pid_alive(driver["pid"])
+                gone = not is_running(driver["pid"])
             else:
                 gone = now - self.driver_seen.get(job_id, now) > self.node_timeout
             if gone:
@@ -587,12 +588,3 @@ def _host_of(address: Any) -> str:
     """The IP of a Thespian TCP address ("" for another kind)."""
     sockname = getattr(getattr(address, "addressDetails", None), "sockname", None)
     return sockname[0] if isinstance(sockname, tuple) else ""
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its parent to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False

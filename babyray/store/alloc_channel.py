@@ -10,10 +10,12 @@ store's bookkeeping is unchanged.
 Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
-at once. The put then names the spare slot in its ``SealObject`` (``reserved_offset``) and
-the store files the object there. A spare is only granted from free space (the store never
-evicts or spills for a guess); a put of another size releases it; the spares of a client
-that disconnects are freed.
+at once. The put tells the store on the channel, without waiting, which object takes the
+spare (``take``) before it writes, and names the spare slot in its ``SealObject``
+(``reserved_offset``); whichever of the two the store reads first files the object there.
+So a writer killed right after its seal was sent loses nothing: its connection closes after
+the take, and only the spares it never took are freed. A spare is only granted from free
+space (the store never evicts or spills for a guess); a put of another size releases it.
 
 The socket is a file named after the node's arena in a directory of this user's
 (``<tmp>/babyray-<uid>/``, mode 0700; the socket 0600), so no other user can connect; each
@@ -41,8 +43,9 @@ _LEN = struct.Struct("<I")
 Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
+Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
 
-_ALLOC, _RESERVE, _RELEASE = "alloc", "reserve", "release"
+_ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -138,10 +141,12 @@ class AllocServer:
     """Runs in the object store actor's process: one thread per connected client, each client
     known to ``reserve`` and ``release`` by a number of its own."""
 
-    def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release) -> None:
+    def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
+                 take: Take) -> None:
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
+        self._take = take
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.path = socket_path(arena_name)
         try:
@@ -187,6 +192,10 @@ class AllocServer:
     def _answer(self, conn: socket.socket, client: int, request: tuple) -> None:
         if request[0] == _RELEASE:
             self._release(client, [request[1]])
+            return
+        if request[0] == _TAKE:
+            _, offset, oid, size, owner = request
+            self._take(oid, size, owner, offset)
             return
         if request[0] == _RESERVE:
             offset = self._reserve(client, request[1])
@@ -252,6 +261,7 @@ class AllocClient:
                 self._asked = None
             spare, self._spare = self._spare, None
             if spare is not None and spare[0] == size:
+                _send(self._sock, (_TAKE, spare[1], oid, size, owner))
                 self._ask_spare(size)
                 return spare[1], None, True
             if spare is not None:

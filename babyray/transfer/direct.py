@@ -52,14 +52,14 @@ class DirectStoreIO:
         buffer = np.empty(size, np.uint8)
         try:
             host, port = self.address(value.store, deadline)
-            self.plane.read_into(host, port, offset, memoryview(buffer))
+            self.plane.read_into(host, port, offset, buffer.data)
         finally:
             core.transport.send(value.store, om.UnpinObjects((oid,), core.identity))
-        return serialization.deserialize(memoryview(buffer))
+        return serialization.deserialize(buffer.data)
 
     def write(self, store: Any, offset: int, serialized: serialization.SerializedObject) -> None:
         """Write ``serialized`` into the slot at ``offset`` of ``store``'s arena."""
         buffer = np.empty(serialized.total_size, np.uint8)
-        serialized.write_to(memoryview(buffer))
+        serialized.write_to(buffer.data)
         host, port = self.address(store)
-        self.plane.write_from(host, port, offset, memoryview(buffer))
+        self.plane.write_from(host, port, offset, buffer.data)
