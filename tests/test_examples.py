@@ -8,7 +8,9 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import _alive, assert_session_clean
+from conftest import assert_session_clean
+
+from babyray.procfs import is_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 180
@@ -26,7 +28,7 @@ def _processes_of(temp_dir: str) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
         pid = int(path.split("/")[2])
-        if marker in environ and _alive(pid):
+        if marker in environ and is_running(pid):
             found.append(pid)
     return found
 
