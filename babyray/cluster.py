@@ -21,6 +21,7 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config, log
 from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
@@ -80,6 +81,9 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) 
     deadline = time.monotonic() + START_TIMEOUT
     reply = system.ask(address, msg, _START_POLL)
     while not isinstance(reply, cm.Started):
+        if isinstance(reply, gm.GcsError):  # the part refused its start message
+            raise ClusterStartError(f"{what} did not start: {reply.error_type}: {reply.message} "
+                                    f"(see {_part_log(log_dir, what)})")
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
             cause, log_file = failure or (str(reply) if reply is not None else

@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from babyray import config
+from babyray.gcs.states import ActorState, PlacementGroupState
 
 __all__ = ["FINAL_TASK_STATES", "FlushPolicy"]
 
 FINAL_TASK_STATES = frozenset({"finished", "failed", "cancelled"})
-_DEAD_ACTOR_STATES = frozenset({"DEAD"})
 NEVER_EVICTED = frozenset({"nodes"})  # few, hot, and iterated by the liveness check
 
 
@@ -45,9 +45,9 @@ class FlushPolicy:
         if table == "tasks":
             return record.get("state") in FINAL_TASK_STATES
         if table == "actors":
-            return record.get("state") in _DEAD_ACTOR_STATES
+            return record.get("state") == ActorState.DEAD
         if table == "placement_groups":
-            return record.get("state") == "REMOVED"
+            return record.get("state") == PlacementGroupState.REMOVED
         return True  # objects (stable once durable) and functions (immutable)
 
     def bound(self, table: str) -> int:
