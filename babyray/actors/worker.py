@@ -154,13 +154,12 @@ class Worker(PartActor):
 
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """From the local scheduler: the head restarted; its GCS has a new address."""
+        assert self.start_msg is not None and self.core is not None, "sent to a started worker only"
         self.start_msg = dataclasses.replace(self.start_msg, gcs=msg.gcs)
-        self.core.gcs = msg.gcs
+        self.core.retarget(msg.gcs)
         runtime = context.runtime_or_none()
         if isinstance(runtime, context.WorkerRuntime):
             runtime.gcs = msg.gcs
-        if self.core.task_events is not None:
-            self.core.task_events.retarget(msg.gcs)
         self.log.info("gcs_moved")
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:

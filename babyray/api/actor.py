@@ -8,7 +8,7 @@ Handles pickle, so they can be passed to tasks and other actors.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from babyray import serialization
 from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
@@ -18,6 +18,7 @@ from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
 from babyray.api.remote_function import encode_arg
+from babyray.api.task_submission import new_returns
 from babyray.ids import new_actor_id
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
@@ -71,7 +72,8 @@ class ActorClass:
         self._cls = cls
         self._options = check_options(dict(options), ACTOR_OPTIONS, "an actor class")
         self._groups = _concurrency_groups(cls, self._options.get("concurrency_groups"))
-        self._signature = inspect.signature(cls.__init__) if "__init__" in vars(cls) else None
+        init = vars(cls).get("__init__")
+        self._signature = inspect.signature(init) if init is not None else None
         self._blob: bytes | None = None
         self._function_id: str | None = None
         self.__name__ = cls.__name__
@@ -106,10 +108,11 @@ class ActorClass:
         if self._blob is None:
             self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
+        assert self._function_id is not None, "set with the blob"
         resources, strategy = in_placement_group(options, resource_request(options, 0.0), f"actor {self.__name__}")
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
-        task_id, _ = core.new_returns(0)
+        task_id, _ = new_returns(0)
         resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
                                 {k: encode_arg(core, v) for k, v in kwargs.items()})
         info = am.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
@@ -133,7 +136,7 @@ class ActorClass:
 def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict]:
     """Wait for the constructor's ref arguments (the GCS keeps the spec for restarts)."""
     refs = [a for a in [*args, *kwargs.values()] if isinstance(a, ObjectRef)]
-    found = core._collect(refs, len(refs), None) if refs else {}
+    found = core.objects.collect(refs, len(refs), None) if refs else {}
 
     def value(a: Any) -> Any:
         return vm.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a
@@ -199,8 +202,8 @@ class ActorMethod:
         core = runtime.core
         info = self._handle._info
         mode = generator_mode(None, self._num_returns)
-        num_returns = 1 if mode else self._num_returns
-        task_id, return_ids = core.new_returns(num_returns)
+        num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
+        task_id, return_ids = new_returns(num_returns)
         spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id="",
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],

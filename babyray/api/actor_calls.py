@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions
-from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.gcs.states import ActorState
 from babyray.protocol import actors as am
 from babyray.protocol import tasks as tm
@@ -25,21 +25,13 @@ from babyray.task_failure import error_value, failed_result, take_retry
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
-
-@dataclass(slots=True)
-class _Call:
-    spec: vm.TaskSpec
-    unresolved: int
-    failed: Any = None
-
-
 @dataclass(slots=True)
 class _ActorState:
     state: str = ActorState.PENDING.value
     address: Any = None
     death_cause: str = ""
-    queue: deque = field(default_factory=deque)  # _Call, not yet sent, in submission order
-    inflight: dict = field(default_factory=dict)  # task_id -> spec, sent and unanswered
+    queue: deque[PendingTask] = field(default_factory=deque)  # not yet sent, in submission order
+    inflight: dict[str, vm.TaskSpec] = field(default_factory=dict)  # task_id -> spec, sent and unanswered
 
 
 class ActorSubmitter:
@@ -47,34 +39,33 @@ class ActorSubmitter:
 
     def __init__(self, core: "CoreClient") -> None:
         self.core = core
-        self.actors: dict[str, _ActorState] = {}
-        self.actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
+        self._actors: dict[str, _ActorState] = {}
+        self._actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
 
     def _actor(self, actor_id: str) -> _ActorState:
-        state = self.actors.get(actor_id)
+        state = self._actors.get(actor_id)
         if state is None:
-            state = self.actors[actor_id] = _ActorState()
+            state = self._actors[actor_id] = _ActorState()
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
         return state
 
     def submit(self, spec: vm.TaskSpec) -> list[ObjectRef]:
         core = self.core
-        deps = [(spec.args, i, a) for i, a in enumerate(spec.args) if isinstance(a, ObjectRef)]
-        deps += [(spec.kwargs, k, a) for k, a in spec.kwargs.items() if isinstance(a, ObjectRef)]
-        call = _Call(spec, len(deps))
+        actor_id = spec.actor_id
+        assert actor_id is not None, "an actor call names its actor"
+        deps = ref_arguments(spec)
+        call = PendingTask(spec, len(deps))
         with core.lock:
-            core.own_returns(spec, [ref for _, _, ref in deps])
-            actor = self._actor(spec.actor_id)
+            core.tasks.own_returns(spec, [ref for _, _, ref in deps])
+            actor = self._actor(actor_id)
             actor.queue.append(call)
-            for container, slot, ref in deps:
-                core._lookup(ref, arg_resolver(call, container, slot, ref.id,
-                                               lambda: self._pump(spec.actor_id)))
-            self._pump(spec.actor_id)
+            call.resolve(deps, core.objects, lambda: self._pump(actor_id))
+            self._pump(actor_id)
         return [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids][: spec.num_returns]
 
     def _pump(self, actor_id: str) -> None:
         """Send the calls at the head of the actor's FIFO whose arguments are ready."""
-        actor = self.actors[actor_id]
+        actor = self._actors[actor_id]
         if actor.state == ActorState.DEAD:
             self._fail_all(actor_id, actor)
             return
@@ -88,18 +79,27 @@ class ActorSubmitter:
                 return
             actor.queue.popleft()
             actor.inflight[call.spec.task_id] = call.spec
-            self.actor_of_call[call.spec.task_id] = actor_id
+            self._actor_of_call[call.spec.task_id] = actor_id
             self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))
 
     def resubscribe(self) -> None:
         """Ask a restarted GCS for the state of every actor called from here (Locked)."""
-        for actor_id in self.actors:
+        for actor_id in self._actors:
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
 
+    def spec_of(self, task_id: str) -> vm.TaskSpec | None:
+        """The spec of a call made here, queued or in flight (None: not found). Locked."""
+        for actor in self._actors.values():
+            spec = actor.inflight.get(task_id) or next(
+                (call.spec for call in actor.queue if call.spec.task_id == task_id), None)
+            if spec is not None:
+                return spec
+        return None
+
     def finished(self, task_id: str) -> None:
-        actor_id = self.actor_of_call.pop(task_id, None)
+        actor_id = self._actor_of_call.pop(task_id, None)
         if actor_id is not None:
-            self.actors[actor_id].inflight.pop(task_id, None)
+            self._actors[actor_id].inflight.pop(task_id, None)
 
     def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)
@@ -116,9 +116,9 @@ class ActorSubmitter:
         for spec in actor.inflight.values():
             next_try = take_retry(spec)
             if next_try is not None:
-                retry.append(_Call(next_try, 0))
+                retry.append(PendingTask(next_try, 0))
             else:
-                self.actor_of_call.pop(spec.task_id, None)
+                self._actor_of_call.pop(spec.task_id, None)
                 self._fail(spec, exceptions.RayActorError(
                     f"The actor {spec.actor_id} died while running {spec.function_name} "
                     f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry."))
@@ -135,11 +135,11 @@ class ActorSubmitter:
         error = error_value(exceptions.ActorDiedError(
             f"The actor {actor_id} is dead. {actor.death_cause}".strip()))
         for spec in list(actor.inflight.values()):
-            self.actor_of_call.pop(spec.task_id, None)
+            self._actor_of_call.pop(spec.task_id, None)
             self._fail(spec, error)
         actor.inflight.clear()
         while actor.queue:
             self._fail(actor.queue.popleft().spec, error)
 
     def _fail(self, spec: vm.TaskSpec, error: BaseException | vm.ErrorValue) -> None:
-        self.core._finish(failed_result(spec, error))
+        self.core.tasks.finish(failed_result(spec, error))

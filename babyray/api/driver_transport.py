@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, TimeoutError as FutureTimeout
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 from thespian.actors import ActorSystem
 
 from babyray import log
-from babyray.protocol import cluster as cm
 from babyray.actors.batching import Outbox, address_key, unbatch
+from babyray.protocol import cluster as cm
 
 LISTEN_TIMEOUT = 0.2
 
@@ -109,6 +110,8 @@ class DriverTransport:
                 self.log.exception("driver_send_failed", dest=str(dest), message=repr(msg))
 
     def _listen(self) -> None:
+        handler = self._handler
+        assert handler is not None, "start() gives the handler before the listener starts"
         while self._running:
             if self._inbox_tells:
                 self._tell_from_inbox()
@@ -123,11 +126,11 @@ class DriverTransport:
             for inner in unbatch(msg):
                 if self._unanswered:
                     with self._lock:
-                        self._unanswered.pop(getattr(inner, "req_id", None), None)
+                        self._unanswered.pop(getattr(inner, "req_id", ""), None)
                 if type(inner) is cm.DriverRegistered and self._registration_answered(inner):
                     continue
                 try:
-                    self._handler(inner)
+                    handler(inner)
                 except Exception:
                     self.log.exception("driver_message_failed", message=repr(inner))
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import PUT_INDEX, object_id_for
+from babyray.ids import PUT_INDEX, TaskID, object_id_for
 from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
@@ -55,7 +55,7 @@ def item_id(task_id: str, index: int) -> str:
     """The object id of value ``index`` yielded by generator task ``task_id``."""
     if index >= MAX_ITEMS:
         raise ValueError(f"A generator task can yield at most {MAX_ITEMS} values; task {task_id} yielded more")
-    return object_id_for(task_id, index + 1)
+    return object_id_for(TaskID(task_id), index + 1)
 
 
 @dataclass(slots=True)
@@ -84,7 +84,7 @@ class GeneratorStreams:
     def watch(self, task_id: str, completed: ObjectRef) -> None:
         """End the stream when the task's own result is known (success, error, crash, cancel)."""
         with self.core.lock:
-            self.core._lookup(completed, lambda value: self._ended(task_id, value))
+            self.core.objects.lookup(completed, lambda value: self._ended(task_id, value))
 
     def close(self, task_id: str) -> None:
         """Forget a stream: its items not taken die with it. Lock-free (called from finalizers)."""
@@ -92,23 +92,23 @@ class GeneratorStreams:
 
     def on_item(self, msg: tm.GeneratorItem) -> None:
         """An item arrived from the worker (again, if the task was re-executed). Locked."""
-        core = self.core
-        entry = core.owned.get(msg.object_id)
+        core, objects = self.core, self.core.objects
+        entry = objects.owned(msg.object_id)
         if entry is not None:  # re-executed: a lost item is rebuilt, a kept one stays
             kept, new = entry.value, msg.value
             if isinstance(kept, vm.StoredValue) and isinstance(new, vm.StoredValue) and kept.node_id != new.node_id:
                 core.transport.send(new.store, om.FreeObjects((msg.object_id,)))  # the new copy is not needed
                 return
-            core._set_value(msg.object_id, new)
+            objects.set_value(msg.object_id, new)
             return
-        core.own_value(msg.object_id, msg.task_id, msg.value)
+        objects.own_value(msg.object_id, msg.task_id, msg.value)
         ref = ObjectRef(msg.object_id, core.inbox, core.identity)
         stream = self.streams.get(msg.task_id)
         if stream is None or msg.index < stream.reported or (stream.end is not None and msg.index >= stream.end):
             return  # nobody will take it (generator dropped, or item taken and freed): freed with ``ref``
         stream.items[msg.index] = ref
         stream.reported = msg.index + 1
-        core.changed.notify_all()
+        objects.changed.notify_all()
 
     def _ended(self, task_id: str, value: Any) -> None:
         """The task's result is known. Locked."""
@@ -120,25 +120,28 @@ class GeneratorStreams:
             return
         if isinstance(value, vm.ErrorValue):
             index = stream.reported
-            oid = object_id_for(task_id, index + 1)
-            self.core.own_value(oid, task_id, value)
+            oid = object_id_for(TaskID(task_id), index + 1)
+            self.core.objects.own_value(oid, task_id, value)
             stream.items[index] = ObjectRef(oid, self.core.inbox, self.core.identity)
             stream.reported = index + 1
         stream.end = stream.reported
-        self.core.changed.notify_all()
+        self.core.objects.changed.notify_all()
 
     def reset_items(self, task_id: str) -> None:
         """Make the values of a task about to be re-executed pending again, as its returns. Locked.
 
         An error item stays: the owner made it when the stream ended, and the stream ends once.
         """
-        for oid, entry in self.core.owned.items():
-            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(entry.value, vm.ErrorValue):
-                entry.value = None
+        objects = self.core.objects
+        for oid in objects.owned_ids():
+            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(
+                    objects.value_of(oid), vm.ErrorValue):
+                objects.make_pending(oid, task_id)
 
 
 def submit_generator(core: "CoreClient", spec: vm.TaskSpec, submit: Callable[[vm.TaskSpec], list]) -> Any:
     """Submit generator task ``spec`` with ``submit``; an ObjectRefGenerator, or for a dynamic one its ref."""
+    assert spec.generator is not None, "a generator task's spec says how it streams"
     with core.lock:
         core.generators.open(spec.task_id, spec.generator)
     refs = submit(spec)
@@ -191,11 +194,11 @@ class ObjectRefGenerator:
             StopIteration: the task ended and every item was taken.
             GetTimeoutError: no next item within ``timeout_s``.
         """
-        core = self._core
+        objects = self._core.objects
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         blocked = False
         try:
-            with core.lock:
+            with objects.lock:
                 while True:
                     stream = self._stream()
                     ref = stream.items.pop(self._next, None)
@@ -208,13 +211,13 @@ class ObjectRefGenerator:
                     if remaining is not None and remaining <= 0:
                         raise exceptions.GetTimeoutError(
                             f"no next value from generator task {self._task_id} within {timeout_s}s")
-                    if not blocked and core.on_block is not None:
+                    if not blocked and objects.on_block is not None:
                         blocked = True
-                        core.on_block()
-                    core.changed.wait(remaining)
+                        objects.on_block()
+                    objects.changed.wait(remaining)
         finally:
-            if blocked and core.on_unblock is not None:
-                core.on_unblock()
+            if blocked and objects.on_unblock is not None:
+                objects.on_unblock()
 
     def _stream(self) -> _Stream:
         stream = self._core.generators.streams.get(self._task_id)
@@ -277,7 +280,7 @@ def wait(core: "CoreClient", waitables: list, num_returns: int, timeout: float |
     """``ray.wait`` over refs and ObjectRefGenerators (ready when ``next`` would not block)."""
     generators = [w for w in waitables if isinstance(w, ObjectRefGenerator)]
     refs = [w for w in waitables if not isinstance(w, ObjectRefGenerator)]
-    found = core._collect(refs, num_returns, timeout, lambda: sum(g.next_ready() for g in generators))
+    found = core.objects.collect(refs, num_returns, timeout, lambda: sum(g.next_ready() for g in generators))
     with core.lock:
         ready = [w for w in waitables if (w.next_ready() if isinstance(w, ObjectRefGenerator) else w.id in found)]
     chosen = {id(w) for w in ready[:num_returns]}

@@ -9,15 +9,18 @@ data: ``memory_stats()`` returns one dict per node's store (used, pinned, spille
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babyray import config, exceptions
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
-from babyray.ids import is_put_object, task_id_of
+from babyray.ids import TaskID, is_put_object, task_id_of
 from babyray.protocol import gcs as gm
 from babyray.protocol import objects as om
 from babyray.text_table import format_table
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
 
 __all__ = ["format_memory_report", "memory_references", "memory_report", "memory_stats", "memory_summary"]
 
@@ -49,7 +52,7 @@ def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
     core.refs.drain()
     stores = _stores(core)
     replies = core.request_many([(store, lambda r: om.GetStoreStats(r, objects=objects)) for store in stores], timeout)
-    silent = [str(store) for store, reply in zip(stores, replies) if reply is None]
+    silent = [str(store) for store, reply in zip(stores, replies, strict=True) if reply is None]
     if silent:
         raise exceptions.RayError(f"no reply within {timeout}s from the object store(s) {', '.join(silent)}")
     return [reply.stats for reply in replies]
@@ -92,7 +95,7 @@ def memory_references(timeout: float = DEFAULT_TIMEOUT) -> dict:
     return {"references": rows, "unreachable": silent}
 
 
-def _task_names(core: Any, task_ids: set[str], timeout: float) -> dict[str, str]:
+def _task_names(core: "CoreClient", task_ids: set[TaskID], timeout: float) -> dict[str, str]:
     """Function names of tasks, from the GCS task table (tasks it does not know are left out)."""
     if not task_ids:
         return {}

@@ -1,7 +1,6 @@
 """Validation of ``@remote`` / ``.options()`` arguments, with Ray's names and defaults."""
 from __future__ import annotations
 
-
 from babyray import config
 from babyray.runtime_env.validation import validate
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, log, serialization
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import is_put_object, task_id_of
+from babyray.ids import ObjectID, is_put_object, task_id_of
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.protocol import values as vm
@@ -64,12 +64,12 @@ class ObjectRecovery:
         if copy is not None:
             self.log.info("object_copy_used", object_id=oid, node=copy.node_id)
             return copy
-        if is_put_object(oid):
+        if is_put_object(ObjectID(oid)):
             self.log.warning("object_lost_unrecoverable", object_id=oid, node=value.node_id, reason="put")
             raise exceptions.ObjectLostError(
                 f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
                 f"objects made by put cannot be rebuilt from lineage.")
-        spec = self._lineage(task_id_of(oid), deadline)
+        spec = self._lineage(task_id_of(ObjectID(oid)), deadline)
         if spec.owner_id != core.identity:
             raise exceptions.ObjectLostError(f"Object {oid} was lost with node {value.node_id}; this process "
                                              f"({core.identity}) is not its owner and cannot rebuild it.")
@@ -86,12 +86,12 @@ class ObjectRecovery:
         self.log.warning("object_reconstructing", object_id=oid, task_id=spec.task_id,
                          function=spec.function_name, attempt=done + 1)
         with core.lock:
-            core.reset_returns(spec)
+            core.tasks.reset_returns(spec)
         spec = spec.next_attempt()
-        core.resubmit(spec)
+        core.tasks.resubmit(spec)
         ref = ObjectRef(oid, core.inbox, core.identity)
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        new_value = core._collect([ref], 1, remaining).get(oid)
+        new_value = core.objects.collect([ref], 1, remaining).get(oid)
         if new_value is None:
             self.log.warning("object_reconstruction_wait_timed_out", object_id=oid, task_id=spec.task_id)
             raise exceptions.GetTimeoutError(
@@ -143,9 +143,9 @@ class ObjectRecovery:
                 self._recover_inputs(spec)
             except exceptions.RayError as exc:
                 with self.core.lock:
-                    self.core._finish(failed_result(spec, exc))
+                    self.core.tasks.finish(failed_result(spec, exc))
                 return
-            self.core.resubmit(spec)
+            self.core.tasks.resubmit(spec)
 
         threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
         return True
@@ -172,11 +172,11 @@ class ObjectRecovery:
         for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
                                [(spec.kwargs, k) for k in list(spec.kwargs)]:
             arg = container[slot]
-            if isinstance(arg, vm.ValueArg) and isinstance(arg.value, vm.StoredValue):
+            if isinstance(arg, vm.ValueArg) and isinstance(arg.value, vm.StoredValue) and arg.object_id is not None:
+                oid = arg.object_id
                 if spec.owner_id == core.identity:
-                    held.append(ObjectRef(arg.object_id, core.inbox, core.identity))
-                copy = self.live_copy(arg.object_id, arg.value.size, deadline)
-                container[slot] = vm.ValueArg(arg.object_id, copy or self.recover(arg.object_id, arg.value, deadline))
+                    held.append(ObjectRef(oid, core.inbox, core.identity))
+                copy = self.live_copy(oid, arg.value.size, deadline)
+                container[slot] = vm.ValueArg(oid, copy or self.recover(oid, arg.value, deadline))
         if held:
-            with core.lock:
-                core.refs.task_holds[spec.task_id] = list(core.refs.task_holds.get(spec.task_id, ())) + held
+            core.refs.hold_more_for_task(spec.task_id, held)

@@ -33,7 +33,7 @@ def future_of(core: "CoreClient", ref: "ObjectRef") -> concurrent.futures.Future
         _pending.put((core, ref, value, future))
         _ensure_resolver()
     with core.lock:
-        core._lookup(ref, known)
+        core.objects.lookup(ref, known)
     return future
 
 

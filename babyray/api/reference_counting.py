@@ -192,7 +192,7 @@ class ReferenceCounter:
                 self.local.pop(oid, None)
                 owner = self.owners.pop(oid, None)
                 if owner is not None:  # borrowed: tell the owner, forget the cached value
-                    self.core.borrowed.pop(oid, None)
+                    self.core.objects.forget_borrowed(oid)
                     self.core.transport.send(owner, om.RemoveBorrowers(self.core.identity, (oid,)))
                 else:
                     self._maybe_free(oid, frees)
@@ -225,7 +225,7 @@ class ReferenceCounter:
         with self.lock:
             if type(msg) is om.AddBorrowers:
                 for oid in msg.object_ids:
-                    if oid in self.core.owned and msg.borrower_id != self.core.identity:
+                    if self.core.objects.owned(oid) is not None and msg.borrower_id != self.core.identity:
                         self.borrowers.setdefault(oid, set()).add(msg.borrower_id)
             else:
                 for oid in msg.object_ids:
@@ -246,7 +246,7 @@ class ReferenceCounter:
         with self.lock:
             if borrower_id == owner_id:  # an owner is never its own borrower
                 return
-            if oid in self.core.owned:
+            if self.core.objects.owned(oid) is not None:
                 self.borrowers.setdefault(oid, set()).add(borrower_id)
             elif owner is not None:
                 self.core.transport.send(owner, om.AddBorrowers(borrower_id, (oid,)))
@@ -256,6 +256,11 @@ class ReferenceCounter:
         if refs:
             self.task_holds[task_id] = [copy.copy(r) for r in refs]
 
+    def hold_more_for_task(self, task_id: str, refs: list) -> None:
+        """Keep ``refs`` (copies already) alive too until ``task_finished(task_id)``. Takes the lock."""
+        with self.lock:
+            self.task_holds[task_id] = list(self.task_holds.get(task_id, ())) + refs
+
     def task_finished(self, task_id: str) -> None:
         """The task's result arrived: its arguments need not be kept any more (locked)."""
         self.task_holds.pop(task_id, None)
@@ -264,13 +269,14 @@ class ReferenceCounter:
         """Free an owned object if nothing holds it. Locked."""
         if self.local.get(oid) or self.borrowers.get(oid):
             return
-        entry = self.core.owned.get(oid)
+        objects = self.core.objects
+        entry = objects.owned(oid)
         if entry is None:
             return
         if entry.value is None:  # still being computed: free it when it is done
-            entry.callbacks.append(self._free_when_ready(oid))
+            objects.when_known(oid, self._free_when_ready(oid))
             return
-        del self.core.owned[oid]
+        objects.drop(oid)
         value = entry.value
         self.freed += 1
         if isinstance(value, vm.StoredValue):

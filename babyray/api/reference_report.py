@@ -18,7 +18,7 @@ instances user code holds are the process's instances minus those copies.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from babyray.protocol import values as vm
 
@@ -53,18 +53,18 @@ def snapshot(core: "CoreClient") -> tuple[dict, ...]:
                 copies[ref.id] += 1
                 pending[ref.id][task_id] = _task_name(core, task_id)
         captured: dict[str, set[str]] = defaultdict(set)
-        for outer, value in _values(core):
+        for outer, value in core.objects.known_values():
             for ref in getattr(value, "refs", ()):
                 copies[ref.id] += 1
                 captured[ref.id].add(outer)
-        held_elsewhere = {oid for oid in core.owned if refs.borrowers.get(oid)}
+        held_elsewhere = {oid for oid in core.objects.owned_ids() if refs.borrowers.get(oid)}
         rows = []
         for oid in set(refs.local) | set(refs.views) | held_elsewhere:
             local = max(0, refs.local.get(oid, 0) - copies[oid])
             views = refs.views.get(oid, 0)
             row = {"object_id": oid, "reference_type": _type(views, pending[oid], local, captured[oid]),
                    "local_refs": local, "pinned_views": views, "pending_tasks": pending[oid],
-                   "captured_in": sorted(captured[oid]), "owned": oid in core.owned,
+                   "captured_in": sorted(captured[oid]), "owned": core.objects.owned(oid) is not None,
                    "borrowers": sorted(refs.borrowers.get(oid, ())), **_value_fields(core, oid)}
             rows.append(row)
     return tuple(rows)
@@ -82,16 +82,9 @@ def _type(views: int, pending: dict, local: int, captured: set) -> str:
     return BORROWED
 
 
-def _values(core: "CoreClient") -> list[tuple[str, Any]]:
-    """(object id, value record) of every value this process holds: owned and borrowed. Locked."""
-    owned = [(oid, entry.value) for oid, entry in core.owned.items() if entry.value is not None]
-    return owned + list(core.borrowed.items())
-
-
 def _value_fields(core: "CoreClient", oid: str) -> dict:
     """Size and store node of ``oid``'s value if this process knows it. Locked."""
-    entry = core.owned.get(oid)
-    value = entry.value if entry is not None else core.borrowed.get(oid)
+    value = core.objects.value_of(oid)
     if isinstance(value, vm.StoredValue):
         return {"size_bytes": value.size, "stored_on": value.node_id}
     if isinstance(value, (vm.InlineValue, vm.ErrorValue)):
@@ -101,13 +94,5 @@ def _value_fields(core: "CoreClient", oid: str) -> dict:
 
 def _task_name(core: "CoreClient", task_id: str) -> str:
     """The function of a task this process submitted and waits for ("" if not found). Locked."""
-    spec = core.submitted.get(task_id)
-    if spec is None and task_id in core.pending_tasks:
-        spec = core.pending_tasks[task_id].spec
-    if spec is None:
-        for actor in core.actor_calls.actors.values():
-            spec = actor.inflight.get(task_id) or next(
-                (call.spec for call in actor.queue if call.spec.task_id == task_id), None)
-            if spec is not None:
-                break
+    spec = core.tasks.spec_of(task_id) or core.actor_calls.spec_of(task_id)
     return spec.function_name if spec is not None else ""

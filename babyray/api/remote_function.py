@@ -6,10 +6,11 @@ from typing import Any, Callable
 
 from babyray import serialization
 from babyray.api import context
-from babyray.api.core import function_id_of
+from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.api.task_submission import new_returns
 from babyray.protocol import values as vm
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
@@ -44,6 +45,7 @@ class RemoteFunction:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
             self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)
+        assert self._function_id is not None, "set with the blob"
         return self._function_id, self._blob
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -61,7 +63,7 @@ class RemoteFunction:
         resources, strategy = in_placement_group(options, resource_request(options, 1.0), f"task {self.__name__}")
         mode = generator_mode(self._function, options.get("num_returns"))
         num_returns = 1 if mode else options.get("num_returns", 1)
-        task_id, return_ids = core.new_returns(num_returns)
+        task_id, return_ids = new_returns(num_returns)
         spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
             function_name=self.__name__, args=[encode_arg(core, a) for a in args],
@@ -77,12 +79,12 @@ class RemoteFunction:
         return refs[0] if num_returns == 1 else refs
 
 
-def encode_arg(core: Any, value: Any) -> Any:
+def encode_arg(core: CoreClient, value: Any) -> Any:
     """A top-level ObjectRef stays a ref (resolved by the owner); a small value is pickled
     inline; a large one is put in the object store first and passed as a ref, as in Ray."""
     if isinstance(value, ObjectRef):
         return value
     serialized = serialization.serialize(value)
-    if serialized.total_size <= core.inline_threshold:
+    if serialized.total_size <= core.io.inline_threshold:
         return vm.InlineValue(serialized.to_bytes())
-    return core.put_serialized(serialized)
+    return core.io.put_serialized(serialized)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
+from babyray.actors.resources import fits
 from babyray.protocol import cluster as cm
 from babyray.protocol import values as vm
-from babyray.actors.resources import fits
-from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
 
 REFRESH_SECONDS = 1.0  # at most one node-table lookup per second, when a node is unknown
 STALE_SECONDS = 5.0  # a table this old is looked up again (nodes die and join)
@@ -27,7 +30,7 @@ STALE_SECONDS = 5.0  # a table this old is looked up again (nodes die and join)
 class TaskRouter:
     """Chooses where an owner sends a task; knows the alive nodes' schedulers."""
 
-    def __init__(self, core: Any, locality: bool = True) -> None:
+    def __init__(self, core: "CoreClient", locality: bool = True) -> None:
         self.core = core
         self.locality = locality
         self.nodes: dict[str, cm.NodeInfo] = {}
@@ -60,7 +63,7 @@ class TaskRouter:
             return default
         if not fits(node.resources, spec.resources):
             return default
-        self.core.task_placed(spec, best)
+        self.core.tasks.task_placed(spec, best)
         return node.scheduler
 
     def _refresh(self) -> None:

@@ -1,0 +1,197 @@
+"""Moving object values between a process and the object store: ``put`` and reading value records.
+
+A value is serialized inline when small (``inline_threshold``); a larger one gets a slot in
+this node's store (reserved over the store's allocation channel when there is one, else by
+CreateObject through Thespian) and is written into the store's shared-memory arena, or over
+the data plane when the store is not on this host (``core.remote_store_io``). Reading a
+stored value pins it in the store (pulled there first if it lives on another node) and maps
+it zero-copy; a value lost with its node is recovered (``ObjectRecovery``).
+"""
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from babyray import config, exceptions, log, serialization
+from babyray.api.object_ref import ObjectRef
+from babyray.api.owner_table import Value
+from babyray.api.reference_counting import forget_serialized_refs
+from babyray.ids import new_put_object_id
+from babyray.protocol import objects as om
+from babyray.protocol import values as vm
+from babyray.store.alloc_channel import AllocClient
+from babyray.store.arena import Arena, read_object, write_object
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
+
+
+class ObjectIO:
+    """Writes and reads the values of one process's objects; keeps its store mappings."""
+
+    def __init__(self, core: "CoreClient", lock: threading.RLock) -> None:
+        self.core = core
+        self.lock = lock
+        self.inline_threshold: int = config.Settings().inline_threshold
+        self._arenas: dict[str, Arena] = {}
+        self._alloc_channel: AllocClient | None = None
+        self._store_arena = ""
+        self._direct_io: Any = None
+        self.log = log.get_logger("core")
+
+    # ---- storing values --------------------------------------------------------------
+
+    def put(self, value: Any) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do "
+                            "this, you can wrap the ObjectRef in a list and call 'put' on it.")
+        return self.put_serialized(serialization.serialize(value))
+
+    def put_serialized(self, serialized: serialization.SerializedObject) -> ObjectRef:
+        core = self.core
+        oid = new_put_object_id()
+        stored = self.store_serialized(oid, serialized)
+        with self.lock:
+            core.objects.own_value(oid, None, stored)
+        return ObjectRef(oid, core.inbox, core.identity)
+
+    def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Value:
+        """Serialize ``value`` as object ``oid``: inline if small, else into the node's arena.
+
+        ``borrower`` = (id, address) of the process the value is for (a task's owner): it is
+        registered as a borrower of the refs the value contains before the value travels.
+        """
+        return self.store_serialized(oid, serialization.serialize(value), borrower)
+
+    def store_serialized(self, oid: str, serialized: serialization.SerializedObject,
+                         borrower: tuple | None = None) -> Value:
+        """``store_value`` of a value serialized already."""
+        core = self.core
+        if serialized.contained_refs:
+            forget_serialized_refs(serialized.contained_refs)
+        if serialized.total_size <= self.inline_threshold:
+            return core.refs.stored_record(vm.InlineValue(serialized.to_bytes()), serialized, borrower)
+        core.refs.drain()  # frees queued so far go to the store before this allocation
+        reserved, error = False, None
+        if self._alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
+            offset, error, reserved = self._alloc_channel.allocate(oid, serialized.total_size, core.identity)
+            arena_name = self._store_arena
+        if self._alloc_channel is None or error is not None:
+            # Through Thespian: after the frees and unpins sent before it, which the channel may
+            # have overtaken, so a store that looked full may have room now.
+            reply = core.request(core.store, lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity))
+            offset, error, arena_name = reply.offset, reply.error, reply.arena_name
+            if error is None and self._alloc_channel is None and not core.remote_store_io:
+                self._open_alloc_channel(arena_name)
+        if error is not None:
+            raise serialization.deserialize(error)
+        if core.remote_store_io:
+            self._direct().write(core.store, offset, serialized)
+        else:
+            write_object(self._arena(arena_name), offset, serialized)
+        core.transport.send(core.store, om.SealObject(oid, serialized.total_size, core.identity,
+                                                     offset if reserved else -1))
+        return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
+                                       serialized, borrower)
+
+    def _open_alloc_channel(self, arena_name: str) -> None:
+        """Use the store's allocation channel from now on (see store/alloc_channel.py)."""
+        try:
+            self._alloc_channel = AllocClient(arena_name)
+            self._store_arena = arena_name
+        except OSError:  # an older store, or not on its node: keep asking through Thespian
+            self.log.info("alloc_channel_unavailable", arena=arena_name)
+
+    def store_moved(self) -> None:
+        """The store was replaced (a restarted head): the next put opens the new one's channel. Locked."""
+        if self._alloc_channel is not None:
+            self._alloc_channel.close()
+            self._alloc_channel, self._store_arena = None, ""
+
+    def close(self) -> None:
+        """Release the allocation channel and the arena mappings (values read stay valid)."""
+        with self.lock:
+            self.store_moved()
+            arenas, self._arenas = list(self._arenas.values()), {}
+        for arena in arenas:
+            arena.close()
+
+    # ---- reading values --------------------------------------------------------------
+
+    def materialize(self, oid: str, value: Value, deadline: float | None = None) -> Any:
+        """Turn a value record into the Python value (raising a task's error), reading and
+        rebuilding stored objects before ``deadline`` (``time.monotonic()``), if given.
+
+        Raises:
+            GetTimeoutError: a stored object could not be read or rebuilt before the deadline.
+        """
+        if isinstance(value, vm.InlineValue):
+            return serialization.deserialize(value.blob)
+        if isinstance(value, vm.ErrorValue):
+            error = serialization.deserialize(value.blob)
+            if isinstance(error, exceptions.RayTaskError):
+                raise error.as_instanceof_cause()
+            raise error
+        try:
+            return self._read_stored(oid, value, deadline)
+        except exceptions.ObjectLostError:
+            if isinstance(value, vm.StoredValue) and self.core.recovery.is_lost(value, deadline):
+                return self._read_recovered(oid, value, deadline)
+            raise
+
+    def _read_recovered(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
+        """Read ``oid``, lost with the node of ``value``: from a surviving copy, else rebuilt.
+
+        The object table may still list a copy its store has just dropped (evicted, or freed
+        there): such a copy is passed over and recovery asked again.
+        """
+        recovery = self.core.recovery
+        stale: set[str] = set()
+        while True:
+            found = recovery.recover(oid, value, deadline, frozenset(stale))
+            try:
+                return self.materialize(oid, found, deadline)
+            except exceptions.ObjectLostError:
+                copy = isinstance(found, vm.StoredValue) and found.node_id not in stale
+                if not copy or recovery.is_lost(found, deadline):
+                    raise
+                self.log.warning("object_copy_stale", object_id=oid, node=found.node_id)
+                stale.add(found.node_id)
+
+    def _read_stored(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
+        core = self.core
+        if core.remote_store_io:  # read straight from the holder: ask first whether it is alive
+            if core.recovery.is_lost(value, deadline):
+                raise exceptions.ObjectLostError(f"object {oid} was on node {value.node_id}, which is dead")
+            return self._direct().read(oid, value, deadline)
+        # A pull through this node's store needs no such check: the store fails pulls from a dead
+        # holder (its pull check) with ObjectLostError, which the caller turns into recovery.
+        if value.node_id != core.node_id:  # the local store pulls it over the data plane
+            if value.store is None:
+                raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
+            reply = core.request_by(core.store, lambda r: om.PullObject(r, oid, value.size, value.store,
+                                                                       value.node_id, core.identity), deadline)
+        else:
+            reply = core.request_by(core.store, lambda r: om.PinObjects(r, (oid,), core.identity), deadline)
+        if reply.error is not None:
+            raise serialization.deserialize(reply.error)
+        offset, size = reply.slots[oid]
+        arena = self._arena(reply.arena_name)
+        view_closed = core.refs.view_opened(oid)
+
+        def release() -> None:
+            view_closed()
+            core.transport.send(core.store, om.UnpinObjects((oid,), core.identity))
+        return read_object(arena, offset, size, release)
+
+    def _direct(self) -> Any:
+        if self._direct_io is None:
+            from babyray.transfer.direct import DirectStoreIO
+            self._direct_io = DirectStoreIO(self.core)
+        return self._direct_io
+
+    def _arena(self, name: str) -> Arena:
+        arena = self._arenas.get(name)
+        if arena is None:
+            arena = self._arenas[name] = Arena.attach(name)
+        return arena

@@ -1,0 +1,190 @@
+"""The values one process knows: the objects it owns and the ones it borrows, and who waits for them.
+
+An owned object (a task's return, a ``put``, a generator's item) is pending until its value
+record (InlineValue, StoredValue or ErrorValue) is known; callbacks registered meanwhile run
+once, when it is set. A borrowed object's record is asked of its owner the first time a
+lookup needs it (``ask_owner``) and kept until the last ref to it dies.
+
+No I/O: the table only calls back. Every method runs under ``lock`` (the owner's one lock,
+held by the caller) except ``collect``, which takes it and waits on ``changed``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from babyray import exceptions, serialization
+from babyray.api.object_ref import ObjectRef
+from babyray.protocol import values as vm
+
+Value = Any  # vm.InlineValue | vm.StoredValue | vm.ErrorValue, or their variants carrying refs
+Callback = Callable[[Value], None]
+
+
+@dataclass(slots=True)
+class OwnedObject:
+    """An object this process owns: its value once known, and what to call then."""
+
+    value: Value | None = None
+    callbacks: list = field(default_factory=list)
+    task_id: str | None = None  # the task making it (None: made by put)
+
+
+class OwnerTable:
+    """Owned and borrowed value records of one process, by object id."""
+
+    def __init__(self, identity: str, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]) -> None:
+        self.identity = identity
+        self.lock = lock
+        self.changed = threading.Condition(lock)  # notified whenever a value becomes known
+        self._ask_owner = ask_owner
+        self._owned: dict[str, OwnedObject] = {}
+        self._borrowed: dict[str, Value] = {}
+        self._borrow_callbacks: dict[str, list[Callback]] = {}
+        # Called around waits in ``collect`` from a task's thread (a worker releases its CPU).
+        self.on_block: Callable[[], None] | None = None
+        self.on_unblock: Callable[[], None] | None = None
+
+    # ---- owned objects ---------------------------------------------------------------
+
+    def own_pending(self, oid: str, task_id: str) -> None:
+        """Own ``oid``, to be made by ``task_id``; its value is not known yet."""
+        self._owned[oid] = OwnedObject(task_id=task_id)
+
+    def own_value(self, oid: str, task_id: str | None, value: Value) -> None:
+        """Own ``oid`` whose value is known (a put's, or a generator's item)."""
+        self._owned[oid] = OwnedObject(task_id=task_id)
+        self.set_value(oid, value)
+
+    def make_pending(self, oid: str, task_id: str) -> None:
+        """``oid``'s task runs again: its value is unknown again (an entry freed meanwhile comes back)."""
+        entry = self._owned.get(oid)
+        if entry is None:
+            self._owned[oid] = OwnedObject(task_id=task_id)
+        else:
+            entry.value = None
+
+    def set_value(self, oid: str, value: Value) -> None:
+        """The value of owned ``oid`` is known (a first value only: a later one is ignored)."""
+        entry = self._owned.get(oid)
+        if entry is None:
+            entry = self._owned[oid] = OwnedObject()
+        if entry.value is not None:
+            return
+        entry.value = value
+        callbacks, entry.callbacks = entry.callbacks, []
+        for callback in callbacks:
+            callback(value)
+        self.changed.notify_all()
+
+    def owned(self, oid: str) -> OwnedObject | None:
+        """The entry of owned ``oid`` (None: not owned, or freed)."""
+        return self._owned.get(oid)
+
+    def owned_ids(self) -> list[str]:
+        return list(self._owned)
+
+    def drop(self, oid: str) -> None:
+        """Forget owned ``oid`` (freed): later lookups find it lost."""
+        del self._owned[oid]
+
+    def when_known(self, oid: str, callback: Callback) -> None:
+        """Call ``callback(value)`` once owned ``oid``'s value is set (now if it is)."""
+        entry = self._owned[oid]
+        if entry.value is not None:
+            callback(entry.value)
+        else:
+            entry.callbacks.append(callback)
+
+    def answer(self, oid: str, reply: Callback) -> None:
+        """Give ``oid``'s value to a borrower (``reply``), now or once known; an error if it is unknown."""
+        if oid in self._owned:
+            self.when_known(oid, reply)
+        else:
+            reply(_lost(f"object {oid} is not known to its owner {self.identity}"))
+
+    # ---- borrowed objects ------------------------------------------------------------
+
+    def borrowed_arrived(self, values: tuple) -> None:
+        """The owners sent these ``(object id, value)``: keep them and wake their waiters."""
+        for oid, value in values:
+            self._borrowed[oid] = value
+            for callback in self._borrow_callbacks.pop(oid, []):
+                callback(value)
+        self.changed.notify_all()
+
+    def forget_borrowed(self, oid: str) -> None:
+        """The last ref to borrowed ``oid`` in this process died."""
+        self._borrowed.pop(oid, None)
+
+    # ---- lookups ---------------------------------------------------------------------
+
+    def value_of(self, oid: str) -> Value | None:
+        """``oid``'s value if this process knows it (owned or borrowed)."""
+        entry = self._owned.get(oid)
+        return entry.value if entry is not None else self._borrowed.get(oid)
+
+    def known_values(self) -> list[tuple[str, Value]]:
+        """(object id, value) of every value this process holds, owned and borrowed."""
+        owned = [(oid, entry.value) for oid, entry in self._owned.items() if entry.value is not None]
+        return owned + list(self._borrowed.items())
+
+    def lookup(self, ref: ObjectRef, callback: Callback) -> None:
+        """Call ``callback(value)`` once ``ref``'s value is known (maybe right now)."""
+        entry = self._owned.get(ref.id)
+        if entry is not None:
+            if entry.value is not None:
+                callback(entry.value)
+            else:
+                entry.callbacks.append(callback)
+            return
+        value = self._borrowed.get(ref.id)
+        if value is not None:
+            callback(value)
+            return
+        if ref.owner_id == self.identity:
+            callback(_lost(f"object {ref.id} is no longer known to its owner"))
+            return
+        waiting = self._borrow_callbacks.setdefault(ref.id, [])
+        waiting.append(callback)
+        if len(waiting) == 1:
+            self._ask_owner(ref)
+
+    def collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
+                others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
+        """Wait until ``want`` of ``refs`` have values (or timeout); return those known. Takes the lock.
+
+        ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
+        """
+        found: dict[str, Value] = {}
+
+        def keep(oid: str) -> Callback:
+            def store(value: Value) -> None:
+                found[oid] = value
+            return store
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = False
+        try:
+            with self.lock:
+                for ref in refs:
+                    if ref.id not in found:
+                        self.lookup(ref, keep(ref.id))
+                while len(found) + (others_ready() if others_ready else 0) < want:
+                    if not blocked and self.on_block is not None:
+                        blocked = True
+                        self.on_block()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        break
+                    self.changed.wait(remaining)
+        finally:
+            if blocked and self.on_unblock is not None:
+                self.on_unblock()
+        return found
+
+
+def _lost(message: str) -> vm.ErrorValue:
+    return vm.ErrorValue(serialization.dumps(exceptions.ObjectLostError(message)))

@@ -1,0 +1,229 @@
+"""The tasks one process owns, from submission to result (the owner side of Ray's normal tasks).
+
+A task's returns are owned from the moment it is submitted. Its top-level ObjectRef
+arguments are resolved first (``PendingTask``); then it goes to a local scheduler (this
+node's, or the one ``TaskRouter`` picks for locality) and waits in ``submitted`` for its
+result. A result may start a retry instead (a retryable exception, a lost input); a task on
+a node that died is resubmitted within its retries; its lineage goes to the GCS task table.
+
+Methods marked Locked run under the owner's lock (``core.lock``).
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from babyray import exceptions, serialization
+from babyray.api.object_ref import ObjectRef
+from babyray.api.pending_tasks import PendingTask, ref_arguments
+from babyray.api.reference_counting import take_serialized_refs
+from babyray.api.task_events import error_fields
+from babyray.ids import new_task_id, object_id_for
+from babyray.protocol import gcs as gm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
+from babyray.task_failure import failed_result, failed_returns, take_retry
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
+
+
+def new_returns(num_returns: int) -> tuple[str, list[str]]:
+    """A new task id and the ids of its ``num_returns`` returns (at least one)."""
+    task_id = new_task_id()
+    return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
+
+
+class TaskSubmitter:
+    """Submitted tasks of one owner: those resolving their arguments and those sent, by task id."""
+
+    def __init__(self, core: "CoreClient") -> None:
+        self.core = core
+        self._pending: dict[str, PendingTask] = {}  # arguments not all known yet
+        self._submitted: dict[str, vm.TaskSpec] = {}  # sent, result not arrived
+
+    def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
+        """Own the spec's returns, resolve its top-level ObjectRef args, then send it.
+
+        ``spec.args``/``spec.kwargs`` hold InlineValue for plain values and ObjectRef for
+        top-level refs; refs are replaced by ValueArg once their values are known. The spec
+        goes to ``dest`` (default: this node's local scheduler).
+        """
+        core = self.core
+        dest = dest or core.scheduler
+        deps = ref_arguments(spec)
+        pending = PendingTask(spec, len(deps))
+        refs = [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids]
+        with core.lock:
+            self.own_returns(spec, [ref for _, _, ref in deps])
+            self._pending[spec.task_id] = pending
+
+            def send() -> None:
+                self._send(pending, dest)
+            if pending.unresolved == 0:
+                send()
+            pending.resolve(deps, core.objects, send)
+        return refs[: spec.num_returns] if spec.num_returns else []
+
+    def own_returns(self, spec: vm.TaskSpec, dep_refs: list[ObjectRef]) -> None:
+        """Own a new task's return objects; its argument refs stay alive until it ends. Locked."""
+        objects = self.core.objects
+        for oid in spec.return_ids:
+            objects.own_pending(oid, spec.task_id)
+        self.core.refs.hold_for_task(spec.task_id, dep_refs + take_serialized_refs())
+
+    def _send(self, pending: PendingTask, dest: Any) -> None:
+        spec = pending.spec
+        if self._pending.pop(spec.task_id, None) is None:
+            return  # cancelled while its arguments were being resolved
+        if pending.failed is not None:  # a dependency failed: so does this task
+            self.finish(tm.TaskResult(spec.task_id, tuple((o, pending.failed) for o in spec.return_ids)))
+            return
+        self._submitted[spec.task_id] = spec
+        dest = self.core.router.destination(spec, dest)
+        self.core.transport.send(dest, tm.SubmitTasks((spec,)))
+        self._submitted_event(spec)
+
+    def spec_of(self, task_id: str) -> vm.TaskSpec | None:
+        """The spec of a task submitted here whose result has not arrived. Locked."""
+        spec = self._submitted.get(task_id)
+        if spec is None and task_id in self._pending:
+            spec = self._pending[task_id].spec
+        return spec
+
+    # ---- lineage: the GCS task table ---------------------------------------------------
+
+    def task_placed(self, spec: vm.TaskSpec, node_id: str) -> None:
+        """Tell the GCS this owner placed ``spec`` on ``node_id`` (resubmitted if it dies)."""
+        self._task_event(spec.task_id, "placed", placed_node=node_id, owner_address=spec.owner)
+
+    def _submitted_event(self, spec: vm.TaskSpec) -> None:
+        """Record a task's lineage (its spec) in the GCS task table."""
+        self._task_event(spec.task_id, "submitted", name=spec.function_name, function_id=spec.function_id,
+                         job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
+                         return_ids=tuple(spec.return_ids), spec=spec, submitted_at=time.time())
+
+    def _task_event(self, task_id: str, state: str, **fields: Any) -> None:
+        """Tell the GCS of a task's state change (its lineage); batched, never blocks."""
+        task_events = self.core.task_events
+        if task_events is not None:
+            task_events.add(task_id, state, fields)
+
+    # ---- running again -------------------------------------------------------------------
+
+    def reset_returns(self, spec: vm.TaskSpec) -> None:
+        """Make a re-executed task's returns pending again (entries freed meanwhile come back). Locked."""
+        for oid in spec.return_ids:
+            self.core.objects.make_pending(oid, spec.task_id)
+        if spec.generator:
+            self.core.generators.reset_items(spec.task_id)
+
+    def resubmit(self, spec: vm.TaskSpec) -> None:
+        """Send ``spec`` (its next attempt) to this node's scheduler again. Takes the lock."""
+        with self.core.lock:
+            self._submitted[spec.task_id] = spec
+        self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
+
+    def nodes_lost(self, msg: tm.TasksLost) -> None:
+        """Run again the tasks still awaited that were on a node that died. Locked."""
+        core = self.core
+        for task_id in msg.task_ids:
+            spec = self._submitted.get(task_id)
+            if spec is None:
+                continue  # finished meanwhile, or not ours
+            retry = take_retry(spec)
+            if retry is None:
+                core.log.warning("task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
+                self.finish(failed_result(spec, exceptions.WorkerCrashedError(
+                    f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
+                    f"exhausted ({spec.attempt}/{spec.max_retries}).")))
+                continue
+            spec = self._submitted[task_id] = retry
+            if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
+                core.generators.reset_items(task_id)
+            core.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
+                             reason=msg.reason or "node died")
+            self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
+                             error_message=f"node {msg.node_id} died")
+            core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
+
+    def resubmit_lost_with_head(self, head_node_id: str, alive_nodes: set[str]) -> int:
+        """Submit again, with their lineage, the tasks in flight that the restarted GCS does not
+        know on an alive node (queued or run on the old head, or sent while it was down);
+        within their retries, as for a dead node. Returns how many."""
+        core = self.core
+        with core.lock:
+            task_ids = tuple(self._submitted)
+        if not task_ids:
+            return 0
+        reply = core.request(core.gcs, lambda r: gm.GetTableEntries(r, "tasks", task_ids))
+        records = dict(reply.entries) if reply.error is None else {}
+        lost = tuple(t for t in task_ids if (records.get(t) or {}).get("node_id") not in alive_nodes)
+        with core.lock:
+            for task_id in lost:
+                if task_id in self._submitted:
+                    self._submitted_event(self._submitted[task_id])
+            self.nodes_lost(tm.TasksLost(head_node_id, lost, "head restarted"))
+        return len(lost)
+
+    # ---- results -----------------------------------------------------------------------
+
+    def finish(self, result: tm.TaskResult) -> None:
+        """Record a task's (or actor call's) outcome and wake whoever waits for it. Locked."""
+        core = self.core
+        spec = self._submitted.pop(result.task_id, None)
+        if spec is not None and self._should_retry(spec, result):
+            return
+        core.actor_calls.finished(result.task_id)
+        error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
+        state, fields = error_fields(error.blob) if error is not None else ("finished", {})
+        self._task_event(result.task_id, state, finished_at=time.time(), worker_id=result.worker_id,
+                         node_id=result.node_id, attempt=spec.attempt if spec else None,
+                         started_at=result.started_at or None, **fields)
+        core.refs.task_finished(result.task_id)
+        objects = core.objects
+        for oid, value in result.returns:
+            objects.set_value(oid, value)
+
+    def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
+        if not result.returns:
+            return False
+        value = result.returns[0][1]
+        if self.core.recovery.lost_input(spec, value):
+            return True
+        if not spec.retry_exceptions:
+            return False
+        if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
+            return False
+        if isinstance(spec.retry_exceptions, (list, tuple)):
+            cause = getattr(serialization.deserialize(value.blob), "cause", None)
+            if not isinstance(cause, tuple(spec.retry_exceptions)):
+                return False
+        retry = take_retry(spec)
+        if retry is None:
+            return False
+        spec = retry
+        fields = error_fields(value.blob)[1]
+        self.core.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt,
+                           error_type=fields.get("error_type"), worker_id=result.worker_id, node=result.node_id)
+        self._task_event(spec.task_id, "retried", attempt=spec.attempt, **fields)
+        self._submitted[spec.task_id] = spec
+        self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
+        return True
+
+    # ---- cancellation ----------------------------------------------------------------
+
+    def cancel(self, ref: ObjectRef, force: bool) -> None:
+        """Cancel the task making ``ref``: failed here if still resolving, else asked of the scheduler."""
+        core = self.core
+        with core.lock:
+            entry = core.objects.owned(ref.id)
+            if entry is None or entry.task_id is None or entry.value is not None:
+                return
+            task_id = entry.task_id
+            pending = self._pending.pop(task_id, None)
+            if pending is not None:
+                for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
+                    core.objects.set_value(oid, error)
+                return
+        core.transport.send(core.scheduler, tm.CancelTask(task_id, force))
