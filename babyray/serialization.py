@@ -84,11 +84,11 @@ class SerializedObject:
         """Write the flat layout into ``dest`` (at least ``total_size`` bytes)."""
         _HEAD.pack_into(dest, 0, MAGIC, len(self.buffers), len(self.meta))
         pos = _HEAD.size
-        for off, buf in zip(self._offsets, self.buffers):
+        for off, buf in zip(self._offsets, self.buffers, strict=True):
             _ENTRY.pack_into(dest, pos, off, buf.nbytes)
             pos += _ENTRY.size
         dest[pos : pos + len(self.meta)] = self.meta
-        for off, buf in zip(self._offsets, self.buffers):
+        for off, buf in zip(self._offsets, self.buffers, strict=True):
             dest[off : off + buf.nbytes] = buf
 
     def to_bytes(self) -> bytes:

@@ -177,11 +177,12 @@ def run_babyray(netns, policy: str, counts: list[int], temp_dir: str) -> tuple[d
 
 
 def run_ray(counts: list[int]) -> dict:
+    import random
+
     import numpy as np
     import ray
     from ray.cluster_utils import Cluster
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    import random
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": 1 << 30})
     cluster.add_node(num_cpus=2, object_store_memory=1 << 30)
     try:
@@ -202,7 +203,7 @@ def run_ray(counts: list[int]) -> dict:
                  for s in warm])
         rng = random.Random(1)
         out = {}
-        for size, count in zip(SIZES, counts):
+        for size, count in zip(SIZES, counts, strict=True):
             ray.get(consume.remote(make.remote(size)))
             latencies = []
             for _ in range(count):
@@ -273,7 +274,7 @@ def main() -> int:
                "pull_fraction_of_loopback": pull_median / loopback if loopback else 0.0,
                "node_to_node_tcp_gbps": network, "pull_fraction_of_node_to_node_tcp": pull_median / network,
                "rows": rows,
-               "ray_note": ray_note, "counts": dict(zip(map(LABELS.get, SIZES), counts))}
+               "ray_note": ray_note, "counts": dict(zip(map(LABELS.get, SIZES), counts, strict=True))}
     (RESULTS / "fig8a.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{'system':<32} " + " ".join(f"{LABELS[s]:>9}" for s in SIZES) + "   100MB/100KB")
     for name in series:
@@ -287,7 +288,7 @@ def main() -> int:
         ray_means = [r["mean_ms"] for r in rows if r["system"].startswith("ray")]
         ours = [r["mean_ms"] for r in rows if r["system"] == "babyray locality-aware"]
         print("babyray locality-aware / ray: " + " ".join(f"{LABELS[s]} {a / b:.2f}x"
-                                                         for s, a, b in zip(SIZES, ours, ray_means)))
+                                                         for s, a, b in zip(SIZES, ours, ray_means, strict=False)))
     _plot(rows, list(series))
     print(f"wrote {RESULTS / 'fig8a.csv'}, {RESULTS / 'fig8a.json'}, {RESULTS / 'fig8a.png'}")
     return 0
@@ -298,7 +299,7 @@ def _plot(rows: list[dict], names: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, marker in zip(names, "osd^"):
+    for name, marker in zip(names, "osd^", strict=False):
         points = [(r["size_bytes"], r["mean_ms"]) for r in rows if r["system"] == name]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, label=name)
     ax.set_xscale("log")

@@ -1,12 +1,17 @@
 """Microbenchmarks of babyray against Ray, measured in one run on this machine.
 
 Each system runs in its own subprocess (same workload, same machine, back to back):
-``init()`` to ready, empty-task round trip, task throughput, values streamed by one generator
-task (each taken with ``next`` and read with ``get``), put/get of a 100 MB array,
-actor creation, actor method round trip and call throughput. Prints a table with the
-ratio babyray/Ray for each figure and writes benchmarks/results/microbench.json.
+``init()`` to ready, empty-task round trip, task throughput, values
+streamed by one generator task (each taken with ``next`` and read with ``get``), put/get of
+a 100 MB array, one task with 10,000 small ref arguments (submit to result), actor creation,
+actor method round trip and call throughput, and a chain of 1,000 actor calls each passing
+on the 1 MB array the previous one returned. Prints a table with the ratio babyray/Ray for
+each figure and writes benchmarks/results/microbench.json. Last, on a fresh cluster for each
+``n`` of ``--fib``: remote recursion ``fib(n)`` (each task ``get``s its two subtasks) cold
+(the first run: the workers the blocked tasks need start on the way) and warm (run again); a
+run that takes longer than ``--fib-timeout`` seconds is reported as timed out.
 
-    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000]
+    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000] [--fib 10,15]
 """
 from __future__ import annotations
 
@@ -19,6 +24,16 @@ import sys
 import time
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+MB = 1 << 20
+MANY_ARGS = 10_000
+CHAIN_CALLS = 1000
+
+
+def _fib(n: int) -> int:
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -26,7 +41,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(system: str, tasks: int, round_trips: int) -> dict:
+def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_timeout: float) -> dict:
     """Run the workload on ``system`` ("babyray" or "ray") in this process."""
     import numpy as np
 
@@ -91,16 +106,52 @@ def measure(system: str, tasks: int, round_trips: int) -> dict:
     out["put_100mb_ms"] = statistics.median(puts) * 1e3
     out["get_100mb_ms"] = statistics.median(gets) * 1e3
 
+    @ray.remote
+    def count(*values):
+        return len(values)
+
+    small_refs = [ray.put(i) for i in range(MANY_ARGS)]
+    t = time.perf_counter()
+    assert ray.get(count.remote(*small_refs)) == MANY_ARGS
+    out["task_10k_ref_args_s"] = time.perf_counter() - t
+    del small_refs
+
     if hasattr(ray, "method") or system == "ray":
         try:
             out.update(_measure_actors(ray, round_trips, tasks))
         except NotImplementedError:
             pass
     ray.shutdown()
+    for n in fib_ns:
+        ray.init(**init_kwargs)
+        out.update(_measure_fib(ray, n, fib_timeout))
+        ray.shutdown()
+    return out
+
+
+def _measure_fib(ray, n: int, timeout: float) -> dict:
+    """Seconds of ``fib(n)`` by remote recursion, cold then warm; "timed out" past ``timeout``."""
+    @ray.remote
+    def fib(n):
+        if n < 2:
+            return n
+        return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+    out: dict = {}
+    for label in ("cold", "warm"):
+        t = time.perf_counter()
+        try:
+            assert ray.get(fib.remote(n), timeout=timeout) == _fib(n)
+        except ray.exceptions.GetTimeoutError:
+            out[f"fib{n}_{label}_s"] = f"timed out ({timeout:.0f} s)"
+            break
+        out[f"fib{n}_{label}_s"] = time.perf_counter() - t
     return out
 
 
 def _measure_actors(ray, round_trips: int, calls: int) -> dict:
+    import numpy as np
+
     @ray.remote
     class Counter:
         def __init__(self):
@@ -131,11 +182,26 @@ def _measure_actors(ray, round_trips: int, calls: int) -> dict:
     t = time.perf_counter()
     ray.get([actor.inc.remote() for _ in range(calls)])
     out["actor_throughput_per_s"] = calls / (time.perf_counter() - t)
+
+    @ray.remote
+    class Relay:
+        def pass_on(self, array):
+            return array
+
+    relay = Relay.remote()
+    ref = ray.put(np.ones(MB // 8))
+    ray.get(relay.pass_on.remote(ref))
+    t = time.perf_counter()
+    for _ in range(CHAIN_CALLS):
+        ref = relay.pass_on.remote(ref)
+    assert ray.get(ref).nbytes == MB
+    out["actor_chain_1k_1mb_s"] = time.perf_counter() - t
     return out
 
 
 LOWER_IS_BETTER = {"init_s", "task_rtt_median_ms", "task_rtt_p99_ms", "put_100mb_ms", "get_100mb_ms",
-                   "actor_create_ms", "actor_rtt_median_ms", "actor_rtt_p99_ms"}
+                   "actor_create_ms", "actor_rtt_median_ms", "actor_rtt_p99_ms", "task_10k_ref_args_s",
+                   "actor_chain_1k_1mb_s"}
 
 
 def main() -> None:
@@ -143,12 +209,16 @@ def main() -> None:
     parser.add_argument("--only", choices=["babyray", "ray"])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=1000)
+    parser.add_argument("--fib", default="10,15", help="the n of each remote recursion fib(n), comma-separated")
+    parser.add_argument("--fib-timeout", type=float, default=180.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.tasks, args.round_trips)))
+        fib_ns = [int(n) for n in args.fib.split(",") if n]
+        print(json.dumps(measure(args.child, args.tasks, args.round_trips, fib_ns, args.fib_timeout)))
         return
     systems = [args.only] if args.only else ["babyray", "ray"]
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results = {}
     for system in systems:
         if system == "ray":
@@ -159,7 +229,9 @@ def main() -> None:
                 continue
         print(f"measuring {system} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--child", system, "--tasks", str(args.tasks),
-                               "--round-trips", str(args.round_trips)], capture_output=True, text=True)
+                               "--round-trips", str(args.round_trips), "--fib", args.fib,
+                               "--fib-timeout", str(args.fib_timeout)],
+                              capture_output=True, text=True)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             print(f"{system} failed:\n{proc.stderr[-3000:]}", flush=True)
@@ -167,15 +239,19 @@ def main() -> None:
         results[system] = json.loads(lines[-1])
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "microbench.json"), "w") as fh:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "results": results}, fh, indent=2)
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": load_before,
+                   "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "results": results},
+                  fh, indent=2)
     keys = sorted({k for r in results.values() for k in r}, key=lambda k: list(results.get("babyray", {})).index(k)
                   if k in results.get("babyray", {}) else 99)
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before: {load_before})")
     print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12}")
     for key in keys:
         ours, theirs = results.get("babyray", {}).get(key), results.get("ray", {}).get(key)
-        ratio = f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        note = " (lower is better)" if key in LOWER_IS_BETTER else ""
+        numbers = isinstance(ours, float) and isinstance(theirs, float)
+        ratio = f"{ours / theirs:.2f}x" if numbers and theirs else "-"
+        fmt = lambda v: "-" if v is None else v if isinstance(v, str) else f"{v:.3f}"  # noqa: E731
+        note = " (lower is better)" if key in LOWER_IS_BETTER or key.startswith("fib") else ""
         print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12}{note}")
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
-from conftest import assert_session_clean
 
 
 def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import pytest
 
+from babyray.actors.scheduling_policy import (
+    LocalityAwarePolicy,
+    NodeLoad,
+    Placement,
+    QueueOnlyPolicy,
+    Unschedulable,
+    wants_global_placement,
+)
 from babyray.protocol import values as vm
-from babyray.actors.scheduling_policy import (LocalityAwarePolicy, NodeLoad, Placement, QueueOnlyPolicy,
-                                              Unschedulable, wants_global_placement)
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 

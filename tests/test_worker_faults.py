@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
 from babyray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
-from conftest import assert_session_clean
 
 
 @ray.remote

@@ -41,17 +41,13 @@ class _Loop:
 
     def __init__(self, name: str, limit: int) -> None:
         self.loop = asyncio.new_event_loop()
-        self.limit: asyncio.Semaphore | None = None
-        ready = threading.Event()
+        self.limit = asyncio.Semaphore(limit)  # bound to the loop that first uses it (Python >= 3.10)
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            self.limit = asyncio.Semaphore(limit)
-            ready.set()
             self.loop.run_forever()
 
         threading.Thread(target=run, name=name, daemon=True).start()
-        ready.wait()
 
 
 class ActorHost:
@@ -93,6 +89,11 @@ class ActorHost:
 
     def method(self, name: str) -> Callable:
         return getattr(self.instance, name)
+
+    def default_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop of an async actor's default group (None in a threaded actor)."""
+        runner = self._loops.get(None)
+        return runner.loop if runner is not None else None
 
     def executor_threads(self) -> int:
         """How many threads take default-group calls off the worker's queue."""

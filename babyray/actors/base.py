@@ -17,8 +17,15 @@ import os
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from thespian.actors import (ActorExitRequest, ChildActorExited, PoisonMessage, ThespianWatch,
-                             WakeupMessage, WatchMessage, Actor)
+from thespian.actors import (
+    Actor,
+    ActorExitRequest,
+    ChildActorExited,
+    PoisonMessage,
+    ThespianWatch,
+    WakeupMessage,
+    WatchMessage,
+)
 
 from babyray import log
 from babyray.actors.batching import Outbox, unbatch
@@ -58,10 +65,11 @@ class PartActor(Actor):
         """
         self._thread_outbox.add(dest, msg)
         if wake:
-            os.write(self._wake_w, b"x")
+            self.wake_from_thread()
 
     def wake_from_thread(self) -> None:
         """Have the actor's loop send now what threads posted with ``wake=False``."""
+        assert self._wake_w is not None, "enable_thread_posts() first"
         os.write(self._wake_w, b"x")
 
     def enable_thread_posts(self) -> None:
@@ -75,6 +83,7 @@ class PartActor(Actor):
 
     def _drain_thread_posts(self) -> None:
         """Move the messages threads posted to the outbox (sent when this turn ends)."""
+        assert self._wake_r is not None, "enable_thread_posts() first"
         try:
             while os.read(self._wake_r, 4096):
                 pass

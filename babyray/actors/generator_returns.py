@@ -30,6 +30,7 @@ from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
     from babyray.actors.worker import Worker
+    from babyray.api.core import CoreClient
 
 
 def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple | None:
@@ -56,8 +57,8 @@ def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple
         items.send_all(values)
     except Exception as exc:  # dynamic: the error is the final item
         items.send_error(exc)
-    return ((spec.return_ids[0], worker.core.store_value(spec.return_ids[0], items.dynamic_generator(),
-                                                         (spec.owner_id, spec.owner))),)
+    return ((spec.return_ids[0], _core(worker).store_value(spec.return_ids[0], items.dynamic_generator(),
+                                                           (spec.owner_id, spec.owner))),)
 
 
 def async_generator_method(worker: "Worker", spec: vm.TaskSpec, method: Callable) -> Callable:
@@ -98,7 +99,7 @@ class _ItemSender:
 
     def store_and_send(self, value: Any) -> None:
         spec = self.spec
-        self.send(self.worker.core.store_value(item_id(spec.task_id, self.count), value, (spec.owner_id, spec.owner)))
+        self.send(_core(self.worker).store_value(item_id(spec.task_id, self.count), value, (spec.owner_id, spec.owner)))
 
     def send_error(self, exc: Exception) -> None:
         """The generator raised: its error is one more item (a dynamic generator's last)."""
@@ -126,7 +127,7 @@ def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
             if len(stored) == k - 1 and next(values, _END) is not _END:
                 raise ValueError(f"Task returned more than num_returns={k} objects.")
             oid = spec.return_ids[len(stored)]
-            stored.append((oid, worker.core.store_value(oid, value, owner)))
+            stored.append((oid, _core(worker).store_value(oid, value, owner)))
             if len(stored) == k:
                 break
         if len(stored) < k:
@@ -139,13 +140,17 @@ def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
 _END = object()
 
 
+def _core(worker: Worker) -> CoreClient:
+    assert worker.core is not None, "the worker has started"
+    return worker.core
+
+
 def _values(worker: "Worker", result: Any) -> Iterator:
     """The values of a generator, or of an async generator driven on an event loop."""
     if inspect.isgenerator(result):
         return result
     actor = worker.actor
-    loop = actor.loop if actor is not None else None
-    return _async_values(result, loop)
+    return _async_values(result, actor.default_loop() if actor is not None else None)
 
 
 def _async_values(agen: Any, loop: asyncio.AbstractEventLoop | None) -> Iterator:
@@ -156,6 +161,7 @@ def _async_values(agen: Any, loop: asyncio.AbstractEventLoop | None) -> Iterator
                 if own is not None:
                     value = own.run_until_complete(agen.__anext__())
                 else:
+                    assert loop is not None
                     value = asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
             except StopAsyncIteration:
                 return

@@ -10,6 +10,13 @@ It is the one owner of its workers' liveness: it watches each worker process it 
 (a pidfd, a periodic poll, and Thespian's child-exit message all lead to one check of the
 process's exit status), so any death - a signal, ``sys.exit``, ``os._exit``, ``kill -9``,
 several at once - is noticed within a second.
+
+This actor is the Thespian shell: messages in and out, worker processes (start, pidfd, poll,
+kill). The state and the rules are I/O-free and unit-tested on their own: the queue
+(``task_queue``), the workers' states and leases and the node's resource pool they charge
+(``worker_table``, ``resources``), the dispatch rule (``dispatch``), the results that may
+still be on their way from a dead worker (``recent_results``) and the placement-group
+bundles (``bundles``).
 """
 from __future__ import annotations
 
@@ -18,35 +25,32 @@ import os
 import signal
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 from thespian.actors import ActorExitRequest
 
 from babyray import config, exceptions, log
+from babyray.actors.base import PartActor
+from babyray.actors.batching import address_key
+from babyray.actors.bundles import BundleLedger, uses_group
+from babyray.actors.dispatch import plan_dispatch, steal_requests
+from babyray.actors.recent_results import RecentResults
+from babyray.actors.resources import ResourcePool
+from babyray.actors.scheduling_policy import wants_global_placement
+from babyray.actors.task_queue import TaskQueue
+from babyray.actors.worker import Worker
+from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
+from babyray.ids import new_worker_id
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import placement as pm
 from babyray.protocol import state as sm
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
-from babyray.actors.base import PartActor
-from babyray.actors.batching import address_key
-from babyray.actors.bundles import BundleLedger, uses_group
-from babyray.actors.gpu_ids import GpuIds
-from babyray.actors.resources import acquire, fits, release
-from babyray.actors.scheduling_policy import wants_global_placement
-from babyray.actors.task_queue import TaskQueue
-from babyray.actors.worker import Worker
-from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
-from babyray.ids import new_worker_id
 from babyray.runtime_env.validation import env_key
 from babyray.session import register_pid
 from babyray.task_failure import failed_result, take_retry
-
-
-RESULT_GRACE = 5.0  # seconds a finished task's result may still be on its way from its worker
-
 
 WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
@@ -87,16 +91,15 @@ class LocalScheduler(PartActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.node: cm.StartNode | None = None
-        self.total: dict[str, float] = {}
-        self.available: dict[str, float] = {}
+        self.pool = ResourcePool({})
         self.queue = TaskQueue()
-        self.workers = WorkerTable()
+        self.workers = WorkerTable(self.pool)
         self.processes: dict[str, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
         self.pidfds: dict[int, str] = {}  # pidfd -> worker id
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         self.killed_actors: set[str] = set()
-        self.recently_done: dict[str, deque] = {}  # worker id -> (finished at, spec), last RESULT_GRACE s
+        self.recent = RecentResults(address_key)  # tasks finished lately, by worker
         self.last_heartbeat = 0.0
         self.bundles = BundleLedger()  # placement group bundles reserved on this node
 
@@ -107,25 +110,24 @@ class LocalScheduler(PartActor):
         log.configure(os.path.join(msg.session_dir, "logs"), "local_scheduler", msg.node_id)
         self.log = log.get_logger("local_scheduler")
         register_pid(msg.session_dir, "local_scheduler")
-        self.total = dict(msg.resources)
-        self.available = dict(msg.resources)
-        self.gpus = GpuIds(int(self.total.get("GPU", 0)))
+        self.pool = ResourcePool(msg.resources)
+        self.workers = WorkerTable(self.pool)
         settings = config.Settings(msg.config)
         self.pipeline_depth = settings.worker_pipeline_depth
         self.max_workers = settings.max_workers
         self.heartbeat_period = settings.heartbeat_period
         self.idle_timeout = settings.idle_worker_timeout
         self.locality = settings.scheduling_policy == "locality"
-        for _ in range(max(1, int(self.total.get("CPU", 1)))):
+        for _ in range(self.pool.cpus()):
             self._start_worker()
-        self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))
+        self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total))
         self.every(self.heartbeat_period, "heartbeat")
         self.every(LIVENESS_POLL, "liveness")
-        self.log.info("local_scheduler_started", resources=self.total)
+        self.log.info("local_scheduler_started", resources=self.pool.total)
         self.post(sender, cm.Started("local_scheduler", os.getpid(), self.myAddress))
 
     def _start_worker(self, runtime_env: dict | None = None) -> WorkerRecord | None:
-        node = self.node
+        node = self._node()
         address = self.createActor(Worker)
         process = self.child_process(address)
         if process is None or process.pid is None:
@@ -143,6 +145,10 @@ class LocalScheduler(PartActor):
         self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
+    def _node(self) -> cm.StartNode:
+        assert self.node is not None, "StartNode comes first"
+        return self.node
+
     def on_worker_ready(self, msg: tm.WorkerReady, sender: Any) -> None:
         if self.workers.mark_ready(msg.worker_id, sender) is not None:
             self._dispatch()
@@ -150,55 +156,36 @@ class LocalScheduler(PartActor):
     # ---- scheduling ------------------------------------------------------------------
 
     def on_submit(self, msg: tm.SubmitTasks, sender: Any) -> None:
-        placed = address_key(sender) == address_key(self.node.global_scheduler)  # never bounce those back
+        node = self._node()
+        placed = address_key(sender) == address_key(node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
-            if not fits(self.total, spec.resources) or (
-                    not placed and wants_global_placement(spec, self.node.node_id, self.locality)):
+            if not self.pool.fits_ever(spec.resources) or (
+                    not placed and wants_global_placement(spec, node.node_id, self.locality)):
                 self._forward(spec)
             else:
                 self.queue.push(spec)
         self._dispatch()
 
     def _forward(self, spec: vm.TaskSpec) -> None:
+        node = self._node()
         self.forwarded.add(spec.task_id)
         self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
-        self.post(self.node.global_scheduler, tm.ForwardTasks(self.node.node_id, (spec,)))
+        self.post(node.global_scheduler, tm.ForwardTasks(node.node_id, (spec,)))
 
     def _dispatch(self) -> None:
         """Give queued tasks to workers; start workers when resources are free but none idle."""
         if not len(self.queue):
-            self._steal_for_idle_workers()
+            for worker, count in steal_requests(self.workers):
+                self.post(worker.address, tm.StealTasks(count))
             self._ensure_workers([])
             self._maybe_heartbeat()
             return
-        batches: dict[str, list] = {}
-        idle = self.workers.idle()
-        wanted_workers: list[dict] = []  # the runtime_env of each worker to start
-        # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
-        # so no task waits behind a long one while a CPU frees up elsewhere.
-        pipelining = len(self.queue) > 2 * max(1, int(self.total.get("CPU", 1)))
-        for fifo in self.queue.fifos():
-            while fifo:
-                spec = fifo[0]
-                if spec.actor_creation and not self._room_for_actor():
-                    self._refuse_actor(self.queue.popped(fifo))
-                elif fits(self.available, spec.resources):
-                    worker = _take_idle(idle, env_key(spec.runtime_env))
-                    if worker is None:
-                        wanted_workers.append(spec.runtime_env)
-                        break
-                    acquire(self.available, spec.resources)
-                    worker.held = dict(spec.resources)
-                    self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0))
-                    worker.actor_id = spec.actor_id if spec.actor_creation else None
-                    self._assign(worker, self.queue.popped(fifo), batches)
-                elif spec.actor_creation or not pipelining or not self._pipeline(spec, batches):
-                    break
-                else:
-                    self.queue.popped(fifo)
-        self._ensure_workers(wanted_workers)
-        for worker_id, specs in batches.items():
-            self.post(self.workers.get(worker_id).address, tm.ExecuteTasks(tuple(specs)))
+        plan = plan_dispatch(self.queue, self.workers, self.pipeline_depth, self.max_workers - self.pool.cpus())
+        for spec in plan.refused:
+            self._refuse_actor(spec)
+        self._ensure_workers(plan.wanted)
+        for address, specs in plan.batches.values():
+            self.post(address, tm.ExecuteTasks(tuple(specs)))
         self._maybe_heartbeat()
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
@@ -206,10 +193,9 @@ class LocalScheduler(PartActor):
         pool at the CPU count with workers of no runtime_env."""
         envs = {env_key(env): env for env in wanted}
         counts = Counter(env_key(env) for env in wanted)
-        counts[""] = max(counts.get("", 0), self._pool_target() - self.workers.pool_size())
+        counts[""] = max(counts.get("", 0), self.pool.cpus() - self.workers.pool_size())
         for key, count in counts.items():
-            starting = sum(1 for w in self.workers if w.state is WorkerState.STARTING and w.env_key == key)
-            for _ in range(count - starting):
+            for _ in range(count - self.workers.starting(key)):
                 if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
                     break
                 if self._start_worker(envs.get(key)) is None:
@@ -223,88 +209,24 @@ class LocalScheduler(PartActor):
                 return True
         return False
 
-    def _pool_target(self) -> int:
-        """Workers kept for plain tasks: one per CPU (at least one)."""
-        return max(1, int(self.total.get("CPU", 1)))
-
-    def _room_for_actor(self) -> bool:
-        """Actors may take every worker up to ``max_workers`` but the pool kept for tasks."""
-        return self.workers.actor_workers() < self.max_workers - self._pool_target()
-
     def _refuse_actor(self, spec: vm.TaskSpec) -> None:
-        room = max(0, self.max_workers - self._pool_target())
-        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {self.node.node_id}: "
+        node = self._node()
+        room = max(0, self.max_workers - self.pool.cpus())
+        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {node.node_id}: "
                   f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
-                  f"setting allows ({room}; {self._pool_target()} more are kept for tasks). Raise it with "
+                  f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(self.node.gcs, am.ActorWorkerDied(spec.actor_id, self.node.node_id, reason, final=True))
+        self.post(node.gcs, am.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
 
-    def _steal_for_idle_workers(self) -> None:
-        """With the queue empty, move unstarted tasks from long backlogs to idle workers."""
-        idle_workers = self.workers.idle()
-        idle, idle_envs = len(idle_workers), {w.env_key for w in idle_workers}
-        if not idle:
-            return
-        for worker in sorted(self.workers, key=lambda w: -len(w.assigned)):
-            if idle <= 0 or len(worker.assigned) < 2 or worker.blocked or worker.actor_id is not None:
-                break
-            if worker.env_key not in idle_envs:  # no idle worker could run what it gives back
-                continue
-            self.post(worker.address, tm.StealTasks((len(worker.assigned) - 1 + 1) // 2))
-            idle -= 1
-
-    def _assign(self, worker: WorkerRecord, spec: vm.TaskSpec, batches: dict) -> None:
-        spec = spec.with_gpu_ids(self.gpus.ids(worker.worker_id))
-        self.workers.assign(worker, spec)
-        batches.setdefault(worker.worker_id, []).append(spec)
-
-    def _pipeline(self, spec: vm.TaskSpec, batches: dict) -> bool:
-        """Queue ``spec`` behind the least-loaded busy worker running the same shape."""
-        best = None
-        for worker in self.workers:
-            if (worker.assigned and not worker.blocked and worker.actor_id is None
-                    and len(worker.assigned) < self.pipeline_depth
-                    and worker.held == spec.resources and worker.env_key == env_key(spec.runtime_env)
-                    and (best is None or len(worker.assigned) < len(best.assigned))):
-                best = worker
-        if best is None:
-            return False
-        self._assign(best, spec, batches)
-        return True
+    # ---- what workers report -----------------------------------------------------------
 
     def on_tasks_done(self, msg: tm.WorkerTasksDone, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
-        now = time.monotonic()
-        recent = self.recently_done.setdefault(msg.worker_id, deque())
-        recent.extend((now, s) for s in self.workers.finish(worker, set(msg.task_ids)) if s.actor_id is None)
-        while recent and now - recent[0][0] > RESULT_GRACE:
-            recent.popleft()
-        if not worker.assigned and worker.actor_id is None:
-            self._release_worker(worker)
+        self.recent.note(worker.worker_id, self.workers.finish(worker, set(msg.task_ids)), time.monotonic())
         self._dispatch()
-
-    def _report_results_maybe_lost(self, worker_id: str) -> None:
-        """A worker that died may not have sent the results of its last tasks: their "done"
-        reached us first (we are local), the results to a remote owner were still queued. Ask
-        the owners to run again those they still wait for (TasksLost; they ignore the rest)."""
-        now = time.monotonic()
-        by_owner: dict[Any, tuple[Any, list]] = {}
-        for finished, spec in self.recently_done.pop(worker_id, ()):
-            if now - finished <= RESULT_GRACE:
-                by_owner.setdefault(address_key(spec.owner), (spec.owner, []))[1].append(spec.task_id)
-        for owner, task_ids in by_owner.values():
-            self.log.warning("task_results_maybe_lost", worker_id=worker_id, task_ids=task_ids)
-            self.post(owner, tm.TasksLost(self.node.node_id, tuple(task_ids), f"worker {worker_id} died"))
-
-    def _release_worker(self, worker: WorkerRecord) -> None:
-        if not worker.blocked:
-            release(self.available, worker.held)
-        worker.held = {}
-        self.gpus.release(worker.worker_id)
-        worker.idle_since = time.monotonic()
 
     def on_worker_blocked(self, msg: tm.WorkerBlocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -312,18 +234,13 @@ class LocalScheduler(PartActor):
             return
         self.workers.finish(worker, {s.task_id for s in msg.returned})
         self.queue.push_front(msg.returned)
-        if not worker.blocked:
-            worker.blocked = True
-            release(self.available, worker.held)
+        self.workers.block(worker)
         self._dispatch()
 
     def on_worker_unblocked(self, msg: tm.WorkerUnblocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
-        if worker is not None and worker.blocked:
-            worker.blocked = False
-            acquire(self.available, worker.held)  # may overcommit for a moment, as in Ray
-            if not worker.assigned:
-                self._release_worker(worker)
+        if worker is not None:
+            self.workers.unblock(worker)
 
     def on_return_tasks(self, msg: tm.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -353,10 +270,10 @@ class LocalScheduler(PartActor):
         if worker is not None:
             self.post(worker.address, msg)
         elif msg.task_id in self.forwarded:
-            self.post(self.node.global_scheduler, msg)
+            self.post(self._node().global_scheduler, msg)
 
     def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self.node.node_id),)))
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -385,7 +302,7 @@ class LocalScheduler(PartActor):
             for fd in [fd for fd, wid in self.pidfds.items() if wid == worker_id]:
                 del self.pidfds[fd]
                 os.close(fd)
-            held = self.workers.remove(worker_id)
+            held = self.workers.remove(worker_id)  # what it took returns to the pool
             if held is not None:  # not a worker we had stopped on purpose
                 self._worker_died(held, exit_description(exitcode), source)
                 died = True
@@ -393,18 +310,19 @@ class LocalScheduler(PartActor):
             self._dispatch()
 
     def _worker_died(self, held: Held, how: str, source: str) -> None:
-        worker = held.worker
+        """Tell the GCS of a dead actor; requeue the tasks the worker had not started, and
+        retry (or fail) the one it ran."""
+        node, worker = self._node(), held.worker
         self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
                          tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
-        self._report_results_maybe_lost(worker.worker_id)
-        if not worker.blocked:
-            release(self.available, worker.held)
-        self.gpus.release(worker.worker_id)
+        for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
+            self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
+            self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
         if worker.actor_id is not None:
-            if not worker.exiting:
+            if held.last_state is not WorkerState.EXITING:
                 reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
                           else f"pid {worker.pid} {how}")
-                self.post(self.node.gcs, am.ActorWorkerDied(worker.actor_id, self.node.node_id, reason))
+                self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
         self.queue.push_front(list(held.unstarted))
@@ -435,48 +353,47 @@ class LocalScheduler(PartActor):
 
     def on_actor_exiting(self, msg: am.ActorExiting, sender: Any) -> None:
         """The actor called exit_actor(): it is dead for good; stop its worker."""
+        node = self._node()
         worker = self.workers.get(msg.worker_id)
         if worker is None or worker.actor_id is None:
             return
-        worker.exiting = True
+        self.workers.mark_exiting(worker)
         self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
-        self.post(self.node.gcs, am.ActorWorkerDied(worker.actor_id, self.node.node_id,
-                                                   "The actor exited on purpose: exit_actor() was called",
-                                                   final=True))
+        self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id,
+                                              "The actor exited on purpose: exit_actor() was called", final=True))
         self.send(worker.address, ActorExitRequest())
 
     # ---- placement group bundles (babyray.actors.bundles) -----------------------------
 
     def on_prepare_bundles(self, msg: pm.PrepareBundles, sender: Any) -> None:
-        ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.available)
+        ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.pool.available)
         self.log.info("bundles_prepared" if ok else "bundles_refused", pg_id=msg.pg_id, bundles=msg.bundles)
-        self.post(sender, pm.BundlesPrepared(msg.pg_id, self.node.node_id, ok))
+        self.post(sender, pm.BundlesPrepared(msg.pg_id, self._node().node_id, ok))
 
     def on_commit_bundles(self, msg: pm.CommitBundles, sender: Any) -> None:
-        if self.bundles.commit(msg.pg_id, self.total, self.available):
+        if self.bundles.commit(msg.pg_id, self.pool.total, self.pool.available):
             self._send_heartbeat()
             self._dispatch()
 
     def on_return_bundles(self, msg: pm.ReturnBundles, sender: Any) -> None:
         """Free the group's bundles; its tasks fail and the workers running in it are killed."""
-        if not self.bundles.give_back(msg.pg_id, self.total, self.available):
+        if not self.bundles.give_back(msg.pg_id, self.pool.total, self.pool.available):
             return
         error = exceptions.TaskPlacementGroupRemoved(f"placement group {msg.pg_id} was removed")
-        for fifo in self.queue.fifos():
-            for spec in [s for s in fifo if uses_group(s.resources, msg.pg_id)]:
-                self._fail(self.queue.remove(spec.task_id), error)
+        for spec in self.queue.take_all(lambda s: uses_group(s.resources, msg.pg_id)):
+            self._fail(spec, error)
         doomed = []
         for worker in self.workers:
             if uses_group(worker.held, msg.pg_id) and worker.pid:
-                worker.held = {}  # those resources are gone with the group
+                self.workers.disown_held(worker)
                 if worker.actor_id is not None:
                     self.killed_actors.add(worker.actor_id)
                 else:
-                    worker.exiting = True  # takes no task, even if its last one reports done before it dies
+                    self.workers.mark_exiting(worker)  # takes no task, even if its last one reports done first
                     for spec in worker.assigned:
                         self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)
-                    worker.assigned = worker.assigned[:1]  # none is run again elsewhere
+                    self.workers.finish(worker, {s.task_id for s in worker.assigned[1:]})  # none runs elsewhere
                 self.log.info("bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid)
                 os.kill(worker.pid, signal.SIGKILL)
                 doomed.append(worker.worker_id)
@@ -487,24 +404,24 @@ class LocalScheduler(PartActor):
     # ---- the worker table (babyray list workers) --------------------------------------
 
     def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
+        node_id = self._node().node_id
         workers = tuple(
-            {"worker_id": w.worker_id, "node_id": self.node.node_id, "pid": w.pid or None, "state": w.state.value,
+            {"worker_id": w.worker_id, "node_id": node_id, "pid": w.pid or None, "state": w.state.value,
              "actor_id": w.actor_id, "running_task_id": w.assigned[0].task_id if w.assigned else None,
              "num_queued": max(0, len(w.assigned) - 1), "started_at": w.started_at,
-             "address": w.address if w.ready else None}
+             "address": w.address if w.state is not WorkerState.STARTING else None}
             for w in self.workers)
-        self.reply(msg, sender, sm.WorkerTable(msg.req_id, self.node.node_id, workers))
+        self.reply(msg, sender, sm.WorkerTable(msg.req_id, node_id, workers))
 
     # ---- a restarted head -------------------------------------------------------------
 
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Send to the restarted head's new GCS and global scheduler from now on: register
         again (same node id: the GCS recovered it) and tell the store and the workers."""
-        self.node = dataclasses.replace(self.node, gcs=msg.gcs, global_scheduler=msg.global_scheduler)
-        self.log.warning("gcs_moved_reregistering", node=self.node.node_id)
-        self.post(msg.gcs, cm.RegisterNode(self.node.node_id, self.node.address, self.myAddress, self.node.store,
-                                          self.total))
-        self.post(self.node.store, msg)
+        node = self.node = dataclasses.replace(self._node(), gcs=msg.gcs, global_scheduler=msg.global_scheduler)
+        self.log.warning("gcs_moved_reregistering", node=node.node_id)
+        self.post(msg.gcs, cm.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total))
+        self.post(node.store, msg)
         for worker in self.workers:
             self.post(worker.address, msg)
         self._send_heartbeat()
@@ -521,14 +438,15 @@ class LocalScheduler(PartActor):
 
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
-        self.post(self.node.gcs, cm.Heartbeat(self.node.node_id, dict(self.available), len(self.queue),
-                                             len(self.workers), dict(self.total)))
+        node = self._node()
+        self.post(node.gcs, cm.Heartbeat(node.node_id, dict(self.pool.available), len(self.queue), len(self.workers),
+                                        dict(self.pool.total)))
 
     def _stop_idle_workers(self) -> None:
         now = time.monotonic()
         idle = [w for w in self.workers.idle() if now - w.idle_since > self.idle_timeout]
         idle.sort(key=lambda w: w.env_key == "")  # workers of a runtime_env go first
-        for worker in idle[: max(0, self.workers.pool_size() - self._pool_target())]:
+        for worker in idle[: max(0, self.workers.pool_size() - self.pool.cpus())]:
             self.log.info("worker_idle_stopping", worker_id=worker.worker_id)
             self._stop_worker(worker)
 
@@ -562,10 +480,3 @@ def _kill_after(pidfds: list[int], seconds: float) -> None:
         finally:
             os.close(fd)
 
-
-def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
-    """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
-    for i in range(len(idle) - 1, -1, -1):
-        if idle[i].env_key == key:
-            return idle.pop(i)
-    return None

@@ -6,7 +6,7 @@ of each shape's FIFO: its cost grows with the tasks placed, not with the queue's
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from babyray.protocol import values as vm
 
@@ -46,6 +46,16 @@ class TaskQueue:
                     self._length -= 1
                     return spec
         return None
+
+    def take_all(self, wanted: Callable[[vm.TaskSpec], bool]) -> list[vm.TaskSpec]:
+        """Remove and return every queued task for which ``wanted`` is true."""
+        taken: list[vm.TaskSpec] = []
+        for fifo in self._by_shape.values():
+            for spec in [s for s in fifo if wanted(s)]:
+                fifo.remove(spec)
+                taken.append(spec)
+        self._length -= len(taken)
+        return taken
 
     def __len__(self) -> int:
         return self._length

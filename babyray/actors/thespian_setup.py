@@ -24,10 +24,15 @@ from typing import Any
 from thespian.actors import ActorSystem, ChildActorExited
 from thespian.system import multiprocCommon, systemBase
 from thespian.system.addressManager import CannotPickleAddress
-from thespian.system.transport import TransmitIntent
-from thespian.system.transport import IPBase
+from thespian.system.transport import IPBase, TransmitIntent
 from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
-from thespian.system.transport.streamBuffer import ReceiveBuffer, ackDataErrMsg, ackDataErrPacket, ackMsg, ackPacket
+from thespian.system.transport.streamBuffer import (
+    ReceiveBuffer,
+    ackDataErrMsg,
+    ackDataErrPacket,
+    ackMsg,
+    ackPacket,
+)
 from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
 
 from babyray import auth
@@ -76,7 +81,8 @@ multiprocCommon.detach_child = _detach_child_noting_admins
 def _child_exited_reporting_others(self: Any, child_address: Any) -> None:
     """Forget the dead children; report those other than ``child_address`` (being handled),
     which no SIGCHLD will report once they are off the list."""
-    alive, dead = [], []
+    alive: list[Any] = []
+    dead: list[Any] = []
     for child in getattr(self, "_child_procs", []):
         (alive if self._checkChildLiveness(child) else dead).append(child)
     self._child_procs = alive

@@ -21,20 +21,20 @@ from collections import deque
 from typing import Any
 
 from babyray import config, exceptions, log, serialization
-from babyray.protocol import actors as am
-from babyray.protocol import cluster as cm
-from babyray.protocol import tasks as tm
-from babyray.protocol import values as vm
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.api import context
 from babyray.api.actor import ActorExit
+from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
+from babyray.protocol import actors as am
+from babyray.protocol import cluster as cm
+from babyray.protocol import tasks as tm
+from babyray.protocol import values as vm
 from babyray.runtime_env import node_setup
 from babyray.session import register_pid
 from babyray.task_failure import failed_returns
-
 
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
 ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
@@ -44,13 +44,14 @@ EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before 
 FATAL_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
 
 
-def die_on_fatal_signals(log_path: str) -> None:
+def die_on_fatal_signals(log_path: str | None) -> None:
     """Restore the default action of fatal signals, after ``faulthandler`` writes the Python
-    stack of every thread to ``log_path``."""
+    stack of every thread to ``log_path`` (if given)."""
     faulthandler.disable()  # enabled in the parent (pytest does) it would keep Thespian's handlers
     for sig in FATAL_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    faulthandler.enable(open(log_path, "a"), all_threads=True)
+    if log_path is not None:
+        faulthandler.enable(open(log_path, "a"), all_threads=True)
 
 
 def exit_status(code: object) -> int:
@@ -92,18 +93,19 @@ class Worker(PartActor):
         tm.StealTasks: "on_steal",
         cm.GcsRestarted: "on_gcs_restarted",
     }
+    # Set by on_start: WorkerStart is the first message a worker gets.
+    start_msg: tm.WorkerStart
+    core: CoreClient
+    executor: threading.Thread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.core: CoreClient | None = None
-        self.start_msg: tm.WorkerStart | None = None
         self.tasks: deque[vm.TaskSpec] = deque()
         self.queue_lock = threading.Condition()
         self.blocked = False
         self.running: vm.TaskSpec | None = None
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
-        self.executor: threading.Thread | None = None
         self.actor: ActorHost | None = None
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
@@ -129,13 +131,14 @@ class Worker(PartActor):
         self.post(msg.scheduler, tm.WorkerReady(msg.worker_id, os.getpid()))
 
     def intercept(self, msg: Any) -> bool:
-        return self.core is not None and self.core.handle(msg)
+        core = getattr(self, "core", None)  # None before WorkerStart
+        return core is not None and core.handle(msg)
 
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: tm.ExecuteTasks, sender: Any) -> None:
         if self.actor is not None and self.actor.groups:
-            msg = tm.ExecuteTasks(self._run_concurrency_groups(msg.specs))
+            msg = tm.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs))
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, msg.specs))
@@ -166,9 +169,9 @@ class Worker(PartActor):
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
         running = self.running
         self.cancelled.add(msg.task_id)
-        if running is not None and running.task_id == msg.task_id:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.executor.ident),
-                                                       ctypes.py_object(KeyboardInterrupt))
+        thread = self.executor.ident
+        if running is not None and running.task_id == msg.task_id and thread is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))
 
     def _on_block(self) -> None:
         if threading.current_thread() is not self.executor or self.actor is not None:
@@ -227,7 +230,7 @@ class Worker(PartActor):
             if spec.actor_creation:
                 self._create_actor(spec)
                 continue
-            if self.actor is not None and self.actor.is_async and self._call_async(spec):
+            if self.actor is not None and self.actor.is_async and self._call_async(self.actor, spec):
                 continue
             self.running = spec
             try:
@@ -239,7 +242,7 @@ class Worker(PartActor):
                 return
             self.running = None
             self._report(spec, returns)
-            spec = returns = None  # idle workers must not keep the task's refs alive
+            del spec, returns  # idle workers must not keep the task's refs alive
 
     def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
@@ -264,12 +267,14 @@ class Worker(PartActor):
     def _create_actor(self, spec: vm.TaskSpec) -> None:
         """Run the constructor; tell the GCS the actor is alive, or that it failed (and exit)."""
         start = self.start_msg
+        actor_id = spec.actor_id
+        assert actor_id is not None, "an actor creation task names its actor"
         context.actor_scheduling_strategy = spec.scheduling_strategy
         self._task_event(spec, "running", started_at=time.time())
-        context.runtime().actor_id = spec.actor_id
+        context.runtime().actor_id = actor_id
         try:
             self.actor = ActorHost(spec, self._function(spec.function_id))
-            self.actor.construct([self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()})
+            self.actor.construct(*self._argument_values(spec))
         except SystemExit as exc:
             self._on_sys_exit(spec, exc)
             return
@@ -277,29 +282,32 @@ class Worker(PartActor):
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
             self._task_event(spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause)
-            self.post_from_thread(start.gcs, am.ActorInitFailed(spec.actor_id, cause))
+            self.post_from_thread(start.gcs, am.ActorInitFailed(actor_id, cause))
             self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
         self._task_event(spec, "finished", finished_at=time.time())
-        self.post_from_thread(start.gcs, am.ActorStarted(spec.actor_id, self.myAddress, start.node_id,
+        self.post_from_thread(start.gcs, am.ActorStarted(actor_id, self.myAddress, start.node_id,
                                                         start.worker_id, os.getpid()))
         self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
-    def _run_concurrency_groups(self, specs: tuple) -> tuple:
+    def _run_concurrency_groups(self, actor: ActorHost, specs: tuple) -> tuple:
         """Hand a threaded actor's calls of a concurrency group to the group's threads;
         returns the other calls (the default group's)."""
         rest = []
         for spec in specs:
-            pool = self.actor.group_pool(spec)
+            pool = actor.group_pool(spec)
             if pool is None:
                 rest.append(spec)
             else:
-                pool.submit(lambda s=spec: self._report(s, self._execute(s)))
+                pool.submit(self._execute_and_report, spec)
         return tuple(rest)
+
+    def _execute_and_report(self, spec: vm.TaskSpec) -> None:
+        self._report(spec, self._execute(spec))
 
     def _on_sys_exit(self, spec: vm.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
@@ -320,13 +328,15 @@ class Worker(PartActor):
         # Results of earlier calls leave first, so callers have them before the death notice.
         self.wake_from_thread()
         time.sleep(EXIT_RESULTS_GRACE)
+        assert spec.actor_id is not None, "only an actor's method calls exit_actor() here"
         self.post_from_thread(self.start_msg.scheduler, am.ActorExiting(self.start_msg.worker_id, spec.actor_id))
 
-    def _call_async(self, spec: vm.TaskSpec) -> bool:
+    def _call_async(self, actor: ActorHost, spec: vm.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
         the actor has no such method or it is a plain generator (the executor thread runs those)."""
+        assert spec.method_name is not None, "an actor call names its method"
         try:
-            method = self.actor.method(spec.method_name)
+            method = actor.method(spec.method_name)
         except AttributeError:
             return False
         if inspect.isasyncgenfunction(method):
@@ -334,8 +344,7 @@ class Worker(PartActor):
         elif inspect.isgeneratorfunction(method):
             return False  # a plain generator method streams from the executor thread
         try:
-            args = [self._arg(a) for a in spec.args]
-            kwargs = {k: self._arg(a) for k, a in spec.kwargs.items()}
+            args, kwargs = self._argument_values(spec)
         except Exception as exc:
             self._report(spec, self._error_returns(spec, exc, traceback.format_exc()))
             return True
@@ -350,12 +359,12 @@ class Worker(PartActor):
                 return
             try:
                 values = self._split_returns(spec, result)
-                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values))
+                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values, strict=False))
             except Exception as exc:
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
 
-        self.actor.run_coroutine(spec, method, args, kwargs, done)
+        actor.run_coroutine(spec, method, args, kwargs, done)
         return True
 
     def _task_event(self, spec: vm.TaskSpec, state: str, **fields: Any) -> None:
@@ -391,7 +400,7 @@ class Worker(PartActor):
             if returns is None:
                 values = self._split_returns(spec, result)
                 owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
-                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values))
+                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values, strict=False))
             state = "finished"
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -430,14 +439,16 @@ class Worker(PartActor):
             ArgumentFailed: an argument is the error of a task that failed (or a lost object).
         """
         try:
-            return [self._arg(a) for a in spec.args], {k: self._arg(a) for k, a in spec.kwargs.items()}
+            return self._argument_values(spec)
         except exceptions.RayError as exc:
             raise ArgumentFailed(exc) from exc
 
-    def _arg(self, arg: Any) -> Any:
-        if isinstance(arg, vm.ValueArg):
-            return self.core.materialize(arg.object_id, arg.value)
-        return serialization.deserialize(arg.blob)
+    def _argument_values(self, spec: vm.TaskSpec) -> tuple[list, dict]:
+        """The task's positional and keyword argument values (refs in this node's store are
+        pinned with one request)."""
+        keys = list(spec.kwargs)
+        values = argument_values(self.core, [*spec.args, *(spec.kwargs[k] for k in keys)])
+        return values[: len(spec.args)], dict(zip(keys, values[len(spec.args):], strict=True))
 
     @staticmethod
     def _split_returns(spec: vm.TaskSpec, result: Any) -> list:

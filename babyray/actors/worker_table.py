@@ -1,8 +1,13 @@
-"""The local scheduler's table of its workers: each process and the tasks it holds.
+"""The local scheduler's table of its workers: each one's state, the tasks it holds and the
+resources they take from the node's pool.
 
 I/O-free. A worker holds the tasks sent to it, in order (its leases): the first runs, the
-rest wait behind it. When a worker process dies, ``remove`` hands back what it held, so
-the scheduler retries the running task and requeues the others.
+rest wait behind it. The resources of the running task are ``held`` by the worker and taken
+from the pool while it is BUSY (or hosts an actor); a worker BLOCKED in ``get`` lends them
+back until it resumes. Every change of state goes through one method of ``WorkerTable``
+(``TRANSITIONS`` lists the allowed ones), and each of them keeps the pool in step: a worker
+that holds no task any more gives its resources back whichever message told us so (done,
+handed back, returned while blocked), and a worker that dies or stops gives back what it took.
 """
 from __future__ import annotations
 
@@ -11,16 +16,31 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from babyray.actors.gpu_ids import GpuIds
+from babyray.actors.resources import ResourcePool
 from babyray.protocol import values as vm
 
 
 class WorkerState(enum.Enum):
     STARTING = "STARTING"  # process started, not yet ready
-    IDLE = "IDLE"
-    BUSY = "BUSY"
-    BLOCKED = "BLOCKED"  # its task waits in get; its CPU is lent to another worker
+    IDLE = "IDLE"  # ready, holds no task: takes the next one
+    BUSY = "BUSY"  # runs a task (more may wait behind it); takes its resources from the pool
+    BLOCKED = "BLOCKED"  # its task waits in get; its resources are lent to other workers
     ACTOR = "ACTOR"  # dedicated to one actor for its lifetime
-    EXITING = "EXITING"  # asked to stop (idle, or its actor called exit_actor)
+    EXITING = "EXITING"  # asked to stop (its actor called exit_actor, its placement group went)
+    DEAD = "DEAD"  # its process ended, or it was stopped: no longer in the table
+
+
+TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.STARTING: frozenset({WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}),
+    WorkerState.IDLE: frozenset({WorkerState.BUSY, WorkerState.ACTOR, WorkerState.BLOCKED, WorkerState.EXITING,
+                                 WorkerState.DEAD}),
+    WorkerState.BUSY: frozenset({WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}),
+    WorkerState.BLOCKED: frozenset({WorkerState.BUSY, WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}),
+    WorkerState.ACTOR: frozenset({WorkerState.EXITING, WorkerState.DEAD}),
+    WorkerState.EXITING: frozenset({WorkerState.DEAD}),
+    WorkerState.DEAD: frozenset(),
+}
 
 
 @dataclass(slots=True)
@@ -28,32 +48,18 @@ class WorkerRecord:
     worker_id: str
     address: Any
     pid: int
-    ready: bool = False
-    blocked: bool = False
-    exiting: bool = False
-    assigned: list = field(default_factory=list)  # specs sent, in order; [0] is running
-    held: dict = field(default_factory=dict)  # resources held for the running task
+    env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
+    state: WorkerState = WorkerState.STARTING
+    assigned: list[vm.TaskSpec] = field(default_factory=list)  # specs sent, in order; [0] is running
+    held: dict[str, float] = field(default_factory=dict)  # resources of the running task (or the actor)
     idle_since: float = field(default_factory=time.monotonic)
     actor_id: str | None = None
-    env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
     started_at: float = field(default_factory=time.time)
 
     @property
-    def state(self) -> WorkerState:
-        if self.exiting:
-            return WorkerState.EXITING
-        if not self.ready:
-            return WorkerState.STARTING
-        if self.actor_id is not None:
-            return WorkerState.ACTOR
-        if self.blocked:
-            return WorkerState.BLOCKED
-        return WorkerState.BUSY if self.assigned else WorkerState.IDLE
-
-    @property
-    def takes_tasks(self) -> bool:
-        """An idle pool worker: ready, no task, not blocked, no actor, not leaving."""
-        return self.state is WorkerState.IDLE
+    def takes_from_pool(self) -> bool:
+        """Whether ``held`` counts against the pool now (a blocked worker lent it)."""
+        return self.state is not WorkerState.BLOCKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +68,14 @@ class Held:
 
     worker: WorkerRecord
     running: vm.TaskSpec | None
-    unstarted: tuple
+    unstarted: tuple[vm.TaskSpec, ...]
+    last_state: WorkerState  # its state before it was removed (EXITING: its end was expected)
 
 
 class WorkerTable:
-    def __init__(self) -> None:
+    def __init__(self, pool: ResourcePool, gpus: GpuIds | None = None) -> None:
+        self.pool = pool
+        self.gpus = gpus if gpus is not None else GpuIds(int(pool.total.get("GPU", 0)))
         self._workers: dict[str, WorkerRecord] = {}
         self._by_pid: dict[int, str] = {}
 
@@ -76,10 +85,6 @@ class WorkerTable:
     def __iter__(self) -> Iterator[WorkerRecord]:
         return iter(list(self._workers.values()))
 
-    def add(self, worker: WorkerRecord) -> None:
-        self._workers[worker.worker_id] = worker
-        self._by_pid[worker.pid] = worker.worker_id
-
     def get(self, worker_id: str) -> WorkerRecord | None:
         return self._workers.get(worker_id)
 
@@ -87,35 +92,145 @@ class WorkerTable:
         worker_id = self._by_pid.get(pid)
         return self._workers.get(worker_id) if worker_id else None
 
+    # ---- the one place where states change ---------------------------------------------
+
+    def _move(self, worker: WorkerRecord, to: WorkerState) -> None:
+        if to not in TRANSITIONS[worker.state]:
+            raise ValueError(f"worker {worker.worker_id}: no transition {worker.state.value} -> {to.value}")
+        worker.state = to
+
+    def _give_back(self, worker: WorkerRecord) -> None:
+        """The worker holds nothing any more: its resources (unless lent) and GPUs return."""
+        if worker.takes_from_pool:
+            self.pool.release(worker.held)
+        worker.held = {}
+        self.gpus.release(worker.worker_id)
+
+    def add(self, worker: WorkerRecord) -> None:
+        """A worker process was started (STARTING)."""
+        self._workers[worker.worker_id] = worker
+        self._by_pid[worker.pid] = worker.worker_id
+
     def mark_ready(self, worker_id: str, address: Any) -> WorkerRecord | None:
+        """STARTING -> IDLE; returns the worker (None if unknown, e.g. it died meanwhile)."""
         worker = self._workers.get(worker_id)
         if worker is not None:
-            worker.ready, worker.address = True, address
+            worker.address = address
+            if worker.state is WorkerState.STARTING:
+                self._move(worker, WorkerState.IDLE)
         return worker
 
+    def lease(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
+        """IDLE -> BUSY (ACTOR for an actor's creation): the worker runs ``spec`` and takes its
+        resources (and GPUs) from the pool; returns the spec to send, with its GPU ids."""
+        self._move(worker, WorkerState.ACTOR if spec.actor_creation else WorkerState.BUSY)
+        self.pool.acquire(spec.resources)
+        worker.held = dict(spec.resources)
+        worker.actor_id = spec.actor_id if spec.actor_creation else None
+        spec = spec.with_gpu_ids(self.gpus.lease(worker.worker_id, spec.resources.get("GPU", 0)))
+        worker.assigned.append(spec)
+        return spec
+
+    def queue_behind(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
+        """Pipelining: ``spec`` waits behind the BUSY worker's running task, on its resources
+        (and GPUs); returns the spec to send."""
+        if worker.state is not WorkerState.BUSY:
+            raise ValueError(f"worker {worker.worker_id} is {worker.state.value}: nothing to queue behind")
+        spec = spec.with_gpu_ids(self.gpus.ids(worker.worker_id))
+        worker.assigned.append(spec)
+        return spec
+
+    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[vm.TaskSpec]:
+        """The worker no longer holds these tasks (done, or handed back unstarted); returns the
+        specs dropped. Holding none any more, a pool worker gives its resources back: BUSY -> IDLE
+        (BLOCKED stays so until its ``get`` returns; its resources were lent already)."""
+        dropped = [s for s in worker.assigned if s.task_id in task_ids]
+        if not dropped:
+            return dropped
+        worker.assigned = [s for s in worker.assigned if s.task_id not in task_ids]
+        if not worker.assigned and worker.state in (WorkerState.BUSY, WorkerState.BLOCKED):
+            self._give_back(worker)
+            worker.idle_since = time.monotonic()
+            if worker.state is WorkerState.BUSY:
+                self._move(worker, WorkerState.IDLE)
+        return dropped
+
+    def block(self, worker: WorkerRecord) -> None:
+        """Its running task waits in ``get``: BUSY or IDLE -> BLOCKED, lending its resources."""
+        if worker.state in (WorkerState.BUSY, WorkerState.IDLE):
+            self.pool.release(worker.held)
+            self._move(worker, WorkerState.BLOCKED)
+
+    def unblock(self, worker: WorkerRecord) -> None:
+        """Its ``get`` returned: BLOCKED -> BUSY, taking its resources again (the pool may be
+        overcommitted for a moment, as in Ray), or IDLE if its task ended meanwhile."""
+        if worker.state is not WorkerState.BLOCKED:
+            return
+        if worker.assigned:
+            self._move(worker, WorkerState.BUSY)
+            self.pool.acquire(worker.held)
+        else:
+            self._move(worker, WorkerState.IDLE)
+            worker.idle_since = time.monotonic()
+
+    def mark_exiting(self, worker: WorkerRecord) -> None:
+        """Asked to stop; it takes no task any more and keeps what it holds until it is gone."""
+        if worker.state is WorkerState.BLOCKED:  # what it holds was lent: count it again until it ends
+            self.pool.acquire(worker.held)
+        if worker.state is not WorkerState.EXITING:
+            self._move(worker, WorkerState.EXITING)
+
+    def disown_held(self, worker: WorkerRecord) -> None:
+        """Its resources went away with their placement group (the pool dropped their names):
+        nothing of them returns."""
+        worker.held = {}
+
+    def remove(self, worker_id: str) -> Held | None:
+        """Forget a worker (its process ended or is being stopped): what it took returns to the
+        pool; returns what it held (None if it was forgotten already)."""
+        worker = self._workers.pop(worker_id, None)
+        if worker is None:
+            return None
+        if self._by_pid.get(worker.pid) == worker_id:
+            del self._by_pid[worker.pid]
+        last_state = worker.state
+        self._give_back(worker)
+        self._move(worker, WorkerState.DEAD)
+        held = Held(worker, worker.assigned[0] if worker.assigned else None, tuple(worker.assigned[1:]), last_state)
+        worker.assigned = []
+        return held
+
+    # ---- queries ---------------------------------------------------------------------
+
     def idle(self) -> list[WorkerRecord]:
-        return [w for w in self._workers.values() if w.takes_tasks]
+        return [w for w in self._workers.values() if w.state is WorkerState.IDLE]
+
+    def starting(self, env: str) -> int:
+        """Workers of runtime_env ``env`` started but not yet ready."""
+        return sum(1 for w in self._workers.values() if w.state is WorkerState.STARTING and w.env_key == env)
 
     def count(self, *states: WorkerState) -> int:
         return sum(1 for w in self._workers.values() if w.state in states)
 
     def pool_size(self) -> int:
         """Workers that run plain tasks (not dedicated to an actor, not leaving)."""
-        return sum(1 for w in self._workers.values() if w.actor_id is None and not w.exiting)
+        return sum(1 for w in self._workers.values() if w.actor_id is None and w.state is not WorkerState.EXITING)
 
     def actor_workers(self) -> int:
         return sum(1 for w in self._workers.values() if w.actor_id is not None)
 
-    # ---- leases ----------------------------------------------------------------------
+    def pipeline_target(self, spec: vm.TaskSpec, env: str, depth: int) -> WorkerRecord | None:
+        """The least-loaded BUSY worker running tasks of ``spec``'s shape and runtime_env with
+        fewer than ``depth`` tasks, to queue ``spec`` behind."""
+        fitting = [w for w in self._workers.values()
+                   if w.state is WorkerState.BUSY and len(w.assigned) < depth and w.held == spec.resources
+                   and w.env_key == env]
+        return min(fitting, key=lambda w: len(w.assigned), default=None)
 
-    def assign(self, worker: WorkerRecord, spec: vm.TaskSpec) -> None:
-        worker.assigned.append(spec)
-
-    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[vm.TaskSpec]:
-        """The worker reported these tasks done: drop their leases; returns the specs dropped."""
-        done = [s for s in worker.assigned if s.task_id in task_ids]
-        worker.assigned = [s for s in worker.assigned if s.task_id not in task_ids]
-        return done
+    def backlogged(self) -> list[WorkerRecord]:
+        """BUSY workers with tasks waiting behind the running one, longest backlog first."""
+        return sorted((w for w in self._workers.values() if w.state is WorkerState.BUSY and len(w.assigned) >= 2),
+                      key=lambda w: -len(w.assigned))
 
     def holder(self, task_id: str) -> WorkerRecord | None:
         for worker in self._workers.values():
@@ -129,14 +244,3 @@ class WorkerTable:
             if worker.assigned and worker.assigned[0].task_id == task_id:
                 return worker
         return None
-
-    def remove(self, worker_id: str) -> Held | None:
-        """Forget a worker (its process ended or is being stopped); returns what it held."""
-        worker = self._workers.pop(worker_id, None)
-        if worker is None:
-            return None
-        if self._by_pid.get(worker.pid) == worker_id:
-            del self._by_pid[worker.pid]
-        running, *unstarted = worker.assigned or [None]
-        worker.assigned = []
-        return Held(worker, running, tuple(unstarted))

@@ -35,7 +35,7 @@ def workers(core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float) 
     replies = core.request_many([(n.scheduler, lambda r: sm.GetWorkers(r)) for n in nodes], timeout)
     rows: list[dict] = []
     silent = []
-    for node, reply in zip(nodes, replies):
+    for node, reply in zip(nodes, replies, strict=True):
         if reply is None:
             silent.append(node.node_id)
             continue
@@ -72,8 +72,9 @@ def reference_snapshots(core: "CoreClient", timeout: float) -> tuple[list[dict],
     others = [p for p in processes if p is not me]
     replies = core.request_many([(p.pop("address"), lambda r: sm.GetReferences(r)) for p in others], timeout)
     answered = [{**p, "worker_id": reply.worker_id, "node_id": _node_of(nodes, p["ip"], reply.node_id),
-                 "references": list(reply.references)} for p, reply in zip(others, replies) if reply is not None]
-    silent = [p for p, reply in zip(others, replies) if reply is None]
+                 "references": list(reply.references)}
+                for p, reply in zip(others, replies, strict=True) if reply is not None]
+    silent = [p for p, reply in zip(others, replies, strict=True) if reply is None]
     if me is None:  # not listed (yet): still this process's own references
         me = {"type": "worker" if core.job_id == "" else "driver", "pid": os.getpid(), "ip": "",
               "node_id": core.node_id, "job_id": core.job_id or None, "actor_id": None}

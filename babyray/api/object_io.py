@@ -176,7 +176,13 @@ class ObjectIO:
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
-        arena = self._arena(reply.arena_name)
+        return self.read_pinned(oid, reply.arena_name, offset, size)
+
+    def read_pinned(self, oid: str, arena_name: str, offset: int, size: int) -> Any:
+        """Rebuild ``oid`` from its slot in this node's store, pinned once for this read;
+        the pin is released when the value (and every view of it) is gone."""
+        core = self.core
+        arena = self._arena(arena_name)
         view_closed = core.refs.view_opened(oid)
 
         def release() -> None:

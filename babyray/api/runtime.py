@@ -20,16 +20,24 @@ import time
 from typing import Any
 
 from babyray import auth, config, log
-from babyray.protocol import cluster as cm
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
-from babyray.cluster import (HeadHandle, default_resources, free_port, join_as_driver, object_store_size,
-                             start_head, stop_system)
+from babyray.cluster import (
+    HeadHandle,
+    default_resources,
+    free_port,
+    join_as_driver,
+    object_store_size,
+    start_head,
+    stop_system,
+)
 from babyray.ids import random_hex
+from babyray.protocol import cluster as cm
 from babyray.session import kill_session_processes, new_session_dir
 
 CONNECT_TIMEOUT = 30.0
+STORE_STOP_WAIT = 0.5  # seconds the store has to spill its files and close its servers at shutdown
 
 
 __all__ = ["DriverRuntime", "free_port", "resolve_address"]
@@ -146,10 +154,11 @@ class DriverRuntime:
         """Send to a restarted head's parts from now on: register again (same job), send the
         unanswered requests again and the tasks in flight that no alive node holds."""
         registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
+        assert self.cluster is not None, "only a driver that joined a cluster follows its head"
         old, old_head_node = self.head, self.cluster.head_node_id
         head, local = _driver_parts(old.system, self.session_dir, old.head_address, self.node_ip, info,
                                     registered.nodes)
-        resent = self.transport.retarget(list(zip(_parts(old), _parts(head))))
+        resent = self.transport.retarget(list(zip(_parts(old), _parts(head), strict=True)))
         self.head, self.cluster = head, info
         self.core.retarget(head.gcs, head.scheduler, head.store, head.node_id, remote_store_io=not local)
         resubmitted = self.core.resubmit_lost_with_head(old_head_node, {n.node_id for n in registered.nodes
@@ -169,14 +178,17 @@ class DriverRuntime:
         if self.watch is not None:
             self.watch.close()
         self.transport.send(self.gcs, cm.UnregisterDriver(self.job_id))  # state queries stop asking it
-        self.core.task_events.close()
+        if self.core.task_events is not None:
+            self.core.task_events.close()
         self.transport.close()
         self.core.close()
         if self.owns_cluster:
+            store_stopped = None
             try:
-                self.head.system.ask(self.head.store, cm.Shutdown(), 5)
+                store_stopped = self.head.system.ask(self.head.store, cm.Shutdown(), STORE_STOP_WAIT)
             finally:
-                stop_system(self.head.system)
+                # A store that cannot answer holds the admin too: do not wait for its confirmation.
+                stop_system(self.head.system, confirm=store_stopped is not None)
                 kill_session_processes(self.session_dir)
                 _unlink_arenas(self.head.arena_name)
         elif self.owns_admin:

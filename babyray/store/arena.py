@@ -272,8 +272,14 @@ def read_object(arena: Arena, offset: int, size: int, on_release: Callable[[], N
     collected: at once for values that hold no buffer (a dict of ints), or if
     deserializing fails. It runs in whichever thread drops the last reference, so it must
     be quick and thread-safe (e.g. queue an unpin message); it is not run at interpreter
-    exit.
+    exit. If deserializing fails it runs before the error propagates: the error's traceback
+    would keep the region alive until a garbage collection.
     """
     region = np.frombuffer(arena.view(offset, size), np.uint8)
-    weakref.finalize(region, on_release).atexit = False
-    return deserialize(region.data)
+    release = weakref.finalize(region, on_release)
+    release.atexit = False
+    try:
+        return deserialize(region.data)
+    except BaseException:
+        release()
+        raise

@@ -1,0 +1,79 @@
+"""Which queued task goes to which worker of a node, now: the local scheduler's dispatch rule.
+
+I/O-free. ``plan_dispatch`` takes tasks off the node's ``TaskQueue`` and leases them to idle
+workers of the ``WorkerTable`` while the pool has room (a worker runs only tasks of its
+runtime_env); with a backlog it queues tasks behind busy workers running the same shape
+(pipelining). It returns what the local scheduler must do: the tasks to send to each worker,
+the workers to start, the actors refused for want of a worker. ``steal_requests`` picks the
+backlogs that idle workers should take over when the queue is empty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from babyray.actors.task_queue import TaskQueue
+from babyray.actors.worker_table import WorkerRecord, WorkerTable
+from babyray.protocol import values as vm
+from babyray.runtime_env.validation import env_key
+
+
+@dataclass
+class DispatchPlan:
+    batches: dict[str, tuple[Any, list[vm.TaskSpec]]] = field(default_factory=dict)  # worker id -> (address, specs)
+    wanted: list[dict] = field(default_factory=list)  # the runtime_env of each worker to start
+    refused: list[vm.TaskSpec] = field(default_factory=list)  # actor creations beyond the worker limit
+
+    def send(self, worker: WorkerRecord, spec: vm.TaskSpec) -> None:
+        self.batches.setdefault(worker.worker_id, (worker.address, []))[1].append(spec)
+
+
+def plan_dispatch(queue: TaskQueue, workers: WorkerTable, pipeline_depth: int, actor_limit: int) -> DispatchPlan:
+    """Lease queued tasks to workers (``actor_limit``: the most workers actors may take)."""
+    plan = DispatchPlan()
+    idle = workers.idle()
+    # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
+    # so no task waits behind a long one while a CPU frees up elsewhere.
+    pipelining = len(queue) > 2 * workers.pool.cpus()
+    for fifo in queue.fifos():
+        while fifo:
+            spec = fifo[0]
+            env = env_key(spec.runtime_env)
+            if spec.actor_creation and workers.actor_workers() >= actor_limit:
+                plan.refused.append(queue.popped(fifo))
+            elif workers.pool.fits_now(spec.resources):
+                worker = _take_idle(idle, env)
+                if worker is None:
+                    plan.wanted.append(spec.runtime_env)
+                    break
+                plan.send(worker, workers.lease(worker, queue.popped(fifo)))
+            elif spec.actor_creation or not pipelining:
+                break
+            else:
+                worker = workers.pipeline_target(spec, env, pipeline_depth)
+                if worker is None:
+                    break
+                plan.send(worker, workers.queue_behind(worker, queue.popped(fifo)))
+    return plan
+
+
+def steal_requests(workers: WorkerTable) -> list[tuple[WorkerRecord, int]]:
+    """With the queue empty: ``(worker, count)`` for each backlog that should hand ``count``
+    unstarted tasks back, one per idle worker able to run them."""
+    idle = workers.idle()
+    envs = {w.env_key for w in idle}
+    requests: list[tuple[WorkerRecord, int]] = []
+    for worker in workers.backlogged():
+        if len(requests) >= len(idle):
+            break
+        if worker.env_key in envs:  # else no idle worker could run what it gives back
+            requests.append((worker, len(worker.assigned) // 2))
+    return requests
+
+
+def _take_idle(idle: list[WorkerRecord], key: str) -> WorkerRecord | None:
+    """Remove and return an idle worker of runtime_env ``key`` from ``idle``, if any."""
+    for i in range(len(idle) - 1, -1, -1):
+        if idle[i].env_key == key:
+            return idle.pop(i)
+    return None

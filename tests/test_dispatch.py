@@ -1,0 +1,83 @@
+"""The local scheduler's dispatch rule (babyray.actors.dispatch), without a cluster."""
+from __future__ import annotations
+
+from babyray.actors.dispatch import plan_dispatch, steal_requests
+from babyray.actors.resources import ResourcePool
+from babyray.actors.task_queue import TaskQueue
+from babyray.actors.worker_table import WorkerRecord, WorkerState, WorkerTable
+from babyray.protocol import values as vm
+
+
+def spec(task_id, cpus=1.0, actor_id=None, runtime_env=None):
+    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": cpus} if cpus else {}, None,
+                      "owner", actor_id=actor_id, actor_creation=actor_id is not None,
+                      runtime_env=runtime_env or {})
+
+
+def node(cpus, ready_workers, env=""):
+    table = WorkerTable(ResourcePool({"CPU": float(cpus)}))
+    for i in range(ready_workers):
+        table.add(WorkerRecord(f"w{i}", f"addr{i}", 100 + i, env_key=env))
+        table.mark_ready(f"w{i}", f"addr{i}")
+    return table
+
+
+def queued(*specs):
+    queue = TaskQueue()
+    for s in specs:
+        queue.push(s)
+    return queue
+
+
+def sent(plan):
+    return {worker_id: [s.task_id for s in specs] for worker_id, (_, specs) in plan.batches.items()}
+
+
+def test_tasks_go_to_idle_workers_while_cpus_are_free_and_the_rest_wait():
+    workers, queue = node(2, 2), queued(spec("t1"), spec("t2"), spec("t3"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10)
+    assert sorted(t for ts in sent(plan).values() for t in ts) == ["t1", "t2"]
+    assert len(queue) == 1 and workers.pool.available["CPU"] == 0.0 and plan.wanted == []
+    assert all(w.state is WorkerState.BUSY for w in workers)
+
+
+def test_a_runnable_task_without_an_idle_worker_asks_for_one():
+    workers, queue = node(2, 1), queued(spec("t1"), spec("t2"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10)
+    assert sent(plan) == {"w0": ["t1"]} and plan.wanted == [{}] and len(queue) == 1
+
+
+def test_a_backlog_is_pipelined_behind_busy_workers_a_short_burst_is_not():
+    workers = node(1, 1)
+    plan = plan_dispatch(queued(spec("t1"), spec("t2")), workers, pipeline_depth=4, actor_limit=10)
+    assert sent(plan) == {"w0": ["t1"]}  # 2 queued on 1 CPU: no backlog
+    workers = node(1, 1)
+    queue = queued(*(spec(f"t{i}") for i in range(6)))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10)
+    assert sent(plan) == {"w0": ["t0", "t1", "t2", "t3"]} and len(queue) == 2  # up to the pipeline depth
+    assert workers.pool.available["CPU"] == 0.0  # queued tasks take no more CPU
+
+
+def test_a_worker_runs_only_tasks_of_its_runtime_env():
+    workers = node(2, 1, env="")
+    plan = plan_dispatch(queued(spec("t1", runtime_env={"env_vars": {"A": "1"}})), workers, 4, 10)
+    assert sent(plan) == {} and plan.wanted == [{"env_vars": {"A": "1"}}]
+
+
+def test_actors_beyond_the_worker_limit_are_refused():
+    workers = node(2, 2)
+    queue = queued(spec("a1", cpus=0, actor_id="A1"), spec("a2", cpus=0, actor_id="A2"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=1)
+    assert sent(plan) == {"w1": ["a1"]} and [s.task_id for s in plan.refused] == ["a2"]
+    assert workers.actor_workers() == 1
+
+
+def test_idle_workers_take_over_half_of_the_longest_backlogs():
+    workers = node(3, 3)
+    queue = queued(*(spec(f"t{i}") for i in range(10)))
+    plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10)
+    busiest = max(workers, key=lambda w: len(w.assigned))
+    for w in workers:
+        if w is not busiest:
+            workers.finish(w, {s.task_id for s in w.assigned})
+    assert [(w.worker_id, n) for w, n in steal_requests(workers)] == [(busiest.worker_id, len(busiest.assigned) // 2)]
