@@ -64,6 +64,7 @@ class ActorHost:
         self.instance: Any = None
         self.name: str = options.get("name") or ""
         self.job_id = spec.job_id
+        self.namespace = spec.namespace
         self.resources = dict(spec.resources)
         self.gpu_ids = spec.gpu_ids
         self.reconstructed = spec.attempt > 0  # the GCS counts restarts in the creation spec's attempt

@@ -72,7 +72,8 @@ class RemoteFunction:
             owner_id=core.identity, max_retries=max_retries(options),
             retry_exceptions=options.get("retry_exceptions", False),
             scheduling_strategy=strategy, generator=mode,
-            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
+            namespace=context.current_namespace())
         if mode:
             return submit_generator(core, spec, core.submit)
         refs = core.submit(spec)

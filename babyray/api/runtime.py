@@ -94,6 +94,7 @@ class DriverRuntime:
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
         self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
+        self.namespace = ""  # the job's (init(namespace=...)), else an anonymous one
         atexit.register(self.shutdown)
         self._closed = False
 

@@ -84,12 +84,17 @@ class RuntimeContext:
         its local ``working_dir``/``py_modules`` appear as their ``gcs://`` packages."""
         return RuntimeEnv(**self._runtime.runtime_env)
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of this job (driver), or of the job the running task or actor belongs to."""
+        return context.current_namespace()
+
     def get_runtime_env_string(self) -> str:
         return json.dumps(self._runtime.runtime_env, sort_keys=True)
 
     def get(self) -> dict:
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
-                "actor_id": self.get_actor_id()}
+                "actor_id": self.get_actor_id(), "namespace": self.namespace}
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -2,8 +2,8 @@
 
 States (``ActorState``): PENDING (registered, constructor not yet done) -> ALIVE ->
 RESTARTING -> ALIVE ... -> DEAD. The directory decides restarts (``max_restarts``), keeps
-names unique per cluster, and tells subscribed callers of every change. It returns the
-messages to send; the GCS actor sends them.
+names unique per namespace (a name is found only in the namespace it was registered in), and
+tells subscribed callers of every change. It returns the messages to send; the GCS actor sends them.
 """
 from __future__ import annotations
 
@@ -56,14 +56,16 @@ class ActorDirectory:
         return None if record is None or _state(record) is ActorState.DEAD else record
 
     def register(self, actor_id: str, msg: am.RegisterActor) -> str | None:
-        """Record a new actor as PENDING; returns an error text if its name is taken."""
+        """Record a new actor as PENDING; returns an error text if its name is taken in its namespace."""
         name = msg.info.name
-        if name and self.named(name) is not None:
-            return f"An actor named '{name}' already exists in this cluster"
+        if name and self.named(name, msg.namespace) is not None:
+            return (f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
+                    f"or get the existing actor using ray.get_actor('{name}', namespace='{msg.namespace}')")
         self.table.put(actor_id, {
             "actor_id": actor_id, "state": ActorState.PENDING.value, "name": name, "info": msg.info,
             "spec": msg.spec, "max_restarts": msg.max_restarts, "num_restarts": 0,
             "detached": msg.detached, "address": None, "death_cause": "", "class_name": msg.info.class_name,
+            "namespace": msg.namespace,
         })
         self.live[actor_id] = _Live()
         return None
@@ -156,12 +158,15 @@ class ActorDirectory:
                 found.append(actor_id)
         return found
 
-    def named(self, name: str) -> am.ActorInfo | None:
+    def named(self, name: str, namespace: str) -> am.ActorInfo | None:
+        """The live actor named ``name`` in ``namespace``, if any."""
         for _, r in self.table.items():
-            if r.get("name") == name and _state(r) is not ActorState.DEAD:
+            if r.get("name") == name and r.get("namespace") == namespace and _state(r) is not ActorState.DEAD:
                 return r["info"]
         return None
 
-    def names(self) -> tuple:
-        return tuple(sorted(r["name"] for _, r in self.table.items()
-                            if r.get("name") and _state(r) is not ActorState.DEAD))
+    def names(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of the live named actors of ``namespace`` (of all namespaces if None)."""
+        return tuple(sorted((r["namespace"], r["name"]) for _, r in self.table.items()
+                            if r.get("name") and _state(r) is not ActorState.DEAD
+                            and namespace in (None, r["namespace"])))

@@ -317,10 +317,10 @@ class GcsActor(PartActor):
         self._post_actor(msg.actor_id, self.actors.kill(msg))
 
     def on_get_named_actor(self, msg: am.GetNamedActor, sender: Any) -> None:
-        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name)))
+        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name, msg.namespace)))
 
     def on_list_named_actors(self, msg: am.ListNamedActors, sender: Any) -> None:
-        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names()))
+        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names(msg.namespace)))
 
     # ---- placement groups ----------------------------------------------------------------
 
