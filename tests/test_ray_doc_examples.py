@@ -313,3 +313,9 @@ def test_monte_carlo_pi_walkthrough(tmp_path):
     progress = [line for line in lines if line.startswith("Progress: ")]
     assert progress[-1] == "Progress: 100%"
     assert lines[-1].startswith("Estimated value of π is: 3.14")
+
+
+# ---- namespaces -----------------------------------------------------------------------------
+
+def test_init_namespace_is_the_job_s_namespace(tmp_path):
+    assert _ok("namespaces", tmp_path) == ["hello"]
