@@ -4,6 +4,7 @@
 # (ray://localhost:10001, a fixed port) and uses init()'s result as a context manager (babyray
 # returns a dict). The namespace behaviour it shows is tested in tests/test_namespaces.py.
 import subprocess
+
 import babyray as ray
 
 try:
