@@ -185,9 +185,11 @@ result["created"] = create("elsewhere", "away", namespace="away")
 result["in home"] = lookup("elsewhere")
 result["in away"] = lookup("elsewhere", namespace="away")
 result["home names"] = ray.util.list_named_actors()
+existing = Holder.options(name="elsewhere", namespace="away", get_if_exists=True).remote("new")
+result["get_if_exists"] = ray.get(existing.get.remote(), timeout=60)
 ''')
     assert result == {"namespace": "home", "created": "away", "in home": None, "in away": "away",
-                      "home names": []}
+                      "home names": [], "get_if_exists": "away"}
 
 
 def test_tasks_and_actors_run_in_their_job_s_namespace(head):
