@@ -58,6 +58,17 @@ def test_names_lists_one_namespace_or_all_and_a_dead_actor_frees_its_name_in_its
     assert _register(actors, "a4", "orange", "colors") is None
 
 
+def test_a_name_is_free_once_its_actor_is_killed_for_good_before_its_process_ends() -> None:
+    actors = ActorDirectory(Table("actors"))
+    assert _register(actors, "a1", "orange", "colors") is None
+    actors.started(am.ActorStarted("a1", "addr", "n1", "w1", 11), scheduler="sched-n1")
+    actors.kill(am.KillActor("a1", no_restart=False))  # to be restarted: keeps its name
+    assert actors.named("orange", "colors") is not None
+    assert actors.kill(am.KillActor("a1")) == [("sched-n1", am.KillActorWorker("a1"))]
+    assert actors.named("orange", "colors") is None and actors.names(None) == ()
+    assert _register(actors, "a2", "orange", "colors") is None
+
+
 # ---- bad namespace values ----------------------------------------------------------------------
 
 def test_a_namespace_that_is_not_a_non_empty_str_is_refused_before_anything_starts() -> None:

@@ -158,15 +158,21 @@ class ActorDirectory:
                 found.append(actor_id)
         return found
 
+    def _holds_name(self, actor_id: str, record: dict) -> bool:
+        """Whether the actor still holds its name: not dead, nor killed for good (as in Ray, the
+        name is free as soon as ray.kill(no_restart=True) is received, before the process ends)."""
+        live = self.live.get(actor_id)
+        return bool(record.get("name")) and _state(record) is not ActorState.DEAD and not (
+            live is not None and live.no_restart)
+
     def named(self, name: str, namespace: str) -> am.ActorInfo | None:
-        """The live actor named ``name`` in ``namespace``, if any."""
-        for _, r in self.table.items():
-            if r.get("name") == name and r.get("namespace") == namespace and _state(r) is not ActorState.DEAD:
+        """The actor holding ``name`` in ``namespace``, if any."""
+        for actor_id, r in self.table.items():
+            if r.get("name") == name and r.get("namespace") == namespace and self._holds_name(actor_id, r):
                 return r["info"]
         return None
 
     def names(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
-        """(namespace, name) of the live named actors of ``namespace`` (of all namespaces if None)."""
-        return tuple(sorted((r["namespace"], r["name"]) for _, r in self.table.items()
-                            if r.get("name") and _state(r) is not ActorState.DEAD
-                            and namespace in (None, r["namespace"])))
+        """(namespace, name) of the actors holding a name in ``namespace`` (in any namespace if None)."""
+        return tuple(sorted((r["namespace"], r["name"]) for actor_id, r in self.table.items()
+                            if self._holds_name(actor_id, r) and namespace in (None, r["namespace"])))
