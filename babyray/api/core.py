@@ -18,6 +18,7 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -287,6 +288,8 @@ class CoreClient:
         self.refs.task_finished(result.task_id)
         for oid, value in result.returns:
             self._set_value(oid, value)
+        if spec is not None and result.store is not None:  # see TaskResult.store
+            self.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
     def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
         if not result.returns:
@@ -609,6 +612,20 @@ class CoreClient:
         registered as a borrower of the refs the value contains before the value travels.
         """
         return self._store_serialized(oid, serialization.serialize(value), borrower)
+
+    def store_returns(self, oids: Sequence[str], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+        """``((oid, value record), ...)`` of a task's return values stored as ``oids``. If one
+        fails, those stored before it are freed (its owner gets only the error) and it raises."""
+        returns: list[tuple[str, Value]] = []
+        try:
+            for oid, value in zip(oids, values, strict=False):
+                returns.append((oid, self.store_value(oid, value, borrower)))
+        except Exception:
+            stored = tuple(oid for oid, record in returns if isinstance(record, vm.StoredValue))
+            if stored:
+                self.transport.send(self.store, om.FreeObjects(stored))
+            raise
+        return tuple(returns)
 
     def _store_serialized(self, oid: str, serialized: serialization.SerializedObject,
                           borrower: tuple | None = None) -> Value:
