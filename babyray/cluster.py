@@ -21,6 +21,7 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config, log
 from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
 from babyray.actors.local_scheduler import LocalScheduler
@@ -80,6 +81,9 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type, log_dir: str) 
     deadline = time.monotonic() + START_TIMEOUT
     reply = system.ask(address, msg, _START_POLL)
     while not isinstance(reply, cm.Started):
+        if isinstance(reply, gm.GcsError):  # the part refused its start message
+            raise ClusterStartError(f"{what} did not start: {reply.error_type}: {reply.message} "
+                                    f"(see {_part_log(log_dir, what)})")
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
             cause, log_file = failure or (str(reply) if reply is not None else
@@ -117,12 +121,11 @@ def check_gcs_store(settings: dict) -> None:
     Raises:
         ClusterStartError: naming the URL (password hidden) and why it cannot be used.
     """
-    url = config.get("gcs_url", settings.get("gcs_url") or None)
-    if not url:
+    resolved = config.Settings(settings)
+    if not resolved.gcs_url:
         return  # a SQLite file in the session directory
-    prefix = config.get("gcs_table_prefix", settings.get("gcs_table_prefix"))
     try:
-        GcsStore(url, prefix=prefix, connect_timeout=_STORE_CHECK_TIMEOUT).close()
+        GcsStore(resolved.gcs_url, prefix=resolved.gcs_table_prefix, connect_timeout=_STORE_CHECK_TIMEOUT).close()
     except (ValueError, GcsStoreUnavailable, GcsSchemaVersionError) as exc:
         raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
 
@@ -170,6 +173,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     """
     settings = dict(settings or {})
     check_gcs_store(settings)
+    policy = config.Settings(settings).scheduling_policy
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     authenticate_messages(token)
@@ -183,13 +187,13 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
         _ask_started(system, gcs, cm.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
-                     cm.StartGlobalScheduler(gcs, session_dir, settings.get("scheduling_policy", "locality")),
+                     cm.StartGlobalScheduler(gcs, session_dir, policy),
                      GlobalScheduler, log_dir)
         scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
                                                          object_store_memory, gcs, global_scheduler, settings)
         if directory:
             info = cm.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
-                                 settings.get("scheduling_policy") or "locality")
+                                  policy)
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
             _ask_started(system, head_directory, cm.SetClusterInfo(info), HeadDirectory, log_dir)
     except BaseException:
@@ -284,7 +288,7 @@ def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = No
                    timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, cm.ClusterInfo, str]:
     """Start a small admin for a driver process (in the convention, on a free port of this
     host's address) and look the cluster up; returns (system, cluster info, node ip)."""
-    node_ip = node_ip or os.environ.get("BABYRAY_NODE_IP") or own_ip_towards(head_address)
+    node_ip = config.Settings({"node_ip": node_ip}).node_ip or own_ip_towards(head_address)
     log_dir = os.path.join(session_dir, "logs")
     bind_to_node_ip(node_ip, log_dir)
     authenticate_messages(token)
@@ -328,4 +332,4 @@ def default_resources(num_cpus: int | None, num_gpus: int | None, resources: dic
 
 
 def object_store_size(requested: int | None) -> int:
-    return int(config.get("object_store_memory", requested))
+    return config.Settings({"object_store_memory": requested}).object_store_memory

@@ -1,10 +1,13 @@
-"""Configuration defaults, one table; ``BABYRAY_<NAME>`` environment variables override them.
+"""Configuration defaults, one table, and ``Settings``, the one way to read a setting.
 
-Precedence, read once where a component is constructed: argument > environment > default.
+Precedence, read once where a component is constructed: explicit value (an ``init()`` or
+``babyray start`` argument, a value carried in a start message) > the ``BABYRAY_<NAME>``
+environment variable > the default below. An explicit ``None`` counts as not given.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
@@ -18,11 +21,18 @@ DEFAULTS: dict[str, Any] = {
     # CLI's node records; not named like the package, which it would shadow for a script run
     # from /tmp.
     "temp_dir": "/tmp/babyray-sessions",
+    # Directory of the CLI's node records; empty means ``<temp_dir>/nodes``.
+    "state_dir": "",
+    # This host's address in the cluster; empty means the address on the route to the head
+    # (127.0.0.1 for a head).
+    "node_ip": "",
     # Default retries of a task whose worker dies (Ray's default is 3; -1 is unbounded).
     "task_max_retries": 3,
     # Seconds between a node's heartbeats, and of silence after which it is marked dead.
     "heartbeat_period": 0.5,
     "node_timeout": 5.0,
+    # Placement policy of the whole cluster: "locality" (inputs' location counts) or "queue".
+    "scheduling_policy": "locality",
     # Tasks a worker may hold queued behind the running one when the node is saturated.
     "worker_pipeline_depth": 16,
     # Most worker processes a node runs (blocked workers need replacements to avoid deadlock).
@@ -41,19 +51,70 @@ DEFAULTS: dict[str, Any] = {
     "gcs_flush_max_entries": 0,
 }
 
+_TRUE = ("1", "true", "yes", "on")
 
-def get(name: str, override: Any = None) -> Any:
-    """The value of setting ``name``: ``override`` if given, else environment, else default."""
-    if override is not None:
-        return override
-    default = DEFAULTS[name]
-    raw = os.environ.get(f"BABYRAY_{name.upper()}")
-    if raw is None:
-        return default
+
+class Settings:
+    """Every setting of ``DEFAULTS`` as a typed attribute, resolved when read in the order of
+    the module docstring; values are converted to the default's type.
+
+        settings = Settings(msg.config)       # the explicit values a start message carries
+        settings.max_workers                  # 256 unless given or BABYRAY_MAX_WORKERS is set
+
+    Raises:
+        ValueError: an explicit name that is no setting (on construction), or a value that
+            does not convert (on reading, naming the setting and where the value came from).
+    """
+
+    inline_threshold: int
+    object_store_memory: int
+    temp_dir: str
+    state_dir: str
+    node_ip: str
+    task_max_retries: int
+    heartbeat_period: float
+    node_timeout: float
+    scheduling_policy: str
+    worker_pipeline_depth: int
+    max_workers: int
+    idle_worker_timeout: float
+    gcs_url: str
+    gcs_table_prefix: str
+    gcs_flushing: bool
+    gcs_flush_period: float
+    gcs_flush_max_entries: int
+
+    def __init__(self, explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
+        given = {name: value for name, value in (explicit or {}).items() if value is not None}
+        unknown = set(given) - DEFAULTS.keys()
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        self._explicit = given
+        self._environ = os.environ if environ is None else environ
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"{type(self).__name__!r} has no setting {name!r}")
+        if name in self._explicit:
+            value, source = self._explicit[name], "the argument"
+        else:
+            variable = f"BABYRAY_{name.upper()}"
+            if variable not in self._environ:
+                return DEFAULTS[name]
+            value, source = self._environ[variable], variable
+        try:
+            return _convert(value, DEFAULTS[name])
+        except ValueError:
+            raise ValueError(f"setting {name}: {value!r} from {source} is not a {type(DEFAULTS[name]).__name__}") \
+                from None
+
+
+def _convert(value: Any, default: Any) -> Any:
+    """``value`` (an argument, or an environment variable's text) as the type of ``default``."""
     if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
+        return value.strip().lower() in _TRUE if isinstance(value, str) else bool(value)
     if isinstance(default, int):
-        return int(float(raw))
+        return int(float(value)) if isinstance(value, str) else int(value)
     if isinstance(default, float):
-        return float(raw)
-    return raw
+        return float(value)
+    return str(value)

@@ -2,6 +2,7 @@
 
 Each line is one event: ``ts`` (unix seconds), ``level``, ``event`` (snake_case), the
 ``component`` and ``node_id`` bound at configuration, the ``pid``, and the event's ids.
+``babyray.log_reader`` reads them back.
 """
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ import time
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 _configured_path: str | None = None
 _process_fields: dict[str, Any] = {}
 
 
-def _add_ts(_logger: Any, _method: str, event: dict) -> dict:
+def _add_ts(_logger: Any, _method: str, event: EventDict) -> EventDict:
     event["ts"] = round(time.time(), 6)
     return event
 
 
-def _add_process_fields(_logger: Any, _method: str, event: dict) -> dict:
+def _add_process_fields(_logger: Any, _method: str, event: EventDict) -> EventDict:
     for key, value in _process_fields.items():
         event.setdefault(key, value)
     return event
@@ -55,7 +57,7 @@ def configure(log_dir: str, component: str, node_id: str = "", level: int = logg
 
 def configured_in_this_process() -> bool:
     """Whether this process (not a parent it was forked from) called ``configure``."""
-    return bool(_configured_path) and _configured_path.endswith(f"-{os.getpid()}.jsonl")
+    return _configured_path is not None and _configured_path.endswith(f"-{os.getpid()}.jsonl")
 
 
 def configured_path() -> str | None:

@@ -9,10 +9,11 @@ import signal
 import time
 
 from babyray import config
+from babyray.procfs import children, group_members
 
 
 def new_session_dir(temp_dir: str | None = None) -> str:
-    root = config.get("temp_dir", temp_dir)
+    root = config.Settings({"temp_dir": temp_dir}).temp_dir
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(3).hex()}")
     for sub in ("logs", "pids", "spill"):
@@ -49,20 +50,6 @@ def kill_session_processes(session_dir: str, exclude: tuple[int, ...] = ()) -> l
     return killed
 
 
-def group_members(pgid: int) -> list[int]:
-    """The running (not zombie) processes of process group ``pgid``."""
-    members = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.split("/")[2]))
-    return members
-
-
 def end_process_group(pgid: int, grace: float) -> list[int]:
     """Give process group ``pgid`` ``grace`` seconds to end, then SIGKILL what is left of it;
     return the pids killed. The caller must keep the pid ``pgid`` from being reused meanwhile
@@ -95,19 +82,13 @@ def reap_child(pid: int, timeout: float = 5.0) -> None:
 
 def kill_admin_tree(admin_pid: int) -> None:
     """SIGKILL a Thespian admin's other children (its logger) and then the admin itself."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for child in children(admin_pid):
+        if child.pid == os.getpid():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            continue
-        if ppid == admin_pid:
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            os.kill(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     try:
         os.kill(admin_pid, signal.SIGKILL)
     except ProcessLookupError:

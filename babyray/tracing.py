@@ -15,14 +15,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from babyray import logs
+from babyray import log_reader
 
 __all__ = ["chrome_trace", "executions", "plot", "timeline"]
 
 
 def executions(dirs: Iterable[str] | None = None, use_gcs: bool = True) -> list[dict]:
     """The executions to draw: from the session logs readable here, else the task table."""
-    runs = logs.task_executions(logs.load(logs.session_dirs(dirs or ()), events=("task_executed",)))
+    events = log_reader.load(log_reader.session_dirs(dirs or ()), events=("task_executed",))
+    runs = log_reader.task_executions(events)
     if runs or not use_gcs:
         return runs
     from babyray.api import context

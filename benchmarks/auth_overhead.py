@@ -36,17 +36,14 @@ MODES = ("token", "disabled")
 
 def _cluster_cpu_seconds(session_dir: str) -> float:
     """CPU time used so far by this driver and every process of its private cluster."""
+    from babyray import procfs
     from babyray.session import session_pids
 
     used = sum(os.times()[:2])
-    tick = os.sysconf("SC_CLK_TCK")
     for pid in session_pids(session_dir):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            used += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        except (OSError, IndexError):
-            pass
+        process = procfs.stat(pid)
+        if process is not None:
+            used += process.cpu_seconds
     return used
 
 

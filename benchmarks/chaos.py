@@ -8,7 +8,7 @@ member's namespace) every second, and kill -9s every process of member ``m1`` on
 run ("bursts") kills workers two and three at a time every second, and its tasks segfault
 their worker now and then (``--segfault-rate``). Every
 result is checked. Retries and reconstructions are counted from the structlog JSON events of
-all session log directories (``babyray.logs``). Needs root and iproute2.
+all session log directories (``babyray.log_reader``). Needs root and iproute2.
 
     python benchmarks/chaos.py [--tasks 10000] [--quick] [--no-baseline] [--bursts-only]
 
@@ -204,9 +204,9 @@ class Killer(threading.Thread):
 
 
 def count_events(temp_dir: Path) -> dict:
-    from babyray import logs
+    from babyray import log_reader
     wanted = {name for names in COUNTED_EVENTS.values() for name in names}
-    events = logs.load([str(d) for d in temp_dir.glob("session_*")], events=wanted)
+    events = log_reader.load([str(d) for d in temp_dir.glob("session_*")], events=wanted)
     by_name = collections.Counter(e.get("event") for e in events)
     counts = {key: sum(by_name[n] for n in names) for key, names in COUNTED_EVENTS.items()}
     counts["by_event"] = dict(sorted(by_name.items()))

@@ -98,7 +98,7 @@ def run_stream(remote_fn: Callable[[], object], get: Callable[[list], object], t
 
 def run_babyray(flushing: bool, tasks: int) -> dict:
     import babyray as ray
-    from babyray import logs
+    from babyray import log_reader
     from babyray.api import context
     from babyray.protocol import gcs as gm
 
@@ -117,11 +117,11 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
                 stats = ctx.ask(runtime.gcs, gm.GetGcsStats("fig10b-end"), 10)
         finally:
             ray.shutdown()
-        runs = logs.task_executions(logs.load(info["session_dir"], events=("task_executed",)))  # the workers' own account
+        runs = log_reader.task_executions(log_reader.load(info["session_dir"], events=("task_executed",)))  # the workers' own account
     mode = "flushing_on" if flushing else "flushing_off"
     return summarize(mode, samples, seconds, tasks, extra={"gcs_in_memory": stats.in_memory,
                                                            "gcs_evicted": stats.evicted,
-                                                           "exec_per_s": round(logs.throughput(runs))})
+                                                           "exec_per_s": round(log_reader.throughput(runs))})
 
 
 def find_ray_gcs_pid() -> int:

@@ -63,10 +63,11 @@ def measure(system: str, tasks: int, round_trips: int) -> dict:
     ray.get([empty.remote() for _ in range(tasks)])
     out["task_throughput_per_s"] = tasks / (time.perf_counter() - t)
     if system == "babyray":  # the same tasks as the workers saw them, from their task_executed events
-        from babyray import logs
-        runs = logs.task_executions(logs.load(info["session_dir"], events=("task_executed",)))[-tasks:]
-        out["task_exec_median_ms"] = logs.latency_summary(runs).get("p50_ms", 0.0)
-        out["worker_exec_throughput_per_s"] = logs.throughput(runs)
+        from babyray import log_reader
+        events = log_reader.load(info["session_dir"], events=("task_executed",))
+        runs = log_reader.task_executions(events)[-tasks:]
+        out["task_exec_median_ms"] = log_reader.latency_summary(runs).get("p50_ms", 0.0)
+        out["worker_exec_throughput_per_s"] = log_reader.throughput(runs)
 
     @ray.remote
     def stream(n):

@@ -14,24 +14,13 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import babyray  # noqa: E402
+from babyray.procfs import is_running  # noqa: E402
 from babyray.session import session_pids  # noqa: E402
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def assert_session_clean(session_dir: str) -> None:
     """No process, shared-memory segment or admin of the session is left."""
-    left = [pid for pid in session_pids(session_dir) if _alive(pid)]
+    left = [pid for pid in session_pids(session_dir) if is_running(pid)]
     assert not left, f"processes left running by the session: {left}"
     tag = os.path.basename(session_dir)[-6:]
     segments = glob.glob(f"/dev/shm/babyray_{tag}_*")

@@ -206,8 +206,8 @@ def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_p
         print("RESUBMITTED")
     ''')
     assert "RESUBMITTED" in output
-    from babyray import logs
-    events = logs.load([str(d) for d in (tmp_path / "sessions").glob("session_*")])
+    from babyray import log_reader
+    events = log_reader.load([str(d) for d in (tmp_path / "sessions").glob("session_*")])
     dead = [e for e in events if e["event"] == "node_dead"]
     assert dead and dead[0]["node"], "the node's death is logged, naming it"
     lost = [e for e in events if e["event"] == "tasks_lost_with_node"]

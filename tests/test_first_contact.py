@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 import babyray as ray
-from babyray import config
+from babyray import config, procfs
 from babyray.cluster import free_port
-from conftest import _alive, assert_session_clean
+from babyray.procfs import is_running
+from conftest import assert_session_clean
 from test_cli import _cli, _stop_all
 
 AUTO_STARTED = "Started a local babyray cluster"
@@ -66,7 +67,7 @@ def _env(**extra: str) -> dict:
 
 def _wait_gone(session_dir: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
-    while [pid for pid in _session_pids(session_dir) if _alive(pid)] and time.monotonic() < deadline:
+    while [pid for pid in _session_pids(session_dir) if is_running(pid)] and time.monotonic() < deadline:
         time.sleep(0.1)
     assert_session_clean(session_dir)
 
@@ -212,25 +213,14 @@ def test_a_script_run_from_the_temp_root_with_the_default_session_directory(tmp_
 def _process_resources() -> dict:
     """This process's children (and zombies among them), open fds, sockets and threads."""
     me = os.getpid()
-    children = zombies = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me:
-            children += 1
-            zombies += fields[0] == "Z"
+    children = procfs.children(me)
     links = []
     for fd in os.listdir(f"/proc/{me}/fd"):
         try:
             links.append(os.readlink(f"/proc/{me}/fd/{fd}"))
         except OSError:  # the fd of the listing itself, closed since
             pass
-    return {"children": children, "zombies": zombies, "fds": len(links),
+    return {"children": len(children), "zombies": sum(child.zombie for child in children), "fds": len(links),
             "sockets": sum(link.startswith("socket:") for link in links),
             "threads": sorted(t.name for t in threading.enumerate())}
 

@@ -22,17 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_session_clean
+from test_gcs_store import PASSWORD, PG_URL, drop_tables
 
 import babyray as ray
-from babyray.protocol import cluster as cm
-from babyray.protocol import gcs as gm
-from babyray.api import context
+from babyray.api import context, runtime
 from babyray.cluster import START_TIMEOUT, ClusterStartError, free_port
+from babyray.gcs import store as store_module
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
-from babyray.session import session_pids
-from conftest import _alive, assert_session_clean
-from test_gcs_store import PASSWORD, PG_URL, drop_tables
+from babyray.procfs import is_running
+from babyray.protocol import cluster as cm
+from babyray.protocol import gcs as gm
+from babyray.session import new_session_dir, session_pids
 
 FAST_FLUSH = 0.2  # seconds between flush passes in these tests
 
@@ -388,7 +390,7 @@ def test_a_part_that_fails_to_start_names_its_cause_and_an_existing_log(tmp_path
     assert os.path.isfile(log_file) and "handler_failed" in Path(log_file).read_text()
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)
 
@@ -398,6 +400,34 @@ def test_an_unsupported_store_url_fails_init_with_a_clear_error(tmp_path: Path) 
         ray.init(num_cpus=1, temp_dir=str(tmp_path), gcs_url="mysql://user:pw@127.0.0.1/x")
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):  # the admin stops its parts
-        wait_until(lambda: not [pid for pid in session_pids(session_dir) if _alive(pid)], timeout=10,
+        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
+                   what="the failed cluster's processes gone")
+        assert_session_clean(session_dir)
+
+
+def test_a_gcs_refusing_its_store_at_start_fails_init_with_a_typed_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's own SQLite store (not checked before the parts start) has another schema
+    version: the GCS answers its start message with a GcsError, which init raises as the cause."""
+    sessions: list[str] = []
+
+    def session_with_an_old_store(temp_dir: str | None = None) -> str:
+        session_dir = new_session_dir(temp_dir)
+        with monkeypatch.context() as patch:
+            patch.setattr(store_module, "SCHEMA_VERSION", 99)
+            GcsStore(f"sqlite:///{os.path.join(session_dir, 'gcs.sqlite')}").close()
+        sessions.append(session_dir)
+        return session_dir
+
+    monkeypatch.setattr(runtime, "new_session_dir", session_with_an_old_store)
+    with pytest.raises(ClusterStartError) as info:
+        ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    message = str(info.value)
+    assert re.match(r"gcs did not start: GcsSchemaVersionError: .*has schema version 99, this babyray needs "
+                    rf"{store_module.SCHEMA_VERSION}.* \(see (\S+)\)$", message), message
+    assert not ray.is_initialized()
+    for session_dir in sessions:
+        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
                    what="the failed cluster's processes gone")
         assert_session_clean(session_dir)

@@ -20,15 +20,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from test_cli import _cli, _processes_mentioning, _stop_all
+from test_gcs_store import PG_URL, drop_tables
 
-from babyray import logs
+from babyray import log_reader
 from babyray.cluster import free_port
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
 from babyray.session import kill_session_processes
-
-from test_cli import _cli, _processes_mentioning, _stop_all
-from test_gcs_store import PG_URL, drop_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,7 +228,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         assert result == {"small": 2, "member": True, "head": True, "alive": 2, "dead": 1, "after": 42,
                           "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"], "actor": 1}, result
 
-        events = logs.load(ready["session_dir"], component="driver")
+        events = log_reader.load(ready["session_dir"], component="driver")
         reconnected = [e for e in events if e["event"] == "driver_reconnected"]
         assert len(reconnected) == 1 and reconnected[0]["job_id"] == ready["job_id"], reconnected
         assert reconnected[0]["tasks_resubmitted"] == 4, reconnected  # those sent to the dead head
@@ -241,3 +240,56 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         _stop_all(env, tmp_path)
         if backend == "postgresql":
             drop_tables(PG_URL, prefix)
+
+
+LATE_ACTOR = '''
+import sys, babyray as ray
+ray.init(address=sys.argv[1])
+
+@ray.remote(num_cpus=0, resources={"late": 1})
+class Late:  # no node has the resource yet: the actor stays PENDING
+    def ping(self):
+        return "pong"
+
+if sys.argv[2] == "create":
+    Late.options(name="late", lifetime="detached").remote()
+    ray.get_actor("late")  # the GCS registered it
+else:
+    print("RESULT", ray.get(ray.get_actor("late").ping.remote(), timeout=60), flush=True)
+ray.shutdown()
+'''
+
+
+def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(tmp_path):
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    store = f"sqlite:///{tmp_path / 'gcs.sqlite'}"
+    env = _env(tmp_path, prefix)
+    script = tmp_path / "late_actor.py"
+    script.write_text(LATE_ACTOR)
+    port = free_port()
+    head_args = ("start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "1",
+                 "--gcs-url", store)
+    try:
+        head = _cli(env, *head_args)
+        assert head.returncode == 0, head.stdout + head.stderr
+        address = f"127.0.0.1:{port}"
+        create = subprocess.run([sys.executable, str(script), address, "create"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert create.returncode == 0, create.stdout + create.stderr
+        gcs_store = GcsStore(store, prefix=prefix)
+        try:
+            deadline = time.monotonic() + 30
+            while not gcs_store.scan_items("actors", {"name": "late", "state": "PENDING"}):
+                assert time.monotonic() < deadline, "the actor never reached the GCS store"
+                time.sleep(0.1)
+        finally:
+            gcs_store.close()
+
+        _kill_head(tmp_path)  # the global scheduler that held the actor's creation dies with it
+        head = _cli(env, *head_args, "--resources", '{"late": 1}')
+        assert head.returncode == 0, head.stdout + head.stderr
+        call = subprocess.run([sys.executable, str(script), address, "call"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert call.returncode == 0 and "RESULT pong" in call.stdout, call.stdout + call.stderr
+    finally:
+        _stop_all(env, tmp_path)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
+from test_gcs_cluster import wait_until
+
 import babyray as ray
 from babyray.util import state
-from test_gcs_cluster import wait_until
 
 
 @ray.remote

@@ -1,4 +1,5 @@
-"""babyray.logs, babyray.progress and the Chrome-trace builder, on synthetic log files."""
+"""babyray.log_reader, the lines of `babyray logs`, babyray.progress and the Chrome-trace builder,
+on synthetic log files."""
 from __future__ import annotations
 
 import io
@@ -6,7 +7,8 @@ import json
 import threading
 import time
 
-from babyray import logs, tracing
+from babyray import log_reader, tracing
+from babyray.cli.log_commands import render
 from babyray.progress import Progress, progress
 
 
@@ -29,34 +31,34 @@ def test_load_merges_every_process_file_in_time_order_and_skips_partial_lines(tm
     _write(log_dir / "gcs-2.jsonl", [{"ts": 1.2, "level": "info", "event": "gcs_started", "component": "gcs"}])
     with open(log_dir / "gcs-2.jsonl", "a") as f:
         f.write('{"ts": 9, "event": "half')  # being written
-    events = logs.load(str(tmp_path))
+    events = log_reader.load(str(tmp_path))
     assert [e["event"] for e in events] == ["gcs_started", "task_executed", "task_executed"]
     assert [e["ts"] for e in events] == [1.2, 1.5, 2.5]
-    assert [e["task_id"] for e in logs.load(str(tmp_path), events=("task_executed",))] == ["t1", "t2"]
+    assert [e["task_id"] for e in log_reader.load(str(tmp_path), events=("task_executed",))] == ["t1", "t2"]
 
 
 def test_filter_events_matches_id_prefixes_and_a_tasks_objects():
     events = [_executed("abcdef", "w1", 1, 2), _executed("123456", "w2", 1, 2, node="n2"),
               {"ts": 3, "event": "object_sealed", "object_id": "abcdef0001", "component": "object_store"}]
-    assert len(logs.filter_events(events, task="abc")) == 2
-    assert [e["task_id"] for e in logs.filter_events(events, node="n2")] == ["123456"]
-    assert logs.filter_events(events, worker="w1", component="worker")[0]["task_id"] == "abcdef"
-    assert logs.filter_events(events, event="object_sealed")[0]["object_id"] == "abcdef0001"
+    assert len(log_reader.filter_events(events, task="abc")) == 2
+    assert [e["task_id"] for e in log_reader.filter_events(events, node="n2")] == ["123456"]
+    assert log_reader.filter_events(events, worker="w1", component="worker")[0]["task_id"] == "abcdef"
+    assert log_reader.filter_events(events, event="object_sealed")[0]["object_id"] == "abcdef0001"
 
 
 def test_render_puts_time_level_component_where_and_event_first():
-    line = logs.render(_executed("t1", "w1", 1.0, 1.5))
+    line = render(_executed("t1", "w1", 1.0, 1.5))
     assert " INFO " in line and "worker" in line and "n1/w1" in line and "task_executed  task_id=t1" in line
 
 
 def test_latencies_and_throughput_come_from_task_executed_events():
-    runs = logs.task_executions([_executed(f"t{i}", "w1", i * 0.1, i * 0.1 + 0.05) for i in range(10)]
-                                + [{"event": "other"}])
+    runs = log_reader.task_executions([_executed(f"t{i}", "w1", i * 0.1, i * 0.1 + 0.05) for i in range(10)]
+                                      + [{"event": "other"}])
     assert len(runs) == 10 and runs[0]["duration_s"] == 0.05
-    summary = logs.latency_summary(runs)
+    summary = log_reader.latency_summary(runs)
     assert summary["count"] == 10 and abs(summary["p50_ms"] - 50) < 1e-6
-    assert abs(logs.throughput(runs) - 10 / 0.95) < 1e-6
-    assert logs.latency_summary([]) == {"count": 0} and logs.throughput([]) == 0.0
+    assert abs(log_reader.throughput(runs) - 10 / 0.95) < 1e-6
+    assert log_reader.latency_summary([]) == {"count": 0} and log_reader.throughput([]) == 0.0
 
 
 def test_follow_yields_events_appended_after_it_started(tmp_path):
@@ -65,7 +67,7 @@ def test_follow_yields_events_appended_after_it_started(tmp_path):
     seen, done = [], threading.Event()
 
     def reader():
-        for event in logs.follow(str(tmp_path), poll=0.02, stop=done.is_set):
+        for event in log_reader.follow(str(tmp_path), poll=0.02, stop=done.is_set):
             seen.append(event["task_id"])
     thread = threading.Thread(target=reader)
     thread.start()
@@ -80,8 +82,8 @@ def test_follow_yields_events_appended_after_it_started(tmp_path):
 
 
 def test_chrome_trace_has_one_complete_event_per_execution_and_named_lanes():
-    runs = logs.task_executions([_executed("t1", "w1", 1.0, 1.5), _executed("t2", "w2", 1.2, 1.3, "failed"),
-                                 _executed("t3", "w1", 2.0, 2.1, node="n2")])
+    runs = log_reader.task_executions([_executed("t1", "w1", 1.0, 1.5), _executed("t2", "w2", 1.2, 1.3, "failed"),
+                                       _executed("t3", "w1", 2.0, 2.1, node="n2")])
     trace = tracing.chrome_trace(runs)
     complete = [e for e in trace if e["ph"] == "X"]
     assert [e["args"]["task_id"] for e in complete] == ["t1", "t2", "t3"]
@@ -94,7 +96,7 @@ def test_chrome_trace_has_one_complete_event_per_execution_and_named_lanes():
 
 
 def test_plot_draws_a_bar_per_execution(tmp_path):
-    runs = logs.task_executions([_executed(f"t{i}", f"w{i % 2}", i, i + 0.5) for i in range(4)])
+    runs = log_reader.task_executions([_executed(f"t{i}", f"w{i % 2}", i, i + 0.5) for i in range(4)])
     assert tracing.plot(runs, str(tmp_path / "t.png")) == 4
     assert (tmp_path / "t.png").stat().st_size > 1000
 

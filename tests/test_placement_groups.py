@@ -11,11 +11,12 @@ import pytest
 
 import babyray as ray
 from babyray.exceptions import ActorDiedError, GetTimeoutError, RayError, TaskPlacementGroupRemoved
+from babyray.procfs import is_running
 from babyray.util import (get_current_placement_group, get_placement_group, placement_group,
                           placement_group_table, remove_placement_group)
 from babyray.util.placement_group import PlacementGroup
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from conftest import _alive, assert_session_clean
+from conftest import assert_session_clean
 
 
 @pytest.fixture(scope="module")
@@ -276,9 +277,9 @@ def test_removing_a_group_kills_its_actors_and_tasks_and_frees_their_cpus(four_c
     with pytest.raises(ActorDiedError, match="placement group"):
         ray.get(actor.pid.remote(), timeout=30)  # max_restarts does not bring it back
     deadline = time.monotonic() + 20
-    while _alive(pid) and time.monotonic() < deadline:
+    while is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(pid)
+    assert not is_running(pid)
     assert _cpus_free(4.0) == 4.0
 
 

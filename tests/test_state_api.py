@@ -9,12 +9,12 @@ import json
 import time
 
 import pytest
+from conftest import assert_session_clean
+from test_gcs_cluster import Gcs, wait_until
 
 import babyray as ray
 from babyray.exceptions import RayTaskError
 from babyray.util import state
-from conftest import assert_session_clean
-from test_gcs_cluster import Gcs, wait_until
 
 
 @ray.remote

@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
+from test_cli import ROOT, _cli, _stop_all
 
 from babyray.cluster import free_port
-from test_cli import ROOT, _cli, _stop_all
 
 WORKLOAD = '''
 import os, sys, time, babyray as ray

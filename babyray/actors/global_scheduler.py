@@ -33,7 +33,7 @@ from babyray.actors.bundle_placement import place_bundles
 from babyray.actors.bundles import group_resources
 from babyray.actors.resources import acquire, release
 from babyray.actors.base import PartActor
-from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy, policy_name
+from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
 from babyray.session import register_pid
 from babyray.task_failure import failed_result
 from babyray.util.scheduling_strategies import placement_group_id
@@ -82,12 +82,11 @@ class GlobalScheduler(PartActor):
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
         self.log = log.get_logger("global_scheduler")
         register_pid(msg.session_dir, "global_scheduler")
-        policy = policy_name(msg.policy)
-        self.placement = Placement(make_policy(policy))
+        self.placement = Placement(make_policy(msg.policy))
         self.gcs = msg.gcs
         self.post(msg.gcs, cm.SubscribeNodes())
         self.every(LOAD_POLL_SECONDS, "poll_load")
-        self.log.info("global_scheduler_started", policy=policy)
+        self.log.info("global_scheduler_started", policy=msg.policy)
         self.post(sender, cm.Started("global_scheduler", os.getpid()))
 
     # ---- the node table --------------------------------------------------------------

@@ -35,7 +35,7 @@ from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import acquire, fits, release
-from babyray.actors.scheduling_policy import policy_name, wants_global_placement
+from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
@@ -110,11 +110,12 @@ class LocalScheduler(PartActor):
         self.total = dict(msg.resources)
         self.available = dict(msg.resources)
         self.gpus = GpuIds(int(self.total.get("GPU", 0)))
-        self.pipeline_depth = int(msg.config.get("worker_pipeline_depth", config.get("worker_pipeline_depth")))
-        self.max_workers = int(msg.config.get("max_workers", config.get("max_workers")))
-        self.heartbeat_period = float(msg.config.get("heartbeat_period", config.get("heartbeat_period")))
-        self.idle_timeout = float(msg.config.get("idle_worker_timeout", config.get("idle_worker_timeout")))
-        self.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
+        settings = config.Settings(msg.config)
+        self.pipeline_depth = settings.worker_pipeline_depth
+        self.max_workers = settings.max_workers
+        self.heartbeat_period = settings.heartbeat_period
+        self.idle_timeout = settings.idle_worker_timeout
+        self.locality = settings.scheduling_policy == "locality"
         for _ in range(max(1, int(self.total.get("CPU", 1)))):
             self._start_worker()
         self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.total))

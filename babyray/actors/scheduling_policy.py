@@ -8,7 +8,6 @@ affinity) and falls back to the policy.
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -108,11 +107,6 @@ class LocalityAwarePolicy(SchedulingPolicy):
 
 
 POLICIES = {"queue": QueueOnlyPolicy, "locality": LocalityAwarePolicy}
-
-
-def policy_name(configured: str | None) -> str:
-    """The cluster's placement policy: ``BABYRAY_SCHEDULING_POLICY``, else as configured."""
-    return os.environ.get("BABYRAY_SCHEDULING_POLICY") or configured or "locality"
 
 
 def make_policy(name: str) -> SchedulingPolicy:

@@ -20,7 +20,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from babyray import exceptions, log, serialization
+from babyray import config, exceptions, log, serialization
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import tasks as tm
@@ -28,7 +28,6 @@ from babyray.protocol import values as vm
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.generator_returns import async_generator_method, generator_returns
-from babyray.actors.scheduling_policy import policy_name
 from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.core import CoreClient
@@ -121,7 +120,7 @@ class Worker(PartActor):
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
                                msg.scheduler, msg.store, msg.gcs, msg.job_id)
         self.core.on_block = self._on_block
-        self.core.router.locality = policy_name(msg.config.get("scheduling_policy")) == "locality"
+        self.core.router.locality = config.Settings(msg.config).scheduling_policy == "locality"
         self.core.on_unblock = self._on_unblock
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from babyray import exceptions
 from babyray.api.arguments import arg_resolver
 from babyray.api.object_ref import ObjectRef
+from babyray.gcs.states import ActorState
 from babyray.protocol import actors as am
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
@@ -23,8 +24,6 @@ from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
-
-ALIVE, DEAD = "ALIVE", "DEAD"
 
 
 @dataclass(slots=True)
@@ -36,7 +35,7 @@ class _Call:
 
 @dataclass(slots=True)
 class _ActorState:
-    state: str = "PENDING"
+    state: str = ActorState.PENDING.value
     address: Any = None
     death_cause: str = ""
     queue: deque = field(default_factory=deque)  # _Call, not yet sent, in submission order
@@ -76,7 +75,7 @@ class ActorSubmitter:
     def _pump(self, actor_id: str) -> None:
         """Send the calls at the head of the actor's FIFO whose arguments are ready."""
         actor = self.actors[actor_id]
-        if actor.state == DEAD:
+        if actor.state == ActorState.DEAD:
             self._fail_all(actor_id, actor)
             return
         while actor.queue and actor.queue[0].unresolved == 0:
@@ -85,7 +84,7 @@ class ActorSubmitter:
                 actor.queue.popleft()
                 self._fail(call.spec, call.failed)
                 continue
-            if actor.state != ALIVE:
+            if actor.state != ActorState.ALIVE:
                 return
             actor.queue.popleft()
             actor.inflight[call.spec.task_id] = call.spec
@@ -104,10 +103,10 @@ class ActorSubmitter:
 
     def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)
-        if actor.state == DEAD:  # killed here already; the GCS may still report the old state
+        if actor.state == ActorState.DEAD:  # killed here already; the GCS may still report the old state
             return
         actor.state, actor.address, actor.death_cause = msg.state, msg.address, msg.death_cause
-        if msg.state == "RESTARTING":
+        if msg.state == ActorState.RESTARTING:
             self._requeue_inflight(actor)
         self._pump(msg.actor_id)
 
@@ -129,7 +128,7 @@ class ActorSubmitter:
     def kill(self, actor_id: str) -> None:
         """ray.kill(no_restart=True): every pending and later call fails from now on."""
         actor = self._actor(actor_id)
-        actor.state, actor.death_cause = DEAD, "The actor was killed by ray.kill()."
+        actor.state, actor.death_cause = ActorState.DEAD.value, "The actor was killed by ray.kill()."
         self._fail_all(actor_id, actor)
 
     def _fail_all(self, actor_id: str, actor: _ActorState) -> None:

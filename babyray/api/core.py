@@ -89,7 +89,7 @@ class CoreClient:
         self.store = store
         self.gcs = gcs
         self.job_id = job_id
-        self.inline_threshold = config.get("inline_threshold")
+        self.inline_threshold = config.Settings().inline_threshold
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.owned: dict[str, _Owned] = {}

@@ -180,6 +180,6 @@ def _display(r: dict, in_store: dict) -> dict:
         detail.append(f"owner {r['owner_id'] or '?'}")
     stored = in_store.get(r["object_id"], {})
     size = r["size_bytes"] if r["size_bytes"] is not None else stored.get("size")
-    inline = size is not None and size <= config.get("inline_threshold")
+    inline = size is not None and size <= config.Settings().inline_threshold
     state = stored.get("state") or ("INLINE" if inline else "-")
     return {**r, "size": "?" if size is None else size, "store_state": state, "detail": "; ".join(detail)}

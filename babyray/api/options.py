@@ -50,4 +50,4 @@ def resource_request(options: dict, default_cpus: float) -> dict:
 
 def max_retries(options: dict) -> int:
     value = options.get("max_retries")
-    return config.get("task_max_retries") if value is None else int(value)
+    return config.Settings().task_max_retries if value is None else int(value)

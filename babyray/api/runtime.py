@@ -19,9 +19,8 @@ import os
 import time
 from typing import Any
 
-from babyray import auth, log
+from babyray import auth, config, log
 from babyray.protocol import cluster as cm
-from babyray.actors.scheduling_policy import policy_name
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
@@ -113,7 +112,7 @@ class DriverRuntime:
                           object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
                           token=token)
         runtime = cls(head, owns_cluster=True)
-        runtime.core.router.locality = policy_name(settings.get("scheduling_policy")) == "locality"
+        runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
                          session_dir=session_dir)
         return runtime
@@ -135,7 +134,7 @@ class DriverRuntime:
             stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
-        runtime.core.router.locality = policy_name(info.scheduling_policy) == "locality"
+        runtime.core.router.locality = info.scheduling_policy == "locality"
         runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
         runtime.watch = HeadWatch(system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head)
@@ -194,7 +193,7 @@ def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str
     """
     if not auth.enabled_by(auth_mode):
         return None
-    from babyray.cli import recorded_token_file
+    from babyray.cli.node_records import recorded_token_file
     token = auth.token_from_environment()
     if token is None and (path := recorded_token_file(address, temp_dir)):
         token = auth.read_token_file(path)

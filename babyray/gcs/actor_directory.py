@@ -1,9 +1,9 @@
 """The GCS's actor manager: the actor table's lifecycle (as Ray's GcsActorManager).
 
-States: PENDING (registered, constructor not yet done) -> ALIVE -> RESTARTING -> ALIVE ...
--> DEAD. The directory decides restarts (``max_restarts``), keeps names unique per
-cluster, and tells subscribed callers of every change. It returns the messages to send;
-the GCS actor sends them.
+States (``ActorState``): PENDING (registered, constructor not yet done) -> ALIVE ->
+RESTARTING -> ALIVE ... -> DEAD. The directory decides restarts (``max_restarts``), keeps
+names unique per cluster, and tells subscribed callers of every change. It returns the
+messages to send; the GCS actor sends them.
 """
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babyray.actors.batching import address_key
+from babyray.gcs.durable_gate import Outgoing
+from babyray.gcs.states import ActorState, advance
 from babyray.gcs.tables import Table
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
-
-PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
-
-Outgoing = list[tuple[Any, Any]]  # (destination, message)
 
 
 @dataclass
@@ -31,13 +29,17 @@ class _Live:
     no_restart: bool = False
 
 
+def _state(record: dict) -> ActorState:
+    return ActorState(record["state"])
+
+
 class ActorDirectory:
     def __init__(self, table: Table) -> None:
         self.table = table
         self.live: dict[str, _Live] = {}
 
     def _state_message(self, actor_id: str) -> am.ActorStateChanged:
-        r = self.table.get(actor_id) or {"state": DEAD, "death_cause": "unknown actor"}
+        r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": "unknown actor"}
         return am.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
                                    r.get("num_restarts", 0))
 
@@ -45,19 +47,25 @@ class ActorDirectory:
         msg = self._state_message(actor_id)
         return [(addr, msg) for addr in self.live.get(actor_id, _Live()).subscribers.values()]
 
-    def register(self, msg: am.RegisterActor) -> str | None:
-        """Record a new actor; returns an error text if its name is taken."""
+    def _change(self, actor_id: str, record: dict, state: ActorState, **fields: Any) -> None:
+        """Move the actor to ``state`` (IllegalTransition if its machine forbids it), with ``fields``."""
+        self.table.update(actor_id, state=advance(_state(record), state).value, **fields)
+
+    def _not_dead(self, actor_id: str) -> dict | None:
+        record = self.table.get(actor_id)
+        return None if record is None or _state(record) is ActorState.DEAD else record
+
+    def register(self, actor_id: str, msg: am.RegisterActor) -> str | None:
+        """Record a new actor as PENDING; returns an error text if its name is taken."""
         name = msg.info.name
-        if name:
-            for _, r in self.table.items():
-                if r.get("name") == name and r["state"] != DEAD:
-                    return f"An actor named '{name}' already exists in this cluster"
-        self.table.put(msg.spec.actor_id, {
-            "actor_id": msg.spec.actor_id, "state": PENDING, "name": name, "info": msg.info,
+        if name and self.named(name) is not None:
+            return f"An actor named '{name}' already exists in this cluster"
+        self.table.put(actor_id, {
+            "actor_id": actor_id, "state": ActorState.PENDING.value, "name": name, "info": msg.info,
             "spec": msg.spec, "max_restarts": msg.max_restarts, "num_restarts": 0,
             "detached": msg.detached, "address": None, "death_cause": "", "class_name": msg.info.class_name,
         })
-        self.live[msg.spec.actor_id] = _Live()
+        self.live[actor_id] = _Live()
         return None
 
     def subscribe(self, actor_id: str, address: Any) -> Outgoing:
@@ -65,29 +73,31 @@ class ActorDirectory:
         return [(address, self._state_message(actor_id))]
 
     def started(self, msg: am.ActorStarted, scheduler: Any) -> Outgoing:
-        record = self.table.get(msg.actor_id)
-        if record is None or record["state"] == DEAD:
+        """The actor's constructor returned: ALIVE (news of a dead actor, or a repeat, is ignored)."""
+        record = self._not_dead(msg.actor_id)
+        if record is None or _state(record) is ActorState.ALIVE:
             return []
         live = self.live.setdefault(msg.actor_id, _Live())
         live.node_id, live.scheduler = msg.node_id, scheduler
-        self.table.update(msg.actor_id, state=ALIVE, address=msg.address, node_id=msg.node_id,
-                          worker_id=msg.worker_id, pid=msg.pid)
+        self._change(msg.actor_id, record, ActorState.ALIVE, address=msg.address, node_id=msg.node_id,
+                     worker_id=msg.worker_id, pid=msg.pid)
         return self._broadcast(msg.actor_id)
 
     def init_failed(self, msg: am.ActorInitFailed) -> Outgoing:
         return self._dead(msg.actor_id, f"The actor's constructor raised:\n{msg.cause}")
 
     def _dead(self, actor_id: str, cause: str) -> Outgoing:
-        if self.table.get(actor_id) is None:
+        record = self._not_dead(actor_id)
+        if record is None:
             return []
-        self.table.update(actor_id, state=DEAD, address=None, death_cause=cause)
+        self._change(actor_id, record, ActorState.DEAD, address=None, death_cause=cause)
         return self._broadcast(actor_id)
 
     def kill(self, msg: am.KillActor) -> Outgoing:
         """Mark the actor for killing; returns the message to its local scheduler."""
-        record = self.table.get(msg.actor_id)
+        record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id)
-        if record is None or record["state"] == DEAD or live is None:
+        if record is None or live is None:
             return []
         live.no_restart = live.no_restart or msg.no_restart
         if live.scheduler is None:  # not started yet: it is dead before it ran
@@ -107,9 +117,9 @@ class ActorDirectory:
 
     def worker_died(self, msg: am.ActorWorkerDied) -> tuple[Outgoing, vm.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""
-        record = self.table.get(msg.actor_id)
+        record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id, _Live())
-        if record is None or record["state"] == DEAD:
+        if record is None:
             return [], None
         if msg.final:
             return self._dead(msg.actor_id, msg.reason), None
@@ -120,10 +130,19 @@ class ActorDirectory:
             return self._dead(msg.actor_id, f"The actor's process died ({msg.reason}) and it has no restarts "
                                             f"left ({record['num_restarts']}/{max_restarts})"), None
         restarts = record["num_restarts"] + 1
-        self.table.update(msg.actor_id, state=RESTARTING, address=None, num_restarts=restarts)
+        self._change(msg.actor_id, record, ActorState.RESTARTING, address=None, num_restarts=restarts)
         live.scheduler, live.node_id = None, ""
         # The creation spec's attempt counts restarts: the new instance knows it was reconstructed.
         return self._broadcast(msg.actor_id), dataclasses.replace(record["spec"], attempt=restarts)
+
+    def unplaced(self) -> list[vm.TaskSpec]:
+        """Creation specs (with the attempt of their restart count) of the actors PENDING or
+        RESTARTING that this GCS has not seen since it started: after a GCS restart, the global
+        scheduler that held them is gone, so they must be scheduled again."""
+        waiting = (ActorState.PENDING, ActorState.RESTARTING)
+        return [dataclasses.replace(record["spec"], attempt=record["num_restarts"])
+                for actor_id, record in self.table.items()
+                if _state(record) in waiting and actor_id not in self.live]
 
     def actors_on(self, node_id: str) -> list[str]:
         """Actors alive (or starting) on ``node_id``: they die with the node. An alive actor this
@@ -132,16 +151,17 @@ class ActorDirectory:
         for actor_id, record in self.table.items():
             live = self.live.get(actor_id)
             where = live.node_id if live is not None and live.node_id else (
-                record.get("node_id") if record["state"] == ALIVE else "")
-            if where == node_id and record["state"] != DEAD:
+                record.get("node_id") if _state(record) is ActorState.ALIVE else "")
+            if where == node_id and _state(record) is not ActorState.DEAD:
                 found.append(actor_id)
         return found
 
     def named(self, name: str) -> am.ActorInfo | None:
         for _, r in self.table.items():
-            if r.get("name") == name and r["state"] != DEAD:
+            if r.get("name") == name and _state(r) is not ActorState.DEAD:
                 return r["info"]
         return None
 
     def names(self) -> tuple:
-        return tuple(sorted(r["name"] for _, r in self.table.items() if r.get("name") and r["state"] != DEAD))
+        return tuple(sorted(r["name"] for _, r in self.table.items()
+                            if r.get("name") and _state(r) is not ActorState.DEAD))

@@ -11,14 +11,13 @@ store. A read of an evicted entry faults it back from the store (``StoredTable``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from babyray import config
+from babyray.gcs.states import ActorState, PlacementGroupState
 
 __all__ = ["FINAL_TASK_STATES", "FlushPolicy"]
 
 FINAL_TASK_STATES = frozenset({"finished", "failed", "cancelled"})
-_DEAD_ACTOR_STATES = frozenset({"DEAD"})
 NEVER_EVICTED = frozenset({"nodes"})  # few, hot, and iterated by the liveness check
 
 
@@ -34,13 +33,10 @@ class FlushPolicy:
     """Most entries one table keeps in memory (0: no bound); nodes are never evicted."""
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "FlushPolicy":
-        """Build the policy from init() settings, then BABYRAY_* environment, then defaults."""
-        return cls(
-            enabled=bool(config.get("gcs_flushing", settings.get("gcs_flushing"))),
-            period=float(config.get("gcs_flush_period", settings.get("gcs_flush_period"))),
-            max_entries=int(config.get("gcs_flush_max_entries", settings.get("gcs_flush_max_entries"))),
-        )
+    def from_settings(cls, settings: config.Settings) -> "FlushPolicy":
+        """The policy of the ``gcs_flush*`` settings."""
+        return cls(enabled=settings.gcs_flushing, period=settings.gcs_flush_period,
+                   max_entries=settings.gcs_flush_max_entries)
 
     def evictable(self, table: str, record: dict) -> bool:
         """Whether a durable ``record`` of ``table`` is finished work that may leave memory."""
@@ -49,9 +45,9 @@ class FlushPolicy:
         if table == "tasks":
             return record.get("state") in FINAL_TASK_STATES
         if table == "actors":
-            return record.get("state") in _DEAD_ACTOR_STATES
+            return record.get("state") == ActorState.DEAD
         if table == "placement_groups":
-            return record.get("state") == "REMOVED"
+            return record.get("state") == PlacementGroupState.REMOVED
         return True  # objects (stable once durable) and functions (immutable)
 
     def bound(self, table: str) -> int:

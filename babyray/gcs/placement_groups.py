@@ -1,7 +1,7 @@
 """The GCS's placement group manager: the placement group table's lifecycle.
 
-States, as in Ray: PENDING (recorded, waiting for the global scheduler to reserve every
-bundle; also while no node can fit it) -> CREATED (every bundle reserved; the node of each in
+States (``PlacementGroupState``), as in Ray: PENDING (recorded, waiting for the global
+scheduler to reserve every bundle; also while no node can fit it) -> CREATED (every bundle reserved; the node of each in
 ``bundles_to_node_id``) -> REMOVED. Names are unique among groups not removed. The manager
 only keeps the table; the GCS actor sends the messages its answers call for.
 """
@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from babyray.gcs.states import ActorState, PlacementGroupState, advance
 from babyray.gcs.tables import Table
 from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import placement_group_id
-
-PENDING, CREATED, REMOVED = "PENDING", "CREATED", "REMOVED"
 
 
 class PlacementGroupDirectory:
@@ -27,7 +26,8 @@ class PlacementGroupDirectory:
             return f"Failed to create placement group '{msg.name}': a placement group with this name already exists"
         self.table.put(msg.pg_id, {
             "placement_group_id": msg.pg_id, "name": msg.name, "bundles": [dict(b) for b in msg.bundles],
-            "strategy": msg.strategy, "state": PENDING, "lifetime": msg.lifetime, "job_id": msg.job_id,
+            "strategy": msg.strategy, "state": PlacementGroupState.PENDING.value, "lifetime": msg.lifetime,
+            "job_id": msg.job_id,
             "bundles_to_node_id": {}, "created_at": time.time(), "placed_at": None, "removed_at": None,
         })
         return None
@@ -35,19 +35,21 @@ class PlacementGroupDirectory:
     def placed(self, msg: pm.PlacementGroupPlaced) -> bool:
         """Mark the group CREATED on its nodes; False if it was removed meanwhile."""
         record = self.table.get(msg.pg_id)
-        if record is None or record["state"] != PENDING:
+        if record is None or record["state"] != PlacementGroupState.PENDING:
             return False
-        self.table.update(msg.pg_id, state=CREATED, bundles_to_node_id=dict(enumerate(msg.nodes)),
+        self.table.update(msg.pg_id, state=advance(record["state"], PlacementGroupState.CREATED).value,
+                          bundles_to_node_id=dict(enumerate(msg.nodes)),
                           placed_at=time.time())
         return True
 
     def remove(self, pg_id: str) -> dict | None:
         """Mark the group REMOVED; returns its record as it was (None if unknown or removed)."""
         record = self.table.get(pg_id)
-        if record is None or record["state"] == REMOVED:
+        if record is None or record["state"] == PlacementGroupState.REMOVED:
             return None
         before = dict(record)
-        self.table.update(pg_id, state=REMOVED, bundles_to_node_id={}, removed_at=time.time())
+        self.table.update(pg_id, state=advance(record["state"], PlacementGroupState.REMOVED).value,
+                          bundles_to_node_id={}, removed_at=time.time())
         return before
 
     def get(self, pg_id: str) -> dict | None:
@@ -55,30 +57,31 @@ class PlacementGroupDirectory:
 
     def is_removed(self, pg_id: str) -> bool:
         record = self.table.get(pg_id)
-        return record is not None and record["state"] == REMOVED
+        return record is not None and record["state"] == PlacementGroupState.REMOVED
 
     def named(self, name: str) -> dict | None:
         for _, record in self.table.items():
-            if record.get("name") == name and record["state"] != REMOVED:
+            if record.get("name") == name and record["state"] != PlacementGroupState.REMOVED:
                 return record
         return None
 
     def pending(self) -> list[dict]:
-        return [record for _, record in self.table.items() if record["state"] == PENDING]
+        return [record for _, record in self.table.items() if record["state"] == PlacementGroupState.PENDING]
 
     def removed(self) -> list[str]:
-        return [pg_id for pg_id, record in self.table.items() if record["state"] == REMOVED]
+        return [pg_id for pg_id, record in self.table.items() if record["state"] == PlacementGroupState.REMOVED]
 
     def owned_by_job(self, job_id: str) -> list[str]:
         """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
         return [pg_id for pg_id, r in self.table.items()
-                if r.get("job_id") == job_id and r.get("lifetime") != "detached" and r["state"] != REMOVED]
+                if r.get("job_id") == job_id and r.get("lifetime") != "detached"
+                and r["state"] != PlacementGroupState.REMOVED]
 
 
 def actors_in_group(actors: Table, pg_id: str) -> list[str]:
     """Actors not dead whose creation runs in a bundle of group ``pg_id``."""
     return [actor_id for actor_id, record in actors.items()
-            if record.get("state") != "DEAD"
+            if record.get("state") != ActorState.DEAD
             and placement_group_id(getattr(record.get("spec"), "scheduling_strategy", None)) == pg_id]
 
 

@@ -52,18 +52,23 @@ class StoreReader:
 
     def available(self) -> bool:
         """Whether a read may be tried now (reopening the store if a retry is due)."""
+        return self._readable() is not None
+
+    def _readable(self) -> GcsStore | None:
+        """The open store if a read may be tried now (reopening it if a retry is due)."""
         if not self._writer_healthy():
-            return False
+            return None
         if self._store is None and time.monotonic() >= self._next_try:
             self.open()
-        return self._store is not None
+        return self._store
 
     def get_many(self, table: TableName, keys: Iterable[str]) -> dict[str, Record] | None:
         """Return the stored records of keys, or None if the store cannot be read now."""
-        if not self.available():
+        store = self._readable()
+        if store is None:
             return None
         try:
-            return self._store.get_many(table, keys)
+            return store.get_many(table, keys)
         except GcsStoreUnavailable as exc:
             self._failed(exc)
             return None
@@ -71,10 +76,11 @@ class StoreReader:
     def scan(self, table: TableName, where: Mapping[str, str | None] | None = None,
              limit: int | None = None) -> list[tuple[str, Record]] | None:
         """Return (key, record) pairs as GcsStore.scan filters them, or None if unreadable."""
-        if not self.available():
+        store = self._readable()
+        if store is None:
             return None
         try:
-            return self._store.scan_items(table, where, limit)
+            return store.scan_items(table, where, limit)
         except GcsStoreUnavailable as exc:
             self._failed(exc)
             return None

@@ -163,3 +163,14 @@ class FlushGcs:
     req_id: str
     timeout: float = 5.0
     reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class GcsError:
+    """GCS -> sender: ``request`` (the request's type name) failed with an exception of type
+    ``error_type`` saying ``message``. The answer to a start message (StartGcs) the GCS refuses;
+    the receiver raises its own error naming both."""
+
+    request: str
+    error_type: str
+    message: str

@@ -20,7 +20,7 @@ from typing import Any, Union
 
 from babyray.api import cluster_processes, context
 from babyray.exceptions import RayError
-from babyray.ids import is_put_object, task_id_of
+from babyray.ids import ObjectID, is_put_object, task_id_of
 from babyray.protocol import gcs as gm
 
 __all__ = [
@@ -224,7 +224,7 @@ def get_actor(actor_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
 # ---- objects -------------------------------------------------------------------------------
 
 
-def _object_row(object_id: str, r: dict) -> dict:
+def _object_row(object_id: ObjectID, r: dict) -> dict:
     put = _is_put(object_id)
     return {
         "object_id": object_id,
@@ -236,7 +236,7 @@ def _object_row(object_id: str, r: dict) -> dict:
     }
 
 
-def _is_put(object_id: str) -> bool:
+def _is_put(object_id: ObjectID) -> bool:
     try:
         return is_put_object(object_id)
     except ValueError:
@@ -249,13 +249,13 @@ def list_objects(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
 
     ``state`` is STORED (a copy exists on ``locations``) or FREED (no copy left).
     """
-    rows = (_object_row(k, r) for k, r in _scan("objects", None, timeout))
+    rows = (_object_row(ObjectID(k), r) for k, r in _scan("objects", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
 
 
 def get_object(object_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     record = _get("objects", object_id, timeout)
-    return None if record is None else _object_row(object_id, record)
+    return None if record is None else _object_row(ObjectID(object_id), record)
 
 
 # ---- placement groups ----------------------------------------------------------------------
@@ -347,10 +347,10 @@ def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
 
 def _worker_starts() -> dict[str, tuple]:
     """worker_id -> (pid, start time) from the ``worker_started`` events in local logs."""
-    from babyray import logs
+    from babyray import log_reader
     found = {}
     try:
-        for event in logs.load(logs.session_dirs(), events=("worker_started",)):
+        for event in log_reader.load(log_reader.session_dirs(), events=("worker_started",)):
             if event.get("worker_id"):
                 found[event["worker_id"]] = (event.get("pid"), event.get("ts"))
     except OSError:

@@ -1,12 +1,11 @@
-"""The ``babyray`` command: start, stop and inspect the cluster parts on this host.
+"""``babyray start``, ``stop``, ``status`` and ``get-auth-token``: the nodes on this host.
 
 ``babyray start --head`` starts the convention leader (GCS, global scheduler, head node);
 ``babyray start --address HEAD:PORT`` starts a member node that joins it. Both return once
 the node is registered: the Thespian admin runs on as a daemon (or, with ``--block``, the
-command stays in the foreground until signalled, for systemd). Each start records the
-admin's process group, session and network namespace in the state directory
-(``<temp_dir>/nodes``), so ``babyray stop`` can kill exactly what was started on this host
-(in this network namespace), by process group. ``babyray status`` joins as a driver and
+command stays in the foreground until signalled, for systemd). Each start writes a node
+record (babyray.cli.node_records), so ``babyray stop`` can kill exactly what was started on
+this host (in this network namespace), by process group. ``babyray status`` joins as a driver and
 prints the node table. Every node proves the cluster's auth token (babyray.auth): the head
 generates one unless given one, each node keeps it in ``<session>/auth_token`` (0600) and
 records where, so drivers on its host find it; ``babyray get-auth-token`` prints it.
@@ -24,39 +23,14 @@ from collections import Counter
 from typing import Any
 
 from babyray import config
-from babyray.session import group_members
+from babyray.cli.connection import add_connection_arguments, cluster_address, connected
+from babyray.cli.node_records import read_records, record_path, recorded_token_file, write_record
+from babyray.procfs import group_members
+
+__all__ = ["add_commands"]
 
 DEFAULT_PORT = 1900
 STOP_GRACE = 3.0
-
-
-# ---- state records ----------------------------------------------------------------------
-
-
-def state_dir(temp_dir: str | None = None) -> str:
-    path = os.environ.get("BABYRAY_STATE_DIR") or os.path.join(config.get("temp_dir", temp_dir), "nodes")
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def _netns_id() -> str:
-    try:
-        return os.readlink("/proc/self/ns/net")
-    except OSError:
-        return ""
-
-
-def _records(temp_dir: str | None, all_hosts: bool = False) -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted(glob.glob(os.path.join(state_dir(temp_dir), "*.json"))):
-        try:
-            with open(path) as f:
-                record = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if all_hosts or record.get("netns") == _netns_id():
-            found.append((path, record))
-    return found
 
 
 # ---- start ------------------------------------------------------------------------------
@@ -80,14 +54,6 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 # ---- auth token -------------------------------------------------------------------------
-
-
-def recorded_token_file(address: str, temp_dir: str | None = None) -> str | None:
-    """The token file of a node started on this host in the cluster whose head is ``address``."""
-    for _, record in _records(temp_dir):
-        if record.get("head_address") == address and record.get("token_file"):
-            return record["token_file"]
-    return None
 
 
 def _node_token(args: argparse.Namespace, head_address: str) -> tuple[str | None, str]:
@@ -120,7 +86,7 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
     from babyray import auth
     token = auth.token_from_environment()
     if not token:
-        address = _address(args)
+        address = cluster_address(args)
         path = recorded_token_file(address, args.temp_dir) if address else None
         if not path:
             print("no auth token: no babyray node was started on this host (give --address HEAD:PORT of one "
@@ -137,10 +103,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     if bool(args.head) == bool(args.address):
         print("babyray start: give either --head or --address HEAD:PORT", file=sys.stderr)
         return 2
-    node_ip = args.node_ip or os.environ.get("BABYRAY_NODE_IP") or \
+    node_ip = config.Settings({"node_ip": args.node_ip}).node_ip or \
         (own_ip_towards(args.address) if args.address else "127.0.0.1")
-    if args.gcs_url:
-        os.environ["BABYRAY_GCS_URL"] = args.gcs_url
     session_dir = new_session_dir(args.temp_dir)
     if args.block:  # foreground (systemd Type=simple): no fork, output stays where it is
         result = _start_node(args, session_dir, node_ip)
@@ -149,9 +113,10 @@ def cmd_start(args: argparse.Namespace) -> int:
             return 1
         _block_until_signalled(result["record_path"], result["record"])
         return 0
-    # The admin is forked from the process that starts it and inherits every open file
-    # (DESIGN trap 12): start it from a child whose output is the session log, so nothing
-    # keeps our caller's pipes open, and get the child's report over a pipe, one line.
+    # The admin is forked from the process that starts it and inherits every open file (see
+    # docs/design.md, "Thespian: its log and the actors' stderr"): start it from a child whose
+    # output is the session log, so nothing keeps our caller's pipes open, and get the
+    # child's report over a pipe, one line.
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -205,11 +170,9 @@ def _start_node(args: argparse.Namespace, session_dir: str, node_ip: str) -> dic
     pgid = os.getpgid(pids[0]) if pids else 0
     record = {"session_dir": session_dir, "pgid": pgid, "node_ip": node_ip, "port": args.port,
               "head": bool(args.head), "head_address": handle.head_address, "node_id": handle.node_id,
-              "arena": handle.arena_name, "netns": _netns_id(), "started": time.time(), "cli_pid": os.getpid(),
-              "token_file": token_file}
-    path = os.path.join(state_dir(args.temp_dir), f"{os.path.basename(session_dir)}.json")
-    with open(path, "w") as f:
-        json.dump(record, f)
+              "arena": handle.arena_name, "started": time.time(), "cli_pid": os.getpid(), "token_file": token_file}
+    path = record_path(session_dir, args.temp_dir)
+    write_record(path, record)
     role = "head" if args.head else "member"
     lines = [f"babyray {role} node {handle.node_id} started on {node_ip}:{args.port} "
              f"(resources {resources}; session {session_dir})"]
@@ -274,7 +237,7 @@ def _stop_record(path: str, record: dict) -> list[int]:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    records = _records(args.temp_dir, all_hosts=args.all)
+    records = read_records(args.temp_dir, all_hosts=args.all)
     for path, record in records:
         killed = _stop_record(path, record)
         role = "head" if record.get("head") else "member"
@@ -287,31 +250,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 # ---- status -----------------------------------------------------------------------------
 
 
-def _address(args: argparse.Namespace) -> str | None:
-    if args.address:
-        return args.address
-    if os.environ.get("BABYRAY_ADDRESS"):
-        return os.environ["BABYRAY_ADDRESS"]
-    for _, record in _records(args.temp_dir):
-        return record["head_address"]
-    return None
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    address = _address(args)
-    if not address:
-        print("no cluster address: pass --address HEAD:PORT or set BABYRAY_ADDRESS", file=sys.stderr)
-        return 1
-    import babyray
-    from babyray.api import context
-    babyray.init(address=address)
     from babyray.actors.bundles import is_group_resource
+    from babyray.api import context
     from babyray.util.state import list_placement_groups
-    try:
+    with connected(args) as address:
         infos = context.runtime().nodes()
         groups = [g for g in list_placement_groups(limit=None) if g["state"] != "REMOVED"]
-    finally:
-        babyray.shutdown()
     alive = [n for n in infos if n.alive]
     print(f"cluster {address}: {len(alive)} alive node(s), {len(infos) - len(alive)} dead")
     print(f"{'node id':<20} {'address':<22} {'alive':<6} {'queue':>5}  resources (free/total)")
@@ -331,12 +276,11 @@ def _shape(resources: dict) -> str:
     return ",".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
 
 
-# ---- entry point ------------------------------------------------------------------------
+# ---- the parser -------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="babyray", description="Start, stop and inspect babyray nodes.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: Any) -> None:
+    """Add start, stop, status and get-auth-token to the ``babyray`` subparsers."""
     start = sub.add_parser("start", help="start a head or member node on this host")
     start.add_argument("--head", action="store_true", help="start the head (convention leader, GCS)")
     start.add_argument("--address", help="HEAD:PORT of the head to join as a member")
@@ -363,22 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--temp-dir")
     stop.set_defaults(func=cmd_stop)
     status = sub.add_parser("status", help="print the cluster's nodes, resources and load")
-    status.add_argument("--address")
-    status.add_argument("--temp-dir")
+    add_connection_arguments(status)
     status.set_defaults(func=cmd_status)
     token = sub.add_parser("get-auth-token", help="print the auth token of the cluster a node on this host is in")
     token.add_argument("--address", help="HEAD:PORT of the cluster (default: BABYRAY_ADDRESS, else this host's node)")
     token.add_argument("--temp-dir")
     token.set_defaults(func=cmd_get_auth_token)
-    from babyray.state_cli import add_commands  # list, get, summary, timeline, memory, logs
-    add_commands(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,17 @@
-"""Reading a session's JSON log events: load, filter, render, and measure tasks from them.
+"""Reading the JSON log events ``babyray.log`` writes: load, filter, follow, and measure tasks.
 
 Every babyray process writes structlog events, one JSON object per line, to
-``<session_dir>/logs/<component>-<pid>.jsonl`` (see ``babyray.log``): ``ts``, ``level``,
+``<session_dir>/logs/<component>-<pid>.jsonl`` (``babyray.log``): ``ts``, ``level``,
 ``event``, ``component``, ``node_id``, ``pid`` and the event's ids. This module turns them
 back into a list of dicts (no pandas), filters them by node, worker, task, component or
-event name, renders them for a terminal (``babyray logs``), and computes what benchmarks
-report from the workers' ``task_executed`` events (start, end per execution) instead of
-ad-hoc timers: latencies, throughput, executions per worker.
+event name, follows them as they are written (``babyray logs``, babyray.cli.log_commands),
+and computes what benchmarks report from the workers' ``task_executed`` events (start, end
+per execution) instead of ad-hoc timers: latencies, throughput, executions per worker.
 
-    events = babyray.logs.load(info["session_dir"])
-    runs = babyray.logs.task_executions(events)
-    babyray.logs.latency_summary(runs)   # {"count":..., "mean_ms":..., "p50_ms":..., ...}
-    babyray.logs.throughput(runs)        # executions per second over the busy span
+    events = babyray.log_reader.load(info["session_dir"])
+    runs = babyray.log_reader.task_executions(events)
+    babyray.log_reader.latency_summary(runs)   # {"count":..., "mean_ms":..., "p50_ms":..., ...}
+    babyray.log_reader.throughput(runs)        # executions per second over the busy span
 """
 from __future__ import annotations
 
@@ -20,16 +20,13 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "filter_events", "follow", "latency_summary", "load", "log_files", "render", "session_dirs",
+    "filter_events", "follow", "latency_summary", "load", "log_files", "session_dirs",
     "task_executions", "throughput",
 ]
 
-_ID_FIELDS = ("task_id", "actor_id", "object_id", "function", "name", "state")
-_SKIP_IN_RENDER = {"ts", "level", "event", "component", "node_id", "pid", "worker_id"}
 
 
 def session_dirs(extra: Iterable[str] = ()) -> list[str]:
@@ -43,8 +40,8 @@ def session_dirs(extra: Iterable[str] = ()) -> list[str]:
             dirs.append(runtime.session_dir)
     except ImportError:
         pass
-    from babyray.cli import _records
-    dirs.extend(record["session_dir"] for _, record in _records(None) if record.get("session_dir"))
+    from babyray.cli.node_records import read_records
+    dirs.extend(record["session_dir"] for _, record in read_records(None) if record.get("session_dir"))
     seen: dict[str, None] = {}
     for d in dirs:
         seen.setdefault(os.path.abspath(d), None)
@@ -124,29 +121,6 @@ def filter_events(events: Iterable[dict], node: str | None = None, worker: str |
             continue
         out.append(e)
     return out
-
-
-def render(event: dict) -> str:
-    """One readable line: time, level, component, node/worker, event, then its fields."""
-    ts = event.get("ts")
-    when = datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3] if isinstance(ts, (int, float)) else "?"
-    where = str(event.get("node_id") or event.get("node") or "-")[:8]
-    if event.get("worker_id"):
-        where += f"/{str(event['worker_id'])[:12]}"
-    level = str(event.get("level", "")).upper()[:5]
-    fields = [f"{k}={_short(event[k])}" for k in _ID_FIELDS if event.get(k) is not None]
-    fields += [f"{k}={_short(v)}" for k, v in event.items()
-               if k not in _SKIP_IN_RENDER and k not in _ID_FIELDS and k != "source" and v is not None]
-    return f"{when} {level:<5} {str(event.get('component', '?')):<16} {where:<22} {event.get('event', '?')}  " \
-           + " ".join(fields)
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if "\n" in text:
-        text = text.rstrip().replace("\n", "\n    ")
-        return "\n    " + text
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def follow(dirs: str | Iterable[str], poll: float = 0.2, from_start: bool = False,

@@ -1,23 +1,19 @@
-"""The observability commands of ``babyray``: list, get, summary, timeline, memory, logs.
+"""``babyray list``, ``get``, ``summary``, ``timeline`` and ``memory``: the cluster's state.
 
-``babyray.cli`` adds these subcommands with ``add_commands``. ``list``/``get``/``summary``/
-``memory`` join the running cluster as a driver (``--address``, else ``BABYRAY_ADDRESS``,
-else the head started on this host, as ``babyray status``) and read the GCS through
-``babyray.util.state``; ``memory`` also asks every driver and worker for its references
-(``babyray.api.memory``). ``logs`` reads the session logs on this host (no connection);
-``timeline`` reads them too and falls back to the GCS task table when there are none.
-Tables go to stdout; progress and notes to stderr.
+``list``/``get``/``summary``/``memory`` join the running cluster as a driver (see
+babyray.cli.connection) and read the GCS through ``babyray.util.state``; ``memory`` also
+asks every driver and worker for its references (``babyray.api.memory``). ``timeline``
+reads the session logs on this host and falls back to the GCS task table when there are none.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
+from babyray.cli.connection import add_connection_arguments, cluster_address, connected
 from babyray.text_table import cell, format_table
 
 __all__ = ["add_commands"]
@@ -43,29 +39,6 @@ _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
     "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7), ("state", "STATE", 8),
                 ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "TASK STATES", 40)],
 }
-
-
-# ---- connecting -----------------------------------------------------------------------------
-
-
-def _address(args: argparse.Namespace) -> str | None:
-    from babyray.cli import _address as cli_address
-    return cli_address(args)
-
-
-@contextlib.contextmanager
-def _connected(args: argparse.Namespace) -> Iterator[None]:
-    """Join the cluster as a driver for the command's duration."""
-    address = _address(args)
-    if not address:
-        raise SystemExit("no cluster address: pass --address HEAD:PORT, set BABYRAY_ADDRESS, "
-                         "or start a head on this host with `babyray start --head`")
-    import babyray
-    babyray.init(address=address)
-    try:
-        yield
-    finally:
-        babyray.shutdown()
 
 
 # ---- formatting -----------------------------------------------------------------------------
@@ -95,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"filters": _parse_filters(args.filter), "limit": args.limit}
     if args.resource == "tasks":
         options["detail"] = args.detail
-    with _connected(args):
+    with connected(args):
         rows = lister(**options)
     if args.format == "json":
         _print_json(rows)
@@ -109,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     from babyray.util import state
     getter = getattr(state, f"get_{args.resource}")
-    with _connected(args):
+    with connected(args):
         row = getter(args.id)
     if row is None:
         print(f"no {args.resource} {args.id} is known to the GCS", file=sys.stderr)
@@ -128,7 +101,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from babyray.util import state
-    with _connected(args):
+    with connected(args):
         summary = state.summarize_tasks()
     if args.format == "json":
         _print_json(summary)
@@ -147,16 +120,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    from babyray import logs, tracing as timeline
+    from babyray import log_reader
+    from babyray import tracing as timeline
     from babyray.progress import progress
-    dirs = logs.session_dirs(args.session_dir or ())
+    dirs = log_reader.session_dirs(args.session_dir or ())
     events: list[dict] = []
-    for path in progress(logs.log_files(dirs), desc="reading logs"):
-        events.extend(logs.load(path, events=("task_executed",)))
-    runs = logs.task_executions(events)
+    for path in progress(log_reader.log_files(dirs), desc="reading logs"):
+        events.extend(log_reader.load(path, events=("task_executed",)))
+    runs = log_reader.task_executions(events)
     source = "session logs"
-    if not runs and _address(args):
-        with _connected(args):
+    if not runs and cluster_address(args):
+        with connected(args):
             runs = timeline.executions(dirs=(), use_gcs=True)
         source = "GCS task table"
     trace = timeline.chrome_trace(runs)
@@ -178,7 +152,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_memory(args: argparse.Namespace) -> int:
     from babyray.api import memory
-    with _connected(args):
+    with connected(args):
         report = memory.memory_report()
     if args.format == "json":
         _print_json(report)
@@ -187,100 +161,42 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- logs --------------------------------------------------------------------------------------
-
-
-def cmd_logs(args: argparse.Namespace) -> int:
-    from babyray import logs
-    dirs = logs.session_dirs(args.session_dir or ())
-    if not dirs:
-        print("no babyray session on this host: start one, or pass --session-dir", file=sys.stderr)
-        return 1
-    criteria = {"node": args.node, "worker": args.worker, "task": args.task, "component": args.component,
-                "event": args.event, "level": args.level}
-
-    def show(event: dict) -> None:
-        print(json.dumps(event, default=str) if args.json else logs.render(event), flush=args.follow)
-
-    events = logs.load(dirs, **criteria)
-    for event in events[-args.tail:] if args.tail else events:
-        show(event)
-    if args.follow:
-        try:
-            for event in logs.follow(dirs):
-                if logs.filter_events([event], **criteria):
-                    show(event)
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
 # ---- the parser ------------------------------------------------------------------------------
 
 
 def add_commands(sub: Any) -> None:
-    """Add list, get, summary, timeline, memory and logs to the ``babyray`` subparsers."""
-    def connection(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--address", help="HEAD:PORT (default: BABYRAY_ADDRESS, or the head started on this host)")
-        p.add_argument("--temp-dir", help="root of session directories and node records")
-
+    """Add list, get, summary, timeline and memory to the ``babyray`` subparsers."""
     p = sub.add_parser("list", help="list tasks, actors, objects, nodes, workers or placement groups from the GCS")
     p.add_argument("resource", choices=RESOURCES)
     p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="keep rows where KEY=VALUE (or KEY!=VALUE)")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--detail", action="store_true", help="tasks: include remote tracebacks (json)")
-    connection(p)
+    add_connection_arguments(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("get", help="one task, actor or object with every field")
     p.add_argument("resource", choices=("task", "actor", "object"))
     p.add_argument("id")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    connection(p)
+    add_connection_arguments(p)
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("summary", help="task counts by function and state")
     p.add_argument("resource", choices=("tasks",))
     p.add_argument("--format", choices=("table", "json"), default="table")
-    connection(p)
+    add_connection_arguments(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("timeline", help="Chrome-trace/Perfetto JSON of task executions (and a plot)")
     p.add_argument("--output", help="trace file (default: babyray-timeline-<time>.json)")
     p.add_argument("--plot", help="also draw executions per worker over time into this image")
     p.add_argument("--session-dir", action="append", help="read this session's logs too")
-    connection(p)
+    add_connection_arguments(p)
     p.set_defaults(func=cmd_timeline)
 
     p = sub.add_parser("memory", help="object store use per node and who holds references to which objects")
     p.add_argument("--limit", type=int, default=50, help="references shown per node")
     p.add_argument("--format", choices=("table", "json"), default="table")
-    connection(p)
+    add_connection_arguments(p)
     p.set_defaults(func=cmd_memory)
-
-    p = sub.add_parser("logs", help="the session's JSON log events, filtered and readable")
-    p.add_argument("--node", help="node id (prefix)")
-    p.add_argument("--worker", help="worker id (prefix)")
-    p.add_argument("--task", help="task id (prefix); also matches the task's objects")
-    p.add_argument("--component", help="gcs, worker, local_scheduler, object_store, driver, ...")
-    p.add_argument("--event", help="event name, e.g. task_executed")
-    p.add_argument("--level", help="info, warning, error")
-    p.add_argument("--tail", type=int, help="only the last N matching events")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    p.add_argument("--json", action="store_true", help="raw JSON lines")
-    p.add_argument("--session-dir", action="append", help="read this session's logs too")
-    connection(p)
-    p.set_defaults(func=cmd_logs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one of these commands alone (``python -m babyray.state_cli list tasks``)."""
-    parser = argparse.ArgumentParser(prog="babyray")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The GCS's task table (lineage) and where each unfinished task was placed.
+
+Task events merge into the task's record (``merge_task_event``). A ``placed`` event (the
+global scheduler's choice) is kept in memory until the task ends, so that when a node dies
+the owners of the tasks placed or running there learn of them (``TasksLost``) and resubmit.
+Answers are returned as (destination, message) pairs to send.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from babyray.actors.batching import address_key
+from babyray.gcs.durable_gate import Outgoing
+from babyray.gcs.tables import Table
+from babyray.gcs.task_states import FINAL, merge_task_event
+from babyray.protocol import tasks as tm
+
+__all__ = ["TaskDirectory"]
+
+
+class TaskDirectory:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
+
+    def record(self, events: Iterable[tuple[str, str, dict]], node_dead: Callable[[str], bool]) -> Outgoing:
+        """Merge (task id, state, fields) events; a task placed on a node known dead is lost at once.
+
+        A "submitted" event carries the whole lineage record, so it needs no read of an
+        evicted earlier version; any other event merges into the record, faulting it back.
+        """
+        lost: Outgoing = []
+        for task_id, state, fields in events:
+            if state == "placed":
+                node, owner = fields["placed_node"], fields["owner_address"]
+                if node_dead(node):  # placed from a stale node table
+                    lost.append((owner, tm.TasksLost(node, (task_id,))))
+                else:
+                    self._placements[task_id] = (node, owner)
+                continue
+            if state in FINAL:
+                self._placements.pop(task_id, None)
+            record = self.table.cached(task_id) if state == "submitted" else self.table.get(task_id)
+            self.table.put(task_id, merge_task_event(record, state, fields))
+        return lost
+
+    def lost_with(self, node_id: str) -> Outgoing:
+        """One TasksLost per owner: its unfinished tasks (not actor calls) placed or running on
+        the dead node."""
+        by_owner: dict[Any, list[str]] = {}
+        owners: dict[Any, Any] = {}  # ActorAddress is unhashable: key by address_key
+
+        def add(owner: Any, task_id: str) -> None:
+            key = address_key(owner)
+            owners.setdefault(key, owner)
+            by_owner.setdefault(key, []).append(task_id)
+
+        for task_id, (placed_node, owner) in list(self._placements.items()):
+            if placed_node == node_id:
+                del self._placements[task_id]
+                add(owner, task_id)
+        for task_id, record in self.table.items():
+            if record.get("state") in FINAL or record.get("actor_id"):
+                continue
+            owner = getattr(record.get("spec"), "owner", None)
+            if record.get("node_id") == node_id and owner is not None:
+                add(owner, task_id)
+        return [(owners[key], tm.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
+                for key, task_ids in by_owner.items()]

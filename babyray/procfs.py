@@ -1,0 +1,80 @@
+"""What Linux's ``/proc`` says about processes: one parser of ``/proc/<pid>/stat``.
+
+Everything here reads the live system and answers for the moment of the call: a process
+may end (and its pid be reused) right after.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """The fields of ``/proc/<pid>/stat`` babyray uses (see proc(5))."""
+
+    pid: int
+    state: str
+    """One letter: R running, S sleeping, D disk wait, T stopped, Z zombie, ..."""
+    ppid: int
+    pgid: int
+    user_ticks: int
+    system_ticks: int
+
+    @property
+    def zombie(self) -> bool:
+        """Ended, waiting for its parent to collect it."""
+        return self.state == "Z"
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time used so far, user and system."""
+        return (self.user_ticks + self.system_ticks) / _CLOCK_TICKS
+
+
+def stat(pid: int) -> ProcessStat | None:
+    """The process's stat line parsed; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            line = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2, in parentheses) may hold spaces and parentheses: the
+    # fields that follow start after its last ")".
+    fields = line.rsplit(")", 1)[1].split()
+    return ProcessStat(pid, fields[0], int(fields[1]), int(fields[2]), int(fields[11]), int(fields[12]))
+
+
+def processes() -> list[ProcessStat]:
+    """Every process visible in this pid namespace."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (process := stat(int(entry))) is not None:
+            found.append(process)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as ended)."""
+    process = stat(pid)
+    return process is not None and not process.zombie
+
+
+def children(ppid: int) -> list[ProcessStat]:
+    """The processes whose parent is ``ppid``, zombies among them."""
+    return [process for process in processes() if process.ppid == ppid]
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running (not zombie) processes of process group ``pgid``."""
+    return [process.pid for process in processes() if process.pgid == pgid and not process.zombie]
+
+
+def network_namespace() -> str:
+    """This process's network namespace, as ``net:[<inode>]`` ("" if unreadable)."""
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return ""
