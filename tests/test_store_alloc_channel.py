@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,8 +216,9 @@ def _channel_names() -> list[str]:
 
 
 def test_a_killed_store_leaves_no_socket_behind(cluster):
+    pids_dir = Path(cluster["session_dir"]) / "pids"
     store_pid = next(pid for pid in session_pids(cluster["session_dir"])
-                     if open(os.path.join(cluster["session_dir"], "pids", str(pid))).read() == "object_store")
+                     if (pids_dir / str(pid)).read_text() == "object_store")
     ref = ray.put(np.ones(MB, dtype=np.uint8))  # the driver opens the store's channel
     assert ray.get(ref).sum() == MB
     mine = f"@babyray-alloc-/proc/{store_pid}/fd/"
