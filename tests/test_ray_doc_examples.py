@@ -122,6 +122,13 @@ def test_crashed_task_is_retried(tmp_path):
     assert len(lines) == 3 and set(lines) <= {"SUCCESS", "FAILURE"}, lines
 
 
+def test_exception_retries_with_an_allowlist_of_classes_defined_in_the_script(tmp_path):
+    lines = _ok("task_retries_exceptions", tmp_path)
+    assert len(lines) == 7 and lines[3] == "FAILED AS EXPECTED", lines
+    assert set(lines[:3]) <= {"SUCCESS", "FAILURE"}, lines
+    assert set(lines[4:]) <= {"SUCCESS", "FAILURE AFTER RETRIES"}, lines
+
+
 def test_numpy_argument_is_read_only_and_the_task_error_reaches_the_driver(tmp_path):
     done = _run("zero_copy_read_only", tmp_path)
     assert done.returncode != 0
