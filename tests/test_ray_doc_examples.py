@@ -289,6 +289,10 @@ def test_streaming_generator_from_tasks_and_actors(tmp_path):
     assert lines[-10:] == [str(i) for i in range(5)] * 2
 
 
+def test_streaming_generator_from_an_async_actor_method(tmp_path):
+    assert _ok("streaming_generator_async_actor", tmp_path) == [str(i) for i in range(5)]
+
+
 def test_streaming_generator_with_asyncio(tmp_path):
     assert sorted(_ok("streaming_generator_asyncio", tmp_path)) == sorted([str(i) for i in range(5)] * 3)
 
