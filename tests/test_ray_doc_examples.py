@@ -282,6 +282,13 @@ def test_dynamic_generator_splits_and_stores_errors(tmp_path):
     assert sum("Exception: error" in line for line in lines) == 2
 
 
+def test_generator_yielding_past_num_returns_only_logs_the_error(tmp_path):
+    _ok("dynamic_generator_extra_yields", tmp_path)
+    logged = [line for path in glob.glob(os.path.join(str(tmp_path), "session_*", "logs", "*.jsonl"))
+              for line in open(path, encoding="utf-8") if '"generator_error_after_returns"' in line]
+    assert len(logged) == 1 and '"error": "error"' in logged[0], logged
+
+
 def test_streaming_generator_from_tasks_and_actors(tmp_path):
     lines = _ok("streaming_generator_basics", tmp_path)
     assert lines[:3] == ["2", "3", "4"]
