@@ -163,6 +163,17 @@ def test_exit_actor_makes_the_call_raise_ray_actor_error(tmp_path):
     assert _ok("terminating_actors", tmp_path) == ["actor exited: RayActorError"]
 
 
+def test_cancel_interrupts_a_running_async_actor_call(tmp_path):
+    lines = _ok("actor_cancel_async", tmp_path)
+    assert "Actor task canceled." in lines and "Object reference was cancelled." in lines, lines
+
+
+def test_cancel_of_a_sync_actor_call_is_seen_by_is_canceled(tmp_path):
+    lines = _ok("actor_cancel_sync", tmp_path)
+    assert "Actor task canceled, cleaning up..." in lines
+    assert lines[-2:] == ["Actor task was cancelled", "Actor detected cancellation: True"], lines
+
+
 def test_actor_pool_map(tmp_path):
     assert _ok("actor_pool", tmp_path) == ["[2, 4, 6, 8]"]
 

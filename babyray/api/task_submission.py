@@ -185,6 +185,7 @@ class TaskSubmitter:
         if spec is not None and self._should_retry(spec, result):
             return
         self._retry_exceptions.pop(result.task_id, None)
+        result = core.actor_calls.outcome(result)
         core.actor_calls.finished(result.task_id)
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
@@ -238,5 +239,7 @@ class TaskSubmitter:
                 self._retry_exceptions.pop(task_id, None)
                 for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
                     core.objects.set_value(oid, error)
+                return
+            if core.actor_calls.cancel(task_id, force):
                 return
         core.transport.send(core.scheduler, tm.CancelTask(task_id, force))

@@ -28,6 +28,8 @@ class SyncActor:
 actor = SyncActor.remote()
 actor_task_ref = actor.long_running_method.remote()
 
+# Wait until task is scheduled.
+time.sleep(1)
 ray.cancel(actor_task_ref)
 
 try:
