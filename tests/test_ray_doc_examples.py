@@ -333,6 +333,12 @@ def test_placement_group_lifecycle(tmp_path):
     assert "found by name: global_name" in lines
 
 
+def test_children_captured_by_the_placement_group_unless_they_opt_out(tmp_path):
+    lines = _ok("placement_group_capture_child_tasks", tmp_path)
+    assert len(lines) == 2 and lines[0] == "Couldn't create a child task!", lines
+    assert "timed out" in lines[1], lines
+
+
 def test_multiprocessing_pool_map(tmp_path):
     assert _ok("multiprocessing_pool", tmp_path) == [str(i) for i in range(100)]
 
