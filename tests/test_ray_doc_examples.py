@@ -278,6 +278,19 @@ def test_anti_pattern_too_fine_grained_tasks(tmp_path):
         "Ordinary funciton call", "Parallelizing tasks", "Parallelizing tasks with batching"]
 
 
+def test_anti_pattern_ray_get_in_async_code(tmp_path):
+    """Refs are awaited, gathered and (up to Python 3.10) passed to asyncio.wait; from 3.11
+    asyncio.wait takes only futures and tasks, and Ray's refs fail there too (Ray issue #31606)."""
+    done = _run("anti_pattern_ray_get_in_async", tmp_path)
+    lines = done.stdout.splitlines()
+    assert lines[:5] == ["o1 is 1", "o2 is 2", "o3 is ready", "o1 is 1", "o2 is 2"], lines
+    if sys.version_info >= (3, 11):
+        assert done.returncode != 0 and lines[5:] == [], lines
+        assert "AttributeError: 'ObjectRef' object has no attribute 'add_done_callback'" in done.stderr
+    else:
+        assert done.returncode == 0 and lines[5:] == ["o3 is ready"], done.stderr[-4000:]
+
+
 def test_anti_pattern_nested_ray_get(tmp_path):
     assert _ok("anti_pattern_nested_ray_get", tmp_path) == ["3", "3"]
 
