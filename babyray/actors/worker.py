@@ -28,6 +28,7 @@ from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
+from babyray.api.runtime_context import cancel_requested
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import tasks as tm
@@ -166,9 +167,14 @@ class Worker(PartActor):
         self.log.info("gcs_moved")
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
-        """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
+        """Skip a queued task; interrupt a running one (a forced cancel kills us instead). In an
+        actor, only async calls are interrupted; sync ones may check ``is_canceled()``, as in Ray."""
         running = self.running
         self.cancelled.add(msg.task_id)
+        cancel_requested(msg.task_id)
+        if self.actor is not None:
+            self.actor.cancel(msg.task_id)
+            return
         thread = self.executor.ident
         if running is not None and running.task_id == msg.task_id and thread is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))
