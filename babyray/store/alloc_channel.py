@@ -7,6 +7,12 @@ serves slot reservations on a Unix socket beside Thespian, answered by a thread 
 actor under the store's state lock. Sealing stays a (one-way) Thespian message, so the
 store's bookkeeping is unchanged.
 
+A read pins its object on the channel too (``pin``): the store answers at once with the
+slots of objects that are sealed and in memory (the reply PinObjects would give), and tells
+the client to ask through Thespian otherwise (spilled: a restore is file I/O; absent; or
+still unsealed after a short wait, as when the put's SealObject is still on its way).
+Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
+
 Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
@@ -44,8 +50,10 @@ Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, ow
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
+# (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
+Pin = Callable[[tuple[str, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
 
-_ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
+_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN = "alloc", "reserve", "release", "take", "pin"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -142,11 +150,13 @@ class AllocServer:
     known to ``reserve`` and ``release`` by a number of its own."""
 
     def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
-                 take: Take) -> None:
+                 take: Take, pin: Pin | None = None) -> None:
+        """``pin``: None for a store that serves no reads here (every pin is told to ask through Thespian)."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
         self._take = take
+        self._pin = pin
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.path = socket_path(arena_name)
         try:
@@ -201,6 +211,9 @@ class AllocServer:
             offset = self._reserve(client, request[1])
             _send(conn, -1 if offset is None else offset)
             return
+        if request[0] == _PIN:
+            _send(conn, self._pin_answer(request[1]))
+            return
         _, oid, size, owner = request
         try:
             reply = self._allocate(oid, size, owner)
@@ -208,6 +221,15 @@ class AllocServer:
             self.log.exception("alloc_channel_failed", object_id=oid, size=size)
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
+
+    def _pin_answer(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        if self._pin is None:
+            return None
+        try:
+            return self._pin(oids)
+        except Exception:  # the client asks through Thespian, which reports the failure
+            self.log.exception("alloc_channel_pin_failed", object_ids=list(oids))
+            return None
 
     def close(self) -> None:
         self._closed = True
@@ -254,11 +276,7 @@ class AllocClient:
 
     def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None, bool]:
         with self._lock:
-            if self._asked is not None:
-                offset = _recv(self._sock)
-                if offset >= 0:
-                    self._spare = (self._asked, offset)
-                self._asked = None
+            self._read_spare()
             spare, self._spare = self._spare, None
             if spare is not None and spare[0] == size:
                 _send(self._sock, (_TAKE, spare[1], oid, size, owner))
@@ -272,9 +290,30 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
+    def pin(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
+        (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
+
+        Raises:
+            OSError: the channel is closed (the store is gone).
+        """
+        with self._lock:
+            self._read_spare()
+            _send(self._sock, (_PIN, oids))
+            answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
+            return answer
+
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))
         self._asked = size
+
+    def _read_spare(self) -> None:
+        """Read the answer to the spare asked for after the last put, if not read yet. Locked."""
+        if self._asked is not None:
+            offset = _recv(self._sock)
+            if offset >= 0:
+                self._spare = (self._asked, offset)
+            self._asked = None
 
     def close(self) -> None:
         self._sock.close()
