@@ -160,7 +160,8 @@ def test_a_client_refuses_a_data_plane_server_that_does_not_prove_the_token(toke
 def test_the_allocation_channel_is_a_private_socket_that_wants_the_token(token, tmp_path):
     calls = []
     server = AllocServer(f"auth-test-{os.getpid()}", lambda oid, size, owner: calls.append(oid) or (0, None),
-                         lambda client, size: None, lambda client, offsets: None)
+                         lambda client, size: None, lambda client, offsets: None,
+                         lambda oid, size, owner, offset: None)
     try:
         assert stat.S_IMODE(os.stat(server.path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.dirname(server.path)).st_mode) == 0o700

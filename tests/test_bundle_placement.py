@@ -66,3 +66,15 @@ def test_the_ledger_reserves_all_or_nothing_and_gives_everything_back():
     assert ledger.give_back("g1", total, available)
     assert total == {"CPU": 4.0} and available == {"CPU": 4.0}
     assert not ledger.give_back("g1", total, available)
+
+
+def test_a_rescheduled_group_places_only_its_lost_bundles_on_nodes_not_holding_the_group():
+    """After a node died, the bundles it held go elsewhere; the others stay where they are."""
+    nodes = {**NODES, "d": {"CPU": 1.0}}
+    assert place_bundles([{"CPU": 1}] * 3, "STRICT_SPREAD", nodes, ("a", "", "c")) in (["a", "b", "c"],
+                                                                                        ["a", "d", "c"])
+    assert place_bundles([{"CPU": 2}] * 3, "STRICT_SPREAD", nodes, ("a", "", "c")) == ["a", "b", "c"]
+    only_a = {"a": {"CPU": 2.0}}
+    assert place_bundles([{"CPU": 1}] * 2, "SPREAD", only_a, ("a", "")) is None  # a node holding the group
+    assert place_bundles([{"CPU": 1}] * 3, "PACK", nodes, ("a", "", "")) in (["a", "b", "b"], ["a", "c", "c"])
+    assert place_bundles([{"CPU": 1}] * 2, "STRICT_PACK", nodes, ("", "")) is not None  # lost together

@@ -1,5 +1,6 @@
 """The GCS's state classes driven directly, without Thespian or a store: node liveness, the
-actor directory (with recovery after a GCS restart), drivers, functions, tasks and objects."""
+actor directory (with recovery after a GCS restart), placement groups (rescheduled when a node
+dies), drivers, functions, tasks and objects."""
 from __future__ import annotations
 
 from babyray.gcs.actor_directory import ActorDirectory
@@ -7,11 +8,13 @@ from babyray.gcs.drivers import DriverRegistry
 from babyray.gcs.functions import FunctionRegistry
 from babyray.gcs.node_liveness import NodeDeath, NodeLiveness
 from babyray.gcs.object_directory import ObjectDirectory
+from babyray.gcs.placement_groups import PlacementGroupDirectory
 from babyray.gcs.tables import Table
 from babyray.gcs.task_directory import TaskDirectory
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
+from babyray.protocol import placement as pm
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 
@@ -204,3 +207,46 @@ def test_an_object_with_no_copy_left_is_kept_as_freed() -> None:
     objects.update("n2", [], ["o1"])
     assert objects.table.get("o1") == {"locations": set(), "size": 10, "state": "freed"}
     assert objects.table.get("never-stored") is None
+
+
+# ---- placement groups ----------------------------------------------------------------------
+
+
+def _group(groups: PlacementGroupDirectory, pg_id: str, strategy: str, nodes: tuple) -> None:
+    bundles = tuple({"CPU": 1} for _ in nodes)
+    groups.create(pm.CreatePlacementGroup("r", pg_id, bundles, strategy, "", None, "job"))
+    assert groups.placed(pm.PlacementGroupPlaced(pg_id, nodes))
+
+
+def test_a_node_death_reschedules_only_the_groups_and_bundles_it_held() -> None:
+    groups = PlacementGroupDirectory(Table("placement_groups"))
+    _group(groups, "spread", "STRICT_SPREAD", ("n1", "n2", "n3"))
+    _group(groups, "elsewhere", "PACK", ("n3", "n3"))
+    groups.create(pm.CreatePlacementGroup("r", "waiting", ({"CPU": 9},), "PACK", "", None, "job"))
+    requests = groups.node_died("n2")
+    kept = ("n1", "", "n3")
+    assert requests == [pm.PlacePlacementGroup("spread", ({"CPU": 1},) * 3, "STRICT_SPREAD", kept)]
+    spread = groups.get("spread") or {}
+    assert spread["state"] == "RESCHEDULING" and spread["bundles_to_node_id"] == {0: "n1", 2: "n3"}
+    assert (groups.get("elsewhere") or {})["state"] == "CREATED"
+    # sent again to a new global scheduler (after a head restart)
+    assert [r.pg_id for r in groups.to_place()] == ["spread", "waiting"]
+    assert groups.to_place()[1].kept == ()  # a PENDING group places every bundle
+    # n2, if it heartbeats again, gives back what it holds of the groups placed (elsewhere) now
+    assert groups.not_on("n2") == ["spread", "elsewhere"]
+    assert groups.not_on("n3") == []
+
+
+def test_a_rescheduled_group_is_created_again_on_its_new_nodes_or_removed() -> None:
+    groups = PlacementGroupDirectory(Table("placement_groups"))
+    _group(groups, "g", "SPREAD", ("n1", "n2"))
+    groups.node_died("n1")
+    [again] = groups.node_died("n2")  # a second node of the group dies while it is rescheduling
+    assert again.kept == ("", "") and (groups.get("g") or {})["state"] == "RESCHEDULING"
+    assert groups.node_died("n2") == []  # told once
+    assert groups.placed(pm.PlacementGroupPlaced("g", ("n3", "n4")))
+    record = groups.get("g") or {}
+    assert record["state"] == "CREATED" and record["bundles_to_node_id"] == {0: "n3", 1: "n4"}
+    groups.node_died("n4")
+    assert groups.remove("g") is not None and (groups.get("g") or {})["state"] == "REMOVED"
+    assert groups.node_died("n3") == [] and not groups.placed(pm.PlacementGroupPlaced("g", ("n3", "n5")))

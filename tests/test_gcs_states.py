@@ -13,7 +13,8 @@ LEGAL = [
     (A.PENDING, A.ALIVE), (A.PENDING, A.RESTARTING), (A.PENDING, A.DEAD),
     (A.ALIVE, A.RESTARTING), (A.ALIVE, A.DEAD),
     (A.RESTARTING, A.ALIVE), (A.RESTARTING, A.RESTARTING), (A.RESTARTING, A.DEAD),
-    (P.PENDING, P.CREATED), (P.PENDING, P.REMOVED), (P.CREATED, P.REMOVED),
+    (P.PENDING, P.CREATED), (P.PENDING, P.REMOVED), (P.CREATED, P.RESCHEDULING), (P.CREATED, P.REMOVED),
+    (P.RESCHEDULING, P.CREATED), (P.RESCHEDULING, P.RESCHEDULING), (P.RESCHEDULING, P.REMOVED),
 ]
 ALL = [(old, new) for states in (N, A, P) for old in states for new in states]
 
@@ -42,7 +43,7 @@ def test_dead_and_removed_are_final() -> None:
 def test_stored_strings_are_the_names_ray_uses() -> None:
     assert [s.value for s in N] == ["ALIVE", "DEAD"]
     assert [s.value for s in A] == ["PENDING", "ALIVE", "RESTARTING", "DEAD"]
-    assert [s.value for s in P] == ["PENDING", "CREATED", "REMOVED"]
+    assert [s.value for s in P] == ["PENDING", "CREATED", "RESCHEDULING", "REMOVED"]
     assert A.DEAD == "DEAD" and A("RESTARTING") is A.RESTARTING  # a stored string reads back
 
 

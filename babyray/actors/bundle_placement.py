@@ -2,7 +2,8 @@
 
 ``place_bundles`` finds a node for every bundle at once, from the nodes' free resources, or
 none (the group waits): PACK puts the bundles on as few nodes as it can, STRICT_PACK on one,
-SPREAD on as many distinct nodes as it can, STRICT_SPREAD on distinct nodes only.
+SPREAD on as many distinct nodes as it can, STRICT_SPREAD on distinct nodes only. A group
+rescheduled after a node died places only the bundles it lost (``kept``).
 """
 from __future__ import annotations
 
@@ -12,9 +13,28 @@ from babyray.actors.resources import acquire, fits
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
-def place_bundles(bundles: list[dict], strategy: str, available: dict[str, dict]) -> list[str] | None:
+def place_bundles(bundles: list[dict], strategy: str, available: dict[str, dict],
+                  kept: tuple = ()) -> list[str] | None:
     """The node id of each bundle, in order, or None if the alive nodes' free resources
-    (``available``: node id -> free resources) cannot hold them all under ``strategy``."""
+    (``available``: node id -> free resources) cannot hold them all under ``strategy``.
+
+    ``kept``, if any is set, is the node of each bundle still reserved ("" for one to place):
+    only the others are placed, each on a node holding none of the group's bundles (a node
+    gives a group's bundles back all together), under ``strategy`` among themselves.
+    """
+    if any(kept):
+        holding = set(kept) - {""}
+        lost = [index for index, node in enumerate(kept) if not node]
+        others = {node: res for node, res in available.items() if node not in holding}
+        if strategy == "STRICT_PACK":
+            return None  # its bundles share one node, so they are never lost apart
+        chosen = place_bundles([bundles[i] for i in lost], strategy, others)
+        if chosen is None:
+            return None
+        placed = list(kept)
+        for index, new_node in zip(lost, chosen, strict=True):
+            placed[index] = new_node
+        return placed
     free = {node: dict(res) for node, res in sorted(available.items())}
     if strategy == "STRICT_PACK":
         node = _roomiest(free, bundles_total(dict(enumerate(bundles))))

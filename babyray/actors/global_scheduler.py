@@ -52,6 +52,13 @@ class _Reservation:
     refused: bool = False
     started: float = field(default_factory=time.monotonic)
 
+    def reserved_now(self) -> list[tuple[int, str, dict]]:
+        """(index, node, bundle) of the bundles this reservation takes: all of them, or those
+        lost with a node when the group is rescheduled (not in ``request.kept``)."""
+        kept = self.request.kept or ("",) * len(self.nodes)
+        return [(index, node, bundle) for index, (node, bundle, was) in
+                enumerate(zip(self.nodes, self.request.bundles, kept, strict=True)) if not was]
+
 
 class GlobalScheduler(PartActor):
     component = "global_scheduler"
@@ -183,21 +190,23 @@ class GlobalScheduler(PartActor):
                 self.pending_groups[pg_id] = reservation.request
         free = {node_id: dict(n.available) for node_id, n in self.nodes.items() if n.alive}
         for reservation in self.reserving.values():
-            for node_id, bundle in zip(reservation.nodes, reservation.request.bundles, strict=True):
+            for _, node_id, bundle in reservation.reserved_now():
                 if node_id in free:
                     acquire(free[node_id], bundle)
         for pg_id, request in list(self.pending_groups.items()):
-            nodes = place_bundles(list(request.bundles), request.strategy, free)
+            nodes = place_bundles(list(request.bundles), request.strategy, free, request.kept)
             if nodes is None:
                 continue
             del self.pending_groups[pg_id]
-            for node_id, bundle in zip(nodes, request.bundles, strict=True):
+            reservation = _Reservation(request, nodes, set())
+            taken = reservation.reserved_now()
+            for _, node_id, bundle in taken:
                 acquire(free[node_id], bundle)
-            self.reserving[pg_id] = _Reservation(request, nodes, set(nodes))
+            reservation.waiting = {node_id for _, node_id, _ in taken}
+            self.reserving[pg_id] = reservation
             self.log.info("placement_group_preparing", pg_id=pg_id, nodes=nodes)
-            for node_id in set(nodes):
-                mine = tuple((i, b) for i, (n, b) in enumerate(zip(nodes, request.bundles, strict=True))
-                             if n == node_id)
+            for node_id in reservation.waiting:
+                mine = tuple((i, b) for i, n, b in taken if n == node_id)
                 self.post(self.nodes[node_id].scheduler, pm.PrepareBundles(pg_id, mine))
 
     def on_bundles_prepared(self, msg: pm.BundlesPrepared, sender: Any) -> None:
@@ -216,12 +225,12 @@ class GlobalScheduler(PartActor):
             self._give_back(msg.pg_id, reservation)
             self.pending_groups[msg.pg_id] = reservation.request
             return
-        for node_id in set(reservation.nodes):
+        taken = reservation.reserved_now()
+        for node_id in {node_id for _, node_id, _ in taken}:
             self.post(self.nodes[node_id].scheduler, pm.CommitBundles(msg.pg_id))
             # the group's resources, known here before the node's next heartbeat reaches the GCS
             node = self.nodes[node_id]
-            placed = zip(reservation.nodes, reservation.request.bundles, strict=True)
-            mine = {i: b for i, (n, b) in enumerate(placed) if n == node_id}
+            mine = {i: b for i, n, b in taken if n == node_id}
             release(node.resources, group_resources(msg.pg_id, mine))
         self.log.info("placement_group_committed", pg_id=msg.pg_id, nodes=reservation.nodes)
         self.post(self.gcs, pm.PlacementGroupPlaced(msg.pg_id, tuple(reservation.nodes)))
@@ -229,7 +238,7 @@ class GlobalScheduler(PartActor):
             self._place_pending()
 
     def _give_back(self, pg_id: str, reservation: _Reservation) -> None:
-        for node_id in set(reservation.nodes):
+        for node_id in {node_id for _, node_id, _ in reservation.reserved_now()}:
             node = self.nodes.get(node_id)
             if node is not None:
                 self.post(node.scheduler, pm.ReturnBundles(pg_id))

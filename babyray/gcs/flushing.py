@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from babyray import config
 from babyray.gcs.states import ActorState, PlacementGroupState
+from babyray.gcs.task_states import FINAL
 
-__all__ = ["FINAL_TASK_STATES", "FlushPolicy"]
+__all__ = ["FlushPolicy"]
 
-FINAL_TASK_STATES = frozenset({"finished", "failed", "cancelled"})
 NEVER_EVICTED = frozenset({"nodes"})  # few, hot, and iterated by the liveness check
 
 
@@ -43,7 +43,7 @@ class FlushPolicy:
         if not self.enabled or table in NEVER_EVICTED:
             return False
         if table == "tasks":
-            return record.get("state") in FINAL_TASK_STATES
+            return record.get("state") in FINAL
         if table == "actors":
             return record.get("state") == ActorState.DEAD
         if table == "placement_groups":

@@ -200,6 +200,9 @@ class GcsActor(PartActor):
     def on_heartbeat(self, msg: cm.Heartbeat, sender: Any) -> None:
         if self.nodes.heartbeat(msg, time.monotonic()):
             self.log.info("node_alive_again", node=msg.node_id)
+            # its bundles were placed again elsewhere when it was declared dead; before it is
+            # offered to the global scheduler again, so none of its new reservations is dropped
+            self._return_bundles_of(self.placement_groups.not_on(msg.node_id), msg.node_id)
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
@@ -220,6 +223,7 @@ class GcsActor(PartActor):
         if dead:
             self._publish_nodes()  # first, so the global scheduler does not place restarts there
         for death in dead:
+            self._reschedule_groups_on(death.node_id)
             for owner, lost in self.tasks.lost_with(death.node_id):
                 self.log.warning("tasks_lost_with_node", node=death.node_id, count=len(lost.task_ids),
                                  task_ids=lost.task_ids[:20])
@@ -259,9 +263,8 @@ class GcsActor(PartActor):
         if sender not in self.subscribers:
             self.subscribers.append(sender)
         self.post(sender, cm.NodesChanged(self.nodes.infos()))
-        for record in self.placement_groups.pending():  # recovered from the store, or none
-            self.post(sender, pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]),
-                                                     record["strategy"]))
+        for request in self.placement_groups.to_place():  # recovered from the store, or none
+            self.post(sender, request)
         for pg_id in self.placement_groups.removed():  # so tasks still sent to them fail
             self.post(sender, pm.ForgetPlacementGroup(pg_id))
 
@@ -332,8 +335,18 @@ class GcsActor(PartActor):
     def on_placement_group_placed(self, msg: pm.PlacementGroupPlaced, sender: Any) -> None:
         if self.placement_groups.placed(msg):
             self.log.info("placement_group_placed", pg_id=msg.pg_id, nodes=msg.nodes)
+            for node_id in set(msg.nodes):  # one died while the bundles were being reserved
+                if self.nodes.known_dead(node_id):
+                    self._reschedule_groups_on(node_id)
         else:  # removed while its bundles were being reserved
             self._return_bundles(msg.pg_id, set(msg.nodes))
+
+    def _reschedule_groups_on(self, node_id: str) -> None:
+        """A node died: have the bundles it held reserved again on other nodes."""
+        for request in self.placement_groups.node_died(node_id):
+            self.log.warning("placement_group_rescheduling", pg_id=request.pg_id, node=node_id,
+                             bundles=[i for i, kept in enumerate(request.kept) if not kept])
+            self.post(self.global_scheduler, request)
 
     def on_remove_placement_group(self, msg: pm.RemovePlacementGroup, sender: Any) -> None:
         self._remove_placement_group(msg.pg_id, "removed")
@@ -350,6 +363,12 @@ class GcsActor(PartActor):
             self._post_actor(actor_id, self.actors.group_removed(actor_id, pg_id))
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
         self._return_bundles(pg_id, bundle_nodes(record))
+
+    def _return_bundles_of(self, pg_ids: list[str], node_id: str) -> None:
+        scheduler = self.nodes.scheduler_of(node_id)
+        if scheduler is not None:
+            for pg_id in pg_ids:
+                self.post(scheduler, pm.ReturnBundles(pg_id))
 
     def _return_bundles(self, pg_id: str, node_ids: set[str]) -> None:
         for node_id in node_ids:

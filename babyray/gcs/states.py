@@ -38,10 +38,12 @@ class ActorState(str, Enum):
 
 
 class PlacementGroupState(str, Enum):
-    """PENDING: waiting for every bundle to be reserved. CREATED: reserved. REMOVED: for good."""
+    """PENDING: waiting for every bundle to be reserved. CREATED: reserved. RESCHEDULING: a node
+    holding some of its bundles died; those are being reserved again elsewhere. REMOVED: for good."""
 
     PENDING = "PENDING"
     CREATED = "CREATED"
+    RESCHEDULING = "RESCHEDULING"
     REMOVED = "REMOVED"
 
 
@@ -60,7 +62,11 @@ _TRANSITIONS: dict[type[Enum], dict[Enum, frozenset[Enum]]] = {
     },
     PlacementGroupState: {
         PlacementGroupState.PENDING: frozenset({PlacementGroupState.CREATED, PlacementGroupState.REMOVED}),
-        PlacementGroupState.CREATED: frozenset({PlacementGroupState.REMOVED}),
+        PlacementGroupState.CREATED: frozenset({
+            PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
+        # Another node of the group may die while its lost bundles are being reserved again.
+        PlacementGroupState.RESCHEDULING: frozenset({
+            PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
         PlacementGroupState.REMOVED: frozenset(),
     },
 }

@@ -59,11 +59,15 @@ class GetPlacementGroup:
 
 @dataclass(frozen=True, slots=True)
 class PlacePlacementGroup:
-    """GCS -> global scheduler: find nodes for every bundle of a group and reserve them."""
+    """GCS -> global scheduler: find nodes for every bundle of a group and reserve them.
+
+    ``kept`` (rescheduling a group after a node died): the node of each bundle still reserved,
+    "" for each bundle to place again; empty: place every bundle."""
 
     pg_id: str
     bundles: tuple
     strategy: str
+    kept: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,11 @@ nodes at once (gang scheduling) and run tasks and actors on them.
 
 ``placement_group(bundles, strategy)`` records the group in the GCS, which has the global
 scheduler reserve every bundle, all or nothing (a group that cannot fit stays PENDING until
-nodes with room join). ``pg.ready()`` is an ObjectRef that resolves to ``pg`` once it is
-placed: like Ray, a zero-CPU task that needs the group's bundle marker, so it can only run
-once a bundle is committed. A task or actor with
+nodes with room join). When a node holding some bundles dies, the group is RESCHEDULING until
+those bundles are reserved again on other nodes, then CREATED; the tasks and actors that ran in
+them fail or restart as their own retries allow. ``pg.ready()`` is an ObjectRef that resolves
+to ``pg`` once it is placed: like Ray, a zero-CPU task that needs the group's bundle marker, so
+it can only run once a bundle is committed. A task or actor with
 ``scheduling_strategy=PlacementGroupSchedulingStrategy(pg, bundle_index)`` asks for the
 bundle's resources instead of the node's (babyray.actors.bundles) and cannot ask for more
 than the bundle holds.

@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from babyray.api import cluster_processes, context
 from babyray.exceptions import RayError
+from babyray.gcs.node_liveness import NodeLiveness
 from babyray.ids import ObjectID, is_put_object, task_id_of
 from babyray.protocol import gcs as gm
 
@@ -288,7 +289,7 @@ def _node_row(node_id: str, r: dict) -> dict:
     return {
         "node_id": node_id,
         "address": r.get("address", ""),
-        "state": "ALIVE" if r.get("alive") else "DEAD",
+        "state": NodeLiveness.state_of(r).value,
         "resources_total": dict(r.get("resources") or {}),
         "resources_available": dict(r.get("available") or {}),
         "queue_length": r.get("queue_length", 0),
