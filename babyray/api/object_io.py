@@ -4,8 +4,10 @@ A value is serialized inline when small (``inline_threshold``); a larger one get
 this node's store (reserved over the store's allocation channel when there is one, else by
 CreateObject through Thespian) and is written into the store's shared-memory arena, or over
 the data plane when the store is not on this host (``core.remote_store_io``). Reading a
-stored value pins it in the store (pulled there first if it lives on another node) and maps
-it zero-copy; a value lost with its node is recovered (``ObjectRecovery``).
+stored value pins it in the store (on the allocation channel when it is sealed and in
+memory there; else through Thespian, which restores a spilled object, waits for a seal, or
+pulls it from another node first) and maps it zero-copy; a value lost with its node is
+recovered (``ObjectRecovery``).
 """
 from __future__ import annotations
 
