@@ -138,7 +138,8 @@ class ObjectStore(PartActor):
         arena.unlink()
         self.arena_path = f"/proc/{os.getpid()}/fd/{arena.fileno()}"
         self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
-                                        self._release_spares, self._take_spare, self._pin_for_channel)
+                                        self._release_spares, self._take_spare, self._pin_for_channel,
+                                        self._seal_for_channel)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
         # process die before it unlinks; processes of the node open ``arena_path``, named in
@@ -185,6 +186,20 @@ class ObjectStore(PartActor):
     def _take_spare(self, oid: str, size: int, owner_id: str, offset: int) -> None:
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
+
+    def _seal_for_channel(self, oid: str, size: int, owner_id: str, reserved_offset: int) -> None:
+        """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
+        whose messages (to the GCS, to readers waiting) leave through the thread outbox."""
+        with self.turn_done:
+            self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
+            # Between turns the turn outbox is empty (each turn sends it under this lock).
+            posted = self._outbox.drain()
+            for dest, msg in posted:
+                self.post_from_thread(dest, msg, wake=False)
+            if posted:
+                self.wake_from_thread()
+            self._report_gone()
+            self.turn_done.notify_all()
 
     def _pin_for_channel(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the

@@ -91,10 +91,22 @@ class ObjectIO:
             self._direct().write(core.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        core.transport.send(core.store, om.SealObject(oid, serialized.total_size, core.identity,
-                                                     offset if reserved else -1))
+        self._seal(oid, serialized.total_size, offset if reserved else -1)
         return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
                                        serialized, borrower)
+
+    def _seal(self, oid: str, size: int, reserved_offset: int) -> None:
+        """Seal a put: on the allocation channel if open (a get that follows on it finds the object
+        sealed), else with SealObject through Thespian."""
+        core = self.core
+        channel = self._alloc_channel
+        if channel is not None:
+            try:
+                channel.seal(oid, size, core.identity, reserved_offset)
+                return
+            except OSError:  # the store went away: SealObject reaches its successor, or nobody
+                pass
+        core.transport.send(core.store, om.SealObject(oid, size, core.identity, reserved_offset))
 
     def _open_alloc_channel(self, arena_name: str) -> None:
         """Use the store's allocation channel from now on (see store/alloc_channel.py)."""

@@ -4,16 +4,18 @@ A ``put`` of a large object needs a slot before it can write. Asking the object 
 through Thespian costs a control-plane round trip (~0.5 ms between actors, 2-3 ms from a
 driver's external context), which dominates puts of 128 KB-10 MB objects. The store also
 serves slot reservations on a Unix socket beside Thespian, answered by a thread of the store
-actor under the store's state lock. Sealing stays a (one-way) Thespian message, so the
-store's bookkeeping is unchanged.
+actor under the store's state lock. The put then seals the object with a one-way message
+on the channel (``seal``), which the store handles as a SealObject through Thespian: so a
+``get`` right after a ``put`` finds the object sealed, as the seal went first on the same
+connection.
 
 A read pins its object on the channel too (``pin``): the store answers at once with the
 slots of objects that are sealed and in memory (the reply PinObjects would give), and tells
 the client to ask through Thespian otherwise (spilled: a restore is file I/O; absent; or
-still unsealed after a short wait, as when the put's SealObject is still on its way).
+still unsealed after a short wait, as when another process's seal is on its way).
 Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
 
-Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
+Even the channel's round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
 at once. The put tells the store on the channel, without waiting, which object takes the
@@ -52,8 +54,9 @@ Release = Callable[[int, list[int] | None], None]  # (client, its spares to free
 Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
 Pin = Callable[[tuple[str, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
+Seal = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
 
-_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN = "alloc", "reserve", "release", "take", "pin"
+_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -150,13 +153,15 @@ class AllocServer:
     known to ``reserve`` and ``release`` by a number of its own."""
 
     def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
-                 take: Take, pin: Pin | None = None) -> None:
-        """``pin``: None for a store that serves no reads here (every pin is told to ask through Thespian)."""
+                 take: Take, pin: Pin | None = None, seal: Seal | None = None) -> None:
+        """``pin`` and ``seal`` None: a server of slots only, without an object table (tests of
+        the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
         self._take = take
         self._pin = pin
+        self._seal = seal
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.path = socket_path(arena_name)
         try:
@@ -213,6 +218,13 @@ class AllocServer:
             return
         if request[0] == _PIN:
             _send(conn, self._pin_answer(request[1]))
+            return
+        if request[0] == _SEAL:
+            _, oid, size, owner, offset = request
+            if self._seal is None:
+                self.log.error("alloc_channel_seal_unserved", object_id=oid)
+            else:
+                self._seal(oid, size, owner, offset)
             return
         _, oid, size, owner = request
         try:
@@ -302,6 +314,12 @@ class AllocClient:
             _send(self._sock, (_PIN, oids))
             answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
             return answer
+
+    def seal(self, oid: str, size: int, owner: str, reserved_offset: int) -> None:
+        """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
+        as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
+        with self._lock:
+            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset))
 
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))
