@@ -221,10 +221,12 @@ class AllocServer:
             return
         if request[0] == _SEAL:
             _, oid, size, owner, offset = request
-            if self._seal is None:
-                self.log.error("alloc_channel_seal_unserved", object_id=oid)
-            else:
+            try:
+                if self._seal is None:
+                    raise RuntimeError("this channel serves no seals")
                 self._seal(oid, size, owner, offset)
+            except Exception:  # the connection and the client's spares stay: it may put again
+                self.log.exception("alloc_channel_seal_failed", object_id=oid)
             return
         _, oid, size, owner = request
         try:
