@@ -6,10 +6,11 @@ directory, the allocation channel and the transfer server, answers the messages,
 readers and pulls waiting for a seal, and tells the GCS where objects are.
 
 Bytes never pass through this actor. A producer asks for a slot (CreateObject), writes the
-serialized object straight into the arena, and seals it (SealObject). A reader asks for
-the slots of sealed objects (PinObjects, or a pin on the allocation channel when they are in
-memory), maps them without a copy, and unpins them when its value is garbage collected. Owners free objects nobody references (FreeObjects); a
-pinned object is deleted only once its last reader unpins it. The store tells the GCS
+serialized object straight into the arena, and seals it (SealObject); a process of this node
+does both on the allocation channel. A reader asks for the slots of sealed objects
+(PinObjects, or a pin on the channel when they are in memory), maps them without a copy, and
+unpins them when its value is garbage collected. Owners free objects nobody references
+(FreeObjects); a pinned object is deleted only once its last reader unpins it. The store tells the GCS
 object table where objects are and how large they are.
 
 When the arena is full, the table makes room: secondary copies (pulled from other nodes)
