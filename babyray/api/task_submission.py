@@ -21,6 +21,7 @@ from babyray.api.reference_counting import take_serialized_refs
 from babyray.api.task_events import error_fields
 from babyray.ids import new_task_id, object_id_for
 from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 from babyray.task_failure import failed_result, failed_returns, take_retry
@@ -187,6 +188,8 @@ class TaskSubmitter:
         objects = core.objects
         for oid, value in result.returns:
             objects.set_value(oid, value)
+        if spec is not None and result.store is not None:  # see TaskResult.store
+            core.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
     def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
         if not result.returns:
