@@ -123,7 +123,9 @@ class Worker(PartActor):
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
                                msg.scheduler, msg.store, msg.gcs, msg.job_id)
         self.core.on_block = self._on_block
-        self.core.router.locality = config.Settings(msg.config).scheduling_policy == "locality"
+        settings = config.Settings(msg.config)
+        self.core.router.locality = settings.scheduling_policy == "locality"
+        self.core.io.inline_threshold = settings.inline_threshold
         self.core.on_unblock = self._on_unblock
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
