@@ -14,7 +14,6 @@ finds its new parts (``HeadWatch``) and sends there from now on.
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import time
 from typing import Any
@@ -34,7 +33,7 @@ from babyray.cluster import (
 )
 from babyray.ids import random_hex
 from babyray.protocol import cluster as cm
-from babyray.session import kill_session_processes, new_session_dir
+from babyray.session import kill_session_processes, new_session_dir, unlink_session_segments
 
 CONNECT_TIMEOUT = 30.0
 STORE_STOP_WAIT = 0.5  # seconds the store has to spill its files and close its servers at shutdown
@@ -118,7 +117,7 @@ class DriverRuntime:
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
                           object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
-                          token=token)
+                          token=token, dies_with_starter=True)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
@@ -190,7 +189,7 @@ class DriverRuntime:
                 # A store that cannot answer holds the admin too: do not wait for its confirmation.
                 stop_system(self.head.system, confirm=store_stopped is not None)
                 kill_session_processes(self.session_dir)
-                _unlink_arenas(self.head.arena_name)
+                unlink_session_segments(self.session_dir)
         elif self.owns_admin:
             stop_system(self.head.system)
         self.log.info("driver_stopped")
@@ -237,10 +236,3 @@ def _parts(head: HeadHandle) -> list[Any]:
     """The addresses a driver sends to that change when the head restarts."""
     return [head.gcs, head.global_scheduler, head.scheduler, head.store]
 
-
-def _unlink_arenas(name: str) -> None:
-    for path in glob.glob(f"/dev/shm/{name}*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
