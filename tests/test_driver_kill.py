@@ -7,8 +7,8 @@ works (tasks, nested tasks, an actor, a put, a blocking get that never returns);
 ``timeout`` would) at a seeded random moment of one phase: during ``init()``, right after it,
 mid-work, or during ``shutdown()``. Then, within a deadline: the pipes of its stdout and stderr
 reach EOF (a leaked process holding them blocks any script that captures the driver's output),
-no process carrying the marker runs, and no /dev/shm segment or allocation-channel socket of
-its session is left.
+no process carrying the marker runs, and no /dev/shm segment of its session nor any unix
+socket its processes had bound (the allocation channel's) is left.
 
 Stress run (prints each seed; a failing seed reruns the same moments):
     python tests/test_driver_kill.py --iterations 200 [--seed 7]
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import pytest
 
 from babyray.procfs import is_running, processes
-from babyray.store.alloc_channel import socket_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER_VARIABLE = "BABYRAY_DRIVER_KILL_MARKER"
@@ -148,13 +147,34 @@ def _describe(pids: list[int]) -> list[str]:
     return described
 
 
-def _session_files(temp_dir: str) -> list[str]:
-    """The /dev/shm segments and allocation-channel sockets of every session under ``temp_dir``."""
+def _listening_unix_sockets() -> dict[str, str]:
+    """inode -> name of every bound unix socket in this network namespace (abstract: leading "@")."""
+    with open("/proc/net/unix") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return {row[6]: row[7] for row in rows if len(row) >= 8}
+
+
+def _unix_sockets_of(pids: list[int]) -> set[str]:
+    """The names of the unix sockets the processes ``pids`` have bound."""
+    bound = _listening_unix_sockets()
+    names = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone
+            continue
+        names |= {bound[link[8:-1]] for link in links if link.startswith("socket:[") and link[8:-1] in bound}
+    return names
+
+
+def _session_files(temp_dir: str, sockets: set[str]) -> list[str]:
+    """The /dev/shm segments of every session under ``temp_dir`` and those of ``sockets`` that
+    are still bound (abstract) or on disk."""
     left = []
     for session in glob.glob(os.path.join(temp_dir, "session_*")):
-        tag = os.path.basename(session)[-6:]
-        left += glob.glob(f"/dev/shm/babyray_{tag}_*")
-        left += glob.glob(os.path.join(socket_dir(), f"*babyray_{tag}_*"))
+        left += glob.glob(f"/dev/shm/babyray_{os.path.basename(session)[-6:]}_*")
+    still_bound = set(_listening_unix_sockets().values())
+    left += sorted(name for name in sockets if name in still_bound or os.path.exists(name))
     return left
 
 
@@ -194,6 +214,7 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
             else:
                 output.append(line)
         time.sleep(case.delay())
+        sockets = _unix_sockets_of(_marked_processes(marker))
         if case.to_group:
             os.killpg(driver.pid, SIGNALS[case.signal_name])
         else:
@@ -215,10 +236,11 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
         except subprocess.TimeoutExpired:
             problems.append("the driver did not end")
         while (left := _marked_processes(marker)) and time.monotonic() < deadline:
+            sockets |= _unix_sockets_of(left)
             time.sleep(0.1)
         if left:
             problems.append(f"processes of the run still running: {_describe(left)}")
-        while (files := _session_files(temp_dir)) and time.monotonic() < deadline:
+        while (files := _session_files(temp_dir, sockets)) and time.monotonic() < deadline:
             time.sleep(0.1)
         if files:
             problems.append(f"session files left: {files}")
@@ -230,11 +252,9 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
                 pass
         driver.kill()
         driver.wait()
-        for path in _session_files(temp_dir):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        for path in glob.glob(os.path.join(temp_dir, "session_*")):
+            for segment in glob.glob(f"/dev/shm/babyray_{os.path.basename(path)[-6:]}_*"):
+                os.unlink(segment)
     if problems:
         problems.append("driver output (last lines):\n" + "\n".join(output[-15:]))
     return problems
