@@ -184,7 +184,7 @@ def stop_system(system: Any, confirm: bool = True) -> None:
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               watch_pid: int = 0, settings: dict | None = None, directory: bool = False, *,
+               settings: dict | None = None, directory: bool = False, *,
                token: str | None, dies_with_starter: bool = False) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
 
@@ -211,7 +211,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     system = start_system(caps, session_dir, dies_with_starter)
     try:
         gcs = system.createActor(GcsActor)
-        _ask_started(system, gcs, cm.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
+        _ask_started(system, gcs, cm.StartGcs(session_dir, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
                      cm.StartGlobalScheduler(gcs, session_dir, policy),

@@ -9,7 +9,7 @@ import signal
 import time
 
 from babyray import config
-from babyray.procfs import children, group_members
+from babyray.procfs import group_members
 
 _GROUP_END_WAIT = 10.0  # seconds a killed process group may take to be gone before its files are removed
 
@@ -124,17 +124,3 @@ def unlink_session_segments(session_dir: str) -> None:
             except FileNotFoundError:
                 pass
 
-
-def kill_admin_tree(admin_pid: int) -> None:
-    """SIGKILL a Thespian admin's other children (its logger) and then the admin itself."""
-    for child in children(admin_pid):
-        if child.pid == os.getpid():
-            continue
-        try:
-            os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        os.kill(admin_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -2,7 +2,8 @@
 
 For a bare ``init()`` it starts a private single-node cluster (a Thespian admin on a free
 127.0.0.1 port with every part) and owns it: ``shutdown()`` or interpreter exit stops the
-admin, every process of the session and the shared-memory arena.
+admin, every process of the session and the shared-memory arena; a driver killed at any moment
+(even in ``init()`` or ``shutdown()``) takes them along (babyray.actors.admin_lifetime).
 
 For ``init(address=...)`` it joins a running cluster: a small admin of the driver's own on
 this host's address (in the head's convention), the head's parts from its directory, and
@@ -116,7 +117,7 @@ class DriverRuntime:
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
-                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
+                          object_store_size(object_store_memory), settings=settings,
                           token=token, dies_with_starter=True)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
