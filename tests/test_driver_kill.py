@@ -262,7 +262,7 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
 
 FIXED_CASES = [KillCase(seed, name, phase, seed % 2 == 1)
                for seed, (name, phase) in enumerate((n, p) for n in sorted(SIGNALS) for p in PHASES)]
-FIXED_CASES += [KillCase.random(seed) for seed in (1009, 2027, 3041)]
+FIXED_CASES += [KillCase.random(seed) for seed in (1006, 1012)]  # a SIGKILL early in init, one right after it
 
 
 @pytest.mark.parametrize("case", FIXED_CASES, ids=str)
