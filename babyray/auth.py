@@ -117,7 +117,7 @@ def current_token() -> str | None:
     return _token.decode() if _token else None
 
 
-def _mac(*parts: bytes) -> bytes:
+def _mac(*parts: bytes | memoryview) -> bytes:
     mac = _keyed.copy()
     for part in parts:
         mac.update(part)

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, serialization
+from babyray.api import context
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.api.reference_counting import take_serialized_refs
@@ -47,10 +48,12 @@ class TaskSubmitter:
 
         ``spec.args``/``spec.kwargs`` hold InlineValue for plain values and ObjectRef for
         top-level refs; refs are replaced by ValueArg once their values are known. The spec
-        goes to ``dest`` (default: this node's local scheduler).
+        goes to ``dest`` (default: this node's local scheduler), one level deeper than the
+        task submitting it (its ``nesting_depth``).
         """
         core = self.core
         dest = dest or core.scheduler
+        spec = spec.at_depth(context.nesting_depth_of_submission())
         deps = ref_arguments(spec)
         pending = PendingTask(spec, len(deps))
         refs = [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids]
