@@ -4,8 +4,8 @@ A driver's private cluster (and a joining driver's own admin) must not outlive t
 however it ends: ``shutdown()``, exit, an uncaught SIGTERM (Python's default action skips
 ``atexit``), SIGKILL, or a signal that interrupts ``init()`` or ``shutdown()`` half-way. So
 the admin watches its starter itself, from its first moment: the starter opens a pidfd of
-itself before Thespian forks the admin (``tie_next_admin``); the admin inherits it, and a
-thread of the admin waits for it to become readable (the starter ended) and then ends the
+itself before Thespian forks the admin (``tie_next_admin``); the admin inherits it (and this
+module's state: Thespian forks), and a thread of the admin (``watch_starter``) waits for it to become readable (the starter ended) and then ends the
 admin's process group: the admin, its logger, the parts and their workers
 (``session.end_own_group``). Thespian's admin daemonizes into a process group and session of
 its own (see docs/design.md, "Thespian: an admin outlives its starter"), which every process
@@ -16,15 +16,10 @@ from __future__ import annotations
 import os
 import select
 import threading
-from collections.abc import Callable
-from typing import Any
-
-from thespian.system import multiprocCommon
 
 from babyray.session import end_own_group
 
 _tie: tuple[int, str] | None = None  # (pidfd of the starter, session dir) for the admin forked next
-_original_start_admin = multiprocCommon.startAdmin
 
 
 def tie_next_admin(session_dir: str) -> None:
@@ -42,31 +37,16 @@ def untie() -> None:
         _tie = None
 
 
-def _watch_starter(pidfd: int, session_dir: str) -> None:
+def watch_starter() -> None:
+    """In an admin just made (``thespian_patches.start_admin_tied``): if its starter tied it,
+    end the admin's process group once the starter ended (a thread waits)."""
+    if _tie is not None:
+        threading.Thread(target=_wait_then_end_group, args=_tie, name="babyray-starter-watch", daemon=True).start()
+
+
+def _wait_then_end_group(pidfd: int, session_dir: str) -> None:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     while not poller.poll():
         pass
     end_own_group(session_dir)
-
-
-def _tied(admin_class: Any, pidfd: int, session_dir: str) -> Callable[..., Any]:
-    """``admin_class``, whose construction (in the admin's process) starts the watch."""
-    def make_admin(*args: Any) -> Any:
-        admin = admin_class(*args)
-        threading.Thread(target=_watch_starter, args=(pidfd, session_dir), name="babyray-starter-watch",
-                         daemon=True).start()
-        return admin
-    make_admin.__name__ = admin_class.__name__  # Thespian names the admin's process after it
-    return make_admin
-
-
-def _start_admin_tied(admin_class: Any, *args: Any) -> None:
-    """Thespian's ``startAdmin`` (run in the process forked to start the admin)."""
-    if _tie is None:
-        _original_start_admin(admin_class, *args)
-    else:
-        _original_start_admin(_tied(admin_class, *_tie), *args)
-
-
-multiprocCommon.startAdmin = _start_admin_tied
