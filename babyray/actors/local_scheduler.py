@@ -271,7 +271,7 @@ class LocalScheduler(PartActor):
         if worker is not None:  # the worker dies; its death requeues the tasks queued behind
             running = worker.assigned[0]
             self.force_cancelled.add(running.task_id)
-            self._fail(running, exceptions.TaskCancelledError(running.task_id))
+            self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
             self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
                           worker_id=worker.worker_id, pid=worker.pid)
             os.kill(worker.pid, signal.SIGKILL)
@@ -283,8 +283,11 @@ class LocalScheduler(PartActor):
         elif msg.task_id in self.forwarded:
             self.post(self._node().global_scheduler, msg)
 
-    def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
+    def _fail(self, spec: vm.TaskSpec, error: BaseException, worker_died: bool = False) -> None:
+        """Tell the owner ``spec`` failed (``worker_died``: while running, so it may have stored returns)."""
+        node = self._node()
+        store = node.store if worker_died else None
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=node.node_id, store=store),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -351,7 +354,7 @@ class LocalScheduler(PartActor):
             self._fail(running, exceptions.WorkerCrashedError(
                 f"The worker {worker.worker_id} (pid {worker.pid}) running task {running.task_id} "
                 f"({running.function_name}) died ({how}); retries exhausted "
-                f"({running.attempt}/{running.max_retries})."))
+                f"({running.attempt}/{running.max_retries})."), worker_died=True)
 
     def on_kill_actor_worker(self, msg: am.KillActorWorker, sender: Any) -> None:
         for worker in self.workers:

@@ -121,6 +121,7 @@ class DriverRuntime:
                           token=token, dies_with_starter=True)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
+        runtime.core.io.inline_threshold = config.Settings(settings).inline_threshold
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
                          session_dir=session_dir)
         return runtime
@@ -142,6 +143,7 @@ class DriverRuntime:
             stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
+        runtime.core.io.inline_threshold = config.Settings(settings).inline_threshold
         runtime.core.router.locality = info.scheduling_policy == "locality"
         runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))

@@ -7,6 +7,13 @@ from typing import Any
 from babyray.api import context
 from babyray.runtime_env import RuntimeEnv
 
+_cancelled: set[str] = set()  # the tasks and actor calls of this worker process that ray.cancel reached
+
+
+def cancel_requested(task_id: str) -> None:
+    """Record that ray.cancel reached ``task_id`` in this worker (``is_canceled()`` says so)."""
+    _cancelled.add(task_id)
+
 
 class RuntimeContext:
     """A view of the calling process's runtime; valid in drivers, tasks and actors.
@@ -53,6 +60,21 @@ class RuntimeContext:
         if self._runtime.is_driver:
             raise RuntimeError("get_assigned_resources() is only available in a task or an actor, not in a driver")
         return dict(getattr(context.current_task, "resources", None) or {})
+
+    def is_canceled(self) -> bool:
+        """Whether ray.cancel() was called on the running task or actor call: a sync actor call
+        is not interrupted, it may check this now and then to stop cleanly (as in Ray).
+
+        Raises:
+            RuntimeError: in a driver, or in an async actor (its calls get asyncio.CancelledError).
+        """
+        if self._runtime.is_driver:
+            raise RuntimeError("is_canceled() is only available in a task or an actor, not in a driver")
+        host = context.actor_host()
+        if host is not None and host.is_async:
+            raise RuntimeError("is_canceled() is not available in an async actor: ray.cancel() cancels its "
+                               "calls with asyncio.CancelledError")
+        return context.current_task_id() in _cancelled
 
     @property
     def was_current_actor_reconstructed(self) -> bool:

@@ -108,7 +108,10 @@ class TaskSpec:
     owner: Any  # ActorAddress of the owner's inbox
     owner_id: str
     max_retries: int = 3
-    retry_exceptions: Any = False
+    # Retried on application exceptions; which ones only the owner knows (``TaskSubmitter``):
+    # the classes may not be importable where the spec goes (see docs/design.md,
+    # "Thespian: message classes must be importable").
+    retry_exceptions: bool = False
     attempt: int = 0
     scheduling_strategy: Any = None
     actor_id: str | None = None  # set for actor creation and method calls

@@ -4,10 +4,18 @@ A ``put`` of a large object needs a slot before it can write. Asking the object 
 through Thespian costs a control-plane round trip (~0.5 ms between actors, 2-3 ms from a
 driver's external context), which dominates puts of 128 KB-10 MB objects. The store also
 serves slot reservations on a Unix socket beside Thespian, answered by a thread of the store
-actor under the store's state lock. Sealing stays a (one-way) Thespian message, so the
-store's bookkeeping is unchanged.
+actor under the store's state lock. The put then seals the object with a one-way message
+on the channel (``seal``), which the store handles as a SealObject through Thespian: so a
+``get`` right after a ``put`` finds the object sealed, as the seal went first on the same
+connection.
 
-Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
+A read pins its object on the channel too (``pin``): the store answers at once with the
+slots of objects that are sealed and in memory (the reply PinObjects would give), and tells
+the client to ask through Thespian otherwise (spilled: a restore is file I/O; absent; or
+still unsealed after a short wait, as when another process's seal is on its way).
+Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
+
+Even the channel's round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
 at once. The put tells the store on the channel, without waiting, which object takes the
@@ -17,20 +25,22 @@ So a writer killed right after its seal was sent loses nothing: its connection c
 the take, and only the spares it never took are freed. A spare is only granted from free
 space (the store never evicts or spills for a guess); a put of another size releases it.
 
-The socket is a file named after the node's arena in a directory of this user's
-(``<tmp>/babyray-<uid>/``, mode 0700; the socket 0600), so no other user can connect; each
-connection then proves the cluster token (babyray.auth) before a request is read.
+The socket is in the abstract namespace, named after the node's arena (whose name holds the
+store's pid), so no file is left behind when the store is killed: the kernel drops the name
+with the process. Only processes of the store's network namespace can reach it, which are
+the processes of its node. An abstract socket has no file permissions, so both ends check
+the other's user (``SO_PEERCRED``) as a 0600 socket file would: the store drops a connection
+of another user before reading a byte (even with authentication disabled), and a client
+refuses a listener of another user (one that took the name first). Each connection then
+proves the cluster token (babyray.auth) before a request is read.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import pickle
-import re
 import socket
-import stat
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -44,8 +54,11 @@ Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, ow
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
+# (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
+Pin = Callable[[tuple[str, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
+Seal = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
 
-_ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
+_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -95,25 +108,27 @@ class SpareSlots:
 CHANNEL = "alloc_channel"
 
 
-def socket_dir() -> str:
-    """This user's private directory for the channels' sockets (created 0700).
-
-    Raises:
-        PermissionError: the directory exists but another user owns it or others may enter it.
-    """
-    path = os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}")
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(f"{path} must be a directory of user {os.getuid()} with mode 0700")
-    return path
+def socket_name(arena_name: str) -> str:
+    """The channel's address in the abstract namespace (the leading NUL byte)."""
+    return f"\0babyray-alloc-{arena_name}"
 
 
-def socket_path(arena_name: str) -> str:
-    return os.path.join(socket_dir(), "alloc-" + re.sub(r"[^A-Za-z0-9_-]", "_", arena_name.strip("/")) + ".sock")
+class OtherUser(OSError):
+    """The process at the other end of the channel runs as another user."""
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def _check_same_user(conn: socket.socket) -> None:
+    """Raises OtherUser: the peer is not of this process's user."""
+    pid, uid = _peer(conn)
+    if uid != os.getuid():
+        raise OtherUser(f"pid {pid} runs as user {uid}, not {os.getuid()}")
 
 
 def _send(conn: socket.socket, payload: Any) -> None:
@@ -142,23 +157,19 @@ class AllocServer:
     known to ``reserve`` and ``release`` by a number of its own."""
 
     def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
-                 take: Take) -> None:
+                 take: Take, pin: Pin | None = None, seal: Seal | None = None) -> None:
+        """``pin`` and ``seal`` None: a server of slots only, without an object table (tests of
+        the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
         self._take = take
+        self._pin = pin
+        self._seal = seal
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
-        self.path = socket_path(arena_name)
-        try:
-            os.unlink(self.path)  # left by a store of the same pid and fd that was killed
-        except FileNotFoundError:
-            pass
+        self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket file is born 0600
-        try:
-            self._sock.bind(self.path)
-        finally:
-            os.umask(old_umask)
+        self._sock.bind(self.name)
         self._sock.listen(64)
         self._closed = False
         self.log = log.get_logger("alloc_channel")
@@ -176,8 +187,9 @@ class AllocServer:
         client = next(self._clients)
         with conn:
             try:
+                _check_same_user(conn)
                 auth.accept_peer(conn, CHANNEL)
-            except auth.AuthRejected as exc:
+            except (auth.AuthRejected, OtherUser) as exc:
                 auth.log_rejected(CHANNEL, _peer_credentials(conn), str(exc))
                 return
             except OSError:
@@ -201,6 +213,18 @@ class AllocServer:
             offset = self._reserve(client, request[1])
             _send(conn, -1 if offset is None else offset)
             return
+        if request[0] == _PIN:
+            _send(conn, self._pin_answer(request[1]))
+            return
+        if request[0] == _SEAL:
+            _, oid, size, owner, offset = request
+            try:
+                if self._seal is None:
+                    raise RuntimeError("this channel serves no seals")
+                self._seal(oid, size, owner, offset)
+            except Exception:  # the connection and the client's spares stay: it may put again
+                self.log.exception("alloc_channel_seal_failed", object_id=oid)
+            return
         _, oid, size, owner = request
         try:
             reply = self._allocate(oid, size, owner)
@@ -209,6 +233,15 @@ class AllocServer:
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
 
+    def _pin_answer(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        if self._pin is None:
+            return None
+        try:
+            return self._pin(oids)
+        except Exception:  # the client asks through Thespian, which reports the failure
+            self.log.exception("alloc_channel_pin_failed", object_ids=list(oids))
+            return None
+
     def close(self) -> None:
         self._closed = True
         try:
@@ -216,18 +249,12 @@ class AllocServer:
         except OSError:
             pass
         self._sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def _peer_credentials(conn: socket.socket) -> str:
     """"pid P uid U" of the process at the other end of a Unix socket."""
     try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _ = struct.unpack("3i", creds)
-        return f"pid {pid} uid {uid}"
+        return "pid {} uid {}".format(*_peer(conn))
     except OSError:
         return "unknown"
 
@@ -243,7 +270,8 @@ class AllocClient:
         """Raises OSError: no channel for ``arena_name`` here, or it did not prove the token."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.connect(socket_path(arena_name))
+            self._sock.connect(socket_name(arena_name))
+            _check_same_user(self._sock)
             auth.check_peer_proof(self._sock, auth.prove_to_peer(self._sock, CHANNEL), CHANNEL)
         except (OSError, auth.AuthRejected) as exc:
             self._sock.close()
@@ -254,11 +282,7 @@ class AllocClient:
 
     def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None, bool]:
         with self._lock:
-            if self._asked is not None:
-                offset = _recv(self._sock)
-                if offset >= 0:
-                    self._spare = (self._asked, offset)
-                self._asked = None
+            self._read_spare()
             spare, self._spare = self._spare, None
             if spare is not None and spare[0] == size:
                 _send(self._sock, (_TAKE, spare[1], oid, size, owner))
@@ -272,9 +296,36 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
+    def pin(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
+        (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
+
+        Raises:
+            OSError: the channel is closed (the store is gone).
+        """
+        with self._lock:
+            self._read_spare()
+            _send(self._sock, (_PIN, oids))
+            answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
+            return answer
+
+    def seal(self, oid: str, size: int, owner: str, reserved_offset: int) -> None:
+        """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
+        as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
+        with self._lock:
+            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset))
+
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))
         self._asked = size
+
+    def _read_spare(self) -> None:
+        """Read the answer to the spare asked for after the last put, if not read yet. Locked."""
+        if self._asked is not None:
+            offset = _recv(self._sock)
+            if offset >= 0:
+                self._spare = (self._asked, offset)
+            self._asked = None
 
     def close(self) -> None:
         self._sock.close()
