@@ -36,7 +36,7 @@ from babyray.actors.thespian_setup import (
 )
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
-from babyray.ids import new_node_id
+from babyray.ids import NodeID, new_node_id
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.session import end_process_group, reap_child
@@ -61,7 +61,7 @@ class HeadHandle:
     session_dir: str
     node_ip: str
     port: int
-    node_id: str
+    node_id: NodeID
     gcs: Any
     global_scheduler: Any
     scheduler: Any
@@ -229,7 +229,7 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
                       arena_name, f"{node_ip}:{port}")
 
 
-def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, node_id: str, resources: dict,
+def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, node_id: NodeID, resources: dict,
                       object_store_memory: int, gcs: Any, global_scheduler: Any,
                       settings: dict) -> tuple[Any, Any, str]:
     """Create a node's object store and local scheduler on ``system``'s own admin."""
@@ -245,7 +245,7 @@ def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, no
     return scheduler, store, arena_name
 
 
-def _wait_registered(system: Any, gcs: Any, node_id: str) -> None:
+def _wait_registered(system: Any, gcs: Any, node_id: NodeID) -> None:
     """Return once the GCS lists ``node_id``: the scheduler registers with a one-way message,
     which may still be on its way (a first connection to the GCS) when it reports started."""
     deadline = time.monotonic() + START_TIMEOUT

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from babyray.api import context
+from babyray.ids import TaskID
 from babyray.protocol import values as vm
 
 DEFAULT_ASYNC_CONCURRENCY = 1000
@@ -141,7 +142,7 @@ class ActorHost:
 
         asyncio.run_coroutine_threadsafe(call(), runner.loop)
 
-    def cancel(self, task_id: str) -> None:
+    def cancel(self, task_id: TaskID) -> None:
         """ray.cancel of a call: an async call gets asyncio.CancelledError (at once if it runs, else
         when it starts), as in Ray. A sync call is not interrupted (see ``is_canceled()``)."""
         if not self.is_async:

@@ -43,7 +43,7 @@ from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
-from babyray.ids import new_worker_id
+from babyray.ids import ActorID, JobID, WorkerID, new_worker_id
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import placement as pm
@@ -96,8 +96,8 @@ class LocalScheduler(PartActor):
         self.pool = ResourcePool({})
         self.queue = TaskQueue()
         self.workers = WorkerTable(self.pool)
-        self.processes: dict[str, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
-        self.pidfds: dict[int, str] = {}  # pidfd -> worker id
+        self.processes: dict[WorkerID, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
+        self.pidfds: dict[int, WorkerID] = {}  # pidfd -> worker id
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         self.killed_actors: set[str] = set()
@@ -143,7 +143,7 @@ class LocalScheduler(PartActor):
         except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
             self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
         self.post(address, tm.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
-                                         node.store, node.gcs, "", node.config, runtime_env or {}))
+                                         node.store, node.gcs, JobID(""), node.config, runtime_env or {}))
         self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
         return worker
 
@@ -228,7 +228,7 @@ class LocalScheduler(PartActor):
                   f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
                   f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(node.gcs, am.ActorWorkerDied(spec.actor_id or "", node.node_id, reason, final=True))
+        self.post(node.gcs, am.ActorWorkerDied(spec.actor_id or ActorID(""), node.node_id, reason, final=True))
 
     # ---- what workers report -----------------------------------------------------------
 
@@ -303,7 +303,7 @@ class LocalScheduler(PartActor):
     def on_child_exited(self, msg: Any, sender: Any) -> None:
         self._check_workers(list(self.processes), "child_exited")
 
-    def _check_workers(self, worker_ids: list[str], source: str) -> None:
+    def _check_workers(self, worker_ids: list[WorkerID], source: str) -> None:
         """Handle the death of every worker among ``worker_ids`` whose process has ended
         (``source``: what made us look, for the log)."""
         died = False

@@ -2,12 +2,13 @@
 the API, so owners and schedulers alike can use it)."""
 from __future__ import annotations
 
+from babyray.ids import NodeID
 from babyray.protocol import values as vm
 
 LOCALITY_SPILL_BYTES = 1 << 20  # remote inputs at least this large are worth moving the task for
 
 
-def stored_inputs(spec: vm.TaskSpec) -> list[tuple[str, int]]:
+def stored_inputs(spec: vm.TaskSpec) -> list[tuple[NodeID, int]]:
     """(node id, size) of the task's arguments that live in object stores."""
     found = []
     for arg in list(spec.args) + list(spec.kwargs.values()):

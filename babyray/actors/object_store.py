@@ -35,6 +35,7 @@ from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors.base import PartActor
+from babyray.ids import NodeID, ObjectID
 from babyray.protocol import cluster as cm
 from babyray.protocol import objects as om
 from babyray.session import register_pid
@@ -59,7 +60,7 @@ class _ArenaSpillIO:
         self.spill_dir = spill
         self.log = logger
 
-    def spill(self, oid: str, offset: int, size: int) -> bool:
+    def spill(self, oid: ObjectID, offset: int, size: int) -> bool:
         started = time.perf_counter()
         try:
             self.spill_dir.spill(oid, self.arena.view(offset, size))
@@ -69,7 +70,7 @@ class _ArenaSpillIO:
         self.log.info("object_spilled", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
         return True
 
-    def restore(self, oid: str, offset: int, size: int) -> bool:
+    def restore(self, oid: ObjectID, offset: int, size: int) -> bool:
         started = time.perf_counter()
         try:
             self.spill_dir.restore(oid, self.arena.view(offset, size))
@@ -79,7 +80,7 @@ class _ArenaSpillIO:
         self.log.info("object_restored", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
         return True
 
-    def delete(self, oid: str) -> None:
+    def delete(self, oid: ObjectID) -> None:
         self.spill_dir.delete(oid)
 
 
@@ -113,14 +114,14 @@ class ObjectStore(PartActor):
         self.arena: Arena | None = None
         self.spill: SpillDir | None = None
         self.table: ObjectTable = None  # type: ignore[assignment]  # made by on_start, the first message
-        self.waiting: dict[str, list[tuple[Any, om.PinObjects]]] = {}
-        self.node_id = ""
+        self.waiting: dict[ObjectID, list[tuple[Any, om.PinObjects]]] = {}
+        self.node_id = NodeID("")
         self.gcs: Any = None
         self.transfer_server: TransferServer | None = None
         self.data_plane = TcpDataPlane()
-        self.pulls: dict[str, tuple[Any, float]] = {}  # object id -> (holding store, start time)
+        self.pulls: dict[ObjectID, tuple[Any, float]] = {}  # object id -> (holding store, start time)
         self.serve_waiting: dict[str, list[tuple[Any, om.ServeObject]]] = {}
-        self.pull_nodes: dict[str, str] = {}  # object id -> node pulled from, while the pull lasts
+        self.pull_nodes: dict[ObjectID, NodeID] = {}  # object id -> node pulled from, while the pull lasts
 
     def on_start(self, msg: cm.StartObjectStore, sender: Any) -> None:
         self.node_id = msg.node_id
@@ -164,7 +165,7 @@ class ObjectStore(PartActor):
         if gone:
             self.post_from_thread(self.gcs, om.ObjectLocations(self.node_id, (), tuple(gone)))
 
-    def _allocate_for_channel(self, oid: str, size: int, owner_id: str) -> tuple[int, bytes | None]:
+    def _allocate_for_channel(self, oid: ObjectID, size: int, owner_id: str) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
 
         On failure the client asks again through Thespian (``on_create``), which reports it.
@@ -184,11 +185,11 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.table.spares.release(client, offsets)
 
-    def _take_spare(self, oid: str, size: int, owner_id: str, offset: int) -> None:
+    def _take_spare(self, oid: ObjectID, size: int, owner_id: str, offset: int) -> None:
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
 
-    def _seal_for_channel(self, oid: str, size: int, owner_id: str, reserved_offset: int) -> None:
+    def _seal_for_channel(self, oid: ObjectID, size: int, owner_id: str, reserved_offset: int) -> None:
         """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
         whose messages (to the GCS, to readers waiting) leave through the thread outbox."""
         with self.turn_done:
@@ -202,7 +203,7 @@ class ObjectStore(PartActor):
             self._report_gone()
             self.turn_done.notify_all()
 
-    def _pin_for_channel(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def _pin_for_channel(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the
         slots if every object is sealed and in memory (waiting briefly for seals on their way),
         else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""
@@ -302,7 +303,7 @@ class ObjectStore(PartActor):
             self._start_pull(oid, msg)
         self.on_pin(om.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
 
-    def _start_pull(self, oid: str, msg: om.PullObject) -> None:
+    def _start_pull(self, oid: ObjectID, msg: om.PullObject) -> None:
         self.pulls[oid] = (msg.source_store, time.monotonic())
         self.pull_nodes[oid] = msg.source_node
         self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
@@ -379,11 +380,11 @@ class ObjectStore(PartActor):
                       gbps=round(obj.size / seconds / 1e9, 3), total_seconds=round(time.monotonic() - started, 4))
         self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
-    def _pull_failed(self, oid: str, error: bytes) -> None:
+    def _pull_failed(self, oid: ObjectID, error: bytes) -> None:
         self.log.warning("object_pull_failed", object_id=oid)
         self._abort(oid, error)
 
-    def _abort(self, oid: str, error: bytes) -> None:
+    def _abort(self, oid: ObjectID, error: bytes) -> None:
         """Drop the unsealed ``oid``, whose seal is not coming: readers and pulling stores
         waiting for it get ``error`` (a pickled exception)."""
         self.table.abort(oid)

@@ -15,6 +15,7 @@ from typing import Any
 
 from babyray.actors.locality import LOCALITY_SPILL_BYTES, stored_inputs
 from babyray.actors.resources import fits
+from babyray.ids import NodeID
 from babyray.protocol import cluster as cm
 from babyray.protocol import values as vm
 from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -32,7 +33,7 @@ class Unschedulable(Exception):
 class NodeLoad:
     """What the global scheduler knows of a node: heartbeat figures plus its own placements."""
 
-    node_id: str
+    node_id: NodeID
     resources: dict
     available: dict
     queue_length: int
@@ -151,7 +152,7 @@ class Placement:
         return self.policy.choose(spec, candidates)
 
 
-def wants_global_placement(spec: vm.TaskSpec, node_id: str, locality: bool = True,
+def wants_global_placement(spec: vm.TaskSpec, node_id: NodeID, locality: bool = True,
                            spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
     """Whether a local scheduler should pass ``spec`` up instead of running it on ``node_id``.
 

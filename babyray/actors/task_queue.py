@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Iterable
 
+from babyray.ids import TaskID
 from babyray.protocol import values as vm
 
 
@@ -114,7 +115,7 @@ class TaskQueue:
         self._length -= 1
         return shape.popleft()
 
-    def remove(self, task_id: str) -> vm.TaskSpec | None:
+    def remove(self, task_id: TaskID) -> vm.TaskSpec | None:
         for shape in self._by_shape.values():
             taken = shape.take_all(lambda s: s.task_id == task_id)
             if taken:

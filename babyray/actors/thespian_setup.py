@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from babyray import auth, thespian_patches
+from babyray.ids import NodeID
 
 ADMIN_PORT = "Admin Port"
 CONVENTION = "Convention Address.IPv4"
@@ -49,7 +50,7 @@ def log_defs(log_dir: str) -> dict:
     }
 
 
-def capabilities(node_ip: str, port: int, node_id: str, head: str | None = None) -> dict:
+def capabilities(node_ip: str, port: int, node_id: NodeID, head: str | None = None) -> dict:
     caps = {ADMIN_PORT: port, NODE_CAPABILITY: node_id}
     if head:
         caps[CONVENTION] = head

@@ -29,6 +29,7 @@ from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
 from babyray.api.runtime_context import cancel_requested
+from babyray.ids import FunctionID
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import tasks as tm
@@ -207,7 +208,7 @@ class Worker(PartActor):
         start = self.start_msg
         try:
             node_setup.install_packages(start.runtime_env, start.session_dir,
-                                        lambda uri: self.core.fetch_function(uri, node_setup.SETUP_TIMEOUT))
+                                        lambda uri: self.core.fetch_function(FunctionID(uri), node_setup.SETUP_TIMEOUT))
         except Exception as exc:
             self.log.warning("runtime_env_setup_failed", error=traceback.format_exc())
             self.env_error = exceptions.RuntimeEnvSetupError(
@@ -432,7 +433,7 @@ class Worker(PartActor):
             raise exceptions.ActorDiedError(f"The actor {spec.actor_id} is not alive in this worker")
         return self.actor.method(spec.method_name)
 
-    def _function(self, function_id: str) -> Any:
+    def _function(self, function_id: FunctionID) -> Any:
         if self.env_error is not None:
             raise self.env_error
         function = self.functions.get(function_id)

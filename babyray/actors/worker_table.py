@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import ResourcePool
+from babyray.ids import ActorID, TaskID, WorkerID
 from babyray.protocol import values as vm
 
 
@@ -45,7 +46,7 @@ TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 
 @dataclass(slots=True)
 class WorkerRecord:
-    worker_id: str
+    worker_id: WorkerID
     address: Any
     pid: int
     env_key: str = ""  # its runtime_env's pool: it runs only tasks of that environment
@@ -53,7 +54,7 @@ class WorkerRecord:
     assigned: list[vm.TaskSpec] = field(default_factory=list)  # specs sent, in order; [0] is running
     held: dict[str, float] = field(default_factory=dict)  # resources of the running task (or the actor)
     idle_since: float = field(default_factory=time.monotonic)
-    actor_id: str | None = None
+    actor_id: ActorID | None = None
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -85,7 +86,7 @@ class WorkerTable:
     def __iter__(self) -> Iterator[WorkerRecord]:
         return iter(list(self._workers.values()))
 
-    def get(self, worker_id: str) -> WorkerRecord | None:
+    def get(self, worker_id: WorkerID) -> WorkerRecord | None:
         return self._workers.get(worker_id)
 
     def by_pid(self, pid: int) -> WorkerRecord | None:
@@ -111,7 +112,7 @@ class WorkerTable:
         self._workers[worker.worker_id] = worker
         self._by_pid[worker.pid] = worker.worker_id
 
-    def mark_ready(self, worker_id: str, address: Any) -> WorkerRecord | None:
+    def mark_ready(self, worker_id: WorkerID, address: Any) -> WorkerRecord | None:
         """STARTING -> IDLE; returns the worker (None if unknown, e.g. it died meanwhile)."""
         worker = self._workers.get(worker_id)
         if worker is not None:
@@ -140,7 +141,7 @@ class WorkerTable:
         worker.assigned.append(spec)
         return spec
 
-    def finish(self, worker: WorkerRecord, task_ids: set[str]) -> list[vm.TaskSpec]:
+    def finish(self, worker: WorkerRecord, task_ids: set[TaskID]) -> list[vm.TaskSpec]:
         """The worker no longer holds these tasks (done, or handed back unstarted); returns the
         specs dropped. Holding none any more, a pool worker gives its resources back: BUSY -> IDLE
         (BLOCKED stays so until its ``get`` returns; its resources were lent already)."""
@@ -185,7 +186,7 @@ class WorkerTable:
         nothing of them returns."""
         worker.held = {}
 
-    def remove(self, worker_id: str) -> Held | None:
+    def remove(self, worker_id: WorkerID) -> Held | None:
         """Forget a worker (its process ended or is being stopped): what it took returns to the
         pool; returns what it held (None if it was forgotten already)."""
         worker = self._workers.pop(worker_id, None)
@@ -238,13 +239,13 @@ class WorkerTable:
         return sorted((w for w in self._workers.values() if w.state is WorkerState.BUSY and len(w.assigned) >= 2),
                       key=lambda w: -len(w.assigned))
 
-    def holder(self, task_id: str) -> WorkerRecord | None:
+    def holder(self, task_id: TaskID) -> WorkerRecord | None:
         for worker in self._workers.values():
             if any(s.task_id == task_id for s in worker.assigned):
                 return worker
         return None
 
-    def running_on(self, task_id: str) -> WorkerRecord | None:
+    def running_on(self, task_id: TaskID) -> WorkerRecord | None:
         """The worker whose running (first) task is ``task_id``."""
         for worker in self._workers.values():
             if worker.assigned and worker.assigned[0].task_id == task_id:

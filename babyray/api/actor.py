@@ -19,7 +19,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_namespace, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.api.task_submission import new_returns
-from babyray.ids import new_actor_id
+from babyray.ids import ActorID, FunctionID, new_actor_id
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
 from babyray.runtime_env.validation import merge
@@ -75,7 +75,7 @@ class ActorClass:
         init = vars(cls).get("__init__")
         self._signature = inspect.signature(init) if init is not None else None
         self._blob: bytes | None = None
-        self._function_id: str | None = None
+        self._function_id: FunctionID | None = None
         self.__name__ = cls.__name__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -173,7 +173,7 @@ class ActorHandle:
         return hash(self._info.actor_id)
 
     @property
-    def actor_id(self) -> str:
+    def actor_id(self) -> ActorID:
         return self._info.actor_id
 
 
@@ -208,7 +208,7 @@ class ActorMethod:
         num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
         task_id, return_ids = new_returns(num_returns)
         spec = vm.TaskSpec(
-            task_id=task_id, job_id=runtime.job_id, function_id="",
+            task_id=task_id, job_id=runtime.job_id, function_id=FunctionID(""),
             function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,

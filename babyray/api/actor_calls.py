@@ -17,6 +17,7 @@ from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.gcs.states import ActorState
+from babyray.ids import ActorID, TaskID
 from babyray.protocol import actors as am
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
@@ -39,11 +40,11 @@ class ActorSubmitter:
 
     def __init__(self, core: "CoreClient") -> None:
         self.core = core
-        self._actors: dict[str, _ActorState] = {}
-        self._actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
+        self._actors: dict[ActorID, _ActorState] = {}
+        self._actor_of_call: dict[TaskID, ActorID] = {}  # task id of a call in flight -> actor id
         self._cancelled: set[str] = set()  # calls in flight that ray.cancel cancelled
 
-    def _actor(self, actor_id: str) -> _ActorState:
+    def _actor(self, actor_id: ActorID) -> _ActorState:
         state = self._actors.get(actor_id)
         if state is None:
             state = self._actors[actor_id] = _ActorState()
@@ -64,7 +65,7 @@ class ActorSubmitter:
             self._pump(actor_id)
         return [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids][: spec.num_returns]
 
-    def _pump(self, actor_id: str) -> None:
+    def _pump(self, actor_id: ActorID) -> None:
         """Send the calls at the head of the actor's FIFO whose arguments are ready."""
         actor = self._actors[actor_id]
         if actor.state == ActorState.DEAD:
@@ -88,7 +89,7 @@ class ActorSubmitter:
         for actor_id in self._actors:
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
 
-    def spec_of(self, task_id: str) -> vm.TaskSpec | None:
+    def spec_of(self, task_id: TaskID) -> vm.TaskSpec | None:
         """The spec of a call made here, queued or in flight (None: not found). Locked."""
         for actor in self._actors.values():
             spec = actor.inflight.get(task_id) or next(
@@ -97,7 +98,7 @@ class ActorSubmitter:
                 return spec
         return None
 
-    def cancel(self, task_id: str, force: bool) -> bool:
+    def cancel(self, task_id: TaskID, force: bool) -> bool:
         """ray.cancel of a call made here: one still queued here fails at once; one in flight is
         cancelled by the actor's worker (a running async call is interrupted, a sync one only sees
         ``is_canceled()``) and fails whatever it returns. False: no such call."""
@@ -128,7 +129,7 @@ class ActorSubmitter:
         return tm.TaskResult(result.task_id, tuple((oid, error) for oid, _ in result.returns),
                              result.worker_id, result.node_id, started_at=result.started_at)
 
-    def finished(self, task_id: str) -> None:
+    def finished(self, task_id: TaskID) -> None:
         actor_id = self._actor_of_call.pop(task_id, None)
         if actor_id is not None:
             self._actors[actor_id].inflight.pop(task_id, None)
@@ -157,13 +158,13 @@ class ActorSubmitter:
         actor.inflight.clear()
         actor.queue.extendleft(reversed(retry))
 
-    def kill(self, actor_id: str) -> None:
+    def kill(self, actor_id: ActorID) -> None:
         """ray.kill(no_restart=True): every pending and later call fails from now on."""
         actor = self._actor(actor_id)
         actor.state, actor.death_cause = ActorState.DEAD.value, "The actor was killed by ray.kill()."
         self._fail_all(actor_id, actor)
 
-    def _fail_all(self, actor_id: str, actor: _ActorState) -> None:
+    def _fail_all(self, actor_id: ActorID, actor: _ActorState) -> None:
         error = error_value(exceptions.ActorDiedError(
             f"The actor {actor_id} is dead. {actor.death_cause}".strip()))
         for spec in list(actor.inflight.values()):

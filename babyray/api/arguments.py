@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from babyray import serialization
 from babyray.exceptions import RayTaskError
+from babyray.ids import ObjectID
 from babyray.protocol import objects as om
 from babyray.protocol import values as vm
 
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
 
-def arg_resolver(task: Any, container: Any, slot: Any, oid: str, when_ready: Callable[[], None]) -> Callable:
+def arg_resolver(task: Any, container: Any, slot: Any, oid: ObjectID, when_ready: Callable[[], None]) -> Callable:
     """Callback for one ObjectRef argument of ``task`` (anything with ``spec``, ``unresolved``
     and ``failed``): put its value in ``container[slot]``; ``when_ready()`` after the last one.
     The first argument that is an error becomes the task's error (``failed``)."""
@@ -69,7 +70,7 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
     return values
 
 
-def _stored_here(core: CoreClient, args: list) -> list[tuple[int, str]]:
+def _stored_here(core: CoreClient, args: list) -> list[tuple[int, ObjectID]]:
     """(position, object id) of the arguments whose values are in this node's store."""
     if core.remote_store_io:
         return []
@@ -78,7 +79,7 @@ def _stored_here(core: CoreClient, args: list) -> list[tuple[int, str]]:
             and isinstance(arg.value, vm.StoredValue) and arg.value.node_id == core.node_id]
 
 
-def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[int, str]]) -> dict[int, Any]:
+def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[int, ObjectID]]) -> dict[int, Any]:
     """Read every argument pinned by ``reply`` (one pin per occurrence), by position.
 
     Raises:

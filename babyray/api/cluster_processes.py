@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING
 
 from babyray.api import reference_report
+from babyray.ids import NodeID
 from babyray.protocol import cluster as cm
 from babyray.protocol import state as sm
 
@@ -29,12 +30,12 @@ def alive_nodes(core: "CoreClient", timeout: float) -> tuple[cm.NodeInfo, ...]:
     return tuple(n for n in core.request(core.gcs, lambda r: cm.GetNodes(r), timeout).nodes if n.alive)
 
 
-def workers(core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float) -> tuple[list[dict], list[str]]:
+def workers(core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float) -> tuple[list[dict], list[NodeID]]:
     """Every worker of ``nodes`` (see ``protocol.state.WorkerTable``, plus the node's ``ip``)
     and the ids of the nodes whose scheduler did not answer within ``timeout`` seconds."""
     replies = core.request_many([(n.scheduler, lambda r: sm.GetWorkers(r)) for n in nodes], timeout)
     rows: list[dict] = []
-    silent = []
+    silent: list[NodeID] = []
     for node, reply in zip(nodes, replies, strict=True):
         if reply is None:
             silent.append(node.node_id)
@@ -84,7 +85,7 @@ def reference_snapshots(core: "CoreClient", timeout: float) -> tuple[list[dict],
     return answered, silent
 
 
-def _node_of(nodes: tuple[cm.NodeInfo, ...], ip: str, node_id: str) -> str | None:
+def _node_of(nodes: tuple[cm.NodeInfo, ...], ip: str, node_id: NodeID) -> str | None:
     """``node_id`` (the node a process uses) if it is on the process's host ``ip``; None for a
     driver on a host without a node, which uses the head's."""
     node = next((n for n in nodes if n.node_id == node_id), None)

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from babyray.api.core import CoreClient
+from babyray.ids import ActorID
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 
@@ -35,7 +36,7 @@ class WorkerRuntime:
         self.job_id = start.job_id
         self.gcs = start.gcs
         self.runtime_env = start.runtime_env  # the parent environment of the tasks it submits
-        self.actor_id: str | None = None  # set once this worker hosts an actor
+        self.actor_id: ActorID | None = None  # set once this worker hosts an actor
 
 
 def set_worker_runtime(runtime: WorkerRuntime) -> None:

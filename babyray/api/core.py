@@ -42,6 +42,7 @@ from babyray.api.request_routing import REQUEST_TIMEOUT, Requests, Transport
 from babyray.api.task_events import TaskEventBuffer
 from babyray.api.task_routing import TaskRouter
 from babyray.api.task_submission import TaskSubmitter
+from babyray.ids import FunctionID, JobID, NodeID, ObjectID, WorkerID
 from babyray.protocol import actors as am
 from babyray.protocol import gcs as gm
 from babyray.protocol import objects as om
@@ -53,8 +54,8 @@ from babyray.protocol import values as vm
 class CoreClient:
     """Ownership, dependency resolution and object access for one process."""
 
-    def __init__(self, transport: Transport, identity: str, inbox: Any, node_id: str,
-                 scheduler: Any, store: Any, gcs: Any, job_id: str) -> None:
+    def __init__(self, transport: Transport, identity: WorkerID, inbox: Any, node_id: NodeID,
+                 scheduler: Any, store: Any, gcs: Any, job_id: JobID) -> None:
         self.transport = transport
         self.identity = identity
         self.inbox = inbox
@@ -111,12 +112,12 @@ class CoreClient:
 
     # ---- functions -------------------------------------------------------------------
 
-    def ensure_function(self, function_id: str, name: str, blob: bytes) -> None:
+    def ensure_function(self, function_id: FunctionID, name: str, blob: bytes) -> None:
         if function_id not in self._registered_functions:
             registration = self._registered_functions[function_id] = gm.RegisterFunction(function_id, name, blob)
             self.transport.send(self.gcs, registration)
 
-    def fetch_function(self, function_id: str, timeout: float = REQUEST_TIMEOUT) -> bytes:
+    def fetch_function(self, function_id: FunctionID, timeout: float = REQUEST_TIMEOUT) -> bytes:
         reply = self.request(self.gcs, lambda r: gm.GetFunction(r, function_id), timeout)
         return reply.blob
 
@@ -132,7 +133,7 @@ class CoreClient:
     def cancel(self, ref: ObjectRef, force: bool) -> None:
         self.tasks.cancel(ref, force)
 
-    def resubmit_lost_with_head(self, head_node_id: str, alive_nodes: set[str]) -> int:
+    def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
         return self.tasks.resubmit_lost_with_head(head_node_id, alive_nodes)
 
     # ---- values -----------------------------------------------------------------------
@@ -140,15 +141,15 @@ class CoreClient:
     def put(self, value: Any) -> ObjectRef:
         return self.io.put(value)
 
-    def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Any:
+    def store_value(self, oid: ObjectID, value: Any, borrower: tuple | None = None) -> Any:
         """A value record for ``value`` as object ``oid`` (see ``ObjectIO.store_value``)."""
         return self.io.store_value(oid, value, borrower)
 
-    def store_returns(self, oids: Sequence[str], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+    def store_returns(self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
         """A task's return values stored (see ``ObjectIO.store_returns``)."""
         return self.io.store_returns(oids, values, borrower)
 
-    def materialize(self, oid: str, value: Any, deadline: float | None = None) -> Any:
+    def materialize(self, oid: ObjectID, value: Any, deadline: float | None = None) -> Any:
         """The Python value of a value record (see ``ObjectIO.materialize``)."""
         return self.io.materialize(oid, value, deadline)
 
@@ -205,7 +206,7 @@ class CoreClient:
         return True
 
     def _serve_get_objects(self, msg: om.GetObjects) -> None:
-        def reply(oid: str) -> Callable:
+        def reply(oid: ObjectID) -> Callable:
             return lambda value: self.transport.send(msg.reply_to, om.ObjectValues(msg.req_id, ((oid, value),)))
         with self.lock:
             for oid in msg.object_ids:
@@ -213,7 +214,7 @@ class CoreClient:
 
     # ---- a restarted head, shutdown ----------------------------------------------------
 
-    def retarget(self, gcs: Any, scheduler: Any = None, store: Any = None, node_id: str | None = None,
+    def retarget(self, gcs: Any, scheduler: Any = None, store: Any = None, node_id: NodeID | None = None,
                  remote_store_io: bool | None = None) -> None:
         """Send to a restarted head's parts from now on: its GCS, and for a driver whose node was
         the head's, that node's scheduler and store (those not given stay as they are)."""
@@ -241,5 +242,5 @@ class CoreClient:
         self.io.close()
 
 
-def function_id_of(blob: bytes) -> str:
-    return hashlib.sha1(blob).hexdigest()[:16]
+def function_id_of(blob: bytes) -> FunctionID:
+    return FunctionID(hashlib.sha1(blob).hexdigest()[:16])

@@ -23,6 +23,7 @@ from thespian.actors import ActorSystem
 
 from babyray import log
 from babyray.actors.batching import Outbox, address_key, unbatch
+from babyray.ids import JobID
 from babyray.protocol import cluster as cm
 
 LISTEN_TIMEOUT = 0.2
@@ -57,7 +58,7 @@ class DriverTransport:
             raise ConnectionError(f"the GCS at {gcs} did not answer the driver's registration")
         return reply
 
-    def register_again(self, gcs: Any, pid: int, job_id: str, timeout: float) -> cm.DriverRegistered:
+    def register_again(self, gcs: Any, pid: int, job_id: JobID, timeout: float) -> cm.DriverRegistered:
         """Introduce the inbox to a restarted head's GCS, keeping the job; once started.
 
         The listener thread owns the inbox context, so it sends the registration between

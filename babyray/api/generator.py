@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import PUT_INDEX, TaskID, object_id_for
+from babyray.ids import PUT_INDEX, ObjectID, TaskID, object_id_for
 from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
@@ -51,7 +51,7 @@ def generator_mode(function: Callable | None, num_returns: Any) -> str | None:
     return None
 
 
-def item_id(task_id: str, index: int) -> str:
+def item_id(task_id: TaskID, index: int) -> ObjectID:
     """The object id of value ``index`` yielded by generator task ``task_id``."""
     if index >= MAX_ITEMS:
         raise ValueError(f"A generator task can yield at most {MAX_ITEMS} values; task {task_id} yielded more")
@@ -76,17 +76,17 @@ class GeneratorStreams:
         self.core = core
         self.streams: dict[str, _Stream] = {}
 
-    def open(self, task_id: str, mode: str) -> _Stream:
+    def open(self, task_id: TaskID, mode: str) -> _Stream:
         """Make the stream before the task is submitted (its first item may come at once)."""
         stream = self.streams[task_id] = _Stream(mode)
         return stream
 
-    def watch(self, task_id: str, completed: ObjectRef) -> None:
+    def watch(self, task_id: TaskID, completed: ObjectRef) -> None:
         """End the stream when the task's own result is known (success, error, crash, cancel)."""
         with self.core.lock:
             self.core.objects.lookup(completed, lambda value: self._ended(task_id, value))
 
-    def close(self, task_id: str) -> None:
+    def close(self, task_id: TaskID) -> None:
         """Forget a stream: its items not taken die with it. Lock-free (called from finalizers)."""
         self.streams.pop(task_id, None)
 
@@ -110,7 +110,7 @@ class GeneratorStreams:
         stream.reported = msg.index + 1
         objects.changed.notify_all()
 
-    def _ended(self, task_id: str, value: Any) -> None:
+    def _ended(self, task_id: TaskID, value: Any) -> None:
         """The task's result is known. Locked."""
         stream = self.streams.get(task_id)
         if stream is None or stream.end is not None:
@@ -127,7 +127,7 @@ class GeneratorStreams:
         stream.end = stream.reported
         self.core.objects.changed.notify_all()
 
-    def reset_items(self, task_id: str) -> None:
+    def reset_items(self, task_id: TaskID) -> None:
         """Make the values of a task about to be re-executed pending again, as its returns. Locked.
 
         An error item stays: the owner made it when the stream ended, and the stream ends once.
@@ -160,7 +160,7 @@ class ObjectRefGenerator:
     thread-safe.
     """
 
-    def __init__(self, core: "CoreClient", task_id: str, completed: ObjectRef) -> None:
+    def __init__(self, core: "CoreClient", task_id: TaskID, completed: ObjectRef) -> None:
         self._core = core
         self._task_id = task_id
         self._completed = completed

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from babyray import log
 from babyray.actors.batching import address_key
 from babyray.cluster import ClusterStartError, lookup_cluster
+from babyray.ids import JobID
 from babyray.protocol import cluster as cm
 
 PING_PERIOD = 1.0
@@ -29,7 +30,7 @@ class HeadWatch:
     """A daemon thread that calls ``on_new_head(info, seconds_unreachable)`` when the head at
     ``address`` restarted; ``current_gcs()`` is the GCS the driver sends to now."""
 
-    def __init__(self, system: Any, address: str, job_id: str, current_gcs: Callable[[], Any],
+    def __init__(self, system: Any, address: str, job_id: JobID, current_gcs: Callable[[], Any],
                  on_new_head: Callable[[cm.ClusterInfo, float], None]) -> None:
         self._system = system
         self._address = address

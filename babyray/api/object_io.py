@@ -19,7 +19,7 @@ from babyray import config, exceptions, log, serialization
 from babyray.api.object_ref import ObjectRef
 from babyray.api.owner_table import Value
 from babyray.api.reference_counting import forget_serialized_refs
-from babyray.ids import new_put_object_id
+from babyray.ids import ObjectID, new_put_object_id
 from babyray.protocol import objects as om
 from babyray.protocol import values as vm
 from babyray.store.alloc_channel import AllocClient
@@ -58,7 +58,7 @@ class ObjectIO:
             core.objects.own_value(oid, None, stored)
         return ObjectRef(oid, core.inbox, core.identity)
 
-    def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Value:
+    def store_value(self, oid: ObjectID, value: Any, borrower: tuple | None = None) -> Value:
         """Serialize ``value`` as object ``oid``: inline if small, else into the node's arena.
 
         ``borrower`` = (id, address) of the process the value is for (a task's owner): it is
@@ -66,10 +66,10 @@ class ObjectIO:
         """
         return self.store_serialized(oid, serialization.serialize(value), borrower)
 
-    def store_returns(self, oids: Sequence[str], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+    def store_returns(self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
         """``((oid, value record), ...)`` of a task's return values stored as ``oids``. If one
         fails, those stored before it are freed (its owner gets only the error) and it raises."""
-        returns: list[tuple[str, Value]] = []
+        returns: list[tuple[ObjectID, Value]] = []
         try:
             for oid, value in zip(oids, values, strict=False):
                 returns.append((oid, self.store_value(oid, value, borrower)))
@@ -80,7 +80,7 @@ class ObjectIO:
             raise
         return tuple(returns)
 
-    def store_serialized(self, oid: str, serialized: serialization.SerializedObject,
+    def store_serialized(self, oid: ObjectID, serialized: serialization.SerializedObject,
                          borrower: tuple | None = None) -> Value:
         """``store_value`` of a value serialized already."""
         core = self.core
@@ -110,7 +110,7 @@ class ObjectIO:
         return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
                                        serialized, borrower)
 
-    def _seal(self, oid: str, size: int, reserved_offset: int) -> None:
+    def _seal(self, oid: ObjectID, size: int, reserved_offset: int) -> None:
         """Seal a put: on the allocation channel if open (a get that follows on it finds the object
         sealed), else with SealObject through Thespian."""
         core = self.core
@@ -152,7 +152,7 @@ class ObjectIO:
 
     # ---- reading values --------------------------------------------------------------
 
-    def materialize(self, oid: str, value: Value, deadline: float | None = None) -> Any:
+    def materialize(self, oid: ObjectID, value: Value, deadline: float | None = None) -> Any:
         """Turn a value record into the Python value (raising a task's error), reading and
         rebuilding stored objects before ``deadline`` (``time.monotonic()``), if given.
 
@@ -173,7 +173,7 @@ class ObjectIO:
                 return self._read_recovered(oid, value, deadline)
             raise
 
-    def _read_recovered(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
+    def _read_recovered(self, oid: ObjectID, value: vm.StoredValue, deadline: float | None) -> Any:
         """Read ``oid``, lost with the node of ``value``: from a surviving copy, else rebuilt.
 
         The object table may still list a copy its store has just dropped (evicted, or freed
@@ -192,7 +192,7 @@ class ObjectIO:
                 self.log.warning("object_copy_stale", object_id=oid, node=found.node_id)
                 stale.add(found.node_id)
 
-    def _read_stored(self, oid: str, value: vm.StoredValue, deadline: float | None) -> Any:
+    def _read_stored(self, oid: ObjectID, value: vm.StoredValue, deadline: float | None) -> Any:
         core = self.core
         if core.remote_store_io:  # read straight from the holder: ask first whether it is alive
             if core.recovery.is_lost(value, deadline):
@@ -212,7 +212,7 @@ class ObjectIO:
         offset, size = reply.slots[oid]
         return self.read_pinned(oid, reply.arena_name, offset, size)
 
-    def pin_here(self, oids: tuple[str, ...], deadline: float | None = None) -> om.ObjectsPinned:
+    def pin_here(self, oids: tuple[ObjectID, ...], deadline: float | None = None) -> om.ObjectsPinned:
         """Pin objects of this node's store, each once per occurrence in ``oids``: on the store's
         allocation channel when all are sealed and in memory (no Thespian round trip), else with
         PinObjects through Thespian (which restores spilled objects and waits for seals)."""
@@ -230,7 +230,7 @@ class ObjectIO:
             self._open_alloc_channel(reply.arena_name)
         return reply
 
-    def read_pinned(self, oid: str, arena_name: str, offset: int, size: int) -> Any:
+    def read_pinned(self, oid: ObjectID, arena_name: str, offset: int, size: int) -> Any:
         """Rebuild ``oid`` from its slot in this node's store, pinned once for this read;
         the pin is released when the value (and every view of it) is gone."""
         core = self.core

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from babyray import exceptions, serialization
 from babyray.api.object_ref import ObjectRef
+from babyray.ids import ObjectID, TaskID
 from babyray.protocol import values as vm
 
 Value = Any  # vm.InlineValue | vm.StoredValue | vm.ErrorValue, or their variants carrying refs
@@ -29,7 +30,7 @@ class OwnedObject:
 
     value: Value | None = None
     callbacks: list = field(default_factory=list)
-    task_id: str | None = None  # the task making it (None: made by put)
+    task_id: TaskID | None = None  # the task making it (None: made by put)
 
 
 class OwnerTable:
@@ -40,25 +41,25 @@ class OwnerTable:
         self.lock = lock
         self.changed = threading.Condition(lock)  # notified whenever a value becomes known
         self._ask_owner = ask_owner
-        self._owned: dict[str, OwnedObject] = {}
-        self._borrowed: dict[str, Value] = {}
-        self._borrow_callbacks: dict[str, list[Callback]] = {}
+        self._owned: dict[ObjectID, OwnedObject] = {}
+        self._borrowed: dict[ObjectID, Value] = {}
+        self._borrow_callbacks: dict[ObjectID, list[Callback]] = {}
         # Called around waits in ``collect`` from a task's thread (a worker releases its CPU).
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
 
     # ---- owned objects ---------------------------------------------------------------
 
-    def own_pending(self, oid: str, task_id: str) -> None:
+    def own_pending(self, oid: ObjectID, task_id: TaskID) -> None:
         """Own ``oid``, to be made by ``task_id``; its value is not known yet."""
         self._owned[oid] = OwnedObject(task_id=task_id)
 
-    def own_value(self, oid: str, task_id: str | None, value: Value) -> None:
+    def own_value(self, oid: ObjectID, task_id: TaskID | None, value: Value) -> None:
         """Own ``oid`` whose value is known (a put's, or a generator's item)."""
         self._owned[oid] = OwnedObject(task_id=task_id)
         self.set_value(oid, value)
 
-    def make_pending(self, oid: str, task_id: str) -> None:
+    def make_pending(self, oid: ObjectID, task_id: TaskID) -> None:
         """``oid``'s task runs again: its value is unknown again (an entry freed meanwhile comes back)."""
         entry = self._owned.get(oid)
         if entry is None:
@@ -66,7 +67,7 @@ class OwnerTable:
         else:
             entry.value = None
 
-    def set_value(self, oid: str, value: Value) -> None:
+    def set_value(self, oid: ObjectID, value: Value) -> None:
         """The value of owned ``oid`` is known (a first value only: a later one is ignored)."""
         entry = self._owned.get(oid)
         if entry is None:
@@ -79,18 +80,18 @@ class OwnerTable:
             callback(value)
         self.changed.notify_all()
 
-    def owned(self, oid: str) -> OwnedObject | None:
+    def owned(self, oid: ObjectID) -> OwnedObject | None:
         """The entry of owned ``oid`` (None: not owned, or freed)."""
         return self._owned.get(oid)
 
-    def owned_ids(self) -> list[str]:
+    def owned_ids(self) -> list[ObjectID]:
         return list(self._owned)
 
-    def drop(self, oid: str) -> None:
+    def drop(self, oid: ObjectID) -> None:
         """Forget owned ``oid`` (freed): later lookups find it lost."""
         del self._owned[oid]
 
-    def when_known(self, oid: str, callback: Callback) -> None:
+    def when_known(self, oid: ObjectID, callback: Callback) -> None:
         """Call ``callback(value)`` once owned ``oid``'s value is set (now if it is)."""
         entry = self._owned[oid]
         if entry.value is not None:
@@ -98,7 +99,7 @@ class OwnerTable:
         else:
             entry.callbacks.append(callback)
 
-    def answer(self, oid: str, reply: Callback) -> None:
+    def answer(self, oid: ObjectID, reply: Callback) -> None:
         """Give ``oid``'s value to a borrower (``reply``), now or once known; an error if it is unknown."""
         if oid in self._owned:
             self.when_known(oid, reply)
@@ -115,18 +116,18 @@ class OwnerTable:
                 callback(value)
         self.changed.notify_all()
 
-    def forget_borrowed(self, oid: str) -> None:
+    def forget_borrowed(self, oid: ObjectID) -> None:
         """The last ref to borrowed ``oid`` in this process died."""
         self._borrowed.pop(oid, None)
 
     # ---- lookups ---------------------------------------------------------------------
 
-    def value_of(self, oid: str) -> Value | None:
+    def value_of(self, oid: ObjectID) -> Value | None:
         """``oid``'s value if this process knows it (owned or borrowed)."""
         entry = self._owned.get(oid)
         return entry.value if entry is not None else self._borrowed.get(oid)
 
-    def known_values(self) -> list[tuple[str, Value]]:
+    def known_values(self) -> list[tuple[ObjectID, Value]]:
         """(object id, value) of every value this process holds, owned and borrowed."""
         owned = [(oid, entry.value) for oid, entry in self._owned.items() if entry.value is not None]
         return owned + list(self._borrowed.items())
@@ -153,14 +154,14 @@ class OwnerTable:
             self._ask_owner(ref)
 
     def collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
-                others_ready: Callable[[], int] | None = None) -> dict[str, Value]:
+                others_ready: Callable[[], int] | None = None) -> dict[ObjectID, Value]:
         """Wait until ``want`` of ``refs`` have values (or timeout); return those known. Takes the lock.
 
         ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
         """
-        found: dict[str, Value] = {}
+        found: dict[ObjectID, Value] = {}
 
-        def keep(oid: str) -> Callback:
+        def keep(oid: ObjectID) -> Callback:
             def store(value: Value) -> None:
                 found[oid] = value
             return store

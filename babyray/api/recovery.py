@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, log, serialization
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import ObjectID, is_put_object, task_id_of
+from babyray.ids import ObjectID, TaskID, is_put_object, task_id_of
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.protocol import values as vm
@@ -47,7 +47,7 @@ class ObjectRecovery:
     def is_lost(self, value: Any, deadline: float | None = None) -> bool:
         return isinstance(value, vm.StoredValue) and value.node_id in self.dead_nodes(deadline)
 
-    def recover(self, oid: str, value: vm.StoredValue, deadline: float | None = None,
+    def recover(self, oid: ObjectID, value: vm.StoredValue, deadline: float | None = None,
                 stale: frozenset[str] = frozenset()) -> Any:
         """A new value record for ``oid``, whose copy on ``value.node_id`` is gone; waits for it
         until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails). Copies on
@@ -106,7 +106,7 @@ class ObjectRecovery:
                 f"{cause}") from cause
         return new_value
 
-    def live_copy(self, oid: str, size: int, deadline: float | None = None,
+    def live_copy(self, oid: ObjectID, size: int, deadline: float | None = None,
                   stale: frozenset[str] = frozenset()) -> vm.StoredValue | None:
         """A copy of ``oid`` in the store of an alive node not in ``stale``, per the GCS object table."""
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "objects", (oid,)), deadline)
@@ -150,7 +150,7 @@ class ObjectRecovery:
         threading.Thread(target=rebuild_and_rerun, name="babyray-recovery", daemon=True).start()
         return True
 
-    def _lineage(self, task_id: str, deadline: float | None) -> vm.TaskSpec:
+    def _lineage(self, task_id: TaskID, deadline: float | None) -> vm.TaskSpec:
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "tasks", (task_id,)), deadline)
         record = dict(reply.entries).get(task_id) if reply.error is None else None
         spec = (record or {}).get("spec")

@@ -43,6 +43,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from babyray import log
+from babyray.ids import ObjectID, TaskID
 from babyray.protocol import objects as om
 from babyray.protocol import values as vm
 
@@ -123,11 +124,11 @@ class ReferenceCounter:
         self.lock = core.lock
         self.pid = os.getpid()
         self.generation = next(_generations)
-        self.local: dict[str, int] = {}  # object id -> live instances in this process
-        self.borrowers: dict[str, set] = {}  # owned object id -> borrower ids
+        self.local: dict[ObjectID, int] = {}  # object id -> live instances in this process
+        self.borrowers: dict[ObjectID, set] = {}  # owned object id -> borrower ids
         self.owners: dict[str, Any] = {}  # borrowed object id -> owner address
-        self.task_holds: dict[str, list] = {}  # task id -> copies of the refs its arguments need
-        self.views: dict[str, int] = {}  # object id -> live values mapping it from the store
+        self.task_holds: dict[TaskID, list] = {}  # task id -> copies of the refs its arguments need
+        self.views: dict[ObjectID, int] = {}  # object id -> live values mapping it from the store
         self._closed_views: collections.deque = collections.deque()  # object ids, appended lock-free
         self.freed = 0
         self.freed_bytes = 0
@@ -200,7 +201,7 @@ class ReferenceCounter:
 
     # ---- values mapped from the store ------------------------------------------------
 
-    def view_opened(self, oid: str) -> Callable[[], None]:
+    def view_opened(self, oid: ObjectID) -> Callable[[], None]:
         """Count a value of ``oid`` read zero-copy from the store; returns the hook to call
         when it is released (from any thread, inside the garbage collector too)."""
         with self.lock:
@@ -237,7 +238,7 @@ class ReferenceCounter:
                             self._maybe_free(oid, frees)
         self._send_frees(frees)
 
-    def add_borrower(self, oid: str, borrower_id: str, owner: Any, owner_id: str) -> None:
+    def add_borrower(self, oid: ObjectID, borrower_id: str, owner: Any, owner_id: str) -> None:
         """Register ``borrower_id`` for ``oid`` before a ref travels to it (e.g. in a task's result).
 
         Owned here: recorded at once. Borrowed: sent to the owner now, so it arrives before
@@ -251,21 +252,21 @@ class ReferenceCounter:
             elif owner is not None:
                 self.core.transport.send(owner, om.AddBorrowers(borrower_id, (oid,)))
 
-    def hold_for_task(self, task_id: str, refs: list) -> None:
+    def hold_for_task(self, task_id: TaskID, refs: list) -> None:
         """Keep ``refs`` alive until ``task_finished(task_id)`` (locked by the caller)."""
         if refs:
             self.task_holds[task_id] = [copy.copy(r) for r in refs]
 
-    def hold_more_for_task(self, task_id: str, refs: list) -> None:
+    def hold_more_for_task(self, task_id: TaskID, refs: list) -> None:
         """Keep ``refs`` (copies already) alive too until ``task_finished(task_id)``. Takes the lock."""
         with self.lock:
             self.task_holds[task_id] = list(self.task_holds.get(task_id, ())) + refs
 
-    def task_finished(self, task_id: str) -> None:
+    def task_finished(self, task_id: TaskID) -> None:
         """The task's result arrived: its arguments need not be kept any more (locked)."""
         self.task_holds.pop(task_id, None)
 
-    def _maybe_free(self, oid: str, frees: dict) -> None:
+    def _maybe_free(self, oid: ObjectID, frees: dict) -> None:
         """Free an owned object if nothing holds it. Locked."""
         if self.local.get(oid) or self.borrowers.get(oid):
             return
@@ -284,7 +285,7 @@ class ReferenceCounter:
             store = value.store if value.store is not None else self.core.store
             frees.setdefault(id(store), (store, []))[1].append(oid)
 
-    def _free_when_ready(self, oid: str) -> Callable[[Any], None]:
+    def _free_when_ready(self, oid: ObjectID) -> Callable[[Any], None]:
         def free(value: Any) -> None:
             frees: dict[int, tuple[Any, list]] = {}
             self._maybe_free(oid, frees)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from babyray.ids import ObjectID, TaskID
 from babyray.protocol import values as vm
 
 if TYPE_CHECKING:
@@ -46,8 +47,8 @@ def snapshot(core: "CoreClient") -> tuple[dict, ...]:
     refs = core.refs
     refs.drain()  # deaths and released views queued so far
     with core.lock:
-        copies: dict[str, int] = defaultdict(int)
-        pending: dict[str, dict[str, str]] = defaultdict(dict)
+        copies: dict[ObjectID, int] = defaultdict(int)
+        pending: dict[ObjectID, dict[TaskID, str]] = defaultdict(dict)
         for task_id, held in refs.task_holds.items():
             for ref in held:
                 copies[ref.id] += 1
@@ -82,7 +83,7 @@ def _type(views: int, pending: dict, local: int, captured: set) -> str:
     return BORROWED
 
 
-def _value_fields(core: "CoreClient", oid: str) -> dict:
+def _value_fields(core: "CoreClient", oid: ObjectID) -> dict:
     """Size and store node of ``oid``'s value if this process knows it. Locked."""
     value = core.objects.value_of(oid)
     if isinstance(value, vm.StoredValue):
@@ -92,7 +93,7 @@ def _value_fields(core: "CoreClient", oid: str) -> dict:
     return {"size_bytes": None, "stored_on": None}
 
 
-def _task_name(core: "CoreClient", task_id: str) -> str:
+def _task_name(core: "CoreClient", task_id: TaskID) -> str:
     """The function of a task this process submitted and waits for ("" if not found). Locked."""
     spec = core.tasks.spec_of(task_id) or core.actor_calls.spec_of(task_id)
     return spec.function_name if spec is not None else ""

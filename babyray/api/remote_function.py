@@ -11,6 +11,7 @@ from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
 from babyray.api.task_submission import new_returns
+from babyray.ids import FunctionID
 from babyray.protocol import values as vm
 from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
@@ -24,7 +25,7 @@ class RemoteFunction:
         self._options = check_options(dict(options), TASK_OPTIONS, "a remote function")
         self._signature = inspect.signature(function)
         self._blob: bytes | None = None
-        self._function_id: str | None = None
+        self._function_id: FunctionID | None = None
         self.__name__ = getattr(function, "__name__", "remote_function")
         self.__doc__ = function.__doc__
 
@@ -41,7 +42,7 @@ class RemoteFunction:
         view._blob, view._function_id = self._blob, self._function_id
         return view
 
-    def _pickled(self) -> tuple[str, bytes]:
+    def _pickled(self) -> tuple[FunctionID, bytes]:
         if self._blob is None:  # pickled at first use, so it may call functions defined later
             self._blob = serialization.dumps_function(self._function)
             self._function_id = function_id_of(self._blob)

@@ -32,7 +32,7 @@ from babyray.cluster import (
     start_head,
     stop_system,
 )
-from babyray.ids import random_hex
+from babyray.ids import WorkerID, random_hex
 from babyray.protocol import cluster as cm
 from babyray.session import kill_session_processes, new_session_dir, unlink_session_segments
 
@@ -84,7 +84,7 @@ class DriverRuntime:
         self.transport = DriverTransport(head.system)
         registered = self.transport.register(head.gcs, os.getpid(), CONNECT_TIMEOUT)
         self.job_id = registered.job_id
-        self.worker_id = f"driver-{random_hex(4)}"
+        self.worker_id = WorkerID(f"driver-{random_hex(4)}")
         self.core = CoreClient(self.transport, self.worker_id, registered.inbox, head.node_id,
                                head.scheduler, head.store, head.gcs, self.job_id)
         self.core.remote_store_io = remote_store_io

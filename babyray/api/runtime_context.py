@@ -5,12 +5,13 @@ import json
 from typing import Any
 
 from babyray.api import context
+from babyray.ids import TaskID
 from babyray.runtime_env import RuntimeEnv
 
 _cancelled: set[str] = set()  # the tasks and actor calls of this worker process that ray.cancel reached
 
 
-def cancel_requested(task_id: str) -> None:
+def cancel_requested(task_id: TaskID) -> None:
     """Record that ray.cancel reached ``task_id`` in this worker (``is_canceled()`` says so)."""
     _cancelled.add(task_id)
 

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from babyray import exceptions, log, serialization
+from babyray.ids import TaskID
 from babyray.protocol import gcs as gm
 
 FLUSH_INTERVAL = 0.2
@@ -43,7 +44,7 @@ class TaskEventBuffer:
         self._thread = threading.Thread(target=self._loop, name="babyray-task-events", daemon=True)
         self._thread.start()
 
-    def add(self, task_id: str, state: str, fields: dict) -> None:
+    def add(self, task_id: TaskID, state: str, fields: dict) -> None:
         with self._lock:
             self._events.append((task_id, state, fields))
 
@@ -52,13 +53,13 @@ class TaskEventBuffer:
         with self._lock:
             self._gcs = gcs
 
-    def add_provisional(self, task_id: str, state: str, fields: dict) -> None:
+    def add_provisional(self, task_id: TaskID, state: str, fields: dict) -> None:
         """Buffer a worker's progress event, dropped by ``discard`` if the task ends before the
         next flush (its owner's final event then says it all, and nothing arrives late)."""
         with self._lock:
             self._provisional[task_id] = (task_id, state, fields)
 
-    def discard(self, task_id: str) -> None:
+    def discard(self, task_id: TaskID) -> None:
         with self._lock:
             self._provisional.pop(task_id, None)
 

@@ -19,7 +19,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.api.reference_counting import take_serialized_refs
 from babyray.api.task_events import error_fields
-from babyray.ids import new_task_id, object_id_for
+from babyray.ids import NodeID, ObjectID, TaskID, new_task_id, object_id_for
 from babyray.protocol import gcs as gm
 from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
 
-def new_returns(num_returns: int) -> tuple[str, list[str]]:
+def new_returns(num_returns: int) -> tuple[TaskID, list[ObjectID]]:
     """A new task id and the ids of its ``num_returns`` returns (at least one)."""
     task_id = new_task_id()
     return task_id, [object_id_for(task_id, i) for i in range(max(num_returns, 1))]
@@ -42,12 +42,12 @@ class TaskSubmitter:
     def __init__(self, core: "CoreClient") -> None:
         self.core = core
         self._pending: dict[str, PendingTask] = {}  # arguments not all known yet
-        self._submitted: dict[str, vm.TaskSpec] = {}  # sent, result not arrived
+        self._submitted: dict[TaskID, vm.TaskSpec] = {}  # sent, result not arrived
         # Tasks in flight retried on application exceptions: the exception types (None: any). Kept
         # here, not in the spec: the classes may be unknown to the processes the spec goes through.
         self._retry_exceptions: dict[str, tuple[type[BaseException], ...] | None] = {}
 
-    def retry_on_exceptions(self, task_id: str, retry_exceptions: Any) -> None:
+    def retry_on_exceptions(self, task_id: TaskID, retry_exceptions: Any) -> None:
         """Retry ``task_id`` when it raises one of ``retry_exceptions`` (a list of exception
         types; True: any exception). Call before submitting it; its spec has ``retry_exceptions``."""
         allowlist = None if retry_exceptions is True else tuple(retry_exceptions)
@@ -98,7 +98,7 @@ class TaskSubmitter:
         self.core.transport.send(dest, tm.SubmitTasks((spec,)))
         self._submitted_event(spec)
 
-    def spec_of(self, task_id: str) -> vm.TaskSpec | None:
+    def spec_of(self, task_id: TaskID) -> vm.TaskSpec | None:
         """The spec of a task submitted here whose result has not arrived. Locked."""
         spec = self._submitted.get(task_id)
         if spec is None and task_id in self._pending:
@@ -107,7 +107,7 @@ class TaskSubmitter:
 
     # ---- lineage: the GCS task table ---------------------------------------------------
 
-    def task_placed(self, spec: vm.TaskSpec, node_id: str) -> None:
+    def task_placed(self, spec: vm.TaskSpec, node_id: NodeID) -> None:
         """Tell the GCS this owner placed ``spec`` on ``node_id`` (resubmitted if it dies)."""
         self._task_event(spec.task_id, "placed", placed_node=node_id, owner_address=spec.owner)
 
@@ -117,7 +117,7 @@ class TaskSubmitter:
                          job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
                          return_ids=tuple(spec.return_ids), spec=spec, submitted_at=time.time())
 
-    def _task_event(self, task_id: str, state: str, **fields: Any) -> None:
+    def _task_event(self, task_id: TaskID, state: str, **fields: Any) -> None:
         """Tell the GCS of a task's state change (its lineage); batched, never blocks."""
         task_events = self.core.task_events
         if task_events is not None:
@@ -161,7 +161,7 @@ class TaskSubmitter:
                              error_message=f"node {msg.node_id} died")
             core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
 
-    def resubmit_lost_with_head(self, head_node_id: str, alive_nodes: set[str]) -> int:
+    def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
         """Submit again, with their lineage, the tasks in flight that the restarted GCS does not
         know on an alive node (queued or run on the old head, or sent while it was down);
         within their retries, as for a dead node. Returns how many."""

@@ -15,6 +15,7 @@ from babyray.actors.batching import address_key
 from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.states import ActorState, advance
 from babyray.gcs.tables import Table
+from babyray.ids import ActorID, NodeID
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
 
@@ -24,7 +25,7 @@ class _Live:
     """Per-actor state that is not persisted: subscribers and where it runs."""
 
     subscribers: dict = field(default_factory=dict)  # address key -> address
-    node_id: str = ""
+    node_id: NodeID = NodeID("")
     scheduler: Any = None
     no_restart: bool = False
 
@@ -38,24 +39,24 @@ class ActorDirectory:
         self.table = table
         self.live: dict[str, _Live] = {}
 
-    def _state_message(self, actor_id: str) -> am.ActorStateChanged:
+    def _state_message(self, actor_id: ActorID) -> am.ActorStateChanged:
         r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": "unknown actor"}
         return am.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
                                    r.get("num_restarts", 0))
 
-    def _broadcast(self, actor_id: str) -> Outgoing:
+    def _broadcast(self, actor_id: ActorID) -> Outgoing:
         msg = self._state_message(actor_id)
         return [(addr, msg) for addr in self.live.get(actor_id, _Live()).subscribers.values()]
 
-    def _change(self, actor_id: str, record: dict, state: ActorState, **fields: Any) -> None:
+    def _change(self, actor_id: ActorID, record: dict, state: ActorState, **fields: Any) -> None:
         """Move the actor to ``state`` (IllegalTransition if its machine forbids it), with ``fields``."""
         self.table.update(actor_id, state=advance(_state(record), state).value, **fields)
 
-    def _not_dead(self, actor_id: str) -> dict | None:
+    def _not_dead(self, actor_id: ActorID) -> dict | None:
         record = self.table.get(actor_id)
         return None if record is None or _state(record) is ActorState.DEAD else record
 
-    def register(self, actor_id: str, msg: am.RegisterActor) -> str | None:
+    def register(self, actor_id: ActorID, msg: am.RegisterActor) -> str | None:
         """Record a new actor as PENDING; returns an error text if its name is taken in its namespace."""
         name = msg.info.name
         if name and self.named(name, msg.namespace) is not None:
@@ -70,7 +71,7 @@ class ActorDirectory:
         self.live[actor_id] = _Live()
         return None
 
-    def subscribe(self, actor_id: str, address: Any) -> Outgoing:
+    def subscribe(self, actor_id: ActorID, address: Any) -> Outgoing:
         self.live.setdefault(actor_id, _Live()).subscribers[address_key(address)] = address
         return [(address, self._state_message(actor_id))]
 
@@ -88,7 +89,7 @@ class ActorDirectory:
     def init_failed(self, msg: am.ActorInitFailed) -> Outgoing:
         return self._dead(msg.actor_id, f"The actor's constructor raised:\n{msg.cause}")
 
-    def _dead(self, actor_id: str, cause: str) -> Outgoing:
+    def _dead(self, actor_id: ActorID, cause: str) -> Outgoing:
         record = self._not_dead(actor_id)
         if record is None:
             return []
@@ -106,7 +107,7 @@ class ActorDirectory:
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
         return [(live.scheduler, am.KillActorWorker(msg.actor_id))]
 
-    def group_removed(self, actor_id: str, pg_id: str) -> Outgoing:
+    def group_removed(self, actor_id: ActorID, pg_id: str) -> Outgoing:
         """The actor's placement group was removed: it is dead now (no restart), its process
         killed."""
         live = self.live.get(actor_id)
@@ -133,7 +134,7 @@ class ActorDirectory:
                                             f"left ({record['num_restarts']}/{max_restarts})"), None
         restarts = record["num_restarts"] + 1
         self._change(msg.actor_id, record, ActorState.RESTARTING, address=None, num_restarts=restarts)
-        live.scheduler, live.node_id = None, ""
+        live.scheduler, live.node_id = None, NodeID("")
         # The creation spec's attempt counts restarts: the new instance knows it was reconstructed.
         return self._broadcast(msg.actor_id), dataclasses.replace(record["spec"], attempt=restarts)
 
@@ -146,7 +147,7 @@ class ActorDirectory:
                 for actor_id, record in self.table.items()
                 if _state(record) in waiting and actor_id not in self.live]
 
-    def actors_on(self, node_id: str) -> list[str]:
+    def actors_on(self, node_id: NodeID) -> list[ActorID]:
         """Actors alive (or starting) on ``node_id``: they die with the node. An alive actor this
         GCS has not seen start (the GCS restarted since) is placed by its table record."""
         found = []
@@ -155,7 +156,7 @@ class ActorDirectory:
             where = live.node_id if live is not None and live.node_id else (
                 record.get("node_id") if _state(record) is ActorState.ALIVE else "")
             if where == node_id and _state(record) is not ActorState.DEAD:
-                found.append(actor_id)
+                found.append(ActorID(actor_id))
         return found
 
     def _holds_name(self, actor_id: str, record: dict) -> bool:

@@ -10,26 +10,28 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from babyray.ids import JobID
+
 __all__ = ["DriverRegistry"]
 
 
 class DriverRegistry:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._drivers: dict[str, dict] = {}  # job id -> its record
+        self._drivers: dict[JobID, dict] = {}  # job id -> its record
         self._last_seen: dict[str, float] = {}  # job id -> when its watch last pinged
 
-    def register(self, job_id: str, pid: int, ip: str, inbox: Any, now: float, wall_time: float) -> None:
+    def register(self, job_id: JobID, pid: int, ip: str, inbox: Any, now: float, wall_time: float) -> None:
         self._drivers[job_id] = {"job_id": job_id, "pid": pid, "ip": ip, "inbox": inbox,
                                  "registered_at": wall_time}
         self._last_seen[job_id] = now
 
-    def unregister(self, job_id: str) -> bool:
+    def unregister(self, job_id: JobID) -> bool:
         """Forget the driver; False if it was not registered."""
         self._last_seen.pop(job_id, None)
         return self._drivers.pop(job_id, None) is not None
 
-    def ping(self, job_id: str, now: float) -> None:
+    def ping(self, job_id: JobID, now: float) -> None:
         if job_id in self._drivers:
             self._last_seen[job_id] = now
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.tables import Table
+from babyray.ids import FunctionID
 from babyray.protocol import gcs as gm
 
 __all__ = ["FunctionRegistry"]
@@ -20,7 +21,7 @@ class FunctionRegistry:
         self.table = table
         self._waiters: dict[str, list[tuple[Any, str]]] = {}  # function id -> (waiter, req_id)
 
-    def register(self, function_id: str, name: str, blob: bytes) -> tuple[bool, Outgoing]:
+    def register(self, function_id: FunctionID, name: str, blob: bytes) -> tuple[bool, Outgoing]:
         """Store the function (once); returns whether it is new, and the answers to its waiters."""
         new = self.table.get(function_id) is None
         if new:
@@ -28,7 +29,7 @@ class FunctionRegistry:
         return new, [(waiter, gm.FunctionBlob(req_id, function_id, blob))
                      for waiter, req_id in self._waiters.pop(function_id, [])]
 
-    def get(self, function_id: str, waiter: Any, req_id: str) -> bytes | None:
+    def get(self, function_id: FunctionID, waiter: Any, req_id: str) -> bytes | None:
         """The function's blob (faulted back if evicted), or None and ``waiter`` waits for it."""
         record = self.table.get(function_id)
         if record is None:
@@ -41,6 +42,6 @@ class FunctionRegistry:
         if not self._waiters:
             return []
         found = self.table.get_many(list(self._waiters))
-        return [(waiter, gm.FunctionBlob(req_id, function_id, record["blob"]))
+        return [(waiter, gm.FunctionBlob(req_id, FunctionID(function_id), record["blob"]))
                 for function_id, record in found.items()
                 for waiter, req_id in self._waiters.pop(function_id, [])]

@@ -27,7 +27,7 @@ from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_grou
 from babyray.gcs.storage import GcsStorage
 from babyray.gcs.store import GcsSchemaVersionError, TableName
 from babyray.gcs.task_directory import TaskDirectory
-from babyray.ids import new_job_id
+from babyray.ids import ActorID, JobID, NodeID, new_job_id
 from babyray.procfs import is_running
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
@@ -265,7 +265,7 @@ class GcsActor(PartActor):
         for dest, message in outgoing:
             self.post(dest, message)
 
-    def _post_actor(self, actor_id: str, outgoing: Outgoing) -> None:
+    def _post_actor(self, actor_id: ActorID, outgoing: Outgoing) -> None:
         """Send news of an actor once its record is durable."""
         self._post_all(self.storage.actor_gate.post(actor_id, outgoing))
 
@@ -332,7 +332,7 @@ class GcsActor(PartActor):
         else:  # removed while its bundles were being reserved
             self._return_bundles(msg.pg_id, set(msg.nodes))
 
-    def _reschedule_groups_on(self, node_id: str) -> None:
+    def _reschedule_groups_on(self, node_id: NodeID) -> None:
         """A node died: have the bundles it held reserved again on other nodes."""
         for request in self.placement_groups.node_died(node_id):
             self.log.warning("placement_group_rescheduling", pg_id=request.pg_id, node=node_id,
@@ -355,13 +355,13 @@ class GcsActor(PartActor):
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
         self._return_bundles(pg_id, bundle_nodes(record))
 
-    def _return_bundles_of(self, pg_ids: list[str], node_id: str) -> None:
+    def _return_bundles_of(self, pg_ids: list[str], node_id: NodeID) -> None:
         scheduler = self.nodes.scheduler_of(node_id)
         if scheduler is not None:
             for pg_id in pg_ids:
                 self.post(scheduler, pm.ReturnBundles(pg_id))
 
-    def _return_bundles(self, pg_id: str, node_ids: set[str]) -> None:
+    def _return_bundles(self, pg_id: str, node_ids: set[NodeID]) -> None:
         for node_id in node_ids:
             scheduler = self.nodes.scheduler_of(node_id)
             if scheduler is not None:
@@ -371,7 +371,7 @@ class GcsActor(PartActor):
         record = self.placement_groups.named(msg.name) if msg.name else self.placement_groups.get(msg.pg_id)
         self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, record))
 
-    def _remove_placement_groups_of(self, job_id: str) -> None:
+    def _remove_placement_groups_of(self, job_id: JobID) -> None:
         """A driver ended: its placement groups that are not detached go with it."""
         for pg_id in self.placement_groups.owned_by_job(job_id):
             self._remove_placement_group(pg_id, f"job {job_id} ended")

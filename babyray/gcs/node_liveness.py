@@ -13,6 +13,7 @@ from typing import Any
 
 from babyray.gcs.states import NodeState, advance
 from babyray.gcs.tables import Table
+from babyray.ids import NodeID
 from babyray.protocol import cluster as cm
 
 __all__ = ["NodeDeath", "NodeLiveness"]
@@ -23,7 +24,7 @@ class NodeDeath:
     """A node found dead by ``expire``: silent for ``silent_for`` s, or (None) not back after a
     GCS restart."""
 
-    node_id: str
+    node_id: NodeID
     silent_for: float | None
 
 
@@ -32,7 +33,7 @@ class NodeLiveness:
         self.table = table
         self.timeout = timeout
         self._last_seen: dict[str, float] = {}
-        self._awaited: dict[str, float] = {}  # alive before a GCS restart, not registered again: by when
+        self._awaited: dict[NodeID, float] = {}  # alive before a GCS restart, not registered again: by when
 
     @staticmethod
     def state_of(record: dict) -> NodeState:
@@ -78,7 +79,7 @@ class NodeLiveness:
             silent_for = now - self._last_seen.get(node_id, now)
             if self.state_of(record) is NodeState.ALIVE and silent_for > self.timeout:
                 self._set_state(node_id, record, NodeState.DEAD)
-                dead.append(NodeDeath(node_id, silent_for))
+                dead.append(NodeDeath(NodeID(node_id), silent_for))
         for node_id, by in list(self._awaited.items()):
             if now > by:
                 del self._awaited[node_id]
@@ -102,7 +103,7 @@ class NodeLiveness:
             if record.get("scheduler") is not None:
                 told.append((node_id, record))
             if record.get("alive_before_restart"):
-                self._awaited[node_id] = now + self.timeout
+                self._awaited[NodeID(node_id)] = now + self.timeout
         return told
 
     def infos(self) -> tuple[cm.NodeInfo, ...]:
@@ -111,12 +112,12 @@ class NodeLiveness:
                        r["queue_length"], r["scheduler"], r["store"])
             for _, r in self.table.items())
 
-    def scheduler_of(self, node_id: str) -> Any:
+    def scheduler_of(self, node_id: NodeID) -> Any:
         """The node's local scheduler address, None if unknown."""
         record = self.table.get(node_id)
         return None if record is None else record.get("scheduler")
 
-    def known_dead(self, node_id: str) -> bool:
+    def known_dead(self, node_id: NodeID) -> bool:
         """Whether the node is in memory and DEAD (an unknown node is not known to be dead)."""
         record = self.table.cached(node_id)
         return record is not None and self.state_of(record) is NodeState.DEAD

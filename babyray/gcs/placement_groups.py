@@ -15,6 +15,7 @@ from typing import Any
 
 from babyray.gcs.states import ActorState, PlacementGroupState, advance
 from babyray.gcs.tables import Table
+from babyray.ids import ActorID, JobID, NodeID
 from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import placement_group_id
 
@@ -57,7 +58,7 @@ class PlacementGroupDirectory:
                           bundles_to_node_id={}, removed_at=time.time())
         return before
 
-    def node_died(self, node_id: str) -> list[pm.PlacePlacementGroup]:
+    def node_died(self, node_id: NodeID) -> list[pm.PlacePlacementGroup]:
         """Make every placed group with bundles on ``node_id`` RESCHEDULING without them; the
         requests to reserve those bundles again."""
         requests = []
@@ -73,7 +74,7 @@ class PlacementGroupDirectory:
             requests.append(placement_request(self.table.get(pg_id) or record))
         return requests
 
-    def not_on(self, node_id: str) -> list[str]:
+    def not_on(self, node_id: NodeID) -> list[str]:
         """Groups placed or rescheduling with no bundle on ``node_id``: a node declared dead that
         heartbeats again must give back the bundles it held of these (placed again elsewhere)."""
         return [pg_id for pg_id, record in self.table.items()
@@ -100,7 +101,7 @@ class PlacementGroupDirectory:
     def removed(self) -> list[str]:
         return [pg_id for pg_id, record in self.table.items() if record["state"] == PlacementGroupState.REMOVED]
 
-    def owned_by_job(self, job_id: str) -> list[str]:
+    def owned_by_job(self, job_id: JobID) -> list[str]:
         """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
         return [pg_id for pg_id, r in self.table.items()
                 if r.get("job_id") == job_id and r.get("lifetime") != "detached"
@@ -118,12 +119,12 @@ def placement_request(record: dict[str, Any]) -> pm.PlacePlacementGroup:
                                   kept)
 
 
-def actors_in_group(actors: Table, pg_id: str) -> list[str]:
+def actors_in_group(actors: Table, pg_id: str) -> list[ActorID]:
     """Actors not dead whose creation runs in a bundle of group ``pg_id``."""
-    return [actor_id for actor_id, record in actors.items()
+    return [ActorID(actor_id) for actor_id, record in actors.items()
             if record.get("state") != ActorState.DEAD
             and placement_group_id(getattr(record.get("spec"), "scheduling_strategy", None)) == pg_id]
 
 
-def bundle_nodes(record: dict[str, Any]) -> set[str]:
+def bundle_nodes(record: dict[str, Any]) -> set[NodeID]:
     return set((record.get("bundles_to_node_id") or {}).values())

@@ -14,6 +14,7 @@ from babyray.actors.batching import address_key
 from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.tables import Table
 from babyray.gcs.task_states import FINAL, merge_task_event
+from babyray.ids import NodeID, TaskID
 from babyray.protocol import tasks as tm
 
 __all__ = ["TaskDirectory"]
@@ -22,9 +23,9 @@ __all__ = ["TaskDirectory"]
 class TaskDirectory:
     def __init__(self, table: Table) -> None:
         self.table = table
-        self._placements: dict[str, tuple[str, Any]] = {}  # task id -> (node, owner) until it ends
+        self._placements: dict[TaskID, tuple[NodeID, Any]] = {}  # task id -> (node, owner) until it ends
 
-    def record(self, events: Iterable[tuple[str, str, dict]], node_dead: Callable[[str], bool]) -> Outgoing:
+    def record(self, events: Iterable[tuple[TaskID, str, dict]], node_dead: Callable[[NodeID], bool]) -> Outgoing:
         """Merge (task id, state, fields) events; a task placed on a node known dead is lost at once.
 
         A "submitted" event carries the whole lineage record, so it needs no read of an
@@ -45,13 +46,13 @@ class TaskDirectory:
             self.table.put(task_id, merge_task_event(record, state, fields))
         return lost
 
-    def lost_with(self, node_id: str) -> Outgoing:
+    def lost_with(self, node_id: NodeID) -> Outgoing:
         """One TasksLost per owner: its unfinished tasks (not actor calls) placed or running on
         the dead node."""
-        by_owner: dict[Any, list[str]] = {}
+        by_owner: dict[Any, list[TaskID]] = {}
         owners: dict[Any, Any] = {}  # ActorAddress is unhashable: key by address_key
 
-        def add(owner: Any, task_id: str) -> None:
+        def add(owner: Any, task_id: TaskID) -> None:
             key = address_key(owner)
             owners.setdefault(key, owner)
             by_owner.setdefault(key, []).append(task_id)
@@ -60,11 +61,11 @@ class TaskDirectory:
             if placed_node == node_id:
                 del self._placements[task_id]
                 add(owner, task_id)
-        for task_id, record in self.table.items():
+        for stored_id, record in self.table.items():
             if record.get("state") in FINAL or record.get("actor_id"):
                 continue
             owner = getattr(record.get("spec"), "owner", None)
             if record.get("node_id") == node_id and owner is not None:
-                add(owner, task_id)
+                add(owner, TaskID(stored_id))
         return [(owners[key], tm.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
                 for key, task_ids in by_owner.items()]

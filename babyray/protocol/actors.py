@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from babyray.ids import ActorID, NodeID, WorkerID
 from babyray.protocol import Reply
 from babyray.protocol.values import TaskSpec
 
@@ -13,7 +14,7 @@ from babyray.protocol.values import TaskSpec
 class ActorInfo:
     """What a caller needs to build a handle: class name, methods and options."""
 
-    actor_id: str
+    actor_id: ActorID
     class_name: str
     methods: dict  # method name -> num_returns ("streaming" for a generator method)
     max_task_retries: int = 0
@@ -46,10 +47,10 @@ class RegisterActor:
 class ActorStarted:
     """Actor's worker -> GCS: the constructor returned; calls go to ``address``."""
 
-    actor_id: str
+    actor_id: ActorID
     address: Any
-    node_id: str
-    worker_id: str
+    node_id: NodeID
+    worker_id: WorkerID
     pid: int
 
 
@@ -57,7 +58,7 @@ class ActorStarted:
 class ActorInitFailed:
     """Actor's worker -> GCS: the constructor raised (``cause`` is its text)."""
 
-    actor_id: str
+    actor_id: ActorID
     cause: str
 
 
@@ -66,8 +67,8 @@ class ActorWorkerDied:
     """Local scheduler -> GCS: the process hosting the actor exited (or cannot start). ``final``:
     do not restart it (it called exit_actor, or no worker may host it)."""
 
-    actor_id: str
-    node_id: str
+    actor_id: ActorID
+    node_id: NodeID
     reason: str
     final: bool = False
 
@@ -76,15 +77,15 @@ class ActorWorkerDied:
 class ActorExiting:
     """Worker -> local scheduler: the actor it hosts called exit_actor(); stop it for good."""
 
-    worker_id: str
-    actor_id: str
+    worker_id: WorkerID
+    actor_id: ActorID
 
 
 @dataclass(frozen=True, slots=True)
 class SubscribeActor:
     """Caller -> GCS: send ActorStateChanged now and whenever the actor's state changes."""
 
-    actor_id: str
+    actor_id: ActorID
     reply_to: Any = None
 
 
@@ -92,7 +93,7 @@ class SubscribeActor:
 class ActorStateChanged:
     """GCS -> callers: PENDING, ALIVE (with address), RESTARTING or DEAD (with cause)."""
 
-    actor_id: str
+    actor_id: ActorID
     state: str
     address: Any = None
     death_cause: str = ""
@@ -103,7 +104,7 @@ class ActorStateChanged:
 class KillActor:
     """Caller -> GCS: kill the actor's process; with no_restart it stays dead."""
 
-    actor_id: str
+    actor_id: ActorID
     no_restart: bool = True
 
 
@@ -111,7 +112,7 @@ class KillActor:
 class KillActorWorker:
     """GCS -> local scheduler: kill the worker process hosting ``actor_id``."""
 
-    actor_id: str
+    actor_id: ActorID
 
 
 @dataclass(frozen=True, slots=True)

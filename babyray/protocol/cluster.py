@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from babyray.ids import JobID, NodeID
 from babyray.protocol import Reply
 
 
@@ -24,7 +25,7 @@ class StartGlobalScheduler:
 
 @dataclass(frozen=True, slots=True)
 class StartObjectStore:
-    node_id: str
+    node_id: NodeID
     session_dir: str
     capacity: int
     gcs: Any
@@ -34,7 +35,7 @@ class StartObjectStore:
 class StartNode:
     """Launcher -> local scheduler: start the node with these resources."""
 
-    node_id: str
+    node_id: NodeID
     address: str
     session_dir: str
     resources: dict
@@ -71,7 +72,7 @@ class Stopped:
 class RegisterNode:
     """Local scheduler -> GCS: a node joined, with its parts' addresses and resources."""
 
-    node_id: str
+    node_id: NodeID
     address: str
     scheduler: Any
     store: Any
@@ -83,7 +84,7 @@ class Heartbeat:
     """Local scheduler -> GCS: the node is alive; its free resources and queue length, and its
     total resources (placement group bundles add and remove some)."""
 
-    node_id: str
+    node_id: NodeID
     available: dict
     queue_length: int
     num_workers: int
@@ -94,7 +95,7 @@ class Heartbeat:
 class NodeInfo:
     """One node table entry as the GCS reports it."""
 
-    node_id: str
+    node_id: NodeID
     address: str
     alive: bool
     resources: dict
@@ -118,7 +119,7 @@ class GetNodes:
 
     req_id: str
     reply_to: Any = None
-    job_id: str = ""
+    job_id: JobID = JobID("")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,7 @@ class GcsRestarted:
 
 @dataclass(frozen=True, slots=True)
 class DriverRegistered(Reply):
-    job_id: str
+    job_id: JobID
     inbox: Any
     nodes: tuple
 
@@ -159,14 +160,14 @@ class RegisterDriver:
 
     req_id: str
     pid: int
-    job_id: str = ""
+    job_id: JobID = JobID("")
 
 
 @dataclass(frozen=True, slots=True)
 class UnregisterDriver:
     """Driver -> GCS: the driver of ``job_id`` is shutting down (the GCS forgets it)."""
 
-    job_id: str
+    job_id: JobID
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +177,7 @@ class ClusterInfo:
     head_address: str
     gcs: Any
     global_scheduler: Any
-    head_node_id: str
+    head_node_id: NodeID
     head_scheduler: Any
     head_store: Any
     scheduling_policy: str = "locality"  # members' local schedulers follow it too

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from babyray.ids import FunctionID
 from babyray.protocol import Reply, short_repr
 
 
@@ -15,7 +16,7 @@ from babyray.protocol import Reply, short_repr
 class RegisterFunction:
     """Driver or worker -> GCS: store a pickled function or class under its id."""
 
-    function_id: str
+    function_id: FunctionID
     name: str
     blob: bytes
 
@@ -25,7 +26,7 @@ class RegisterFunction:
 
 @dataclass(frozen=True, slots=True)
 class FunctionBlob(Reply):
-    function_id: str
+    function_id: FunctionID
     blob: bytes | None
 
     def __repr__(self) -> str:
@@ -39,7 +40,7 @@ class GetFunction:
     reply: ClassVar[type[Reply]] = FunctionBlob
 
     req_id: str
-    function_id: str
+    function_id: FunctionID
     reply_to: Any = None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from babyray.ids import NodeID, ObjectID
 from babyray.protocol import Reply, short_repr
 
 
@@ -26,7 +27,7 @@ class GetObjects:
     reply: ClassVar[type[Reply]] = ObjectValues
 
     req_id: str
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
     reply_to: Any = None
 
 
@@ -39,7 +40,7 @@ class AddBorrowers:
     """
 
     borrower_id: str
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
 
     def __repr__(self) -> str:
         return short_repr("AddBorrowers", borrower=self.borrower_id, n=len(self.object_ids))
@@ -50,7 +51,7 @@ class RemoveBorrowers:
     """Borrower -> owner: the last ObjectRef instance of these objects died in ``borrower_id``."""
 
     borrower_id: str
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
 
     def __repr__(self) -> str:
         return short_repr("RemoveBorrowers", borrower=self.borrower_id, n=len(self.object_ids))
@@ -60,7 +61,7 @@ class RemoveBorrowers:
 class ObjectCreated(Reply):
     """Object store -> producer: write the object at ``offset`` of arena ``arena_name``."""
 
-    object_id: str
+    object_id: ObjectID
     offset: int
     arena_name: str
     error: Any = None
@@ -73,7 +74,7 @@ class CreateObject:
     reply: ClassVar[type[Reply]] = ObjectCreated
 
     req_id: str
-    object_id: str
+    object_id: ObjectID
     size: int
     owner_id: str = ""
     reply_to: Any = None
@@ -87,7 +88,7 @@ class SealObject:
     when the slot was allocated for this object.
     """
 
-    object_id: str
+    object_id: ObjectID
     size: int
     owner_id: str = ""
     reserved_offset: int = -1
@@ -109,7 +110,7 @@ class PinObjects:
     reply: ClassVar[type[Reply]] = ObjectsPinned
 
     req_id: str
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
     reader_id: str = ""
     reply_to: Any = None
 
@@ -118,7 +119,7 @@ class PinObjects:
 class UnpinObjects:
     """Reader -> object store: values read from these slots are gone."""
 
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
     reader_id: str = ""
 
 
@@ -130,7 +131,7 @@ class FreeObjects:
     sealed yet never will be: they go at once instead of at a seal.
     """
 
-    object_ids: tuple
+    object_ids: tuple[ObjectID, ...]
     writer_died: bool = False
 
 
@@ -138,7 +139,7 @@ class FreeObjects:
 class ObjectLocations:
     """Object stores -> GCS: objects added to (or removed from) a node, with sizes."""
 
-    node_id: str
+    node_id: NodeID
     added: tuple  # ((object_id, size), ...)
     removed: tuple = ()
 
@@ -154,10 +155,10 @@ class PullObject:
     reply: ClassVar[type[Reply]] = ObjectsPinned
 
     req_id: str
-    object_id: str
+    object_id: ObjectID
     size: int
     source_store: Any
-    source_node: str
+    source_node: NodeID
     reader_id: str = ""
     reply_to: Any = None
 
@@ -166,7 +167,7 @@ class PullObject:
 class ObjectServed(Reply):
     """Holding store -> puller: read [offset, offset+size) from the data plane at host:port."""
 
-    object_id: str
+    object_id: ObjectID
     offset: int
     size: int
     host: str
@@ -181,7 +182,7 @@ class ServeObject:
     reply: ClassVar[type[Reply]] = ObjectServed
 
     req_id: str
-    object_id: str
+    object_id: ObjectID
     reply_to: Any = None
 
 
@@ -189,7 +190,7 @@ class ServeObject:
 class PullDone:
     """Object store's transfer thread -> the store itself: a pull finished (or failed)."""
 
-    object_id: str
+    object_id: ObjectID
     error: Any = None
     seconds: float = 0.0
 
@@ -214,7 +215,7 @@ class GetTransferAddress:
 class StoreStats(Reply):
     """Object store -> requester: ``stats`` is a flat dict of byte and object counts."""
 
-    node_id: str
+    node_id: NodeID
     stats: dict
 
 

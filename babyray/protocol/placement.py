@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from babyray.ids import JobID, NodeID
 from babyray.protocol import Reply
 
 
@@ -30,7 +31,7 @@ class CreatePlacementGroup:
     strategy: str
     name: str
     lifetime: str | None
-    job_id: str
+    job_id: JobID
     reply_to: Any = None
 
 
@@ -100,7 +101,7 @@ class BundlesPrepared:
     """Local scheduler -> global scheduler: whether the node reserved the bundles."""
 
     pg_id: str
-    node_id: str
+    node_id: NodeID
     ok: bool
 
 

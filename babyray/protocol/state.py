@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from babyray.ids import NodeID, WorkerID
 from babyray.protocol import Reply, short_repr
 
 
@@ -21,7 +22,7 @@ class WorkerTable(Reply):
     ``started_at`` and ``address`` (where to ask it for its references).
     """
 
-    node_id: str
+    node_id: NodeID
     workers: tuple
 
     def __repr__(self) -> str:
@@ -67,9 +68,9 @@ class References(Reply):
     ``worker_id`` is the process's identity as owner and borrower.
     """
 
-    worker_id: str
+    worker_id: WorkerID
     pid: int
-    node_id: str
+    node_id: NodeID
     references: tuple
 
     def __repr__(self) -> str:

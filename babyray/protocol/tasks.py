@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from babyray.ids import JobID, NodeID, ObjectID, TaskID, WorkerID
 from babyray.protocol import short_repr
 
 
@@ -32,10 +33,10 @@ class ExecuteTasks:
 class TaskResult:
     """The outcome of one task: a value or ErrorValue per return id."""
 
-    task_id: str
+    task_id: TaskID
     returns: tuple  # ((object_id, InlineValue | StoredValue | ErrorValue), ...)
-    worker_id: str = ""
-    node_id: str = ""
+    worker_id: WorkerID = WorkerID("")
+    node_id: NodeID = NodeID("")
     retryable_crash: bool = False
     started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
     # The store of the node whose worker died running it: returns stored before the death are
@@ -57,9 +58,9 @@ class TaskResults:
 class GeneratorItem:
     """Worker -> owner: value ``index`` yielded by a generator task, sent as soon as it is stored."""
 
-    task_id: str
+    task_id: TaskID
     index: int
-    object_id: str
+    object_id: ObjectID
     value: Any  # InlineValue | StoredValue (or ErrorValue: the error ending a dynamic generator)
 
     def __repr__(self) -> str:
@@ -70,15 +71,15 @@ class GeneratorItem:
 class WorkerTasksDone:
     """Worker -> local scheduler: these tasks finished on the worker."""
 
-    worker_id: str
-    task_ids: tuple
+    worker_id: WorkerID
+    task_ids: tuple[TaskID, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerBlocked:
     """Worker -> local scheduler: the running task waits in get; here are its unstarted tasks."""
 
-    worker_id: str
+    worker_id: WorkerID
     returned: tuple
 
 
@@ -86,14 +87,14 @@ class WorkerBlocked:
 class WorkerUnblocked:
     """Worker -> local scheduler: the running task resumed."""
 
-    worker_id: str
+    worker_id: WorkerID
 
 
 @dataclass(frozen=True, slots=True)
 class ReturnTasks:
     """Worker -> local scheduler: tasks it was sent but will not run (it is blocked)."""
 
-    worker_id: str
+    worker_id: WorkerID
     specs: tuple
 
 
@@ -108,7 +109,7 @@ class StealTasks:
 class CancelTask:
     """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``."""
 
-    task_id: str
+    task_id: TaskID
     force: bool = False
 
 
@@ -130,8 +131,8 @@ class TasksLost:
     The owner resubmits those it still waits for (within ``max_retries``) and ignores the rest.
     """
 
-    node_id: str
-    task_ids: tuple
+    node_id: NodeID
+    task_ids: tuple[TaskID, ...]
     reason: str = ""
 
     def __repr__(self) -> str:
@@ -142,13 +143,13 @@ class TasksLost:
 class WorkerStart:
     """Local scheduler -> new worker: who it is and where the other parts are."""
 
-    worker_id: str
-    node_id: str
+    worker_id: WorkerID
+    node_id: NodeID
     session_dir: str
     scheduler: Any
     store: Any
     gcs: Any
-    job_id: str = ""
+    job_id: JobID = JobID("")
     config: dict = field(default_factory=dict)
     runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
 
@@ -157,5 +158,5 @@ class WorkerStart:
 class WorkerReady:
     """Worker -> local scheduler: started, with its process id."""
 
-    worker_id: str
+    worker_id: WorkerID
     pid: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from babyray.ids import ActorID, FunctionID, JobID, NodeID, ObjectID, TaskID
 from babyray.protocol import short_repr
 
 
@@ -38,7 +39,7 @@ class InlineValue:
 class StoredValue:
     """An object that lives in the shared-memory object store of ``node_id``."""
 
-    node_id: str
+    node_id: NodeID
     size: int
     store: Any = None  # the object store actor's address on that node
 
@@ -57,7 +58,7 @@ class ErrorValue:
 class ValueArg:
     """A task argument: an inline value or a store reference, resolved by the owner."""
 
-    object_id: str | None
+    object_id: ObjectID | None
     value: Any  # InlineValue | StoredValue
 
 
@@ -96,14 +97,14 @@ class TaskSpec:
     a GPU lease makes a new spec (``next_attempt``, ``with_gpu_ids``), whoever keeps the old one.
     """
 
-    task_id: str
-    job_id: str
-    function_id: str
+    task_id: TaskID
+    job_id: JobID
+    function_id: FunctionID
     function_name: str
     args: list
     kwargs: dict
     num_returns: int
-    return_ids: list
+    return_ids: list[ObjectID]
     resources: dict
     owner: Any  # ActorAddress of the owner's inbox
     owner_id: str
@@ -114,7 +115,7 @@ class TaskSpec:
     retry_exceptions: bool = False
     attempt: int = 0
     scheduling_strategy: Any = None
-    actor_id: str | None = None  # set for actor creation and method calls
+    actor_id: ActorID | None = None  # set for actor creation and method calls
     actor_creation: bool = False
     method_name: str | None = None
     # Creation: max_concurrency, name, concurrency_groups. A method call: concurrency_group.

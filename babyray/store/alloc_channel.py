@@ -46,17 +46,18 @@ from collections.abc import Callable
 from typing import Any
 
 from babyray import auth, log
+from babyray.ids import ObjectID
 from babyray.store.allocator import Allocator
 
 _LEN = struct.Struct("<I")
 
-Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
+Allocate = Callable[[ObjectID, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
-Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
+Take = Callable[[ObjectID, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
-Pin = Callable[[tuple[str, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
-Seal = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
+Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
+Seal = Callable[[ObjectID, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
 
 _ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
@@ -233,7 +234,7 @@ class AllocServer:
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
 
-    def _pin_answer(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def _pin_answer(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
         if self._pin is None:
             return None
         try:
@@ -280,7 +281,7 @@ class AllocClient:
         self._asked: int | None = None  # size of the spare asked for, reply not read yet
         self._spare: tuple[int, int] | None = None  # (size, offset) held for the next put
 
-    def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None, bool]:
+    def allocate(self, oid: ObjectID, size: int, owner: str) -> tuple[int, bytes | None, bool]:
         with self._lock:
             self._read_spare()
             spare, self._spare = self._spare, None
@@ -296,7 +297,7 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
-    def pin(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def pin(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
         """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
         (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
 
@@ -309,7 +310,7 @@ class AllocClient:
             answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
             return answer
 
-    def seal(self, oid: str, size: int, owner: str, reserved_offset: int) -> None:
+    def seal(self, oid: ObjectID, size: int, owner: str, reserved_offset: int) -> None:
         """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
         as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
         with self._lock:

@@ -33,6 +33,7 @@ from enum import Enum
 from typing import Protocol
 
 from babyray import exceptions
+from babyray.ids import NodeID, ObjectID
 from babyray.store.alloc_channel import SpareSlots
 from babyray.store.allocator import Allocator
 
@@ -97,13 +98,13 @@ class StoredObject:
 class SpillIO(Protocol):
     """The file I/O of spilling, done by the shell (arena slot <-> spill file)."""
 
-    def spill(self, oid: str, offset: int, size: int) -> bool:
+    def spill(self, oid: ObjectID, offset: int, size: int) -> bool:
         """Write the slot to the object's spill file; False if that failed."""
 
-    def restore(self, oid: str, offset: int, size: int) -> bool:
+    def restore(self, oid: ObjectID, offset: int, size: int) -> bool:
         """Read the object's spill file into the slot; False if that failed."""
 
-    def delete(self, oid: str) -> None:
+    def delete(self, oid: ObjectID) -> None:
         """Remove the object's spill file."""
 
 
@@ -132,10 +133,10 @@ class PinOutcome:
     """What a pin of several objects got: ``slots`` if all were pinned, else why not."""
 
     slots: dict[str, tuple[int, int]]  # object id -> (offset, size)
-    missing: str | None = None  # not here at all
-    unsealed: str | None = None  # still being written: ask again at its seal
-    no_room: str | None = None  # spilled, and no room to restore it
-    spilled: str | None = None  # spilled, and the pin was not to restore it
+    missing: ObjectID | None = None  # not here at all
+    unsealed: ObjectID | None = None  # still being written: ask again at its seal
+    no_room: ObjectID | None = None  # spilled, and no room to restore it
+    spilled: ObjectID | None = None  # spilled, and the pin was not to restore it
 
 
 class ObjectTable:
@@ -145,22 +146,22 @@ class ObjectTable:
         self.allocator = Allocator(capacity)
         self.spares = SpareSlots(self.allocator)  # slots reserved for clients' next puts
         self.spill_io = spill_io
-        self.objects: dict[str, StoredObject] = {}
+        self.objects: dict[ObjectID, StoredObject] = {}
         # SEALED, unpinned objects, least recently used first: the eviction order.
-        self.evictable: OrderedDict[str, None] = OrderedDict()
-        self.duplicates: dict[str, list[int]] = {}  # object id -> scratch slots of duplicate copies
+        self.evictable: OrderedDict[ObjectID, None] = OrderedDict()
+        self.duplicates: dict[ObjectID, list[int]] = {}  # object id -> scratch slots of duplicate copies
         self.counters = TableCounters()
         self.gone: list[str] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
 
-    def __contains__(self, oid: str) -> bool:
+    def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
 
-    def get(self, oid: str) -> StoredObject | None:
+    def get(self, oid: ObjectID) -> StoredObject | None:
         return self.objects.get(oid)
 
     # ---- the one place states change --------------------------------------------------
 
-    def _move(self, oid: str, obj: StoredObject, event: str) -> ObjectState:
+    def _move(self, oid: ObjectID, obj: StoredObject, event: str) -> ObjectState:
         old = obj.state
         new = TRANSITIONS.get((old, event))
         if new is None:
@@ -189,7 +190,7 @@ class ObjectTable:
 
     # ---- creating and sealing ------------------------------------------------------------
 
-    def create(self, oid: str, size: int, owner_id: str, primary: bool = True) -> int | None:
+    def create(self, oid: ObjectID, size: int, owner_id: str, primary: bool = True) -> int | None:
         """The slot a producer writes ``oid`` into; None if no room can be made.
 
         See the module docstring for a second create of an id already here.
@@ -212,7 +213,7 @@ class ObjectTable:
         self.objects[oid] = StoredObject(offset, size, owner_id, primary=primary)
         return offset
 
-    def take_spare(self, oid: str, size: int, owner_id: str, offset: int) -> bool:
+    def take_spare(self, oid: ObjectID, size: int, owner_id: str, offset: int) -> bool:
         """A put of ``oid`` into the spare slot at ``offset`` (reserved by its client earlier):
         the slot becomes the object's, as if created there. False if the spare was released."""
         if not self.spares.claim(offset):
@@ -226,7 +227,7 @@ class ObjectTable:
         self.objects[oid] = StoredObject(offset, size, owner_id)
         return True
 
-    def seal(self, oid: str, size: int, owner_id: str, reserved_offset: int = -1) -> SealOutcome:
+    def seal(self, oid: ObjectID, size: int, owner_id: str, reserved_offset: int = -1) -> SealOutcome:
         """The producer finished writing ``oid`` (into the spare at ``reserved_offset`` if >= 0)."""
         if reserved_offset >= 0:
             self.take_spare(oid, size, owner_id, reserved_offset)  # no-op if the channel took it first
@@ -240,7 +241,7 @@ class ObjectTable:
             return SealOutcome.IGNORED
         return SealOutcome.FREED if self._move(oid, obj, "seal") is S.DELETED else SealOutcome.SEALED
 
-    def _drop_duplicate(self, oid: str, offset: int) -> SealOutcome:
+    def _drop_duplicate(self, oid: ObjectID, offset: int) -> SealOutcome:
         scratch = self.duplicates[oid]
         scratch.remove(offset)
         if not scratch:
@@ -248,7 +249,7 @@ class ObjectTable:
         self.allocator.free(offset)
         return SealOutcome.DUPLICATE
 
-    def abort(self, oid: str) -> None:
+    def abort(self, oid: ObjectID) -> None:
         """Drop an unsealed object and its slot (a pull that failed or is redirected)."""
         obj = self.objects.get(oid)
         if obj is not None and obj.state in UNSEALED:
@@ -256,7 +257,7 @@ class ObjectTable:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def pin(self, oids: Iterable[str], restore: bool = True) -> PinOutcome:
+    def pin(self, oids: Iterable[ObjectID], restore: bool = True) -> PinOutcome:
         """Pin every object of ``oids`` (restoring spilled ones unless not to ``restore``), or none of them."""
         oids = tuple(oids)
         for oid in oids:
@@ -281,7 +282,7 @@ class ObjectTable:
             slots[oid] = (obj.offset, obj.size)
         return PinOutcome(slots)  # type: ignore[arg-type]  # pinned objects are in the arena
 
-    def unpin(self, oid: str) -> None:
+    def unpin(self, oid: ObjectID) -> None:
         """A reader is done with ``oid``; an unpin without a pin (a duplicate message) is ignored."""
         obj = self.objects.get(oid)
         if obj is None or obj.pins <= 0:
@@ -296,7 +297,7 @@ class ObjectTable:
 
     # ---- freeing -------------------------------------------------------------------------
 
-    def free(self, oid: str) -> None:
+    def free(self, oid: ObjectID) -> None:
         """The owner no longer references ``oid``: deleted now, or when its writer or readers finish."""
         obj = self.objects.get(oid)
         if obj is None or obj.state in (S.FREED_WRITING, S.FREED_PINNED):
@@ -306,19 +307,19 @@ class ObjectTable:
 
     # ---- making room: eviction, spilling, restoring ----------------------------------------
 
-    def _touch(self, oid: str) -> None:
+    def _touch(self, oid: ObjectID) -> None:
         """Mark a SEALED, unpinned object as most recently used."""
         self.evictable[oid] = None
         self.evictable.move_to_end(oid)
 
-    def eviction_order(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    def eviction_order(self, keep: set[ObjectID] | frozenset[ObjectID] = frozenset()) -> list[ObjectID]:
         """The objects that may leave the arena, in the order they would: secondary copies
         least recently used first, then primary copies likewise; none of ``keep``."""
         candidates = [oid for oid in self.evictable if oid not in keep]
         return ([oid for oid in candidates if not self.objects[oid].primary]
                 + [oid for oid in candidates if self.objects[oid].primary])
 
-    def alloc(self, size: int, keep: set[str] | frozenset[str] = frozenset()) -> int | None:
+    def alloc(self, size: int, keep: set[ObjectID] | frozenset[ObjectID] = frozenset()) -> int | None:
         """A slot of ``size`` bytes, evicting or spilling objects (not in ``keep``) to make room.
 
         None if no room can be made.
@@ -334,7 +335,7 @@ class ObjectTable:
                 return offset
         return None
 
-    def _evict(self, oid: str) -> bool:
+    def _evict(self, oid: ObjectID) -> bool:
         """Take a SEALED, unpinned object out of the arena: dropped if secondary, else spilled."""
         obj = self.objects[oid]
         if not obj.primary:
@@ -353,7 +354,7 @@ class ObjectTable:
         self._move(oid, obj, "spill")
         return True
 
-    def _restore(self, oid: str, obj: StoredObject, keep: set[str]) -> bool:
+    def _restore(self, oid: ObjectID, obj: StoredObject, keep: set[ObjectID]) -> bool:
         """Read a SPILLED object back into the arena; False if no room can be made."""
         offset = self.alloc(obj.size, keep)
         if offset is None:
@@ -367,14 +368,14 @@ class ObjectTable:
         self._move(oid, obj, "restore")
         return True
 
-    def restore(self, oid: str) -> bool:
+    def restore(self, oid: ObjectID) -> bool:
         """Bring ``oid`` into the arena if it is SPILLED; False if it cannot be."""
         obj = self.objects[oid]
         return obj.state is not S.SPILLED or self._restore(oid, obj, {oid})
 
     # ---- reporting -----------------------------------------------------------------------
 
-    def full_error(self, oid: str, size: int, node_id: str, restoring: bool = False) -> exceptions.ObjectStoreFullError:
+    def full_error(self, oid: ObjectID, size: int, node_id: NodeID, restoring: bool = False) -> exceptions.ObjectStoreFullError:
         in_arena = [o for o in self.objects.values() if o.offset is not None]
         pinned = sum(o.size for o in in_arena if o.pins > 0)
         writing = sum(o.size for o in in_arena if o.state in UNSEALED)

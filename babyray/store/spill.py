@@ -12,6 +12,8 @@ from pathlib import Path
 
 import structlog
 
+from babyray.ids import ObjectID
+
 __all__ = ["SpillDir"]
 
 _log = structlog.get_logger(__name__)
@@ -28,20 +30,20 @@ class SpillDir:
         self.directory = Path(directory)
         self._created_dir = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._sizes: dict[str, int] = {}
+        self._sizes: dict[ObjectID, int] = {}
 
     def __repr__(self) -> str:
         return f"SpillDir({str(self.directory)!r}, {len(self._sizes)} objects)"
 
-    def __contains__(self, object_id: str) -> bool:
+    def __contains__(self, object_id: ObjectID) -> bool:
         return object_id in self._sizes
 
-    def path(self, object_id: str) -> Path:
+    def path(self, object_id: ObjectID) -> Path:
         if not object_id.isalnum():
             raise ValueError(f"bad object id {object_id!r}")
         return self.directory / f"{object_id}.obj"
 
-    def size(self, object_id: str) -> int:
+    def size(self, object_id: ObjectID) -> int:
         """Bytes spilled for ``object_id`` (the slot size to allocate on restore).
 
         Raises:
@@ -49,7 +51,7 @@ class SpillDir:
         """
         return self._sizes[object_id]
 
-    def spill(self, object_id: str, region: memoryview) -> None:
+    def spill(self, object_id: ObjectID, region: memoryview) -> None:
         """Write ``region`` (an object's slot) to the object's file, replacing any old one.
 
         Raises:
@@ -68,7 +70,7 @@ class SpillDir:
         self._sizes[object_id] = region.nbytes
         _log.debug("object_spilled", object_id=object_id, size=region.nbytes)
 
-    def restore(self, object_id: str, dest: memoryview | bytearray) -> int:
+    def restore(self, object_id: ObjectID, dest: memoryview | bytearray) -> int:
         """Read the object's bytes into the start of ``dest``; returns how many were read.
 
         The file stays until ``delete``, so a restored copy that is evicted again needs no
@@ -93,7 +95,7 @@ class SpillDir:
         _log.debug("object_restored", object_id=object_id, size=size)
         return size
 
-    def delete(self, object_id: str) -> None:
+    def delete(self, object_id: ObjectID) -> None:
         """Remove the object's file; a no-op if it is not spilled here."""
         if self._sizes.pop(object_id, None) is not None:
             self.path(object_id).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 
 from babyray import serialization
 from babyray.actors.batching import address_key
+from babyray.ids import ObjectID
 from babyray.protocol import objects as om
 from babyray.protocol import values as vm
 from babyray.transfer.tcp import TcpDataPlane
@@ -38,7 +39,7 @@ class DirectStoreIO:
                 self.addresses[key] = found
         return found
 
-    def read(self, oid: str, value: vm.StoredValue, deadline: float | None = None) -> Any:
+    def read(self, oid: ObjectID, value: vm.StoredValue, deadline: float | None = None) -> Any:
         """Copy object ``oid`` from the store in ``value`` into private memory; deserialize it.
 
         Raises:

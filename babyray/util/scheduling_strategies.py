@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from babyray.ids import NodeID
+
 __all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]
 
 
@@ -18,7 +20,7 @@ class NodeAffinitySchedulingStrategy:
     """Run on node ``node_id``; if it is dead or lacks the resources, fail unless ``soft``
     (then any other node will do)."""
 
-    node_id: str
+    node_id: NodeID
     soft: bool = False
     _spill_on_unavailable: bool = False
     _fail_on_unavailable: bool = False

@@ -21,7 +21,7 @@ from typing import Any, Union
 from babyray.api import cluster_processes, context
 from babyray.exceptions import RayError
 from babyray.gcs.node_liveness import NodeLiveness
-from babyray.ids import ObjectID, is_put_object, task_id_of
+from babyray.ids import ActorID, NodeID, ObjectID, TaskID, is_put_object, task_id_of
 from babyray.protocol import gcs as gm
 
 __all__ = [
@@ -118,7 +118,7 @@ def _select(rows: Iterable[dict], filters: list[Filter], limit: int | None) -> l
 # ---- tasks -----------------------------------------------------------------------------------
 
 
-def _task_row(task_id: str, r: dict) -> dict:
+def _task_row(task_id: TaskID, r: dict) -> dict:
     spec = r.get("spec")
     started, finished = r.get("started_at"), r.get("finished_at")
     row = {
@@ -163,7 +163,7 @@ def list_tasks(filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeo
         stored = _STORED_TASK_STATE.get(str(value).upper())
         if key == "state" and op == "=" and stored is not None:
             where = {"state": stored}  # the store's indexed column narrows the scan
-    rows = (_task_row(k, r) for k, r in _scan("tasks", where, timeout))
+    rows = (_task_row(TaskID(k), r) for k, r in _scan("tasks", where, timeout))
     rows_out = _select(rows, filters, limit)
     if not detail:
         for row in rows_out:
@@ -171,7 +171,7 @@ def list_tasks(filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeo
     return rows_out
 
 
-def get_task(task_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+def get_task(task_id: TaskID, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     """One task with every field (traceback included), or None if the GCS never saw it."""
     record = _get("tasks", task_id, timeout)
     return None if record is None else _task_row(task_id, record)
@@ -194,7 +194,7 @@ def summarize_tasks(timeout: float = DEFAULT_TIMEOUT) -> dict:
 # ---- actors --------------------------------------------------------------------------------
 
 
-def _actor_row(actor_id: str, r: dict) -> dict:
+def _actor_row(actor_id: ActorID, r: dict) -> dict:
     return {
         "actor_id": actor_id,
         "class_name": r.get("class_name") or getattr(r.get("info"), "class_name", ""),
@@ -213,11 +213,11 @@ def _actor_row(actor_id: str, r: dict) -> dict:
 def list_actors(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
                 timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
     """The actors (state PENDING, ALIVE, RESTARTING or DEAD, node, worker, pid, restarts)."""
-    rows = (_actor_row(k, r) for k, r in _scan("actors", None, timeout))
+    rows = (_actor_row(ActorID(k), r) for k, r in _scan("actors", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
 
 
-def get_actor(actor_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+def get_actor(actor_id: ActorID, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     record = _get("actors", actor_id, timeout)
     return None if record is None else _actor_row(actor_id, record)
 
@@ -254,7 +254,7 @@ def list_objects(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
     return _select(rows, _normalize_filters(filters), limit)
 
 
-def get_object(object_id: str, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
+def get_object(object_id: ObjectID, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     record = _get("objects", object_id, timeout)
     return None if record is None else _object_row(ObjectID(object_id), record)
 
@@ -285,7 +285,7 @@ def list_placement_groups(filters: Filters = None, limit: int | None = DEFAULT_L
 # ---- nodes and workers ---------------------------------------------------------------------
 
 
-def _node_row(node_id: str, r: dict) -> dict:
+def _node_row(node_id: NodeID, r: dict) -> dict:
     return {
         "node_id": node_id,
         "address": r.get("address", ""),
@@ -301,7 +301,7 @@ def _node_row(node_id: str, r: dict) -> dict:
 def list_nodes(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
                timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
     """The nodes that ever registered (ALIVE or DEAD), with total and free resources."""
-    rows = (_node_row(k, r) for k, r in _scan("nodes", None, timeout))
+    rows = (_node_row(NodeID(k), r) for k, r in _scan("nodes", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
 
 
