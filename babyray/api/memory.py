@@ -9,7 +9,7 @@ data: ``memory_stats()`` returns one dict per node's store (used, pinned, spille
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from babyray import config, exceptions
 from babyray.api import cluster_processes, context
@@ -58,7 +58,7 @@ def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
     return [reply.stats for reply in replies]
 
 
-def _stores(core: Any) -> list:
+def _stores(core: CoreClient) -> list:
     try:
         nodes = cluster_processes.alive_nodes(core, DEFAULT_TIMEOUT)
     except Exception:  # the GCS is slow or away: report this node's store at least

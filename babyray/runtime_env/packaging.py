@@ -16,10 +16,14 @@ import hashlib
 import io
 import os
 import zipfile
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
+from babyray.ids import FunctionID
 from babyray.protocol import cluster as cm
 from babyray.runtime_env.validation import PACKAGE_SCHEME
+
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
 
 MAX_PACKAGE_BYTES = 500 * 1024 * 1024  # Ray's documented limit for a working_dir or py_module
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -56,7 +60,7 @@ def package_uri(blob: bytes) -> str:
     return f"{PACKAGE_SCHEME}_ray_pkg_{hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]}.zip"
 
 
-def upload(core: Any, uri: str, blob: bytes) -> None:
+def upload(core: CoreClient, uri: str, blob: bytes) -> None:
     """Store package ``blob`` in the GCS, chunked, through a client (``CoreClient``).
 
     After each chunk it waits for a small answer of the GCS: a driver's sender coalesces
@@ -64,9 +68,9 @@ def upload(core: Any, uri: str, blob: bytes) -> None:
     """
     chunks = range(0, max(1, len(blob)), CHUNK_BYTES)
     for i, offset in enumerate(chunks):
-        core.ensure_function(f"{uri}#{i}", "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
+        core.ensure_function(FunctionID(f"{uri}#{i}"), "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
         core.request(core.gcs, lambda req_id: cm.GetNodes(req_id))
-    core.ensure_function(uri, "runtime_env package", str(len(chunks)).encode())
+    core.ensure_function(FunctionID(uri), "runtime_env package", str(len(chunks)).encode())
 
 
 def download(fetch: Callable[[str], bytes], uri: str) -> bytes:

@@ -7,7 +7,7 @@ private memory. Used by ``CoreClient`` when ``remote_store_io`` is set.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,11 +18,14 @@ from babyray.protocol import objects as om
 from babyray.protocol import values as vm
 from babyray.transfer.tcp import TcpDataPlane
 
+if TYPE_CHECKING:
+    from babyray.api.core import CoreClient
+
 
 class DirectStoreIO:
     """Reads and writes objects of remote stores for one CoreClient (thread-safe)."""
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: CoreClient) -> None:
         self.core = core
         self.plane = TcpDataPlane()
         self.addresses: dict[Any, tuple[str, int]] = {}
