@@ -14,6 +14,7 @@ with ThespianWatch wakes the actor's loop, which sends for them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -165,7 +166,7 @@ class PartActor(Actor):
         """Hook: handle ``msg`` outside the handler table; True if it was handled."""
         return False
 
-    def _run_hook(self, hook: Any, *args: Any) -> None:
+    def _run_hook(self, hook: Callable[..., object], *args: Any) -> None:
         try:
             hook(*args)
         except Exception:  # as for handlers: log, keep the part running

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import traceback
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, Iterator
 
 from babyray import serialization
 from babyray.api.generator import STREAMING, DynamicObjectRefGenerator, item_id
@@ -165,7 +165,7 @@ def _values(worker: "Worker", result: Any) -> Iterator:
     return _async_values(result, actor.default_loop() if actor is not None else None)
 
 
-def _async_values(agen: Any, loop: asyncio.AbstractEventLoop | None) -> Iterator:
+def _async_values(agen: AsyncGenerator[Any, None], loop: asyncio.AbstractEventLoop | None) -> Iterator:
     own = asyncio.new_event_loop() if loop is None else None
     try:
         while True:

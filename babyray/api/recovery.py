@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, log, serialization
@@ -33,7 +34,7 @@ class ObjectRecovery:
         self.lock = threading.Lock()
         self.log = log.get_logger("recovery")
 
-    def _ask_gcs(self, build: Any, deadline: float | None) -> Any:
+    def _ask_gcs(self, build: Callable[[str], Any], deadline: float | None) -> Any:
         return self.core.request_by(self.core.gcs, build, deadline)
 
     def dead_nodes(self, deadline: float | None = None) -> set[str]:

@@ -279,7 +279,7 @@ def _shape(resources: dict) -> str:
 # ---- the parser -------------------------------------------------------------------------
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add start, stop, status and get-auth-token to the ``babyray`` subparsers."""
     start = sub.add_parser("start", help="start a head or member node on this host")
     start.add_argument("--head", action="store_true", help="start the head (convention leader, GCS)")

@@ -63,7 +63,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add logs to the ``babyray`` subparsers."""
     p = sub.add_parser("logs", help="the session's JSON log events, filtered and readable")
     p.add_argument("--node", help="node id (prefix)")

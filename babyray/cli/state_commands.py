@@ -164,7 +164,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 # ---- the parser ------------------------------------------------------------------------------
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add list, get, summary, timeline and memory to the ``babyray`` subparsers."""
     p = sub.add_parser("list", help="list tasks, actors, objects, nodes, workers or placement groups from the GCS")
     p.add_argument("resource", choices=RESOURCES)

@@ -14,6 +14,7 @@ than the bundle holds.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from babyray.actors.bundle_placement import STRATEGIES
@@ -94,7 +95,7 @@ def _check_reserved(pg: PlacementGroup) -> PlacementGroup:
     return pg
 
 
-def _ask(build: Any) -> Any:
+def _ask(build: Callable[[str], Any]) -> Any:
     runtime = context.runtime()
     reply = runtime.core.request(runtime.gcs, build)
     if getattr(reply, "error", None):
