@@ -9,8 +9,6 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-from babyray.ids import NodeID, TaskID, WorkerID
-
 
 class RayError(Exception):
     """Base of every babyray error."""
@@ -25,7 +23,7 @@ class RayTaskError(RayError):
     """
 
     def __init__(self, function_name: str, traceback_str: str, cause: BaseException | None = None,
-                 task_id: TaskID = TaskID(""), node_id: NodeID = NodeID(""), worker_id: WorkerID = WorkerID("")) -> None:
+                 task_id: str = "", node_id: str = "", worker_id: str = "") -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause: BaseException | None = cause.cause if isinstance(cause, RayTaskError) else cause
@@ -46,8 +44,8 @@ class RayTaskError(RayError):
         return self._message()
 
     @classmethod
-    def from_failed_input(cls, function_name: str, error: BaseException, task_id: TaskID = TaskID(""), node_id: NodeID = NodeID(""),
-                          worker_id: WorkerID = WorkerID("")) -> "RayTaskError":
+    def from_failed_input(cls, function_name: str, error: BaseException, task_id: str = "", node_id: str = "",
+                          worker_id: str = "") -> "RayTaskError":
         """The error of a task not run because an argument is ``error`` (Ray's wording)."""
         text = "".join(traceback.format_exception_only(type(error), error))
         return cls(function_name, f"At least one of the input arguments for this task could not be computed:\n{text}",
@@ -84,7 +82,7 @@ class GetTimeoutError(RayError, TimeoutError):
 class TaskCancelledError(RayError):
     """The task was cancelled before it finished."""
 
-    def __init__(self, task_id: TaskID = TaskID("")) -> None:
+    def __init__(self, task_id: str = "") -> None:
         self.task_id = task_id
         super().__init__(f"Task {task_id} was cancelled" if task_id else "Task was cancelled")
 

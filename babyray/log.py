@@ -14,8 +14,6 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict
 
-from babyray.ids import NodeID
-
 _configured_path: str | None = None
 _process_fields: dict[str, Any] = {}
 
@@ -31,7 +29,7 @@ def _add_process_fields(_logger: Any, _method: str, event: EventDict) -> EventDi
     return event
 
 
-def configure(log_dir: str, component: str, node_id: NodeID = NodeID(""), level: int = logging.INFO) -> None:
+def configure(log_dir: str, component: str, node_id: str = "", level: int = logging.INFO) -> None:
     """Send this process's structlog events to ``<log_dir>/<component>-<pid>.jsonl``."""
     global _configured_path
     os.makedirs(log_dir, exist_ok=True)

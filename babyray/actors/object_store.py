@@ -35,7 +35,7 @@ from typing import Any
 
 from babyray import exceptions, log, serialization
 from babyray.actors.base import PartActor
-from babyray.ids import NodeID, ObjectID
+from babyray.ids import NodeID, ObjectID, WorkerID
 from babyray.protocol import cluster as cm
 from babyray.protocol import objects as om
 from babyray.session import register_pid
@@ -165,7 +165,7 @@ class ObjectStore(PartActor):
         if gone:
             self.post_from_thread(self.gcs, om.ObjectLocations(self.node_id, (), tuple(gone)))
 
-    def _allocate_for_channel(self, oid: ObjectID, size: int, owner_id: str) -> tuple[int, bytes | None]:
+    def _allocate_for_channel(self, oid: ObjectID, size: int, owner_id: WorkerID) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
 
         On failure the client asks again through Thespian (``on_create``), which reports it.
@@ -185,11 +185,11 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.table.spares.release(client, offsets)
 
-    def _take_spare(self, oid: ObjectID, size: int, owner_id: str, offset: int) -> None:
+    def _take_spare(self, oid: ObjectID, size: int, owner_id: WorkerID, offset: int) -> None:
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
 
-    def _seal_for_channel(self, oid: ObjectID, size: int, owner_id: str, reserved_offset: int) -> None:
+    def _seal_for_channel(self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int) -> None:
         """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
         whose messages (to the GCS, to readers waiting) leave through the thread outbox."""
         with self.turn_done:
@@ -291,12 +291,12 @@ class ObjectStore(PartActor):
             self.log.warning("object_pull_redirected", object_id=oid, old_source=self.pull_nodes.get(oid),
                              source=msg.source_node)
             if stale.size == msg.size:
-                self.table.create(oid, msg.size, "", primary=False)  # the pull takes the slot over
+                self.table.create(oid, msg.size, WorkerID(""), primary=False)  # the pull takes the slot over
                 self._start_pull(oid, msg)
             else:
                 self.table.abort(oid)
         if oid not in self.table:
-            if self.table.create(oid, msg.size, "", primary=False) is None:
+            if self.table.create(oid, msg.size, WorkerID(""), primary=False) is None:
                 error = self.table.full_error(oid, msg.size, self.node_id)
                 self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
                 return

@@ -19,7 +19,7 @@ import concurrent.futures
 from typing import Any, Generator
 
 from babyray.api import reference_counting
-from babyray.ids import ObjectID
+from babyray.ids import ObjectID, WorkerID
 from babyray.serialization import _ref_hooks, note_ref_serialized
 
 _queue_death = reference_counting.deleted_events.append
@@ -28,7 +28,7 @@ _queue_death = reference_counting.deleted_events.append
 class ObjectRef:
     __slots__ = ("id", "owner", "owner_id", "_counted", "__weakref__")
 
-    def __init__(self, object_id: ObjectID, owner: Any, owner_id: str) -> None:
+    def __init__(self, object_id: ObjectID, owner: Any, owner_id: WorkerID) -> None:
         self._counted = 0
         self.id = object_id
         self.owner = owner

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from babyray import exceptions, serialization
 from babyray.api.object_ref import ObjectRef
-from babyray.ids import ObjectID, TaskID
+from babyray.ids import ObjectID, TaskID, WorkerID
 from babyray.protocol import values as vm
 
 Value = Any  # vm.InlineValue | vm.StoredValue | vm.ErrorValue, or their variants carrying refs
@@ -36,7 +36,7 @@ class OwnedObject:
 class OwnerTable:
     """Owned and borrowed value records of one process, by object id."""
 
-    def __init__(self, identity: str, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]) -> None:
+    def __init__(self, identity: WorkerID, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]) -> None:
         self.identity = identity
         self.lock = lock
         self.changed = threading.Condition(lock)  # notified whenever a value becomes known

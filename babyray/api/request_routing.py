@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, Protocol
 
 from babyray import exceptions
+from babyray.ids import WorkerID
 from babyray.protocol import Reply
 
 REQUEST_TIMEOUT = 60.0
@@ -33,7 +34,7 @@ class _Reply:
 class Requests:
     """The requests of one process awaiting their replies."""
 
-    def __init__(self, transport: Transport, identity: str, inbox: Any, lock: threading.RLock) -> None:
+    def __init__(self, transport: Transport, identity: WorkerID, inbox: Any, lock: threading.RLock) -> None:
         self.transport = transport
         self.identity = identity
         self.inbox = inbox

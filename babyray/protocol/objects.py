@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from babyray.ids import NodeID, ObjectID
+from babyray.ids import NodeID, ObjectID, WorkerID
 from babyray.protocol import Reply, short_repr
 
 
@@ -39,7 +39,7 @@ class AddBorrowers:
     owner that no longer knows an object ignores it.
     """
 
-    borrower_id: str
+    borrower_id: WorkerID
     object_ids: tuple[ObjectID, ...]
 
     def __repr__(self) -> str:
@@ -50,7 +50,7 @@ class AddBorrowers:
 class RemoveBorrowers:
     """Borrower -> owner: the last ObjectRef instance of these objects died in ``borrower_id``."""
 
-    borrower_id: str
+    borrower_id: WorkerID
     object_ids: tuple[ObjectID, ...]
 
     def __repr__(self) -> str:
@@ -76,7 +76,7 @@ class CreateObject:
     req_id: str
     object_id: ObjectID
     size: int
-    owner_id: str = ""
+    owner_id: WorkerID = WorkerID("")
     reply_to: Any = None
 
 
@@ -90,7 +90,7 @@ class SealObject:
 
     object_id: ObjectID
     size: int
-    owner_id: str = ""
+    owner_id: WorkerID = WorkerID("")
     reserved_offset: int = -1
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from babyray.ids import ActorID, FunctionID, JobID, NodeID, ObjectID, TaskID
+from babyray.ids import ActorID, FunctionID, JobID, NodeID, ObjectID, TaskID, WorkerID
 from babyray.protocol import short_repr
 
 
@@ -107,7 +107,7 @@ class TaskSpec:
     return_ids: list[ObjectID]
     resources: dict
     owner: Any  # ActorAddress of the owner's inbox
-    owner_id: str
+    owner_id: WorkerID
     max_retries: int = 3
     # Retried on application exceptions; which ones only the owner knows (``TaskSubmitter``):
     # the classes may not be importable where the spec goes (see docs/design.md,

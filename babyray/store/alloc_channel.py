@@ -46,18 +46,18 @@ from collections.abc import Callable
 from typing import Any
 
 from babyray import auth, log
-from babyray.ids import ObjectID
+from babyray.ids import ObjectID, WorkerID
 from babyray.store.allocator import Allocator
 
 _LEN = struct.Struct("<I")
 
-Allocate = Callable[[ObjectID, int, str], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
+Allocate = Callable[[ObjectID, int, WorkerID], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
-Take = Callable[[ObjectID, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
+Take = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
 Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
-Seal = Callable[[ObjectID, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
+Seal = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of its spare or -1)
 
 _ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
@@ -310,7 +310,7 @@ class AllocClient:
             answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
             return answer
 
-    def seal(self, oid: ObjectID, size: int, owner: str, reserved_offset: int) -> None:
+    def seal(self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int) -> None:
         """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
         as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
         with self._lock:

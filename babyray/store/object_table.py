@@ -33,7 +33,7 @@ from enum import Enum
 from typing import Protocol
 
 from babyray import exceptions
-from babyray.ids import NodeID, ObjectID
+from babyray.ids import NodeID, ObjectID, WorkerID
 from babyray.store.alloc_channel import SpareSlots
 from babyray.store.allocator import Allocator
 
@@ -79,7 +79,7 @@ class InvalidTransition(RuntimeError):
 class StoredObject:
     offset: int | None  # None while the object is only on disk (SPILLED)
     size: int
-    owner_id: str
+    owner_id: WorkerID
     state: ObjectState = S.CREATING
     pins: int = 0
     primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
@@ -190,7 +190,7 @@ class ObjectTable:
 
     # ---- creating and sealing ------------------------------------------------------------
 
-    def create(self, oid: ObjectID, size: int, owner_id: str, primary: bool = True) -> int | None:
+    def create(self, oid: ObjectID, size: int, owner_id: WorkerID, primary: bool = True) -> int | None:
         """The slot a producer writes ``oid`` into; None if no room can be made.
 
         See the module docstring for a second create of an id already here.
@@ -213,7 +213,7 @@ class ObjectTable:
         self.objects[oid] = StoredObject(offset, size, owner_id, primary=primary)
         return offset
 
-    def take_spare(self, oid: ObjectID, size: int, owner_id: str, offset: int) -> bool:
+    def take_spare(self, oid: ObjectID, size: int, owner_id: WorkerID, offset: int) -> bool:
         """A put of ``oid`` into the spare slot at ``offset`` (reserved by its client earlier):
         the slot becomes the object's, as if created there. False if the spare was released."""
         if not self.spares.claim(offset):
@@ -227,7 +227,7 @@ class ObjectTable:
         self.objects[oid] = StoredObject(offset, size, owner_id)
         return True
 
-    def seal(self, oid: ObjectID, size: int, owner_id: str, reserved_offset: int = -1) -> SealOutcome:
+    def seal(self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int = -1) -> SealOutcome:
         """The producer finished writing ``oid`` (into the spare at ``reserved_offset`` if >= 0)."""
         if reserved_offset >= 0:
             self.take_spare(oid, size, owner_id, reserved_offset)  # no-op if the channel took it first
