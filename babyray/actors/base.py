@@ -156,10 +156,10 @@ class PartActor(Actor):
         """The ``multiprocessing.Process`` of a child actor this actor created (None if not found)."""
         return thespian_patches.child_process(self, address)
 
-    def on_exit(self, msg: Any, sender: Any) -> None:
+    def on_exit(self, msg: ActorExitRequest, sender: Any) -> None:
         """Hook: the actor is being stopped."""
 
-    def on_child_exited(self, msg: Any, sender: Any) -> None:
+    def on_child_exited(self, msg: ChildActorExited, sender: Any) -> None:
         """Hook: a child actor's process ended."""
 
     def intercept(self, msg: Any) -> bool:

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from thespian.actors import WakeupMessage
+
 from babyray import exceptions, log
 from babyray.actors.base import PartActor
 from babyray.actors.bundle_placement import place_bundles
@@ -111,7 +113,7 @@ class GlobalScheduler(PartActor):
         if self.pending:
             self._place_pending()
 
-    def on_poll_load(self, msg: Any, sender: Any) -> None:
+    def on_poll_load(self, msg: WakeupMessage, sender: Any) -> None:
         self.post(self.gcs, cm.GetNodes("gs-load"))
 
     # ---- placing ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from thespian.actors import ActorExitRequest
+from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
 from babyray import config, exceptions, log
 from babyray.actors.base import PartActor
@@ -297,10 +297,10 @@ class LocalScheduler(PartActor):
     def on_fds_ready(self, fds: list[int]) -> None:
         self._check_workers([self.pidfds[fd] for fd in fds if fd in self.pidfds], "pidfd")
 
-    def on_liveness_timer(self, msg: Any, sender: Any) -> None:
+    def on_liveness_timer(self, msg: WakeupMessage, sender: Any) -> None:
         self._check_workers(list(self.processes), "poll")
 
-    def on_child_exited(self, msg: Any, sender: Any) -> None:
+    def on_child_exited(self, msg: ChildActorExited, sender: Any) -> None:
         self._check_workers(list(self.processes), "child_exited")
 
     def _check_workers(self, worker_ids: list[WorkerID], source: str) -> None:
@@ -442,7 +442,7 @@ class LocalScheduler(PartActor):
 
     # ---- heartbeats ------------------------------------------------------------------
 
-    def on_heartbeat_timer(self, msg: Any, sender: Any) -> None:
+    def on_heartbeat_timer(self, msg: WakeupMessage, sender: Any) -> None:
         self._send_heartbeat()
         self._stop_idle_workers()
 
@@ -468,7 +468,7 @@ class LocalScheduler(PartActor):
         self.workers.remove(worker.worker_id)  # its process's end is expected: not a death
         self.send(worker.address, ActorExitRequest())
 
-    def on_exit(self, msg: Any, sender: Any) -> None:
+    def on_exit(self, msg: ActorExitRequest, sender: Any) -> None:
         """Stopping: Thespian asks each worker to exit and waits for all of them; a worker
         that cannot answer (user code holding the GIL, a stopped process) is killed after
         ``WORKER_STOP_GRACE`` seconds, so the node always ends."""

@@ -33,6 +33,8 @@ import threading
 import time
 from typing import Any
 
+from thespian.actors import ActorExitRequest, WakeupMessage
+
 from babyray import exceptions, log, serialization
 from babyray.actors.base import PartActor
 from babyray.ids import NodeID, ObjectID, WorkerID
@@ -310,7 +312,7 @@ class ObjectStore(PartActor):
         self.post(msg.source_store, om.ServeObject(f"pull-{oid}", oid, self.myAddress))
         self.every(PULL_CHECK_SECONDS, "pull_check")
 
-    def on_pull_check(self, msg: Any, sender: Any) -> None:
+    def on_pull_check(self, msg: WakeupMessage, sender: Any) -> None:
         """While pulls wait, ask the GCS which nodes are dead: a dead holder never answers."""
         self.pull_nodes = {oid: node for oid, node in self.pull_nodes.items() if oid in self.pulls}
         if not self.pulls:
@@ -423,7 +425,7 @@ class ObjectStore(PartActor):
         self._release_arena()
         self.post(sender, cm.Stopped("object_store", os.getpid()))
 
-    def on_exit(self, msg: Any, sender: Any) -> None:
+    def on_exit(self, msg: ActorExitRequest, sender: Any) -> None:
         self._release_arena()
 
     def _release_arena(self) -> None:
