@@ -205,7 +205,7 @@ class ObjectStore(PartActor):
             self._report_gone()
             self.turn_done.notify_all()
 
-    def _pin_for_channel(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def _pin_for_channel(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the
         slots if every object is sealed and in memory (waiting briefly for seals on their way),
         else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""

@@ -77,8 +77,8 @@ class WorkerTable:
     def __init__(self, pool: ResourcePool, gpus: GpuIds | None = None) -> None:
         self.pool = pool
         self.gpus = gpus if gpus is not None else GpuIds(int(pool.total.get("GPU", 0)))
-        self._workers: dict[str, WorkerRecord] = {}
-        self._by_pid: dict[int, str] = {}
+        self._workers: dict[WorkerID, WorkerRecord] = {}
+        self._by_pid: dict[int, WorkerID] = {}
 
     def __len__(self) -> int:
         return len(self._workers)

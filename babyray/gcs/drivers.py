@@ -19,7 +19,7 @@ class DriverRegistry:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._drivers: dict[JobID, dict] = {}  # job id -> its record
-        self._last_seen: dict[str, float] = {}  # job id -> when its watch last pinged
+        self._last_seen: dict[JobID, float] = {}  # job id -> when its watch last pinged
 
     def register(self, job_id: JobID, pid: int, ip: str, inbox: Any, now: float, wall_time: float) -> None:
         self._drivers[job_id] = {"job_id": job_id, "pid": pid, "ip": ip, "inbox": inbox,

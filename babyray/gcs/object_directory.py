@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from babyray.gcs.tables import Table
-from babyray.ids import NodeID
+from babyray.ids import NodeID, ObjectID
 
 __all__ = ["ObjectDirectory"]
 
@@ -16,7 +16,7 @@ class ObjectDirectory:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def update(self, node_id: NodeID, added: Iterable[tuple[str, int]], removed: Iterable[str]) -> None:
+    def update(self, node_id: NodeID, added: Iterable[tuple[ObjectID, int]], removed: Iterable[ObjectID]) -> None:
         """Add the node's new copies (object id, size) and remove the ones it dropped."""
         added, removed = list(added), list(removed)
         known = self.table.get_many([object_id for object_id, _ in added] + removed)

@@ -56,7 +56,7 @@ Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spar
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 Take = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
-Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
+Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
 Seal = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of its spare or -1)
 
 _ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
@@ -234,7 +234,7 @@ class AllocServer:
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
 
-    def _pin_answer(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def _pin_answer(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         if self._pin is None:
             return None
         try:
@@ -297,7 +297,7 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
-    def pin(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+    def pin(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
         (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
 
@@ -307,7 +307,7 @@ class AllocClient:
         with self._lock:
             self._read_spare()
             _send(self._sock, (_PIN, oids))
-            answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
+            answer: tuple[str, dict[ObjectID, tuple[int, int]]] | None = _recv(self._sock)
             return answer
 
     def seal(self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int) -> None:

@@ -132,7 +132,7 @@ class SealOutcome(Enum):
 class PinOutcome:
     """What a pin of several objects got: ``slots`` if all were pinned, else why not."""
 
-    slots: dict[str, tuple[int, int]]  # object id -> (offset, size)
+    slots: dict[ObjectID, tuple[int, int]]  # object id -> (offset, size)
     missing: ObjectID | None = None  # not here at all
     unsealed: ObjectID | None = None  # still being written: ask again at its seal
     no_room: ObjectID | None = None  # spilled, and no room to restore it
@@ -151,7 +151,7 @@ class ObjectTable:
         self.evictable: OrderedDict[ObjectID, None] = OrderedDict()
         self.duplicates: dict[ObjectID, list[int]] = {}  # object id -> scratch slots of duplicate copies
         self.counters = TableCounters()
-        self.gone: list[str] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
+        self.gone: list[ObjectID] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -183,7 +183,7 @@ class ObjectTable:
                 self.gone.append(oid)
         return new
 
-    def take_gone(self) -> list[str]:
+    def take_gone(self) -> list[ObjectID]:
         """The complete objects deleted since the last call (to tell the GCS they left)."""
         gone, self.gone = self.gone, []
         return gone
@@ -387,7 +387,7 @@ class ObjectTable:
             f"and nothing else can be spilled. Release the values you got (they pin their objects) or "
             f"start babyray with a larger object_store_memory.")
 
-    def held(self) -> tuple[tuple[str, int], ...]:
+    def held(self) -> tuple[tuple[ObjectID, int], ...]:
         """(id, size) of every complete object its owner still references: the GCS's locations."""
         return tuple((oid, o.size) for oid, o in self.objects.items() if o.state in (S.SEALED, S.SPILLED))
 
@@ -419,7 +419,7 @@ class ObjectTable:
             "num_freed": c.freed_objects,
         }
 
-    def object_states(self) -> dict[str, dict]:
+    def object_states(self) -> dict[ObjectID, dict]:
         """Each object's line in the memory report: where its bytes are and who pins them."""
         return {oid: {"size": o.size, "state": o.report_state, "pins": o.pins, "primary": o.primary,
                       "on_disk": o.on_disk} for oid, o in self.objects.items()}
