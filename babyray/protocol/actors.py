@@ -38,6 +38,8 @@ class RegisterActor:
     max_restarts: int = 0
     detached: bool = False
     reply_to: Any = None
+    owner_node: str = ""  # the node of the worker creating it; "" for a driver (fate sharing)
+    owner_pid: int = 0  # the process creating it
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,15 @@ class ActorWorkerDied:
     node_id: str
     reason: str
     final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    """Local scheduler -> GCS: a worker process died; the actors it created (it owns) die with it."""
+
+    worker_id: str
+    node_id: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
