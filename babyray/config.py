@@ -71,7 +71,6 @@ def machine_object_store_default() -> int:
     return object_store_default(mem_total, shm.f_bavail * shm.f_frsize)
 
 
-
 class Settings:
     """Every setting of ``DEFAULTS`` as a typed attribute, resolved when read in the order of
     the module docstring; values are converted to the default's type.

@@ -232,7 +232,8 @@ class GcsActor(PartActor):
             for actor_id in self.actors.actors_on(death.node_id):
                 self.on_actor_worker_died(am.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"),
                                           None)
-            self._end_owned(self.actors.owned_on_node(death.node_id), f"its node {death.node_id} died")
+            owned = self.actors.owned_on_node(death.node_id)
+            self._end_owned(owned, f"its node {death.node_id} died")
 
     def _announce_restart(self, global_scheduler: Any) -> None:
         """Tell the nodes recovered from the store where the GCS and global scheduler are now,
@@ -427,7 +428,8 @@ class GcsActor(PartActor):
         elsewhere when their watch has not pinged for the node timeout."""
         for driver in self.drivers.gone(time.monotonic(), self._here(), is_running):
             self.log.info("driver_gone", job_id=driver["job_id"], pid=driver["pid"], ip=driver["ip"])
-            self._job_ended(driver["job_id"], f"the driver of job {driver['job_id']} (pid {driver['pid']}) exited")
+            job_id = driver["job_id"]
+            self._job_ended(job_id, f"the driver of job {job_id} (pid {driver['pid']}) exited")
 
     def _here(self) -> set[str]:
         """The IPs of this host: a process there is checked by its pid."""

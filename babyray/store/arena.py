@@ -75,8 +75,8 @@ class Arena:
     def create(cls, name: str, size: int, prefault: bool = True, background: bool = False) -> Arena:
         """Create the segment ``/dev/shm/<name>`` of ``size`` bytes (rounded up to a page).
 
-        With ``prefault``, every page up to ``PREFAULT_MAX`` is allocated (``posix_fallocate``, so a full /dev/shm
-        fails here with ENOSPC instead of a SIGBUS later) and mapped writable with
+        With ``prefault``, every page up to ``PREFAULT_MAX`` is allocated (``posix_fallocate``, so
+        a full /dev/shm fails here with ENOSPC instead of a SIGBUS later) and mapped writable with
         ``MADV_POPULATE_WRITE``, or by writing a byte per page on kernels without it. With
         ``background`` too, that runs in a daemon thread: the arena is usable at once
         (early writes are only slower); ``wait_prefaulted`` waits for it. Touching pages by
