@@ -105,12 +105,13 @@ class ActorDirectory:
         return self._broadcast(actor_id)
 
     def kill(self, msg: am.KillActor) -> Outgoing:
-        """Mark the actor for killing; returns the message to its local scheduler."""
+        """Kill the actor's process; with ``no_restart`` the actor is DEAD at once."""
         record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id)
         if record is None or live is None:
             return []
-        live.no_restart = live.no_restart or msg.no_restart
+        if msg.no_restart:  # dead at once, as in Ray: its name is free for a new actor
+            return self.end(msg.actor_id, "The actor was killed by ray.kill()")
         if live.scheduler is None:  # not started yet: it is dead before it ran
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
         return [(live.scheduler, am.KillActorWorker(msg.actor_id))]
