@@ -3,16 +3,32 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from babyray import exceptions
-from babyray.api.object_ref import ObjectRef
-from babyray.api.generator import DynamicObjectRefGenerator, ObjectRefGenerator
-from babyray.api.public import (available_resources, cancel, cluster_resources, get, init, is_initialized,
-                                nodes, put, shutdown, wait)
-from babyray.api.memory import memory_stats, memory_summary
+# The submodules too: ray.actor.ActorHandle needs only `import ray`.
+from babyray import (
+    actor,
+    exceptions,
+    remote_function,
+    runtime_env,
+    util,
+)
 from babyray.api.actor import ActorClass, ActorHandle, get_actor, kill, method
+from babyray.api.generator import DynamicObjectRefGenerator, ObjectRefGenerator
+from babyray.api.memory import memory_stats, memory_summary
+from babyray.api.object_ref import ObjectRef
+from babyray.api.public import (
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    init,
+    is_initialized,
+    nodes,
+    put,
+    shutdown,
+    wait,
+)
 from babyray.api.remote_function import RemoteFunction
 from babyray.api.runtime_context import get_gpu_ids, get_runtime_context
-from babyray import actor, remote_function, runtime_env, util  # ray.actor.ActorHandle needs only `import ray`
 from babyray.tracing import timeline
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 Every babyray process holds the cluster's token (a random 256-bit hex string) and proves
 it on every connection: Thespian messages carry an HMAC-SHA256 of their pickled bytes
-(``MessageSigner``, installed in Thespian's TCP transport by ``thespian_setup``); the data
+(``MessageSigner``, made Thespian's TCP serializer by ``babyray.thespian_patches``); the data
 plane and the allocation channel run a challenge-response on each new connection
 (``accept_peer`` / ``prove_to_peer``) before any byte is read as a request. Whatever does
 not verify is refused before it is unpickled, and logged as ``auth_rejected``.
@@ -117,7 +117,7 @@ def current_token() -> str | None:
     return _token.decode() if _token else None
 
 
-def _mac(*parts: bytes) -> bytes:
+def _mac(*parts: bytes | memoryview) -> bytes:
     mac = _keyed.copy()
     for part in parts:
         mac.update(part)

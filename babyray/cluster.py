@@ -32,8 +32,6 @@ from babyray.actors.thespian_setup import (
     bind_to_node_ip,
     capabilities,
     log_defs,
-    shutdown_bounded,
-    started_admins,
 )
 from babyray.gcs.gcs_actor import GcsActor
 from babyray.gcs.store import GcsSchemaVersionError, GcsStore, GcsStoreUnavailable
@@ -41,6 +39,7 @@ from babyray.ids import new_node_id
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.session import end_process_group, reap_child
+from babyray.thespian_patches import shutdown_bounded, started_admins
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log

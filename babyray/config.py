@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "scheduling_policy": "locality",
     # Tasks a worker may hold queued behind the running one when the node is saturated.
     "worker_pipeline_depth": 16,
-    # Most worker processes a node runs (blocked workers need replacements to avoid deadlock).
+    # Most worker processes a node runs. Hard for actors; soft for tasks: when every worker is
+    # blocked in get and a task waits, one more starts (with a warning) rather than deadlock.
     "max_workers": 256,
     # Seconds an idle worker above the CPU count lives before it is stopped.
     "idle_worker_timeout": 10.0,

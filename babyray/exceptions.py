@@ -26,7 +26,7 @@ class RayTaskError(RayError):
                  task_id: str = "", node_id: str = "", worker_id: str = "") -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
-        self.cause = cause.cause if isinstance(cause, RayTaskError) else cause
+        self.cause: BaseException | None = cause.cause if isinstance(cause, RayTaskError) else cause
         self.task_id = task_id
         self.node_id = node_id
         self.worker_id = worker_id
@@ -61,7 +61,7 @@ class RayTaskError(RayError):
 
 def _dual_error(cause_cls: type, err: RayTaskError) -> RayTaskError:
     try:
-        cls = type(f"RayTaskError({cause_cls.__name__})", (RayTaskError, cause_cls), {
+        cls: type[RayTaskError] = type(f"RayTaskError({cause_cls.__name__})", (RayTaskError, cause_cls), {
             "__init__": lambda s, *a, **k: None,
             "__str__": lambda s: RayTaskError.__str__(s),
             "__reduce__": lambda s: (RayTaskError, (s.function_name, s.traceback_str, s.cause,

@@ -97,12 +97,12 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
 def message_cost_us(payload_bytes: int, repeat: int = 20000) -> dict:
     """Microseconds to pickle and unpickle one message of ``payload_bytes``, plain and signed."""
     from babyray import auth
-    from babyray.actors.thespian_setup import _SIGNER
+    from babyray.thespian_patches import MESSAGE_SIGNER
 
     auth.use_token(auth.generate_token())
     message = ("ActorAddr-(T|127.0.0.1:40000)", {"task": "f" * 16, "args": b"x" * payload_bytes})
     out = {}
-    for name, codec in (("plain", pickle), ("signed", _SIGNER)):
+    for name, codec in (("plain", pickle), ("signed", MESSAGE_SIGNER)):
         start = time.perf_counter()
         for _ in range(repeat):
             codec.loads(codec.dumps(message))

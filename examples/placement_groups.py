@@ -6,7 +6,12 @@ parameter server, all at once, then run the actors on their bundles.
 import numpy as np
 
 import babyray as ray
-from babyray.util import get_current_placement_group, placement_group, placement_group_table, remove_placement_group
+from babyray.util import (
+    get_current_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 

@@ -9,23 +9,16 @@ member node and runs tasks. Needs root and iproute2; skipped otherwise.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from netns_cluster import babyray_cluster, needs_netns
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("babyray_deploy_netns_auth", ROOT / "deploy" / "netns.py")
-netns = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = netns
-_spec.loader.exec_module(netns)
-
-_ok, _why = netns.netns_available()
-pytestmark = pytest.mark.skipif(not _ok, reason=f"network namespaces unavailable: {_why}")
+pytestmark = needs_netns
 
 OUTSIDER = ROOT / "tests" / "auth_outsider.py"
 MEMBER_IP = "192.0.2.11"
@@ -82,22 +75,10 @@ TASKS = textwrap.dedent('''
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("authhost")
-    prefix = netns.random_prefix("au")
-    env = {"BABYRAY_TEMP_DIR": str(temp_dir), "BABYRAY_NODE_TIMEOUT": "5",
-           "BABYRAY_OBJECT_STORE_MEMORY": str(256 * 1024 * 1024)}
-    member_cmd = ("{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus} "
-                  "--resources '{\"on_{host}\": 1}'")
-    c = netns.NetnsCluster(prefix, members=1, member_cmd=member_cmd, env=env, num_cpus=2)
-    c.up()
-    c.temp_dir = temp_dir
-    try:
+    with babyray_cluster("au", temp_dir, members=1, node_timeout=5, object_store_memory=256 * 1024 * 1024) as c:
+        c.temp_dir = temp_dir
         _run_tasks(c, "m1")
         yield c
-    finally:
-        c.down()
-        assert not [ns for ns in netns.list_netns() if ns.startswith(prefix)], "namespaces left behind"
-        left = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True).stdout.split()
-        assert not left, f"processes left behind: {left}"
 
 
 def _run_tasks(cluster, *hosts: str, env: dict | None = None) -> None:

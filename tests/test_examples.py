@@ -1,36 +1,73 @@
 """The README's example and the programs in examples/ run as written and print their results."""
 from __future__ import annotations
 
+import glob
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 
+from conftest import assert_session_clean
+
+from babyray.procfs import is_running
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 180
 
 
-def _run(example: str, tmp_path) -> str:
-    """Run an example; its output goes to files, so the test waits for the example's process
-    only, not for whatever inherited its stdout."""
-    env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path), "PYTHONPATH": ROOT}
-    stdout, stderr = tmp_path / f"{example}.out", tmp_path / f"{example}.err"
-    with open(stdout, "w") as out, open(stderr, "w") as err:
-        done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", example)], env=env,
-                              stdout=out, stderr=err, text=True, timeout=180)
-    assert done.returncode == 0, stderr.read_text()
-    return stdout.read_text()
+def _processes_of(temp_dir: str) -> list[int]:
+    """Processes whose environment names ``temp_dir`` as BABYRAY_TEMP_DIR: the example and
+    everything it forked or started (a Thespian admin and its actors are forks of it)."""
+    marker = f"BABYRAY_TEMP_DIR={temp_dir}".encode()
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        pid = int(path.split("/")[2])
+        if marker in environ and is_running(pid):
+            found.append(pid)
+    return found
+
+
+def _run(example: str, tmp_path, env: dict | None = None, cwd: str | None = None) -> str:
+    """Run an example with its output captured through pipes and return its stdout.
+
+    The pipes reach end-of-file only once every process holding them has exited, so a
+    process the example leaves behind with its stdout (a leaked admin) makes this time out;
+    either way no process of the example's session may be left when it returns."""
+    base = env if env is not None else {**os.environ, "PYTHONPATH": ROOT}
+    env = {**base, "BABYRAY_TEMP_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", example)], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        exited = proc.poll() is not None
+        proc.kill()
+        proc.wait()
+        out, err = "", f"{example} {'exited, but its output stayed open' if exited else 'did not exit'}"
+    left = _processes_of(str(tmp_path))
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes of the example left running: {left}; {err}"
+    assert proc.returncode == 0, err
+    for session_dir in glob.glob(str(tmp_path / "session_*")):
+        assert_session_clean(session_dir)
+    return out
 
 
 def test_quickstart_example_runs_and_prints_its_results(tmp_path):
     """As the README runs it, after its install: from another directory (the system's temp
     directory, where other programs' directories live), with nothing added to sys.path."""
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "BABYRAY_TEMP_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "quickstart.py")], env=env,
-                         cwd=tempfile.gettempdir(), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out.stdout
-    assert "fib(10) by remote recursion: 55" in out.stdout
-    assert "actor total: 30000000.0" in out.stdout
+    out = _run("quickstart.py", tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+               cwd=tempfile.gettempdir())
+    assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out
+    assert "fib(10) by remote recursion: 55" in out
+    assert "actor total: 30000000.0" in out
 
 
 def test_placement_group_example_gang_schedules_its_actors_and_prints_its_results(tmp_path):

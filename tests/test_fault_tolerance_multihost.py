@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from netns_cluster import babyray_cluster, needs_netns
+from test_multihost import PRELUDE
 
-from test_multihost import MEMBER_CMD, PRELUDE, netns
-
-pytestmark = pytest.mark.skipif(not netns.netns_available()[0], reason="network namespaces unavailable")
+pytestmark = needs_netns
 
 NODE_TIMEOUT = 3.0
 
@@ -40,17 +40,9 @@ KILL_SYNC = textwrap.dedent('''
 
 @pytest.fixture
 def cluster(tmp_path):
-    prefix = netns.random_prefix("ft")
-    env = {"BABYRAY_TEMP_DIR": str(tmp_path / "sessions"), "BABYRAY_NODE_TIMEOUT": str(NODE_TIMEOUT),
-           "BABYRAY_OBJECT_STORE_MEMORY": str(256 * 1024 * 1024)}
-    c = netns.NetnsCluster(prefix, members=2, member_cmd=MEMBER_CMD, env=env, num_cpus=2)
-    c.up()
-    try:
+    with babyray_cluster("ft", tmp_path / "sessions", members=2, node_timeout=NODE_TIMEOUT,
+                         object_store_memory=256 * 1024 * 1024) as c:
         yield c
-    finally:
-        c.down()
-        left = subprocess.run(["pgrep", "-f", str(tmp_path / "sessions")], capture_output=True, text=True)
-        assert not left.stdout.split(), f"processes left behind: {left.stdout}"
 
 
 def run_with_kill(cluster, tmp_path: Path, body: str, timeout: float = 240) -> str:

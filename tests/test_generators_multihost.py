@@ -5,12 +5,10 @@ Generators": generators work with fault tolerance features such as lineage recon
 """
 from __future__ import annotations
 
-import pytest
-
+from netns_cluster import needs_netns
 from test_fault_tolerance_multihost import cluster, run_with_kill  # noqa: F401 (the fixture)
-from test_multihost import netns
 
-pytestmark = pytest.mark.skipif(not netns.netns_available()[0], reason="network namespaces unavailable")
+pytestmark = needs_netns
 
 
 def test_values_stream_from_a_generator_on_another_node_and_a_task_there_iterates_one(cluster, tmp_path):

@@ -6,27 +6,17 @@ can be pinned to it. The driver scripts assert; the tests check their exit codes
 """
 from __future__ import annotations
 
-import importlib.util
-import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from netns_cluster import babyray_cluster, needs_netns
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("babyray_deploy_netns_mh", ROOT / "deploy" / "netns.py")
-netns = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = netns
-_spec.loader.exec_module(netns)
-
-_ok, _why = netns.netns_available()
-pytestmark = pytest.mark.skipif(not _ok, reason=f"network namespaces unavailable: {_why}")
+pytestmark = needs_netns
 
 NODE_TIMEOUT = 3.0
-MEMBER_CMD = ("{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus} "
-              "--resources '{\"on_{host}\": 1}'")
 
 PRELUDE = textwrap.dedent('''
     import hashlib, os, sys, time
@@ -56,19 +46,9 @@ def run_driver(cluster, tmp_path: Path, body: str, timeout: float = 180) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    temp_dir = tmp_path_factory.mktemp("multihost")
-    prefix = netns.random_prefix("mh")
-    env = {"BABYRAY_TEMP_DIR": str(temp_dir), "BABYRAY_NODE_TIMEOUT": str(NODE_TIMEOUT),
-           "BABYRAY_OBJECT_STORE_MEMORY": str(512 * 1024 * 1024)}
-    c = netns.NetnsCluster(prefix, members=2, member_cmd=MEMBER_CMD, env=env, num_cpus=2)
-    c.up()
-    try:
+    with babyray_cluster("mh", tmp_path_factory.mktemp("multihost"), members=2, node_timeout=NODE_TIMEOUT,
+                         object_store_memory=512 * 1024 * 1024) as c:
         yield c
-    finally:
-        c.down()
-        assert not [ns for ns in netns.list_netns() if ns.startswith(prefix)], "namespaces left behind"
-        left = subprocess.run(["pgrep", "-f", str(temp_dir)], capture_output=True, text=True).stdout.split()
-        assert not left, f"processes left behind: {left}"
 
 
 def test_nodes_lists_three_alive_nodes_with_distinct_addresses(cluster, tmp_path):

@@ -5,7 +5,6 @@ Needs root and iproute2; skipped otherwise.  Every cluster uses a random
 prefix, so parallel runs do not collide, and is torn down by the test.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -16,18 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from netns_cluster import needs_netns, netns
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / "deploy" / "local-cluster"
 
-_spec = importlib.util.spec_from_file_location("babyray_deploy_netns",
-                                               ROOT / "deploy" / "netns.py")
-netns = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = netns
-_spec.loader.exec_module(netns)
-
-_ok, _why = netns.netns_available()
-pytestmark = pytest.mark.skipif(not _ok, reason=f"network namespaces unavailable: {_why}")
+pytestmark = needs_netns
 
 ECHO_SERVER = r'''
 import socketserver, sys

@@ -6,14 +6,18 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import babyray as ray
+from babyray import auth
+from babyray.session import session_pids
 from babyray.store.alloc_channel import AllocClient, AllocServer, SpareSlots
 from babyray.store.allocator import Allocator
 
@@ -60,15 +64,15 @@ def _wait_until(predicate, timeout: float = 5.0) -> bool:
 @pytest.fixture
 def channel():
     store = _Store(256 * MB)  # spares of up to 4 MB
-    name = f"test-{uuid.uuid4().hex}"
-    server = AllocServer(name, store.allocate, store.reserve, store.release, store.take)
-    server.name = name
+    arena = f"test-{uuid.uuid4().hex}"
+    server = AllocServer(arena, store.allocate, store.reserve, store.release, store.take)
+    server.arena = arena
     yield store, server
     server.close()
 
 
 def _client(server: AllocServer) -> AllocClient:
-    return AllocClient(server.name)
+    return AllocClient(server.arena)
 
 
 def test_a_second_put_of_the_same_size_takes_the_spare_reserved_after_the_first(channel):
@@ -119,6 +123,115 @@ def test_a_spare_the_store_refuses_leaves_the_next_put_to_allocate(channel):
     assert (error, reserved) == (None, False)
     assert store.allocator.used == 2 * MB
     client.close()
+
+
+NOBODY = 65534
+
+
+def _in_child_as_nobody(body) -> int:
+    """Run ``body()`` (returns the exit status) in a forked child of user ``nobody``."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            status = body()
+        finally:
+            os._exit(status)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.fixture
+def auth_off():
+    token = auth.current_token()
+    auth.use_token(None)
+    yield
+    auth.use_token(token)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another user needs root")
+def test_another_users_connection_is_dropped_before_a_byte_is_read_even_with_auth_off(channel, auth_off):
+    store, server = channel
+
+    def put_as_nobody() -> int:
+        import socket
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(server.name)
+            sock.sendall(b"\0" * 64)
+            sock.settimeout(10)
+            try:
+                return 0 if sock.recv(1) == b"" else 1  # closed without an answer
+            except ConnectionResetError:  # closed with our bytes unread
+                return 0
+
+    assert _in_child_as_nobody(put_as_nobody) == 0
+    client = _client(server)  # this user's clients are served
+    assert client.allocate("a", MB, "me")[1] is None
+    client.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="switching to another user needs root")
+def test_a_client_refuses_a_listener_of_another_user_that_took_the_name(auth_off):
+    arena = f"test-{uuid.uuid4().hex}"
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+
+    def squat() -> int:
+        os.close(ready_r)
+        os.close(done_w)
+        server = AllocServer(arena, lambda oid, size, owner: (0, None), lambda c, s: None,
+                             lambda c, o: None, lambda oid, size, owner, offset: None)
+        os.write(ready_w, b"x")
+        os.read(done_r, 1)  # until the parent tried
+        server.close()
+        return 0
+
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            status = squat()
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        with pytest.raises(ConnectionRefusedError, match="runs as user"):
+            AllocClient(arena)
+    finally:
+        os.write(done_w, b"x")
+        os.close(done_w)
+        os.close(ready_r)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def _channel_names() -> list[str]:
+    """The abstract names of the allocation channels listening on this host's namespace."""
+    with open("/proc/net/unix") as f:
+        return [line.split()[-1] for line in f.readlines()[1:] if line.split()[-1].startswith("@babyray-alloc-")]
+
+
+def test_a_killed_store_leaves_no_socket_behind(cluster):
+    pids_dir = Path(cluster["session_dir"]) / "pids"
+    store_pid = next(pid for pid in session_pids(cluster["session_dir"])
+                     if (pids_dir / str(pid)).read_text() == "object_store")
+    ref = ray.put(np.ones(MB, dtype=np.uint8))  # the driver opens the store's channel
+    assert ray.get(ref).sum() == MB
+    mine = f"@babyray-alloc-/proc/{store_pid}/fd/"
+    assert any(name.startswith(mine) for name in _channel_names())
+    del ref
+    os.kill(store_pid, signal.SIGKILL)
+    assert _wait_until(lambda: not any(name.startswith(mine) for name in _channel_names()))
+    ray.shutdown()
+    # Where a socket file of the channel would be: the user's socket directory, the session's.
+    places = [os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}"), cluster["session_dir"]]
+    leftovers = [os.path.join(root, name) for place in places for root, _, files in os.walk(place)
+                 for name in files if f"proc_{store_pid}_fd_" in name]
+    assert not leftovers
 
 
 @ray.remote

@@ -197,3 +197,21 @@ def test_only_listed_transitions_happen():
     with pytest.raises(ValueError):
         table.lease(worker, spec("t2"))  # an actor's worker takes no task
     assert WorkerState.IDLE not in TRANSITIONS[WorkerState.ACTOR] and TRANSITIONS[WorkerState.DEAD] == frozenset()
+
+
+def test_all_blocked_only_when_no_worker_can_take_or_end_a_task():
+    table = table_with(100, 200, 300)
+    assert not table.all_blocked()  # starting
+    for worker_id in ("w0", "w1", "w2"):
+        table.mark_ready(worker_id, worker_id)
+    assert not table.all_blocked()  # idle
+    w0, w1, w2 = table.get("w0"), table.get("w1"), table.get("w2")
+    table.lease(w0, spec("t0"))
+    table.lease(w1, spec("t1"))
+    table.lease(w2, spec("actor", actor_id="A", creation=True, resources={}))
+    table.block(w0)
+    assert not table.all_blocked()  # w1 runs a task
+    table.block(w1)
+    assert table.all_blocked()  # two wait in get, one hosts an actor
+    table.unblock(w1)
+    assert not table.all_blocked()

@@ -27,7 +27,7 @@ from thespian.actors import (
     WatchMessage,
 )
 
-from babyray import log
+from babyray import log, thespian_patches
 from babyray.actors.batching import Outbox, unbatch
 
 
@@ -152,12 +152,8 @@ class PartActor(Actor):
         """Hook: some of ``watched_fds`` are readable."""
 
     def child_process(self, address: Any) -> Any:
-        """The ``multiprocessing.Process`` of a child actor this actor created (None if not
-        found). Thespian keeps it, and reaps through it, in its actor manager's child list."""
-        for child in getattr(self._myRef, "_child_procs", ()):
-            if child.childAddr == address:
-                return child.childProc
-        return None
+        """The ``multiprocessing.Process`` of a child actor this actor created (None if not found)."""
+        return thespian_patches.child_process(self, address)
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         """Hook: the actor is being stopped."""

@@ -2,7 +2,7 @@
 
 Messages posted during one actor turn (or while a driver's sender is busy) are grouped by
 destination and sent as one ``Batch``, keeping few messages in flight per destination
-(DESIGN trap 1).
+(see docs/design.md, "Thespian: unacknowledged sends stall every target").
 """
 from __future__ import annotations
 

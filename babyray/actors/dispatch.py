@@ -1,11 +1,12 @@
 """Which queued task goes to which worker of a node, now: the local scheduler's dispatch rule.
 
-I/O-free. ``plan_dispatch`` takes tasks off the node's ``TaskQueue`` and leases them to idle
-workers of the ``WorkerTable`` while the pool has room (a worker runs only tasks of its
-runtime_env); with a backlog it queues tasks behind busy workers running the same shape
-(pipelining). It returns what the local scheduler must do: the tasks to send to each worker,
-the workers to start, the actors refused for want of a worker. ``steal_requests`` picks the
-backlogs that idle workers should take over when the queue is empty.
+I/O-free. ``plan_dispatch`` takes tasks off the node's ``TaskQueue`` (the most deeply nested
+first, see ``task_queue``) and leases them to idle workers of the ``WorkerTable`` while the
+pool has room (a worker runs only tasks of its runtime_env); with a backlog it queues tasks
+behind busy workers running the same shape (pipelining). It returns what the local scheduler
+must do: the tasks to send to each worker, the workers to start, the actors refused for want
+of a worker. ``steal_requests`` picks the backlogs that idle workers should take over when
+the queue is empty.
 """
 from __future__ import annotations
 
@@ -33,27 +34,29 @@ def plan_dispatch(queue: TaskQueue, workers: WorkerTable, pipeline_depth: int, a
     plan = DispatchPlan()
     idle = workers.idle()
     # Queue tasks behind busy workers only for a backlog: a short burst waits here instead,
-    # so no task waits behind a long one while a CPU frees up elsewhere.
+    # so no task waits behind a long one while a CPU frees up elsewhere. Nor while tasks of
+    # several nesting depths wait: the deepest, pipelined, would leave the queue and the next
+    # free CPU would go to a shallower task, spreading a recursion level by level.
     pipelining = len(queue) > 2 * workers.pool.cpus()
-    for fifo in queue.fifos():
-        while fifo:
-            spec = fifo[0]
+    for shape in queue.shapes():
+        while shape:
+            spec = shape.head()
             env = env_key(spec.runtime_env)
             if spec.actor_creation and workers.actor_workers() >= actor_limit:
-                plan.refused.append(queue.popped(fifo))
+                plan.refused.append(queue.popped(shape))
             elif workers.pool.fits_now(spec.resources):
                 worker = _take_idle(idle, env)
                 if worker is None:
                     plan.wanted.append(spec.runtime_env)
                     break
-                plan.send(worker, workers.lease(worker, queue.popped(fifo)))
-            elif spec.actor_creation or not pipelining:
+                plan.send(worker, workers.lease(worker, queue.popped(shape)))
+            elif spec.actor_creation or not pipelining or not shape.one_depth():
                 break
             else:
                 worker = workers.pipeline_target(spec, env, pipeline_depth)
                 if worker is None:
                     break
-                plan.send(worker, workers.queue_behind(worker, queue.popped(fifo)))
+                plan.send(worker, workers.queue_behind(worker, queue.popped(shape)))
     return plan
 
 

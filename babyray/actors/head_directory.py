@@ -2,9 +2,10 @@
 
 ``HeadDirectory`` runs on the head admin under a Thespian global name, holding the head's
 ClusterInfo. A process joining from another admin cannot look a global name up there
-(names are per admin, DESIGN trap 8), so it creates a ``DirectoryProbe`` with the
-requirement ``babyray_head``: Thespian places the probe on the head admin, where it finds
-the directory by its global name, forwards the lookup, and exits.
+(names are per admin: see docs/design.md, "Thespian: convention members are lost late;
+names are per admin"), so it creates a ``DirectoryProbe`` with the requirement
+``babyray_head``: Thespian places the probe on the head admin, where it finds the directory
+by its global name, forwards the lookup, and exits.
 """
 from __future__ import annotations
 

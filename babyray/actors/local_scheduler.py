@@ -3,8 +3,10 @@
 Owners send it tasks whose arguments are resolved. It runs each on an idle worker when the
 node's free resources allow, queues a few more behind busy workers when the node is
 saturated (pipelining), and forwards tasks the node can never run to the global scheduler.
-It starts workers, lends the CPU of a worker blocked in ``get`` to a new one, and replaces
-workers that die, retrying their tasks within ``max_retries``.
+It starts workers, lends the CPU of a worker blocked in ``get`` to a new one (the most deeply
+nested tasks run first, so remote recursion needs a few workers per level; ``max_workers``
+gives way when every worker is blocked), and replaces workers that die, retrying their
+tasks within ``max_retries``.
 
 It is the one owner of its workers' liveness: it watches each worker process it started
 (a pidfd, a periodic poll, and Thespian's child-exit message all lead to one check of the
@@ -190,14 +192,23 @@ class LocalScheduler(PartActor):
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
         """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
-        pool at the CPU count with workers of no runtime_env."""
+        pool at the CPU count with workers of no runtime_env.
+
+        ``max_workers`` is a soft limit, as Ray's: at it, a worker still starts, one at a time,
+        when every worker is blocked in ``get`` (nested tasks waiting for the tasks queued
+        here): else nothing would ever run them."""
         envs = {env_key(env): env for env in wanted}
         counts = Counter(env_key(env) for env in wanted)
         counts[""] = max(counts.get("", 0), self.pool.cpus() - self.workers.pool_size())
         for key, count in counts.items():
             for _ in range(count - self.workers.starting(key)):
                 if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
-                    break
+                    if not (wanted and self.workers.all_blocked()):
+                        break
+                    self.log.warning("worker_cap_exceeded", max_workers=self.max_workers, workers=len(self.workers),
+                                     blocked=self.workers.count(WorkerState.BLOCKED), queued=len(self.queue),
+                                     reason="every worker is blocked in get while tasks wait: one more starts "
+                                            "beyond max_workers (init(max_workers=...), BABYRAY_MAX_WORKERS)")
                 if self._start_worker(envs.get(key)) is None:
                     return
 
@@ -260,7 +271,7 @@ class LocalScheduler(PartActor):
         if worker is not None:  # the worker dies; its death requeues the tasks queued behind
             running = worker.assigned[0]
             self.force_cancelled.add(running.task_id)
-            self._fail(running, exceptions.TaskCancelledError(running.task_id))
+            self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
             self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
                           worker_id=worker.worker_id, pid=worker.pid)
             os.kill(worker.pid, signal.SIGKILL)
@@ -272,8 +283,11 @@ class LocalScheduler(PartActor):
         elif msg.task_id in self.forwarded:
             self.post(self._node().global_scheduler, msg)
 
-    def _fail(self, spec: vm.TaskSpec, error: BaseException) -> None:
-        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=self._node().node_id),)))
+    def _fail(self, spec: vm.TaskSpec, error: BaseException, worker_died: bool = False) -> None:
+        """Tell the owner ``spec`` failed (``worker_died``: while running, so it may have stored returns)."""
+        node = self._node()
+        store = node.store if worker_died else None
+        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=node.node_id, store=store),)))
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -341,7 +355,7 @@ class LocalScheduler(PartActor):
             self._fail(running, exceptions.WorkerCrashedError(
                 f"The worker {worker.worker_id} (pid {worker.pid}) running task {running.task_id} "
                 f"({running.function_name}) died ({how}); retries exhausted "
-                f"({running.attempt}/{running.max_retries})."))
+                f"({running.attempt}/{running.max_retries})."), worker_died=True)
 
     def on_kill_actor_worker(self, msg: am.KillActorWorker, sender: Any) -> None:
         for worker in self.workers:

@@ -233,6 +233,12 @@ class ObjectStore(PartActor):
 
     def on_free(self, msg: om.FreeObjects, sender: Any) -> None:
         for oid in msg.object_ids:
+            obj = self.table.get(oid)
+            if msg.writer_died and obj is not None and obj.state in UNSEALED:
+                self.log.info("object_writer_died", object_id=oid, size=obj.size)
+                lost = exceptions.ObjectLostError(f"object {oid} was being written on node {self.node_id} "
+                                                  f"by a process that died")
+                self._abort(oid, serialization.dumps(lost))
             self.table.free(oid)
 
     # ---- data plane: pulling objects from other nodes, serving ours ---------------
@@ -339,10 +345,17 @@ class ObjectStore(PartActor):
         self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
     def _pull_failed(self, oid: str, error: bytes) -> None:
-        self.table.abort(oid)
         self.log.warning("object_pull_failed", object_id=oid)
+        self._abort(oid, error)
+
+    def _abort(self, oid: str, error: bytes) -> None:
+        """Drop the unsealed ``oid``, whose seal is not coming: readers and pulling stores
+        waiting for it get ``error`` (a pickled exception)."""
+        self.table.abort(oid)
         for reader, request in self.waiting.pop(oid, []):
             self.reply(request, reader, om.ObjectsPinned(request.req_id, self.arena_path, {}, error))
+        for puller, serve in self.serve_waiting.pop(oid, []):
+            self.reply(serve, puller, om.ObjectServed(serve.req_id, oid, -1, 0, "", 0, error))
 
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Report to the restarted head's GCS from now on, starting with every object held here."""

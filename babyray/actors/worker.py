@@ -359,7 +359,7 @@ class Worker(PartActor):
                 return
             try:
                 values = self._split_returns(spec, result)
-                returns = tuple((oid, self.core.store_value(oid, v)) for oid, v in zip(spec.return_ids, values, strict=False))
+                returns = self.core.store_returns(spec.return_ids, values)
             except Exception as exc:
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)
@@ -400,7 +400,7 @@ class Worker(PartActor):
             if returns is None:
                 values = self._split_returns(spec, result)
                 owner = (spec.owner_id, spec.owner)  # borrows the refs the values contain
-                returns = tuple((oid, self.core.store_value(oid, v, owner)) for oid, v in zip(spec.return_ids, values, strict=False))
+                returns = self.core.store_returns(spec.return_ids, values, owner)
             state = "finished"
         except (KeyboardInterrupt, SystemExit):
             raise

@@ -212,6 +212,12 @@ class WorkerTable:
     def count(self, *states: WorkerState) -> int:
         return sum(1 for w in self._workers.values() if w.state in states)
 
+    def all_blocked(self) -> bool:
+        """Whether no worker can take a task now or free one by itself: none is starting, idle
+        or running a task (each waits in ``get``, hosts an actor or is leaving)."""
+        return not any(w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+                       for w in self._workers.values())
+
     def pool_size(self) -> int:
         """Workers that run plain tasks (not dedicated to an actor, not leaving)."""
         return sum(1 for w in self._workers.values() if w.actor_id is None and w.state is not WorkerState.EXITING)

@@ -16,7 +16,8 @@ from babyray.protocol import values as vm
 
 _runtime: Any = None
 
-current_task = threading.local()  # task_id, job_id, resources, gpu_ids of the task running in this thread
+# task_id, job_id, resources, gpu_ids, nesting_depth of the task running in this thread
+current_task = threading.local()
 actor_scheduling_strategy: Any = None  # what the actor hosted by this worker was created with
 
 _actor_host: Any = None  # the user actor this worker process hosts, once constructed
@@ -71,6 +72,12 @@ def current_task_id() -> str | None:
     return getattr(current_task, "task_id", None)
 
 
+def nesting_depth_of_submission() -> int:
+    """The nesting depth of a task submitted from this thread now: one more than the running
+    task's, 0 outside a task (the driver, an actor's method, a thread the task started)."""
+    return getattr(current_task, "nesting_depth", 0) + 1 if current_task_id() is not None else 0
+
+
 def current_scheduling_strategy() -> Any:
     """The scheduling strategy of the task running in this thread, else of this worker's actor."""
     strategy = getattr(current_task, "scheduling_strategy", None)
@@ -81,6 +88,7 @@ def task_started(spec: vm.TaskSpec) -> None:
     """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
     holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
     current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids
+    current_task.nesting_depth = spec.nesting_depth
     use_gpus(spec.gpu_ids)
 
 

@@ -26,6 +26,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any, Callable
 
 from babyray import exceptions, log
@@ -142,6 +143,10 @@ class CoreClient:
     def store_value(self, oid: str, value: Any, borrower: tuple | None = None) -> Any:
         """A value record for ``value`` as object ``oid`` (see ``ObjectIO.store_value``)."""
         return self.io.store_value(oid, value, borrower)
+
+    def store_returns(self, oids: Sequence[str], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+        """A task's return values stored (see ``ObjectIO.store_returns``)."""
+        return self.io.store_returns(oids, values, borrower)
 
     def materialize(self, oid: str, value: Any, deadline: float | None = None) -> Any:
         """The Python value of a value record (see ``ObjectIO.materialize``)."""

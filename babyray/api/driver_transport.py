@@ -1,9 +1,10 @@
 """How a driver (a process outside the actor system) talks to babyray's actors.
 
-Two private Thespian contexts (DESIGN trap 6): a listener thread owns the inbox context and
-hands every message to the core; a sender thread owns the outgoing context and sends what
-user threads queued, coalesced into one Batch per destination while it was busy. So
-``.remote()`` never waits on the network, and many threads may call the API at once.
+Two private Thespian contexts (see docs/design.md, "Thespian: tell and ask from outside an
+actor"): a listener thread owns the inbox context and hands every message to the core; a
+sender thread owns the outgoing context and sends what user threads queued, coalesced into
+one Batch per destination while it was busy. So ``.remote()`` never waits on the network,
+and many threads may call the API at once.
 
 A joined driver's requests to the head's parts (messages with a ``reply_to``) are kept
 until their reply arrives: when the head restarts, ``retarget`` sends them again to the new

@@ -3,10 +3,11 @@
 A head restarted on the same address (``babyray start --head`` again, with the same GCS
 store) is new processes: its GCS, global scheduler and node parts have new addresses. A
 driver that joined before must learn them. ``HeadWatch`` asks the GCS for the node table
-every PING_PERIOD seconds from a private Thespian context of its own (DESIGN trap 6). When no
-answer comes (at once from a dead process, after PING_TIMEOUT from a silent one) it looks
-the head's directory up at the cluster address until a head answers there, and if the GCS
-has moved it hands the new ClusterInfo to ``on_new_head``.
+every PING_PERIOD seconds from a private Thespian context of its own (see docs/design.md,
+"Thespian: tell and ask from outside an actor"). When no answer comes (at once from a dead
+process, after PING_TIMEOUT from a silent one) it looks the head's directory up at the
+cluster address until a head answers there, and if the GCS has moved it hands the new
+ClusterInfo to ``on_new_head``.
 """
 from __future__ import annotations
 

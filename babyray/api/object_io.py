@@ -10,6 +10,7 @@ it zero-copy; a value lost with its node is recovered (``ObjectRecovery``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from babyray import config, exceptions, log, serialization
@@ -62,6 +63,20 @@ class ObjectIO:
         registered as a borrower of the refs the value contains before the value travels.
         """
         return self.store_serialized(oid, serialization.serialize(value), borrower)
+
+    def store_returns(self, oids: Sequence[str], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+        """``((oid, value record), ...)`` of a task's return values stored as ``oids``. If one
+        fails, those stored before it are freed (its owner gets only the error) and it raises."""
+        returns: list[tuple[str, Value]] = []
+        try:
+            for oid, value in zip(oids, values, strict=False):
+                returns.append((oid, self.store_value(oid, value, borrower)))
+        except Exception:
+            stored = tuple(oid for oid, record in returns if isinstance(record, vm.StoredValue))
+            if stored:
+                self.core.transport.send(self.core.store, om.FreeObjects(stored))
+            raise
+        return tuple(returns)
 
     def store_serialized(self, oid: str, serialized: serialization.SerializedObject,
                          borrower: tuple | None = None) -> Value:

@@ -14,12 +14,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, serialization
+from babyray.api import context
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.api.reference_counting import take_serialized_refs
 from babyray.api.task_events import error_fields
 from babyray.ids import new_task_id, object_id_for
 from babyray.protocol import gcs as gm
+from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 from babyray.task_failure import failed_result, failed_returns, take_retry
@@ -47,10 +49,12 @@ class TaskSubmitter:
 
         ``spec.args``/``spec.kwargs`` hold InlineValue for plain values and ObjectRef for
         top-level refs; refs are replaced by ValueArg once their values are known. The spec
-        goes to ``dest`` (default: this node's local scheduler).
+        goes to ``dest`` (default: this node's local scheduler), one level deeper than the
+        task submitting it (its ``nesting_depth``).
         """
         core = self.core
         dest = dest or core.scheduler
+        spec = spec.at_depth(context.nesting_depth_of_submission())
         deps = ref_arguments(spec)
         pending = PendingTask(spec, len(deps))
         refs = [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids]
@@ -184,6 +188,8 @@ class TaskSubmitter:
         objects = core.objects
         for oid, value in result.returns:
             objects.set_value(oid, value)
+        if spec is not None and result.store is not None:  # see TaskResult.store
+            core.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
     def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
         if not result.returns:

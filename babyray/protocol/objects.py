@@ -124,9 +124,14 @@ class UnpinObjects:
 
 @dataclass(frozen=True, slots=True)
 class FreeObjects:
-    """Owner -> object store: no reference to these objects remains."""
+    """Owner -> object store: no reference to these objects remains.
+
+    ``writer_died``: their writer died (the owner took its task's failure), so those not
+    sealed yet never will be: they go at once instead of at a seal.
+    """
 
     object_ids: tuple
+    writer_died: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,9 @@ class TaskResult:
     node_id: str = ""
     retryable_crash: bool = False
     started_at: float = 0.0  # when the worker started running it (unix seconds; 0 if it did not run)
+    # The store of the node whose worker died running it: returns stored before the death are
+    # nobody's if the owner takes this failure, which then frees them there.
+    store: Any = None
 
 
 @dataclass(frozen=True, slots=True)

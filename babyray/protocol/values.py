@@ -119,6 +119,9 @@ class TaskSpec:
     gpu_ids: tuple = ()  # set by the local scheduler: the GPUs of the worker's lease
     generator: str | None = None  # "streaming" or "dynamic": a generator task (see api/generator.py)
     runtime_env: dict = field(default_factory=dict)  # validated, packages as gcs:// URIs; {} for none
+    # 0 for a driver's task, d + 1 for one submitted by a task of depth d: a node runs its
+    # deepest queued tasks first, so nested work finishes before more of it starts.
+    nesting_depth: int = 0
 
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -130,11 +133,15 @@ class TaskSpec:
                         self.owner_id, self.max_retries, self.retry_exceptions, self.attempt,
                         self.scheduling_strategy, self.actor_id, self.actor_creation,
                         self.method_name, self.actor_options, self.gpu_ids, self.generator,
-                        self.runtime_env)
+                        self.runtime_env, self.nesting_depth)
 
     def next_attempt(self) -> TaskSpec:
         """This task's next try (a retry spends one of its ``max_retries``)."""
         return replace(self, attempt=self.attempt + 1)
+
+    def at_depth(self, nesting_depth: int) -> TaskSpec:
+        """This task submitted at ``nesting_depth`` (itself if it is that deep already)."""
+        return self if nesting_depth == self.nesting_depth else replace(self, nesting_depth=nesting_depth)
 
     def with_gpu_ids(self, gpu_ids: tuple) -> TaskSpec:
         """This task on a worker whose lease holds ``gpu_ids`` (itself if they are the same)."""

@@ -17,20 +17,22 @@ So a writer killed right after its seal was sent loses nothing: its connection c
 the take, and only the spares it never took are freed. A spare is only granted from free
 space (the store never evicts or spills for a guess); a put of another size releases it.
 
-The socket is a file named after the node's arena in a directory of this user's
-(``<tmp>/babyray-<uid>/``, mode 0700; the socket 0600), so no other user can connect; each
-connection then proves the cluster token (babyray.auth) before a request is read.
+The socket is in the abstract namespace, named after the node's arena (whose name holds the
+store's pid), so no file is left behind when the store is killed: the kernel drops the name
+with the process. Only processes of the store's network namespace can reach it, which are
+the processes of its node. An abstract socket has no file permissions, so both ends check
+the other's user (``SO_PEERCRED``) as a 0600 socket file would: the store drops a connection
+of another user before reading a byte (even with authentication disabled), and a client
+refuses a listener of another user (one that took the name first). Each connection then
+proves the cluster token (babyray.auth) before a request is read.
 """
 from __future__ import annotations
 
 import itertools
 import os
 import pickle
-import re
 import socket
-import stat
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -95,25 +97,27 @@ class SpareSlots:
 CHANNEL = "alloc_channel"
 
 
-def socket_dir() -> str:
-    """This user's private directory for the channels' sockets (created 0700).
-
-    Raises:
-        PermissionError: the directory exists but another user owns it or others may enter it.
-    """
-    path = os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}")
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-        raise PermissionError(f"{path} must be a directory of user {os.getuid()} with mode 0700")
-    return path
+def socket_name(arena_name: str) -> str:
+    """The channel's address in the abstract namespace (the leading NUL byte)."""
+    return f"\0babyray-alloc-{arena_name}"
 
 
-def socket_path(arena_name: str) -> str:
-    return os.path.join(socket_dir(), "alloc-" + re.sub(r"[^A-Za-z0-9_-]", "_", arena_name.strip("/")) + ".sock")
+class OtherUser(OSError):
+    """The process at the other end of the channel runs as another user."""
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def _check_same_user(conn: socket.socket) -> None:
+    """Raises OtherUser: the peer is not of this process's user."""
+    pid, uid = _peer(conn)
+    if uid != os.getuid():
+        raise OtherUser(f"pid {pid} runs as user {uid}, not {os.getuid()}")
 
 
 def _send(conn: socket.socket, payload: Any) -> None:
@@ -148,17 +152,9 @@ class AllocServer:
         self._release = release
         self._take = take
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
-        self.path = socket_path(arena_name)
-        try:
-            os.unlink(self.path)  # left by a store of the same pid and fd that was killed
-        except FileNotFoundError:
-            pass
+        self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # the socket file is born 0600
-        try:
-            self._sock.bind(self.path)
-        finally:
-            os.umask(old_umask)
+        self._sock.bind(self.name)
         self._sock.listen(64)
         self._closed = False
         self.log = log.get_logger("alloc_channel")
@@ -176,8 +172,9 @@ class AllocServer:
         client = next(self._clients)
         with conn:
             try:
+                _check_same_user(conn)
                 auth.accept_peer(conn, CHANNEL)
-            except auth.AuthRejected as exc:
+            except (auth.AuthRejected, OtherUser) as exc:
                 auth.log_rejected(CHANNEL, _peer_credentials(conn), str(exc))
                 return
             except OSError:
@@ -216,18 +213,12 @@ class AllocServer:
         except OSError:
             pass
         self._sock.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def _peer_credentials(conn: socket.socket) -> str:
     """"pid P uid U" of the process at the other end of a Unix socket."""
     try:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid, uid, _ = struct.unpack("3i", creds)
-        return f"pid {pid} uid {uid}"
+        return "pid {} uid {}".format(*_peer(conn))
     except OSError:
         return "unknown"
 
@@ -243,7 +234,8 @@ class AllocClient:
         """Raises OSError: no channel for ``arena_name`` here, or it did not prove the token."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.connect(socket_path(arena_name))
+            self._sock.connect(socket_name(arena_name))
+            _check_same_user(self._sock)
             auth.check_peer_proof(self._sock, auth.prove_to_peer(self._sock, CHANNEL), CHANNEL)
         except (OSError, auth.AuthRejected) as exc:
             self._sock.close()

@@ -8,7 +8,8 @@ and out of a slot, reading zero-copy.
 
 The segment is a plain file under /dev/shm opened with ``os.open``, not
 ``multiprocessing.shared_memory``, so no resource tracker ever warns about it or unlinks it
-(DESIGN trap 11): it lives until its creator calls ``unlink``.
+(see docs/design.md, "Shared memory: attach without the resource tracker"): it lives until
+its creator calls ``unlink``.
 """
 from __future__ import annotations
 

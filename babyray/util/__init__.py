@@ -10,8 +10,13 @@ from typing import Any
 
 # ``ray.util.placement_group`` is a function (and a module): importing the names here keeps the
 # function bound to the package attribute after the submodule is imported.
-from babyray.util.placement_group import (get_current_placement_group, get_placement_group, placement_group,
-                                          placement_group_table, remove_placement_group)
+from babyray.util.placement_group import (
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
 _MEMBERS = {
     "ActorPool": "babyray.util.actor_pool",
@@ -22,8 +27,11 @@ _MEMBERS = {
 
 _SUBMODULES = {"actor_pool", "check_serialize", "multiprocessing", "queue"}  # ray.util.queue.Queue etc.
 
-__all__ = sorted([*_MEMBERS, "get_current_placement_group", "get_placement_group", "placement_group",
-                  "placement_group_table", "remove_placement_group"])
+__all__ = [
+    "ActorPool", "get_current_placement_group", "get_node_ip_address", "get_placement_group",
+    "inspect_serializability", "list_named_actors", "placement_group", "placement_group_table",
+    "remove_placement_group",
+]
 
 
 def __getattr__(name: str) -> Any:

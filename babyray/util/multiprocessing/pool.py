@@ -8,6 +8,7 @@ come. A function's error is raised where its result is asked for, as in multipro
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -76,7 +77,7 @@ class AsyncResult:
         if not refs:
             self._finish()
         for index, ref in enumerate(refs):
-            ref.future().add_done_callback(lambda future, i=index: self._chunk_done(i, future))
+            ref.future().add_done_callback(functools.partial(self._chunk_done, index))
 
     def _chunk_done(self, index: int, future: Any) -> None:
         error = future.exception()
@@ -135,7 +136,8 @@ class IMapIterator:
     def __init__(self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int, ordered: bool) -> None:
         self._pool, self._func, self._ordered = pool, func, ordered
         items = iter(iterable)
-        self._chunks = iter(lambda: [((x,), {}) for x in itertools.islice(items, chunksize)], [])
+        self._chunks: Iterator[list[tuple[tuple, dict]]] = iter(
+            lambda: [((x,), {}) for x in itertools.islice(items, chunksize)], [])
         self._in_flight: dict[ObjectRef, tuple[int, int]] = {}  # ref -> (chunk number, actor index)
         self._finished: dict[int, list] = {}  # chunk number -> results, in the order they finished
         self._next_chunk = 0  # the chunk whose results come next (imap)
@@ -262,7 +264,7 @@ class Pool:
         self._check_running()
         items = list(iterable)
         size = self._chunksize(len(items), chunksize)
-        calls = [(tuple(x) if unpack else (x,), {}) for x in items]
+        calls: list[tuple[tuple, dict]] = [(tuple(x) if unpack else (x,), {}) for x in items]
         return [self._run_batch(self._round_robin(), func, calls[i:i + size]) for i in range(0, len(calls), size)]
 
     def apply(self, func: Callable, args: tuple = (), kwds: dict | None = None) -> Any:

@@ -1,0 +1,266 @@
+"""Every change babyray makes to Thespian's internals, and every read of them, in one place.
+
+The patches were written against Thespian 4.0.1 (``TESTED_VERSION``). Each replacement below
+says what stock Thespian does, why babyray changes it and where docs/design.md explains it;
+``PATCHES`` lists where each one goes. ``apply()`` installs them all in this process, once.
+``babyray.actors.thespian_setup`` calls it when imported, and every process that starts or
+joins an actor system imports it before its admin is forked; the admin and every actor
+forked from it (Thespian forks by default) inherit the patched classes. A process whose
+installed Thespian is another version logs ``thespian_version_untested`` and runs on.
+
+Besides the patches: ``add_local_address``, ``shutdown_bounded``, ``started_admins`` and
+``child_process`` reach into Thespian objects that have no public interface.
+See docs/design.md, "Thespian: the patches module".
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from datetime import timedelta
+from importlib import metadata
+from typing import Any
+
+from thespian.actors import ActorSystem, ChildActorExited
+from thespian.system import multiprocCommon, systemBase
+from thespian.system.addressManager import CannotPickleAddress
+from thespian.system.transport import IPBase, TransmitIntent
+from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
+from thespian.system.transport.streamBuffer import (
+    ReceiveBuffer,
+    ackDataErrMsg,
+    ackDataErrPacket,
+    ackMsg,
+    ackPacket,
+)
+from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
+
+from babyray import auth, log
+
+TESTED_VERSION = "4.0.1"
+
+_stock_address_init = IPBase.IPActorAddress.__init__
+_stock_close = TCPTransport.close
+_stock_detach_child = multiprocCommon.detach_child
+_stock_received_data = TCPIncoming_Common.data.fget
+_stock_check_ack = TCPTransport._check_XMIT_4_done
+_admin_pids: list[int] = []
+_applied = False
+
+
+# ---- the patches -------------------------------------------------------------------------
+
+
+def init_address_on_node_ip(self: Any, af: Any, socktype: Any, proto: Any, baseaddr: Any, port: Any,
+                            external: Any = False) -> None:
+    """``IPActorAddress.__init__``, binding to ``THESPIAN_BASE_IPADDR`` when it is set.
+
+    Stock: an address without a host binds to ``""`` or ``0.0.0.0``, every interface. babyray:
+    a node listens on its own address only. See docs/design.md, "Thespian: sockets bind to
+    every interface".
+    """
+    _stock_address_init(self, af, socktype, proto, baseaddr, port, external)
+    node_ip = os.environ.get("THESPIAN_BASE_IPADDR")
+    if node_ip and self.bindname[0] in ("", "0.0.0.0"):
+        self.bindname = (node_ip, self.bindname[1])
+
+
+def close_with_idle_sockets(self: Any) -> None:
+    """``TCPTransport.close``, closing the idle outgoing connections too.
+
+    Stock: they stay open, so each init/shutdown cycle of a driver left sockets behind.
+    See docs/design.md, "Thespian: the patches module".
+    """
+    for idle in getattr(self, "_openSockets", {}).values():
+        idle.close()
+    if hasattr(self, "_openSockets"):
+        self._openSockets = {}
+    _stock_close(self)
+
+
+def detach_child_noting_admin(child: Any) -> None:
+    """``multiprocCommon.detach_child``, noting the pid of a forked admin (``started_admins``).
+
+    Stock: the admin's process is detached from multiprocessing and nothing waits for its
+    exit; babyray's starter ends its process group and reaps it. See docs/design.md,
+    "Thespian: an admin outlives its starter".
+    """
+    _stock_detach_child(child)
+    if child.name == "ThespianAdmin":
+        _admin_pids.append(child.pid)
+
+
+def child_exited_reporting_others(self: Any, child_address: Any) -> None:
+    """``MultiProcReplicator._childExited``, reporting each other dead child it forgets.
+
+    Stock: handling one child's exit drops every dead child from the child list, but only the
+    handled one is reported; one that died at the same moment never was (no later SIGCHLD
+    finds it off the list), and an actor or admin stopping, which waits for all its children,
+    hung until the 10 s shutdown timeout. See docs/design.md, "Thespian: the patches module".
+    """
+    alive: list[Any] = []
+    dead: list[Any] = []
+    for child in getattr(self, "_child_procs", []):
+        (alive if self._checkChildLiveness(child) else dead).append(child)
+    self._child_procs = alive
+    for child in dead:
+        address = getattr(child, "childRealAddr", child.childAddr)
+        if child_address in (address, child.childAddr):
+            continue
+        try:
+            self.transport.scheduleTransmit(None, TransmitIntent(self.transport.myAddress, ChildActorExited(address)))
+        except CannotPickleAddress:  # never connected: Thespian's own start-up failure path reports it
+            pass
+
+
+def _unframed(message: bytes) -> bytes:
+    return message.split(b">", 1)[1]  # Thespian's frame: b"<length>>" + pickle
+
+
+MESSAGE_SIGNER = auth.MessageSigner({_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket})
+
+
+class TokenSerializer:
+    """Thespian's TCP serializer (the ``pickle`` module, stock): ``MESSAGE_SIGNER`` while this
+    process holds a cluster token (``auth.use_token``), plain pickle without one.
+
+    babyray: every message proves the token and is checked before it is unpickled. See
+    docs/design.md, "Authentication".
+    """
+
+    @staticmethod
+    def dumps(obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        codec: Any = MESSAGE_SIGNER if auth.current_token() is not None else pickle
+        return codec.dumps(obj, *args, **kwargs)
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        codec: Any = MESSAGE_SIGNER if auth.current_token() is not None else pickle
+        return codec.loads(data)
+
+
+def completed_deserializing_once(self: Any) -> Any:
+    """``ReceiveBuffer.completed``, deserializing the buffer once however often it is asked.
+
+    Stock: each call deserializes again, and a message arriving while Thespian waits for an
+    ack is looked at twice; the second look would be refused as a replay of the first. See
+    docs/design.md, "Authentication".
+    """
+    if self._size is None or self._blen != self._size:
+        return None
+    if getattr(self, "_babyray_message", None) is None:
+        self._babyray_message = (self._deserialize(self._buf),)
+    return self._babyray_message[0], self._extra
+
+
+def _peer(sock: Any) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def received_data_verified(self: Any) -> Any:
+    """``TCPIncoming_Common.data`` (a property): a received message, or ``AuthRejected``,
+    logged as ``auth_rejected`` with the peer's address; Thespian then refuses the message
+    and closes the connection.
+
+    Stock: a message that does not deserialize shows only in Thespian's own log. See
+    docs/design.md, "Authentication".
+    """
+    try:
+        return _stock_received_data(self)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(self.socket), str(exc))
+        raise
+
+
+def ack_verified(self: Any, intent: Any, rcv: Any) -> Any:
+    """``TCPTransport._check_XMIT_4_done``: a reply that does not verify, on a connection this
+    process opened, is logged and retried like a corrupted ack.
+
+    Stock: an error while reading the ack escapes the transmit step. See docs/design.md,
+    "Authentication".
+    """
+    try:
+        return _stock_check_ack(self, intent, rcv)
+    except auth.AuthRejected as exc:
+        auth.log_rejected("thespian", _peer(getattr(intent, "socket", None)), str(exc),
+                          target=str(intent.targetAddr))
+        intent.backoffPause(True)
+        intent.stage = self._XMITStepRetry
+        return self._nextTransmitStep(intent)
+
+
+# Where each patch goes: (module or class, attribute, babyray's replacement).
+PATCHES: tuple[tuple[Any, str, Any], ...] = (
+    (IPBase.IPActorAddress, "__init__", init_address_on_node_ip),
+    (TCPTransport, "close", close_with_idle_sockets),
+    (multiprocCommon, "detach_child", detach_child_noting_admin),
+    (multiprocCommon.MultiProcReplicator, "_childExited", child_exited_reporting_others),
+    (tcp_transport, "serializer", TokenSerializer),
+    (ReceiveBuffer, "completed", completed_deserializing_once),
+    (TCPIncoming_Common, "data", property(received_data_verified)),
+    (TCPTransport, "_check_XMIT_4_done", ack_verified),
+)
+
+
+def apply() -> None:
+    """Install every patch of ``PATCHES`` in this process; later calls do nothing."""
+    global _applied
+    if _applied:
+        return
+    check_version()
+    for owner, attribute, replacement in PATCHES:
+        setattr(owner, attribute, replacement)
+    _applied = True
+
+
+def check_version() -> None:
+    """Log ``thespian_version_untested`` if the installed Thespian is not ``TESTED_VERSION``."""
+    try:
+        version = metadata.version("thespian")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    if version != TESTED_VERSION:
+        log.get_logger("thespian_patches").warning("thespian_version_untested", version=version,
+                                                   tested=TESTED_VERSION)
+
+
+# ---- reads and scoped changes of Thespian's internals ------------------------------------
+
+
+def add_local_address(ip: str) -> None:
+    """Count ``ip`` among this host's addresses in Thespian's table of them.
+
+    Stock Thespian fills the table when imported, with ``THESPIAN_BASE_IPADDR`` if set then;
+    babyray sets it later (``thespian_setup.bind_to_node_ip``). See docs/design.md, "Thespian:
+    sockets bind to every interface".
+    """
+    IPBase.thisSystem.add_local_addr(ip)
+
+
+def shutdown_bounded(system: ActorSystem, seconds: float) -> None:
+    """``system.shutdown()``, waiting at most ``seconds`` (not Thespian's fixed 10 s) for the
+    admin to confirm that every actor stopped. See docs/design.md, "Thespian: an admin
+    outlives its starter"."""
+    saved = systemBase.MAX_SYSTEM_SHUTDOWN_DELAY
+    systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = timedelta(seconds=seconds)
+    try:
+        system.shutdown()
+    finally:
+        systemBase.MAX_SYSTEM_SHUTDOWN_DELAY = saved
+
+
+def started_admins() -> list[int]:
+    """Pids of the admin processes this process forked, oldest first (``detach_child_noting_admin``)."""
+    return list(_admin_pids)
+
+
+def child_process(actor: Any, address: Any) -> Any:
+    """The ``multiprocessing.Process`` of a child ``actor`` created at ``address`` (None if not
+    found): Thespian keeps it, and reaps through it, in the child list of the actor's manager."""
+    for child in getattr(actor._myRef, "_child_procs", ()):
+        if child.childAddr == address:
+            return child.childProc
+    return None

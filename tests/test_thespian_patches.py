@@ -1,0 +1,110 @@
+"""babyray's patches of Thespian: installed by apply(), twice as once, and present in workers."""
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+
+import pytest
+from structlog.testing import capture_logs
+from thespian.system import multiprocCommon
+from thespian.system.transport import IPBase
+from thespian.system.transport import TCPTransport as tcp_transport
+from thespian.system.transport.IPBase import TCPv4ActorAddress
+from thespian.system.transport.streamBuffer import ReceiveBuffer
+from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
+
+import babyray as ray
+from babyray import auth, thespian_patches
+
+P = thespian_patches
+EXPECTED = [  # (owner, attribute, the babyray replacement apply() must leave there)
+    (IPBase.IPActorAddress, "__init__", P.init_address_on_node_ip),
+    (TCPTransport, "close", P.close_with_idle_sockets),
+    (multiprocCommon, "detach_child", P.detach_child_noting_admin),
+    (multiprocCommon.MultiProcReplicator, "_childExited", P.child_exited_reporting_others),
+    (tcp_transport, "serializer", P.TokenSerializer),
+    (ReceiveBuffer, "completed", P.completed_deserializing_once),
+    (TCPIncoming_Common, "data", P.received_data_verified),  # the property's getter
+    (TCPTransport, "_check_XMIT_4_done", P.ack_verified),
+]
+
+
+def _installed(owner: object, attribute: str) -> object:
+    value = vars(owner)[attribute]
+    return value.fget if isinstance(value, property) else value
+
+
+@pytest.fixture
+def token():
+    before = auth.current_token()
+    auth.use_token(auth.generate_token())
+    yield auth.current_token()
+    auth.use_token(before)
+
+
+def test_after_apply_each_patched_attribute_is_babyrays():
+    thespian_patches.apply()
+    for owner, attribute, replacement in EXPECTED:
+        assert _installed(owner, attribute) is replacement, f"{owner.__name__}.{attribute}"
+    assert [(owner, attribute) for owner, attribute, _ in thespian_patches.PATCHES] == \
+        [(owner, attribute) for owner, attribute, _ in EXPECTED]
+
+
+def test_a_second_apply_changes_nothing_and_wraps_nothing_twice(monkeypatch, token):
+    thespian_patches.apply()
+    before = {(owner, attribute): vars(owner)[attribute] for owner, attribute, _ in EXPECTED}
+    thespian_patches.apply()
+    assert {(owner, attribute): vars(owner)[attribute] for owner, attribute, _ in EXPECTED} == before
+    # each patch still runs Thespian's own code exactly once
+    admin = multiprocessing.get_context("fork").Process(target=int, name="ThespianAdmin")
+    admin.start()
+    known = len(thespian_patches.started_admins())
+    multiprocCommon.detach_child(admin)
+    admin.join(10)
+    assert thespian_patches.started_admins()[known:] == [admin.pid]
+    monkeypatch.setenv("THESPIAN_BASE_IPADDR", "127.0.0.7")
+    assert TCPv4ActorAddress("0.0.0.0", 4000).bindname == ("127.0.0.7", 4000)
+    signed = tcp_transport.serializer.dumps(("address", {"payload": b"x" * 100}))
+    assert tcp_transport.serializer.loads(signed) == ("address", {"payload": b"x" * 100})
+
+
+def test_sockets_bind_to_every_interface_without_a_node_ip(monkeypatch):
+    thespian_patches.apply()
+    monkeypatch.delenv("THESPIAN_BASE_IPADDR", raising=False)
+    assert TCPv4ActorAddress("0.0.0.0", 4000).bindname == ("0.0.0.0", 4000)
+
+
+def test_messages_are_signed_with_a_token_and_plain_pickle_without(token):
+    thespian_patches.apply()
+    serializer = tcp_transport.serializer
+    signed = serializer.dumps({"task": 1})
+    assert signed != pickle.dumps({"task": 1}) and serializer.loads(signed) == {"task": 1}
+    with pytest.raises(auth.AuthRejected):
+        serializer.loads(pickle.dumps({"task": 1}))
+    auth.use_token(None)
+    assert serializer.loads(serializer.dumps({"task": 1})) == {"task": 1}
+    assert serializer.dumps({"task": 1}) == pickle.dumps({"task": 1})
+
+
+def test_another_thespian_version_is_logged_by_name(monkeypatch):
+    monkeypatch.setattr(thespian_patches.metadata, "version", lambda name: "4.0.1")
+    with capture_logs() as events:
+        thespian_patches.check_version()
+    assert not [e for e in events if e["event"] == "thespian_version_untested"]
+    monkeypatch.setattr(thespian_patches.metadata, "version", lambda name: "4.1.0")
+    with capture_logs() as events:
+        thespian_patches.check_version()
+    assert [(e["log_level"], e["version"], e["tested"]) for e in events
+            if e["event"] == "thespian_version_untested"] == [("warning", "4.1.0", "4.0.1")]
+
+
+@ray.remote
+def _patches_in_this_process() -> list[bool]:
+    from babyray import thespian_patches
+
+    return [vars(owner)[attribute] is replacement for owner, attribute, replacement in thespian_patches.PATCHES]
+
+
+def test_worker_processes_forked_by_the_cluster_have_the_patches(cluster):
+    flags = ray.get(_patches_in_this_process.remote(), timeout=60)
+    assert flags == [True] * len(EXPECTED)
