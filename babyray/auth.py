@@ -124,12 +124,17 @@ def _mac(*parts: bytes | memoryview) -> bytes:
     return mac.digest()
 
 
-def log_rejected(channel: str, peer: Any, reason: str, **fields: Any) -> None:
-    """Log a refused connection or message (in a Thespian admin, whose logging nobody set up,
-    into the session's log directory)."""
+def _logger() -> Any:
+    """This module's logger (in a Thespian admin, whose logging nobody set up, it writes into
+    the session's log directory)."""
     if not log.configured_in_this_process() and os.environ.get("THESPLOG_FILE"):
         log.configure(os.path.dirname(os.environ["THESPLOG_FILE"]), "admin")
-    log.get_logger("auth").warning("auth_rejected", channel=channel, peer=str(peer), reason=reason, **fields)
+    return log.get_logger("auth")
+
+
+def log_rejected(channel: str, peer: Any, reason: str, **fields: Any) -> None:
+    """Log a refused connection or message."""
+    _logger().warning("auth_rejected", channel=channel, peer=str(peer), reason=reason, **fields)
 
 
 # ---- signed messages (Thespian) ----------------------------------------------------------
@@ -213,7 +218,14 @@ class MessageSigner:
         sender, counter = _HEAD.unpack(head)
         if not self._replays.accept(sender, counter):
             raise AuthRejected(f"replayed message (sender {sender.hex()}, counter {counter})")
-        return pickle.loads(payload)
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:
+            # Thespian drops such a message (its sender is never told): say why, e.g. a class
+            # this process cannot import (see docs/design.md, "Thespian: message classes must be importable").
+            _logger().error("message_undecodable", size=len(data), error_type=type(exc).__name__,
+                            error=str(exc)[:500])
+            raise
 
 
 # ---- authenticated connections (data plane, allocation channel) --------------------------

@@ -20,6 +20,7 @@ from typing import Any
 from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import config, log
+from babyray.actors.admin_lifetime import tie_next_admin, untie
 from babyray.actors.base import PartActor
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
@@ -138,10 +139,19 @@ def check_gcs_store(settings: dict) -> None:
         raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
 
 
-def start_system(caps: dict, log_dir: str) -> ActorSystem:
-    """Start (or join) the multiprocTCPBase admin ``caps`` describe; stop it with ``stop_system``."""
+def start_system(caps: dict, session_dir: str, dies_with_starter: bool = False) -> ActorSystem:
+    """Start (or join) the multiprocTCPBase admin ``caps`` describe; stop it with ``stop_system``.
+
+    With ``dies_with_starter``, an admin started here ends with every process of its cluster
+    when this process ends, however it ends (see babyray.actors.admin_lifetime).
+    """
     known = len(started_admins())
-    system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(log_dir))
+    if dies_with_starter:
+        tie_next_admin(session_dir)
+    try:
+        system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(os.path.join(session_dir, "logs")))
+    finally:
+        untie()
     started = started_admins()[known:]
     system.babyray_admin_pid = started[0] if started else 0  # the admin this process forked, if any
     return system
@@ -173,9 +183,12 @@ def stop_system(system: Any, confirm: bool = True) -> None:
 
 
 def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               watch_pid: int = 0, settings: dict | None = None, directory: bool = False, *,
-               token: str | None) -> HeadHandle:
+               settings: dict | None = None, directory: bool = False, *,
+               token: str | None, dies_with_starter: bool = False) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
+
+    With ``dies_with_starter`` (a driver's private cluster) the cluster ends when this process
+    ends, however it ends (see ``start_system``).
 
     With ``directory`` the admin is a convention leader that members and drivers can join
     (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
@@ -194,10 +207,10 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
     caps = capabilities(node_ip, port, node_id)
     if directory:
         caps[HEAD_CAPABILITY] = True
-    system = start_system(caps, log_dir)
+    system = start_system(caps, session_dir, dies_with_starter)
     try:
         gcs = system.createActor(GcsActor)
-        _ask_started(system, gcs, cm.StartGcs(session_dir, watch_pid, settings), GcsActor, log_dir)
+        _ask_started(system, gcs, cm.StartGcs(session_dir, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
         _ask_started(system, global_scheduler,
                      cm.StartGlobalScheduler(gcs, session_dir, policy),
@@ -283,7 +296,7 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
     bind_to_node_ip(node_ip, log_dir)
     authenticate_messages(token)
     node_id = new_node_id()
-    system = start_system(capabilities(node_ip, port, node_id, head=head_address), log_dir)
+    system = start_system(capabilities(node_ip, port, node_id, head=head_address), session_dir)
     try:
         info = lookup_cluster(system, head_address)
         settings.setdefault("scheduling_policy", info.scheduling_policy)
@@ -306,7 +319,7 @@ def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = No
     bind_to_node_ip(node_ip, log_dir)
     authenticate_messages(token)
     caps = {ADMIN_PORT: free_port(node_ip), CONVENTION: head_address, "babyray_driver": True}
-    system = start_system(caps, log_dir)
+    system = start_system(caps, session_dir, dies_with_starter=True)
     try:
         info = lookup_cluster(system, head_address, timeout)
     except BaseException:

@@ -9,7 +9,9 @@ import signal
 import time
 
 from babyray import config
-from babyray.procfs import children, group_members
+from babyray.procfs import group_members
+
+_GROUP_END_WAIT = 10.0  # seconds a killed process group may take to be gone before its files are removed
 
 
 def new_session_dir(temp_dir: str | None = None) -> str:
@@ -80,16 +82,45 @@ def reap_child(pid: int, timeout: float = 5.0) -> None:
         pass
 
 
-def kill_admin_tree(admin_pid: int) -> None:
-    """SIGKILL a Thespian admin's other children (its logger) and then the admin itself."""
-    for child in children(admin_pid):
-        if child.pid == os.getpid():
-            continue
+def end_own_group(session_dir: str) -> None:
+    """SIGKILL this process's process group, this process among them; then remove the session's
+    shared-memory segments (``unlink_session_segments``).
+
+    The group is killed in one ``killpg``, which the kernel makes atomic with a fork under way
+    in it, so no process of the group is started too late to be killed. The segments are
+    removed once every process of the group is gone (none can create one anymore) by a child
+    forked for it and moved into a group of its own first. Safe to call from any thread: the
+    child touches no lock.
+    """
+    group = os.getpgrp()
+    remover = os.fork()
+    if remover == 0:
         try:
-            os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            os.setpgid(0, 0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # the group's stdout may be a pipe that a reader waits to see closed
+                os.dup2(devnull, fd)
+            deadline = time.monotonic() + _GROUP_END_WAIT
+            while group_members(group) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            unlink_session_segments(session_dir)
+        finally:
+            os._exit(0)
     try:
-        os.kill(admin_pid, signal.SIGKILL)
-    except ProcessLookupError:
+        os.setpgid(remover, remover)  # before the kill, whichever of the two gets there first
+    except OSError:  # the child did it already and may have exited
         pass
+    os.killpg(group, signal.SIGKILL)
+
+
+def unlink_session_segments(session_dir: str) -> None:
+    """Remove the session's /dev/shm segments (a store unlinks its own at once; one killed before
+    that leaves it)."""
+    prefix = f"babyray_{os.path.basename(session_dir)[-6:]}_"
+    for name in os.listdir("/dev/shm"):
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join("/dev/shm", name))
+            except FileNotFoundError:
+                pass
+

@@ -35,12 +35,14 @@ from thespian.system.transport.streamBuffer import (
 from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
 
 from babyray import auth, log
+from babyray.actors import admin_lifetime
 
 TESTED_VERSION = "4.0.1"
 
 _stock_address_init = IPBase.IPActorAddress.__init__
 _stock_close = TCPTransport.close
 _stock_detach_child = multiprocCommon.detach_child
+_stock_start_admin = multiprocCommon.startAdmin
 _stock_received_data = TCPIncoming_Common.data.fget
 _stock_check_ack = TCPTransport._check_XMIT_4_done
 _admin_pids: list[int] = []
@@ -87,6 +89,22 @@ def detach_child_noting_admin(child: Any) -> None:
     _stock_detach_child(child)
     if child.name == "ThespianAdmin":
         _admin_pids.append(child.pid)
+
+
+def start_admin_tied(admin_class: Any, *args: Any) -> None:
+    """``multiprocCommon.startAdmin`` (run in the child forked to start an admin): once the
+    admin is made, in its own process, it starts watching its starter if the starter tied it
+    (``admin_lifetime.tie_next_admin``, ``admin_lifetime.watch_starter``).
+
+    Stock: nothing ends an admin whose starter died. See docs/design.md, "Thespian: an admin
+    outlives its starter".
+    """
+    def make_admin(*admin_args: Any) -> Any:
+        admin = admin_class(*admin_args)
+        admin_lifetime.watch_starter()
+        return admin
+    make_admin.__name__ = admin_class.__name__  # Thespian names the admin's process after it
+    _stock_start_admin(make_admin, *args)
 
 
 def child_exited_reporting_others(self: Any, child_address: Any) -> None:
@@ -197,6 +215,7 @@ PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (IPBase.IPActorAddress, "__init__", init_address_on_node_ip),
     (TCPTransport, "close", close_with_idle_sockets),
     (multiprocCommon, "detach_child", detach_child_noting_admin),
+    (multiprocCommon, "startAdmin", start_admin_tied),
     (multiprocCommon.MultiProcReplicator, "_childExited", child_exited_reporting_others),
     (tcp_transport, "serializer", TokenSerializer),
     (ReceiveBuffer, "completed", completed_deserializing_once),

@@ -15,9 +15,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from test_gcs_cluster import wait_until
 
 import babyray as ray
 from babyray.api import context
+from babyray.api.memory import memory_stats
 from babyray.protocol import objects as om
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +66,7 @@ def test_an_outsider_without_the_token_runs_nothing_in_a_private_cluster(cluster
     offset, host, port, arena = _object_slot(victim)
     result = subprocess.run([sys.executable, str(OUTSIDER), "--marker", str(marker),
                              "--thespian", cluster["address"], "--data-plane", f"{host}:{port}:{offset}",
-                             "--alloc", arena],
+                             "--alloc", arena, "--alloc-pin", f"{arena}={victim.hex()}"],
                             env=outsider_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -77,3 +79,7 @@ def test_an_outsider_without_the_token_runs_nothing_in_a_private_cluster(cluster
     assert by_channel["thespian"]["peer"].startswith("127.0.0.1:")
     assert by_channel["data_plane"]["peer"].startswith("127.0.0.1:")
     assert by_channel["alloc_channel"]["peer"].startswith("pid ")
+    assert len([event for event in rejected if event["channel"] == "alloc_channel"]) == 2, rejected
+    # The outsider's pin was not served: it would hold the object pinned for good.
+    wait_until(lambda: memory_stats(objects=True)[0]["objects"][victim.hex()]["pins"] == 0, 15,
+               "the task's pin of its argument released, and no other pin")

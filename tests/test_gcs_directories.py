@@ -87,7 +87,8 @@ def _spec(actor_id: str) -> vm.TaskSpec:
 
 def _register_actor(actors: ActorDirectory, actor_id: str, name: str | None = None, max_restarts: int = 0) -> str | None:
     info = am.ActorInfo(actor_id, "Counter", {}, name=name)
-    return actors.register(actor_id, am.RegisterActor("req", _spec(actor_id), info, max_restarts=max_restarts))
+    return actors.register(actor_id, am.RegisterActor("req", _spec(actor_id), info, max_restarts=max_restarts,
+                                                      namespace="ns"))
 
 
 def _state(actors: ActorDirectory, actor_id: str) -> str:
@@ -114,14 +115,14 @@ def test_an_actor_goes_pending_alive_restarting_alive_dead_and_subscribers_hear_
     assert restart is None and _state(actors, "a1") == "DEAD"
     assert "no restarts left (1/1)" in news[0][1].death_cause
     assert actors.started(am.ActorStarted("a1", "addr-3", "n3", "w3", 13), "sched-n3") == []  # dead stays dead
-    assert actors.named("counter") is None and actors.actors_on("n2") == []
+    assert actors.named("counter", "ns") is None and actors.actors_on("n2") == []
 
 
 def test_a_name_is_unique_among_actors_not_dead() -> None:
     actors = ActorDirectory(Table("actors"))
     assert _register_actor(actors, "a1", name="counter") is None
-    assert "already exists" in (_register_actor(actors, "a2", name="counter") or "")
-    assert actors.names() == ("counter",)
+    assert "already taken" in (_register_actor(actors, "a2", name="counter") or "")
+    assert actors.names("ns") == (("ns", "counter"),)
     actors.init_failed(am.ActorInitFailed("a1", "ZeroDivisionError"))
     assert _register_actor(actors, "a3", name="counter") is None
 

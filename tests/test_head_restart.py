@@ -244,7 +244,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
 
 LATE_ACTOR = '''
 import sys, babyray as ray
-ray.init(address=sys.argv[1])
+ray.init(address=sys.argv[1], namespace="late")  # both drivers: a name is found only in its namespace
 
 @ray.remote(num_cpus=0, resources={"late": 1})
 class Late:  # no node has the resource yet: the actor stays PENDING

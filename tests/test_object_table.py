@@ -207,6 +207,16 @@ def test_a_pin_restores_a_spilled_object_and_a_later_eviction_needs_no_new_write
     assert state(table, "a") is S.SPILLED and table.counters.spilled_objects == 2
 
 
+def test_a_pin_that_must_not_restore_names_the_spilled_object_and_pins_nothing(table, spill):
+    for oid in "abcd":
+        sealed(table, oid)
+    table.create("e", 16 * KB, "owner")  # spills a
+    outcome = table.pin(["b", "a"], restore=False)
+    assert outcome.spilled == "a" and not outcome.slots
+    assert state(table, "a") is S.SPILLED and spill.restored == []
+    assert table.get("b").pins == 0 and table.pin(["b"], restore=False).slots == {"b": (table.get("b").offset, 16 * KB)}
+
+
 def test_no_room_when_every_object_is_pinned_or_being_written_and_the_error_names_the_sizes(table):
     sealed(table, "a")
     table.pin(["a"])

@@ -122,6 +122,13 @@ def test_crashed_task_is_retried(tmp_path):
     assert len(lines) == 3 and set(lines) <= {"SUCCESS", "FAILURE"}, lines
 
 
+def test_exception_retries_with_an_allowlist_of_classes_defined_in_the_script(tmp_path):
+    lines = _ok("task_retries_exceptions", tmp_path)
+    assert len(lines) == 7 and lines[3] == "FAILED AS EXPECTED", lines
+    assert set(lines[:3]) <= {"SUCCESS", "FAILURE"}, lines
+    assert set(lines[4:]) <= {"SUCCESS", "FAILURE AFTER RETRIES"}, lines
+
+
 def test_numpy_argument_is_read_only_and_the_task_error_reaches_the_driver(tmp_path):
     done = _run("zero_copy_read_only", tmp_path)
     assert done.returncode != 0
@@ -154,6 +161,17 @@ def test_get_if_exists_returns_the_existing_named_actor(tmp_path):
 
 def test_exit_actor_makes_the_call_raise_ray_actor_error(tmp_path):
     assert _ok("terminating_actors", tmp_path) == ["actor exited: RayActorError"]
+
+
+def test_cancel_interrupts_a_running_async_actor_call(tmp_path):
+    lines = _ok("actor_cancel_async", tmp_path)
+    assert "Actor task canceled." in lines and "Object reference was cancelled." in lines, lines
+
+
+def test_cancel_of_a_sync_actor_call_is_seen_by_is_canceled(tmp_path):
+    lines = _ok("actor_cancel_sync", tmp_path)
+    assert "Actor task canceled, cleaning up..." in lines
+    assert lines[-2:] == ["Actor task was cancelled", "Actor detected cancellation: True"], lines
 
 
 def test_actor_pool_map(tmp_path):
@@ -260,6 +278,19 @@ def test_anti_pattern_too_fine_grained_tasks(tmp_path):
         "Ordinary funciton call", "Parallelizing tasks", "Parallelizing tasks with batching"]
 
 
+def test_anti_pattern_ray_get_in_async_code(tmp_path):
+    """Refs are awaited, gathered and (up to Python 3.10) passed to asyncio.wait; from 3.11
+    asyncio.wait takes only futures and tasks, and Ray's refs fail there too (Ray issue #31606)."""
+    done = _run("anti_pattern_ray_get_in_async", tmp_path)
+    lines = done.stdout.splitlines()
+    assert lines[:5] == ["o1 is 1", "o2 is 2", "o3 is ready", "o1 is 1", "o2 is 2"], lines
+    if sys.version_info >= (3, 11):
+        assert done.returncode != 0 and lines[5:] == [], lines
+        assert "AttributeError: 'ObjectRef' object has no attribute 'add_done_callback'" in done.stderr
+    else:
+        assert done.returncode == 0 and lines[5:] == ["o3 is ready"], done.stderr[-4000:]
+
+
 def test_anti_pattern_nested_ray_get(tmp_path):
     assert _ok("anti_pattern_nested_ray_get", tmp_path) == ["3", "3"]
 
@@ -275,11 +306,22 @@ def test_dynamic_generator_splits_and_stores_errors(tmp_path):
     assert sum("Exception: error" in line for line in lines) == 2
 
 
+def test_generator_yielding_past_num_returns_only_logs_the_error(tmp_path):
+    _ok("dynamic_generator_extra_yields", tmp_path)
+    logged = [line for path in glob.glob(os.path.join(str(tmp_path), "session_*", "logs", "*.jsonl"))
+              for line in open(path, encoding="utf-8") if '"generator_error_after_returns"' in line]
+    assert len(logged) == 1 and '"error": "error"' in logged[0], logged
+
+
 def test_streaming_generator_from_tasks_and_actors(tmp_path):
     lines = _ok("streaming_generator_basics", tmp_path)
     assert lines[:3] == ["2", "3", "4"]
     assert lines[3].startswith("Exception is raised when i == 1 as expected")
     assert lines[-10:] == [str(i) for i in range(5)] * 2
+
+
+def test_streaming_generator_from_an_async_actor_method(tmp_path):
+    assert _ok("streaming_generator_async_actor", tmp_path) == [str(i) for i in range(5)]
 
 
 def test_streaming_generator_with_asyncio(tmp_path):
@@ -304,6 +346,12 @@ def test_placement_group_lifecycle(tmp_path):
     assert "found by name: global_name" in lines
 
 
+def test_children_captured_by_the_placement_group_unless_they_opt_out(tmp_path):
+    lines = _ok("placement_group_capture_child_tasks", tmp_path)
+    assert len(lines) == 2 and lines[0] == "Couldn't create a child task!", lines
+    assert "timed out" in lines[1], lines
+
+
 def test_multiprocessing_pool_map(tmp_path):
     assert _ok("multiprocessing_pool", tmp_path) == [str(i) for i in range(100)]
 
@@ -313,6 +361,12 @@ def test_monte_carlo_pi_walkthrough(tmp_path):
     progress = [line for line in lines if line.startswith("Progress: ")]
     assert progress[-1] == "Progress: 100%"
     assert lines[-1].startswith("Estimated value of π is: 3.14")
+
+
+# ---- namespaces -----------------------------------------------------------------------------
+
+def test_init_namespace_is_the_job_s_namespace(tmp_path):
+    assert _ok("namespaces", tmp_path) == ["hello"]
 
 
 # ---- actor fate sharing, object store size --------------------------------------------------

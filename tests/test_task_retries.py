@@ -96,3 +96,25 @@ def _wait_for_pid_file(path, timeout=30):
             return int(path.read_text())
         time.sleep(0.02)
     raise AssertionError(f"{path} was never written")
+
+
+def test_retry_exceptions_list_of_a_class_no_other_process_can_import(shared_cluster, tmp_path):
+    """The list stays with the owner: a class defined in the caller (as in a script's __main__,
+    after the cluster started) retries its task, and a type outside the list does not."""
+    class Transient(Exception):
+        pass
+
+    @ray.remote(max_retries=3, retry_exceptions=[Transient])
+    def transient_until(marker_dir, failures, error_type):
+        attempts = len(os.listdir(marker_dir))
+        open(os.path.join(marker_dir, f"attempt-{attempts}"), "w").close()
+        if attempts < failures:
+            raise error_type(f"failure {attempts}")
+        return attempts
+
+    assert ray.get(transient_until.remote(str(tmp_path), 2, Transient), timeout=120) == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ValueError, match="failure 0"):
+        ray.get(transient_until.remote(str(other), 1, ValueError), timeout=120)
+    assert len(os.listdir(other)) == 1

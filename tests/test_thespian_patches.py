@@ -21,6 +21,7 @@ EXPECTED = [  # (owner, attribute, the babyray replacement apply() must leave th
     (IPBase.IPActorAddress, "__init__", P.init_address_on_node_ip),
     (TCPTransport, "close", P.close_with_idle_sockets),
     (multiprocCommon, "detach_child", P.detach_child_noting_admin),
+    (multiprocCommon, "startAdmin", P.start_admin_tied),
     (multiprocCommon.MultiProcReplicator, "_childExited", P.child_exited_reporting_others),
     (tcp_transport, "serializer", P.TokenSerializer),
     (ReceiveBuffer, "completed", P.completed_deserializing_once),

@@ -64,6 +64,7 @@ class ActorHost:
         self.instance: Any = None
         self.name: str = options.get("name") or ""
         self.job_id = spec.job_id
+        self.namespace = spec.namespace
         self.resources = dict(spec.resources)
         self.gpu_ids = spec.gpu_ids
         self.reconstructed = spec.attempt > 0  # the GCS counts restarts in the creation spec's attempt
@@ -74,6 +75,8 @@ class ActorHost:
         self.method_groups = method_groups(cls)
         self._loops: dict[str | None, _Loop] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._coroutines: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}  # async calls running
+        self._cancelled: set[str] = set()  # async calls cancelled before they started
 
     def construct(self, args: list, kwargs: dict) -> None:
         if self.is_async:
@@ -115,16 +118,36 @@ class ActorHost:
         """Run ``method(*args, **kwargs)`` (awaited if it is a coroutine) on the loop of the
         call's group; ``done(result, error)`` at the end."""
         runner = self._loops[self.group_of(spec)]
+        task_id = spec.task_id
 
         async def call() -> None:
-            async with runner.limit:
-                try:
+            task = asyncio.current_task()
+            assert task is not None, "run as a task of the loop"
+            self._coroutines[task_id] = (runner.loop, task)
+            try:
+                if task_id in self._cancelled:
+                    raise asyncio.CancelledError()
+                async with runner.limit:
                     result = method(*args, **kwargs)
                     if inspect.isawaitable(result):
                         result = await result
-                except BaseException as exc:  # reported to the caller, like any method error
-                    done(None, exc)
-                    return
+            except BaseException as exc:  # reported to the caller, like any method error
+                done(None, exc)
+                return
+            finally:
+                self._coroutines.pop(task_id, None)
+                self._cancelled.discard(task_id)
             done(result, None)
 
         asyncio.run_coroutine_threadsafe(call(), runner.loop)
+
+    def cancel(self, task_id: str) -> None:
+        """ray.cancel of a call: an async call gets asyncio.CancelledError (at once if it runs, else
+        when it starts), as in Ray. A sync call is not interrupted (see ``is_canceled()``)."""
+        if not self.is_async:
+            return
+        self._cancelled.add(task_id)
+        running = self._coroutines.get(task_id)
+        if running is not None:
+            loop, task = running
+            loop.call_soon_threadsafe(task.cancel)

@@ -8,8 +8,8 @@
   an exception from the generator is stored as one more, final item (as in Ray).
 - ``num_returns=k`` and a generator: value i is stored as return i when yielded. If the
   generator raises, or yields fewer than k values, the returns not yet stored hold the
-  error; if it yields more (or raises after the k-th value), the last return holds the error:
-  the k-th value is kept only once the generator has ended.
+  error. If it yields more (or raises after the k-th value), the k returns keep their
+  values and the error is only logged, as Ray documents (a known bug there).
 
 Async generators (``async def`` with ``yield``): an async actor's run on its event loop
 beside its other calls (``async_generator_method``); elsewhere they are driven to the end on
@@ -124,8 +124,6 @@ def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
     stored: list = []
     try:
         for value in values:
-            if len(stored) == k - 1 and next(values, _END) is not _END:
-                raise ValueError(f"Task returned more than num_returns={k} objects.")
             oid = spec.return_ids[len(stored)]
             stored.append((oid, _core(worker).store_value(oid, value, owner)))
             if len(stored) == k:
@@ -134,7 +132,21 @@ def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
             raise ValueError(f"Task returned {len(stored)} objects, but num_returns={k}.")
     except Exception as exc:
         return tuple(stored) + worker._error_returns(spec, exc, traceback.format_exc())[len(stored):]
+    _log_past_the_returns(worker, spec, values)
     return tuple(stored)
+
+
+def _log_past_the_returns(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> None:
+    """Read one more value of a generator whose k returns are all stored: another value, or an
+    exception, is only logged (the returns keep the values)."""
+    try:
+        if next(values, _END) is _END:
+            return
+        error, error_type = f"Task returned more than num_returns={spec.num_returns} objects.", "ValueError"
+    except Exception as exc:
+        error, error_type = str(exc), type(exc).__name__
+    worker.log.error("generator_error_after_returns", task_id=spec.task_id, function=spec.function_name,
+                     num_returns=spec.num_returns, error_type=error_type, error=error[:500])
 
 
 _END = object()

@@ -6,10 +6,11 @@ directory, the allocation channel and the transfer server, answers the messages,
 readers and pulls waiting for a seal, and tells the GCS where objects are.
 
 Bytes never pass through this actor. A producer asks for a slot (CreateObject), writes the
-serialized object straight into the arena, and seals it (SealObject). A reader asks for
-the slots of sealed objects (PinObjects), maps them without a copy, and unpins them when
-its value is garbage collected. Owners free objects nobody references (FreeObjects); a
-pinned object is deleted only once its last reader unpins it. The store tells the GCS
+serialized object straight into the arena, and seals it (SealObject); a process of this node
+does both on the allocation channel. A reader asks for the slots of sealed objects
+(PinObjects, or a pin on the channel when they are in memory), maps them without a copy, and
+unpins them when its value is garbage collected. Owners free objects nobody references
+(FreeObjects); a pinned object is deleted only once its last reader unpins it. The store tells the GCS
 object table where objects are and how large they are.
 
 When the arena is full, the table makes room: secondary copies (pulled from other nodes)
@@ -44,6 +45,10 @@ from babyray.store.spill import SpillDir
 from babyray.transfer import TcpDataPlane, TransferServer
 
 PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their holders are alive
+# How long a pin on the allocation channel waits for an unsealed object's seal (a put's
+# SealObject travels through Thespian and may still be on its way) before the reader is told
+# to ask through Thespian, which waits for the seal however long it takes.
+CHANNEL_PIN_SEAL_WAIT_SECONDS = 0.05
 
 
 class _ArenaSpillIO:
@@ -102,6 +107,7 @@ class ObjectStore(PartActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state_lock = threading.RLock()  # the actor's turns and the allocation channel
+        self.turn_done = threading.Condition(self.state_lock)  # notified after each turn: pins wait for seals
         self.alloc_server: AllocServer | None = None
         self.arena_path = ""  # how processes of this node open the arena
         self.arena: Arena | None = None
@@ -133,7 +139,8 @@ class ObjectStore(PartActor):
         arena.unlink()
         self.arena_path = f"/proc/{os.getpid()}/fd/{arena.fileno()}"
         self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
-                                        self._release_spares, self._take_spare)
+                                        self._release_spares, self._take_spare, self._pin_for_channel,
+                                        self._seal_for_channel)
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
         # process die before it unlinks; processes of the node open ``arena_path``, named in
@@ -148,6 +155,7 @@ class ObjectStore(PartActor):
                 return super().receiveMessage(message, sender)
             finally:
                 self._report_gone()
+                self.turn_done.notify_all()
 
     def _report_gone(self) -> None:
         """Tell the GCS which objects left this store. Through the thread outbox: this runs after
@@ -179,6 +187,33 @@ class ObjectStore(PartActor):
     def _take_spare(self, oid: str, size: int, owner_id: str, offset: int) -> None:
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
+
+    def _seal_for_channel(self, oid: str, size: int, owner_id: str, reserved_offset: int) -> None:
+        """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
+        whose messages (to the GCS, to readers waiting) leave through the thread outbox."""
+        with self.turn_done:
+            self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
+            # Between turns the turn outbox is empty (each turn sends it under this lock).
+            posted = self._outbox.drain()
+            for dest, msg in posted:
+                self.post_from_thread(dest, msg, wake=False)
+            if posted:
+                self.wake_from_thread()
+            self._report_gone()
+            self.turn_done.notify_all()
+
+    def _pin_for_channel(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        """PinObjects for a process of this node, from the allocation channel's thread: the
+        slots if every object is sealed and in memory (waiting briefly for seals on their way),
+        else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""
+        deadline = time.monotonic() + CHANNEL_PIN_SEAL_WAIT_SECONDS
+        with self.turn_done:
+            while True:
+                pinned = self.table.pin(oids, restore=False)
+                left = deadline - time.monotonic()
+                if pinned.unsealed is None or left <= 0:
+                    return (self.arena_path, pinned.slots) if pinned.slots else None
+                self.turn_done.wait(left)
 
     def on_create(self, msg: om.CreateObject, sender: Any) -> None:
         offset = self.table.create(msg.object_id, msg.size, msg.owner_id)

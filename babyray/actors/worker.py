@@ -28,6 +28,7 @@ from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
+from babyray.api.runtime_context import cancel_requested
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import tasks as tm
@@ -122,7 +123,9 @@ class Worker(PartActor):
         self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
                                msg.scheduler, msg.store, msg.gcs, msg.job_id)
         self.core.on_block = self._on_block
-        self.core.router.locality = config.Settings(msg.config).scheduling_policy == "locality"
+        settings = config.Settings(msg.config)
+        self.core.router.locality = settings.scheduling_policy == "locality"
+        self.core.io.inline_threshold = settings.inline_threshold
         self.core.on_unblock = self._on_unblock
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
@@ -166,9 +169,14 @@ class Worker(PartActor):
         self.log.info("gcs_moved")
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
-        """Skip a queued task; interrupt a running one (a forced cancel kills us instead)."""
+        """Skip a queued task; interrupt a running one (a forced cancel kills us instead). In an
+        actor, only async calls are interrupted; sync ones may check ``is_canceled()``, as in Ray."""
         running = self.running
         self.cancelled.add(msg.task_id)
+        cancel_requested(msg.task_id)
+        if self.actor is not None:
+            self.actor.cancel(msg.task_id)
+            return
         thread = self.executor.ident
         if running is not None and running.task_id == msg.task_id and thread is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))

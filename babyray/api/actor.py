@@ -17,7 +17,7 @@ from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
-from babyray.api.options import ACTOR_OPTIONS, check_options, resource_request
+from babyray.api.options import ACTOR_OPTIONS, check_namespace, check_options, resource_request
 from babyray.api.remote_function import encode_arg
 from babyray.api.task_submission import new_returns
 from babyray.ids import new_actor_id
@@ -101,9 +101,10 @@ class ActorClass:
         runtime = context.runtime_or_auto_init()
         core = runtime.core
         name = options.get("name")
+        namespace = options.get("namespace") or context.current_namespace()
         if name is not None and options.get("get_if_exists"):
             try:
-                return get_actor(name)
+                return get_actor(name, namespace=namespace)
             except ValueError:
                 pass
         if self._blob is None:
@@ -126,10 +127,11 @@ class ActorClass:
             actor_options={"max_concurrency": options.get("max_concurrency"), "name": name,
                            "concurrency_groups": self._groups},
             scheduling_strategy=strategy,
-            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
+            namespace=context.current_namespace())
         reply = core.request(core.gcs, lambda r: am.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached",
-            owner_node="" if runtime.is_driver else core.node_id, owner_pid=os.getpid()))
+            namespace, owner_node="" if runtime.is_driver else core.node_id, owner_pid=os.getpid()))
         if reply.error:
             raise ValueError(reply.error)
         return ActorHandle(info)
@@ -220,9 +222,19 @@ class ActorMethod:
 
 
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
-    """The handle of the live actor named ``name``; ValueError if there is none."""
+    """The handle of the live actor named ``name`` in ``namespace`` (None: this job's namespace).
+
+    Raises:
+        ValueError: there is no such actor, or ``name`` or ``namespace`` is empty.
+        TypeError: ``namespace`` is not a str.
+    """
+    if not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if namespace is not None:
+        check_namespace(namespace)
     core = context.runtime_or_auto_init().core
-    reply = core.request(core.gcs, lambda r: am.GetNamedActor(r, name))
+    where = namespace or context.current_namespace()
+    reply = core.request(core.gcs, lambda r: am.GetNamedActor(r, name, where))
     if reply.info is None:
         raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
                          f"to look up a named actor you didn't create. 2. The named actor died. "
@@ -260,6 +272,12 @@ def exit_actor() -> None:
     raise ActorExit(0)
 
 
-def list_named_actors(all_namespaces: bool = False) -> list[str]:
+def list_named_actors(all_namespaces: bool = False) -> list:
+    """The names of the live named actors of this job's namespace; with ``all_namespaces``,
+    ``{"name": ..., "namespace": ...}`` of every named actor in the cluster, as in Ray."""
     core = context.runtime().core
-    return list(core.request(core.gcs, lambda r: am.ListNamedActors(r)).names)
+    where = None if all_namespaces else context.current_namespace()
+    pairs = core.request(core.gcs, lambda r: am.ListNamedActors(r, where)).names
+    if all_namespaces:
+        return [{"name": name, "namespace": namespace} for namespace, name in pairs]
+    return [name for _, name in pairs]

@@ -41,6 +41,7 @@ class ActorSubmitter:
         self.core = core
         self._actors: dict[str, _ActorState] = {}
         self._actor_of_call: dict[str, str] = {}  # task id of a call in flight -> actor id
+        self._cancelled: set[str] = set()  # calls in flight that ray.cancel cancelled
 
     def _actor(self, actor_id: str) -> _ActorState:
         state = self._actors.get(actor_id)
@@ -95,6 +96,37 @@ class ActorSubmitter:
             if spec is not None:
                 return spec
         return None
+
+    def cancel(self, task_id: str, force: bool) -> bool:
+        """ray.cancel of a call made here: one still queued here fails at once; one in flight is
+        cancelled by the actor's worker (a running async call is interrupted, a sync one only sees
+        ``is_canceled()``) and fails whatever it returns. False: no such call."""
+        actor_id = self._actor_of_call.get(task_id)
+        if actor_id is not None:
+            self._cancelled.add(task_id)
+            self.core.transport.send(self._actors[actor_id].address, tm.CancelTask(task_id, force))
+            return True
+        for actor in self._actors.values():
+            call = next((c for c in actor.queue if c.spec.task_id == task_id), None)
+            if call is not None:
+                actor.queue.remove(call)
+                self._fail(call.spec, exceptions.TaskCancelledError(task_id))
+                return True
+        return False
+
+    def outcome(self, result: tm.TaskResult) -> tm.TaskResult:
+        """``result``, or for a call cancelled in flight its TaskCancelledError (a RayTaskError
+        too, as in Ray)."""
+        if result.task_id not in self._cancelled:
+            return result
+        self._cancelled.discard(result.task_id)
+        spec = self.spec_of(result.task_id)
+        cancelled = exceptions.TaskCancelledError(result.task_id)
+        error = error_value(exceptions.RayTaskError(
+            spec.function_name if spec else "actor method", f"TaskCancelledError: {cancelled}", cancelled,
+            result.task_id, result.node_id, result.worker_id))
+        return tm.TaskResult(result.task_id, tuple((oid, error) for oid, _ in result.returns),
+                             result.worker_id, result.node_id, started_at=result.started_at)
 
     def finished(self, task_id: str) -> None:
         actor_id = self._actor_of_call.pop(task_id, None)

@@ -51,7 +51,7 @@ def argument_values(core: CoreClient, args: list) -> list[Any]:
     read: dict[int, Any] = {}
     if len(local) > 1:
         oids = tuple(oid for _, oid in local)
-        reply = core.request(core.store, lambda req_id: om.PinObjects(req_id, oids, core.identity))
+        reply = core.io.pin_here(oids)
         if reply.error is None:
             read = _read_pinned(core, reply, local)
     values: list[Any] = []

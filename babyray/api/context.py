@@ -16,7 +16,7 @@ from babyray.protocol import values as vm
 
 _runtime: Any = None
 
-# task_id, job_id, resources, gpu_ids, nesting_depth of the task running in this thread
+# task_id, job_id, resources, gpu_ids, nesting_depth, namespace of the task running in this thread
 current_task = threading.local()
 actor_scheduling_strategy: Any = None  # what the actor hosted by this worker was created with
 
@@ -78,6 +78,16 @@ def nesting_depth_of_submission() -> int:
     return getattr(current_task, "nesting_depth", 0) + 1 if current_task_id() is not None else 0
 
 
+def current_namespace() -> str:
+    """The namespace of the job this code runs for: the driver's; in a worker, that of the
+    actor it hosts (its creator's job), else of the task running in this thread."""
+    if _runtime is not None and _runtime.is_driver:
+        return _runtime.namespace
+    if _actor_host is not None:
+        return _actor_host.namespace
+    return getattr(current_task, "namespace", "")
+
+
 def current_scheduling_strategy() -> Any:
     """The scheduling strategy of the task running in this thread, else of this worker's actor."""
     strategy = getattr(current_task, "scheduling_strategy", None)
@@ -88,7 +98,7 @@ def task_started(spec: vm.TaskSpec) -> None:
     """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
     holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
     current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids
-    current_task.nesting_depth = spec.nesting_depth
+    current_task.nesting_depth, current_task.namespace = spec.nesting_depth, spec.namespace
     use_gpus(spec.gpu_ids)
 
 

@@ -4,8 +4,10 @@ A value is serialized inline when small (``inline_threshold``); a larger one get
 this node's store (reserved over the store's allocation channel when there is one, else by
 CreateObject through Thespian) and is written into the store's shared-memory arena, or over
 the data plane when the store is not on this host (``core.remote_store_io``). Reading a
-stored value pins it in the store (pulled there first if it lives on another node) and maps
-it zero-copy; a value lost with its node is recovered (``ObjectRecovery``).
+stored value pins it in the store (on the allocation channel when it is sealed and in
+memory there; else through Thespian, which restores a spilled object, waits for a seal, or
+pulls it from another node first) and maps it zero-copy; a value lost with its node is
+recovered (``ObjectRecovery``).
 """
 from __future__ import annotations
 
@@ -104,18 +106,35 @@ class ObjectIO:
             self._direct().write(core.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        core.transport.send(core.store, om.SealObject(oid, serialized.total_size, core.identity,
-                                                     offset if reserved else -1))
+        self._seal(oid, serialized.total_size, offset if reserved else -1)
         return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
                                        serialized, borrower)
+
+    def _seal(self, oid: str, size: int, reserved_offset: int) -> None:
+        """Seal a put: on the allocation channel if open (a get that follows on it finds the object
+        sealed), else with SealObject through Thespian."""
+        core = self.core
+        channel = self._alloc_channel
+        if channel is not None:
+            try:
+                channel.seal(oid, size, core.identity, reserved_offset)
+                return
+            except OSError:  # the store went away: SealObject reaches its successor, or nobody
+                pass
+        core.transport.send(core.store, om.SealObject(oid, size, core.identity, reserved_offset))
 
     def _open_alloc_channel(self, arena_name: str) -> None:
         """Use the store's allocation channel from now on (see store/alloc_channel.py)."""
         try:
-            self._alloc_channel = AllocClient(arena_name)
-            self._store_arena = arena_name
+            channel = AllocClient(arena_name)
         except OSError:  # an older store, or not on its node: keep asking through Thespian
             self.log.info("alloc_channel_unavailable", arena=arena_name)
+            return
+        with self.lock:
+            if self._alloc_channel is None:
+                self._alloc_channel, self._store_arena = channel, arena_name
+                return
+        channel.close()  # another thread opened one meanwhile
 
     def store_moved(self) -> None:
         """The store was replaced (a restarted head): the next put opens the new one's channel. Locked."""
@@ -187,11 +206,29 @@ class ObjectIO:
             reply = core.request_by(core.store, lambda r: om.PullObject(r, oid, value.size, value.store,
                                                                        value.node_id, core.identity), deadline)
         else:
-            reply = core.request_by(core.store, lambda r: om.PinObjects(r, (oid,), core.identity), deadline)
+            reply = self.pin_here((oid,), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
         return self.read_pinned(oid, reply.arena_name, offset, size)
+
+    def pin_here(self, oids: tuple[str, ...], deadline: float | None = None) -> om.ObjectsPinned:
+        """Pin objects of this node's store, each once per occurrence in ``oids``: on the store's
+        allocation channel when all are sealed and in memory (no Thespian round trip), else with
+        PinObjects through Thespian (which restores spilled objects and waits for seals)."""
+        core = self.core
+        channel = self._alloc_channel
+        if channel is not None:
+            try:
+                answer = channel.pin(oids)
+            except OSError:  # the store went away: PinObjects reaches its successor or fails
+                answer = None
+            if answer is not None:
+                return om.ObjectsPinned("", *answer)
+        reply = core.request_by(core.store, lambda r: om.PinObjects(r, oids, core.identity), deadline)
+        if channel is None and reply.error is None and not core.remote_store_io:
+            self._open_alloc_channel(reply.arena_name)
+        return reply
 
     def read_pinned(self, oid: str, arena_name: str, offset: int, size: int) -> Any:
         """Rebuild ``oid`` from its slot in this node's store, pinned once for this read;

@@ -34,7 +34,23 @@ def check_options(options: dict, allowed: set, what: str) -> dict:
         raise ValueError(f"num_returns must be a non-negative int, 'streaming' or 'dynamic', got {num_returns!r}")
     if "runtime_env" in options:
         options["runtime_env"] = validate(options["runtime_env"], job_level=False)
+    if options.get("namespace") is not None:
+        check_namespace(options["namespace"])
     return options
+
+
+def check_namespace(namespace: object) -> str:
+    """``namespace`` if it names a namespace (a non-empty str), as Ray checks it.
+
+    Raises:
+        TypeError: not a str.
+        ValueError: the empty string.
+    """
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be None or a string, got {type(namespace).__name__}: {namespace!r}")
+    if namespace == "":
+        raise ValueError('"" is not a valid namespace. Pass None to not specify a namespace.')
+    return namespace
 
 
 def resource_request(options: dict, default_cpus: float) -> dict:

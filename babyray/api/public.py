@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from typing import Any, Sequence
 
 from babyray import log
 from babyray.api import context, generator
 from babyray.api.object_ref import ObjectRef
+from babyray.api.options import check_namespace
 from babyray.api.runtime import DriverRuntime, resolve_address
 from babyray.runtime_env import packaging, validation
 
@@ -18,17 +20,22 @@ _INIT_SETTINGS = {"temp_dir", "auth_mode", "inline_threshold", "heartbeat_period
 
 def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
          resources: dict | None = None, object_store_memory: int | None = None,
-         ignore_reinit_error: bool = False, runtime_env: dict | None = None, **settings: Any) -> dict:
+         ignore_reinit_error: bool = False, runtime_env: dict | None = None, namespace: str | None = None,
+         **settings: Any) -> dict:
     """Start a private single-node cluster (``address=None``) and connect this driver to it.
 
     ``runtime_env`` is the job's environment: every task and actor of the job runs in it
     (merged with their own, see babyray.runtime_env.validation.merge); its local
     ``working_dir`` and ``py_modules`` are packed and uploaded to the cluster here.
 
+    ``namespace`` is the job's namespace: its named actors are registered and looked up
+    there. Without one the job gets an anonymous namespace of its own (a random UUID, as in
+    Ray), so its named actors are invisible to other drivers.
+
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
-        ValueError: for an unknown setting, bad resources or a bad ``runtime_env``.
-        TypeError: a ``runtime_env`` field of the wrong type.
+        ValueError: for an unknown setting, bad resources, a bad ``runtime_env`` or an empty ``namespace``.
+        TypeError: a ``runtime_env`` field of the wrong type, a ``namespace`` that is not a str.
     """
     current = context.runtime_or_none()
     if current is not None:
@@ -39,6 +46,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
+    job_namespace = check_namespace(namespace) if namespace is not None else str(uuid.uuid4())
     job_env, packages = packaging.pack(validation.validate(runtime_env, job_level=True))
     address = resolve_address(address)
     if address is not None:
@@ -53,6 +61,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     for uri, blob in packages.items():  # stored once in the GCS; nodes fetch them by URI
         packaging.upload(runtime.core, uri, blob)
     runtime.runtime_env = job_env
+    runtime.namespace = job_namespace
     context.set_driver_runtime(runtime)
     return _info(runtime)
 

@@ -64,15 +64,19 @@ class RemoteFunction:
         mode = generator_mode(self._function, options.get("num_returns"))
         num_returns = 1 if mode else options.get("num_returns", 1)
         task_id, return_ids = new_returns(num_returns)
+        retry_exceptions = options.get("retry_exceptions", False)
         spec = vm.TaskSpec(
             task_id=task_id, job_id=runtime.job_id, function_id=function_id,
             function_name=self.__name__, args=[encode_arg(core, a) for a in args],
             kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
             return_ids=return_ids, resources=resources, owner=core.inbox,
             owner_id=core.identity, max_retries=max_retries(options),
-            retry_exceptions=options.get("retry_exceptions", False),
+            retry_exceptions=bool(retry_exceptions),
             scheduling_strategy=strategy, generator=mode,
-            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")))
+            runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
+            namespace=context.current_namespace())
+        if retry_exceptions:
+            core.tasks.retry_on_exceptions(task_id, retry_exceptions)
         if mode:
             return submit_generator(core, spec, core.submit)
         refs = core.submit(spec)

@@ -2,7 +2,8 @@
 
 For a bare ``init()`` it starts a private single-node cluster (a Thespian admin on a free
 127.0.0.1 port with every part) and owns it: ``shutdown()`` or interpreter exit stops the
-admin, every process of the session and the shared-memory arena.
+admin, every process of the session and the shared-memory arena; a driver killed at any moment
+(even in ``init()`` or ``shutdown()``) takes them along (babyray.actors.admin_lifetime).
 
 For ``init(address=...)`` it joins a running cluster: a small admin of the driver's own on
 this host's address (in the head's convention), the head's parts from its directory, and
@@ -14,7 +15,6 @@ finds its new parts (``HeadWatch``) and sends there from now on.
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import time
 from typing import Any
@@ -34,7 +34,7 @@ from babyray.cluster import (
 )
 from babyray.ids import random_hex
 from babyray.protocol import cluster as cm
-from babyray.session import kill_session_processes, new_session_dir
+from babyray.session import kill_session_processes, new_session_dir, unlink_session_segments
 
 CONNECT_TIMEOUT = 30.0
 STORE_STOP_WAIT = 0.5  # seconds the store has to spill its files and close its servers at shutdown
@@ -94,6 +94,7 @@ class DriverRuntime:
         self.node_ip = head.node_ip
         self.watch: HeadWatch | None = None
         self.runtime_env: dict = {}  # the job's (init(runtime_env=...)), packages uploaded
+        self.namespace = ""  # the job's (init(namespace=...)), else an anonymous one
         atexit.register(self.shutdown)
         self._closed = False
 
@@ -117,10 +118,11 @@ class DriverRuntime:
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
         head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
-                          object_store_size(object_store_memory), watch_pid=os.getpid(), settings=settings,
-                          token=token)
+                          object_store_size(object_store_memory), settings=settings,
+                          token=token, dies_with_starter=True)
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
+        runtime.core.io.inline_threshold = config.Settings(settings).inline_threshold
         runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
                          session_dir=session_dir)
         return runtime
@@ -142,6 +144,7 @@ class DriverRuntime:
             stop_system(system)
             raise
         runtime.node_ip, runtime.cluster = node_ip, info
+        runtime.core.io.inline_threshold = config.Settings(settings).inline_threshold
         runtime.core.router.locality = info.scheduling_policy == "locality"
         runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
@@ -190,7 +193,7 @@ class DriverRuntime:
                 # A store that cannot answer holds the admin too: do not wait for its confirmation.
                 stop_system(self.head.system, confirm=store_stopped is not None)
                 kill_session_processes(self.session_dir)
-                _unlink_arenas(self.head.arena_name)
+                unlink_session_segments(self.session_dir)
         elif self.owns_admin:
             stop_system(self.head.system)
         self.log.info("driver_stopped")
@@ -237,10 +240,3 @@ def _parts(head: HeadHandle) -> list[Any]:
     """The addresses a driver sends to that change when the head restarts."""
     return [head.gcs, head.global_scheduler, head.scheduler, head.store]
 
-
-def _unlink_arenas(name: str) -> None:
-    for path in glob.glob(f"/dev/shm/{name}*"):
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass

@@ -7,6 +7,13 @@ from typing import Any
 from babyray.api import context
 from babyray.runtime_env import RuntimeEnv
 
+_cancelled: set[str] = set()  # the tasks and actor calls of this worker process that ray.cancel reached
+
+
+def cancel_requested(task_id: str) -> None:
+    """Record that ray.cancel reached ``task_id`` in this worker (``is_canceled()`` says so)."""
+    _cancelled.add(task_id)
+
 
 class RuntimeContext:
     """A view of the calling process's runtime; valid in drivers, tasks and actors.
@@ -54,6 +61,21 @@ class RuntimeContext:
             raise RuntimeError("get_assigned_resources() is only available in a task or an actor, not in a driver")
         return dict(getattr(context.current_task, "resources", None) or {})
 
+    def is_canceled(self) -> bool:
+        """Whether ray.cancel() was called on the running task or actor call: a sync actor call
+        is not interrupted, it may check this now and then to stop cleanly (as in Ray).
+
+        Raises:
+            RuntimeError: in a driver, or in an async actor (its calls get asyncio.CancelledError).
+        """
+        if self._runtime.is_driver:
+            raise RuntimeError("is_canceled() is only available in a task or an actor, not in a driver")
+        host = context.actor_host()
+        if host is not None and host.is_async:
+            raise RuntimeError("is_canceled() is not available in an async actor: ray.cancel() cancels its "
+                               "calls with asyncio.CancelledError")
+        return context.current_task_id() in _cancelled
+
     @property
     def was_current_actor_reconstructed(self) -> bool:
         """Whether this actor has been restarted (its process died and it was made again)."""
@@ -84,12 +106,17 @@ class RuntimeContext:
         its local ``working_dir``/``py_modules`` appear as their ``gcs://`` packages."""
         return RuntimeEnv(**self._runtime.runtime_env)
 
+    @property
+    def namespace(self) -> str:
+        """The namespace of this job (driver), or of the job the running task or actor belongs to."""
+        return context.current_namespace()
+
     def get_runtime_env_string(self) -> str:
         return json.dumps(self._runtime.runtime_env, sort_keys=True)
 
     def get(self) -> dict:
         return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
-                "actor_id": self.get_actor_id()}
+                "actor_id": self.get_actor_id(), "namespace": self.namespace}
 
 
 def get_runtime_context() -> RuntimeContext:

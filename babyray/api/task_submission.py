@@ -43,6 +43,16 @@ class TaskSubmitter:
         self.core = core
         self._pending: dict[str, PendingTask] = {}  # arguments not all known yet
         self._submitted: dict[str, vm.TaskSpec] = {}  # sent, result not arrived
+        # Tasks in flight retried on application exceptions: the exception types (None: any). Kept
+        # here, not in the spec: the classes may be unknown to the processes the spec goes through.
+        self._retry_exceptions: dict[str, tuple[type[BaseException], ...] | None] = {}
+
+    def retry_on_exceptions(self, task_id: str, retry_exceptions: Any) -> None:
+        """Retry ``task_id`` when it raises one of ``retry_exceptions`` (a list of exception
+        types; True: any exception). Call before submitting it; its spec has ``retry_exceptions``."""
+        allowlist = None if retry_exceptions is True else tuple(retry_exceptions)
+        with self.core.lock:
+            self._retry_exceptions[task_id] = allowlist
 
     def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Own the spec's returns, resolve its top-level ObjectRef args, then send it.
@@ -178,6 +188,8 @@ class TaskSubmitter:
         spec = self._submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
+        self._retry_exceptions.pop(result.task_id, None)
+        result = core.actor_calls.outcome(result)
         core.actor_calls.finished(result.task_id)
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
@@ -197,13 +209,14 @@ class TaskSubmitter:
         value = result.returns[0][1]
         if self.core.recovery.lost_input(spec, value):
             return True
-        if not spec.retry_exceptions:
-            return False
+        if not spec.retry_exceptions or spec.task_id not in self._retry_exceptions:
+            return False  # (not in it: a re-run rebuilding a lost object, after the task finished)
         if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
             return False
-        if isinstance(spec.retry_exceptions, (list, tuple)):
+        allowlist = self._retry_exceptions[spec.task_id]
+        if allowlist is not None:
             cause = getattr(serialization.deserialize(value.blob), "cause", None)
-            if not isinstance(cause, tuple(spec.retry_exceptions)):
+            if not isinstance(cause, allowlist):
                 return False
         retry = take_retry(spec)
         if retry is None:
@@ -229,7 +242,10 @@ class TaskSubmitter:
             task_id = entry.task_id
             pending = self._pending.pop(task_id, None)
             if pending is not None:
+                self._retry_exceptions.pop(task_id, None)
                 for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
                     core.objects.set_value(oid, error)
+                return
+            if core.actor_calls.cancel(task_id, force):
                 return
         core.transport.send(core.scheduler, tm.CancelTask(task_id, force))

@@ -2,8 +2,8 @@
 
 States (``ActorState``): PENDING (registered, constructor not yet done) -> ALIVE ->
 RESTARTING -> ALIVE ... -> DEAD. The directory decides restarts (``max_restarts``), keeps
-names unique per cluster, and tells subscribed callers of every change. It returns the
-messages to send; the GCS actor sends them.
+names unique per namespace (a name is found only in the namespace it was registered in), and
+tells subscribed callers of every change. It returns the messages to send; the GCS actor sends them.
 
 An actor shares the fate of its owner, the process that created it (as in Ray): when the
 owner's worker dies, its node dies, or its job's driver ends, the actor dies for good and
@@ -61,15 +61,17 @@ class ActorDirectory:
         return None if record is None or _state(record) is ActorState.DEAD else record
 
     def register(self, actor_id: str, msg: am.RegisterActor, owner_ip: str = "") -> str | None:
-        """Record a new actor as PENDING; returns an error text if its name is taken. ``owner_ip``:
-        the host of its owner's process."""
+        """Record a new actor as PENDING; returns an error text if its name is taken in its namespace.
+        ``owner_ip``: the host of its owner's process."""
         name = msg.info.name
-        if name and self.named(name) is not None:
-            return f"An actor named '{name}' already exists in this cluster"
+        if name and self.named(name, msg.namespace) is not None:
+            return (f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
+                    f"or get the existing actor using ray.get_actor('{name}', namespace='{msg.namespace}')")
         self.table.put(actor_id, {
             "actor_id": actor_id, "state": ActorState.PENDING.value, "name": name, "info": msg.info,
             "spec": msg.spec, "max_restarts": msg.max_restarts, "num_restarts": 0,
             "detached": msg.detached, "address": None, "death_cause": "", "class_name": msg.info.class_name,
+            "namespace": msg.namespace,
             "owner_node": msg.owner_node, "owner_ip": owner_ip, "owner_pid": msg.owner_pid,
         })
         self.live[actor_id] = _Live()
@@ -202,12 +204,21 @@ class ActorDirectory:
                 found.append(actor_id)
         return found
 
-    def named(self, name: str) -> am.ActorInfo | None:
-        for _, r in self.table.items():
-            if r.get("name") == name and _state(r) is not ActorState.DEAD:
+    def _holds_name(self, actor_id: str, record: dict) -> bool:
+        """Whether the actor still holds its name: not dead, nor killed for good (as in Ray, the
+        name is free as soon as ray.kill(no_restart=True) is received, before the process ends)."""
+        live = self.live.get(actor_id)
+        return bool(record.get("name")) and _state(record) is not ActorState.DEAD and not (
+            live is not None and live.no_restart)
+
+    def named(self, name: str, namespace: str) -> am.ActorInfo | None:
+        """The actor holding ``name`` in ``namespace``, if any."""
+        for actor_id, r in self.table.items():
+            if r.get("name") == name and r.get("namespace") == namespace and self._holds_name(actor_id, r):
                 return r["info"]
         return None
 
-    def names(self) -> tuple:
-        return tuple(sorted(r["name"] for _, r in self.table.items()
-                            if r.get("name") and _state(r) is not ActorState.DEAD))
+    def names(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
+        """(namespace, name) of the actors holding a name in ``namespace`` (in any namespace if None)."""
+        return tuple(sorted((r["namespace"], r["name"]) for actor_id, r in self.table.items()
+                            if self._holds_name(actor_id, r) and namespace in (None, r["namespace"])))

@@ -12,7 +12,6 @@ is durable (``DurableGate``), so a restarted GCS knows every actor its callers k
 from __future__ import annotations
 
 import os
-import signal
 import time
 from typing import Any
 
@@ -37,7 +36,7 @@ from babyray.protocol import objects as om
 from babyray.protocol import placement as pm
 from babyray.protocol import state as sm
 from babyray.protocol import tasks as tm
-from babyray.session import kill_admin_tree, kill_session_processes, register_pid
+from babyray.session import register_pid
 from babyray.util.scheduling_strategies import placement_group_id
 
 
@@ -81,7 +80,6 @@ class GcsActor(PartActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session_dir = ""
-        self.watch_pid = 0
         self.storage = GcsStorage()  # in memory until StartGcs opens the store
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
         self.global_scheduler: Any = None
@@ -102,7 +100,6 @@ class GcsActor(PartActor):
         self.session_dir = msg.session_dir
         log.configure(os.path.join(msg.session_dir, "logs"), "gcs")
         self.log = log.get_logger("gcs")
-        self.watch_pid = msg.watch_pid
         register_pid(msg.session_dir, "gcs")
         self.enable_thread_posts()  # the store writer tells of durable actor records
         try:
@@ -119,7 +116,7 @@ class GcsActor(PartActor):
                            detail="serving from memory; retrying with backoff")
         self.every(0.5, "liveness")
         self.every(self.storage.policy.period, "flush")
-        self.log.info("gcs_started", watch_pid=self.watch_pid, url=self.storage.url,
+        self.log.info("gcs_started", url=self.storage.url,
                       flushing=self.storage.policy.enabled, recovered=self.storage.recovered)
         self.post(sender, cm.Started("gcs", os.getpid()))
 
@@ -207,12 +204,6 @@ class GcsActor(PartActor):
             self._publish_nodes()
 
     def on_liveness_check(self, msg: Any, sender: Any) -> None:
-        if self.watch_pid and not is_running(self.watch_pid):
-            self.log.warning("driver_gone_stopping_private_cluster", pid=self.watch_pid)
-            self.storage.close()
-            kill_session_processes(self.session_dir, exclude=(os.getpid(),))
-            kill_admin_tree(os.getppid())  # the private admin and its logger outlive the driver
-            os.kill(os.getpid(), signal.SIGKILL)
         self._forget_gone_drivers()
         self._post_all(self.storage.actor_gate.release())  # held while the store went unhealthy
         dead = self.nodes.expire(time.monotonic())
@@ -337,10 +328,10 @@ class GcsActor(PartActor):
         self._post_actor(msg.actor_id, self.actors.kill(msg))
 
     def on_get_named_actor(self, msg: am.GetNamedActor, sender: Any) -> None:
-        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name)))
+        self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name, msg.namespace)))
 
     def on_list_named_actors(self, msg: am.ListNamedActors, sender: Any) -> None:
-        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names()))
+        self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names(msg.namespace)))
 
     # ---- placement groups ----------------------------------------------------------------
 

@@ -28,7 +28,8 @@ class ActorRegistered(Reply):
 
 @dataclass(frozen=True, slots=True)
 class RegisterActor:
-    """Owner -> GCS: create this actor (name checked for uniqueness); reply ActorRegistered."""
+    """Owner -> GCS: create this actor (its name, if any, checked for uniqueness in ``namespace``);
+    reply ActorRegistered."""
 
     reply: ClassVar[type[Reply]] = ActorRegistered
 
@@ -37,6 +38,7 @@ class RegisterActor:
     info: ActorInfo
     max_restarts: int = 0
     detached: bool = False
+    namespace: str = ""  # where the actor's name is registered
     reply_to: Any = None
     owner_node: str = ""  # the node of the worker creating it; "" for a driver (fate sharing)
     owner_pid: int = 0  # the process creating it
@@ -130,23 +132,27 @@ class NamedActor(Reply):
 
 @dataclass(frozen=True, slots=True)
 class GetNamedActor:
-    """Anyone -> GCS: reply NamedActor for ``name`` (info None if there is none)."""
+    """Anyone -> GCS: reply NamedActor for ``name`` in ``namespace`` (info None if there is none)."""
 
     reply: ClassVar[type[Reply]] = NamedActor
 
     req_id: str
     name: str
+    namespace: str
     reply_to: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class NamedActorList(Reply):
-    names: tuple
+    names: tuple  # (namespace, name) pairs
 
 
 @dataclass(frozen=True, slots=True)
 class ListNamedActors:
+    """Anyone -> GCS: the live named actors of ``namespace`` (of every namespace if None)."""
+
     reply: ClassVar[type[Reply]] = NamedActorList
 
     req_id: str
+    namespace: str | None
     reply_to: Any = None

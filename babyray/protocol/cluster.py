@@ -12,7 +12,6 @@ from babyray.protocol import Reply
 @dataclass(frozen=True, slots=True)
 class StartGcs:
     session_dir: str
-    watch_pid: int = 0  # a private cluster dies with this process (the driver)
     config: dict = field(default_factory=dict)
 
 

@@ -108,7 +108,10 @@ class TaskSpec:
     owner: Any  # ActorAddress of the owner's inbox
     owner_id: str
     max_retries: int = 3
-    retry_exceptions: Any = False
+    # Retried on application exceptions; which ones only the owner knows (``TaskSubmitter``):
+    # the classes may not be importable where the spec goes (see docs/design.md,
+    # "Thespian: message classes must be importable").
+    retry_exceptions: bool = False
     attempt: int = 0
     scheduling_strategy: Any = None
     actor_id: str | None = None  # set for actor creation and method calls
@@ -122,6 +125,7 @@ class TaskSpec:
     # 0 for a driver's task, d + 1 for one submitted by a task of depth d: a node runs its
     # deepest queued tasks first, so nested work finishes before more of it starts.
     nesting_depth: int = 0
+    namespace: str = ""  # the submitting job's: where get_actor() looks from the task (not set on a method call)
 
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
@@ -133,7 +137,7 @@ class TaskSpec:
                         self.owner_id, self.max_retries, self.retry_exceptions, self.attempt,
                         self.scheduling_strategy, self.actor_id, self.actor_creation,
                         self.method_name, self.actor_options, self.gpu_ids, self.generator,
-                        self.runtime_env, self.nesting_depth)
+                        self.runtime_env, self.nesting_depth, self.namespace)
 
     def next_attempt(self) -> TaskSpec:
         """This task's next try (a retry spends one of its ``max_retries``)."""

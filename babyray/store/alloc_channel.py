@@ -4,10 +4,18 @@ A ``put`` of a large object needs a slot before it can write. Asking the object 
 through Thespian costs a control-plane round trip (~0.5 ms between actors, 2-3 ms from a
 driver's external context), which dominates puts of 128 KB-10 MB objects. The store also
 serves slot reservations on a Unix socket beside Thespian, answered by a thread of the store
-actor under the store's state lock. Sealing stays a (one-way) Thespian message, so the
-store's bookkeeping is unchanged.
+actor under the store's state lock. The put then seals the object with a one-way message
+on the channel (``seal``), which the store handles as a SealObject through Thespian: so a
+``get`` right after a ``put`` finds the object sealed, as the seal went first on the same
+connection.
 
-Even that round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
+A read pins its object on the channel too (``pin``): the store answers at once with the
+slots of objects that are sealed and in memory (the reply PinObjects would give), and tells
+the client to ask through Thespian otherwise (spilled: a restore is file I/O; absent; or
+still unsealed after a short wait, as when another process's seal is on its way).
+Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
+
+Even the channel's round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
 at once. The put tells the store on the channel, without waiting, which object takes the
@@ -46,8 +54,11 @@ Allocate = Callable[[str, int, str], tuple[int, bytes | None]]  # (oid, size, ow
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 Take = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of the spare it is written into)
+# (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
+Pin = Callable[[tuple[str, ...]], tuple[str, dict[str, tuple[int, int]]] | None]
+Seal = Callable[[str, int, str, int], None]  # (oid, size, owner, offset of its spare or -1)
 
-_ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
+_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -146,11 +157,15 @@ class AllocServer:
     known to ``reserve`` and ``release`` by a number of its own."""
 
     def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
-                 take: Take) -> None:
+                 take: Take, pin: Pin | None = None, seal: Seal | None = None) -> None:
+        """``pin`` and ``seal`` None: a server of slots only, without an object table (tests of
+        the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
         self._take = take
+        self._pin = pin
+        self._seal = seal
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -198,6 +213,18 @@ class AllocServer:
             offset = self._reserve(client, request[1])
             _send(conn, -1 if offset is None else offset)
             return
+        if request[0] == _PIN:
+            _send(conn, self._pin_answer(request[1]))
+            return
+        if request[0] == _SEAL:
+            _, oid, size, owner, offset = request
+            try:
+                if self._seal is None:
+                    raise RuntimeError("this channel serves no seals")
+                self._seal(oid, size, owner, offset)
+            except Exception:  # the connection and the client's spares stay: it may put again
+                self.log.exception("alloc_channel_seal_failed", object_id=oid)
+            return
         _, oid, size, owner = request
         try:
             reply = self._allocate(oid, size, owner)
@@ -205,6 +232,15 @@ class AllocServer:
             self.log.exception("alloc_channel_failed", object_id=oid, size=size)
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
+
+    def _pin_answer(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        if self._pin is None:
+            return None
+        try:
+            return self._pin(oids)
+        except Exception:  # the client asks through Thespian, which reports the failure
+            self.log.exception("alloc_channel_pin_failed", object_ids=list(oids))
+            return None
 
     def close(self) -> None:
         self._closed = True
@@ -246,11 +282,7 @@ class AllocClient:
 
     def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None, bool]:
         with self._lock:
-            if self._asked is not None:
-                offset = _recv(self._sock)
-                if offset >= 0:
-                    self._spare = (self._asked, offset)
-                self._asked = None
+            self._read_spare()
             spare, self._spare = self._spare, None
             if spare is not None and spare[0] == size:
                 _send(self._sock, (_TAKE, spare[1], oid, size, owner))
@@ -264,9 +296,36 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
+    def pin(self, oids: tuple[str, ...]) -> tuple[str, dict[str, tuple[int, int]]] | None:
+        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
+        (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
+
+        Raises:
+            OSError: the channel is closed (the store is gone).
+        """
+        with self._lock:
+            self._read_spare()
+            _send(self._sock, (_PIN, oids))
+            answer: tuple[str, dict[str, tuple[int, int]]] | None = _recv(self._sock)
+            return answer
+
+    def seal(self, oid: str, size: int, owner: str, reserved_offset: int) -> None:
+        """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
+        as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
+        with self._lock:
+            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset))
+
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))
         self._asked = size
+
+    def _read_spare(self) -> None:
+        """Read the answer to the spare asked for after the last put, if not read yet. Locked."""
+        if self._asked is not None:
+            offset = _recv(self._sock)
+            if offset >= 0:
+                self._spare = (self._asked, offset)
+            self._asked = None
 
     def close(self) -> None:
         self._sock.close()

@@ -135,6 +135,7 @@ class PinOutcome:
     missing: str | None = None  # not here at all
     unsealed: str | None = None  # still being written: ask again at its seal
     no_room: str | None = None  # spilled, and no room to restore it
+    spilled: str | None = None  # spilled, and the pin was not to restore it
 
 
 class ObjectTable:
@@ -255,15 +256,18 @@ class ObjectTable:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def pin(self, oids: Iterable[str]) -> PinOutcome:
-        """Pin every object of ``oids`` (restoring spilled ones), or none of them."""
+    def pin(self, oids: Iterable[str], restore: bool = True) -> PinOutcome:
+        """Pin every object of ``oids`` (restoring spilled ones unless not to ``restore``), or none of them."""
         oids = tuple(oids)
         for oid in oids:
             if oid not in self.objects:
                 return PinOutcome({}, missing=oid)
         for oid in oids:
-            if self.objects[oid].state in UNSEALED:
+            state = self.objects[oid].state
+            if state in UNSEALED:
                 return PinOutcome({}, unsealed=oid)
+            if state is S.SPILLED and not restore:
+                return PinOutcome({}, spilled=oid)
         keep = set(oids)
         for oid in oids:
             obj = self.objects[oid]

@@ -200,7 +200,8 @@ def in_placement_group(options: dict, request: dict, what: str) -> tuple[dict, A
 
     A PlacementGroupSchedulingStrategy (or the legacy ``placement_group=`` options), or no
     strategy inside a task whose group captures its children, turns ``request`` into the
-    bundle's resources.
+    bundle's resources. ``PlacementGroupSchedulingStrategy(placement_group=None)`` is the
+    default strategy: in no group, not even a capturing parent's (as in Ray).
 
     Raises:
         ValueError: the bundle index is out of range, or no bundle can hold ``request``.
@@ -216,6 +217,8 @@ def in_placement_group(options: dict, request: dict, what: str) -> tuple[dict, A
             strategy = PlacementGroupSchedulingStrategy(current.placement_group, -1, True)
     if not isinstance(strategy, PlacementGroupSchedulingStrategy):
         return request, strategy
+    if strategy.placement_group is None:
+        return request, None
     pg, index = strategy.placement_group, strategy.placement_group_bundle_index
     if not isinstance(pg, PlacementGroup):
         raise TypeError(f"PlacementGroupSchedulingStrategy expects a PlacementGroup, got {type(pg).__name__}")

@@ -27,10 +27,10 @@ class NodeAffinitySchedulingStrategy:
 @dataclass(frozen=True)
 class PlacementGroupSchedulingStrategy:
     """Run in a bundle of ``placement_group`` (any bundle for index -1), on its reserved
-    resources. With ``placement_group_capture_child_tasks``, the tasks and actors this one
-    starts without a scheduling strategy run in the same placement group."""
+    resources; None: in no placement group. With ``placement_group_capture_child_tasks``, the
+    tasks and actors this one starts without a scheduling strategy run in the same placement group."""
 
-    placement_group: Any
+    placement_group: Any  # a PlacementGroup, or None
     placement_group_bundle_index: int = -1
     placement_group_capture_child_tasks: bool | None = None
 

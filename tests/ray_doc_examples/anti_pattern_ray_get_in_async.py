@@ -1,6 +1,9 @@
 # https://docs.ray.io/en/latest/ray-core/patterns/ray-get-ray-wait-async.html
 # Expected (from the page): prints "o1 is 1", "o2 is 2", "o3 is ready" twice; exit 0.
 # Blocking ray.get/ray.wait inside async code works but blocks the loop; await refs instead.
+# On Python >= 3.11 Ray's own ObjectRef fails in asyncio.wait([ref]) with "AttributeError: ... no
+# attribute 'add_done_callback'" (asyncio.wait takes only futures and tasks since 3.11; Ray's open
+# issue https://github.com/ray-project/ray/issues/31606); babyray's does the same.
 import asyncio
 import time
 

@@ -1,6 +1,7 @@
 # https://docs.ray.io/en/latest/ray-core/actors.html#cancelling-actor-tasks
 # Expected (from the page): prints "Actor task was cancelled", then "Actor detected cancellation: True".
 # A sync actor method polls ray.get_runtime_context().is_canceled() and stops itself.
+# As on the page, the call gets 1 s to start before ray.cancel (a call not yet started is not run).
 import time
 
 import babyray as ray
@@ -28,6 +29,8 @@ class SyncActor:
 actor = SyncActor.remote()
 actor_task_ref = actor.long_running_method.remote()
 
+# Wait until task is scheduled.
+time.sleep(1)
 ray.cancel(actor_task_ref)
 
 try:
