@@ -61,8 +61,8 @@ class ActorDirectory:
         return None if record is None or _state(record) is ActorState.DEAD else record
 
     def register(self, actor_id: str, msg: am.RegisterActor, owner_ip: str = "") -> str | None:
-        """Record a new actor as PENDING; returns an error text if its name is taken in its namespace.
-        ``owner_ip``: the host of its owner's process."""
+        """Record a new actor as PENDING; returns an error text if its name is taken in its
+        namespace. ``owner_ip``: the host of its owner's process."""
         name = msg.info.name
         if name and self.named(name, msg.namespace) is not None:
             return (f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
