@@ -160,7 +160,7 @@ def test_an_actor_made_by_an_actor_dies_when_its_worker_exits(cluster):
 
 DRIVER = '''
 import sys, babyray as ray
-ray.init(address=sys.argv[1])
+ray.init(address=sys.argv[1], namespace="fate")
 @ray.remote
 class Child:
     def ping(self):
@@ -176,7 +176,7 @@ if prefix == "shutdown":
 
 CHECK = '''
 import sys, time, babyray as ray
-ray.init(address=sys.argv[1])
+ray.init(address=sys.argv[1], namespace="fate")
 deadline = time.monotonic() + 30
 for prefix in ("shutdown", "exited"):
     while prefix + "-mine" in ray.util.list_named_actors():
