@@ -358,4 +358,7 @@ def default_resources(num_cpus: int | None, num_gpus: int | None, resources: dic
 
 
 def object_store_size(requested: int | None) -> int:
-    return config.Settings({"object_store_memory": requested}).object_store_memory
+    """The arena size of a node started here: ``requested``, else the setting, else the
+    machine's default (``config.machine_object_store_default``)."""
+    return config.Settings({"object_store_memory": requested}).object_store_memory \
+        or config.machine_object_store_default()

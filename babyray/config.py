@@ -15,8 +15,10 @@ DEFAULTS: dict[str, Any] = {
     # shared-memory arena. benchmarks/arena_probe.py measured it: two message crossings of a
     # 128 KB value cost at most ~0.5 ms, no more than the arena path's extra round trip.
     "inline_threshold": 128 * 1024,
-    # Size of each node's shared-memory object arena, in bytes.
-    "object_store_memory": 512 * 1024 * 1024,
+    # Size of each node's shared-memory object arena, in bytes; 0 means Ray's default, 30% of
+    # the machine's memory capped by the free space of /dev/shm (``object_store_default``).
+    # Only its first 512 MiB are pre-faulted at start (babyray.store.arena.PREFAULT_MAX).
+    "object_store_memory": 0,
     # Root of the per-session directories (logs, spill files, SQLite GCS store) and of the
     # CLI's node records; not named like the package, which it would shadow for a script run
     # from /tmp.
@@ -53,6 +55,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _TRUE = ("1", "true", "yes", "on")
+OBJECT_STORE_MEMORY_PROPORTION = 0.3  # as Ray's default
+
+
+def object_store_default(mem_total: int, shm_free: int) -> int:
+    """A node's arena size when none is given: 30% of the machine's memory (``mem_total``
+    bytes), but no more than the free space of /dev/shm (``shm_free`` bytes), where it lives."""
+    return min(int(mem_total * OBJECT_STORE_MEMORY_PROPORTION), shm_free)
+
+
+def machine_object_store_default() -> int:
+    """``object_store_default`` for this machine: MemTotal of /proc/meminfo, /dev/shm's free space."""
+    with open("/proc/meminfo") as f:
+        mem_total = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemTotal:"))
+    shm = os.statvfs("/dev/shm")
+    return object_store_default(mem_total, shm.f_bavail * shm.f_frsize)
 
 
 class Settings:

@@ -6,6 +6,7 @@ may end (and its pid be reused) right after.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -60,6 +61,19 @@ def is_running(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as ended)."""
     process = stat(pid)
     return process is not None and not process.zombie
+
+
+def is_ending(pid: int) -> bool:
+    """True once ``pid`` has ended or is bound to: a SIGKILL is pending for it (a process killed
+    an instant ago still runs until the kernel takes it down)."""
+    if not is_running(pid):
+        return True
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            pending = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return any(mask & (1 << (signal.SIGKILL - 1)) for mask in pending)
 
 
 def children(ppid: int) -> list[ProcessStat]:

@@ -367,3 +367,15 @@ def test_monte_carlo_pi_walkthrough(tmp_path):
 
 def test_init_namespace_is_the_job_s_namespace(tmp_path):
     assert _ok("namespaces", tmp_path) == ["hello"]
+
+
+# ---- actor fate sharing, object store size --------------------------------------------------
+
+def test_actor_dies_with_its_creator_and_a_detached_one_lives_on(tmp_path):
+    lines = _ok("actor_creator_failure", tmp_path)
+    assert lines[0].startswith("Failed to submit actor call") and "its owner has died" in lines[0], lines
+    assert lines[1:] == ["detached_actor.ping: hello"]
+
+
+def test_anti_pattern_unnecessary_ray_get_moves_800_mb_in_the_default_store(tmp_path):
+    _ok("anti_pattern_unnecessary_ray_get", tmp_path)

@@ -329,6 +329,7 @@ class LocalScheduler(PartActor):
         node, worker = self._node(), held.worker
         self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
                          tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
+        self.post(node.gcs, am.WorkerDied(worker.worker_id, node.node_id, f"pid {worker.pid} {how}"))
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
             self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))

@@ -8,6 +8,7 @@ Handles pickle, so they can be passed to tasks and other actors.
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, Callable, cast
 
 from babyray import serialization
@@ -130,7 +131,7 @@ class ActorClass:
             namespace=context.current_namespace())
         reply = core.request(core.gcs, lambda r: am.RegisterActor(
             r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached",
-            namespace))
+            namespace, owner_node="" if runtime.is_driver else core.node_id, owner_pid=os.getpid()))
         if reply.error:
             raise ValueError(reply.error)
         return ActorHandle(info)

@@ -238,7 +238,7 @@ class ReferenceCounter:
                             self._maybe_free(oid, frees)
         self._send_frees(frees)
 
-    def add_borrower(self, oid: ObjectID, borrower_id: WorkerID, owner: Any, owner_id: str) -> None:
+    def add_borrower(self, oid: ObjectID, borrower_id: WorkerID, owner: Any, owner_id: WorkerID) -> None:
         """Register ``borrower_id`` for ``oid`` before a ref travels to it (e.g. in a task's result).
 
         Owned here: recorded at once. Borrowed: sent to the owner now, so it arrives before

@@ -4,10 +4,15 @@ States (``ActorState``): PENDING (registered, constructor not yet done) -> ALIVE
 RESTARTING -> ALIVE ... -> DEAD. The directory decides restarts (``max_restarts``), keeps
 names unique per namespace (a name is found only in the namespace it was registered in), and
 tells subscribed callers of every change. It returns the messages to send; the GCS actor sends them.
+
+An actor shares the fate of its owner, the process that created it (as in Ray): when the
+owner's worker dies, its node dies, or its job's driver ends, the actor dies for good and
+its process is killed. A detached actor (``lifetime="detached"``) has no owner and lives on.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +20,7 @@ from babyray.actors.batching import address_key
 from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.states import ActorState, advance
 from babyray.gcs.tables import Table
-from babyray.ids import ActorID, NodeID
+from babyray.ids import ActorID, JobID, NodeID, WorkerID
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
 
@@ -56,8 +61,9 @@ class ActorDirectory:
         record = self.table.get(actor_id)
         return None if record is None or _state(record) is ActorState.DEAD else record
 
-    def register(self, actor_id: ActorID, msg: am.RegisterActor) -> str | None:
-        """Record a new actor as PENDING; returns an error text if its name is taken in its namespace."""
+    def register(self, actor_id: ActorID, msg: am.RegisterActor, owner_ip: str = "") -> str | None:
+        """Record a new actor as PENDING; returns an error text if its name is taken in its
+        namespace. ``owner_ip``: the host of its owner's process."""
         name = msg.info.name
         if name and self.named(name, msg.namespace) is not None:
             return (f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
@@ -67,6 +73,7 @@ class ActorDirectory:
             "spec": msg.spec, "max_restarts": msg.max_restarts, "num_restarts": 0,
             "detached": msg.detached, "address": None, "death_cause": "", "class_name": msg.info.class_name,
             "namespace": msg.namespace,
+            "owner_node": msg.owner_node, "owner_ip": owner_ip, "owner_pid": msg.owner_pid,
         })
         self.live[actor_id] = _Live()
         return None
@@ -76,8 +83,12 @@ class ActorDirectory:
         return [(address, self._state_message(actor_id))]
 
     def started(self, msg: am.ActorStarted, scheduler: Any) -> Outgoing:
-        """The actor's constructor returned: ALIVE (news of a dead actor, or a repeat, is ignored)."""
+        """The actor's constructor returned: ALIVE (news of a dead actor, or a repeat, is ignored;
+        a process started for an actor ended before it started is killed)."""
         record = self._not_dead(msg.actor_id)
+        live = self.live.get(msg.actor_id)
+        if record is None and live is not None and live.no_restart and scheduler is not None:
+            return [(scheduler, am.KillActorWorker(msg.actor_id))]  # ended (killed) before it started
         if record is None or _state(record) is ActorState.ALIVE:
             return []
         live = self.live.setdefault(msg.actor_id, _Live())
@@ -97,12 +108,13 @@ class ActorDirectory:
         return self._broadcast(actor_id)
 
     def kill(self, msg: am.KillActor) -> Outgoing:
-        """Mark the actor for killing; returns the message to its local scheduler."""
+        """Kill the actor's process; with ``no_restart`` the actor is DEAD at once."""
         record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id)
         if record is None or live is None:
             return []
-        live.no_restart = live.no_restart or msg.no_restart
+        if msg.no_restart:  # dead at once, as in Ray: its name is free for a new actor
+            return self.end(msg.actor_id, "The actor was killed by ray.kill()")
         if live.scheduler is None:  # not started yet: it is dead before it ran
             return self._dead(msg.actor_id, "The actor was killed by ray.kill() before it started")
         return [(live.scheduler, am.KillActorWorker(msg.actor_id))]
@@ -110,13 +122,47 @@ class ActorDirectory:
     def group_removed(self, actor_id: ActorID, pg_id: str) -> Outgoing:
         """The actor's placement group was removed: it is dead now (no restart), its process
         killed."""
+        return self.end(actor_id, f"The actor's placement group {pg_id} was removed")
+
+    def end(self, actor_id: ActorID, cause: str) -> Outgoing:
+        """The actor is dead for good (no restart) for ``cause``; its process is killed."""
         live = self.live.get(actor_id)
         outgoing: Outgoing = []
-        if live is not None:
+        if live is not None and self._not_dead(actor_id) is not None:
             live.no_restart = True
             if live.scheduler is not None:
                 outgoing.append((live.scheduler, am.KillActorWorker(actor_id)))
-        return outgoing + self._dead(actor_id, f"The actor's placement group {pg_id} was removed")
+        return outgoing + self._dead(actor_id, cause)
+
+    # ---- owners (fate sharing): each query returns the ids of the actors to ``end`` ----
+
+    def _owned(self, owned: Callable[[dict], bool]) -> list[ActorID]:
+        return [ActorID(actor_id) for actor_id, record in self.table.items()
+                if not record.get("detached") and _state(record) is not ActorState.DEAD and owned(record)]
+
+    def owned_by(self, owner_id: WorkerID) -> list[ActorID]:
+        """Actors created by ``owner_id`` (a driver, or a worker in a task or an actor): it died."""
+        return self._owned(lambda record: record["spec"].owner_id == owner_id)
+
+    def owner_process(self, actor_id: ActorID) -> tuple[WorkerID, str, int] | None:
+        """(owner id, host, pid) of the process that created the actor, if it is alive and not
+        detached (None: no owner to check)."""
+        record = self._not_dead(actor_id)
+        if record is None or record.get("detached") or not record.get("owner_pid"):
+            return None
+        return record["spec"].owner_id, record["owner_ip"], record["owner_pid"]
+
+    def owned_on_node(self, node_id: NodeID) -> list[ActorID]:
+        """Actors created by a worker of ``node_id`` (not by a driver): the node died."""
+        return self._owned(lambda record: record.get("owner_node") == node_id)
+
+    def owned_by_job(self, job_id: JobID) -> list[ActorID]:
+        """Actors of ``job_id``, whose driver ended: the driver created them, or a worker of
+        the job that ends with it. Those created by a detached actor live on with it."""
+        survivors = {record.get("worker_id") for _, record in self.table.items()
+                     if record.get("detached") and _state(record) is not ActorState.DEAD}
+        return self._owned(lambda record: record["spec"].job_id == job_id
+                           and record["spec"].owner_id not in survivors)
 
     def worker_died(self, msg: am.ActorWorkerDied) -> tuple[Outgoing, vm.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""

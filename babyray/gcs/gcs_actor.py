@@ -28,7 +28,7 @@ from babyray.gcs.storage import GcsStorage
 from babyray.gcs.store import GcsSchemaVersionError, TableName
 from babyray.gcs.task_directory import TaskDirectory
 from babyray.ids import ActorID, JobID, NodeID, new_job_id
-from babyray.procfs import is_running
+from babyray.procfs import is_ending, is_running
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
@@ -65,6 +65,7 @@ class GcsActor(PartActor):
         am.ActorStarted: "on_actor_started",
         am.ActorInitFailed: "on_actor_init_failed",
         am.ActorWorkerDied: "on_actor_worker_died",
+        am.WorkerDied: "on_worker_died",
         am.SubscribeActor: "on_subscribe_actor",
         am.KillActor: "on_kill_actor",
         am.GetNamedActor: "on_get_named_actor",
@@ -222,6 +223,8 @@ class GcsActor(PartActor):
             for actor_id in self.actors.actors_on(death.node_id):
                 self.on_actor_worker_died(am.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"),
                                           None)
+            owned = self.actors.owned_on_node(death.node_id)
+            self._end_owned(owned, f"its node {death.node_id} died")
 
     def _announce_restart(self, global_scheduler: Any) -> None:
         """Tell the nodes recovered from the store where the GCS and global scheduler are now,
@@ -272,7 +275,7 @@ class GcsActor(PartActor):
     def on_register_actor(self, msg: am.RegisterActor, sender: Any) -> None:
         actor_id = msg.spec.actor_id
         assert actor_id is not None, "an actor's creation spec carries its id"
-        error = self.actors.register(actor_id, msg)
+        error = self.actors.register(actor_id, msg, _host_of(msg.reply_to or sender))
         self._post_actor(actor_id, [(msg.reply_to or sender, am.ActorRegistered(msg.req_id, error))])
         if error is None:
             self.log.info("actor_registered", actor_id=actor_id, name=msg.info.name,
@@ -300,7 +303,24 @@ class GcsActor(PartActor):
         else:
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
+    def on_worker_died(self, msg: am.WorkerDied, sender: Any) -> None:
+        self._end_owned(self.actors.owned_by(msg.worker_id),
+                        f"worker {msg.worker_id} on node {msg.node_id} died ({msg.reason})")
+
+    def _end_owned(self, actor_ids: list[ActorID], owner_death: str) -> None:
+        """The owner of ``actor_ids`` died (``owner_death`` says how): they die with it."""
+        if actor_ids:
+            self.log.warning("actors_dead_with_owner", actor_ids=actor_ids, owner=owner_death)
+        for actor_id in actor_ids:
+            self._post_actor(actor_id, self.actors.end(
+                actor_id, f"The actor is dead because its owner has died: {owner_death}"))
+
     def on_subscribe_actor(self, msg: am.SubscribeActor, sender: Any) -> None:
+        # A new caller may come before news of the owner's death (the handle was passed on
+        # just before the owner died): an owner on this host is checked by its pid now.
+        owner = self.actors.owner_process(msg.actor_id)
+        if owner is not None and owner[1] in self._here() and is_ending(owner[2]):
+            self._end_owned(self.actors.owned_by(owner[0]), f"its process {owner[0]} (pid {owner[2]}) ended")
         self._post_actor(msg.actor_id, self.actors.subscribe(msg.actor_id, msg.reply_to or sender))
 
     def on_kill_actor(self, msg: am.KillActor, sender: Any) -> None:
@@ -371,8 +391,9 @@ class GcsActor(PartActor):
         record = self.placement_groups.named(msg.name) if msg.name else self.placement_groups.get(msg.pg_id)
         self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, record))
 
-    def _remove_placement_groups_of(self, job_id: JobID) -> None:
-        """A driver ended: its placement groups that are not detached go with it."""
+    def _job_ended(self, job_id: JobID, driver_end: str) -> None:
+        """A driver ended: its actors and placement groups that are not detached go with it."""
+        self._end_owned(self.actors.owned_by_job(job_id), driver_end)
         for pg_id in self.placement_groups.owned_by_job(job_id):
             self._remove_placement_group(pg_id, f"job {job_id} ended")
 
@@ -388,7 +409,7 @@ class GcsActor(PartActor):
     def on_unregister_driver(self, msg: cm.UnregisterDriver, sender: Any) -> None:
         if self.drivers.unregister(msg.job_id):
             self.log.info("driver_unregistered", job_id=msg.job_id)
-            self._remove_placement_groups_of(msg.job_id)
+            self._job_ended(msg.job_id, f"the driver of job {msg.job_id} disconnected")
 
     def on_list_drivers(self, msg: sm.ListDrivers, sender: Any) -> None:
         self.reply(msg, sender, sm.Drivers(msg.req_id, self.drivers.records()))
@@ -396,10 +417,14 @@ class GcsActor(PartActor):
     def _forget_gone_drivers(self) -> None:
         """Drop drivers that ended without unregistering (killed): on this host by their pid,
         elsewhere when their watch has not pinged for the node timeout."""
-        here = {_host_of(self.myAddress), "127.0.0.1"}
-        for driver in self.drivers.gone(time.monotonic(), here, is_running):
+        for driver in self.drivers.gone(time.monotonic(), self._here(), is_running):
             self.log.info("driver_gone", job_id=driver["job_id"], pid=driver["pid"], ip=driver["ip"])
-            self._remove_placement_groups_of(driver["job_id"])
+            job_id = driver["job_id"]
+            self._job_ended(job_id, f"the driver of job {job_id} (pid {driver['pid']}) exited")
+
+    def _here(self) -> set[str]:
+        """The IPs of this host: a process there is checked by its pid."""
+        return {_host_of(self.myAddress), "127.0.0.1"}
 
     def on_task_events(self, msg: gm.TaskEvents, sender: Any) -> None:
         """Record task state changes (lineage) and placements."""

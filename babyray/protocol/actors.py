@@ -41,6 +41,8 @@ class RegisterActor:
     detached: bool = False
     namespace: str = ""  # where the actor's name is registered
     reply_to: Any = None
+    owner_node: str = ""  # the node of the worker creating it; "" for a driver (fate sharing)
+    owner_pid: int = 0  # the process creating it
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,15 @@ class ActorWorkerDied:
     node_id: NodeID
     reason: str
     final: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    """Local scheduler -> GCS: a worker process died; the actors it created (it owns) die with it."""
+
+    worker_id: WorkerID
+    node_id: NodeID
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,9 @@ __all__ = ["PARALLEL_COPY_MIN", "Arena", "read_object", "write_object"]
 SHM_DIR = "/dev/shm"
 MADV_POPULATE_WRITE = 23  # Linux >= 5.14: fault pages in writable without touching them
 PREFAULT_CHUNK = 16 << 20  # madvise holds the GIL: pre-fault in steps so other threads run
+# Most bytes ``create`` pre-faults: pages past it are allocated on first use, so a large arena
+# costs no more memory, nor time to attach, than this until it fills.
+PREFAULT_MAX = 512 << 20
 PARALLEL_COPY_MIN = 64 << 20  # buffers this large are split over ``copy_threads``
 _PAGE = mmap.PAGESIZE
 
@@ -73,8 +76,8 @@ class Arena:
     def create(cls, name: str, size: int, prefault: bool = True, background: bool = False) -> Arena:
         """Create the segment ``/dev/shm/<name>`` of ``size`` bytes (rounded up to a page).
 
-        With ``prefault``, every page is allocated (``posix_fallocate``, so a full /dev/shm
-        fails here with ENOSPC instead of a SIGBUS later) and mapped writable with
+        With ``prefault``, every page up to ``PREFAULT_MAX`` is allocated (``posix_fallocate``, so
+        a full /dev/shm fails here with ENOSPC instead of a SIGBUS later) and mapped writable with
         ``MADV_POPULATE_WRITE``, or by writing a byte per page on kernels without it. With
         ``background`` too, that runs in a daemon thread: the arena is usable at once
         (early writes are only slower); ``wait_prefaulted`` waits for it. Touching pages by
@@ -118,9 +121,11 @@ class Arena:
     def attach(cls, name: str, prefault: bool = True) -> Arena:
         """Map an existing segment (another process on the node created it).
 
-        With ``prefault`` the mapping is made with ``MAP_POPULATE``: ~0.03-0.08 s per GB once the
-        creator has pre-faulted, after which this process writes at memcpy speed too
-        (without it, its first write to each page costs a minor fault: ~3 GB/s).
+        With ``prefault`` the pages the creator allocated (the segment's start, up to its first
+        hole) are mapped at once: ~0.03-0.08 s per GB, after which this process writes at memcpy
+        speed there too (without it, its first write to each page costs a minor fault: ~3 GB/s).
+        The pages past that are left to be faulted on first use: populating them would
+        allocate them.
         The mapping is never registered with a resource tracker.
 
         Raises:
@@ -129,11 +134,17 @@ class Arena:
         fd = os.open(cls.path_of(name), os.O_RDWR)
         try:
             size = os.fstat(fd).st_size
-            flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if prefault else 0)
+            allocated = os.lseek(fd, 0, os.SEEK_HOLE) if prefault else 0
+            flags = mmap.MAP_SHARED | (mmap.MAP_POPULATE if prefault and allocated == size else 0)
             arena = cls(name, fd, mmap.mmap(fd, size, flags=flags), creator=False)
         except BaseException:
             os.close(fd)
             raise
+        if 0 < allocated < size:
+            try:
+                arena._mm.madvise(MADV_POPULATE_WRITE, 0, allocated - allocated % _PAGE)
+            except OSError:  # a kernel without it: those pages fault on first use
+                pass
         arena._prefaulted.set()
         _log.debug("arena_attached", arena=name, size=size, prefault=prefault)
         return arena
@@ -208,10 +219,11 @@ class Arena:
     def _prefault(self, madvise: bool) -> None:
         start = time.perf_counter()
         try:
-            for off in range(0, self.size, PREFAULT_CHUNK):
+            limit = min(self.size, PREFAULT_MAX)
+            for off in range(0, limit, PREFAULT_CHUNK):
                 if self._closing:
                     return
-                n = min(PREFAULT_CHUNK, self.size - off)
+                n = min(PREFAULT_CHUNK, limit - off)
                 os.posix_fallocate(self._fd, off, n)
                 if madvise:
                     self._mm.madvise(MADV_POPULATE_WRITE, off, n)
