@@ -1,4 +1,5 @@
 """babyray: Ray's core API on Thespian actors. ``import babyray as ray``."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -43,6 +44,7 @@ def remote(*args: Any, **options: Any) -> Any:
 
     def decorator(target: Callable) -> Any:
         return _make_remote(target, options)
+
     return decorator
 
 
@@ -55,10 +57,33 @@ def _make_remote(target: Any, options: dict) -> Any:
 
 
 __all__ = [
-    "ActorClass", "ActorHandle", "DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator", "actor",
-    "available_resources", "cancel", "cluster_resources",
-    "exceptions", "get", "get_actor", "get_gpu_ids", "get_runtime_context", "init", "is_initialized", "kill",
-    "memory_stats", "memory_summary", "method", "nodes", "put", "remote", "remote_function", "runtime_env",
-    "shutdown", "timeline",
-    "util", "wait",
+    "ActorClass",
+    "ActorHandle",
+    "DynamicObjectRefGenerator",
+    "ObjectRef",
+    "ObjectRefGenerator",
+    "actor",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_actor",
+    "get_gpu_ids",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "kill",
+    "memory_stats",
+    "memory_summary",
+    "method",
+    "nodes",
+    "put",
+    "remote",
+    "remote_function",
+    "runtime_env",
+    "shutdown",
+    "timeline",
+    "util",
+    "wait",
 ]

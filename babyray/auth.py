@@ -12,6 +12,7 @@ The token comes from, first to last: an explicit argument (``--token-file``),
 ``RAY_AUTH_TOKEN_PATH``. ``BABYRAY_AUTH_MODE=disabled`` (or ``RAY_AUTH_MODE=disabled``)
 turns authentication off: unsafe, anyone who reaches a port runs code in the cluster.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -209,10 +210,10 @@ class MessageSigner:
     def loads(self, data: bytes) -> Any:
         if data in self._acks:
             return self._acks[data]
-        if len(data) < _PAYLOAD_AT or data[:len(_MAGIC)] != _MAGIC:
+        if len(data) < _PAYLOAD_AT or data[: len(_MAGIC)] != _MAGIC:
             raise AuthRejected(f"message without a token proof ({len(data)} bytes)")
         view = memoryview(data)
-        head, payload = bytes(view[len(_MAGIC):_PROOF_AT]), view[_PAYLOAD_AT:]
+        head, payload = bytes(view[len(_MAGIC) : _PROOF_AT]), view[_PAYLOAD_AT:]
         if not hmac.compare_digest(bytes(view[_PROOF_AT:_PAYLOAD_AT]), _mac(b"msg", head, payload)):
             raise AuthRejected(f"message with a wrong token proof ({len(data)} bytes)")
         sender, counter = _HEAD.unpack(head)
@@ -223,8 +224,9 @@ class MessageSigner:
         except Exception as exc:
             # Thespian drops such a message (its sender is never told): say why, e.g. a class
             # this process cannot import (see docs/design.md, "Thespian: message classes must be importable").
-            _logger().error("message_undecodable", size=len(data), error_type=type(exc).__name__,
-                            error=str(exc)[:500])
+            _logger().error(
+                "message_undecodable", size=len(data), error_type=type(exc).__name__, error=str(exc)[:500]
+            )
             raise
 
 

@@ -7,6 +7,7 @@ joins the head's convention, looks the head's parts up (``lookup_cluster``) and 
 the member node's store and local scheduler on its own admin (``babyray start --address``).
 ``join_as_driver`` gives a driver on any host a small admin of its own in the convention.
 """
+
 from __future__ import annotations
 
 import glob
@@ -44,7 +45,9 @@ from babyray.thespian_patches import shutdown_bounded, started_admins
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
-SHUTDOWN_WAIT = 0.8  # seconds the admin has to confirm shutdown (it takes about 0.3 s when every part answers)
+SHUTDOWN_WAIT = (
+    0.8  # seconds the admin has to confirm shutdown (it takes about 0.3 s when every part answers)
+)
 ADMIN_EXIT_WAIT = 0.3  # seconds more its processes have to exit before they are killed
 _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
 
@@ -91,12 +94,15 @@ def _ask_started(system: Any, address: Any, msg: Any, part: type[PartActor], log
     reply = system.ask(address, msg, _START_POLL)
     while not isinstance(reply, cm.Started):
         if isinstance(reply, gm.GcsError):  # the part refused its start message
-            raise ClusterStartError(f"{what} did not start: {reply.error_type}: {reply.message} "
-                                    f"(see {_part_log(log_dir, what)})")
+            raise ClusterStartError(
+                f"{what} did not start: {reply.error_type}: {reply.message} (see {_part_log(log_dir, what)})"
+            )
         failure = _start_failure(log_dir, what)
         if reply is not None or failure is not None or time.monotonic() >= deadline:
-            cause, log_file = failure or (str(reply) if reply is not None else
-                                          f"no reply within {START_TIMEOUT:.0f}s", _part_log(log_dir, what))
+            cause, log_file = failure or (
+                str(reply) if reply is not None else f"no reply within {START_TIMEOUT:.0f}s",
+                _part_log(log_dir, what),
+            )
             raise ClusterStartError(f"{what} did not start: {cause} (see {log_file})")
         reply = system.listen(_START_POLL)
     return reply
@@ -134,7 +140,9 @@ def check_gcs_store(settings: dict) -> None:
     if not resolved.gcs_url:
         return  # a SQLite file in the session directory
     try:
-        GcsStore(resolved.gcs_url, prefix=resolved.gcs_table_prefix, connect_timeout=_STORE_CHECK_TIMEOUT).close()
+        GcsStore(
+            resolved.gcs_url, prefix=resolved.gcs_table_prefix, connect_timeout=_STORE_CHECK_TIMEOUT
+        ).close()
     except (ValueError, GcsStoreUnavailable, GcsSchemaVersionError) as exc:
         raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
 
@@ -182,9 +190,18 @@ def stop_system(system: Any, confirm: bool = True) -> None:
             reap_child(starter)
 
 
-def start_head(session_dir: str, node_ip: str, port: int, resources: dict, object_store_memory: int,
-               settings: dict | None = None, directory: bool = False, *,
-               token: str | None, dies_with_starter: bool = False) -> HeadHandle:
+def start_head(
+    session_dir: str,
+    node_ip: str,
+    port: int,
+    resources: dict,
+    object_store_memory: int,
+    settings: dict | None = None,
+    directory: bool = False,
+    *,
+    token: str | None,
+    dies_with_starter: bool = False,
+) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
 
     With ``dies_with_starter`` (a driver's private cluster) the cluster ends when this process
@@ -212,35 +229,89 @@ def start_head(session_dir: str, node_ip: str, port: int, resources: dict, objec
         gcs = system.createActor(GcsActor)
         _ask_started(system, gcs, cm.StartGcs(session_dir, settings), GcsActor, log_dir)
         global_scheduler = system.createActor(GlobalScheduler)
-        _ask_started(system, global_scheduler,
-                     cm.StartGlobalScheduler(gcs, session_dir, policy),
-                     GlobalScheduler, log_dir)
-        scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
-                                                         object_store_memory, gcs, global_scheduler, settings)
+        _ask_started(
+            system,
+            global_scheduler,
+            cm.StartGlobalScheduler(gcs, session_dir, policy),
+            GlobalScheduler,
+            log_dir,
+        )
+        scheduler, store, arena_name = _start_node_parts(
+            system,
+            session_dir,
+            node_ip,
+            port,
+            node_id,
+            resources,
+            object_store_memory,
+            gcs,
+            global_scheduler,
+            settings,
+        )
         if directory:
-            info = cm.ClusterInfo(f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store,
-                                  policy)
+            info = cm.ClusterInfo(
+                f"{node_ip}:{port}", gcs, global_scheduler, node_id, scheduler, store, policy
+            )
             head_directory = system.createActor(HeadDirectory, globalName=DIRECTORY_NAME)
             _ask_started(system, head_directory, cm.SetClusterInfo(info), HeadDirectory, log_dir)
     except BaseException:
         stop_system(system)
         raise
-    return HeadHandle(system, session_dir, node_ip, port, node_id, gcs, global_scheduler, scheduler, store,
-                      arena_name, f"{node_ip}:{port}")
+    return HeadHandle(
+        system,
+        session_dir,
+        node_ip,
+        port,
+        node_id,
+        gcs,
+        global_scheduler,
+        scheduler,
+        store,
+        arena_name,
+        f"{node_ip}:{port}",
+    )
 
 
-def _start_node_parts(system: Any, session_dir: str, node_ip: str, port: int, node_id: NodeID, resources: dict,
-                      object_store_memory: int, gcs: Any, global_scheduler: Any,
-                      settings: dict) -> tuple[Any, Any, str]:
+def _start_node_parts(
+    system: Any,
+    session_dir: str,
+    node_ip: str,
+    port: int,
+    node_id: NodeID,
+    resources: dict,
+    object_store_memory: int,
+    gcs: Any,
+    global_scheduler: Any,
+    settings: dict,
+) -> tuple[Any, Any, str]:
     """Create a node's object store and local scheduler on ``system``'s own admin."""
     store = system.createActor(ObjectStore)
     log_dir = os.path.join(session_dir, "logs")
-    arena_name = _ask_started(system, store, cm.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
-                              ObjectStore, log_dir).detail
+    arena_name = _ask_started(
+        system,
+        store,
+        cm.StartObjectStore(node_id, session_dir, object_store_memory, gcs),
+        ObjectStore,
+        log_dir,
+    ).detail
     scheduler = system.createActor(LocalScheduler)
-    _ask_started(system, scheduler, cm.StartNode(node_id, f"{node_ip}:{port}", session_dir, resources, gcs,
-                                                global_scheduler, store, object_store_memory, settings),
-                 LocalScheduler, log_dir)
+    _ask_started(
+        system,
+        scheduler,
+        cm.StartNode(
+            node_id,
+            f"{node_ip}:{port}",
+            session_dir,
+            resources,
+            gcs,
+            global_scheduler,
+            store,
+            object_store_memory,
+            settings,
+        ),
+        LocalScheduler,
+        log_dir,
+    )
     _wait_registered(system, gcs, node_id)
     return scheduler, store, arena_name
 
@@ -271,7 +342,9 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
     while time.monotonic() < deadline:
         try:
             probe = system.createActor(DirectoryProbe, targetActorRequirements={HEAD_CAPABILITY: True})
-            reply = system.ask(probe, cm.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic())))
+            reply = system.ask(
+                probe, cm.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic()))
+            )
             system.tell(probe, ActorExitRequest())
             if isinstance(reply, cm.ClusterInfoReply):
                 return reply.info
@@ -279,13 +352,24 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
         except Exception as exc:  # no compatible (head) admin registered yet
             last = exc
         time.sleep(0.3)
-    raise ClusterStartError(f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
-                            f"`babyray start --head` running there, and is this process's auth token the "
-                            f"cluster's? see `babyray get-auth-token` on the head): {last!r}")
+    raise ClusterStartError(
+        f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
+        f"`babyray start --head` running there, and is this process's auth token the "
+        f"cluster's? see `babyray get-auth-token` on the head): {last!r}"
+    )
 
 
-def start_member(session_dir: str, node_ip: str, port: int, head_address: str, resources: dict,
-                 object_store_memory: int, settings: dict | None = None, *, token: str | None) -> NodeHandle:
+def start_member(
+    session_dir: str,
+    node_ip: str,
+    port: int,
+    head_address: str,
+    resources: dict,
+    object_store_memory: int,
+    settings: dict | None = None,
+    *,
+    token: str | None,
+) -> NodeHandle:
     """Start a member admin on ``node_ip:port`` in the convention of ``head_address``.
 
     Its object store and local scheduler are created on this admin (the node's own host)
@@ -300,18 +384,44 @@ def start_member(session_dir: str, node_ip: str, port: int, head_address: str, r
     try:
         info = lookup_cluster(system, head_address)
         settings.setdefault("scheduling_policy", info.scheduling_policy)
-        scheduler, store, arena_name = _start_node_parts(system, session_dir, node_ip, port, node_id, resources,
-                                                         object_store_memory, info.gcs, info.global_scheduler,
-                                                         settings)
+        scheduler, store, arena_name = _start_node_parts(
+            system,
+            session_dir,
+            node_ip,
+            port,
+            node_id,
+            resources,
+            object_store_memory,
+            info.gcs,
+            info.global_scheduler,
+            settings,
+        )
     except BaseException:
         stop_system(system)
         raise
-    return NodeHandle(system, session_dir, node_ip, port, node_id, info.gcs, info.global_scheduler, scheduler,
-                      store, arena_name, head_address)
+    return NodeHandle(
+        system,
+        session_dir,
+        node_ip,
+        port,
+        node_id,
+        info.gcs,
+        info.global_scheduler,
+        scheduler,
+        store,
+        arena_name,
+        head_address,
+    )
 
 
-def join_as_driver(session_dir: str, head_address: str, node_ip: str | None = None,
-                   timeout: float = START_TIMEOUT, *, token: str | None) -> tuple[Any, cm.ClusterInfo, str]:
+def join_as_driver(
+    session_dir: str,
+    head_address: str,
+    node_ip: str | None = None,
+    timeout: float = START_TIMEOUT,
+    *,
+    token: str | None,
+) -> tuple[Any, cm.ClusterInfo, str]:
     """Start a small admin for a driver process (in the convention, on a free port of this
     host's address) and look the cluster up; returns (system, cluster info, node ip)."""
     node_ip = config.Settings({"node_ip": node_ip}).node_ip or own_ip_towards(head_address)
@@ -360,5 +470,7 @@ def default_resources(num_cpus: int | None, num_gpus: int | None, resources: dic
 def object_store_size(requested: int | None) -> int:
     """The arena size of a node started here: ``requested``, else the setting, else the
     machine's default (``config.machine_object_store_default``)."""
-    return config.Settings({"object_store_memory": requested}).object_store_memory \
+    return (
+        config.Settings({"object_store_memory": requested}).object_store_memory
         or config.machine_object_store_default()
+    )

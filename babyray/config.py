@@ -4,6 +4,7 @@ Precedence, read once where a component is constructed: explicit value (an ``ini
 ``babyray start`` argument, a value carried in a start message) > the ``BABYRAY_<NAME>``
 environment variable > the default below. An explicit ``None`` counts as not given.
 """
+
 from __future__ import annotations
 
 import os
@@ -102,7 +103,9 @@ class Settings:
     gcs_flush_period: float
     gcs_flush_max_entries: int
 
-    def __init__(self, explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         given = {name: value for name, value in (explicit or {}).items() if value is not None}
         unknown = set(given) - DEFAULTS.keys()
         if unknown:
@@ -123,8 +126,9 @@ class Settings:
         try:
             return _convert(value, DEFAULTS[name])
         except ValueError:
-            raise ValueError(f"setting {name}: {value!r} from {source} is not a {type(DEFAULTS[name]).__name__}") \
-                from None
+            raise ValueError(
+                f"setting {name}: {value!r} from {source} is not a {type(DEFAULTS[name]).__name__}"
+            ) from None
 
 
 def _convert(value: Any, default: Any) -> Any:

@@ -4,6 +4,7 @@ A task's error re-raises at ``get`` as an object that is both a ``RayTaskError``
 instance of the user's exception class (``RayTaskError.as_instanceof_cause``), like Ray.
 All exceptions here pickle, so they can cross process boundaries.
 """
+
 from __future__ import annotations
 
 import traceback
@@ -22,8 +23,15 @@ class RayTaskError(RayError):
     its ``traceback_str`` holds the inner tracebacks, so the class survives any depth.
     """
 
-    def __init__(self, function_name: str, traceback_str: str, cause: BaseException | None = None,
-                 task_id: str = "", node_id: str = "", worker_id: str = "") -> None:
+    def __init__(
+        self,
+        function_name: str,
+        traceback_str: str,
+        cause: BaseException | None = None,
+        task_id: str = "",
+        node_id: str = "",
+        worker_id: str = "",
+    ) -> None:
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause: BaseException | None = cause.cause if isinstance(cause, RayTaskError) else cause
@@ -33,23 +41,39 @@ class RayTaskError(RayError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        where = f" (task {self.task_id}, node {self.node_id}, worker {self.worker_id})" if self.task_id else ""
+        where = (
+            f" (task {self.task_id}, node {self.node_id}, worker {self.worker_id})" if self.task_id else ""
+        )
         return f"{self.function_name}(){where} failed:\n{self.traceback_str}".rstrip()
 
     def __reduce__(self) -> Any:
-        return (RayTaskError, (self.function_name, self.traceback_str, self.cause,
-                               self.task_id, self.node_id, self.worker_id))
+        return (
+            RayTaskError,
+            (self.function_name, self.traceback_str, self.cause, self.task_id, self.node_id, self.worker_id),
+        )
 
     def __str__(self) -> str:
         return self._message()
 
     @classmethod
-    def from_failed_input(cls, function_name: str, error: BaseException, task_id: str = "", node_id: str = "",
-                          worker_id: str = "") -> "RayTaskError":
+    def from_failed_input(
+        cls,
+        function_name: str,
+        error: BaseException,
+        task_id: str = "",
+        node_id: str = "",
+        worker_id: str = "",
+    ) -> "RayTaskError":
         """The error of a task not run because an argument is ``error`` (Ray's wording)."""
         text = "".join(traceback.format_exception_only(type(error), error))
-        return cls(function_name, f"At least one of the input arguments for this task could not be computed:\n{text}",
-                   error, task_id, node_id, worker_id)
+        return cls(
+            function_name,
+            f"At least one of the input arguments for this task could not be computed:\n{text}",
+            error,
+            task_id,
+            node_id,
+            worker_id,
+        )
 
     def as_instanceof_cause(self) -> "RayTaskError":
         """An error that is an instance of both RayTaskError and the cause's class."""
@@ -61,12 +85,18 @@ class RayTaskError(RayError):
 
 def _dual_error(cause_cls: type, err: RayTaskError) -> RayTaskError:
     try:
-        cls: type[RayTaskError] = type(f"RayTaskError({cause_cls.__name__})", (RayTaskError, cause_cls), {
-            "__init__": lambda s, *a, **k: None,
-            "__str__": lambda s: RayTaskError.__str__(s),
-            "__reduce__": lambda s: (RayTaskError, (s.function_name, s.traceback_str, s.cause,
-                                                    s.task_id, s.node_id, s.worker_id)),
-        })
+        cls: type[RayTaskError] = type(
+            f"RayTaskError({cause_cls.__name__})",
+            (RayTaskError, cause_cls),
+            {
+                "__init__": lambda s, *a, **k: None,
+                "__str__": lambda s: RayTaskError.__str__(s),
+                "__reduce__": lambda s: (
+                    RayTaskError,
+                    (s.function_name, s.traceback_str, s.cause, s.task_id, s.node_id, s.worker_id),
+                ),
+            },
+        )
         dual = cls.__new__(cls)
     except TypeError:  # the cause's class cannot be subclassed (layout conflict): keep plain
         return err
@@ -127,8 +157,17 @@ class ObjectStoreFullError(OutOfMemoryError):
 
 
 __all__ = [
-    "RayError", "RayTaskError", "GetTimeoutError", "TaskCancelledError", "WorkerCrashedError",
-    "RuntimeEnvSetupError", "TaskPlacementGroupRemoved",
-    "RayActorError", "ActorDiedError", "ObjectLostError", "ObjectReconstructionFailedError",
-    "OutOfMemoryError", "ObjectStoreFullError",
+    "RayError",
+    "RayTaskError",
+    "GetTimeoutError",
+    "TaskCancelledError",
+    "WorkerCrashedError",
+    "RuntimeEnvSetupError",
+    "TaskPlacementGroupRemoved",
+    "RayActorError",
+    "ActorDiedError",
+    "ObjectLostError",
+    "ObjectReconstructionFailedError",
+    "OutOfMemoryError",
+    "ObjectStoreFullError",
 ]

@@ -3,6 +3,7 @@
 Ids are short hex strings: cheap to hash, pickle and log. An object made by a task is
 named after the task and its return index, so lineage can be found from the object id.
 """
+
 from __future__ import annotations
 
 import os

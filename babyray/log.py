@@ -4,6 +4,7 @@ Each line is one event: ``ts`` (unix seconds), ``level``, ``event`` (snake_case)
 ``component`` and ``node_id`` bound at configuration, the ``pid``, and the event's ids.
 ``babyray.log_reader`` reads them back.
 """
+
 from __future__ import annotations
 
 import logging

@@ -13,6 +13,7 @@ per execution) instead of ad-hoc timers: latencies, throughput, executions per w
     babyray.log_reader.latency_summary(runs)   # {"count":..., "mean_ms":..., "p50_ms":..., ...}
     babyray.log_reader.throughput(runs)        # executions per second over the busy span
 """
+
 from __future__ import annotations
 
 import glob
@@ -23,10 +24,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = [
-    "filter_events", "follow", "latency_summary", "load", "log_files", "session_dirs",
-    "task_executions", "throughput",
+    "filter_events",
+    "follow",
+    "latency_summary",
+    "load",
+    "log_files",
+    "session_dirs",
+    "task_executions",
+    "throughput",
 ]
-
 
 
 def session_dirs(extra: Iterable[str] = ()) -> list[str]:
@@ -35,12 +41,14 @@ def session_dirs(extra: Iterable[str] = ()) -> list[str]:
     dirs = [d for d in extra if d]
     try:
         from babyray.api import context
+
         runtime = context.runtime_or_none()
         if runtime is not None and getattr(runtime, "session_dir", None):
             dirs.append(runtime.session_dir)
     except ImportError:
         pass
     from babyray.cli.node_records import read_records
+
     dirs.extend(record["session_dir"] for _, record in read_records(None) if record.get("session_dir"))
     seen: dict[str, None] = {}
     for d in dirs:
@@ -101,9 +109,16 @@ def _prefix_match(value: Any, wanted: str | None) -> bool:
     return wanted is None or (value is not None and str(value).startswith(wanted))
 
 
-def filter_events(events: Iterable[dict], node: str | None = None, worker: str | None = None,
-                  task: str | None = None, component: str | None = None, event: str | None = None,
-                  level: str | None = None, since: float | None = None) -> list[dict]:
+def filter_events(
+    events: Iterable[dict],
+    node: str | None = None,
+    worker: str | None = None,
+    task: str | None = None,
+    component: str | None = None,
+    event: str | None = None,
+    level: str | None = None,
+    since: float | None = None,
+) -> list[dict]:
     """The events matching every given criterion; ids match by prefix (as printed short).
 
     ``task`` also matches events naming one of the task's objects (``object_id`` starts
@@ -111,20 +126,26 @@ def filter_events(events: Iterable[dict], node: str | None = None, worker: str |
     """
     out = []
     for e in events:
-        if not (_prefix_match(e.get("node_id") or e.get("node"), node) and _prefix_match(e.get("worker_id"), worker)
-                and (component is None or e.get("component") == component)
-                and (event is None or e.get("event") == event)
-                and (level is None or str(e.get("level", "")).lower() == level.lower())
-                and (since is None or e.get("ts", 0) >= since)):
+        if not (
+            _prefix_match(e.get("node_id") or e.get("node"), node)
+            and _prefix_match(e.get("worker_id"), worker)
+            and (component is None or e.get("component") == component)
+            and (event is None or e.get("event") == event)
+            and (level is None or str(e.get("level", "")).lower() == level.lower())
+            and (since is None or e.get("ts", 0) >= since)
+        ):
             continue
-        if task is not None and not (_prefix_match(e.get("task_id"), task) or _prefix_match(e.get("object_id"), task)):
+        if task is not None and not (
+            _prefix_match(e.get("task_id"), task) or _prefix_match(e.get("object_id"), task)
+        ):
             continue
         out.append(e)
     return out
 
 
-def follow(dirs: str | Iterable[str], poll: float = 0.2, from_start: bool = False,
-           stop: Any = None) -> Iterator[dict]:
+def follow(
+    dirs: str | Iterable[str], poll: float = 0.2, from_start: bool = False, stop: Any = None
+) -> Iterator[dict]:
     """Yield events as processes append them (new log files are picked up too).
 
     Runs until ``stop()`` (if given) is true; without ``from_start`` only new events.
@@ -143,8 +164,9 @@ def follow(dirs: str | Iterable[str], poll: float = 0.2, from_start: bool = Fals
                 continue
             complete = chunk[: chunk.rfind("\n") + 1]  # a partial last line waits for its end
             offsets[path] += len(complete.encode())
-            yield from sorted(_parse_lines(complete.splitlines(), os.path.basename(path)),
-                              key=lambda e: e.get("ts", 0))
+            yield from sorted(
+                _parse_lines(complete.splitlines(), os.path.basename(path)), key=lambda e: e.get("ts", 0)
+            )
         first = False
         time.sleep(poll)
 
@@ -160,11 +182,20 @@ def task_executions(events: Iterable[dict]) -> list[dict]:
     for e in events:
         if e.get("event") != "task_executed" or e.get("start") is None or e.get("end") is None:
             continue
-        runs.append({"task_id": e.get("task_id"), "function": e.get("function", "?"), "state": e.get("state"),
-                     "start": float(e["start"]), "end": float(e["end"]),
-                     "duration_s": float(e["end"]) - float(e["start"]), "node_id": e.get("node_id") or "",
-                     "worker_id": e.get("worker_id") or str(e.get("pid", "")), "pid": e.get("pid"),
-                     "attempt": e.get("attempt", 0)})
+        runs.append(
+            {
+                "task_id": e.get("task_id"),
+                "function": e.get("function", "?"),
+                "state": e.get("state"),
+                "start": float(e["start"]),
+                "end": float(e["end"]),
+                "duration_s": float(e["end"]) - float(e["start"]),
+                "node_id": e.get("node_id") or "",
+                "worker_id": e.get("worker_id") or str(e.get("pid", "")),
+                "pid": e.get("pid"),
+                "attempt": e.get("attempt", 0),
+            }
+        )
     runs.sort(key=lambda r: r["start"])
     return runs
 
@@ -178,9 +209,14 @@ def latency_summary(runs: Iterable[dict], key: str = "duration_s") -> dict:
     values = sorted(float(r[key]) for r in runs if r.get(key) is not None)
     if not values:
         return {"count": 0}
-    return {"count": len(values), "mean_ms": 1e3 * sum(values) / len(values),
-            "p50_ms": 1e3 * _quantile(values, 0.5), "p90_ms": 1e3 * _quantile(values, 0.9),
-            "p99_ms": 1e3 * _quantile(values, 0.99), "max_ms": 1e3 * values[-1]}
+    return {
+        "count": len(values),
+        "mean_ms": 1e3 * sum(values) / len(values),
+        "p50_ms": 1e3 * _quantile(values, 0.5),
+        "p90_ms": 1e3 * _quantile(values, 0.9),
+        "p99_ms": 1e3 * _quantile(values, 0.99),
+        "max_ms": 1e3 * values[-1],
+    }
 
 
 def throughput(runs: list[dict], since: float | None = None) -> float:

@@ -3,6 +3,7 @@
 Everything here reads the live system and answers for the moment of the call: a process
 may end (and its pid be reused) right after.
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ not a terminal (CI, a pipe, a log file) a plain line is written every ``every`` 
 (at most one per ``min_interval`` seconds) and at the end, so logs stay readable. Written to stderr by default, so a command's
 output on stdout stays machine-readable.
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,16 @@ _REDRAW = 0.1  # seconds between two redraws of the bar
 class Progress:
     """A counter towards ``total`` (None: unknown) shown as a bar or as plain lines."""
 
-    def __init__(self, total: int | None = None, desc: str = "", stream: TextIO | None = None,
-                 width: int = 30, every: float = 10.0, tty: bool | None = None, min_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        total: int | None = None,
+        desc: str = "",
+        stream: TextIO | None = None,
+        width: int = 30,
+        every: float = 10.0,
+        tty: bool | None = None,
+        min_interval: float = 1.0,
+    ) -> None:
         self.total = total
         self.desc = desc
         self.stream = stream or sys.stderr
@@ -60,7 +69,11 @@ class Progress:
         elif self.total:
             step = int(100 * self.count / self.total // self.every)
             now = time.monotonic()
-            if step != self._last_step and self.count < self.total and now - self._last_draw >= self.min_interval:
+            if (
+                step != self._last_step
+                and self.count < self.total
+                and now - self._last_draw >= self.min_interval
+            ):
                 self._last_step, self._last_draw = step, now
                 self._line()
 
@@ -82,14 +95,18 @@ class Progress:
             return f"{prefix}{self.count:,} ({self._rate()})"
         done = min(self.count / self.total, 1.0)
         filled = int(done * self.width)
-        return (f"{prefix}|{'#' * filled}{'.' * (self.width - filled)}| {self.count:,}/{self.total:,} "
-                f"{100 * done:5.1f}% ({self._rate()})")
+        return (
+            f"{prefix}|{'#' * filled}{'.' * (self.width - filled)}| {self.count:,}/{self.total:,} "
+            f"{100 * done:5.1f}% ({self._rate()})"
+        )
 
     def _line(self) -> None:
         prefix = f"{self.desc}: " if self.desc else ""
         if self.total:
-            self.stream.write(f"{prefix}{self.count:,}/{self.total:,} ({100 * self.count / self.total:.0f}%, "
-                              f"{self._rate()})\n")
+            self.stream.write(
+                f"{prefix}{self.count:,}/{self.total:,} ({100 * self.count / self.total:.0f}%, "
+                f"{self._rate()})\n"
+            )
         else:
             self.stream.write(f"{prefix}{self.count:,} ({self._rate()})\n")
         self.stream.flush()

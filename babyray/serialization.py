@@ -8,6 +8,7 @@ arrays come back as read-only views of that region.
 
 Layout: ``MAGIC | n_buffers:u32 | meta_len:u64 | (offset:u64, len:u64) * n | meta | buffers``.
 """
+
 from __future__ import annotations
 
 import io

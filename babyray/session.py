@@ -1,6 +1,7 @@
 """The session directory of a cluster: logs, spill files, the SQLite GCS store, and the pid
 registry used to make sure no process of the session outlives it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -123,4 +124,3 @@ def unlink_session_segments(session_dir: str) -> None:
                 os.unlink(os.path.join("/dev/shm", name))
             except FileNotFoundError:
                 pass
-

@@ -4,6 +4,7 @@ Every place that retries a task (its worker died, its node died, it raised a ret
 exception, an input was lost) asks ``take_retry``; every place that gives up builds the
 owner's result with ``failed_result``.
 """
+
 from __future__ import annotations
 
 from typing import Any

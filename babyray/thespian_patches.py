@@ -12,6 +12,7 @@ Besides the patches: ``add_local_address``, ``shutdown_bounded``, ``started_admi
 ``child_process`` reach into Thespian objects that have no public interface.
 See docs/design.md, "Thespian: the patches module".
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ _applied = False
 # ---- the patches -------------------------------------------------------------------------
 
 
-def init_address_on_node_ip(self: Any, af: Any, socktype: Any, proto: Any, baseaddr: Any, port: Any,
-                            external: Any = False) -> None:
+def init_address_on_node_ip(
+    self: Any, af: Any, socktype: Any, proto: Any, baseaddr: Any, port: Any, external: Any = False
+) -> None:
     """``IPActorAddress.__init__``, binding to ``THESPIAN_BASE_IPADDR`` when it is set.
 
     Stock: an address without a host binds to ``""`` or ``0.0.0.0``, every interface. babyray:
@@ -99,10 +101,12 @@ def start_admin_tied(admin_class: Any, *args: Any) -> None:
     Stock: nothing ends an admin whose starter died. See docs/design.md, "Thespian: an admin
     outlives its starter".
     """
+
     def make_admin(*admin_args: Any) -> Any:
         admin = admin_class(*admin_args)
         admin_lifetime.watch_starter()
         return admin
+
     make_admin.__name__ = admin_class.__name__  # Thespian names the admin's process after it
     _stock_start_admin(make_admin, *args)
 
@@ -125,7 +129,9 @@ def child_exited_reporting_others(self: Any, child_address: Any) -> None:
         if child_address in (address, child.childAddr):
             continue
         try:
-            self.transport.scheduleTransmit(None, TransmitIntent(self.transport.myAddress, ChildActorExited(address)))
+            self.transport.scheduleTransmit(
+                None, TransmitIntent(self.transport.myAddress, ChildActorExited(address))
+            )
         except CannotPickleAddress:  # never connected: Thespian's own start-up failure path reports it
             pass
 
@@ -134,7 +140,9 @@ def _unframed(message: bytes) -> bytes:
     return message.split(b">", 1)[1]  # Thespian's frame: b"<length>>" + pickle
 
 
-MESSAGE_SIGNER = auth.MessageSigner({_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket})
+MESSAGE_SIGNER = auth.MessageSigner(
+    {_unframed(ackMsg): ackPacket, _unframed(ackDataErrMsg): ackDataErrPacket}
+)
 
 
 class TokenSerializer:
@@ -203,8 +211,9 @@ def ack_verified(self: Any, intent: Any, rcv: Any) -> Any:
     try:
         return _stock_check_ack(self, intent, rcv)
     except auth.AuthRejected as exc:
-        auth.log_rejected("thespian", _peer(getattr(intent, "socket", None)), str(exc),
-                          target=str(intent.targetAddr))
+        auth.log_rejected(
+            "thespian", _peer(getattr(intent, "socket", None)), str(exc), target=str(intent.targetAddr)
+        )
         intent.backoffPause(True)
         intent.stage = self._XMITStepRetry
         return self._nextTransmitStep(intent)
@@ -242,8 +251,9 @@ def check_version() -> None:
     except metadata.PackageNotFoundError:
         version = "unknown"
     if version != TESTED_VERSION:
-        log.get_logger("thespian_patches").warning("thespian_version_untested", version=version,
-                                                   tested=TESTED_VERSION)
+        log.get_logger("thespian_patches").warning(
+            "thespian_version_untested", version=version, tested=TESTED_VERSION
+        )
 
 
 # ---- reads and scoped changes of Thespian's internals ------------------------------------

@@ -13,6 +13,7 @@ Prints three tables (medians over repeated runs):
    ``--no-thespian``, the measured extra cost of carrying the payload in a Thespian
    message (ask() to an echo actor with the payload minus without it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -124,7 +125,9 @@ def put(value: np.ndarray, target: Arena, allocator: Allocator, threads: int = 1
     allocator.free(offset)
 
 
-def write_row(name: str, size: int, arena: Arena, attached: Arena, allocator: Allocator) -> list[float | None]:
+def write_row(
+    name: str, size: int, arena: Arena, attached: Arena, allocator: Allocator
+) -> list[float | None]:
     """Median seconds per put of a ``size``-byte array, one per column of table 2."""
     src = np.random.default_rng(0).integers(0, 255, size, dtype=np.uint8)
     dst = np.empty_like(src)
@@ -218,7 +221,16 @@ def inline_row(size: int, arena: Arena, allocator: Allocator) -> list[float]:
 def probe_inline(name: str, sizes: list[int], thespian: bool) -> None:
     print("\n3. Inline vs arena, ms (median); arena total = write + read + 0.5 ms round trip")
     transport = thespian_payload_costs(sizes) if thespian else {}
-    header = ["size", "dumps", "loads", "arena write", "arena read", "in message", "inline total", "arena total"]
+    header = [
+        "size",
+        "dumps",
+        "loads",
+        "arena write",
+        "arena read",
+        "in message",
+        "inline total",
+        "arena total",
+    ]
     print("  " + "".join(f"{h:>13s}" for h in header) + "   cheaper")
     arena = Arena.create(f"{name}_i", 16 * MB)
     allocator = Allocator(arena.size)
@@ -230,7 +242,9 @@ def probe_inline(name: str, sizes: list[int], thespian: bool) -> None:
             via_arena = arena_write + arena_read + EXTRA_ROUND_TRIP
             cells = [dumps, loads, arena_write, arena_read, carry, inline, via_arena]
             text = "".join("            -" if c is None else f"{c * 1e3:13.3f}" for c in cells)
-            print(f"  {fmt_size(size):>13s}{text}   {'inline' if inline < via_arena else 'arena'}", flush=True)
+            print(
+                f"  {fmt_size(size):>13s}{text}   {'inline' if inline < via_arena else 'arena'}", flush=True
+            )
     finally:
         arena.close()
         arena.unlink()
@@ -243,11 +257,17 @@ def main() -> None:
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     name = f"babyray_probe_{os.getpid()}"
-    print(f"arena probe: {os.cpu_count()} cores, numpy {np.__version__}, PARALLEL_COPY_MIN "
-          f"{fmt_size(arena_module.PARALLEL_COPY_MIN)} (table 2 forces 2 threads from {fmt_size(THREADS_FROM)})")
+    print(
+        f"arena probe: {os.cpu_count()} cores, numpy {np.__version__}, PARALLEL_COPY_MIN "
+        f"{fmt_size(arena_module.PARALLEL_COPY_MIN)} (table 2 forces 2 threads from {fmt_size(THREADS_FROM)})"
+    )
     arena_module.PARALLEL_COPY_MIN = THREADS_FROM
     probe_prefault(name)
-    sizes = [s for s in (KB, 16 * KB, 256 * KB, MB, 4 * MB, 16 * MB, 64 * MB, 256 * MB, GB) if s <= args.max_mb * MB]
+    sizes = [
+        s
+        for s in (KB, 16 * KB, 256 * KB, MB, 4 * MB, 16 * MB, 64 * MB, 256 * MB, GB)
+        if s <= args.max_mb * MB
+    ]
     probe_writes(name, sizes)
     inline_sizes = [KB, 16 * KB, 64 * KB, 128 * KB, 256 * KB, 384 * KB, 512 * KB, 768 * KB, MB]
     probe_inline(name, inline_sizes, not args.no_thespian)

@@ -15,6 +15,7 @@ times what authentication adds to one Thespian message (sign and verify, against
 pickle), which does not depend on the machine's load as much. Writes
 benchmarks/results/auth_overhead.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,6 +56,7 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
     session_dir = ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode)["session_dir"]
     out: dict = {}
     try:
+
         @ray.remote
         def empty():
             return None
@@ -86,6 +88,7 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
             deadline = time.monotonic() + 30
             while ray.memory_stats()[0]["num_objects"] and time.monotonic() < deadline:
                 time.sleep(0.01)
+
         for size in PUT_SIZES:
             per_put = _trials(ray.put, free, size, trials)
             out[f"put_{_label(size).replace(' ', '')}_us"] = statistics.median(per_put) * 1e6
@@ -115,8 +118,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--round-trips", type=int, default=500)
     parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--together", action="store_true",
-                        help="run each round's two clusters at the same time: both see the same load")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="run each round's two clusters at the same time: both see the same load",
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -125,12 +131,27 @@ def main() -> None:
     runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for index in range(args.rounds):
         order = MODES if index % 2 == 0 else MODES[::-1]
-        for group in ([order] if args.together else [[mode] for mode in order]):
-            children = {mode: subprocess.Popen([sys.executable, "-m", "benchmarks.auth_overhead", "--child", mode,
-                                                "--round-trips", str(args.round_trips), "--trials", str(args.trials)],
-                                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                               cwd=os.path.dirname(os.path.dirname(RESULTS)))
-                        for mode in group}
+        for group in [order] if args.together else [[mode] for mode in order]:
+            children = {
+                mode: subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.auth_overhead",
+                        "--child",
+                        mode,
+                        "--round-trips",
+                        str(args.round_trips),
+                        "--trials",
+                        str(args.trials),
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=os.path.dirname(os.path.dirname(RESULTS)),
+                )
+                for mode in group
+            }
             for mode, child in children.items():
                 out, err = child.communicate()
                 lines = [line for line in out.splitlines() if line.startswith("{")]
@@ -138,24 +159,42 @@ def main() -> None:
                     raise SystemExit(f"the {mode} run failed:\n{err[-3000:]}")
                 runs[mode].append(json.loads(lines[-1]))
                 print(f"round {index + 1} auth {mode}: {runs[mode][-1]}", flush=True)
-    summary = {key: {mode: statistics.median(run[key] for run in runs[mode]) for mode in MODES}
-               for key in runs["token"][0]}
+    summary = {
+        key: {mode: statistics.median(run[key] for run in runs[mode]) for mode in MODES}
+        for key in runs["token"][0]
+    }
     best = {key: {mode: min(run[key] for run in runs[mode]) for mode in MODES} for key in runs["token"][0]}
-    print(f"\n{'metric, over ' + str(args.rounds) + ' rounds':26} {'median: on':>11} {'off':>9} {'on/off':>7}"
-          f"  {'best: on':>9} {'off':>9} {'on/off':>7}")
+    print(
+        f"\n{'metric, over ' + str(args.rounds) + ' rounds':26} {'median: on':>11} {'off':>9} {'on/off':>7}"
+        f"  {'best: on':>9} {'off':>9} {'on/off':>7}"
+    )
     for key, value in summary.items():
         low = best[key]
-        print(f"{key:26} {value['token']:>11.3f} {value['disabled']:>9.3f} {value['token'] / value['disabled']:>7.3f}"
-              f"  {low['token']:>9.3f} {low['disabled']:>9.3f} {low['token'] / low['disabled']:>7.3f}")
+        print(
+            f"{key:26} {value['token']:>11.3f} {value['disabled']:>9.3f} {value['token'] / value['disabled']:>7.3f}"
+            f"  {low['token']:>9.3f} {low['disabled']:>9.3f} {low['token'] / low['disabled']:>7.3f}"
+        )
     per_message = {size: message_cost_us(size) for size in (100, 10 * KB, 100 * KB)}
     print(f"\n{'one message, pickle + unpickle':34} {'signed us':>10} {'plain us':>10} {'added us':>8}")
     for size, cost in per_message.items():
-        print(f"{_label(size) if size >= KB else str(size) + ' B':34} {cost['signed']:>10.2f} {cost['plain']:>10.2f} "
-              f"{cost['signed'] - cost['plain']:>8.2f}")
+        print(
+            f"{_label(size) if size >= KB else str(size) + ' B':34} {cost['signed']:>10.2f} {cost['plain']:>10.2f} "
+            f"{cost['signed'] - cost['plain']:>8.2f}"
+        )
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "auth_overhead.json"), "w") as f:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "together": args.together, "rounds": runs, "median": summary, "best": best,
-                   "message_us": per_message}, f, indent=2)
+        json.dump(
+            {
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "together": args.together,
+                "rounds": runs,
+                "median": summary,
+                "best": best,
+                "message_us": per_message,
+            },
+            f,
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ all session log directories (``babyray.log_reader``). Needs root and iproute2.
 Writes benchmarks/results/chaos.json. Target: every result correct, no task lost, no hang,
 wall time at most 3x the fault-free run (0 results lost in every run).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,8 @@ sys.modules[_spec.name] = netns
 _spec.loader.exec_module(netns)
 
 NODE_TIMEOUT = 3.0
-CHAIN_LENGTH = 50          # tasks per chain: one that makes the 1 MB array, then steps
-ARRAY_ELEMENTS = 131072    # float64: 1 MB
+CHAIN_LENGTH = 50  # tasks per chain: one that makes the 1 MB array, then steps
+ARRAY_ELEMENTS = 131072  # float64: 1 MB
 COUNTED_EVENTS = {
     "retries": ("task_retry_worker_died", "task_retry_on_exception", "task_resubmitted_node_died"),
     "reconstructions": ("object_reconstructing",),
@@ -56,7 +57,7 @@ COUNTED_EVENTS = {
     "failures": ("task_failed_worker_died", "task_failed_node_died"),
 }
 
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import ctypes, json, os, random, sys, time
     import numpy as np
     import babyray as ray
@@ -141,7 +142,7 @@ DRIVER = textwrap.dedent('''
     open(os.path.join(markers, "DONE"), "w").close()
     ray.shutdown()
     print("DRIVER DONE", json.dumps(result))
-''')
+""")
 
 
 def worker_pids(cluster, temp_dir: Path, hosts: list[str]) -> list[int]:
@@ -168,8 +169,15 @@ class Killer(threading.Thread):
     time; ``(2, 3)``: two, then three, then two...).
     """
 
-    def __init__(self, cluster, temp_dir: Path, period: float, kill_node_at: float | None, seed: int,
-                 bursts: tuple[int, ...] = (1,)) -> None:
+    def __init__(
+        self,
+        cluster,
+        temp_dir: Path,
+        period: float,
+        kill_node_at: float | None,
+        seed: int,
+        bursts: tuple[int, ...] = (1,),
+    ) -> None:
         super().__init__(name="chaos-killer", daemon=True)
         self.cluster, self.temp_dir, self.period = cluster, temp_dir, period
         self.kill_node_at = kill_node_at
@@ -205,6 +213,7 @@ class Killer(threading.Thread):
 
 def count_events(temp_dir: Path) -> dict:
     from babyray import log_reader
+
     wanted = {name for names in COUNTED_EVENTS.values() for name in names}
     events = log_reader.load([str(d) for d in temp_dir.glob("session_*")], events=wanted)
     by_name = collections.Counter(e.get("event") for e in events)
@@ -213,22 +222,49 @@ def count_events(temp_dir: Path) -> dict:
     return counts
 
 
-def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: float,
-            kill_node_at: float | None, seed: int, keep: bool, max_retries: int,
-            bursts: tuple[int, ...] = (1,), segfault_rate: float = 0.0) -> dict:
+def run_job(
+    label: str,
+    n_independent: int,
+    n_chains: int,
+    chaos: bool,
+    budget: float,
+    kill_node_at: float | None,
+    seed: int,
+    keep: bool,
+    max_retries: int,
+    bursts: tuple[int, ...] = (1,),
+    segfault_rate: float = 0.0,
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"babyray-chaos-{label}-"))
     temp_dir = work / "sessions"
     markers = work / "markers"
     markers.mkdir()
-    env = {"BABYRAY_TEMP_DIR": str(temp_dir), "BABYRAY_NODE_TIMEOUT": str(NODE_TIMEOUT),
-           "BABYRAY_OBJECT_STORE_MEMORY": str(512 * 1024 * 1024)}
+    env = {
+        "BABYRAY_TEMP_DIR": str(temp_dir),
+        "BABYRAY_NODE_TIMEOUT": str(NODE_TIMEOUT),
+        "BABYRAY_OBJECT_STORE_MEMORY": str(512 * 1024 * 1024),
+    }
     script = work / "driver.py"
     script.write_text(DRIVER)
     out_path = work / "result.json"
-    args = json.dumps([n_independent, n_chains, CHAIN_LENGTH, ARRAY_ELEMENTS, str(markers), str(out_path), budget,
-                       max_retries, segfault_rate])
-    print(f"{label}: {n_independent} independent tasks + {n_chains} chains of {CHAIN_LENGTH} "
-          f"(1 MB objects){' with faults' if chaos else ''}", flush=True)
+    args = json.dumps(
+        [
+            n_independent,
+            n_chains,
+            CHAIN_LENGTH,
+            ARRAY_ELEMENTS,
+            str(markers),
+            str(out_path),
+            budget,
+            max_retries,
+            segfault_rate,
+        ]
+    )
+    print(
+        f"{label}: {n_independent} independent tasks + {n_chains} chains of {CHAIN_LENGTH} "
+        f"(1 MB objects){' with faults' if chaos else ''}",
+        flush=True,
+    )
     cluster = netns.NetnsCluster(netns.random_prefix("ch"), members=2, env=env, num_cpus=2)
     killer = None
     cluster.up()
@@ -253,8 +289,17 @@ def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: 
             result = json.loads(out_path.read_text())
         else:  # the driver hung past its budget (a get that never returned) and was killed
             print("  driver wrote no result:\n" + (work / "driver.log").read_text()[-2000:], flush=True)
-            result = {"wall_s": budget + 120, "results": n_independent + n_chains, "correct": 0, "wrong": [],
-                      "n_wrong": 0, "errors": ["driver hung"], "n_errors": 1, "not_finished": None, "hang": True}
+            result = {
+                "wall_s": budget + 120,
+                "results": n_independent + n_chains,
+                "correct": 0,
+                "wrong": [],
+                "n_wrong": 0,
+                "errors": ["driver hung"],
+                "n_errors": 1,
+                "not_finished": None,
+                "hang": True,
+            }
     finally:
         if killer is not None:
             killer.stop.set()
@@ -269,10 +314,13 @@ def run_job(label: str, n_independent: int, n_chains: int, chaos: bool, budget: 
         result["work_dir"] = str(work)
     else:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"  wall {result['wall_s']:.1f}s; {result['correct']}/{result['results']} results correct; "
-          f"{result['n_errors']} errors, {result['n_wrong']} wrong, {result['not_finished']} unfinished; "
-          f"retries {result['retries']}, reconstructions {result['reconstructions']}, "
-          f"workers killed {result.get('workers_killed', 0)}", flush=True)
+    print(
+        f"  wall {result['wall_s']:.1f}s; {result['correct']}/{result['results']} results correct; "
+        f"{result['n_errors']} errors, {result['n_wrong']} wrong, {result['not_finished']} unfinished; "
+        f"retries {result['retries']}, reconstructions {result['reconstructions']}, "
+        f"workers killed {result.get('workers_killed', 0)}",
+        flush=True,
+    )
     return result
 
 
@@ -283,14 +331,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1,000 tasks, for a smoke test")
     parser.add_argument("--no-baseline", action="store_true", help="only the run with faults")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--max-retries", type=int, default=-1,
-                        help="max_retries of every task (default -1, unbounded, as in Ray's chaos tests: with a "
-                             "worker killed every second among ~6, a task of a rebuilt chain can be hit more "
-                             "than 3 times)")
-    parser.add_argument("--segfault-rate", type=float, default=0.003,
-                        help="in the bursts run, the chance that a task attempt segfaults its worker")
-    parser.add_argument("--bursts-only", action="store_true",
-                        help="only the run where workers die two and three at a time and by segfault")
+    parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=-1,
+        help="max_retries of every task (default -1, unbounded, as in Ray's chaos tests: with a "
+        "worker killed every second among ~6, a task of a rebuilt chain can be hit more "
+        "than 3 times)",
+    )
+    parser.add_argument(
+        "--segfault-rate",
+        type=float,
+        default=0.003,
+        help="in the bursts run, the chance that a task attempt segfaults its worker",
+    )
+    parser.add_argument(
+        "--bursts-only",
+        action="store_true",
+        help="only the run where workers die two and three at a time and by segfault",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the session logs")
     parser.add_argument("--out", default=str(RESULTS / "chaos.json"))
     args = parser.parse_args()
@@ -304,40 +363,80 @@ def main() -> int:
     n_independent = max(0, tasks - n_chains * CHAIN_LENGTH)
     baseline = chaos = None
     if not args.no_baseline and not args.bursts_only:
-        baseline = run_job("fault-free", n_independent, n_chains, False, 1800, None, args.seed, args.keep,
-                           args.max_retries)
+        baseline = run_job(
+            "fault-free", n_independent, n_chains, False, 1800, None, args.seed, args.keep, args.max_retries
+        )
     base_wall = baseline["wall_s"] if baseline else None
     budget = max(120.0, 10 * base_wall) if base_wall else 1800.0
     kill_node_at = 0.4 * base_wall if base_wall else 5.0
     if not args.bursts_only:
-        chaos = run_job("chaos", n_independent, n_chains, True, budget, kill_node_at, args.seed, args.keep,
-                        args.max_retries)
-    bursts = run_job("bursts", n_independent, n_chains, True, budget, None, args.seed, args.keep, args.max_retries,
-                     bursts=(2, 3), segfault_rate=args.segfault_rate)
+        chaos = run_job(
+            "chaos",
+            n_independent,
+            n_chains,
+            True,
+            budget,
+            kill_node_at,
+            args.seed,
+            args.keep,
+            args.max_retries,
+        )
+    bursts = run_job(
+        "bursts",
+        n_independent,
+        n_chains,
+        True,
+        budget,
+        None,
+        args.seed,
+        args.keep,
+        args.max_retries,
+        bursts=(2, 3),
+        segfault_rate=args.segfault_rate,
+    )
     for run in (baseline, chaos, bursts):
         if run:
             run["completed_tasks"] = run["tasks"] if not run["hang"] and not run["n_errors"] else None
     ratio = chaos["wall_s"] / base_wall if base_wall and chaos else None
-    passed = all(run["correct"] == run["results"] and not run["hang"] and not run["n_errors"]
-                 for run in (chaos, bursts) if run) and (ratio is None or ratio <= 3.0)
-    report = {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-              "tasks": n_independent + n_chains * CHAIN_LENGTH, "independent_tasks": n_independent,
-              "chains": n_chains, "chain_length": CHAIN_LENGTH, "object_bytes": ARRAY_ELEMENTS * 8,
-              "nodes": "head + 2 members (2 CPUs each), network namespaces", "node_timeout_s": NODE_TIMEOUT,
-              "max_retries": args.max_retries, "kill_period_s": 1.0,
-              "fault_free": baseline, "chaos": chaos, "bursts": bursts, "wall_ratio": ratio, "target_ratio": 3.0, "passed": passed,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    passed = all(
+        run["correct"] == run["results"] and not run["hang"] and not run["n_errors"]
+        for run in (chaos, bursts)
+        if run
+    ) and (ratio is None or ratio <= 3.0)
+    report = {
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "tasks": n_independent + n_chains * CHAIN_LENGTH,
+        "independent_tasks": n_independent,
+        "chains": n_chains,
+        "chain_length": CHAIN_LENGTH,
+        "object_bytes": ARRAY_ELEMENTS * 8,
+        "nodes": "head + 2 members (2 CPUs each), network namespaces",
+        "node_timeout_s": NODE_TIMEOUT,
+        "max_retries": args.max_retries,
+        "kill_period_s": 1.0,
+        "fault_free": baseline,
+        "chaos": chaos,
+        "bursts": bursts,
+        "wall_ratio": ratio,
+        "target_ratio": 3.0,
+        "passed": passed,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{'run':<11} {'wall s':>8} {'correct':>13} {'lost':>5} {'retries':>8} {'rebuilt':>8} {'killed':>7} "
-          f"{'died':>5}")
+    print(
+        f"\n{'run':<11} {'wall s':>8} {'correct':>13} {'lost':>5} {'retries':>8} {'rebuilt':>8} {'killed':>7} "
+        f"{'died':>5}"
+    )
     for name, run in (("fault-free", baseline), ("chaos", chaos), ("bursts", bursts)):
         if run:
             lost = run["results"] - run["correct"]
-            print(f"{name:<11} {run['wall_s']:>8.1f} {run['correct']:>6}/{run['results']:<6} {lost:>5} "
-                  f"{run['retries']:>8} {run['reconstructions']:>8} {run.get('workers_killed', 0):>7} "
-                  f"{run['workers_died']:>5}")
+            print(
+                f"{name:<11} {run['wall_s']:>8.1f} {run['correct']:>6}/{run['results']:<6} {lost:>5} "
+                f"{run['retries']:>8} {run['reconstructions']:>8} {run.get('workers_killed', 0):>7} "
+                f"{run['workers_died']:>5}"
+            )
     if ratio is not None:
         print(f"wall time ratio chaos / fault-free: {ratio:.2f} (target <= 3)")
     print(f"{'PASS' if passed else 'FAIL'}; wrote {out}")

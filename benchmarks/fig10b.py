@@ -10,6 +10,7 @@ first 10,000; without flushing it grows with N.
 
     python benchmarks/fig10b.py --tasks 200000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,9 @@ class Sampler:
 
     def sample(self) -> None:
         try:
-            self.rows.append((round(time.monotonic() - self._start, 3), round(rss_mb(self.pid), 2), self.done()))
+            self.rows.append(
+                (round(time.monotonic() - self._start, 3), round(rss_mb(self.pid), 2), self.done())
+            )
         except (ProcessLookupError, FileNotFoundError):
             pass
 
@@ -72,10 +75,12 @@ class Sampler:
         return self.rows
 
 
-def run_stream(remote_fn: Callable[[], object], get: Callable[[list], object], tasks: int,
-               pid: int) -> tuple[list[tuple[float, float, int]], float]:
+def run_stream(
+    remote_fn: Callable[[], object], get: Callable[[list], object], tasks: int, pid: int
+) -> tuple[list[tuple[float, float, int]], float]:
     """Run tasks empty tasks, CHUNK at a time with two chunks in flight; return samples and seconds."""
     from babyray.progress import Progress
+
     done = [0]
     sampler = Sampler(pid, lambda: done[0])
     bar = Progress(tasks, desc="tasks done")
@@ -117,11 +122,21 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
                 stats = ctx.ask(runtime.gcs, gm.GetGcsStats("fig10b-end"), 10)
         finally:
             ray.shutdown()
-        runs = log_reader.task_executions(log_reader.load(info["session_dir"], events=("task_executed",)))  # the workers' own account
+        runs = log_reader.task_executions(
+            log_reader.load(info["session_dir"], events=("task_executed",))
+        )  # the workers' own account
     mode = "flushing_on" if flushing else "flushing_off"
-    return summarize(mode, samples, seconds, tasks, extra={"gcs_in_memory": stats.in_memory,
-                                                           "gcs_evicted": stats.evicted,
-                                                           "exec_per_s": round(log_reader.throughput(runs))})
+    return summarize(
+        mode,
+        samples,
+        seconds,
+        tasks,
+        extra={
+            "gcs_in_memory": stats.in_memory,
+            "gcs_evicted": stats.evicted,
+            "exec_per_s": round(log_reader.throughput(runs)),
+        },
+    )
 
 
 def find_ray_gcs_pid() -> int:
@@ -158,8 +173,9 @@ def run_ray(tasks: int) -> dict:
     return summarize("ray", samples, seconds, tasks)
 
 
-def summarize(mode: str, samples: list[tuple[float, float, int]], seconds: float, tasks: int,
-              extra: dict | None = None) -> dict:
+def summarize(
+    mode: str, samples: list[tuple[float, float, int]], seconds: float, tasks: int, extra: dict | None = None
+) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"fig10b_{mode}.csv"
     with open(path, "w", newline="") as f:
@@ -169,19 +185,33 @@ def summarize(mode: str, samples: list[tuple[float, float, int]], seconds: float
     baseline_tasks = min(BASELINE_TASKS, tasks)
     at_baseline = next((rss for _, rss, done in samples if done >= baseline_tasks), samples[-1][1])
     final = samples[-1][1]
-    return {"mode": mode, "tasks": tasks, "seconds": round(seconds, 2),
-            "tasks_per_s": round(tasks / seconds, 1), "rss_start_mb": samples[0][1],
-            "baseline_tasks": baseline_tasks, "rss_baseline_mb": at_baseline, "rss_final_mb": final,
-            "growth_mb": round(final - at_baseline, 2), "csv": str(path), **(extra or {})}
+    return {
+        "mode": mode,
+        "tasks": tasks,
+        "seconds": round(seconds, 2),
+        "tasks_per_s": round(tasks / seconds, 1),
+        "rss_start_mb": samples[0][1],
+        "baseline_tasks": baseline_tasks,
+        "rss_baseline_mb": at_baseline,
+        "rss_final_mb": final,
+        "growth_mb": round(final - at_baseline, 2),
+        "csv": str(path),
+        **(extra or {}),
+    }
 
 
 def plot(results: list[dict]) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (by_tasks, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = {"flushing_on": "babyray, GCS flushing", "flushing_off": "babyray, no flushing", "ray": "Ray 2.x"}
+    labels = {
+        "flushing_on": "babyray, GCS flushing",
+        "flushing_off": "babyray, no flushing",
+        "ray": "Ray 2.x",
+    }
     for result in results:
         with open(result["csv"]) as f:
             rows = [(float(t), float(mb), int(n)) for t, mb, n in list(csv.reader(f))[1:]]
@@ -202,8 +232,17 @@ def plot(results: list[dict]) -> Path:
 
 
 def print_table(results: list[dict]) -> None:
-    keys = ["mode", "tasks", "seconds", "tasks_per_s", "rss_start_mb", "baseline_tasks", "rss_baseline_mb",
-            "rss_final_mb", "growth_mb"]
+    keys = [
+        "mode",
+        "tasks",
+        "seconds",
+        "tasks_per_s",
+        "rss_start_mb",
+        "baseline_tasks",
+        "rss_baseline_mb",
+        "rss_final_mb",
+        "growth_mb",
+    ]
     print(" | ".join(f"{k:>15}" for k in keys))
     for result in results:
         print(" | ".join(f"{result.get(k, '')!s:>15}" for k in keys))
@@ -221,8 +260,12 @@ def main() -> None:
         return
     results = [run_babyray(mode == "on", args.tasks) for mode in args.modes.split(",")]
     if args.ray_tasks and importlib.util.find_spec("ray") is not None:
-        child = subprocess.run([sys.executable, __file__, "--ray-child", "--ray-tasks", str(args.ray_tasks)],
-                               capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, __file__, "--ray-child", "--ray-tasks", str(args.ray_tasks)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results.append(json.loads(child.stdout.strip().splitlines()[-1]))
     print_table(results)
     with open(RESULTS / "fig10b.json", "w") as f:
@@ -234,8 +277,10 @@ def main() -> None:
         print(f"target (flushing on: growth after the first {BASELINE_TASKS} tasks within 20 MB): {verdict}")
     ray_result = next((r for r in results if r["mode"] == "ray"), None)
     if on is not None and ray_result is not None:
-        print(f"Ray GCS growth over {ray_result['tasks']} tasks: {ray_result['growth_mb']} MB "
-              f"(from start: {round(ray_result['rss_final_mb'] - ray_result['rss_start_mb'], 1)} MB)")
+        print(
+            f"Ray GCS growth over {ray_result['tasks']} tasks: {ray_result['growth_mb']} MB "
+            f"(from start: {round(ray_result['rss_final_mb'] - ray_result['rss_start_mb'], 1)} MB)"
+        )
 
 
 if __name__ == "__main__":

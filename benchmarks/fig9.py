@@ -10,6 +10,7 @@ copy threads. The same workload runs on Ray (in a subprocess, same store size) a
 ``np.copyto`` into a pre-faulted buffer gives this machine's memcpy speed, all in the same
 run. Writes benchmarks/results/fig9.csv and fig9.png (IOPS and GB/s vs size, log axes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,13 +73,15 @@ def run_babyray(sizes: list[int], trials: int) -> list[dict]:
     babyray.init(num_cpus=2, object_store_memory=STORE_BYTES)
     rows = []
     try:
+
         def free() -> None:
             gc.collect()
             deadline = time.monotonic() + 30
             while babyray.memory_stats()[0]["num_objects"] and time.monotonic() < deadline:
                 time.sleep(0.01)
+
         for size in sizes:
-            for threads in ([1, 2] if size >= THREADS_FROM else [1]):
+            for threads in [1, 2] if size >= THREADS_FROM else [1]:
                 core_module.write_object = functools.partial(write_object, copy_threads=threads)
                 per_put = _trials(babyray.put, free, size, trials)
                 rows.append(_row("babyray", size, threads, per_put))
@@ -95,9 +98,11 @@ def run_ray(sizes: list[int], trials: int) -> list[dict]:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=STORE_BYTES, log_to_driver=False)
     rows = []
     try:
+
         def free() -> None:
             gc.collect()
             time.sleep(0.05)
+
         for size in sizes:
             per_put = _trials(ray.put, free, size, trials)
             rows.append(_row("ray", size, 1, per_put))
@@ -126,25 +131,39 @@ def run_memcpy(sizes: list[int], trials: int) -> list[dict]:
 
 def _row(system: str, size: int, threads: int, per_put: list[float]) -> dict:
     median = statistics.median(per_put)
-    return {"system": system, "size": size, "copy_threads": threads, "trials": len(per_put),
-            "ops_per_trial": _ops(size), "median_seconds": median, "iops": 1 / median,
-            "gb_per_s": size / median / 1e9}
+    return {
+        "system": system,
+        "size": size,
+        "copy_threads": threads,
+        "trials": len(per_put),
+        "ops_per_trial": _ops(size),
+        "median_seconds": median,
+        "iops": 1 / median,
+        "gb_per_s": size / median / 1e9,
+    }
 
 
 def _print(row: dict, file=sys.stdout) -> None:
-    print(f"{row['system']:<8} {_label(row['size']):>7} threads={row['copy_threads']} "
-          f"{row['iops']:>12.1f} puts/s {row['gb_per_s']:>8.3f} GB/s", file=file, flush=True)
+    print(
+        f"{row['system']:<8} {_label(row['size']):>7} threads={row['copy_threads']} "
+        f"{row['iops']:>12.1f} puts/s {row['gb_per_s']:>8.3f} GB/s",
+        file=file,
+        flush=True,
+    )
 
 
 def _plot(rows: list[dict], path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_iops, ax_gbs) = plt.subplots(1, 2, figsize=(11, 4.2))
     series: dict[str, list[dict]] = {}
     for row in rows:
-        name = row["system"] + (f" ({row['copy_threads']} copy threads)" if row["system"] == "babyray" else "")
+        name = row["system"] + (
+            f" ({row['copy_threads']} copy threads)" if row["system"] == "babyray" else ""
+        )
         series.setdefault(name, []).append(row)
     for name, points in series.items():
         points.sort(key=lambda r: r["size"])
@@ -167,19 +186,26 @@ def _plot(rows: list[dict], path: str) -> None:
 
 def _summary(rows: list[dict]) -> None:
     by = {(r["system"], r["size"], r["copy_threads"]): r for r in rows}
-    print(f"\n{'size':>7} {'babyray puts/s':>15} {'ray puts/s':>12} {'ratio':>6} {'babyray GB/s (best)':>20} "
-          f"{'memcpy GB/s':>12} {'of memcpy':>10}")
+    print(
+        f"\n{'size':>7} {'babyray puts/s':>15} {'ray puts/s':>12} {'ratio':>6} {'babyray GB/s (best)':>20} "
+        f"{'memcpy GB/s':>12} {'of memcpy':>10}"
+    )
     for size in sorted({r["size"] for r in rows}):
-        ours = max((r for r in rows if r["system"] == "babyray" and r["size"] == size), key=lambda r: r["iops"],
-                   default=None)
+        ours = max(
+            (r for r in rows if r["system"] == "babyray" and r["size"] == size),
+            key=lambda r: r["iops"],
+            default=None,
+        )
         ray_row = by.get(("ray", size, 1))
         mem = by.get(("memcpy", size, 1))
         if ours is None:
             continue
         ratio = f"{ours['iops'] / ray_row['iops']:.2f}" if ray_row else "-"
         of_mem = f"{ours['gb_per_s'] / mem['gb_per_s']:.2f}" if mem else "-"
-        print(f"{_label(size):>7} {ours['iops']:>15.1f} {ray_row['iops'] if ray_row else float('nan'):>12.1f} "
-              f"{ratio:>6} {ours['gb_per_s']:>20.3f} {mem['gb_per_s'] if mem else float('nan'):>12.3f} {of_mem:>10}")
+        print(
+            f"{_label(size):>7} {ours['iops']:>15.1f} {ray_row['iops'] if ray_row else float('nan'):>12.1f} "
+            f"{ratio:>6} {ours['gb_per_s']:>20.3f} {mem['gb_per_s'] if mem else float('nan'):>12.3f} {of_mem:>10}"
+        )
 
 
 def main() -> None:
@@ -202,8 +228,16 @@ def main() -> None:
         except ImportError:
             print("ray is not importable: skipping the Ray comparison")
         else:
-            cmd = [sys.executable, "-m", "benchmarks.fig9", "--ray-only", "--trials", str(args.trials),
-                   "--max-size", args.max_size]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.fig9",
+                "--ray-only",
+                "--trials",
+                str(args.trials),
+                "--max-size",
+                args.max_size,
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.dirname(RESULTS) + "/..")
             if done.returncode == 0:
                 rows += json.loads(done.stdout.strip().splitlines()[-1])

@@ -13,6 +13,7 @@ time of every hop over the calls, and what pickling the hop's message costs on i
 
 The wrappers themselves cost a few microseconds per event (one ``os.write`` each).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def _types(msg: Any) -> tuple:
     return tuple(type(inner).__name__ for inner in unbatch(msg))
 
 
-def _around(owner: Any, name: str, event: str, types: Callable[..., tuple] | None = None,
-            after: bool = False) -> None:
+def _around(
+    owner: Any, name: str, event: str, types: Callable[..., tuple] | None = None, after: bool = False
+) -> None:
     """Record ``event`` (``<event>:enter``/``:exit``) each time ``owner.name`` is called."""
     original = getattr(owner, name)
 
@@ -122,7 +124,9 @@ def install_wrappers(trace_dir: str) -> None:
     _around(actor_calls.ActorSubmitter, "submit", "actor_submit", after=True)
     _around(core.CoreClient, "get", "get", after=True)
     _around(core.CoreClient, "handle", "core_handle", lambda self, msg: _types(msg))
-    _around(base.PartActor, "post_from_thread", "post_from_thread", lambda self, dest, msg, wake=True: _types(msg))
+    _around(
+        base.PartActor, "post_from_thread", "post_from_thread", lambda self, dest, msg, wake=True: _types(msg)
+    )
     _around(worker.Worker, "_execute", "execute")
     _around(worker.Worker, "_arguments", "arguments", after=True)
     _around(worker.Worker, "_split_returns", "function_returned")
@@ -184,7 +188,12 @@ def _follow(events: list[list], path: list[Milestone]) -> tuple[list[float], str
         while i < len(events):
             t, proc, ev, _, types, pid = events[i]
             i += 1
-            if proc == process and ev == event and (not kind or kind in types) and pids.setdefault(proc, pid) == pid:
+            if (
+                proc == process
+                and ev == event
+                and (not kind or kind in types)
+                and pids.setdefault(proc, pid) == pid
+            ):
                 times.append(t)
                 break
         else:
@@ -205,17 +214,26 @@ def hops(events: list[list], windows: list[tuple[float, float]], path: list[Mile
     if not per_call:
         return {"calls": 0, "missed": dict(missed)}
     medians = [statistics.median(column) * 1e3 for column in zip(*per_call, strict=True)]
-    beside = {"the driver's tell() (returns once the receiver acknowledged)":
-              _durations(events, windows, "driver", "driver_tell")}
+    beside = {
+        "the driver's tell() (returns once the receiver acknowledged)": _durations(
+            events, windows, "driver", "driver_tell"
+        )
+    }
     for process in ("local_scheduler", "worker"):
         beside[f"the {process}'s Thespian send()"] = _durations(events, windows, process, "send")
     names = [f"{a[0]}  ->  {b[0]}" for a, b in itertools.pairwise(path)]
-    return {"calls": len(per_call), "hops_ms": dict(zip(names, medians[:-1], strict=True)), "total_ms": medians[-1],
-            "missed": dict(missed),
-            "beside_ms": {what: statistics.median(d) * 1e3 for what, d in beside.items() if d}}
+    return {
+        "calls": len(per_call),
+        "hops_ms": dict(zip(names, medians[:-1], strict=True)),
+        "total_ms": medians[-1],
+        "missed": dict(missed),
+        "beside_ms": {what: statistics.median(d) * 1e3 for what, d in beside.items() if d},
+    }
 
 
-def _durations(events: list[list], windows: list[tuple[float, float]], process: str, event: str) -> list[float]:
+def _durations(
+    events: list[list], windows: list[tuple[float, float]], process: str, event: str
+) -> list[float]:
     """How long each ``event`` (enter to exit) of ``process`` took inside ``windows``.
 
     A driver's ``tell()`` returns once the receiver acknowledged the message, and an actor's
@@ -236,8 +254,13 @@ def _durations(events: list[list], windows: list[tuple[float, float]], process: 
 
 def pickle_costs(spec: vm.TaskSpec) -> dict:
     """Microseconds to pickle and unpickle each message of the round trip, and its size."""
-    result = tm.TaskResult(spec.task_id, ((spec.return_ids[0], vm.InlineValue(serialization.dumps(None))),),
-                          "worker-id", "node-id", started_at=time.time())
+    result = tm.TaskResult(
+        spec.task_id,
+        ((spec.return_ids[0], vm.InlineValue(serialization.dumps(None))),),
+        "worker-id",
+        "node-id",
+        started_at=time.time(),
+    )
     out = {}
     for msg in (tm.SubmitTasks((spec,)), tm.ExecuteTasks((spec,)), tm.TaskResults((result,))):
         blob = pickle.dumps(msg)
@@ -245,7 +268,10 @@ def pickle_costs(spec: vm.TaskSpec) -> dict:
         t = time.perf_counter()
         for _ in range(n):
             pickle.loads(pickle.dumps(msg))
-        out[type(msg).__name__] = {"bytes": len(blob), "pickle_and_unpickle_us": (time.perf_counter() - t) / n * 1e6}
+        out[type(msg).__name__] = {
+            "bytes": len(blob),
+            "pickle_and_unpickle_us": (time.perf_counter() - t) / n * 1e6,
+        }
     return out
 
 
@@ -284,19 +310,27 @@ def measure(calls: int) -> dict:
     for name in os.listdir(trace_dir):
         os.unlink(os.path.join(trace_dir, name))
     os.rmdir(trace_dir)
-    return {"task": hops(events, windows["task"], TASK_PATH), "actor": hops(events, windows["actor"], ACTOR_PATH),
-            "pickling": pickle_costs(spec), "load_average": os.getloadavg()}
+    return {
+        "task": hops(events, windows["task"], TASK_PATH),
+        "actor": hops(events, windows["actor"], ACTOR_PATH),
+        "pickling": pickle_costs(spec),
+        "load_average": os.getloadavg(),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     before = os.getloadavg()
     result = measure(args.calls)
-    print(f"load average before {before[0]:.2f}, after {result['load_average'][0]:.2f}; "
-          f"medians over {args.calls} calls of each kind")
+    print(
+        f"load average before {before[0]:.2f}, after {result['load_average'][0]:.2f}; "
+        f"medians over {args.calls} calls of each kind"
+    )
     for kind in ("task", "actor"):
         profile = result[kind]
         title = "empty task round trip" if kind == "task" else "actor call round trip"

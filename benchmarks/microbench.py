@@ -13,6 +13,7 @@ run that takes longer than ``--fib-timeout`` seconds is reported as timed out.
 
     python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000] [--fib 10,15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,17 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
 
     if system == "ray":
         import ray
-        init_kwargs = {"num_cpus": 2, "include_dashboard": False, "object_store_memory": 1 << 30,
-                       "log_to_driver": False}
+
+        init_kwargs = {
+            "num_cpus": 2,
+            "include_dashboard": False,
+            "object_store_memory": 1 << 30,
+            "log_to_driver": False,
+        }
     else:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         import babyray as ray
+
         init_kwargs = {"num_cpus": 2, "object_store_memory": 1 << 30}
     out: dict = {}
     start = time.perf_counter()
@@ -79,6 +86,7 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
     out["task_throughput_per_s"] = tasks / (time.perf_counter() - t)
     if system == "babyray":  # the same tasks as the workers saw them, from their task_executed events
         from babyray import log_reader
+
         events = log_reader.load(info["session_dir"], events=("task_executed",))
         runs = log_reader.task_executions(events)[-tasks:]
         out["task_exec_median_ms"] = log_reader.latency_summary(runs).get("p50_ms", 0.0)
@@ -131,6 +139,7 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
 
 def _measure_fib(ray, n: int, timeout: float) -> dict:
     """Seconds of ``fib(n)`` by remote recursion, cold then warm; "timed out" past ``timeout``."""
+
     @ray.remote
     def fib(n):
         if n < 2:
@@ -199,17 +208,30 @@ def _measure_actors(ray, round_trips: int, calls: int) -> dict:
     return out
 
 
-LOWER_IS_BETTER = {"init_s", "task_rtt_median_ms", "task_rtt_p99_ms", "put_100mb_ms", "get_100mb_ms",
-                   "actor_create_ms", "actor_rtt_median_ms", "actor_rtt_p99_ms", "task_10k_ref_args_s",
-                   "actor_chain_1k_1mb_s"}
+LOWER_IS_BETTER = {
+    "init_s",
+    "task_rtt_median_ms",
+    "task_rtt_p99_ms",
+    "put_100mb_ms",
+    "get_100mb_ms",
+    "actor_create_ms",
+    "actor_rtt_median_ms",
+    "actor_rtt_p99_ms",
+    "task_10k_ref_args_s",
+    "actor_chain_1k_1mb_s",
+}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["babyray", "ray"])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=1000)
-    parser.add_argument("--fib", default="10,15", help="the n of each remote recursion fib(n), comma-separated")
+    parser.add_argument(
+        "--fib", default="10,15", help="the n of each remote recursion fib(n), comma-separated"
+    )
     parser.add_argument("--fib-timeout", type=float, default=180.0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -228,10 +250,24 @@ def main() -> None:
                 print("ray is not importable: pip install -r requirements-bench.txt to compare", flush=True)
                 continue
         print(f"measuring {system} ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", system, "--tasks", str(args.tasks),
-                               "--round-trips", str(args.round_trips), "--fib", args.fib,
-                               "--fib-timeout", str(args.fib_timeout)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                system,
+                "--tasks",
+                str(args.tasks),
+                "--round-trips",
+                str(args.round_trips),
+                "--fib",
+                args.fib,
+                "--fib-timeout",
+                str(args.fib_timeout),
+            ],
+            capture_output=True,
+            text=True,
+        )
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             print(f"{system} failed:\n{proc.stderr[-3000:]}", flush=True)
@@ -239,11 +275,20 @@ def main() -> None:
         results[system] = json.loads(lines[-1])
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "microbench.json"), "w") as fh:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": load_before,
-                   "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "results": results},
-                  fh, indent=2)
-    keys = sorted({k for r in results.values() for k in r}, key=lambda k: list(results.get("babyray", {})).index(k)
-                  if k in results.get("babyray", {}) else 99)
+        json.dump(
+            {
+                "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "load_average_before": load_before,
+                "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                "results": results,
+            },
+            fh,
+            indent=2,
+        )
+    keys = sorted(
+        {k for r in results.values() for k in r},
+        key=lambda k: list(results.get("babyray", {})).index(k) if k in results.get("babyray", {}) else 99,
+    )
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before: {load_before})")
     print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12}")
     for key in keys:

@@ -6,6 +6,7 @@
 Prints the median and 90th percentile of each over ``--groups`` groups of ``--bundles``
 one-CPU bundles (PACK), made one after the other.
 """
+
 from __future__ import annotations
 
 import argparse

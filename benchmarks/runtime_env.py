@@ -7,6 +7,7 @@ benchmarks/results/runtime_env.json.
 
     python benchmarks/runtime_env.py [--sizes 1 50 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,18 @@ def measure(mib: int) -> dict:
         @ray.remote
         def size() -> int:
             return os.path.getsize("blob.bin")
+
         assert ray.get(size.remote(), timeout=600) == mib * 1024 * 1024
         first = time.monotonic()
         other_pool = size.options(runtime_env={"env_vars": {"BENCH_POOL": "2"}})
         assert ray.get(other_pool.remote(), timeout=600) == mib * 1024 * 1024
         cached = time.monotonic()
-        return {"mib": mib, "init_s": round(initialized - started, 3), "first_task_s": round(first - initialized, 3),
-                "new_pool_cached_s": round(cached - first, 3)}
+        return {
+            "mib": mib,
+            "init_s": round(initialized - started, 3),
+            "first_task_s": round(first - initialized, 3),
+            "new_pool_cached_s": round(cached - first, 3),
+        }
     finally:
         ray.shutdown()
         shutil.rmtree(directory, ignore_errors=True)
@@ -50,7 +56,9 @@ def measure(mib: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 50, 200], help="working_dir sizes in MiB")
     args = parser.parse_args()
     results = []

@@ -44,25 +44,38 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 __all__ = [
-    "NetnsCluster", "NetnsError", "ClusterExists", "netns_available", "random_prefix",
-    "down_prefix", "load_state", "list_clusters", "in_netns",
-    "state_dir_for", "host_ip_for",
-    "HEAD_IP", "DRIVER_IP", "DEFAULT_PORT", "DEFAULT_HEAD_CMD",
-    "DEFAULT_MEMBER_CMD", "STATE_ROOT", "MAX_PREFIX_LEN",
+    "NetnsCluster",
+    "NetnsError",
+    "ClusterExists",
+    "netns_available",
+    "random_prefix",
+    "down_prefix",
+    "load_state",
+    "list_clusters",
+    "in_netns",
+    "state_dir_for",
+    "host_ip_for",
+    "HEAD_IP",
+    "DRIVER_IP",
+    "DEFAULT_PORT",
+    "DEFAULT_HEAD_CMD",
+    "DEFAULT_MEMBER_CMD",
+    "STATE_ROOT",
+    "MAX_PREFIX_LEN",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_ROOT = Path(os.environ.get("BABYRAY_NETNS_STATE_ROOT", "/tmp/babyray-netns"))
 
-SUBNET = "192.0.2"          # TEST-NET-1 (RFC 5737): never routed anywhere
+SUBNET = "192.0.2"  # TEST-NET-1 (RFC 5737): never routed anywhere
 PREFIX_LEN = 24
 HEAD_IP = f"{SUBNET}.1"
 DRIVER_IP = f"{SUBNET}.100"
 FIRST_MEMBER_OCTET = 11
-MAX_MEMBERS = 100 - FIRST_MEMBER_OCTET   # members .11 .. .99 (89)
+MAX_MEMBERS = 100 - FIRST_MEMBER_OCTET  # members .11 .. .99 (89)
 DEFAULT_PORT = 1900
 DEFAULT_NUM_CPUS = 2
-HOST_IFNAME = "eth0"        # the interface name inside every host namespace
+HOST_IFNAME = "eth0"  # the interface name inside every host namespace
 
 # Longest bridge-side name is "<prefix>-driver": 8 + 7 = 15 = IFNAMSIZ - 1.
 MAX_PREFIX_LEN = 8
@@ -71,13 +84,10 @@ _HOST_RE = re.compile(r"^(head|driver|m([1-9][0-9]*))$")
 
 # Default commands (templates).  They run the babyray CLI as
 # ``sys.executable -m babyray.cli`` with the repo root on PYTHONPATH.
-DEFAULT_HEAD_CMD = ("{python} -m babyray.cli start --head --node-ip {ip} "
-                    "--port {port} --num-cpus {num_cpus}")
-DEFAULT_MEMBER_CMD = ("{python} -m babyray.cli start --address {head} "
-                      "--node-ip {ip} --num-cpus {num_cpus}")
+DEFAULT_HEAD_CMD = "{python} -m babyray.cli start --head --node-ip {ip} --port {port} --num-cpus {num_cpus}"
+DEFAULT_MEMBER_CMD = "{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus}"
 # Placeholders substituted in command templates; any other {...} is left alone.
-PLACEHOLDERS = ("ip", "port", "head", "head_ip", "num_cpus", "host", "python",
-                "prefix", "state_dir")
+PLACEHOLDERS = ("ip", "port", "head", "head_ip", "num_cpus", "host", "python", "prefix", "state_dir")
 
 
 class NetnsError(RuntimeError):
@@ -91,10 +101,11 @@ class ClusterExists(NetnsError):
 # --------------------------------------------------------------------------
 # small helpers
 
+
 def random_prefix(base: str = "t") -> str:
     """A short prefix unique per run, e.g. ``t3f9a1c``."""
-    base = base[:MAX_PREFIX_LEN - 4] or "t"
-    return check_prefix(base + secrets.token_hex(4)[:MAX_PREFIX_LEN - len(base)])
+    base = base[: MAX_PREFIX_LEN - 4] or "t"
+    return check_prefix(base + secrets.token_hex(4)[: MAX_PREFIX_LEN - len(base)])
 
 
 def check_prefix(prefix: str) -> str:
@@ -102,7 +113,8 @@ def check_prefix(prefix: str) -> str:
         raise NetnsError(
             f"bad prefix {prefix!r}: 1-{MAX_PREFIX_LEN} chars of [a-z0-9-], "
             "starting with a letter, not ending with '-' (interface names "
-            "must stay within 15 characters)")
+            "must stay within 15 characters)"
+        )
     return prefix
 
 
@@ -142,11 +154,9 @@ def load_state(prefix: str) -> dict | None:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run(["ip", *args], stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True)
+    r = subprocess.run(["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if check and r.returncode != 0:
-        raise NetnsError(f"ip {' '.join(args)} failed ({r.returncode}): "
-                         f"{r.stderr.strip()}")
+        raise NetnsError(f"ip {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
 
 
@@ -169,11 +179,11 @@ def _proc_starttime(pid: int) -> int | None:
             data = f.read()
     except OSError:
         return None
-    fields = data[data.rfind(")") + 2:].split()
+    fields = data[data.rfind(")") + 2 :].split()
     if fields and fields[0] == "Z":
-        return None          # zombie: already dead
+        return None  # zombie: already dead
     try:
-        return int(fields[19])   # field 22 overall
+        return int(fields[19])  # field 22 overall
     except (IndexError, ValueError):
         return None
 
@@ -215,8 +225,7 @@ def netns_available() -> tuple[bool, str]:
     if r.returncode != 0:
         return False, f"ip netns add failed: {r.stderr.strip()}"
     try:
-        r = _ip("-n", probe, "link", "add", "p0", "type", "veth", "peer",
-                "name", "p1", check=False)
+        r = _ip("-n", probe, "link", "add", "p0", "type", "veth", "peer", "name", "p1", check=False)
         if r.returncode != 0:
             return False, f"veth not available: {r.stderr.strip()}"
         r = _ip("-n", probe, "link", "add", "b0", "type", "bridge", check=False)
@@ -273,13 +282,12 @@ while True:
 # --------------------------------------------------------------------------
 # teardown by prefix (works from a state file, from `ip netns list`, or both)
 
+
 def list_clusters() -> list[str]:
     """Prefixes of clusters on this machine (bridge namespace or state dir)."""
-    found = {ns[:-3] for ns in list_netns() if ns.endswith("-br")
-             and _PREFIX_RE.match(ns[:-3])}
+    found = {ns[:-3] for ns in list_netns() if ns.endswith("-br") and _PREFIX_RE.match(ns[:-3])}
     if STATE_ROOT.is_dir():
-        found |= {d.name for d in STATE_ROOT.iterdir()
-                  if (d / "state.json").exists()}
+        found |= {d.name for d in STATE_ROOT.iterdir() if (d / "state.json").exists()}
     return sorted(found)
 
 
@@ -288,14 +296,14 @@ def _prefix_namespaces(prefix: str) -> list[str]:
     return [ns for ns in list_netns() if pat.match(ns)]
 
 
-def _terminate(namespaces: Iterable[str], groups: Iterable[dict],
-               grace: float, reap=lambda: None) -> list[int]:
+def _terminate(
+    namespaces: Iterable[str], groups: Iterable[dict], grace: float, reap=lambda: None
+) -> list[int]:
     """SIGTERM then SIGKILL every process in ``namespaces`` and every
     recorded process group whose leader is still the recorded process.
     Returns pids still alive afterwards (should be empty)."""
     namespaces = list(namespaces)
-    groups = [g for g in groups
-              if pid_alive(g["pid"], g.get("starttime"))]
+    groups = [g for g in groups if pid_alive(g["pid"], g.get("starttime"))]
 
     def alive() -> set[int]:
         reap()
@@ -321,14 +329,12 @@ def _terminate(namespaces: Iterable[str], groups: Iterable[dict],
     return sorted(alive())
 
 
-def down_prefix(prefix: str, grace: float = 3.0, reap=lambda: None,
-                quiet: bool = True) -> list[str]:
+def down_prefix(prefix: str, grace: float = 3.0, reap=lambda: None, quiet: bool = True) -> list[str]:
     """Tear down everything of cluster ``prefix``.  Idempotent.  Returns a
     list of problems (empty if everything is gone)."""
     check_prefix(prefix)
     state = load_state(prefix) or {}
-    nss = list(dict.fromkeys(list(state.get("namespaces", []))
-                             + _prefix_namespaces(prefix)))
+    nss = list(dict.fromkeys(list(state.get("namespaces", [])) + _prefix_namespaces(prefix)))
     existing = set(list_netns())
     nss = [ns for ns in nss if ns in existing]
     bridge_ns = f"{prefix}-br"
@@ -376,6 +382,7 @@ def _root_links() -> list[str]:
 
 # --------------------------------------------------------------------------
 
+
 class NetnsCluster:
     """A head, N members and a driver host, each in its own network namespace,
     joined by a bridge that lives in a namespace of its own.
@@ -403,13 +410,20 @@ class NetnsCluster:
     -- teardown always happens, also when ``up()`` fails halfway.
     """
 
-    def __init__(self, prefix: str | None = None, members: int = 2,
-                 head_cmd: str | Sequence[str] | None = None,
-                 member_cmd: str | Sequence[str] | None = None,
-                 env: Mapping[str, str] | None = None,
-                 num_cpus: int = DEFAULT_NUM_CPUS, port: int = DEFAULT_PORT,
-                 head_timeout: float = 60.0, member_grace: float = 0.5,
-                 keep_on_failure: bool = False, log=None):
+    def __init__(
+        self,
+        prefix: str | None = None,
+        members: int = 2,
+        head_cmd: str | Sequence[str] | None = None,
+        member_cmd: str | Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        num_cpus: int = DEFAULT_NUM_CPUS,
+        port: int = DEFAULT_PORT,
+        head_timeout: float = 60.0,
+        member_grace: float = 0.5,
+        keep_on_failure: bool = False,
+        log=None,
+    ):
         self.prefix = check_prefix(prefix or random_prefix())
         if not 0 <= members <= MAX_MEMBERS:
             raise NetnsError(f"members must be 0..{MAX_MEMBERS}")
@@ -425,7 +439,7 @@ class NetnsCluster:
         self._log = log or (lambda msg: None)
         self._procs: list[subprocess.Popen] = []
         self.state: dict = {}
-        self.last_state: dict = {}   # state as it was when down() ran
+        self.last_state: dict = {}  # state as it was when down() ran
 
     # ---- names and addresses
     @property
@@ -468,8 +482,7 @@ class NetnsCluster:
 
     def _check_host(self, host: str) -> None:
         if host not in self.hosts:
-            raise NetnsError(f"no host {host!r} in cluster {self.prefix} "
-                             f"(hosts: {', '.join(self.hosts)})")
+            raise NetnsError(f"no host {host!r} in cluster {self.prefix} (hosts: {', '.join(self.hosts)})")
 
     # ---- state file
     def _save(self) -> None:
@@ -484,11 +497,16 @@ class NetnsCluster:
         """A NetnsCluster for an existing cluster (from its state file)."""
         st = load_state(check_prefix(prefix))
         if st is None:
-            raise NetnsError(f"no cluster {prefix!r} ({state_dir_for(prefix)} "
-                             "has no state.json)")
-        c = cls(prefix, st["members"], head_cmd=st["head_cmd"],
-                member_cmd=st["member_cmd"], env=st.get("env"),
-                num_cpus=st["num_cpus"], port=st["port"])
+            raise NetnsError(f"no cluster {prefix!r} ({state_dir_for(prefix)} has no state.json)")
+        c = cls(
+            prefix,
+            st["members"],
+            head_cmd=st["head_cmd"],
+            member_cmd=st["member_cmd"],
+            env=st.get("env"),
+            num_cpus=st["num_cpus"],
+            port=st["port"],
+        )
         c.state = st
         return c
 
@@ -496,25 +514,41 @@ class NetnsCluster:
     def up(self) -> "NetnsCluster":
         existing = _prefix_namespaces(self.prefix)
         if existing:
-            raise ClusterExists(f"cluster {self.prefix!r} already exists "
-                             f"({', '.join(existing)}); run down first")
+            raise ClusterExists(
+                f"cluster {self.prefix!r} already exists ({', '.join(existing)}); run down first"
+            )
         self.state = {
-            "prefix": self.prefix, "status": "starting",
-            "created": time.time(), "subnet": f"{SUBNET}.0/{PREFIX_LEN}",
-            "members": self.members, "port": self.port,
-            "num_cpus": self.num_cpus, "head_address": self.head_address,
-            "head_cmd": self.head_cmd, "member_cmd": self.member_cmd,
-            "env": self.env, "bridge_ns": self.bridge_ns,
+            "prefix": self.prefix,
+            "status": "starting",
+            "created": time.time(),
+            "subnet": f"{SUBNET}.0/{PREFIX_LEN}",
+            "members": self.members,
+            "port": self.port,
+            "num_cpus": self.num_cpus,
+            "head_address": self.head_address,
+            "head_cmd": self.head_cmd,
+            "member_cmd": self.member_cmd,
+            "env": self.env,
+            "bridge_ns": self.bridge_ns,
             "bridge": self.bridge_ns,
             # planned up-front so a half-made cluster can be torn down
             "namespaces": [self.bridge_ns] + [f"{self.prefix}-{h}" for h in self.hosts],
-            "hosts": {h: {"ns": f"{self.prefix}-{h}", "ip": host_ip_for(h),
-                          "ifname": HOST_IFNAME, "log": str(self.log_path(h))}
-                      for h in self.hosts},
-            "links": [], "processes": [],
+            "hosts": {
+                h: {
+                    "ns": f"{self.prefix}-{h}",
+                    "ip": host_ip_for(h),
+                    "ifname": HOST_IFNAME,
+                    "log": str(self.log_path(h)),
+                }
+                for h in self.hosts
+            },
+            "links": [],
+            "processes": [],
         }
         self._save()
-        if not any(k in self.env for k in ("BABYRAY_AUTH_TOKEN", "BABYRAY_AUTH_TOKEN_PATH", "BABYRAY_AUTH_MODE")):
+        if not any(
+            k in self.env for k in ("BABYRAY_AUTH_TOKEN", "BABYRAY_AUTH_TOKEN_PATH", "BABYRAY_AUTH_MODE")
+        ):
             self.env["BABYRAY_AUTH_TOKEN_PATH"] = str(self._write_token())
             self._save()
         try:
@@ -551,10 +585,10 @@ class NetnsCluster:
             self._log(f"creating {ns} ({ip})")
             _ip("netns", "add", ns)
             _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "add", HOST_IFNAME, "type", "veth",
-                "peer", "name", peer, "netns", br)
-            self.state["links"].append({"host": h, "ns": ns, "ifname": HOST_IFNAME,
-                                        "peer": peer, "peer_ns": br})
+            _ip("-n", ns, "link", "add", HOST_IFNAME, "type", "veth", "peer", "name", peer, "netns", br)
+            self.state["links"].append(
+                {"host": h, "ns": ns, "ifname": HOST_IFNAME, "peer": peer, "peer_ns": br}
+            )
             self._save()
             _ip("-n", br, "link", "set", peer, "master", self.state["bridge"])
             _ip("-n", br, "link", "set", peer, "up")
@@ -567,17 +601,14 @@ class NetnsCluster:
         if self.head_cmd:
             head = self.start_host("head")
             self._log(f"waiting for {self.head_address} (from driver namespace)")
-            self.wait_tcp(HEAD_IP, self.port, timeout=self.head_timeout,
-                          watch=head, watch_name="head")
-        started = [(h, self.start_host(h)) for h in self.member_hosts
-                   if self.member_cmd]
+            self.wait_tcp(HEAD_IP, self.port, timeout=self.head_timeout, watch=head, watch_name="head")
+        started = [(h, self.start_host(h)) for h in self.member_hosts if self.member_cmd]
         if started and self.member_grace > 0:
             time.sleep(self.member_grace)
             for h, p in started:
                 rc = p.poll()
                 if rc not in (None, 0):
-                    raise NetnsError(f"{h} exited with {rc} right after start\n"
-                                     + self.log_tail(h))
+                    raise NetnsError(f"{h} exited with {rc} right after start\n" + self.log_tail(h))
 
     def cmd_for(self, host) -> list[str]:
         """The expanded start command of a host (head or member)."""
@@ -588,11 +619,17 @@ class NetnsCluster:
         return expand_cmd(template, self._values(host))
 
     def _values(self, host: str) -> dict:
-        return {"ip": self.host_ip(host), "port": self.port,
-                "head": self.head_address, "head_ip": HEAD_IP,
-                "num_cpus": self.num_cpus, "host": host,
-                "python": sys.executable, "prefix": self.prefix,
-                "state_dir": str(self.state_dir)}
+        return {
+            "ip": self.host_ip(host),
+            "port": self.port,
+            "head": self.head_address,
+            "head_ip": HEAD_IP,
+            "num_cpus": self.num_cpus,
+            "host": host,
+            "python": sys.executable,
+            "prefix": self.prefix,
+            "state_dir": str(self.state_dir),
+        }
 
     def start_host(self, host) -> subprocess.Popen:
         """(Re)start the configured command of ``host`` (head or mK), e.g.
@@ -610,11 +647,15 @@ class NetnsCluster:
         env = dict(os.environ)
         env.update(self.env)
         ip = self.host_ip(host)
-        env.update({"BABYRAY_ADDRESS": self.head_address,
-                    "BABYRAY_NODE_IP": ip,
-                    "THESPIAN_BASE_IPADDR": ip,
-                    "BABYRAY_NETNS_PREFIX": self.prefix,
-                    "BABYRAY_NETNS_HOST": host})
+        env.update(
+            {
+                "BABYRAY_ADDRESS": self.head_address,
+                "BABYRAY_NODE_IP": ip,
+                "THESPIAN_BASE_IPADDR": ip,
+                "BABYRAY_NETNS_PREFIX": self.prefix,
+                "BABYRAY_NETNS_HOST": host,
+            }
+        )
         if "THESPLOG_FILE" not in self.env:
             # Thespian's own log, else shared /tmp/thespian.log
             env["THESPLOG_FILE"] = str(self.state_dir / f"{host}.thespian.log")
@@ -630,10 +671,18 @@ class NetnsCluster:
         cmd = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         return ["ip", "netns", "exec", self.ns(host), *cmd]
 
-    def popen_in(self, host, cmd: str | Sequence[str], *, log: str | Path | None = None,
-                 name: str | None = None, env: Mapping[str, str] | None = None,
-                 start_new_session: bool = True, record: bool = True,
-                 **popen_kwargs) -> subprocess.Popen:
+    def popen_in(
+        self,
+        host,
+        cmd: str | Sequence[str],
+        *,
+        log: str | Path | None = None,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        start_new_session: bool = True,
+        record: bool = True,
+        **popen_kwargs,
+    ) -> subprocess.Popen:
         """Start ``cmd`` in ``host``'s namespace (own session / process group
         by default) and record its pid in the state file.  ``log``: a file
         that gets stdout+stderr (appended).  ``env`` is merged over
@@ -643,36 +692,41 @@ class NetnsCluster:
         logf = None
         if log is not None:
             logf = open(log, "ab")
-            logf.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                       f"{shlex.join(argv)}\n".encode())
+            logf.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n".encode())
             logf.flush()
             kw.update(stdout=logf, stderr=subprocess.STDOUT)
         kw.update(popen_kwargs)
         try:
-            p = subprocess.Popen(argv, env=self.host_env(host, env),
-                                 start_new_session=start_new_session, **kw)
+            p = subprocess.Popen(
+                argv, env=self.host_env(host, env), start_new_session=start_new_session, **kw
+            )
         finally:
             if logf:
                 logf.close()
         self._procs.append(p)
         if record:
-            self.state.setdefault("processes", []).append({
-                "host": normalize_host(host), "name": name or normalize_host(host),
-                "pid": p.pid,
-                # own process group only with a new session: never killpg ours
-                "pgid": p.pid if start_new_session else None,
-                "starttime": _proc_starttime(p.pid), "argv": argv,
-                "log": str(log) if log else None, "started": time.time()})
+            self.state.setdefault("processes", []).append(
+                {
+                    "host": normalize_host(host),
+                    "name": name or normalize_host(host),
+                    "pid": p.pid,
+                    # own process group only with a new session: never killpg ours
+                    "pgid": p.pid if start_new_session else None,
+                    "starttime": _proc_starttime(p.pid),
+                    "argv": argv,
+                    "log": str(log) if log else None,
+                    "started": time.time(),
+                }
+            )
             self._save()
         return p
 
-    def run(self, cmd: str | Sequence[str], host="driver", *,
-            env: Mapping[str, str] | None = None, **run_kwargs
-            ) -> subprocess.CompletedProcess:
+    def run(
+        self, cmd: str | Sequence[str], host="driver", *, env: Mapping[str, str] | None = None, **run_kwargs
+    ) -> subprocess.CompletedProcess:
         """``subprocess.run`` of ``cmd`` in the driver namespace (or ``host``)
         with BABYRAY_ADDRESS set.  A string is run by /bin/sh -c."""
-        return subprocess.run(self.argv_in(host, cmd),
-                              env=self.host_env(host, env), **run_kwargs)
+        return subprocess.run(self.argv_in(host, cmd), env=self.host_env(host, env), **run_kwargs)
 
     def pids(self, host) -> list[int]:
         return [p for p in netns_pids(self.ns(host)) if pid_alive(p)]
@@ -681,8 +735,7 @@ class NetnsCluster:
         for p in self._procs:
             p.poll()
 
-    def kill_host(self, host, sig: int = signal.SIGKILL, timeout: float = 5.0
-                  ) -> list[int]:
+    def kill_host(self, host, sig: int = signal.SIGKILL, timeout: float = 5.0) -> list[int]:
         """Send ``sig`` (default SIGKILL) to every process in ``host``'s
         namespace (``ip netns pids``) and, for SIGKILL, wait until none is
         left.  The host's network stays up.  Returns the pids signalled."""
@@ -704,28 +757,36 @@ class NetnsCluster:
                 raise NetnsError(f"processes in {ns} survive SIGKILL: {pids}")
             time.sleep(0.05)
 
-    def wait_tcp(self, ip: str, port: int, timeout: float = 30.0,
-                 from_host="driver", watch: subprocess.Popen | None = None,
-                 watch_name: str = "process") -> None:
+    def wait_tcp(
+        self,
+        ip: str,
+        port: int,
+        timeout: float = 30.0,
+        from_host="driver",
+        watch: subprocess.Popen | None = None,
+        watch_name: str = "process",
+    ) -> None:
         """Wait until ``ip:port`` accepts TCP connections from ``from_host``.
         If ``watch`` exits non-zero meanwhile, fail at once."""
         probe = subprocess.Popen(
-            self.argv_in(from_host, [sys.executable, "-c", _PROBE, ip,
-                                     str(port), str(timeout)]),
-            stdin=subprocess.DEVNULL)
+            self.argv_in(from_host, [sys.executable, "-c", _PROBE, ip, str(port), str(timeout)]),
+            stdin=subprocess.DEVNULL,
+        )
         try:
             while True:
                 rc = probe.poll()
                 if rc == 0:
                     return
                 if rc is not None:
-                    raise NetnsError(f"{ip}:{port} not reachable from "
-                                     f"{from_host} after {timeout}s"
-                                     + self._tail_for(watch_name))
+                    raise NetnsError(
+                        f"{ip}:{port} not reachable from "
+                        f"{from_host} after {timeout}s" + self._tail_for(watch_name)
+                    )
                 if watch is not None and watch.poll() not in (None, 0):
-                    raise NetnsError(f"{watch_name} exited with {watch.returncode}"
-                                     f" before {ip}:{port} accepted connections"
-                                     + self._tail_for(watch_name))
+                    raise NetnsError(
+                        f"{watch_name} exited with {watch.returncode}"
+                        f" before {ip}:{port} accepted connections" + self._tail_for(watch_name)
+                    )
                 time.sleep(0.05)
         finally:
             if probe.poll() is None:
@@ -752,7 +813,7 @@ class NetnsCluster:
         Idempotent.  Returns a list of problems (empty when clean)."""
         if self.state:
             with contextlib.suppress(Exception):
-                self._save()   # make sure down_prefix sees every pid we know
+                self._save()  # make sure down_prefix sees every pid we know
         problems = down_prefix(self.prefix, grace=grace, reap=self._reap)
         self._reap()
         if self.state:

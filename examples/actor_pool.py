@@ -1,7 +1,8 @@
 """ActorPool: spread work over a fixed set of stateful actors.
 
-    python examples/actor_pool.py
+python examples/actor_pool.py
 """
+
 import babyray as ray
 from babyray.util import ActorPool
 

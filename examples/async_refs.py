@@ -1,7 +1,8 @@
 """Async babyray: await refs in asyncio code, and an async actor that serves while it waits.
 
-    python examples/async_refs.py
+python examples/async_refs.py
 """
+
 import asyncio
 
 import babyray as ray
@@ -10,6 +11,7 @@ import babyray as ray
 @ray.remote
 def slow_square(x):
     import time
+
     time.sleep(0.2)
     return x * x
 

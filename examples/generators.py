@@ -1,7 +1,8 @@
 """Streaming results with generator tasks: each value reaches the caller as soon as it is yielded.
 
-    python examples/generators.py
+python examples/generators.py
 """
+
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,7 @@ import babyray as ray
 
 
 def is_prime(n):
-    return n > 1 and all(n % d for d in range(2, int(n ** 0.5) + 1))
+    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
 
 
 @ray.remote

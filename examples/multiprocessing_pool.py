@@ -3,6 +3,7 @@ The first Pool starts a local cluster (babyray.init is not called here).
 
     python examples/multiprocessing_pool.py
 """
+
 from babyray.util.multiprocessing import Pool
 
 

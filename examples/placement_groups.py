@@ -3,6 +3,7 @@ parameter server, all at once, then run the actors on their bundles.
 
     python examples/placement_groups.py
 """
+
 import numpy as np
 
 import babyray as ray
@@ -49,14 +50,18 @@ def main():
     print(f"CPUs left outside the group: {ray.available_resources().get('CPU', 0.0):g}")
 
     server = ParameterServer.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote(4)
-    trainers = [Trainer.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i + 1)).remote(seed=i)
-                for i in range(3)]
+    trainers = [
+        Trainer.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, i + 1)).remote(seed=i)
+        for i in range(3)
+    ]
     print(f"trainers in the group: {all(ray.get([t.in_group.remote() for t in trainers]))}")
     weights = ray.get(server.get.remote())
     for _ in range(100):
         weights = ray.get(server.apply.remote(*[t.gradient.remote(weights) for t in trainers]))
     expected = np.mean([np.random.default_rng(i).normal(size=4) for i in range(3)], axis=0)
-    print(f"weights converged to the trainers' mean target: {bool(np.allclose(weights, expected, atol=1e-3))}")
+    print(
+        f"weights converged to the trainers' mean target: {bool(np.allclose(weights, expected, atol=1e-3))}"
+    )
 
     remove_placement_group(pg)
     print(f"after removal: {placement_group_table(pg)['state']}")

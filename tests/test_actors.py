@@ -1,4 +1,5 @@
 """Actors through the public API: Ray's actor semantics on a real cluster."""
+
 from __future__ import annotations
 
 import asyncio

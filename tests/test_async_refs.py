@@ -1,5 +1,6 @@
 """ObjectRefs in asyncio code, as Ray documents them (AsyncIO / Concurrency for Actors,
 "ObjectRefs as asyncio.Futures" and "ObjectRefs as concurrent.futures.Futures")."""
+
 from __future__ import annotations
 
 import asyncio
@@ -57,6 +58,7 @@ class Awaiter:
 
 def test_await_ref_and_gather_in_driver(shared_cluster):
     """Ray: 'await object_ref' and 'await asyncio.gather(*object_refs)' work in async driver code."""
+
     async def main():
         one = await square.remote(7)
         many = await asyncio.gather(*[square.remote(i) for i in range(6)])
@@ -67,6 +69,7 @@ def test_await_ref_and_gather_in_driver(shared_cluster):
 
 def test_awaiting_a_failed_task_raises_its_error(shared_cluster):
     """Ray: awaiting the ref of a task that raised raises the task's error (an instance of the cause)."""
+
     async def main():
         return await fail.remote("nope")
 
@@ -81,10 +84,13 @@ def test_ref_future_is_a_concurrent_future(shared_cluster):
     future = square.remote(9).future()
     assert isinstance(future, concurrent.futures.Future)
     assert future.result(timeout=60) == 81
-    assert concurrent.futures.wait([square.remote(i).future() for i in range(4)], timeout=60).not_done == set()
+    assert (
+        concurrent.futures.wait([square.remote(i).future() for i in range(4)], timeout=60).not_done == set()
+    )
 
     async def main():
         return await asyncio.wrap_future(square.remote(5).future())
+
     assert asyncio.run(main()) == 25
 
     failed = fail.remote("boom").future()
@@ -99,6 +105,7 @@ def test_future_of_a_stored_object_and_of_a_put(shared_cluster):
 
     async def main():
         return await ray.put({"k": [1, 2]})
+
     assert asyncio.run(main()) == {"k": [1, 2]}
 
 
@@ -128,10 +135,12 @@ def test_async_actor_awaiting_a_ref_keeps_serving_other_calls(shared_cluster):
 
 def test_await_inside_a_task(shared_cluster):
     """Async code inside a task (asyncio.run) awaits refs of tasks it submits."""
+
     @ray.remote
     def parent(n):
         async def main():
             return await asyncio.gather(*[square.remote(i) for i in range(n)])
+
         return asyncio.run(main())
 
     assert ray.get(parent.remote(5), timeout=120) == [0, 1, 4, 9, 16]

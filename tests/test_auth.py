@@ -2,6 +2,7 @@
 CLI's token (``babyray start --head``, ``get-auth-token``, ``--no-auth``) and init()'s
 ``auth_mode``. The attacks on a running cluster are in test_auth_attacks.py and
 test_auth_multihost.py."""
+
 from __future__ import annotations
 
 import hashlib
@@ -116,7 +117,9 @@ def test_a_forked_child_signs_with_its_own_sender_id(token):
 
 def _serve_buffer() -> tuple[TransferServer, bytearray]:
     buffer = bytearray(os.urandom(4096))
-    return TransferServer("127.0.0.1", lambda offset, size: memoryview(buffer)[offset: offset + size]), buffer
+    return TransferServer(
+        "127.0.0.1", lambda offset, size: memoryview(buffer)[offset : offset + size]
+    ), buffer
 
 
 def test_the_data_plane_serves_a_client_with_the_token_and_refuses_one_without(token):
@@ -129,8 +132,9 @@ def test_the_data_plane_serves_a_client_with_the_token_and_refuses_one_without(t
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
             server_nonce = sock.recv(auth.NONCE_SIZE)
             client_nonce = os.urandom(auth.NONCE_SIZE)
-            wrong = hmac.new(b"not the token", b"client" + b"data_plane" + server_nonce + client_nonce,
-                             hashlib.sha256).digest()
+            wrong = hmac.new(
+                b"not the token", b"client" + b"data_plane" + server_nonce + client_nonce, hashlib.sha256
+            ).digest()
             sock.sendall(client_nonce + wrong + b"BRDP" + bytes(21) + b"x" * 64)
             assert _dropped(sock)
         assert bytes(buffer) == before
@@ -147,6 +151,7 @@ def test_a_client_refuses_a_data_plane_server_that_does_not_prove_the_token(toke
             conn.sendall(os.urandom(auth.NONCE_SIZE))
             conn.recv(auth.NONCE_SIZE + auth.PROOF_SIZE + 25)
             conn.sendall(os.urandom(auth.PROOF_SIZE) + b"attacker's bytes" * 10)
+
     thread = threading.Thread(target=impostor, daemon=True)
     thread.start()
     dest = bytearray(100)
@@ -159,9 +164,13 @@ def test_a_client_refuses_a_data_plane_server_that_does_not_prove_the_token(toke
 
 def test_the_allocation_channel_wants_the_token(token, tmp_path):
     calls = []
-    server = AllocServer(f"auth-test-{os.getpid()}", lambda oid, size, owner: calls.append(oid) or (0, None),
-                         lambda client, size: None, lambda client, offsets: None,
-                         lambda oid, size, owner, offset: None)
+    server = AllocServer(
+        f"auth-test-{os.getpid()}",
+        lambda oid, size, owner: calls.append(oid) or (0, None),
+        lambda client, size: None,
+        lambda client, offsets: None,
+        lambda oid, size, owner, offset: None,
+    )
     try:
         client = AllocClient(f"auth-test-{os.getpid()}")
         assert client.allocate("a", 10, "me") == (0, None, False)
@@ -222,11 +231,17 @@ def test_init_without_authentication_only_by_asking_and_a_bad_mode_is_named(tmp_
 
 
 def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "babyray.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=90, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "babyray.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
+    )
 
 
-DRIVER = '''
+DRIVER = """
 import sys, babyray as ray
 ray.init(address=sys.argv[1])
 @ray.remote
@@ -235,7 +250,7 @@ def f(x):
 assert ray.get(f.remote(1), timeout=60) == 2
 ray.shutdown()
 print("DRIVER OK")
-'''
+"""
 
 
 def test_start_head_makes_a_private_token_that_drivers_on_the_host_find(tmp_path):
@@ -245,8 +260,17 @@ def test_start_head_makes_a_private_token_that_drivers_on_the_host_find(tmp_path
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     try:
-        head = _cli(env, "start", "--head", "--port", address.split(":")[1], "--node-ip", "127.0.0.1",
-                    "--num-cpus", "1")
+        head = _cli(
+            env,
+            "start",
+            "--head",
+            "--port",
+            address.split(":")[1],
+            "--node-ip",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+        )
         assert head.returncode == 0, head.stdout + head.stderr
         token_file = next(line for line in head.stdout.splitlines() if line.startswith("Auth token"))
         token_file = Path(token_file.split(": ", 1)[1].split(" ")[0])
@@ -255,15 +279,22 @@ def test_start_head_makes_a_private_token_that_drivers_on_the_host_find(tmp_path
         assert printed.returncode == 0 and printed.stdout.strip() == token_file.read_text().strip()
         assert len(printed.stdout.strip()) == 64
 
-        run = subprocess.run([sys.executable, str(driver), address], env=env, capture_output=True, text=True,
-                             timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(driver), address], env=env, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode == 0 and "DRIVER OK" in run.stdout, run.stdout + run.stderr
         elsewhere = dict(env, BABYRAY_STATE_DIR=str(tmp_path / "another-host"))
-        run = subprocess.run([sys.executable, str(driver), address], env=elsewhere, capture_output=True,
-                             text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(driver), address], env=elsewhere, capture_output=True, text=True, timeout=120
+        )
         assert run.returncode != 0 and "no auth token for the cluster" in run.stderr, run.stdout + run.stderr
-        run = subprocess.run([sys.executable, str(driver), address], env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64),
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(driver), address],
+            env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode != 0 and "auth token" in run.stderr, run.stdout + run.stderr
     finally:
         stop = _cli(env, "stop")
@@ -278,12 +309,27 @@ def test_start_with_no_auth_says_it_is_unsafe_and_takes_unauthenticated_drivers(
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     try:
-        head = _cli(env, "start", "--head", "--no-auth", "--port", address.split(":")[1], "--node-ip", "127.0.0.1",
-                    "--num-cpus", "1")
+        head = _cli(
+            env,
+            "start",
+            "--head",
+            "--no-auth",
+            "--port",
+            address.split(":")[1],
+            "--node-ip",
+            "127.0.0.1",
+            "--num-cpus",
+            "1",
+        )
         assert head.returncode == 0, head.stdout + head.stderr
         assert "authentication is OFF" in head.stdout
-        run = subprocess.run([sys.executable, str(driver), address], env=dict(env, BABYRAY_AUTH_MODE="disabled"),
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(driver), address],
+            env=dict(env, BABYRAY_AUTH_MODE="disabled"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0 and "DRIVER OK" in run.stdout, run.stdout + run.stderr
     finally:
         stop = _cli(env, "stop")

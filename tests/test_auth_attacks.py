@@ -5,6 +5,7 @@ head admin's port, over an object in the data plane, and to the allocation chann
 may run: the marker is never created, every attempt is logged as ``auth_rejected``, the
 object still reads back intact and the cluster keeps running tasks.
 """
+
 from __future__ import annotations
 
 import glob
@@ -64,10 +65,26 @@ def test_an_outsider_without_the_token_runs_nothing_in_a_private_cluster(cluster
     marker = tmp_path / "outsider-was-here"
     victim = ray.put(np.ones(1 << 20, dtype=np.uint8))
     offset, host, port, arena = _object_slot(victim)
-    result = subprocess.run([sys.executable, str(OUTSIDER), "--marker", str(marker),
-                             "--thespian", cluster["address"], "--data-plane", f"{host}:{port}:{offset}",
-                             "--alloc", arena, "--alloc-pin", f"{arena}={victim.hex()}"],
-                            env=outsider_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(OUTSIDER),
+            "--marker",
+            str(marker),
+            "--thespian",
+            cluster["address"],
+            "--data-plane",
+            f"{host}:{port}:{offset}",
+            "--alloc",
+            arena,
+            "--alloc-pin",
+            f"{arena}={victim.hex()}",
+        ],
+        env=outsider_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
     assert ray.get(kind_and_sum.remote(victim), timeout=60) == ("ndarray", 1 << 20)
@@ -81,5 +98,8 @@ def test_an_outsider_without_the_token_runs_nothing_in_a_private_cluster(cluster
     assert by_channel["alloc_channel"]["peer"].startswith("pid ")
     assert len([event for event in rejected if event["channel"] == "alloc_channel"]) == 2, rejected
     # The outsider's pin was not served: it would hold the object pinned for good.
-    wait_until(lambda: memory_stats(objects=True)[0]["objects"][victim.hex()]["pins"] == 0, 15,
-               "the task's pin of its argument released, and no other pin")
+    wait_until(
+        lambda: memory_stats(objects=True)[0]["objects"][victim.hex()]["pins"] == 0,
+        15,
+        "the task's pin of its argument released, and no other pin",
+    )

@@ -7,6 +7,7 @@ nothing runs, each attempt is logged as ``auth_rejected`` with the outsider's ad
 the cluster keeps running tasks. With the token the same host joins as a driver and as a
 member node and runs tasks. Needs root and iproute2; skipped otherwise.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ WITHOUT_TOKEN = {"BABYRAY_AUTH_TOKEN_PATH": ""}
 
 # Runs on the head's host: puts a victim object in the head's store, lets the outsider
 # attack (its argv and environment in the config file), then reads the object in a task.
-VICTIM = textwrap.dedent('''
+VICTIM = textwrap.dedent("""
     import json, subprocess, sys
     import numpy as np
     import babyray as ray
@@ -51,9 +52,9 @@ VICTIM = textwrap.dedent('''
 
     print("RESULT", json.dumps(ray.get(kind_and_sum.remote(victim), timeout=60)))
     ray.shutdown()
-''')
+""")
 
-TASKS = textwrap.dedent('''
+TASKS = textwrap.dedent("""
     import os, sys
     import babyray as ray
     ray.init(address="auto")
@@ -69,21 +70,24 @@ TASKS = textwrap.dedent('''
     assert sorted(set(ray.get([where.remote() for _ in range(20)], timeout=90))) <= sorted(need + ["head"])
     ray.shutdown()
     print("TASKS OK")
-''')
+""")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     temp_dir = tmp_path_factory.mktemp("authhost")
-    with babyray_cluster("au", temp_dir, members=1, node_timeout=5, object_store_memory=256 * 1024 * 1024) as c:
+    with babyray_cluster(
+        "au", temp_dir, members=1, node_timeout=5, object_store_memory=256 * 1024 * 1024
+    ) as c:
         c.temp_dir = temp_dir
         _run_tasks(c, "m1")
         yield c
 
 
 def _run_tasks(cluster, *hosts: str, env: dict | None = None) -> None:
-    result = cluster.run([sys.executable, "-c", TASKS, *hosts], env=env, capture_output=True, text=True,
-                         timeout=240)
+    result = cluster.run(
+        [sys.executable, "-c", TASKS, *hosts], env=env, capture_output=True, text=True, timeout=240
+    )
     assert "TASKS OK" in result.stdout, result.stdout + result.stderr + cluster.log_tail("head")
 
 
@@ -103,14 +107,26 @@ def _rejections(temp_dir: Path) -> list[tuple[str, dict]]:
 
 def test_an_outsider_without_the_token_runs_nothing_on_any_host(cluster, tmp_path):
     marker = tmp_path / "outsider-was-here"
-    argv = cluster.argv_in("driver", [sys.executable, str(OUTSIDER), "--marker", str(marker),
-                                      "--thespian", cluster.head_address, "--thespian", f"{MEMBER_IP}:1900"])
+    argv = cluster.argv_in(
+        "driver",
+        [
+            sys.executable,
+            str(OUTSIDER),
+            "--marker",
+            str(marker),
+            "--thespian",
+            cluster.head_address,
+            "--thespian",
+            f"{MEMBER_IP}:1900",
+        ],
+    )
     config = tmp_path / "attack.json"
     config.write_text(json.dumps({"argv": argv, "env": cluster.host_env("driver", WITHOUT_TOKEN)}))
     script = tmp_path / "victim.py"
     script.write_text(VICTIM)
-    result = cluster.run([sys.executable, str(script), str(config)], host="head", capture_output=True, text=True,
-                         timeout=240)
+    result = cluster.run(
+        [sys.executable, str(script), str(config)], host="head", capture_output=True, text=True, timeout=240
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "OUTSIDER 0" in output, output + cluster.log_tail("head")
     assert 'RESULT ["ndarray", 1048576]' in result.stdout, output
@@ -125,14 +141,34 @@ def test_an_outsider_without_the_token_runs_nothing_on_any_host(cluster, tmp_pat
 
 def test_the_outsider_with_the_token_joins_as_driver_and_member(cluster, tmp_path):
     cli = [sys.executable, "-m", "babyray.cli"]
-    refused = cluster.run(cli + ["start", "--address", cluster.head_address, "--num-cpus", "1"],
-                          env=WITHOUT_TOKEN, capture_output=True, text=True, timeout=120)
+    refused = cluster.run(
+        cli + ["start", "--address", cluster.head_address, "--num-cpus", "1"],
+        env=WITHOUT_TOKEN,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode != 0 and "no auth token" in refused.stderr, refused.stdout + refused.stderr
 
     token_file = cluster.env["BABYRAY_AUTH_TOKEN_PATH"]
-    joined = cluster.run(cli + ["start", "--address", cluster.head_address, "--num-cpus", "1", "--token-file",
-                                token_file, "--resources", '{"on_driver": 1}'],
-                         env=WITHOUT_TOKEN, capture_output=True, text=True, timeout=120)
+    joined = cluster.run(
+        cli
+        + [
+            "start",
+            "--address",
+            cluster.head_address,
+            "--num-cpus",
+            "1",
+            "--token-file",
+            token_file,
+            "--resources",
+            '{"on_driver": 1}',
+        ],
+        env=WITHOUT_TOKEN,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert joined.returncode == 0, joined.stdout + joined.stderr + cluster.log_tail("head")
     try:
         _run_tasks(cluster, "m1", "driver")

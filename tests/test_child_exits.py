@@ -4,6 +4,7 @@ Handling one child's exit, stock Thespian drops every dead child from its list b
 that one; a child that died at the same moment was never reported, and a stopping actor (which
 waits for all its children) hung until the driver's shutdown gave up after 10 s.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -37,9 +38,17 @@ def _child(name: str, alive: bool) -> ChildInfo:
 
 
 def test_children_that_died_with_the_one_handled_are_reported():
-    children = [_child("a", alive=False), _child("b", alive=False), _child("c", alive=True), _child("d", alive=False)]
-    manager = SimpleNamespace(_child_procs=list(children), transport=_Transport(),
-                              _checkChildLiveness=MultiProcReplicator._checkChildLiveness)
+    children = [
+        _child("a", alive=False),
+        _child("b", alive=False),
+        _child("c", alive=True),
+        _child("d", alive=False),
+    ]
+    manager = SimpleNamespace(
+        _child_procs=list(children),
+        transport=_Transport(),
+        _checkChildLiveness=MultiProcReplicator._checkChildLiveness,
+    )
     try:
         MultiProcReplicator._childExited(manager, "a")  # the exit of "a" is being handled
         reported = [intent.message for intent in manager.transport.sent]
@@ -54,7 +63,10 @@ def test_children_that_died_with_the_one_handled_are_reported():
 
 def test_the_handled_child_is_not_reported_again_under_its_local_address():
     children = [_child("a", alive=False)]
-    manager = SimpleNamespace(_child_procs=list(children), transport=_Transport(),
-                              _checkChildLiveness=MultiProcReplicator._checkChildLiveness)
+    manager = SimpleNamespace(
+        _child_procs=list(children),
+        transport=_Transport(),
+        _checkChildLiveness=MultiProcReplicator._checkChildLiveness,
+    )
     MultiProcReplicator._childExited(manager, "local-a")
     assert manager.transport.sent == [] and manager._child_procs == []

@@ -1,4 +1,5 @@
 """babyray.config.Settings: explicit value > BABYRAY_<NAME> environment variable > default."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,11 +9,11 @@ from babyray.config import DEFAULTS, Settings
 
 # One setting of each kind: (name, environment text, its value, an explicit value).
 KINDS = [
-    ("max_workers", "7", 7, 9),                                  # int
-    ("object_store_memory", "2e6", 2_000_000, 3_000_000),        # int written as a float
-    ("node_timeout", "2.5", 2.5, 1.25),                          # float
-    ("gcs_flushing", "off", False, True),                        # bool
-    ("scheduling_policy", "queue", "queue", "locality"),         # str
+    ("max_workers", "7", 7, 9),  # int
+    ("object_store_memory", "2e6", 2_000_000, 3_000_000),  # int written as a float
+    ("node_timeout", "2.5", 2.5, 1.25),  # float
+    ("gcs_flushing", "off", False, True),  # bool
+    ("scheduling_policy", "queue", "queue", "locality"),  # str
 ]
 
 
@@ -34,8 +35,10 @@ def test_every_default_is_a_typed_attribute():
 
 
 def test_values_take_the_type_of_the_default():
-    settings = Settings({"max_workers": 4.0, "node_timeout": 3, "gcs_flushing": "false"},
-                        environ={"BABYRAY_HEARTBEAT_PERIOD": "1", "BABYRAY_GCS_FLUSHING": "1"})
+    settings = Settings(
+        {"max_workers": 4.0, "node_timeout": 3, "gcs_flushing": "false"},
+        environ={"BABYRAY_HEARTBEAT_PERIOD": "1", "BABYRAY_GCS_FLUSHING": "1"},
+    )
     assert settings.max_workers == 4 and isinstance(settings.max_workers, int)
     assert settings.node_timeout == 3.0 and isinstance(settings.node_timeout, float)
     assert settings.heartbeat_period == 1.0 and isinstance(settings.heartbeat_period, float)

@@ -1,4 +1,5 @@
 """The local scheduler's dispatch rule (babyray.actors.dispatch), without a cluster."""
+
 from __future__ import annotations
 
 from babyray.actors.dispatch import plan_dispatch, steal_requests
@@ -9,9 +10,23 @@ from babyray.protocol import values as vm
 
 
 def spec(task_id, cpus=1.0, actor_id=None, runtime_env=None, depth=0):
-    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": cpus} if cpus else {}, None,
-                      "owner", actor_id=actor_id, actor_creation=actor_id is not None,
-                      runtime_env=runtime_env or {}, nesting_depth=depth)
+    return vm.TaskSpec(
+        task_id,
+        "j",
+        "f",
+        "fn",
+        [],
+        {},
+        1,
+        [f"{task_id}-o"],
+        {"CPU": cpus} if cpus else {},
+        None,
+        "owner",
+        actor_id=actor_id,
+        actor_creation=actor_id is not None,
+        runtime_env=runtime_env or {},
+        nesting_depth=depth,
+    )
 
 
 def node(cpus, ready_workers, env=""):
@@ -80,7 +95,9 @@ def test_idle_workers_take_over_half_of_the_longest_backlogs():
     for w in workers:
         if w is not busiest:
             workers.finish(w, {s.task_id for s in w.assigned})
-    assert [(w.worker_id, n) for w, n in steal_requests(workers)] == [(busiest.worker_id, len(busiest.assigned) // 2)]
+    assert [(w.worker_id, n) for w, n in steal_requests(workers)] == [
+        (busiest.worker_id, len(busiest.assigned) // 2)
+    ]
 
 
 def test_the_deepest_queued_task_runs_first():
@@ -150,7 +167,9 @@ def workers_for_recursion(n, cpus, nested):
             worker_id = f"w{len(workers)}"
             workers.add(WorkerRecord(worker_id, worker_id, len(workers) + 100))
             workers.mark_ready(worker_id, worker_id)
-        leased = next((w for w in workers if w.state is WorkerState.BUSY and w.assigned[0].task_id not in ran), None)
+        leased = next(
+            (w for w in workers if w.state is WorkerState.BUSY and w.assigned[0].task_id not in ran), None
+        )
         if leased is None:
             break
         run(leased, leased.assigned[0])

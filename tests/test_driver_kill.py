@@ -13,6 +13,7 @@ socket its processes had bound (the allocation channel's) is left.
 Stress run (prints each seed; a failing seed reruns the same moments):
     python tests/test_driver_kill.py --iterations 200 [--seed 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -193,11 +194,18 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
         f.write(DRIVER)
     env = {**os.environ, MARKER_VARIABLE: marker, "PYTHONPATH": ROOT}
     last_phase = case.phase if case.phase in ("after_init", "work") else "shutdown"
-    driver = subprocess.Popen([sys.executable, script, temp_dir, last_phase], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, script, temp_dir, last_phase],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
     lines: queue.Queue = queue.Queue()
-    pumps = [threading.Thread(target=_pump, args=(stream, lines, name), daemon=True)
-             for stream, name in ((driver.stdout, "stdout"), (driver.stderr, "stderr"))]
+    pumps = [
+        threading.Thread(target=_pump, args=(stream, lines, name), daemon=True)
+        for stream, name in ((driver.stdout, "stdout"), (driver.stderr, "stderr"))
+    ]
     for pump in pumps:
         pump.start()
     output: list[str] = []
@@ -210,7 +218,9 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
             if line is None:
                 open_streams.discard(name)
                 if driver.poll() is not None and not open_streams:
-                    raise AssertionError(f"the driver ended before phase {case.phase}: " + "\n".join(output[-30:]))
+                    raise AssertionError(
+                        f"the driver ended before phase {case.phase}: " + "\n".join(output[-30:])
+                    )
             else:
                 output.append(line)
         time.sleep(case.delay())
@@ -230,7 +240,9 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
             else:
                 output.append(line)
         if open_streams:
-            problems.append(f"{sorted(open_streams)} of the killed driver still open after {CLEANUP_DEADLINE:.0f}s")
+            problems.append(
+                f"{sorted(open_streams)} of the killed driver still open after {CLEANUP_DEADLINE:.0f}s"
+            )
         try:
             driver.wait(max(0.01, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -260,8 +272,10 @@ def run_case(case: KillCase, temp_dir: str) -> list[str]:
     return problems
 
 
-FIXED_CASES = [KillCase(seed, name, phase, seed % 2 == 1)
-               for seed, (name, phase) in enumerate((n, p) for n in sorted(SIGNALS) for p in PHASES)]
+FIXED_CASES = [
+    KillCase(seed, name, phase, seed % 2 == 1)
+    for seed, (name, phase) in enumerate((n, p) for n in sorted(SIGNALS) for p in PHASES)
+]
 FIXED_CASES += [KillCase.random(seed) for seed in (1006, 1012)]  # a SIGKILL early in init, one right after it
 
 
@@ -286,7 +300,9 @@ def main() -> int:
         print(f"{'FAIL' if problems else 'ok  '} {case}", flush=True)
         for problem in problems:
             print("     " + problem.replace("\n", "\n     "), flush=True)
-    print(f"{failures} of {args.iterations} runs left something behind (seeds {first}..{first + args.iterations - 1})")
+    print(
+        f"{failures} of {args.iterations} runs left something behind (seeds {first}..{first + args.iterations - 1})"
+    )
     return 1 if failures else 0
 
 

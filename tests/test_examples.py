@@ -1,4 +1,5 @@
 """The README's example and the programs in examples/ run as written and print their results."""
+
 from __future__ import annotations
 
 import glob
@@ -41,8 +42,14 @@ def _run(example: str, tmp_path, env: dict | None = None, cwd: str | None = None
     either way no process of the example's session may be left when it returns."""
     base = env if env is not None else {**os.environ, "PYTHONPATH": ROOT}
     env = {**base, "BABYRAY_TEMP_DIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "examples", example)], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "examples", example)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -63,8 +70,12 @@ def _run(example: str, tmp_path, env: dict | None = None, cwd: str | None = None
 def test_quickstart_example_runs_and_prints_its_results(tmp_path):
     """As the README runs it, after its install: from another directory (the system's temp
     directory, where other programs' directories live), with nothing added to sys.path."""
-    out = _run("quickstart.py", tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
-               cwd=tempfile.gettempdir())
+    out = _run(
+        "quickstart.py",
+        tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        cwd=tempfile.gettempdir(),
+    )
     assert "squares: [0, 1, 4, 9, 16, 25, 36, 49]" in out
     assert "fib(10) by remote recursion: 55" in out
     assert "actor total: 30000000.0" in out

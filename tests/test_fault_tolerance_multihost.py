@@ -4,6 +4,7 @@ objects lost with a killed member, ObjectLostError for lost puts, actors restart
 The member ``m1`` is killed with kill -9 of every process in its namespace while a driver
 waits; the driver then checks what survives and what is rebuilt.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -20,7 +21,7 @@ pytestmark = needs_netns
 
 NODE_TIMEOUT = 3.0
 
-KILL_SYNC = textwrap.dedent('''
+KILL_SYNC = textwrap.dedent("""
     def wait_for_kill(marker_dir):
         open(os.path.join(marker_dir, "READY"), "w").close()
         deadline = time.monotonic() + 60
@@ -35,13 +36,18 @@ KILL_SYNC = textwrap.dedent('''
     m1 = next(n["NodeID"] for n in ray.nodes() if n["NodeManagerAddress"] == "192.0.2.11")
     from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     on_m1 = NodeAffinitySchedulingStrategy(m1, soft=True)
-''')
+""")
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    with babyray_cluster("ft", tmp_path / "sessions", members=2, node_timeout=NODE_TIMEOUT,
-                         object_store_memory=256 * 1024 * 1024) as c:
+    with babyray_cluster(
+        "ft",
+        tmp_path / "sessions",
+        members=2,
+        node_timeout=NODE_TIMEOUT,
+        object_store_memory=256 * 1024 * 1024,
+    ) as c:
         yield c
 
 
@@ -50,8 +56,13 @@ def run_with_kill(cluster, tmp_path: Path, body: str, timeout: float = 240) -> s
     markers = tmp_path / "markers"
     markers.mkdir()
     script = tmp_path / "driver.py"
-    script.write_text(PRELUDE + KILL_SYNC + f"MARKERS = {str(markers)!r}\n" + textwrap.dedent(body)
-                      + "\nray.shutdown()\nprint('DRIVER OK')\n")
+    script.write_text(
+        PRELUDE
+        + KILL_SYNC
+        + f"MARKERS = {str(markers)!r}\n"
+        + textwrap.dedent(body)
+        + "\nray.shutdown()\nprint('DRIVER OK')\n"
+    )
     proc = cluster.popen_in("driver", [sys.executable, str(script)], log=str(tmp_path / "driver.log"))
     deadline = time.monotonic() + timeout
     while not (markers / "READY").exists():
@@ -70,7 +81,10 @@ def run_with_kill(cluster, tmp_path: Path, body: str, timeout: float = 240) -> s
 
 
 def test_chain_of_20_tasks_whose_objects_lived_on_a_killed_node_is_rebuilt(cluster, tmp_path):
-    output = run_with_kill(cluster, tmp_path, '''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         def step(previous, i):
             out = np.array(previous, copy=True)
@@ -90,12 +104,16 @@ def test_chain_of_20_tasks_whose_objects_lived_on_a_killed_node_is_rebuilt(clust
         final = ray.get(refs[-1], timeout=180)
         assert list(final[:20]) == list(range(1, 21)) and final[20:].sum() == 0
         print("REBUILT", int(final[:20].sum()))
-    ''')
+    """,
+    )
     assert "REBUILT 210" in output
 
 
 def test_a_lost_put_object_raises_object_lost_error(cluster, tmp_path):
-    run_with_kill(cluster, tmp_path, '''
+    run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         def put_here():
             return [ray.put(np.ones(262144))]  # the put happens on m1, in m1's store
@@ -109,11 +127,15 @@ def test_a_lost_put_object_raises_object_lost_error(cluster, tmp_path):
             print("LOST", type(exc).__name__)
         else:
             raise AssertionError("a put object on a dead node was read")
-    ''')
+    """,
+    )
 
 
 def test_an_actor_on_a_dead_node_restarts_elsewhere(cluster, tmp_path):
-    run_with_kill(cluster, tmp_path, '''
+    run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         class Where:
             def __init__(self):
@@ -136,11 +158,15 @@ def test_an_actor_on_a_dead_node_restarts_elsewhere(cluster, tmp_path):
                 time.sleep(0.2)
         assert node != m1 and calls == 1, (node, calls)  # a new process, state rebuilt
         print("RESTARTED on", node)
-    ''')
+    """,
+    )
 
 
 def test_a_task_whose_input_was_lost_with_a_killed_node_gets_it_rebuilt(cluster, tmp_path):
-    output = run_with_kill(cluster, tmp_path, '''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         def make(i):
             return np.full(131072, float(i))  # 1 MB, in m1's store
@@ -154,12 +180,16 @@ def test_a_task_whose_input_was_lost_with_a_killed_node_gets_it_rebuilt(cluster,
         wait_for_kill(MARKERS)
         assert ray.get(total.remote(made), timeout=120) == 3.0 * 131072
         print("INPUT REBUILT")
-    ''')
+    """,
+    )
     assert "INPUT REBUILT" in output
 
 
 def test_a_get_with_a_timeout_stops_waiting_for_a_rebuild_at_its_deadline(cluster, tmp_path):
-    output = run_with_kill(cluster, tmp_path, '''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         def made_slowly_again(marker):
             if os.path.exists(marker):  # the re-execution that rebuilds the object: slow
@@ -180,12 +210,16 @@ def test_a_get_with_a_timeout_stops_waiting_for_a_rebuild_at_its_deadline(cluste
         assert waited < 4.0, waited
         assert ray.get(made, timeout=60).sum() == 131072  # the rebuild went on
         print("GAVE UP AFTER", round(waited, 1))
-    ''')
+    """,
+    )
     assert "GAVE UP AFTER" in output
 
 
 def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_path):
-    output = run_with_kill(cluster, tmp_path, '''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        """
         @ray.remote
         def slow(i):
             time.sleep(2.0)
@@ -196,9 +230,11 @@ def test_tasks_running_or_queued_on_a_killed_node_are_resubmitted(cluster, tmp_p
         wait_for_kill(MARKERS)
         assert ray.get(refs, timeout=120) == list(range(8))
         print("RESUBMITTED")
-    ''')
+    """,
+    )
     assert "RESUBMITTED" in output
     from babyray import log_reader
+
     events = log_reader.load([str(d) for d in (tmp_path / "sessions").glob("session_*")])
     dead = [e for e in events if e["event"] == "node_dead"]
     assert dead and dead[0]["node"], "the node's death is logged, naming it"

@@ -1,5 +1,6 @@
 """A newcomer's first run: Ray programs that never call init(), Ray's module layout, running
 from any directory with the default session directory."""
+
 from __future__ import annotations
 
 import glob
@@ -14,19 +15,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import assert_session_clean
+from test_cli import _cli, _stop_all
 
 import babyray as ray
 from babyray import config, procfs
 from babyray.cluster import free_port
 from babyray.procfs import is_running
-from conftest import assert_session_clean
-from test_cli import _cli, _stop_all
 
 AUTO_STARTED = "Started a local babyray cluster"
 
 # A Ray program as found in docs and tutorials: no init(), no shutdown(); only the import
 # line differs from Ray's.
-RAY_PROGRAM = '''
+RAY_PROGRAM = """
 import babyray as ray
 from babyray.actor import ActorHandle
 
@@ -56,12 +57,15 @@ print("counted", count_to(counter, 3), isinstance(counter, ActorHandle))
 ready, _ = ray.wait([ray.put("stored")], timeout=60)
 print("put", ray.get(ready[0]))
 print("session", ray.get_runtime_context().get_job_id() != "")
-'''
+"""
 
 
 def _env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BABYRAY_ADDRESS", "RAY_ADDRESS", "BABYRAY_TEMP_DIR", "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("BABYRAY_ADDRESS", "RAY_ADDRESS", "BABYRAY_TEMP_DIR", "PYTHONPATH")
+    }
     return {**env, **extra}
 
 
@@ -79,11 +83,21 @@ def _session_pids(session_dir: str) -> list[int]:
 def test_a_ray_program_that_never_calls_init_runs_on_a_cluster_it_starts_and_stops(tmp_path):
     script = tmp_path / "ray_program.py"
     script.write_text(RAY_PROGRAM)
-    run = subprocess.run([sys.executable, str(script)], env=_env(BABYRAY_TEMP_DIR=str(tmp_path)), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env=_env(BABYRAY_TEMP_DIR=str(tmp_path)),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.splitlines() == ["squares [0, 1, 4, 9, 16]", "counted 3 True", "put stored",
-                                       "session True"], run.stdout
+    assert run.stdout.splitlines() == [
+        "squares [0, 1, 4, 9, 16]",
+        "counted 3 True",
+        "put stored",
+        "session True",
+    ], run.stdout
     notices = [line for line in run.stderr.splitlines() if "babyray" in line]
     assert len(notices) == 1 and AUTO_STARTED in notices[0], run.stderr
     sessions = glob.glob(str(tmp_path / "session_*"))
@@ -154,12 +168,20 @@ def test_a_program_without_init_joins_the_cluster_the_environment_names(variable
     try:
         head = _cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
         assert head.returncode == 0, head.stdout + head.stderr
-        run = subprocess.run([sys.executable, str(script)], env={**env, variable: address}, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, str(script)],
+            env={**env, variable: address},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "counted 3 True" in run.stdout and "nodes 1" in run.stdout, run.stdout
         notices = [line for line in run.stderr.splitlines() if "babyray" in line]
-        assert len(notices) == 1 and f"Connected to the babyray cluster at {address}" in notices[0], run.stderr
+        assert len(notices) == 1 and f"Connected to the babyray cluster at {address}" in notices[0], (
+            run.stderr
+        )
         status = _cli(env, "status", "--address", address)  # the program's exit left the cluster running
         assert status.returncode == 0 and "alive" in status.stdout.lower(), status.stdout + status.stderr
     finally:
@@ -187,17 +209,25 @@ def test_a_script_run_from_the_temp_root_with_the_default_session_directory(tmp_
     root = os.path.dirname(default_root)
     made_root = not os.path.exists(default_root)
     script = Path(root) / f"first_contact_{uuid.uuid4().hex[:8]}.py"
-    script.write_text(textwrap.dedent('''
+    script.write_text(
+        textwrap.dedent("""
         import babyray as ray
         info = ray.init(num_cpus=1)
         print("SESSION", info["session_dir"])
         print("VALUE", ray.get(ray.put(41)) + 1)
-    '''))
+    """)
+    )
     session = None
     try:
         for _ in range(2):  # the first run makes the default root if it was missing
-            run = subprocess.run([sys.executable, script.name], env=_env(), cwd=root, capture_output=True,
-                                 text=True, timeout=120)
+            run = subprocess.run(
+                [sys.executable, script.name],
+                env=_env(),
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert run.returncode == 0, run.stdout + run.stderr
             assert "VALUE 42" in run.stdout
             session = run.stdout.split("SESSION ", 1)[1].split()[0]
@@ -220,9 +250,13 @@ def _process_resources() -> dict:
             links.append(os.readlink(f"/proc/{me}/fd/{fd}"))
         except OSError:  # the fd of the listing itself, closed since
             pass
-    return {"children": len(children), "zombies": sum(child.zombie for child in children), "fds": len(links),
-            "sockets": sum(link.startswith("socket:") for link in links),
-            "threads": sorted(t.name for t in threading.enumerate())}
+    return {
+        "children": len(children),
+        "zombies": sum(child.zombie for child in children),
+        "fds": len(links),
+        "sockets": sum(link.startswith("socket:") for link in links),
+        "threads": sorted(t.name for t in threading.enumerate()),
+    }
 
 
 def test_twenty_init_shutdown_cycles_leave_no_zombie_socket_fd_or_thread(tmp_path):

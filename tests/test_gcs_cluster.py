@@ -4,6 +4,7 @@ Each test starts a private cluster with ``init(gcs_url=..., gcs_table_prefix=...
 unique prefix per test, dropped afterwards), drives it through the public API and reads
 the tables both through the GCS actor (the table protocol) and straight from the store.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -107,9 +108,13 @@ class ProxyProcess:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from test_gcs_store import TcpProxy; "
-                "TcpProxy(int(sys.argv[2]), ('127.0.0.1', 5432)).start(); time.sleep(3600)")
-        self._process = subprocess.Popen([sys.executable, "-c", code, os.path.dirname(__file__), str(self.port)])
+        code = (
+            "import sys, time; sys.path.insert(0, sys.argv[1]); from test_gcs_store import TcpProxy; "
+            "TcpProxy(int(sys.argv[2]), ('127.0.0.1', 5432)).start(); time.sleep(3600)"
+        )
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", code, os.path.dirname(__file__), str(self.port)]
+        )
         wait_until(self._accepts, what="the proxy listening")
 
     def _accepts(self) -> bool:
@@ -145,8 +150,14 @@ class Backend:
     def cluster(self, url: str | None = None, **settings: Any) -> Iterator[Gcs]:
         """A private 2-CPU cluster whose GCS uses this store; checked for leaks when it stops."""
         settings.setdefault("gcs_flush_period", FAST_FLUSH)
-        info = ray.init(num_cpus=2, temp_dir=str(self.tmp_path), object_store_memory=64 * 1024 * 1024,
-                        gcs_url=url or self.url, gcs_table_prefix=self.prefix, **settings)
+        info = ray.init(
+            num_cpus=2,
+            temp_dir=str(self.tmp_path),
+            object_store_memory=64 * 1024 * 1024,
+            gcs_url=url or self.url,
+            gcs_table_prefix=self.prefix,
+            **settings,
+        )
         try:
             yield Gcs()
         finally:
@@ -218,8 +229,13 @@ def test_failed_task_is_recorded_as_failed_lineage(backend: Backend) -> None:
         ref = fail.remote()
         with pytest.raises(ValueError):
             ray.get(ref)
-        wait_until(lambda: (gcs.entries("tasks", [task_id_of(ref.id)])[task_id_of(ref.id)] or {})
-                   .get("state") == "failed", what="failed state")
+        wait_until(
+            lambda: (
+                (gcs.entries("tasks", [task_id_of(ref.id)])[task_id_of(ref.id)] or {}).get("state")
+                == "failed"
+            ),
+            what="failed state",
+        )
 
 
 def test_evicted_entries_are_faulted_back_on_a_miss(backend: Backend) -> None:
@@ -227,8 +243,10 @@ def test_evicted_entries_are_faulted_back_on_a_miss(backend: Backend) -> None:
         refs = [double.remote(i) for i in range(20)]
         assert ray.get(refs) == [2 * i for i in range(20)]
         task_ids = [task_id_of(ref.id) for ref in refs]
-        wait_until(lambda: gcs.flush().evicted == 0 and gcs.stats().in_memory["tasks"] == 0,
-                   what="finished tasks evicted")
+        wait_until(
+            lambda: gcs.flush().evicted == 0 and gcs.stats().in_memory["tasks"] == 0,
+            what="finished tasks evicted",
+        )
         stats = gcs.stats()
         assert stats.in_memory["functions"] == 0 and stats.evicted["tasks"] >= 20
         assert stats.faults["tasks"] == 0
@@ -302,8 +320,11 @@ def test_every_url_form_works_with_the_shipped_driver(scheme: str, tmp_path: Pat
     """psql's and libpq's URL forms use the shipped psycopg2 (SQLAlchemy 2.1's default
     PostgreSQL driver, psycopg 3, is not installed); the tasks reach the store."""
     prefix = f"t{uuid.uuid4().hex[:10]}_"
-    url = f"sqlite:///{tmp_path}/gcs.sqlite" if scheme == "sqlite" else \
-        f"{scheme}://postgres:{PASSWORD}@127.0.0.1:5432/test"
+    url = (
+        f"sqlite:///{tmp_path}/gcs.sqlite"
+        if scheme == "sqlite"
+        else f"{scheme}://postgres:{PASSWORD}@127.0.0.1:5432/test"
+    )
     backend = Backend(scheme, url, prefix, tmp_path)
     try:
         with backend.cluster(url=url) as gcs:
@@ -322,13 +343,23 @@ def test_every_url_form_works_with_the_shipped_driver(scheme: str, tmp_path: Pat
 
 
 UNUSABLE_URLS = {  # PostgreSQL here trusts 127.0.0.1, so a refused login is an unknown role
-    "bad host": ("postgresql://postgres:{pw}@no-such-host.invalid:5432/test", "could not translate host name"),
+    "bad host": (
+        "postgresql://postgres:{pw}@no-such-host.invalid:5432/test",
+        "could not translate host name",
+    ),
     "nothing listening": ("postgresql://postgres:{pw}@127.0.0.1:{closed}/test", "Connection refused"),
-    "database missing": ("postgresql://postgres:{pw}@127.0.0.1:5432/no_such_db_{tag}",
-                         'database "no_such_db_[0-9a-f]+" does not exist'),
-    "login refused": ("postgresql://nobody_{tag}:{pw}@127.0.0.1:5432/test", 'role "nobody_[0-9a-f]+" does not exist'),
-    "driver missing": ("postgresql+psycopg://postgres:{pw}@127.0.0.1:5432/test",
-                       "driver is not installed .No module named 'psycopg'.*postgresql\\+psycopg2://"),
+    "database missing": (
+        "postgresql://postgres:{pw}@127.0.0.1:5432/no_such_db_{tag}",
+        'database "no_such_db_[0-9a-f]+" does not exist',
+    ),
+    "login refused": (
+        "postgresql://nobody_{tag}:{pw}@127.0.0.1:5432/test",
+        'role "nobody_[0-9a-f]+" does not exist',
+    ),
+    "driver missing": (
+        "postgresql+psycopg://postgres:{pw}@127.0.0.1:5432/test",
+        "driver is not installed .No module named 'psycopg'.*postgresql\\+psycopg2://",
+    ),
 }
 
 
@@ -341,7 +372,9 @@ def _unusable_url(case: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("case", list(UNUSABLE_URLS))
-def test_an_unusable_store_url_fails_init_at_once_naming_the_url_and_the_cause(case: str, tmp_path: Path) -> None:
+def test_an_unusable_store_url_fails_init_at_once_naming_the_url_and_the_cause(
+    case: str, tmp_path: Path
+) -> None:
     url, cause = _unusable_url(case)
     started = time.monotonic()
     with pytest.raises(ClusterStartError) as info:
@@ -359,9 +392,25 @@ def test_babyray_start_head_with_an_unusable_store_url_fails_at_once(tmp_path: P
     url, cause = _unusable_url("database missing")
     env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path)}
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "babyray.cli", "start", "--head", "--port", str(free_port()),
-                          "--node-ip", "127.0.0.1", "--gcs-url", url], env=env, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babyray.cli",
+            "start",
+            "--head",
+            "--port",
+            str(free_port()),
+            "--node-ip",
+            "127.0.0.1",
+            "--gcs-url",
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     assert run.returncode == 1, run.stdout + run.stderr
     assert url.replace(PASSWORD, "***") in run.stderr and re.search(cause, run.stderr), run.stderr
@@ -390,8 +439,11 @@ def test_a_part_that_fails_to_start_names_its_cause_and_an_existing_log(tmp_path
     assert os.path.isfile(log_file) and "handler_failed" in Path(log_file).read_text()
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):
-        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
-                   what="the failed cluster's processes gone")
+        wait_until(
+            lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)],
+            timeout=10,
+            what="the failed cluster's processes gone",
+        )
         assert_session_clean(session_dir)
 
 
@@ -400,8 +452,11 @@ def test_an_unsupported_store_url_fails_init_with_a_clear_error(tmp_path: Path) 
         ray.init(num_cpus=1, temp_dir=str(tmp_path), gcs_url="mysql://user:pw@127.0.0.1/x")
     assert not ray.is_initialized()
     for session_dir in glob.glob(os.path.join(tmp_path, "session_*")):  # the admin stops its parts
-        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
-                   what="the failed cluster's processes gone")
+        wait_until(
+            lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)],
+            timeout=10,
+            what="the failed cluster's processes gone",
+        )
         assert_session_clean(session_dir)
 
 
@@ -424,10 +479,16 @@ def test_a_gcs_refusing_its_store_at_start_fails_init_with_a_typed_error(
     with pytest.raises(ClusterStartError) as info:
         ray.init(num_cpus=1, temp_dir=str(tmp_path))
     message = str(info.value)
-    assert re.match(r"gcs did not start: GcsSchemaVersionError: .*has schema version 99, this babyray needs "
-                    rf"{store_module.SCHEMA_VERSION}.* \(see (\S+)\)$", message), message
+    assert re.match(
+        r"gcs did not start: GcsSchemaVersionError: .*has schema version 99, this babyray needs "
+        rf"{store_module.SCHEMA_VERSION}.* \(see (\S+)\)$",
+        message,
+    ), message
     assert not ray.is_initialized()
     for session_dir in sessions:
-        wait_until(lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)], timeout=10,
-                   what="the failed cluster's processes gone")
+        wait_until(
+            lambda d=session_dir: not [pid for pid in session_pids(d) if is_running(pid)],
+            timeout=10,
+            what="the failed cluster's processes gone",
+        )
         assert_session_clean(session_dir)

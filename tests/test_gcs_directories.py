@@ -1,6 +1,7 @@
 """The GCS's state classes driven directly, without Thespian or a store: node liveness, the
 actor directory (with recovery after a GCS restart), placement groups (rescheduled when a node
 dies), drivers, functions, tasks and objects."""
+
 from __future__ import annotations
 
 from babyray.gcs.actor_directory import ActorDirectory
@@ -22,8 +23,11 @@ TIMEOUT = 10.0
 
 
 def _register(nodes: NodeLiveness, node_id: str, now: float) -> None:
-    nodes.register(cm.RegisterNode(node_id, f"{node_id}:1", f"sched-{node_id}", f"store-{node_id}", {"CPU": 2}),
-                   now, wall_time=1000.0)
+    nodes.register(
+        cm.RegisterNode(node_id, f"{node_id}:1", f"sched-{node_id}", f"store-{node_id}", {"CPU": 2}),
+        now,
+        wall_time=1000.0,
+    )
 
 
 def _beat(node_id: str) -> cm.Heartbeat:
@@ -81,14 +85,30 @@ def test_after_a_gcs_restart_a_node_alive_before_is_dead_until_it_registers_agai
 
 
 def _spec(actor_id: str) -> vm.TaskSpec:
-    return vm.TaskSpec(f"create-{actor_id}", "job", "fn", "Counter", [], {}, 1, [], {"CPU": 1}, "owner", "owner-id",
-                      actor_id=actor_id, actor_creation=True)
+    return vm.TaskSpec(
+        f"create-{actor_id}",
+        "job",
+        "fn",
+        "Counter",
+        [],
+        {},
+        1,
+        [],
+        {"CPU": 1},
+        "owner",
+        "owner-id",
+        actor_id=actor_id,
+        actor_creation=True,
+    )
 
 
-def _register_actor(actors: ActorDirectory, actor_id: str, name: str | None = None, max_restarts: int = 0) -> str | None:
+def _register_actor(
+    actors: ActorDirectory, actor_id: str, name: str | None = None, max_restarts: int = 0
+) -> str | None:
     info = am.ActorInfo(actor_id, "Counter", {}, name=name)
-    return actors.register(actor_id, am.RegisterActor("req", _spec(actor_id), info, max_restarts=max_restarts,
-                                                      namespace="ns"))
+    return actors.register(
+        actor_id, am.RegisterActor("req", _spec(actor_id), info, max_restarts=max_restarts, namespace="ns")
+    )
 
 
 def _state(actors: ActorDirectory, actor_id: str) -> str:
@@ -114,7 +134,9 @@ def test_an_actor_goes_pending_alive_restarting_alive_dead_and_subscribers_hear_
     news, restart = actors.worker_died(am.ActorWorkerDied("a1", "n2", "killed"))
     assert restart is None and _state(actors, "a1") == "DEAD"
     assert "no restarts left (1/1)" in news[0][1].death_cause
-    assert actors.started(am.ActorStarted("a1", "addr-3", "n3", "w3", 13), "sched-n3") == []  # dead stays dead
+    assert (
+        actors.started(am.ActorStarted("a1", "addr-3", "n3", "w3", 13), "sched-n3") == []
+    )  # dead stays dead
     assert actors.named("counter", "ns") is None and actors.actors_on("n2") == []
 
 
@@ -168,8 +190,10 @@ def test_a_driver_gone_without_unregistering_is_found_by_pid_here_and_by_silence
     drivers.ping("remote", now=5.0)
     assert drivers.gone(TIMEOUT + 1, {"127.0.0.1"}, alive_pids.__contains__) == []
     alive_pids.clear()
-    assert [d["job_id"] for d in drivers.gone(TIMEOUT + 6, {"127.0.0.1"}, alive_pids.__contains__)] == \
-        ["local", "remote"]
+    assert [d["job_id"] for d in drivers.gone(TIMEOUT + 6, {"127.0.0.1"}, alive_pids.__contains__)] == [
+        "local",
+        "remote",
+    ]
     assert drivers.records() == () and not drivers.unregister("local")
 
 
@@ -186,16 +210,22 @@ def test_a_function_asked_for_before_its_registration_is_sent_when_it_comes() ->
 def test_tasks_placed_on_a_node_are_lost_with_it_unless_finished() -> None:
     tasks = TaskDirectory(Table("tasks"))
     dead = {"n-dead"}
-    lost = tasks.record([
-        ("t1", "placed", {"placed_node": "n1", "owner_address": "owner-a"}),
-        ("t2", "placed", {"placed_node": "n1", "owner_address": "owner-b"}),
-        ("t3", "placed", {"placed_node": "n1", "owner_address": "owner-a"}),
-        ("t4", "placed", {"placed_node": "n-dead", "owner_address": "owner-a"}),
-        ("t3", "finished", {"attempt": 0}),
-    ], dead.__contains__)
+    lost = tasks.record(
+        [
+            ("t1", "placed", {"placed_node": "n1", "owner_address": "owner-a"}),
+            ("t2", "placed", {"placed_node": "n1", "owner_address": "owner-b"}),
+            ("t3", "placed", {"placed_node": "n1", "owner_address": "owner-a"}),
+            ("t4", "placed", {"placed_node": "n-dead", "owner_address": "owner-a"}),
+            ("t3", "finished", {"attempt": 0}),
+        ],
+        dead.__contains__,
+    )
     assert lost == [("owner-a", tm.TasksLost("n-dead", ("t4",)))]
     assert (tasks.table.get("t3") or {})["state"] == "finished"
-    assert tasks.lost_with("n1") == [("owner-a", tm.TasksLost("n1", ("t1",))), ("owner-b", tm.TasksLost("n1", ("t2",)))]
+    assert tasks.lost_with("n1") == [
+        ("owner-a", tm.TasksLost("n1", ("t1",))),
+        ("owner-b", tm.TasksLost("n1", ("t2",))),
+    ]
     assert tasks.lost_with("n1") == []  # told once
 
 

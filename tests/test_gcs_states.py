@@ -1,5 +1,6 @@
 """The GCS's state machines without I/O: node, actor and placement group states and their
 transitions; the stored strings are today's."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,12 +10,23 @@ from babyray.gcs.states import ActorState, IllegalTransition, NodeState, Placeme
 A, N, P = ActorState, NodeState, PlacementGroupState
 
 LEGAL = [
-    (N.ALIVE, N.DEAD), (N.DEAD, N.ALIVE),
-    (A.PENDING, A.ALIVE), (A.PENDING, A.RESTARTING), (A.PENDING, A.DEAD),
-    (A.ALIVE, A.RESTARTING), (A.ALIVE, A.DEAD),
-    (A.RESTARTING, A.ALIVE), (A.RESTARTING, A.RESTARTING), (A.RESTARTING, A.DEAD),
-    (P.PENDING, P.CREATED), (P.PENDING, P.REMOVED), (P.CREATED, P.RESCHEDULING), (P.CREATED, P.REMOVED),
-    (P.RESCHEDULING, P.CREATED), (P.RESCHEDULING, P.RESCHEDULING), (P.RESCHEDULING, P.REMOVED),
+    (N.ALIVE, N.DEAD),
+    (N.DEAD, N.ALIVE),
+    (A.PENDING, A.ALIVE),
+    (A.PENDING, A.RESTARTING),
+    (A.PENDING, A.DEAD),
+    (A.ALIVE, A.RESTARTING),
+    (A.ALIVE, A.DEAD),
+    (A.RESTARTING, A.ALIVE),
+    (A.RESTARTING, A.RESTARTING),
+    (A.RESTARTING, A.DEAD),
+    (P.PENDING, P.CREATED),
+    (P.PENDING, P.REMOVED),
+    (P.CREATED, P.RESCHEDULING),
+    (P.CREATED, P.REMOVED),
+    (P.RESCHEDULING, P.CREATED),
+    (P.RESCHEDULING, P.RESCHEDULING),
+    (P.RESCHEDULING, P.REMOVED),
 ]
 ALL = [(old, new) for states in (N, A, P) for old in states for new in states]
 

@@ -132,9 +132,7 @@ class Backend:
 
     def writer(self, store: GcsStore | str, *args: Any, **kwargs: Any) -> StoreWriter:
         """Start a StoreWriter on an open store, or on a factory of stores at this URL."""
-        target = (
-            store if isinstance(store, GcsStore) else lambda: GcsStore(store, prefix=self.prefix)
-        )
+        target = store if isinstance(store, GcsStore) else lambda: GcsStore(store, prefix=self.prefix)
         writer = StoreWriter(target, *args, **kwargs)
         self.writers.append(writer)
         return writer
@@ -165,9 +163,7 @@ def drop_tables(url: str, prefix: str) -> None:
                 if name.startswith(prefix):
                     conn.execute(sqlalchemy.text(f'DROP TABLE "{name}"'))
         with engine.connect() as conn:
-            assert not [
-                n for n in sqlalchemy.inspect(conn).get_table_names() if n.startswith(prefix)
-            ]
+            assert not [n for n in sqlalchemy.inspect(conn).get_table_names() if n.startswith(prefix)]
     finally:
         engine.dispose()
 
@@ -183,8 +179,7 @@ def no_leaked_threads() -> Iterator[None]:
 def test_every_table_round_trips_a_record(backend: Backend) -> None:
     store = backend.open()
     records = {
-        table: {"id": f"{table}-1", "payload": b"\x00\xff" * 10, "nested": {"n": [1, 2]}}
-        for table in TABLES
+        table: {"id": f"{table}-1", "payload": b"\x00\xff" * 10, "nested": {"n": [1, 2]}} for table in TABLES
     }
     store.put_many([(table, f"{table}-1", record) for table, record in records.items()])
     for table, record in records.items():
@@ -209,9 +204,7 @@ def test_put_overwrites_an_existing_key(backend: Backend) -> None:
 
 def test_put_many_keeps_the_last_record_of_a_key_given_twice(backend: Backend) -> None:
     store = backend.open()
-    store.put_many(
-        [("tasks", "t1", {"v": 1}), ("tasks", "t1", {"v": 2}), ("actors", "t1", {"v": 3})]
-    )
+    store.put_many([("tasks", "t1", {"v": 1}), ("tasks", "t1", {"v": 2}), ("actors", "t1", {"v": 3})])
     assert store.get("tasks", "t1") == {"v": 2}
     assert store.get("actors", "t1") == {"v": 3}
 
@@ -235,9 +228,7 @@ def test_scan_filters_on_indexed_columns_and_limits(backend: Backend) -> None:
     )
     assert [r["updated_at"] for r in store.scan("actors")] == [1.0, 2.0, 3.0]
     assert [r["updated_at"] for r in store.scan("actors", {"state": "ALIVE"})] == [1.0, 3.0]
-    assert store.scan("actors", {"state": "ALIVE", "name": "counter"}) == [
-        store.get("actors", "a1")
-    ]
+    assert store.scan("actors", {"state": "ALIVE", "name": "counter"}) == [store.get("actors", "a1")]
     assert store.scan("actors", {"name": None}) == [store.get("actors", "a2")]
     assert store.scan("actors", limit=1) == [store.get("actors", "a2")]
     with pytest.raises(ValueError, match="updated_at"):
@@ -392,7 +383,5 @@ def test_unavailable_error_names_the_redacted_url(backend: Backend) -> None:
     with pytest.raises(GcsStoreUnavailable) as caught:
         backend.open(url)
     assert caught.value.url == redact_url(url)
-    assert str(caught.value).startswith(
-        f"GCS store {redact_url(url)} is unavailable: OperationalError"
-    )
+    assert str(caught.value).startswith(f"GCS store {redact_url(url)} is unavailable: OperationalError")
     assert PASSWORD not in str(caught.value)

@@ -1,4 +1,5 @@
 """StoredTable and FlushPolicy without a cluster: write-through, eviction of durable entries, fault-back."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -90,8 +91,10 @@ def test_scan_merges_store_and_memory_with_memory_winning(parts: Parts) -> None:
     actors.evict(FlushPolicy())
     assert actors.cached("a1") is None
     actors.put("a3", {"state": "ALIVE", "name": "x"})
-    assert dict(actors.scan({"name": "x"})) == {"a1": {"state": "DEAD", "name": "x"},
-                                               "a3": {"state": "ALIVE", "name": "x"}}
+    assert dict(actors.scan({"name": "x"})) == {
+        "a1": {"state": "DEAD", "name": "x"},
+        "a3": {"state": "ALIVE", "name": "x"},
+    }
 
 
 def test_a_read_while_the_store_is_unreachable_answers_unknown_without_waiting(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ function or actor method that yields), "Dynamic generators" (``num_returns="dyna
 ``num_returns=k`` with a generator). Tasks that must be caught mid-stream wait for a gate
 file the test creates, so nothing depends on timing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,13 @@ import numpy as np
 import pytest
 
 import babyray as ray
-from babyray.exceptions import (GetTimeoutError, RayActorError, RayTaskError, TaskCancelledError,
-                                WorkerCrashedError)
+from babyray.exceptions import (
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
 
 
 def _wait_for_file(path, timeout=60.0):
@@ -150,11 +156,13 @@ def test_ray_wait_finds_a_generator_ready_only_when_its_next_value_exists(shared
 
 def test_async_for_over_a_generator(shared_cluster):
     """Docs (Using the Ray generator with asyncio): the generator supports async for."""
+
     async def consume():
         values = []
         async for ref in count_to.remote(3):
             values.append(ray.get(ref, timeout=30))
         return values
+
     assert asyncio.run(consume()) == [0, 10, 20]
 
 
@@ -285,7 +293,7 @@ def test_a_system_error_is_the_next_item_of_the_stream(shared_cluster, tmp_path)
     next(gen) returns a ref containing the system-level exception ("at any time without an
     ordering guarantee": values yielded just before the crash may be lost); then the stream ends."""
     *values, crashed = crash_once_midway.options(max_retries=0).remote(str(tmp_path))
-    assert ray.get(values, timeout=60) == [0, 1][:len(values)]
+    assert ray.get(values, timeout=60) == [0, 1][: len(values)]
     with pytest.raises(WorkerCrashedError):
         ray.get(crashed, timeout=60)
     actor = Streamer.remote()
@@ -386,6 +394,7 @@ def test_bad_num_returns_is_refused(shared_cluster):
     @ray.remote(num_returns="dynamic")
     def not_a_generator():
         return 1
+
     with pytest.raises(TypeError, match="generator"):
         ray.get(not_a_generator.remote(), timeout=60)
     assert [ray.get(r, timeout=30) for r in count_to.options(num_returns="streaming").remote(2)] == [0, 10]

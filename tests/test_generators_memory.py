@@ -2,6 +2,7 @@
 (Ray docs, "Ray Generators", Garbage collection of object references). A private cluster,
 so the store holds only this test's objects.
 """
+
 from __future__ import annotations
 
 import time

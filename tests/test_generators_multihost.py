@@ -3,10 +3,11 @@ values streamed from another node, a task on one node iterating a generator on a
 values lost with a killed node rebuilt by re-running the generator task (Ray docs, "Ray
 Generators": generators work with fault tolerance features such as lineage reconstruction).
 """
+
 from __future__ import annotations
 
 from netns_cluster import needs_netns
-from test_fault_tolerance_multihost import cluster, run_with_kill  # noqa: F401 (the fixture)
+from test_fault_tolerance_multihost import cluster, run_with_kill  # noqa: F401 (a fixture)
 
 pytestmark = needs_netns
 
@@ -15,7 +16,10 @@ def test_values_stream_from_a_generator_on_another_node_and_a_task_there_iterate
     """Docs: the caller gets each value's ref as soon as it is yielded, before the task ends,
     wherever the task runs; a task (here on m1) can iterate a generator task (on m2)."""
     gate = tmp_path / "gate"
-    output = run_with_kill(cluster, tmp_path, f'''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        f"""
         GATE = {str(gate)!r}
 
         @ray.remote(resources={{"on_m2": 1}})
@@ -44,7 +48,8 @@ def test_values_stream_from_a_generator_on_another_node_and_a_task_there_iterate
         assert consumer == "m1" and sums == [0.0, 131072.0, 262144.0], (consumer, sums)
         print("STREAMED ACROSS NODES")
         wait_for_kill(MARKERS)
-    ''')
+    """,
+    )
     assert "STREAMED ACROSS NODES" in output
 
 
@@ -53,7 +58,10 @@ def test_values_lost_with_a_killed_node_are_rebuilt_by_rerunning_the_generator(c
     reconstruction: the generator task runs again (elsewhere) and the lost values come back."""
     attempts = tmp_path / "attempts"
     attempts.mkdir()
-    output = run_with_kill(cluster, tmp_path, f'''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        f"""
         ATTEMPTS = {str(attempts)!r}
 
         @ray.remote
@@ -73,7 +81,8 @@ def test_values_lost_with_a_killed_node_are_rebuilt_by_rerunning_the_generator(c
         runs = sorted(name.split("-")[0] for name in os.listdir(ATTEMPTS))
         assert len(runs) == 2 and "m1" in runs and runs != ["m1", "m1"], runs
         print("REBUILT", runs)
-    ''')
+    """,
+    )
     assert "REBUILT" in output
 
 
@@ -83,7 +92,10 @@ def test_a_generator_running_on_a_killed_node_is_resubmitted_and_the_stream_goes
     it already had, lost with the node, come from the new run (not from a third one)."""
     attempts = tmp_path / "attempts"
     attempts.mkdir()
-    output = run_with_kill(cluster, tmp_path, f'''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        f"""
         ATTEMPTS = {str(attempts)!r}
 
         @ray.remote
@@ -108,5 +120,6 @@ def test_a_generator_running_on_a_killed_node_is_resubmitted_and_the_stream_goes
         runs = sorted(name.split("-")[0] for name in os.listdir(ATTEMPTS))
         assert len(runs) == 2 and runs[0] != runs[1], runs
         print("RESUBMITTED", runs)
-    ''')
+    """,
+    )
     assert "RESUBMITTED" in output

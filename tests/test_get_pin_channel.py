@@ -4,6 +4,7 @@ sealed and in memory; a spilled object, or one whose seal is still on its way, i
 through Thespian instead (restored, or answered at its seal). Either way the pin is counted in the store and released with the value.
 
 Also here: ``init(inline_threshold=N)`` reaches the driver's and the workers' own cores."""
+
 from __future__ import annotations
 
 import gc
@@ -25,8 +26,12 @@ INLINE_THRESHOLD = 4096
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory):
-    info = ray.init(num_cpus=1, temp_dir=str(tmp_path_factory.mktemp("pin_channel")),
-                    object_store_memory=100 * MB, inline_threshold=INLINE_THRESHOLD)
+    info = ray.init(
+        num_cpus=1,
+        temp_dir=str(tmp_path_factory.mktemp("pin_channel")),
+        object_store_memory=100 * MB,
+        inline_threshold=INLINE_THRESHOLD,
+    )
     try:
         yield info
     finally:
@@ -45,6 +50,7 @@ def answers(small_store, monkeypatch) -> dict[str, list]:
         for oid in oids:
             answered[oid].append(answer)
         return answer
+
     monkeypatch.setattr(AllocClient, "pin", recording_pin)
     return answered
 
@@ -109,6 +115,7 @@ def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, mon
 
     def held_seal(self: AllocClient, *args) -> None:
         threading.Thread(target=lambda: (seals.wait(60), seal(self, *args)), daemon=True).start()
+
     monkeypatch.setattr(AllocClient, "seal", held_seal)
     original = np.arange(MB, dtype=np.int64)
     ref = ray.put(original)

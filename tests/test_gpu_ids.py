@@ -1,16 +1,17 @@
 """ray.get_gpu_ids(), as Ray documents it: 'the IDs of the GPUs that are available to the
 worker'; without CUDA_VISIBLE_DEVICES at start-up they 'fall in the range [0, NUM_GPUS - 1]'.
 The node's GPUs are only counted here (no GPU is touched), so this runs on any machine."""
+
 from __future__ import annotations
 
 import os
 import threading
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
 from babyray.actors.gpu_ids import GpuIds
-from conftest import assert_session_clean
 
 
 def test_gpu_ids_bookkeeping():
@@ -57,6 +58,7 @@ class Barrier:
 @ray.remote(num_gpus=1)
 def gpu_task(barrier):
     import time
+
     ray.get(barrier.arrive.remote())
     while ray.get(barrier.count.remote()) < 2:
         time.sleep(0.05)
@@ -84,6 +86,7 @@ def test_tasks_running_together_hold_distinct_gpus(gpu_cluster):
     @ray.remote
     def none():
         return ray.get_gpu_ids()
+
     assert ray.get(half.remote(), timeout=60)[0] in (0, 1)
     assert ray.get(none.remote(), timeout=60) == []
     assert ray.get_gpu_ids() == []  # the driver holds no GPU
@@ -98,6 +101,7 @@ def test_an_actor_keeps_its_gpu_and_tasks_get_the_other(gpu_cluster):
     @ray.remote(num_gpus=1)
     def task_ids():
         return ray.get_gpu_ids()
+
     for _ in range(3):
         assert ray.get(task_ids.remote(), timeout=60) == [1 - actor_ids[0]]
     assert ray.get(actor.ids.remote(), timeout=60)[0] == actor_ids

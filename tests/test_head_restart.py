@@ -7,6 +7,7 @@ A driver connected before the restart notices it (its head watch), finds the new
 same address and goes on: results it holds refs to are read from the member that kept them
 or rebuilt from the lineage in the store, and what it sent while the head was down is sent
 again."""
+
 from __future__ import annotations
 
 import glob
@@ -31,7 +32,7 @@ from babyray.session import kill_session_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DRIVER = '''
+DRIVER = """
 import sys, time, babyray as ray
 ray.init(address=sys.argv[1])
 deadline = time.monotonic() + 60
@@ -44,7 +45,7 @@ def on_member(x):
 value, node = ray.get(on_member.remote(int(sys.argv[2])), timeout=60)
 print("RESULT", value, node)
 ray.shutdown()
-'''
+"""
 
 
 def _head_record(temp_dir: Path) -> tuple[str, dict]:
@@ -64,7 +65,7 @@ def _kill_head(temp_dir: Path) -> None:
     os.unlink(path)
 
 
-LIVE_DRIVER = '''
+LIVE_DRIVER = """
 import json, os, sys, time, babyray as ray
 info = ray.init(address=sys.argv[1])
 markers = sys.argv[2]
@@ -118,22 +119,28 @@ result = {"small": values[0], "member": values[1] == b"m" * 300_000, "head": val
           "actor": ray.get(counter.inc.remote(), timeout=90)}
 print("RESULT", json.dumps(result), flush=True)
 ray.shutdown()
-'''
+"""
 
 
 def _driver(env: dict, tmp_path: Path, address: str, x: int) -> tuple[int, str]:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    run = subprocess.run([sys.executable, str(script), address, str(x)], env=env, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(script), address, str(x)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0 and "RESULT" in run.stdout, run.stdout + run.stderr
     value, node = run.stdout.split("RESULT", 1)[1].split()
     return int(value), node
 
 
 def _env(tmp_path: Path, prefix: str = "babyray_") -> dict:
-    env = dict(os.environ, BABYRAY_TEMP_DIR=str(tmp_path), PYTHONPATH=str(ROOT), BABYRAY_NODE_TIMEOUT="3",
-               BABYRAY_GCS_TABLE_PREFIX=prefix)
+    env = dict(
+        os.environ,
+        BABYRAY_TEMP_DIR=str(tmp_path),
+        PYTHONPATH=str(ROOT),
+        BABYRAY_NODE_TIMEOUT="3",
+        BABYRAY_GCS_TABLE_PREFIX=prefix,
+    )
     env.pop("BABYRAY_ADDRESS", None)
     return env
 
@@ -144,12 +151,36 @@ def _start_cluster(env: dict, store: str) -> tuple[str, tuple]:
     again."""
     head_port, member_port = free_port(), free_port()
     address = f"127.0.0.1:{head_port}"
-    head_args = ("start", "--head", "--port", str(head_port), "--node-ip", "127.0.0.1", "--num-cpus", "1",
-                 "--resources", '{"head_only": 2}', "--gcs-url", store)
+    head_args = (
+        "start",
+        "--head",
+        "--port",
+        str(head_port),
+        "--node-ip",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--resources",
+        '{"head_only": 2}',
+        "--gcs-url",
+        store,
+    )
     head = _cli(env, *head_args)
     assert head.returncode == 0, head.stdout + head.stderr
-    member = _cli(env, "start", "--address", address, "--port", str(member_port), "--node-ip", "127.0.0.1",
-                  "--num-cpus", "1", "--resources", '{"special": 1}')
+    member = _cli(
+        env,
+        "start",
+        "--address",
+        address,
+        "--port",
+        str(member_port),
+        "--node-ip",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--resources",
+        '{"special": 1}',
+    )
     assert member.returncode == 0, member.stdout + member.stderr
     return address, head_args
 
@@ -169,7 +200,9 @@ def test_a_member_reregisters_with_a_restarted_head_and_runs_tasks_again(tmp_pat
         value, node = _driver(env, tmp_path, address, 7)
         assert (value, node) == (21, member_node)  # the same member, under its old node id
         status = _cli(env, "status", "--address", address)
-        assert status.returncode == 0 and "2 alive node(s), 1 dead" in status.stdout, status.stdout + status.stderr
+        assert status.returncode == 0 and "2 alive node(s), 1 dead" in status.stdout, (
+            status.stdout + status.stderr
+        )
     finally:
         _stop_all(env, tmp_path)
 
@@ -207,11 +240,17 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
     try:
         address, head_args = _start_cluster(env, store)
         with open(tmp_path / "driver.log", "w") as out:
-            driver = subprocess.Popen([sys.executable, str(script), address, str(markers)], env=env, stdout=out,
-                                      stderr=subprocess.STDOUT)
+            driver = subprocess.Popen(
+                [sys.executable, str(script), address, str(markers)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 90
         while not (markers / "ready.json").exists():
-            assert driver.poll() is None and time.monotonic() < deadline, (tmp_path / "driver.log").read_text()
+            assert driver.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "driver.log"
+            ).read_text()
             time.sleep(0.1)
         ready = json.loads((markers / "ready.json").read_text())
         _wait_until_durable(store, prefix, [task_id_of(oid) for oid in ready["objects"].values()])
@@ -225,8 +264,16 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         output = (tmp_path / "driver.log").read_text()
         assert driver.returncode == 0 and "RESULT" in output, output
         result = json.loads(output.split("RESULT", 1)[1].splitlines()[0])
-        assert result == {"small": 2, "member": True, "head": True, "alive": 2, "dead": 1, "after": 42,
-                          "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"], "actor": 1}, result
+        assert result == {
+            "small": 2,
+            "member": True,
+            "head": True,
+            "alive": 2,
+            "dead": 1,
+            "after": 42,
+            "new": ["11", repr(b"m" * 10), repr(b"h" * 10), "42"],
+            "actor": 1,
+        }, result
 
         events = log_reader.load(ready["session_dir"], component="driver")
         reconnected = [e for e in events if e["event"] == "driver_reconnected"]
@@ -242,7 +289,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
             drop_tables(PG_URL, prefix)
 
 
-LATE_ACTOR = '''
+LATE_ACTOR = """
 import sys, babyray as ray
 ray.init(address=sys.argv[1], namespace="late")  # both drivers: a name is found only in its namespace
 
@@ -257,7 +304,7 @@ if sys.argv[2] == "create":
 else:
     print("RESULT", ray.get(ray.get_actor("late").ping.remote(), timeout=60), flush=True)
 ray.shutdown()
-'''
+"""
 
 
 def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(tmp_path):
@@ -267,14 +314,29 @@ def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(
     script = tmp_path / "late_actor.py"
     script.write_text(LATE_ACTOR)
     port = free_port()
-    head_args = ("start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "1",
-                 "--gcs-url", store)
+    head_args = (
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--node-ip",
+        "127.0.0.1",
+        "--num-cpus",
+        "1",
+        "--gcs-url",
+        store,
+    )
     try:
         head = _cli(env, *head_args)
         assert head.returncode == 0, head.stdout + head.stderr
         address = f"127.0.0.1:{port}"
-        create = subprocess.run([sys.executable, str(script), address, "create"], env=env, capture_output=True,
-                                text=True, timeout=120)
+        create = subprocess.run(
+            [sys.executable, str(script), address, "create"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert create.returncode == 0, create.stdout + create.stderr
         gcs_store = GcsStore(store, prefix=prefix)
         try:
@@ -288,8 +350,13 @@ def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(
         _kill_head(tmp_path)  # the global scheduler that held the actor's creation dies with it
         head = _cli(env, *head_args, "--resources", '{"late": 1}')
         assert head.returncode == 0, head.stdout + head.stderr
-        call = subprocess.run([sys.executable, str(script), address, "call"], env=env, capture_output=True,
-                              text=True, timeout=120)
+        call = subprocess.run(
+            [sys.executable, str(script), address, "call"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert call.returncode == 0 and "RESULT pong" in call.stdout, call.stdout + call.stderr
     finally:
         _stop_all(env, tmp_path)

@@ -1,4 +1,5 @@
 """init/shutdown and cluster information through the public API."""
+
 from __future__ import annotations
 
 import time
@@ -100,10 +101,12 @@ def test_a_private_cluster_dies_with_its_driver_even_after_kill_minus_9(tmp_path
         "import os\nimport babyray as ray\n"
         f"ray.init(num_cpus=1, temp_dir={str(tmp_path)!r})\n"
         "@ray.remote\ndef f():\n    return 1\n"
-        "assert ray.get(f.remote()) == 1\nprint('READY', flush=True)\nos.kill(os.getpid(), 9)\n")
+        "assert ray.get(f.remote()) == 1\nprint('READY', flush=True)\nos.kill(os.getpid(), 9)\n"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    subprocess.run([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": root}, timeout=60,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script)], env={**os.environ, "PYTHONPATH": root}, timeout=60, capture_output=True
+    )
     marker = str(script)
     deadline = time.time() + 10
     while time.time() < deadline:

@@ -1,5 +1,6 @@
 """``list_workers`` reads the local schedulers' worker tables: idle workers that never ran a
 task are listed, with their pid and state, next to the task counts of the task table."""
+
 from __future__ import annotations
 
 import os
@@ -22,9 +23,13 @@ def _idle_never_ran() -> list[dict]:
 def test_idle_workers_that_never_ran_a_task_are_listed(cluster):
     wait_until(lambda: len(_idle_never_ran()) == 2, 15, "both workers started and idle")
     workers = _idle_never_ran()
-    assert all(w["pid"] and w["node_id"] == cluster["node_id"] and w["running_task_id"] is None for w in workers)
+    assert all(
+        w["pid"] and w["node_id"] == cluster["node_id"] and w["running_task_id"] is None for w in workers
+    )
     assert ray.get(pid.remote()) in {w["pid"] for w in workers}
-    wait_until(lambda: any(w["num_tasks"] == 1 for w in state.list_workers()), 10, "the task in the task table")
+    wait_until(
+        lambda: any(w["num_tasks"] == 1 for w in state.list_workers()), 10, "the task in the task table"
+    )
     listed = state.list_workers()
     assert len(listed) == 2 and {w["state"] for w in listed} == {"IDLE"}
     assert sorted(w["num_tasks"] for w in listed) == [0, 1]

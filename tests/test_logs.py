@@ -1,5 +1,6 @@
 """babyray.log_reader, the lines of `babyray logs`, babyray.progress and the Chrome-trace builder,
 on synthetic log files."""
+
 from __future__ import annotations
 
 import io
@@ -19,16 +20,30 @@ def _write(path, events):
 
 
 def _executed(task, worker, start, end, state="finished", node="n1"):
-    return {"ts": end, "level": "info", "event": "task_executed", "component": "worker", "node_id": node,
-            "pid": 100, "worker_id": worker, "task_id": task, "function": "f", "state": state, "start": start,
-            "end": end, "attempt": 0}
+    return {
+        "ts": end,
+        "level": "info",
+        "event": "task_executed",
+        "component": "worker",
+        "node_id": node,
+        "pid": 100,
+        "worker_id": worker,
+        "task_id": task,
+        "function": "f",
+        "state": state,
+        "start": start,
+        "end": end,
+        "attempt": 0,
+    }
 
 
 def test_load_merges_every_process_file_in_time_order_and_skips_partial_lines(tmp_path):
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
     _write(log_dir / "worker-1.jsonl", [_executed("t2", "w1", 2.0, 2.5), _executed("t1", "w1", 1.0, 1.5)])
-    _write(log_dir / "gcs-2.jsonl", [{"ts": 1.2, "level": "info", "event": "gcs_started", "component": "gcs"}])
+    _write(
+        log_dir / "gcs-2.jsonl", [{"ts": 1.2, "level": "info", "event": "gcs_started", "component": "gcs"}]
+    )
     with open(log_dir / "gcs-2.jsonl", "a") as f:
         f.write('{"ts": 9, "event": "half')  # being written
     events = log_reader.load(str(tmp_path))
@@ -38,8 +53,11 @@ def test_load_merges_every_process_file_in_time_order_and_skips_partial_lines(tm
 
 
 def test_filter_events_matches_id_prefixes_and_a_tasks_objects():
-    events = [_executed("abcdef", "w1", 1, 2), _executed("123456", "w2", 1, 2, node="n2"),
-              {"ts": 3, "event": "object_sealed", "object_id": "abcdef0001", "component": "object_store"}]
+    events = [
+        _executed("abcdef", "w1", 1, 2),
+        _executed("123456", "w2", 1, 2, node="n2"),
+        {"ts": 3, "event": "object_sealed", "object_id": "abcdef0001", "component": "object_store"},
+    ]
     assert len(log_reader.filter_events(events, task="abc")) == 2
     assert [e["task_id"] for e in log_reader.filter_events(events, node="n2")] == ["123456"]
     assert log_reader.filter_events(events, worker="w1", component="worker")[0]["task_id"] == "abcdef"
@@ -52,8 +70,9 @@ def test_render_puts_time_level_component_where_and_event_first():
 
 
 def test_latencies_and_throughput_come_from_task_executed_events():
-    runs = log_reader.task_executions([_executed(f"t{i}", "w1", i * 0.1, i * 0.1 + 0.05) for i in range(10)]
-                                      + [{"event": "other"}])
+    runs = log_reader.task_executions(
+        [_executed(f"t{i}", "w1", i * 0.1, i * 0.1 + 0.05) for i in range(10)] + [{"event": "other"}]
+    )
     assert len(runs) == 10 and runs[0]["duration_s"] == 0.05
     summary = log_reader.latency_summary(runs)
     assert summary["count"] == 10 and abs(summary["p50_ms"] - 50) < 1e-6
@@ -69,6 +88,7 @@ def test_follow_yields_events_appended_after_it_started(tmp_path):
     def reader():
         for event in log_reader.follow(str(tmp_path), poll=0.02, stop=done.is_set):
             seen.append(event["task_id"])
+
     thread = threading.Thread(target=reader)
     thread.start()
     time.sleep(0.1)
@@ -82,8 +102,13 @@ def test_follow_yields_events_appended_after_it_started(tmp_path):
 
 
 def test_chrome_trace_has_one_complete_event_per_execution_and_named_lanes():
-    runs = log_reader.task_executions([_executed("t1", "w1", 1.0, 1.5), _executed("t2", "w2", 1.2, 1.3, "failed"),
-                                       _executed("t3", "w1", 2.0, 2.1, node="n2")])
+    runs = log_reader.task_executions(
+        [
+            _executed("t1", "w1", 1.0, 1.5),
+            _executed("t2", "w2", 1.2, 1.3, "failed"),
+            _executed("t3", "w1", 2.0, 2.1, node="n2"),
+        ]
+    )
     trace = tracing.chrome_trace(runs)
     complete = [e for e in trace if e["ph"] == "X"]
     assert [e["args"]["task_id"] for e in complete] == ["t1", "t2", "t3"]

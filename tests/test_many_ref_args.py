@@ -1,5 +1,6 @@
 """Tasks and actor calls with many ObjectRef arguments whose values live in the node's store:
 the worker pins them together, reads the right value for each, and unpins every one."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def small_inline_cluster(tmp_path_factory):
     reads the threshold from the environment, as the processes it starts do)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BABYRAY_INLINE_THRESHOLD", "256")
-        info = ray.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("refs")),
-                        object_store_memory=128 * 1024 * 1024)
+        info = ray.init(
+            num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("refs")), object_store_memory=128 * 1024 * 1024
+        )
         try:
             yield info
         finally:
@@ -66,14 +68,23 @@ def test_a_task_with_thousands_of_stored_ref_arguments_gets_each_value(small_inl
     refs = [ray.put(np.full(64, float(i))) for i in range(N_ARGS)]
     assert memory_stats()[0]["num_objects"] >= N_ARGS  # in the store, not inline
     named = {"a": refs[7], "b": ray.put(np.full(64, -1.0))}
-    assert ray.get(first_items.remote(*refs, refs[3], np.array([5.0]), **named)) == [*range(N_ARGS), 3.0, 5.0, 7.0, -1.0]
+    assert ray.get(first_items.remote(*refs, refs[3], np.array([5.0]), **named)) == [
+        *range(N_ARGS),
+        3.0,
+        5.0,
+        7.0,
+        -1.0,
+    ]
     wait_until(lambda: _pins() == 0, 15, "every argument unpinned after the task")
 
 
 def test_ref_arguments_owned_by_several_processes_are_all_resolved(small_inline_cluster):
     owned_here = [ray.put(np.full(64, float(i))) for i in range(0, 300)]
-    from_workers = [ref for batch in ray.get([put_in_worker.remote(300, 300), put_in_worker.remote(600, 300)])
-                    for ref in batch]
+    from_workers = [
+        ref
+        for batch in ray.get([put_in_worker.remote(300, 300), put_in_worker.remote(600, 300)])
+        for ref in batch
+    ]
     assert ray.get(first_items.remote(*owned_here, *from_workers)) == list(range(900))
     wait_until(lambda: _pins() == 0, 15, "every argument unpinned after the task")
 

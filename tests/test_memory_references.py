@@ -1,5 +1,6 @@
 """Who holds which ObjectRef (``babyray.api.memory``) and the worker tables (``list_workers``)
 on a live private cluster: the driver and the workers are asked for their references."""
+
 from __future__ import annotations
 
 import os
@@ -7,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import assert_session_clean
+from test_gcs_cluster import wait_until
 
 import babyray as ray
 from babyray.api.memory import memory_references
 from babyray.util import state
-from conftest import assert_session_clean
-from test_gcs_cluster import wait_until
 
 MB = 1024 * 1024
 
@@ -35,8 +36,7 @@ def make_nested() -> list:
 
 @pytest.fixture(scope="module")
 def memory_cluster(tmp_path_factory):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("memory")),
-                    object_store_memory=128 * MB)
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("memory")), object_store_memory=128 * MB)
     try:
         yield info
     finally:
@@ -45,8 +45,11 @@ def memory_cluster(tmp_path_factory):
 
 
 def _rows(object_id: str, **where) -> list[dict]:
-    return [r for r in memory_references()["references"]
-            if r["object_id"] == object_id and all(r[k] == v for k, v in where.items())]
+    return [
+        r
+        for r in memory_references()["references"]
+        if r["object_id"] == object_id and all(r[k] == v for k, v in where.items())
+    ]
 
 
 def _row(object_id: str, **where) -> dict:
@@ -55,6 +58,7 @@ def _row(object_id: str, **where) -> dict:
     def seen() -> bool:
         found[:] = _rows(object_id, **where)
         return len(found) == 1
+
     wait_until(seen, 15, f"one reference row of {object_id} with {where}")
     return found[0]
 
@@ -90,9 +94,17 @@ def test_a_pending_task_and_the_worker_running_a_task_hold_their_arguments(memor
     assert row["reference_type"] == "USED_BY_PENDING_TASK"
     assert row["pending_tasks"] == {pending.task_id(): "never"}
     worker = _row(array.id, type="worker")  # the running task maps the array from the store
-    assert worker["reference_type"] == "PINNED_IN_MEMORY" and worker["owner_id"] == me and worker["pid"] != os.getpid()
+    assert (
+        worker["reference_type"] == "PINNED_IN_MEMORY"
+        and worker["owner_id"] == me
+        and worker["pid"] != os.getpid()
+    )
     borrowed = _row(nested.id, type="worker")  # a ref nested in an argument: borrowed from the driver
-    assert borrowed["reference_type"] == "LOCAL_REFERENCE" and not borrowed["owned"] and borrowed["owner_id"] == me
+    assert (
+        borrowed["reference_type"] == "LOCAL_REFERENCE"
+        and not borrowed["owned"]
+        and borrowed["owner_id"] == me
+    )
     assert borrowed["worker_id"] == worker["worker_id"]
     assert _row(array.id, type="driver")["reference_type"] == "USED_BY_PENDING_TASK"
     summary = ray.memory_summary()
@@ -116,15 +128,20 @@ def test_an_object_whose_last_ref_is_dropped_disappears(memory_cluster):
     dropped = ray.put(np.ones(MB))
     object_id = dropped.id
     assert _row(object_id, type="driver")["reference_type"] == "LOCAL_REFERENCE"
-    wait_until(lambda: (state.get_object(object_id) or {}).get("state") == "STORED", 10, "the object in the GCS")
+    wait_until(
+        lambda: (state.get_object(object_id) or {}).get("state") == "STORED", 10, "the object in the GCS"
+    )
     del dropped
     wait_until(lambda: not _rows(object_id), 10, "the dropped object's reference gone")
-    wait_until(lambda: state.get_object(object_id)["state"] == "FREED", 10, "the dropped object freed in the store")
+    wait_until(
+        lambda: state.get_object(object_id)["state"] == "FREED", 10, "the dropped object freed in the store"
+    )
     assert object_id not in ray.memory_summary()
 
 
 def test_the_report_gives_each_objects_state_in_its_store(memory_cluster):
     from babyray.api.memory import format_memory_report, memory_report
+
     spilled = ray.put(np.ones(50 * MB // 8))
     pinned_ref = ray.put(np.ones(50 * MB // 8))
     pinned_value = ray.get(pinned_ref)  # zero-copy: pins the object while it lives

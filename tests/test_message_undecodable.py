@@ -1,5 +1,6 @@
 """A verified Thespian message that cannot be unpickled is logged (``message_undecodable``)
 with its cause: Thespian drops it, and its sender is never told."""
+
 from __future__ import annotations
 
 import sys

@@ -4,6 +4,7 @@ and drivers in a fourth (deploy/netns.py). Needs root and iproute2; skipped othe
 Every member gets a custom resource named after its host (``on_m1``, ``on_m2``) so tasks
 can be pinned to it. The driver scripts assert; the tests check their exit codes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,7 +19,7 @@ pytestmark = needs_netns
 
 NODE_TIMEOUT = 3.0
 
-PRELUDE = textwrap.dedent('''
+PRELUDE = textwrap.dedent("""
     import hashlib, os, sys, time
     import numpy as np
     import babyray as ray
@@ -32,7 +33,7 @@ PRELUDE = textwrap.dedent('''
     @ray.remote
     def host():
         return os.environ["BABYRAY_NETNS_HOST"], ray.get_runtime_context().get_node_id()
-''')
+""")
 
 
 def run_driver(cluster, tmp_path: Path, body: str, timeout: float = 180) -> str:
@@ -46,13 +47,21 @@ def run_driver(cluster, tmp_path: Path, body: str, timeout: float = 180) -> str:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with babyray_cluster("mh", tmp_path_factory.mktemp("multihost"), members=2, node_timeout=NODE_TIMEOUT,
-                         object_store_memory=512 * 1024 * 1024) as c:
+    with babyray_cluster(
+        "mh",
+        tmp_path_factory.mktemp("multihost"),
+        members=2,
+        node_timeout=NODE_TIMEOUT,
+        object_store_memory=512 * 1024 * 1024,
+    ) as c:
         yield c
 
 
 def test_nodes_lists_three_alive_nodes_with_distinct_addresses(cluster, tmp_path):
-    run_driver(cluster, tmp_path, '''
+    run_driver(
+        cluster,
+        tmp_path,
+        """
         nodes = ray.nodes()
         alive = [n for n in nodes if n["Alive"]]
         assert len(alive) == 3, nodes
@@ -61,20 +70,28 @@ def test_nodes_lists_three_alive_nodes_with_distinct_addresses(cluster, tmp_path
         assert all({"NodeID", "Alive", "NodeManagerAddress", "Resources"} <= set(n) for n in nodes)
         assert ray.cluster_resources()["CPU"] == 6.0
         assert ray.cluster_resources()["on_m1"] == 1.0
-    ''')
+    """,
+    )
 
 
 def test_tasks_with_a_custom_resource_run_on_the_node_that_has_it(cluster, tmp_path):
-    run_driver(cluster, tmp_path, '''
+    run_driver(
+        cluster,
+        tmp_path,
+        """
         ids = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes()}
         for name, ip in (("m1", "192.0.2.11"), ("m2", "192.0.2.12")):
             placed = ray.get([host.options(resources={f"on_{name}": 1}).remote() for _ in range(4)], timeout=60)
             assert placed == [(name, ids[ip])] * 4, placed
-    ''')
+    """,
+    )
 
 
 def test_a_100mb_object_made_on_one_node_is_read_intact_on_another(cluster, tmp_path):
-    run_driver(cluster, tmp_path, '''
+    run_driver(
+        cluster,
+        tmp_path,
+        """
         @ray.remote(resources={"on_m1": 1})
         def make():
             return np.random.default_rng(7).integers(0, 255, 100 * 1024 * 1024, dtype=np.uint8)
@@ -95,12 +112,16 @@ def test_a_100mb_object_made_on_one_node_is_read_intact_on_another(cluster, tmp_
         put_ref = ray.put(data)
         where, seen, size = ray.get(digest.remote(put_ref), timeout=120)
         assert where == "m2" and seen == hashlib.sha256(data).hexdigest()
-    ''')
+    """,
+    )
 
 
 def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tmp_path):
     """The owner sends it to that node's scheduler itself: the global scheduler never sees it."""
-    out = run_driver(cluster, tmp_path, '''
+    out = run_driver(
+        cluster,
+        tmp_path,
+        """
         @ray.remote(resources={"on_m2": 1})
         def make():
             return np.ones(8 << 20, dtype=np.uint8)
@@ -114,7 +135,8 @@ def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tm
         refs = [where.remote(obj) for _ in range(5)]
         assert [ray.get(r, timeout=60) for r in refs] == [("m2", 8 << 20)] * 5
         print("TASKS", " ".join(r.task_id() for r in refs))
-    ''')
+    """,
+    )
     task_ids = out.split("TASKS", 1)[1].split("\n", 1)[0].split()
     logs = list(Path(cluster.env["BABYRAY_TEMP_DIR"]).glob("session_*/logs/global_scheduler-*.jsonl"))
     assert logs
@@ -124,7 +146,10 @@ def test_a_task_goes_straight_to_the_node_that_holds_its_large_input(cluster, tm
 
 def test_a_remote_driver_killed_with_kill_9_leaves_the_gcs_list_of_drivers(cluster, tmp_path):
     """The GCS cannot check a remote driver's pid: it drops one whose pings stop."""
-    run_driver(cluster, tmp_path, f'''
+    run_driver(
+        cluster,
+        tmp_path,
+        f"""
         import signal, subprocess
         from babyray.api import cluster_processes, context
 
@@ -146,7 +171,8 @@ def test_a_remote_driver_killed_with_kill_9_leaves_the_gcs_list_of_drivers(clust
             assert time.monotonic() - killed < {NODE_TIMEOUT} + 5, "the killed driver is still listed"
             time.sleep(0.2)
         assert job != ray.get_runtime_context().get_job_id() and not listed()
-    ''')
+    """,
+    )
 
 
 def test_a_jobs_working_dir_and_py_modules_reach_member_nodes(cluster, tmp_path):
@@ -160,7 +186,10 @@ def test_a_jobs_working_dir_and_py_modules_reach_member_nodes(cluster, tmp_path)
     (source / "wd" / "data" / "note.txt").write_text("shipped")
     (source / "lib" / "rtenv_mh_pkg").mkdir(parents=True)
     (source / "lib" / "rtenv_mh_pkg" / "__init__.py").write_text("WHERE = 'py_modules'\n")
-    run_driver(cluster, tmp_path, f'''
+    run_driver(
+        cluster,
+        tmp_path,
+        f'''
         import shutil
         ray.shutdown()
         ray.init(address="auto", runtime_env={{"working_dir": "{source}/wd", "env_vars": {{"RTENV_MH": "on"}},
@@ -179,10 +208,11 @@ def test_a_jobs_working_dir_and_py_modules_reach_member_nodes(cluster, tmp_path)
         assert all(r[2:] == (15, "shipped", "py_modules", "on") for r in results), results
         cwds = [r[1] for r in results]
         assert cwds[0] != cwds[1] and all("runtime_resources/working_dir_files/_ray_pkg_" in c for c in cwds), cwds
-    ''')
+    ''',
+    )
 
 
-JOB_WITH_ENV = textwrap.dedent('''
+JOB_WITH_ENV = textwrap.dedent("""
     import os, sys, babyray as ray
     ray.init(address="auto", runtime_env={"working_dir": sys.argv[1], "env_vars": {"RTENV_JOB": sys.argv[2]}})
 
@@ -196,7 +226,7 @@ JOB_WITH_ENV = textwrap.dedent('''
     assert {host for _, _, host in got} == {"m1", "m2"}, got
     ray.shutdown()
     print("JOB OK", sys.argv[2])
-''')
+""")
 
 
 def test_two_jobs_with_different_runtime_envs_run_side_by_side(cluster, tmp_path):
@@ -208,14 +238,18 @@ def test_two_jobs_with_different_runtime_envs_run_side_by_side(cluster, tmp_path
     for name in ("A", "B"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "rtenv_job_mod.py").write_text(f"NAME = {name!r}\n")
-    run_driver(cluster, tmp_path, f'''
+    run_driver(
+        cluster,
+        tmp_path,
+        f'''
         import subprocess
         jobs = [subprocess.Popen([sys.executable, "{job}", "{tmp_path}/" + name, name], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True) for name in ("A", "B")]
         outputs = [j.communicate(timeout=180)[0] for j in jobs]
         assert all(j.returncode == 0 for j in jobs), outputs
         assert "JOB OK A" in outputs[0] and "JOB OK B" in outputs[1], outputs
-    ''')
+    ''',
+    )
 
 
 def _store_pid(cluster, host: str) -> int:
@@ -233,7 +267,10 @@ def _store_pid(cluster, host: str) -> int:
 def test_a_get_from_a_host_without_a_node_stops_at_its_timeout_when_the_store_is_silent(cluster, tmp_path):
     """The driver (no node on its host) reads a member's store directly; a frozen store must
     not hold a get(timeout=) past its deadline."""
-    run_driver(cluster, tmp_path, f'''
+    run_driver(
+        cluster,
+        tmp_path,
+        f"""
         import signal
         from babyray.exceptions import GetTimeoutError
 
@@ -256,7 +293,8 @@ def test_a_get_from_a_host_without_a_node_stops_at_its_timeout_when_the_store_is
         finally:
             os.kill(store, signal.SIGCONT)
         assert ray.get(ref, timeout=60).nbytes == 1 << 20
-    ''')
+    """,
+    )
 
 
 PLACEMENT_PRELUDE = '''
@@ -275,7 +313,11 @@ def test_placement_group_strategies_across_hosts(cluster, tmp_path):
     as possible" (3 one-CPU bundles on 3 hosts); STRICT_PACK "packs bundles into one node";
     STRICT_SPREAD with more bundles than nodes stays PENDING; the table's bundles_to_node_id
     is where the bundles' tasks run; removal frees the CPUs."""
-    run_driver(cluster, tmp_path, PLACEMENT_PRELUDE + '''
+    run_driver(
+        cluster,
+        tmp_path,
+        PLACEMENT_PRELUDE
+        + """
         spread = placement_group([{"CPU": 1}] * 3, strategy="SPREAD")
         assert ray.get(spread.ready(), timeout=60) == spread
         placed = hosts_of_bundles(spread)
@@ -297,7 +339,8 @@ def test_placement_group_strategies_across_hosts(cluster, tmp_path):
         while ray.available_resources().get("CPU") != 6.0:
             assert time.monotonic() < deadline, ray.available_resources()
             time.sleep(0.2)
-    ''')
+    """,
+    )
 
 
 def test_a_group_larger_than_any_host_is_pending_and_reserves_nothing(cluster, tmp_path):
@@ -305,7 +348,11 @@ def test_a_group_larger_than_any_host_is_pending_and_reserves_nothing(cluster, t
     stays pending (ready() not ready within a timeout, placement_group_table PENDING), and,
     all or nothing, reserves no CPU anywhere meanwhile; a feasible group placed after it
     still gets its bundles, and removal returns everything."""
-    run_driver(cluster, tmp_path, PLACEMENT_PRELUDE + '''
+    run_driver(
+        cluster,
+        tmp_path,
+        PLACEMENT_PRELUDE
+        + """
         big = placement_group([{"CPU": 3}], strategy="PACK")  # 6 CPUs in the cluster, 2 per host
         try:
             ray.get(big.ready(), timeout=3)
@@ -327,13 +374,14 @@ def test_a_group_larger_than_any_host_is_pending_and_reserves_nothing(cluster, t
             assert time.monotonic() < deadline, ray.available_resources()
             time.sleep(0.2)
         assert placement_group_table(big)["state"] == "REMOVED"
-    ''')
+    """,
+    )
 
 
 def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewhere(cluster, tmp_path):
     killed_at = time.time()
     cluster.kill_host("m2")
-    script_body = f'''
+    script_body = f"""
         killed_at = {killed_at!r}
         deadline = killed_at + 60
         while True:
@@ -346,17 +394,16 @@ def test_a_killed_member_is_marked_dead_within_the_timeout_and_tasks_go_elsewher
         assert "on_m2" not in ray.cluster_resources()
         placed = ray.get([host.remote() for _ in range(12)], timeout=60)
         assert all(name != "m2" for name, _ in placed), placed
-    '''
+    """
     out = _run_without_waiting_for_three(cluster, tmp_path, script_body)
     dead_after = float(out.split("DEAD_AFTER")[1].split()[0])
     assert dead_after <= NODE_TIMEOUT + 2.0, dead_after
 
 
 def _run_without_waiting_for_three(cluster, tmp_path: Path, body: str) -> str:
-    prelude = PRELUDE.replace("while sum(n[\"Alive\"] for n in ray.nodes()) < 3:", "while False:")
+    prelude = PRELUDE.replace('while sum(n["Alive"] for n in ray.nodes()) < 3:', "while False:")
     script = tmp_path / "driver_after_kill.py"
     script.write_text(prelude + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
     result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "DRIVER OK" in result.stdout, result.stdout + result.stderr
     return result.stdout
-

@@ -1,5 +1,6 @@
 """ray.util.multiprocessing.Pool: the multiprocessing.Pool API on actors, as Ray documents it
 ('Distributed multiprocessing.Pool': 'The full multiprocessing.Pool API is currently supported')."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,6 @@ import time
 
 import pytest
 
-import babyray as ray
 from babyray.util.multiprocessing import Pool, TimeoutError
 
 _initialized = []
@@ -59,7 +59,7 @@ def test_imap_ordered_and_unordered(shared_cluster):
     """multiprocessing: imap yields in input order; imap_unordered as results finish; both take iterators."""
     with Pool(processes=2) as pool:
         assert list(pool.imap(square, iter(range(9)))) == [x * x for x in range(9)]
-        assert list(pool.imap_unordered(sleep_then, [1.0, 0.01, 0.02])) [0] == 0.01
+        assert list(pool.imap_unordered(sleep_then, [1.0, 0.01, 0.02]))[0] == 0.01
         assert sorted(pool.imap_unordered(square, range(9), chunksize=2)) == sorted(x * x for x in range(9))
         slow = pool.imap(sleep_then, [2.0])
         with pytest.raises(TimeoutError):

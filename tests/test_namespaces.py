@@ -4,6 +4,7 @@ only there, unless ``get_actor`` names another namespace. Drivers are separate p
 joining one cluster started with ``babyray start --head``; the name registry of the GCS is
 also tested on its own.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _register(actors: ActorDirectory, actor_id: str, name: str, namespace: str) -> str | None:
-    spec = vm.TaskSpec(f"create-{actor_id}", "job", "fn", "Holder", [], {}, 0, [], {}, "owner", "owner-id",
-                       actor_id=actor_id, actor_creation=True, namespace=namespace)
+    spec = vm.TaskSpec(
+        f"create-{actor_id}",
+        "job",
+        "fn",
+        "Holder",
+        [],
+        {},
+        0,
+        [],
+        {},
+        "owner",
+        "owner-id",
+        actor_id=actor_id,
+        actor_creation=True,
+        namespace=namespace,
+    )
     info = am.ActorInfo(actor_id, "Holder", {}, name=name)
     return actors.register(actor_id, am.RegisterActor("req", spec, info, namespace=namespace))
 
@@ -47,8 +62,11 @@ def test_a_name_is_unique_within_its_namespace_and_found_only_there() -> None:
 
 def test_names_lists_one_namespace_or_all_and_a_dead_actor_frees_its_name_in_its_namespace_only() -> None:
     actors = ActorDirectory(Table("actors"))
-    for actor_id, name, namespace in (("a1", "orange", "colors"), ("a2", "purple", "colors"),
-                                      ("a3", "orange", "fruits")):
+    for actor_id, name, namespace in (
+        ("a1", "orange", "colors"),
+        ("a2", "purple", "colors"),
+        ("a3", "orange", "fruits"),
+    ):
         assert _register(actors, actor_id, name, namespace) is None
     assert actors.names("colors") == (("colors", "orange"), ("colors", "purple"))
     assert actors.names(None) == (("colors", "orange"), ("colors", "purple"), ("fruits", "orange"))
@@ -71,6 +89,7 @@ def test_a_name_is_free_once_its_actor_is_killed_for_good_before_its_process_end
 
 # ---- bad namespace values ----------------------------------------------------------------------
 
+
 def test_a_namespace_that_is_not_a_non_empty_str_is_refused_before_anything_starts() -> None:
     with pytest.raises(TypeError, match="namespace must be None or a string"):
         ray.init(namespace=3)  # type: ignore[arg-type]
@@ -84,6 +103,7 @@ def test_a_namespace_that_is_not_a_non_empty_str_is_refused_before_anything_star
     @ray.remote
     class Holder:
         pass
+
     with pytest.raises(TypeError, match="namespace must be None or a string"):
         Holder.options(name="orange", namespace=["colors"])
     assert not ray.is_initialized()
@@ -91,7 +111,7 @@ def test_a_namespace_that_is_not_a_non_empty_str_is_refused_before_anything_star
 
 # ---- drivers on one cluster --------------------------------------------------------------------
 
-DRIVER = '''
+DRIVER = """
 import json, sys, babyray as ray
 namespace = None if sys.argv[2] == "-" else sys.argv[2]
 ray.init(address=sys.argv[1], namespace=namespace)
@@ -112,7 +132,7 @@ def lookup(name, **where):
         return ray.get(ray.get_actor(name, **where).get.remote(), timeout=60)
     except ValueError:
         return None
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +143,17 @@ def head(tmp_path_factory):
     env.pop("BABYRAY_ADDRESS", None)
     address = f"127.0.0.1:{free_port()}"
     try:
-        started = _cli(env, "start", "--head", "--port", address.split(":")[1], "--node-ip", "127.0.0.1",
-                       "--num-cpus", "2")
+        started = _cli(
+            env,
+            "start",
+            "--head",
+            "--port",
+            address.split(":")[1],
+            "--node-ip",
+            "127.0.0.1",
+            "--num-cpus",
+            "2",
+        )
         assert started.returncode == 0, started.stdout + started.stderr
         yield address, env
     finally:
@@ -136,53 +165,85 @@ def _driver(head: tuple[str, dict], namespace: str | None, body: str) -> dict:
     address, env = head
     script = Path(env["BABYRAY_TEMP_DIR"]) / f"driver_{uuid.uuid4().hex[:8]}.py"
     script.write_text(DRIVER + body + '\nprint("RESULT", json.dumps(result), flush=True)\nray.shutdown()\n')
-    run = subprocess.run([sys.executable, str(script), address, namespace or "-"], env=env, capture_output=True,
-                         text=True, timeout=180)
+    run = subprocess.run(
+        [sys.executable, str(script), address, namespace or "-"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert run.returncode == 0 and "RESULT" in run.stdout, run.stdout + run.stderr[-4000:]
     return json.loads(run.stdout.split("RESULT", 1)[1].splitlines()[0])
 
 
 def test_one_name_in_two_namespaces_is_two_actors_and_a_later_driver_finds_its_namespace_s(head):
-    first = _driver(head, "colors", '''
+    first = _driver(
+        head,
+        "colors",
+        """
 result["created"] = [create("orange", "colors-orange"), create("purple", "colors-purple")]
-''')
+""",
+    )
     assert first == {"namespace": "colors", "created": ["colors-orange", "colors-purple"]}
 
-    second = _driver(head, "fruits", '''
+    second = _driver(
+        head,
+        "fruits",
+        """
 result["orange before"] = lookup("orange")
 result["created"] = [create("orange", "fruits-orange"), create("watermelon", "fruits-watermelon")]
 result["orange"] = lookup("orange")
 result["colors' orange"] = lookup("orange", namespace="colors")
 result["names"] = sorted(ray.util.list_named_actors())
 result["all"] = ray.util.list_named_actors(all_namespaces=True)
-''')
+""",
+    )
     assert second["orange before"] is None
     assert second["created"] == ["fruits-orange", "fruits-watermelon"]
     assert second["orange"] == "fruits-orange" and second["colors' orange"] == "colors-orange"
     assert second["names"] == ["orange", "watermelon"]
     mine = [entry for entry in second["all"] if entry["namespace"] in ("colors", "fruits")]
     assert sorted(mine, key=lambda e: (e["namespace"], e["name"])) == [
-        {"name": "orange", "namespace": "colors"}, {"name": "purple", "namespace": "colors"},
-        {"name": "orange", "namespace": "fruits"}, {"name": "watermelon", "namespace": "fruits"}]
+        {"name": "orange", "namespace": "colors"},
+        {"name": "purple", "namespace": "colors"},
+        {"name": "orange", "namespace": "fruits"},
+        {"name": "watermelon", "namespace": "fruits"},
+    ]
 
-    third = _driver(head, "colors", '''
+    third = _driver(
+        head,
+        "colors",
+        """
 result["orange"] = lookup("orange")
 result["watermelon"] = lookup("watermelon")
 result["fruits' watermelon"] = lookup("watermelon", namespace="fruits")
-''')
-    assert third == {"namespace": "colors", "orange": "colors-orange", "watermelon": None,
-                     "fruits' watermelon": "fruits-watermelon"}
+""",
+    )
+    assert third == {
+        "namespace": "colors",
+        "orange": "colors-orange",
+        "watermelon": None,
+        "fruits' watermelon": "fruits-watermelon",
+    }
 
 
 def test_drivers_without_a_namespace_each_get_an_anonymous_one(head):
-    first = _driver(head, None, '''
+    first = _driver(
+        head,
+        None,
+        """
 result["created"] = create("mine", "first")
-''')
-    second = _driver(head, None, '''
+""",
+    )
+    second = _driver(
+        head,
+        None,
+        """
 result["mine before"] = lookup("mine")
 result["created"] = create("mine", "second")
 result["all"] = ray.util.list_named_actors(all_namespaces=True)
-''')
+""",
+    )
     assert str(uuid.UUID(first["namespace"])) == first["namespace"]  # a random UUID, as in Ray
     assert second["namespace"] != first["namespace"]
     assert second["mine before"] is None and second["created"] == "second"
@@ -191,20 +252,33 @@ result["all"] = ray.util.list_named_actors(all_namespaces=True)
 
 
 def test_options_namespace_registers_the_name_in_another_namespace(head):
-    result = _driver(head, "home", '''
+    result = _driver(
+        head,
+        "home",
+        """
 result["created"] = create("elsewhere", "away", namespace="away")
 result["in home"] = lookup("elsewhere")
 result["in away"] = lookup("elsewhere", namespace="away")
 result["home names"] = ray.util.list_named_actors()
 existing = Holder.options(name="elsewhere", namespace="away", get_if_exists=True).remote("new")
 result["get_if_exists"] = ray.get(existing.get.remote(), timeout=60)
-''')
-    assert result == {"namespace": "home", "created": "away", "in home": None, "in away": "away",
-                      "home names": [], "get_if_exists": "away"}
+""",
+    )
+    assert result == {
+        "namespace": "home",
+        "created": "away",
+        "in home": None,
+        "in away": "away",
+        "home names": [],
+        "get_if_exists": "away",
+    }
 
 
 def test_tasks_and_actors_run_in_their_job_s_namespace(head):
-    result = _driver(head, "inside", '''
+    result = _driver(
+        head,
+        "inside",
+        """
 @ray.remote
 def namespace_of_task():
     return ray.get_runtime_context().namespace
@@ -237,7 +311,8 @@ result["created in task"] = ray.get(create_in_task.remote("task's"), timeout=60)
 result["found from driver"] = lookup("task's")
 result["actor"] = ray.get(Probe.remote().namespaces.remote(), timeout=60)
 result["context"] = ray.get_runtime_context().get()["namespace"]
-''')
+""",
+    )
     assert result["namespace"] == result["context"] == "inside"
     assert result["task"] == result["nested task"] == "inside"
     assert result["lookup in task"] == "from the driver"

@@ -1,4 +1,5 @@
 """A task's error keeps the user's exception class through nested gets and failed arguments."""
+
 from __future__ import annotations
 
 import pytest
@@ -85,6 +86,7 @@ def test_cancelled_argument_is_reported_as_input_error(shared_cluster):
     @ray.remote
     def sleep_long() -> None:
         import time
+
         time.sleep(60)
 
     blocked = sleep_long.remote()

@@ -2,6 +2,7 @@
 runs the most deeply nested tasks first, so it finishes with a few workers per level, and a
 recursion that needs more workers than ``max_workers`` still finishes (the limit is soft for
 tasks whose submitters are all blocked), with a warning naming the setting."""
+
 from __future__ import annotations
 
 import glob

@@ -22,7 +22,7 @@ CLI = ROOT / "deploy" / "local-cluster"
 
 pytestmark = needs_netns
 
-ECHO_SERVER = r'''
+ECHO_SERVER = r"""
 import socketserver, sys
 ip, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 class H(socketserver.StreamRequestHandler):
@@ -36,10 +36,10 @@ class S(socketserver.ThreadingTCPServer):
 srv = S((ip, port), H)
 print("listening", ip, port, flush=True)
 srv.serve_forever()
-'''
+"""
 
 # Run in the driver namespace: talk to each ip:port given, print the replies.
-ECHO_CLIENT = r'''
+ECHO_CLIENT = r"""
 import socket, sys
 port = int(sys.argv[1])
 for ip in sys.argv[2:]:
@@ -50,7 +50,7 @@ for ip in sys.argv[2:]:
         s.close()
     except OSError as e:
         print(ip, "ERROR", type(e).__name__)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +61,9 @@ def echo_cmd(tmp_path_factory):
 
 
 def make_cluster(echo_cmd, members=2, **kw):
-    return netns.NetnsCluster(netns.random_prefix("t"), members,
-                              head_cmd=echo_cmd, member_cmd=echo_cmd,
-                              head_timeout=30, **kw)
+    return netns.NetnsCluster(
+        netns.random_prefix("t"), members, head_cmd=echo_cmd, member_cmd=echo_cmd, head_timeout=30, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +74,25 @@ def cluster(echo_cmd):
 
 def ping_from_driver(c, hosts):
     ips = [c.host_ip(h) for h in hosts]
-    r = c.run([sys.executable, "-c", ECHO_CLIENT, str(c.port), *ips],
-              capture_output=True, text=True, timeout=30)
+    r = c.run(
+        [sys.executable, "-c", ECHO_CLIENT, str(c.port), *ips], capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 0, r.stderr
     return dict(line.split(" ", 1) for line in r.stdout.splitlines())
 
 
 def root_links():
-    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     return [ln.split(":", 2)[1].strip().split("@")[0] for ln in out.splitlines()]
 
 
 def ns_ipv4(ns):
-    out = subprocess.run(["ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return re.findall(r"inet (\S+)", out)
 
 
@@ -102,21 +106,24 @@ def assert_all_gone(prefix, pids=()):
 
 # --------------------------------------------------------------------------
 
+
 def test_layout_and_head_address(cluster):
     p = cluster.prefix
     assert len(p) <= netns.MAX_PREFIX_LEN
     assert cluster.head_address == "192.0.2.1:1900"
     assert cluster.hosts == ["head", "m1", "m2", "driver"]
     assert [cluster.host_ip(h) for h in cluster.hosts] == [
-        "192.0.2.1", "192.0.2.11", "192.0.2.12", "192.0.2.100"]
-    assert set(netns.list_netns()) >= {f"{p}-br", f"{p}-head", f"{p}-m1",
-                                       f"{p}-m2", f"{p}-driver"}
+        "192.0.2.1",
+        "192.0.2.11",
+        "192.0.2.12",
+        "192.0.2.100",
+    ]
+    assert set(netns.list_netns()) >= {f"{p}-br", f"{p}-head", f"{p}-m1", f"{p}-m2", f"{p}-driver"}
 
 
 def test_each_host_answers_from_driver(cluster):
     replies = ping_from_driver(cluster, ["head", "m1", "m2"])
-    assert replies == {"192.0.2.1": "head:ping", "192.0.2.11": "m1:ping",
-                       "192.0.2.12": "m2:ping"}
+    assert replies == {"192.0.2.1": "head:ping", "192.0.2.11": "m1:ping", "192.0.2.12": "m2:ping"}
 
 
 def test_hosts_have_distinct_addresses(cluster):
@@ -130,28 +137,35 @@ def test_hosts_have_distinct_addresses(cluster):
 
 def test_no_default_route_anywhere(cluster):
     for ns in [cluster.ns(h) for h in cluster.hosts] + [cluster.bridge_ns]:
-        default = subprocess.run(["ip", "-n", ns, "route", "show", "default"],
-                                 capture_output=True, text=True, check=True).stdout
+        default = subprocess.run(
+            ["ip", "-n", ns, "route", "show", "default"], capture_output=True, text=True, check=True
+        ).stdout
         assert default.strip() == "", ns
         for fam in ("-4", "-6"):
-            routes = subprocess.run(["ip", "-n", ns, fam, "route", "show"],
-                                    capture_output=True, text=True, check=True).stdout
+            routes = subprocess.run(
+                ["ip", "-n", ns, fam, "route", "show"], capture_output=True, text=True, check=True
+            ).stdout
             assert "default" not in routes, (ns, routes)
-        v4 = subprocess.run(["ip", "-n", ns, "-4", "route", "show"],
-                            capture_output=True, text=True, check=True).stdout
+        v4 = subprocess.run(
+            ["ip", "-n", ns, "-4", "route", "show"], capture_output=True, text=True, check=True
+        ).stdout
         for line in v4.splitlines():
             assert line.startswith("192.0.2.0/24 "), (ns, line)
 
 
 def test_loopback_up_everywhere_and_bridge_not_in_root(cluster):
     for ns in [cluster.ns(h) for h in cluster.hosts] + [cluster.bridge_ns]:
-        out = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "lo"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["ip", "-n", ns, "-o", "link", "show", "lo"], capture_output=True, text=True, check=True
+        ).stdout
         assert "UP" in out.split(">")[0], (ns, out)
     assert not [ln for ln in root_links() if ln.startswith(cluster.prefix)]
-    br = subprocess.run(["ip", "-n", cluster.bridge_ns, "-o", "link", "show",
-                         "type", "bridge"], capture_output=True, text=True,
-                        check=True).stdout
+    br = subprocess.run(
+        ["ip", "-n", cluster.bridge_ns, "-o", "link", "show", "type", "bridge"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"{cluster.prefix}-br" in br
 
 
@@ -167,24 +181,28 @@ def test_state_file_and_process_groups(cluster):
     assert st["status"] == "up"
     assert st["head_address"] == "192.0.2.1:1900"
     assert set(st["namespaces"]) == {cluster.ns(h) for h in cluster.hosts} | {cluster.bridge_ns}
-    assert {l["host"] for l in st["links"]} == set(cluster.hosts)
-    assert {h: i["ip"] for h, i in st["hosts"].items()} == {
-        h: cluster.host_ip(h) for h in cluster.hosts}
+    assert {link["host"] for link in st["links"]} == set(cluster.hosts)
+    assert {h: i["ip"] for h, i in st["hosts"].items()} == {h: cluster.host_ip(h) for h in cluster.hosts}
     procs = {p["host"]: p for p in st["processes"]}
     assert set(procs) == {"head", "m1", "m2"}
     for host, p in procs.items():
         pid = p["pid"]
         assert netns.pid_alive(pid, p["starttime"])
-        assert os.getpgid(pid) == pid and os.getsid(pid) == pid   # own session
-        assert pid in cluster.pids(host)                          # in its netns
+        assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # own session
+        assert pid in cluster.pids(host)  # in its netns
         assert Path(p["log"]).read_text().count("listening") >= 1
 
 
 def test_run_passes_env_and_exit_code(cluster):
-    r = cluster.run([sys.executable, "-c",
-                     "import os; print(os.environ['BABYRAY_ADDRESS'], "
-                     "os.environ['THESPIAN_BASE_IPADDR'])"],
-                    capture_output=True, text=True)
+    r = cluster.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['BABYRAY_ADDRESS'], os.environ['THESPIAN_BASE_IPADDR'])",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.stdout.split() == ["192.0.2.1:1900", "192.0.2.100"]
     assert cluster.run("exit 7").returncode == 7
 
@@ -205,11 +223,13 @@ def test_kill_host_restart_and_down(echo_cmd, tmp_path):
     # The head also leaves a setsid'd grandchild behind, like a daemonizing
     # admin: it escapes the recorded process group but not the namespace.
     marker = tmp_path / "grandchild.pid"
-    head_cmd = (f"sh -c 'setsid sleep 1000 & echo $! > {marker}; "
-                f"exec {sys.executable} \"$0\" \"$@\"' "
-                + echo_cmd.replace("{python} ", ""))
-    c = netns.NetnsCluster(netns.random_prefix("t"), 2, head_cmd=head_cmd,
-                           member_cmd=echo_cmd, head_timeout=30)
+    head_cmd = (
+        f"sh -c 'setsid sleep 1000 & echo $! > {marker}; "
+        f'exec {sys.executable} "$0" "$@"\' ' + echo_cmd.replace("{python} ", "")
+    )
+    c = netns.NetnsCluster(
+        netns.random_prefix("t"), 2, head_cmd=head_cmd, member_cmd=echo_cmd, head_timeout=30
+    )
     c.up()
     try:
         grandchild = int(marker.read_text())
@@ -233,14 +253,18 @@ def test_kill_host_restart_and_down(echo_cmd, tmp_path):
         problems = c.down()
     assert problems == []
     assert_all_gone(c.prefix, pids)
-    assert c.down() == []          # idempotent
+    assert c.down() == []  # idempotent
     assert_all_gone(c.prefix, pids)
 
 
 def test_failed_up_tears_itself_down(echo_cmd):
-    c = netns.NetnsCluster(netns.random_prefix("t"), 2,
-                           head_cmd="sh -c 'echo head broke; exit 3'",
-                           member_cmd=echo_cmd, head_timeout=20)
+    c = netns.NetnsCluster(
+        netns.random_prefix("t"),
+        2,
+        head_cmd="sh -c 'echo head broke; exit 3'",
+        member_cmd=echo_cmd,
+        head_timeout=20,
+    )
     with pytest.raises(netns.NetnsError, match="head exited with 3") as ei:
         c.up()
     assert "head broke" in str(ei.value)
@@ -249,9 +273,14 @@ def test_failed_up_tears_itself_down(echo_cmd):
 
 def test_down_after_halfway_up(echo_cmd):
     # a member that dies at start; keep_on_failure leaves the wreck in place
-    c = netns.NetnsCluster(netns.random_prefix("t"), 2, head_cmd=echo_cmd,
-                           member_cmd="sh -c 'exit 5'", head_timeout=20,
-                           keep_on_failure=True)
+    c = netns.NetnsCluster(
+        netns.random_prefix("t"),
+        2,
+        head_cmd=echo_cmd,
+        member_cmd="sh -c 'exit 5'",
+        head_timeout=20,
+        keep_on_failure=True,
+    )
     with pytest.raises(netns.NetnsError, match="exited with 5"):
         c.up()
     st = json.loads(c.state_file.read_text())
@@ -259,8 +288,9 @@ def test_down_after_halfway_up(echo_cmd):
     head_pid = [p["pid"] for p in st["processes"] if p["host"] == "head"][0]
     assert netns.pid_alive(head_pid)
     # tear down from another process, knowing only the prefix
-    r = subprocess.run([sys.executable, str(CLI), "down", "--name", c.prefix],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, str(CLI), "down", "--name", c.prefix], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
     c._reap()
     assert_all_gone(c.prefix, [head_pid])
@@ -281,45 +311,84 @@ def test_bad_prefixes_rejected():
 
 
 def test_expand_cmd_placeholders():
-    got = netns.expand_cmd("{python} -c 'print({1: 2})' {ip} {port} --x={head}",
-                           {"python": "py", "ip": "192.0.2.11", "port": 1900,
-                            "head": "192.0.2.1:1900"})
-    assert got == ["py", "-c", "print({1: 2})", "192.0.2.11", "1900",
-                   "--x=192.0.2.1:1900"]
+    got = netns.expand_cmd(
+        "{python} -c 'print({1: 2})' {ip} {port} --x={head}",
+        {"python": "py", "ip": "192.0.2.11", "port": 1900, "head": "192.0.2.1:1900"},
+    )
+    assert got == ["py", "-c", "print({1: 2})", "192.0.2.11", "1900", "--x=192.0.2.1:1900"]
     c = netns.NetnsCluster("tdefault", 1)
-    assert c.cmd_for("head") == [sys.executable, "-m", "babyray.cli", "start",
-                                 "--head", "--node-ip", "192.0.2.1", "--port",
-                                 "1900", "--num-cpus", "2"]
-    assert c.cmd_for("m1") == [sys.executable, "-m", "babyray.cli", "start",
-                               "--address", "192.0.2.1:1900", "--node-ip",
-                               "192.0.2.11", "--num-cpus", "2"]
+    assert c.cmd_for("head") == [
+        sys.executable,
+        "-m",
+        "babyray.cli",
+        "start",
+        "--head",
+        "--node-ip",
+        "192.0.2.1",
+        "--port",
+        "1900",
+        "--num-cpus",
+        "2",
+    ]
+    assert c.cmd_for("m1") == [
+        sys.executable,
+        "-m",
+        "babyray.cli",
+        "start",
+        "--address",
+        "192.0.2.1:1900",
+        "--node-ip",
+        "192.0.2.11",
+        "--num-cpus",
+        "2",
+    ]
 
 
 def test_cli_up_run_kill_down(echo_cmd):
     prefix = netns.random_prefix("c")
     cli = [sys.executable, str(CLI)]
     try:
-        r = subprocess.run(cli + ["up", "--members", "2", "--name", prefix,
-                                  "--head-cmd", echo_cmd, "--member-cmd", echo_cmd],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            cli
+            + ["up", "--members", "2", "--name", prefix, "--head-cmd", echo_cmd, "--member-cmd", echo_cmd],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip().splitlines()[-1] == "192.0.2.1:1900"
-        r = subprocess.run(cli + ["run", "--name", prefix, "--", sys.executable, "-c",
-                                  ECHO_CLIENT, "1900", "192.0.2.1", "192.0.2.11",
-                                  "192.0.2.12"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            cli
+            + [
+                "run",
+                "--name",
+                prefix,
+                "--",
+                sys.executable,
+                "-c",
+                ECHO_CLIENT,
+                "1900",
+                "192.0.2.1",
+                "192.0.2.11",
+                "192.0.2.12",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
         assert "192.0.2.12 m2:ping" in r.stdout
         r = subprocess.run(cli + ["run", "--name", prefix, "--", "sh", "-c", "exit 9"])
         assert r.returncode == 9
-        r = subprocess.run(cli + ["exec", "m2", "--name", prefix, "--", "ip", "-4",
-                                  "-o", "addr", "show", "dev", "eth0"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            cli + ["exec", "m2", "--name", prefix, "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+            capture_output=True,
+            text=True,
+        )
         assert "192.0.2.12/24" in r.stdout
         pids = netns.netns_pids(f"{prefix}-m1")
         assert pids
-        r = subprocess.run(cli + ["kill-member", "1", "--name", prefix],
-                           capture_output=True, text=True)
+        r = subprocess.run(cli + ["kill-member", "1", "--name", prefix], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         deadline = time.monotonic() + 5
         while any(netns.pid_alive(p) for p in pids) and time.monotonic() < deadline:
@@ -330,8 +399,7 @@ def test_cli_up_run_kill_down(echo_cmd):
         st = netns.load_state(prefix)
         all_pids = [p["pid"] for p in st["processes"]]
     finally:
-        r = subprocess.run(cli + ["down", "--name", prefix],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(cli + ["down", "--name", prefix], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert_all_gone(prefix, all_pids)
     r = subprocess.run(cli + ["down", "--name", prefix], capture_output=True, text=True)

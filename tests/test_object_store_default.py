@@ -1,6 +1,7 @@
 """The object store's default size (Ray's rule: 30% of the machine's memory, capped by the
 free space of /dev/shm) and what a large default costs: only the arena's first pages are
 pre-faulted, the rest is allocated as objects fill it."""
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,13 @@ def test_an_explicit_size_or_the_setting_overrides_the_default(monkeypatch: pyte
     assert object_store_size(None) == config.machine_object_store_default() > 0
 
 
-def test_a_large_arena_allocates_only_its_prefaulted_start_until_written(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_arena_allocates_only_its_prefaulted_start_until_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(arena_module, "PREFAULT_MAX", 4 << 20)
     created = Arena.create(f"babyray-test-{uuid.uuid4().hex[:12]}", 64 << 20)
     try:
+
         def allocated() -> int:
             return os.fstat(created.fileno()).st_blocks * 512
 

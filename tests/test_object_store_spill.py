@@ -1,4 +1,5 @@
 """Spilling: a full store spills unpinned objects to disk and restores them on get."""
+
 from __future__ import annotations
 
 import gc
@@ -34,7 +35,12 @@ def test_putting_four_times_the_store_succeeds_and_every_object_reads_back_intac
     assert stats["used_bytes"] <= 100 * MB
     for i, ref in enumerate(refs):
         value = ray.get(ref)
-        assert value.shape == (10 * MB // 8,) and value[0] == i and value[-1] == i and int(value.sum()) == i * value.size
+        assert (
+            value.shape == (10 * MB // 8,)
+            and value[0] == i
+            and value[-1] == i
+            and int(value.sum()) == i * value.size
+        )
         del value
     stats = ray.memory_stats()[0]
     assert stats["num_restored"] >= 30 and stats["restored_bytes"] >= 300 * MB
@@ -67,8 +73,9 @@ def test_freeing_a_spilled_object_removes_its_spill_file(small_store):
     assert files
     del refs
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (ray.memory_stats()[0]["num_objects"] or
-                                           [f for _, _, fs in os.walk(spill_dir) for f in fs]):
+    while time.monotonic() < deadline and (
+        ray.memory_stats()[0]["num_objects"] or [f for _, _, fs in os.walk(spill_dir) for f in fs]
+    ):
         gc.collect()
         time.sleep(0.05)
     assert not [f for _, _, fs in os.walk(spill_dir) for f in fs]

@@ -1,5 +1,6 @@
 """The object store's table, driven directly (no Thespian, no arena): states and their
 transitions, pins, freeing, eviction and spill order, spare slots and second creates."""
+
 from __future__ import annotations
 
 import pytest
@@ -214,7 +215,9 @@ def test_a_pin_that_must_not_restore_names_the_spilled_object_and_pins_nothing(t
     outcome = table.pin(["b", "a"], restore=False)
     assert outcome.spilled == "a" and not outcome.slots
     assert state(table, "a") is S.SPILLED and spill.restored == []
-    assert table.get("b").pins == 0 and table.pin(["b"], restore=False).slots == {"b": (table.get("b").offset, 16 * KB)}
+    assert table.get("b").pins == 0 and table.pin(["b"], restore=False).slots == {
+        "b": (table.get("b").offset, 16 * KB)
+    }
 
 
 def test_no_room_when_every_object_is_pinned_or_being_written_and_the_error_names_the_sizes(table):

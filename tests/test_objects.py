@@ -1,4 +1,5 @@
 """Objects through the public API: put/get, numpy zero-copy, errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,25 @@ def test_large_numpy_array_comes_back_read_only_without_a_copy(shared_cluster):
     assert np.shares_memory(first, second)  # both are views of the same shared-memory slot
 
 
-@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                                   "float16", "float32", "float64", "complex64", "complex128", "bool"])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+        "complex64",
+        "complex128",
+        "bool",
+    ],
+)
 def test_numpy_values_of_every_dtype_round_trip_intact(shared_cluster, dtype):
     rng = np.random.default_rng(0)
     array = (rng.random(300_000) * 100).astype(dtype)

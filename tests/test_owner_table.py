@@ -3,6 +3,7 @@
 Its methods run under the owner's lock, so each test holds it (as the message loop does);
 ``collect`` releases it while it waits.
 """
+
 from __future__ import annotations
 
 import threading
@@ -105,7 +106,10 @@ def test_known_values_lists_owned_values_and_borrowed_ones(table: OwnerTable) ->
     table.own_pending("t1-0", "t1")
     table.own_value("put-1", None, inline(1))
     table.borrowed_arrived((("theirs-0", inline(2)),))
-    assert sorted(table.known_values(), key=lambda kv: kv[0]) == [("put-1", inline(1)), ("theirs-0", inline(2))]
+    assert sorted(table.known_values(), key=lambda kv: kv[0]) == [
+        ("put-1", inline(1)),
+        ("theirs-0", inline(2)),
+    ]
     assert sorted(table.owned_ids()) == ["put-1", "t1-0"]
 
 
@@ -124,6 +128,7 @@ def test_collect_wakes_when_another_thread_sets_the_value(table: OwnerTable) -> 
     def finish() -> None:
         with table.lock:
             table.set_value("b-0", inline(2))
+
     setter = threading.Timer(0.05, finish)
     setter.start()
     try:

@@ -2,6 +2,7 @@
 
 The object table's methods run under the owner's lock: each test holds it, as the owner does.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,9 +27,19 @@ def table() -> Iterator[OwnerTable]:
 
 
 def spec_with(args: list, kwargs: dict) -> vm.TaskSpec:
-    return vm.TaskSpec(task_id="t9", job_id="j", function_id="f", function_name="consume", args=args,
-                      kwargs=kwargs, num_returns=1, return_ids=["t90000"], resources={}, owner=None,
-                      owner_id=ME)
+    return vm.TaskSpec(
+        task_id="t9",
+        job_id="j",
+        function_id="f",
+        function_name="consume",
+        args=args,
+        kwargs=kwargs,
+        num_returns=1,
+        return_ids=["t90000"],
+        resources={},
+        owner=None,
+        owner_id=ME,
+    )
 
 
 def inline(value: object) -> vm.InlineValue:
@@ -39,7 +50,10 @@ def test_the_scan_finds_top_level_refs_in_args_then_kwargs() -> None:
     a, b = ObjectRef("a-0", None, ME), ObjectRef("b-0", None, ME)
     spec = spec_with([inline(1), a, [b]], {"k": b, "plain": inline(2)})
     deps = ref_arguments(spec)
-    assert [(slot, ref) for _, slot, ref in deps] == [(1, a), ("k", b)]  # a ref nested in a list is not scanned
+    assert [(slot, ref) for _, slot, ref in deps] == [
+        (1, a),
+        ("k", b),
+    ]  # a ref nested in a list is not scanned
     assert deps[0][0] is spec.args and deps[1][0] is spec.kwargs
 
 

@@ -1,4 +1,5 @@
 """Periodic duties of the parts (``PartActor.every``) survive a round that raises."""
+
 from __future__ import annotations
 
 import time

@@ -7,13 +7,17 @@ is killed the group is RESCHEDULING and stays so while no node has room (unrelat
 run); once the actor on ``m2`` is gone the lost bundle is reserved there, the group is CREATED
 again and a task in that bundle runs on ``m2``.
 """
+
 from __future__ import annotations
 
 from test_fault_tolerance_multihost import cluster, run_with_kill  # noqa: F401 (cluster: a fixture)
 
 
 def test_a_bundle_lost_with_a_node_is_placed_again_when_a_node_has_room(cluster, tmp_path):  # noqa: F811
-    output = run_with_kill(cluster, tmp_path, '''
+    output = run_with_kill(
+        cluster,
+        tmp_path,
+        """
         from babyray.util import placement_group, placement_group_table
         from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -56,5 +60,6 @@ def test_a_bundle_lost_with_a_node_is_placed_again_when_a_node_has_room(cluster,
         in_bundle = node.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, lost)).remote()
         assert ray.get(in_bundle, timeout=60) == m2
         print("REPLACED on m2")
-    ''')
+    """,
+    )
     assert "REPLACED on m2" in output

@@ -2,27 +2,34 @@
 documented in Ray's "Placement Groups" guide or its ``ray.util.placement_group`` API reference
 (quoted or paraphrased in the test's docstring). Every test removes the groups it makes, so
 the node's 4 CPUs are free again for the next."""
+
 from __future__ import annotations
 
 import os
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
 from babyray.exceptions import ActorDiedError, GetTimeoutError, RayError, TaskPlacementGroupRemoved
 from babyray.procfs import is_running
-from babyray.util import (get_current_placement_group, get_placement_group, placement_group,
-                          placement_group_table, remove_placement_group)
+from babyray.util import (
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 from babyray.util.placement_group import PlacementGroup
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from conftest import assert_session_clean
 
 
 @pytest.fixture(scope="module")
 def four_cpus(tmp_path_factory):
-    info = ray.init(num_cpus=4, temp_dir=str(tmp_path_factory.mktemp("pg")),
-                    object_store_memory=128 * 1024 * 1024)
+    info = ray.init(
+        num_cpus=4, temp_dir=str(tmp_path_factory.mktemp("pg")), object_store_memory=128 * 1024 * 1024
+    )
     try:
         yield info
     finally:
@@ -31,8 +38,9 @@ def four_cpus(tmp_path_factory):
 
 
 def _in(pg, index=-1, capture=None):
-    return PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=index,
-                                            placement_group_capture_child_tasks=capture)
+    return PlacementGroupSchedulingStrategy(
+        pg, placement_group_bundle_index=index, placement_group_capture_child_tasks=capture
+    )
 
 
 def _cpus_free(expected: float, timeout: float = 20) -> float:
@@ -203,7 +211,10 @@ def test_a_request_larger_than_any_bundle_or_a_bad_index_is_refused_at_submissio
 
     with pytest.raises(ValueError, match="cannot fit"):
         Big.options(scheduling_strategy=_in(pg, 0)).remote()
-    assert ray.get(sleep_then.options(num_cpus=2, scheduling_strategy=_in(pg, 1)).remote(0, "ok"), timeout=60) == "ok"
+    assert (
+        ray.get(sleep_then.options(num_cpus=2, scheduling_strategy=_in(pg, 1)).remote(0, "ok"), timeout=60)
+        == "ok"
+    )
     remove_placement_group(pg)
 
 
@@ -230,14 +241,20 @@ def test_current_placement_group_in_tasks_actors_and_captured_children(four_cpus
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="SPREAD")
     ray.get(pg.ready(), timeout=60)
     node_id = ray.get_runtime_context().get_node_id()
-    assert ray.get(where_and_group.options(scheduling_strategy=_in(pg, 1)).remote(), timeout=60) == (node_id, pg.id)
+    assert ray.get(where_and_group.options(scheduling_strategy=_in(pg, 1)).remote(), timeout=60) == (
+        node_id,
+        pg.id,
+    )
     assert ray.get(where_and_group.remote(), timeout=60) == (node_id, None)
 
     @ray.remote(num_cpus=0)
     def parent():
         return get_current_placement_group().id, ray.get(where_and_group.remote(), timeout=60)[1]
 
-    assert ray.get(parent.options(scheduling_strategy=_in(pg, capture=True)).remote(), timeout=60) == (pg.id, pg.id)
+    assert ray.get(parent.options(scheduling_strategy=_in(pg, capture=True)).remote(), timeout=60) == (
+        pg.id,
+        pg.id,
+    )
     assert ray.get(parent.options(scheduling_strategy=_in(pg)).remote(), timeout=60) == (pg.id, None)
 
     @ray.remote(num_cpus=1)
@@ -248,7 +265,9 @@ def test_current_placement_group_in_tasks_actors_and_captured_children(four_cpus
 
     member = Member.options(scheduling_strategy=_in(pg, 0)).remote()
     assert ray.get(member.group.remote(), timeout=60) == pg.id
-    legacy = where_and_group.options(placement_group=pg, placement_group_bundle_index=1).remote()  # 0 holds member
+    legacy = where_and_group.options(
+        placement_group=pg, placement_group_bundle_index=1
+    ).remote()  # 0 holds member
     assert ray.get(legacy, timeout=60) == (node_id, pg.id)
     remove_placement_group(pg)
 
@@ -305,6 +324,7 @@ def test_the_state_api_lists_placement_groups(four_cpus):
     """``babyray list placement-groups`` (ray.util.state.list_placement_groups): id, name,
     state, strategy, bundles and their nodes."""
     from babyray.util.state import list_placement_groups
+
     pg = placement_group([{"CPU": 1}] * 2, strategy="STRICT_PACK", name="listed")
     ray.get(pg.ready(), timeout=60)
     rows = {r["placement_group_id"]: r for r in list_placement_groups(filters=[("name", "=", "listed")])}

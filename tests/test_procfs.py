@@ -1,4 +1,5 @@
 """babyray.procfs against this test process's own /proc entries and those of its children."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The message protocol's rules: requests name their replies, every reply reaches the request
 waiting for it in a CoreClient, messages are frozen, and a retry makes a new TaskSpec."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,20 +23,30 @@ def _messages() -> list[type]:
     found = []
     for info in pkgutil.iter_modules(babyray.protocol.__path__):
         module = importlib.import_module(f"babyray.protocol.{info.name}")
-        found += [obj for obj in vars(module).values()
-                  if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__]
+        found += [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == module.__name__
+        ]
     return found
 
 
 MESSAGES = _messages()
 REPLIES = [cls for cls in MESSAGES if issubclass(cls, Reply)]
-REQUESTS = [cls for cls in MESSAGES if "req_id" in {f.name for f in dataclasses.fields(cls)}
-            and not issubclass(cls, Reply)]
+REQUESTS = [
+    cls
+    for cls in MESSAGES
+    if "req_id" in {f.name for f in dataclasses.fields(cls)} and not issubclass(cls, Reply)
+]
 
 
 def _instance(cls: type, req_id: str = "r1") -> Any:
     others = {f.name: None for f in dataclasses.fields(cls) if f.name != "req_id" and f.init}
-    return cls(req_id=req_id, **others) if "req_id" in {f.name for f in dataclasses.fields(cls)} else cls(**others)
+    return (
+        cls(req_id=req_id, **others)
+        if "req_id" in {f.name for f in dataclasses.fields(cls)}
+        else cls(**others)
+    )
 
 
 def test_protocol_has_requests_and_replies() -> None:

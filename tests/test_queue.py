@@ -1,5 +1,6 @@
 """ray.util.queue.Queue, checked against Ray's documented behaviour (ray.util.queue.Queue API page
 and 'Message passing using Ray Queue')."""
+
 from __future__ import annotations
 
 import asyncio
@@ -113,6 +114,7 @@ def test_async_put_and_get(shared_cluster):
     async def main():
         await q.put_async(5)
         return await q.get_async(timeout=30)
+
     assert asyncio.run(main()) == 5
     q.shutdown()
 

@@ -7,6 +7,7 @@ shows no output, the script's own asserts are the check (exit status 0). After e
 process of it may be left: each run's processes carry a marker in their environment.
 Examples that fail on babyray wait in tests/ray_doc_examples/failing/, which no test runs.
 """
+
 from __future__ import annotations
 
 import glob
@@ -58,11 +59,23 @@ def _wait_until_gone(marker: str) -> list[int]:
 def _run(name: str, tmp_path) -> subprocess.CompletedProcess:
     """Run one example script to its end; assert it left no process, segment or pid file."""
     marker = uuid.uuid4().hex
-    env = {**os.environ, "BABYRAY_TEMP_DIR": str(tmp_path), "PYTHONPATH": ROOT, "PYTHONIOENCODING": "utf-8",
-           MARKER_VARIABLE: marker}
+    env = {
+        **os.environ,
+        "BABYRAY_TEMP_DIR": str(tmp_path),
+        "PYTHONPATH": ROOT,
+        "PYTHONIOENCODING": "utf-8",
+        MARKER_VARIABLE: marker,
+    }
     try:
-        done = subprocess.run([sys.executable, os.path.join(EXAMPLES, f"{name}.py")], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, encoding="utf-8", timeout=RUN_TIMEOUT)
+        done = subprocess.run(
+            [sys.executable, os.path.join(EXAMPLES, f"{name}.py")],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=RUN_TIMEOUT,
+        )
     except subprocess.TimeoutExpired:
         for pid in _processes_with_marker(marker):
             os.kill(pid, signal.SIGKILL)
@@ -85,6 +98,7 @@ def _ok(name: str, tmp_path) -> list[str]:
 
 # ---- tasks and objects ----------------------------------------------------------------------
 
+
 def test_tasks_page_runs_without_init_and_cancels_a_queued_task(tmp_path):
     assert "Object reference was cancelled." in _ok("tasks_basics", tmp_path)
 
@@ -99,8 +113,10 @@ def test_top_level_ref_arguments_arrive_as_values(tmp_path):
 
 def test_nested_ref_arguments_arrive_as_refs(tmp_path):
     lines = _ok("object_args_nested", tmp_path)
-    assert any(re.fullmatch(r"args: \[ObjectRef\(\w+\), ObjectRef\(\w+\), ObjectRef\(\w+\)\]", line)
-               for line in lines), lines
+    assert any(
+        re.fullmatch(r"args: \[ObjectRef\(\w+\), ObjectRef\(\w+\), ObjectRef\(\w+\)\]", line)
+        for line in lines
+    ), lines
     assert "values: [1, 2, 3]" in lines
 
 
@@ -141,6 +157,7 @@ def test_objects_owned_by_the_driver_stay_reachable(tmp_path):
 
 
 # ---- actors ---------------------------------------------------------------------------------
+
 
 def test_actor_restarts_four_times_then_fails(tmp_path):
     expected = [str(i) for i in range(1, 11)] * 5 + ["FAILURE"] * 10
@@ -216,6 +233,7 @@ def test_object_refs_as_asyncio_and_concurrent_futures(tmp_path):
 
 # ---- patterns -------------------------------------------------------------------------------
 
+
 def test_pattern_tree_of_actors(tmp_path):
     _ok("pattern_tree_of_actors", tmp_path)
 
@@ -237,7 +255,10 @@ def test_pattern_map_reduce(tmp_path):
 def test_pattern_tree_of_tasks_sorts(tmp_path):
     lines = _ok("pattern_tree_of_tasks", tmp_path)
     assert [line for line in lines if line.startswith("Array size")] == [
-        "Array size: 200000", "Array size: 400000", "Array size: 800000"]
+        "Array size: 200000",
+        "Array size: 400000",
+        "Array size: 800000",
+    ]
 
 
 def test_pattern_limit_pending_tasks(tmp_path):
@@ -275,7 +296,10 @@ def test_anti_pattern_redefine_task_in_loop(tmp_path):
 def test_anti_pattern_too_fine_grained_tasks(tmp_path):
     lines = _ok("anti_pattern_too_fine_grained_tasks", tmp_path)
     assert [line.split(" takes ")[0] for line in lines] == [
-        "Ordinary funciton call", "Parallelizing tasks", "Parallelizing tasks with batching"]
+        "Ordinary funciton call",
+        "Parallelizing tasks",
+        "Parallelizing tasks with batching",
+    ]
 
 
 def test_anti_pattern_ray_get_in_async_code(tmp_path):
@@ -297,10 +321,13 @@ def test_anti_pattern_nested_ray_get(tmp_path):
 
 # ---- generators -----------------------------------------------------------------------------
 
+
 def test_dynamic_generator_splits_and_stores_errors(tmp_path):
     lines = _ok("dynamic_generator", tmp_path)
-    split = [re.fullmatch(r"Split array of size (\d+) into (\d+) blocks of size 1000 each\.", line)
-             for line in lines]
+    split = [
+        re.fullmatch(r"Split array of size (\d+) into (\d+) blocks of size 1000 each\.", line)
+        for line in lines
+    ]
     sizes = [(int(m.group(1)), int(m.group(2))) for m in split if m]
     assert len(sizes) == 1 and sizes[0][1] == math.ceil(sizes[0][0] / 1000), lines
     assert sum("Exception: error" in line for line in lines) == 2
@@ -308,8 +335,12 @@ def test_dynamic_generator_splits_and_stores_errors(tmp_path):
 
 def test_generator_yielding_past_num_returns_only_logs_the_error(tmp_path):
     _ok("dynamic_generator_extra_yields", tmp_path)
-    logged = [line for path in glob.glob(os.path.join(str(tmp_path), "session_*", "logs", "*.jsonl"))
-              for line in open(path, encoding="utf-8") if '"generator_error_after_returns"' in line]
+    logged = [
+        line
+        for path in glob.glob(os.path.join(str(tmp_path), "session_*", "logs", "*.jsonl"))
+        for line in open(path, encoding="utf-8")
+        if '"generator_error_after_returns"' in line
+    ]
     assert len(logged) == 1 and '"error": "error"' in logged[0], logged
 
 
@@ -330,12 +361,17 @@ def test_streaming_generator_with_asyncio(tmp_path):
 
 def test_streaming_generator_with_wait(tmp_path):
     lines = _ok("streaming_generator_wait", tmp_path)
-    for line in ("timeout 0, nothing is ready.", "Wait for 5 seconds. The next item is ready.",
-                 "Wait for 0 seconds. The next item is not ready.", "[0, 1, 2, 3, 4, None]"):
+    for line in (
+        "timeout 0, nothing is ready.",
+        "Wait for 5 seconds. The next item is ready.",
+        "Wait for 0 seconds. The next item is not ready.",
+        "[0, 1, 2, 3, 4, None]",
+    ):
         assert line in lines
 
 
 # ---- placement groups, multiprocessing, walkthrough -----------------------------------------
+
 
 def test_placement_group_lifecycle(tmp_path):
     lines = _ok("placement_groups", tmp_path)
@@ -365,11 +401,13 @@ def test_monte_carlo_pi_walkthrough(tmp_path):
 
 # ---- namespaces -----------------------------------------------------------------------------
 
+
 def test_init_namespace_is_the_job_s_namespace(tmp_path):
     assert _ok("namespaces", tmp_path) == ["hello"]
 
 
 # ---- actor fate sharing, object store size --------------------------------------------------
+
 
 def test_actor_dies_with_its_creator_and_a_detached_one_lives_on(tmp_path):
     lines = _ok("actor_creator_failure", tmp_path)

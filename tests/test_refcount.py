@@ -1,4 +1,5 @@
 """Reference counting: objects are freed when their last ObjectRef is gone, never before."""
+
 from __future__ import annotations
 
 import gc

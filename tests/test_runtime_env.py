@@ -4,6 +4,7 @@
 Each test names the documented behaviour it checks. Clusters are private (2 CPUs) and are
 checked for leaks like every other test's.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ import textwrap
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
 from babyray.exceptions import ActorDiedError, RuntimeEnvSetupError
 from babyray.runtime_env import RuntimeEnv
-from conftest import assert_session_clean
 
 TIMEOUT = 90
 
@@ -32,6 +33,7 @@ def start(tmp_path):
         info = ray.init(temp_dir=str(tmp_path / "sessions"), object_store_memory=128 * 1024 * 1024, **kwargs)
         sessions.append(info["session_dir"])
         return info
+
     try:
         yield init
     finally:
@@ -105,13 +107,20 @@ def test_task_and_actor_env_vars_merge_with_the_jobs(start):
     @ray.remote(runtime_env=RuntimeEnv(env_vars={"RTENV_C": "decorated"}))
     def decorated(*names):
         return {n: os.environ.get(n) for n in names}
+
     assert ray.get(decorated.remote(*names), timeout=TIMEOUT) == {
-        "RTENV_A": "job-a", "RTENV_B": "job-b", "RTENV_C": "decorated"}
+        "RTENV_A": "job-a",
+        "RTENV_B": "job-b",
+        "RTENV_C": "decorated",
+    }
     actor = EnvReader.options(runtime_env=child).remote()
     assert ray.get(actor.read.remote(*names), timeout=TIMEOUT) == expected
     # The job's own tasks still see the job's values only.
-    assert ray.get(environ.remote(*names), timeout=TIMEOUT) == {"RTENV_A": "job-a", "RTENV_B": "job-b",
-                                                                "RTENV_C": None}
+    assert ray.get(environ.remote(*names), timeout=TIMEOUT) == {
+        "RTENV_A": "job-a",
+        "RTENV_B": "job-b",
+        "RTENV_C": None,
+    }
 
 
 def test_nested_tasks_inherit_their_parents_environment(start):
@@ -123,9 +132,12 @@ def test_nested_tasks_inherit_their_parents_environment(start):
     @ray.remote
     def parent():
         inherited = ray.get(environ.remote("RTENV_P", "RTENV_Q"), timeout=TIMEOUT)
-        merged = ray.get(environ.options(runtime_env={"env_vars": {"RTENV_Q": "child"}})
-                         .remote("RTENV_P", "RTENV_Q"), timeout=TIMEOUT)
+        merged = ray.get(
+            environ.options(runtime_env={"env_vars": {"RTENV_Q": "child"}}).remote("RTENV_P", "RTENV_Q"),
+            timeout=TIMEOUT,
+        )
         return inherited, merged
+
     inherited, merged = ray.get(parent.options(runtime_env=parent_env).remote(), timeout=TIMEOUT)
     assert inherited == {"RTENV_P": "parent", "RTENV_Q": None}
     assert merged == {"RTENV_P": "parent", "RTENV_Q": "child"}
@@ -152,7 +164,9 @@ def test_workers_of_different_environments_are_separate_pools(start):
     runs tasks of two environments, so every task sees exactly its own variables."""
     start()
     envs = [None, {"env_vars": {"RTENV_POOL": "x"}}, {"env_vars": {"RTENV_POOL": "y"}}]
-    refs = [(i % 3, worker_and_value.options(runtime_env=envs[i % 3]).remote("RTENV_POOL")) for i in range(30)]
+    refs = [
+        (i % 3, worker_and_value.options(runtime_env=envs[i % 3]).remote("RTENV_POOL")) for i in range(30)
+    ]
     workers: dict[int, set] = {0: set(), 1: set(), 2: set()}
     for which, ref in refs:
         worker_id, _, value = ray.get(ref, timeout=TIMEOUT)
@@ -181,13 +195,16 @@ def test_working_dir_is_uploaded_importable_and_the_cwd(start, tmp_path, driver_
     start in their node's copy of it: its files open by relative path, it is first on
     ``sys.path`` (its modules import in tasks and actors), and functions defined in those
     modules run remotely. The job's ``runtime_env`` shows it as its ``gcs://`` package."""
-    project = write(tmp_path / "project", {
-        "rtenv_wd_mod.py": """
+    project = write(
+        tmp_path / "project",
+        {
+            "rtenv_wd_mod.py": """
             def compute(x):
                 return x * 7
         """,
-        "data/input.txt": "hello from the working_dir\n",
-    })
+            "data/input.txt": "hello from the working_dir\n",
+        },
+    )
     start(runtime_env={"working_dir": project})
     job_env = ray.get_runtime_context().runtime_env
     assert job_env["working_dir"].startswith("gcs://_ray_pkg_") and job_env["working_dir"].endswith(".zip")
@@ -195,16 +212,19 @@ def test_working_dir_is_uploaded_importable_and_the_cwd(start, tmp_path, driver_
     @ray.remote
     def use_working_dir():
         import rtenv_wd_mod
+
         with open("data/input.txt") as f:
             text = f.read()
         return rtenv_wd_mod.compute(6), text, os.getcwd(), sys.path[0], rtenv_wd_mod.__file__
+
     value, text, cwd, first_path, module_file = ray.get(use_working_dir.remote(), timeout=TIMEOUT)
     assert value == 42 and text == "hello from the working_dir\n"
     assert cwd == first_path and module_file == os.path.join(cwd, "rtenv_wd_mod.py")
-    assert cwd != project and os.path.basename(cwd) == job_env["working_dir"][len("gcs://"):-len(".zip")]
+    assert cwd != project and os.path.basename(cwd) == job_env["working_dir"][len("gcs://") : -len(".zip")]
 
     sys.path.insert(0, project)  # the driver imports it too: cloudpickle sends compute by name
     import rtenv_wd_mod
+
     assert ray.get(ray.remote(rtenv_wd_mod.compute).remote(3), timeout=TIMEOUT) == 21
 
     @ray.remote
@@ -212,6 +232,7 @@ def test_working_dir_is_uploaded_importable_and_the_cwd(start, tmp_path, driver_
         def read(self):
             with open("data/input.txt") as f:
                 return f.read()
+
     assert ray.get(Reader.remote().read.remote(), timeout=TIMEOUT) == "hello from the working_dir\n"
 
 
@@ -225,6 +246,7 @@ def test_working_dir_is_unpacked_once_per_node_and_shared_by_environments(start,
     @ray.remote
     def where():
         return os.getcwd(), os.path.exists("marker.txt")
+
     refs = [where.options(runtime_env={"env_vars": {"RTENV_N": str(i % 3)}}).remote() for i in range(9)]
     results = ray.get(refs, timeout=TIMEOUT)
     assert len({cwd for cwd, _ in results}) == 1 and all(found for _, found in results)
@@ -237,6 +259,7 @@ def test_a_large_working_dir_arrives_intact(start, tmp_path):
     copy holds the same files - here 10 MiB of random bytes, more than one chunk of the
     GCS's package storage, compared by hash."""
     import hashlib
+
     project = tmp_path / "project"
     project.mkdir()
     data = os.urandom(10 * 1024 * 1024 + 123)
@@ -247,6 +270,7 @@ def test_a_large_working_dir_arrives_intact(start, tmp_path):
     def digest():
         with open("data.bin", "rb") as f:
             return hashlib.sha256(f.read()).hexdigest()
+
     assert ray.get(digest.remote(), timeout=TIMEOUT) == hashlib.sha256(data).hexdigest()
 
 
@@ -254,19 +278,37 @@ def test_excludes_and_gitignore_leave_files_out_of_the_working_dir(start, tmp_pa
     """Docs (excludes): gitignore-style patterns, relative to the working_dir when they hold
     a ``/``, name files and directories not uploaded; ``.gitignore`` files in the working_dir
     (and its subdirectories, relative to where they are) are respected too."""
-    project = write(tmp_path / "project", {
-        "keep.py": "", "run.log": "", "sub/run.log": "", "big/blob.bin": "", "sub/big/kept.txt": "",
-        "secret.txt": "", ".gitignore": "secret.txt\n# a comment\n",
-        "pkg/.gitignore": "/local.cfg\ncache/\n", "pkg/local.cfg": "", "pkg/deep/local.cfg": "",
-        "pkg/cache/x.bin": "", "cache/kept.bin": "",
-    })
+    project = write(
+        tmp_path / "project",
+        {
+            "keep.py": "",
+            "run.log": "",
+            "sub/run.log": "",
+            "big/blob.bin": "",
+            "sub/big/kept.txt": "",
+            "secret.txt": "",
+            ".gitignore": "secret.txt\n# a comment\n",
+            "pkg/.gitignore": "/local.cfg\ncache/\n",
+            "pkg/local.cfg": "",
+            "pkg/deep/local.cfg": "",
+            "pkg/cache/x.bin": "",
+            "cache/kept.bin": "",
+        },
+    )
     start(runtime_env={"working_dir": project, "excludes": ["*.log", "/big/"]})
 
     @ray.remote
     def files():
         return sorted(os.path.relpath(os.path.join(d, f), ".") for d, _, fs in os.walk(".") for f in fs)
+
     assert ray.get(files.remote(), timeout=TIMEOUT) == [
-        ".gitignore", "cache/kept.bin", "keep.py", "pkg/.gitignore", "pkg/deep/local.cfg", "sub/big/kept.txt"]
+        ".gitignore",
+        "cache/kept.bin",
+        "keep.py",
+        "pkg/.gitignore",
+        "pkg/deep/local.cfg",
+        "sub/big/kept.txt",
+    ]
 
 
 def test_a_working_dir_over_the_size_limit_is_refused_before_starting(start, tmp_path):
@@ -288,16 +330,20 @@ def test_py_modules_directories_files_and_module_objects_are_importable(start, t
     """Docs (py_modules): each entry - a local package directory, a local .py file or a
     Python module object - is uploaded and importable by its name in the job's workers,
     whose working directory is not changed by it."""
-    write(tmp_path / "libs", {
-        "rtenv_pkg/__init__.py": "NAME = 'pkg'\n",
-        "rtenv_pkg/sub.py": "def f():\n    return 'sub'\n",
-        "rtenv_single.py": "VALUE = 5\n",
-        "rtenv_objmod/__init__.py": "from .inner import G\n",
-        "rtenv_objmod/inner.py": "G = 'object'\n",
-    })
+    write(
+        tmp_path / "libs",
+        {
+            "rtenv_pkg/__init__.py": "NAME = 'pkg'\n",
+            "rtenv_pkg/sub.py": "def f():\n    return 'sub'\n",
+            "rtenv_single.py": "VALUE = 5\n",
+            "rtenv_objmod/__init__.py": "from .inner import G\n",
+            "rtenv_objmod/inner.py": "G = 'object'\n",
+        },
+    )
     libs = tmp_path / "libs"
     sys.path.insert(0, str(libs))
     import rtenv_objmod
+
     start(runtime_env={"py_modules": [str(libs / "rtenv_pkg"), str(libs / "rtenv_single.py"), rtenv_objmod]})
 
     @ray.remote
@@ -305,7 +351,9 @@ def test_py_modules_directories_files_and_module_objects_are_importable(start, t
         import rtenv_objmod
         import rtenv_pkg.sub
         import rtenv_single
+
         return rtenv_pkg.NAME, rtenv_pkg.sub.f(), rtenv_single.VALUE, rtenv_objmod.G, os.getcwd()
+
     *values, cwd = ray.get(use.remote(), timeout=TIMEOUT)
     assert values == ["pkg", "sub", 5, "object"]
     assert "runtime_resources" not in cwd
@@ -320,7 +368,9 @@ def test_without_a_runtime_env_a_driver_only_module_is_not_importable(start, tmp
     @ray.remote
     def use():
         import rtenv_absent
+
         return rtenv_absent.X
+
     with pytest.raises(ModuleNotFoundError):
         ray.get(use.remote(), timeout=TIMEOUT)
 
@@ -328,17 +378,20 @@ def test_without_a_runtime_env_a_driver_only_module_is_not_importable(start, tmp
 # ---- errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("runtime_env, error, words", [
-    ({"pip": ["requests"]}, ValueError, "'pip'"),
-    ({"conda": "env"}, ValueError, "'conda'"),
-    ({"container": {"image": "x"}}, ValueError, "'container'"),
-    ({"not_a_field": 1}, ValueError, "'not_a_field'"),
-    ({"working_dir": "/no/such/rtenv/dir"}, ValueError, "/no/such/rtenv/dir does not exist"),
-    ({"working_dir": "s3://bucket/code.zip"}, ValueError, "remote URIs"),
-    ({"py_modules": ["/no/such/rtenv/module"]}, ValueError, "does not exist"),
-    ({"env_vars": {"RTENV_X": 1}}, TypeError, "Dict\\[str, str\\]"),
-    ("working_dir=.", TypeError, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "runtime_env, error, words",
+    [
+        ({"pip": ["requests"]}, ValueError, "'pip'"),
+        ({"conda": "env"}, ValueError, "'conda'"),
+        ({"container": {"image": "x"}}, ValueError, "'container'"),
+        ({"not_a_field": 1}, ValueError, "'not_a_field'"),
+        ({"working_dir": "/no/such/rtenv/dir"}, ValueError, "/no/such/rtenv/dir does not exist"),
+        ({"working_dir": "s3://bucket/code.zip"}, ValueError, "remote URIs"),
+        ({"py_modules": ["/no/such/rtenv/module"]}, ValueError, "does not exist"),
+        ({"env_vars": {"RTENV_X": 1}}, TypeError, "Dict\\[str, str\\]"),
+        ("working_dir=.", TypeError, "must be a dict"),
+    ],
+)
 def test_init_refuses_bad_runtime_envs_naming_the_cause(start, runtime_env, error, words):
     """Docs: the runtime_env fields babyray has are env_vars, working_dir, py_modules and
     excludes (typed as in the RuntimeEnv reference); anything else fails ``init()`` clearly,
@@ -355,9 +408,11 @@ def test_tasks_and_actors_refuse_bad_runtime_envs_and_the_cluster_keeps_running(
     with pytest.raises(ValueError, match="'pip'"):
         environ.options(runtime_env={"pip": ["numpy"]}).remote()
     with pytest.raises(ValueError, match="'conda'"):
+
         @ray.remote(runtime_env={"conda": "x"})
         def never():
             pass
+
     with pytest.raises(ValueError, match="'image_uri'"):
         EnvReader.options(runtime_env={"image_uri": "x"}).remote()
     with pytest.raises(ValueError, match="per job"):
@@ -367,7 +422,9 @@ def test_tasks_and_actors_refuse_bad_runtime_envs_and_the_cluster_keeps_running(
     assert ray.get(environ.remote("HOME"), timeout=TIMEOUT)
 
 
-def test_a_node_that_cannot_set_up_the_environment_fails_its_tasks_with_runtime_env_setup_error(start, tmp_path):
+def test_a_node_that_cannot_set_up_the_environment_fails_its_tasks_with_runtime_env_setup_error(
+    start, tmp_path
+):
     """Ray raises RuntimeEnvSetupError for a task whose runtime_env cannot be set up on the
     node (and an actor whose env fails is dead); the cluster keeps running, and once the
     node can set the environment up, the job's tasks run (a failed worker does not linger)."""
@@ -380,6 +437,7 @@ def test_a_node_that_cannot_set_up_the_environment_fails_its_tasks_with_runtime_
     @ray.remote
     def task():
         return 1
+
     with pytest.raises(RuntimeEnvSetupError, match="runtime_env"):
         ray.get(task.remote(), timeout=TIMEOUT)
     actor = EnvReader.remote()
@@ -408,10 +466,14 @@ def test_runtime_context_shows_the_current_environment(start, tmp_path):
     assert isinstance(job_env, RuntimeEnv) and isinstance(job_env, dict)
     assert job_env["env_vars"] == {"RTENV_J": "j"} and job_env["working_dir"].startswith("gcs://")
     assert job_env.env_vars() == {"RTENV_J": "j"} and job_env.working_dir() == job_env["working_dir"]
-    assert job_env.py_modules() == [] and json.loads(ray.get_runtime_context().get_runtime_env_string()) == job_env
+    assert (
+        job_env.py_modules() == []
+        and json.loads(ray.get_runtime_context().get_runtime_env_string()) == job_env
+    )
 
     @ray.remote
     def current():
         return dict(ray.get_runtime_context().runtime_env)
+
     got = ray.get(current.options(runtime_env={"env_vars": {"RTENV_T": "t"}}).remote(), timeout=TIMEOUT)
     assert got == {"working_dir": job_env["working_dir"], "env_vars": {"RTENV_J": "j", "RTENV_T": "t"}}

@@ -1,4 +1,5 @@
 """Placement policies of the global scheduler, without a cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,20 @@ from babyray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
 def spec(args=(), resources=None, strategy=None):
-    return vm.TaskSpec("t1", "j", "f", "fn", list(args), {}, 1, ["o1"], resources or {"CPU": 1.0}, None, "owner",
-                      scheduling_strategy=strategy)
+    return vm.TaskSpec(
+        "t1",
+        "j",
+        "f",
+        "fn",
+        list(args),
+        {},
+        1,
+        ["o1"],
+        resources or {"CPU": 1.0},
+        None,
+        "owner",
+        scheduling_strategy=strategy,
+    )
 
 
 def nodes(**queues):
@@ -55,7 +68,10 @@ def test_hard_node_affinity_to_a_dead_node_is_unschedulable_and_soft_falls_back(
     placement = Placement(QueueOnlyPolicy())
     with pytest.raises(Unschedulable):
         placement.choose_node(spec(strategy=NodeAffinitySchedulingStrategy("b")), table)
-    assert placement.choose_node(spec(strategy=NodeAffinitySchedulingStrategy("b", soft=True)), table).node_id == "a"
+    assert (
+        placement.choose_node(spec(strategy=NodeAffinitySchedulingStrategy("b", soft=True)), table).node_id
+        == "a"
+    )
 
 
 def test_a_task_no_node_fits_waits():

@@ -1,4 +1,5 @@
 """shutdown() after worker faults returns promptly and leaves no process, admin or segment."""
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 runtime context (get_job_id, get_actor_name, get_assigned_resources,
 was_current_actor_reconstructed), ray.util.get_node_ip_address, ray.util.inspect_serializability
 and actor concurrency groups ('Limiting Concurrency Per-Method with Concurrency Groups')."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,13 @@ def task_context():
 class Probe:
     def context(self):
         ctx = ray.get_runtime_context()
-        return (ctx.get_job_id(), ctx.get_actor_id(), ctx.get_actor_name(), ctx.get_assigned_resources(),
-                ctx.was_current_actor_reconstructed)
+        return (
+            ctx.get_job_id(),
+            ctx.get_actor_id(),
+            ctx.get_actor_name(),
+            ctx.get_assigned_resources(),
+            ctx.was_current_actor_reconstructed,
+        )
 
     def pid(self):
         return os.getpid()
@@ -41,7 +47,9 @@ def test_job_id_and_assigned_resources_inside_tasks(shared_cluster):
     assert got_job == job_id
     assert resources == {"CPU": 1.0}
     assert actor_id is None and actor_name is None
-    _, resources, _, _ = ray.get(task_context.options(num_cpus=2, resources={"custom": 0.5}).remote(), timeout=60)
+    _, resources, _, _ = ray.get(
+        task_context.options(num_cpus=2, resources={"custom": 0.5}).remote(), timeout=60
+    )
     assert resources == {"CPU": 2.0, "custom": 0.5}
     with pytest.raises(RuntimeError):
         ray.get_runtime_context().get_assigned_resources()  # a driver holds no task's resources
@@ -95,6 +103,7 @@ def test_get_node_ip_address_is_the_nodes_address(shared_cluster):
     @ray.remote
     def ip():
         return ray.util.get_node_ip_address()
+
     assert ray.get(ip.remote(), timeout=60) == node_ip
 
 
@@ -117,6 +126,7 @@ def test_inspect_serializability_finds_the_culprit():
         def __init__(self):
             self.fine = 1
             self.bad = threading.Lock()
+
     ok, failures = ray.util.inspect_serializability(Holder(), print_file=io.StringIO())
     assert not ok and {f.name for f in failures} == {"bad"}
 
@@ -163,6 +173,7 @@ def test_concurrency_groups_in_a_threaded_actor(shared_cluster):
 def test_concurrency_groups_in_an_async_actor(shared_cluster):
     """Ray: 'Concurrency groups work with both asyncio and threaded actors': each group's limit
     is enforced; other groups keep running."""
+
     @ray.remote(concurrency_groups={"io": 2, "compute": 1})
     class AsyncGrouped:
         def __init__(self):
@@ -194,11 +205,13 @@ def test_concurrency_groups_in_an_async_actor(shared_cluster):
 def test_concurrency_group_bad_input(shared_cluster):
     """Bad input: a method in an undefined group, or a call to an undefined group, is refused clearly."""
     with pytest.raises(ValueError, match="nope"):
+
         @ray.remote(concurrency_groups={"io": 1})
         class Bad:
             @ray.method(concurrency_group="nope")
             def f(self):
                 return 1
+
     actor = Grouped.remote()
     with pytest.raises(ValueError, match="missing"):
         actor.health.options(concurrency_group="missing").remote()

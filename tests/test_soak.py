@@ -12,6 +12,7 @@ cycle the CPUs are back in the pool and no process, segment or admin is left.
 A failure names its seed and the steps that led to it, so ``BABYRAY_SOAK_SEED`` replays it
 (the faults' timing still varies from run to run).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -141,7 +142,9 @@ class Soak:
 
     def step_wait(self) -> None:
         refs = [slow_square.remote(i, self.rng.choice([0, 0.05, 0.2])) for i in range(5)]
-        ready, not_ready = ray.wait(refs, num_returns=self.rng.randint(1, 5), timeout=self.rng.choice([0, 0.1, 1]))
+        ready, not_ready = ray.wait(
+            refs, num_returns=self.rng.randint(1, 5), timeout=self.rng.choice([0, 0.1, 1])
+        )
         assert len(ready) + len(not_ready) == 5 and set(ready).isdisjoint(not_ready)
         for i, ref in enumerate(refs):
             self.expect(ref, "wait", (i * i,))
@@ -205,7 +208,9 @@ class Soak:
         except Exception as exc:  # noqa: BLE001 - the class is what is checked
             if e.errors and isinstance(exc, e.errors):
                 return
-            raise AssertionError(f"{e.what} ref {e.ref.id}: unexpected {type(exc).__name__}: {exc}"[:2000]) from exc
+            raise AssertionError(
+                f"{e.what} ref {e.ref.id}: unexpected {type(exc).__name__}: {exc}"[:2000]
+            ) from exc
         assert value in e.values, f"{e.what} ref {e.ref.id}: got {value!r}, expected one of {e.values!r}"
 
     def drain(self) -> None:
@@ -218,11 +223,24 @@ class Soak:
         while ray.available_resources().get("CPU") != total and time.monotonic() < deadline:
             time.sleep(0.1)
         assert ray.available_resources().get("CPU") == total, (
-            f"CPUs not back in the pool when idle: {ray.available_resources()} of {ray.cluster_resources()}")
+            f"CPUs not back in the pool when idle: {ray.available_resources()} of {ray.cluster_resources()}"
+        )
 
 
-STEPS = ["tasks", "tasks", "nested", "put_get", "get_timeout", "wait", "cancel", "error", "actor", "actor",
-         "kill_worker", "exit_in_task"]
+STEPS = [
+    "tasks",
+    "tasks",
+    "nested",
+    "put_get",
+    "get_timeout",
+    "wait",
+    "cancel",
+    "error",
+    "actor",
+    "actor",
+    "kill_worker",
+    "exit_in_task",
+]
 
 
 def _session_workers(session_dir: str) -> list[int]:
@@ -259,9 +277,11 @@ def _shutdown_clean(info: dict) -> float:
 
 
 def _fail(soak: Soak, cycle: int, exc: BaseException) -> None:
-    raise AssertionError(f"soak failed: seed {SEED}, cycle {cycle}, steps {' '.join(soak.log)}\n"
-                         f"replay: BABYRAY_SOAK_SEED={SEED} python -m pytest -q -s tests/test_soak.py\n"
-                         f"{type(exc).__name__}: {exc}") from exc
+    raise AssertionError(
+        f"soak failed: seed {SEED}, cycle {cycle}, steps {' '.join(soak.log)}\n"
+        f"replay: BABYRAY_SOAK_SEED={SEED} python -m pytest -q -s tests/test_soak.py\n"
+        f"{type(exc).__name__}: {exc}"
+    ) from exc
 
 
 def test_soak(tmp_path):
@@ -271,7 +291,9 @@ def test_soak(tmp_path):
     cycle = 0
     while time.monotonic() < end:
         cycle += 1
-        info = ray.init(num_cpus=CPUS, temp_dir=str(tmp_path / f"c{cycle}"), object_store_memory=128 * 1024 * 1024)
+        info = ray.init(
+            num_cpus=CPUS, temp_dir=str(tmp_path / f"c{cycle}"), object_store_memory=128 * 1024 * 1024
+        )
         soak = Soak(rng, info["session_dir"], str(tmp_path))
         try:
             for _ in range(rng.randint(10, 40)):

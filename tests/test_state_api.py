@@ -3,6 +3,7 @@
 One private 2-CPU cluster per module with fast GCS flushing, so finished tasks leave the
 GCS's memory within a fraction of a second and the API must read them back from the store.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,12 @@ def always_fails() -> None:
 
 @pytest.fixture(scope="module")
 def flushing_cluster(tmp_path_factory):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("state")),
-                    object_store_memory=64 * 1024 * 1024, gcs_flush_period=0.2)
+    info = ray.init(
+        num_cpus=2,
+        temp_dir=str(tmp_path_factory.mktemp("state")),
+        object_store_memory=64 * 1024 * 1024,
+        gcs_flush_period=0.2,
+    )
     try:
         yield info
     finally:
@@ -60,6 +65,7 @@ def _task(task_id: str, predicate, timeout: float = 15.0) -> dict:
     def ready() -> bool:
         found["row"] = state.get_task(task_id)
         return found["row"] is not None and predicate(found["row"])
+
     wait_until(ready, timeout, f"task {task_id} state")
     return found["row"]
 
@@ -82,8 +88,14 @@ def test_get_task_shows_a_failure_with_its_error_traceback_node_and_worker(flush
     ref = explode.remote(3)
     with pytest.raises(ValueError) as info:
         ray.get(ref)
-    row = _task(ref.id[:-4], lambda r: r["state"] == "FAILED" and r["started_at"])  # the worker's event may lag
-    assert row["name"] == "explode" and row["error_type"] == "ValueError" and row["error_message"] == "bad input 3"
+    row = _task(
+        ref.id[:-4], lambda r: r["state"] == "FAILED" and r["started_at"]
+    )  # the worker's event may lag
+    assert (
+        row["name"] == "explode"
+        and row["error_type"] == "ValueError"
+        and row["error_message"] == "bad input 3"
+    )
     assert "ValueError: bad input 3" in row["traceback"]
     assert row["node_id"] == info.value.node_id and row["worker_id"] == info.value.worker_id
     assert row["started_at"] <= row["finished_at"] and row["duration_s"] >= 0
@@ -178,6 +190,7 @@ def test_timeline_writes_one_complete_event_per_executed_task(flushing_cluster, 
     def complete_events() -> list[dict]:
         ray.timeline(str(path))
         return [e for e in json.loads(path.read_text()) if e["ph"] == "X"]
+
     wait_until(lambda: ids <= {e["args"]["task_id"] for e in complete_events()}, 10, "executions in the logs")
     events = complete_events()
     ours = [e for e in events if e["args"]["task_id"] in ids]

@@ -2,6 +2,7 @@
 ``babyray start --head`` on 127.0.0.1, while a driver holds finished, failed, retried,
 pending (infeasible) and running tasks, an actor, and stored objects: one it holds, one
 captured in another object, one a pending task waits for, and one it drops on request."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from test_cli import ROOT, _cli, _stop_all
 
 from babyray.cluster import free_port
 
-WORKLOAD = '''
+WORKLOAD = """
 import os, sys, time, babyray as ray
 ray.init(address=sys.argv[1])
 
@@ -70,7 +71,7 @@ for line in sys.stdin:  # until the test closes stdin
     if line.strip() == "drop":
         held.pop("drop", None)
         print("DROPPED", flush=True)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +90,34 @@ def live(tmp_path_factory):
         idle_workers = _idle_workers(env)  # before any driver ran a task
         script = tmp / "workload.py"
         script.write_text("import babyray.util.state\n" + WORKLOAD)
-        driver = subprocess.Popen([sys.executable, str(script), address], env=env, stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        driver = subprocess.Popen(
+            [sys.executable, str(script), address],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = driver.stdout.readline()
         assert line.startswith("READY"), line + driver.stderr.read()
         _, failed, running, pending, obj, inner, outer, arg, dropped, pid = line.split()
-        yield env, address, {"failed": failed, "running": running, "pending": pending, "object": obj,
-                             "inner": inner, "outer": outer, "arg": arg, "dropped": dropped, "driver_pid": pid,
-                             "driver": driver, "idle_workers": idle_workers}
+        yield (
+            env,
+            address,
+            {
+                "failed": failed,
+                "running": running,
+                "pending": pending,
+                "object": obj,
+                "inner": inner,
+                "outer": outer,
+                "arg": arg,
+                "dropped": dropped,
+                "driver_pid": pid,
+                "driver": driver,
+                "idle_workers": idle_workers,
+            },
+        )
     finally:
         if driver is not None:  # end of stdin: the driver shuts down (its admin too) and exits
             driver.stdin.close()
@@ -137,11 +158,14 @@ def test_list_tasks_shows_finished_failed_pending_and_running_tasks(live):
 
 def test_list_tasks_filters_limits_and_prints_json(live):
     env, address, ids = live
-    failed = json.loads(_ok(env, "list", "tasks", "--filter", "state=failed", "--format", "json",
-                            "--address", address))
+    failed = json.loads(
+        _ok(env, "list", "tasks", "--filter", "state=failed", "--format", "json", "--address", address)
+    )
     assert [t["task_id"] for t in failed] == [ids["failed"]]
     assert failed[0]["error_message"] == "bad input 7" and failed[0]["node_id"] and failed[0]["worker_id"]
-    squares = json.loads(_ok(env, "list", "tasks", "--filter", "name=square", "--limit", "3", "--format", "json"))
+    squares = json.loads(
+        _ok(env, "list", "tasks", "--filter", "name=square", "--limit", "3", "--format", "json")
+    )
     assert len(squares) == 3 and {t["state"] for t in squares} == {"FINISHED"}
 
 
@@ -205,7 +229,9 @@ def test_memory_shows_store_totals_and_who_holds_each_reference(live):
     _, kind, worker, _, size, reference, in_store, made_by = held[ids["object"]][:8]
     assert (kind, reference, in_store, made_by) == ("driver", "LOCAL_REFERENCE", "IN_MEMORY", "put")
     assert worker.startswith("driver-") and int(size) >= 3_000_000
-    assert held[ids["inner"]][5] == "CAPTURED_IN_OBJECT" and f"in {ids['outer']}" in " ".join(held[ids["inner"]])
+    assert held[ids["inner"]][5] == "CAPTURED_IN_OBJECT" and f"in {ids['outer']}" in " ".join(
+        held[ids["inner"]]
+    )
     assert held[ids["arg"]][5] == "USED_BY_PENDING_TASK"
     assert f"arg of task {ids['pending']} (never)" in " ".join(held[ids["arg"]])
     report = json.loads(_ok(env, "memory", "--format", "json"))
@@ -252,8 +278,13 @@ def test_logs_filter_by_task_render_readably_or_as_json_and_follow(live):
     assert len(out.splitlines()) == 1 and "task_executed" in out and "function=explode" in out
     raw = [json.loads(line) for line in _ok(env, "logs", "--component", "gcs", "--json").splitlines()]
     assert raw and all(e["component"] == "gcs" for e in raw)
-    follow = subprocess.Popen([sys.executable, "-m", "babyray.cli", "logs", "--follow", "--tail", "1",
-                               "--component", "gcs"], env=env, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "babyray.cli", "logs", "--follow", "--tail", "1", "--component", "gcs"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert "gcs" in follow.stdout.readline()
     finally:

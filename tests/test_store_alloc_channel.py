@@ -1,6 +1,7 @@
 """The allocation channel's spare slots: a put of the size just put takes a slot reserved in
 advance (and says so before it writes), a put of another size gives it back, and a client
 that goes away frees the spares it did not take."""
+
 from __future__ import annotations
 
 import gc
@@ -156,6 +157,7 @@ def test_another_users_connection_is_dropped_before_a_byte_is_read_even_with_aut
 
     def put_as_nobody() -> int:
         import socket
+
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(server.name)
             sock.sendall(b"\0" * 64)
@@ -180,8 +182,13 @@ def test_a_client_refuses_a_listener_of_another_user_that_took_the_name(auth_off
     def squat() -> int:
         os.close(ready_r)
         os.close(done_w)
-        server = AllocServer(arena, lambda oid, size, owner: (0, None), lambda c, s: None,
-                             lambda c, o: None, lambda oid, size, owner, offset: None)
+        server = AllocServer(
+            arena,
+            lambda oid, size, owner: (0, None),
+            lambda c, s: None,
+            lambda c, o: None,
+            lambda oid, size, owner, offset: None,
+        )
         os.write(ready_w, b"x")
         os.read(done_r, 1)  # until the parent tried
         server.close()
@@ -212,13 +219,18 @@ def test_a_client_refuses_a_listener_of_another_user_that_took_the_name(auth_off
 def _channel_names() -> list[str]:
     """The abstract names of the allocation channels listening on this host's namespace."""
     with open("/proc/net/unix") as f:
-        return [line.split()[-1] for line in f.readlines()[1:] if line.split()[-1].startswith("@babyray-alloc-")]
+        return [
+            line.split()[-1] for line in f.readlines()[1:] if line.split()[-1].startswith("@babyray-alloc-")
+        ]
 
 
 def test_a_killed_store_leaves_no_socket_behind(cluster):
     pids_dir = Path(cluster["session_dir"]) / "pids"
-    store_pid = next(pid for pid in session_pids(cluster["session_dir"])
-                     if (pids_dir / str(pid)).read_text() == "object_store")
+    store_pid = next(
+        pid
+        for pid in session_pids(cluster["session_dir"])
+        if (pids_dir / str(pid)).read_text() == "object_store"
+    )
     ref = ray.put(np.ones(MB, dtype=np.uint8))  # the driver opens the store's channel
     assert ray.get(ref).sum() == MB
     mine = f"@babyray-alloc-/proc/{store_pid}/fd/"
@@ -229,8 +241,13 @@ def test_a_killed_store_leaves_no_socket_behind(cluster):
     ray.shutdown()
     # Where a socket file of the channel would be: the user's socket directory, the session's.
     places = [os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}"), cluster["session_dir"]]
-    leftovers = [os.path.join(root, name) for place in places for root, _, files in os.walk(place)
-                 for name in files if f"proc_{store_pid}_fd_" in name]
+    leftovers = [
+        os.path.join(root, name)
+        for place in places
+        for root, _, files in os.walk(place)
+        for name in files
+        if f"proc_{store_pid}_fd_" in name
+    ]
     assert not leftovers
 
 

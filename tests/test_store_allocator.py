@@ -12,7 +12,9 @@ from babyray.store.allocator import Allocator
 def check_invariants(allocator: Allocator, live: dict[int, int]) -> None:
     """Holes and live ranges tile the capacity exactly, and no two holes touch."""
     holes = allocator.holes()
-    ranges = sorted([(off, size, "used") for off, size in live.items()] + [(off, size, "free") for off, size in holes])
+    ranges = sorted(
+        [(off, size, "used") for off, size in live.items()] + [(off, size, "free") for off, size in holes]
+    )
     pos = 0
     for off, size, kind in ranges:
         assert off == pos, f"gap or overlap at {pos}: next range {kind} at {off}"

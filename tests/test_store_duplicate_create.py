@@ -1,4 +1,5 @@
 """A second create of an object id through the public API: a retried task storing its return again."""
+
 from __future__ import annotations
 
 import gc

@@ -5,6 +5,7 @@ The store copies are made by the worker before the task's result is known; a fai
 comes after (a later return that does not serialize, the worker dying while it stores the
 next one) turns every return into an error at the owner, which frees nothing in a store.
 """
+
 from __future__ import annotations
 
 import gc

@@ -1,4 +1,5 @@
 """The arena's shared-memory segment: named after the session and node, gone after shutdown."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The retry rule and the failed result every part builds, without a cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,12 +11,35 @@ from babyray.task_failure import failed_result, failed_returns, retry_allowed, t
 
 
 def spec(max_retries=3, attempt=0, returns=("o1", "o2")):
-    return vm.TaskSpec("t1", "j", "f", "fn", [], {}, len(returns), list(returns), {"CPU": 1.0}, None, "owner",
-                      max_retries=max_retries, attempt=attempt)
+    return vm.TaskSpec(
+        "t1",
+        "j",
+        "f",
+        "fn",
+        [],
+        {},
+        len(returns),
+        list(returns),
+        {"CPU": 1.0},
+        None,
+        "owner",
+        max_retries=max_retries,
+        attempt=attempt,
+    )
 
 
-@pytest.mark.parametrize("used, max_retries, allowed", [
-    (0, 0, False), (0, 1, True), (1, 1, False), (2, 3, True), (3, 3, False), (100, -1, True), (0, -5, False)])
+@pytest.mark.parametrize(
+    "used, max_retries, allowed",
+    [
+        (0, 0, False),
+        (0, 1, True),
+        (1, 1, False),
+        (2, 3, True),
+        (3, 3, False),
+        (100, -1, True),
+        (0, -5, False),
+    ],
+)
 def test_retry_allowed_counts_against_max_retries(used, max_retries, allowed):
     assert retry_allowed(used, max_retries) is allowed
 

@@ -1,5 +1,6 @@
 """The local scheduler's task queue (babyray.actors.task_queue), without a cluster: per
 resource shape, the deepest nesting first, first in first out within a depth."""
+
 from __future__ import annotations
 
 from babyray.actors.task_queue import TaskQueue
@@ -7,8 +8,20 @@ from babyray.protocol import values as vm
 
 
 def spec(task_id, depth=0, cpus=1.0):
-    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"], {"CPU": cpus}, None, "owner",
-                      nesting_depth=depth)
+    return vm.TaskSpec(
+        task_id,
+        "j",
+        "f",
+        "fn",
+        [],
+        {},
+        1,
+        [f"{task_id}-o"],
+        {"CPU": cpus},
+        None,
+        "owner",
+        nesting_depth=depth,
+    )
 
 
 def queued(*specs):

@@ -1,4 +1,5 @@
 """Task retries when workers die, and retry_exceptions, through the public API."""
+
 from __future__ import annotations
 
 import os
@@ -101,6 +102,7 @@ def _wait_for_pid_file(path, timeout=30):
 def test_retry_exceptions_list_of_a_class_no_other_process_can_import(shared_cluster, tmp_path):
     """The list stays with the owner: a class defined in the caller (as in a script's __main__,
     after the cluster started) retries its task, and a type outside the list does not."""
+
     class Transient(Exception):
         pass
 

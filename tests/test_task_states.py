@@ -1,4 +1,5 @@
 """TaskState: the strings it stores, which states are final, and the merge rule's use of it."""
+
 import json
 import pickle
 
@@ -9,7 +10,14 @@ from babyray.gcs.task_states import FINAL, STAGE, TaskState, merge_task_event
 
 def test_values_are_the_stored_strings():
     assert [s.value for s in TaskState] == [
-        "submitted", "retried", "scheduled", "running", "finished", "failed", "cancelled"]
+        "submitted",
+        "retried",
+        "scheduled",
+        "running",
+        "finished",
+        "failed",
+        "cancelled",
+    ]
     assert TaskState("running") is TaskState.RUNNING and TaskState.RUNNING == "running"
     assert json.dumps(TaskState.FAILED) == '"failed"'
 
@@ -17,7 +25,12 @@ def test_values_are_the_stored_strings():
 def test_final_and_stage_order():
     assert {s for s in TaskState if s.final} == FINAL == {"finished", "failed", "cancelled"}
     assert "finished" in FINAL and "running" not in FINAL and None not in FINAL
-    assert TaskState.SUBMITTED.stage == TaskState.RETRIED.stage < TaskState.SCHEDULED.stage < TaskState.RUNNING.stage
+    assert (
+        TaskState.SUBMITTED.stage
+        == TaskState.RETRIED.stage
+        < TaskState.SCHEDULED.stage
+        < TaskState.RUNNING.stage
+    )
     assert set(STAGE) | FINAL == set(TaskState)
 
 

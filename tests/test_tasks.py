@@ -1,4 +1,5 @@
 """Remote functions through the public API: Ray's task semantics on a real cluster."""
+
 from __future__ import annotations
 
 import inspect
@@ -115,6 +116,7 @@ def test_remote_traceback_names_the_users_file_line_and_source_line(shared_clust
     def make_failing():
         def inner(x):
             raise KeyError(f"no {x}")  # a closure
+
         return inner
 
     class Breaks:
@@ -122,9 +124,15 @@ def test_remote_traceback_names_the_users_file_line_and_source_line(shared_clust
             raise RuntimeError("actor method broke")
 
     inner = make_failing()
-    cases = [(ray.remote(fails).remote("boom"), fails, "raise ValueError(message)"),
-             (ray.remote(inner).remote(3), inner, 'raise KeyError(f"no {x}")  # a closure'),
-             (ray.remote(Breaks).remote().method.remote(), Breaks.method, 'raise RuntimeError("actor method broke")')]
+    cases = [
+        (ray.remote(fails).remote("boom"), fails, "raise ValueError(message)"),
+        (ray.remote(inner).remote(3), inner, 'raise KeyError(f"no {x}")  # a closure'),
+        (
+            ray.remote(Breaks).remote().method.remote(),
+            Breaks.method,
+            'raise RuntimeError("actor method broke")',
+        ),
+    ]
     for ref, function, source in cases:
         with pytest.raises(RayTaskError) as info:
             ray.get(ref, timeout=60)
@@ -182,6 +190,7 @@ def test_wrong_number_of_arguments_raises_at_remote(shared_cluster):
 
 def test_unpicklable_argument_raises_a_clear_error_and_cluster_keeps_working(shared_cluster):
     import threading
+
     with pytest.raises(TypeError, match="serialize"):
         identity.remote(threading.Lock())
     assert ray.get(double.remote(2)) == 4
@@ -191,6 +200,7 @@ def test_unpicklable_return_value_is_a_task_error(shared_cluster):
     @ray.remote
     def returns_lock():
         import threading
+
         return threading.Lock()
 
     with pytest.raises(RayTaskError, match="serialize"):

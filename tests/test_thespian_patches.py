@@ -1,4 +1,5 @@
 """babyray's patches of Thespian: installed by apply(), twice as once, and present in workers."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -47,8 +48,9 @@ def test_after_apply_each_patched_attribute_is_babyrays():
     thespian_patches.apply()
     for owner, attribute, replacement in EXPECTED:
         assert _installed(owner, attribute) is replacement, f"{owner.__name__}.{attribute}"
-    assert [(owner, attribute) for owner, attribute, _ in thespian_patches.PATCHES] == \
-        [(owner, attribute) for owner, attribute, _ in EXPECTED]
+    assert [(owner, attribute) for owner, attribute, _ in thespian_patches.PATCHES] == [
+        (owner, attribute) for owner, attribute, _ in EXPECTED
+    ]
 
 
 def test_a_second_apply_changes_nothing_and_wraps_nothing_twice(monkeypatch, token):
@@ -95,15 +97,20 @@ def test_another_thespian_version_is_logged_by_name(monkeypatch):
     monkeypatch.setattr(thespian_patches.metadata, "version", lambda name: "4.1.0")
     with capture_logs() as events:
         thespian_patches.check_version()
-    assert [(e["log_level"], e["version"], e["tested"]) for e in events
-            if e["event"] == "thespian_version_untested"] == [("warning", "4.1.0", "4.0.1")]
+    assert [
+        (e["log_level"], e["version"], e["tested"])
+        for e in events
+        if e["event"] == "thespian_version_untested"
+    ] == [("warning", "4.1.0", "4.0.1")]
 
 
 @ray.remote
 def _patches_in_this_process() -> list[bool]:
     from babyray import thespian_patches
 
-    return [vars(owner)[attribute] is replacement for owner, attribute, replacement in thespian_patches.PATCHES]
+    return [
+        vars(owner)[attribute] is replacement for owner, attribute, replacement in thespian_patches.PATCHES
+    ]
 
 
 def test_worker_processes_forked_by_the_cluster_have_the_patches(cluster):

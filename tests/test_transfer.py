@@ -1,4 +1,5 @@
 """The TCP data plane: ranges read and written intact, over one or several streams."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from babyray.transfer import InProcessDataPlane, TcpDataPlane, TransferError, Tr
 @pytest.fixture
 def served():
     buffer = bytearray(os.urandom(1 << 20) * 24)
-    server = TransferServer("127.0.0.1", lambda offset, size: memoryview(buffer)[offset: offset + size])
+    server = TransferServer("127.0.0.1", lambda offset, size: memoryview(buffer)[offset : offset + size])
     try:
         yield buffer, server
     finally:
@@ -23,14 +24,14 @@ def test_a_range_is_read_intact(served, streams):
     buffer, server = served
     dest = bytearray(20 << 20)
     TcpDataPlane().read_into(server.host, server.port, 12345, memoryview(dest), streams)
-    assert dest == buffer[12345: 12345 + (20 << 20)]
+    assert dest == buffer[12345 : 12345 + (20 << 20)]
 
 
 def test_a_range_is_written_intact(served):
     buffer, server = served
     src = os.urandom(9 << 20)
     TcpDataPlane().write_from(server.host, server.port, 77, memoryview(src))
-    assert buffer[77: 77 + len(src)] == src
+    assert buffer[77 : 77 + len(src)] == src
 
 
 def test_the_server_listens_only_on_the_given_address(served):

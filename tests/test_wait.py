@@ -1,8 +1,10 @@
 """wait() ordering on a fresh cluster (no workers or queues left over from other tests)."""
+
 from __future__ import annotations
 
-import babyray as ray
 from test_tasks import double, interruptible_sleep
+
+import babyray as ray
 
 
 def test_wait_returns_ready_refs_in_input_order(cluster):

@@ -2,6 +2,7 @@
 
 Each test has a deadline on every get; the fixtures check that teardown leaves nothing.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -81,8 +82,9 @@ def test_a_task_that_kills_its_worker_is_retried(cluster, tmp_path, how):
     cluster_still_runs()
 
 
-@pytest.mark.parametrize("how, status", [("segfault", "SIGSEGV"), ("exit0", "exit status 0"),
-                                         ("exit3", "exit status 3")])
+@pytest.mark.parametrize(
+    "how, status", [("segfault", "SIGSEGV"), ("exit0", "exit status 0"), ("exit3", "exit status 3")]
+)
 def test_a_task_that_kills_its_worker_past_its_retries_fails_naming_pid_and_status(cluster, how, status):
     with pytest.raises(WorkerCrashedError) as info:
         ray.get(crash_always.options(max_retries=1).remote(how), timeout=60)
@@ -95,14 +97,19 @@ def test_a_segfault_writes_the_python_stack_to_the_worker_log(cluster):
     with pytest.raises(WorkerCrashedError):
         ray.get(crash_always.options(max_retries=0).remote("segfault"), timeout=60)
     logs = os.path.join(cluster["session_dir"], "logs")
-    text = "".join(open(os.path.join(logs, f), errors="replace").read() for f in os.listdir(logs)
-                   if os.path.isfile(os.path.join(logs, f)))
+    text = "".join(
+        open(os.path.join(logs, f), errors="replace").read()
+        for f in os.listdir(logs)
+        if os.path.isfile(os.path.join(logs, f))
+    )
     assert "Segmentation fault" in text and "crash_always" in text
 
 
 @pytest.mark.parametrize("count", [2, 20])
 def test_tasks_killing_their_workers_at_the_same_time_are_all_retried(cluster, tmp_path, count):
-    refs = [crash_once.options(max_retries=3).remote(str(tmp_path / f"m{i}"), "os_exit") for i in range(count)]
+    refs = [
+        crash_once.options(max_retries=3).remote(str(tmp_path / f"m{i}"), "os_exit") for i in range(count)
+    ]
     pids = ray.get(refs, timeout=120)
     assert len(pids) == count and all(isinstance(p, int) for p in pids)
     cluster_still_runs()

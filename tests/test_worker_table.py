@@ -1,5 +1,6 @@
 """The local scheduler's worker table: worker states, task leases and the resources they
 take from the node's pool, without a cluster."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,9 +11,21 @@ from babyray.protocol import values as vm
 
 
 def spec(task_id, actor_id=None, creation=False, resources=None):
-    return vm.TaskSpec(task_id, "j", "f", "fn", [], {}, 1, [f"{task_id}-o"],
-                      {"CPU": 1.0} if resources is None else resources, None, "owner",
-                      actor_id=actor_id, actor_creation=creation)
+    return vm.TaskSpec(
+        task_id,
+        "j",
+        "f",
+        "fn",
+        [],
+        {},
+        1,
+        [f"{task_id}-o"],
+        {"CPU": 1.0} if resources is None else resources,
+        None,
+        "owner",
+        actor_id=actor_id,
+        actor_creation=creation,
+    )
 
 
 def table_with(*pids, cpus=2.0, gpus=0.0):
@@ -85,8 +98,12 @@ def test_blocked_actor_and_exiting_workers_take_no_tasks():
     table.lease(workers[1], spec("a1", actor_id="actor", creation=True, resources={}))
     table.lease(workers[2], spec("a2", actor_id="actor2", creation=True, resources={}))
     table.mark_exiting(workers[2])
-    assert [w.state for w in workers] == [WorkerState.BLOCKED, WorkerState.ACTOR, WorkerState.EXITING,
-                                          WorkerState.IDLE]
+    assert [w.state for w in workers] == [
+        WorkerState.BLOCKED,
+        WorkerState.ACTOR,
+        WorkerState.EXITING,
+        WorkerState.IDLE,
+    ]
     assert table.idle() == [workers[3]]
     assert table.actor_workers() == 2 and table.pool_size() == 2  # blocked and idle, not actor or exiting
     assert table.count(WorkerState.IDLE, WorkerState.BLOCKED) == 2
@@ -196,7 +213,10 @@ def test_only_listed_transitions_happen():
     table.lease(worker, spec("a1", actor_id="actor", creation=True, resources={}))
     with pytest.raises(ValueError):
         table.lease(worker, spec("t2"))  # an actor's worker takes no task
-    assert WorkerState.IDLE not in TRANSITIONS[WorkerState.ACTOR] and TRANSITIONS[WorkerState.DEAD] == frozenset()
+    assert (
+        WorkerState.IDLE not in TRANSITIONS[WorkerState.ACTOR]
+        and TRANSITIONS[WorkerState.DEAD] == frozenset()
+    )
 
 
 def test_all_blocked_only_when_no_worker_can_take_or_end_a_task():

@@ -1,6 +1,7 @@
 """``get`` of a numpy array in the node's store: a read-only view of its shared-memory slot, which
 stays pinned (never evicted, spilled or reused) while the array or any view of it lives, and is
 released once they are all gone."""
+
 from __future__ import annotations
 
 import gc
@@ -18,7 +19,9 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory):
-    info = ray.init(num_cpus=1, temp_dir=str(tmp_path_factory.mktemp("zero_copy")), object_store_memory=128 * MB)
+    info = ray.init(
+        num_cpus=1, temp_dir=str(tmp_path_factory.mktemp("zero_copy")), object_store_memory=128 * MB
+    )
     try:
         yield info
     finally:

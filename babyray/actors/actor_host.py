@@ -11,6 +11,7 @@ on ``@method`` or on a call's ``.options()``) give the calls of a group their ow
 their own thread(s): a thread pool of that size in a threaded actor, an event loop thread
 in an async actor. Calls of no group run in the default group described above.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,11 @@ def is_async_class(cls: type) -> bool:
 
 def method_groups(cls: type) -> dict[str, str]:
     """Method name -> the concurrency group ``@method(concurrency_group=...)`` gave it."""
-    return {name: getattr(member, CONCURRENCY_GROUP_ATTR)
-            for name, member in inspect.getmembers(cls, callable) if hasattr(member, CONCURRENCY_GROUP_ATTR)}
+    return {
+        name: getattr(member, CONCURRENCY_GROUP_ATTR)
+        for name, member in inspect.getmembers(cls, callable)
+        if hasattr(member, CONCURRENCY_GROUP_ATTR)
+    }
 
 
 class _Loop:
@@ -76,7 +80,9 @@ class ActorHost:
         self.method_groups = method_groups(cls)
         self._loops: dict[str | None, _Loop] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
-        self._coroutines: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task]] = {}  # async calls running
+        self._coroutines: dict[
+            str, tuple[asyncio.AbstractEventLoop, asyncio.Task]
+        ] = {}  # async calls running
         self._cancelled: set[str] = set()  # async calls cancelled before they started
 
     def construct(self, args: list, kwargs: dict) -> None:
@@ -114,8 +120,14 @@ class ActorHost:
             return None
         return self._pools.get(self.group_of(spec) or "")
 
-    def run_coroutine(self, spec: vm.TaskSpec, method: Callable, args: list, kwargs: dict,
-                      done: Callable[[Any, BaseException | None], None]) -> None:
+    def run_coroutine(
+        self,
+        spec: vm.TaskSpec,
+        method: Callable,
+        args: list,
+        kwargs: dict,
+        done: Callable[[Any, BaseException | None], None],
+    ) -> None:
         """Run ``method(*args, **kwargs)`` (awaited if it is a coroutine) on the loop of the
         call's group; ``done(result, error)`` at the end."""
         runner = self._loops[self.group_of(spec)]

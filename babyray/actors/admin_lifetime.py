@@ -11,6 +11,7 @@ admin's process group: the admin, its logger, the parts and their workers
 its own (see docs/design.md, "Thespian: an admin outlives its starter"), which every process
 it forks shares; no babyray process leaves that group.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,9 @@ def watch_starter() -> None:
     """In an admin just made (``thespian_patches.start_admin_tied``): if its starter tied it,
     end the admin's process group once the starter ended (a thread waits)."""
     if _tie is not None:
-        threading.Thread(target=_wait_then_end_group, args=_tie, name="babyray-starter-watch", daemon=True).start()
+        threading.Thread(
+            target=_wait_then_end_group, args=_tie, name="babyray-starter-watch", daemon=True
+        ).start()
 
 
 def _wait_then_end_group(pidfd: int, session_dir: str) -> None:

@@ -11,6 +11,7 @@ turn ends.
 Threads inside the actor (user code in a worker) call ``post_from_thread``; a pipe watched
 with ThespianWatch wakes the actor's loop, which sends for them.
 """
+
 from __future__ import annotations
 
 import os
@@ -180,5 +181,9 @@ class PartActor(Actor):
         try:
             getattr(self, method)(msg, sender)
         except Exception:  # one bad message must not take the part down
-            self.log.exception("handler_failed", handler=method, message_type=type(msg).__name__,
-                               timer=msg.payload if isinstance(msg, WakeupMessage) else None)
+            self.log.exception(
+                "handler_failed",
+                handler=method,
+                message_type=type(msg).__name__,
+                timer=msg.payload if isinstance(msg, WakeupMessage) else None,
+            )

@@ -4,6 +4,7 @@ Messages posted during one actor turn (or while a driver's sender is busy) are g
 destination and sent as one ``Batch``, keeping few messages in flight per destination
 (see docs/design.md, "Thespian: unacknowledged sends stall every target").
 """
+
 from __future__ import annotations
 
 import threading
@@ -48,7 +49,9 @@ class Outbox:
     def drain(self) -> list[tuple[Any, Any]]:
         with self._lock:
             pending, self._pending = self._pending, {}
-        return [(dest, msgs[0] if len(msgs) == 1 else vm.Batch(tuple(msgs))) for dest, msgs in pending.values()]
+        return [
+            (dest, msgs[0] if len(msgs) == 1 else vm.Batch(tuple(msgs))) for dest, msgs in pending.values()
+        ]
 
     def __bool__(self) -> bool:
         return bool(self._pending)

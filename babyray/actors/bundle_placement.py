@@ -5,6 +5,7 @@ none (the group waits): PACK puts the bundles on as few nodes as it can, STRICT_
 SPREAD on as many distinct nodes as it can, STRICT_SPREAD on distinct nodes only. A group
 rescheduled after a node died places only the bundles it lost (``kept``).
 """
+
 from __future__ import annotations
 
 from babyray.actors.bundles import bundles_total
@@ -13,8 +14,9 @@ from babyray.actors.resources import acquire, fits
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
-def place_bundles(bundles: list[dict], strategy: str, available: dict[str, dict],
-                  kept: tuple = ()) -> list[str] | None:
+def place_bundles(
+    bundles: list[dict], strategy: str, available: dict[str, dict], kept: tuple = ()
+) -> list[str] | None:
     """The node id of each bundle, in order, or None if the alive nodes' free resources
     (``available``: node id -> free resources) cannot hold them all under ``strategy``.
 
@@ -85,7 +87,9 @@ def _distinct(bundles: list[dict], free: dict[str, dict], chosen: list[str], use
     if len(chosen) == len(bundles):
         return chosen
     bundle = bundles[len(chosen)]
-    for node in sorted((n for n in free if n not in used and fits(free[n], bundle)), key=lambda n: -_room(free[n])):
+    for node in sorted(
+        (n for n in free if n not in used and fits(free[n], bundle)), key=lambda n: -_room(free[n])
+    ):
         found = _distinct(bundles, free, [*chosen, node], used | {node})
         if found is not None:
             return found

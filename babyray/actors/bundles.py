@@ -10,6 +10,7 @@ on the bundle's node and keeps it within the bundle.
 Reservation is two-phase: ``prepare`` takes the bundles' resources from the node (or refuses
 if they are not free), ``commit`` adds the group's resources, ``give_back`` undoes either.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -8,6 +8,7 @@ must do: the tasks to send to each worker, the workers to start, the actors refu
 of a worker. ``steal_requests`` picks the backlogs that idle workers should take over when
 the queue is empty.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from babyray.runtime_env.validation import env_key
 
 @dataclass
 class DispatchPlan:
-    batches: dict[str, tuple[Any, list[vm.TaskSpec]]] = field(default_factory=dict)  # worker id -> (address, specs)
+    batches: dict[str, tuple[Any, list[vm.TaskSpec]]] = field(
+        default_factory=dict
+    )  # worker id -> (address, specs)
     wanted: list[dict] = field(default_factory=list)  # the runtime_env of each worker to start
     refused: list[vm.TaskSpec] = field(default_factory=list)  # actor creations beyond the worker limit
 
@@ -29,7 +32,9 @@ class DispatchPlan:
         self.batches.setdefault(worker.worker_id, (worker.address, []))[1].append(spec)
 
 
-def plan_dispatch(queue: TaskQueue, workers: WorkerTable, pipeline_depth: int, actor_limit: int) -> DispatchPlan:
+def plan_dispatch(
+    queue: TaskQueue, workers: WorkerTable, pipeline_depth: int, actor_limit: int
+) -> DispatchPlan:
     """Lease queued tasks to workers (``actor_limit``: the most workers actors may take)."""
     plan = DispatchPlan()
     idle = workers.idle()

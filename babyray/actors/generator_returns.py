@@ -15,6 +15,7 @@ Async generators (``async def`` with ``yield``): an async actor's run on its eve
 beside its other calls (``async_generator_method``); elsewhere they are driven to the end on
 a loop of their own.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,10 @@ def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple
     if spec.generator is None and (not is_generator or spec.num_returns == 0):
         return None
     if not is_generator:
-        raise TypeError(f"{spec.function_name} was called with num_returns={spec.generator!r}, which needs a "
-                        f"generator function, but it returned {type(result).__name__}")
+        raise TypeError(
+            f"{spec.function_name} was called with num_returns={spec.generator!r}, which needs a "
+            f"generator function, but it returned {type(result).__name__}"
+        )
     values = _values(worker, result)
     if spec.generator is None:
         return _static(worker, spec, values)
@@ -57,8 +60,14 @@ def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple
         items.send_all(values)
     except Exception as exc:  # dynamic: the error is the final item
         items.send_error(exc)
-    return ((spec.return_ids[0], _core(worker).store_value(spec.return_ids[0], items.dynamic_generator(),
-                                                           (spec.owner_id, spec.owner))),)
+    return (
+        (
+            spec.return_ids[0],
+            _core(worker).store_value(
+                spec.return_ids[0], items.dynamic_generator(), (spec.owner_id, spec.owner)
+            ),
+        ),
+    )
 
 
 def async_generator_method(worker: "Worker", spec: vm.TaskSpec, method: Callable) -> Callable:
@@ -67,12 +76,15 @@ def async_generator_method(worker: "Worker", spec: vm.TaskSpec, method: Callable
     and returns what the caller's ref holds: the count, the DynamicObjectRefGenerator, or
     (``num_returns=k``) the k values.
     """
+
     async def run(*args: Any, **kwargs: Any) -> Any:
         values = method(*args, **kwargs)
         if spec.generator is None:
             collected = [value async for value in values]
             if len(collected) != spec.num_returns:
-                raise ValueError(f"Task returned {len(collected)} objects, but num_returns={spec.num_returns}.")
+                raise ValueError(
+                    f"Task returned {len(collected)} objects, but num_returns={spec.num_returns}."
+                )
             return collected[0] if spec.num_returns == 1 else collected
         items = _ItemSender(worker, spec)
         try:
@@ -83,6 +95,7 @@ def async_generator_method(worker: "Worker", spec: vm.TaskSpec, method: Callable
                 raise
             items.send_error(exc)
         return items.count if spec.generator == STREAMING else items.dynamic_generator()
+
     return run
 
 
@@ -99,7 +112,11 @@ class _ItemSender:
 
     def store_and_send(self, value: Any) -> None:
         spec = self.spec
-        self.send(_core(self.worker).store_value(item_id(spec.task_id, self.count), value, (spec.owner_id, spec.owner)))
+        self.send(
+            _core(self.worker).store_value(
+                item_id(spec.task_id, self.count), value, (spec.owner_id, spec.owner)
+            )
+        )
 
     def send_error(self, exc: Exception) -> None:
         """The generator raised: its error is one more item (a dynamic generator's last)."""
@@ -107,13 +124,15 @@ class _ItemSender:
 
     def dynamic_generator(self) -> DynamicObjectRefGenerator:
         spec = self.spec
-        return DynamicObjectRefGenerator([ObjectRef(item_id(spec.task_id, i), spec.owner, spec.owner_id)
-                                          for i in range(self.count)])
+        return DynamicObjectRefGenerator(
+            [ObjectRef(item_id(spec.task_id, i), spec.owner, spec.owner_id) for i in range(self.count)]
+        )
 
     def send(self, record: Any) -> None:
         task_id = self.spec.task_id
-        self.worker.post_from_thread(self.spec.owner, tm.GeneratorItem(task_id, self.count, item_id(task_id, self.count),
-                                                                      record))
+        self.worker.post_from_thread(
+            self.spec.owner, tm.GeneratorItem(task_id, self.count, item_id(task_id, self.count), record)
+        )
         self.count += 1
 
 
@@ -131,7 +150,7 @@ def _static(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> tuple:
         if len(stored) < k:
             raise ValueError(f"Task returned {len(stored)} objects, but num_returns={k}.")
     except Exception as exc:
-        return tuple(stored) + worker._error_returns(spec, exc, traceback.format_exc())[len(stored):]
+        return tuple(stored) + worker._error_returns(spec, exc, traceback.format_exc())[len(stored) :]
     _log_past_the_returns(worker, spec, values)
     return tuple(stored)
 
@@ -145,8 +164,14 @@ def _log_past_the_returns(worker: "Worker", spec: vm.TaskSpec, values: Iterator)
         error, error_type = f"Task returned more than num_returns={spec.num_returns} objects.", "ValueError"
     except Exception as exc:
         error, error_type = str(exc), type(exc).__name__
-    worker.log.error("generator_error_after_returns", task_id=spec.task_id, function=spec.function_name,
-                     num_returns=spec.num_returns, error_type=error_type, error=error[:500])
+    worker.log.error(
+        "generator_error_after_returns",
+        task_id=spec.task_id,
+        function=spec.function_name,
+        num_returns=spec.num_returns,
+        error_type=error_type,
+        error=error[:500],
+    )
 
 
 _END = object()

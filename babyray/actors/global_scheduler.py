@@ -16,6 +16,7 @@ all did are the bundles committed (CommitBundles) and the GCS told; if one node 
 the others give theirs back and the group waits for the next node update, like a pending
 task.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,13 @@ class _Reservation:
         """(index, node, bundle) of the bundles this reservation takes: all of them, or those
         lost with a node when the group is rescheduled (not in ``request.kept``)."""
         kept = self.request.kept or ("",) * len(self.nodes)
-        return [(index, node, bundle) for index, (node, bundle, was) in
-                enumerate(zip(self.nodes, self.request.bundles, kept, strict=True)) if not was]
+        return [
+            (index, node, bundle)
+            for index, (node, bundle, was) in enumerate(
+                zip(self.nodes, self.request.bundles, kept, strict=True)
+            )
+            if not was
+        ]
 
 
 class GlobalScheduler(PartActor):
@@ -144,11 +150,14 @@ class GlobalScheduler(PartActor):
                 still.append(spec)
                 continue
             node.note_placed(self.placement.policy.task_seconds)
-            self.log.info("task_placed", task_id=spec.task_id, node=node.node_id,
-                          policy=self.placement.policy.name)
+            self.log.info(
+                "task_placed", task_id=spec.task_id, node=node.node_id, policy=self.placement.policy.name
+            )
             self.post(node.scheduler, tm.SubmitTasks((spec,)))
             if spec.actor_id is None:
-                placed.append((spec.task_id, "placed", {"placed_node": node.node_id, "owner_address": spec.owner}))
+                placed.append(
+                    (spec.task_id, "placed", {"placed_node": node.node_id, "owner_address": spec.owner})
+                )
         if placed:
             self.post(self.gcs, gm.TaskEvents(tuple(placed)))
         if still:
@@ -176,8 +185,12 @@ class GlobalScheduler(PartActor):
         pg_id = placement_group_id(spec.scheduling_strategy)
         self.log.info("task_group_removed", task_id=spec.task_id, pg_id=pg_id)
         if not spec.actor_creation:
-            self._fail(spec, exceptions.TaskPlacementGroupRemoved(
-                f"Task {spec.function_name} ({spec.task_id}) cannot run: its placement group {pg_id} was removed"))
+            self._fail(
+                spec,
+                exceptions.TaskPlacementGroupRemoved(
+                    f"Task {spec.function_name} ({spec.task_id}) cannot run: its placement group {pg_id} was removed"
+                ),
+            )
 
     def _place_groups(self) -> None:
         """Start reserving each pending group whose bundles fit the nodes' free resources
@@ -185,8 +198,9 @@ class GlobalScheduler(PartActor):
         now = time.monotonic()
         for pg_id, reservation in list(self.reserving.items()):
             if now - reservation.started > RESERVE_TIMEOUT:
-                self.log.warning("placement_group_reservation_timed_out", pg_id=pg_id,
-                                 waiting=sorted(reservation.waiting))
+                self.log.warning(
+                    "placement_group_reservation_timed_out", pg_id=pg_id, waiting=sorted(reservation.waiting)
+                )
                 del self.reserving[pg_id]
                 self._give_back(pg_id, reservation)
                 self.pending_groups[pg_id] = reservation.request
@@ -254,5 +268,3 @@ class GlobalScheduler(PartActor):
                 self.pending.remove(spec)
                 self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
                 return
-
-

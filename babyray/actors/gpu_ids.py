@@ -6,6 +6,7 @@ scheduler leases with a worker's resources and releases with them. A worker bloc
 ``get`` keeps its ids while its resources are lent out, so a task started meanwhile may get
 fewer ids than it asked for.
 """
+
 from __future__ import annotations
 
 import math

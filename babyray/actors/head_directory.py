@@ -7,6 +7,7 @@ names are per admin"), so it creates a ``DirectoryProbe`` with the requirement
 ``babyray_head``: Thespian places the probe on the head admin, where it finds the directory
 by its global name, forwards the lookup, and exits.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -20,6 +20,7 @@ kill). The state and the rules are I/O-free and unit-tested on their own: the qu
 still be on their way from a dead worker (``recent_results``) and the placement-group
 bundles (``bundles``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -122,7 +123,9 @@ class LocalScheduler(PartActor):
         self.locality = settings.scheduling_policy == "locality"
         for _ in range(self.pool.cpus()):
             self._start_worker()
-        self.post(msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total))
+        self.post(
+            msg.gcs, cm.RegisterNode(msg.node_id, msg.address, self.myAddress, msg.store, self.pool.total)
+        )
         self.every(self.heartbeat_period, "heartbeat")
         self.every(LIVENESS_POLL, "liveness")
         self.log.info("local_scheduler_started", resources=self.pool.total)
@@ -142,9 +145,23 @@ class LocalScheduler(PartActor):
             self.pidfds[os.pidfd_open(process.pid)] = worker.worker_id
         except OSError as exc:  # already gone (the poll notices), or no pidfd on this kernel
             self.log.warning("worker_pidfd_unavailable", worker_id=worker.worker_id, error=str(exc))
-        self.post(address, tm.WorkerStart(worker.worker_id, node.node_id, node.session_dir, self.myAddress,
-                                         node.store, node.gcs, JobID(""), node.config, runtime_env or {}))
-        self.log.info("worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key)
+        self.post(
+            address,
+            tm.WorkerStart(
+                worker.worker_id,
+                node.node_id,
+                node.session_dir,
+                self.myAddress,
+                node.store,
+                node.gcs,
+                JobID(""),
+                node.config,
+                runtime_env or {},
+            ),
+        )
+        self.log.info(
+            "worker_starting", worker_id=worker.worker_id, pid=process.pid, runtime_env_key=worker.env_key
+        )
         return worker
 
     def _node(self) -> cm.StartNode:
@@ -162,7 +179,8 @@ class LocalScheduler(PartActor):
         placed = address_key(sender) == address_key(node.global_scheduler)  # never bounce those back
         for spec in msg.specs:
             if not self.pool.fits_ever(spec.resources) or (
-                    not placed and wants_global_placement(spec, node.node_id, self.locality)):
+                not placed and wants_global_placement(spec, node.node_id, self.locality)
+            ):
                 self._forward(spec)
             else:
                 self.queue.push(spec)
@@ -182,7 +200,9 @@ class LocalScheduler(PartActor):
             self._ensure_workers([])
             self._maybe_heartbeat()
             return
-        plan = plan_dispatch(self.queue, self.workers, self.pipeline_depth, self.max_workers - self.pool.cpus())
+        plan = plan_dispatch(
+            self.queue, self.workers, self.pipeline_depth, self.max_workers - self.pool.cpus()
+        )
         for spec in plan.refused:
             self._refuse_actor(spec)
         self._ensure_workers(plan.wanted)
@@ -205,10 +225,15 @@ class LocalScheduler(PartActor):
                 if len(self.workers) >= self.max_workers and not self._stop_idle_worker_of_other_env(key):
                     if not (wanted and self.workers.all_blocked()):
                         break
-                    self.log.warning("worker_cap_exceeded", max_workers=self.max_workers, workers=len(self.workers),
-                                     blocked=self.workers.count(WorkerState.BLOCKED), queued=len(self.queue),
-                                     reason="every worker is blocked in get while tasks wait: one more starts "
-                                            "beyond max_workers (init(max_workers=...), BABYRAY_MAX_WORKERS)")
+                    self.log.warning(
+                        "worker_cap_exceeded",
+                        max_workers=self.max_workers,
+                        workers=len(self.workers),
+                        blocked=self.workers.count(WorkerState.BLOCKED),
+                        queued=len(self.queue),
+                        reason="every worker is blocked in get while tasks wait: one more starts "
+                        "beyond max_workers (init(max_workers=...), BABYRAY_MAX_WORKERS)",
+                    )
                 if self._start_worker(envs.get(key)) is None:
                     return
 
@@ -223,12 +248,16 @@ class LocalScheduler(PartActor):
     def _refuse_actor(self, spec: vm.TaskSpec) -> None:
         node = self._node()
         room = max(0, self.max_workers - self.pool.cpus())
-        reason = (f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {node.node_id}: "
-                  f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
-                  f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
-                  f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`.")
+        reason = (
+            f"The actor {spec.actor_id} ({spec.function_name}) cannot start on node {node.node_id}: "
+            f"its {self.workers.actor_workers()} actor workers are the most the max_workers={self.max_workers} "
+            f"setting allows ({room}; {self.pool.cpus()} more are kept for tasks). Raise it with "
+            f"init(max_workers=...) or the BABYRAY_MAX_WORKERS environment variable of `babyray start`."
+        )
         self.log.warning("actor_refused_worker_limit", actor_id=spec.actor_id, max_workers=self.max_workers)
-        self.post(node.gcs, am.ActorWorkerDied(spec.actor_id or ActorID(""), node.node_id, reason, final=True))
+        self.post(
+            node.gcs, am.ActorWorkerDied(spec.actor_id or ActorID(""), node.node_id, reason, final=True)
+        )
 
     # ---- what workers report -----------------------------------------------------------
 
@@ -272,8 +301,12 @@ class LocalScheduler(PartActor):
             running = worker.assigned[0]
             self.force_cancelled.add(running.task_id)
             self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
-            self.log.info("task_force_cancelled_killing_worker", task_id=running.task_id,
-                          worker_id=worker.worker_id, pid=worker.pid)
+            self.log.info(
+                "task_force_cancelled_killing_worker",
+                task_id=running.task_id,
+                worker_id=worker.worker_id,
+                pid=worker.pid,
+            )
             os.kill(worker.pid, signal.SIGKILL)
             self._check_workers([worker.worker_id], "kill")
             return
@@ -287,7 +320,9 @@ class LocalScheduler(PartActor):
         """Tell the owner ``spec`` failed (``worker_died``: while running, so it may have stored returns)."""
         node = self._node()
         store = node.store if worker_died else None
-        self.post(spec.owner, tm.TaskResults((failed_result(spec, error, node_id=node.node_id, store=store),)))
+        self.post(
+            spec.owner, tm.TaskResults((failed_result(spec, error, node_id=node.node_id, store=store),))
+        )
 
     # ---- worker liveness ---------------------------------------------------------------
 
@@ -327,16 +362,25 @@ class LocalScheduler(PartActor):
         """Tell the GCS of a dead actor; requeue the tasks the worker had not started, and
         retry (or fail) the one it ran."""
         node, worker = self._node(), held.worker
-        self.log.warning("worker_died", worker_id=worker.worker_id, pid=worker.pid, how=how, noticed_by=source,
-                         tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None])
+        self.log.warning(
+            "worker_died",
+            worker_id=worker.worker_id,
+            pid=worker.pid,
+            how=how,
+            noticed_by=source,
+            tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None],
+        )
         self.post(node.gcs, am.WorkerDied(worker.worker_id, node.node_id, f"pid {worker.pid} {how}"))
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
             self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
         if worker.actor_id is not None:
             if held.last_state is not WorkerState.EXITING:
-                reason = ("killed by ray.kill()" if worker.actor_id in self.killed_actors
-                          else f"pid {worker.pid} {how}")
+                reason = (
+                    "killed by ray.kill()"
+                    if worker.actor_id in self.killed_actors
+                    else f"pid {worker.pid} {how}"
+                )
                 self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
@@ -347,15 +391,24 @@ class LocalScheduler(PartActor):
         if running.task_id in self.force_cancelled:
             self.force_cancelled.discard(running.task_id)
         elif (retry := take_retry(running)) is not None:
-            self.log.warning("task_retry_worker_died", task_id=retry.task_id, attempt=retry.attempt,
-                             worker_id=worker.worker_id)
+            self.log.warning(
+                "task_retry_worker_died",
+                task_id=retry.task_id,
+                attempt=retry.attempt,
+                worker_id=worker.worker_id,
+            )
             self.queue.push_front([retry])
         else:
             self.log.warning("task_failed_worker_died", task_id=running.task_id, worker_id=worker.worker_id)
-            self._fail(running, exceptions.WorkerCrashedError(
-                f"The worker {worker.worker_id} (pid {worker.pid}) running task {running.task_id} "
-                f"({running.function_name}) died ({how}); retries exhausted "
-                f"({running.attempt}/{running.max_retries})."), worker_died=True)
+            self._fail(
+                running,
+                exceptions.WorkerCrashedError(
+                    f"The worker {worker.worker_id} (pid {worker.pid}) running task {running.task_id} "
+                    f"({running.function_name}) died ({how}); retries exhausted "
+                    f"({running.attempt}/{running.max_retries})."
+                ),
+                worker_died=True,
+            )
 
     def on_kill_actor_worker(self, msg: am.KillActorWorker, sender: Any) -> None:
         for worker in self.workers:
@@ -374,8 +427,15 @@ class LocalScheduler(PartActor):
             return
         self.workers.mark_exiting(worker)
         self.log.info("actor_exiting", actor_id=worker.actor_id, worker_id=worker.worker_id)
-        self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id,
-                                              "The actor exited on purpose: exit_actor() was called", final=True))
+        self.post(
+            node.gcs,
+            am.ActorWorkerDied(
+                worker.actor_id,
+                node.node_id,
+                "The actor exited on purpose: exit_actor() was called",
+                final=True,
+            ),
+        )
         self.send(worker.address, ActorExitRequest())
 
     # ---- placement group bundles (babyray.actors.bundles) -----------------------------
@@ -404,12 +464,18 @@ class LocalScheduler(PartActor):
                 if worker.actor_id is not None:
                     self.killed_actors.add(worker.actor_id)
                 else:
-                    self.workers.mark_exiting(worker)  # takes no task, even if its last one reports done first
+                    self.workers.mark_exiting(
+                        worker
+                    )  # takes no task, even if its last one reports done first
                     for spec in worker.assigned:
                         self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)
-                    self.workers.finish(worker, {s.task_id for s in worker.assigned[1:]})  # none runs elsewhere
-                self.log.info("bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid)
+                    self.workers.finish(
+                        worker, {s.task_id for s in worker.assigned[1:]}
+                    )  # none runs elsewhere
+                self.log.info(
+                    "bundle_worker_killing", pg_id=msg.pg_id, worker_id=worker.worker_id, pid=worker.pid
+                )
                 os.kill(worker.pid, signal.SIGKILL)
                 doomed.append(worker.worker_id)
         self._check_workers(doomed, "kill")
@@ -421,11 +487,19 @@ class LocalScheduler(PartActor):
     def on_get_workers(self, msg: sm.GetWorkers, sender: Any) -> None:
         node_id = self._node().node_id
         workers = tuple(
-            {"worker_id": w.worker_id, "node_id": node_id, "pid": w.pid or None, "state": w.state.value,
-             "actor_id": w.actor_id, "running_task_id": w.assigned[0].task_id if w.assigned else None,
-             "num_queued": max(0, len(w.assigned) - 1), "started_at": w.started_at,
-             "address": w.address if w.state is not WorkerState.STARTING else None}
-            for w in self.workers)
+            {
+                "worker_id": w.worker_id,
+                "node_id": node_id,
+                "pid": w.pid or None,
+                "state": w.state.value,
+                "actor_id": w.actor_id,
+                "running_task_id": w.assigned[0].task_id if w.assigned else None,
+                "num_queued": max(0, len(w.assigned) - 1),
+                "started_at": w.started_at,
+                "address": w.address if w.state is not WorkerState.STARTING else None,
+            }
+            for w in self.workers
+        )
         self.reply(msg, sender, sm.WorkerTable(msg.req_id, node_id, workers))
 
     # ---- a restarted head -------------------------------------------------------------
@@ -433,9 +507,13 @@ class LocalScheduler(PartActor):
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """Send to the restarted head's new GCS and global scheduler from now on: register
         again (same node id: the GCS recovered it) and tell the store and the workers."""
-        node = self.node = dataclasses.replace(self._node(), gcs=msg.gcs, global_scheduler=msg.global_scheduler)
+        node = self.node = dataclasses.replace(
+            self._node(), gcs=msg.gcs, global_scheduler=msg.global_scheduler
+        )
         self.log.warning("gcs_moved_reregistering", node=node.node_id)
-        self.post(msg.gcs, cm.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total))
+        self.post(
+            msg.gcs, cm.RegisterNode(node.node_id, node.address, self.myAddress, node.store, self.pool.total)
+        )
         self.post(node.store, msg)
         for worker in self.workers:
             self.post(worker.address, msg)
@@ -454,8 +532,16 @@ class LocalScheduler(PartActor):
     def _send_heartbeat(self) -> None:
         self.last_heartbeat = time.monotonic()
         node = self._node()
-        self.post(node.gcs, cm.Heartbeat(node.node_id, dict(self.pool.available), len(self.queue), len(self.workers),
-                                        dict(self.pool.total)))
+        self.post(
+            node.gcs,
+            cm.Heartbeat(
+                node.node_id,
+                dict(self.pool.available),
+                len(self.queue),
+                len(self.workers),
+                dict(self.pool.total),
+            ),
+        )
 
     def _stop_idle_workers(self) -> None:
         now = time.monotonic()
@@ -479,8 +565,9 @@ class LocalScheduler(PartActor):
                 pidfds.append(os.pidfd_open(process.pid))
             except (OSError, TypeError):  # already gone
                 pass
-        threading.Thread(target=_kill_after, args=(pidfds, WORKER_STOP_GRACE), name="babyray-worker-stop",
-                         daemon=True).start()
+        threading.Thread(
+            target=_kill_after, args=(pidfds, WORKER_STOP_GRACE), name="babyray-worker-stop", daemon=True
+        ).start()
         self.log.info("local_scheduler_stopping", workers=len(pidfds))
 
 
@@ -494,4 +581,3 @@ def _kill_after(pidfds: list[int], seconds: float) -> None:
             pass
         finally:
             os.close(fd)
-

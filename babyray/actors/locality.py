@@ -1,5 +1,6 @@
 """Where a task's inputs live: what locality-aware placement weighs (no actor, no imports of
 the API, so owners and schedulers alike can use it)."""
+
 from __future__ import annotations
 
 from babyray.ids import NodeID

@@ -26,6 +26,7 @@ a transfer thread streams the bytes from the holder's TransferServer (babyray.tr
 straight into the arena; the copy is then sealed as a secondary copy. Every store runs a
 TransferServer on its node's own address.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,7 +70,9 @@ class _ArenaSpillIO:
         except OSError as exc:
             self.log.error("object_spill_failed", object_id=oid, size=size, error=repr(exc))
             return False
-        self.log.info("object_spilled", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
+        self.log.info(
+            "object_spilled", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4)
+        )
         return True
 
     def restore(self, oid: ObjectID, offset: int, size: int) -> bool:
@@ -79,7 +82,9 @@ class _ArenaSpillIO:
         except (OSError, EOFError, KeyError) as exc:
             self.log.error("object_restore_io_failed", object_id=oid, error=repr(exc))
             return False
-        self.log.info("object_restored", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4))
+        self.log.info(
+            "object_restored", object_id=oid, size=size, seconds=round(time.perf_counter() - started, 4)
+        )
         return True
 
     def delete(self, oid: ObjectID) -> None:
@@ -141,9 +146,15 @@ class ObjectStore(PartActor):
         # process's descriptor, so it goes away with the last of them even after a kill -9.
         arena.unlink()
         self.arena_path = f"/proc/{os.getpid()}/fd/{arena.fileno()}"
-        self.alloc_server = AllocServer(self.arena_path, self._allocate_for_channel, self._reserve_spare,
-                                        self._release_spares, self._take_spare, self._pin_for_channel,
-                                        self._seal_for_channel)
+        self.alloc_server = AllocServer(
+            self.arena_path,
+            self._allocate_for_channel,
+            self._reserve_spare,
+            self._release_spares,
+            self._take_spare,
+            self._pin_for_channel,
+            self._seal_for_channel,
+        )
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
         # process die before it unlinks; processes of the node open ``arena_path``, named in
@@ -205,7 +216,9 @@ class ObjectStore(PartActor):
             self._report_gone()
             self.turn_done.notify_all()
 
-    def _pin_for_channel(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
+    def _pin_for_channel(
+        self, oids: tuple[ObjectID, ...]
+    ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the
         slots if every object is sealed and in memory (waiting briefly for seals on their way),
         else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""
@@ -223,8 +236,11 @@ class ObjectStore(PartActor):
         if offset is None:
             error = self.table.full_error(msg.object_id, msg.size, self.node_id)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
-            self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path,
-                                                    serialization.dumps(error)))
+            self.reply(
+                msg,
+                sender,
+                om.ObjectCreated(msg.req_id, msg.object_id, -1, self.arena_path, serialization.dumps(error)),
+            )
             return
         self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
@@ -250,7 +266,9 @@ class ObjectStore(PartActor):
         pinned = self.table.pin(msg.object_ids)
         if pinned.missing is not None:  # created here before any reader learns of it: so it was freed
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
-            lost = exceptions.ObjectLostError(f"object {pinned.missing} is not in the store of node {self.node_id}")
+            lost = exceptions.ObjectLostError(
+                f"object {pinned.missing} is not in the store of node {self.node_id}"
+            )
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
         elif pinned.unsealed is not None:  # reply once all are sealed
             self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
@@ -259,7 +277,9 @@ class ObjectStore(PartActor):
             size = self.table.objects[oid].size
             error = self.table.full_error(oid, size, self.node_id, restoring=True)
             self.log.warning("object_restore_failed", object_id=oid, size=size, error=str(error))
-            self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+            self.reply(
+                msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error))
+            )
         else:
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
 
@@ -274,8 +294,9 @@ class ObjectStore(PartActor):
             obj = self.table.get(oid)
             if msg.writer_died and obj is not None and obj.state in UNSEALED:
                 self.log.info("object_writer_died", object_id=oid, size=obj.size)
-                lost = exceptions.ObjectLostError(f"object {oid} was being written on node {self.node_id} "
-                                                  f"by a process that died")
+                lost = exceptions.ObjectLostError(
+                    f"object {oid} was being written on node {self.node_id} by a process that died"
+                )
                 self._abort(oid, serialization.dumps(lost))
             self.table.free(oid)
 
@@ -285,13 +306,20 @@ class ObjectStore(PartActor):
         """Reply like PinObjects once ``object_id`` is here, pulling it first if it is not."""
         oid = msg.object_id
         stale = self.table.get(oid)
-        if stale is not None and stale.state in UNSEALED and (
-                oid not in self.pulls or self.pull_nodes.get(oid) != msg.source_node):
+        if (
+            stale is not None
+            and stale.state in UNSEALED
+            and (oid not in self.pulls or self.pull_nodes.get(oid) != msg.source_node)
+        ):
             # Unsealed here while the reader knows a sealed copy elsewhere: its writer died
             # mid-write (the task was retried on another node), or the holder we pull from is
             # gone (the object was rebuilt). Pull the copy the reader knows instead of waiting.
-            self.log.warning("object_pull_redirected", object_id=oid, old_source=self.pull_nodes.get(oid),
-                             source=msg.source_node)
+            self.log.warning(
+                "object_pull_redirected",
+                object_id=oid,
+                old_source=self.pull_nodes.get(oid),
+                source=msg.source_node,
+            )
             if stale.size == msg.size:
                 self.table.create(oid, msg.size, WorkerID(""), primary=False)  # the pull takes the slot over
                 self._start_pull(oid, msg)
@@ -300,7 +328,9 @@ class ObjectStore(PartActor):
         if oid not in self.table:
             if self.table.create(oid, msg.size, WorkerID(""), primary=False) is None:
                 error = self.table.full_error(oid, msg.size, self.node_id)
-                self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error)))
+                self.reply(
+                    msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, {}, serialization.dumps(error))
+                )
                 return
             self._start_pull(oid, msg)
         self.on_pin(om.PinObjects(msg.req_id, (oid,), msg.reader_id, msg.reply_to), sender)
@@ -327,7 +357,9 @@ class ObjectStore(PartActor):
                 self.pulls.pop(oid)
                 del self.pull_nodes[oid]
                 self.log.warning("object_pull_source_dead", object_id=oid, node=node)
-                lost = exceptions.ObjectLostError(f"object {oid} was being pulled from node {node}, which died")
+                lost = exceptions.ObjectLostError(
+                    f"object {oid} was being pulled from node {node}, which died"
+                )
                 self._pull_failed(oid, serialization.dumps(lost))
 
     def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
@@ -337,9 +369,14 @@ class ObjectStore(PartActor):
             self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
             return
         if not pinned.slots:
-            lost = exceptions.ObjectLostError(f"object {msg.object_id} is not available on node {self.node_id}")
-            self.reply(msg, sender, om.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0,
-                                                   serialization.dumps(lost)))
+            lost = exceptions.ObjectLostError(
+                f"object {msg.object_id} is not available on node {self.node_id}"
+            )
+            self.reply(
+                msg,
+                sender,
+                om.ObjectServed(msg.req_id, msg.object_id, -1, 0, "", 0, serialization.dumps(lost)),
+            )
             return
         offset, size = pinned.slots[msg.object_id]
         host, port = self._transfer_address()
@@ -361,10 +398,12 @@ class ObjectStore(PartActor):
                 self.data_plane.read_into(msg.host, msg.port, msg.offset, dest)
                 done = om.PullDone(msg.object_id, None, time.monotonic() - started)
             except Exception as exc:
-                lost = exceptions.ObjectLostError(f"pulling object {msg.object_id} from {msg.host}:{msg.port} "
-                                                  f"failed: {exc}")
+                lost = exceptions.ObjectLostError(
+                    f"pulling object {msg.object_id} from {msg.host}:{msg.port} failed: {exc}"
+                )
                 done = om.PullDone(msg.object_id, serialization.dumps(lost), time.monotonic() - started)
             self.post_from_thread(self.myAddress, done)
+
         threading.Thread(target=transfer, name="babyray-pull", daemon=True).start()
 
     def on_pull_done(self, msg: om.PullDone, sender: Any) -> None:
@@ -378,8 +417,14 @@ class ObjectStore(PartActor):
             self._pull_failed(msg.object_id, msg.error)
             return
         seconds = max(msg.seconds, 1e-9)
-        self.log.info("object_pulled", object_id=msg.object_id, size=obj.size, seconds=round(seconds, 4),
-                      gbps=round(obj.size / seconds / 1e9, 3), total_seconds=round(time.monotonic() - started, 4))
+        self.log.info(
+            "object_pulled",
+            object_id=msg.object_id,
+            size=obj.size,
+            seconds=round(seconds, 4),
+            gbps=round(obj.size / seconds / 1e9, 3),
+            total_seconds=round(time.monotonic() - started, 4),
+        )
         self.on_seal(om.SealObject(msg.object_id, obj.size), sender)
 
     def _pull_failed(self, oid: ObjectID, error: bytes) -> None:

@@ -5,6 +5,7 @@ remote owner may still wait in its outbox; if the worker dies then, the owner mu
 run again those it still waits for. The local scheduler notes each finished task here and,
 on a worker's death, asks which owners to tell.
 """
+
 from __future__ import annotations
 
 from collections import deque

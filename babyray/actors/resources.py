@@ -1,4 +1,5 @@
 """Resource arithmetic on dicts like ``{"CPU": 2, "GPU": 0, "custom": 1}``, and a node's pool."""
+
 from __future__ import annotations
 
 

@@ -6,6 +6,7 @@ picks the lowest. ``QueueOnlyPolicy`` counts queueing only (locality-unaware);
 policy, Figure 8a). ``choose_node`` applies the scheduling strategy first ("SPREAD", node
 affinity) and falls back to the policy.
 """
+
 from __future__ import annotations
 
 import random
@@ -47,8 +48,14 @@ class NodeLoad:
 
     @classmethod
     def from_info(cls, info: cm.NodeInfo) -> "NodeLoad":
-        return cls(info.node_id, dict(info.resources), dict(info.available), info.queue_length, info.alive,
-                   info.scheduler)
+        return cls(
+            info.node_id,
+            dict(info.resources),
+            dict(info.available),
+            info.queue_length,
+            info.alive,
+            info.scheduler,
+        )
 
     @property
     def cpus(self) -> float:
@@ -137,9 +144,11 @@ class Placement:
             if target is not None and target.alive and fits(target.resources, spec.resources):
                 return target
             if not strategy.soft:
-                raise Unschedulable(f"task {spec.task_id} ({spec.function_name}) has a hard affinity to node "
-                                    f"{strategy.node_id}, which is {'dead' if target else 'unknown'} or cannot "
-                                    f"fit {spec.resources}")
+                raise Unschedulable(
+                    f"task {spec.task_id} ({spec.function_name}) has a hard affinity to node "
+                    f"{strategy.node_id}, which is {'dead' if target else 'unknown'} or cannot "
+                    f"fit {spec.resources}"
+                )
             return self.policy.choose(spec, candidates)
         if strategy == "SPREAD" and candidates:
             candidates.sort(key=lambda n: n.node_id)
@@ -152,8 +161,9 @@ class Placement:
         return self.policy.choose(spec, candidates)
 
 
-def wants_global_placement(spec: vm.TaskSpec, node_id: NodeID, locality: bool = True,
-                           spill_bytes: int = LOCALITY_SPILL_BYTES) -> bool:
+def wants_global_placement(
+    spec: vm.TaskSpec, node_id: NodeID, locality: bool = True, spill_bytes: int = LOCALITY_SPILL_BYTES
+) -> bool:
     """Whether a local scheduler should pass ``spec`` up instead of running it on ``node_id``.
 
     True for SPREAD, for an affinity to another node, and, with ``locality`` (the

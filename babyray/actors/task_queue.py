@@ -10,6 +10,7 @@ first-in first-out order, a recursion would spread level by level, each inner ta
 blocked worker, until the node ran out of workers before any leaf ran. Tasks of one depth (a
 driver's, all at depth 0) keep their order.
 """
+
 from __future__ import annotations
 
 from collections import deque

@@ -10,6 +10,7 @@ session; ``authenticate_messages`` makes every message carry a proof of the clus
 checked before it is unpickled (babyray.auth). Both must run before the admin is forked and
 before a driver opens its actor system.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,13 @@ def log_defs(log_dir: str) -> dict:
     return {
         "version": 1,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-        "handlers": {"file": {"class": "logging.FileHandler", "formatter": "plain",
-                              "filename": os.path.join(log_dir, "actors.log")}},
+        "handlers": {
+            "file": {
+                "class": "logging.FileHandler",
+                "formatter": "plain",
+                "filename": os.path.join(log_dir, "actors.log"),
+            }
+        },
         "root": {"handlers": ["file"], "level": "WARNING"},
     }
 

@@ -6,6 +6,7 @@ executor thread, never on the actor's message loop, so a task can submit tasks, 
 ``get`` the worker tells its scheduler (which lends its CPU to another worker) and hands
 back the tasks queued behind it, so recursion cannot deadlock.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -121,8 +122,16 @@ class Worker(PartActor):
         die_on_fatal_signals(log.configured_path())
         register_pid(msg.session_dir, "worker")
         self.enable_thread_posts()
-        self.core = CoreClient(_ActorThreadTransport(self), msg.worker_id, self.myAddress, msg.node_id,
-                               msg.scheduler, msg.store, msg.gcs, msg.job_id)
+        self.core = CoreClient(
+            _ActorThreadTransport(self),
+            msg.worker_id,
+            self.myAddress,
+            msg.node_id,
+            msg.scheduler,
+            msg.store,
+            msg.gcs,
+            msg.job_id,
+        )
         self.core.on_block = self._on_block
         settings = config.Settings(msg.config)
         self.core.router.locality = settings.scheduling_policy == "locality"
@@ -157,7 +166,9 @@ class Worker(PartActor):
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
         self._drop_scheduled_events(stolen)
         if stolen:
-            self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen))))
+            self.post(
+                self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen)))
+            )
 
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """From the local scheduler: the head restarted; its GCS has a new address."""
@@ -180,7 +191,9 @@ class Worker(PartActor):
             return
         thread = self.executor.ident
         if running is not None and running.task_id == msg.task_id and thread is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt)
+            )
 
     def _on_block(self) -> None:
         if threading.current_thread() is not self.executor or self.actor is not None:
@@ -190,7 +203,9 @@ class Worker(PartActor):
             returned = list(self.tasks)
             self.tasks.clear()
         self._drop_scheduled_events(returned)
-        self.post_from_thread(self.start_msg.scheduler, tm.WorkerBlocked(self.start_msg.worker_id, tuple(returned)))
+        self.post_from_thread(
+            self.start_msg.scheduler, tm.WorkerBlocked(self.start_msg.worker_id, tuple(returned))
+        )
 
     def _on_unblock(self) -> None:
         if threading.current_thread() is not self.executor or not self.blocked:
@@ -207,13 +222,17 @@ class Worker(PartActor):
         and the worker exits once idle, so the next task gets a worker that tries again."""
         start = self.start_msg
         try:
-            node_setup.install_packages(start.runtime_env, start.session_dir,
-                                        lambda uri: self.core.fetch_function(FunctionID(uri), node_setup.SETUP_TIMEOUT))
+            node_setup.install_packages(
+                start.runtime_env,
+                start.session_dir,
+                lambda uri: self.core.fetch_function(FunctionID(uri), node_setup.SETUP_TIMEOUT),
+            )
         except Exception as exc:
             self.log.warning("runtime_env_setup_failed", error=traceback.format_exc())
             self.env_error = exceptions.RuntimeEnvSetupError(
                 f"Failed to set up the runtime_env {start.runtime_env} on node {start.node_id}: "
-                f"{type(exc).__name__}: {exc}")
+                f"{type(exc).__name__}: {exc}"
+            )
             threading.Thread(target=self._exit_when_idle, name="babyray-env-failed", daemon=True).start()
         self._run_tasks()
 
@@ -263,11 +282,18 @@ class Worker(PartActor):
             wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
             if wake:
                 self.unsent = 0
-        result = tm.TaskResult(spec.task_id, returns, start.worker_id, start.node_id,
-                              started_at=self.started.pop(spec.task_id, 0.0))
+        result = tm.TaskResult(
+            spec.task_id,
+            returns,
+            start.worker_id,
+            start.node_id,
+            started_at=self.started.pop(spec.task_id, 0.0),
+        )
         if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
             self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=False)
-            self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake)
+            self.post_from_thread(
+                start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake
+            )
         else:
             self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
 
@@ -290,15 +316,18 @@ class Worker(PartActor):
         except Exception:  # the actor is dead: every call will raise ActorDiedError with this cause
             cause = traceback.format_exc()
             self.log.warning("actor_init_failed", actor_id=spec.actor_id, error=cause)
-            self._task_event(spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause)
+            self._task_event(
+                spec, "failed", finished_at=time.time(), error_type="ActorInitError", traceback=cause
+            )
             self.post_from_thread(start.gcs, am.ActorInitFailed(actor_id, cause))
             self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
             time.sleep(0.5)  # let the loop send both before the process goes
             os._exit(0)
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
         self._task_event(spec, "finished", finished_at=time.time())
-        self.post_from_thread(start.gcs, am.ActorStarted(actor_id, self.myAddress, start.node_id,
-                                                        start.worker_id, os.getpid()))
+        self.post_from_thread(
+            start.gcs, am.ActorStarted(actor_id, self.myAddress, start.node_id, start.worker_id, os.getpid())
+        )
         self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
@@ -324,8 +353,9 @@ class Worker(PartActor):
         if isinstance(exc, ActorExit) and self.actor is not None:
             self._exit_actor(spec)
             return
-        self.log.warning("task_called_sys_exit", task_id=spec.task_id, function=spec.function_name,
-                         code=repr(exc.code))
+        self.log.warning(
+            "task_called_sys_exit", task_id=spec.task_id, function=spec.function_name, code=repr(exc.code)
+        )
         os._exit(exit_status(exc.code))
 
     def _exit_actor(self, spec: vm.TaskSpec) -> None:
@@ -338,7 +368,9 @@ class Worker(PartActor):
         self.wake_from_thread()
         time.sleep(EXIT_RESULTS_GRACE)
         assert spec.actor_id is not None, "only an actor's method calls exit_actor() here"
-        self.post_from_thread(self.start_msg.scheduler, am.ActorExiting(self.start_msg.worker_id, spec.actor_id))
+        self.post_from_thread(
+            self.start_msg.scheduler, am.ActorExiting(self.start_msg.worker_id, spec.actor_id)
+        )
 
     def _call_async(self, actor: ActorHost, spec: vm.TaskSpec) -> bool:
         """Start a call of an async actor on its loop (plain methods too, as in Ray); False if
@@ -378,8 +410,13 @@ class Worker(PartActor):
 
     def _task_event(self, spec: vm.TaskSpec, state: str, **fields: Any) -> None:
         """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
-        fields.update(name=spec.function_name, node_id=self.start_msg.node_id, worker_id=self.start_msg.worker_id,
-                      actor_id=spec.actor_id, attempt=spec.attempt)
+        fields.update(
+            name=spec.function_name,
+            node_id=self.start_msg.node_id,
+            worker_id=self.start_msg.worker_id,
+            actor_id=spec.actor_id,
+            attempt=spec.attempt,
+        )
         if self.core.task_events is None:
             return
         if state in ("scheduled", "running") and spec.actor_id is None:  # actor calls: owners know no name
@@ -414,16 +451,31 @@ class Worker(PartActor):
         except (KeyboardInterrupt, SystemExit):
             raise
         except ArgumentFailed as failed:  # the function never ran: report the input's error
-            returns = self._error_returns(spec, exceptions.RayTaskError.from_failed_input(
-                spec.function_name, failed.error, spec.task_id, self.start_msg.node_id, self.start_msg.worker_id))
+            returns = self._error_returns(
+                spec,
+                exceptions.RayTaskError.from_failed_input(
+                    spec.function_name,
+                    failed.error,
+                    spec.task_id,
+                    self.start_msg.node_id,
+                    self.start_msg.worker_id,
+                ),
+            )
             state = "failed"
         except Exception as exc:  # the user's error travels to get() as RayTaskError
             returns = self._error_returns(spec, exc, traceback.format_exc())
             state = "failed"
         finally:
             context.current_task.task_id = context.current_task.scheduling_strategy = None
-        self.log.info("task_executed", task_id=spec.task_id, function=spec.function_name, state=state,
-                      start=started, end=time.time(), attempt=spec.attempt)
+        self.log.info(
+            "task_executed",
+            task_id=spec.task_id,
+            function=spec.function_name,
+            state=state,
+            start=started,
+            end=time.time(),
+            attempt=spec.attempt,
+        )
         return returns
 
     def _callable(self, spec: vm.TaskSpec) -> Any:
@@ -438,7 +490,9 @@ class Worker(PartActor):
             raise self.env_error
         function = self.functions.get(function_id)
         if function is None:
-            function = self.functions[function_id] = serialization.loads_function(self.core.fetch_function(function_id))
+            function = self.functions[function_id] = serialization.loads_function(
+                self.core.fetch_function(function_id)
+            )
         return function
 
     def _arguments(self, spec: vm.TaskSpec) -> tuple[list, dict]:
@@ -457,7 +511,7 @@ class Worker(PartActor):
         pinned with one request)."""
         keys = list(spec.kwargs)
         values = argument_values(self.core, [*spec.args, *(spec.kwargs[k] for k in keys)])
-        return values[: len(spec.args)], dict(zip(keys, values[len(spec.args):], strict=True))
+        return values[: len(spec.args)], dict(zip(keys, values[len(spec.args) :], strict=True))
 
     @staticmethod
     def _split_returns(spec: vm.TaskSpec, result: Any) -> list:
@@ -466,8 +520,10 @@ class Worker(PartActor):
         if spec.num_returns == 0:
             return [None]
         if not isinstance(result, (tuple, list)) or len(result) != spec.num_returns:
-            raise ValueError(f"Task returned {type(result).__name__} but num_returns={spec.num_returns}: "
-                             f"return a tuple or list of {spec.num_returns} values")
+            raise ValueError(
+                f"Task returned {type(result).__name__} but num_returns={spec.num_returns}: "
+                f"return a tuple or list of {spec.num_returns} values"
+            )
         return list(result)
 
     def _error_returns(self, spec: vm.TaskSpec, exc: BaseException, tb: str = "") -> tuple:
@@ -475,13 +531,23 @@ class Worker(PartActor):
             error: BaseException = exc
         else:
             start = self.start_msg
-            error = exceptions.RayTaskError(spec.function_name, tb or repr(exc), exc,
-                                            spec.task_id, start.node_id, start.worker_id)
+            error = exceptions.RayTaskError(
+                spec.function_name, tb or repr(exc), exc, spec.task_id, start.node_id, start.worker_id
+            )
         try:
             return failed_returns(spec, error)
         except TypeError:  # the user's exception does not pickle: keep its text
-            return failed_returns(spec, exceptions.RayTaskError(spec.function_name, tb or repr(exc), None, spec.task_id,
-                                                                self.start_msg.node_id, self.start_msg.worker_id))
+            return failed_returns(
+                spec,
+                exceptions.RayTaskError(
+                    spec.function_name,
+                    tb or repr(exc),
+                    None,
+                    spec.task_id,
+                    self.start_msg.node_id,
+                    self.start_msg.worker_id,
+                ),
+            )
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("worker_stopping")

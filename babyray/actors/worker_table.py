@@ -9,6 +9,7 @@ back until it resumes. Every change of state goes through one method of ``Worker
 that holds no task any more gives its resources back whichever message told us so (done,
 handed back, returned while blocked), and a worker that dies or stops gives back what it took.
 """
+
 from __future__ import annotations
 
 import enum
@@ -34,10 +35,15 @@ class WorkerState(enum.Enum):
 
 TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
     WorkerState.STARTING: frozenset({WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}),
-    WorkerState.IDLE: frozenset({WorkerState.BUSY, WorkerState.ACTOR, WorkerState.BLOCKED, WorkerState.EXITING,
-                                 WorkerState.DEAD}),
-    WorkerState.BUSY: frozenset({WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}),
-    WorkerState.BLOCKED: frozenset({WorkerState.BUSY, WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}),
+    WorkerState.IDLE: frozenset(
+        {WorkerState.BUSY, WorkerState.ACTOR, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
+    ),
+    WorkerState.BUSY: frozenset(
+        {WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
+    ),
+    WorkerState.BLOCKED: frozenset(
+        {WorkerState.BUSY, WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}
+    ),
     WorkerState.ACTOR: frozenset({WorkerState.EXITING, WorkerState.DEAD}),
     WorkerState.EXITING: frozenset({WorkerState.DEAD}),
     WorkerState.DEAD: frozenset(),
@@ -197,7 +203,9 @@ class WorkerTable:
         last_state = worker.state
         self._give_back(worker)
         self._move(worker, WorkerState.DEAD)
-        held = Held(worker, worker.assigned[0] if worker.assigned else None, tuple(worker.assigned[1:]), last_state)
+        held = Held(
+            worker, worker.assigned[0] if worker.assigned else None, tuple(worker.assigned[1:]), last_state
+        )
         worker.assigned = []
         return held
 
@@ -216,12 +224,16 @@ class WorkerTable:
     def all_blocked(self) -> bool:
         """Whether no worker can take a task now or free one by itself: none is starting, idle
         or running a task (each waits in ``get``, hosts an actor or is leaving)."""
-        return not any(w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
-                       for w in self._workers.values())
+        return not any(
+            w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+            for w in self._workers.values()
+        )
 
     def pool_size(self) -> int:
         """Workers that run plain tasks (not dedicated to an actor, not leaving)."""
-        return sum(1 for w in self._workers.values() if w.actor_id is None and w.state is not WorkerState.EXITING)
+        return sum(
+            1 for w in self._workers.values() if w.actor_id is None and w.state is not WorkerState.EXITING
+        )
 
     def actor_workers(self) -> int:
         return sum(1 for w in self._workers.values() if w.actor_id is not None)
@@ -229,15 +241,22 @@ class WorkerTable:
     def pipeline_target(self, spec: vm.TaskSpec, env: str, depth: int) -> WorkerRecord | None:
         """The least-loaded BUSY worker running tasks of ``spec``'s shape and runtime_env with
         fewer than ``depth`` tasks, to queue ``spec`` behind."""
-        fitting = [w for w in self._workers.values()
-                   if w.state is WorkerState.BUSY and len(w.assigned) < depth and w.held == spec.resources
-                   and w.env_key == env]
+        fitting = [
+            w
+            for w in self._workers.values()
+            if w.state is WorkerState.BUSY
+            and len(w.assigned) < depth
+            and w.held == spec.resources
+            and w.env_key == env
+        ]
         return min(fitting, key=lambda w: len(w.assigned), default=None)
 
     def backlogged(self) -> list[WorkerRecord]:
         """BUSY workers with tasks waiting behind the running one, longest backlog first."""
-        return sorted((w for w in self._workers.values() if w.state is WorkerState.BUSY and len(w.assigned) >= 2),
-                      key=lambda w: -len(w.assigned))
+        return sorted(
+            (w for w in self._workers.values() if w.state is WorkerState.BUSY and len(w.assigned) >= 2),
+            key=lambda w: -len(w.assigned),
+        )
 
     def holder(self, task_id: TaskID) -> WorkerRecord | None:
         for worker in self._workers.values():

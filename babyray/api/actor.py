@@ -5,6 +5,7 @@ scheduler on a node that has its resources) and returns an ActorHandle at once. 
 ``handle.method.remote(...)`` go straight to the actor's worker (see actor_calls.py).
 Handles pickle, so they can be passed to tasks and other actors.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -29,8 +30,9 @@ from babyray.util.placement_group import in_placement_group
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
-def method(function: Callable | None = None, *, num_returns: int | str = 1,
-           concurrency_group: str | None = None) -> Callable:
+def method(
+    function: Callable | None = None, *, num_returns: int | str = 1, concurrency_group: str | None = None
+) -> Callable:
     """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
     ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``."""
     check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
@@ -40,6 +42,7 @@ def method(function: Callable | None = None, *, num_returns: int | str = 1,
         if concurrency_group is not None:
             setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
+
     return decorate(function) if function is not None else decorate
 
 
@@ -47,23 +50,31 @@ def _concurrency_groups(cls: type, groups: Any) -> dict[str, int]:
     """The class's concurrency groups, checked against the groups its methods name."""
     if groups is None:
         groups = {}
-    if not isinstance(groups, dict) or not all(isinstance(k, str) and isinstance(v, int) and v > 0
-                                               for k, v in groups.items()):
+    if not isinstance(groups, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and v > 0 for k, v in groups.items()
+    ):
         raise ValueError(f"concurrency_groups must map group names to positive ints, got {groups!r}")
     for name, group in method_groups(cls).items():
         if group not in groups:
-            raise ValueError(f"Method '{cls.__name__}.{name}' is in concurrency group '{group}', which the "
-                             f"actor does not define; defined groups: {sorted(groups) or 'none'}")
+            raise ValueError(
+                f"Method '{cls.__name__}.{name}' is in concurrency group '{group}', which the "
+                f"actor does not define; defined groups: {sorted(groups) or 'none'}"
+            )
     return dict(groups)
 
 
 def _methods_of(cls: type) -> dict[str, int | str]:
     """num_returns of each method: a generator method streams unless ``@method`` says otherwise."""
+
     def num_returns(member: Callable) -> int | str:
         chosen = getattr(member, _NUM_RETURNS_ATTR, None)
         return chosen if chosen is not None else generator_mode(member, None) or 1
-    return {name: num_returns(member) for name, member in inspect.getmembers(cls, callable)
-            if not (name.startswith("__") and name.endswith("__"))}
+
+    return {
+        name: num_returns(member)
+        for name, member in inspect.getmembers(cls, callable)
+        if not (name.startswith("__") and name.endswith("__"))
+    }
 
 
 class ActorClass:
@@ -80,8 +91,10 @@ class ActorClass:
         self.__name__ = cls.__name__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', "
-                        f"use '{self.__name__}.remote()'.")
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', "
+            f"use '{self.__name__}.remote()'."
+        )
 
     def __reduce__(self) -> Any:
         return (ActorClass, (self._cls, self._options))
@@ -111,27 +124,60 @@ class ActorClass:
             self._blob = serialization.dumps_function(self._cls)
             self._function_id = function_id_of(self._blob)
         assert self._function_id is not None, "set with the blob"
-        resources, strategy = in_placement_group(options, resource_request(options, 0.0), f"actor {self.__name__}")
+        resources, strategy = in_placement_group(
+            options, resource_request(options, 0.0), f"actor {self.__name__}"
+        )
         core.ensure_function(self._function_id, self.__name__, self._blob)
         actor_id = new_actor_id()
         task_id, _ = new_returns(0)
-        resolved = _resolve_now(core, [encode_arg(core, a) for a in args],
-                                {k: encode_arg(core, v) for k, v in kwargs.items()})
-        info = am.ActorInfo(actor_id, self.__name__, _methods_of(self._cls),
-                           int(options.get("max_task_retries") or 0), name, tuple(self._groups))
+        resolved = _resolve_now(
+            core, [encode_arg(core, a) for a in args], {k: encode_arg(core, v) for k, v in kwargs.items()}
+        )
+        info = am.ActorInfo(
+            actor_id,
+            self.__name__,
+            _methods_of(self._cls),
+            int(options.get("max_task_retries") or 0),
+            name,
+            tuple(self._groups),
+        )
         spec = vm.TaskSpec(
-            task_id=task_id, job_id=runtime.job_id, function_id=self._function_id,
-            function_name=f"{self.__name__}.__init__", args=resolved[0], kwargs=resolved[1],
-            num_returns=0, return_ids=[], resources=resources, owner=core.inbox,
-            owner_id=core.identity, max_retries=0, actor_id=actor_id, actor_creation=True,
-            actor_options={"max_concurrency": options.get("max_concurrency"), "name": name,
-                           "concurrency_groups": self._groups},
+            task_id=task_id,
+            job_id=runtime.job_id,
+            function_id=self._function_id,
+            function_name=f"{self.__name__}.__init__",
+            args=resolved[0],
+            kwargs=resolved[1],
+            num_returns=0,
+            return_ids=[],
+            resources=resources,
+            owner=core.inbox,
+            owner_id=core.identity,
+            max_retries=0,
+            actor_id=actor_id,
+            actor_creation=True,
+            actor_options={
+                "max_concurrency": options.get("max_concurrency"),
+                "name": name,
+                "concurrency_groups": self._groups,
+            },
             scheduling_strategy=strategy,
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
-            namespace=context.current_namespace())
-        reply = core.request(core.gcs, lambda r: am.RegisterActor(
-            r, spec, info, int(options.get("max_restarts") or 0), options.get("lifetime") == "detached",
-            namespace, owner_node="" if runtime.is_driver else core.node_id, owner_pid=os.getpid()))
+            namespace=context.current_namespace(),
+        )
+        reply = core.request(
+            core.gcs,
+            lambda r: am.RegisterActor(
+                r,
+                spec,
+                info,
+                int(options.get("max_restarts") or 0),
+                options.get("lifetime") == "detached",
+                namespace,
+                owner_node="" if runtime.is_driver else core.node_id,
+                owner_pid=os.getpid(),
+            ),
+        )
         if reply.error:
             raise ValueError(reply.error)
         return ActorHandle(info)
@@ -144,6 +190,7 @@ def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict
 
     def value(a: Any) -> Any:
         return vm.ValueArg(a.id, found[a.id]) if isinstance(a, ObjectRef) else a
+
     return [value(a) for a in args], {k: value(v) for k, v in kwargs.items()}
 
 
@@ -179,27 +226,37 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int | str,
-                 concurrency_group: str | None = None) -> None:
+    def __init__(
+        self, handle: ActorHandle, name: str, num_returns: int | str, concurrency_group: str | None = None
+    ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._concurrency_group = concurrency_group
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"Actor methods cannot be called directly. Instead of '{self._name}()', "
-                        f"use '{self._name}.remote()'.")
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of '{self._name}()', "
+            f"use '{self._name}.remote()'."
+        )
 
-    def options(self, *, num_returns: int | str | None = None, concurrency_group: str | None = None,
-                **_: Any) -> "ActorMethod":
+    def options(
+        self, *, num_returns: int | str | None = None, concurrency_group: str | None = None, **_: Any
+    ) -> "ActorMethod":
         """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor defines)."""
         check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
         groups = self._handle._info.concurrency_groups
         if concurrency_group is not None and concurrency_group not in groups:
-            raise ValueError(f"Concurrency group '{concurrency_group}' is not defined by actor "
-                             f"'{self._handle._info.class_name}'; defined groups: {sorted(groups) or 'none'}")
-        return ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns,
-                           concurrency_group or self._concurrency_group)
+            raise ValueError(
+                f"Concurrency group '{concurrency_group}' is not defined by actor "
+                f"'{self._handle._info.class_name}'; defined groups: {sorted(groups) or 'none'}"
+            )
+        return ActorMethod(
+            self._handle,
+            self._name,
+            self._num_returns if num_returns is None else num_returns,
+            concurrency_group or self._concurrency_group,
+        )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         runtime = context.runtime()
@@ -209,12 +266,23 @@ class ActorMethod:
         num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
         task_id, return_ids = new_returns(num_returns)
         spec = vm.TaskSpec(
-            task_id=task_id, job_id=runtime.job_id, function_id=FunctionID(""),
-            function_name=f"{info.class_name}.{self._name}", args=[encode_arg(core, a) for a in args],
-            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
-            return_ids=return_ids, resources={}, owner=core.inbox, owner_id=core.identity,
-            max_retries=info.max_task_retries, actor_id=info.actor_id, method_name=self._name, generator=mode,
-            actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {})
+            task_id=task_id,
+            job_id=runtime.job_id,
+            function_id=FunctionID(""),
+            function_name=f"{info.class_name}.{self._name}",
+            args=[encode_arg(core, a) for a in args],
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()},
+            num_returns=num_returns,
+            return_ids=return_ids,
+            resources={},
+            owner=core.inbox,
+            owner_id=core.identity,
+            max_retries=info.max_task_retries,
+            actor_id=info.actor_id,
+            method_name=self._name,
+            generator=mode,
+            actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {},
+        )
         if mode:
             return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)
@@ -236,9 +304,11 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     where = namespace or context.current_namespace()
     reply = core.request(core.gcs, lambda r: am.GetNamedActor(r, name, where))
     if reply.info is None:
-        raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
-                         f"to look up a named actor you didn't create. 2. The named actor died. "
-                         f"3. You did not use a namespace matching the namespace of the actor.")
+        raise ValueError(
+            f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
+            f"to look up a named actor you didn't create. 2. The named actor died. "
+            f"3. You did not use a namespace matching the namespace of the actor."
+        )
     return ActorHandle(reply.info)
 
 
@@ -267,8 +337,10 @@ def exit_actor() -> None:
     """
     runtime = context.runtime_or_none()
     if runtime is None or runtime.is_driver or getattr(runtime, "actor_id", None) is None:
-        raise TypeError("exit_actor() can only be called inside an actor (this is a driver or a task); "
-                        "use ray.kill(handle) to end an actor from outside")
+        raise TypeError(
+            "exit_actor() can only be called inside an actor (this is a driver or a task); "
+            "use ray.kill(handle) to end an actor from outside"
+        )
     raise ActorExit(0)
 
 

@@ -7,6 +7,7 @@ caller learns where the actor runs, and when it restarts or dies, from the GCS
 (SubscribeActor / ActorStateChanged). Calls in flight when the actor's process dies are
 sent again after the restart while ``max_task_retries`` allows; otherwise they fail.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -25,6 +26,7 @@ from babyray.task_failure import error_value, failed_result, take_retry
 
 if TYPE_CHECKING:
     from babyray.api.core import CoreClient
+
 
 @dataclass(slots=True)
 class _ActorState:
@@ -93,7 +95,8 @@ class ActorSubmitter:
         """The spec of a call made here, queued or in flight (None: not found). Locked."""
         for actor in self._actors.values():
             spec = actor.inflight.get(task_id) or next(
-                (call.spec for call in actor.queue if call.spec.task_id == task_id), None)
+                (call.spec for call in actor.queue if call.spec.task_id == task_id), None
+            )
             if spec is not None:
                 return spec
         return None
@@ -123,11 +126,23 @@ class ActorSubmitter:
         self._cancelled.discard(result.task_id)
         spec = self.spec_of(result.task_id)
         cancelled = exceptions.TaskCancelledError(result.task_id)
-        error = error_value(exceptions.RayTaskError(
-            spec.function_name if spec else "actor method", f"TaskCancelledError: {cancelled}", cancelled,
-            result.task_id, result.node_id, result.worker_id))
-        return tm.TaskResult(result.task_id, tuple((oid, error) for oid, _ in result.returns),
-                             result.worker_id, result.node_id, started_at=result.started_at)
+        error = error_value(
+            exceptions.RayTaskError(
+                spec.function_name if spec else "actor method",
+                f"TaskCancelledError: {cancelled}",
+                cancelled,
+                result.task_id,
+                result.node_id,
+                result.worker_id,
+            )
+        )
+        return tm.TaskResult(
+            result.task_id,
+            tuple((oid, error) for oid, _ in result.returns),
+            result.worker_id,
+            result.node_id,
+            started_at=result.started_at,
+        )
 
     def finished(self, task_id: TaskID) -> None:
         actor_id = self._actor_of_call.pop(task_id, None)
@@ -152,9 +167,13 @@ class ActorSubmitter:
                 retry.append(PendingTask(next_try, 0))
             else:
                 self._actor_of_call.pop(spec.task_id, None)
-                self._fail(spec, exceptions.RayActorError(
-                    f"The actor {spec.actor_id} died while running {spec.function_name} "
-                    f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry."))
+                self._fail(
+                    spec,
+                    exceptions.RayActorError(
+                        f"The actor {spec.actor_id} died while running {spec.function_name} "
+                        f"(task {spec.task_id}); max_task_retries={spec.max_retries} allows no retry."
+                    ),
+                )
         actor.inflight.clear()
         actor.queue.extendleft(reversed(retry))
 
@@ -165,8 +184,9 @@ class ActorSubmitter:
         self._fail_all(actor_id, actor)
 
     def _fail_all(self, actor_id: ActorID, actor: _ActorState) -> None:
-        error = error_value(exceptions.ActorDiedError(
-            f"The actor {actor_id} is dead. {actor.death_cause}".strip()))
+        error = error_value(
+            exceptions.ActorDiedError(f"The actor {actor_id} is dead. {actor.death_cause}".strip())
+        )
         for spec in list(actor.inflight.values()):
             self._actor_of_call.pop(spec.task_id, None)
             self._fail(spec, error)

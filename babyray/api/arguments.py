@@ -1,5 +1,6 @@
 """A task's top-level ObjectRef arguments: resolved by the owner before it submits the task
 (shared by task and actor-call submission), and turned into values by the worker that runs it."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
@@ -14,10 +15,13 @@ if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
 
-def arg_resolver(task: Any, container: Any, slot: Any, oid: ObjectID, when_ready: Callable[[], None]) -> Callable:
+def arg_resolver(
+    task: Any, container: Any, slot: Any, oid: ObjectID, when_ready: Callable[[], None]
+) -> Callable:
     """Callback for one ObjectRef argument of ``task`` (anything with ``spec``, ``unresolved``
     and ``failed``): put its value in ``container[slot]``; ``when_ready()`` after the last one.
     The first argument that is an error becomes the task's error (``failed``)."""
+
     def resolved(value: Any) -> None:
         if isinstance(value, vm.ErrorValue):
             task.failed = task.failed or _input_failed(task.spec, value)
@@ -25,6 +29,7 @@ def arg_resolver(task: Any, container: Any, slot: Any, oid: ObjectID, when_ready
         task.unresolved -= 1
         if task.unresolved == 0:
             when_ready()
+
     return resolved
 
 
@@ -34,7 +39,9 @@ def _input_failed(spec: vm.TaskSpec, value: vm.ErrorValue) -> vm.ErrorValue:
         error = serialization.deserialize(value.blob)
     except Exception:  # an error this process cannot rebuild: pass it on as it is
         return value
-    return vm.ErrorValue(serialization.dumps(RayTaskError.from_failed_input(spec.function_name, error, spec.task_id)))
+    return vm.ErrorValue(
+        serialization.dumps(RayTaskError.from_failed_input(spec.function_name, error, spec.task_id))
+    )
 
 
 def argument_values(core: CoreClient, args: list) -> list[Any]:
@@ -74,12 +81,19 @@ def _stored_here(core: CoreClient, args: list) -> list[tuple[int, ObjectID]]:
     """(position, object id) of the arguments whose values are in this node's store."""
     if core.remote_store_io:
         return []
-    return [(i, arg.object_id) for i, arg in enumerate(args)
-            if isinstance(arg, vm.ValueArg) and arg.object_id is not None
-            and isinstance(arg.value, vm.StoredValue) and arg.value.node_id == core.node_id]
+    return [
+        (i, arg.object_id)
+        for i, arg in enumerate(args)
+        if isinstance(arg, vm.ValueArg)
+        and arg.object_id is not None
+        and isinstance(arg.value, vm.StoredValue)
+        and arg.value.node_id == core.node_id
+    ]
 
 
-def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[int, ObjectID]]) -> dict[int, Any]:
+def _read_pinned(
+    core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[int, ObjectID]]
+) -> dict[int, Any]:
     """Read every argument pinned by ``reply`` (one pin per occurrence), by position.
 
     Raises:
@@ -92,7 +106,7 @@ def _read_pinned(core: CoreClient, reply: om.ObjectsPinned, pinned: list[tuple[i
             read[i] = core.io.read_pinned(oid, reply.arena_name, *reply.slots[oid])
         except BaseException:
             _drop(read)
-            unread = tuple(o for _, o in pinned[n + 1:])
+            unread = tuple(o for _, o in pinned[n + 1 :])
             if unread:
                 core.transport.send(core.store, om.UnpinObjects(unread, core.identity))
             raise

@@ -5,6 +5,7 @@ included), drivers from the GCS's list of connected drivers. Each is a dict with
 reach it (``address``), so ``babyray memory`` can ask every one of them for its references
 (``reference_snapshots``). All requests of a step go out at once and share one timeout.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,9 @@ def alive_nodes(core: "CoreClient", timeout: float) -> tuple[cm.NodeInfo, ...]:
     return tuple(n for n in core.request(core.gcs, lambda r: cm.GetNodes(r), timeout).nodes if n.alive)
 
 
-def workers(core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float) -> tuple[list[dict], list[NodeID]]:
+def workers(
+    core: "CoreClient", nodes: tuple[cm.NodeInfo, ...], timeout: float
+) -> tuple[list[dict], list[NodeID]]:
     """Every worker of ``nodes`` (see ``protocol.state.WorkerTable``, plus the node's ``ip``)
     and the ids of the nodes whose scheduler did not answer within ``timeout`` seconds."""
     replies = core.request_many([(n.scheduler, lambda r: sm.GetWorkers(r)) for n in nodes], timeout)
@@ -64,24 +67,65 @@ def reference_snapshots(core: "CoreClient", timeout: float) -> tuple[list[dict],
     """
     nodes = alive_nodes(core, timeout)
     found, _ = workers(core, nodes, timeout)
-    processes = [{"type": "worker", "worker_id": w["worker_id"], "pid": w["pid"], "ip": w["ip"],
-                  "node_id": w["node_id"], "job_id": None, "actor_id": w["actor_id"], "address": w["address"]}
-                 for w in found if w["address"] is not None]
-    processes += [{"type": "driver", "worker_id": None, "pid": d["pid"], "ip": d["ip"], "node_id": None,
-                   "job_id": d["job_id"], "actor_id": None, "address": d["inbox"]} for d in drivers(core, timeout)]
+    processes = [
+        {
+            "type": "worker",
+            "worker_id": w["worker_id"],
+            "pid": w["pid"],
+            "ip": w["ip"],
+            "node_id": w["node_id"],
+            "job_id": None,
+            "actor_id": w["actor_id"],
+            "address": w["address"],
+        }
+        for w in found
+        if w["address"] is not None
+    ]
+    processes += [
+        {
+            "type": "driver",
+            "worker_id": None,
+            "pid": d["pid"],
+            "ip": d["ip"],
+            "node_id": None,
+            "job_id": d["job_id"],
+            "actor_id": None,
+            "address": d["inbox"],
+        }
+        for d in drivers(core, timeout)
+    ]
     me = next((p for p in processes if p["worker_id"] == core.identity or p["job_id"] == core.job_id), None)
     others = [p for p in processes if p is not me]
     replies = core.request_many([(p.pop("address"), lambda r: sm.GetReferences(r)) for p in others], timeout)
-    answered = [{**p, "worker_id": reply.worker_id, "node_id": _node_of(nodes, p["ip"], reply.node_id),
-                 "references": list(reply.references)}
-                for p, reply in zip(others, replies, strict=True) if reply is not None]
+    answered = [
+        {
+            **p,
+            "worker_id": reply.worker_id,
+            "node_id": _node_of(nodes, p["ip"], reply.node_id),
+            "references": list(reply.references),
+        }
+        for p, reply in zip(others, replies, strict=True)
+        if reply is not None
+    ]
     silent = [p for p, reply in zip(others, replies, strict=True) if reply is None]
     if me is None:  # not listed (yet): still this process's own references
-        me = {"type": "worker" if core.job_id == "" else "driver", "pid": os.getpid(), "ip": "",
-              "node_id": core.node_id, "job_id": core.job_id or None, "actor_id": None}
+        me = {
+            "type": "worker" if core.job_id == "" else "driver",
+            "pid": os.getpid(),
+            "ip": "",
+            "node_id": core.node_id,
+            "job_id": core.job_id or None,
+            "actor_id": None,
+        }
     me.pop("address", None)
-    answered.append({**me, "worker_id": core.identity, "node_id": _node_of(nodes, me["ip"], core.node_id),
-                     "references": list(reference_report.snapshot(core))})
+    answered.append(
+        {
+            **me,
+            "worker_id": core.identity,
+            "node_id": _node_of(nodes, me["ip"], core.node_id),
+            "references": list(reference_report.snapshot(core)),
+        }
+    )
     return answered, silent
 
 

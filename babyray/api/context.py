@@ -4,6 +4,7 @@ This is the one process-wide reference in babyray: public functions look the run
 here. Those Ray starts itself for (``get``, ``put``, ``.remote()``...) use
 ``runtime_or_auto_init``; the others raise a clear error before ``init()``.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,6 +66,7 @@ def runtime_or_auto_init() -> Any:
     on the first call of an API that needs one (see ``public.auto_init``)."""
     if _runtime is None:
         from babyray.api.public import auto_init  # public imports this module
+
         auto_init()
     return runtime()
 
@@ -98,7 +100,11 @@ def current_scheduling_strategy() -> Any:
 def task_started(spec: vm.TaskSpec) -> None:
     """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
     holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
-    current_task.job_id, current_task.resources, current_task.gpu_ids = spec.job_id, spec.resources, spec.gpu_ids
+    current_task.job_id, current_task.resources, current_task.gpu_ids = (
+        spec.job_id,
+        spec.resources,
+        spec.gpu_ids,
+    )
     current_task.nesting_depth, current_task.namespace = spec.nesting_depth, spec.namespace
     use_gpus(spec.gpu_ids)
 

@@ -20,6 +20,7 @@ listener thread or the worker actor) calls ``handle``. One lock (``lock``) guard
 and callbacks run under it must not block. Messages leave through ``transport.send``, which
 never blocks and batches per destination.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,17 @@ from babyray.protocol import values as vm
 class CoreClient:
     """Ownership, dependency resolution and object access for one process."""
 
-    def __init__(self, transport: Transport, identity: WorkerID, inbox: Any, node_id: NodeID,
-                 scheduler: Any, store: Any, gcs: Any, job_id: JobID) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        identity: WorkerID,
+        inbox: Any,
+        node_id: NodeID,
+        scheduler: Any,
+        store: Any,
+        gcs: Any,
+        job_id: JobID,
+    ) -> None:
         self.transport = transport
         self.identity = identity
         self.inbox = inbox
@@ -114,7 +124,9 @@ class CoreClient:
 
     def ensure_function(self, function_id: FunctionID, name: str, blob: bytes) -> None:
         if function_id not in self._registered_functions:
-            registration = self._registered_functions[function_id] = gm.RegisterFunction(function_id, name, blob)
+            registration = self._registered_functions[function_id] = gm.RegisterFunction(
+                function_id, name, blob
+            )
             self.transport.send(self.gcs, registration)
 
     def fetch_function(self, function_id: FunctionID, timeout: float = REQUEST_TIMEOUT) -> bytes:
@@ -145,7 +157,9 @@ class CoreClient:
         """A value record for ``value`` as object ``oid`` (see ``ObjectIO.store_value``)."""
         return self.io.store_value(oid, value, borrower)
 
-    def store_returns(self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+    def store_returns(
+        self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None
+    ) -> tuple:
         """A task's return values stored (see ``ObjectIO.store_returns``)."""
         return self.io.store_returns(oids, values, borrower)
 
@@ -160,7 +174,8 @@ class CoreClient:
         if len(found) < len(unique):
             missing = [r.id for r in unique if r.id not in found]
             raise exceptions.GetTimeoutError(
-                f"get timed out after {timeout}s waiting for {len(missing)} object(s), e.g. {missing[0]}")
+                f"get timed out after {timeout}s waiting for {len(missing)} object(s), e.g. {missing[0]}"
+            )
         return [self.io.materialize(r.id, found[r.id], deadline) for r in refs]
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None) -> tuple[list, list]:
@@ -199,23 +214,36 @@ class CoreClient:
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
         elif kind is sm.GetReferences:
-            self.transport.send(msg.reply_to, sm.References(msg.req_id, self.identity, os.getpid(), self.node_id,
-                                                            reference_report.snapshot(self)))
+            self.transport.send(
+                msg.reply_to,
+                sm.References(
+                    msg.req_id, self.identity, os.getpid(), self.node_id, reference_report.snapshot(self)
+                ),
+            )
         else:
             return self.requests.route(msg)
         return True
 
     def _serve_get_objects(self, msg: om.GetObjects) -> None:
         def reply(oid: ObjectID) -> Callable:
-            return lambda value: self.transport.send(msg.reply_to, om.ObjectValues(msg.req_id, ((oid, value),)))
+            return lambda value: self.transport.send(
+                msg.reply_to, om.ObjectValues(msg.req_id, ((oid, value),))
+            )
+
         with self.lock:
             for oid in msg.object_ids:
                 self.objects.answer(oid, reply(oid))
 
     # ---- a restarted head, shutdown ----------------------------------------------------
 
-    def retarget(self, gcs: Any, scheduler: Any = None, store: Any = None, node_id: NodeID | None = None,
-                 remote_store_io: bool | None = None) -> None:
+    def retarget(
+        self,
+        gcs: Any,
+        scheduler: Any = None,
+        store: Any = None,
+        node_id: NodeID | None = None,
+        remote_store_io: bool | None = None,
+    ) -> None:
         """Send to a restarted head's parts from now on: its GCS, and for a driver whose node was
         the head's, that node's scheduler and store (those not given stay as they are)."""
         with self.lock:

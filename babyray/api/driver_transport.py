@@ -11,6 +11,7 @@ until their reply arrives: when the head restarts, ``retarget`` sends them again
 parts and redirects whatever is still addressed to the old ones, and ``register_again``
 introduces the inbox to the new GCS.
 """
+
 from __future__ import annotations
 
 import threading
@@ -162,8 +163,11 @@ class DriverTransport:
             self._redirects.update(successors)
             self._head_parts = {address_key(new) for _, new in moves}
             unanswered, self._unanswered = self._unanswered, {}
-        resend = [(successors[address_key(dest)], msg) for dest, msg in unanswered.values()
-                  if address_key(dest) in successors]
+        resend = [
+            (successors[address_key(dest)], msg)
+            for dest, msg in unanswered.values()
+            if address_key(dest) in successors
+        ]
         for dest, msg in resend:
             self.send(dest, msg)
         return len(resend)

@@ -16,6 +16,7 @@ it; return 0 is the task's own result (the item count, or the DynamicObjectRefGe
 The owner keeps a stream per generator task until the ObjectRefGenerator is dropped (its
 items not yet taken are freed then) or, for a dynamic one, until the task ends.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,11 @@ def generator_mode(function: Callable | None, num_returns: Any) -> str | None:
     """
     if num_returns in (STREAMING, DYNAMIC):
         return num_returns
-    if num_returns is None and function is not None and (
-            inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)):
+    if (
+        num_returns is None
+        and function is not None
+        and (inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function))
+    ):
         return STREAMING
     return None
 
@@ -54,7 +58,9 @@ def generator_mode(function: Callable | None, num_returns: Any) -> str | None:
 def item_id(task_id: TaskID, index: int) -> ObjectID:
     """The object id of value ``index`` yielded by generator task ``task_id``."""
     if index >= MAX_ITEMS:
-        raise ValueError(f"A generator task can yield at most {MAX_ITEMS} values; task {task_id} yielded more")
+        raise ValueError(
+            f"A generator task can yield at most {MAX_ITEMS} values; task {task_id} yielded more"
+        )
     return object_id_for(TaskID(task_id), index + 1)
 
 
@@ -96,7 +102,11 @@ class GeneratorStreams:
         entry = objects.owned(msg.object_id)
         if entry is not None:  # re-executed: a lost item is rebuilt, a kept one stays
             kept, new = entry.value, msg.value
-            if isinstance(kept, vm.StoredValue) and isinstance(new, vm.StoredValue) and kept.node_id != new.node_id:
+            if (
+                isinstance(kept, vm.StoredValue)
+                and isinstance(new, vm.StoredValue)
+                and kept.node_id != new.node_id
+            ):
                 core.transport.send(new.store, om.FreeObjects((msg.object_id,)))  # the new copy is not needed
                 return
             objects.set_value(msg.object_id, new)
@@ -104,7 +114,11 @@ class GeneratorStreams:
         objects.own_value(msg.object_id, msg.task_id, msg.value)
         ref = ObjectRef(msg.object_id, core.inbox, core.identity)
         stream = self.streams.get(msg.task_id)
-        if stream is None or msg.index < stream.reported or (stream.end is not None and msg.index >= stream.end):
+        if (
+            stream is None
+            or msg.index < stream.reported
+            or (stream.end is not None and msg.index >= stream.end)
+        ):
             return  # nobody will take it (generator dropped, or item taken and freed): freed with ``ref``
         stream.items[msg.index] = ref
         stream.reported = msg.index + 1
@@ -134,8 +148,11 @@ class GeneratorStreams:
         """
         objects = self.core.objects
         for oid in objects.owned_ids():
-            if oid.startswith(task_id) and len(oid) == len(task_id) + 4 and not isinstance(
-                    objects.value_of(oid), vm.ErrorValue):
+            if (
+                oid.startswith(task_id)
+                and len(oid) == len(task_id) + 4
+                and not isinstance(objects.value_of(oid), vm.ErrorValue)
+            ):
                 objects.make_pending(oid, task_id)
 
 
@@ -210,7 +227,8 @@ class ObjectRefGenerator:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise exceptions.GetTimeoutError(
-                            f"no next value from generator task {self._task_id} within {timeout_s}s")
+                            f"no next value from generator task {self._task_id} within {timeout_s}s"
+                        )
                     if not blocked and objects.on_block is not None:
                         blocked = True
                         objects.on_block()
@@ -245,8 +263,10 @@ class ObjectRefGenerator:
         return self._task_id
 
     def __reduce__(self) -> Any:
-        raise TypeError("An ObjectRefGenerator cannot be passed to another task or actor (as in Ray); "
-                        "pass the refs it gives instead, or use num_returns='dynamic'")
+        raise TypeError(
+            "An ObjectRefGenerator cannot be passed to another task or actor (as in Ray); "
+            "pass the refs it gives instead, or use num_returns='dynamic'"
+        )
 
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
@@ -282,6 +302,8 @@ def wait(core: "CoreClient", waitables: list, num_returns: int, timeout: float |
     refs = [w for w in waitables if not isinstance(w, ObjectRefGenerator)]
     found = core.objects.collect(refs, num_returns, timeout, lambda: sum(g.next_ready() for g in generators))
     with core.lock:
-        ready = [w for w in waitables if (w.next_ready() if isinstance(w, ObjectRefGenerator) else w.id in found)]
+        ready = [
+            w for w in waitables if (w.next_ready() if isinstance(w, ObjectRefGenerator) else w.id in found)
+        ]
     chosen = {id(w) for w in ready[:num_returns]}
     return ready[:num_returns], [w for w in waitables if id(w) not in chosen]

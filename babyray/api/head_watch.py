@@ -9,6 +9,7 @@ process, after PING_TIMEOUT from a silent one) it looks the head's directory up 
 cluster address until a head answers there, and if the GCS has moved it hands the new
 ClusterInfo to ``on_new_head``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,8 +31,14 @@ class HeadWatch:
     """A daemon thread that calls ``on_new_head(info, seconds_unreachable)`` when the head at
     ``address`` restarted; ``current_gcs()`` is the GCS the driver sends to now."""
 
-    def __init__(self, system: Any, address: str, job_id: JobID, current_gcs: Callable[[], Any],
-                 on_new_head: Callable[[cm.ClusterInfo, float], None]) -> None:
+    def __init__(
+        self,
+        system: Any,
+        address: str,
+        job_id: JobID,
+        current_gcs: Callable[[], Any],
+        on_new_head: Callable[[cm.ClusterInfo, float], None],
+    ) -> None:
         self._system = system
         self._address = address
         self._job_id = job_id
@@ -59,7 +66,9 @@ class HeadWatch:
 
     def _answers(self, ctx: Any, gcs: Any) -> bool:
         try:
-            return isinstance(ctx.ask(gcs, cm.GetNodes("head-watch", job_id=self._job_id), PING_TIMEOUT), cm.Nodes)
+            return isinstance(
+                ctx.ask(gcs, cm.GetNodes("head-watch", job_id=self._job_id), PING_TIMEOUT), cm.Nodes
+            )
         except Exception:  # Thespian reports a dead target as a failed send
             return False
 

@@ -6,6 +6,7 @@ data: ``memory_stats()`` returns one dict per node's store (used, pinned, spille
 (asked of every one of them now, see ``reference_report`` for the reference types),
 ``memory_report()`` both with the stores' objects, and ``memory_summary()`` that as text.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -27,9 +28,17 @@ __all__ = ["format_memory_report", "memory_references", "memory_report", "memory
 _MB = 1024 * 1024
 DEFAULT_TIMEOUT = 10.0
 
-_REFERENCE_COLUMNS = [("pid", "PID", 7), ("type", "TYPE", 6), ("worker_id", "WORKER ID", 15),
-                      ("object_id", "OBJECT ID", 20), ("size", "SIZE", 10), ("reference_type", "REFERENCE TYPE", 20),
-                      ("store_state", "IN STORE", 12), ("made_by", "MADE BY", 14), ("detail", "DETAIL", 40)]
+_REFERENCE_COLUMNS = [
+    ("pid", "PID", 7),
+    ("type", "TYPE", 6),
+    ("worker_id", "WORKER ID", 15),
+    ("object_id", "OBJECT ID", 20),
+    ("size", "SIZE", 10),
+    ("reference_type", "REFERENCE TYPE", 20),
+    ("store_state", "IN STORE", 12),
+    ("made_by", "MADE BY", 14),
+    ("detail", "DETAIL", 40),
+]
 
 
 def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
@@ -51,7 +60,9 @@ def memory_stats(timeout: float = 30.0, objects: bool = False) -> list[dict]:
     core = context.runtime().core
     core.refs.drain()
     stores = _stores(core)
-    replies = core.request_many([(store, lambda r: om.GetStoreStats(r, objects=objects)) for store in stores], timeout)
+    replies = core.request_many(
+        [(store, lambda r: om.GetStoreStats(r, objects=objects)) for store in stores], timeout
+    )
     silent = [str(store) for store, reply in zip(stores, replies, strict=True) if reply is None]
     if silent:
         raise exceptions.RayError(f"no reply within {timeout}s from the object store(s) {', '.join(silent)}")
@@ -82,16 +93,25 @@ def memory_references(timeout: float = DEFAULT_TIMEOUT) -> dict:
     """
     core = context.runtime().core
     answered, silent = cluster_processes.reference_snapshots(core, timeout)
-    rows = [{**{k: v for k, v in p.items() if k != "references"}, **ref} for p in answered for ref in p["references"]]
+    rows = [
+        {**{k: v for k, v in p.items() if k != "references"}, **ref}
+        for p in answered
+        for ref in p["references"]
+    ]
     owners = {r["object_id"]: r["worker_id"] for r in rows if r["owned"]}
     sizes = {r["object_id"]: r["size_bytes"] for r in rows if r["size_bytes"] is not None}
     tasks = {task_id_of(r["object_id"]) for r in rows if not is_put_object(r["object_id"])}
     names = _task_names(core, tasks, timeout)
     for r in rows:
         oid = r["object_id"]
-        r.update(owner_id=owners.get(oid), size_bytes=sizes.get(oid),
-                 made_by="put" if is_put_object(oid) else names.get(task_id_of(oid)) or "task")
-    rows.sort(key=lambda r: (r["node_id"] or "", r["type"] != "driver", r["pid"] or 0, -(r["size_bytes"] or 0)))
+        r.update(
+            owner_id=owners.get(oid),
+            size_bytes=sizes.get(oid),
+            made_by="put" if is_put_object(oid) else names.get(task_id_of(oid)) or "task",
+        )
+    rows.sort(
+        key=lambda r: (r["node_id"] or "", r["type"] != "driver", r["pid"] or 0, -(r["size_bytes"] or 0))
+    )
     return {"references": rows, "unreachable": silent}
 
 
@@ -110,6 +130,7 @@ def memory_report(timeout: float = DEFAULT_TIMEOUT) -> dict:
     For drivers (the object table is read through the state API).
     """
     from babyray.util import state
+
     stats = memory_stats(timeout, objects=True)
     by_node: dict[str, list[dict]] = {}
     for obj in state.list_objects(filters=[("state", "=", "STORED")], limit=None, timeout=timeout):
@@ -127,52 +148,81 @@ def memory_summary(limit: int = 50) -> str:
 def format_memory_report(report: dict, limit: int = 50) -> str:
     """The text of ``babyray memory`` for a ``memory_report()``."""
     stats, refs = report["stores"], report["references"]
-    total = {k: sum(s[k] for s in stats) for k in ("capacity_bytes", "used_bytes", "num_objects", "pinned_bytes",
-                                                    "spilled_now_bytes", "num_spilled_now")}
+    total = {
+        k: sum(s[k] for s in stats)
+        for k in (
+            "capacity_bytes",
+            "used_bytes",
+            "num_objects",
+            "pinned_bytes",
+            "spilled_now_bytes",
+            "num_spilled_now",
+        )
+    }
     kinds = Counter(r["reference_type"] for r in refs)
-    lines = [f"object stores: {len(stats)} node(s), {total['used_bytes'] / _MB:.1f} of "
-             f"{total['capacity_bytes'] / _MB:.1f} MB used by {total['num_objects']} objects; "
-             f"{total['pinned_bytes'] / _MB:.1f} MB pinned; {total['num_spilled_now']} spilled "
-             f"({total['spilled_now_bytes'] / _MB:.1f} MB on disk)",
-             f"references: {len(refs)} held by {len({(r['ip'], r['pid']) for r in refs})} processes ("
-             + ", ".join(f"{kinds[t]} {t}" for t in REFERENCE_TYPES) + ")"]
+    lines = [
+        f"object stores: {len(stats)} node(s), {total['used_bytes'] / _MB:.1f} of "
+        f"{total['capacity_bytes'] / _MB:.1f} MB used by {total['num_objects']} objects; "
+        f"{total['pinned_bytes'] / _MB:.1f} MB pinned; {total['num_spilled_now']} spilled "
+        f"({total['spilled_now_bytes'] / _MB:.1f} MB on disk)",
+        f"references: {len(refs)} held by {len({(r['ip'], r['pid']) for r in refs})} processes ("
+        + ", ".join(f"{kinds[t]} {t}" for t in REFERENCE_TYPES)
+        + ")",
+    ]
     store_of = {s["node_id"]: s for s in stats}
     held = {r["object_id"] for r in refs}
-    nodes = list(store_of) + sorted({r["node_id"] for r in refs if r["node_id"] and r["node_id"] not in store_of})
+    nodes = list(store_of) + sorted(
+        {r["node_id"] for r in refs if r["node_id"] and r["node_id"] not in store_of}
+    )
     for node in nodes + ([None] if any(r["node_id"] is None for r in refs) else []):
         rows = [r for r in refs if r["node_id"] == node]
         ips = sorted({r["ip"] for r in rows if r["ip"]})
-        lines.append(f"\n--- node {node} ({', '.join(ips) or 'no process holds references'}) ---" if node
-                     else f"\n--- hosts without a node ({', '.join(ips)}) ---")
+        lines.append(
+            f"\n--- node {node} ({', '.join(ips) or 'no process holds references'}) ---"
+            if node
+            else f"\n--- hosts without a node ({', '.join(ips)}) ---"
+        )
         if node in store_of:
             s = store_of[node]
-            lines.append(f"store: used {s['used_bytes'] / _MB:.1f}/{s['capacity_bytes'] / _MB:.1f} MB, "
-                         f"{s['num_objects']} objects, pinned {s['num_pinned']} ({s['pinned_bytes'] / _MB:.1f} MB), "
-                         f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
-                         f"restored {s['num_restored']}")
+            lines.append(
+                f"store: used {s['used_bytes'] / _MB:.1f}/{s['capacity_bytes'] / _MB:.1f} MB, "
+                f"{s['num_objects']} objects, pinned {s['num_pinned']} ({s['pinned_bytes'] / _MB:.1f} MB), "
+                f"spilled now {s['num_spilled_now']} ({s['spilled_now_bytes'] / _MB:.1f} MB), "
+                f"restored {s['num_restored']}"
+            )
         if rows:
             held_here = (store_of.get(node) or {}).get("objects", {})
             lines.append(format_table([_display(r, held_here) for r in rows[:limit]], _REFERENCE_COLUMNS))
             if len(rows) > limit:
                 lines.append(f"... {len(rows) - limit} more")
         in_store = (store_of.get(node) or {}).get("objects", {})
-        loose = [o["object_id"] for o in report["objects_by_node"].get(node, []) if o["object_id"] not in held]
+        loose = [
+            o["object_id"] for o in report["objects_by_node"].get(node, []) if o["object_id"] not in held
+        ]
         if loose:
-            lines.append("in this store, held by no process that answered: "
-                         + ", ".join(f"{oid} ({in_store[oid]['state']})" if oid in in_store else oid for oid in loose))
+            lines.append(
+                "in this store, held by no process that answered: "
+                + ", ".join(f"{oid} ({in_store[oid]['state']})" if oid in in_store else oid for oid in loose)
+            )
     for p in report["unreachable"]:
-        lines.append(f"\nno answer from {p['type']} pid {p['pid']} at {p['ip']} ({p['worker_id'] or p['job_id']})")
+        lines.append(
+            f"\nno answer from {p['type']} pid {p['pid']} at {p['ip']} ({p['worker_id'] or p['job_id']})"
+        )
     return "\n".join(lines)
 
 
 def _display(r: dict, in_store: dict) -> dict:
     """A reference row with its SIZE, IN STORE and DETAIL cells; ``in_store`` is the state of
     the objects in the store of the row's node (an object not there lives on another node)."""
+
     def first(items: list[str]) -> str:
         return items[0] + (f" +{len(items) - 1}" if len(items) > 1 else "")
+
     detail = []
     if r["pending_tasks"]:
-        detail.append("arg of task " + first([f"{t} ({name or '?'})" for t, name in r["pending_tasks"].items()]))
+        detail.append(
+            "arg of task " + first([f"{t} ({name or '?'})" for t, name in r["pending_tasks"].items()])
+        )
     if r["captured_in"]:
         detail.append("in " + first(r["captured_in"]))
     if r["pinned_views"]:

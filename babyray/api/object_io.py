@@ -9,6 +9,7 @@ memory there; else through Thespian, which restores a spilled object, waits for 
 pulls it from another node first) and maps it zero-copy; a value lost with its node is
 recovered (``ObjectRecovery``).
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,8 +47,10 @@ class ObjectIO:
 
     def put(self, value: Any) -> ObjectRef:
         if isinstance(value, ObjectRef):
-            raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do "
-                            "this, you can wrap the ObjectRef in a list and call 'put' on it.")
+            raise TypeError(
+                "Calling 'put' on an ObjectRef is not allowed. If you really want to do "
+                "this, you can wrap the ObjectRef in a list and call 'put' on it."
+            )
         return self.put_serialized(serialization.serialize(value))
 
     def put_serialized(self, serialized: serialization.SerializedObject) -> ObjectRef:
@@ -66,7 +69,9 @@ class ObjectIO:
         """
         return self.store_serialized(oid, serialization.serialize(value), borrower)
 
-    def store_returns(self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None) -> tuple:
+    def store_returns(
+        self, oids: Sequence[ObjectID], values: Sequence[Any], borrower: tuple | None = None
+    ) -> tuple:
         """``((oid, value record), ...)`` of a task's return values stored as ``oids``. If one
         fails, those stored before it are freed (its owner gets only the error) and it raises."""
         returns: list[tuple[ObjectID, Value]] = []
@@ -80,8 +85,9 @@ class ObjectIO:
             raise
         return tuple(returns)
 
-    def store_serialized(self, oid: ObjectID, serialized: serialization.SerializedObject,
-                         borrower: tuple | None = None) -> Value:
+    def store_serialized(
+        self, oid: ObjectID, serialized: serialization.SerializedObject, borrower: tuple | None = None
+    ) -> Value:
         """``store_value`` of a value serialized already."""
         core = self.core
         if serialized.contained_refs:
@@ -96,7 +102,9 @@ class ObjectIO:
         if self._alloc_channel is None or error is not None:
             # Through Thespian: after the frees and unpins sent before it, which the channel may
             # have overtaken, so a store that looked full may have room now.
-            reply = core.request(core.store, lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity))
+            reply = core.request(
+                core.store, lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity)
+            )
             offset, error, arena_name = reply.offset, reply.error, reply.arena_name
             if error is None and self._alloc_channel is None and not core.remote_store_io:
                 self._open_alloc_channel(arena_name)
@@ -107,8 +115,9 @@ class ObjectIO:
         else:
             write_object(self._arena(arena_name), offset, serialized)
         self._seal(oid, serialized.total_size, offset if reserved else -1)
-        return core.refs.stored_record(vm.StoredValue(core.node_id, serialized.total_size, core.store),
-                                       serialized, borrower)
+        return core.refs.stored_record(
+            vm.StoredValue(core.node_id, serialized.total_size, core.store), serialized, borrower
+        )
 
     def _seal(self, oid: ObjectID, size: int, reserved_offset: int) -> None:
         """Seal a put: on the allocation channel if open (a get that follows on it finds the object
@@ -202,9 +211,14 @@ class ObjectIO:
         # holder (its pull check) with ObjectLostError, which the caller turns into recovery.
         if value.node_id != core.node_id:  # the local store pulls it over the data plane
             if value.store is None:
-                raise exceptions.ObjectLostError(f"object {oid} lives on node {value.node_id}, whose store is unknown")
-            reply = core.request_by(core.store, lambda r: om.PullObject(r, oid, value.size, value.store,
-                                                                       value.node_id, core.identity), deadline)
+                raise exceptions.ObjectLostError(
+                    f"object {oid} lives on node {value.node_id}, whose store is unknown"
+                )
+            reply = core.request_by(
+                core.store,
+                lambda r: om.PullObject(r, oid, value.size, value.store, value.node_id, core.identity),
+                deadline,
+            )
         else:
             reply = self.pin_here((oid,), deadline)
         if reply.error is not None:
@@ -240,11 +254,13 @@ class ObjectIO:
         def release() -> None:
             view_closed()
             core.transport.send(core.store, om.UnpinObjects((oid,), core.identity))
+
         return read_object(arena, offset, size, release)
 
     def _direct(self) -> Any:
         if self._direct_io is None:
             from babyray.transfer.direct import DirectStoreIO
+
             self._direct_io = DirectStoreIO(self.core)
         return self._direct_io
 

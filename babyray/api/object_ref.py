@@ -12,6 +12,7 @@ last instance anywhere is gone.
 A ref is also awaitable (``await ref`` in any event loop) and ``ref.future()`` gives a
 ``concurrent.futures.Future`` of its value (see ``babyray.api.ref_futures``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,6 +53,7 @@ class ObjectRef:
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` completed with the value (or the task's error)."""
         from babyray.api import context, ref_futures
+
         return ref_futures.future_of(context.runtime().core, self)
 
     def __await__(self) -> Generator[Any, None, Any]:

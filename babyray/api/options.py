@@ -1,37 +1,74 @@
 """Validation of ``@remote`` / ``.options()`` arguments, with Ray's names and defaults."""
+
 from __future__ import annotations
 
 from babyray import config
 from babyray.runtime_env.validation import validate
 
-PLACEMENT_GROUP_OPTIONS = {"placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks"}
-TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions",
-                "scheduling_strategy", "name", "memory", "runtime_env", "max_calls"} | PLACEMENT_GROUP_OPTIONS
-ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_restarts", "max_task_retries", "max_concurrency",
-                 "name", "namespace", "lifetime", "scheduling_strategy", "memory", "runtime_env",
-                 "get_if_exists", "concurrency_groups"} | PLACEMENT_GROUP_OPTIONS
+PLACEMENT_GROUP_OPTIONS = {
+    "placement_group",
+    "placement_group_bundle_index",
+    "placement_group_capture_child_tasks",
+}
+TASK_OPTIONS = {
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "num_returns",
+    "max_retries",
+    "retry_exceptions",
+    "scheduling_strategy",
+    "name",
+    "memory",
+    "runtime_env",
+    "max_calls",
+} | PLACEMENT_GROUP_OPTIONS
+ACTOR_OPTIONS = {
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "max_restarts",
+    "max_task_retries",
+    "max_concurrency",
+    "name",
+    "namespace",
+    "lifetime",
+    "scheduling_strategy",
+    "memory",
+    "runtime_env",
+    "get_if_exists",
+    "concurrency_groups",
+} | PLACEMENT_GROUP_OPTIONS
 
 
 def check_options(options: dict, allowed: set, what: str) -> dict:
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"Invalid option(s) for {what}: {', '.join(sorted(unknown))}; "
-                         f"valid options are {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"Invalid option(s) for {what}: {', '.join(sorted(unknown))}; "
+            f"valid options are {', '.join(sorted(allowed))}"
+        )
     for key in ("num_cpus", "num_gpus"):
         value = options.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{key} must be a non-negative number, got {value!r}")
     resources = options.get("resources")
     if resources is not None:
-        if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) and v >= 0
-                                                      for v in resources.values()):
+        if not isinstance(resources, dict) or not all(
+            isinstance(v, (int, float)) and v >= 0 for v in resources.values()
+        ):
             raise ValueError(f"resources must be a dict of non-negative numbers, got {resources!r}")
         if "CPU" in resources or "GPU" in resources:
             raise ValueError("Use num_cpus and num_gpus, not resources={'CPU'/'GPU': ...}")
     num_returns = options.get("num_returns")
-    if num_returns is not None and num_returns not in ("streaming", "dynamic") and (
-            not isinstance(num_returns, int) or num_returns < 0):
-        raise ValueError(f"num_returns must be a non-negative int, 'streaming' or 'dynamic', got {num_returns!r}")
+    if (
+        num_returns is not None
+        and num_returns not in ("streaming", "dynamic")
+        and (not isinstance(num_returns, int) or num_returns < 0)
+    ):
+        raise ValueError(
+            f"num_returns must be a non-negative int, 'streaming' or 'dynamic', got {num_returns!r}"
+        )
     if "runtime_env" in options:
         options["runtime_env"] = validate(options["runtime_env"], job_level=False)
     if options.get("namespace") is not None:
@@ -54,8 +91,11 @@ def check_namespace(namespace: object) -> str:
 
 
 def resource_request(options: dict, default_cpus: float) -> dict:
-    request = {"CPU": float(options.get("num_cpus", default_cpus) if options.get("num_cpus") is not None
-                            else default_cpus)}
+    request = {
+        "CPU": float(
+            options.get("num_cpus", default_cpus) if options.get("num_cpus") is not None else default_cpus
+        )
+    }
     if options.get("num_gpus"):
         request["GPU"] = float(options["num_gpus"])
     for name, amount in (options.get("resources") or {}).items():

@@ -8,6 +8,7 @@ lookup needs it (``ask_owner``) and kept until the last ref to it dies.
 No I/O: the table only calls back. Every method runs under ``lock`` (the owner's one lock,
 held by the caller) except ``collect``, which takes it and waits on ``changed``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,9 @@ class OwnedObject:
 class OwnerTable:
     """Owned and borrowed value records of one process, by object id."""
 
-    def __init__(self, identity: WorkerID, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]) -> None:
+    def __init__(
+        self, identity: WorkerID, lock: threading.RLock, ask_owner: Callable[[ObjectRef], None]
+    ) -> None:
         self.identity = identity
         self.lock = lock
         self.changed = threading.Condition(lock)  # notified whenever a value becomes known
@@ -153,8 +156,13 @@ class OwnerTable:
         if len(waiting) == 1:
             self._ask_owner(ref)
 
-    def collect(self, refs: list[ObjectRef], want: int, timeout: float | None,
-                others_ready: Callable[[], int] | None = None) -> dict[ObjectID, Value]:
+    def collect(
+        self,
+        refs: list[ObjectRef],
+        want: int,
+        timeout: float | None,
+        others_ready: Callable[[], int] | None = None,
+    ) -> dict[ObjectID, Value]:
         """Wait until ``want`` of ``refs`` have values (or timeout); return those known. Takes the lock.
 
         ``others_ready()`` (called locked) counts more things ready, e.g. generators for ``wait``.
@@ -164,6 +172,7 @@ class OwnerTable:
         def keep(oid: ObjectID) -> Callback:
             def store(value: Value) -> None:
                 found[oid] = value
+
             return store
 
         deadline = None if timeout is None else time.monotonic() + timeout

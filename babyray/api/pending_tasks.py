@@ -5,6 +5,7 @@ Both kinds of submission (``task_submission`` and ``actor_calls``) scan a spec w
 replaces its ref in the spec (as a ValueArg) when it is known; the first that is an error
 becomes the task's ``failed``. No I/O: lookups go to the process's ``OwnerTable``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

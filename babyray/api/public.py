@@ -1,4 +1,5 @@
 """Ray's core module-level API: init, shutdown, get, put, wait, cancel and cluster info."""
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,35 @@ from babyray.api.options import check_namespace
 from babyray.api.runtime import DriverRuntime, resolve_address
 from babyray.runtime_env import packaging, validation
 
-_INIT_SETTINGS = {"temp_dir", "auth_mode", "inline_threshold", "heartbeat_period", "node_timeout",
-                  "worker_pipeline_depth", "max_workers", "idle_worker_timeout",
-                  "gcs_url", "gcs_table_prefix", "gcs_flushing", "gcs_flush_period", "gcs_flush_max_entries"}
+_INIT_SETTINGS = {
+    "temp_dir",
+    "auth_mode",
+    "inline_threshold",
+    "heartbeat_period",
+    "node_timeout",
+    "worker_pipeline_depth",
+    "max_workers",
+    "idle_worker_timeout",
+    "gcs_url",
+    "gcs_table_prefix",
+    "gcs_flushing",
+    "gcs_flush_period",
+    "gcs_flush_max_entries",
+}
 
 
-def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-         resources: dict | None = None, object_store_memory: int | None = None,
-         ignore_reinit_error: bool = False, runtime_env: dict | None = None, namespace: str | None = None,
-         **settings: Any) -> dict:
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict | None = None,
+    object_store_memory: int | None = None,
+    ignore_reinit_error: bool = False,
+    runtime_env: dict | None = None,
+    namespace: str | None = None,
+    **settings: Any,
+) -> dict:
     """Start a private single-node cluster (``address=None``) and connect this driver to it.
 
     ``runtime_env`` is the job's environment: every task and actor of the job runs in it
@@ -41,8 +62,10 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     if current is not None:
         if ignore_reinit_error:
             return _info(current)
-        raise RuntimeError("Maybe you called babyray.init twice by accident? It is already initialized; "
-                           "pass ignore_reinit_error=True or call babyray.shutdown() first.")
+        raise RuntimeError(
+            "Maybe you called babyray.init twice by accident? It is already initialized; "
+            "pass ignore_reinit_error=True or call babyray.shutdown() first."
+        )
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
@@ -50,11 +73,21 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
     job_env, packages = packaging.pack(validation.validate(runtime_env, job_level=True))
     address = resolve_address(address)
     if address is not None:
-        given = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
-                                   ("object_store_memory", object_store_memory)) if v is not None}
+        given = {
+            k: v
+            for k, v in (
+                ("num_cpus", num_cpus),
+                ("num_gpus", num_gpus),
+                ("resources", resources),
+                ("object_store_memory", object_store_memory),
+            )
+            if v is not None
+        }
         if given:
-            raise ValueError(f"When connecting to an existing cluster, {', '.join(given)} must not be "
-                             "provided: give them to `babyray start` instead.")
+            raise ValueError(
+                f"When connecting to an existing cluster, {', '.join(given)} must not be "
+                "provided: give them to `babyray start` instead."
+            )
         runtime = DriverRuntime.connect(address, settings)
     else:
         runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
@@ -82,8 +115,10 @@ def auto_init() -> None:
     """
     switch = os.environ.get("BABYRAY_ENABLE_AUTO_CONNECT", os.environ.get("RAY_ENABLE_AUTO_CONNECT", ""))
     if switch == "0":
-        raise RuntimeError("babyray is not initialized: call babyray.init() first (starting a cluster on first "
-                           "use is turned off by BABYRAY_ENABLE_AUTO_CONNECT/RAY_ENABLE_AUTO_CONNECT=0)")
+        raise RuntimeError(
+            "babyray is not initialized: call babyray.init() first (starting a cluster on first "
+            "use is turned off by BABYRAY_ENABLE_AUTO_CONNECT/RAY_ENABLE_AUTO_CONNECT=0)"
+        )
     with _auto_init_lock:
         if context.runtime_or_none() is not None:
             return
@@ -91,15 +126,24 @@ def auto_init() -> None:
         runtime = context.runtime()
         joined = not runtime.owns_cluster
         runtime.log.info("driver_auto_init", joined=joined, address=info["address"])
-        what = f"Connected to the babyray cluster at {info['address']}" if joined else \
-            f"Started a local babyray cluster at {info['address']}"
-        log.tell_user(f"{what} (no init() was called; session {info['session_dir']}). "
-                      "babyray.shutdown() or the end of the program stops it.")
+        what = (
+            f"Connected to the babyray cluster at {info['address']}"
+            if joined
+            else f"Started a local babyray cluster at {info['address']}"
+        )
+        log.tell_user(
+            f"{what} (no init() was called; session {info['session_dir']}). "
+            "babyray.shutdown() or the end of the program stops it."
+        )
 
 
 def _info(runtime: DriverRuntime) -> dict:
-    return {"session_dir": runtime.session_dir, "node_id": runtime.node_id, "job_id": runtime.job_id,
-            "address": runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}"}
+    return {
+        "session_dir": runtime.session_dir,
+        "node_id": runtime.node_id,
+        "job_id": runtime.job_id,
+        "address": runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}",
+    }
 
 
 def shutdown() -> None:
@@ -120,12 +164,19 @@ def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
         return [object_refs], True
     if isinstance(object_refs, (list, tuple)) and all(isinstance(r, ObjectRef) for r in object_refs):
         return list(object_refs), False
-    bad = object_refs if not isinstance(object_refs, (list, tuple)) else \
-        next(r for r in object_refs if not isinstance(r, ObjectRef))
+    bad = (
+        object_refs
+        if not isinstance(object_refs, (list, tuple))
+        else next(r for r in object_refs if not isinstance(r, ObjectRef))
+    )
     if isinstance(bad, generator.ObjectRefGenerator):
-        raise TypeError(f"'{what}' does not take an ObjectRefGenerator ({bad!r}): iterate it for the refs of its "
-                        f"values, or {what} gen.completed() to wait for its task to end")
-    raise ValueError(f"'{what}' expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__}: {bad!r:.80}")
+        raise TypeError(
+            f"'{what}' does not take an ObjectRefGenerator ({bad!r}): iterate it for the refs of its "
+            f"values, or {what} gen.completed() to wait for its task to end"
+        )
+    raise ValueError(
+        f"'{what}' expects an ObjectRef or a list of ObjectRefs, got {type(bad).__name__}: {bad!r:.80}"
+    )
 
 
 def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
@@ -140,8 +191,13 @@ def put(value: Any) -> ObjectRef:
     return context.runtime_or_auto_init().core.put(value)
 
 
-def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num_returns: int = 1,
-         timeout: float | None = None, fetch_local: bool = True) -> tuple[list, list]:
+def wait(
+    object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list, list]:
     """Wait for ``num_returns`` refs to be ready; returns (ready, not_ready) in input order.
 
     An ObjectRefGenerator in the list is ready when ``next`` on it would not block.
@@ -160,8 +216,9 @@ def wait(object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator], *, num
     return context.runtime_or_auto_init().core.wait(refs, num_returns, timeout)
 
 
-def cancel(object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False,
-           recursive: bool = True) -> None:
+def cancel(
+    object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False, recursive: bool = True
+) -> None:
     """Cancel the task that makes ``object_ref`` (or a generator's task, which stops yielding);
     ``get`` then raises TaskCancelledError."""
     if isinstance(object_ref, generator.ObjectRefGenerator):
@@ -175,13 +232,22 @@ def nodes() -> list[dict]:
     """The node table, with Ray's keys."""
     runtime = context.runtime()
     infos = runtime.core.request(runtime.gcs, _get_nodes).nodes
-    return [{"NodeID": n.node_id, "Alive": n.alive, "NodeManagerAddress": n.address.split(":")[0],
-             "NodeManagerPort": int(n.address.split(":")[1]) if ":" in n.address else 0,
-             "Resources": dict(n.resources) if n.alive else {}, "alive": n.alive} for n in infos]
+    return [
+        {
+            "NodeID": n.node_id,
+            "Alive": n.alive,
+            "NodeManagerAddress": n.address.split(":")[0],
+            "NodeManagerPort": int(n.address.split(":")[1]) if ":" in n.address else 0,
+            "Resources": dict(n.resources) if n.alive else {},
+            "alive": n.alive,
+        }
+        for n in infos
+    ]
 
 
 def _get_nodes(req_id: str) -> Any:
     from babyray.protocol import cluster as cm
+
     return cm.GetNodes(req_id)
 
 

@@ -8,6 +8,7 @@ task that this process owns. Each task may be re-executed at most ``max_retries`
 Objects made by ``put`` cannot be rebuilt: ObjectLostError. A ``get`` with a timeout waits
 for a rebuild no longer than its deadline (GetTimeoutError); the rebuild goes on.
 """
+
 from __future__ import annotations
 
 import threading
@@ -48,8 +49,13 @@ class ObjectRecovery:
     def is_lost(self, value: Any, deadline: float | None = None) -> bool:
         return isinstance(value, vm.StoredValue) and value.node_id in self.dead_nodes(deadline)
 
-    def recover(self, oid: ObjectID, value: vm.StoredValue, deadline: float | None = None,
-                stale: frozenset[str] = frozenset()) -> Any:
+    def recover(
+        self,
+        oid: ObjectID,
+        value: vm.StoredValue,
+        deadline: float | None = None,
+        stale: frozenset[str] = frozenset(),
+    ) -> Any:
         """A new value record for ``oid``, whose copy on ``value.node_id`` is gone; waits for it
         until ``deadline`` (``time.monotonic()``; None: until it is rebuilt or fails). Copies on
         the ``stale`` nodes (listed by the object table, but not there when read) are passed over.
@@ -69,23 +75,38 @@ class ObjectRecovery:
             self.log.warning("object_lost_unrecoverable", object_id=oid, node=value.node_id, reason="put")
             raise exceptions.ObjectLostError(
                 f"Object {oid} was made by put() and its only copy was on node {value.node_id}, which died; "
-                f"objects made by put cannot be rebuilt from lineage.")
+                f"objects made by put cannot be rebuilt from lineage."
+            )
         spec = self._lineage(task_id_of(ObjectID(oid)), deadline)
         if spec.owner_id != core.identity:
-            raise exceptions.ObjectLostError(f"Object {oid} was lost with node {value.node_id}; this process "
-                                             f"({core.identity}) is not its owner and cannot rebuild it.")
+            raise exceptions.ObjectLostError(
+                f"Object {oid} was lost with node {value.node_id}; this process "
+                f"({core.identity}) is not its owner and cannot rebuild it."
+            )
         with self.lock:
             done = self.reexecutions.get(spec.task_id, 0)
             if not retry_allowed(done, spec.max_retries):
-                self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
-                                 node=value.node_id, reason="retries exhausted", attempts=done)
+                self.log.warning(
+                    "object_reconstruction_failed",
+                    object_id=oid,
+                    task_id=spec.task_id,
+                    node=value.node_id,
+                    reason="retries exhausted",
+                    attempts=done,
+                )
                 raise exceptions.ObjectReconstructionFailedError(
                     f"Object {oid} was lost with node {value.node_id}, and its task {spec.task_id} "
-                    f"({spec.function_name}) has no retries left to rebuild it ({done}/{spec.max_retries}).")
+                    f"({spec.function_name}) has no retries left to rebuild it ({done}/{spec.max_retries})."
+                )
             self.reexecutions[spec.task_id] = done + 1
         self._recover_inputs(spec, deadline)
-        self.log.warning("object_reconstructing", object_id=oid, task_id=spec.task_id,
-                         function=spec.function_name, attempt=done + 1)
+        self.log.warning(
+            "object_reconstructing",
+            object_id=oid,
+            task_id=spec.task_id,
+            function=spec.function_name,
+            attempt=done + 1,
+        )
         with core.lock:
             core.tasks.reset_returns(spec)
         spec = spec.next_attempt()
@@ -97,18 +118,26 @@ class ObjectRecovery:
             self.log.warning("object_reconstruction_wait_timed_out", object_id=oid, task_id=spec.task_id)
             raise exceptions.GetTimeoutError(
                 f"get timed out while object {oid} was being rebuilt by re-executing task {spec.task_id} "
-                f"({spec.function_name}); the rebuild goes on")
+                f"({spec.function_name}); the rebuild goes on"
+            )
         if isinstance(new_value, vm.ErrorValue):
             cause = serialization.deserialize(new_value.blob)
-            self.log.warning("object_reconstruction_failed", object_id=oid, task_id=spec.task_id,
-                             node=value.node_id, reason=type(cause).__name__)
+            self.log.warning(
+                "object_reconstruction_failed",
+                object_id=oid,
+                task_id=spec.task_id,
+                node=value.node_id,
+                reason=type(cause).__name__,
+            )
             raise exceptions.ObjectReconstructionFailedError(
                 f"Rebuilding object {oid} by re-executing task {spec.task_id} ({spec.function_name}) failed: "
-                f"{cause}") from cause
+                f"{cause}"
+            ) from cause
         return new_value
 
-    def live_copy(self, oid: ObjectID, size: int, deadline: float | None = None,
-                  stale: frozenset[str] = frozenset()) -> vm.StoredValue | None:
+    def live_copy(
+        self, oid: ObjectID, size: int, deadline: float | None = None, stale: frozenset[str] = frozenset()
+    ) -> vm.StoredValue | None:
         """A copy of ``oid`` in the store of an alive node not in ``stale``, per the GCS object table."""
         reply = self._ask_gcs(lambda r: gm.GetTableEntries(r, "objects", (oid,)), deadline)
         record = dict(reply.entries).get(oid) if reply.error is None else None
@@ -126,8 +155,9 @@ class ObjectRecovery:
         Called by the owner (locked) for every failed result; True if a re-run was started.
         """
         if not isinstance(value, vm.ErrorValue) or not any(
-                isinstance(a, vm.ValueArg) and isinstance(a.value, vm.StoredValue)
-                for a in [*spec.args, *spec.kwargs.values()]):
+            isinstance(a, vm.ValueArg) and isinstance(a.value, vm.StoredValue)
+            for a in [*spec.args, *spec.kwargs.values()]
+        ):
             return False
         error = serialization.deserialize(value.blob)
         if not isinstance(getattr(error, "cause", error), exceptions.ObjectLostError):
@@ -136,8 +166,12 @@ class ObjectRecovery:
         if retry is None:
             return False
         spec = retry
-        self.log.warning("task_input_lost_rebuilding", task_id=spec.task_id, attempt=spec.attempt,
-                         error=str(getattr(error, "cause", error))[:300])
+        self.log.warning(
+            "task_input_lost_rebuilding",
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            error=str(getattr(error, "cause", error))[:300],
+        )
 
         def rebuild_and_rerun() -> None:
             try:
@@ -157,8 +191,9 @@ class ObjectRecovery:
         spec = (record or {}).get("spec")
         if spec is None:
             self.log.warning("object_lineage_missing", task_id=task_id)
-            raise exceptions.ObjectLostError(f"The lineage of task {task_id} is not in the GCS: cannot rebuild "
-                                             f"its objects")
+            raise exceptions.ObjectLostError(
+                f"The lineage of task {task_id} is not in the GCS: cannot rebuild its objects"
+            )
         return spec
 
     def _recover_inputs(self, spec: vm.TaskSpec, deadline: float | None = None) -> None:
@@ -170,10 +205,15 @@ class ObjectRecovery:
         """
         core = self.core
         held = []
-        for container, slot in [(spec.args, i) for i in range(len(spec.args))] + \
-                               [(spec.kwargs, k) for k in list(spec.kwargs)]:
+        for container, slot in [(spec.args, i) for i in range(len(spec.args))] + [
+            (spec.kwargs, k) for k in list(spec.kwargs)
+        ]:
             arg = container[slot]
-            if isinstance(arg, vm.ValueArg) and isinstance(arg.value, vm.StoredValue) and arg.object_id is not None:
+            if (
+                isinstance(arg, vm.ValueArg)
+                and isinstance(arg.value, vm.StoredValue)
+                and arg.object_id is not None
+            ):
                 oid = arg.object_id
                 if spec.owner_id == core.identity:
                     held.append(ObjectRef(oid, core.inbox, core.identity))

@@ -7,6 +7,7 @@ raising task errors) and completes the futures; it ends after a second without w
 none is left after ``shutdown``) and starts again with the next. An event loop awaiting a
 ref therefore keeps running: an async actor awaiting one keeps serving its other calls.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -32,6 +33,7 @@ def future_of(core: "CoreClient", ref: "ObjectRef") -> concurrent.futures.Future
     def known(value: Any) -> None:  # under the core lock: hand over, never block
         _pending.put((core, ref, value, future))
         _ensure_resolver()
+
     with core.lock:
         core.objects.lookup(ref, known)
     return future
@@ -51,7 +53,9 @@ def _resolve() -> None:
         try:
             core, ref, value, future = _pending.get(timeout=IDLE_EXIT)
         except queue.Empty:
-            with _resolver_lock:  # work queued before this check is done by this thread, later work by a new one
+            with (
+                _resolver_lock
+            ):  # work queued before this check is done by this thread, later work by a new one
                 if _pending.empty():
                     _resolver = None
                     return

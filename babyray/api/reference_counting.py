@@ -33,6 +33,7 @@ Known gap: when a process hands a ref it *borrows* to a task, the task's worker 
 with the owner in a separate message from the handing process's own ``RemoveBorrowers``;
 if the handing process drops its ref while the task runs, the two can race.
 """
+
 from __future__ import annotations
 
 import collections
@@ -52,8 +53,14 @@ if TYPE_CHECKING:
     from babyray.api.object_ref import ObjectRef
     from babyray.serialization import SerializedObject
 
-__all__ = ["ReferenceCounter", "deleted_events", "forget_serialized_refs", "ref_created", "take_serialized_refs",
-           "value_record"]
+__all__ = [
+    "ReferenceCounter",
+    "deleted_events",
+    "forget_serialized_refs",
+    "ref_created",
+    "take_serialized_refs",
+    "value_record",
+]
 
 DRAIN_INTERVAL = 0.02
 
@@ -290,6 +297,7 @@ class ReferenceCounter:
             frees: dict[int, tuple[Any, list]] = {}
             self._maybe_free(oid, frees)
             self._send_frees(frees)
+
         return free
 
     def _send_frees(self, frees: dict) -> None:

@@ -15,6 +15,7 @@ that applies:
 Pending tasks and value records hold copies of their refs (``reference_counting``), so the
 instances user code holds are the process's instances minus those copies.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -63,10 +64,17 @@ def snapshot(core: "CoreClient") -> tuple[dict, ...]:
         for oid in set(refs.local) | set(refs.views) | held_elsewhere:
             local = max(0, refs.local.get(oid, 0) - copies[oid])
             views = refs.views.get(oid, 0)
-            row = {"object_id": oid, "reference_type": _type(views, pending[oid], local, captured[oid]),
-                   "local_refs": local, "pinned_views": views, "pending_tasks": pending[oid],
-                   "captured_in": sorted(captured[oid]), "owned": core.objects.owned(oid) is not None,
-                   "borrowers": sorted(refs.borrowers.get(oid, ())), **_value_fields(core, oid)}
+            row = {
+                "object_id": oid,
+                "reference_type": _type(views, pending[oid], local, captured[oid]),
+                "local_refs": local,
+                "pinned_views": views,
+                "pending_tasks": pending[oid],
+                "captured_in": sorted(captured[oid]),
+                "owned": core.objects.owned(oid) is not None,
+                "borrowers": sorted(refs.borrowers.get(oid, ())),
+                **_value_fields(core, oid),
+            }
             rows.append(row)
     return tuple(rows)
 

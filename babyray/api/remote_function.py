@@ -1,4 +1,5 @@
 """Remote functions: ``@remote`` on a function, ``.remote()`` and ``.options()``."""
+
 from __future__ import annotations
 
 import inspect
@@ -30,8 +31,10 @@ class RemoteFunction:
         self.__doc__ = function.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
-                        f"'{self.__name__}()', try '{self.__name__}.remote()'.")
+        raise TypeError(
+            f"Remote functions cannot be called directly. Instead of running "
+            f"'{self.__name__}()', try '{self.__name__}.remote()'."
+        )
 
     def __reduce__(self) -> Any:
         return (RemoteFunction, (self._function, self._options))
@@ -61,21 +64,32 @@ class RemoteFunction:
         core = runtime.core
         core.ensure_function(function_id, self.__name__, blob)
         options = self._options
-        resources, strategy = in_placement_group(options, resource_request(options, 1.0), f"task {self.__name__}")
+        resources, strategy = in_placement_group(
+            options, resource_request(options, 1.0), f"task {self.__name__}"
+        )
         mode = generator_mode(self._function, options.get("num_returns"))
         num_returns = 1 if mode else options.get("num_returns", 1)
         task_id, return_ids = new_returns(num_returns)
         retry_exceptions = options.get("retry_exceptions", False)
         spec = vm.TaskSpec(
-            task_id=task_id, job_id=runtime.job_id, function_id=function_id,
-            function_name=self.__name__, args=[encode_arg(core, a) for a in args],
-            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()}, num_returns=num_returns,
-            return_ids=return_ids, resources=resources, owner=core.inbox,
-            owner_id=core.identity, max_retries=max_retries(options),
+            task_id=task_id,
+            job_id=runtime.job_id,
+            function_id=function_id,
+            function_name=self.__name__,
+            args=[encode_arg(core, a) for a in args],
+            kwargs={k: encode_arg(core, v) for k, v in kwargs.items()},
+            num_returns=num_returns,
+            return_ids=return_ids,
+            resources=resources,
+            owner=core.inbox,
+            owner_id=core.identity,
+            max_retries=max_retries(options),
             retry_exceptions=bool(retry_exceptions),
-            scheduling_strategy=strategy, generator=mode,
+            scheduling_strategy=strategy,
+            generator=mode,
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
-            namespace=context.current_namespace())
+            namespace=context.current_namespace(),
+        )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)
         if mode:

@@ -4,6 +4,7 @@ A request carries a ``req_id`` made here; the caller's thread waits for the repl
 id, which the process's message loop hands to ``route``: every ``Reply`` of
 ``babyray.protocol`` is one. Sending never blocks.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -12,6 +12,7 @@ a host without a node submits to the global scheduler and reads and writes objec
 head's store over the data plane. When the head restarts at the same address, the driver
 finds its new parts (``HeadWatch``) and sends there from now on.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -62,8 +63,10 @@ def resolve_address(address: str | None) -> str | None:
     if address == "auto":
         address = environment_address()
         if not address:
-            raise ConnectionError("init(address='auto') needs a running cluster: set BABYRAY_ADDRESS=HOST:PORT "
-                                  "(printed by `babyray start --head`)")
+            raise ConnectionError(
+                "init(address='auto') needs a running cluster: set BABYRAY_ADDRESS=HOST:PORT "
+                "(printed by `babyray start --head`)"
+            )
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"bad cluster address {address!r}: expected HOST:PORT, e.g. 192.0.2.1:1900")
@@ -75,8 +78,9 @@ class DriverRuntime:
 
     is_driver = True
 
-    def __init__(self, head: HeadHandle, owns_cluster: bool, owns_admin: bool = False,
-                 remote_store_io: bool = False) -> None:
+    def __init__(
+        self, head: HeadHandle, owns_cluster: bool, owns_admin: bool = False, remote_store_io: bool = False
+    ) -> None:
         self.head = head
         self.owns_cluster = owns_cluster
         self.owns_admin = owns_admin
@@ -85,8 +89,16 @@ class DriverRuntime:
         registered = self.transport.register(head.gcs, os.getpid(), CONNECT_TIMEOUT)
         self.job_id = registered.job_id
         self.worker_id = WorkerID(f"driver-{random_hex(4)}")
-        self.core = CoreClient(self.transport, self.worker_id, registered.inbox, head.node_id,
-                               head.scheduler, head.store, head.gcs, self.job_id)
+        self.core = CoreClient(
+            self.transport,
+            self.worker_id,
+            registered.inbox,
+            head.node_id,
+            head.scheduler,
+            head.store,
+            head.gcs,
+            self.job_id,
+        )
         self.core.remote_store_io = remote_store_io
         self.transport.start(self._on_message)
         self.log = log.get_logger("driver")
@@ -111,20 +123,36 @@ class DriverRuntime:
             self.log.warning("driver_message_unhandled", message_type=type(msg).__name__)
 
     @classmethod
-    def start_local(cls, num_cpus: int | None, num_gpus: int | None, resources: dict | None,
-                    object_store_memory: int | None, settings: dict) -> "DriverRuntime":
+    def start_local(
+        cls,
+        num_cpus: int | None,
+        num_gpus: int | None,
+        resources: dict | None,
+        object_store_memory: int | None,
+        settings: dict,
+    ) -> "DriverRuntime":
         token = auth.generate_token() if auth.enabled_by(settings.pop("auth_mode", None)) else None
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
         started = time.monotonic()
-        head = start_head(session_dir, "127.0.0.1", free_port(), default_resources(num_cpus, num_gpus, resources),
-                          object_store_size(object_store_memory), settings=settings,
-                          token=token, dies_with_starter=True)
+        head = start_head(
+            session_dir,
+            "127.0.0.1",
+            free_port(),
+            default_resources(num_cpus, num_gpus, resources),
+            object_store_size(object_store_memory),
+            settings=settings,
+            token=token,
+            dies_with_starter=True,
+        )
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
         runtime.core.io.inline_threshold = config.Settings(settings).inline_threshold
-        runtime.log.info("driver_started_local_cluster", seconds=round(time.monotonic() - started, 4),
-                         session_dir=session_dir)
+        runtime.log.info(
+            "driver_started_local_cluster",
+            seconds=round(time.monotonic() - started, 4),
+            session_dir=session_dir,
+        )
         return runtime
 
     @classmethod
@@ -137,8 +165,14 @@ class DriverRuntime:
         system, info, node_ip = join_as_driver(session_dir, address, timeout=CONNECT_TIMEOUT, token=token)
         try:
             reply = system.ask(info.gcs, cm.GetNodes("driver-nodes"), CONNECT_TIMEOUT)
-            head, local = _driver_parts(system, session_dir, address, node_ip, info,
-                                        reply.nodes if isinstance(reply, cm.Nodes) else ())
+            head, local = _driver_parts(
+                system,
+                session_dir,
+                address,
+                node_ip,
+                info,
+                reply.nodes if isinstance(reply, cm.Nodes) else (),
+            )
             runtime = cls(head, owns_cluster=False, owns_admin=True, remote_store_io=not local)
         except BaseException:
             stop_system(system)
@@ -148,9 +182,17 @@ class DriverRuntime:
         runtime.core.router.locality = info.scheduling_policy == "locality"
         runtime.core.router.update(reply.nodes if isinstance(reply, cm.Nodes) else ())
         runtime.transport.watch_head(_parts(head))
-        runtime.watch = HeadWatch(system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head)
-        runtime.log.info("driver_joined_cluster", address=address, node=head.node_id, local_node=local,
-                         seconds=round(time.monotonic() - started, 4), session_dir=session_dir)
+        runtime.watch = HeadWatch(
+            system, address, runtime.job_id, lambda: runtime.core.gcs, runtime._follow_head
+        )
+        runtime.log.info(
+            "driver_joined_cluster",
+            address=address,
+            node=head.node_id,
+            local_node=local,
+            seconds=round(time.monotonic() - started, 4),
+            session_dir=session_dir,
+        )
         return runtime
 
     def _follow_head(self, info: cm.ClusterInfo, unreachable_for: float) -> None:
@@ -159,16 +201,26 @@ class DriverRuntime:
         registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
         assert self.cluster is not None, "only a driver that joined a cluster follows its head"
         old, old_head_node = self.head, self.cluster.head_node_id
-        head, local = _driver_parts(old.system, self.session_dir, old.head_address, self.node_ip, info,
-                                    registered.nodes)
+        head, local = _driver_parts(
+            old.system, self.session_dir, old.head_address, self.node_ip, info, registered.nodes
+        )
         resent = self.transport.retarget(list(zip(_parts(old), _parts(head), strict=True)))
         self.head, self.cluster = head, info
         self.core.retarget(head.gcs, head.scheduler, head.store, head.node_id, remote_store_io=not local)
-        resubmitted = self.core.resubmit_lost_with_head(old_head_node, {n.node_id for n in registered.nodes
-                                                                         if n.alive})
-        self.log.warning("driver_reconnected", address=head.head_address, gcs=str(head.gcs), job_id=self.job_id,
-                         node=head.node_id, old_node=old.node_id, unreachable_seconds=round(unreachable_for, 3),
-                         requests_resent=resent, tasks_resubmitted=resubmitted)
+        resubmitted = self.core.resubmit_lost_with_head(
+            old_head_node, {n.node_id for n in registered.nodes if n.alive}
+        )
+        self.log.warning(
+            "driver_reconnected",
+            address=head.head_address,
+            gcs=str(head.gcs),
+            job_id=self.job_id,
+            node=head.node_id,
+            old_node=old.node_id,
+            unreachable_seconds=round(unreachable_for, 3),
+            requests_resent=resent,
+            tasks_resubmitted=resubmitted,
+        )
 
     def nodes(self) -> tuple:
         return self.core.request(self.gcs, lambda r: cm.GetNodes(r)).nodes
@@ -209,17 +261,21 @@ def _token_for(address: str, auth_mode: str | None, temp_dir: str | None) -> str
     if not auth.enabled_by(auth_mode):
         return None
     from babyray.cli.node_records import recorded_token_file
+
     token = auth.token_from_environment()
     if token is None and (path := recorded_token_file(address, temp_dir)):
         token = auth.read_token_file(path)
     if token is None:
-        raise ConnectionError(f"no auth token for the cluster at {address}: set BABYRAY_AUTH_TOKEN_PATH to a copy "
-                              "of its token file (`babyray get-auth-token` on the head prints the token)")
+        raise ConnectionError(
+            f"no auth token for the cluster at {address}: set BABYRAY_AUTH_TOKEN_PATH to a copy "
+            "of its token file (`babyray get-auth-token` on the head prints the token)"
+        )
     return token
 
 
-def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, info: cm.ClusterInfo,
-                  nodes: tuple) -> tuple[HeadHandle, bool]:
+def _driver_parts(
+    system: Any, session_dir: str, address: str, node_ip: str, info: cm.ClusterInfo, nodes: tuple
+) -> tuple[HeadHandle, bool]:
     """The parts a driver on ``node_ip`` sends to, and whether a node runs on its host.
 
     A node on its host (the head's first) gives its scheduler and shared-memory store; with
@@ -230,13 +286,34 @@ def _driver_parts(system: Any, session_dir: str, address: str, node_ip: str, inf
     host, _, port = address.rpartition(":")
     if local:
         node = local[0]
-        return HeadHandle(system, session_dir, host, int(port), node.node_id, info.gcs, info.global_scheduler,
-                          node.scheduler, node.store, "", address), True
-    return HeadHandle(system, session_dir, host, int(port), info.head_node_id, info.gcs, info.global_scheduler,
-                      info.global_scheduler, info.head_store, "", address), False
+        return HeadHandle(
+            system,
+            session_dir,
+            host,
+            int(port),
+            node.node_id,
+            info.gcs,
+            info.global_scheduler,
+            node.scheduler,
+            node.store,
+            "",
+            address,
+        ), True
+    return HeadHandle(
+        system,
+        session_dir,
+        host,
+        int(port),
+        info.head_node_id,
+        info.gcs,
+        info.global_scheduler,
+        info.global_scheduler,
+        info.head_store,
+        "",
+        address,
+    ), False
 
 
 def _parts(head: HeadHandle) -> list[Any]:
     """The addresses a driver sends to that change when the head restarts."""
     return [head.gcs, head.global_scheduler, head.scheduler, head.store]
-

@@ -1,4 +1,5 @@
 """``get_runtime_context()``: ids of the current job, node, task and actor, as in Ray."""
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,9 @@ class RuntimeContext:
         if host is not None:
             return dict(host.resources)
         if self._runtime.is_driver:
-            raise RuntimeError("get_assigned_resources() is only available in a task or an actor, not in a driver")
+            raise RuntimeError(
+                "get_assigned_resources() is only available in a task or an actor, not in a driver"
+            )
         return dict(getattr(context.current_task, "resources", None) or {})
 
     def is_canceled(self) -> bool:
@@ -73,8 +76,10 @@ class RuntimeContext:
             raise RuntimeError("is_canceled() is only available in a task or an actor, not in a driver")
         host = context.actor_host()
         if host is not None and host.is_async:
-            raise RuntimeError("is_canceled() is not available in an async actor: ray.cancel() cancels its "
-                               "calls with asyncio.CancelledError")
+            raise RuntimeError(
+                "is_canceled() is not available in an async actor: ray.cancel() cancels its "
+                "calls with asyncio.CancelledError"
+            )
         return context.current_task_id() in _cancelled
 
     @property
@@ -116,8 +121,13 @@ class RuntimeContext:
         return json.dumps(self._runtime.runtime_env, sort_keys=True)
 
     def get(self) -> dict:
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "task_id": self.get_task_id(),
-                "actor_id": self.get_actor_id(), "namespace": self.namespace}
+        return {
+            "job_id": self.get_job_id(),
+            "node_id": self.get_node_id(),
+            "task_id": self.get_task_id(),
+            "actor_id": self.get_actor_id(),
+            "namespace": self.namespace,
+        }
 
 
 def get_runtime_context() -> RuntimeContext:

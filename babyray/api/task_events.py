@@ -4,6 +4,7 @@ Owners report each task's submission and outcome. Sending each event at once wou
 message to the GCS between a task's result and the next submission; instead events are
 collected and sent as one TaskEvents every ``interval`` seconds by a daemon thread.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,8 +29,11 @@ def error_fields(blob: bytes) -> tuple[str, dict]:
     if isinstance(error, exceptions.TaskCancelledError):
         return "cancelled", {"error_type": "TaskCancelledError", "error_message": str(error)}
     cause = getattr(error, "cause", None) or error
-    return "failed", {"error_type": type(cause).__name__, "error_message": str(cause),
-                      "traceback": getattr(error, "traceback_str", "")}
+    return "failed", {
+        "error_type": type(cause).__name__,
+        "error_message": str(cause),
+        "traceback": getattr(error, "traceback_str", ""),
+    }
 
 
 class TaskEventBuffer:

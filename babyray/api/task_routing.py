@@ -8,6 +8,7 @@ scheduler itself, and tells the GCS where it placed it (so the task is resubmitt
 node dies). Only with the locality-aware policy, only for the DEFAULT strategy, and only to
 an alive node that can fit the task; anything else takes the usual path.
 """
+
 from __future__ import annotations
 
 import threading
@@ -45,7 +46,11 @@ class TaskRouter:
 
     def destination(self, spec: vm.TaskSpec, default: Any) -> Any:
         """The scheduler to send ``spec`` to: the node holding most of its inputs, or ``default``."""
-        if not self.locality or spec.scheduling_strategy not in (None, "DEFAULT") or spec.actor_id is not None:
+        if (
+            not self.locality
+            or spec.scheduling_strategy not in (None, "DEFAULT")
+            or spec.actor_id is not None
+        ):
             return default
         inputs = stored_inputs(spec)
         if not inputs:

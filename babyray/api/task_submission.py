@@ -8,6 +8,7 @@ a node that died is resubmitted within its retries; its lineage goes to the GCS 
 
 Methods marked Locked run under the owner's lock (``core.lock``).
 """
+
 from __future__ import annotations
 
 import time
@@ -74,6 +75,7 @@ class TaskSubmitter:
 
             def send() -> None:
                 self._send(pending, dest)
+
             if pending.unresolved == 0:
                 send()
             pending.resolve(deps, core.objects, send)
@@ -113,9 +115,18 @@ class TaskSubmitter:
 
     def _submitted_event(self, spec: vm.TaskSpec) -> None:
         """Record a task's lineage (its spec) in the GCS task table."""
-        self._task_event(spec.task_id, "submitted", name=spec.function_name, function_id=spec.function_id,
-                         job_id=spec.job_id, owner_id=spec.owner_id, actor_id=spec.actor_id,
-                         return_ids=tuple(spec.return_ids), spec=spec, submitted_at=time.time())
+        self._task_event(
+            spec.task_id,
+            "submitted",
+            name=spec.function_name,
+            function_id=spec.function_id,
+            job_id=spec.job_id,
+            owner_id=spec.owner_id,
+            actor_id=spec.actor_id,
+            return_ids=tuple(spec.return_ids),
+            spec=spec,
+            submitted_at=time.time(),
+        )
 
     def _task_event(self, task_id: TaskID, state: str, **fields: Any) -> None:
         """Tell the GCS of a task's state change (its lineage); batched, never blocks."""
@@ -147,18 +158,36 @@ class TaskSubmitter:
                 continue  # finished meanwhile, or not ours
             retry = take_retry(spec)
             if retry is None:
-                core.log.warning("task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt)
-                self.finish(failed_result(spec, exceptions.WorkerCrashedError(
-                    f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
-                    f"exhausted ({spec.attempt}/{spec.max_retries}).")))
+                core.log.warning(
+                    "task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt
+                )
+                self.finish(
+                    failed_result(
+                        spec,
+                        exceptions.WorkerCrashedError(
+                            f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
+                            f"exhausted ({spec.attempt}/{spec.max_retries})."
+                        ),
+                    )
+                )
                 continue
             spec = self._submitted[task_id] = retry
             if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
                 core.generators.reset_items(task_id)
-            core.log.warning("task_resubmitted_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt,
-                             reason=msg.reason or "node died")
-            self._task_event(task_id, "retried", attempt=spec.attempt, error_type="NodeDied",
-                             error_message=f"node {msg.node_id} died")
+            core.log.warning(
+                "task_resubmitted_node_died",
+                task_id=task_id,
+                node=msg.node_id,
+                attempt=spec.attempt,
+                reason=msg.reason or "node died",
+            )
+            self._task_event(
+                task_id,
+                "retried",
+                attempt=spec.attempt,
+                error_type="NodeDied",
+                error_message=f"node {msg.node_id} died",
+            )
             core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
 
     def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
@@ -193,9 +222,16 @@ class TaskSubmitter:
         core.actor_calls.finished(result.task_id)
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
-        self._task_event(result.task_id, state, finished_at=time.time(), worker_id=result.worker_id,
-                         node_id=result.node_id, attempt=spec.attempt if spec else None,
-                         started_at=result.started_at or None, **fields)
+        self._task_event(
+            result.task_id,
+            state,
+            finished_at=time.time(),
+            worker_id=result.worker_id,
+            node_id=result.node_id,
+            attempt=spec.attempt if spec else None,
+            started_at=result.started_at or None,
+            **fields,
+        )
         core.refs.task_finished(result.task_id)
         objects = core.objects
         for oid, value in result.returns:
@@ -223,8 +259,14 @@ class TaskSubmitter:
             return False
         spec = retry
         fields = error_fields(value.blob)[1]
-        self.core.log.info("task_retry_on_exception", task_id=spec.task_id, attempt=spec.attempt,
-                           error_type=fields.get("error_type"), worker_id=result.worker_id, node=result.node_id)
+        self.core.log.info(
+            "task_retry_on_exception",
+            task_id=spec.task_id,
+            attempt=spec.attempt,
+            error_type=fields.get("error_type"),
+            worker_id=result.worker_id,
+            node=result.node_id,
+        )
         self._task_event(spec.task_id, "retried", attempt=spec.attempt, **fields)
         self._submitted[spec.task_id] = spec
         self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))

@@ -8,6 +8,7 @@
 
 Tables go to stdout; progress, notes and errors to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from babyray.cli import cluster_commands, log_commands, state_commands
+
     parser = argparse.ArgumentParser(prog="babyray", description="Start, stop and inspect babyray nodes.")
     sub = parser.add_subparsers(dest="command", required=True)
     for commands in (cluster_commands, state_commands, log_commands):

@@ -1,4 +1,5 @@
 """``python -m babyray.cli``: the ``babyray`` command."""
+
 import sys
 
 from babyray.cli import main

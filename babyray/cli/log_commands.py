@@ -1,4 +1,5 @@
 """``babyray logs``: the session logs on this host, filtered and readable (no connection)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,14 +22,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if not dirs:
         print("no babyray session on this host: start one, or pass --session-dir", file=sys.stderr)
         return 1
-    criteria = {"node": args.node, "worker": args.worker, "task": args.task, "component": args.component,
-                "event": args.event, "level": args.level}
+    criteria = {
+        "node": args.node,
+        "worker": args.worker,
+        "task": args.task,
+        "component": args.component,
+        "event": args.event,
+        "level": args.level,
+    }
 
     def show(event: dict) -> None:
         print(json.dumps(event, default=str) if args.json else render(event), flush=args.follow)
 
     events = log_reader.load(dirs, **criteria)
-    for event in events[-args.tail:] if args.tail else events:
+    for event in events[-args.tail :] if args.tail else events:
         show(event)
     if args.follow:
         try:
@@ -49,10 +56,15 @@ def render(event: dict) -> str:
         where += f"/{str(event['worker_id'])[:12]}"
     level = str(event.get("level", "")).upper()[:5]
     fields = [f"{k}={_short(event[k])}" for k in _ID_FIELDS if event.get(k) is not None]
-    fields += [f"{k}={_short(v)}" for k, v in event.items()
-               if k not in _SKIP_IN_RENDER and k not in _ID_FIELDS and k != "source" and v is not None]
-    return f"{when} {level:<5} {str(event.get('component', '?')):<16} {where:<22} {event.get('event', '?')}  " \
-           + " ".join(fields)
+    fields += [
+        f"{k}={_short(v)}"
+        for k, v in event.items()
+        if k not in _SKIP_IN_RENDER and k not in _ID_FIELDS and k != "source" and v is not None
+    ]
+    return (
+        f"{when} {level:<5} {str(event.get('component', '?')):<16} {where:<22} {event.get('event', '?')}  "
+        + " ".join(fields)
+    )
 
 
 def _short(value: Any) -> str:
@@ -78,4 +90,3 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--session-dir", action="append", help="read this session's logs too")
     add_connection_arguments(p)
     p.set_defaults(func=cmd_logs)
-

@@ -7,6 +7,7 @@ kills by them, drivers and ``babyray get-auth-token`` find the token by them, an
 ``babyray logs`` finds the session logs. Records of other network namespaces (simulated
 hosts, see deploy/netns.py) are someone else's and are skipped unless asked for.
 """
+
 from __future__ import annotations
 
 import glob

@@ -5,6 +5,7 @@ babyray.cli.connection) and read the GCS through ``babyray.util.state``; ``memor
 asks every driver and worker for its references (``babyray.api.memory``). ``timeline``
 reads the session logs on this host and falls back to the GCS task table when there are none.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,22 +23,59 @@ RESOURCES = ("tasks", "actors", "objects", "nodes", "workers", "placement-groups
 
 # Columns of ``babyray list`` in table format: (field, header, width).
 _COLUMNS: dict[str, list[tuple[str, str, int]]] = {
-    "tasks": [("task_id", "TASK ID", 16), ("name", "NAME", 22), ("state", "STATE", 9), ("attempt", "TRY", 3),
-              ("node_id", "NODE", 16), ("worker_id", "WORKER", 12), ("duration_s", "SECONDS", 8),
-              ("error_type", "ERROR", 20)],
-    "actors": [("actor_id", "ACTOR ID", 16), ("class_name", "CLASS", 18), ("name", "NAME", 12),
-               ("state", "STATE", 10), ("node_id", "NODE", 16), ("worker_id", "WORKER", 12), ("pid", "PID", 7),
-               ("num_restarts", "RESTARTS", 8)],
-    "objects": [("object_id", "OBJECT ID", 20), ("size_bytes", "BYTES", 11), ("state", "STATE", 7),
-                ("made_by", "BY", 4), ("task_id", "TASK", 16), ("locations", "NODES", 34)],
-    "nodes": [("node_id", "NODE ID", 16), ("address", "ADDRESS", 21), ("state", "STATE", 5),
-              ("resources_total", "RESOURCES", 30), ("resources_available", "AVAILABLE", 30),
-              ("queue_length", "QUEUE", 5)],
-    "placement-groups": [("placement_group_id", "PLACEMENT GROUP ID", 18), ("name", "NAME", 14),
-                         ("state", "STATE", 8), ("strategy", "STRATEGY", 13), ("bundles", "BUNDLES", 30),
-                         ("bundles_to_node_id", "NODES", 40)],
-    "workers": [("worker_id", "WORKER ID", 12), ("node_id", "NODE", 16), ("pid", "PID", 7), ("state", "STATE", 8),
-                ("num_tasks", "TASKS", 6), ("actor_id", "ACTOR", 16), ("task_states", "TASK STATES", 40)],
+    "tasks": [
+        ("task_id", "TASK ID", 16),
+        ("name", "NAME", 22),
+        ("state", "STATE", 9),
+        ("attempt", "TRY", 3),
+        ("node_id", "NODE", 16),
+        ("worker_id", "WORKER", 12),
+        ("duration_s", "SECONDS", 8),
+        ("error_type", "ERROR", 20),
+    ],
+    "actors": [
+        ("actor_id", "ACTOR ID", 16),
+        ("class_name", "CLASS", 18),
+        ("name", "NAME", 12),
+        ("state", "STATE", 10),
+        ("node_id", "NODE", 16),
+        ("worker_id", "WORKER", 12),
+        ("pid", "PID", 7),
+        ("num_restarts", "RESTARTS", 8),
+    ],
+    "objects": [
+        ("object_id", "OBJECT ID", 20),
+        ("size_bytes", "BYTES", 11),
+        ("state", "STATE", 7),
+        ("made_by", "BY", 4),
+        ("task_id", "TASK", 16),
+        ("locations", "NODES", 34),
+    ],
+    "nodes": [
+        ("node_id", "NODE ID", 16),
+        ("address", "ADDRESS", 21),
+        ("state", "STATE", 5),
+        ("resources_total", "RESOURCES", 30),
+        ("resources_available", "AVAILABLE", 30),
+        ("queue_length", "QUEUE", 5),
+    ],
+    "placement-groups": [
+        ("placement_group_id", "PLACEMENT GROUP ID", 18),
+        ("name", "NAME", 14),
+        ("state", "STATE", 8),
+        ("strategy", "STRATEGY", 13),
+        ("bundles", "BUNDLES", 30),
+        ("bundles_to_node_id", "NODES", 40),
+    ],
+    "workers": [
+        ("worker_id", "WORKER ID", 12),
+        ("node_id", "NODE", 16),
+        ("pid", "PID", 7),
+        ("state", "STATE", 8),
+        ("num_tasks", "TASKS", 6),
+        ("actor_id", "ACTOR", 16),
+        ("task_states", "TASK STATES", 40),
+    ],
 }
 
 
@@ -64,6 +102,7 @@ def _parse_filters(items: list[str] | None) -> list[tuple[str, str, str]]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from babyray.util import state
+
     lister = getattr(state, f"list_{args.resource.replace('-', '_')}")
     options: dict[str, Any] = {"filters": _parse_filters(args.filter), "limit": args.limit}
     if args.resource == "tasks":
@@ -74,13 +113,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     print(format_table(rows, _COLUMNS[args.resource]))
-    shown = f"{len(rows)} {args.resource}" + (f" (limit {args.limit})" if args.limit and len(rows) >= args.limit else "")
+    shown = f"{len(rows)} {args.resource}" + (
+        f" (limit {args.limit})" if args.limit and len(rows) >= args.limit else ""
+    )
     print(f"\n{shown}")
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     from babyray.util import state
+
     getter = getattr(state, f"get_{args.resource}")
     with connected(args):
         row = getter(args.id)
@@ -101,6 +143,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from babyray.util import state
+
     with connected(args):
         summary = state.summarize_tasks()
     if args.format == "json":
@@ -110,8 +153,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(f"{'FUNCTION':<28} {'TYPE':<12} " + " ".join(f"{s:>9}" for s in states) + f" {'TOTAL':>7}")
     for name, entry in summary["summary"].items():
         counts = entry["state_counts"]
-        print(f"{name[:28]:<28} {entry['type']:<12} " + " ".join(f"{counts.get(s, 0):>9}" for s in states)
-              + f" {sum(counts.values()):>7}")
+        print(
+            f"{name[:28]:<28} {entry['type']:<12} "
+            + " ".join(f"{counts.get(s, 0):>9}" for s in states)
+            + f" {sum(counts.values()):>7}"
+        )
     print(f"\n{summary['total_tasks']} tasks")
     return 0
 
@@ -123,6 +169,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from babyray import log_reader
     from babyray import tracing as timeline
     from babyray.progress import progress
+
     dirs = log_reader.session_dirs(args.session_dir or ())
     events: list[dict] = []
     for path in progress(log_reader.log_files(dirs), desc="reading logs"):
@@ -139,8 +186,10 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         json.dump(trace, f)
     workers = len({(r["node_id"], r["worker_id"]) for r in runs})
     nodes = len({r["node_id"] for r in runs})
-    print(f"wrote {output}: {len(runs)} task executions on {workers} workers, {nodes} nodes (from {source}); "
-          f"open it in https://ui.perfetto.dev or chrome://tracing")
+    print(
+        f"wrote {output}: {len(runs)} task executions on {workers} workers, {nodes} nodes (from {source}); "
+        f"open it in https://ui.perfetto.dev or chrome://tracing"
+    )
     if args.plot:
         timeline.plot(runs, args.plot)
         print(f"wrote {args.plot}")
@@ -152,6 +201,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_memory(args: argparse.Namespace) -> int:
     from babyray.api import memory
+
     with connected(args):
         report = memory.memory_report()
     if args.format == "json":
@@ -166,9 +216,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add list, get, summary, timeline and memory to the ``babyray`` subparsers."""
-    p = sub.add_parser("list", help="list tasks, actors, objects, nodes, workers or placement groups from the GCS")
+    p = sub.add_parser(
+        "list", help="list tasks, actors, objects, nodes, workers or placement groups from the GCS"
+    )
     p.add_argument("resource", choices=RESOURCES)
-    p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="keep rows where KEY=VALUE (or KEY!=VALUE)")
+    p.add_argument(
+        "--filter", action="append", metavar="KEY=VALUE", help="keep rows where KEY=VALUE (or KEY!=VALUE)"
+    )
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--detail", action="store_true", help="tasks: include remote tracebacks (json)")

@@ -9,6 +9,7 @@ An actor shares the fate of its owner, the process that created it (as in Ray): 
 owner's worker dies, its node dies, or its job's driver ends, the actor dies for good and
 its process is killed. A detached actor (``lifetime="detached"``) has no owner and lives on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,9 @@ class ActorDirectory:
 
     def _state_message(self, actor_id: ActorID) -> am.ActorStateChanged:
         r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": "unknown actor"}
-        return am.ActorStateChanged(actor_id, r["state"], r.get("address"), r.get("death_cause", ""),
-                                   r.get("num_restarts", 0))
+        return am.ActorStateChanged(
+            actor_id, r["state"], r.get("address"), r.get("death_cause", ""), r.get("num_restarts", 0)
+        )
 
     def _broadcast(self, actor_id: ActorID) -> Outgoing:
         msg = self._state_message(actor_id)
@@ -66,15 +68,30 @@ class ActorDirectory:
         namespace. ``owner_ip``: the host of its owner's process."""
         name = msg.info.name
         if name and self.named(name, msg.namespace) is not None:
-            return (f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
-                    f"or get the existing actor using ray.get_actor('{name}', namespace='{msg.namespace}')")
-        self.table.put(actor_id, {
-            "actor_id": actor_id, "state": ActorState.PENDING.value, "name": name, "info": msg.info,
-            "spec": msg.spec, "max_restarts": msg.max_restarts, "num_restarts": 0,
-            "detached": msg.detached, "address": None, "death_cause": "", "class_name": msg.info.class_name,
-            "namespace": msg.namespace,
-            "owner_node": msg.owner_node, "owner_ip": owner_ip, "owner_pid": msg.owner_pid,
-        })
+            return (
+                f"The name {name} (namespace={msg.namespace}) is already taken. Please use a different name "
+                f"or get the existing actor using ray.get_actor('{name}', namespace='{msg.namespace}')"
+            )
+        self.table.put(
+            actor_id,
+            {
+                "actor_id": actor_id,
+                "state": ActorState.PENDING.value,
+                "name": name,
+                "info": msg.info,
+                "spec": msg.spec,
+                "max_restarts": msg.max_restarts,
+                "num_restarts": 0,
+                "detached": msg.detached,
+                "address": None,
+                "death_cause": "",
+                "class_name": msg.info.class_name,
+                "namespace": msg.namespace,
+                "owner_node": msg.owner_node,
+                "owner_ip": owner_ip,
+                "owner_pid": msg.owner_pid,
+            },
+        )
         self.live[actor_id] = _Live()
         return None
 
@@ -93,8 +110,15 @@ class ActorDirectory:
             return []
         live = self.live.setdefault(msg.actor_id, _Live())
         live.node_id, live.scheduler = msg.node_id, scheduler
-        self._change(msg.actor_id, record, ActorState.ALIVE, address=msg.address, node_id=msg.node_id,
-                     worker_id=msg.worker_id, pid=msg.pid)
+        self._change(
+            msg.actor_id,
+            record,
+            ActorState.ALIVE,
+            address=msg.address,
+            node_id=msg.node_id,
+            worker_id=msg.worker_id,
+            pid=msg.pid,
+        )
         return self._broadcast(msg.actor_id)
 
     def init_failed(self, msg: am.ActorInitFailed) -> Outgoing:
@@ -137,8 +161,11 @@ class ActorDirectory:
     # ---- owners (fate sharing): each query returns the ids of the actors to ``end`` ----
 
     def _owned(self, owned: Callable[[dict], bool]) -> list[ActorID]:
-        return [ActorID(actor_id) for actor_id, record in self.table.items()
-                if not record.get("detached") and _state(record) is not ActorState.DEAD and owned(record)]
+        return [
+            ActorID(actor_id)
+            for actor_id, record in self.table.items()
+            if not record.get("detached") and _state(record) is not ActorState.DEAD and owned(record)
+        ]
 
     def owned_by(self, owner_id: WorkerID) -> list[ActorID]:
         """Actors created by ``owner_id`` (a driver, or a worker in a task or an actor): it died."""
@@ -159,10 +186,14 @@ class ActorDirectory:
     def owned_by_job(self, job_id: JobID) -> list[ActorID]:
         """Actors of ``job_id``, whose driver ended: the driver created them, or a worker of
         the job that ends with it. Those created by a detached actor live on with it."""
-        survivors = {record.get("worker_id") for _, record in self.table.items()
-                     if record.get("detached") and _state(record) is not ActorState.DEAD}
-        return self._owned(lambda record: record["spec"].job_id == job_id
-                           and record["spec"].owner_id not in survivors)
+        survivors = {
+            record.get("worker_id")
+            for _, record in self.table.items()
+            if record.get("detached") and _state(record) is not ActorState.DEAD
+        }
+        return self._owned(
+            lambda record: record["spec"].job_id == job_id and record["spec"].owner_id not in survivors
+        )
 
     def worker_died(self, msg: am.ActorWorkerDied) -> tuple[Outgoing, vm.TaskSpec | None]:
         """The actor's process ended: restart it (returns its creation spec) or declare it dead."""
@@ -176,8 +207,11 @@ class ActorDirectory:
             return self._dead(msg.actor_id, f"The actor was killed by ray.kill() ({msg.reason})"), None
         max_restarts = record["max_restarts"]
         if max_restarts != -1 and record["num_restarts"] >= max_restarts:
-            return self._dead(msg.actor_id, f"The actor's process died ({msg.reason}) and it has no restarts "
-                                            f"left ({record['num_restarts']}/{max_restarts})"), None
+            return self._dead(
+                msg.actor_id,
+                f"The actor's process died ({msg.reason}) and it has no restarts "
+                f"left ({record['num_restarts']}/{max_restarts})",
+            ), None
         restarts = record["num_restarts"] + 1
         self._change(msg.actor_id, record, ActorState.RESTARTING, address=None, num_restarts=restarts)
         live.scheduler, live.node_id = None, NodeID("")
@@ -189,9 +223,11 @@ class ActorDirectory:
         RESTARTING that this GCS has not seen since it started: after a GCS restart, the global
         scheduler that held them is gone, so they must be scheduled again."""
         waiting = (ActorState.PENDING, ActorState.RESTARTING)
-        return [dataclasses.replace(record["spec"], attempt=record["num_restarts"])
-                for actor_id, record in self.table.items()
-                if _state(record) in waiting and actor_id not in self.live]
+        return [
+            dataclasses.replace(record["spec"], attempt=record["num_restarts"])
+            for actor_id, record in self.table.items()
+            if _state(record) in waiting and actor_id not in self.live
+        ]
 
     def actors_on(self, node_id: NodeID) -> list[ActorID]:
         """Actors alive (or starting) on ``node_id``: they die with the node. An alive actor this
@@ -199,8 +235,11 @@ class ActorDirectory:
         found = []
         for actor_id, record in self.table.items():
             live = self.live.get(actor_id)
-            where = live.node_id if live is not None and live.node_id else (
-                record.get("node_id") if _state(record) is ActorState.ALIVE else "")
+            where = (
+                live.node_id
+                if live is not None and live.node_id
+                else (record.get("node_id") if _state(record) is ActorState.ALIVE else "")
+            )
             if where == node_id and _state(record) is not ActorState.DEAD:
                 found.append(ActorID(actor_id))
         return found
@@ -209,8 +248,11 @@ class ActorDirectory:
         """Whether the actor still holds its name: not dead, nor killed for good (as in Ray, the
         name is free as soon as ray.kill(no_restart=True) is received, before the process ends)."""
         live = self.live.get(actor_id)
-        return bool(record.get("name")) and _state(record) is not ActorState.DEAD and not (
-            live is not None and live.no_restart)
+        return (
+            bool(record.get("name"))
+            and _state(record) is not ActorState.DEAD
+            and not (live is not None and live.no_restart)
+        )
 
     def named(self, name: str, namespace: str) -> am.ActorInfo | None:
         """The actor holding ``name`` in ``namespace``, if any."""
@@ -221,5 +263,10 @@ class ActorDirectory:
 
     def names(self, namespace: str | None) -> tuple[tuple[str, str], ...]:
         """(namespace, name) of the actors holding a name in ``namespace`` (in any namespace if None)."""
-        return tuple(sorted((r["namespace"], r["name"]) for actor_id, r in self.table.items()
-                            if self._holds_name(actor_id, r) and namespace in (None, r["namespace"])))
+        return tuple(
+            sorted(
+                (r["namespace"], r["name"])
+                for actor_id, r in self.table.items()
+                if self._holds_name(actor_id, r) and namespace in (None, r["namespace"])
+            )
+        )

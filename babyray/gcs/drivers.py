@@ -5,6 +5,7 @@ unregisters when it shuts down. One killed without unregistering is found gone: 
 host by its pid, elsewhere when its pings stop for the timeout. No I/O and no clock: calls
 take ``now`` (monotonic seconds), and whether a local pid runs is asked of ``pid_alive``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
@@ -22,8 +23,13 @@ class DriverRegistry:
         self._last_seen: dict[JobID, float] = {}  # job id -> when its watch last pinged
 
     def register(self, job_id: JobID, pid: int, ip: str, inbox: Any, now: float, wall_time: float) -> None:
-        self._drivers[job_id] = {"job_id": job_id, "pid": pid, "ip": ip, "inbox": inbox,
-                                 "registered_at": wall_time}
+        self._drivers[job_id] = {
+            "job_id": job_id,
+            "pid": pid,
+            "ip": ip,
+            "inbox": inbox,
+            "registered_at": wall_time,
+        }
         self._last_seen[job_id] = now
 
     def unregister(self, job_id: JobID) -> bool:

@@ -6,6 +6,7 @@ store knows every actor (and where it was alive) that callers know of. Messages 
 record leave in the order they were posted. While the store is unhealthy nothing is held
 back (the cluster serves from memory until the store is back).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

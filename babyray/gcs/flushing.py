@@ -8,6 +8,7 @@ evicts the oldest durable entries of a table beyond that many, whatever their st
 flushing off, entries stay in memory (the paper's baseline); they are still written to the
 store. A read of an evicted entry faults it back from the store (``StoredTable``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,8 +36,11 @@ class FlushPolicy:
     @classmethod
     def from_settings(cls, settings: config.Settings) -> "FlushPolicy":
         """The policy of the ``gcs_flush*`` settings."""
-        return cls(enabled=settings.gcs_flushing, period=settings.gcs_flush_period,
-                   max_entries=settings.gcs_flush_max_entries)
+        return cls(
+            enabled=settings.gcs_flushing,
+            period=settings.gcs_flush_period,
+            max_entries=settings.gcs_flush_max_entries,
+        )
 
     def evictable(self, table: str, record: dict) -> bool:
         """Whether a durable ``record`` of ``table`` is finished work that may leave memory."""

@@ -4,6 +4,7 @@ A worker may ask for a function before the driver's registration arrives, or whi
 evicted entry cannot be read back from the store: it waits, and gets the function once it
 is registered or readable. Answers are returned as (destination, message) pairs to send.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,10 @@ class FunctionRegistry:
         new = self.table.get(function_id) is None
         if new:
             self.table.put(function_id, {"name": name, "blob": blob})
-        return new, [(waiter, gm.FunctionBlob(req_id, function_id, blob))
-                     for waiter, req_id in self._waiters.pop(function_id, [])]
+        return new, [
+            (waiter, gm.FunctionBlob(req_id, function_id, blob))
+            for waiter, req_id in self._waiters.pop(function_id, [])
+        ]
 
     def get(self, function_id: FunctionID, waiter: Any, req_id: str) -> bytes | None:
         """The function's blob (faulted back if evicted), or None and ``waiter`` waits for it."""
@@ -42,6 +45,8 @@ class FunctionRegistry:
         if not self._waiters:
             return []
         found = self.table.get_many(list(self._waiters))
-        return [(waiter, gm.FunctionBlob(req_id, FunctionID(function_id), record["blob"]))
-                for function_id, record in found.items()
-                for waiter, req_id in self._waiters.pop(function_id, [])]
+        return [
+            (waiter, gm.FunctionBlob(req_id, FunctionID(function_id), record["blob"]))
+            for function_id, record in found.items()
+            for waiter, req_id in self._waiters.pop(function_id, [])
+        ]

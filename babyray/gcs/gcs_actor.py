@@ -9,6 +9,7 @@ behind them, and recovers nodes, actors, functions and placement groups after a 
 What callers learn of an actor (its registration, its state) is sent once the actor's record
 is durable (``DurableGate``), so a restarted GCS knows every actor its callers know.
 """
+
 from __future__ import annotations
 
 import os
@@ -112,12 +113,19 @@ class GcsActor(PartActor):
         if reachable:
             self._recover()
         else:
-            self.log.error("gcs_store_unreachable_at_start", url=self.storage.url,
-                           detail="serving from memory; retrying with backoff")
+            self.log.error(
+                "gcs_store_unreachable_at_start",
+                url=self.storage.url,
+                detail="serving from memory; retrying with backoff",
+            )
         self.every(0.5, "liveness")
         self.every(self.storage.policy.period, "flush")
-        self.log.info("gcs_started", url=self.storage.url,
-                      flushing=self.storage.policy.enabled, recovered=self.storage.recovered)
+        self.log.info(
+            "gcs_started",
+            url=self.storage.url,
+            flushing=self.storage.policy.enabled,
+            recovered=self.storage.recovered,
+        )
         self.post(sender, cm.Started("gcs", os.getpid()))
 
     # ---- store, recovery, flushing -----------------------------------------------------
@@ -153,14 +161,18 @@ class GcsActor(PartActor):
             entries = tuple((key, found.get(key)) for key in msg.keys)
             self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, entries))
         except Exception as exc:  # answer the waiter instead of raising into Thespian
-            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}"))
+            self.reply(
+                msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}")
+            )
 
     def on_list_table(self, msg: gm.ListTable, sender: Any) -> None:
         try:
             items = self.storage.list(msg.table, msg.where, msg.limit)
             self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, tuple(items)))
         except Exception as exc:
-            self.reply(msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}"))
+            self.reply(
+                msg, sender, gm.TableEntries(msg.req_id, msg.table, (), f"{type(exc).__name__}: {exc}")
+            )
 
     def on_update_table_entries(self, msg: gm.UpdateTableEntries, sender: Any) -> None:
         table = self.storage.tables.table(msg.table)
@@ -209,7 +221,9 @@ class GcsActor(PartActor):
         dead = self.nodes.expire(time.monotonic())
         for death in dead:
             if death.silent_for is None:  # alive before the head restarted, and not back: died meanwhile
-                self.log.warning("node_dead", node=death.node_id, reason="not registered again after the GCS restart")
+                self.log.warning(
+                    "node_dead", node=death.node_id, reason="not registered again after the GCS restart"
+                )
             else:
                 self.log.warning("node_dead", node=death.node_id, silent_for=round(death.silent_for, 2))
         if dead:
@@ -217,12 +231,17 @@ class GcsActor(PartActor):
         for death in dead:
             self._reschedule_groups_on(death.node_id)
             for owner, lost in self.tasks.lost_with(death.node_id):
-                self.log.warning("tasks_lost_with_node", node=death.node_id, count=len(lost.task_ids),
-                                 task_ids=lost.task_ids[:20])
+                self.log.warning(
+                    "tasks_lost_with_node",
+                    node=death.node_id,
+                    count=len(lost.task_ids),
+                    task_ids=lost.task_ids[:20],
+                )
                 self.post(owner, lost)
             for actor_id in self.actors.actors_on(death.node_id):
-                self.on_actor_worker_died(am.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"),
-                                          None)
+                self.on_actor_worker_died(
+                    am.ActorWorkerDied(actor_id, death.node_id, f"node {death.node_id} died"), None
+                )
             owned = self.actors.owned_on_node(death.node_id)
             self._end_owned(owned, f"its node {death.node_id} died")
 
@@ -278,8 +297,9 @@ class GcsActor(PartActor):
         error = self.actors.register(actor_id, msg, _host_of(msg.reply_to or sender))
         self._post_actor(actor_id, [(msg.reply_to or sender, am.ActorRegistered(msg.req_id, error))])
         if error is None:
-            self.log.info("actor_registered", actor_id=actor_id, name=msg.info.name,
-                          class_name=msg.info.class_name)
+            self.log.info(
+                "actor_registered", actor_id=actor_id, name=msg.info.name, class_name=msg.info.class_name
+            )
             pg_id = placement_group_id(msg.spec.scheduling_strategy)
             if pg_id is not None and self.placement_groups.is_removed(pg_id):
                 self._post_all(self.actors.group_removed(actor_id, pg_id))
@@ -304,16 +324,20 @@ class GcsActor(PartActor):
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
     def on_worker_died(self, msg: am.WorkerDied, sender: Any) -> None:
-        self._end_owned(self.actors.owned_by(msg.worker_id),
-                        f"worker {msg.worker_id} on node {msg.node_id} died ({msg.reason})")
+        self._end_owned(
+            self.actors.owned_by(msg.worker_id),
+            f"worker {msg.worker_id} on node {msg.node_id} died ({msg.reason})",
+        )
 
     def _end_owned(self, actor_ids: list[ActorID], owner_death: str) -> None:
         """The owner of ``actor_ids`` died (``owner_death`` says how): they die with it."""
         if actor_ids:
             self.log.warning("actors_dead_with_owner", actor_ids=actor_ids, owner=owner_death)
         for actor_id in actor_ids:
-            self._post_actor(actor_id, self.actors.end(
-                actor_id, f"The actor is dead because its owner has died: {owner_death}"))
+            self._post_actor(
+                actor_id,
+                self.actors.end(actor_id, f"The actor is dead because its owner has died: {owner_death}"),
+            )
 
     def on_subscribe_actor(self, msg: am.SubscribeActor, sender: Any) -> None:
         # A new caller may come before news of the owner's death (the handle was passed on
@@ -339,8 +363,13 @@ class GcsActor(PartActor):
         error = self.placement_groups.create(msg)
         self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, error=error))
         if error is None:
-            self.log.info("placement_group_created", pg_id=msg.pg_id, name=msg.name, strategy=msg.strategy,
-                          bundles=msg.bundles)
+            self.log.info(
+                "placement_group_created",
+                pg_id=msg.pg_id,
+                name=msg.name,
+                strategy=msg.strategy,
+                bundles=msg.bundles,
+            )
             self.post(self.global_scheduler, pm.PlacePlacementGroup(msg.pg_id, msg.bundles, msg.strategy))
 
     def on_placement_group_placed(self, msg: pm.PlacementGroupPlaced, sender: Any) -> None:
@@ -355,8 +384,12 @@ class GcsActor(PartActor):
     def _reschedule_groups_on(self, node_id: NodeID) -> None:
         """A node died: have the bundles it held reserved again on other nodes."""
         for request in self.placement_groups.node_died(node_id):
-            self.log.warning("placement_group_rescheduling", pg_id=request.pg_id, node=node_id,
-                             bundles=[i for i, kept in enumerate(request.kept) if not kept])
+            self.log.warning(
+                "placement_group_rescheduling",
+                pg_id=request.pg_id,
+                node=node_id,
+                bundles=[i for i, kept in enumerate(request.kept) if not kept],
+            )
             self.post(self.global_scheduler, request)
 
     def on_remove_placement_group(self, msg: pm.RemovePlacementGroup, sender: Any) -> None:
@@ -369,7 +402,9 @@ class GcsActor(PartActor):
         if record is None:
             return
         actors = actors_in_group(self.actors.table, pg_id)
-        self.log.info("placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why, actors=actors)
+        self.log.info(
+            "placement_group_removed", pg_id=pg_id, state_was=record["state"], why=why, actors=actors
+        )
         for actor_id in actors:
             self._post_actor(actor_id, self.actors.group_removed(actor_id, pg_id))
         self.post(self.global_scheduler, pm.ForgetPlacementGroup(pg_id))
@@ -444,4 +479,3 @@ def _host_of(address: Any) -> str:
     """The IP of a Thespian TCP address ("" for another kind)."""
     sockname = getattr(getattr(address, "addressDetails", None), "sockname", None)
     return sockname[0] if isinstance(sockname, tuple) else ""
-

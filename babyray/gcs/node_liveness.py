@@ -6,6 +6,7 @@ until it registers again; if it has not within ``timeout`` of the restart announ
 died meanwhile. No I/O and no clock: every call takes ``now`` (monotonic seconds). The record's
 ``alive`` field (a bool, as stored since the first schema) holds the state.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,12 +46,20 @@ class NodeLiveness:
 
     def register(self, msg: cm.RegisterNode, now: float, wall_time: float) -> None:
         """A node joined (or joined again, with new parts): it is ALIVE."""
-        self.table.put(msg.node_id, {
-            "node_id": msg.node_id, "address": msg.address, "alive": True,
-            "resources": dict(msg.resources), "available": dict(msg.resources),
-            "queue_length": 0, "scheduler": msg.scheduler, "store": msg.store,
-            "registered_at": wall_time,
-        })
+        self.table.put(
+            msg.node_id,
+            {
+                "node_id": msg.node_id,
+                "address": msg.address,
+                "alive": True,
+                "resources": dict(msg.resources),
+                "available": dict(msg.resources),
+                "queue_length": 0,
+                "scheduler": msg.scheduler,
+                "store": msg.store,
+                "registered_at": wall_time,
+            },
+        )
         self._last_seen[msg.node_id] = now
         self._awaited.pop(msg.node_id, None)
 
@@ -60,8 +69,9 @@ class NodeLiveness:
         if record is None:
             return False
         self._last_seen[msg.node_id] = now
-        record.update(available=dict(msg.available), queue_length=msg.queue_length,
-                      num_workers=msg.num_workers)
+        record.update(
+            available=dict(msg.available), queue_length=msg.queue_length, num_workers=msg.num_workers
+        )
         if msg.resources is not None:  # the node's total changed (placement group bundles)
             record["resources"] = dict(msg.resources)
         revived = self.state_of(record) is NodeState.DEAD
@@ -108,9 +118,18 @@ class NodeLiveness:
 
     def infos(self) -> tuple[cm.NodeInfo, ...]:
         return tuple(
-            cm.NodeInfo(r["node_id"], r["address"], r["alive"], r["resources"], r["available"],
-                       r["queue_length"], r["scheduler"], r["store"])
-            for _, r in self.table.items())
+            cm.NodeInfo(
+                r["node_id"],
+                r["address"],
+                r["alive"],
+                r["resources"],
+                r["available"],
+                r["queue_length"],
+                r["scheduler"],
+                r["store"],
+            )
+            for _, r in self.table.items()
+        )
 
     def scheduler_of(self, node_id: NodeID) -> Any:
         """The node's local scheduler address, None if unknown."""

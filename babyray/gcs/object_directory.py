@@ -2,6 +2,7 @@
 
 An object with no copy left is kept, in state "freed" (its size and lineage stay queryable).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -16,7 +17,9 @@ class ObjectDirectory:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def update(self, node_id: NodeID, added: Iterable[tuple[ObjectID, int]], removed: Iterable[ObjectID]) -> None:
+    def update(
+        self, node_id: NodeID, added: Iterable[tuple[ObjectID, int]], removed: Iterable[ObjectID]
+    ) -> None:
         """Add the node's new copies (object id, size) and remove the ones it dropped."""
         added, removed = list(added), list(removed)
         known = self.table.get_many([object_id for object_id, _ in added] + removed)

@@ -8,6 +8,7 @@ nodes (the others stay where they are), and it is CREATED again once they are. N
 among groups not removed. The manager only keeps the table; the GCS actor sends the messages its
 answers call for.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,12 +31,22 @@ class PlacementGroupDirectory:
         """Record a new group as PENDING; returns an error text if its name is taken."""
         if msg.name and self.named(msg.name) is not None:
             return f"Failed to create placement group '{msg.name}': a placement group with this name already exists"
-        self.table.put(msg.pg_id, {
-            "placement_group_id": msg.pg_id, "name": msg.name, "bundles": [dict(b) for b in msg.bundles],
-            "strategy": msg.strategy, "state": PlacementGroupState.PENDING.value, "lifetime": msg.lifetime,
-            "job_id": msg.job_id,
-            "bundles_to_node_id": {}, "created_at": time.time(), "placed_at": None, "removed_at": None,
-        })
+        self.table.put(
+            msg.pg_id,
+            {
+                "placement_group_id": msg.pg_id,
+                "name": msg.name,
+                "bundles": [dict(b) for b in msg.bundles],
+                "strategy": msg.strategy,
+                "state": PlacementGroupState.PENDING.value,
+                "lifetime": msg.lifetime,
+                "job_id": msg.job_id,
+                "bundles_to_node_id": {},
+                "created_at": time.time(),
+                "placed_at": None,
+                "removed_at": None,
+            },
+        )
         return None
 
     def placed(self, msg: pm.PlacementGroupPlaced) -> bool:
@@ -43,9 +54,12 @@ class PlacementGroupDirectory:
         record = self.table.get(msg.pg_id)
         if record is None or record["state"] not in WAITING:
             return False
-        self.table.update(msg.pg_id, state=advance(record["state"], PlacementGroupState.CREATED).value,
-                          bundles_to_node_id=dict(enumerate(msg.nodes)),
-                          placed_at=time.time())
+        self.table.update(
+            msg.pg_id,
+            state=advance(record["state"], PlacementGroupState.CREATED).value,
+            bundles_to_node_id=dict(enumerate(msg.nodes)),
+            placed_at=time.time(),
+        )
         return True
 
     def remove(self, pg_id: str) -> dict | None:
@@ -54,8 +68,12 @@ class PlacementGroupDirectory:
         if record is None or record["state"] == PlacementGroupState.REMOVED:
             return None
         before = dict(record)
-        self.table.update(pg_id, state=advance(record["state"], PlacementGroupState.REMOVED).value,
-                          bundles_to_node_id={}, removed_at=time.time())
+        self.table.update(
+            pg_id,
+            state=advance(record["state"], PlacementGroupState.REMOVED).value,
+            bundles_to_node_id={},
+            removed_at=time.time(),
+        )
         return before
 
     def node_died(self, node_id: NodeID) -> list[pm.PlacePlacementGroup]:
@@ -69,17 +87,23 @@ class PlacementGroupDirectory:
             kept = {index: node for index, node in where.items() if node != node_id}
             if len(kept) == len(where):
                 continue
-            self.table.update(pg_id, state=advance(record["state"], PlacementGroupState.RESCHEDULING).value,
-                              bundles_to_node_id=kept)
+            self.table.update(
+                pg_id,
+                state=advance(record["state"], PlacementGroupState.RESCHEDULING).value,
+                bundles_to_node_id=kept,
+            )
             requests.append(placement_request(self.table.get(pg_id) or record))
         return requests
 
     def not_on(self, node_id: NodeID) -> list[str]:
         """Groups placed or rescheduling with no bundle on ``node_id``: a node declared dead that
         heartbeats again must give back the bundles it held of these (placed again elsewhere)."""
-        return [pg_id for pg_id, record in self.table.items()
-                if record["state"] in (PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING)
-                and node_id not in bundle_nodes(record)]
+        return [
+            pg_id
+            for pg_id, record in self.table.items()
+            if record["state"] in (PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING)
+            and node_id not in bundle_nodes(record)
+        ]
 
     def to_place(self) -> list[pm.PlacePlacementGroup]:
         """The requests for every group waiting for bundles: PENDING or RESCHEDULING."""
@@ -99,13 +123,19 @@ class PlacementGroupDirectory:
         return None
 
     def removed(self) -> list[str]:
-        return [pg_id for pg_id, record in self.table.items() if record["state"] == PlacementGroupState.REMOVED]
+        return [
+            pg_id for pg_id, record in self.table.items() if record["state"] == PlacementGroupState.REMOVED
+        ]
 
     def owned_by_job(self, job_id: JobID) -> list[str]:
         """Groups that fate-share with job ``job_id`` (not detached), not yet removed."""
-        return [pg_id for pg_id, r in self.table.items()
-                if r.get("job_id") == job_id and r.get("lifetime") != "detached"
-                and r["state"] != PlacementGroupState.REMOVED]
+        return [
+            pg_id
+            for pg_id, r in self.table.items()
+            if r.get("job_id") == job_id
+            and r.get("lifetime") != "detached"
+            and r["state"] != PlacementGroupState.REMOVED
+        ]
 
 
 def placement_request(record: dict[str, Any]) -> pm.PlacePlacementGroup:
@@ -115,15 +145,19 @@ def placement_request(record: dict[str, Any]) -> pm.PlacePlacementGroup:
     if record["state"] == PlacementGroupState.RESCHEDULING:
         where = record.get("bundles_to_node_id") or {}
         kept = tuple(where.get(index, "") for index in range(len(record["bundles"])))
-    return pm.PlacePlacementGroup(record["placement_group_id"], tuple(record["bundles"]), record["strategy"],
-                                  kept)
+    return pm.PlacePlacementGroup(
+        record["placement_group_id"], tuple(record["bundles"]), record["strategy"], kept
+    )
 
 
 def actors_in_group(actors: Table, pg_id: str) -> list[ActorID]:
     """Actors not dead whose creation runs in a bundle of group ``pg_id``."""
-    return [ActorID(actor_id) for actor_id, record in actors.items()
-            if record.get("state") != ActorState.DEAD
-            and placement_group_id(getattr(record.get("spec"), "scheduling_strategy", None)) == pg_id]
+    return [
+        ActorID(actor_id)
+        for actor_id, record in actors.items()
+        if record.get("state") != ActorState.DEAD
+        and placement_group_id(getattr(record.get("spec"), "scheduling_strategy", None)) == pg_id
+    ]
 
 
 def bundle_nodes(record: dict[str, Any]) -> set[NodeID]:

@@ -5,6 +5,7 @@ answer queries. While the store is known to be down (the background writer is fa
 the last open or read failed) a read is not attempted and reports "unknown" (None), so the
 actor keeps serving from memory; ``retry`` reopens the store at most every few seconds.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,9 @@ _RETRY_S = 1.0
 class StoreReader:
     """The GCS actor's read side of the store; called only on the actor's thread."""
 
-    def __init__(self, open_store: Callable[[], GcsStore], writer_healthy: Callable[[], bool],
-                 url: str) -> None:
+    def __init__(
+        self, open_store: Callable[[], GcsStore], writer_healthy: Callable[[], bool], url: str
+    ) -> None:
         self._open = open_store
         self._writer_healthy = writer_healthy
         self.url = url
@@ -73,8 +75,9 @@ class StoreReader:
             self._failed(exc)
             return None
 
-    def scan(self, table: TableName, where: Mapping[str, str | None] | None = None,
-             limit: int | None = None) -> list[tuple[str, Record]] | None:
+    def scan(
+        self, table: TableName, where: Mapping[str, str | None] | None = None, limit: int | None = None
+    ) -> list[tuple[str, Record]] | None:
         """Return (key, record) pairs as GcsStore.scan filters them, or None if unreadable."""
         store = self._readable()
         if store is None:

@@ -5,6 +5,7 @@ messages, so records written before are read back unchanged. Records hold the pl
 (``state.value``); ``advance`` is the one place a change of state is checked: a transition not
 listed here raises ``IllegalTransition``.
 """
+
 from __future__ import annotations
 
 from enum import Enum
@@ -62,11 +63,13 @@ _TRANSITIONS: dict[type[Enum], dict[Enum, frozenset[Enum]]] = {
     },
     PlacementGroupState: {
         PlacementGroupState.PENDING: frozenset({PlacementGroupState.CREATED, PlacementGroupState.REMOVED}),
-        PlacementGroupState.CREATED: frozenset({
-            PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
+        PlacementGroupState.CREATED: frozenset(
+            {PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}
+        ),
         # Another node of the group may die while its lost bundles are being reserved again.
-        PlacementGroupState.RESCHEDULING: frozenset({
-            PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}),
+        PlacementGroupState.RESCHEDULING: frozenset(
+            {PlacementGroupState.CREATED, PlacementGroupState.RESCHEDULING, PlacementGroupState.REMOVED}
+        ),
         PlacementGroupState.REMOVED: frozenset(),
     },
 }

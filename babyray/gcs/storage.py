@@ -5,6 +5,7 @@ Every table is written through to the store (SQLite in the session directory, or
 (``FlushPolicy``) and a miss faults them back. Until ``open`` the tables are in memory only.
 Used on the GCS actor's thread; the writer calls ``on_durable`` on its own thread.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ class GcsStorage:
         """The store URL, password redacted."""
         self.recovered = False
 
-    def open(self, session_dir: str, settings: dict,
-             on_durable: Callable[[list[tuple[TableName, str]]], None]) -> bool:
+    def open(
+        self, session_dir: str, settings: dict, on_durable: Callable[[list[tuple[TableName, str]]], None]
+    ) -> bool:
         """Make stored tables, and read the recovered ones back; False if the store is unreachable
         now (the tables serve from memory meanwhile; ``recover`` retries).
 
@@ -91,12 +93,17 @@ class GcsStorage:
     def stats(self, req_id: str, pid: int) -> gm.GcsStats:
         stored = [t for t in self.tables.all() if isinstance(t, StoredTable)]
         return gm.GcsStats(
-            req_id, pid, self.url,
+            req_id,
+            pid,
+            self.url,
             self.writer.is_healthy() if self.writer else False,
             self.writer.pending_count() if self.writer else 0,
             {t.name: len(t) for t in self.tables.all()},
-            {t.name: t.evicted for t in stored}, {t.name: t.faults for t in stored},
-            self.recovered, self.policy.enabled)
+            {t.name: t.evicted for t in stored},
+            {t.name: t.faults for t in stored},
+            self.recovered,
+            self.policy.enabled,
+        )
 
     def list(self, table_name: str, where: dict | None, limit: int | None) -> list[tuple[str, dict]]:
         """Records of a table whose fields equal ``where``'s (store and memory).
@@ -110,8 +117,9 @@ class GcsStorage:
             if items is None:
                 raise ConnectionError(f"GCS store {self.url} is unavailable")
             return items
-        return [(k, r) for k, r in table.items()
-                if all(r.get(f) == v for f, v in (where or {}).items())][:limit]
+        return [(k, r) for k, r in table.items() if all(r.get(f) == v for f, v in (where or {}).items())][
+            :limit
+        ]
 
     def close(self) -> None:
         """Write what is pending (waiting a little for the store), then close it."""

@@ -155,8 +155,9 @@ class GcsStore:
     Connection and operational failures raise GcsStoreUnavailable.
     """
 
-    def __init__(self, url: str, *, prefix: str = "babyray_",
-                 connect_timeout: float = _PG_CONNECT_TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "babyray_", connect_timeout: float = _PG_CONNECT_TIMEOUT_S
+    ) -> None:
         """Connect, create missing tables named ``<prefix><table>`` and check the schema version.
 
         ``connect_timeout``: seconds a PostgreSQL connection attempt may take.
@@ -208,9 +209,7 @@ class GcsStore:
         """Delete (table, key) rows in one transaction; missing keys are ignored."""
         self.write(deletes=rows)
 
-    def write(
-        self, puts: Sequence[StoreRow] = (), deletes: Iterable[tuple[TableName, str]] = ()
-    ) -> None:
+    def write(self, puts: Sequence[StoreRow] = (), deletes: Iterable[tuple[TableName, str]] = ()) -> None:
         """Upsert puts and delete deletes in one transaction; for a key put twice the last wins."""
         upserts: dict[TableName, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in puts:
@@ -227,8 +226,7 @@ class GcsStore:
                 t = self._table(table)
                 stmt = self._insert(t)
                 excluded = {
-                    column: stmt.excluded[column]
-                    for column in ("value", "state", "name", "updated_at")
+                    column: stmt.excluded[column] for column in ("value", "state", "name", "updated_at")
                 }
                 conn.execute(
                     stmt.on_conflict_do_update(index_elements=[t.c.key], set_=excluded),

@@ -8,6 +8,7 @@ the GCS actor's thread only.
 A record handed to ``put`` is snapshotted (pickled) at once for the store, so a caller that
 changes a record in place must ``put`` it again for the change to be stored.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -115,8 +116,9 @@ class StoredTable(Table):
             count += 1
         return count
 
-    def scan(self, where: Mapping[str, str | None] | None = None,
-             limit: int | None = None) -> list[tuple[str, dict]] | None:
+    def scan(
+        self, where: Mapping[str, str | None] | None = None, limit: int | None = None
+    ) -> list[tuple[str, dict]] | None:
         """(key, record) pairs from store and memory (memory wins), filtered on equal fields.
 
         None if the store cannot be read now.
@@ -165,8 +167,8 @@ class GcsTables:
 
     def __init__(self, writer: "StoreWriter | None" = None, reader: "StoreReader | None" = None) -> None:
         make: Callable[[str], Table] = (
-            Table if writer is None or reader is None
-            else (lambda name: StoredTable(name, writer, reader)))
+            Table if writer is None or reader is None else (lambda name: StoredTable(name, writer, reader))
+        )
         self.objects = make("objects")
         self.tasks = make("tasks")
         self.functions = make("functions")

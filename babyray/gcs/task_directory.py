@@ -5,6 +5,7 @@ global scheduler's choice) is kept in memory until the task ends, so that when a
 the owners of the tasks placed or running there learn of them (``TasksLost``) and resubmit.
 Answers are returned as (destination, message) pairs to send.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -25,7 +26,9 @@ class TaskDirectory:
         self.table = table
         self._placements: dict[TaskID, tuple[NodeID, Any]] = {}  # task id -> (node, owner) until it ends
 
-    def record(self, events: Iterable[tuple[TaskID, str, dict]], node_dead: Callable[[NodeID], bool]) -> Outgoing:
+    def record(
+        self, events: Iterable[tuple[TaskID, str, dict]], node_dead: Callable[[NodeID], bool]
+    ) -> Outgoing:
         """Merge (task id, state, fields) events; a task placed on a node known dead is lost at once.
 
         A "submitted" event carries the whole lineage record, so it needs no read of an
@@ -67,5 +70,7 @@ class TaskDirectory:
             owner = getattr(record.get("spec"), "owner", None)
             if record.get("node_id") == node_id and owner is not None:
                 add(owner, TaskID(stored_id))
-        return [(owners[key], tm.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
-                for key, task_ids in by_owner.items()]
+        return [
+            (owners[key], tm.TasksLost(node_id, tuple(dict.fromkeys(task_ids))))
+            for key, task_ids in by_owner.items()
+        ]

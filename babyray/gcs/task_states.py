@@ -10,6 +10,7 @@ always merged, so a late event still adds its node, worker and timing.
 
 Records hold the plain string (``state.value``), the one the state API and CLI show.
 """
+
 from __future__ import annotations
 
 from enum import Enum

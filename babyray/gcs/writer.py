@@ -151,9 +151,7 @@ class StoreWriter:
         """
         with self._cond:
             pending, batch = self._pending, self._batch_keys
-            return [
-                key for key in keys if (table, key) not in pending and (table, key) not in batch
-            ]
+            return [key for key in keys if (table, key) not in pending and (table, key) not in batch]
 
     def is_healthy(self) -> bool:
         """Return False while the store is unreachable or failing, True otherwise."""
@@ -181,9 +179,7 @@ class StoreWriter:
                 if self._abandoned or (self._stopping and not self._pending):
                     return False
                 wait = self._next_batch_at - time.monotonic()
-                if self._pending and (
-                    wait <= 0 or self._stopping or len(self._pending) >= self._max_batch
-                ):
+                if self._pending and (wait <= 0 or self._stopping or len(self._pending) >= self._max_batch):
                     break
                 self._cond.wait(wait if self._pending else None)
             self._next_batch_at = time.monotonic() + self._flush_interval
@@ -243,9 +239,7 @@ class StoreWriter:
             written = [key for key, _ in self._batch]
             self._batch = []
             self._batch_keys = set()
-            self._durable = (
-                next(iter(self._pending.values()))[0] - 1 if self._pending else self._enqueued
-            )
+            self._durable = next(iter(self._pending.values()))[0] - 1 if self._pending else self._enqueued
             durable = [key for key in written if key not in self._pending]
             self._cond.notify_all()
         if not self._healthy:

@@ -17,6 +17,7 @@ The rules every message follows:
   ``short_repr``: Thespian formats every message with ``str()`` when sending it (see
   docs/design.md, "Thespian: every message is formatted with str()").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """Actors: owners and callers <-> GCS (registration, state, names), the actor's worker and
 its local scheduler <-> GCS (started, failed, died, kill)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """The cluster's parts: start-up and shutdown (launcher <-> every part), nodes and drivers
 joining the GCS, heartbeats and the node table, and the head directory that tells joining
 members and drivers where the head's parts are."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

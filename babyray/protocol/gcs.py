@@ -3,6 +3,7 @@
 The GCS answers a table request it cannot serve with the same reply type and ``error`` set,
 never by raising.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """Objects: owners and borrowers (values, distributed reference counting), readers and
 producers with their node's object store, object stores with each other (pulls over the
 data plane) and with the GCS (object locations)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -144,7 +145,9 @@ class ObjectLocations:
     removed: tuple = ()
 
     def __repr__(self) -> str:
-        return short_repr("ObjectLocations", node=self.node_id, added=len(self.added), removed=len(self.removed))
+        return short_repr(
+            "ObjectLocations", node=self.node_id, added=len(self.added), removed=len(self.removed)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """Placement groups: driver <-> GCS, GCS <-> global scheduler, and the global scheduler's
 two-phase reservation of bundles on local schedulers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

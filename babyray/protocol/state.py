@@ -4,6 +4,7 @@
 asks the GCS for the connected drivers and then every driver and worker (each runs a
 CoreClient) for a snapshot of the ObjectRefs it holds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """Running tasks: owner <-> local scheduler <-> worker, and the global scheduler and GCS
 when a task leaves its node or its node dies."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

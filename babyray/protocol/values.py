@@ -6,6 +6,7 @@ ObjectRefs inside the value alive. ``TaskSpec`` is built by the owner and carrie
 local scheduler -> worker (and on to the global scheduler and the GCS). ``Batch`` bundles many
 messages for one destination.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -126,19 +127,41 @@ class TaskSpec:
     # 0 for a driver's task, d + 1 for one submitted by a task of depth d: a node runs its
     # deepest queued tasks first, so nested work finishes before more of it starts.
     nesting_depth: int = 0
-    namespace: str = ""  # the submitting job's: where get_actor() looks from the task (not set on a method call)
+    namespace: str = (
+        ""  # the submitting job's: where get_actor() looks from the task (not set on a method call)
+    )
 
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
 
     def __reduce__(self) -> tuple:
         # Unpickled through __init__: faster than a frozen dataclass's field-by-field __setstate__.
-        return TaskSpec, (self.task_id, self.job_id, self.function_id, self.function_name, self.args,
-                        self.kwargs, self.num_returns, self.return_ids, self.resources, self.owner,
-                        self.owner_id, self.max_retries, self.retry_exceptions, self.attempt,
-                        self.scheduling_strategy, self.actor_id, self.actor_creation,
-                        self.method_name, self.actor_options, self.gpu_ids, self.generator,
-                        self.runtime_env, self.nesting_depth, self.namespace)
+        return TaskSpec, (
+            self.task_id,
+            self.job_id,
+            self.function_id,
+            self.function_name,
+            self.args,
+            self.kwargs,
+            self.num_returns,
+            self.return_ids,
+            self.resources,
+            self.owner,
+            self.owner_id,
+            self.max_retries,
+            self.retry_exceptions,
+            self.attempt,
+            self.scheduling_strategy,
+            self.actor_id,
+            self.actor_creation,
+            self.method_name,
+            self.actor_options,
+            self.gpu_ids,
+            self.generator,
+            self.runtime_env,
+            self.nesting_depth,
+            self.namespace,
+        )
 
     def next_attempt(self) -> TaskSpec:
         """This task's next try (a retry spends one of its ``max_retries``)."""

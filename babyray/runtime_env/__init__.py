@@ -2,6 +2,7 @@
 
 ``RuntimeEnv`` is Ray's typed form of the ``runtime_env`` dict; a plain dict works the same.
 """
+
 from __future__ import annotations
 
 import json

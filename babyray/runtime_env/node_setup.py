@@ -5,6 +5,7 @@ directory (``runtime_resources/<kind>_files/<package>``), named by content hash,
 worker of the node reuses them. Unpacking goes to a private temporary directory that is
 renamed into place, so workers starting together never see a half-written package.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,7 @@ def install_packages(env: dict, session_dir: str, fetch: Callable[[str], bytes])
 
 def unpacked(uri: str, kind: str, session_dir: str, fetch: Callable[[str], bytes]) -> str:
     """The directory holding package ``uri`` on this node; fetched and unpacked if new."""
-    name = uri[len(PACKAGE_SCHEME):].removesuffix(".zip")
+    name = uri[len(PACKAGE_SCHEME) :].removesuffix(".zip")
     target = os.path.join(session_dir, "runtime_resources", f"{kind}_files", name)
     if os.path.isdir(target):
         return target
@@ -65,7 +66,12 @@ def unpacked(uri: str, kind: str, session_dir: str, fetch: Callable[[str], bytes
         shutil.rmtree(staging, ignore_errors=True)
         if not os.path.isdir(target):
             raise
-    log.get_logger("runtime_env").info("runtime_env_package_unpacked", uri=uri, path=target, bytes=len(blob),
-                                       fetch_seconds=round(fetched - started, 3),
-                                       unpack_seconds=round(time.monotonic() - fetched, 3))
+    log.get_logger("runtime_env").info(
+        "runtime_env_package_unpacked",
+        uri=uri,
+        path=target,
+        bytes=len(blob),
+        fetch_seconds=round(fetched - started, 3),
+        unpack_seconds=round(time.monotonic() - fetched, 3),
+    )
     return target

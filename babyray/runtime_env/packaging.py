@@ -9,6 +9,7 @@ The GCS keeps a package in its function table (immutable blobs by id, persisted 
 recovered like functions) as chunks of at most CHUNK_BYTES under ``<uri>#<i>``, with the
 chunk count under ``<uri>``: large single messages are slow to pass between processes.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -68,7 +69,9 @@ def upload(core: CoreClient, uri: str, blob: bytes) -> None:
     """
     chunks = range(0, max(1, len(blob)), CHUNK_BYTES)
     for i, offset in enumerate(chunks):
-        core.ensure_function(FunctionID(f"{uri}#{i}"), "runtime_env package chunk", blob[offset:offset + CHUNK_BYTES])
+        core.ensure_function(
+            FunctionID(f"{uri}#{i}"), "runtime_env package chunk", blob[offset : offset + CHUNK_BYTES]
+        )
         core.request(core.gcs, lambda req_id: cm.GetNodes(req_id))
     core.ensure_function(FunctionID(uri), "runtime_env package", str(len(chunks)).encode())
 
@@ -96,9 +99,11 @@ def zip_path(path: str, excludes: list[str], keep_top_level: bool) -> bytes:
         files = [(full, os.path.join(prefix, rel)) for full, rel in _walk(path, excludes)]
     total = sum(os.path.getsize(full) for full, _ in files)
     if total > MAX_PACKAGE_BYTES:
-        raise ValueError(f"runtime_env package {path} is {total / 2**20:.1f} MiB, more than the "
-                         f"{MAX_PACKAGE_BYTES // 2**20} MiB limit: leave large files out with "
-                         "runtime_env['excludes'] or a .gitignore")
+        raise ValueError(
+            f"runtime_env package {path} is {total / 2**20:.1f} MiB, more than the "
+            f"{MAX_PACKAGE_BYTES // 2**20} MiB limit: leave large files out with "
+            "runtime_env['excludes'] or a .gitignore"
+        )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for full, name in files:
@@ -118,8 +123,11 @@ def _walk(root: str, excludes: list[str]) -> list[tuple[str, str]]:
     found = []
 
     def skip(rel: str, is_dir: bool) -> bool:
-        return any(excluded(rel[len(base) + 1:] if base else rel, is_dir, patterns)
-                   for base, patterns in rules if not base or rel.startswith(base + os.sep))
+        return any(
+            excluded(rel[len(base) + 1 :] if base else rel, is_dir, patterns)
+            for base, patterns in rules
+            if not base or rel.startswith(base + os.sep)
+        )
 
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)

@@ -5,6 +5,7 @@ made absolute and Python module objects turned into their paths. ``working_dir``
 ``py_modules`` name either a local path (only in ``init()``: the job level, as in Ray) or a
 ``gcs://`` package already stored in the cluster (what a local path becomes once packed).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,21 @@ from typing import Any
 
 SUPPORTED_KEYS = ("env_vars", "working_dir", "py_modules", "excludes")
 # Ray's other keys: known to Ray, not (yet) to babyray.
-RAY_ONLY_KEYS = ("pip", "conda", "uv", "container", "image_uri", "java_jars", "nsight", "mpi",
-                 "worker_process_setup_hook", "config", "py_executable", "_ray_release", "docker")
+RAY_ONLY_KEYS = (
+    "pip",
+    "conda",
+    "uv",
+    "container",
+    "image_uri",
+    "java_jars",
+    "nsight",
+    "mpi",
+    "worker_process_setup_hook",
+    "config",
+    "py_executable",
+    "_ray_release",
+    "docker",
+)
 PACKAGE_SCHEME = "gcs://"
 
 
@@ -53,8 +67,9 @@ def validate(runtime_env: Any, *, job_level: bool) -> dict:
 
 
 def _env_vars(env_vars: Any) -> dict:
-    if not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                 for k, v in env_vars.items()):
+    if not isinstance(env_vars, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+    ):
         raise TypeError(f"runtime_env['env_vars'] must be a Dict[str, str], got {env_vars!r:.100}")
     return dict(env_vars)
 
@@ -68,11 +83,15 @@ def _local_or_package(value: Any, field: str, job_level: bool) -> str:
     if value.startswith(PACKAGE_SCHEME):
         return value
     if "://" in value:
-        raise ValueError(f"runtime_env['{field}']={value!r}: remote URIs are not supported by babyray; "
-                         "give a local path (in init()), which is uploaded to the cluster")
+        raise ValueError(
+            f"runtime_env['{field}']={value!r}: remote URIs are not supported by babyray; "
+            "give a local path (in init()), which is uploaded to the cluster"
+        )
     if not job_level:
-        raise ValueError(f"runtime_env['{field}']={value!r}: a local path can only be set per job, in "
-                         "init(runtime_env=...), not per task or actor (as in Ray)")
+        raise ValueError(
+            f"runtime_env['{field}']={value!r}: a local path can only be set per job, in "
+            "init(runtime_env=...), not per task or actor (as in Ray)"
+        )
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.exists(path):
         raise ValueError(f"runtime_env['{field}']={value!r}: {path} does not exist")
@@ -95,8 +114,10 @@ def _py_modules(value: Any, job_level: bool) -> list:
             entry = _module_path(entry)
         path = _local_or_package(entry, "py_modules", job_level)
         if not path.startswith(PACKAGE_SCHEME) and not (os.path.isdir(path) or path.endswith(".py")):
-            raise ValueError(f"runtime_env['py_modules'] entry {entry!r}: give a package directory or a .py "
-                             "file (wheels are not supported by babyray)")
+            raise ValueError(
+                f"runtime_env['py_modules'] entry {entry!r}: give a package directory or a .py "
+                "file (wheels are not supported by babyray)"
+            )
         modules.append(path)
     return modules
 

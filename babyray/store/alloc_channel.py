@@ -34,6 +34,7 @@ of another user before reading a byte (even with authentication disabled), and a
 refuses a listener of another user (one that took the name first). Each connection then
 proves the cluster token (babyray.auth) before a request is read.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -51,10 +52,14 @@ from babyray.store.allocator import Allocator
 
 _LEN = struct.Struct("<I")
 
-Allocate = Callable[[ObjectID, int, WorkerID], tuple[int, bytes | None]]  # (oid, size, owner) -> (offset, error)
+Allocate = Callable[
+    [ObjectID, int, WorkerID], tuple[int, bytes | None]
+]  # (oid, size, owner) -> (offset, error)
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
-Take = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of the spare it is written into)
+Take = Callable[
+    [ObjectID, int, WorkerID, int], None
+]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
 Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
 Seal = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of its spare or -1)
@@ -80,7 +85,10 @@ class SpareSlots:
         """A slot for ``client``'s next put of ``size`` bytes, only from free space: a guess never
         evicts, spills or crowds out a put."""
         capacity = self.allocator.capacity
-        if size > capacity // SPARE_FRACTION or self.allocator.free_bytes - size < capacity // KEEP_FREE_FRACTION:
+        if (
+            size > capacity // SPARE_FRACTION
+            or self.allocator.free_bytes - size < capacity // KEEP_FREE_FRACTION
+        ):
             return None
         used = self.allocator.used
         offset = self.allocator.alloc(size)
@@ -157,8 +165,16 @@ class AllocServer:
     """Runs in the object store actor's process: one thread per connected client, each client
     known to ``reserve`` and ``release`` by a number of its own."""
 
-    def __init__(self, arena_name: str, allocate: Allocate, reserve: Reserve, release: Release,
-                 take: Take, pin: Pin | None = None, seal: Seal | None = None) -> None:
+    def __init__(
+        self,
+        arena_name: str,
+        allocate: Allocate,
+        reserve: Reserve,
+        release: Release,
+        take: Take,
+        pin: Pin | None = None,
+        seal: Seal | None = None,
+    ) -> None:
         """``pin`` and ``seal`` None: a server of slots only, without an object table (tests of
         the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
@@ -253,7 +269,7 @@ class AllocServer:
 
 
 def _peer_credentials(conn: socket.socket) -> str:
-    """"pid P uid U" of the process at the other end of a Unix socket."""
+    """ "pid P uid U" of the process at the other end of a Unix socket."""
     try:
         return "pid {} uid {}".format(*_peer(conn))
     except OSError:

@@ -5,6 +5,7 @@ holes are indexed three ways: by start and by end (dicts, O(1) neighbour lookup 
 coalescing) and by ``(size, start)`` in one sorted list (bisect, for best fit and
 ``largest_free``). Sizes are rounded up to ``alignment``, so every offset is aligned.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, insort
@@ -18,7 +19,16 @@ class Allocator:
     Not thread-safe: one owner (the store actor) calls it.
     """
 
-    __slots__ = ("_by_key", "_hole_at", "_hole_ending", "_shift", "_used", "_used_at", "alignment", "capacity")
+    __slots__ = (
+        "_by_key",
+        "_hole_at",
+        "_hole_ending",
+        "_shift",
+        "_used",
+        "_used_at",
+        "alignment",
+        "capacity",
+    )
 
     def __init__(self, capacity: int, alignment: int = 64) -> None:
         if alignment <= 0 or alignment & (alignment - 1):

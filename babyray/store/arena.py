@@ -11,6 +11,7 @@ The segment is a plain file under /dev/shm opened with ``os.open``, not
 (see docs/design.md, "Shared memory: attach without the resource tracker"): it lives until
 its creator calls ``unlink``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -266,7 +267,10 @@ def write_object(arena: Arena, offset: int, obj: SerializedObject, copy_threads:
             src = np.frombuffer(buf, np.uint8)
             dst = np.frombuffer(dest[off : off + buf.nbytes], np.uint8)
             step = -(-buf.nbytes // copy_threads // _PAGE) * _PAGE
-            copies += [pool.submit(np.copyto, dst[a : a + step], src[a : a + step]) for a in range(0, buf.nbytes, step)]
+            copies += [
+                pool.submit(np.copyto, dst[a : a + step], src[a : a + step])
+                for a in range(0, buf.nbytes, step)
+            ]
         _HEAD.pack_into(dest, 0, MAGIC, len(obj.buffers), len(obj.meta))
         for i, (off, buf) in enumerate(zip(offsets, obj.buffers, strict=True)):
             _ENTRY.pack_into(dest, _HEAD.size + i * _ENTRY.size, off, buf.nbytes)

@@ -24,6 +24,7 @@ copy too).
 Room is made in least-recently-used order among SEALED, unpinned objects: secondary
 copies (pulled from other nodes) are dropped first, then primary copies are spilled.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -37,8 +38,16 @@ from babyray.ids import NodeID, ObjectID, WorkerID
 from babyray.store.alloc_channel import SpareSlots
 from babyray.store.allocator import Allocator
 
-__all__ = ["TRANSITIONS", "InvalidTransition", "ObjectState", "ObjectTable", "PinOutcome", "SealOutcome",
-           "SpillIO", "StoredObject"]
+__all__ = [
+    "TRANSITIONS",
+    "InvalidTransition",
+    "ObjectState",
+    "ObjectTable",
+    "PinOutcome",
+    "SealOutcome",
+    "SpillIO",
+    "StoredObject",
+]
 
 
 class ObjectState(Enum):
@@ -151,7 +160,9 @@ class ObjectTable:
         self.evictable: OrderedDict[ObjectID, None] = OrderedDict()
         self.duplicates: dict[ObjectID, list[int]] = {}  # object id -> scratch slots of duplicate copies
         self.counters = TableCounters()
-        self.gone: list[ObjectID] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
+        self.gone: list[
+            ObjectID
+        ] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -316,8 +327,9 @@ class ObjectTable:
         """The objects that may leave the arena, in the order they would: secondary copies
         least recently used first, then primary copies likewise; none of ``keep``."""
         candidates = [oid for oid in self.evictable if oid not in keep]
-        return ([oid for oid in candidates if not self.objects[oid].primary]
-                + [oid for oid in candidates if self.objects[oid].primary])
+        return [oid for oid in candidates if not self.objects[oid].primary] + [
+            oid for oid in candidates if self.objects[oid].primary
+        ]
 
     def alloc(self, size: int, keep: set[ObjectID] | frozenset[ObjectID] = frozenset()) -> int | None:
         """A slot of ``size`` bytes, evicting or spilling objects (not in ``keep``) to make room.
@@ -375,7 +387,9 @@ class ObjectTable:
 
     # ---- reporting -----------------------------------------------------------------------
 
-    def full_error(self, oid: ObjectID, size: int, node_id: NodeID, restoring: bool = False) -> exceptions.ObjectStoreFullError:
+    def full_error(
+        self, oid: ObjectID, size: int, node_id: NodeID, restoring: bool = False
+    ) -> exceptions.ObjectStoreFullError:
         in_arena = [o for o in self.objects.values() if o.offset is not None]
         pinned = sum(o.size for o in in_arena if o.pins > 0)
         writing = sum(o.size for o in in_arena if o.state in UNSEALED)
@@ -385,7 +399,8 @@ class ObjectTable:
             f"({self.allocator.capacity} bytes): {self.allocator.used} bytes in use, {pinned} bytes pinned by "
             f"readers, {writing} bytes being written, largest free block {self.allocator.largest_free} bytes, "
             f"and nothing else can be spilled. Release the values you got (they pin their objects) or "
-            f"start babyray with a larger object_store_memory.")
+            f"start babyray with a larger object_store_memory."
+        )
 
     def held(self) -> tuple[tuple[ObjectID, int], ...]:
         """(id, size) of every complete object its owner still references: the GCS's locations."""
@@ -421,5 +436,13 @@ class ObjectTable:
 
     def object_states(self) -> dict[ObjectID, dict]:
         """Each object's line in the memory report: where its bytes are and who pins them."""
-        return {oid: {"size": o.size, "state": o.report_state, "pins": o.pins, "primary": o.primary,
-                      "on_disk": o.on_disk} for oid, o in self.objects.items()}
+        return {
+            oid: {
+                "size": o.size,
+                "state": o.report_state,
+                "pins": o.pins,
+                "primary": o.primary,
+                "on_disk": o.on_disk,
+            }
+            for oid, o in self.objects.items()
+        }

@@ -5,6 +5,7 @@ the arena (the layout of ``babyray.serialization``), so a restored slot is read 
 other. Files are written straight from the arena view and restored with ``readinto``
 into the new slot: no intermediate copy in either direction.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,9 +5,17 @@ through a ``DataPlane`` implementation: ``TcpDataPlane`` between hosts (chunked,
 streams for large objects) or ``InProcessDataPlane`` for tests. Nothing else in babyray
 opens data sockets.
 """
+
 from babyray.transfer.base import DataPlane, TransferError, parse_address, split_ranges
 from babyray.transfer.inprocess import InProcessDataPlane
 from babyray.transfer.tcp import TcpDataPlane, TransferServer
 
-__all__ = ["DataPlane", "InProcessDataPlane", "TcpDataPlane", "TransferError", "TransferServer",
-           "parse_address", "split_ranges"]
+__all__ = [
+    "DataPlane",
+    "InProcessDataPlane",
+    "TcpDataPlane",
+    "TransferError",
+    "TransferServer",
+    "parse_address",
+    "split_ranges",
+]

@@ -1,4 +1,5 @@
 """The data-plane interface: read or write a byte range of a remote node's arena."""
+
 from __future__ import annotations
 
 from typing import Protocol

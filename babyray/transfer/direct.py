@@ -4,6 +4,7 @@ Such a client cannot map the node's arena: it reserves and pins slots in a remot
 through Thespian as usual, and moves the bytes over the data plane into or out of its own
 private memory. Used by ``CoreClient`` when ``remote_store_io`` is set.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """An in-process data plane: 'servers' are buffers registered under (host, port). For tests."""
+
 from __future__ import annotations
 
 from babyray.transfer.base import TransferError
@@ -19,8 +20,8 @@ class InProcessDataPlane:
 
     def read_into(self, host: str, port: int, offset: int, dest: memoryview, streams: int = 1) -> None:
         dest = memoryview(dest).cast("B")
-        dest[:] = self._buffer(host, port)[offset: offset + len(dest)]
+        dest[:] = self._buffer(host, port)[offset : offset + len(dest)]
 
     def write_from(self, host: str, port: int, offset: int, src: memoryview, streams: int = 1) -> None:
         src = memoryview(src).cast("B")
-        self._buffer(host, port)[offset: offset + len(src)] = src
+        self._buffer(host, port)[offset : offset + len(src)] = src

@@ -9,6 +9,7 @@ streams the range; for a write the client streams it and the server answers one 
 it is stored. Large ranges are split over several connections that run in parallel.
 The server listens only on the node's own address.
 """
+
 from __future__ import annotations
 
 import socket
@@ -41,7 +42,7 @@ def _tune(sock: socket.socket) -> None:
 def _recv_exactly(sock: socket.socket, dest: memoryview) -> None:
     got = 0
     while got < len(dest):
-        n = sock.recv_into(dest[got: got + CHUNK])
+        n = sock.recv_into(dest[got : got + CHUNK])
         if n == 0:
             raise TransferError(f"peer closed the stream after {got} of {len(dest)} bytes")
         got += n
@@ -49,7 +50,7 @@ def _recv_exactly(sock: socket.socket, dest: memoryview) -> None:
 
 def _send_all(sock: socket.socket, src: memoryview) -> None:
     for start in range(0, len(src), CHUNK):
-        sock.sendall(src[start: start + CHUNK])
+        sock.sendall(src[start : start + CHUNK])
 
 
 class TransferServer:
@@ -80,8 +81,9 @@ class TransferServer:
                 conn, peer = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn, peer), name="babyray-transfer-conn",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, args=(conn, peer), name="babyray-transfer-conn", daemon=True
+            ).start()
 
     def _serve(self, conn: socket.socket, peer: tuple) -> None:
         with conn:
@@ -149,13 +151,19 @@ class TcpDataPlane:
             self._one(host, port, op, offset, buf)
             return
         with ThreadPoolExecutor(len(ranges), thread_name_prefix="babyray-transfer") as pool:
-            futures = [pool.submit(self._one, host, port, op, offset + start, buf[start: start + length])
-                       for start, length in ranges]
+            futures = [
+                pool.submit(self._one, host, port, op, offset + start, buf[start : start + length])
+                for start, length in ranges
+            ]
             for future in futures:
                 future.result()
 
-    def read_into(self, host: str, port: int, offset: int, dest: memoryview, streams: int | None = None) -> None:
+    def read_into(
+        self, host: str, port: int, offset: int, dest: memoryview, streams: int | None = None
+    ) -> None:
         self._run(host, port, OP_READ, offset, dest, streams)
 
-    def write_from(self, host: str, port: int, offset: int, src: memoryview, streams: int | None = None) -> None:
+    def write_from(
+        self, host: str, port: int, offset: int, src: memoryview, streams: int | None = None
+    ) -> None:
         self._run(host, port, OP_WRITE, offset, src, streams)

@@ -3,6 +3,7 @@
 Its members load on first use: the core imports this package (scheduling strategies)
 before the API these helpers are built on exists.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -28,8 +29,14 @@ _MEMBERS = {
 _SUBMODULES = {"actor_pool", "check_serialize", "multiprocessing", "queue"}  # ray.util.queue.Queue etc.
 
 __all__ = [
-    "ActorPool", "get_current_placement_group", "get_node_ip_address", "get_placement_group",
-    "inspect_serializability", "list_named_actors", "placement_group", "placement_group_table",
+    "ActorPool",
+    "get_current_placement_group",
+    "get_node_ip_address",
+    "get_placement_group",
+    "inspect_serializability",
+    "list_named_actors",
+    "placement_group",
+    "placement_group_table",
     "remove_placement_group",
 ]
 

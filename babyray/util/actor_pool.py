@@ -4,6 +4,7 @@ Each submitted value goes to an idle actor through ``fn(actor, value)``, which r
 ObjectRef of the call; the actor is busy until that ref is ready and its result taken.
 Values submitted while every actor is busy wait in submission order.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
@@ -33,6 +34,7 @@ class ActorPool:
         def results() -> Iterator:
             while self.has_next():
                 yield self.get_next()
+
         return results()
 
     def map_unordered(self, fn: Callable[[Any, Any], ObjectRef], values: Iterable) -> Iterator:
@@ -44,6 +46,7 @@ class ActorPool:
         def results() -> Iterator:
             while self.has_next():
                 yield self.get_next_unordered()
+
         return results()
 
     def _drop_pending(self, get: Callable) -> None:
@@ -62,8 +65,10 @@ class ActorPool:
         ref = fn(actor, value)
         if not isinstance(ref, ObjectRef):
             self._idle.append(actor)
-            raise TypeError(f"ActorPool: fn(actor, value) must return the ObjectRef of an actor call, "
-                            f"got {type(ref).__name__}")
+            raise TypeError(
+                f"ActorPool: fn(actor, value) must return the ObjectRef of an actor call, "
+                f"got {type(ref).__name__}"
+            )
         self._busy[ref] = (self._next_index, actor)
         self._by_index[self._next_index] = ref
         self._next_index += 1
@@ -92,7 +97,9 @@ class ActorPool:
                 raise TimeoutError(f"Timed out waiting for result after {timeout}s")
             if not ready:
                 self._take(ref)
-                raise TimeoutError(f"Timed out waiting for result after {timeout}s; the task {ref} is dropped")
+                raise TimeoutError(
+                    f"Timed out waiting for result after {timeout}s; the task {ref} is dropped"
+                )
         return self._result(ref)
 
     def get_next_unordered(self, timeout: float | None = None, ignore_if_timedout: bool = False) -> Any:
@@ -110,7 +117,9 @@ class ActorPool:
             if ignore_if_timedout:
                 dropped = self._by_index[min(i for i, _ in self._busy.values())]
                 self._take(dropped)
-                raise TimeoutError(f"Timed out waiting for result after {timeout}s; the task {dropped} is dropped")
+                raise TimeoutError(
+                    f"Timed out waiting for result after {timeout}s; the task {dropped} is dropped"
+                )
             raise TimeoutError(f"Timed out waiting for result after {timeout}s")
         return self._result(ready[0])
 

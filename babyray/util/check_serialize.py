@@ -4,6 +4,7 @@ It tries to cloudpickle the object; when that fails it looks inside (a function'
 and closure variables, an object's attributes and methods) down to ``depth`` levels,
 printing what it tries, and returns ``(serializable, failures)``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -33,8 +34,9 @@ class _Printer:
         print("    " * self.level + message, file=self.print_file)
 
 
-def inspect_serializability(base_obj: Any, name: str | None = None, depth: int = 3,
-                            print_file: Any = None) -> tuple[bool, set[FailureTuple]]:
+def inspect_serializability(
+    base_obj: Any, name: str | None = None, depth: int = 3, print_file: Any = None
+) -> tuple[bool, set[FailureTuple]]:
     """Whether ``base_obj`` serializes, and the innermost objects found that do not.
 
     Prints its search to ``print_file`` (stdout by default).
@@ -51,16 +53,21 @@ def inspect_serializability(base_obj: Any, name: str | None = None, depth: int =
             failures.add(FailureTuple(base_obj, name, None))
         printer.print(rule)
         found = "\n".join(str(f) for f in failures)
-        printer.print(f"Variable: \n\n\t{found}\n\nwas found to be non-serializable. There may be multiple "
-                      "other undetected variables that were non-serializable. ")
-        printer.print("Consider either removing the instantiation/imports of these variables or moving the "
-                      "instantiation into the scope of the function/class. ")
+        printer.print(
+            f"Variable: \n\n\t{found}\n\nwas found to be non-serializable. There may be multiple "
+            "other undetected variables that were non-serializable. "
+        )
+        printer.print(
+            "Consider either removing the instantiation/imports of these variables or moving the "
+            "instantiation into the scope of the function/class. "
+        )
     printer.print(rule)
     return ok, failures
 
 
-def _inspect(obj: Any, name: str | None, depth: int, parent: Any, failures: set, printer: _Printer,
-             top: bool = False) -> bool:
+def _inspect(
+    obj: Any, name: str | None, depth: int, parent: Any, failures: set, printer: _Printer, top: bool = False
+) -> bool:
     """True if ``obj`` pickles; else add the culprits found within ``depth`` to ``failures``."""
     if not top:
         printer.print(f"Serializing '{name}' {obj}...")
@@ -88,7 +95,9 @@ def _inspect(obj: Any, name: str | None, depth: int, parent: Any, failures: set,
             break
     if len(failures) == before:  # nothing inside is to blame: the object itself is
         if examined:
-            printer.print(f"WARNING: Did not find non-serializable object in {obj}. This may be an oversight.")
+            printer.print(
+                f"WARNING: Did not find non-serializable object in {obj}. This may be an oversight."
+            )
         failures.add(FailureTuple(obj, name, parent))
     return False
 
@@ -104,5 +113,11 @@ def _parts(obj: Any) -> Iterator[tuple[str, dict]]:
         members = inspect.getmembers(obj)
     except Exception:  # an object whose attributes raise: nothing to look into
         return
-    yield "members", {n: m for n, m in members
-                      if not (n.startswith("__") and n.endswith("__")) and not inspect.isbuiltin(m)}
+    yield (
+        "members",
+        {
+            n: m
+            for n, m in members
+            if not (n.startswith("__") and n.endswith("__")) and not inspect.isbuiltin(m)
+        },
+    )

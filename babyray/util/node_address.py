@@ -1,4 +1,5 @@
 """``get_node_ip_address()``: the IP address of the node this process runs on."""
+
 from __future__ import annotations
 
 import socket
@@ -16,6 +17,7 @@ def get_node_ip_address(address: str = "8.8.8.8:53") -> str:
         if known:
             return known
         from babyray.api.public import nodes
+
         for node in nodes():
             if node["NodeID"] == runtime.node_id:
                 runtime.node_ip = node["NodeManagerAddress"]

@@ -12,6 +12,7 @@ it can only run once a bundle is committed. A task or actor with
 bundle's resources instead of the node's (babyray.actors.bundles) and cannot ask for more
 than the bundle holds.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -28,8 +29,12 @@ from babyray.protocol import placement as pm
 from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 __all__ = [
-    "PlacementGroup", "get_current_placement_group", "get_placement_group", "placement_group",
-    "placement_group_table", "remove_placement_group",
+    "PlacementGroup",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
 ]
 
 _bundle_reservation_check = None
@@ -65,13 +70,16 @@ class PlacementGroup:
         global _bundle_reservation_check
         if _bundle_reservation_check is None:
             from babyray.api.remote_function import RemoteFunction
+
             _bundle_reservation_check = RemoteFunction(_check_reserved, {"num_cpus": 0, "max_retries": 0})
         return _bundle_reservation_check.options(
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self)).remote(self)
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self)
+        ).remote(self)
 
     def wait(self, timeout_seconds: float = 30) -> bool:
         """Whether the group is placed within ``timeout_seconds`` (False once removed)."""
         from babyray.api.public import get, wait
+
         ready, _ = wait([self.ready()], timeout=timeout_seconds)
         if not ready:
             return False
@@ -105,21 +113,29 @@ def _ask(build: Callable[[str], Any]) -> Any:
 
 def _check_bundles(bundles: Any) -> list[dict]:
     if not isinstance(bundles, (list, tuple)) or not bundles:
-        raise ValueError(f"The placement group `bundles` argument must be a non-empty list of dicts, got {bundles!r}")
+        raise ValueError(
+            f"The placement group `bundles` argument must be a non-empty list of dicts, got {bundles!r}"
+        )
     checked = []
     for bundle in bundles:
         if not isinstance(bundle, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
-                for k, v in bundle.items()):
-            raise ValueError(f"A bundle must be a dict of resource names to non-negative numbers, got {bundle!r}")
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for k, v in bundle.items()
+        ):
+            raise ValueError(
+                f"A bundle must be a dict of resource names to non-negative numbers, got {bundle!r}"
+            )
         if not any(v > 0 for v in bundle.values()):
-            raise ValueError(f"Bundles cannot be an empty dictionary or resources with only 0 values, got {bundle!r}")
+            raise ValueError(
+                f"Bundles cannot be an empty dictionary or resources with only 0 values, got {bundle!r}"
+            )
         checked.append({k: float(v) for k, v in bundle.items() if v > 0})
     return checked
 
 
-def placement_group(bundles: list[dict], strategy: str = "PACK", name: str = "",
-                    lifetime: str | None = None) -> PlacementGroup:
+def placement_group(
+    bundles: list[dict], strategy: str = "PACK", name: str = "", lifetime: str | None = None
+) -> PlacementGroup:
     """Reserve ``bundles`` (e.g. ``[{"CPU": 1}] * 4``) across the cluster, asynchronously.
 
     Args:
@@ -133,7 +149,9 @@ def placement_group(bundles: list[dict], strategy: str = "PACK", name: str = "",
     """
     checked = _check_bundles(bundles)
     if strategy not in STRATEGIES:
-        raise ValueError(f"Invalid placement group strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"Invalid placement group strategy {strategy!r}; choose from {', '.join(STRATEGIES)}"
+        )
     if lifetime not in (None, "detached"):
         raise ValueError(f"Placement group `lifetime` must be None or 'detached', got {lifetime!r}")
     if not isinstance(name, str):
@@ -147,7 +165,9 @@ def placement_group(bundles: list[dict], strategy: str = "PACK", name: str = "",
 def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Remove the group: kill the actors and tasks running in it and free its bundles."""
     if not isinstance(placement_group, PlacementGroup):
-        raise TypeError(f"remove_placement_group() expects a PlacementGroup, got {type(placement_group).__name__}")
+        raise TypeError(
+            f"remove_placement_group() expects a PlacementGroup, got {type(placement_group).__name__}"
+        )
     _ask(lambda r: pm.RemovePlacementGroup(r, placement_group.id))
 
 
@@ -174,8 +194,11 @@ def table_row(record: dict) -> dict:
         "state": record["state"],
         "is_detached": record.get("lifetime") == "detached",
         "creator_job_id": record.get("job_id"),
-        "stats": {"created_at": record.get("created_at"), "placed_at": record.get("placed_at"),
-                  "removed_at": record.get("removed_at")},
+        "stats": {
+            "created_at": record.get("created_at"),
+            "placed_at": record.get("placed_at"),
+            "removed_at": record.get("removed_at"),
+        },
     }
 
 
@@ -209,12 +232,17 @@ def in_placement_group(options: dict, request: dict, what: str) -> tuple[dict, A
     """
     strategy = options.get("scheduling_strategy")
     if options.get("placement_group") not in (None, "default"):
-        strategy = PlacementGroupSchedulingStrategy(options["placement_group"],
-                                                    options.get("placement_group_bundle_index", -1),
-                                                    options.get("placement_group_capture_child_tasks"))
+        strategy = PlacementGroupSchedulingStrategy(
+            options["placement_group"],
+            options.get("placement_group_bundle_index", -1),
+            options.get("placement_group_capture_child_tasks"),
+        )
     if strategy in (None, "DEFAULT"):
         current = context.current_scheduling_strategy()
-        if isinstance(current, PlacementGroupSchedulingStrategy) and current.placement_group_capture_child_tasks:
+        if (
+            isinstance(current, PlacementGroupSchedulingStrategy)
+            and current.placement_group_capture_child_tasks
+        ):
             strategy = PlacementGroupSchedulingStrategy(current.placement_group, -1, True)
     if not isinstance(strategy, PlacementGroupSchedulingStrategy):
         return request, strategy
@@ -225,10 +253,14 @@ def in_placement_group(options: dict, request: dict, what: str) -> tuple[dict, A
         raise TypeError(f"PlacementGroupSchedulingStrategy expects a PlacementGroup, got {type(pg).__name__}")
     bundles = pg.bundle_specs
     if not isinstance(index, int) or not -1 <= index < len(bundles):
-        raise ValueError(f"placement_group_bundle_index {index!r} is out of range: the placement group "
-                         f"has {len(bundles)} bundle(s), valid indexes are -1 to {len(bundles) - 1}")
+        raise ValueError(
+            f"placement_group_bundle_index {index!r} is out of range: the placement group "
+            f"has {len(bundles)} bundle(s), valid indexes are -1 to {len(bundles) - 1}"
+        )
     candidates = bundles if index == -1 else [bundles[index]]
     if not any(fits(b, request) for b in candidates):
-        raise ValueError(f"Cannot schedule {what} with the placement group because the resource request "
-                         f"{request} cannot fit into any bundles for the placement group, {bundles}.")
+        raise ValueError(
+            f"Cannot schedule {what} with the placement group because the resource request "
+            f"{request} cannot fit into any bundles for the placement group, {bundles}."
+        )
     return bundle_request(request, pg.id, index), strategy

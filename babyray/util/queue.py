@@ -5,6 +5,7 @@ The queue lives in an async actor, so callers blocked in ``get`` on an empty que
 pickles (it carries the actor's handle), so it can be passed to tasks and actors, which
 then use the same queue.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -189,8 +190,10 @@ class _QueueActor:
 
     def put_nowait_batch(self, items: list) -> None:
         if self.maxsize > 0 and len(items) + self.queue.qsize() > self.maxsize:
-            raise Full(f"Cannot add {len(items)} items to queue of size {self.queue.qsize()} "
-                       f"and maxsize {self.maxsize}.")
+            raise Full(
+                f"Cannot add {len(items)} items to queue of size {self.queue.qsize()} "
+                f"and maxsize {self.maxsize}."
+            )
         for item in items:
             self.queue.put_nowait(item)
 

@@ -5,6 +5,7 @@
 ``PlacementGroupSchedulingStrategy(placement_group, placement_group_bundle_index=-1)``.
 Instances travel inside task specs, so they live in the package and pickle by module path.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

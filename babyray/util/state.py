@@ -12,6 +12,7 @@ worker), RUNNING, FINISHED, FAILED, RETRIED (an attempt failed and the task was 
 again), CANCELLED. A failed task carries ``error_type``, ``error_message`` and the remote
 ``traceback``.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -25,8 +26,18 @@ from babyray.ids import ActorID, NodeID, ObjectID, TaskID, is_put_object, task_i
 from babyray.protocol import gcs as gm
 
 __all__ = [
-    "DEFAULT_LIMIT", "StateApiError", "get_actor", "get_object", "get_task", "list_actors", "list_nodes",
-    "list_objects", "list_placement_groups", "list_tasks", "list_workers", "summarize_tasks",
+    "DEFAULT_LIMIT",
+    "StateApiError",
+    "get_actor",
+    "get_object",
+    "get_task",
+    "list_actors",
+    "list_nodes",
+    "list_objects",
+    "list_placement_groups",
+    "list_tasks",
+    "list_workers",
+    "summarize_tasks",
 ]
 
 DEFAULT_LIMIT = 100
@@ -35,8 +46,15 @@ DEFAULT_TIMEOUT = 30.0
 Filter = tuple[str, str, Any]
 Filters = Union[Iterable[Filter], Mapping[str, Any], None]
 
-_TASK_STATE = {"submitted": "PENDING", "scheduled": "SCHEDULED", "running": "RUNNING", "finished": "FINISHED",
-               "failed": "FAILED", "retried": "RETRIED", "cancelled": "CANCELLED"}
+_TASK_STATE = {
+    "submitted": "PENDING",
+    "scheduled": "SCHEDULED",
+    "running": "RUNNING",
+    "finished": "FINISHED",
+    "failed": "FAILED",
+    "retried": "RETRIED",
+    "cancelled": "CANCELLED",
+}
 _STORED_TASK_STATE = {shown: stored for stored, shown in _TASK_STATE.items()}
 
 
@@ -143,8 +161,12 @@ def _task_row(task_id: TaskID, r: dict) -> dict:
     return row
 
 
-def list_tasks(filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT,
-               detail: bool = False) -> list[dict]:
+def list_tasks(
+    filters: Filters = None,
+    limit: int | None = DEFAULT_LIMIT,
+    timeout: float = DEFAULT_TIMEOUT,
+    detail: bool = False,
+) -> list[dict]:
     """The tasks (and actor method calls) the GCS knows, oldest update first.
 
     Args:
@@ -210,8 +232,9 @@ def _actor_row(actor_id: ActorID, r: dict) -> dict:
     }
 
 
-def list_actors(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
-                timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+def list_actors(
+    filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT
+) -> list[dict]:
     """The actors (state PENDING, ALIVE, RESTARTING or DEAD, node, worker, pid, restarts)."""
     rows = (_actor_row(ActorID(k), r) for k, r in _scan("actors", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
@@ -244,8 +267,9 @@ def _is_put(object_id: ObjectID) -> bool:
         return False
 
 
-def list_objects(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
-                 timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+def list_objects(
+    filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT
+) -> list[dict]:
     """Objects held in node stores (small inline values never reach a store: not listed).
 
     ``state`` is STORED (a copy exists on ``locations``) or FREED (no copy left).
@@ -275,8 +299,9 @@ def _placement_group_row(pg_id: str, r: dict) -> dict:
     }
 
 
-def list_placement_groups(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
-                          timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+def list_placement_groups(
+    filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT
+) -> list[dict]:
     """The placement groups (state PENDING, CREATED or REMOVED), their bundles and nodes."""
     rows = (_placement_group_row(k, r) for k, r in _scan("placement_groups", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
@@ -298,15 +323,17 @@ def _node_row(node_id: NodeID, r: dict) -> dict:
     }
 
 
-def list_nodes(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
-               timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+def list_nodes(
+    filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT
+) -> list[dict]:
     """The nodes that ever registered (ALIVE or DEAD), with total and free resources."""
     rows = (_node_row(NodeID(k), r) for k, r in _scan("nodes", None, timeout))
     return _select(rows, _normalize_filters(filters), limit)
 
 
-def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
-                 timeout: float = DEFAULT_TIMEOUT) -> list[dict]:
+def list_workers(
+    filters: Filters = None, limit: int | None = DEFAULT_LIMIT, timeout: float = DEFAULT_TIMEOUT
+) -> list[dict]:
     """The worker processes of every alive node, idle ones included, with the tasks each ran.
 
     Live workers come from the local schedulers' worker tables: ``state`` is STARTING, IDLE,
@@ -332,16 +359,25 @@ def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
             continue
         counts[worker_id][row["state"]] += 1
         if worker_id not in workers:
-            workers[worker_id] = {"worker_id": worker_id, "node_id": row["node_id"], "pid": None, "state": "DEAD",
-                                  "actor_id": row["actor_id"], "running_task_id": None, "num_queued": 0,
-                                  "started_at": None}
+            workers[worker_id] = {
+                "worker_id": worker_id,
+                "node_id": row["node_id"],
+                "pid": None,
+                "state": "DEAD",
+                "actor_id": row["actor_id"],
+                "running_task_id": None,
+                "num_queued": 0,
+                "started_at": None,
+            }
     dead = [w for w in workers.values() if w["state"] == "DEAD"]
     if dead:
         started = _worker_starts()
         for w in dead:
             w["pid"], w["started_at"] = started.get(w["worker_id"], (None, None))
-    rows = [{**w, "num_tasks": sum(counts[w["worker_id"]].values()), "task_states": dict(counts[w["worker_id"]])}
-            for w in workers.values()]
+    rows = [
+        {**w, "num_tasks": sum(counts[w["worker_id"]].values()), "task_states": dict(counts[w["worker_id"]])}
+        for w in workers.values()
+    ]
     rows.sort(key=lambda w: (w["node_id"] or "", w["state"] == "DEAD", w["started_at"] or 0, w["worker_id"]))
     return _select(rows, _normalize_filters(filters), limit)
 
@@ -349,6 +385,7 @@ def list_workers(filters: Filters = None, limit: int | None = DEFAULT_LIMIT,
 def _worker_starts() -> dict[str, tuple]:
     """worker_id -> (pid, start time) from the ``worker_started`` events in local logs."""
     from babyray import log_reader
+
     found = {}
     try:
         for event in log_reader.load(log_reader.session_dirs(), events=("worker_started",)):

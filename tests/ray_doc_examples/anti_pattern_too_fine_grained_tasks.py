@@ -43,11 +43,9 @@ BATCH_SIZE = 1000
 start_time = time.time()
 doubled_batch_refs = []
 for i in range(0, len(numbers), BATCH_SIZE):
-    batch = numbers[i: i + BATCH_SIZE]
+    batch = numbers[i : i + BATCH_SIZE]
     doubled_batch_refs.append(remote_double_batch.remote(batch))
-parallel_doubled_numbers_with_batching = list(
-    itertools.chain(*ray.get(doubled_batch_refs))
-)
+parallel_doubled_numbers_with_batching = list(itertools.chain(*ray.get(doubled_batch_refs)))
 end_time = time.time()
 print(f"Parallelizing tasks with batching takes {end_time - start_time} seconds")
 

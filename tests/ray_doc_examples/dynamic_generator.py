@@ -28,8 +28,7 @@ for i, ref in enumerate(ref_generator):  # noqa: B007 (i counts the blocks after
 num_blocks_generated = i + 1
 array_size = len(ray.get(array_ref))
 assert array_size <= num_blocks_generated * block_size
-print(f"Split array of size {array_size} into {num_blocks_generated} blocks of "
-      f"size {block_size} each.")
+print(f"Split array of size {array_size} into {num_blocks_generated} blocks of size {block_size} each.")
 
 # Let dynamic_ref go out of scope so the generated ObjectRefs can be collected.
 del dynamic_ref

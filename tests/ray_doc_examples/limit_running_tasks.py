@@ -21,7 +21,5 @@ ray.get(result_refs)
 result_refs = []
 for i in range(NUM_FILES):
     # Now each task reserves 2G of memory, which limits how many run concurrently.
-    result_refs.append(
-        process.options(memory=2 * 1024 * 1024 * 1024).remote(f"{i}.csv")
-    )
+    result_refs.append(process.options(memory=2 * 1024 * 1024 * 1024).remote(f"{i}.csv"))
 ray.get(result_refs)

@@ -20,14 +20,11 @@ class ProgressActor:
         self.num_samples_completed_per_task[task_id] = num_samples_completed
 
     def get_progress(self) -> float:
-        return (
-            sum(self.num_samples_completed_per_task.values()) / self.total_num_samples
-        )
+        return sum(self.num_samples_completed_per_task.values()) / self.total_num_samples
 
 
 @ray.remote
-def sampling_task(num_samples: int, task_id: int,
-                  progress_actor: ray.actor.ActorHandle) -> int:
+def sampling_task(num_samples: int, task_id: int, progress_actor: ray.actor.ActorHandle) -> int:
     num_inside = 0
     for i in range(num_samples):
         x, y = random.uniform(-1, 1), random.uniform(-1, 1)
@@ -49,10 +46,7 @@ TOTAL_NUM_SAMPLES = NUM_SAMPLING_TASKS * NUM_SAMPLES_PER_TASK
 
 progress_actor = ProgressActor.remote(TOTAL_NUM_SAMPLES)
 
-results = [
-    sampling_task.remote(NUM_SAMPLES_PER_TASK, i, progress_actor)
-    for i in range(NUM_SAMPLING_TASKS)
-]
+results = [sampling_task.remote(NUM_SAMPLES_PER_TASK, i, progress_actor) for i in range(NUM_SAMPLING_TASKS)]
 
 while True:
     progress = ray.get(progress_actor.get_progress.remote())

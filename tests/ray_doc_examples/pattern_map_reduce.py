@@ -24,8 +24,6 @@ reduce_output = ray.get(reduce.remote(sum, *map_outputs))
 assert reduce_output == 9900
 
 # Tree reduce
-intermediate_reduce_outputs = [
-    reduce.remote(sum, *map_outputs[i * 20: (i + 1) * 20]) for i in range(5)
-]
+intermediate_reduce_outputs = [reduce.remote(sum, *map_outputs[i * 20 : (i + 1) * 20]) for i in range(5)]
 reduce_output = ray.get(reduce.remote(sum, *intermediate_reduce_outputs))
 assert reduce_output == 9900

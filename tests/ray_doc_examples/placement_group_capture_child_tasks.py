@@ -38,9 +38,7 @@ ray.get(
 def parent_opting_out():
     # This child is not scheduled in the parent's placement group.
     ray.get(
-        child.options(
-            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)
-        ).remote()
+        child.options(scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)).remote()
     )
 
 

@@ -26,10 +26,7 @@ pending_pg = placement_group([{"CPU": 1}, {"GPU": 2}])
 try:
     ray.get(pending_pg.ready(), timeout=5)
 except Exception as e:
-    print(
-        "Cannot create a placement group because "
-        "{'GPU': 2} bundle cannot be created."
-    )
+    print("Cannot create a placement group because {'GPU': 2} bundle cannot be created.")
     print(e)
 
 

@@ -23,8 +23,7 @@ except ray.exceptions.RayTaskError as e:
     print(e)
 
 
-class MyException(Exception):
-    ...
+class MyException(Exception): ...
 
 
 @ray.remote

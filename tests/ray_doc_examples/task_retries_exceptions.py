@@ -17,10 +17,7 @@ class RandomError(Exception):
 @ray.remote(max_retries=1, retry_exceptions=True)
 def potentially_fail(failure_probability):
     if failure_probability < 0 or failure_probability > 1:
-        raise ValueError(
-            "failure_probability must be between 0 and 1, but got: "
-            f"{failure_probability}"
-        )
+        raise ValueError(f"failure_probability must be between 0 and 1, but got: {failure_probability}")
     time.sleep(0.2)
     if np.random.random() < failure_probability:
         raise RandomError("Failed!")

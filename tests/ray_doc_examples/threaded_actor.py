@@ -23,6 +23,7 @@ async def f():
 @ray.remote
 def wrapper():
     import asyncio
+
     return asyncio.run(f())
 
 

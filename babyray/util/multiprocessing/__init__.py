@@ -1,4 +1,5 @@
 """``babyray.util.multiprocessing``: ``multiprocessing.Pool``'s API on actors, as in Ray."""
+
 from __future__ import annotations
 
 from multiprocessing import TimeoutError

@@ -6,6 +6,7 @@ the ``_async`` forms return an ``AsyncResult`` whose callbacks run when the resu
 ``imap``/``imap_unordered`` keep one chunk per actor in flight and yield results as they
 come. A function's error is raised where its result is asked for, as in multiprocessing.
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,8 +67,13 @@ def _chunk_results(ref: ObjectRef) -> list:
 class AsyncResult:
     """The results of ``apply_async``/``map_async``/``starmap_async``, as in multiprocessing."""
 
-    def __init__(self, refs: list[ObjectRef], callback: Callable | None = None,
-                 error_callback: Callable | None = None, single: bool = False) -> None:
+    def __init__(
+        self,
+        refs: list[ObjectRef],
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+        single: bool = False,
+    ) -> None:
         self._single = single
         self._callback, self._error_callback = callback, error_callback
         self._chunks: list = [None] * len(refs)
@@ -133,11 +139,14 @@ class IMapIterator:
     One chunk per actor is in flight; the next chunk goes to an actor when its last one is done.
     """
 
-    def __init__(self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int, ordered: bool) -> None:
+    def __init__(
+        self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int, ordered: bool
+    ) -> None:
         self._pool, self._func, self._ordered = pool, func, ordered
         items = iter(iterable)
         self._chunks: Iterator[list[tuple[tuple, dict]]] = iter(
-            lambda: [((x,), {}) for x in itertools.islice(items, chunksize)], [])
+            lambda: [((x,), {}) for x in itertools.islice(items, chunksize)], []
+        )
         self._in_flight: dict[ObjectRef, tuple[int, int]] = {}  # ref -> (chunk number, actor index)
         self._finished: dict[int, list] = {}  # chunk number -> results, in the order they finished
         self._next_chunk = 0  # the chunk whose results come next (imap)
@@ -195,9 +204,16 @@ class Pool:
         ray_remote_args: ``.options()`` for the actors (by default they hold no CPU).
     """
 
-    def __init__(self, processes: int | None = None, initializer: Callable | None = None,
-                 initargs: Iterable | None = None, maxtasksperchild: int | None = None, context: Any = None,
-                 ray_address: str | None = None, ray_remote_args: dict | None = None) -> None:
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable | None = None,
+        initargs: Iterable | None = None,
+        maxtasksperchild: int | None = None,
+        context: Any = None,
+        ray_address: str | None = None,
+        ray_remote_args: dict | None = None,
+    ) -> None:
         if processes is not None and (not isinstance(processes, int) or processes <= 0):
             raise ValueError(f"Processes in the pool must be >0, got {processes!r}")
         if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0):
@@ -211,7 +227,9 @@ class Pool:
         cpus = int(cluster_resources().get("CPU", 0))
         processes = cpus if processes is None else processes
         if processes <= 0 or processes > cpus:
-            raise ValueError(f"Tried to start a pool with {processes} processes on a cluster with {cpus} CPUs")
+            raise ValueError(
+                f"Tried to start a pool with {processes} processes on a cluster with {cpus} CPUs"
+            )
         self._actor_class = ActorClass(_PoolActor, {"num_cpus": 0}).options(**(ray_remote_args or {}))
         self._init = (initializer, tuple(initargs or ()))
         self._maxtasks = maxtasksperchild
@@ -265,14 +283,23 @@ class Pool:
         items = list(iterable)
         size = self._chunksize(len(items), chunksize)
         calls: list[tuple[tuple, dict]] = [(tuple(x) if unpack else (x,), {}) for x in items]
-        return [self._run_batch(self._round_robin(), func, calls[i:i + size]) for i in range(0, len(calls), size)]
+        return [
+            self._run_batch(self._round_robin(), func, calls[i : i + size])
+            for i in range(0, len(calls), size)
+        ]
 
     def apply(self, func: Callable, args: tuple = (), kwds: dict | None = None) -> Any:
         """``func(*args, **kwds)`` on one of the actors; its result."""
         return self.apply_async(func, args, kwds).get()
 
-    def apply_async(self, func: Callable, args: tuple = (), kwds: dict | None = None,
-                    callback: Callable | None = None, error_callback: Callable | None = None) -> AsyncResult:
+    def apply_async(
+        self,
+        func: Callable,
+        args: tuple = (),
+        kwds: dict | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> AsyncResult:
         ref = self._run_batch(self._round_robin(), func, [(tuple(args or ()), dict(kwds or {}))])
         return AsyncResult([ref], callback, error_callback, single=True)
 
@@ -280,16 +307,28 @@ class Pool:
         """``[func(x) for x in iterable]``, computed by the actors."""
         return self.map_async(func, iterable, chunksize).get()
 
-    def map_async(self, func: Callable, iterable: Iterable, chunksize: int | None = None,
-                  callback: Callable | None = None, error_callback: Callable | None = None) -> AsyncResult:
+    def map_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: int | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> AsyncResult:
         return AsyncResult(self._map_refs(func, iterable, chunksize, False), callback, error_callback)
 
     def starmap(self, func: Callable, iterable: Iterable, chunksize: int | None = None) -> list:
         """``[func(*args) for args in iterable]``, computed by the actors."""
         return self.starmap_async(func, iterable, chunksize).get()
 
-    def starmap_async(self, func: Callable, iterable: Iterable, chunksize: int | None = None,
-                      callback: Callable | None = None, error_callback: Callable | None = None) -> AsyncResult:
+    def starmap_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: int | None = None,
+        callback: Callable | None = None,
+        error_callback: Callable | None = None,
+    ) -> AsyncResult:
         return AsyncResult(self._map_refs(func, iterable, chunksize, True), callback, error_callback)
 
     def imap(self, func: Callable, iterable: Iterable, chunksize: int = 1) -> IMapIterator:

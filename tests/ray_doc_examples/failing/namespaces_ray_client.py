@@ -12,33 +12,33 @@ try:
 
     @ray.remote
     class Actor:
-      pass
+        pass
 
     # Job 1 creates two actors, "orange" and "purple" in the "colors" namespace.
     with ray.init("ray://localhost:10001", namespace="colors"):
-      Actor.options(name="orange", lifetime="detached").remote()
-      Actor.options(name="purple", lifetime="detached").remote()
+        Actor.options(name="orange", lifetime="detached").remote()
+        Actor.options(name="purple", lifetime="detached").remote()
 
     # Job 2 is now connecting to a different namespace.
     with ray.init("ray://localhost:10001", namespace="fruits"):
-      # This fails because "orange" was defined in the "colors" namespace.
-      try:
-        ray.get_actor("orange")
-      except ValueError:
-        pass
+        # This fails because "orange" was defined in the "colors" namespace.
+        try:
+            ray.get_actor("orange")
+        except ValueError:
+            pass
 
-      # This succceeds because the name "orange" is unused in this namespace.
-      Actor.options(name="orange", lifetime="detached").remote()
-      Actor.options(name="watermelon", lifetime="detached").remote()
+        # This succceeds because the name "orange" is unused in this namespace.
+        Actor.options(name="orange", lifetime="detached").remote()
+        Actor.options(name="watermelon", lifetime="detached").remote()
 
     # Job 3 connects to the original "colors" namespace
     context = ray.init("ray://localhost:10001", namespace="colors")
 
     # This fails because "watermelon" was in the fruits namespace.
     try:
-      ray.get_actor("watermelon")
+        ray.get_actor("watermelon")
     except ValueError:
-      pass
+        pass
 
     # This returns the "orange" actor we created in the first job, not the second.
     ray.get_actor("orange")
