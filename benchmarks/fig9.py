@@ -67,7 +67,7 @@ def _trials(put, free, size: int, trials: int) -> list[float]:
 
 def run_babyray(sizes: list[int], trials: int) -> list[dict]:
     import babyray
-    from babyray.api import core as core_module
+    from babyray.api import object_io as object_io_module
     from babyray.store.arena import write_object
 
     babyray.init(num_cpus=2, object_store_memory=STORE_BYTES)
@@ -82,11 +82,11 @@ def run_babyray(sizes: list[int], trials: int) -> list[dict]:
 
         for size in sizes:
             for threads in [1, 2] if size >= THREADS_FROM else [1]:
-                core_module.write_object = functools.partial(write_object, copy_threads=threads)
+                object_io_module.write_object = functools.partial(write_object, copy_threads=threads)
                 per_put = _trials(babyray.put, free, size, trials)
                 rows.append(_row("babyray", size, threads, per_put))
                 _print(rows[-1])
-        core_module.write_object = write_object
+        object_io_module.write_object = write_object
     finally:
         babyray.shutdown()
     return rows
