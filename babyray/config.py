@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "max_workers": 256,
     # Seconds an idle worker above the CPU count lives before it is stopped.
     "idle_worker_timeout": 10.0,
+    # Seconds a worker stays leased to a task's owner with nothing to run (the owner pushes its
+    # next task of that shape straight to the worker meanwhile); 0 turns worker leases off.
+    "lease_idle_timeout": 0.1,
     # GCS store URL; empty means a SQLite file in the session directory.
     "gcs_url": "",
     # Prefix of the GCS store's table names (several clusters may share one database).
@@ -97,6 +100,7 @@ class Settings:
     worker_pipeline_depth: int
     max_workers: int
     idle_worker_timeout: float
+    lease_idle_timeout: float
     gcs_url: str
     gcs_table_prefix: str
     gcs_flushing: bool

@@ -1,5 +1,6 @@
 """``list_workers`` reads the local schedulers' worker tables: idle workers that never ran a
-task are listed, with their pid and state, next to the task counts of the task table."""
+task are listed, with their pid and state, next to the task counts of the task table; a
+worker leased to the driver after its task is listed LEASED until the lease ends."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def test_idle_workers_that_never_ran_a_task_are_listed(cluster):
     wait_until(
         lambda: any(w["num_tasks"] == 1 for w in state.list_workers()), 10, "the task in the task table"
     )
+    # The worker that ran it stays leased to this driver until idle for lease_idle_timeout.
+    wait_until(lambda: {w["state"] for w in state.list_workers()} == {"IDLE"}, 10, "its lease returned")
     listed = state.list_workers()
     assert len(listed) == 2 and {w["state"] for w in listed} == {"IDLE"}
     assert sorted(w["num_tasks"] for w in listed) == [0, 1]

@@ -57,7 +57,7 @@ def test_workers_are_found_by_pid():
 def test_leases_run_in_order_and_finish_by_task_id():
     table = table_with(100)
     worker = table.mark_ready("w0", "a")
-    table.lease(worker, spec("t1"))
+    table.assign(worker, spec("t1"))
     for task_id in ("t2", "t3"):
         table.queue_behind(worker, spec(task_id))
     assert worker.state is WorkerState.BUSY and cpus_free(table) == 1.0  # queued tasks take no more
@@ -72,7 +72,7 @@ def test_leases_run_in_order_and_finish_by_task_id():
 def test_a_dead_worker_hands_back_its_running_task_and_its_queue():
     table = table_with(100, 200)
     worker = table.mark_ready("w0", "a")
-    table.lease(worker, spec("t1"))
+    table.assign(worker, spec("t1"))
     for task_id in ("t2", "t3"):
         table.queue_behind(worker, spec(task_id))
     held = table.remove("w0")
@@ -93,10 +93,10 @@ def test_an_idle_dead_worker_held_nothing():
 def test_blocked_actor_and_exiting_workers_take_no_tasks():
     table = table_with(1, 2, 3, 4, cpus=4.0)
     workers = [table.mark_ready(f"w{i}", "a") for i in range(4)]
-    table.lease(workers[0], spec("t0"))
+    table.assign(workers[0], spec("t0"))
     table.block(workers[0])
-    table.lease(workers[1], spec("a1", actor_id="actor", creation=True, resources={}))
-    table.lease(workers[2], spec("a2", actor_id="actor2", creation=True, resources={}))
+    table.assign(workers[1], spec("a1", actor_id="actor", creation=True, resources={}))
+    table.assign(workers[2], spec("a2", actor_id="actor2", creation=True, resources={}))
     table.mark_exiting(workers[2])
     assert [w.state for w in workers] == [
         WorkerState.BLOCKED,
@@ -114,7 +114,7 @@ def test_blocked_actor_and_exiting_workers_take_no_tasks():
 
 def busy_worker(table, *task_ids):
     worker = table.mark_ready("w0", "a")
-    table.lease(worker, spec(task_ids[0]))
+    table.assign(worker, spec(task_ids[0]))
     for task_id in task_ids[1:]:
         table.queue_behind(worker, spec(task_id))
     return worker
@@ -140,7 +140,7 @@ def test_a_worker_whose_queued_tasks_come_back_after_its_running_one_finished_gi
     assert worker.state is WorkerState.BUSY and cpus_free(table) == 1.0
     table.finish(worker, {"t2", "t3"})  # ReturnTasks
     assert worker.state is WorkerState.IDLE and cpus_free(table) == 2.0
-    table.lease(worker, spec("t4"))
+    table.assign(worker, spec("t4"))
     table.finish(worker, {"t4"})
     assert cpus_free(table) == 2.0
 
@@ -185,7 +185,7 @@ def test_a_worker_that_dies_gives_back_exactly_what_it_took(blocked):
 def test_an_actor_keeps_its_resources_until_its_worker_dies():
     table = table_with(100)
     worker = table.mark_ready("w0", "a")
-    table.lease(worker, spec("a1", actor_id="actor", creation=True))
+    table.assign(worker, spec("a1", actor_id="actor", creation=True))
     table.finish(worker, {"a1"})  # the constructor ran
     assert worker.state is WorkerState.ACTOR and cpus_free(table) == 1.0
     table.block(worker)  # actors never lend their CPU
@@ -199,7 +199,7 @@ def test_an_actor_keeps_its_resources_until_its_worker_dies():
 def test_gpus_are_leased_with_the_task_and_freed_with_its_end():
     table = table_with(100, gpus=1.0)
     worker = table.mark_ready("w0", "a")
-    table.lease(worker, spec("t1", resources={"CPU": 1.0, "GPU": 1.0}))
+    table.assign(worker, spec("t1", resources={"CPU": 1.0, "GPU": 1.0}))
     assert table.gpus.ids("w0") == (0,) and table.pool.available["GPU"] == 0.0
     table.finish(worker, {"t1"})
     assert table.gpus.ids("w0") == () and table.pool.available["GPU"] == 1.0
@@ -210,9 +210,9 @@ def test_only_listed_transitions_happen():
     worker = table.mark_ready("w0", "a")
     with pytest.raises(ValueError):
         table.queue_behind(worker, spec("t1"))  # nothing runs there to queue behind
-    table.lease(worker, spec("a1", actor_id="actor", creation=True, resources={}))
+    table.assign(worker, spec("a1", actor_id="actor", creation=True, resources={}))
     with pytest.raises(ValueError):
-        table.lease(worker, spec("t2"))  # an actor's worker takes no task
+        table.assign(worker, spec("t2"))  # an actor's worker takes no task
     assert (
         WorkerState.IDLE not in TRANSITIONS[WorkerState.ACTOR]
         and TRANSITIONS[WorkerState.DEAD] == frozenset()
@@ -226,9 +226,9 @@ def test_all_blocked_only_when_no_worker_can_take_or_end_a_task():
         table.mark_ready(worker_id, worker_id)
     assert not table.all_blocked()  # idle
     w0, w1, w2 = table.get("w0"), table.get("w1"), table.get("w2")
-    table.lease(w0, spec("t0"))
-    table.lease(w1, spec("t1"))
-    table.lease(w2, spec("actor", actor_id="A", creation=True, resources={}))
+    table.assign(w0, spec("t0"))
+    table.assign(w1, spec("t1"))
+    table.assign(w2, spec("actor", actor_id="A", creation=True, resources={}))
     table.block(w0)
     assert not table.all_blocked()  # w1 runs a task
     table.block(w1)

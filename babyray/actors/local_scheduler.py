@@ -3,6 +3,9 @@
 Owners send it tasks whose arguments are resolved. It runs each on an idle worker when the
 node's free resources allow, queues a few more behind busy workers when the node is
 saturated (pipelining), and forwards tasks the node can never run to the global scheduler.
+A worker may stay leased to a task's owner after the task, so that the owner pushes its next
+tasks straight to it (``babyray.api.leases``): the worker's resources stay charged until it
+returns the lease, which it does when idle, or when asked because tasks wait here.
 It starts workers, lends the CPU of a worker blocked in ``get`` to a new one (the most deeply
 nested tasks run first, so remote recursion needs a few workers per level; ``max_workers``
 gives way when every worker is blocked), and replaces workers that die, retrying their
@@ -38,7 +41,7 @@ from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.dispatch import plan_dispatch, steal_requests
-from babyray.actors.recent_results import RecentResults
+from babyray.actors.recent_results import RESULT_GRACE, RecentResults
 from babyray.actors.resources import ResourcePool
 from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
@@ -77,6 +80,8 @@ class LocalScheduler(PartActor):
         tm.SubmitTasks: "on_submit",
         tm.WorkerReady: "on_worker_ready",
         tm.WorkerTasksDone: "on_tasks_done",
+        tm.LeaseReturned: "on_lease_returned",
+        tm.CancelLeasedTask: "on_cancel_leased_task",
         tm.WorkerBlocked: "on_worker_blocked",
         tm.WorkerUnblocked: "on_worker_unblocked",
         tm.ReturnTasks: "on_return_tasks",
@@ -105,6 +110,7 @@ class LocalScheduler(PartActor):
         self.recent = RecentResults(address_key)  # tasks finished lately, by worker
         self.last_heartbeat = 0.0
         self.bundles = BundleLedger()  # placement group bundles reserved on this node
+        self.lease_idle_timeout = 0.0  # 0: no worker leases
 
     # ---- start-up --------------------------------------------------------------------
 
@@ -120,6 +126,7 @@ class LocalScheduler(PartActor):
         self.max_workers = settings.max_workers
         self.heartbeat_period = settings.heartbeat_period
         self.idle_timeout = settings.idle_worker_timeout
+        self.lease_idle_timeout = settings.lease_idle_timeout
         self.locality = settings.scheduling_policy == "locality"
         for _ in range(self.pool.cpus()):
             self._start_worker()
@@ -201,14 +208,30 @@ class LocalScheduler(PartActor):
             self._maybe_heartbeat()
             return
         plan = plan_dispatch(
-            self.queue, self.workers, self.pipeline_depth, self.max_workers - self.pool.cpus()
+            self.queue,
+            self.workers,
+            self.pipeline_depth,
+            self.max_workers - self.pool.cpus(),
+            leases=self.lease_idle_timeout > 0,
         )
         for spec in plan.refused:
             self._refuse_actor(spec)
         self._ensure_workers(plan.wanted)
-        for address, specs in plan.batches.values():
-            self.post(address, tm.ExecuteTasks(tuple(specs)))
+        now = time.monotonic()
+        for worker_id, (address, specs) in plan.batches.items():
+            lease = worker_id in plan.leasable
+            leased = self.workers.get(worker_id) if lease else None
+            if leased is not None:
+                self.workers.note_lease_contact(leased, specs[0].owner, now)
+            self.post(address, tm.ExecuteTasks(tuple(specs), lease=lease))
+        self._reclaim_leases()
         self._maybe_heartbeat()
+
+    def _reclaim_leases(self) -> None:
+        """Tasks wait here: ask leased workers for their leases back."""
+        if len(self.queue):
+            for worker in self.workers.to_reclaim():
+                self.post(worker.address, tm.ReclaimLease())
 
     def _ensure_workers(self, wanted: list[dict]) -> None:
         """Start workers for runnable tasks (``wanted``: their runtime_envs), and keep the
@@ -265,8 +288,20 @@ class LocalScheduler(PartActor):
         worker = self.workers.get(msg.worker_id)
         if worker is None:
             return
-        self.recent.note(worker.worker_id, self.workers.finish(worker, set(msg.task_ids)), time.monotonic())
+        now = time.monotonic()
+        self.recent.note(
+            worker.worker_id, self.workers.finish(worker, set(msg.task_ids), msg.leased_to, now), now
+        )
+        if msg.leased_to is not None and worker.lessee is None:  # it still holds tasks: no lease
+            self.post(worker.address, tm.ReclaimLease())
         self._dispatch()
+
+    def on_lease_returned(self, msg: tm.LeaseReturned, sender: Any) -> None:
+        worker = self.workers.get(msg.worker_id)
+        if worker is not None:
+            self.workers.note_lease_contact(worker, msg.owner, time.monotonic())
+            if self.workers.end_lease(worker):
+                self._dispatch()
 
     def on_worker_blocked(self, msg: tm.WorkerBlocked, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -281,6 +316,7 @@ class LocalScheduler(PartActor):
         worker = self.workers.get(msg.worker_id)
         if worker is not None:
             self.workers.unblock(worker)
+            self._reclaim_leases()
 
     def on_return_tasks(self, msg: tm.ReturnTasks, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -315,6 +351,24 @@ class LocalScheduler(PartActor):
             self.post(worker.address, msg)
         elif msg.task_id in self.forwarded:
             self.post(self._node().global_scheduler, msg)
+
+    def on_cancel_leased_task(self, msg: tm.CancelLeasedTask, sender: Any) -> None:
+        """A forced cancel of a task pushed to a leased worker: it fails here, and the worker dies
+        (whose death then finds no task of ours to retry; its lessee learns it by LeaseLost)."""
+        spec = msg.spec
+        self._fail(spec, exceptions.TaskCancelledError(spec.task_id), worker_died=True)
+        worker = self.workers.get(msg.worker_id)
+        if worker is None:
+            return
+        self.log.info(
+            "task_force_cancelled_killing_worker",
+            task_id=spec.task_id,
+            worker_id=worker.worker_id,
+            pid=worker.pid,
+            leased=True,
+        )
+        os.kill(worker.pid, signal.SIGKILL)
+        self._check_workers([worker.worker_id], "kill")
 
     def _fail(self, spec: vm.TaskSpec, error: BaseException, worker_died: bool = False) -> None:
         """Tell the owner ``spec`` failed (``worker_died``: while running, so it may have stored returns)."""
@@ -371,6 +425,9 @@ class LocalScheduler(PartActor):
             tasks=[s.task_id for s in (held.running, *held.unstarted) if s is not None],
         )
         self.post(node.gcs, am.WorkerDied(worker.worker_id, node.node_id, f"pid {worker.pid} {how}"))
+        now = time.monotonic()
+        for owner in self.workers.lease_contacts(worker, now, RESULT_GRACE + self.lease_idle_timeout):
+            self.post(owner, tm.LeaseLost(worker.worker_id, f"pid {worker.pid} {how}"))
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
             self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))

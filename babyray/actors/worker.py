@@ -4,7 +4,8 @@ The local scheduler creates workers and sends them ExecuteTasks. User code runs 
 executor thread, never on the actor's message loop, so a task can submit tasks, ``get``,
 ``put`` and ``wait`` while the worker keeps receiving replies. When the task blocks in
 ``get`` the worker tells its scheduler (which lends its CPU to another worker) and hands
-back the tasks queued behind it, so recursion cannot deadlock.
+back the tasks queued behind it, so recursion cannot deadlock. After a task it may stay
+leased to the task's owner, which then pushes tasks straight to it (``worker_lease``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import threading
 import time
 import traceback
 from collections import deque
+from datetime import timedelta
 from typing import Any
 
 from babyray import config, exceptions, log, serialization
 from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
+from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
+from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
 from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
@@ -94,8 +98,10 @@ class Worker(PartActor):
         tm.ExecuteTasks: "on_execute",
         tm.CancelTask: "on_cancel",
         tm.StealTasks: "on_steal",
+        tm.ReclaimLease: "on_reclaim_lease",
         cm.GcsRestarted: "on_gcs_restarted",
     }
+    timers = {"lease": "on_lease_timer"}
     # Set by on_start: WorkerStart is the first message a worker gets.
     start_msg: tm.WorkerStart
     core: CoreClient
@@ -113,6 +119,8 @@ class Worker(PartActor):
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
         self.env_error: exceptions.RuntimeEnvSetupError | None = None  # its runtime_env failed to install
+        self.leases = WorkerLease(0.0)  # under queue_lock
+        self.lease_timer_armed = False
 
     def on_start(self, msg: tm.WorkerStart, sender: Any) -> None:
         self.start_msg = msg
@@ -137,6 +145,7 @@ class Worker(PartActor):
         self.core.router.locality = settings.scheduling_policy == "locality"
         self.core.io.inline_threshold = settings.inline_threshold
         self.core.on_unblock = self._on_unblock
+        self.leases = WorkerLease(settings.lease_idle_timeout)
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
         self.executor.start()
@@ -150,25 +159,93 @@ class Worker(PartActor):
     # ---- task queue ------------------------------------------------------------------
 
     def on_execute(self, msg: tm.ExecuteTasks, sender: Any) -> None:
+        if msg.lease_id:
+            self._on_push(msg.specs[0], msg.lease_id)
+            return
         if self.actor is not None and self.actor.groups:
-            msg = tm.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs))
+            msg = tm.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs), msg.lease)
         with self.queue_lock:
             if self.blocked:  # our running task waits in get: these go back to the scheduler
                 self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
+            if msg.lease:
+                self.leases.allow(msg.specs)
             for spec in msg.specs:  # before the executor can run and report one (which discards it)
                 self._task_event(spec, "scheduled")
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
+        if msg.lease:
+            self._arm_lease_timer(self.leases.idle_timeout)
 
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
+            ended = self.leases.handed_back(stolen)
         self._drop_scheduled_events(stolen)
         if stolen:
             self.post(
                 self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen)))
             )
+        if ended is not None:
+            self._lease_ended(ended, self.post)
+
+    # ---- the lease (babyray.actors.worker_lease) ---------------------------------------
+
+    def _on_push(self, spec: vm.TaskSpec, lease_id: int) -> None:
+        """A task its owner pushed under lease ``lease_id``: run it if that lease holds and
+        nothing else waits here; else it goes to the scheduler and the owner learns the lease ended."""
+        with self.queue_lock:
+            idle = not self.tasks and self.running is None and not self.blocked
+            if self.leases.accept_push(spec, lease_id, idle):
+                self._task_event(spec, "scheduled")
+                self.tasks.append(spec)
+                self.queue_lock.notify()
+                return
+            ended = self.leases.refuse_push(spec)
+        start = self.start_msg
+        self.log.info("lease_push_refused", task_id=spec.task_id, lease_id=lease_id)
+        self.post(start.scheduler, tm.SubmitTasks((spec,)))
+        if ended is not None:
+            self._lease_ended(ended, self.post)
+        else:
+            self.post(spec.owner, tm.LeaseEnded(start.worker_id, lease_id))
+
+    def on_reclaim_lease(self, msg: tm.ReclaimLease, sender: Any) -> None:
+        with self.queue_lock:
+            ended = self.leases.reclaim()
+        if ended is not None:
+            self._lease_ended(ended, self.post)
+
+    def on_lease_timer(self, msg: Any, sender: Any) -> None:
+        self.lease_timer_armed = False
+        with self.queue_lock:
+            ended, delay = self.leases.expire(time.monotonic())
+        if ended is not None:
+            self._lease_ended(ended, self.post)
+        if delay is not None:
+            self._arm_lease_timer(delay)
+
+    def _arm_lease_timer(self, delay: float) -> None:
+        if not self.lease_timer_armed and delay > 0:
+            self.lease_timer_armed = True
+            self.wakeupAfter(timedelta(seconds=delay), payload="lease")
+
+    def _lease_ended(self, lease: HeldLease, post: Any) -> None:
+        """Tell the owner (push no more) and the scheduler (its resources are free)."""
+        start = self.start_msg
+        post(lease.owner, tm.LeaseEnded(start.worker_id, lease.lease_id))
+        post(start.scheduler, tm.LeaseReturned(start.worker_id, lease.owner))
+
+    def _grant(self, lease: HeldLease) -> tm.LeaseGrant:
+        start = self.start_msg
+        return tm.LeaseGrant(
+            start.worker_id,
+            self.myAddress,
+            lease.key,
+            lease.lease_id,
+            start.node_id,
+            self.leases.idle_timeout,
+        )
 
     def on_gcs_restarted(self, msg: cm.GcsRestarted, sender: Any) -> None:
         """From the local scheduler: the head restarted; its GCS has a new address."""
@@ -182,7 +259,25 @@ class Worker(PartActor):
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
         """Skip a queued task; interrupt a running one (a forced cancel kills us instead). In an
-        actor, only async calls are interrupted; sync ones may check ``is_canceled()``, as in Ray."""
+        actor, only async calls are interrupted; sync ones may check ``is_canceled()``, as in Ray.
+        From an owner that pushed the task here: one not here (the lease had ended) is the
+        scheduler's to cancel; a forced cancel of the running one the scheduler carries out."""
+        start = self.start_msg
+        if self.actor is None:
+            with self.queue_lock:
+                queued = any(s.task_id == msg.task_id for s in self.tasks)
+                pushed = self.leases.pushed(msg.task_id)
+                killed = pushed is not None and msg.force and not queued
+                if killed:
+                    self.leases.reclaim()  # no more pushes: it is about to die
+            if pushed is not None and killed:
+                self.post(start.scheduler, tm.CancelLeasedTask(start.worker_id, pushed))
+                return
+            running = self.running
+            holds = queued or pushed is not None or (running is not None and running.task_id == msg.task_id)
+            if not holds and address_key(sender) != address_key(start.scheduler):
+                self.post(start.scheduler, msg)
+                return
         running = self.running
         self.cancelled.add(msg.task_id)
         cancel_requested(msg.task_id)
@@ -202,7 +297,10 @@ class Worker(PartActor):
             self.blocked = True
             returned = list(self.tasks)
             self.tasks.clear()
+            ended = self.leases.handed_back(returned)
         self._drop_scheduled_events(returned)
+        if ended is not None:
+            self._lease_ended(ended, self.post_from_thread)
         self.post_from_thread(
             self.start_msg.scheduler, tm.WorkerBlocked(self.start_msg.worker_id, tuple(returned))
         )
@@ -282,6 +380,11 @@ class Worker(PartActor):
             wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
             if wake:
                 self.unsent = 0
+            after = (
+                self.leases.task_done(spec, not self.tasks, time.monotonic())
+                if spec.actor_id is None
+                else AfterTask()
+            )
         result = tm.TaskResult(
             spec.task_id,
             returns,
@@ -289,10 +392,16 @@ class Worker(PartActor):
             start.node_id,
             started_at=self.started.pop(spec.task_id, 0.0),
         )
-        if spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
-            self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=False)
+        grant = self._grant(after.grant) if after.grant is not None else None
+        if after.pushed:  # its scheduler never knew the task: only a lease's end concerns it
+            self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=after.ended is None)
+            if after.ended is not None:
+                self.post_from_thread(start.scheduler, tm.LeaseReturned(start.worker_id, after.ended.owner))
+        elif spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
+            self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=False)
+            leased_to = spec.owner if after.new else None
             self.post_from_thread(
-                start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)), wake=wake
+                start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to), wake=wake
             )
         else:
             self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)

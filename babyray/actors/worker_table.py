@@ -1,13 +1,16 @@
 """The local scheduler's table of its workers: each one's state, the tasks it holds and the
 resources they take from the node's pool.
 
-I/O-free. A worker holds the tasks sent to it, in order (its leases): the first runs, the
-rest wait behind it. The resources of the running task are ``held`` by the worker and taken
-from the pool while it is BUSY (or hosts an actor); a worker BLOCKED in ``get`` lends them
-back until it resumes. Every change of state goes through one method of ``WorkerTable``
+I/O-free. A worker holds the tasks sent to it, in order: the first runs, the rest wait
+behind it. The resources of the running task are ``held`` by the worker and taken from the
+pool while it is BUSY (or hosts an actor); a worker BLOCKED in ``get`` lends them back until
+it resumes. A worker that stays LEASED to a task's owner after the task (the owner pushes its
+next tasks straight to it, see ``babyray.api.leases``) keeps them charged as if BUSY until the
+lease is returned. Every change of state goes through one method of ``WorkerTable``
 (``TRANSITIONS`` lists the allowed ones), and each of them keeps the pool in step: a worker
-that holds no task any more gives its resources back whichever message told us so (done,
-handed back, returned while blocked), and a worker that dies or stops gives back what it took.
+that holds no task and no lease any more gives its resources back whichever message told us
+so (done, handed back, returned while blocked, lease returned), and a worker that dies or
+stops gives back what it took.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from babyray.actors.batching import address_key
 from babyray.actors.gpu_ids import GpuIds
 from babyray.actors.resources import ResourcePool
 from babyray.ids import ActorID, TaskID, WorkerID
 from babyray.protocol import values as vm
+
+LEASE_CONTACTS_KEPT = 32  # owners remembered per worker to tell of its death
 
 
 class WorkerState(enum.Enum):
@@ -28,6 +34,7 @@ class WorkerState(enum.Enum):
     IDLE = "IDLE"  # ready, holds no task: takes the next one
     BUSY = "BUSY"  # runs a task (more may wait behind it); takes its resources from the pool
     BLOCKED = "BLOCKED"  # its task waits in get; its resources are lent to other workers
+    LEASED = "LEASED"  # leased to an owner that pushes tasks to it; takes its resources like BUSY
     ACTOR = "ACTOR"  # dedicated to one actor for its lifetime
     EXITING = "EXITING"  # asked to stop (its actor called exit_actor, its placement group went)
     DEAD = "DEAD"  # its process ended, or it was stopped: no longer in the table
@@ -39,10 +46,13 @@ TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
         {WorkerState.BUSY, WorkerState.ACTOR, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
     ),
     WorkerState.BUSY: frozenset(
-        {WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
+        {WorkerState.IDLE, WorkerState.LEASED, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
     ),
     WorkerState.BLOCKED: frozenset(
-        {WorkerState.BUSY, WorkerState.IDLE, WorkerState.EXITING, WorkerState.DEAD}
+        {WorkerState.BUSY, WorkerState.IDLE, WorkerState.LEASED, WorkerState.EXITING, WorkerState.DEAD}
+    ),
+    WorkerState.LEASED: frozenset(
+        {WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
     ),
     WorkerState.ACTOR: frozenset({WorkerState.EXITING, WorkerState.DEAD}),
     WorkerState.EXITING: frozenset({WorkerState.DEAD}),
@@ -62,6 +72,11 @@ class WorkerRecord:
     idle_since: float = field(default_factory=time.monotonic)
     actor_id: ActorID | None = None
     started_at: float = field(default_factory=time.time)
+    lessee: Any = None  # the owner it is leased to (LEASED, or BLOCKED in a pushed task)
+    reclaiming: bool = False  # asked for its lease back (ReclaimLease sent)
+    # Owners that held or may hold a lease on it lately: address key -> (address, last seen);
+    # told of its death (LeaseLost), as a lease's end may not have reached its owner.
+    lease_contacts: dict[Any, tuple[Any, float]] = field(default_factory=dict)
 
     @property
     def takes_from_pool(self) -> bool:
@@ -127,7 +142,7 @@ class WorkerTable:
                 self._move(worker, WorkerState.IDLE)
         return worker
 
-    def lease(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
+    def assign(self, worker: WorkerRecord, spec: vm.TaskSpec) -> vm.TaskSpec:
         """IDLE -> BUSY (ACTOR for an actor's creation): the worker runs ``spec`` and takes its
         resources (and GPUs) from the pool; returns the spec to send, with its GPU ids."""
         self._move(worker, WorkerState.ACTOR if spec.actor_creation else WorkerState.BUSY)
@@ -147,34 +162,79 @@ class WorkerTable:
         worker.assigned.append(spec)
         return spec
 
-    def finish(self, worker: WorkerRecord, task_ids: set[TaskID]) -> list[vm.TaskSpec]:
+    def finish(
+        self, worker: WorkerRecord, task_ids: set[TaskID], lessee: Any = None, now: float = 0.0
+    ) -> list[vm.TaskSpec]:
         """The worker no longer holds these tasks (done, or handed back unstarted); returns the
         specs dropped. Holding none any more, a pool worker gives its resources back: BUSY -> IDLE
-        (BLOCKED stays so until its ``get`` returns; its resources were lent already)."""
+        (BLOCKED stays so until its ``get`` returns; its resources were lent already) - unless it
+        stays leased to ``lessee`` (at ``now``): BUSY -> LEASED, its resources still charged.
+        A worker that still holds tasks takes no lease (``lessee`` is then not recorded)."""
+        if lessee is not None:
+            self.note_lease_contact(worker, lessee, now)
         dropped = [s for s in worker.assigned if s.task_id in task_ids]
         if not dropped:
             return dropped
         worker.assigned = [s for s in worker.assigned if s.task_id not in task_ids]
         if not worker.assigned and worker.state in (WorkerState.BUSY, WorkerState.BLOCKED):
+            if lessee is not None:
+                worker.lessee = lessee
+                if worker.state is WorkerState.BUSY:
+                    self._move(worker, WorkerState.LEASED)
+                return dropped
             self._give_back(worker)
             worker.idle_since = time.monotonic()
             if worker.state is WorkerState.BUSY:
                 self._move(worker, WorkerState.IDLE)
         return dropped
 
+    def end_lease(self, worker: WorkerRecord) -> bool:
+        """The worker returned its lease: LEASED -> IDLE, its resources back (BLOCKED in a pushed
+        task: they were lent; it turns IDLE when its ``get`` returns). False if it held none."""
+        if worker.lessee is None:
+            return False
+        worker.lessee = None
+        worker.reclaiming = False
+        if worker.assigned:  # (not while it holds a lease; kept safe)
+            return True
+        self._give_back(worker)
+        worker.idle_since = time.monotonic()
+        if worker.state is WorkerState.LEASED:
+            self._move(worker, WorkerState.IDLE)
+        return True
+
+    def note_lease_contact(self, worker: WorkerRecord, owner: Any, now: float) -> None:
+        """``owner`` holds, took or may take a lease on ``worker`` at ``now`` (the latest
+        ``LEASE_CONTACTS_KEPT`` owners are kept)."""
+        contacts = worker.lease_contacts
+        contacts.pop(address_key(owner), None)
+        contacts[address_key(owner)] = (owner, now)
+        while len(contacts) > LEASE_CONTACTS_KEPT:
+            del contacts[next(iter(contacts))]
+
+    def lease_contacts(self, worker: WorkerRecord, now: float, window: float) -> list[Any]:
+        """The owners to tell of the worker's death: its lessee, and those seen within ``window``
+        seconds before ``now``."""
+        owners = {key: owner for key, (owner, seen) in worker.lease_contacts.items() if now - seen <= window}
+        if worker.lessee is not None:
+            owners[address_key(worker.lessee)] = worker.lessee
+        return list(owners.values())
+
     def block(self, worker: WorkerRecord) -> None:
-        """Its running task waits in ``get``: BUSY or IDLE -> BLOCKED, lending its resources."""
-        if worker.state in (WorkerState.BUSY, WorkerState.IDLE):
+        """Its running task waits in ``get``: BUSY, LEASED (a pushed task) or IDLE -> BLOCKED,
+        lending its resources."""
+        if worker.state in (WorkerState.BUSY, WorkerState.IDLE, WorkerState.LEASED):
             self.pool.release(worker.held)
             self._move(worker, WorkerState.BLOCKED)
 
     def unblock(self, worker: WorkerRecord) -> None:
-        """Its ``get`` returned: BLOCKED -> BUSY, taking its resources again (the pool may be
-        overcommitted for a moment, as in Ray), or IDLE if its task ended meanwhile."""
+        """Its ``get`` returned: BLOCKED -> BUSY (LEASED in a pushed task), taking its resources
+        again (the pool may be overcommitted for a moment, as in Ray), or IDLE if its task ended
+        meanwhile."""
         if worker.state is not WorkerState.BLOCKED:
             return
-        if worker.assigned:
-            self._move(worker, WorkerState.BUSY)
+        if worker.assigned or worker.lessee is not None:
+            self._move(worker, WorkerState.BUSY if worker.assigned else WorkerState.LEASED)
             self.pool.acquire(worker.held)
         else:
             self._move(worker, WorkerState.IDLE)
@@ -222,12 +282,20 @@ class WorkerTable:
         return sum(1 for w in self._workers.values() if w.state in states)
 
     def all_blocked(self) -> bool:
-        """Whether no worker can take a task now or free one by itself: none is starting, idle
-        or running a task (each waits in ``get``, hosts an actor or is leaving)."""
+        """Whether no worker can take a task now or free one by itself: none is starting, idle,
+        running a task or leased (a lease is given back when reclaimed; each of the others waits
+        in ``get``, hosts an actor or is leaving)."""
         return not any(
-            w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY)
+            w.state in (WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY, WorkerState.LEASED)
             for w in self._workers.values()
         )
+
+    def to_reclaim(self) -> list[WorkerRecord]:
+        """LEASED workers not yet asked for their lease back (marked asked now)."""
+        workers = [w for w in self._workers.values() if w.state is WorkerState.LEASED and not w.reclaiming]
+        for worker in workers:
+            worker.reclaiming = True
+        return workers
 
     def pool_size(self) -> int:
         """Workers that run plain tasks (not dedicated to an actor, not leaving)."""

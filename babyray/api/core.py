@@ -195,8 +195,7 @@ class CoreClient:
         kind = type(msg)
         if kind is tm.TaskResults:
             with self.lock:
-                for result in msg.results:
-                    self.tasks.finish(result)
+                self.tasks.results(msg)
         elif kind is om.ObjectValues:
             with self.lock:
                 self.objects.borrowed_arrived(msg.values)
@@ -208,6 +207,12 @@ class CoreClient:
         elif kind is tm.TasksLost:
             with self.lock:
                 self.tasks.nodes_lost(msg)
+        elif kind is tm.LeaseEnded:
+            with self.lock:
+                self.tasks.leases.ended(msg.worker_id, msg.lease_id)
+        elif kind is tm.LeaseLost:
+            with self.lock:
+                self.tasks.lease_lost(msg)
         elif kind is am.ActorStateChanged:
             with self.lock:
                 self.actor_calls.state_changed(msg)

@@ -23,6 +23,7 @@ _INIT_SETTINGS = {
     "worker_pipeline_depth",
     "max_workers",
     "idle_worker_timeout",
+    "lease_idle_timeout",
     "gcs_url",
     "gcs_table_prefix",
     "gcs_flushing",

@@ -2,8 +2,8 @@
 
 A task's returns are owned from the moment it is submitted. Its top-level ObjectRef
 arguments are resolved first (``PendingTask``); then it goes to a local scheduler (this
-node's, or the one ``TaskRouter`` picks for locality) and waits in ``submitted`` for its
-result. A result may start a retry instead (a retryable exception, a lost input); a task on
+node's, or the one ``TaskRouter`` picks for locality), or straight to a worker of this node
+leased to this owner (``leases``), and waits in ``submitted`` for its result. A result may start a retry instead (a retryable exception, a lost input); a task on
 a node that died is resubmitted within its retries; its lineage goes to the GCS task table.
 
 Methods marked Locked run under the owner's lock (``core.lock``).
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from babyray import exceptions, serialization
 from babyray.api import context
+from babyray.api.leases import OwnerLeases
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.api.reference_counting import take_serialized_refs
@@ -47,6 +48,7 @@ class TaskSubmitter:
         # Tasks in flight retried on application exceptions: the exception types (None: any). Kept
         # here, not in the spec: the classes may be unknown to the processes the spec goes through.
         self._retry_exceptions: dict[str, tuple[type[BaseException], ...] | None] = {}
+        self.leases = OwnerLeases()  # workers leased to this owner
 
     def retry_on_exceptions(self, task_id: TaskID, retry_exceptions: Any) -> None:
         """Retry ``task_id`` when it raises one of ``retry_exceptions`` (a list of exception
@@ -97,7 +99,13 @@ class TaskSubmitter:
             return
         self._submitted[spec.task_id] = spec
         dest = self.core.router.destination(spec, dest)
-        self.core.transport.send(dest, tm.SubmitTasks((spec,)))
+        lease = (
+            self.leases.take(spec, time.monotonic()) if self.leases and dest is self.core.scheduler else None
+        )
+        if lease is not None:
+            self.core.transport.send(lease.address, tm.ExecuteTasks((spec,), lease_id=lease.lease_id))
+        else:
+            self.core.transport.send(dest, tm.SubmitTasks((spec,)))
         self._submitted_event(spec)
 
     def spec_of(self, task_id: TaskID) -> vm.TaskSpec | None:
@@ -156,6 +164,7 @@ class TaskSubmitter:
             spec = self._submitted.get(task_id)
             if spec is None:
                 continue  # finished meanwhile, or not ours
+            self.leases.forget_task(task_id)
             retry = take_retry(spec)
             if retry is None:
                 core.log.warning(
@@ -190,6 +199,48 @@ class TaskSubmitter:
             )
             core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
 
+    def lease_lost(self, msg: tm.LeaseLost) -> None:
+        """A worker that may be leased to us died: run again, within its retries, the task we
+        pushed to it (a result that still arrives from it is then ignored). Locked."""
+        core = self.core
+        for pushed in self.leases.lost(msg.worker_id):
+            task_id = pushed.task_id
+            spec = self._submitted.get(task_id)
+            if spec is None:
+                continue  # its result arrived before the news
+            retry = take_retry(spec)
+            if retry is None:
+                core.log.warning("task_failed_leased_worker_died", task_id=task_id, worker_id=msg.worker_id)
+                self.finish(
+                    failed_result(
+                        spec,
+                        exceptions.WorkerCrashedError(
+                            f"The worker {msg.worker_id} ({msg.reason}) running task {task_id} "
+                            f"({spec.function_name}) under a lease died; retries exhausted "
+                            f"({spec.attempt}/{spec.max_retries})."
+                        ),
+                        worker_id=msg.worker_id,
+                        node_id=core.node_id,
+                        store=core.store,
+                    )
+                )
+                continue
+            self._submitted[task_id] = retry
+            core.log.warning(
+                "task_retry_leased_worker_died",
+                task_id=task_id,
+                attempt=retry.attempt,
+                worker_id=msg.worker_id,
+            )
+            self._task_event(
+                task_id,
+                "retried",
+                attempt=retry.attempt,
+                error_type="WorkerDied",
+                error_message=f"worker {msg.worker_id} died ({msg.reason})",
+            )
+            core.transport.send(core.scheduler, tm.SubmitTasks((retry,)))
+
     def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
         """Submit again, with their lineage, the tasks in flight that the restarted GCS does not
         know on an alive node (queued or run on the old head, or sent while it was down);
@@ -210,6 +261,15 @@ class TaskSubmitter:
         return len(lost)
 
     # ---- results -----------------------------------------------------------------------
+
+    def results(self, msg: tm.TaskResults) -> None:
+        """Results of tasks (or actor calls), perhaps with a lease granted. Locked."""
+        for result in msg.results:
+            self.finish(result)
+        if self.leases or msg.grant is not None:
+            self.leases.results_arrived(
+                [r.task_id for r in msg.results], msg.grant, self.core.node_id, time.monotonic()
+            )
 
     def finish(self, result: tm.TaskResult) -> None:
         """Record a task's (or actor call's) outcome and wake whoever waits for it. Locked."""
@@ -290,4 +350,10 @@ class TaskSubmitter:
                 return
             if core.actor_calls.cancel(task_id, force):
                 return
-        core.transport.send(core.scheduler, tm.CancelTask(task_id, force))
+            dest = core.scheduler
+            lease = self.leases.holder(task_id)
+            if lease is not None:  # pushed to a leased worker
+                dest = lease.address
+                if force:  # the worker will be killed: push nothing more to it
+                    self.leases.drop_worker(lease.worker_id)
+        core.transport.send(dest, tm.CancelTask(task_id, force))

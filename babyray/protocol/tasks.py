@@ -1,5 +1,6 @@
 """Running tasks: owner <-> local scheduler <-> worker, and the global scheduler and GCS
-when a task leaves its node or its node dies."""
+when a task leaves its node or its node dies; worker leases, by which an owner pushes tasks
+straight to a worker (see docs/design.md, "Message flow of a task")."""
 
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ class SubmitTasks:
 
 @dataclass(frozen=True, slots=True)
 class ExecuteTasks:
-    """Local scheduler -> worker: run these tasks in order."""
+    """Local scheduler -> worker: run these tasks in order; ``lease``: after the (one) task the
+    worker may stay leased to its owner. Or owner -> a worker it holds lease ``lease_id`` on:
+    run this one task under it (the scheduler does not know the task)."""
 
     specs: tuple
+    lease: bool = False
+    lease_id: int = 0  # > 0: pushed by the owner under that lease
 
     def __repr__(self) -> str:
-        return short_repr("ExecuteTasks", n=len(self.specs))
+        return short_repr("ExecuteTasks", n=len(self.specs), lease=self.lease, lease_id=self.lease_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +51,25 @@ class TaskResult:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """The lease a worker keeps for an owner after its task: push the next task of ``key``'s
+    resource shape to ``address`` while the lease is younger than ``idle_timeout``."""
+
+    worker_id: WorkerID
+    address: Any
+    key: tuple
+    lease_id: int
+    node_id: NodeID
+    idle_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
 class TaskResults:
-    """Worker or scheduler -> owner: finished (or failed, or cancelled) tasks."""
+    """Worker or scheduler -> owner: finished (or failed, or cancelled) tasks; ``grant``: the
+    worker stays leased to the owner (None: it holds no lease for it, or no longer)."""
 
     results: tuple
+    grant: LeaseGrant | None = None
 
     def __repr__(self) -> str:
         return short_repr("TaskResults", n=len(self.results))
@@ -70,10 +90,54 @@ class GeneratorItem:
 
 @dataclass(frozen=True, slots=True)
 class WorkerTasksDone:
-    """Worker -> local scheduler: these tasks finished on the worker."""
+    """Worker -> local scheduler: these tasks finished on the worker; ``leased_to``: the owner
+    it stays leased to (its resources stay charged until ``LeaseReturned``)."""
 
     worker_id: WorkerID
     task_ids: tuple[TaskID, ...]
+    leased_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimLease:
+    """Local scheduler -> leased worker: tasks wait here; end the lease (after the pushed task
+    it runs, if any)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReturned:
+    """Worker -> local scheduler: its lease to ``owner`` ended; it is idle (or its scheduler
+    task goes on)."""
+
+    worker_id: WorkerID
+    owner: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEnded:
+    """Worker -> owner: lease ``lease_id`` ended; push no more (a push that still comes is
+    submitted to the local scheduler by the worker)."""
+
+    worker_id: WorkerID
+    lease_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """Local scheduler -> owner: ``worker_id``, which may hold a lease of yours, died; run
+    again the task you pushed to it (within its retries)."""
+
+    worker_id: WorkerID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelLeasedTask:
+    """Worker -> local scheduler: a forced cancel of the pushed task ``spec`` it runs: fail it
+    with TaskCancelledError and kill the worker (the scheduler never knew the task)."""
+
+    worker_id: WorkerID
+    spec: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +172,9 @@ class StealTasks:
 
 @dataclass(frozen=True, slots=True)
 class CancelTask:
-    """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``."""
+    """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``; for a task
+    pushed under a lease, owner -> that worker (which passes on to its scheduler one it does
+    not hold)."""
 
     task_id: TaskID
     force: bool = False
