@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.resources import ResourcePool
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker_table import WorkerRecord, WorkerState, WorkerTable
 from babyray.protocol import values as vm
+from babyray.runtime_env.validation import env_key
 
 
 def spec(task_id, cpus=1.0, actor_id=None, runtime_env=None, depth=0):
@@ -185,3 +190,49 @@ def test_remote_recursion_takes_a_few_workers_per_level_deepest_first_not_one_pe
     inner_tasks = fib(13) - 1  # of fib(12)'s recursion
     assert workers_for_recursion(12, 2, nested=True) <= 2 * 2 * 12  # about two blocked per level
     assert workers_for_recursion(12, 2, nested=False) > inner_tasks // 2  # first in, first out
+
+
+# ---- leases: which dispatches may end in a lease -----------------------------------------
+
+
+def test_a_lone_task_to_an_idle_worker_with_nothing_left_queued_may_end_in_a_lease():
+    workers, queue = node(2, 2), queued(spec("t1"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10, leases=True)
+    assert sent(plan) == {"w1": ["t1"]} and plan.leasable == {"w1"}
+
+
+def test_no_lease_while_tasks_stay_queued_or_when_leases_are_off():
+    workers, queue = node(2, 2), queued(spec("t1"), spec("t2"), spec("t3"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10, leases=True)
+    assert len(sent(plan)) == 2 and plan.leasable == set()  # a backlog is served here
+    workers, queue = node(2, 2), queued(spec("t1"))
+    assert plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10).leasable == set()
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        spec("actor", actor_id="A", cpus=0),
+        spec("env", runtime_env={"env_vars": {"X": "1"}}),
+        dataclasses.replace(spec("gpu"), resources={"CPU": 1.0, "GPU": 1.0}),
+        dataclasses.replace(spec("spread"), scheduling_strategy="SPREAD"),
+        dataclasses.replace(spec("generator"), generator="streaming"),
+    ],
+)
+def test_only_plain_tasks_may_end_in_a_lease(task):
+    workers = node(2, 1, env=env_key(task.runtime_env))
+    workers.pool.total["GPU"] = workers.pool.available["GPU"] = 1.0
+    queue = queued(task)
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10, leases=True)
+    assert sent(plan) == {"w0": [task.task_id]} and plan.leasable == set()
+
+
+def test_a_leased_worker_gets_no_task():
+    workers, queue = node(2, 2), queued(spec("t1"))
+    plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10, leases=True)
+    leased = next(w for w in workers if w.state is WorkerState.BUSY)
+    workers.finish(leased, {"t1"}, lessee="owner", now=1.0)
+    queue = queued(spec("t2"), spec("t3"))
+    plan = plan_dispatch(queue, workers, pipeline_depth=4, actor_limit=10, leases=True)
+    assert leased.worker_id not in sent(plan) and len(queue) == 1  # its CPU is charged: one fits
+    assert workers.to_reclaim() == [leased]

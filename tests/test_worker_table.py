@@ -235,3 +235,98 @@ def test_all_blocked_only_when_no_worker_can_take_or_end_a_task():
     assert table.all_blocked()  # two wait in get, one hosts an actor
     table.unblock(w1)
     assert not table.all_blocked()
+
+
+# ---- leases: a worker LEASED to a task's owner keeps its resources until it returns it ----
+
+
+def leased_worker(table, owner="owner"):
+    worker = busy_worker(table, "t1")
+    table.finish(worker, {"t1"}, lessee=owner, now=10.0)
+    return worker
+
+
+def test_a_worker_that_stays_leased_keeps_its_cpu_until_the_lease_is_returned():
+    table = table_with(100, 200)
+    worker = leased_worker(table)
+    assert worker.state is WorkerState.LEASED and worker.lessee == "owner" and cpus_free(table) == 1.0
+    assert table.idle() == [] and table.running_on("t1") is None and worker.assigned == []
+    assert table.end_lease(worker) and worker.state is WorkerState.IDLE and worker.lessee is None
+    assert cpus_free(table) == 2.0 and table.idle() == [worker]
+    assert not table.end_lease(worker) and cpus_free(table) == 2.0  # returned twice: nothing more
+
+
+def test_a_worker_that_still_holds_tasks_takes_no_lease():
+    table = table_with(100)
+    worker = busy_worker(table, "t1", "t2")  # t2 was queued behind t1 after the worker chose a lease
+    table.finish(worker, {"t1"}, lessee="owner", now=10.0)
+    assert worker.state is WorkerState.BUSY and worker.lessee is None and cpus_free(table) == 1.0
+    assert table.lease_contacts(worker, now=11.0, window=5.0) == ["owner"]  # it may think it is leased
+    assert not table.end_lease(worker)  # the LeaseReturned that answers the refusal
+    table.finish(worker, {"t2"})
+    assert worker.state is WorkerState.IDLE and cpus_free(table) == 2.0
+
+
+def test_a_pushed_task_blocked_in_get_lends_the_cpu_and_takes_it_back_leased():
+    table = table_with(100)
+    worker = leased_worker(table)
+    table.block(worker)
+    assert worker.state is WorkerState.BLOCKED and cpus_free(table) == 2.0
+    assert table.all_blocked()  # its task waits in get: it frees nothing by itself
+    table.unblock(worker)
+    assert worker.state is WorkerState.LEASED and cpus_free(table) == 1.0
+    assert not table.all_blocked()  # a leased worker gives its lease back when reclaimed
+
+
+def test_a_lease_returned_while_blocked_leaves_nothing_to_take_back():
+    table = table_with(100)
+    worker = leased_worker(table)
+    table.block(worker)
+    assert table.end_lease(worker) and worker.state is WorkerState.BLOCKED and cpus_free(table) == 2.0
+    table.unblock(worker)
+    assert worker.state is WorkerState.IDLE and cpus_free(table) == 2.0
+
+
+def test_a_leased_worker_is_reclaimed_once_per_lease():
+    table = table_with(100, 200)
+    worker = leased_worker(table)
+    assert table.to_reclaim() == [worker] and table.to_reclaim() == []
+    table.end_lease(worker)
+    table.assign(worker, spec("t2"))
+    table.finish(worker, {"t2"}, lessee="owner", now=12.0)
+    assert table.to_reclaim() == [worker]
+
+
+@pytest.mark.parametrize("blocked", [False, True])
+def test_a_leased_worker_that_dies_gives_back_exactly_what_it_took(blocked):
+    table = table_with(100, 200)
+    worker = leased_worker(table)
+    if blocked:
+        table.block(worker)
+    held = table.remove("w0")
+    assert held.running is None and held.unstarted == () and cpus_free(table) == 2.0
+    assert held.worker.lessee == "owner"  # told of the death
+
+
+def test_the_owners_told_of_a_death_are_the_lessee_and_those_seen_lately():
+    table = table_with(100)
+    worker = leased_worker(table, owner="a")  # seen at 10.0
+    table.end_lease(worker)
+    table.note_lease_contact(worker, "b", 20.0)  # a dispatch that may end in a lease of b
+    assert sorted(table.lease_contacts(worker, now=21.0, window=5.0)) == ["b"]
+    assert sorted(table.lease_contacts(worker, now=14.0, window=5.0)) == ["a", "b"]
+    table.assign(worker, spec("t2"))
+    table.finish(worker, {"t2"}, lessee="c", now=0.0)  # long ago, but its lessee now
+    assert sorted(table.lease_contacts(worker, now=100.0, window=5.0)) == ["c"]
+    for i in range(100):
+        table.note_lease_contact(worker, f"o{i}", 100.0)
+    assert len(worker.lease_contacts) <= 32
+
+
+def test_lease_transitions_are_listed():
+    assert WorkerState.LEASED in TRANSITIONS[WorkerState.BUSY]
+    assert TRANSITIONS[WorkerState.LEASED] == frozenset(
+        {WorkerState.IDLE, WorkerState.BLOCKED, WorkerState.EXITING, WorkerState.DEAD}
+    )
+    assert WorkerState.LEASED in TRANSITIONS[WorkerState.BLOCKED]
+    assert WorkerState.LEASED not in TRANSITIONS[WorkerState.IDLE]  # only a finished task leases

@@ -79,7 +79,7 @@ class OwnerLeases:
             if lease.in_flight is not None:
                 continue
             if now - lease.granted_at >= lease.idle_timeout * PUSH_WINDOW:
-                leases.remove(lease)
+                self._drop(lease)
             elif chosen is None:
                 chosen = lease
         if chosen is not None:
