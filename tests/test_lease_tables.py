@@ -147,3 +147,26 @@ def test_a_grant_arriving_after_its_workers_death_is_ignored():
     assert leases.lost("w1") == []
     leases.results_arrived(["t0"], grant("w1"), "n1", now=0.0)
     assert not leases
+
+
+def test_a_task_pushed_to_a_lease_that_ended_is_followed_until_handed_back_or_lost():
+    leases = OwnerLeases()
+    leases.results_arrived(["t0"], grant("w1"), "n1", now=0.0)
+    leases.take(spec("t1"), 0.0)
+    leases.ended("w1", lease_id=1)  # ended (idle) before the push arrived
+    assert not leases and leases.holder("t1") is not None
+    handed_back, cancelled = leases.ended("w1", lease_id=1, refused="t1")  # the worker did not run it
+    assert handed_back.task_id == "t1" and not cancelled and leases.holder("t1") is None
+    assert leases.ended("w1", lease_id=1, refused="t1") == (None, False)  # told twice: nothing more
+    leases.results_arrived(["t0"], grant("w2"), "n1", now=0.0)
+    leases.take(spec("t2"), 0.0)
+    leases.ended("w2", lease_id=1)
+    assert [s.task_id for s in leases.lost("w2")] == ["t2"]  # the worker died with it
+
+
+def test_a_cancelled_push_handed_back_says_so():
+    leases = OwnerLeases()
+    leases.results_arrived(["t0"], grant(), "n1", now=0.0)
+    leases.take(spec("t1"), 0.0)
+    leases.cancel_requested("t1")
+    assert leases.ended("w1", lease_id=1, refused="t1")[1]

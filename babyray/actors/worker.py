@@ -28,13 +28,13 @@ from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
-from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
+from babyray.actors.worker_lease import HeldLease, WorkerLease
 from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
 from babyray.api.runtime_context import cancel_requested
-from babyray.ids import FunctionID
+from babyray.ids import FunctionID, TaskID
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import tasks as tm
@@ -180,48 +180,49 @@ class Worker(PartActor):
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
             stolen = [self.tasks.pop() for _ in range(min(msg.count, len(self.tasks)))]
-            ended = self.leases.handed_back(stolen)
+            stolen = self._hand_back(stolen, "pushed_task_stolen")
         self._drop_scheduled_events(stolen)
         if stolen:
             self.post(
                 self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, tuple(reversed(stolen)))
             )
-        if ended is not None:
-            self._lease_ended(ended, self.post)
 
     # ---- the lease (babyray.actors.worker_lease) ---------------------------------------
 
     def _on_push(self, spec: vm.TaskSpec, lease_id: int) -> None:
         """A task its owner pushed under lease ``lease_id``: run it if that lease holds and
-        nothing else waits here; else it goes to the scheduler and the owner learns the lease ended."""
+        nothing else waits here; else the owner learns the lease ended and submits the task to
+        the scheduler itself (sent from here, it would be lost if this worker died at once)."""
         with self.queue_lock:
             idle = not self.tasks and self.running is None and not self.blocked
             if self.leases.accept_push(spec, lease_id, idle):
+                if os.environ.get("BABYRAY_DEBUG_LEASES"):
+                    self.log.info("DEBUG_push_accepted", task_id=spec.task_id, lease_id=lease_id)
                 self._task_event(spec, "scheduled")
                 self.tasks.append(spec)
                 self.queue_lock.notify()
                 return
             ended = self.leases.refuse_push(spec)
-        start = self.start_msg
         self.log.info("lease_push_refused", task_id=spec.task_id, lease_id=lease_id)
-        self.post(start.scheduler, tm.SubmitTasks((spec,)))
         if ended is not None:
-            self._lease_ended(ended, self.post)
+            self._lease_ended(ended, "push_refused", spec.task_id)
         else:
-            self.post(spec.owner, tm.LeaseEnded(start.worker_id, lease_id))
+            self.post_from_thread(
+                spec.owner, tm.LeaseEnded(self.start_msg.worker_id, lease_id, spec.task_id), wake=False
+            )
 
     def on_reclaim_lease(self, msg: tm.ReclaimLease, sender: Any) -> None:
         with self.queue_lock:
             ended = self.leases.reclaim()
         if ended is not None:
-            self._lease_ended(ended, self.post)
+            self._lease_ended(ended, "reclaimed")
 
     def on_lease_timer(self, msg: Any, sender: Any) -> None:
         self.lease_timer_armed = False
         with self.queue_lock:
             ended, delay = self.leases.expire(time.monotonic())
         if ended is not None:
-            self._lease_ended(ended, self.post)
+            self._lease_ended(ended, "idle")
         if delay is not None:
             self._arm_lease_timer(delay)
 
@@ -230,11 +231,28 @@ class Worker(PartActor):
             self.lease_timer_armed = True
             self.wakeupAfter(timedelta(seconds=delay), payload="lease")
 
-    def _lease_ended(self, lease: HeldLease, post: Any) -> None:
-        """Tell the owner (push no more) and the scheduler (its resources are free)."""
+    def _lease_ended(self, lease: HeldLease, why: str, refused: TaskID | None = None) -> None:
+        """Tell the owner (push no more; ``refused``: a push not run) and the scheduler (its
+        resources are free). Sent, from any thread, behind what the executor posted before the
+        lease ended (the grant, and the done message that took the lease): the owner and the
+        scheduler rely on that order."""
         start = self.start_msg
-        post(lease.owner, tm.LeaseEnded(start.worker_id, lease.lease_id))
-        post(start.scheduler, tm.LeaseReturned(start.worker_id, lease.owner))
+        self.log.info("lease_ended", lease_id=lease.lease_id, why=why)
+        self.post_from_thread(
+            lease.owner, tm.LeaseEnded(start.worker_id, lease.lease_id, refused), wake=False
+        )
+        self.post_from_thread(start.scheduler, tm.LeaseReturned(start.worker_id, lease.owner))
+
+    def _hand_back(self, specs: list[vm.TaskSpec], why: str) -> list[vm.TaskSpec]:
+        """Tasks leaving unrun for the scheduler (under the queue lock): a pushed one among them
+        ends its lease and goes back to its owner instead (the scheduler never knew it)."""
+        ended = self.leases.handed_back(specs)
+        if ended is None or ended.in_flight is None:
+            return specs
+        pushed = ended.in_flight.task_id
+        self._drop_scheduled_events([ended.in_flight])
+        self._lease_ended(ended, why, pushed)
+        return [s for s in specs if s.task_id != pushed]
 
     def _grant(self, lease: HeldLease) -> tm.LeaseGrant:
         start = self.start_msg
@@ -295,12 +313,9 @@ class Worker(PartActor):
             return
         with self.queue_lock:
             self.blocked = True
-            returned = list(self.tasks)
+            returned = self._hand_back(list(self.tasks), "pushed_task_handed_back")
             self.tasks.clear()
-            ended = self.leases.handed_back(returned)
         self._drop_scheduled_events(returned)
-        if ended is not None:
-            self._lease_ended(ended, self.post_from_thread)
         self.post_from_thread(
             self.start_msg.scheduler, tm.WorkerBlocked(self.start_msg.worker_id, tuple(returned))
         )
@@ -374,17 +389,6 @@ class Worker(PartActor):
         start = self.start_msg
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
-        # With more tasks queued here, results wait for the next wake-up and leave together.
-        with self.queue_lock:
-            self.unsent += 1
-            wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
-            if wake:
-                self.unsent = 0
-            after = (
-                self.leases.task_done(spec, not self.tasks, time.monotonic())
-                if spec.actor_id is None
-                else AfterTask()
-            )
         result = tm.TaskResult(
             spec.task_id,
             returns,
@@ -392,19 +396,34 @@ class Worker(PartActor):
             start.node_id,
             started_at=self.started.pop(spec.task_id, 0.0),
         )
-        grant = self._grant(after.grant) if after.grant is not None else None
-        if after.pushed:  # its scheduler never knew the task: only a lease's end concerns it
-            self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=after.ended is None)
-            if after.ended is not None:
-                self.post_from_thread(start.scheduler, tm.LeaseReturned(start.worker_id, after.ended.owner))
-        elif spec.actor_id is None:  # actor method calls come straight from callers, not the scheduler
+        # With more tasks queued here, results wait for the next wake-up and leave together.
+        # Posted under the lock that decides the lease, so that a lease's end, decided on the
+        # loop later, leaves after them (see _lease_ended).
+        with self.queue_lock:
+            self.unsent += 1
+            wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
+            if wake:
+                self.unsent = 0
+            if spec.actor_id is not None:  # actor method calls come straight from callers
+                self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
+                return
+            after = self.leases.task_done(spec, not self.tasks, time.monotonic())
+            grant = self._grant(after.grant) if after.grant is not None else None
             self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=False)
+            if after.pushed:  # its scheduler never knew the task: only a lease's end concerns it
+                if after.ended is not None:
+                    self.log.info("lease_ended", lease_id=after.ended.lease_id, why="after_pushed_task")
+                    self.post_from_thread(
+                        start.scheduler, tm.LeaseReturned(start.worker_id, after.ended.owner)
+                    )
+                self.wake_from_thread()
+                return
+            if after.grant is not None:
+                self.log.info("lease_taken", lease_id=after.grant.lease_id, task_id=spec.task_id)
             leased_to = spec.owner if after.new else None
             self.post_from_thread(
                 start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to), wake=wake
             )
-        else:
-            self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
 
     # ---- hosting an actor ------------------------------------------------------------
 

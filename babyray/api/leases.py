@@ -2,10 +2,12 @@
 
 A worker that finishes a task the local scheduler let it lease on (``ExecuteTasks.lease``)
 stays leased to the task's owner: its result carries a ``LeaseGrant``, and the owner pushes
-its next task of the same resource shape straight to that worker (``ExecuteTasks.pushed``),
+its next task of the same resource shape straight to that worker (``ExecuteTasks.lease_id``),
 one at a time, instead of submitting it to the scheduler. The worker is the authority on its
-lease: a push it may no longer run it submits to its scheduler itself, so the owner never
-has to guess. See docs/design.md, "Message flow of a task".
+lease: a push it may no longer run it hands back (``LeaseEnded.refused``) and the owner submits
+it to the scheduler. A pushed task is followed here until its result arrives, it is handed
+back, or its worker is reported dead (``lost``: run it again), whatever became of its lease
+meanwhile. See docs/design.md, "Message flow of a task".
 
 I/O-free; ``OwnerLeases`` runs under the owner's lock.
 """
@@ -51,10 +53,12 @@ class Lease:
     idle_timeout: float
     granted_at: float  # when its last grant arrived (monotonic seconds)
     in_flight: vm.TaskSpec | None = None
+    cancelled: bool = False  # the owner cancelled ``in_flight``
 
 
 class OwnerLeases:
-    """The leases one owner holds, by resource shape, and the task in flight on each."""
+    """The leases one owner holds, by resource shape, and the task in flight on each (followed
+    after its lease was dropped, too)."""
 
     def __init__(self) -> None:
         self._by_key: dict[tuple, list[Lease]] = {}
@@ -91,6 +95,12 @@ class OwnerLeases:
         """The lease ``task_id`` was pushed to, while its result has not arrived."""
         return self._by_task.get(task_id)
 
+    def cancel_requested(self, task_id: TaskID) -> None:
+        """The owner cancelled pushed ``task_id``: if it is handed back, it is not submitted again."""
+        lease = self._by_task.get(task_id)
+        if lease is not None:
+            lease.cancelled = True
+
     def results_arrived(
         self, task_ids: list[TaskID], grant: tm.LeaseGrant | None, node_id: NodeID, now: float
     ) -> None:
@@ -101,7 +111,7 @@ class OwnerLeases:
             lease = self._by_task.pop(task_id, None)
             if lease is None:
                 continue
-            lease.in_flight = None
+            lease.in_flight, lease.cancelled = None, False
             if grant is None or grant.worker_id != lease.worker_id or grant.lease_id != lease.lease_id:
                 self._drop(lease)
         if grant is not None:
@@ -119,11 +129,20 @@ class OwnerLeases:
             Lease(grant.worker_id, grant.address, grant.key, grant.lease_id, grant.idle_timeout, now)
         )
 
-    def ended(self, worker_id: WorkerID, lease_id: int) -> None:
-        """The worker ended that lease; a task pushed to it went on to its scheduler."""
+    def ended(
+        self, worker_id: WorkerID, lease_id: int, refused: TaskID | None = None
+    ) -> tuple[vm.TaskSpec | None, bool]:
+        """The worker ended that lease, handing back pushed task ``refused`` unrun: returns its
+        spec (None if not followed here any more) and whether the owner cancelled it."""
         for lease in self._leases_of(worker_id):
             if lease.lease_id == lease_id:
                 self._drop(lease)
+        pushed = self._by_task.pop(refused, None) if refused is not None else None
+        if pushed is None or pushed.in_flight is None:
+            return None, False
+        spec, cancelled = pushed.in_flight, pushed.cancelled
+        pushed.in_flight, pushed.cancelled = None, False
+        return spec, cancelled
 
     def drop_worker(self, worker_id: WorkerID) -> None:
         """Push nothing more to ``worker_id`` (it is about to be killed)."""
@@ -132,32 +151,34 @@ class OwnerLeases:
 
     def lost(self, worker_id: WorkerID) -> list[vm.TaskSpec]:
         """The worker died: forget its leases (and any grant of it still on its way); returns
-        the tasks that were in flight on them."""
+        the tasks pushed to it that are still followed."""
         self._dead[worker_id] = None
         while len(self._dead) > DEAD_WORKERS_KEPT:
             self._dead.popitem(last=False)
-        in_flight = []
         for lease in self._leases_of(worker_id):
-            if lease.in_flight is not None:
-                in_flight.append(lease.in_flight)
             self._drop(lease)
+        in_flight = []
+        for task_id, lease in list(self._by_task.items()):
+            if lease.worker_id == worker_id and lease.in_flight is not None:
+                del self._by_task[task_id]
+                in_flight.append(lease.in_flight)
+                lease.in_flight = None
         return in_flight
 
     def forget_task(self, task_id: TaskID) -> None:
         """``task_id`` runs again elsewhere (its node died): its lease is gone with that node."""
-        lease = self._by_task.get(task_id)
+        lease = self._by_task.pop(task_id, None)
         if lease is not None:
+            lease.in_flight = None
             self._drop(lease)
 
     def _leases_of(self, worker_id: WorkerID) -> list[Lease]:
         return [lease for leases in self._by_key.values() for lease in leases if lease.worker_id == worker_id]
 
     def _drop(self, lease: Lease) -> None:
+        """Push nothing more to ``lease`` (its task in flight, if any, is still followed)."""
         leases = self._by_key.get(lease.key, [])
         if lease in leases:
             leases.remove(lease)
             if not leases:
                 del self._by_key[lease.key]
-        if lease.in_flight is not None:
-            self._by_task.pop(lease.in_flight.task_id, None)
-            lease.in_flight = None

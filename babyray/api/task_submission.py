@@ -103,6 +103,12 @@ class TaskSubmitter:
             self.leases.take(spec, time.monotonic()) if self.leases and dest is self.core.scheduler else None
         )
         if lease is not None:
+            import os
+
+            if os.environ.get("BABYRAY_DEBUG_LEASES"):
+                self.core.log.info(
+                    "DEBUG_pushed", task_id=spec.task_id, worker_id=lease.worker_id, lease_id=lease.lease_id
+                )
             self.core.transport.send(lease.address, tm.ExecuteTasks((spec,), lease_id=lease.lease_id))
         else:
             self.core.transport.send(dest, tm.SubmitTasks((spec,)))
@@ -199,10 +205,25 @@ class TaskSubmitter:
             )
             core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
 
+    def lease_ended(self, msg: tm.LeaseEnded) -> None:
+        """A worker ended its lease; a task pushed to it that it handed back goes to the
+        scheduler now (or fails, if cancelled meanwhile). Locked."""
+        spec, cancelled = self.leases.ended(msg.worker_id, msg.lease_id, msg.refused)
+        if spec is None or self._submitted.get(spec.task_id) is not spec:
+            return  # not ours any more: finished, or run again after its worker died
+        if cancelled:
+            self.finish(failed_result(spec, exceptions.TaskCancelledError(spec.task_id)))
+        else:
+            self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
+
     def lease_lost(self, msg: tm.LeaseLost) -> None:
         """A worker that may be leased to us died: run again, within its retries, the task we
         pushed to it (a result that still arrives from it is then ignored). Locked."""
         core = self.core
+        import os
+
+        if os.environ.get("BABYRAY_DEBUG_LEASES"):
+            core.log.info("DEBUG_lease_lost", worker_id=msg.worker_id, leases=len(self.leases))
         for pushed in self.leases.lost(msg.worker_id):
             task_id = pushed.task_id
             spec = self._submitted.get(task_id)
@@ -354,6 +375,7 @@ class TaskSubmitter:
             lease = self.leases.holder(task_id)
             if lease is not None:  # pushed to a leased worker
                 dest = lease.address
+                self.leases.cancel_requested(task_id)
                 if force:  # the worker will be killed: push nothing more to it
                     self.leases.drop_worker(lease.worker_id)
         core.transport.send(dest, tm.CancelTask(task_id, force))

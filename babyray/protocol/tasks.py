@@ -115,11 +115,12 @@ class LeaseReturned:
 
 @dataclass(frozen=True, slots=True)
 class LeaseEnded:
-    """Worker -> owner: lease ``lease_id`` ended; push no more (a push that still comes is
-    submitted to the local scheduler by the worker)."""
+    """Worker -> owner: lease ``lease_id`` ended; push no more. ``refused``: a task pushed
+    under it that the worker did not run: submit it to the local scheduler."""
 
     worker_id: WorkerID
     lease_id: int
+    refused: TaskID | None = None
 
 
 @dataclass(frozen=True, slots=True)
