@@ -196,8 +196,6 @@ class Worker(PartActor):
         with self.queue_lock:
             idle = not self.tasks and self.running is None and not self.blocked
             if self.leases.accept_push(spec, lease_id, idle):
-                if os.environ.get("BABYRAY_DEBUG_LEASES"):
-                    self.log.info("DEBUG_push_accepted", task_id=spec.task_id, lease_id=lease_id)
                 self._task_event(spec, "scheduled")
                 self.tasks.append(spec)
                 self.queue_lock.notify()

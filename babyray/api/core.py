@@ -208,8 +208,6 @@ class CoreClient:
             with self.lock:
                 self.tasks.nodes_lost(msg)
         elif kind is tm.LeaseEnded:
-            if os.environ.get("BABYRAY_DEBUG_LEASES"):
-                self.log.info("DEBUG_lease_ended", worker_id=msg.worker_id, lease_id=msg.lease_id)
             with self.lock:
                 self.tasks.lease_ended(msg)
         elif kind is tm.LeaseLost:

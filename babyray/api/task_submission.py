@@ -103,12 +103,6 @@ class TaskSubmitter:
             self.leases.take(spec, time.monotonic()) if self.leases and dest is self.core.scheduler else None
         )
         if lease is not None:
-            import os
-
-            if os.environ.get("BABYRAY_DEBUG_LEASES"):
-                self.core.log.info(
-                    "DEBUG_pushed", task_id=spec.task_id, worker_id=lease.worker_id, lease_id=lease.lease_id
-                )
             self.core.transport.send(lease.address, tm.ExecuteTasks((spec,), lease_id=lease.lease_id))
         else:
             self.core.transport.send(dest, tm.SubmitTasks((spec,)))
@@ -220,10 +214,6 @@ class TaskSubmitter:
         """A worker that may be leased to us died: run again, within its retries, the task we
         pushed to it (a result that still arrives from it is then ignored). Locked."""
         core = self.core
-        import os
-
-        if os.environ.get("BABYRAY_DEBUG_LEASES"):
-            core.log.info("DEBUG_lease_lost", worker_id=msg.worker_id, leases=len(self.leases))
         for pushed in self.leases.lost(msg.worker_id):
             task_id = pushed.task_id
             spec = self._submitted.get(task_id)
