@@ -500,6 +500,9 @@ class LocalScheduler(PartActor):
     def on_prepare_bundles(self, msg: pm.PrepareBundles, sender: Any) -> None:
         ok = self.bundles.prepare(msg.pg_id, dict(msg.bundles), self.pool.available)
         self.log.info("bundles_prepared" if ok else "bundles_refused", pg_id=msg.pg_id, bundles=msg.bundles)
+        if not ok:  # leased workers' resources may be what is missing when it is tried again
+            for worker in self.workers.to_reclaim():
+                self.post(worker.address, tm.ReclaimLease())
         self.post(sender, pm.BundlesPrepared(msg.pg_id, self._node().node_id, ok))
 
     def on_commit_bundles(self, msg: pm.CommitBundles, sender: Any) -> None:
