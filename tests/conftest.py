@@ -30,8 +30,10 @@ def assert_session_clean(session_dir: str) -> None:
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A fresh private 2-CPU cluster for one test; yields init()'s info dict."""
-    info = babyray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * 1024 * 1024)
+    """A fresh private 2-CPU cluster for one test; yields its ``address_info`` (see init())."""
+    info = babyray.init(
+        num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * 1024 * 1024
+    ).address_info
     try:
         yield info
     finally:
@@ -41,11 +43,12 @@ def cluster(tmp_path):
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory):
-    """One 2-CPU cluster shared by a module's tests that do not disturb it."""
+    """One 2-CPU cluster shared by a module's tests that do not disturb it; yields its
+    ``address_info``."""
     tmp = tmp_path_factory.mktemp("cluster")
     info = babyray.init(
         num_cpus=2, resources={"custom": 1}, temp_dir=str(tmp), object_store_memory=256 * 1024 * 1024
-    )
+    ).address_info
     try:
         yield info
     finally:
