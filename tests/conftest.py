@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 
 import pytest
 
@@ -26,6 +27,14 @@ def assert_session_clean(session_dir: str) -> None:
     tag = os.path.basename(session_dir)[-6:]
     segments = glob.glob(f"/dev/shm/babyray_{tag}_*")
     assert not segments, f"shared-memory segments left: {segments}"
+
+
+def wait_for_file(path: str, timeout: float = 60) -> None:
+    """Until ``path`` exists (a process under test made it); fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
 
 
 @pytest.fixture

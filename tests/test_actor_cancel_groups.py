@@ -5,22 +5,15 @@ refused for actor calls with ValueError (``ray.kill`` ends an actor)."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+from conftest import wait_for_file
 
 import babyray as ray
 from babyray.exceptions import TaskCancelledError
 
 POLL_LIMIT = 60  # seconds a method polls is_canceled() before it gives up
-
-
-def _wait_for_file(path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def _poll_until_cancelled(started_file: str) -> None:
@@ -61,52 +54,52 @@ class Grouped:
         return self.ran
 
 
-def _cancel_running(actor, tmp_path) -> None:
+def _start_polling(actor, tmp_path) -> tuple:
+    """A call of ``actor.poll`` once it runs: (its ref, its started file)."""
     started = str(tmp_path / f"started-{time.monotonic_ns()}")
     ref = actor.poll.remote(started)
-    _wait_for_file(started)
+    wait_for_file(started)
+    return ref, started
+
+
+def _cancel_running(ref, started: str) -> None:
+    """Cancel the running poll call ``ref``: it fails, after it saw is_canceled() become True."""
     ray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=60)
-    _wait_for_file(started + ".seen")  # the running call saw is_canceled() become True
+    wait_for_file(started + ".seen")
 
 
 def test_a_running_call_of_a_max_concurrency_actor_sees_is_canceled(shared_cluster, tmp_path):
     actor = Threaded.remote()
-    _cancel_running(actor, tmp_path)
+    _cancel_running(*_start_polling(actor, tmp_path))
     assert ray.get(actor.ping.remote(), timeout=60) == "pong"
 
 
 def test_a_running_call_in_a_concurrency_group_sees_is_canceled(shared_cluster, tmp_path):
-    _cancel_running(Grouped.remote(), tmp_path)
+    _cancel_running(*_start_polling(Grouped.remote(), tmp_path))
 
 
 def test_a_call_waiting_for_its_group_s_thread_never_runs(shared_cluster, tmp_path):
     actor = Grouped.remote()
-    started = str(tmp_path / "started")
-    running = actor.poll.remote(started)
-    _wait_for_file(started)
+    running = _start_polling(actor, tmp_path)
     waiting = actor.record.remote("waiting")
     assert ray.get(actor.recorded.remote(), timeout=60) == []  # the call reached the actor meanwhile
     ray.cancel(waiting)
-    ray.cancel(running)
-    for ref in (waiting, running):
-        with pytest.raises(TaskCancelledError):
-            ray.get(ref, timeout=60)
+    _cancel_running(*running)
+    with pytest.raises(TaskCancelledError):
+        ray.get(waiting, timeout=60)
     assert ray.get(actor.record.remote("after"), timeout=60) == "after"
     assert ray.get(actor.recorded.remote(), timeout=60) == ["after"]
 
 
 def test_force_is_refused_for_an_actor_call_queued_or_running(shared_cluster, tmp_path):
     actor = Threaded.remote()
-    started = str(tmp_path / "started")
-    running = actor.poll.remote(started)
+    queued = actor.ping.remote()  # the actor may not be up yet: still queued here
     with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
-        ray.cancel(running, force=True)  # not sent yet, or running: refused either way
-    _wait_for_file(started)
+        ray.cancel(queued, force=True)
+    running, started = _start_polling(actor, tmp_path)
     with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
         ray.cancel(running, force=True)
-    ray.cancel(running)  # the call goes on until this
-    with pytest.raises(TaskCancelledError):
-        ray.get(running, timeout=60)
-    assert ray.get(actor.ping.remote(), timeout=60) == "pong"
+    _cancel_running(running, started)  # the call went on until a cancel without force
+    assert ray.get(queued, timeout=60) == "pong"

@@ -6,20 +6,11 @@ actor's call the id of the call."""
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 
-from conftest import assert_session_clean
+from conftest import assert_session_clean, wait_for_file
 
 import babyray as ray
-
-
-def _wait_for(path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 @ray.remote
@@ -31,7 +22,7 @@ def record(path, name):
 @ray.remote
 def parent(path, started, go):
     open(started, "w").close()
-    _wait_for(go)
+    wait_for_file(go)
     refs = []
     thread = threading.Thread(target=lambda: refs.append(record.remote(path, "child")))
     thread.start()
@@ -47,7 +38,7 @@ def test_a_task_submitted_from_a_thread_of_a_task_runs_before_the_driver_s_queue
     try:
         order, started, go = (str(tmp_path / name) for name in ("order", "started", "go"))
         running = parent.remote(order, started, go)
-        _wait_for(started)
+        wait_for_file(started)
         queued = [record.remote(order, f"driver {i}") for i in range(3)]
         open(go, "w").close()
         ray.get([running, *queued], timeout=120)

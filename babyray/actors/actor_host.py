@@ -24,6 +24,7 @@ from babyray.api import context
 from babyray.ids import TaskID
 from babyray.protocol import values as vm
 
+Run = Callable[[vm.TaskSpec], None]  # what a worker does with a call: run it, or fail it as cancelled
 DEFAULT_ASYNC_CONCURRENCY = 1000
 CONCURRENCY_GROUP_ATTR = "__babyray_concurrency_group__"
 
@@ -115,12 +116,7 @@ class ActorHost:
         group = spec.actor_options.get("concurrency_group") or self.method_groups.get(spec.method_name or "")
         return group if group in self.groups else None
 
-    def run_in_group(
-        self,
-        spec: vm.TaskSpec,
-        run: Callable[[vm.TaskSpec], None],
-        cancelled: Callable[[vm.TaskSpec], None],
-    ) -> bool:
+    def run_in_group(self, spec: vm.TaskSpec, run: Run, cancelled: Run) -> bool:
         """Hand a threaded actor's call of a concurrency group to the group's thread pool, where
         it waits for a free thread: then ``run(spec)``, or ``cancelled(spec)`` if ray.cancel
         reached it meanwhile (it never runs, as in Ray). False: the call is of no such group."""
@@ -132,12 +128,7 @@ class ActorHost:
         pool.submit(self._run_unless_cancelled, spec, run, cancelled)
         return True
 
-    def _run_unless_cancelled(
-        self,
-        spec: vm.TaskSpec,
-        run: Callable[[vm.TaskSpec], None],
-        cancelled: Callable[[vm.TaskSpec], None],
-    ) -> None:
+    def _run_unless_cancelled(self, spec: vm.TaskSpec, run: Run, cancelled: Run) -> None:
         try:
             (cancelled if spec.task_id in self._cancelled else run)(spec)
         finally:
