@@ -35,9 +35,10 @@ __all__ = [
 ]
 
 
-def session_dirs(extra: Iterable[str] = ()) -> list[str]:
+def session_dirs(extra: Iterable[str] = (), temp_dir: str | None = None) -> list[str]:
     """Session directories readable on this host: the given ones, this driver's session
-    (after ``init()``) and those of the nodes ``babyray start`` recorded on this host."""
+    (after ``init()``) and those of the nodes ``babyray start`` recorded on this host (in the
+    records of ``temp_dir``, default: the setting's)."""
     dirs = [d for d in extra if d]
     try:
         from babyray.api import context
@@ -49,7 +50,7 @@ def session_dirs(extra: Iterable[str] = ()) -> list[str]:
         pass
     from babyray.cli.node_records import read_records
 
-    dirs.extend(record["session_dir"] for _, record in read_records(None) if record.get("session_dir"))
+    dirs.extend(record["session_dir"] for _, record in read_records(temp_dir) if record.get("session_dir"))
     seen: dict[str, None] = {}
     for d in dirs:
         seen.setdefault(os.path.abspath(d), None)

@@ -53,7 +53,9 @@ def measure(mode: str, round_trips: int, trials: int) -> dict:
     round trip (ms) and seconds per put."""
     import babyray as ray
 
-    session_dir = ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode)["session_dir"]
+    session_dir = ray.init(num_cpus=2, object_store_memory=1 << 30, auth_mode=mode).address_info[
+        "session_dir"
+    ]
     out: dict = {}
     try:
 

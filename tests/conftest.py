@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import time
 
 import pytest
 
@@ -28,10 +29,20 @@ def assert_session_clean(session_dir: str) -> None:
     assert not segments, f"shared-memory segments left: {segments}"
 
 
+def wait_for_file(path: str, timeout: float = 60) -> None:
+    """Until ``path`` exists (a process under test made it); fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def cluster(tmp_path):
-    """A fresh private 2-CPU cluster for one test; yields init()'s info dict."""
-    info = babyray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * 1024 * 1024)
+    """A fresh private 2-CPU cluster for one test; yields its ``address_info`` (see init())."""
+    info = babyray.init(
+        num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * 1024 * 1024
+    ).address_info
     try:
         yield info
     finally:
@@ -41,11 +52,12 @@ def cluster(tmp_path):
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory):
-    """One 2-CPU cluster shared by a module's tests that do not disturb it."""
+    """One 2-CPU cluster shared by a module's tests that do not disturb it; yields its
+    ``address_info``."""
     tmp = tmp_path_factory.mktemp("cluster")
     info = babyray.init(
         num_cpus=2, resources={"custom": 1}, temp_dir=str(tmp), object_store_memory=256 * 1024 * 1024
-    )
+    ).address_info
     try:
         yield info
     finally:

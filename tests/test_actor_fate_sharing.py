@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import _stop_all
+from cli_cluster import stop_all
 from test_head_restart import _env
 from test_placement_groups_cluster import _start_head
 
@@ -243,4 +243,4 @@ def test_a_drivers_actors_die_when_it_shuts_down_or_exits_and_detached_ones_live
         check = _driver(env, tmp_path, CHECK, address)
         assert check.returncode == 0 and "CHECKED" in check.stdout, check.stdout + check.stderr
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)

@@ -11,20 +11,17 @@ import os
 import pickle
 import socket
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from cli_cluster import cli, cli_env, run_driver, start
 
 import babyray as ray
 from babyray import auth
 from babyray.cluster import free_port
 from babyray.store.alloc_channel import AllocClient, AllocServer
 from babyray.transfer import TcpDataPlane, TransferError, TransferServer
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class CreatesMarker:
@@ -230,17 +227,6 @@ def test_init_without_authentication_only_by_asking_and_a_bad_mode_is_named(tmp_
         ray.shutdown()
 
 
-def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "babyray.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        cwd=ROOT,
-    )
-
-
 DRIVER = """
 import sys, babyray as ray
 ray.init(address=sys.argv[1])
@@ -253,84 +239,49 @@ print("DRIVER OK")
 """
 
 
+def _env(tmp_path: Path) -> dict:
+    """The environment of a cluster's commands and drivers, without any authentication setting."""
+    return {k: v for k, v in cli_env(tmp_path).items() if "AUTH" not in k}
+
+
 def test_start_head_makes_a_private_token_that_drivers_on_the_host_find(tmp_path):
-    env = {k: v for k, v in os.environ.items() if "AUTH" not in k and k != "BABYRAY_ADDRESS"}
-    env.update(BABYRAY_TEMP_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    address = f"127.0.0.1:{free_port()}"
+    env = _env(tmp_path)
+    port = free_port()
+    address = f"127.0.0.1:{port}"
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     try:
-        head = _cli(
-            env,
-            "start",
-            "--head",
-            "--port",
-            address.split(":")[1],
-            "--node-ip",
-            "127.0.0.1",
-            "--num-cpus",
-            "1",
-        )
-        assert head.returncode == 0, head.stdout + head.stderr
+        head = start(env, port, 1)
         token_file = next(line for line in head.stdout.splitlines() if line.startswith("Auth token"))
         token_file = Path(token_file.split(": ", 1)[1].split(" ")[0])
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        printed = _cli(env, "get-auth-token")
+        printed = cli(env, "get-auth-token")
         assert printed.returncode == 0 and printed.stdout.strip() == token_file.read_text().strip()
         assert len(printed.stdout.strip()) == 64
 
-        run = subprocess.run(
-            [sys.executable, str(driver), address], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert run.returncode == 0 and "DRIVER OK" in run.stdout, run.stdout + run.stderr
+        run_driver(driver, address, env=env, expect="DRIVER OK")
         elsewhere = dict(env, BABYRAY_STATE_DIR=str(tmp_path / "another-host"))
-        run = subprocess.run(
-            [sys.executable, str(driver), address], env=elsewhere, capture_output=True, text=True, timeout=120
-        )
+        run = run_driver(driver, address, env=elsewhere)
         assert run.returncode != 0 and "no auth token for the cluster" in run.stderr, run.stdout + run.stderr
-        run = subprocess.run(
-            [sys.executable, str(driver), address],
-            env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        run = run_driver(driver, address, env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64))
         assert run.returncode != 0 and "auth token" in run.stderr, run.stdout + run.stderr
     finally:
-        stop = _cli(env, "stop")
+        stop = cli(env, "stop")
     assert stop.returncode == 0 and "stopped head" in stop.stdout, stop.stdout + stop.stderr
     assert not token_file.exists()
 
 
 def test_start_with_no_auth_says_it_is_unsafe_and_takes_unauthenticated_drivers(tmp_path):
-    env = {k: v for k, v in os.environ.items() if "AUTH" not in k and k != "BABYRAY_ADDRESS"}
-    env.update(BABYRAY_TEMP_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    address = f"127.0.0.1:{free_port()}"
+    env = _env(tmp_path)
+    port = free_port()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     try:
-        head = _cli(
-            env,
-            "start",
-            "--head",
-            "--no-auth",
-            "--port",
-            address.split(":")[1],
-            "--node-ip",
-            "127.0.0.1",
-            "--num-cpus",
-            "1",
-        )
-        assert head.returncode == 0, head.stdout + head.stderr
+        head = start(env, port, 1, "--no-auth")
         assert "authentication is OFF" in head.stdout
-        run = subprocess.run(
-            [sys.executable, str(driver), address],
-            env=dict(env, BABYRAY_AUTH_MODE="disabled"),
-            capture_output=True,
-            text=True,
-            timeout=120,
+        run_driver(
+            driver, f"127.0.0.1:{port}", env=dict(env, BABYRAY_AUTH_MODE="disabled"), expect="DRIVER OK"
         )
-        assert run.returncode == 0 and "DRIVER OK" in run.stdout, run.stdout + run.stderr
     finally:
-        stop = _cli(env, "stop")
+        stop = cli(env, "stop")
     assert stop.returncode == 0, stop.stdout + stop.stderr

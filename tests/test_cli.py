@@ -3,48 +3,12 @@ and data-plane ports), status, a driver joining by address, and stop leaving not
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
+
+from cli_cluster import assert_gone, cli, cli_env, run_driver, start
 
 from babyray.cluster import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(env: dict, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "babyray.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in out if "pgrep" not in line]
-
-
-def _assert_gone(directory: Path, seconds: float = 10) -> None:
-    """No process mentions ``directory`` (the temp dir of the nodes started) within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while _processes_mentioning(str(directory)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _processes_mentioning(str(directory))
-
-
-def _stop_all(env: dict, directory: Path) -> subprocess.CompletedProcess:
-    """``babyray stop``, then check nothing started under ``directory`` is left running."""
-    stop = _cli(env, "stop")
-    assert stop.returncode == 0, stop.stdout + stop.stderr
-    _assert_gone(directory)
-    return stop
-
 
 DRIVER = """
 import sys, babyray as ray
@@ -68,46 +32,61 @@ print("DRIVER OK")
 
 
 def test_start_status_driver_and_stop_on_localhost_leave_no_process(tmp_path):
-    env = dict(os.environ, BABYRAY_TEMP_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    env.pop("BABYRAY_ADDRESS", None)
+    env = cli_env(tmp_path)
     head_port, member_port = free_port(), free_port()
     address = f"127.0.0.1:{head_port}"
     try:
-        head = _cli(
-            env, "start", "--head", "--port", str(head_port), "--node-ip", "127.0.0.1", "--num-cpus", "2"
-        )
-        assert head.returncode == 0, head.stdout + head.stderr
+        head = start(env, head_port, 2)
         assert head.stdout.strip().splitlines()[-1] == address
-        member = _cli(
-            env,
-            "start",
-            "--address",
-            address,
-            "--port",
-            str(member_port),
-            "--node-ip",
-            "127.0.0.1",
-            "--num-cpus",
-            "1",
-            "--resources",
-            '{"special": 1}',
-        )
-        assert member.returncode == 0, member.stdout + member.stderr
-        status = _cli(env, "status", "--address", address)
+        start(env, member_port, 1, "--resources", '{"special": 1}', head=address)
+        status = cli(env, "status", "--address", address)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "2 alive node(s)" in status.stdout and "special 1/1" in status.stdout, status.stdout
         driver = tmp_path / "driver.py"
         driver.write_text(DRIVER)
-        run = subprocess.run(
-            [sys.executable, str(driver), address], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert run.returncode == 0 and "DRIVER OK" in run.stdout, run.stdout + run.stderr
+        run_driver(driver, address, env=env, expect="DRIVER OK")
     finally:
-        stop = _cli(env, "stop")
+        stop = cli(env, "stop")
     assert stop.returncode == 0 and "stopped head" in stop.stdout and "stopped member" in stop.stdout, (
         stop.stdout
     )
-    _assert_gone(tmp_path)
+    assert_gone(tmp_path)
     assert not list((tmp_path / "nodes").glob("*.json"))
     tags = [p.name[-6:] for p in tmp_path.glob("session_*")]
     assert not [s for s in os.listdir("/dev/shm") if any(t in s for t in tags)]
+
+
+def test_logs_temp_dir_reads_the_sessions_of_the_nodes_started_there(tmp_path):
+    elsewhere = tmp_path / "elsewhere"  # the environment's temp dir knows no node
+    env, nodes_dir = cli_env(elsewhere), tmp_path / "nodes_here"
+    try:
+        start(env, free_port(), 1, "--temp-dir", str(nodes_dir))
+        assert cli(env, "logs", "--component", "gcs").returncode == 1  # no session under `elsewhere`
+        logs = cli(env, "logs", "--temp-dir", str(nodes_dir), "--component", "gcs", "--json")
+        assert logs.returncode == 0, logs.stdout + logs.stderr
+        events = [json.loads(line) for line in logs.stdout.splitlines()]
+        assert events and all(e["component"] == "gcs" for e in events)
+    finally:
+        stop = cli(env, "stop", "--temp-dir", str(nodes_dir))
+    assert stop.returncode == 0 and "stopped head" in stop.stdout, stop.stdout + stop.stderr
+    assert_gone(nodes_dir)
+
+
+PRIVATE_DRIVER = """
+import os, sys, babyray as ray
+with ray.init(num_cpus=1, temp_dir=sys.argv[1]) as ctx:
+    assert ray.get(ray.put("x"), timeout=60) == "x"
+    print("PID", os.getpid())
+"""
+
+
+def test_logs_temp_dir_without_node_records_reads_its_newest_session(tmp_path):
+    env = cli_env(tmp_path / "elsewhere")
+    driver = tmp_path / "driver.py"
+    driver.write_text(PRIVATE_DRIVER)
+    runs = tmp_path / "runs"
+    first, second = (run_driver(driver, str(runs), env=env, expect="PID") for _ in range(2))
+    logs = cli(env, "logs", "--temp-dir", str(runs), "--component", "driver", "--json")
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    pids = {json.loads(line)["pid"] for line in logs.stdout.splitlines()}
+    assert pids == {int(second.stdout.split()[-1])} != {int(first.stdout.split()[-1])}

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cli_cluster import cli, stop_all
 from conftest import assert_session_clean
-from test_cli import _cli, _stop_all
 
 import babyray as ray
 from babyray import config, procfs
@@ -166,7 +166,7 @@ def test_a_program_without_init_joins_the_cluster_the_environment_names(variable
     script = tmp_path / "ray_program.py"
     script.write_text(RAY_PROGRAM + "print('nodes', len(ray.nodes()))\n")
     try:
-        head = _cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
+        head = cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
         assert head.returncode == 0, head.stdout + head.stderr
         run = subprocess.run(
             [sys.executable, str(script)],
@@ -182,10 +182,10 @@ def test_a_program_without_init_joins_the_cluster_the_environment_names(variable
         assert len(notices) == 1 and f"Connected to the babyray cluster at {address}" in notices[0], (
             run.stderr
         )
-        status = _cli(env, "status", "--address", address)  # the program's exit left the cluster running
+        status = cli(env, "status", "--address", address)  # the program's exit left the cluster running
         assert status.returncode == 0 and "alive" in status.stdout.lower(), status.stdout + status.stderr
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)
 
 
 def test_ray_module_layout_actor_and_remote_function(cluster):

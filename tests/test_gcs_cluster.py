@@ -162,7 +162,7 @@ class Backend:
             yield Gcs()
         finally:
             ray.shutdown()
-        assert_session_clean(info["session_dir"])
+        assert_session_clean(info.address_info["session_dir"])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_cli import _cli, _processes_mentioning, _stop_all
+from cli_cluster import cli, cli_env, processes_mentioning, run_driver, start, start_args, stop_all
 from test_gcs_store import PG_URL, drop_tables
 
 from babyray import log_reader
@@ -29,8 +29,6 @@ from babyray.cluster import free_port
 from babyray.gcs.store import GcsStore
 from babyray.ids import task_id_of
 from babyray.session import kill_session_processes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 DRIVER = """
 import sys, time, babyray as ray
@@ -100,8 +98,8 @@ assert ray.get(list(refs.values()), timeout=60) == [2, b"m" * 300_000, b"h" * 20
 counter = Counter.remote()
 assert ray.get([counter.inc.remote() for _ in range(3)], timeout=60) == [1, 2, 3]
 with open(os.path.join(markers, "ready.tmp"), "w") as f:
-    json.dump({"objects": {k: r.hex() for k, r in refs.items()}, "job_id": info["job_id"],
-               "session_dir": info["session_dir"]}, f)
+    json.dump({"objects": {k: r.hex() for k, r in refs.items()}, "job_id": info.address_info["job_id"],
+               "session_dir": info.address_info["session_dir"]}, f)
 os.replace(os.path.join(markers, "ready.tmp"), os.path.join(markers, "ready.json"))
 while not os.path.exists(os.path.join(markers, "killed")):
     time.sleep(0.05)
@@ -125,63 +123,25 @@ ray.shutdown()
 def _driver(env: dict, tmp_path: Path, address: str, x: int) -> tuple[int, str]:
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    run = subprocess.run(
-        [sys.executable, str(script), address, str(x)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0 and "RESULT" in run.stdout, run.stdout + run.stderr
+    run = run_driver(script, address, str(x), env=env, expect="RESULT")
     value, node = run.stdout.split("RESULT", 1)[1].split()
     return int(value), node
 
 
 def _env(tmp_path: Path, prefix: str = "babyray_") -> dict:
-    env = dict(
-        os.environ,
-        BABYRAY_TEMP_DIR=str(tmp_path),
-        PYTHONPATH=str(ROOT),
-        BABYRAY_NODE_TIMEOUT="3",
-        BABYRAY_GCS_TABLE_PREFIX=prefix,
-    )
-    env.pop("BABYRAY_ADDRESS", None)
-    return env
+    return cli_env(tmp_path, BABYRAY_NODE_TIMEOUT="3", BABYRAY_GCS_TABLE_PREFIX=prefix)
 
 
 def _start_cluster(env: dict, store: str) -> tuple[str, tuple]:
     """A head (1 CPU, 2 of resource head_only) on the GCS store ``store`` and a member (1 CPU,
     resource special) on 127.0.0.1; returns the head's address and the arguments that start it
     again."""
-    head_port, member_port = free_port(), free_port()
+    head_port = free_port()
     address = f"127.0.0.1:{head_port}"
-    head_args = (
-        "start",
-        "--head",
-        "--port",
-        str(head_port),
-        "--node-ip",
-        "127.0.0.1",
-        "--num-cpus",
-        "1",
-        "--resources",
-        '{"head_only": 2}',
-        "--gcs-url",
-        store,
-    )
-    head = _cli(env, *head_args)
+    head_args = start_args(head_port, 1, "--resources", '{"head_only": 2}', "--gcs-url", store)
+    head = cli(env, *head_args)
     assert head.returncode == 0, head.stdout + head.stderr
-    member = _cli(
-        env,
-        "start",
-        "--address",
-        address,
-        "--port",
-        str(member_port),
-        "--node-ip",
-        "127.0.0.1",
-        "--num-cpus",
-        "1",
-        "--resources",
-        '{"special": 1}',
-    )
-    assert member.returncode == 0, member.stdout + member.stderr
+    start(env, free_port(), 1, "--resources", '{"special": 1}', head=address)
     return address, head_args
 
 
@@ -194,24 +154,24 @@ def test_a_member_reregisters_with_a_restarted_head_and_runs_tasks_again(tmp_pat
 
         _kill_head(tmp_path)
         time.sleep(1.0)
-        head = _cli(env, *head_args)
+        head = cli(env, *head_args)
         assert head.returncode == 0, head.stdout + head.stderr
 
         value, node = _driver(env, tmp_path, address, 7)
         assert (value, node) == (21, member_node)  # the same member, under its old node id
-        status = _cli(env, "status", "--address", address)
+        status = cli(env, "status", "--address", address)
         assert status.returncode == 0 and "2 alive node(s), 1 dead" in status.stdout, (
             status.stdout + status.stderr
         )
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)
 
 
 def _kill_driver(driver: subprocess.Popen, script: Path) -> None:
     """SIGKILL a driver that did not finish, and the Thespian admin it started (its own session)."""
     driver.kill()
     driver.wait()
-    for line in _processes_mentioning(str(script)):
+    for line in processes_mentioning(str(script)):
         os.kill(int(line.split()[0]), signal.SIGKILL)
 
 
@@ -258,7 +218,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
         _kill_head(tmp_path)
         (markers / "killed").touch()  # the driver submits, asks and gets while the head is down
         time.sleep(1.0)
-        head = _cli(env, *head_args)
+        head = cli(env, *head_args)
         assert head.returncode == 0, head.stdout + head.stderr
         driver.wait(timeout=150)
         output = (tmp_path / "driver.log").read_text()
@@ -284,7 +244,7 @@ def test_a_driver_connected_before_a_head_restart_keeps_its_results_and_runs_new
     finally:
         if driver is not None and driver.poll() is None:
             _kill_driver(driver, script)
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)
         if backend == "postgresql":
             drop_tables(PG_URL, prefix)
 
@@ -314,29 +274,12 @@ def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(
     script = tmp_path / "late_actor.py"
     script.write_text(LATE_ACTOR)
     port = free_port()
-    head_args = (
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--node-ip",
-        "127.0.0.1",
-        "--num-cpus",
-        "1",
-        "--gcs-url",
-        store,
-    )
+    head_args = start_args(port, 1, "--gcs-url", store)
     try:
-        head = _cli(env, *head_args)
+        head = cli(env, *head_args)
         assert head.returncode == 0, head.stdout + head.stderr
         address = f"127.0.0.1:{port}"
-        create = subprocess.run(
-            [sys.executable, str(script), address, "create"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        create = run_driver(script, address, "create", env=env)
         assert create.returncode == 0, create.stdout + create.stderr
         gcs_store = GcsStore(store, prefix=prefix)
         try:
@@ -348,15 +291,8 @@ def test_an_actor_pending_when_the_head_died_is_scheduled_by_the_restarted_head(
             gcs_store.close()
 
         _kill_head(tmp_path)  # the global scheduler that held the actor's creation dies with it
-        head = _cli(env, *head_args, "--resources", '{"late": 1}')
+        head = cli(env, *head_args, "--resources", '{"late": 1}')
         assert head.returncode == 0, head.stdout + head.stderr
-        call = subprocess.run(
-            [sys.executable, str(script), address, "call"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert call.returncode == 0 and "RESULT pong" in call.stdout, call.stdout + call.stderr
+        run_driver(script, address, "call", env=env, expect="RESULT pong")
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)

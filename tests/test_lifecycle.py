@@ -13,7 +13,7 @@ import babyray as ray
 def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
     with pytest.raises(RuntimeError, match="init"):
         ray.init()
-    assert ray.init(ignore_reinit_error=True)["session_dir"] == cluster["session_dir"]
+    assert ray.init(ignore_reinit_error=True).address_info["session_dir"] == cluster["session_dir"]
 
 
 def test_shutdown_leaves_nothing_and_a_second_init_works(tmp_path):

@@ -8,14 +8,11 @@ also tested on its own.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from test_cli import _cli, _stop_all
+from cli_cluster import cli_env, run_driver, start, stop_all
 
 import babyray as ray
 from babyray.cluster import free_port
@@ -23,8 +20,6 @@ from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.tables import Table
 from babyray.protocol import actors as am
 from babyray.protocol import values as vm
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # ---- the GCS's name registry -------------------------------------------------------------------
 
@@ -139,25 +134,13 @@ def lookup(name, **where):
 def head(tmp_path_factory):
     """A one-node cluster started with ``babyray start --head``: (address, env of its drivers)."""
     tmp_path = tmp_path_factory.mktemp("namespaces")
-    env = dict(os.environ, BABYRAY_TEMP_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    env.pop("BABYRAY_ADDRESS", None)
-    address = f"127.0.0.1:{free_port()}"
+    env = cli_env(tmp_path)
+    port = free_port()
     try:
-        started = _cli(
-            env,
-            "start",
-            "--head",
-            "--port",
-            address.split(":")[1],
-            "--node-ip",
-            "127.0.0.1",
-            "--num-cpus",
-            "2",
-        )
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield address, env
+        start(env, port, 2)
+        yield f"127.0.0.1:{port}", env
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)
 
 
 def _driver(head: tuple[str, dict], namespace: str | None, body: str) -> dict:
@@ -165,14 +148,7 @@ def _driver(head: tuple[str, dict], namespace: str | None, body: str) -> dict:
     address, env = head
     script = Path(env["BABYRAY_TEMP_DIR"]) / f"driver_{uuid.uuid4().hex[:8]}.py"
     script.write_text(DRIVER + body + '\nprint("RESULT", json.dumps(result), flush=True)\nray.shutdown()\n')
-    run = subprocess.run(
-        [sys.executable, str(script), address, namespace or "-"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0 and "RESULT" in run.stdout, run.stdout + run.stderr[-4000:]
+    run = run_driver(script, address, namespace or "-", env=env, timeout=180, expect="RESULT")
     return json.loads(run.stdout.split("RESULT", 1)[1].splitlines()[0])
 
 
@@ -296,6 +272,19 @@ def create_in_task(name):
     holder = Holder.options(name=name, lifetime="detached").remote("from a task")
     return ray.get(holder.get.remote())
 
+@ray.remote
+def from_a_thread(name):
+    import threading
+    seen = {}
+    def run():
+        seen["namespace"] = ray.get_runtime_context().namespace
+        seen["nested task"] = ray.get(namespace_of_task.remote())
+        seen["created"] = ray.get(Holder.options(name=name, lifetime="detached").remote("from a thread").get.remote())
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return seen
+
 @ray.remote(num_cpus=0)
 class Probe:
     def __init__(self):
@@ -309,6 +298,8 @@ result["nested task"] = ray.get(nested.remote(), timeout=60)
 result["lookup in task"] = ray.get(lookup_in_task.remote("driver's"), timeout=60)
 result["created in task"] = ray.get(create_in_task.remote("task's"), timeout=60)
 result["found from driver"] = lookup("task's")
+result["thread in task"] = ray.get(from_a_thread.remote("thread's"), timeout=60)
+result["found from thread"] = lookup("thread's")
 result["actor"] = ray.get(Probe.remote().namespaces.remote(), timeout=60)
 result["context"] = ray.get_runtime_context().get()["namespace"]
 """,
@@ -317,4 +308,10 @@ result["context"] = ray.get_runtime_context().get()["namespace"]
     assert result["task"] == result["nested task"] == "inside"
     assert result["lookup in task"] == "from the driver"
     assert result["created in task"] == result["found from driver"] == "from a task"
-    assert result["actor"] == ["inside", "inside", ["driver's", "task's"]]
+    assert result["thread in task"] == {
+        "namespace": "inside",
+        "nested task": "inside",
+        "created": "from a thread",
+    }
+    assert result["found from thread"] == "from a thread"
+    assert result["actor"] == ["inside", "inside", ["driver's", "task's", "thread's"]]

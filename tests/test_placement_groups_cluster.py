@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_cli import _cli, _stop_all
+from cli_cluster import cli, stop_all
 from test_head_restart import _env, _kill_head
 
 from babyray.cluster import free_port
@@ -45,7 +45,7 @@ def _run(env: dict, tmp_path: Path, address: str, body: str) -> str:
 
 
 def _groups(env: dict, address: str) -> dict:
-    listed = _cli(env, "list", "placement-groups", "--format", "json", "--address", address)
+    listed = cli(env, "list", "placement-groups", "--format", "json", "--address", address)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     return {g["name"]: g for g in json.loads(listed.stdout)}
 
@@ -63,13 +63,13 @@ def _start_head(env: dict, cpus: int, store: str = "") -> tuple[str, tuple]:
         str(cpus),
         *(("--gcs-url", store) if store else ()),
     )
-    head = _cli(env, *args)
+    head = cli(env, *args)
     assert head.returncode == 0, head.stdout + head.stderr
     return f"127.0.0.1:{port}", args
 
 
 def _start_member(env: dict, address: str, cpus: int, resources: str = "{}") -> None:
-    member = _cli(
+    member = cli(
         env,
         "start",
         "--address",
@@ -111,7 +111,7 @@ assert not later.wait(2)
         groups = _groups(env, address)
         assert groups["mine"]["state"] == "REMOVED"  # its driver ended
         assert groups["later"]["state"] == "PENDING" and groups["later"]["is_detached"]
-        status = _cli(env, "status", "--address", address)
+        status = cli(env, "status", "--address", address)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "placement groups: 1, 1 PENDING" in status.stdout and "later" in status.stdout, status.stdout
 
@@ -135,7 +135,7 @@ remove_placement_group(later)
         assert "PLACED CREATED" in out
         assert _groups(env, address)["later"]["state"] == "REMOVED"
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)
 
 
 def test_the_gcs_keeps_placement_groups_across_a_head_restart(tmp_path):
@@ -166,7 +166,7 @@ print("KEPT", placement_group_table(kept)["bundles_to_node_id"][0], "GONE", gone
         time.sleep(1.5)  # the store writer is behind the GCS by a moment
         _kill_head(tmp_path)
         time.sleep(1.0)
-        head = _cli(env, *head_args)
+        head = cli(env, *head_args)
         assert head.returncode == 0, head.stdout + head.stderr
         out = _run(
             env,
@@ -198,4 +198,4 @@ print("RECOVERED")
         )
         assert "RECOVERED" in out
     finally:
-        _stop_all(env, tmp_path)
+        stop_all(env, tmp_path)

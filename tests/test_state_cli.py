@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from test_cli import ROOT, _cli, _stop_all
+from cli_cluster import ROOT, cli, stop_all
 
 from babyray.cluster import free_port
 
@@ -85,7 +85,7 @@ def live(tmp_path_factory):
     address = f"127.0.0.1:{port}"
     driver = None
     try:
-        head = _cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
+        head = cli(env, "start", "--head", "--port", str(port), "--node-ip", "127.0.0.1", "--num-cpus", "2")
         assert head.returncode == 0, head.stdout + head.stderr
         idle_workers = _idle_workers(env)  # before any driver ran a task
         script = tmp / "workload.py"
@@ -126,11 +126,11 @@ def live(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 driver.kill()
                 driver.wait(10)
-        _stop_all(env, tmp)
+        stop_all(env, tmp)
 
 
 def _ok(env, *args) -> str:
-    run = _cli(env, *args)
+    run = cli(env, *args)
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 
@@ -174,7 +174,7 @@ def test_get_task_prints_the_error_and_remote_traceback(live):
     out = _ok(env, "get", "task", ids["failed"])
     assert "state               FAILED" in out and "error_message       bad input 7" in out
     assert "remote traceback:" in out and 'raise ValueError(f"bad input {x}")' in out
-    missing = _cli(env, "get", "task", "0" * 16)
+    missing = cli(env, "get", "task", "0" * 16)
     assert missing.returncode == 1 and "no task" in missing.stderr
 
 

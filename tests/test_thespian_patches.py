@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 import pickle
+import selectors
+import socket
 
 import pytest
 from structlog.testing import capture_logs
@@ -28,6 +32,7 @@ EXPECTED = [  # (owner, attribute, the babyray replacement apply() must leave th
     (ReceiveBuffer, "completed", P.completed_deserializing_once),
     (TCPIncoming_Common, "data", P.received_data_verified),  # the property's getter
     (TCPTransport, "_check_XMIT_4_done", P.ack_verified),
+    (tcp_transport, "selectors", P.PollSelectors),
 ]
 
 
@@ -69,6 +74,35 @@ def test_a_second_apply_changes_nothing_and_wraps_nothing_twice(monkeypatch, tok
     assert TCPv4ActorAddress("0.0.0.0", 4000).bindname == ("127.0.0.7", 4000)
     signed = tcp_transport.serializer.dumps(("address", {"payload": b"x" * 100}))
     assert tcp_transport.serializer.loads(signed) == ("address", {"payload": b"x" * 100})
+
+
+def test_the_transport_selector_reports_what_epoll_did_and_refuses_a_closed_descriptor():
+    selector = P.PollSelector()
+    read_end, write_end = os.pipe()
+    left, right = socket.socketpair()
+    try:
+        selector.register(read_end, selectors.EVENT_READ)
+        selector.register(left.fileno(), selectors.EVENT_WRITE)
+        assert [(key.fd, events) for key, events in selector.select(0)] == [
+            (left.fileno(), selectors.EVENT_WRITE)
+        ]
+        os.write(write_end, b"x")
+        assert sorted((key.fd, events) for key, events in selector.select(1.0)) == sorted(
+            [(read_end, selectors.EVENT_READ), (left.fileno(), selectors.EVENT_WRITE)]
+        )
+        os.close(write_end)  # a hang-up wakes a reader, as in every stdlib selector
+        os.read(read_end, 1)
+        assert (read_end, selectors.EVENT_READ) in [(k.fd, e) for k, e in selector.select(0)]
+        selector.close()
+        idle = P.PollSelector()
+        idle.register(read_end, selectors.EVENT_READ)
+        os.close(read_end)
+        with pytest.raises(OSError) as closed:
+            idle.select(0)
+        assert closed.value.errno == errno.EBADF
+    finally:
+        left.close()
+        right.close()
 
 
 def test_sockets_bind_to_every_interface_without_a_node_ip(monkeypatch):

@@ -24,6 +24,7 @@ from babyray.api import context
 from babyray.ids import TaskID
 from babyray.protocol import values as vm
 
+Run = Callable[[vm.TaskSpec], None]  # what a worker does with a call: run it, or fail it as cancelled
 DEFAULT_ASYNC_CONCURRENCY = 1000
 CONCURRENCY_GROUP_ATTR = "__babyray_concurrency_group__"
 
@@ -72,6 +73,7 @@ class ActorHost:
         self.namespace = spec.namespace
         self.resources = dict(spec.resources)
         self.gpu_ids = spec.gpu_ids
+        self.facts = context.TaskFacts.of(spec)  # what threads of its own see before any call ran
         self.reconstructed = spec.attempt > 0  # the GCS counts restarts in the creation spec's attempt
         self.is_async = is_async_class(cls)
         default = DEFAULT_ASYNC_CONCURRENCY if self.is_async else 1
@@ -83,7 +85,7 @@ class ActorHost:
         self._coroutines: dict[
             str, tuple[asyncio.AbstractEventLoop, asyncio.Task]
         ] = {}  # async calls running
-        self._cancelled: set[str] = set()  # async calls cancelled before they started
+        self._cancelled: set[str] = set()  # calls ray.cancel reached before they started or ended
 
     def construct(self, args: list, kwargs: dict) -> None:
         if self.is_async:
@@ -114,11 +116,23 @@ class ActorHost:
         group = spec.actor_options.get("concurrency_group") or self.method_groups.get(spec.method_name or "")
         return group if group in self.groups else None
 
-    def group_pool(self, spec: vm.TaskSpec) -> ThreadPoolExecutor | None:
-        """The thread pool of a threaded actor's call in a concurrency group, else None."""
+    def run_in_group(self, spec: vm.TaskSpec, run: Run, cancelled: Run) -> bool:
+        """Hand a threaded actor's call of a concurrency group to the group's thread pool, where
+        it waits for a free thread: then ``run(spec)``, or ``cancelled(spec)`` if ray.cancel
+        reached it meanwhile (it never runs, as in Ray). False: the call is of no such group."""
         if self.instance is None or spec.method_name is None:
-            return None
-        return self._pools.get(self.group_of(spec) or "")
+            return False
+        pool = self._pools.get(self.group_of(spec) or "")
+        if pool is None:
+            return False
+        pool.submit(self._run_unless_cancelled, spec, run, cancelled)
+        return True
+
+    def _run_unless_cancelled(self, spec: vm.TaskSpec, run: Run, cancelled: Run) -> None:
+        try:
+            (cancelled if spec.task_id in self._cancelled else run)(spec)
+        finally:
+            self._cancelled.discard(spec.task_id)
 
     def run_coroutine(
         self,
@@ -137,6 +151,7 @@ class ActorHost:
             task = asyncio.current_task()
             assert task is not None, "run as a task of the loop"
             self._coroutines[task_id] = (runner.loop, task)
+            context.coroutine_started(spec)
             try:
                 if task_id in self._cancelled:
                     raise asyncio.CancelledError()
@@ -156,9 +171,10 @@ class ActorHost:
 
     def cancel(self, task_id: TaskID) -> None:
         """ray.cancel of a call: an async call gets asyncio.CancelledError (at once if it runs, else
-        when it starts), as in Ray. A sync call is not interrupted (see ``is_canceled()``)."""
-        if not self.is_async:
-            return
+        when it starts), as in Ray; a call waiting for a thread of its concurrency group never
+        runs. A running sync call is not interrupted (see ``is_canceled()``)."""
+        if not self.is_async and not self._pools:
+            return  # the worker's queue skips the calls of the default group cancelled there
         self._cancelled.add(task_id)
         running = self._coroutines.get(task_id)
         if running is not None:

@@ -459,16 +459,16 @@ class Worker(PartActor):
             threading.Thread(target=self._run_tasks, name="babyray-executor", daemon=True).start()
 
     def _run_concurrency_groups(self, actor: ActorHost, specs: tuple) -> tuple:
-        """Hand a threaded actor's calls of a concurrency group to the group's threads;
-        returns the other calls (the default group's)."""
-        rest = []
-        for spec in specs:
-            pool = actor.group_pool(spec)
-            if pool is None:
-                rest.append(spec)
-            else:
-                pool.submit(self._execute_and_report, spec)
-        return tuple(rest)
+        """Hand a threaded actor's calls of a concurrency group to the group's threads (a call
+        cancelled before it gets one fails without running); returns the other calls (the
+        default group's)."""
+
+        def cancelled(spec: vm.TaskSpec) -> None:
+            self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
+
+        return tuple(
+            spec for spec in specs if not actor.run_in_group(spec, self._execute_and_report, cancelled)
+        )
 
     def _execute_and_report(self, spec: vm.TaskSpec) -> None:
         self._report(spec, self._execute(spec))

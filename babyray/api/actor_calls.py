@@ -104,19 +104,37 @@ class ActorSubmitter:
     def cancel(self, task_id: TaskID, force: bool) -> bool:
         """ray.cancel of a call made here: one still queued here fails at once; one in flight is
         cancelled by the actor's worker (a running async call is interrupted, a sync one only sees
-        ``is_canceled()``) and fails whatever it returns. False: no such call."""
+        ``is_canceled()``) and fails whatever it returns. False: no such call.
+
+        Raises:
+            ValueError: ``force`` (as in Ray: ``ray.kill`` ends an actor, a call is never killed).
+        """
         actor_id = self._actor_of_call.get(task_id)
+        queued = self._queued(task_id) if actor_id is None else None
+        if actor_id is None and queued is None:
+            return False
+        if force:
+            raise ValueError(
+                "force=True is not supported for actor tasks: ray.kill(actor) ends the actor "
+                "(ray.cancel without force cancels the call)"
+            )
         if actor_id is not None:
             self._cancelled.add(task_id)
             self.core.transport.send(self._actors[actor_id].address, tm.CancelTask(task_id, force))
             return True
+        assert queued is not None, "a call not in flight is queued here"
+        actor, call = queued
+        actor.queue.remove(call)
+        self._fail(call.spec, exceptions.TaskCancelledError(task_id))
+        return True
+
+    def _queued(self, task_id: TaskID) -> tuple[_ActorState, PendingTask] | None:
+        """The actor and the call ``task_id`` still queued here (not sent yet), if it is."""
         for actor in self._actors.values():
             call = next((c for c in actor.queue if c.spec.task_id == task_id), None)
             if call is not None:
-                actor.queue.remove(call)
-                self._fail(call.spec, exceptions.TaskCancelledError(task_id))
-                return True
-        return False
+                return actor, call
+        return None
 
     def outcome(self, result: tm.TaskResult) -> tm.TaskResult:
         """``result``, or for a call cancelled in flight its TaskCancelledError (a RayTaskError

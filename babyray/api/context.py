@@ -7,19 +7,46 @@ here. Those Ray starts itself for (``get``, ``put``, ``.remote()``...) use
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from babyray.api.core import CoreClient
-from babyray.ids import ActorID
+from babyray.ids import ActorID, JobID, TaskID, new_task_id
 from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 
 _runtime: Any = None
 
-# task_id, job_id, resources, gpu_ids, nesting_depth, namespace of the task running in this thread
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """What user code learns of the task it runs for: its job, namespace and nesting depth, and
+    the resources and GPU ids it holds."""
+
+    job_id: JobID
+    namespace: str
+    nesting_depth: int
+    resources: dict
+    gpu_ids: tuple
+
+    @classmethod
+    def of(cls, spec: vm.TaskSpec) -> TaskFacts:
+        return cls(spec.job_id, spec.namespace, spec.nesting_depth, dict(spec.resources), spec.gpu_ids)
+
+
+# task_id, scheduling_strategy and facts (a TaskFacts) of the task running in this thread; a
+# thread that never ran a task also keeps here the id get_task_id() gives it (thread_task_id)
 current_task = threading.local()
+# The call of an async actor running in this coroutine: (task id, TaskFacts).
+_coroutine_task: contextvars.ContextVar[tuple[TaskID, TaskFacts] | None] = contextvars.ContextVar(
+    "babyray_coroutine_task", default=None
+)
+# The facts of the latest task this worker process started: what threads user code started
+# see (as in Ray, where the job, namespace and task depth are the process's, not the thread's).
+_latest_facts: TaskFacts | None = None
 actor_scheduling_strategy: Any = None  # what the actor hosted by this worker was created with
 
 _actor_host: Any = None  # the user actor this worker process hosts, once constructed
@@ -71,24 +98,57 @@ def runtime_or_auto_init() -> Any:
     return runtime()
 
 
-def current_task_id() -> str | None:
+def current_task_id() -> TaskID | None:
+    """The task (or actor call) this thread, or this coroutine of an async actor, runs; None
+    elsewhere (a driver, a thread user code started)."""
+    running = _coroutine_task.get()
+    if running is not None:
+        return running[0]
     return getattr(current_task, "task_id", None)
 
 
+def thread_task_id() -> TaskID | None:
+    """What ``get_task_id()`` says here: the running task's id; in a worker's thread that runs
+    none (one user code started), an id of its own that names no task, as Ray gives such a
+    thread; None in a driver."""
+    task_id = current_task_id()
+    if task_id is not None or _runtime is None or _runtime.is_driver:
+        return task_id
+    own = getattr(current_task, "thread_task_id", None)
+    if own is None:
+        own = current_task.thread_task_id = new_task_id()
+    return own
+
+
+def task_facts() -> TaskFacts | None:
+    """The facts of the task this code runs for: the task of this thread (or coroutine), else
+    the latest task this worker started, else the actor it hosts; None in a driver."""
+    running = _coroutine_task.get()
+    if running is not None:
+        return running[1]
+    if getattr(current_task, "task_id", None) is not None:
+        return current_task.facts
+    if _latest_facts is not None:
+        return _latest_facts
+    return _actor_host.facts if _actor_host is not None else None
+
+
 def nesting_depth_of_submission() -> int:
-    """The nesting depth of a task submitted from this thread now: one more than the running
-    task's, 0 outside a task (the driver, an actor's method, a thread the task started)."""
-    return getattr(current_task, "nesting_depth", 0) + 1 if current_task_id() is not None else 0
+    """The nesting depth of a task submitted from here now: one more than the depth of the task
+    this code runs for (see ``task_facts``), 0 in a driver."""
+    facts = task_facts()
+    return facts.nesting_depth + 1 if facts is not None else 0
 
 
 def current_namespace() -> str:
     """The namespace of the job this code runs for: the driver's; in a worker, that of the
-    actor it hosts (its creator's job), else of the task running in this thread."""
+    actor it hosts (its creator's job), else of the task it runs for."""
     if _runtime is not None and _runtime.is_driver:
         return _runtime.namespace
     if _actor_host is not None:
         return _actor_host.namespace
-    return getattr(current_task, "namespace", "")
+    facts = task_facts()
+    return facts.namespace if facts is not None else ""
 
 
 def current_scheduling_strategy() -> Any:
@@ -98,15 +158,18 @@ def current_scheduling_strategy() -> Any:
 
 
 def task_started(spec: vm.TaskSpec) -> None:
-    """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task; a task
-    holding GPUs sees only them (CUDA_VISIBLE_DEVICES), as in Ray."""
-    current_task.job_id, current_task.resources, current_task.gpu_ids = (
-        spec.job_id,
-        spec.resources,
-        spec.gpu_ids,
-    )
-    current_task.nesting_depth, current_task.namespace = spec.nesting_depth, spec.namespace
+    """Record what ``get_runtime_context()`` and ``get_gpu_ids()`` tell inside the task, in this
+    thread and in the threads it starts; a task holding GPUs sees only them
+    (CUDA_VISIBLE_DEVICES), as in Ray."""
+    global _latest_facts
+    current_task.facts = _latest_facts = TaskFacts.of(spec)
     use_gpus(spec.gpu_ids)
+
+
+def coroutine_started(spec: vm.TaskSpec) -> None:
+    """Record, for the coroutine running an async actor's call (``spec``) and those it starts,
+    what ``get_runtime_context()`` tells inside that call."""
+    _coroutine_task.set((spec.task_id, TaskFacts.of(spec)))
 
 
 def use_gpus(gpu_ids: tuple) -> None:

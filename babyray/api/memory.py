@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from babyray import config, exceptions
+from babyray import exceptions
 from babyray.api import cluster_processes, context
 from babyray.api.reference_report import REFERENCE_TYPES
 from babyray.ids import TaskID, is_put_object, task_id_of
@@ -233,6 +233,6 @@ def _display(r: dict, in_store: dict) -> dict:
         detail.append(f"owner {r['owner_id'] or '?'}")
     stored = in_store.get(r["object_id"], {})
     size = r["size_bytes"] if r["size_bytes"] is not None else stored.get("size")
-    inline = size is not None and size <= config.Settings().inline_threshold
+    inline = r["size_bytes"] is not None and r["stored_on"] is None  # the holder has the value itself
     state = stored.get("state") or ("INLINE" if inline else "-")
     return {**r, "size": "?" if size is None else size, "store_state": state, "detail": "; ".join(detail)}

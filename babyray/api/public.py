@@ -11,6 +11,7 @@ from babyray import log
 from babyray.api import context, generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import check_namespace
+from babyray.api.ray_context import RayContext
 from babyray.api.runtime import DriverRuntime, resolve_address
 from babyray.runtime_env import packaging, validation
 
@@ -43,8 +44,11 @@ def init(
     runtime_env: dict | None = None,
     namespace: str | None = None,
     **settings: Any,
-) -> dict:
+) -> RayContext:
     """Start a private single-node cluster (``address=None``) and connect this driver to it.
+
+    Returns the driver's ``RayContext`` (``ctx.address_info["session_dir"]``, ...), as Ray
+    does; ``with babyray.init(): ...`` shuts down at the end of the block.
 
     ``runtime_env`` is the job's environment: every task and actor of the job runs in it
     (merged with their own, see babyray.runtime_env.validation.merge); its local
@@ -123,7 +127,7 @@ def auto_init() -> None:
     with _auto_init_lock:
         if context.runtime_or_none() is not None:
             return
-        info = init()
+        info = init().address_info
         runtime = context.runtime()
         joined = not runtime.owns_cluster
         runtime.log.info("driver_auto_init", joined=joined, address=info["address"])
@@ -138,13 +142,19 @@ def auto_init() -> None:
         )
 
 
-def _info(runtime: DriverRuntime) -> dict:
-    return {
-        "session_dir": runtime.session_dir,
-        "node_id": runtime.node_id,
-        "job_id": runtime.job_id,
-        "address": runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}",
-    }
+def _info(runtime: DriverRuntime) -> RayContext:
+    address = runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}"
+    return RayContext(
+        {
+            "address": address,
+            "gcs_address": address,
+            "node_ip_address": runtime.node_ip,
+            "node_id": runtime.node_id,
+            "job_id": runtime.job_id,
+            "session_dir": runtime.session_dir,
+            "webui_url": None,
+        }
+    )
 
 
 def shutdown() -> None:
@@ -221,7 +231,12 @@ def cancel(
     object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False, recursive: bool = True
 ) -> None:
     """Cancel the task that makes ``object_ref`` (or a generator's task, which stops yielding);
-    ``get`` then raises TaskCancelledError."""
+    ``get`` then raises TaskCancelledError.
+
+    Raises:
+        ValueError: ``force=True`` for an actor call not finished yet (as in Ray: use
+            ``kill(actor)`` to end an actor).
+    """
     if isinstance(object_ref, generator.ObjectRefGenerator):
         object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):

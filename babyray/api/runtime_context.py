@@ -29,17 +29,20 @@ class RuntimeContext:
         self._runtime = runtime
 
     def get_job_id(self) -> str:
-        """The job of the running task (or of the actor), else this driver's job."""
+        """The job of the actor, or of the task this code runs for, else this driver's job."""
         host = context.actor_host()
         if host is not None:
             return host.job_id
-        return getattr(context.current_task, "job_id", None) or self._runtime.job_id
+        facts = context.task_facts()
+        return facts.job_id if facts is not None else self._runtime.job_id
 
     def get_node_id(self) -> str:
         return self._runtime.node_id
 
     def get_task_id(self) -> str | None:
-        return context.current_task_id()
+        """The running task's (or actor call's) id; None in a driver. A thread that user code
+        started in a worker gets an id of its own that names no task, as in Ray."""
+        return context.thread_task_id()
 
     def get_actor_id(self) -> str | None:
         host = context.actor_host()
@@ -63,7 +66,8 @@ class RuntimeContext:
             raise RuntimeError(
                 "get_assigned_resources() is only available in a task or an actor, not in a driver"
             )
-        return dict(getattr(context.current_task, "resources", None) or {})
+        facts = context.task_facts()
+        return dict(facts.resources) if facts is not None else {}
 
     def is_canceled(self) -> bool:
         """Whether ray.cancel() was called on the running task or actor call: a sync actor call
@@ -142,4 +146,5 @@ def get_gpu_ids() -> list[int]:
     host = context.actor_host()
     if host is not None:
         return list(host.gpu_ids)
-    return list(getattr(context.current_task, "gpu_ids", None) or ())
+    facts = context.task_facts()
+    return list(facts.gpu_ids) if facts is not None else []

@@ -1,15 +1,22 @@
-"""``babyray logs``: the session logs on this host, filtered and readable (no connection)."""
+"""``babyray logs``: the session logs on this host, filtered and readable (no connection).
+
+Which sessions: those given with ``--session-dir``, and those of the nodes ``babyray start``
+recorded under the temp dir (``--temp-dir``, else BABYRAY_TEMP_DIR, else the default); with
+none of these, the newest session under the temp dir (a private cluster of ``init()`` leaves
+no record), as Ray's tools read its ``session_latest``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
 
-from babyray import log_reader
-from babyray.cli.connection import add_connection_arguments
+from babyray import config, log_reader
 
 __all__ = ["add_commands", "render"]
 
@@ -18,9 +25,12 @@ _SKIP_IN_RENDER = {"ts", "level", "event", "component", "node_id", "pid", "worke
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    dirs = log_reader.session_dirs(args.session_dir or ())
+    dirs = log_reader.session_dirs(args.session_dir or (), args.temp_dir) or _newest_session(args.temp_dir)
     if not dirs:
-        print("no babyray session on this host: start one, or pass --session-dir", file=sys.stderr)
+        print(
+            "no babyray session on this host: start one, or pass --session-dir or --temp-dir",
+            file=sys.stderr,
+        )
         return 1
     criteria = {
         "node": args.node,
@@ -45,6 +55,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _newest_session(temp_dir: str | None) -> list[str]:
+    """The newest session directory under ``temp_dir`` (default: the setting's), if any."""
+    root = config.Settings({"temp_dir": temp_dir}).temp_dir
+    sessions = [d for d in glob.glob(os.path.join(root, "session_*")) if os.path.isdir(d)]
+    return [max(sessions, key=os.path.getmtime)] if sessions else []
 
 
 def render(event: dict) -> str:
@@ -88,5 +105,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.add_argument("--json", action="store_true", help="raw JSON lines")
     p.add_argument("--session-dir", action="append", help="read this session's logs too")
-    add_connection_arguments(p)
+    p.add_argument(
+        "--temp-dir",
+        help="root of session directories and node records (default: the temp_dir setting): "
+        "the sessions of the nodes recorded there, else its newest session",
+    )
     p.set_defaults(func=cmd_logs)

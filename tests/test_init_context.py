@@ -1,0 +1,63 @@
+"""What ``init()`` returns, as in Ray: a RayContext with ``address_info`` (also read as a
+mapping, deprecated) and ``dashboard_url``; ``with init():`` shuts down at the end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+from conftest import assert_session_clean
+
+import babyray as ray
+
+
+def test_init_returns_a_context_with_address_info_and_works_as_a_mapping(tmp_path):
+    ctx = ray.init(num_cpus=1, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024)
+    try:
+        info = ctx.address_info
+        assert info["session_dir"].startswith(str(tmp_path)) and info["address"] == info["gcs_address"]
+        assert info["job_id"] == ray.get_runtime_context().get_job_id()
+        assert info["node_id"] == ray.get_runtime_context().get_node_id()
+        assert info["node_ip_address"] == info["address"].rsplit(":", 1)[0]
+        assert ctx.dashboard_url is None and info["webui_url"] is None  # no dashboard
+        assert ctx.ray_version == ray.__version__ and ctx.python_version.count(".") == 2
+        with warnings.catch_warnings():  # deprecated, warned of once per process (see below)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            assert ctx["session_dir"] == info["session_dir"]
+            assert dict(ctx) == info and len(ctx) == len(info) and "address" in ctx
+        again = ray.init(ignore_reinit_error=True)
+        assert again.address_info == info
+    finally:
+        ray.shutdown()
+    assert_session_clean(info["session_dir"])
+
+
+def test_with_init_shuts_down_at_the_end_of_the_block(tmp_path):
+    with ray.init(num_cpus=1, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024) as ctx:
+        assert ray.is_initialized()
+        assert ray.get(ray.put(1), timeout=60) == 1
+    assert not ray.is_initialized()
+    assert_session_clean(ctx.address_info["session_dir"])
+
+
+MAPPING_USE = """
+import sys, babyray as ray
+ctx = ray.init(num_cpus=1, temp_dir=sys.argv[1], object_store_memory=64 * 1024 * 1024)
+try:
+    ctx["session_dir"]
+finally:
+    ray.shutdown()
+"""
+
+
+def test_reading_the_context_as_a_mapping_is_deprecated(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", MAPPING_USE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert 'DeprecationWarning: Accessing values through ctx["session_dir"] is deprecated: use ' in run.stderr
+    assert 'ctx.address_info["session_dir"]' in run.stderr
