@@ -32,7 +32,7 @@ def long_leases(tmp_path):
         temp_dir=str(tmp_path),
         object_store_memory=64 * 1024 * 1024,
         lease_idle_timeout=LONG_LEASE,
-    )
+    ).address_info
     try:
         yield info
     finally:
@@ -130,7 +130,9 @@ def test_a_loop_of_tasks_runs_on_the_leased_worker_without_the_local_scheduler(l
 
 def test_leases_end_when_idle_and_not_at_all_when_off(tmp_path):
     for timeout in (0.1, 0.0):
-        info = ray.init(num_cpus=2, temp_dir=str(tmp_path / str(timeout)), lease_idle_timeout=timeout)
+        info = ray.init(
+            num_cpus=2, temp_dir=str(tmp_path / str(timeout)), lease_idle_timeout=timeout
+        ).address_info
         try:
             seen = set()
             for _ in range(20):
@@ -237,7 +239,7 @@ def work(kind, x):
 @pytest.mark.parametrize("lease_idle_timeout", [0.05, 1.0])
 def test_a_seeded_random_mix(tmp_path, lease_idle_timeout):
     rng = random.Random(1702)
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), lease_idle_timeout=lease_idle_timeout)
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), lease_idle_timeout=lease_idle_timeout).address_info
     cancels = 0
     try:
         for _ in range(100):
