@@ -3,8 +3,10 @@
 A task's returns are owned from the moment it is submitted. Its top-level ObjectRef
 arguments are resolved first (``PendingTask``); then it goes to a local scheduler (this
 node's, or the one ``TaskRouter`` picks for locality), or straight to a worker of this node
-leased to this owner (``leases``), and waits in ``submitted`` for its result. A result may start a retry instead (a retryable exception, a lost input); a task on
-a node that died is resubmitted within its retries; its lineage goes to the GCS task table.
+leased to this owner (``leases``), and waits in ``submitted`` for its result. A result may
+start a retry instead (a retryable exception, a lost input); a task on a node that died, or
+pushed to a leased worker that died, is run again within its retries; its lineage goes to the
+GCS task table.
 
 Methods marked Locked run under the owner's lock (``core.lock``).
 """
