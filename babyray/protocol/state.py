@@ -19,8 +19,8 @@ class WorkerTable(Reply):
     """Local scheduler -> requester: one dict per worker process of its node, idle ones too.
 
     Each has ``worker_id``, ``node_id``, ``pid``, ``state`` (STARTING, IDLE, BUSY, BLOCKED
-    in ``get`` with its CPU lent, ACTOR), ``actor_id``, ``running_task_id``, ``num_queued``,
-    ``started_at`` and ``address`` (where to ask it for its references).
+    in ``get`` with its CPU lent, LEASED to an owner, ACTOR), ``actor_id``, ``running_task_id``,
+    ``num_queued``, ``started_at`` and ``address`` (where to ask it for its references).
     """
 
     node_id: NodeID

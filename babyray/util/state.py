@@ -337,7 +337,8 @@ def list_workers(
     """The worker processes of every alive node, idle ones included, with the tasks each ran.
 
     Live workers come from the local schedulers' worker tables: ``state`` is STARTING, IDLE,
-    BUSY, BLOCKED (its task waits in ``get``, its CPU lent) or ACTOR, with ``pid``,
+    BUSY, BLOCKED (its task waits in ``get``, its CPU lent), LEASED (to an owner that pushes
+    tasks straight to it) or ACTOR, with ``pid``,
     ``running_task_id`` and ``num_queued``. Workers that ran tasks (task table) but are gone
     are listed DEAD, their ``pid`` from the session logs on this host when readable; the
     workers of a node whose scheduler does not answer within ``timeout`` are left out.
