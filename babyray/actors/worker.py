@@ -28,7 +28,7 @@ from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
-from babyray.actors.worker_lease import HeldLease, WorkerLease
+from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
 from babyray.api import context
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
@@ -395,33 +395,46 @@ class Worker(PartActor):
             started_at=self.started.pop(spec.task_id, 0.0),
         )
         # With more tasks queued here, results wait for the next wake-up and leave together.
-        # Posted under the lock that decides the lease, so that a lease's end, decided on the
-        # loop later, leaves after them (see _lease_ended).
         with self.queue_lock:
             self.unsent += 1
             wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
             if wake:
                 self.unsent = 0
-            if spec.actor_id is not None:  # actor method calls come straight from callers
-                self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
-                return
-            after = self.leases.task_done(spec, not self.tasks, time.monotonic())
-            grant = self._grant(after.grant) if after.grant is not None else None
-            self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=False)
-            if after.pushed:  # its scheduler never knew the task: only a lease's end concerns it
-                if after.ended is not None:
-                    self.log.info("lease_ended", lease_id=after.ended.lease_id, why="after_pushed_task")
-                    self.post_from_thread(
-                        start.scheduler, tm.LeaseReturned(start.worker_id, after.ended.owner)
-                    )
-                self.wake_from_thread()
-                return
-            if after.grant is not None:
-                self.log.info("lease_taken", lease_id=after.grant.lease_id, task_id=spec.task_id)
-            leased_to = spec.owner if after.new else None
-            self.post_from_thread(
-                start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to), wake=wake
+            after = (
+                self.leases.task_done(spec, not self.tasks, time.monotonic())
+                if spec.actor_id is None
+                else None
             )
+            if after is not None and (after.grant is not None or after.pushed):
+                # Under the lock that decided the lease, so that the lease's end, decided on the
+                # loop later, is posted after these (see _lease_ended).
+                self._post_results(spec, result, after, wake)
+                return
+        self._post_results(spec, result, after, wake)
+
+    def _post_results(
+        self, spec: vm.TaskSpec, result: tm.TaskResult, after: AfterTask | None, wake: bool
+    ) -> None:
+        """Send a task's result to its owner (with the lease ``after`` grants) and, for a task the
+        scheduler sent, its done message; an actor call's result only (``after`` None)."""
+        start = self.start_msg
+        if after is None:  # actor method calls come straight from callers, not the scheduler
+            self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
+            return
+        grant = self._grant(after.grant) if after.grant is not None else None
+        self.post_from_thread(spec.owner, tm.TaskResults((result,), grant), wake=False)
+        if after.pushed:  # its scheduler never knew the task: only a lease's end concerns it
+            if after.ended is not None:
+                self.log.info("lease_ended", lease_id=after.ended.lease_id, why="after_pushed_task")
+                self.post_from_thread(start.scheduler, tm.LeaseReturned(start.worker_id, after.ended.owner))
+            self.wake_from_thread()
+            return
+        if after.new and after.grant is not None:
+            self.log.info("lease_taken", lease_id=after.grant.lease_id, task_id=spec.task_id)
+        leased_to = spec.owner if after.new else None
+        self.post_from_thread(
+            start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to), wake=wake
+        )
 
     # ---- hosting an actor ------------------------------------------------------------
 
