@@ -8,6 +8,8 @@ the wrappers; each process appends ``[time, process, event, thread, message type
 own file. For each measured call the script then follows the call through those events
 (each milestone is the first matching event after the previous one) and prints the median
 time of every hop over the calls, and what pickling the hop's message costs on its own.
+An empty task is followed both through the local scheduler and pushed straight to a worker
+leased to the driver (worker leases, ``BABYRAY_LEASE_IDLE_TIMEOUT=0`` turns them off).
 
     python benchmarks/hop_profile.py [--calls 200] [--json out.json]
 
@@ -151,6 +153,13 @@ TASK_PATH: list[Milestone] = [
     ("worker: send(TaskResults) called", "worker", "send:enter", "TaskResults"),
     ("driver: listener hands TaskResults to the core", "driver", "core_handle:enter", "TaskResults"),
     ("driver: get() returns in the user's thread", "driver", "get:exit", ""),
+]
+
+# A task pushed to a worker leased to the driver: no scheduler on the way.
+LEASED_TASK_PATH: list[Milestone] = [
+    *TASK_PATH[:2],
+    ("driver: sender thread wakes, tell(ExecuteTasks) starts", "driver", "driver_tell:enter", "ExecuteTasks"),
+    *TASK_PATH[5:],
 ]
 
 ACTOR_PATH: list[Milestone] = [
@@ -312,6 +321,7 @@ def measure(calls: int) -> dict:
     os.rmdir(trace_dir)
     return {
         "task": hops(events, windows["task"], TASK_PATH),
+        "leased_task": hops(events, windows["task"], LEASED_TASK_PATH),
         "actor": hops(events, windows["actor"], ACTOR_PATH),
         "pickling": pickle_costs(spec),
         "load_average": os.getloadavg(),
@@ -331,9 +341,13 @@ def main() -> None:
         f"load average before {before[0]:.2f}, after {result['load_average'][0]:.2f}; "
         f"medians over {args.calls} calls of each kind"
     )
-    for kind in ("task", "actor"):
+    titles = {
+        "task": "empty task round trip through the local scheduler",
+        "leased_task": "empty task round trip pushed to a leased worker",
+        "actor": "actor call round trip",
+    }
+    for kind, title in titles.items():
         profile = result[kind]
-        title = "empty task round trip" if kind == "task" else "actor call round trip"
         if not profile["calls"]:
             print(f"\n{title}: no call could be followed through every hop")
             continue
