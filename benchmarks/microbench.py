@@ -5,7 +5,9 @@ Each system runs in its own subprocess (same workload, same machine, back to bac
 streamed by one generator task (each taken with ``next`` and read with ``get``), put/get of
 a 100 MB array, one task with 10,000 small ref arguments (submit to result), actor creation,
 actor method round trip and call throughput, and a chain of 1,000 actor calls each passing
-on the 1 MB array the previous one returned. Prints a table with the ratio babyray/Ray for
+on the 1 MB array the previous one returned; for babyray also Thespian's own round trip
+(``thespian_floor.py``: two plain actors, and an ``ask`` from outside), the floor under
+every hop. Prints a table with the ratio babyray/Ray for
 each figure and writes benchmarks/results/microbench.json. Last, on a fresh cluster for each
 ``n`` of ``--fib``: remote recursion ``fib(n)`` (each task ``get``s its two subtasks) cold
 (the first run: the workers the blocked tasks need start on the way) and warm (run again); a
@@ -87,7 +89,7 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
     if system == "babyray":  # the same tasks as the workers saw them, from their task_executed events
         from babyray import log_reader
 
-        events = log_reader.load(info["session_dir"], events=("task_executed",))
+        events = log_reader.load(info.address_info["session_dir"], events=("task_executed",))
         runs = log_reader.task_executions(events)[-tasks:]
         out["task_exec_median_ms"] = log_reader.latency_summary(runs).get("p50_ms", 0.0)
         out["worker_exec_throughput_per_s"] = log_reader.throughput(runs)
@@ -130,6 +132,12 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
         except NotImplementedError:
             pass
     ray.shutdown()
+    if system == "babyray":  # Thespian's own round trip in this run: the floor under every hop
+        import thespian_floor
+
+        floor = thespian_floor.measure(round_trips)
+        out["thespian_actor_rtt_median_ms"] = floor["actor_to_actor_rtt_median_ms"]
+        out["thespian_ask_rtt_median_ms"] = floor["external_ask_rtt_median_ms"]
     for n in fib_ns:
         ray.init(**init_kwargs)
         out.update(_measure_fib(ray, n, fib_timeout))
@@ -298,6 +306,13 @@ def main() -> None:
         fmt = lambda v: "-" if v is None else v if isinstance(v, str) else f"{v:.3f}"  # noqa: E731
         note = " (lower is better)" if key in LOWER_IS_BETTER or key.startswith("fib") else ""
         print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12}{note}")
+    floor = results.get("babyray", {}).get("thespian_actor_rtt_median_ms")
+    ray_actor = results.get("ray", {}).get("actor_rtt_median_ms")
+    if floor and ray_actor:
+        print(
+            f"Thespian alone (two plain actors, one round trip): {floor:.3f} ms = "
+            f"{floor / ray_actor:.2f}x Ray's actor call round trip"
+        )
 
 
 if __name__ == "__main__":
