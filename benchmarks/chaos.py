@@ -48,13 +48,18 @@ NODE_TIMEOUT = 3.0
 CHAIN_LENGTH = 50  # tasks per chain: one that makes the 1 MB array, then steps
 ARRAY_ELEMENTS = 131072  # float64: 1 MB
 COUNTED_EVENTS = {
-    "retries": ("task_retry_worker_died", "task_retry_on_exception", "task_resubmitted_node_died"),
+    "retries": (
+        "task_retry_worker_died",
+        "task_retry_on_exception",
+        "task_resubmitted_node_died",
+        "task_resubmitted_leased_worker_died",
+    ),
     "reconstructions": ("object_reconstructing",),
     "inputs_rebuilt": ("task_input_lost_rebuilding",),
     "workers_died": ("worker_died",),
     "nodes_dead": ("node_dead",),
     "objects_lost": ("object_lost",),
-    "failures": ("task_failed_worker_died", "task_failed_node_died"),
+    "failures": ("task_failed_worker_died", "task_failed_node_died", "task_failed_leased_worker_died"),
 }
 
 DRIVER = textwrap.dedent("""

@@ -161,45 +161,50 @@ class TaskSubmitter:
 
     def nodes_lost(self, msg: tm.TasksLost) -> None:
         """Run again the tasks still awaited that were on a node that died. Locked."""
-        core = self.core
         for task_id in msg.task_ids:
             spec = self._submitted.get(task_id)
             if spec is None:
                 continue  # finished meanwhile, or not ours
             self.leases.forget_task(task_id)
-            retry = take_retry(spec)
-            if retry is None:
-                core.log.warning(
-                    "task_failed_node_died", task_id=task_id, node=msg.node_id, attempt=spec.attempt
-                )
-                self.finish(
-                    failed_result(
-                        spec,
-                        exceptions.WorkerCrashedError(
-                            f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died; retries "
-                            f"exhausted ({spec.attempt}/{spec.max_retries})."
-                        ),
-                    )
-                )
-                continue
-            spec = self._submitted[task_id] = retry
-            if spec.generator:  # the values it yielded so far were on that node: wait for the new ones
-                core.generators.reset_items(task_id)
-            core.log.warning(
-                "task_resubmitted_node_died",
-                task_id=task_id,
-                node=msg.node_id,
-                attempt=spec.attempt,
-                reason=msg.reason or "node died",
+            self._run_again(
+                spec,
+                f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died",
+                "NodeDied",
+                f"node {msg.node_id} died",
+                "node_died",
+                log_fields={"node": msg.node_id, "reason": msg.reason or "node died"},
             )
-            self._task_event(
-                task_id,
-                "retried",
-                attempt=spec.attempt,
-                error_type="NodeDied",
-                error_message=f"node {msg.node_id} died",
+
+    def _run_again(
+        self,
+        spec: vm.TaskSpec,
+        failure: str,
+        error_type: str,
+        error_message: str,
+        cause: str,
+        log_fields: dict[str, Any],
+        **failed_fields: Any,
+    ) -> None:
+        """Resubmit ``spec``'s next attempt to this node's scheduler, within its retries; else
+        fail it with WorkerCrashedError (``failure``, retries exhausted). Logged as
+        ``task_resubmitted_<cause>`` or ``task_failed_<cause>`` with ``log_fields``. Locked."""
+        core, task_id = self.core, spec.task_id
+        retry = take_retry(spec)
+        if retry is None:
+            core.log.warning(f"task_failed_{cause}", task_id=task_id, attempt=spec.attempt, **log_fields)
+            error = exceptions.WorkerCrashedError(
+                f"{failure}; retries exhausted ({spec.attempt}/{spec.max_retries})."
             )
-            core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
+            self.finish(failed_result(spec, error, **failed_fields))
+            return
+        self._submitted[task_id] = retry
+        if retry.generator:  # the values it yielded so far went with it: wait for the new ones
+            core.generators.reset_items(task_id)
+        core.log.warning(f"task_resubmitted_{cause}", task_id=task_id, attempt=retry.attempt, **log_fields)
+        self._task_event(
+            task_id, "retried", attempt=retry.attempt, error_type=error_type, error_message=error_message
+        )
+        core.transport.send(core.scheduler, tm.SubmitTasks((retry,)))
 
     def lease_ended(self, msg: tm.LeaseEnded) -> None:
         """A worker ended its lease; a task pushed to it that it handed back goes to the
@@ -217,42 +222,21 @@ class TaskSubmitter:
         pushed to it (a result that still arrives from it is then ignored). Locked."""
         core = self.core
         for pushed in self.leases.lost(msg.worker_id):
-            task_id = pushed.task_id
-            spec = self._submitted.get(task_id)
+            spec = self._submitted.get(pushed.task_id)
             if spec is None:
                 continue  # its result arrived before the news
-            retry = take_retry(spec)
-            if retry is None:
-                core.log.warning("task_failed_leased_worker_died", task_id=task_id, worker_id=msg.worker_id)
-                self.finish(
-                    failed_result(
-                        spec,
-                        exceptions.WorkerCrashedError(
-                            f"The worker {msg.worker_id} ({msg.reason}) running task {task_id} "
-                            f"({spec.function_name}) under a lease died; retries exhausted "
-                            f"({spec.attempt}/{spec.max_retries})."
-                        ),
-                        worker_id=msg.worker_id,
-                        node_id=core.node_id,
-                        store=core.store,
-                    )
-                )
-                continue
-            self._submitted[task_id] = retry
-            core.log.warning(
-                "task_retry_leased_worker_died",
-                task_id=task_id,
-                attempt=retry.attempt,
+            self._run_again(
+                spec,
+                f"The worker {msg.worker_id} ({msg.reason}) running task {spec.task_id} "
+                f"({spec.function_name}) under a lease died",
+                "WorkerDied",
+                f"worker {msg.worker_id} died ({msg.reason})",
+                "leased_worker_died",
+                log_fields={"worker_id": msg.worker_id},
                 worker_id=msg.worker_id,
+                node_id=core.node_id,
+                store=core.store,
             )
-            self._task_event(
-                task_id,
-                "retried",
-                attempt=retry.attempt,
-                error_type="WorkerDied",
-                error_message=f"worker {msg.worker_id} died ({msg.reason})",
-            )
-            core.transport.send(core.scheduler, tm.SubmitTasks((retry,)))
 
     def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
         """Submit again, with their lineage, the tasks in flight that the restarted GCS does not
