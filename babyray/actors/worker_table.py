@@ -128,6 +128,14 @@ class WorkerTable:
         worker.held = {}
         self.gpus.release(worker.worker_id)
 
+    def _release(self, worker: WorkerRecord, charged: WorkerState) -> None:
+        """The worker holds no task nor lease any more: its resources return; ``charged`` -> IDLE
+        (a BLOCKED worker stays so until its ``get`` returns)."""
+        self._give_back(worker)
+        worker.idle_since = time.monotonic()
+        if worker.state is charged:
+            self._move(worker, WorkerState.IDLE)
+
     def add(self, worker: WorkerRecord) -> None:
         """A worker process was started (STARTING)."""
         self._workers[worker.worker_id] = worker
@@ -182,10 +190,7 @@ class WorkerTable:
                 if worker.state is WorkerState.BUSY:
                     self._move(worker, WorkerState.LEASED)
                 return dropped
-            self._give_back(worker)
-            worker.idle_since = time.monotonic()
-            if worker.state is WorkerState.BUSY:
-                self._move(worker, WorkerState.IDLE)
+            self._release(worker, WorkerState.BUSY)
         return dropped
 
     def end_lease(self, worker: WorkerRecord) -> bool:
@@ -197,10 +202,7 @@ class WorkerTable:
         worker.reclaiming = False
         if worker.assigned:  # (not while it holds a lease; kept safe)
             return True
-        self._give_back(worker)
-        worker.idle_since = time.monotonic()
-        if worker.state is WorkerState.LEASED:
-            self._move(worker, WorkerState.IDLE)
+        self._release(worker, WorkerState.LEASED)
         return True
 
     def note_lease_contact(self, worker: WorkerRecord, owner: Any, now: float) -> None:
