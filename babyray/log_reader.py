@@ -8,7 +8,7 @@ event name, follows them as they are written (``babyray logs``, babyray.cli.log_
 and computes what benchmarks report from the workers' ``task_executed`` events (start, end
 per execution) instead of ad-hoc timers: latencies, throughput, executions per worker.
 
-    events = babyray.log_reader.load(info["session_dir"])
+    events = babyray.log_reader.load(ray.init().address_info["session_dir"])
     runs = babyray.log_reader.task_executions(events)
     babyray.log_reader.latency_summary(runs)   # {"count":..., "mean_ms":..., "p50_ms":..., ...}
     babyray.log_reader.throughput(runs)        # executions per second over the busy span

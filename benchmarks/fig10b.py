@@ -123,7 +123,7 @@ def run_babyray(flushing: bool, tasks: int) -> dict:
         finally:
             ray.shutdown()
         runs = log_reader.task_executions(
-            log_reader.load(info["session_dir"], events=("task_executed",))
+            log_reader.load(info.address_info["session_dir"], events=("task_executed",))
         )  # the workers' own account
     mode = "flushing_on" if flushing else "flushing_off"
     return summarize(
