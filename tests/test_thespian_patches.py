@@ -105,6 +105,16 @@ def test_the_transport_selector_reports_what_epoll_did_and_refuses_a_closed_desc
         right.close()
 
 
+def test_the_object_store_process_takes_the_selector_patch_back():
+    thespian_patches.apply()
+    try:
+        thespian_patches.use_stock_selector()
+        assert tcp_transport.selectors is selectors
+    finally:
+        tcp_transport.selectors = P.PollSelectors
+    assert _installed(tcp_transport, "selectors") is P.PollSelectors
+
+
 def test_sockets_bind_to_every_interface_without_a_node_ip(monkeypatch):
     thespian_patches.apply()
     monkeypatch.delenv("THESPIAN_BASE_IPADDR", raising=False)

@@ -36,7 +36,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, WakeupMessage
 
-from babyray import exceptions, log, serialization
+from babyray import exceptions, log, serialization, thespian_patches
 from babyray.actors.base import PartActor
 from babyray.ids import NodeID, ObjectID, WorkerID
 from babyray.protocol import cluster as cm
@@ -131,6 +131,7 @@ class ObjectStore(PartActor):
         self.pull_nodes: dict[ObjectID, NodeID] = {}  # object id -> node pulled from, while the pull lasts
 
     def on_start(self, msg: cm.StartObjectStore, sender: Any) -> None:
+        thespian_patches.use_stock_selector()  # faster puts here (see its docstring)
         self.node_id = msg.node_id
         self.gcs = msg.gcs
         log.configure(os.path.join(msg.session_dir, "logs"), "object_store", msg.node_id)
