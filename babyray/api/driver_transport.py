@@ -14,6 +14,7 @@ introduces the inbox to the new GCS.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -35,7 +36,9 @@ class DriverTransport:
         self._inbox_ctx = system.private().__enter__()
         self._send_ctx = system.private().__enter__()
         self._outbox = Outbox()
-        self._wake = threading.Condition()
+        # Wakes the sender: a C-level queue, so a KeyboardInterrupt landing in send() (Ctrl-C
+        # while a finalizer sends) cannot leave it half-notified, as it could a Condition.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._running = True
         self._handler: Callable[[Any], None] | None = None
         self._threads: list[threading.Thread] = []
@@ -92,14 +95,15 @@ class DriverTransport:
                 if key in self._head_parts:
                     self._unanswered[req_id] = (dest, msg)
         if self._outbox.add(dest, msg):
-            with self._wake:
-                self._wake.notify()
+            self._wake.put(None)
 
     def _send_loop(self) -> None:
         while self._running:
-            with self._wake:
-                while self._running and not self._outbox:
-                    self._wake.wait(LISTEN_TIMEOUT)
+            if not self._outbox:
+                try:
+                    self._wake.get(timeout=LISTEN_TIMEOUT)
+                except queue.Empty:
+                    pass
             self._send_queued()
 
     def _send_queued(self) -> None:
@@ -174,8 +178,7 @@ class DriverTransport:
 
     def close(self) -> None:
         self._running = False
-        with self._wake:
-            self._wake.notify()
+        self._wake.put(None)
         for thread in self._threads:
             thread.join(timeout=2)
         if not any(thread.is_alive() for thread in self._threads):  # a context serves one thread
