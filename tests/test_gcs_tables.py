@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,9 @@ from babyray.gcs.flushing import FlushPolicy
 from babyray.gcs.reader import StoreReader
 from babyray.gcs.store import GcsStore
 from babyray.gcs.tables import GcsTables, StoredTable
+from babyray.gcs.task_directory import TaskDirectory
 from babyray.gcs.writer import StoreWriter
+from babyray.ids import TaskID
 
 
 class Parts:
@@ -95,6 +98,45 @@ def test_scan_merges_store_and_memory_with_memory_winning(parts: Parts) -> None:
         "a1": {"state": "DEAD", "name": "x"},
         "a3": {"state": "ALIVE", "name": "x"},
     }
+
+
+def test_task_events_fault_their_evicted_records_back_in_one_store_read(parts: Parts) -> None:
+    tasks = parts.tables.tasks
+    directory = TaskDirectory(tasks)
+    done = [
+        (TaskID(f"old{i}"), state, {"name": f"f{i}"})
+        for i in range(20)
+        for state in ("submitted", "finished")
+    ]
+    directory.record(done, _alive)
+    assert parts.writer.flush(5)
+    assert tasks.evict(FlushPolicy()) == 20
+    reads: list[list[str]] = []
+    stock_get_many = parts.reader.get_many
+
+    def counted_get_many(table: str, keys: Any) -> Any:
+        reads.append(list(keys))
+        return stock_get_many(table, keys)  # type: ignore[arg-type]
+
+    parts.reader.get_many = counted_get_many  # type: ignore[method-assign]
+    events = [(TaskID(f"old{i}"), "running", {"worker": "w"}) for i in range(20)]  # late: the worker's batch
+    events += [
+        (TaskID(f"new{i}"), state, {"worker": "w"}) for i in range(20) for state in ("running", "finished")
+    ]
+    events += [
+        (TaskID(f"sub{i}"), state, {"name": "g"}) for i in range(5) for state in ("submitted", "finished")
+    ]
+    directory.record(events, _alive)
+    assert len(reads) == 1 and sorted(reads[0]) == sorted(
+        [f"old{i}" for i in range(20)] + [f"new{i}" for i in range(20)]
+    )
+    assert tasks.get("old3") == {"name": "f3", "state": "finished", "attempt": 0, "worker": "w"}
+    assert tasks.get("new3") == {"state": "finished", "attempt": 0, "worker": "w"}
+    assert tasks.get("sub1") == {"name": "g", "state": "finished", "attempt": 0}
+
+
+def _alive(node: Any) -> bool:
+    return False
 
 
 def test_a_read_while_the_store_is_unreachable_answers_unknown_without_waiting(tmp_path: Path) -> None:
