@@ -100,7 +100,7 @@ def test_scan_merges_store_and_memory_with_memory_winning(parts: Parts) -> None:
     }
 
 
-def test_task_events_fault_their_evicted_records_back_in_one_store_read(parts: Parts) -> None:
+def test_task_events_fault_back_in_one_store_read_and_store_each_task_once(parts: Parts) -> None:
     tasks = parts.tables.tasks
     directory = TaskDirectory(tasks)
     done = [
@@ -119,6 +119,14 @@ def test_task_events_fault_their_evicted_records_back_in_one_store_read(parts: P
         return stock_get_many(table, keys)  # type: ignore[arg-type]
 
     parts.reader.get_many = counted_get_many  # type: ignore[method-assign]
+    puts: list[str] = []
+    stock_put = tasks.put
+
+    def counted_put(key: str, record: dict) -> None:
+        puts.append(key)
+        stock_put(key, record)
+
+    tasks.put = counted_put  # type: ignore[method-assign]
     events = [(TaskID(f"old{i}"), "running", {"worker": "w"}) for i in range(20)]  # late: the worker's batch
     events += [
         (TaskID(f"new{i}"), state, {"worker": "w"}) for i in range(20) for state in ("running", "finished")
@@ -130,6 +138,7 @@ def test_task_events_fault_their_evicted_records_back_in_one_store_read(parts: P
     assert len(reads) == 1 and sorted(reads[0]) == sorted(
         [f"old{i}" for i in range(20)] + [f"new{i}" for i in range(20)]
     )
+    assert sorted(puts) == sorted({task_id for task_id, _, _ in events})  # each task stored once
     assert tasks.get("old3") == {"name": "f3", "state": "finished", "attempt": 0, "worker": "w"}
     assert tasks.get("new3") == {"state": "finished", "attempt": 0, "worker": "w"}
     assert tasks.get("sub1") == {"name": "g", "state": "finished", "attempt": 0}

@@ -34,11 +34,13 @@ class TaskDirectory:
         A "submitted" event carries the whole lineage record, so it needs no read of an
         evicted earlier version; any other event merges into the record, faulting it back:
         all the records the events need are read from the store in one query first (one per
-        event cost the GCS more CPU than the call it recorded).
+        event cost the GCS more CPU than the call it recorded), and each task's record is
+        stored once per batch, after all its events in the batch merged in order.
         """
         events = list(events)
         self._fault_back(events)
         lost: Outgoing = []
+        merged: dict[TaskID, dict] = {}  # each task's record after this batch's events: stored once
         for task_id, state, fields in events:
             if state == "placed":
                 node, owner = fields["placed_node"], fields["owner_address"]
@@ -49,7 +51,10 @@ class TaskDirectory:
                 continue
             if state in FINAL:
                 self._placements.pop(task_id, None)
-            self.table.put(task_id, merge_task_event(self.table.cached(task_id), state, fields))
+            record = merged[task_id] if task_id in merged else self.table.cached(task_id)
+            merged[task_id] = merge_task_event(record, state, fields)
+        for task_id, record in merged.items():
+            self.table.put(task_id, record)
         return lost
 
     def _fault_back(self, events: list[tuple[TaskID, str, dict]]) -> None:
