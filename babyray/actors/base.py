@@ -15,6 +15,7 @@ with ThespianWatch wakes the actor's loop, which sends for them.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -46,6 +47,8 @@ class PartActor(Actor):
         self._thread_outbox = Outbox()
         self._wake_r: int | None = None
         self._wake_w: int | None = None
+        self._waiting_in_turn = False  # the loop waits in its turn for a thread's post (wait_in_turn)
+        self._posted_in_turn = threading.Event()
         self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
         self.log = log.get_logger(self.component)
 
@@ -72,7 +75,27 @@ class PartActor(Actor):
     def wake_from_thread(self) -> None:
         """Have the actor's loop send now what threads posted with ``wake=False``."""
         assert self._wake_w is not None, "enable_thread_posts() first"
-        os.write(self._wake_w, b"x")
+        if self._waiting_in_turn:  # read after the post was queued: see wait_in_turn
+            self._posted_in_turn.set()
+        else:
+            os.write(self._wake_w, b"x")
+
+    def wait_in_turn(self, seconds: float) -> None:
+        """Keep the loop in this turn until a thread posts with a wake-up, at most ``seconds``;
+        what it posted leaves when the turn ends.
+
+        For work a thread finishes quickly (an actor call): its result leaves in the turn that
+        brought the call, without the wake pipe's extra turn of Thespian's loop, which cost a
+        worker more CPU than the call. A post that misses the wait still wakes the loop: the
+        thread queues its message before it reads ``_waiting_in_turn``, and the turn looks at
+        the thread outbox after clearing it.
+        """
+        self._posted_in_turn.clear()
+        self._waiting_in_turn = True
+        try:
+            self._posted_in_turn.wait(seconds)
+        finally:
+            self._waiting_in_turn = False
 
     def enable_thread_posts(self) -> None:
         if self._wake_r is None:

@@ -43,6 +43,9 @@ from babyray.runtime_env import node_setup
 from babyray.session import register_pid
 from babyray.task_failure import failed_returns
 
+# How long the loop waits in its turn for the result of a task it handed to an idle executor
+# (PartActor.wait_in_turn): a result ready by then leaves in the same turn.
+IN_TURN_WAIT = 0.002
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
 ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
 EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before it to travel
@@ -172,10 +175,17 @@ class Worker(PartActor):
                 self.leases.allow(msg.specs)
             for spec in msg.specs:  # before the executor can run and report one (which discards it)
                 self._task_event(spec, "scheduled")
+            idle = self._idle()
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
         if msg.lease:
             self._arm_lease_timer(self.leases.idle_timeout)
+        if idle and len(msg.specs) == 1:
+            self.wait_in_turn(IN_TURN_WAIT)
+
+    def _idle(self) -> bool:
+        """Whether the executor has nothing to run or running (under the queue lock)."""
+        return not self.tasks and self.running is None and not self.blocked
 
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
@@ -194,13 +204,15 @@ class Worker(PartActor):
         nothing else waits here; else the owner learns the lease ended and submits the task to
         the scheduler itself (sent from here, it would be lost if this worker died at once)."""
         with self.queue_lock:
-            idle = not self.tasks and self.running is None and not self.blocked
-            if self.leases.accept_push(spec, lease_id, idle):
+            accepted = self.leases.accept_push(spec, lease_id, self._idle())
+            if accepted:
                 self._task_event(spec, "scheduled")
                 self.tasks.append(spec)
                 self.queue_lock.notify()
-                return
-            ended = self.leases.refuse_push(spec)
+            ended = None if accepted else self.leases.refuse_push(spec)
+        if accepted:
+            self.wait_in_turn(IN_TURN_WAIT)
+            return
         self.log.info("lease_push_refused", task_id=spec.task_id, lease_id=lease_id)
         if ended is not None:
             self._lease_ended(ended, "push_refused", spec.task_id)
