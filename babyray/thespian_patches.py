@@ -17,6 +17,7 @@ See docs/design.md, "Thespian: the patches module".
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import pickle
@@ -27,9 +28,9 @@ from importlib import metadata
 from typing import Any
 
 from thespian.actors import ActorSystem, ChildActorExited
-from thespian.system import multiprocCommon, systemBase
+from thespian.system import multiprocCommon, systemBase, utilis
 from thespian.system.addressManager import CannotPickleAddress
-from thespian.system.transport import IPBase, TransmitIntent
+from thespian.system.transport import IPBase, ReceiveEnvelope, TransmitIntent
 from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
 from thespian.system.transport.streamBuffer import (
     ReceiveBuffer,
@@ -51,6 +52,10 @@ _stock_detach_child = multiprocCommon.detach_child
 _stock_start_admin = multiprocCommon.startAdmin
 _stock_received_data = TCPIncoming_Common.data.fget
 _stock_check_ack = TCPTransport._check_XMIT_4_done
+_stock_handle_readable = TCPTransport._handleReadableIncoming
+_stock_send_data = TCPTransport._next_XMIT_2
+_stock_identify_intent = TransmitIntent.identify
+_stock_identify_envelope = ReceiveEnvelope.identify
 _admin_pids: list[int] = []
 _applied = False
 
@@ -208,13 +213,16 @@ def received_data_verified(self: Any) -> Any:
 
 def ack_verified(self: Any, intent: Any, rcv: Any) -> Any:
     """``TCPTransport._check_XMIT_4_done``: a reply that does not verify, on a connection this
-    process opened, is logged and retried like a corrupted ack.
+    process opened, is logged and retried like a corrupted ack; a reply read in part is read
+    on at once while the socket has more (``_readable_now``).
 
     Stock: an error while reading the ack escapes the transmit step. See docs/design.md,
-    "Authentication".
+    "Authentication". Stock: the first read takes 20 bytes (the length is not known before),
+    an ack is 21, and its last byte waited for another turn of the transport's loop. See
+    docs/design.md, "Thespian: the patches module".
     """
     try:
-        return _stock_check_ack(self, intent, rcv)
+        result = _stock_check_ack(self, intent, rcv)
     except auth.AuthRejected as exc:
         auth.log_rejected(
             "thespian", _peer(getattr(intent, "socket", None)), str(exc), target=str(intent.targetAddr)
@@ -222,6 +230,97 @@ def ack_verified(self: Any, intent: Any, rcv: Any) -> Any:
         intent.backoffPause(True)
         intent.stage = self._XMITStepRetry
         return self._nextTransmitStep(intent)
+    ackbuf = getattr(intent, "ackbuf", None)
+    if (
+        result is True
+        and ackbuf is not None
+        and not ackbuf.is_empty()
+        and not ackbuf.isDone()
+        and _readable_now(getattr(intent, "socket", None))
+    ):
+        return self._next_XMIT_4(intent)  # reads what the reply still lacks, and checks it again
+    return result
+
+
+def read_whole_message(self: Any, inc: Any, has_exclusive_flag: bool = False) -> Any:
+    """``TCPTransport._handleReadableIncoming``, reading on at once while a message is
+    incomplete and its socket has more.
+
+    Stock: the first read of a message takes 20 bytes (its length is not known before), and
+    the rest waited for the next turn of the transport's loop, though the sender wrote it all
+    at once: two turns per message received. Each read still asks for no more than the message
+    lacks, so nothing of a next message is taken. See docs/design.md, "Thespian: the patches
+    module".
+    """
+    result = _stock_handle_readable(self, inc, has_exclusive_flag)
+    while (
+        result is inc
+        and inc.socket is not None
+        and not inc._rData.is_empty()
+        and not inc.receivedAllData()
+        and _readable_now(inc.socket)
+    ):
+        result = _stock_handle_readable(self, inc, has_exclusive_flag)
+    return result
+
+
+def send_then_await_ack(self: Any, intent: Any) -> Any:
+    """``TCPTransport._next_XMIT_2`` (send a message's bytes), going on at once to await the
+    ack once all are sent.
+
+    Stock: the step after the last byte is sent does nothing but set up the ack's buffer
+    (a socket shutdown it once did is commented out), yet it waited for the socket to be
+    writable, another turn of the transport's loop per message sent. See docs/design.md,
+    "Thespian: the patches module".
+    """
+    result = _stock_send_data(self, intent)
+    if result is True and intent.stage == self._XMITStepShutdownWrite:
+        return self._nextTransmitStep(intent)
+    return result
+
+
+def _thespian_debug_logged() -> bool:
+    """Whether Thespian's own log (``thesplog``) writes DEBUG lines (``THESPLOG_THRESHOLD``)."""
+    return bool(utilis._thesplog_control_settings[0] <= logging.DEBUG)
+
+
+def identify_intent_briefly(self: Any) -> str:
+    """``TransmitIntent.identify``: unless Thespian's own log writes DEBUG lines, the target
+    and the message's type only.
+
+    Stock: every send builds the full description (the message's text, its timers) for two
+    DEBUG lines Thespian's log drops by default, ~40 us per message here. The full one is
+    still what ``str()`` gives. See docs/design.md, "Thespian: the patches module".
+    """
+    if _thespian_debug_logged():
+        return str(_stock_identify_intent(self))
+    return f"TransmitIntent({self.targetAddr}, {type(self.message).__name__}, result={self.result})"
+
+
+def describe_intent_fully(self: Any) -> str:
+    """``TransmitIntent.__str__``, as stock: the full description (stock ``identify``)."""
+    return f"************* {_stock_identify_intent(self)}"
+
+
+def identify_envelope_briefly(self: Any) -> str:
+    """``ReceiveEnvelope.identify``: unless Thespian's own log writes DEBUG lines, the sender
+    and the message's type only (stock: the message's text, for a DEBUG line per message
+    received). ``str()`` still gives the full description."""
+    if _thespian_debug_logged():
+        return str(_stock_identify_envelope(self))
+    return f"ReceiveEnvelope(from: {self.sender}, {type(self.message).__name__})"
+
+
+def _readable_now(sock: Any) -> bool:
+    """Whether ``sock`` has data to read (or an error or hang-up to report) right now."""
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed under us: the stock read reports it
+        return False
 
 
 class _Ready:
@@ -302,6 +401,12 @@ PATCHES: tuple[tuple[Any, str, Any], ...] = (
     (ReceiveBuffer, "completed", completed_deserializing_once),
     (TCPIncoming_Common, "data", property(received_data_verified)),
     (TCPTransport, "_check_XMIT_4_done", ack_verified),
+    (TCPTransport, "_handleReadableIncoming", read_whole_message),
+    (TCPTransport, "_next_XMIT_2", send_then_await_ack),
+    (TransmitIntent, "identify", identify_intent_briefly),
+    (TransmitIntent, "__str__", describe_intent_fully),
+    (ReceiveEnvelope, "identify", identify_envelope_briefly),
+    (ReceiveEnvelope, "__str__", _stock_identify_envelope),
     (tcp_transport, "selectors", PollSelectors),
 )
 
