@@ -181,6 +181,30 @@ def test_actors_nodes_objects_and_workers_are_listed(flushing_cluster):
     ray.kill(counter)
 
 
+def test_actor_calls_are_listed_with_their_method_actor_and_worker_running_and_finished(flushing_cluster):
+    @ray.remote
+    class Napper:
+        def nap(self, seconds: float) -> float:
+            time.sleep(seconds)
+            return seconds
+
+    napper = Napper.remote()
+    quick = [napper.nap.remote(0) for _ in range(5)]
+    assert ray.get(quick) == [0] * 5
+    actor_id = state.list_actors(filters={"class_name": "Napper"})[0]["actor_id"]
+    for ref in quick:  # its worker's progress events were dropped: the caller's final one says it all
+        row = _task(ref.id[:-4], lambda r: r["state"] == "FINISHED")
+        assert row["name"].endswith("nap") and row["actor_id"] == actor_id
+        assert row["worker_id"] and row["node_id"] == flushing_cluster["node_id"]
+        assert row["started_at"] <= row["finished_at"]
+    slow = napper.nap.remote(30)
+    try:
+        row = _task(slow.id[:-4], lambda r: r["state"] == "RUNNING")
+        assert row["name"].endswith("nap") and row["actor_id"] == actor_id and row["worker_id"]
+    finally:
+        ray.kill(napper)
+
+
 def test_timeline_writes_one_complete_event_per_executed_task(flushing_cluster, tmp_path):
     refs = [square.remote(i) for i in range(6)]
     ray.get(refs)

@@ -570,7 +570,7 @@ class Worker(PartActor):
         )
         if self.core.task_events is None:
             return
-        if state in ("scheduled", "running") and spec.actor_id is None:  # actor calls: owners know no name
+        if state in ("scheduled", "running"):
             self.core.task_events.add_provisional(spec.task_id, state, fields)
         else:
             self.core.task_events.discard(spec.task_id)

@@ -162,6 +162,11 @@ class ActorSubmitter:
             started_at=result.started_at,
         )
 
+    def in_flight(self, task_id: TaskID) -> vm.TaskSpec | None:
+        """The spec of a call sent to its actor and not finished yet (None: not one). Locked."""
+        actor_id = self._actor_of_call.get(task_id)
+        return None if actor_id is None else self._actors[actor_id].inflight.get(task_id)
+
     def finished(self, task_id: TaskID) -> None:
         actor_id = self._actor_of_call.pop(task_id, None)
         if actor_id is not None:
