@@ -133,6 +133,7 @@ def install_wrappers(trace_dir: str) -> None:
     _around(worker.Worker, "_arguments", "arguments", after=True)
     _around(worker.Worker, "_split_returns", "function_returned")
     _around(worker.Worker, "_report", "report")
+    _around(base.PartActor, "wait_in_turn", "wait_in_turn", after=True)
 
 
 # A milestone: (name shown, process, event, message type the event must carry or "").
@@ -148,8 +149,8 @@ TASK_PATH: list[Milestone] = [
     ("worker: executor thread takes the task", "worker", "execute:enter", ""),
     ("worker: arguments ready, function called", "worker", "arguments:exit", ""),
     ("worker: function returned", "worker", "function_returned:enter", ""),
-    ("worker: result handed to the loop (wake pipe)", "worker", "post_from_thread:enter", "TaskResults"),
-    ("worker: loop wakes for the pipe", "worker", "turn:enter", "WatchMessage"),
+    ("worker: result handed to the loop", "worker", "post_from_thread:enter", "TaskResults"),
+    ("worker: the loop, waiting in its turn, resumes", "worker", "wait_in_turn:exit", ""),
     ("worker: send(TaskResults) called", "worker", "send:enter", "TaskResults"),
     ("driver: listener hands TaskResults to the core", "driver", "core_handle:enter", "TaskResults"),
     ("driver: get() returns in the user's thread", "driver", "get:exit", ""),
@@ -170,8 +171,8 @@ ACTOR_PATH: list[Milestone] = [
     ("worker: executor thread takes the call", "worker", "execute:enter", ""),
     ("worker: arguments ready, method called", "worker", "arguments:exit", ""),
     ("worker: method returned", "worker", "function_returned:enter", ""),
-    ("worker: result handed to the loop (wake pipe)", "worker", "post_from_thread:enter", "TaskResults"),
-    ("worker: loop wakes for the pipe", "worker", "turn:enter", "WatchMessage"),
+    ("worker: result handed to the loop", "worker", "post_from_thread:enter", "TaskResults"),
+    ("worker: the loop, waiting in its turn, resumes", "worker", "wait_in_turn:exit", ""),
     ("worker: send(TaskResults) called", "worker", "send:enter", "TaskResults"),
     ("driver: listener hands TaskResults to the core", "driver", "core_handle:enter", "TaskResults"),
     ("driver: get() returns in the user's thread", "driver", "get:exit", ""),
