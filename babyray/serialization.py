@@ -28,6 +28,9 @@ _HEAD = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
 
 _ref_hooks = threading.local()
+# Values the standard pickle writes exactly as cloudpickle does, without building a cloudpickle
+# Pickler (most of the cost of serializing a small return value such as an int).
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
 def _rebuild_code(marshalled: bytes) -> types.CodeType:
@@ -106,6 +109,8 @@ def serialize(value: Any) -> SerializedObject:
     Raises:
         TypeError: if the value cannot be pickled (the message names the cause).
     """
+    if type(value) in _PLAIN_TYPES:
+        return SerializedObject(pickle.dumps(value, protocol=5), [], [])
     buffers: list[memoryview] = []
     refs: list = []
     outer = getattr(_ref_hooks, "refs", None)
