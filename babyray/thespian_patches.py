@@ -8,8 +8,9 @@ joins an actor system imports it before its admin is forked; the admin and every
 forked from it (Thespian forks by default) inherit the patched classes. A process whose
 installed Thespian is another version logs ``thespian_version_untested`` and runs on.
 
-Besides the patches: ``add_local_address``, ``shutdown_bounded``, ``started_admins`` and
-``child_process`` reach into Thespian objects that have no public interface, and
+Besides the patches: ``add_local_address``, ``listen_each``, ``shutdown_bounded``,
+``started_admins`` and ``child_process`` reach into Thespian objects that have no public
+interface, and
 ``use_stock_selector`` takes one patch back in the object store's process.
 See docs/design.md, "Thespian: the patches module".
 """
@@ -25,10 +26,10 @@ import select
 import selectors
 from datetime import timedelta
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 
 from thespian.actors import ActorSystem, ChildActorExited
-from thespian.system import multiprocCommon, systemBase, utilis
+from thespian.system import isInternalActorSystemMessage, multiprocCommon, systemBase, utilis
 from thespian.system.addressManager import CannotPickleAddress
 from thespian.system.transport import IPBase, ReceiveEnvelope, TransmitIntent
 from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
@@ -457,6 +458,27 @@ def add_local_address(ip: str) -> None:
     sockets bind to every interface".
     """
     IPBase.thisSystem.add_local_addr(ip)
+
+
+def listen_each(context: Any, seconds: float, handler: Callable[[Any], bool]) -> None:
+    """``context.listen()`` (an external context of ``system.private()``) message after
+    message for at most ``seconds``, without leaving Thespian's transport loop in between:
+    ``handler`` gets each message for the caller (Thespian's internal ones are left out) and
+    returns whether to go on listening.
+
+    Stock ``listen`` returns after each message, and every call sets the loop up again; a
+    driver's listener that hands a result to a thread waiting in ``get()`` held the GIL
+    through that set-up before the waiting thread could run. See docs/design.md, "Thespian:
+    the patches module".
+    """
+
+    def on_envelope(envelope: Any) -> bool:
+        message = getattr(envelope, "message", None)
+        if message is None or isInternalActorSystemMessage(message):
+            return True
+        return handler(message)
+
+    context._systemBase._run_transport(seconds, incomingHandler=on_envelope)
 
 
 def shutdown_bounded(system: ActorSystem, seconds: float) -> None:

@@ -9,6 +9,7 @@ import os
 import pickle
 import selectors
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -141,6 +142,9 @@ class TurnCountingEcho(Actor):
             self.send(sender, _ECHO_TURNS[0])
         elif isinstance(msg, tuple) and msg[:1] == ("ping",):
             self.send(sender, msg)
+        elif isinstance(msg, tuple) and msg[:1] == ("burst",):
+            for i in range(msg[1]):
+                self.send(sender, ("item", i))
         elif msg == ("count_turns",):
             stock_select = P.PollSelector.select
 
@@ -168,6 +172,33 @@ def test_a_message_and_its_ack_each_take_one_turn_of_the_loop():
         # Per round trip: the ping arrives (one turn, its ack sent at once), the reply is sent
         # and its ack arrives (one turn). Stock Thespian took five.
         assert turns <= 2.5 * round_trips + 5, turns
+    finally:
+        system.shutdown()
+
+
+def test_listen_each_hands_over_messages_until_the_handler_says_stop():
+    system = ActorSystem("multiprocTCPBase", {"Admin Port": free_port()}, transientUnique=True)
+    try:
+        echo = system.createActor(TurnCountingEcho)
+        with system.private() as context:
+            got: list[Any] = []
+
+            def take(message: Any) -> bool:
+                got.append(message)
+                return len(got) < 3
+
+            context.tell(echo, ("burst", 5))
+            started = time.monotonic()
+            thespian_patches.listen_each(context, 30, take)
+            assert got == [("item", 0), ("item", 1), ("item", 2)]
+            assert time.monotonic() - started < 20  # it returned when told, not at its limit
+            thespian_patches.listen_each(context, 30, take)  # the rest are still there
+            assert got[3:] == [("item", 3)]
+            thespian_patches.listen_each(context, 30, take)
+            assert got[4:] == [("item", 4)]
+            idle = time.monotonic()
+            thespian_patches.listen_each(context, 0.3, take)  # nothing left: back after 0.3 s
+            assert len(got) == 5 and 0.25 < time.monotonic() - idle < 20
     finally:
         system.shutdown()
 

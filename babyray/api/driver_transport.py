@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from thespian.actors import ActorSystem
 
-from babyray import log
+from babyray import log, thespian_patches
 from babyray.actors.batching import Outbox, address_key, unbatch
 from babyray.ids import JobID
 from babyray.protocol import cluster as cm
@@ -116,29 +116,31 @@ class DriverTransport:
                 self.log.exception("driver_send_failed", dest=str(dest), message=repr(msg))
 
     def _listen(self) -> None:
-        handler = self._handler
-        assert handler is not None, "start() gives the handler before the listener starts"
         while self._running:
             if self._inbox_tells:
                 self._tell_from_inbox()
             try:
-                msg = self._inbox_ctx.listen(LISTEN_TIMEOUT)
+                thespian_patches.listen_each(self._inbox_ctx, LISTEN_TIMEOUT, self._received)
             except Exception:
                 if self._running:
                     self.log.exception("driver_listen_failed")
+
+    def _received(self, msg: Any) -> bool:
+        """Hand the messages in ``msg`` to the core; whether the listener goes on listening
+        (not when stopping, or when the inbox has registrations to send)."""
+        handler = self._handler
+        assert handler is not None, "start() gives the handler before the listener starts"
+        for inner in unbatch(msg):
+            if self._unanswered:
+                with self._lock:
+                    self._unanswered.pop(getattr(inner, "req_id", ""), None)
+            if type(inner) is cm.DriverRegistered and self._registration_answered(inner):
                 continue
-            if msg is None:
-                continue
-            for inner in unbatch(msg):
-                if self._unanswered:
-                    with self._lock:
-                        self._unanswered.pop(getattr(inner, "req_id", ""), None)
-                if type(inner) is cm.DriverRegistered and self._registration_answered(inner):
-                    continue
-                try:
-                    handler(inner)
-                except Exception:
-                    self.log.exception("driver_message_failed", message=repr(inner))
+            try:
+                handler(inner)
+            except Exception:
+                self.log.exception("driver_message_failed", message=repr(inner))
+        return self._running and not self._inbox_tells
 
     def _tell_from_inbox(self) -> None:
         with self._lock:
