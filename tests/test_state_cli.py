@@ -270,6 +270,14 @@ def test_timeline_writes_chrome_trace_with_one_complete_event_per_execution_and_
     assert [e["name"] for e in complete].count("square") == 8 and len(by_task[ids["failed"]]) == 1
     assert ids["running"] not in by_task and ids["pending"] not in by_task  # not executed (yet)
     assert all({"name", "ts", "dur", "pid", "tid"} <= set(e) for e in complete)
+    # Given the temp dir on the command line, not in the environment: the same sessions' logs.
+    elsewhere = {k: v for k, v in env.items() if k != "BABYRAY_TEMP_DIR"}
+    again = tmp_path / "again.json"
+    out = _ok(elsewhere, "timeline", "--temp-dir", env["BABYRAY_TEMP_DIR"], "--output", str(again))
+    assert "(from session logs)" in out
+    assert sorted(e["args"]["task_id"] for e in json.loads(again.read_text()) if e["ph"] == "X") == sorted(
+        by_task
+    )
 
 
 def test_logs_filter_by_task_render_readably_or_as_json_and_follow(live):

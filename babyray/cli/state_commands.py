@@ -170,7 +170,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     from babyray import tracing as timeline
     from babyray.progress import progress
 
-    dirs = log_reader.session_dirs(args.session_dir or ())
+    dirs = log_reader.session_dirs(args.session_dir or (), args.temp_dir)
     events: list[dict] = []
     for path in progress(log_reader.log_files(dirs), desc="reading logs"):
         events.extend(log_reader.load(path, events=("task_executed",)))
