@@ -275,6 +275,10 @@ def test_timeline_writes_chrome_trace_with_one_complete_event_per_execution_and_
     again = tmp_path / "again.json"
     out = _ok(elsewhere, "timeline", "--temp-dir", env["BABYRAY_TEMP_DIR"], "--output", str(again))
     assert "(from session logs)" in out
+    nodes = json.loads(
+        _ok(elsewhere, "list", "nodes", "--temp-dir", env["BABYRAY_TEMP_DIR"], "--format", "json")
+    )
+    assert [n["state"] for n in nodes] == ["ALIVE"]  # joined with the token found under that temp dir
     assert sorted(e["args"]["task_id"] for e in json.loads(again.read_text()) if e["ph"] == "X") == sorted(
         by_task
     )

@@ -41,7 +41,8 @@ def connected(args: argparse.Namespace) -> Iterator[str]:
         )
     import babyray
 
-    babyray.init(address=address)
+    # The cluster's token file is found under its temp dir, as the head's address was.
+    babyray.init(address=address, **({"temp_dir": args.temp_dir} if args.temp_dir else {}))
     try:
         yield address
     finally:
