@@ -10,8 +10,7 @@ installed Thespian is another version logs ``thespian_version_untested`` and run
 
 Besides the patches: ``add_local_address``, ``listen_each``, ``shutdown_bounded``,
 ``started_admins`` and ``child_process`` reach into Thespian objects that have no public
-interface, and
-``use_stock_selector`` takes one patch back in the object store's process.
+interface, and ``use_stock_selector`` takes one patch back in the object store's process.
 See docs/design.md, "Thespian: the patches module".
 """
 

@@ -162,15 +162,10 @@ class ActorSubmitter:
             started_at=result.started_at,
         )
 
-    def in_flight(self, task_id: TaskID) -> vm.TaskSpec | None:
-        """The spec of a call sent to its actor and not finished yet (None: not one). Locked."""
-        actor_id = self._actor_of_call.get(task_id)
-        return None if actor_id is None else self._actors[actor_id].inflight.get(task_id)
-
-    def finished(self, task_id: TaskID) -> None:
+    def finished(self, task_id: TaskID) -> vm.TaskSpec | None:
+        """Forget a call that ended; its spec if it was one in flight (None: not one). Locked."""
         actor_id = self._actor_of_call.pop(task_id, None)
-        if actor_id is not None:
-            self._actors[actor_id].inflight.pop(task_id, None)
+        return None if actor_id is None else self._actors[actor_id].inflight.pop(task_id, None)
 
     def state_changed(self, msg: am.ActorStateChanged) -> None:
         actor = self._actor(msg.actor_id)

@@ -276,8 +276,7 @@ class TaskSubmitter:
             return
         self._retry_exceptions.pop(result.task_id, None)
         result = core.actor_calls.outcome(result)
-        call = core.actor_calls.in_flight(result.task_id)
-        core.actor_calls.finished(result.task_id)
+        call = core.actor_calls.finished(result.task_id)
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         if call is not None:  # an actor call has no "submitted" event: its record starts here

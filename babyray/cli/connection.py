@@ -42,7 +42,7 @@ def connected(args: argparse.Namespace) -> Iterator[str]:
     import babyray
 
     # The cluster's token file is found under its temp dir, as the head's address was.
-    babyray.init(address=address, **({"temp_dir": args.temp_dir} if args.temp_dir else {}))
+    babyray.init(address=address, temp_dir=args.temp_dir)
     try:
         yield address
     finally:
