@@ -3,12 +3,18 @@ Thespian (a put seals its object on the channel too): answered at once when the 
 sealed and in memory; a spilled object, or one whose seal is still on its way, is pinned
 through Thespian instead (restored, or answered at its seal). Either way the pin is counted in the store and released with the value.
 
+A put keeps its object pinned for the putting process, and a get keeps the pin it took, while
+a ref to the object lives there, for a second after its last use, within a budget (1/16 of
+the arena: 6.25 MB here): a later get maps the slot without asking the store. A process that dies holding such pins leaves none.
+
 Also here: ``init(inline_threshold=N)`` reaches the driver's and the workers' own cores."""
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -45,8 +51,8 @@ def answers(small_store, monkeypatch) -> dict[str, list]:
     answered: dict[str, list] = defaultdict(list)
     pin = AllocClient.pin
 
-    def recording_pin(self: AllocClient, oids: tuple[str, ...]):
-        answer = pin(self, oids)
+    def recording_pin(self: AllocClient, oids: tuple[str, ...], hold: bool = False):
+        answer = pin(self, oids, hold)
         for oid in oids:
             answered[oid].append(answer)
         return answer
@@ -93,7 +99,11 @@ def test_a_task_reads_its_stored_arguments_and_releases_their_pins(small_store):
     for _ in range(3):  # the first opens the worker's channel, the next pin on it
         assert ray.get(total.remote(*refs), timeout=60) == expected
         assert ray.get(total.remote(refs[0]), timeout=60) == 0
-    wait_until(lambda: _stats()["num_pinned"] == 0, 15, "the worker's pins released")
+    # Only the pin each put keeps for the driver's own reads is left.
+    ids = [r.hex() for r in refs]
+    wait_until(lambda: [_pins(oid) for oid in ids] == [1, 1, 1], 15, "the worker's pins released")
+    del refs
+    wait_until(lambda: _stats()["num_pinned"] == 0, 15, "the puts' pins released with their refs")
 
 
 def test_a_spilled_object_is_pinned_through_thespian_and_restored(answers):
@@ -147,3 +157,89 @@ def test_init_inline_threshold_applies_to_the_drivers_and_workers_puts(small_sto
     assert large.hex() in objects and returned.hex() in objects
     assert small.hex() not in objects
     assert ray.get(small) == b"x" * (INLINE_THRESHOLD // 4)
+
+
+def _freed(oid: str) -> bool:
+    return oid not in _stats()["objects"]
+
+
+def test_a_get_after_a_put_maps_the_slot_the_put_keeps_pinned(answers):
+    original = np.arange(MB // 8, dtype=np.int64)
+    ref = ray.put(original)
+    oid = ref.hex()
+    assert _pins(oid) == 1  # kept by the put, for this driver
+    held = [ray.get(ref), ray.get(ref)]
+    assert np.array_equal(held[0], original) and np.array_equal(held[1], original)
+    assert answers[oid] == []  # the store was not asked
+    assert _pins(oid) == 1
+    _released(held)
+    time.sleep(0.1)  # the values' release is counted (every 20 ms): the ref keeps the pin
+    assert _pins(oid) == 1 and np.array_equal(ray.get(ref), original)
+    assert answers[oid] == []
+    wait_until(lambda: _pins(oid) == 0, 15, "the pin released once idle")  # held_pins.IDLE_SECONDS
+    assert np.array_equal(ray.get(ref), original) and len(answers[oid]) == 1  # pinned again
+    del ref
+    wait_until(lambda: _freed(oid), 15, "the object freed with its ref")
+
+
+@ray.remote
+def made(n: int) -> np.ndarray:
+    return np.full(n, 7, dtype=np.int64)
+
+
+def test_a_get_keeps_the_pin_it_took_while_the_ref_lives(answers):
+    ref = made.remote(MB // 8)  # stored by the worker: not pinned for the driver
+    oid = ref.hex()
+    first = [ray.get(ref, timeout=60)]
+    assert len(answers[oid]) == 1 and answers[oid][0] is not None  # pinned on the channel, once
+    _released(first)
+    time.sleep(0.1)
+    assert int(ray.get(ref).sum()) == 7 * (MB // 8)
+    assert len(answers[oid]) == 1 and _pins(oid) == 1  # the second get asked nobody
+    del ref
+    wait_until(lambda: _freed(oid), 15, "the object freed with its ref")
+
+
+def test_held_pins_past_the_budget_are_released_oldest_first_but_not_under_a_live_value(answers):
+    refs = [ray.put(np.full(MB // 8, 0, dtype=np.int64))]
+    alive = ray.get(refs[0])  # a live value of the first: its pin stays when the budget drops it
+    refs += [ray.put(np.full(MB // 8, i, dtype=np.int64)) for i in range(1, 9)]
+    ids = [r.hex() for r in refs]
+    assert _pins(ids[1]) == 0 and _pins(ids[-1]) == 1
+    assert sum(_pins(oid) for oid in ids[1:]) == 6  # 6 MB of the budget's 6.25 MB
+    assert _pins(ids[0]) == 1
+    del alive
+    gc.collect()
+    wait_until(lambda: _pins(ids[0]) == 0, 15, "the dropped pin released with the value")
+    assert int(ray.get(refs[1])[0]) == 1 and answers[ids[1]][-1] is not None  # pinned again
+    del refs
+    wait_until(
+        lambda: _stats()["num_pinned"] == 0 and not any(oid in _stats()["objects"] for oid in ids),
+        15,
+        "all freed",
+    )
+
+
+@ray.remote(max_restarts=0)
+class Keeper:
+    def keep(self, refs: list) -> int:
+        ray.get(refs[0])  # the first read opens this process's channel (pinned through Thespian)
+        self.refs, self.value = refs, ray.get(refs[0])  # pinned on the channel, held
+        return int(self.value.sum())
+
+    def die(self) -> None:
+        os._exit(0)
+
+
+def test_a_process_that_dies_holding_pins_leaves_none(small_store):
+    ref = ray.put(np.ones(MB // 8, dtype=np.int64))
+    oid = ref.hex()
+    keeper = Keeper.remote()
+    assert ray.get(keeper.keep.remote([ref]), timeout=60) == MB // 8
+    wait_until(
+        lambda: _pins(oid) == 2, 15, "the first read's pin released"
+    )  # the driver's (its put) and the actor's (its get)
+    keeper.die.remote()
+    wait_until(lambda: _pins(oid) == 1, 30, "the dead actor's pin released")
+    del ref
+    wait_until(lambda: _freed(oid) or _pins(oid) == 0, 15, "the driver's pin released with its ref")

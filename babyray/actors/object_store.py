@@ -155,6 +155,7 @@ class ObjectStore(PartActor):
             self._take_spare,
             self._pin_for_channel,
             self._seal_for_channel,
+            self._unpin_for_channel,
         )
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
@@ -203,11 +204,16 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.table.take_spare(oid, size, owner_id, offset)
 
-    def _seal_for_channel(self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int) -> None:
+    def _seal_for_channel(
+        self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int, keep_pinned: bool
+    ) -> bool:
         """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
-        whose messages (to the GCS, to readers waiting) leave through the thread outbox."""
+        whose messages (to the GCS, to readers waiting) leave through the thread outbox. With
+        ``keep_pinned`` the object is pinned in the same step, so nothing evicts or spills it
+        before its writer reads it; True if it was pinned."""
         with self.turn_done:
             self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
+            pinned = keep_pinned and bool(self.table.pin((oid,), restore=False).slots)
             # Between turns the turn outbox is empty (each turn sends it under this lock).
             posted = self._outbox.drain()
             for dest, msg in posted:
@@ -216,6 +222,15 @@ class ObjectStore(PartActor):
                 self.wake_from_thread()
             self._report_gone()
             self.turn_done.notify_all()
+        return pinned
+
+    def _unpin_for_channel(self, oids: tuple[ObjectID, ...]) -> None:
+        """UnpinObjects of pins a process of this node held on the allocation channel (or that
+        its closed connection left), in the channel's thread."""
+        with self.state_lock:
+            for oid in oids:
+                self.table.unpin(oid)
+            self._report_gone()  # objects freed while pinned are deleted at their last unpin
 
     def _pin_for_channel(
         self, oids: tuple[ObjectID, ...]

@@ -7,16 +7,20 @@ the data plane when the store is not on this host (``core.remote_store_io``). Re
 stored value pins it in the store (on the allocation channel when it is sealed and in
 memory there; else through Thespian, which restores a spilled object, waits for a seal, or
 pulls it from another node first) and maps it zero-copy; a value lost with its node is
-recovered (``ObjectRecovery``).
+recovered (``ObjectRecovery``). A put keeps its object pinned and a ``get`` keeps the pin it
+took, within a budget (``HeldPins``), so a ``get`` of an object this process just put or read
+maps it without asking the store.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from babyray import config, exceptions, log, serialization
+from babyray.api.held_pins import BUDGET_FRACTION, HeldPins, Slot
 from babyray.api.object_ref import ObjectRef
 from babyray.api.owner_table import Value
 from babyray.api.reference_counting import forget_serialized_refs
@@ -30,6 +34,9 @@ if TYPE_CHECKING:
     from babyray.api.core import CoreClient
 
 
+_NOT_HELD = object()
+
+
 class ObjectIO:
     """Writes and reads the values of one process's objects; keeps its store mappings."""
 
@@ -41,6 +48,7 @@ class ObjectIO:
         self._alloc_channel: AllocClient | None = None
         self._store_arena = ""
         self._direct_io: Any = None
+        self.held = HeldPins(0)  # its budget is set when the channel opens
         self.log = log.get_logger("core")
 
     # ---- storing values --------------------------------------------------------------
@@ -56,7 +64,7 @@ class ObjectIO:
     def put_serialized(self, serialized: serialization.SerializedObject) -> ObjectRef:
         core = self.core
         oid = new_put_object_id()
-        stored = self.store_serialized(oid, serialized)
+        stored = self.store_serialized(oid, serialized, hold=True)
         with self.lock:
             core.objects.own_value(oid, None, stored)
         return ObjectRef(oid, core.inbox, core.identity)
@@ -86,9 +94,14 @@ class ObjectIO:
         return tuple(returns)
 
     def store_serialized(
-        self, oid: ObjectID, serialized: serialization.SerializedObject, borrower: tuple | None = None
+        self,
+        oid: ObjectID,
+        serialized: serialization.SerializedObject,
+        borrower: tuple | None = None,
+        hold: bool = False,
     ) -> Value:
-        """``store_value`` of a value serialized already."""
+        """``store_value`` of a value serialized already; with ``hold`` (a put, whose ObjectRef
+        this process is about to hold) a stored value stays pinned for this process's reads."""
         core = self.core
         if serialized.contained_refs:
             forget_serialized_refs(serialized.contained_refs)
@@ -114,23 +127,29 @@ class ObjectIO:
             self._direct().write(core.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        self._seal(oid, serialized.total_size, offset if reserved else -1)
+        hold = hold and not core.remote_store_io and self.held.fits(serialized.total_size)
+        if self._seal(oid, serialized.total_size, offset if reserved else -1, hold) and hold:
+            with self.lock:
+                slot = Slot(arena_name, offset, serialized.total_size)
+                self._unpin_held(self.held.hold(oid, slot, time.monotonic(), core.refs.views))
         return core.refs.stored_record(
             vm.StoredValue(core.node_id, serialized.total_size, core.store), serialized, borrower
         )
 
-    def _seal(self, oid: ObjectID, size: int, reserved_offset: int) -> None:
+    def _seal(self, oid: ObjectID, size: int, reserved_offset: int, hold: bool) -> bool:
         """Seal a put: on the allocation channel if open (a get that follows on it finds the object
-        sealed), else with SealObject through Thespian."""
+        sealed), keeping it pinned for this process if ``hold``; else with SealObject through
+        Thespian. True if sealed on the channel."""
         core = self.core
         channel = self._alloc_channel
         if channel is not None:
             try:
-                channel.seal(oid, size, core.identity, reserved_offset)
-                return
+                channel.seal(oid, size, core.identity, reserved_offset, hold)
+                return True
             except OSError:  # the store went away: SealObject reaches its successor, or nobody
                 pass
         core.transport.send(core.store, om.SealObject(oid, size, core.identity, reserved_offset))
+        return False
 
     def _open_alloc_channel(self, arena_name: str) -> None:
         """Use the store's allocation channel from now on (see store/alloc_channel.py)."""
@@ -139,17 +158,44 @@ class ObjectIO:
         except OSError:  # an older store, or not on its node: keep asking through Thespian
             self.log.info("alloc_channel_unavailable", arena=arena_name)
             return
+        budget = self._arena(arena_name).size // BUDGET_FRACTION
         with self.lock:
             if self._alloc_channel is None:
                 self._alloc_channel, self._store_arena = channel, arena_name
+                self.held = HeldPins(budget)
                 return
         channel.close()  # another thread opened one meanwhile
 
     def store_moved(self) -> None:
         """The store was replaced (a restarted head): the next put opens the new one's channel. Locked."""
         if self._alloc_channel is not None:
-            self._alloc_channel.close()
+            self._alloc_channel.close()  # the store releases the pins held on it
             self._alloc_channel, self._store_arena = None, ""
+        self.held = HeldPins(0)
+
+    def ref_gone(self, oid: ObjectID) -> None:
+        """The last ObjectRef to ``oid`` in this process died: release its held pin, unless a
+        value read from it is alive. Locked."""
+        if self.held:
+            self._unpin_held(self.held.ref_gone(oid, self.core.refs.views))
+
+    def views_gone(self, oid: ObjectID) -> None:
+        """The last value read from ``oid`` in this process died. Locked."""
+        if self.held:
+            self._unpin_held(self.held.views_gone(oid))
+
+    def release_idle(self) -> None:
+        """Release the held pins not used for a while (``held_pins.IDLE_SECONDS``). Locked."""
+        if self.held:
+            self._unpin_held(self.held.release_idle(time.monotonic(), self.core.refs.views))
+
+    def _unpin_held(self, oids: list[ObjectID]) -> None:
+        """Release held pins on the channel they were taken on. Locked."""
+        if oids and self._alloc_channel is not None:
+            try:
+                self._alloc_channel.unpin(tuple(oids))
+            except OSError:  # the store is gone, and with it the pins
+                pass
 
     def close(self) -> None:
         """Release the allocation channel and the arena mappings (values read stay valid)."""
@@ -220,11 +266,41 @@ class ObjectIO:
                 deadline,
             )
         else:
+            value_read = self._read_held(oid, value.size)
+            if value_read is not _NOT_HELD:
+                return value_read
             reply = self.pin_here((oid,), deadline)
         if reply.error is not None:
             raise serialization.deserialize(reply.error)
         offset, size = reply.slots[oid]
         return self.read_pinned(oid, reply.arena_name, offset, size)
+
+    def _read_held(self, oid: ObjectID, size: int) -> Any:
+        """``oid`` read from this node's store under a held pin (the one kept, else a new one
+        kept from now on), or ``_NOT_HELD``: it cannot be held (too large, spilled, unsealed)."""
+        core = self.core
+        with self.lock:
+            slot = self.held.lookup(oid, time.monotonic())
+            if slot is not None:
+                view_closed = core.refs.view_opened(oid)
+        if slot is None:
+            channel = self._alloc_channel
+            if channel is None or not self.held.fits(size):
+                return _NOT_HELD
+            try:
+                answer = channel.pin((oid,), hold=True)
+            except OSError:  # the store went away: PinObjects reaches its successor or fails
+                return _NOT_HELD
+            if answer is None:
+                return _NOT_HELD
+            slot = Slot(answer[0], *answer[1][oid])
+            with self.lock:
+                view_closed = core.refs.view_opened(oid)
+                release = self.held.hold(oid, slot, time.monotonic(), core.refs.views)
+                if not core.refs.local.get(oid):  # no ref here to drop: kept while the value lives
+                    release += self.held.ref_gone(oid, core.refs.views)
+                self._unpin_held(release)
+        return read_object(self._arena(slot.arena_name), slot.offset, slot.size, view_closed)
 
     def pin_here(self, oids: tuple[ObjectID, ...], deadline: float | None = None) -> om.ObjectsPinned:
         """Pin objects of this node's store, each once per occurrence in ``oids``: on the store's

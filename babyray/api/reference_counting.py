@@ -20,7 +20,8 @@ store holding it (batched per store); the store defers the free while readers pi
 Pending tasks and value records hold copies of the refs they keep alive (instances of
 their own), so ``babyray memory`` can tell the refs user code holds from those: see
 ``babyray.api.reference_report``. The counter also counts the values read zero-copy from
-the store that are still alive (``views``: they pin the object in the store).
+the store that are still alive (``views``: they pin the object in the store), and tells the
+process's ObjectIO when an object's last ref or last value dies (it may hold a pin of it).
 
 Threads: ``ObjectRef.__init__`` calls ``ReferenceCounter.created`` (takes the core lock;
 never called from a finalizer). ``ObjectRef.__del__`` may run in any thread, inside the
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 DRAIN_INTERVAL = 0.02
+HELD_PINS_ROUNDS = 10  # the counting thread releases idle held pins every this many rounds
 
 # (generation, object id) of every dead tracked ObjectRef, appended by ObjectRef.__del__.
 deleted_events: collections.deque = collections.deque()
@@ -170,14 +172,19 @@ class ReferenceCounter:
         return self.generation
 
     def _drain_loop(self) -> None:
+        rounds = 0
         while not self._stop.wait(DRAIN_INTERVAL):
             if _current is not self:
                 return  # a later init() made a new counter
-            if deleted_events or self._closed_views:
-                try:
+            rounds += 1
+            try:
+                if deleted_events or self._closed_views:
                     self.drain()
-                except Exception:  # never let the counting thread die
-                    self.log.exception("refcount_drain_failed")
+                if rounds % HELD_PINS_ROUNDS == 0 and self.core.io.held:
+                    with self.lock:
+                        self.core.io.release_idle()
+            except Exception:  # never let the counting thread die
+                self.log.exception("refcount_drain_failed")
 
     def drain(self) -> None:
         """Apply the deaths of ObjectRef instances queued so far; free what nobody holds."""
@@ -198,6 +205,7 @@ class ReferenceCounter:
                     self.local[oid] = n
                     continue
                 self.local.pop(oid, None)
+                self.core.io.ref_gone(oid)
                 owner = self.owners.pop(oid, None)
                 if owner is not None:  # borrowed: tell the owner, forget the cached value
                     self.core.objects.forget_borrowed(oid)
@@ -224,6 +232,7 @@ class ReferenceCounter:
                 self.views[oid] = n
             else:
                 self.views.pop(oid, None)
+                self.core.io.views_gone(oid)
 
     # ---- owner side ------------------------------------------------------------------
 

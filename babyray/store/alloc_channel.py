@@ -15,6 +15,13 @@ the client to ask through Thespian otherwise (spilled: a restore is file I/O; ab
 still unsealed after a short wait, as when another process's seal is on its way).
 Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
 
+A client may also *hold* pins on the channel: a seal that keeps its object pinned for the
+writer (``seal(..., hold=True)``) and a pin asked with ``hold=True`` are recorded against the
+connection, released by ``unpin`` on the channel, and released by the store when the
+connection closes, so a process that dies holding them leaves nothing pinned. The client's
+held pins let a ``get`` of an object it just put or read map the slot without asking the
+store (``babyray.api.held_pins``).
+
 Even the channel's round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
 without waiting, for a *spare* slot of the same size, which the next put of that size takes
@@ -62,9 +69,12 @@ Take = Callable[
 ]  # (oid, size, owner, offset of the spare it is written into)
 # (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
 Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
-Seal = Callable[[ObjectID, int, WorkerID, int], None]  # (oid, size, owner, offset of its spare or -1)
+# (oid, size, owner, offset of its spare or -1, keep it pinned) -> whether it was sealed and pinned
+Seal = Callable[[ObjectID, int, WorkerID, int, bool], bool]
+Unpin = Callable[[tuple[ObjectID, ...]], None]  # (oids): one pin of each released
 
-_ALLOC, _RESERVE, _RELEASE, _TAKE, _PIN, _SEAL = "alloc", "reserve", "release", "take", "pin", "seal"
+_ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
+_PIN, _SEAL, _UNPIN = "pin", "seal", "unpin"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -174,15 +184,17 @@ class AllocServer:
         take: Take,
         pin: Pin | None = None,
         seal: Seal | None = None,
+        unpin: Unpin | None = None,
     ) -> None:
-        """``pin`` and ``seal`` None: a server of slots only, without an object table (tests of
-        the spare slots); every pin is told to ask through Thespian."""
+        """``pin``, ``seal`` and ``unpin`` None: a server of slots only, without an object table
+        (tests of the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
         self._take = take
         self._pin = pin
         self._seal = seal
+        self._unpin = unpin
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -202,6 +214,7 @@ class AllocServer:
 
     def _serve(self, conn: socket.socket) -> None:
         client = next(self._clients)
+        held: dict[ObjectID, int] = {}  # object id -> pins the client holds on this connection
         with conn:
             try:
                 _check_same_user(conn)
@@ -213,12 +226,14 @@ class AllocServer:
                 return
             try:
                 while True:
-                    self._answer(conn, client, _recv(conn))
+                    self._answer(conn, client, held, _recv(conn))
             except (ConnectionError, OSError, EOFError):
                 pass  # the client went away
         self._release(client, None)
+        if held and self._unpin is not None:
+            self._unpin(tuple(oid for oid, n in held.items() for _ in range(n)))
 
-    def _answer(self, conn: socket.socket, client: int, request: tuple) -> None:
+    def _answer(self, conn: socket.socket, client: int, held: dict[ObjectID, int], request: tuple) -> None:
         if request[0] == _RELEASE:
             self._release(client, [request[1]])
             return
@@ -231,14 +246,31 @@ class AllocServer:
             _send(conn, -1 if offset is None else offset)
             return
         if request[0] == _PIN:
-            _send(conn, self._pin_answer(request[1]))
+            _, oids, hold = request
+            answer = self._pin_answer(oids)
+            if answer is not None and hold:
+                for oid in oids:
+                    held[oid] = held.get(oid, 0) + 1
+            _send(conn, answer)
+            return
+        if request[0] == _UNPIN:
+            mine = []  # never more than the client holds: a stray unpin would free a reader's pin
+            for oid in request[1]:
+                if held.get(oid):
+                    held[oid] -= 1
+                    if not held[oid]:
+                        del held[oid]
+                    mine.append(oid)
+            if mine and self._unpin is not None:
+                self._unpin(tuple(mine))
             return
         if request[0] == _SEAL:
-            _, oid, size, owner, offset = request
+            _, oid, size, owner, offset, hold = request
             try:
                 if self._seal is None:
                     raise RuntimeError("this channel serves no seals")
-                self._seal(oid, size, owner, offset)
+                if self._seal(oid, size, owner, offset, hold) and hold:
+                    held[oid] = held.get(oid, 0) + 1
             except Exception:  # the connection and the client's spares stay: it may put again
                 self.log.exception("alloc_channel_seal_failed", object_id=oid)
             return
@@ -313,24 +345,35 @@ class AllocClient:
                 self._ask_spare(size)
             return offset, error, False
 
-    def pin(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
-        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more
-        (unpinned by an UnpinObjects through Thespian), or None: none was pinned, ask through Thespian.
+    def pin(
+        self, oids: tuple[ObjectID, ...], hold: bool = False
+    ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
+        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more,
+        or None: none was pinned, ask through Thespian. Each pin is released by an UnpinObjects
+        through Thespian; with ``hold``, by ``unpin`` on this channel, or when it closes.
 
         Raises:
             OSError: the channel is closed (the store is gone).
         """
         with self._lock:
             self._read_spare()
-            _send(self._sock, (_PIN, oids))
+            _send(self._sock, (_PIN, oids, hold))
             answer: tuple[str, dict[ObjectID, tuple[int, int]]] | None = _recv(self._sock)
             return answer
 
-    def seal(self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int) -> None:
+    def seal(
+        self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int, hold: bool = False
+    ) -> None:
         """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
-        as a SealObject. Raises OSError: the channel is closed (the store is gone)."""
+        as a SealObject; with ``hold``, the object stays pinned for this client as a held pin
+        (see ``pin``). Raises OSError: the channel is closed (the store is gone)."""
         with self._lock:
-            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset))
+            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset, hold))
+
+    def unpin(self, oids: tuple[ObjectID, ...]) -> None:
+        """Release one held pin of each of ``oids``: one-way. Raises OSError: the channel is closed."""
+        with self._lock:
+            _send(self._sock, (_UNPIN, oids))
 
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))
