@@ -4,8 +4,9 @@ sealed and in memory; a spilled object, or one whose seal is still on its way, i
 through Thespian instead (restored, or answered at its seal). Either way the pin is counted in the store and released with the value.
 
 A put keeps its object pinned for the putting process, and a get keeps the pin it took, while
-a ref to the object lives there, for a second after its last use, within a budget (1/16 of
-the arena: 6.25 MB here): a later get maps the slot without asking the store. A process that dies holding such pins leaves none.
+a ref to the object lives there, for a second after its last use, within a budget (1/8 of
+the arena: 12.5 MB here): a later get maps the slot without asking the store. A process that
+dies holding such pins leaves none; a put that finds the store full releases its own.
 
 Also here: ``init(inline_threshold=N)`` reaches the driver's and the workers' own cores."""
 
@@ -23,10 +24,12 @@ from conftest import assert_session_clean
 from test_gcs_cluster import wait_until
 
 import babyray as ray
+from babyray.api.held_pins import BUDGET_FRACTION
 from babyray.api.memory import memory_stats
 from babyray.store.alloc_channel import AllocClient
 
 MB = 1024 * 1024
+STORE = 100 * MB
 INLINE_THRESHOLD = 4096
 
 
@@ -35,7 +38,7 @@ def small_store(tmp_path_factory):
     info = ray.init(
         num_cpus=1,
         temp_dir=str(tmp_path_factory.mktemp("pin_channel")),
-        object_store_memory=100 * MB,
+        object_store_memory=STORE,
         inline_threshold=INLINE_THRESHOLD,
     )
     try:
@@ -81,7 +84,7 @@ def total(*arrays):
 
 
 def test_a_get_pins_on_the_channel_and_the_pin_is_released_with_the_value(answers):
-    original = np.arange(MB, dtype=np.int64)
+    original = np.arange(2 * MB, dtype=np.int64)  # 16 MB: past the held pins' budget
     ref = ray.put(original)
     oid = ref.hex()
     held = [ray.get(ref)]  # right after the put, whose seal went first on the same channel
@@ -127,7 +130,7 @@ def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, mon
         threading.Thread(target=lambda: (seals.wait(60), seal(self, *args)), daemon=True).start()
 
     monkeypatch.setattr(AllocClient, "seal", held_seal)
-    original = np.arange(MB, dtype=np.int64)
+    original = np.arange(2 * MB, dtype=np.int64)  # past the budget: the put keeps no pin
     ref = ray.put(original)
     oid = ref.hex()
     got: list = []
@@ -203,10 +206,11 @@ def test_a_get_keeps_the_pin_it_took_while_the_ref_lives(answers):
 def test_held_pins_past_the_budget_are_released_oldest_first_but_not_under_a_live_value(answers):
     refs = [ray.put(np.full(MB // 8, 0, dtype=np.int64))]
     alive = ray.get(refs[0])  # a live value of the first: its pin stays when the budget drops it
-    refs += [ray.put(np.full(MB // 8, i, dtype=np.int64)) for i in range(1, 9)]
+    in_budget = STORE // BUDGET_FRACTION // MB  # 1 MB arrays (and their headers) held at once
+    refs += [ray.put(np.full(MB // 8, i, dtype=np.int64)) for i in range(1, in_budget + 3)]
     ids = [r.hex() for r in refs]
     assert _pins(ids[1]) == 0 and _pins(ids[-1]) == 1
-    assert sum(_pins(oid) for oid in ids[1:]) == 6  # 6 MB of the budget's 6.25 MB
+    assert sum(_pins(oid) for oid in ids[1:]) == in_budget
     assert _pins(ids[0]) == 1
     del alive
     gc.collect()
@@ -243,3 +247,13 @@ def test_a_process_that_dies_holding_pins_leaves_none(small_store):
     wait_until(lambda: _pins(oid) == 1, 30, "the dead actor's pin released")
     del ref
     wait_until(lambda: _freed(oid) or _pins(oid) == 0, 15, "the driver's pin released with its ref")
+
+
+def test_a_put_that_finds_the_store_full_releases_the_pins_its_process_holds(answers):
+    small = np.full(10 * MB // 8, 3, dtype=np.int64)
+    kept = ray.put(small)  # held: 10 MB of the 12.5 MB budget
+    assert _pins(kept.hex()) == 1
+    large = ray.put(np.ones(92 * MB // 8))  # room only if `kept` is spilled: its pin is let go
+    assert _stats()["objects"][kept.hex()]["state"] == "SPILLED"
+    del large
+    assert np.array_equal(ray.get(kept, timeout=60), small)  # restored

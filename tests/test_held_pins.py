@@ -60,6 +60,14 @@ def test_a_second_pin_of_a_held_object_is_released_at_once():
     assert held.ref_gone("a", {}) == ["a"] and held.ref_gone("a", {}) == [] and len(held) == 0
 
 
+def test_a_full_store_takes_every_pin_no_live_value_needs():
+    held = HeldPins(8 * MB)
+    for oid in "abc":
+        held.hold(oid, _slot(), 0, {})
+    assert held.release_unused({"b": 1}) == ["a", "c"]
+    assert held.lookup("b", 0) is not None and held.hold("d", _slot(7 * MB), 0, {}) == []
+
+
 class _Pins:
     """A store's pin counts behind the channel: every object is sealed and in memory."""
 

@@ -68,7 +68,7 @@ def test_a_view_derived_from_the_array_keeps_the_slot_pinned(small_store):
 
 
 def test_two_gets_share_the_slot_and_the_pin_the_put_kept(small_store):
-    ref = ray.put(np.ones(4 * MB // 8))  # within the held pins' budget (1/16 of the arena)
+    ref = ray.put(np.ones(4 * MB // 8))  # within the held pins' budget (1/8 of the arena)
     first, second = ray.get(ref), ray.get(ref)
     assert np.shares_memory(first, second)
     assert _objects()[ref.hex()]["pins"] == 1

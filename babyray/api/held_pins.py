@@ -11,7 +11,8 @@ A pin is held while an ObjectRef to the object lives in this process, for at mos
 ``IDLE_SECONDS`` after its last use, and while the object is among the most recently used
 ``budget`` bytes (a fraction of the arena); but never released while a value read from it is
 alive. Pinned objects cannot be spilled: the time and the budget bound what held pins keep
-in memory. The store also drops a process's held pins when its channel closes, so a process
+in memory, and a put that finds the store full releases the process's unused ones and asks
+again. The store also drops a process's held pins when its channel closes, so a process
 that dies holding them leaves nothing pinned.
 """
 
@@ -22,7 +23,7 @@ from typing import NamedTuple
 
 from babyray.ids import ObjectID
 
-BUDGET_FRACTION = 16  # held pins keep at most this fraction of the arena unspillable, per process
+BUDGET_FRACTION = 8  # held pins keep at most this fraction of the arena unspillable, per process
 IDLE_SECONDS = 1.0  # a held pin not used for this long is released
 
 
@@ -94,6 +95,13 @@ class HeldPins:
         while self._slots and next(iter(self._slots.values()))[1] < now - IDLE_SECONDS:
             release += self._retire_oldest(views)
         return release
+
+    def release_unused(self, views: dict[ObjectID, int]) -> list[ObjectID]:
+        """Stop holding every pin that no live value needs (the store is full)."""
+        unused = [oid for oid in self._slots if not views.get(oid)]
+        for oid in unused:
+            self._bytes -= self._slots.pop(oid)[0].size
+        return unused
 
     def _retire_oldest(self, views: dict[ObjectID, int]) -> list[ObjectID]:
         oid, (slot, _) = self._slots.popitem(last=False)

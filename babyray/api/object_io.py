@@ -111,6 +111,10 @@ class ObjectIO:
         reserved, error = False, None
         if self._alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
             offset, error, reserved = self._alloc_channel.allocate(oid, serialized.total_size, core.identity)
+            if error is not None and self._release_unused_held():  # their unpins go first on the channel
+                offset, error, reserved = self._alloc_channel.allocate(
+                    oid, serialized.total_size, core.identity
+                )
             arena_name = self._store_arena
         if self._alloc_channel is None or error is not None:
             # Through Thespian: after the frees and unpins sent before it, which the channel may
@@ -188,6 +192,13 @@ class ObjectIO:
         """Release the held pins not used for a while (``held_pins.IDLE_SECONDS``). Locked."""
         if self.held:
             self._unpin_held(self.held.release_idle(time.monotonic(), self.core.refs.views))
+
+    def _release_unused_held(self) -> bool:
+        """Release the held pins no live value needs (the store is full); whether there were any."""
+        with self.lock:
+            unused = self.held.release_unused(self.core.refs.views)
+            self._unpin_held(unused)
+        return bool(unused)
 
     def _unpin_held(self, oids: list[ObjectID]) -> None:
         """Release held pins on the channel they were taken on. Locked."""
