@@ -54,8 +54,8 @@ def answers(small_store, monkeypatch) -> dict[str, list]:
     answered: dict[str, list] = defaultdict(list)
     pin = AllocClient.pin
 
-    def recording_pin(self: AllocClient, oids: tuple[str, ...], hold: bool = False):
-        answer = pin(self, oids, hold)
+    def recording_pin(self: AllocClient, oids: tuple[str, ...], reader: str):
+        answer = pin(self, oids, reader)
         for oid in oids:
             answered[oid].append(answer)
         return answer
@@ -257,3 +257,18 @@ def test_a_put_that_finds_the_store_full_releases_the_pins_its_process_holds(ans
     assert _stats()["objects"][kept.hex()]["state"] == "SPILLED"
     del large
     assert np.array_equal(ray.get(kept, timeout=60), small)  # restored
+
+
+@ray.remote(max_retries=0)
+def die_reading(array: np.ndarray) -> None:
+    os._exit(1)
+
+
+def test_a_worker_that_dies_reading_its_argument_leaves_it_unpinned(small_store):
+    ref = ray.put(np.ones(2 * MB))  # 16 MB: past the budget, not held by the driver
+    oid = ref.hex()
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(die_reading.remote(ref), timeout=60)
+    wait_until(lambda: _pins(oid) == 0, 15, "the dead worker's pin released")
+    del ref
+    wait_until(lambda: _freed(oid), 15, "the object freed with its ref")

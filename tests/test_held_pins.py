@@ -69,25 +69,31 @@ def test_a_full_store_takes_every_pin_no_live_value_needs():
 
 
 class _Pins:
-    """A store's pin counts behind the channel: every object is sealed and in memory."""
+    """What the store does behind the channel with each reader's pins: every object is sealed."""
 
     def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+        self.counts: dict[tuple[str, str], int] = {}  # (reader, object id) -> pins
+        self.gone: list[str] = []
         self.lock = threading.Lock()
 
-    def pin(self, oids: tuple[str, ...]):
+    def pin(self, oids: tuple[str, ...], reader: str):
         with self.lock:
             for oid in oids:
-                self.counts[oid] = self.counts.get(oid, 0) + 1
+                self.counts[reader, oid] = self.counts.get((reader, oid), 0) + 1
         return "arena", {oid: (0, 8) for oid in oids}
 
-    def seal(self, oid: str, size: int, owner: str, offset: int, keep_pinned: bool) -> bool:
-        return keep_pinned and bool(self.pin((oid,)))
+    def seal(self, oid: str, size: int, owner: str, offset: int, keep_pinned: bool) -> None:
+        if keep_pinned:
+            self.pin((oid,), owner)
 
-    def unpin(self, oids: tuple[str, ...]) -> None:
+    def unpin(self, oids: tuple[str, ...], reader: str) -> None:
         with self.lock:
             for oid in oids:
-                self.counts[oid] -= 1
+                self.counts[reader, oid] -= 1
+
+    def reader_gone(self, reader: str) -> None:
+        with self.lock:
+            self.gone.append(reader)
 
 
 @pytest.fixture
@@ -95,37 +101,43 @@ def pins():
     pins = _Pins()
     arena = f"test-{uuid.uuid4().hex}"
     server = AllocServer(
-        arena, None, None, lambda client, offsets: None, None, pins.pin, pins.seal, pins.unpin
+        arena,
+        None,
+        None,
+        lambda client, offsets: None,
+        None,
+        pins.pin,
+        pins.seal,
+        pins.unpin,
+        pins.reader_gone,
     )
     yield pins, arena
     server.close()
 
 
-def _settled(pins: _Pins, expected: dict[str, int]) -> bool:
+def _settled(check) -> bool:
     deadline = time.monotonic() + 5
-    while pins.counts != expected and time.monotonic() < deadline:
+    while not check() and time.monotonic() < deadline:
         time.sleep(0.01)
-    return pins.counts == expected
+    return check()
 
 
-def test_the_channel_releases_only_the_pins_its_client_holds(pins):
+def test_the_channel_names_the_reader_of_each_pin_kept_seal_and_unpin(pins):
     store, arena = pins
-    client = AllocClient(arena)
+    client = AllocClient(arena, "me")
     client.seal("a", 8, "me", -1, hold=True)
-    client.pin(("b",), hold=True)
-    client.pin(("b",))  # not held: released through Thespian, not by the channel
-    assert _settled(store, {"a": 1, "b": 2})
-    client.unpin(("a", "a", "b", "c"))  # one "a" held, one "b", no "c": the rest is ignored
-    assert _settled(store, {"a": 0, "b": 1})
+    client.seal("c", 8, "me", -1)  # sealed without a pin
+    client.pin(("b", "b"), "me")
+    client.unpin(("a", "b"), "me")
+    assert _settled(lambda: store.counts == {("me", "a"): 0, ("me", "b"): 1})
     client.close()
 
 
-def test_a_closed_connection_releases_every_pin_it_held(pins):
+def test_a_closed_connection_tells_the_store_its_reader_is_gone(pins):
     store, arena = pins
-    client = AllocClient(arena)
-    client.seal("a", 8, "me", -1, hold=True)
-    client.pin(("b", "b"), hold=True)
-    client.seal("c", 8, "me", -1)  # sealed without a pin
-    assert _settled(store, {"a": 1, "b": 2})
-    client.close()  # as when the process dies
-    assert _settled(store, {"a": 0, "b": 0})
+    quiet = AllocClient(arena, "reader-1")  # named as it connects, before any request
+    busy = AllocClient(arena, "reader-2")
+    busy.pin(("b",), "reader-2")
+    quiet.close()  # as when the process dies
+    busy.close()
+    assert _settled(lambda: sorted(store.gone) == ["reader-1", "reader-2"])

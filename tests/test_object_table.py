@@ -162,6 +162,28 @@ def test_an_unpin_without_a_pin_never_makes_the_count_negative(table):
     assert "a" not in table.eviction_order()  # still pinned: not evictable
 
 
+def test_a_readers_unpins_release_only_the_pins_it_holds(table):
+    sealed(table, "a")
+    table.pin(["a"], reader="r1")
+    table.pin(["a"], reader="r2")
+    table.unpin("a", reader="r3")  # holds none
+    table.unpin("a", reader="r1")
+    table.unpin("a", reader="r1")  # its only pin is released already
+    assert table.objects["a"].pins == 1 and table.reader_pins == {"r2": {"a": 1}}
+
+
+def test_a_reader_gone_releases_its_pins_and_its_late_unpins_change_nothing(table):
+    sealed(table, "a")
+    sealed(table, "b")
+    table.pin(["a", "a", "b"], reader="dead")
+    table.pin(["b"], reader="alive")
+    table.free("a")
+    table.reader_gone("dead")
+    assert "a" not in table.objects  # freed while pinned: deleted at its last unpin
+    table.unpin("b", reader="dead")  # its UnpinObjects, sent before it died, comes late
+    assert table.objects["b"].pins == 1 and table.reader_pins == {"alive": {"b": 1}}
+
+
 def test_pinned_objects_are_not_evictable_and_unpinned_ones_are_again(table):
     sealed(table, "a")
     table.pin(["a"])

@@ -156,6 +156,7 @@ class ObjectStore(PartActor):
             self._pin_for_channel,
             self._seal_for_channel,
             self._unpin_for_channel,
+            self._reader_gone,
         )
         self.log.info("object_store_started", arena=name, capacity=msg.capacity)
         # The segment's name, for a clean-up that looks for it under /dev/shm should this
@@ -206,14 +207,15 @@ class ObjectStore(PartActor):
 
     def _seal_for_channel(
         self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int, keep_pinned: bool
-    ) -> bool:
+    ) -> None:
         """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
         whose messages (to the GCS, to readers waiting) leave through the thread outbox. With
-        ``keep_pinned`` the object is pinned in the same step, so nothing evicts or spills it
-        before its writer reads it; True if it was pinned."""
+        ``keep_pinned`` the object is pinned for its writer in the same step, so nothing evicts or
+        spills it before its writer reads it."""
         with self.turn_done:
             self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
-            pinned = keep_pinned and bool(self.table.pin((oid,), restore=False).slots)
+            if keep_pinned:
+                self.table.pin((oid,), restore=False, reader=owner_id)
             # Between turns the turn outbox is empty (each turn sends it under this lock).
             posted = self._outbox.drain()
             for dest, msg in posted:
@@ -222,18 +224,23 @@ class ObjectStore(PartActor):
                 self.wake_from_thread()
             self._report_gone()
             self.turn_done.notify_all()
-        return pinned
 
-    def _unpin_for_channel(self, oids: tuple[ObjectID, ...]) -> None:
-        """UnpinObjects of pins a process of this node held on the allocation channel (or that
-        its closed connection left), in the channel's thread."""
+    def _unpin_for_channel(self, oids: tuple[ObjectID, ...], reader: str) -> None:
+        """UnpinObjects from a process of this node, in the allocation channel's thread."""
         with self.state_lock:
             for oid in oids:
-                self.table.unpin(oid)
+                self.table.unpin(oid, reader)
             self._report_gone()  # objects freed while pinned are deleted at their last unpin
 
+    def _reader_gone(self, reader: str) -> None:
+        """A process of this node closed its allocation channel (it ended, or was killed): the
+        pins it still holds are released, those it took through Thespian too."""
+        with self.state_lock:
+            self.table.reader_gone(reader)
+            self._report_gone()
+
     def _pin_for_channel(
-        self, oids: tuple[ObjectID, ...]
+        self, oids: tuple[ObjectID, ...], reader: str
     ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the
         slots if every object is sealed and in memory (waiting briefly for seals on their way),
@@ -241,7 +248,7 @@ class ObjectStore(PartActor):
         deadline = time.monotonic() + CHANNEL_PIN_SEAL_WAIT_SECONDS
         with self.turn_done:
             while True:
-                pinned = self.table.pin(oids, restore=False)
+                pinned = self.table.pin(oids, restore=False, reader=reader)
                 left = deadline - time.monotonic()
                 if pinned.unsealed is None or left <= 0:
                     return (self.arena_path, pinned.slots) if pinned.slots else None
@@ -279,7 +286,7 @@ class ObjectStore(PartActor):
     # ---- reading -------------------------------------------------------------------
 
     def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
-        pinned = self.table.pin(msg.object_ids)
+        pinned = self.table.pin(msg.object_ids, reader=msg.reader_id)
         if pinned.missing is not None:  # created here before any reader learns of it: so it was freed
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
             lost = exceptions.ObjectLostError(
@@ -301,7 +308,7 @@ class ObjectStore(PartActor):
 
     def on_unpin(self, msg: om.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:
-            self.table.unpin(oid)
+            self.table.unpin(oid, msg.reader_id)
 
     # ---- freeing -------------------------------------------------------------------
 

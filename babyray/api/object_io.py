@@ -158,7 +158,7 @@ class ObjectIO:
     def _open_alloc_channel(self, arena_name: str) -> None:
         """Use the store's allocation channel from now on (see store/alloc_channel.py)."""
         try:
-            channel = AllocClient(arena_name)
+            channel = AllocClient(arena_name, self.core.identity)
         except OSError:  # an older store, or not on its node: keep asking through Thespian
             self.log.info("alloc_channel_unavailable", arena=arena_name)
             return
@@ -204,7 +204,7 @@ class ObjectIO:
         """Release held pins on the channel they were taken on. Locked."""
         if oids and self._alloc_channel is not None:
             try:
-                self._alloc_channel.unpin(tuple(oids))
+                self._alloc_channel.unpin(tuple(oids), self.core.identity)
             except OSError:  # the store is gone, and with it the pins
                 pass
 
@@ -299,7 +299,7 @@ class ObjectIO:
             if channel is None or not self.held.fits(size):
                 return _NOT_HELD
             try:
-                answer = channel.pin((oid,), hold=True)
+                answer = channel.pin((oid,), core.identity)
             except OSError:  # the store went away: PinObjects reaches its successor or fails
                 return _NOT_HELD
             if answer is None:
@@ -321,7 +321,7 @@ class ObjectIO:
         channel = self._alloc_channel
         if channel is not None:
             try:
-                answer = channel.pin(oids)
+                answer = channel.pin(oids, core.identity)
             except OSError:  # the store went away: PinObjects reaches its successor or fails
                 answer = None
             if answer is not None:

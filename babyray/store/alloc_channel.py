@@ -15,12 +15,13 @@ the client to ask through Thespian otherwise (spilled: a restore is file I/O; ab
 still unsealed after a short wait, as when another process's seal is on its way).
 Unpins stay one-way Thespian messages: a reader sends one only after its pin was answered.
 
-A client may also *hold* pins on the channel: a seal that keeps its object pinned for the
-writer (``seal(..., hold=True)``) and a pin asked with ``hold=True`` are recorded against the
-connection, released by ``unpin`` on the channel, and released by the store when the
-connection closes, so a process that dies holding them leaves nothing pinned. The client's
-held pins let a ``get`` of an object it just put or read map the slot without asking the
-store (``babyray.api.held_pins``).
+Every pin names its reader (the process's worker id), and the store counts pins per reader
+(``ObjectTable``): a reader's unpins release only pins it holds, and when a reader's
+connection closes (the process exited or was killed) the store releases every pin that reader
+still holds, those taken through Thespian too, so a process that dies while it reads leaves
+nothing pinned. A seal can keep its object pinned for its writer (``seal(..., hold=True)``),
+and ``unpin`` on the channel releases pins: a process's held pins (``babyray.api.held_pins``)
+let a ``get`` of an object it just put or read map the slot without asking the store.
 
 Even the channel's round trip (~0.1-1 ms, the store's process is busy sealing the previous objects)
 is most of a 1 MB put, so the client keeps it off the critical path: after each put it asks,
@@ -67,14 +68,16 @@ Release = Callable[[int, list[int] | None], None]  # (client, its spares to free
 Take = Callable[
     [ObjectID, int, WorkerID, int], None
 ]  # (oid, size, owner, offset of the spare it is written into)
-# (oids) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask through Thespian
-Pin = Callable[[tuple[ObjectID, ...]], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
-# (oid, size, owner, offset of its spare or -1, keep it pinned) -> whether it was sealed and pinned
-Seal = Callable[[ObjectID, int, WorkerID, int, bool], bool]
-Unpin = Callable[[tuple[ObjectID, ...]], None]  # (oids): one pin of each released
+# (oids, reader) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask
+# through Thespian
+Pin = Callable[[tuple[ObjectID, ...], str], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
+# (oid, size, owner, offset of its spare or -1, keep it pinned for the owner)
+Seal = Callable[[ObjectID, int, WorkerID, int, bool], None]
+Unpin = Callable[[tuple[ObjectID, ...], str], None]  # (oids, reader): one pin of each released
+ReaderGone = Callable[[str], None]  # (reader): release every pin it holds
 
 _ALLOC, _RESERVE, _RELEASE, _TAKE = "alloc", "reserve", "release", "take"
-_PIN, _SEAL, _UNPIN = "pin", "seal", "unpin"
+_PIN, _SEAL, _UNPIN, _READER = "pin", "seal", "unpin", "reader"
 SPARE_FRACTION = 64  # a spare slot is at most this fraction of the arena
 KEEP_FREE_FRACTION = 4  # and is only granted while this fraction of the arena stays free
 
@@ -185,9 +188,10 @@ class AllocServer:
         pin: Pin | None = None,
         seal: Seal | None = None,
         unpin: Unpin | None = None,
+        reader_gone: ReaderGone | None = None,
     ) -> None:
-        """``pin``, ``seal`` and ``unpin`` None: a server of slots only, without an object table
-        (tests of the spare slots); every pin is told to ask through Thespian."""
+        """``pin``, ``seal``, ``unpin`` and ``reader_gone`` None: a server of slots only, without an
+        object table (tests of the spare slots); every pin is told to ask through Thespian."""
         self._allocate = allocate
         self._reserve = reserve
         self._release = release
@@ -195,6 +199,7 @@ class AllocServer:
         self._pin = pin
         self._seal = seal
         self._unpin = unpin
+        self._reader_gone = reader_gone
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
         self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -214,7 +219,7 @@ class AllocServer:
 
     def _serve(self, conn: socket.socket) -> None:
         client = next(self._clients)
-        held: dict[ObjectID, int] = {}  # object id -> pins the client holds on this connection
+        readers: set[str] = set()  # the readers that pinned or sealed on this connection
         with conn:
             try:
                 _check_same_user(conn)
@@ -226,14 +231,15 @@ class AllocServer:
                 return
             try:
                 while True:
-                    self._answer(conn, client, held, _recv(conn))
+                    self._answer(conn, client, readers, _recv(conn))
             except (ConnectionError, OSError, EOFError):
                 pass  # the client went away
         self._release(client, None)
-        if held and self._unpin is not None:
-            self._unpin(tuple(oid for oid, n in held.items() for _ in range(n)))
+        if self._reader_gone is not None:
+            for reader in readers:
+                self._reader_gone(reader)
 
-    def _answer(self, conn: socket.socket, client: int, held: dict[ObjectID, int], request: tuple) -> None:
+    def _answer(self, conn: socket.socket, client: int, readers: set[str], request: tuple) -> None:
         if request[0] == _RELEASE:
             self._release(client, [request[1]])
             return
@@ -246,31 +252,25 @@ class AllocServer:
             _send(conn, -1 if offset is None else offset)
             return
         if request[0] == _PIN:
-            _, oids, hold = request
-            answer = self._pin_answer(oids)
-            if answer is not None and hold:
-                for oid in oids:
-                    held[oid] = held.get(oid, 0) + 1
-            _send(conn, answer)
+            _, oids, reader = request
+            readers.add(reader)
+            _send(conn, self._pin_answer(oids, reader))
+            return
+        if request[0] == _READER:  # the client names itself as it connects
+            readers.add(request[1])
             return
         if request[0] == _UNPIN:
-            mine = []  # never more than the client holds: a stray unpin would free a reader's pin
-            for oid in request[1]:
-                if held.get(oid):
-                    held[oid] -= 1
-                    if not held[oid]:
-                        del held[oid]
-                    mine.append(oid)
-            if mine and self._unpin is not None:
-                self._unpin(tuple(mine))
+            _, oids, reader = request
+            if self._unpin is not None:
+                self._unpin(oids, reader)
             return
         if request[0] == _SEAL:
             _, oid, size, owner, offset, hold = request
+            readers.add(owner)
             try:
                 if self._seal is None:
                     raise RuntimeError("this channel serves no seals")
-                if self._seal(oid, size, owner, offset, hold) and hold:
-                    held[oid] = held.get(oid, 0) + 1
+                self._seal(oid, size, owner, offset, hold)
             except Exception:  # the connection and the client's spares stay: it may put again
                 self.log.exception("alloc_channel_seal_failed", object_id=oid)
             return
@@ -282,11 +282,13 @@ class AllocServer:
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
 
-    def _pin_answer(self, oids: tuple[ObjectID, ...]) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
+    def _pin_answer(
+        self, oids: tuple[ObjectID, ...], reader: str
+    ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         if self._pin is None:
             return None
         try:
-            return self._pin(oids)
+            return self._pin(oids, reader)
         except Exception:  # the client asks through Thespian, which reports the failure
             self.log.exception("alloc_channel_pin_failed", object_ids=list(oids))
             return None
@@ -315,13 +317,17 @@ class AllocClient:
     a spare, which the put must name in its ``SealObject``.
     """
 
-    def __init__(self, arena_name: str) -> None:
-        """Raises OSError: no channel for ``arena_name`` here, or it did not prove the token."""
+    def __init__(self, arena_name: str, reader: str = "") -> None:
+        """``reader``: the worker id this process reads as; the store releases that reader's pins
+        when this connection closes. Raises OSError: no channel for ``arena_name`` here, or it
+        did not prove the token."""
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._sock.connect(socket_name(arena_name))
             _check_same_user(self._sock)
             auth.check_peer_proof(self._sock, auth.prove_to_peer(self._sock, CHANNEL), CHANNEL)
+            if reader:
+                _send(self._sock, (_READER, reader))
         except (OSError, auth.AuthRejected) as exc:
             self._sock.close()
             raise ConnectionRefusedError(f"allocation channel of {arena_name}: {exc}") from exc
@@ -346,18 +352,18 @@ class AllocClient:
             return offset, error, False
 
     def pin(
-        self, oids: tuple[ObjectID, ...], hold: bool = False
+        self, oids: tuple[ObjectID, ...], reader: str
     ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
-        """Pin ``oids`` in the store: (arena path, {oid: (offset, size)}), each pinned once more,
-        or None: none was pinned, ask through Thespian. Each pin is released by an UnpinObjects
-        through Thespian; with ``hold``, by ``unpin`` on this channel, or when it closes.
+        """Pin ``oids`` in the store for ``reader``: (arena path, {oid: (offset, size)}), each
+        pinned once more, or None: none was pinned, ask through Thespian. Each pin is released by
+        an UnpinObjects through Thespian or an ``unpin`` here, or when the reader's channel closes.
 
         Raises:
             OSError: the channel is closed (the store is gone).
         """
         with self._lock:
             self._read_spare()
-            _send(self._sock, (_PIN, oids, hold))
+            _send(self._sock, (_PIN, oids, reader))
             answer: tuple[str, dict[ObjectID, tuple[int, int]]] | None = _recv(self._sock)
             return answer
 
@@ -365,15 +371,16 @@ class AllocClient:
         self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int, hold: bool = False
     ) -> None:
         """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
-        as a SealObject; with ``hold``, the object stays pinned for this client as a held pin
-        (see ``pin``). Raises OSError: the channel is closed (the store is gone)."""
+        as a SealObject; with ``hold``, the object stays pinned for its writer ``owner`` (as by
+        ``pin``). Raises OSError: the channel is closed (the store is gone)."""
         with self._lock:
             _send(self._sock, (_SEAL, oid, size, owner, reserved_offset, hold))
 
-    def unpin(self, oids: tuple[ObjectID, ...]) -> None:
-        """Release one held pin of each of ``oids``: one-way. Raises OSError: the channel is closed."""
+    def unpin(self, oids: tuple[ObjectID, ...], reader: str) -> None:
+        """Release one of ``reader``'s pins of each of ``oids``: one-way.
+        Raises OSError: the channel is closed."""
         with self._lock:
-            _send(self._sock, (_UNPIN, oids))
+            _send(self._sock, (_UNPIN, oids, reader))
 
     def _ask_spare(self, size: int) -> None:
         _send(self._sock, (_RESERVE, size))

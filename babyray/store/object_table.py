@@ -163,6 +163,7 @@ class ObjectTable:
         self.gone: list[
             ObjectID
         ] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
+        self.reader_pins: dict[str, dict[ObjectID, int]] = {}  # reader -> its pins of each object
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -268,8 +269,9 @@ class ObjectTable:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def pin(self, oids: Iterable[ObjectID], restore: bool = True) -> PinOutcome:
-        """Pin every object of ``oids`` (restoring spilled ones unless not to ``restore``), or none of them."""
+    def pin(self, oids: Iterable[ObjectID], restore: bool = True, reader: str = "") -> PinOutcome:
+        """Pin every object of ``oids`` (restoring spilled ones unless not to ``restore``), or none
+        of them; counted as ``reader``'s pins if it is named (see ``unpin``, ``reader_gone``)."""
         oids = tuple(oids)
         for oid in oids:
             if oid not in self.objects:
@@ -286,15 +288,29 @@ class ObjectTable:
             if obj.state is S.SPILLED and not self._restore(oid, obj, keep):
                 return PinOutcome({}, no_room=oid)
         slots = {}
+        held = self.reader_pins.setdefault(reader, {}) if reader else None
         for oid in oids:
             obj = self.objects[oid]
             obj.pins += 1
             self.evictable.pop(oid, None)
             slots[oid] = (obj.offset, obj.size)
+            if held is not None:
+                held[oid] = held.get(oid, 0) + 1
         return PinOutcome(slots)  # type: ignore[arg-type]  # pinned objects are in the arena
 
-    def unpin(self, oid: ObjectID) -> None:
-        """A reader is done with ``oid``; an unpin without a pin (a duplicate message) is ignored."""
+    def unpin(self, oid: ObjectID, reader: str = "") -> None:
+        """A reader is done with ``oid``; an unpin without a pin (a duplicate message) is ignored,
+        and so is a named ``reader``'s unpin of a pin it does not hold (released already, as
+        when its channel closed before the message came)."""
+        if reader:
+            held = self.reader_pins.get(reader, {})
+            if not held.get(oid):
+                return
+            held[oid] -= 1
+            if not held[oid]:
+                del held[oid]
+                if not held:
+                    del self.reader_pins[reader]
         obj = self.objects.get(oid)
         if obj is None or obj.pins <= 0:
             return
@@ -305,6 +321,12 @@ class ObjectTable:
             self._move(oid, obj, "last_unpin")
         else:
             self._touch(oid)
+
+    def reader_gone(self, reader: str) -> None:
+        """``reader`` left (its process ended): release every pin it still holds."""
+        for oid, count in self.reader_pins.pop(reader, {}).items():
+            for _ in range(count):
+                self.unpin(oid)
 
     # ---- freeing -------------------------------------------------------------------------
 
