@@ -218,6 +218,8 @@ class CoreClient:
                 self.actor_calls.state_changed(msg)
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
+        elif kind is om.DeadWorkers:
+            self.refs.borrowers_dead(msg.worker_ids)
         elif kind is sm.GetReferences:
             self.transport.send(
                 msg.reply_to,

@@ -12,7 +12,9 @@ As in Ray, the owner of an object (the process that submitted the task making it
   ``AddBorrowers`` to the owner at once, from the same thread and through the same
   ordered outbox as what it sends next (e.g. the task's result), so the registration
   reaches an owner before the owner can drop the refs it held for that task. When its last
-  instance dies it sends ``RemoveBorrowers``.
+  instance dies it sends ``RemoveBorrowers``. A borrower that dies never does: each second an
+owner with borrowers asks the GCS which of them died (local schedulers report every worker
+death there) and drops those.
 
 When both reach zero the owner drops the object's entry and sends ``FreeObjects`` to the
 store holding it (batched per store); the store defers the free while readers pin it.
@@ -65,6 +67,7 @@ __all__ = [
 
 DRAIN_INTERVAL = 0.02
 HELD_PINS_ROUNDS = 10  # the counting thread releases idle held pins every this many rounds
+BORROWER_CHECK_ROUNDS = 50  # and asks the GCS which borrowers died every this many (1 s)
 
 # (generation, object id) of every dead tracked ObjectRef, appended by ObjectRef.__del__.
 deleted_events: collections.deque = collections.deque()
@@ -183,6 +186,8 @@ class ReferenceCounter:
                 if rounds % HELD_PINS_ROUNDS == 0 and self.core.io.held:
                     with self.lock:
                         self.core.io.release_idle()
+                if rounds % BORROWER_CHECK_ROUNDS == 0 and self.borrowers:
+                    self._ask_for_dead_borrowers()
             except Exception:  # never let the counting thread die
                 self.log.exception("refcount_drain_failed")
 
@@ -252,6 +257,30 @@ class ReferenceCounter:
                         if not holders:
                             del self.borrowers[oid]
                             self._maybe_free(oid, frees)
+        self._send_frees(frees)
+
+    def _ask_for_dead_borrowers(self) -> None:
+        """Ask the GCS which of this owner's borrowers died (``borrowers_dead`` gets the answer)."""
+        with self.lock:
+            borrowers = tuple({b for holders in self.borrowers.values() for b in holders})
+        core = self.core
+        core.transport.send(core.gcs, om.FindDeadWorkers(core.requests.new_req_id(), borrowers, core.inbox))
+
+    def borrowers_dead(self, worker_ids: tuple[WorkerID, ...]) -> None:
+        """These borrowers died: they hold no refs any more (they never sent RemoveBorrowers)."""
+        if not worker_ids:
+            return
+        dead = set(worker_ids)
+        frees: dict[int, tuple[Any, list]] = {}
+        with self.lock:
+            for oid, holders in list(self.borrowers.items()):
+                if holders & dead:
+                    holders -= dead
+                    if not holders:
+                        del self.borrowers[oid]
+                        self._maybe_free(oid, frees)
+        if frees:
+            self.log.info("dead_borrowers_dropped", borrowers=sorted(dead))
         self._send_frees(frees)
 
     def add_borrower(self, oid: ObjectID, borrower_id: WorkerID, owner: Any, owner_id: WorkerID) -> None:

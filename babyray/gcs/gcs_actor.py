@@ -28,7 +28,7 @@ from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_grou
 from babyray.gcs.storage import GcsStorage
 from babyray.gcs.store import GcsSchemaVersionError, TableName
 from babyray.gcs.task_directory import TaskDirectory
-from babyray.ids import ActorID, JobID, NodeID, new_job_id
+from babyray.ids import ActorID, JobID, NodeID, WorkerID, new_job_id
 from babyray.procfs import is_ending, is_running
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
@@ -39,6 +39,8 @@ from babyray.protocol import state as sm
 from babyray.protocol import tasks as tm
 from babyray.session import register_pid
 from babyray.util.scheduling_strategies import placement_group_id
+
+DEAD_WORKERS_KEPT = 100_000
 
 
 class GcsActor(PartActor):
@@ -67,6 +69,7 @@ class GcsActor(PartActor):
         am.ActorInitFailed: "on_actor_init_failed",
         am.ActorWorkerDied: "on_actor_worker_died",
         am.WorkerDied: "on_worker_died",
+        om.FindDeadWorkers: "on_find_dead_workers",
         am.SubscribeActor: "on_subscribe_actor",
         am.KillActor: "on_kill_actor",
         am.GetNamedActor: "on_get_named_actor",
@@ -84,6 +87,9 @@ class GcsActor(PartActor):
         self.storage = GcsStorage()  # in memory until StartGcs opens the store
         self.subscribers: list[Any] = []  # global schedulers, told of node changes
         self.global_scheduler: Any = None
+        # Workers whose death a local scheduler reported, oldest first (owners ask for their
+        # borrowers); the oldest are forgotten past DEAD_WORKERS_KEPT.
+        self.dead_workers: dict[WorkerID, None] = {}
         self._use_tables(config.Settings().node_timeout)
 
     def _use_tables(self, node_timeout: float) -> None:
@@ -324,10 +330,17 @@ class GcsActor(PartActor):
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
     def on_worker_died(self, msg: am.WorkerDied, sender: Any) -> None:
+        self.dead_workers[msg.worker_id] = None
+        if len(self.dead_workers) > DEAD_WORKERS_KEPT:
+            del self.dead_workers[next(iter(self.dead_workers))]
         self._end_owned(
             self.actors.owned_by(msg.worker_id),
             f"worker {msg.worker_id} on node {msg.node_id} died ({msg.reason})",
         )
+
+    def on_find_dead_workers(self, msg: om.FindDeadWorkers, sender: Any) -> None:
+        dead = tuple(w for w in msg.worker_ids if w in self.dead_workers)
+        self.reply(msg, sender, om.DeadWorkers(msg.req_id, dead))
 
     def _end_owned(self, actor_ids: list[ActorID], owner_death: str) -> None:
         """The owner of ``actor_ids`` died (``owner_death`` says how): they die with it."""

@@ -48,6 +48,25 @@ class AddBorrowers:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadWorkers(Reply):
+    """GCS -> owner: those of the asked workers whose death a local scheduler reported."""
+
+    worker_ids: tuple[WorkerID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FindDeadWorkers:
+    """Owner -> GCS: which of these workers (borrowers of its objects) died? A borrower that
+    died never sends RemoveBorrowers: its owner drops it on this answer."""
+
+    reply: ClassVar[type[Reply]] = DeadWorkers
+
+    req_id: str
+    worker_ids: tuple[WorkerID, ...]
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveBorrowers:
     """Borrower -> owner: the last ObjectRef instance of these objects died in ``borrower_id``."""
 
