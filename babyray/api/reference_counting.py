@@ -12,7 +12,7 @@ As in Ray, the owner of an object (the process that submitted the task making it
   ``AddBorrowers`` to the owner at once, from the same thread and through the same
   ordered outbox as what it sends next (e.g. the task's result), so the registration
   reaches an owner before the owner can drop the refs it held for that task. When its last
-  instance dies it sends ``RemoveBorrowers``. A borrower that dies never does: each second an
+  instance dies it sends ``RemoveBorrowers``. A borrower that dies never does: every 2 s an
 owner with borrowers asks the GCS which of them died (local schedulers report every worker
 death there) and drops those.
 
@@ -67,7 +67,7 @@ __all__ = [
 
 DRAIN_INTERVAL = 0.02
 HELD_PINS_ROUNDS = 10  # the counting thread releases idle held pins every this many rounds
-BORROWER_CHECK_ROUNDS = 50  # and asks the GCS which borrowers died every this many (1 s)
+BORROWER_CHECK_ROUNDS = 100  # and asks the GCS which borrowers died every this many (2 s)
 
 # (generation, object id) of every dead tracked ObjectRef, appended by ObjectRef.__del__.
 deleted_events: collections.deque = collections.deque()
