@@ -112,6 +112,16 @@ def test_a_100mb_object_made_on_one_node_is_read_intact_on_another(cluster, tmp_
         put_ref = ray.put(data)
         where, seen, size = ray.get(digest.remote(put_ref), timeout=120)
         assert where == "m2" and seen == hashlib.sha256(data).hexdigest()
+        # the holders pinned each object while a puller read it, and unpinned it after
+        from babyray.api.memory import memory_stats
+        deadline = time.monotonic() + 30
+        while True:
+            pins = {oid: o["pins"] for node in memory_stats(objects=True)
+                    for oid, o in node["objects"].items() if oid in (ref.hex(), put_ref.hex())}
+            if set(pins.values()) == {0}:
+                break
+            assert time.monotonic() < deadline, pins
+            time.sleep(0.2)
     """,
     )
 

@@ -362,7 +362,7 @@ class ObjectStore(PartActor):
         self.pulls[oid] = (msg.source_store, time.monotonic())
         self.pull_nodes[oid] = msg.source_node
         self.log.info("object_pull_started", object_id=oid, size=msg.size, source=msg.source_node)
-        self.post(msg.source_store, om.ServeObject(f"pull-{oid}", oid, self.myAddress))
+        self.post(msg.source_store, om.ServeObject(f"pull-{oid}", oid, self.myAddress, self.node_id))
         self.every(PULL_CHECK_SECONDS, "pull_check")
 
     def on_pull_check(self, msg: WakeupMessage, sender: Any) -> None:
@@ -387,7 +387,7 @@ class ObjectStore(PartActor):
 
     def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
-        pinned = self.table.pin((msg.object_id,))
+        pinned = self.table.pin((msg.object_id,), reader=msg.reader_id)
         if pinned.unsealed is not None:
             self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
             return

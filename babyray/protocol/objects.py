@@ -199,13 +199,15 @@ class ObjectServed(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ServeObject:
-    """Pulling object store -> holding object store: pin ``object_id``, reply ObjectServed."""
+    """Pulling object store -> holding object store: pin ``object_id`` for ``reader_id`` (the
+    puller's node id, which its UnpinObjects names), reply ObjectServed."""
 
     reply: ClassVar[type[Reply]] = ObjectServed
 
     req_id: str
     object_id: ObjectID
     reply_to: Any = None
+    reader_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
