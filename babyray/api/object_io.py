@@ -49,6 +49,7 @@ class ObjectIO:
         self._store_arena = ""
         self._direct_io: Any = None
         self.held = HeldPins(0)  # its budget is set when the channel opens
+        self.unpins_due: list[ObjectID] = []  # held pins released, sent together (flush_unpins)
         self.log = log.get_logger("core")
 
     # ---- storing values --------------------------------------------------------------
@@ -176,6 +177,7 @@ class ObjectIO:
             self._alloc_channel.close()  # the store releases the pins held on it
             self._alloc_channel, self._store_arena = None, ""
         self.held = HeldPins(0)
+        self.unpins_due = []
 
     def ref_gone(self, oid: ObjectID) -> None:
         """The last ObjectRef to ``oid`` in this process died: release its held pin, unless a
@@ -198,13 +200,21 @@ class ObjectIO:
         with self.lock:
             unused = self.held.release_unused(self.core.refs.views)
             self._unpin_held(unused)
+            self.flush_unpins()
         return bool(unused)
 
     def _unpin_held(self, oids: list[ObjectID]) -> None:
-        """Release held pins on the channel they were taken on. Locked."""
-        if oids and self._alloc_channel is not None:
+        """Release held pins: sent by the next ``flush_unpins``, a put of 1 MB objects in a loop
+        would otherwise send one unpin per put once past the budget. Locked."""
+        self.unpins_due += oids
+
+    def flush_unpins(self) -> None:
+        """Send the held pins' releases on the channel they were taken on (the counting thread
+        calls it every round). Locked."""
+        due, self.unpins_due = self.unpins_due, []
+        if due and self._alloc_channel is not None:
             try:
-                self._alloc_channel.unpin(tuple(oids), self.core.identity)
+                self._alloc_channel.unpin(tuple(due), self.core.identity)
             except OSError:  # the store is gone, and with it the pins
                 pass
 

@@ -188,6 +188,9 @@ class ReferenceCounter:
                         self.core.io.release_idle()
                 if rounds % BORROWER_CHECK_ROUNDS == 0 and self.borrowers:
                     self._ask_for_dead_borrowers()
+                if self.core.io.unpins_due:
+                    with self.lock:
+                        self.core.io.flush_unpins()
             except Exception:  # never let the counting thread die
                 self.log.exception("refcount_drain_failed")
 
