@@ -89,8 +89,9 @@ class _AnsweringTransport:
         assert self.core.handle(_instance(self.reply_type, msg.req_id))
 
 
-# ObjectValues answers GetObjects by filling the borrowed-value cache, not a waiting request().
-ROUTED_BY_REQUEST = [cls for cls in REPLIES if cls is not om.ObjectValues]
+# ObjectValues answers GetObjects by filling the borrowed-value cache, and DeadWorkers answers
+# an owner's FindDeadWorkers by dropping borrowers: neither a waiting request().
+ROUTED_BY_REQUEST = [cls for cls in REPLIES if cls not in (om.ObjectValues, om.DeadWorkers)]
 
 
 @pytest.mark.parametrize("reply_type", ROUTED_BY_REQUEST, ids=lambda cls: cls.__name__)
