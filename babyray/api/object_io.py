@@ -219,7 +219,9 @@ class ObjectIO:
                 pass
 
     def close(self) -> None:
-        """Release the allocation channel and the arena mappings (values read stay valid)."""
+        """Release the allocation channel and the arena mappings. Values read stay mapped, but
+        the store releases their pins with the channel: a store that outlives this process's
+        session (a joined cluster) may reuse their slots."""
         with self.lock:
             self.store_moved()
             arenas, self._arenas = list(self._arenas.values()), {}
