@@ -228,8 +228,7 @@ class ObjectStore(PartActor):
     def _unpin_for_channel(self, oids: tuple[ObjectID, ...], reader: str) -> None:
         """UnpinObjects from a process of this node, in the allocation channel's thread."""
         with self.state_lock:
-            for oid in oids:
-                self.table.unpin(oid, reader)
+            self.on_unpin(om.UnpinObjects(oids, reader), None)
             self._report_gone()  # objects freed while pinned are deleted at their last unpin
 
     def _reader_gone(self, reader: str) -> None:

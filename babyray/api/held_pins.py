@@ -12,8 +12,8 @@ A pin is held while an ObjectRef to the object lives in this process, for at mos
 ``budget`` bytes (a fraction of the arena); but never released while a value read from it is
 alive. Pinned objects cannot be spilled: the time and the budget bound what held pins keep
 in memory, and a put that finds the store full releases the process's unused ones and asks
-again. The store also drops a process's held pins when its channel closes, so a process
-that dies holding them leaves nothing pinned.
+again. The store releases every pin of a process whose channel closes, so a process that
+dies holding them leaves nothing pinned.
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class ObjectIO:
             self._direct().write(core.store, offset, serialized)
         else:
             write_object(self._arena(arena_name), offset, serialized)
-        hold = hold and not core.remote_store_io and self.held.fits(serialized.total_size)
+        hold = hold and self.held.fits(serialized.total_size)  # (no held pins without a channel)
         if self._seal(oid, serialized.total_size, offset if reserved else -1, hold) and hold:
             with self.lock:
                 slot = Slot(arena_name, offset, serialized.total_size)
