@@ -294,7 +294,9 @@ def test_soak(tmp_path):
         info = ray.init(
             num_cpus=CPUS, temp_dir=str(tmp_path / f"c{cycle}"), object_store_memory=128 * 1024 * 1024
         )
-        soak = Soak(rng, info["session_dir"], str(tmp_path))
+        markers = tmp_path / f"markers{cycle}"  # each cycle's exit-once tasks end their worker once
+        markers.mkdir()
+        soak = Soak(rng, info["session_dir"], str(markers))
         try:
             for _ in range(rng.randint(10, 40)):
                 soak.step()

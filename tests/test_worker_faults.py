@@ -115,6 +115,19 @@ def test_tasks_killing_their_workers_at_the_same_time_are_all_retried(cluster, t
     cluster_still_runs()
 
 
+def test_tasks_that_ran_before_a_crash_on_their_worker_are_not_charged_for_it(cluster, tmp_path):
+    """A worker with tasks queued sends their results together, so some that finished may die
+    unsent with it: they run again, but the crash costs a retry only to the task that crashed
+    (with none to spend, they would fail)."""
+    refs, crashers = [], []
+    for i in range(5):
+        refs += [add.options(max_retries=0).remote(i, j) for j in range(20)]
+        crashers.append(crash_once.options(max_retries=1).remote(str(tmp_path / f"m{i}"), "os_exit"))
+    assert ray.get(refs, timeout=120) == [i + j for i in range(5) for j in range(20)]
+    assert all(isinstance(pid, int) for pid in ray.get(crashers, timeout=120))
+    cluster_still_runs()
+
+
 def test_two_busy_workers_killed_together_lose_none_of_200_tasks(cluster, tmp_path):
     marks = tmp_path / "busy"
     marks.mkdir()

@@ -75,9 +75,8 @@ class PartActor(Actor):
     def wake_from_thread(self) -> None:
         """Have the actor's loop send now what threads posted with ``wake=False``."""
         assert self._wake_w is not None, "enable_thread_posts() first"
-        if self._waiting_in_turn:  # read after the post was queued: see wait_in_turn
-            self._posted_in_turn.set()
-        else:
+        self._posted_in_turn.set()
+        if not self._waiting_in_turn:  # read after the post was queued: see wait_in_turn
             os.write(self._wake_w, b"x")
 
     def wait_in_turn(self, seconds: float) -> None:
@@ -88,9 +87,9 @@ class PartActor(Actor):
         brought the call, without the wake pipe's extra turn of Thespian's loop, which cost a
         worker more CPU than the call. A post that misses the wait still wakes the loop: the
         thread queues its message before it reads ``_waiting_in_turn``, and the turn looks at
-        the thread outbox after clearing it.
+        the thread outbox after clearing it. A post earlier in this turn (the thread was quicker
+        than the loop) ends the wait at once: the turn cleared the event when it began.
         """
-        self._posted_in_turn.clear()
         self._waiting_in_turn = True
         try:
             self._posted_in_turn.wait(seconds)
@@ -145,6 +144,8 @@ class PartActor(Actor):
     # ---- receiving ---------------------------------------------------------------------
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
+        if self._wake_r is not None:
+            self._posted_in_turn.clear()  # posts from now on end a wait_in_turn of this turn
         if isinstance(message, WatchMessage):
             if self._wake_r in message.ready:
                 self._drain_thread_posts()

@@ -43,11 +43,12 @@ from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.recent_results import RESULT_GRACE, RecentResults
 from babyray.actors.resources import ResourcePool
+from babyray.actors.running_task import take_running_task
 from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
 from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerTable
-from babyray.ids import ActorID, JobID, WorkerID, new_worker_id
+from babyray.ids import ActorID, JobID, TaskID, WorkerID, new_worker_id
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
 from babyray.protocol import placement as pm
@@ -405,16 +406,18 @@ class LocalScheduler(PartActor):
             for fd in [fd for fd, wid in self.pidfds.items() if wid == worker_id]:
                 del self.pidfds[fd]
                 os.close(fd)
+            running = take_running_task(self._node().session_dir, worker_id)
             held = self.workers.remove(worker_id)  # what it took returns to the pool
             if held is not None:  # not a worker we had stopped on purpose
-                self._worker_died(held, exit_description(exitcode), source)
+                self._worker_died(held, running, exit_description(exitcode), source)
                 died = True
         if died:
             self._dispatch()
 
-    def _worker_died(self, held: Held, how: str, source: str) -> None:
-        """Tell the GCS of a dead actor; requeue the tasks the worker had not started, and
-        retry (or fail) the one it ran."""
+    def _worker_died(self, held: Held, running_id: TaskID | None, how: str, source: str) -> None:
+        """Tell the GCS of a dead actor; retry (or fail) the task the worker was running
+        (``running_id``, from its running-task slot) and requeue the others it held: those it had
+        not started, and those it finished whose results died with it."""
         node, worker = self._node(), held.worker
         self.log.warning(
             "worker_died",
@@ -441,8 +444,9 @@ class LocalScheduler(PartActor):
                 self.post(node.gcs, am.ActorWorkerDied(worker.actor_id, node.node_id, reason))
             self.killed_actors.discard(worker.actor_id)
             return
-        self.queue.push_front(list(held.unstarted))
-        running = held.running
+        assigned = [s for s in (held.running, *held.unstarted) if s is not None]
+        running = next((s for s in assigned if s.task_id == running_id), None)
+        self.queue.push_front([s for s in assigned if s is not running])
         if running is None:
             return
         if running.task_id in self.force_cancelled:

@@ -28,6 +28,7 @@ from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
+from babyray.actors.running_task import RunningTaskSlot
 from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
 from babyray.api import context
 from babyray.api.actor import ActorExit
@@ -132,6 +133,7 @@ class Worker(PartActor):
         self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
         die_on_fatal_signals(log.configured_path())
         register_pid(msg.session_dir, "worker")
+        self.running_slot = RunningTaskSlot(msg.session_dir, msg.worker_id)
         self.enable_thread_posts()
         self.core = CoreClient(
             _ActorThreadTransport(self),
@@ -384,6 +386,7 @@ class Worker(PartActor):
             if self.actor is not None and self.actor.is_async and self._call_async(self.actor, spec):
                 continue
             self.running = spec
+            self.running_slot.set(spec.task_id)
             try:
                 returns = self._execute(spec)
             except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
@@ -391,6 +394,7 @@ class Worker(PartActor):
             except SystemExit as exc:
                 self._on_sys_exit(spec, exc)
                 return
+            self.running_slot.clear()
             self.running = None
             self._report(spec, returns)
             del spec, returns  # idle workers must not keep the task's refs alive
