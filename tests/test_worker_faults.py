@@ -178,7 +178,9 @@ class Counter:
 
 
 def test_actors_past_the_worker_limit_fail_clearly_and_tasks_still_run(tmp_path):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024, max_workers=12)
+    info = ray.init(
+        num_cpus=2, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024, max_workers=12
+    ).address_info
     try:
         actors = [Counter.remote() for _ in range(300)]
         started, refused = 0, 0
@@ -228,6 +230,47 @@ def test_exit_actor_in_an_async_actor(cluster):
         ray.get(actor.leave.remote(), timeout=60)
     with pytest.raises(ActorDiedError, match="exit_actor"):
         ray.get(actor.ping.remote(), timeout=60)
+    cluster_still_runs()
+
+
+@ray.remote(num_cpus=0, max_restarts=1, concurrency_groups={"io": 2})
+class Grouped:
+    def pid(self):
+        return os.getpid()
+
+    @ray.method(concurrency_group="io")
+    def leave(self):
+        ray.actor.exit_actor()
+
+    @ray.method(concurrency_group="io")
+    def quit(self):
+        sys.exit(2)
+
+
+def test_exit_actor_in_a_concurrency_group_method_ends_the_actor(cluster):
+    actor = Grouped.remote()
+    assert isinstance(ray.get(actor.pid.remote(), timeout=60), int)
+    with pytest.raises(RayActorError):
+        ray.get(actor.leave.remote(), timeout=60)
+    with pytest.raises(ActorDiedError, match="exit_actor"):
+        ray.get(actor.pid.remote(), timeout=60)
+    cluster_still_runs()
+
+
+def test_sys_exit_in_a_concurrency_group_method_restarts_the_actor(cluster):
+    actor = Grouped.remote()
+    first = ray.get(actor.pid.remote(), timeout=60)
+    with pytest.raises(RayActorError):
+        ray.get(actor.quit.remote(), timeout=60)
+    deadline = time.time() + 60
+    while True:
+        try:
+            second = ray.get(actor.pid.remote(), timeout=60)
+            break
+        except RayActorError:
+            assert time.time() < deadline
+            time.sleep(0.1)
+    assert second != first
     cluster_still_runs()
 
 

@@ -433,7 +433,10 @@ class LocalScheduler(PartActor):
             self.post(owner, tm.LeaseLost(worker.worker_id, f"pid {worker.pid} {how}"))
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
-            self.post(owner, tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died"))
+            self.post(
+                owner,
+                tm.TasksLost(node.node_id, tuple(task_ids), f"worker {worker.worker_id} died", finished=True),
+            )
         if worker.actor_id is not None:
             if held.last_state is not WorkerState.EXITING:
                 reason = (
@@ -445,13 +448,14 @@ class LocalScheduler(PartActor):
             self.killed_actors.discard(worker.actor_id)
             return
         assigned = [s for s in (held.running, *held.unstarted) if s is not None]
-        running = next((s for s in assigned if s.task_id == running_id), None)
-        self.queue.push_front([s for s in assigned if s is not running])
+        # Tasks a forced cancel failed already: we killed the worker, which costs no task a retry.
+        cancelled = {s.task_id for s in assigned if s.task_id in self.force_cancelled}
+        self.force_cancelled -= cancelled
+        running = None if cancelled else next((s for s in assigned if s.task_id == running_id), None)
+        self.queue.push_front([s for s in assigned if s is not running and s.task_id not in cancelled])
         if running is None:
             return
-        if running.task_id in self.force_cancelled:
-            self.force_cancelled.discard(running.task_id)
-        elif (retry := take_retry(running)) is not None:
+        if (retry := take_retry(running)) is not None:
             self.log.warning(
                 "task_retry_worker_died",
                 task_id=retry.task_id,
@@ -532,8 +536,9 @@ class LocalScheduler(PartActor):
                         worker
                     )  # takes no task, even if its last one reports done first
                     for spec in worker.assigned:
-                        self.force_cancelled.add(spec.task_id)
                         self._fail(spec, error)
+                    if worker.assigned:  # what it holds at its death: no retry, no requeue
+                        self.force_cancelled.add(worker.assigned[0].task_id)
                     self.workers.finish(
                         worker, {s.task_id for s in worker.assigned[1:]}
                     )  # none runs elsewhere

@@ -401,6 +401,7 @@ class Worker(PartActor):
 
     def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
+        self.cancelled.discard(spec.task_id)
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
         result = tm.TaskResult(
@@ -500,7 +501,13 @@ class Worker(PartActor):
         )
 
     def _execute_and_report(self, spec: vm.TaskSpec) -> None:
-        self._report(spec, self._execute(spec))
+        """Run a concurrency group's call on its pool thread (whose future nobody reads)."""
+        try:
+            returns = self._execute(spec)
+        except SystemExit as exc:
+            self._on_sys_exit(spec, exc)
+            return
+        self._report(spec, returns)
 
     def _on_sys_exit(self, spec: vm.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this

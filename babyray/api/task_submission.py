@@ -160,12 +160,17 @@ class TaskSubmitter:
         self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
 
     def nodes_lost(self, msg: tm.TasksLost) -> None:
-        """Run again the tasks still awaited that were on a node that died. Locked."""
+        """Run again the tasks still awaited that were on a node that died, or that finished
+        on a worker that died before their results surely left it. Locked."""
         for task_id in msg.task_ids:
             spec = self._submitted.get(task_id)
             if spec is None:
                 continue  # finished meanwhile, or not ours
             self.leases.forget_task(task_id)
+            if msg.finished:  # it did not fail: the same attempt runs again
+                self.core.log.warning("task_resubmitted_result_lost", task_id=task_id, reason=msg.reason)
+                self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
+                continue
             self._run_again(
                 spec,
                 f"Task {task_id} ({spec.function_name}) was on node {msg.node_id}, which died",

@@ -195,13 +195,17 @@ class ForwardTasks:
 @dataclass(frozen=True, slots=True)
 class TasksLost:
     """GCS -> owner: these tasks of yours were placed or running on ``node_id``, which died.
+    Local scheduler -> owner (``finished``): these tasks finished on a worker that died just
+    after, so their results may not have left it.
 
-    The owner resubmits those it still waits for (within ``max_retries``) and ignores the rest.
+    The owner resubmits those it still waits for (a lost node's within ``max_retries``; a
+    finished task spends no retry) and ignores the rest.
     """
 
     node_id: NodeID
     task_ids: tuple[TaskID, ...]
     reason: str = ""
+    finished: bool = False
 
     def __repr__(self) -> str:
         return short_repr("TasksLost", node=self.node_id, n=len(self.task_ids))
