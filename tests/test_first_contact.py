@@ -212,7 +212,7 @@ def test_a_script_run_from_the_temp_root_with_the_default_session_directory(tmp_
     script.write_text(
         textwrap.dedent("""
         import babyray as ray
-        info = ray.init(num_cpus=1)
+        info = ray.init(num_cpus=1).address_info
         print("SESSION", info["session_dir"])
         print("VALUE", ray.get(ray.put(41)) + 1)
     """)

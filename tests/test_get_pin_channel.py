@@ -40,7 +40,7 @@ def small_store(tmp_path_factory):
         temp_dir=str(tmp_path_factory.mktemp("pin_channel")),
         object_store_memory=STORE,
         inline_threshold=INLINE_THRESHOLD,
-    )
+    ).address_info
     try:
         yield info
     finally:

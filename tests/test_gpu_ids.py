@@ -33,7 +33,9 @@ def test_gpu_ids_bookkeeping():
 
 @pytest.fixture
 def gpu_cluster(tmp_path):
-    info = ray.init(num_cpus=4, num_gpus=2, temp_dir=str(tmp_path), object_store_memory=128 * 1024 * 1024)
+    info = ray.init(
+        num_cpus=4, num_gpus=2, temp_dir=str(tmp_path), object_store_memory=128 * 1024 * 1024
+    ).address_info
     try:
         yield info
     finally:

@@ -17,7 +17,7 @@ def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
 
 
 def test_shutdown_leaves_nothing_and_a_second_init_works(tmp_path):
-    first = ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    first = ray.init(num_cpus=1, temp_dir=str(tmp_path)).address_info
     assert ray.is_initialized()
 
     @ray.remote
@@ -28,7 +28,7 @@ def test_shutdown_leaves_nothing_and_a_second_init_works(tmp_path):
     ray.shutdown()
     assert not ray.is_initialized()
     assert_session_clean(first["session_dir"])
-    second = ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    second = ray.init(num_cpus=1, temp_dir=str(tmp_path)).address_info
     try:
         assert second["session_dir"] != first["session_dir"]
         assert ray.get(f.remote(2)) == 3

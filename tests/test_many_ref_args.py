@@ -52,7 +52,7 @@ def small_inline_cluster(tmp_path_factory):
         patch.setenv("BABYRAY_INLINE_THRESHOLD", "256")
         info = ray.init(
             num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("refs")), object_store_memory=128 * 1024 * 1024
-        )
+        ).address_info
         try:
             yield info
         finally:

@@ -36,7 +36,9 @@ def make_nested() -> list:
 
 @pytest.fixture(scope="module")
 def memory_cluster(tmp_path_factory):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("memory")), object_store_memory=128 * MB)
+    info = ray.init(
+        num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("memory")), object_store_memory=128 * MB
+    ).address_info
     try:
         yield info
     finally:

@@ -30,7 +30,9 @@ def test_remote_recursion_finishes_with_a_few_workers_per_level(cluster):
 
 
 def test_recursion_deeper_than_max_workers_finishes_with_a_warning(tmp_path):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024, max_workers=6)
+    info = ray.init(
+        num_cpus=2, temp_dir=str(tmp_path), object_store_memory=64 * 1024 * 1024, max_workers=6
+    ).address_info
     try:
         assert ray.get(fib.remote(10), timeout=300) == 55  # 9 levels of inner tasks blocked in get
         assert len(state.list_workers(limit=None)) > 6

@@ -19,7 +19,7 @@ MB = 1024 * 1024
 @pytest.fixture
 def small_store(tmp_path):
     """A private cluster with a 100 MB object store."""
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=100 * MB)
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=100 * MB).address_info
     try:
         yield info
     finally:

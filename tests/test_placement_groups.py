@@ -29,7 +29,7 @@ from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 def four_cpus(tmp_path_factory):
     info = ray.init(
         num_cpus=4, temp_dir=str(tmp_path_factory.mktemp("pg")), object_store_memory=128 * 1024 * 1024
-    )
+    ).address_info
     try:
         yield info
     finally:

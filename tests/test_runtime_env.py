@@ -30,7 +30,9 @@ def start(tmp_path):
 
     def init(**kwargs):
         kwargs.setdefault("num_cpus", 2)
-        info = ray.init(temp_dir=str(tmp_path / "sessions"), object_store_memory=128 * 1024 * 1024, **kwargs)
+        info = ray.init(
+            temp_dir=str(tmp_path / "sessions"), object_store_memory=128 * 1024 * 1024, **kwargs
+        ).address_info
         sessions.append(info["session_dir"])
         return info
 

@@ -57,7 +57,7 @@ def _shutdown_and_check(info: dict) -> None:
 
 @pytest.mark.parametrize("killed", [2, 3])
 def test_shutdown_after_workers_sigkilled_together(tmp_path, killed):
-    info = ray.init(num_cpus=3, temp_dir=str(tmp_path))
+    info = ray.init(num_cpus=3, temp_dir=str(tmp_path)).address_info
     try:
         pids = _worker_pids(3)
         refs = [short.remote(i) for i in range(200)]
@@ -70,7 +70,7 @@ def test_shutdown_after_workers_sigkilled_together(tmp_path, killed):
 
 
 def test_shutdown_with_a_worker_holding_the_gil(tmp_path):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path))
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path)).address_info
     try:
         hold_the_gil.remote()
         time.sleep(1.0)
@@ -79,7 +79,7 @@ def test_shutdown_with_a_worker_holding_the_gil(tmp_path):
 
 
 def test_shutdown_with_a_stopped_worker(tmp_path):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path))
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path)).address_info
     try:
         os.kill(_worker_pids(2)[0], signal.SIGSTOP)
     finally:
@@ -99,7 +99,7 @@ def test_shutdown_with_a_stopped_part(tmp_path, part):
     """A part that cannot answer (the store never acknowledges its shutdown, the admin never
     confirms): shutdown waits neither the store's nor Thespian's timeout, and the admin, its
     logger and the parts are killed."""
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path))
+    info = ray.init(num_cpus=2, temp_dir=str(tmp_path)).address_info
     try:
         assert ray.get(short.remote(1), timeout=60) == 1
         os.kill(_session_pid(info["session_dir"], part), signal.SIGSTOP)

@@ -293,7 +293,7 @@ def test_soak(tmp_path):
         cycle += 1
         info = ray.init(
             num_cpus=CPUS, temp_dir=str(tmp_path / f"c{cycle}"), object_store_memory=128 * 1024 * 1024
-        )
+        ).address_info
         markers = tmp_path / f"markers{cycle}"  # each cycle's exit-once tasks end their worker once
         markers.mkdir()
         soak = Soak(rng, info["session_dir"], str(markers))

@@ -51,7 +51,7 @@ def flushing_cluster(tmp_path_factory):
         temp_dir=str(tmp_path_factory.mktemp("state")),
         object_store_memory=64 * 1024 * 1024,
         gcs_flush_period=0.2,
-    )
+    ).address_info
     try:
         yield info
     finally:

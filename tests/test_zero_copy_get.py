@@ -23,7 +23,7 @@ MB = 1024 * 1024
 def small_store(tmp_path_factory):
     info = ray.init(
         num_cpus=1, temp_dir=str(tmp_path_factory.mktemp("zero_copy")), object_store_memory=128 * MB
-    )
+    ).address_info
     try:
         yield info
     finally:
