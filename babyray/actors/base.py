@@ -49,6 +49,7 @@ class PartActor(Actor):
         self._wake_w: int | None = None
         self._waiting_in_turn = False  # the loop waits in its turn for a thread's post (wait_in_turn)
         self._posted_in_turn = threading.Event()
+        self._turn_lock = threading.Lock()  # held to change _waiting_in_turn, and by a thread sending for the loop
         self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
         self.log = log.get_logger(self.component)
 
@@ -73,11 +74,31 @@ class PartActor(Actor):
             self.wake_from_thread()
 
     def wake_from_thread(self) -> None:
-        """Have the actor's loop send now what threads posted with ``wake=False``."""
+        """Have what threads posted (with ``wake=False`` too) sent now: by this thread itself if
+        the loop waits in its turn (``wait_in_turn``), else by the loop, woken."""
         assert self._wake_w is not None, "enable_thread_posts() first"
+        if self._waiting_in_turn and self._send_for_waiting_loop():
+            return
         self._posted_in_turn.set()
         if not self._waiting_in_turn:  # read after the post was queued: see wait_in_turn
             os.write(self._wake_w, b"x")
+
+    def _send_for_waiting_loop(self) -> bool:
+        """Send what the turn and the threads queued from this thread, while the loop waits in
+        its turn, so a result leaves without waiting for the loop's thread to be scheduled;
+        False if the wait ended meanwhile. The loop stays parked until this is done (it takes
+        ``_turn_lock`` to leave the wait); Thespian's transport lets other threads send."""
+        with self._turn_lock:
+            if not self._waiting_in_turn:
+                return False
+            for dest, msg in self._thread_outbox.drain():
+                self._outbox.add(dest, msg)
+            try:
+                self._flush()
+            except Exception:  # what failed to send would have failed on the loop too
+                self.log.exception("thread_send_failed")
+            self._posted_in_turn.set()
+            return True
 
     def wait_in_turn(self, seconds: float) -> None:
         """Keep the loop in this turn until a thread posts with a wake-up, at most ``seconds``;
@@ -90,11 +111,13 @@ class PartActor(Actor):
         the thread outbox after clearing it. A post earlier in this turn (the thread was quicker
         than the loop) ends the wait at once: the turn cleared the event when it began.
         """
-        self._waiting_in_turn = True
+        with self._turn_lock:
+            self._waiting_in_turn = True
         try:
             self._posted_in_turn.wait(seconds)
         finally:
-            self._waiting_in_turn = False
+            with self._turn_lock:
+                self._waiting_in_turn = False
 
     def enable_thread_posts(self) -> None:
         if self._wake_r is None:
