@@ -49,7 +49,9 @@ class PartActor(Actor):
         self._wake_w: int | None = None
         self._waiting_in_turn = False  # the loop waits in its turn for a thread's post (wait_in_turn)
         self._posted_in_turn = threading.Event()
-        self._turn_lock = threading.Lock()  # held to change _waiting_in_turn, and by a thread sending for the loop
+        self._turn_lock = (
+            threading.Lock()
+        )  # held to change _waiting_in_turn, and by a thread sending for the loop
         self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
         self.log = log.get_logger(self.component)
 
