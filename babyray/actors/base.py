@@ -49,9 +49,7 @@ class PartActor(Actor):
         self._wake_w: int | None = None
         self._waiting_in_turn = False  # the loop waits in its turn for a thread's post (wait_in_turn)
         self._posted_in_turn = threading.Event()
-        self._turn_lock = (
-            threading.Lock()
-        )  # held to change _waiting_in_turn, and by a thread sending for the loop
+        self._thread_wakes = 0  # wake-ups threads asked for so far (wake_from_thread)
         self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
         self.log = log.get_logger(self.component)
 
@@ -76,50 +74,37 @@ class PartActor(Actor):
             self.wake_from_thread()
 
     def wake_from_thread(self) -> None:
-        """Have what threads posted (with ``wake=False`` too) sent now: by this thread itself if
-        the loop waits in its turn (``wait_in_turn``), else by the loop, woken."""
+        """Have the actor's loop send now what threads posted with ``wake=False``."""
         assert self._wake_w is not None, "enable_thread_posts() first"
-        if self._waiting_in_turn and self._send_for_waiting_loop():
-            return
-        self._posted_in_turn.set()
-        if not self._waiting_in_turn:  # read after the post was queued: see wait_in_turn
+        self._thread_wakes += 1
+        if self._waiting_in_turn:  # read after the post was queued and counted: see wait_in_turn
+            self._posted_in_turn.set()
+        else:
             os.write(self._wake_w, b"x")
 
-    def _send_for_waiting_loop(self) -> bool:
-        """Send what the turn and the threads queued from this thread, while the loop waits in
-        its turn, so a result leaves without waiting for the loop's thread to be scheduled;
-        False if the wait ended meanwhile. The loop stays parked until this is done (it takes
-        ``_turn_lock`` to leave the wait); Thespian's transport lets other threads send."""
-        with self._turn_lock:
-            if not self._waiting_in_turn:
-                return False
-            for dest, msg in self._thread_outbox.drain():
-                self._outbox.add(dest, msg)
-            try:
-                self._flush()
-            except Exception:  # what failed to send would have failed on the loop too
-                self.log.exception("thread_send_failed")
-            self._posted_in_turn.set()
-            return True
+    def thread_wakes(self) -> int:
+        """How many wake-ups threads asked for so far: what ``wait_in_turn`` waits to change."""
+        return self._thread_wakes
 
-    def wait_in_turn(self, seconds: float) -> None:
-        """Keep the loop in this turn until a thread posts with a wake-up, at most ``seconds``;
-        what it posted leaves when the turn ends.
+    def wait_in_turn(self, seconds: float, since: int) -> None:
+        """Keep the loop in this turn until a thread asks for a wake-up after ``since`` (what
+        ``thread_wakes()`` gave before the work was handed to the thread), at most ``seconds``.
 
         For work a thread finishes quickly (an actor call): its result leaves in the turn that
         brought the call, without the wake pipe's extra turn of Thespian's loop, which cost a
-        worker more CPU than the call. A post that misses the wait still wakes the loop: the
-        thread queues its message before it reads ``_waiting_in_turn``, and the turn looks at
-        the thread outbox after clearing it. A post earlier in this turn (the thread was quicker
-        than the loop) ends the wait at once: the turn cleared the event when it began.
+        worker more CPU than the call. A wake-up before the wait began (the thread was quicker
+        than the loop) ends it at once: the thread counts it before it reads
+        ``_waiting_in_turn``, which the wait sets before it compares the count. One that misses
+        the wait still wakes the loop: the thread queues its message before that read, and the
+        turn looks at the thread outbox after clearing the flag.
         """
-        with self._turn_lock:
-            self._waiting_in_turn = True
+        self._waiting_in_turn = True
+        self._posted_in_turn.clear()
         try:
-            self._posted_in_turn.wait(seconds)
+            if self._thread_wakes == since:
+                self._posted_in_turn.wait(seconds)
         finally:
-            with self._turn_lock:
-                self._waiting_in_turn = False
+            self._waiting_in_turn = False
 
     def enable_thread_posts(self) -> None:
         if self._wake_r is None:
@@ -169,8 +154,6 @@ class PartActor(Actor):
     # ---- receiving ---------------------------------------------------------------------
 
     def receiveMessage(self, message: Any, sender: Any) -> Any:
-        if self._wake_r is not None:
-            self._posted_in_turn.clear()  # posts from now on end a wait_in_turn of this turn
         if isinstance(message, WatchMessage):
             if self._wake_r in message.ready:
                 self._drain_thread_posts()

@@ -178,12 +178,13 @@ class Worker(PartActor):
             for spec in msg.specs:  # before the executor can run and report one (which discards it)
                 self._task_event(spec, "scheduled")
             idle = self._idle()
+            since = self.thread_wakes()  # before the executor can take the task
             self.tasks.extend(msg.specs)
             self.queue_lock.notify()
         if msg.lease:
             self._arm_lease_timer(self.leases.idle_timeout)
         if idle and len(msg.specs) == 1:
-            self.wait_in_turn(IN_TURN_WAIT)
+            self.wait_in_turn(IN_TURN_WAIT, since)
 
     def _idle(self) -> bool:
         """Whether the executor has nothing to run or running (under the queue lock)."""
@@ -207,13 +208,14 @@ class Worker(PartActor):
         the scheduler itself (sent from here, it would be lost if this worker died at once)."""
         with self.queue_lock:
             accepted = self.leases.accept_push(spec, lease_id, self._idle())
+            since = self.thread_wakes()  # before the executor can take the task
             if accepted:
                 self._task_event(spec, "scheduled")
                 self.tasks.append(spec)
                 self.queue_lock.notify()
             ended = None if accepted else self.leases.refuse_push(spec)
         if accepted:
-            self.wait_in_turn(IN_TURN_WAIT)
+            self.wait_in_turn(IN_TURN_WAIT, since)
             return
         self.log.info("lease_push_refused", task_id=spec.task_id, lease_id=lease_id)
         if ended is not None:
