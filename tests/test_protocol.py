@@ -15,6 +15,7 @@ import babyray.protocol
 from babyray.api.core import CoreClient
 from babyray.protocol import Reply
 from babyray.protocol import objects as om
+from babyray.protocol import tasks as tm
 from babyray.protocol import values as vm
 from babyray.task_failure import take_retry
 
@@ -136,3 +137,29 @@ def test_task_spec_pickles_every_field() -> None:
     """TaskSpec pickles through its own __reduce__: a field it leaves out would come back as its default."""
     spec = vm.TaskSpec(**{f.name: f"value-{i}" for i, f in enumerate(dataclasses.fields(vm.TaskSpec))})
     assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+class _RecordingTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, Any]] = []
+
+    def send(self, dest: Any, msg: Any) -> None:
+        self.sent.append((dest, msg))
+
+
+@pytest.mark.parametrize("finished, attempt", [(True, 0), (False, 1)])
+def test_an_owner_runs_a_lost_task_again_spending_a_retry_only_if_it_did_not_finish(
+    finished, attempt
+) -> None:
+    """TasksLost from a dead worker's scheduler (``finished``: its result may not have left the
+    worker) resubmits the same attempt; from a dead node, the next one (within max_retries)."""
+    transport = _RecordingTransport()
+    core = CoreClient(transport, "worker-1", "inbox", "node-1", "scheduler", None, None, "job-1")
+    try:
+        core.tasks.resubmit(_spec(max_retries=1))
+        transport.sent.clear()
+        assert core.handle(tm.TasksLost("node-1", ("t1",), "worker w2 died", finished=finished))
+        submits = [msg for dest, msg in transport.sent if type(msg) is tm.SubmitTasks]
+        assert [(s.task_id, s.attempt) for m in submits for s in m.specs] == [("t1", attempt)]
+    finally:
+        core.close()
