@@ -14,8 +14,10 @@ import ctypes
 import dataclasses
 import faulthandler
 import inspect
+import io
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -63,6 +65,32 @@ def die_on_fatal_signals(log_path: str | None) -> None:
         signal.signal(sig, signal.SIG_DFL)
     if log_path is not None:
         faulthandler.enable(open(log_path, "a"), all_threads=True)
+
+
+def print_whole_lines() -> None:
+    """Make the worker's ``sys.stdout`` and ``sys.stderr`` write each line as it ends, in one
+    write: what a task prints shows at once (block-buffered, it showed when the worker exited),
+    and lines of workers sharing the driver's terminal or pipe do not mix mid-line (unbuffered,
+    as with ``PYTHONUNBUFFERED``, ``print`` writes the text and its newline separately)."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        try:
+            inherited = isinstance(stream, io.TextIOWrapper) and stream.fileno() == fd
+        except (OSError, ValueError):  # no file descriptor under it
+            inherited = False
+        if not inherited:
+            continue  # not the stream the process inherited (a harness's capture): leave it
+        stream.flush()
+        setattr(
+            sys,
+            name,
+            io.TextIOWrapper(
+                open(fd, "wb", closefd=False),
+                encoding=stream.encoding,
+                errors=stream.errors,
+                line_buffering=True,
+            ),
+        )
 
 
 def exit_status(code: object) -> int:
@@ -132,6 +160,7 @@ class Worker(PartActor):
         log.configure(os.path.join(msg.session_dir, "logs"), "worker", msg.node_id)
         self.log = log.get_logger("worker").bind(worker_id=msg.worker_id)
         die_on_fatal_signals(log.configured_path())
+        print_whole_lines()
         register_pid(msg.session_dir, "worker")
         self.running_slot = RunningTaskSlot(msg.session_dir, msg.worker_id)
         self.enable_thread_posts()
