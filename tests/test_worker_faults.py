@@ -242,8 +242,11 @@ class Grouped:
     def leave(self):
         ray.actor.exit_actor()
 
-    @ray.method(concurrency_group="io")
     def quit(self):
+        sys.exit(2)
+
+    @ray.method(concurrency_group="io")
+    def quit_in_group(self):
         sys.exit(2)
 
 
@@ -257,36 +260,12 @@ def test_exit_actor_in_a_concurrency_group_method_ends_the_actor(cluster):
     cluster_still_runs()
 
 
-def test_sys_exit_in_a_concurrency_group_method_restarts_the_actor(cluster):
+@pytest.mark.parametrize("method", ["quit", "quit_in_group"])
+def test_sys_exit_in_an_actor_method_restarts_the_actor(cluster, method):
     actor = Grouped.remote()
     first = ray.get(actor.pid.remote(), timeout=60)
     with pytest.raises(RayActorError):
-        ray.get(actor.quit.remote(), timeout=60)
-    deadline = time.time() + 60
-    while True:
-        try:
-            second = ray.get(actor.pid.remote(), timeout=60)
-            break
-        except RayActorError:
-            assert time.time() < deadline
-            time.sleep(0.1)
-    assert second != first
-    cluster_still_runs()
-
-
-def test_sys_exit_in_an_actor_method_restarts_the_actor(cluster):
-    @ray.remote(num_cpus=0, max_restarts=1)
-    class Quitter:
-        def pid(self):
-            return os.getpid()
-
-        def quit(self):
-            sys.exit(2)
-
-    actor = Quitter.remote()
-    first = ray.get(actor.pid.remote(), timeout=60)
-    with pytest.raises(RayActorError):
-        ray.get(actor.quit.remote(), timeout=60)
+        ray.get(getattr(actor, method).remote(), timeout=60)
     deadline = time.time() + 60
     while True:
         try:
