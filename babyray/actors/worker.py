@@ -418,12 +418,8 @@ class Worker(PartActor):
                 continue
             self.running = spec
             self.running_slot.set(spec.task_id)
-            try:
-                returns = self._execute(spec)
-            except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
-                returns = self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
-            except SystemExit as exc:
-                self._on_sys_exit(spec, exc)
+            returns = self._execute_unless_exit(spec)
+            if returns is None:
                 return
             self.running_slot.clear()
             self.running = None
@@ -533,12 +529,20 @@ class Worker(PartActor):
 
     def _execute_and_report(self, spec: vm.TaskSpec) -> None:
         """Run a concurrency group's call on its pool thread (whose future nobody reads)."""
+        returns = self._execute_unless_exit(spec)
+        if returns is not None:
+            self._report(spec, returns)
+
+    def _execute_unless_exit(self, spec: vm.TaskSpec) -> tuple | None:
+        """The task's returns (a cancelled task's error, if a non-forced cancel interrupted it);
+        None if user code called ``sys.exit()`` or ``exit_actor()``, handled here."""
         try:
-            returns = self._execute(spec)
+            return self._execute(spec)
+        except KeyboardInterrupt:  # a non-forced cancel arrived while the task ran
+            return self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id))
         except SystemExit as exc:
             self._on_sys_exit(spec, exc)
-            return
-        self._report(spec, returns)
+            return None
 
     def _on_sys_exit(self, spec: vm.TaskSpec, exc: SystemExit) -> None:
         """exit_actor() ends the actor for good; any other ``sys.exit()`` in user code ends this
