@@ -16,6 +16,7 @@ See docs/design.md, "Thespian: the patches module".
 
 from __future__ import annotations
 
+import copyreg
 import errno
 import logging
 import math
@@ -23,6 +24,7 @@ import os
 import pickle
 import select
 import selectors
+import socket
 from datetime import timedelta
 from importlib import metadata
 from typing import Any, Callable
@@ -311,6 +313,31 @@ def identify_envelope_briefly(self: Any) -> str:
     return f"ReceiveEnvelope(from: {self.sender}, {type(self.message).__name__})"
 
 
+def reduce_tcp_address(address: Any) -> tuple:
+    """How a ``TCPv4ActorAddress`` pickles (``copyreg``'s entry for the class, not its subclasses).
+
+    Stock: ``IPActorAddress.__getstate__`` copies the address's ``__dict__``, whose socket family
+    and type are enums, each pickled and unpickled through Python calls; the addresses in an
+    actor call's message (its sender's, the caller's inside the spec) were half of its
+    pickling. babyray: the class is always TCP over IPv4, so its two (host, port) pairs are all
+    that travels, and ``tcp_address`` builds it again.
+    """
+    return tcp_address, (address.sockname, address.bindname)
+
+
+def tcp_address(sockname: tuple, bindname: tuple) -> Any:
+    """The ``TCPv4ActorAddress`` that ``reduce_tcp_address`` pickled."""
+    address = object.__new__(IPBase.TCPv4ActorAddress)
+    address.__dict__.update(
+        af=socket.AF_INET,
+        socktype=socket.SOCK_STREAM,
+        proto=socket.IPPROTO_TCP,
+        sockname=sockname,
+        bindname=bindname,
+    )
+    return address
+
+
 def _readable_now(sock: Any) -> bool:
     """Whether ``sock`` has data to read (or an error or hang-up to report) right now."""
     if sock is None:
@@ -412,13 +439,15 @@ PATCHES: tuple[tuple[Any, str, Any], ...] = (
 
 
 def apply() -> None:
-    """Install every patch of ``PATCHES`` in this process; later calls do nothing."""
+    """Install every patch of ``PATCHES``, and ``reduce_tcp_address`` as the pickling of
+    ``TCPv4ActorAddress``, in this process; later calls do nothing."""
     global _applied
     if _applied:
         return
     check_version()
     for owner, attribute, replacement in PATCHES:
         setattr(owner, attribute, replacement)
+    copyreg.pickle(IPBase.TCPv4ActorAddress, reduce_tcp_address)
     _applied = True
 
 

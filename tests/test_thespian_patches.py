@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 import errno
 import logging
 import multiprocessing
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from thespian.actors import Actor, ActorSystem
+from thespian.actors import Actor, ActorAddress, ActorSystem
 from thespian.system import multiprocCommon, utilis
 from thespian.system.transport import IPBase, ReceiveEnvelope, TransmitIntent
 from thespian.system.transport import TCPTransport as tcp_transport
@@ -67,6 +68,25 @@ def test_after_apply_each_patched_attribute_is_babyrays():
     assert [(owner, attribute) for owner, attribute, _ in thespian_patches.PATCHES] == [
         (owner, attribute) for owner, attribute, _ in EXPECTED
     ]
+    assert copyreg.dispatch_table[TCPv4ActorAddress] is P.reduce_tcp_address
+
+
+def test_addresses_pickle_to_equal_ones_and_subclasses_keep_their_routing():
+    thespian_patches.apply()
+    address = TCPv4ActorAddress("127.0.0.1", 4123)
+    str(address)  # caches its text form, which must not travel
+    copy = pickle.loads(pickle.dumps(address))
+    assert type(copy) is TCPv4ActorAddress and copy == address
+    assert (copy.af, copy.socktype, copy.proto) == (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    assert (copy.sockname, copy.bindname) == (address.sockname, address.bindname)
+    assert "_str_form" not in vars(copy) and str(copy) == str(address)
+    wrapped = ActorAddress(address)
+    assert pickle.loads(pickle.dumps(wrapped)) == wrapped
+    admin = ActorAddress(TCPv4ActorAddress("127.0.0.1", 4124))
+    routed = IPBase.RoutedTCPv4ActorAddress("127.0.0.1", 4125, admin, txOnly=True)
+    routed_copy = pickle.loads(pickle.dumps(routed))  # a subclass pickles as stock Thespian does
+    assert type(routed_copy) is IPBase.RoutedTCPv4ActorAddress
+    assert routed_copy.routing == [None, admin] and routed_copy == routed
 
 
 def test_a_second_apply_changes_nothing_and_wraps_nothing_twice(monkeypatch, token):
@@ -252,9 +272,9 @@ def _patches_in_this_process() -> list[bool]:
 
     return [
         vars(owner)[attribute] is replacement for owner, attribute, replacement in thespian_patches.PATCHES
-    ]
+    ] + [copyreg.dispatch_table.get(TCPv4ActorAddress) is thespian_patches.reduce_tcp_address]
 
 
 def test_worker_processes_forked_by_the_cluster_have_the_patches(cluster):
     flags = ray.get(_patches_in_this_process.remote(), timeout=60)
-    assert flags == [True] * len(EXPECTED)
+    assert flags == [True] * (len(EXPECTED) + 1)

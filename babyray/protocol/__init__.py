@@ -13,6 +13,8 @@ The rules every message follows:
 - A request that is answered carries a ``req_id``; its reply is a ``Reply`` that repeats it, and
   the request names its reply type in ``reply``. A driver's CoreClient completes the waiting
   request of every ``Reply`` it receives (no list of reply types to keep).
+- Pickled as its class and the values of its fields, unpickled through ``__init__``: each
+  module ends with ``pickle_through_init(globals())``.
 - A message that may carry a payload (bytes, many items) has a cheap ``__repr__`` built with
   ``short_repr``: Thespian formats every message with ``str()`` when sending it (see
   docs/design.md, "Thespian: every message is formatted with str()").
@@ -20,8 +22,9 @@ The rules every message follows:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, is_dataclass
+from operator import attrgetter
+from typing import Any, Callable
 
 
 def short_repr(cls_name: str, **fields: Any) -> str:
@@ -29,8 +32,37 @@ def short_repr(cls_name: str, **fields: Any) -> str:
     return cls_name + "(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
 
 
+def pickle_through_init(namespace: dict[str, Any]) -> None:
+    """Give every dataclass defined in ``namespace`` (a protocol module's ``globals()``) a
+    ``__reduce__`` that pickles its fields' values read in one C call, and unpickles through
+    ``__init__``. A frozen, slotted dataclass's own ``__getstate__`` and ``__setstate__`` walk
+    ``fields()`` in Python, field by field, for every message sent and received."""
+    for value in list(namespace.values()):
+        if (
+            isinstance(value, type)
+            and is_dataclass(value)
+            and value.__module__ == namespace["__name__"]
+            and "__reduce__" not in vars(value)
+        ):
+            value.__reduce__ = _reduce_through_init(value)  # type: ignore[method-assign, assignment]
+
+
+def _reduce_through_init(cls: type) -> Callable[[Any], tuple]:
+    names = [f.name for f in fields(cls)]
+    if not names:
+        return lambda message: (cls, ())
+    if len(names) == 1:
+        read_one = attrgetter(names[0])
+        return lambda message: (cls, (read_one(message),))
+    read = attrgetter(*names)  # two or more names: a tuple
+    return lambda message: (cls, read(message))
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The answer to a request: ``req_id`` repeats the request's."""
 
     req_id: str
+
+
+pickle_through_init(globals())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from babyray.ids import ActorID, NodeID, WorkerID
-from babyray.protocol import Reply
+from babyray.protocol import Reply, pickle_through_init
 from babyray.protocol.values import TaskSpec
 
 
@@ -158,3 +158,6 @@ class ListNamedActors:
     req_id: str
     namespace: str | None
     reply_to: Any = None
+
+
+pickle_through_init(globals())

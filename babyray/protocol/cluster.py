@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from babyray.ids import JobID, NodeID
-from babyray.protocol import Reply
+from babyray.protocol import Reply, pickle_through_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,3 +204,6 @@ class LookupCluster:
 
     req_id: str
     reply_to: Any = None
+
+
+pickle_through_init(globals())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from babyray.ids import FunctionID
-from babyray.protocol import Reply, short_repr
+from babyray.protocol import Reply, pickle_through_init, short_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +176,6 @@ class GcsError:
     request: str
     error_type: str
     message: str
+
+
+pickle_through_init(globals())

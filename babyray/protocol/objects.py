@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from babyray.ids import NodeID, ObjectID, WorkerID
-from babyray.protocol import Reply, short_repr
+from babyray.protocol import Reply, pickle_through_init, short_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,3 +252,6 @@ class GetStoreStats:
     req_id: str
     reply_to: Any = None
     objects: bool = False
+
+
+pickle_through_init(globals())

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from babyray.ids import JobID, NodeID
-from babyray.protocol import Reply
+from babyray.protocol import Reply, pickle_through_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +119,6 @@ class ReturnBundles:
     killing the workers that use them."""
 
     pg_id: str
+
+
+pickle_through_init(globals())

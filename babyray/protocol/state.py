@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from babyray.ids import NodeID, WorkerID
-from babyray.protocol import Reply, short_repr
+from babyray.protocol import Reply, pickle_through_init, short_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +86,6 @@ class GetReferences:
 
     req_id: str
     reply_to: Any = None
+
+
+pickle_through_init(globals())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from babyray.ids import JobID, NodeID, ObjectID, TaskID, WorkerID
-from babyray.protocol import short_repr
+from babyray.protocol import pickle_through_init, short_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,3 +232,6 @@ class WorkerReady:
 
     worker_id: WorkerID
     pid: int
+
+
+pickle_through_init(globals())

@@ -9,12 +9,11 @@ messages for one destination.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from operator import attrgetter
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from babyray.ids import ActorID, FunctionID, JobID, NodeID, ObjectID, TaskID, WorkerID
-from babyray.protocol import short_repr
+from babyray.protocol import pickle_through_init, short_repr
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +134,6 @@ class TaskSpec:
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
 
-    def __reduce__(self) -> tuple:
-        # Unpickled through __init__: faster than a frozen dataclass's field-by-field __setstate__.
-        return TaskSpec, _task_spec_fields(self)
-
     def next_attempt(self) -> TaskSpec:
         """This task's next try (a retry spends one of its ``max_retries``)."""
         return replace(self, attempt=self.attempt + 1)
@@ -152,5 +147,4 @@ class TaskSpec:
         return self if gpu_ids == self.gpu_ids else replace(self, gpu_ids=gpu_ids)
 
 
-# Every field of TaskSpec in __init__'s order, read in one C call (see TaskSpec.__reduce__).
-_task_spec_fields = attrgetter(*(f.name for f in fields(TaskSpec)))
+pickle_through_init(globals())
