@@ -175,8 +175,12 @@ class PartActor(Actor):
         if self._wake_r is not None and self._thread_outbox:
             self._drain_thread_posts()
         self._flush()
+        self._run_hook(self.after_turn)
         watched = ([self._wake_r] if self._wake_r is not None else []) + self.watched_fds()
         return ThespianWatch(watched) if watched else None
+
+    def after_turn(self) -> None:
+        """Hook: work that waits until this turn's messages have been sent."""
 
     def watched_fds(self) -> list[int]:
         """Hook: more file descriptors to watch; ``on_fds_ready`` gets those that become readable."""
