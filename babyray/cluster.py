@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ SHUTDOWN_WAIT = (
 )
 ADMIN_EXIT_WAIT = 0.3  # seconds more its processes have to exit before they are killed
 _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may take
+# free_port: random ports from FREE_PORT_FLOOR up to the kernel's range for outgoing connections
+EPHEMERAL_PORTS_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+FREE_PORT_FLOOR = 10000
+FREE_PORT_TRIES = 64
 
 
 class ClusterStartError(RuntimeError):
@@ -450,9 +455,31 @@ def own_ip_towards(address: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free on ``host`` now, chosen at random below the kernel's range of ports for
+    outgoing connections: a port the kernel hands out could be taken by another process's
+    connection before its user binds it (an admin then never starts, and ``init`` failed
+    after 11 s with "not a valid or useable ActorSystem Admin")."""
+    below = _ephemeral_ports_start()
+    candidates = range(FREE_PORT_FLOOR, below) if below > FREE_PORT_FLOOR else range(0)
+    for port in random.sample(candidates, min(FREE_PORT_TRIES, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no such range here: let the kernel choose
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_ports_start() -> int:
+    """The first port of the kernel's range for outgoing connections (0 if unknown)."""
+    try:
+        with open(EPHEMERAL_PORTS_FILE) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def default_resources(num_cpus: int | None, num_gpus: int | None, resources: dict | None) -> dict:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 from conftest import assert_session_clean
 
 import babyray as ray
+from babyray import cluster
 
 
 def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
@@ -115,3 +117,32 @@ def test_a_private_cluster_dies_with_its_driver_even_after_kill_minus_9(tmp_path
             break
         time.sleep(0.2)
     assert not left, f"processes of the killed driver's cluster are still running: {left}"
+
+
+def test_a_local_cluster_listens_on_a_port_no_outgoing_connection_can_take(tmp_path):
+    """Its admin's port is below the kernel's range for outgoing connections' ports: a port
+    from that range could be taken by any connection before the admin binds it (init then
+    failed after 11 s, "not a valid or useable ActorSystem Admin")."""
+    first_ephemeral = int(open(cluster.EPHEMERAL_PORTS_FILE).read().split()[0])
+    info = ray.init(num_cpus=1, temp_dir=str(tmp_path)).address_info
+    try:
+        port = int(info["address"].rsplit(":", 1)[1])
+        assert cluster.FREE_PORT_FLOOR <= port < first_ephemeral
+        with socket.socket() as taken:  # it is the admin's: nobody else can bind it now
+            with pytest.raises(OSError):
+                taken.bind(("127.0.0.1", port))
+    finally:
+        ray.shutdown()
+    assert_session_clean(info["session_dir"])
+
+
+def test_free_port_takes_the_kernels_choice_where_no_range_is_known(tmp_path, monkeypatch):
+    narrow = tmp_path / "ip_local_port_range"
+    narrow.write_text("10005\t60999\n")
+    monkeypatch.setattr(cluster, "EPHEMERAL_PORTS_FILE", str(narrow))
+    ports = {cluster.free_port() for _ in range(20)}
+    assert ports <= set(range(10000, 10005)), "random ports below the range, each free"
+    monkeypatch.setattr(cluster, "EPHEMERAL_PORTS_FILE", str(tmp_path / "absent"))
+    kernel_port = cluster.free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", kernel_port))  # free when returned
