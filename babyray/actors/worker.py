@@ -150,7 +150,6 @@ class Worker(PartActor):
         self.actor: ActorHost | None = None
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
         self.started: dict[str, float] = {}  # task id -> when it started running, until reported
-        self.executed: dict[str, tuple[str, float]] = {}  # task id -> (state, end), until reported
         self.unlogged: deque[dict[str, Any]] = deque()  # task_executed fields, for after_turn
         self.env_error: exceptions.RuntimeEnvSetupError | None = None  # its runtime_env failed to install
         self.leases = WorkerLease(0.0)  # under queue_lock
@@ -428,35 +427,25 @@ class Worker(PartActor):
             self._report(spec, returns)
             del spec, returns  # idle workers must not keep the task's refs alive
 
-    def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
-        started = self.started.pop(spec.task_id, 0.0)
-        executed = self.executed.pop(spec.task_id, None)
-        if executed is not None:  # logged by the loop once the result has left (after_turn)
-            state, ended = executed
-            self.unlogged.append(
-                {
-                    "task_id": spec.task_id,
-                    "function": spec.function_name,
-                    "state": state,
-                    "start": started,
-                    "end": ended,
-                    "attempt": spec.attempt,
-                }
-            )
-        self._send_result(spec, returns, started)
-
     def after_turn(self) -> None:
-        """Log ``task_executed`` for the tasks whose results this turn sent: after the send, so
-        that the log line's JSON and write (~60 us a task here) no longer delay the result."""
+        """Log ``task_executed`` for the tasks that ran, once the turn has sent their results
+        (``_execute`` queues the fields): the log line's JSON and write (~60 us a task here)
+        no longer delay the result."""
         while self.unlogged:
             self.log.info("task_executed", **self.unlogged.popleft())
 
-    def _send_result(self, spec: vm.TaskSpec, returns: tuple, started: float) -> None:
+    def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
         start = self.start_msg
         self.cancelled.discard(spec.task_id)
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
-        result = tm.TaskResult(spec.task_id, returns, start.worker_id, start.node_id, started_at=started)
+        result = tm.TaskResult(
+            spec.task_id,
+            returns,
+            start.worker_id,
+            start.node_id,
+            started_at=self.started.pop(spec.task_id, 0.0),
+        )
         # With more tasks queued here, results wait for the next wake-up and leave together.
         with self.queue_lock:
             self.unsent += 1
@@ -683,7 +672,16 @@ class Worker(PartActor):
             state = "failed"
         finally:
             context.current_task.task_id = context.current_task.scheduling_strategy = None
-        self.executed[spec.task_id] = (state, time.time())
+        self.unlogged.append(
+            {
+                "task_id": spec.task_id,
+                "function": spec.function_name,
+                "state": state,
+                "start": started,
+                "end": time.time(),
+                "attempt": spec.attempt,
+            }
+        )
         return returns
 
     def _callable(self, spec: vm.TaskSpec) -> Any:
