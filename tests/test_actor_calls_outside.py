@@ -6,6 +6,7 @@ moments (caught, as in a notebook) loses no call.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 
 import pytest
+from conftest import assert_session_clean
 
 import babyray as ray
 
@@ -41,7 +43,7 @@ class Recorder:
 
 def test_a_call_to_a_stopped_actor_returns_at_once_and_runs_when_it_resumes(cluster):
     actor = Recorder.remote()
-    pid = ray.get(actor.pid.remote(), timeout=60)  # nothing in flight after this: next goes here
+    pid = ray.get(actor.pid.remote(), timeout=60)  # its worker is up, nothing in flight
     os.kill(pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -56,7 +58,7 @@ def test_a_call_to_a_stopped_actor_returns_at_once_and_runs_when_it_resumes(clus
 
 
 def test_calls_from_many_threads_run_in_each_threads_order(cluster):
-    """Threads alternate round trips (sent from the thread) with bursts (sent by the sender)."""
+    """Each thread waits for every 7th call and sends the ones between as a burst."""
     actor = Recorder.remote()
     ray.get(actor.pid.remote(), timeout=60)
     threads_n, calls_n = 6, 60
@@ -173,3 +175,7 @@ def test_ctrl_c_pressed_again_and_again_loses_no_call(tmp_path, seed):
     seen = result["seen"]
     assert len(seen) == len(set(seen)) and seen == sorted(seen), seen
     assert set(result["submitted"]) <= set(seen)
+    sessions = glob.glob(str(tmp_path / "session_*"))
+    assert sessions
+    for session_dir in sessions:
+        assert_session_clean(session_dir)
