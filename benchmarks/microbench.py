@@ -13,7 +13,12 @@ each figure and writes benchmarks/results/microbench.json. Last, on a fresh clus
 (the first run: the workers the blocked tasks need start on the way) and warm (run again); a
 run that takes longer than ``--fib-timeout`` seconds is reported as timed out.
 
-    python benchmarks/microbench.py [--only babyray] [--tasks 10000] [--round-trips 1000] [--fib 10,15]
+With ``--rounds N`` each system is measured N times, alternating which goes first (babyray,
+Ray, then Ray, babyray, ...), so that a slow spell of this shared machine falls on both; each
+figure is then the median over the rounds, and the table also shows the lowest and highest
+ratio of a round's two measurements. Every round's figures go into the JSON file.
+
+    python benchmarks/microbench.py [--only babyray] [--rounds 3] [--tasks 10000] [--round-trips 1000] [--fib 10,15]
 """
 
 from __future__ import annotations
@@ -230,11 +235,65 @@ LOWER_IS_BETTER = {
 }
 
 
+def _measure_in_child(system: str, args: argparse.Namespace) -> dict | None:
+    """One round of ``system``'s workload in a fresh process; None if it failed."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            system,
+            "--tasks",
+            str(args.tasks),
+            "--round-trips",
+            str(args.round_trips),
+            "--fib",
+            args.fib,
+            "--fib-timeout",
+            str(args.fib_timeout),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        print(f"{system} failed:\n{proc.stderr[-3000:]}", flush=True)
+        return None
+    return json.loads(lines[-1])
+
+
+def _median_over_rounds(rounds: list[dict]) -> dict:
+    """Each figure's median over the rounds (a figure that is not a number, such as a timed-out
+    fib, is kept as the first round gave it)."""
+    merged: dict = {}
+    for key in dict.fromkeys(k for r in rounds for k in r):
+        values = [r[key] for r in rounds if key in r]
+        numbers = [v for v in values if isinstance(v, float)]
+        merged[key] = statistics.median(numbers) if numbers else values[0]
+    return merged
+
+
+def _round_ratios(runs: dict[str, list[dict | None]], key: str) -> list[float]:
+    """babyray / Ray of ``key`` in each round both systems measured it."""
+    if len(runs) < 2:
+        return []
+    return [
+        ours[key] / theirs[key]
+        for ours, theirs in zip(runs["babyray"], runs["ray"], strict=True)
+        if ours is not None
+        and theirs is not None
+        and isinstance(ours.get(key), float)
+        and isinstance(theirs.get(key), float)
+        and theirs[key]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", choices=["babyray", "ray"])
+    parser.add_argument("--rounds", type=int, default=1, help="measurements of each system, alternating")
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--round-trips", type=int, default=1000)
     parser.add_argument(
@@ -248,39 +307,23 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.tasks, args.round_trips, fib_ns, args.fib_timeout)))
         return
     systems = [args.only] if args.only else ["babyray", "ray"]
+    if "ray" in systems:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("ray is not importable: pip install -r requirements-bench.txt to compare", flush=True)
+            systems.remove("ray")
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    results = {}
-    for system in systems:
-        if system == "ray":
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                print("ray is not importable: pip install -r requirements-bench.txt to compare", flush=True)
-                continue
-        print(f"measuring {system} ...", flush=True)
-        proc = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                system,
-                "--tasks",
-                str(args.tasks),
-                "--round-trips",
-                str(args.round_trips),
-                "--fib",
-                args.fib,
-                "--fib-timeout",
-                str(args.fib_timeout),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            print(f"{system} failed:\n{proc.stderr[-3000:]}", flush=True)
-            continue
-        results[system] = json.loads(lines[-1])
+    runs: dict[str, list[dict | None]] = {system: [] for system in systems}  # None: that round failed
+    for round_no in range(args.rounds):
+        for system in systems if round_no % 2 == 0 else systems[::-1]:
+            print(f"measuring {system} (round {round_no + 1} of {args.rounds}) ...", flush=True)
+            runs[system].append(_measure_in_child(system, args))
+    results = {
+        system: _median_over_rounds([r for r in rounds if r is not None])
+        for system, rounds in runs.items()
+        if any(rounds)
+    }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "microbench.json"), "w") as fh:
         json.dump(
@@ -288,7 +331,9 @@ def main() -> None:
                 "time": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "load_average_before": load_before,
                 "load_average_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                "rounds": args.rounds,
                 "results": results,
+                "each_round": runs,
             },
             fh,
             indent=2,
@@ -298,14 +343,16 @@ def main() -> None:
         key=lambda k: list(results.get("babyray", {})).index(k) if k in results.get("babyray", {}) else 99,
     )
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (before: {load_before})")
-    print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12}")
+    print(f"{'metric':28} {'babyray':>12} {'ray':>12} {'babyray/ray':>12} {'rounds':>13}")
     for key in keys:
         ours, theirs = results.get("babyray", {}).get(key), results.get("ray", {}).get(key)
         numbers = isinstance(ours, float) and isinstance(theirs, float)
         ratio = f"{ours / theirs:.2f}x" if numbers and theirs else "-"
+        ratios = _round_ratios(runs, key)
+        spread = f"{min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else ""
         fmt = lambda v: "-" if v is None else v if isinstance(v, str) else f"{v:.3f}"  # noqa: E731
         note = " (lower is better)" if key in LOWER_IS_BETTER or key.startswith("fib") else ""
-        print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12}{note}")
+        print(f"{key:28} {fmt(ours):>12} {fmt(theirs):>12} {ratio:>12} {spread:>13}{note}")
     floor = results.get("babyray", {}).get("thespian_actor_rtt_median_ms")
     ray_actor = results.get("ray", {}).get("actor_rtt_median_ms")
     if floor and ray_actor:
