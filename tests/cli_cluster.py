@@ -4,11 +4,14 @@ or a member, running a driver script, and stopping everything with nothing left 
 
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from babyray.procfs import is_running
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,12 +80,37 @@ def processes_mentioning(text: str) -> list[str]:
     return [line for line in out if "pgrep" not in line]
 
 
+def processes_with_environment(variable: str, value: str) -> list[int]:
+    """Running (not zombie) processes whose environment, as they started, sets ``variable``
+    to ``value``: a process started with it and everything forked from that (a Thespian admin
+    and its actors keep their starter's command line, so only this finds them)."""
+    entry = f"{variable}={value}".encode()
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        pid = int(path.split("/")[2])
+        if entry in environ and is_running(pid):
+            found.append(pid)
+    return found
+
+
+def _left_running(directory: Path) -> list[str]:
+    """Processes of the nodes and drivers started with ``directory`` as their temp dir (in
+    their environment, as ``cli_env`` sets it, or on their command line)."""
+    started_there = [str(pid) for pid in processes_with_environment("BABYRAY_TEMP_DIR", str(directory))]
+    return started_there + processes_mentioning(str(directory))
+
+
 def assert_gone(directory: Path, seconds: float = 10) -> None:
-    """No process mentions ``directory`` (the temp dir of the nodes started) within ``seconds``."""
+    """No process started with ``directory`` as its temp dir is left within ``seconds``."""
     deadline = time.monotonic() + seconds
-    while processes_mentioning(str(directory)) and time.monotonic() < deadline:
+    while _left_running(directory) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not processes_mentioning(str(directory))
+    assert not _left_running(directory)
 
 
 def stop_all(env: dict, directory: Path) -> subprocess.CompletedProcess:

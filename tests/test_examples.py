@@ -9,29 +9,11 @@ import subprocess
 import sys
 import tempfile
 
+from cli_cluster import processes_with_environment
 from conftest import assert_session_clean
-
-from babyray.procfs import is_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 180
-
-
-def _processes_of(temp_dir: str) -> list[int]:
-    """Processes whose environment names ``temp_dir`` as BABYRAY_TEMP_DIR: the example and
-    everything it forked or started (a Thespian admin and its actors are forks of it)."""
-    marker = f"BABYRAY_TEMP_DIR={temp_dir}".encode()
-    found = []
-    for path in glob.glob("/proc/[0-9]*/environ"):
-        try:
-            with open(path, "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        pid = int(path.split("/")[2])
-        if marker in environ and is_running(pid):
-            found.append(pid)
-    return found
 
 
 def _run(example: str, tmp_path, env: dict | None = None, cwd: str | None = None) -> str:
@@ -57,7 +39,7 @@ def _run(example: str, tmp_path, env: dict | None = None, cwd: str | None = None
         proc.kill()
         proc.wait()
         out, err = "", f"{example} {'exited, but its output stayed open' if exited else 'did not exit'}"
-    left = _processes_of(str(tmp_path))
+    left = processes_with_environment("BABYRAY_TEMP_DIR", str(tmp_path))
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes of the example left running: {left}; {err}"

@@ -20,9 +20,8 @@ import sys
 import time
 import uuid
 
+from cli_cluster import processes_with_environment
 from conftest import assert_session_clean
-
-from babyray.procfs import is_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "tests", "ray_doc_examples")
@@ -30,26 +29,10 @@ RUN_TIMEOUT = 150
 MARKER_VARIABLE = "BABYRAY_DOC_EXAMPLE_RUN"
 
 
-def _processes_with_marker(marker: str) -> list[int]:
-    """Running (not zombie) processes whose environment carries ``marker``."""
-    needle = f"{MARKER_VARIABLE}={marker}".encode()
-    found = []
-    for environ in glob.glob("/proc/[0-9]*/environ"):
-        pid = int(environ.split("/")[2])
-        try:
-            with open(environ, "rb") as f:
-                carries = needle in f.read()
-        except OSError:
-            continue
-        if carries and is_running(pid):
-            found.append(pid)
-    return found
-
-
 def _wait_until_gone(marker: str) -> list[int]:
     """The run's processes still alive after they had a few seconds to finish exiting."""
     for _ in range(20):
-        left = _processes_with_marker(marker)
+        left = processes_with_environment(MARKER_VARIABLE, marker)
         if not left:
             return []
         time.sleep(0.5)
@@ -77,7 +60,7 @@ def _run(name: str, tmp_path) -> subprocess.CompletedProcess:
             timeout=RUN_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        for pid in _processes_with_marker(marker):
+        for pid in processes_with_environment(MARKER_VARIABLE, marker):
             os.kill(pid, signal.SIGKILL)
         raise
     left = _wait_until_gone(marker)
