@@ -21,7 +21,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ActorSystem
 
-from babyray import config, log
+from babyray import auth, config, exceptions, log
 from babyray.actors.admin_lifetime import tie_next_admin, untie
 from babyray.actors.base import PartActor
 from babyray.actors.global_scheduler import GlobalScheduler
@@ -42,7 +42,7 @@ from babyray.ids import NodeID, new_node_id
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.session import end_process_group, reap_child
-from babyray.thespian_patches import shutdown_bounded, started_admins
+from babyray.thespian_patches import admin_refuses, shutdown_bounded, started_admins
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
@@ -55,10 +55,17 @@ _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may ta
 EPHEMERAL_PORTS_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 FREE_PORT_FLOOR = 10000
 FREE_PORT_TRIES = 64
+REFUSAL_CHECK_TIMEOUT = (
+    1.0  # seconds lookup_cluster waits for the head's admin to answer whether it takes our messages
+)
 
 
 class ClusterStartError(RuntimeError):
     """A part of the cluster did not start."""
+
+
+class TokenRefused(ClusterStartError, exceptions.AuthenticationError):
+    """The head refused this process's messages: the proof of its auth token did not verify."""
 
 
 @dataclass
@@ -338,8 +345,11 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
 
     The admin of ``system`` must be in the head's convention; right after it starts, its
     registration may still be on its way, so creating the probe is retried until ``timeout``.
+    After each failed try the head's admin is asked directly whether it takes this process's
+    messages, so a token it refuses fails at once rather than at ``timeout``.
 
     Raises:
+        TokenRefused: the head refused this process's auth token.
         ClusterStartError: no head answered at ``head_address`` within ``timeout``.
     """
     deadline = time.monotonic() + timeout
@@ -356,11 +366,30 @@ def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOU
             last = reply
         except Exception as exc:  # no compatible (head) admin registered yet
             last = exc
+        if admin_refuses(
+            system, head_address, min(REFUSAL_CHECK_TIMEOUT, max(0.0, deadline - time.monotonic()))
+        ):
+            raise TokenRefused(_refusal_message(head_address))
         time.sleep(0.3)
     raise ClusterStartError(
         f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
         f"`babyray start --head` running there, and is this process's auth token the "
         f"cluster's? see `babyray get-auth-token` on the head): {last!r}"
+    )
+
+
+def _refusal_message(head_address: str) -> str:
+    if auth.current_token() is None:
+        return (
+            f"the babyray head at {head_address} refused this process's messages: it requires the "
+            "cluster's auth token, and authentication is off here (BABYRAY_AUTH_MODE=disabled); "
+            "`babyray get-auth-token` on the head prints the token"
+        )
+    return (
+        f"the babyray head at {head_address} refused this process's auth token: it is not the "
+        "cluster's (`babyray get-auth-token` on the head prints the cluster's; give it with "
+        "BABYRAY_AUTH_TOKEN or BABYRAY_AUTH_TOKEN_PATH), or the head runs without authentication "
+        "(then set BABYRAY_AUTH_MODE=disabled here too)"
     )
 
 

@@ -148,6 +148,10 @@ class ObjectReconstructionFailedError(ObjectLostError):
     """An object was lost and re-executing its lineage failed or ran out of retries."""
 
 
+class AuthenticationError(RayError):
+    """The cluster refused this process's auth token: it is missing, or not the cluster's."""
+
+
 class OutOfMemoryError(RayError):
     """Not enough memory."""
 
@@ -168,6 +172,7 @@ __all__ = [
     "ActorDiedError",
     "ObjectLostError",
     "ObjectReconstructionFailedError",
+    "AuthenticationError",
     "OutOfMemoryError",
     "ObjectStoreFullError",
 ]

@@ -8,8 +8,8 @@ joins an actor system imports it before its admin is forked; the admin and every
 forked from it (Thespian forks by default) inherit the patched classes. A process whose
 installed Thespian is another version logs ``thespian_version_untested`` and runs on.
 
-Besides the patches: ``add_local_address``, ``listen_each``, ``shutdown_bounded``,
-``started_admins`` and ``child_process`` reach into Thespian objects that have no public
+Besides the patches: ``add_local_address``, ``listen_each``, ``admin_refuses``,
+``shutdown_bounded``, ``started_admins`` and ``child_process`` reach into Thespian objects that have no public
 interface, and ``use_stock_selector`` takes one patch back in the object store's process.
 See docs/design.md, "Thespian: the patches module".
 """
@@ -25,6 +25,7 @@ import pickle
 import select
 import selectors
 import socket
+import time
 from datetime import timedelta
 from importlib import metadata
 from typing import Any, Callable
@@ -32,7 +33,8 @@ from typing import Any, Callable
 from thespian.actors import ActorSystem, ChildActorExited
 from thespian.system import isInternalActorSystemMessage, multiprocCommon, systemBase, utilis
 from thespian.system.addressManager import CannotPickleAddress
-from thespian.system.transport import IPBase, ReceiveEnvelope, TransmitIntent
+from thespian.system.messages.admin import QueryAck, QueryExists
+from thespian.system.transport import IPBase, ReceiveEnvelope, SendStatus, TransmitIntent
 from thespian.system.transport import TCPTransport as tcp_transport  # the module: its serializer
 from thespian.system.transport.streamBuffer import (
     ReceiveBuffer,
@@ -507,6 +509,35 @@ def listen_each(context: Any, seconds: float, handler: Callable[[Any], bool]) ->
         return handler(message)
 
     context._systemBase._run_transport(seconds, incomingHandler=on_envelope)
+
+
+def admin_refuses(system: ActorSystem, address: str, seconds: float) -> bool:
+    """Whether the Thespian admin at ``address`` ("host:port") refuses this process's messages
+    as undecodable: with babyray's signed messages, the proof of the token did not verify there.
+
+    Sends Thespian's own ``QueryExists`` from a private context and waits at most ``seconds``
+    for its answer: False once the admin answers, or if nothing answered in time (another
+    question); True if the admin sent back its "data error" acknowledgement, which Thespian's
+    transmit reports as ``BadPacket``.
+    """
+    context = system.private().__enter__()
+    base = context._systemBase
+    refused = answered = False
+
+    def on_envelope(envelope: Any) -> bool:
+        nonlocal answered
+        answered = answered or isinstance(getattr(envelope, "message", None), QueryAck)
+        return not answered
+
+    try:
+        watch = base._tx_to_actor(tcp_transport.TCPTransport.getAddressFromString(address), QueryExists())
+        deadline = time.monotonic() + seconds
+        while not (answered or watch.failed) and time.monotonic() < deadline:
+            base._run_transport(max(0.0, deadline - time.monotonic()), incomingHandler=on_envelope)
+        refused = isinstance(watch.failure, SendStatus.BadPacketError)
+    finally:
+        context.exit_clone()
+    return refused
 
 
 def shutdown_bounded(system: ActorSystem, seconds: float) -> None:

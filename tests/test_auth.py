@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cli_cluster import cli, cli_env, run_driver, start
+from cli_cluster import cli, cli_env, run_driver, start, start_args, stop_all
 
 import babyray as ray
 from babyray import auth
@@ -239,6 +239,15 @@ print("DRIVER OK")
 """
 
 
+REFUSED_DRIVER = """
+import sys, babyray as ray
+try:
+    ray.init(address=sys.argv[1])
+except ray.exceptions.AuthenticationError as exc:
+    print("REFUSED", exc)
+"""
+
+
 def _env(tmp_path: Path) -> dict:
     """The environment of a cluster's commands and drivers, without any authentication setting."""
     return {k: v for k, v in cli_env(tmp_path).items() if "AUTH" not in k}
@@ -263,11 +272,25 @@ def test_start_head_makes_a_private_token_that_drivers_on_the_host_find(tmp_path
         elsewhere = dict(env, BABYRAY_STATE_DIR=str(tmp_path / "another-host"))
         run = run_driver(driver, address, env=elsewhere)
         assert run.returncode != 0 and "no auth token for the cluster" in run.stderr, run.stdout + run.stderr
-        run = run_driver(driver, address, env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64))
-        assert run.returncode != 0 and "auth token" in run.stderr, run.stdout + run.stderr
+        # A token the head refuses fails at once, not when the lookup gives up after 30 s.
+        refused_driver = tmp_path / "refused_driver.py"
+        refused_driver.write_text(REFUSED_DRIVER)
+        run = run_driver(refused_driver, address, env=dict(elsewhere, BABYRAY_AUTH_TOKEN="0" * 64))
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"REFUSED the babyray head at {address} refused this process's auth token" in run.stdout
+        run = run_driver(refused_driver, address, env=dict(elsewhere, BABYRAY_AUTH_MODE="disabled"))
+        assert run.returncode == 0 and "authentication is off here" in run.stdout, run.stdout + run.stderr
+        wrong_file = tmp_path / "wrong_token"
+        wrong_file.write_text("1" * 64)
+        wrong_file.chmod(0o600)
+        member = cli(env, *start_args(free_port(), 1, "--token-file", str(wrong_file), head=address))
+        assert member.returncode != 0 and "refused this process's auth token" in member.stderr, (
+            member.stdout + member.stderr
+        )
+        assert "no babyray head answered" not in member.stderr
     finally:
-        stop = cli(env, "stop")
-    assert stop.returncode == 0 and "stopped head" in stop.stdout, stop.stdout + stop.stderr
+        stop = stop_all(env, tmp_path)  # the refused member left nothing running either
+    assert "stopped head" in stop.stdout, stop.stdout + stop.stderr
     assert not token_file.exists()
 
 
