@@ -42,7 +42,7 @@ from babyray.ids import NodeID, new_node_id
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.session import end_process_group, reap_child
-from babyray.thespian_patches import admin_refuses, shutdown_bounded, started_admins
+from babyray.thespian_patches import AdminAnswer, query_admin, shutdown_bounded, started_admins
 
 START_TIMEOUT = 30.0
 _START_POLL = 0.5  # seconds between looks at a starting part's log
@@ -55,9 +55,8 @@ _STORE_CHECK_TIMEOUT = 3.0  # seconds a first connection to the GCS store may ta
 EPHEMERAL_PORTS_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 FREE_PORT_FLOOR = 10000
 FREE_PORT_TRIES = 64
-REFUSAL_CHECK_TIMEOUT = (
-    1.0  # seconds lookup_cluster waits for the head's admin to answer whether it takes our messages
-)
+# Seconds lookup_cluster waits for the head's admin to answer whether it takes our messages.
+ADMIN_QUERY_TIMEOUT = 1.0
 
 
 class ClusterStartError(RuntimeError):
@@ -343,38 +342,43 @@ def _wait_registered(system: Any, gcs: Any, node_id: NodeID) -> None:
 def lookup_cluster(system: Any, head_address: str, timeout: float = START_TIMEOUT) -> cm.ClusterInfo:
     """Ask the head (through a DirectoryProbe placed on it) where the cluster's parts are.
 
-    The admin of ``system`` must be in the head's convention; right after it starts, its
-    registration may still be on its way, so creating the probe is retried until ``timeout``.
-    After each failed try the head's admin is asked directly whether it takes this process's
-    messages, so a token it refuses fails at once rather than at ``timeout``.
+    Each try first asks the head's admin itself whether it takes this process's messages
+    (``query_admin``, one round trip): a token it refuses fails at once, and nothing is placed
+    on an address where no admin answers (a port of another service kept Thespian's actor
+    creation waiting well past ``timeout``). The admin of ``system`` must also be in the head's
+    convention; right after it starts, its registration may still be on its way, so creating
+    the probe is retried until ``timeout``.
 
     Raises:
         TokenRefused: the head refused this process's auth token.
         ClusterStartError: no head answered at ``head_address`` within ``timeout``.
     """
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last = "no try finished"
     while time.monotonic() < deadline:
-        try:
-            probe = system.createActor(DirectoryProbe, targetActorRequirements={HEAD_CAPABILITY: True})
-            reply = system.ask(
-                probe, cm.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic()))
-            )
-            system.tell(probe, ActorExitRequest())
-            if isinstance(reply, cm.ClusterInfoReply):
-                return reply.info
-            last = reply
-        except Exception as exc:  # no compatible (head) admin registered yet
-            last = exc
-        if admin_refuses(
-            system, head_address, min(REFUSAL_CHECK_TIMEOUT, max(0.0, deadline - time.monotonic()))
-        ):
+        answer = query_admin(
+            system, head_address, min(ADMIN_QUERY_TIMEOUT, max(0.0, deadline - time.monotonic()))
+        )
+        if answer is AdminAnswer.REFUSED:
             raise TokenRefused(_refusal_message(head_address))
+        if answer is AdminAnswer.SILENT:
+            last = f"no Thespian admin answered at {head_address}"
+        else:
+            try:
+                probe = system.createActor(DirectoryProbe, targetActorRequirements={HEAD_CAPABILITY: True})
+                reply = system.ask(
+                    probe, cm.LookupCluster("lookup"), min(5.0, max(0.5, deadline - time.monotonic()))
+                )
+                system.tell(probe, ActorExitRequest())
+                if isinstance(reply, cm.ClusterInfoReply):
+                    return reply.info
+                last = repr(reply)
+            except Exception as exc:  # no compatible (head) admin registered yet
+                last = repr(exc)
         time.sleep(0.3)
     raise ClusterStartError(
         f"no babyray head answered at {head_address} within {timeout:.0f}s (is "
-        f"`babyray start --head` running there, and is this process's auth token the "
-        f"cluster's? see `babyray get-auth-token` on the head): {last!r}"
+        f"`babyray start --head` running there?): {last}"
     )
 
 

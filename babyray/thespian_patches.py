@@ -8,7 +8,7 @@ joins an actor system imports it before its admin is forked; the admin and every
 forked from it (Thespian forks by default) inherit the patched classes. A process whose
 installed Thespian is another version logs ``thespian_version_untested`` and runs on.
 
-Besides the patches: ``add_local_address``, ``listen_each``, ``admin_refuses``,
+Besides the patches: ``add_local_address``, ``listen_each``, ``query_admin``,
 ``shutdown_bounded``, ``started_admins`` and ``child_process`` reach into Thespian objects that have no public
 interface, and ``use_stock_selector`` takes one patch back in the object store's process.
 See docs/design.md, "Thespian: the patches module".
@@ -17,6 +17,7 @@ See docs/design.md, "Thespian: the patches module".
 from __future__ import annotations
 
 import copyreg
+import enum
 import errno
 import logging
 import math
@@ -30,7 +31,7 @@ from datetime import timedelta
 from importlib import metadata
 from typing import Any, Callable
 
-from thespian.actors import ActorSystem, ChildActorExited
+from thespian.actors import ActorSystem, ChildActorExited, ExternalContext
 from thespian.system import isInternalActorSystemMessage, multiprocCommon, systemBase, utilis
 from thespian.system.addressManager import CannotPickleAddress
 from thespian.system.messages.admin import QueryAck, QueryExists
@@ -511,18 +512,27 @@ def listen_each(context: Any, seconds: float, handler: Callable[[Any], bool]) ->
     context._systemBase._run_transport(seconds, incomingHandler=on_envelope)
 
 
-def admin_refuses(system: ActorSystem, address: str, seconds: float) -> bool:
-    """Whether the Thespian admin at ``address`` ("host:port") refuses this process's messages
-    as undecodable: with babyray's signed messages, the proof of the token did not verify there.
+class AdminAnswer(enum.Enum):
+    """How the Thespian admin at an address met ``query_admin``'s question."""
 
-    Sends Thespian's own ``QueryExists`` from a private context and waits at most ``seconds``
-    for its answer: False once the admin answers, or if nothing answered in time (another
-    question); True if the admin sent back its "data error" acknowledgement, which Thespian's
-    transmit reports as ``BadPacket``.
+    ANSWERED = "answered"  # it took the message and answered: it verified this process's token
+    REFUSED = "refused"  # it could not decode the message: the token proof did not verify there
+    SILENT = "silent"  # no answer in time: nothing listening, not a Thespian admin, or busy
+
+
+def query_admin(system: ActorSystem, address: str, seconds: float) -> AdminAnswer:
+    """Ask the Thespian admin at ``address`` ("host:port") whether it exists, as Thespian itself
+    does (``QueryExists``), waiting at most ``seconds``: from a private context of ``system``,
+    or from ``system`` itself if it is one (a thread's own, as the driver's head watch has).
+
+    A receiver answers a message it cannot decode with its "data error" acknowledgement, which
+    Thespian's transmit reports as ``BadPacket``: with babyray's signed messages, the proof of
+    the token did not verify there.
     """
-    context = system.private().__enter__()
+    own = isinstance(system, ExternalContext)
+    context = system if own else system.private().__enter__()
     base = context._systemBase
-    refused = answered = False
+    answered = False
 
     def on_envelope(envelope: Any) -> bool:
         nonlocal answered
@@ -534,10 +544,14 @@ def admin_refuses(system: ActorSystem, address: str, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while not (answered or watch.failed) and time.monotonic() < deadline:
             base._run_transport(max(0.0, deadline - time.monotonic()), incomingHandler=on_envelope)
-        refused = isinstance(watch.failure, SendStatus.BadPacketError)
+        if answered:
+            return AdminAnswer.ANSWERED
+        if isinstance(watch.failure, SendStatus.BadPacketError):
+            return AdminAnswer.REFUSED
+        return AdminAnswer.SILENT
     finally:
-        context.exit_clone()
-    return refused
+        if not own:
+            context.exit_clone()
 
 
 def shutdown_bounded(system: ActorSystem, seconds: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -275,3 +276,61 @@ def test_twenty_init_shutdown_cycles_leave_no_zombie_socket_fd_or_thread(tmp_pat
     after = _process_resources()
     assert after == before
     assert after["zombies"] == 0 and not [t for t in after["threads"] if t.startswith("babyray")], after
+
+
+JOIN_SCRIPT = """
+import sys
+from babyray import cluster
+
+try:
+    cluster.join_as_driver(sys.argv[1], sys.argv[2], timeout=float(sys.argv[3]), token="a" * 64)
+except cluster.ClusterStartError as exc:
+    print("FAILED", exc)
+"""
+
+
+def _another_service(port_holder: list[int], stop: threading.Event) -> None:
+    """A TCP server that is not a babyray head: it answers whatever comes with a line of its
+    own, as a database or a cache on that port would, and keeps the connection open."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.2)
+        port_holder.append(server.getsockname()[1])
+        connections = []
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.sendall(b"-ERR unknown command\r\n")
+            connections.append(conn)
+        for conn in connections:
+            conn.close()
+
+
+@pytest.mark.parametrize("listening", [True, False], ids=["another_service", "nothing"])
+def test_an_address_where_no_babyray_head_answers_fails_saying_so(listening, tmp_path):
+    stop, ports = threading.Event(), []
+    server = threading.Thread(target=_another_service, args=(ports, stop), daemon=True)
+    if listening:
+        server.start()
+        while not ports:
+            time.sleep(0.01)
+    port = ports[0] if listening else free_port()
+    session_dir = tmp_path / "session"
+    (session_dir / "logs").mkdir(parents=True)
+    script = tmp_path / "join.py"
+    script.write_text(JOIN_SCRIPT)
+    try:
+        run = subprocess.run(
+            [sys.executable, str(script), str(session_dir), f"127.0.0.1:{port}", "4"],
+            env=_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"FAILED no babyray head answered at 127.0.0.1:{port} within 4s" in run.stdout, run.stdout
+    assert f"no Thespian admin answered at 127.0.0.1:{port}" in run.stdout, run.stdout
+    _wait_gone(str(session_dir))  # the admin it started for the lookup is gone
