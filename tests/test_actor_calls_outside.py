@@ -111,13 +111,21 @@ def echo(i):
 
 counter = Counter.remote()
 ray.get([counter.add.remote(-1), echo.remote(-1)], timeout=60)
-start, stop = threading.Event(), threading.Event()
+start, stop, answered_one = threading.Event(), threading.Event(), threading.Event()
 
 def press_ctrl_c():
+    # SIGINT every 0.5-4 ms; every 50-200 presses it holds off until a round answers, so that
+    # rounds complete however long one takes on the machine.
     start.wait()  # set inside the loop, where a KeyboardInterrupt is caught
     rng = random.Random(int(sys.argv[2]))
+    until_pause = rng.randint(50, 200)
     while not stop.wait(rng.uniform(0.0005, 0.004)):
         os.kill(os.getpid(), signal.SIGINT)
+        until_pause -= 1
+        if until_pause == 0:
+            answered_one.clear()
+            answered_one.wait(10)
+            until_pause = rng.randint(50, 200)
 
 presser = threading.Thread(target=press_ctrl_c, daemon=True)
 presser.start()
@@ -131,6 +139,7 @@ while time.monotonic() < deadline and answered < 400:
         tasks[attempts] = echo.remote(attempts)
         if ray.get([submitted[attempts], tasks[attempts]], timeout=30) == [attempts, attempts]:
             answered += 1
+            answered_one.set()
     except KeyboardInterrupt:
         interrupted += 1
 while True:  # the presser may press once more while being stopped
