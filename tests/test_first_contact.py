@@ -310,9 +310,8 @@ def _another_service(port_holder: list[int], stop: threading.Event) -> None:
 @pytest.mark.parametrize("listening", [True, False], ids=["another_service", "nothing"])
 def test_an_address_where_no_babyray_head_answers_fails_saying_so(listening, tmp_path):
     stop, ports = threading.Event(), []
-    server = threading.Thread(target=_another_service, args=(ports, stop), daemon=True)
     if listening:
-        server.start()
+        threading.Thread(target=_another_service, args=(ports, stop), daemon=True).start()
         while not ports:
             time.sleep(0.01)
     port = ports[0] if listening else free_port()
@@ -323,7 +322,7 @@ def test_an_address_where_no_babyray_head_answers_fails_saying_so(listening, tmp
     try:
         run = subprocess.run(
             [sys.executable, str(script), str(session_dir), f"127.0.0.1:{port}", "4"],
-            env=_env(PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+            env=_env(),
             capture_output=True,
             text=True,
             timeout=120,
