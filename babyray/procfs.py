@@ -6,6 +6,7 @@ may end (and its pid be reused) right after.
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 from dataclasses import dataclass
@@ -75,6 +76,25 @@ def is_ending(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return any(mask & (1 << (signal.SIGKILL - 1)) for mask in pending)
+
+
+def processes_with_environment(variable: str, value: str) -> list[int]:
+    """Running (not zombie) processes whose environment, as they started, sets ``variable`` to
+    ``value``: a process started with it and everything forked or started from that (a
+    Thespian admin and its actors keep their starter's command line, so only this finds them).
+    A variable set after a process started is not in what ``/proc`` shows of it."""
+    entry = f"{variable}={value}".encode()
+    found = []
+    for path in glob.glob("/proc/[0-9]*/environ"):
+        try:
+            with open(path, "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        pid = int(path.split("/")[2])
+        if entry in environ and is_running(pid):
+            found.append(pid)
+    return found
 
 
 def children(ppid: int) -> list[ProcessStat]:

@@ -7,8 +7,10 @@ a 100 MB array, one task with 10,000 small ref arguments (submit to result), act
 actor method round trip and call throughput, and a chain of 1,000 actor calls each passing
 on the 1 MB array the previous one returned; for babyray also Thespian's own round trip
 (``thespian_floor.py``: two plain actors, and an ``ask`` from outside), the floor under
-every hop. Prints a table with the ratio babyray/Ray for
-each figure and writes benchmarks/results/microbench.json. Last, on a fresh cluster for each
+every hop. Beside each round trip's time, the CPU time of every process of the system (its
+driver and everything it started: schedulers, stores, workers, agents) per round trip, read
+from ``/proc`` around the same loop: on a 2-core machine the latency rests on it. Prints a
+table with the ratio babyray/Ray for each figure and writes benchmarks/results/microbench.json. Last, on a fresh cluster for each
 ``n`` of ``--fib``: remote recursion ``fib(n)`` (each task ``get``s its two subtasks) cold
 (the first run: the workers the blocked tasks need start on the way) and warm (run again); a
 run that takes longer than ``--fib-timeout`` seconds is reported as timed out.
@@ -24,17 +26,21 @@ ratio of a round's two measurements. Every round's figures go into the JSON file
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+import uuid
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MB = 1 << 20
 MANY_ARGS = 10_000
 CHAIN_CALLS = 1000
+RUN_TAG = "MICROBENCH_RUN"  # in each measured child's environment, so inherited by all it starts
 
 
 def _fib(n: int) -> int:
@@ -42,6 +48,26 @@ def _fib(n: int) -> int:
     for _ in range(n):
         a, b = b, a + b
     return a
+
+
+@functools.cache
+def _procfs():
+    """``babyray.procfs`` loaded on its own: importing the ``babyray`` package in Ray's child
+    would patch Thespian there."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "babyray", "procfs.py")
+    spec = importlib.util.spec_from_file_location("babyray_procfs", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _system_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and every process it started or forked (those
+    that inherited its ``RUN_TAG``), the system's parts and workers among them."""
+    procfs = _procfs()
+    stats = (procfs.stat(pid) for pid in procfs.processes_with_environment(RUN_TAG, os.environ[RUN_TAG]))
+    return sum(stat.cpu_seconds for stat in stats if stat is not None)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -81,10 +107,12 @@ def measure(system: str, tasks: int, round_trips: int, fib_ns: list[int], fib_ti
     for _ in range(50):  # warm up the workers
         ray.get(empty.remote())
     latencies = []
+    cpu = _system_cpu_seconds()
     for _ in range(round_trips):
         t = time.perf_counter()
         ray.get(empty.remote())
         latencies.append(time.perf_counter() - t)
+    out["task_rtt_cpu_ms"] = (_system_cpu_seconds() - cpu) / round_trips * 1e3
     out["task_rtt_median_ms"] = statistics.median(latencies) * 1e3
     out["task_rtt_p99_ms"] = _quantile(latencies, 0.99) * 1e3
 
@@ -195,10 +223,12 @@ def _measure_actors(ray, round_trips: int, calls: int) -> dict:
     actor = Counter.remote()
     ray.get(actor.inc.remote())
     latencies = []
+    cpu = _system_cpu_seconds()
     for _ in range(round_trips):
         t = time.perf_counter()
         ray.get(actor.inc.remote())
         latencies.append(time.perf_counter() - t)
+    out["actor_rtt_cpu_ms"] = (_system_cpu_seconds() - cpu) / round_trips * 1e3
     out["actor_rtt_median_ms"] = statistics.median(latencies) * 1e3
     out["actor_rtt_p99_ms"] = _quantile(latencies, 0.99) * 1e3
     t = time.perf_counter()
@@ -225,11 +255,13 @@ LOWER_IS_BETTER = {
     "init_s",
     "task_rtt_median_ms",
     "task_rtt_p99_ms",
+    "task_rtt_cpu_ms",
     "put_100mb_ms",
     "get_100mb_ms",
     "actor_create_ms",
     "actor_rtt_median_ms",
     "actor_rtt_p99_ms",
+    "actor_rtt_cpu_ms",
     "task_10k_ref_args_s",
     "actor_chain_1k_1mb_s",
 }
@@ -254,6 +286,7 @@ def _measure_in_child(system: str, args: argparse.Namespace) -> dict | None:
         ],
         capture_output=True,
         text=True,
+        env={**os.environ, RUN_TAG: uuid.uuid4().hex},
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

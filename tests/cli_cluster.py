@@ -4,14 +4,13 @@ or a member, running a driver script, and stopping everything with nothing left 
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from babyray.procfs import is_running
+from babyray.procfs import processes_with_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,24 +77,6 @@ def run_driver(
 def processes_mentioning(text: str) -> list[str]:
     out = subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout.splitlines()
     return [line for line in out if "pgrep" not in line]
-
-
-def processes_with_environment(variable: str, value: str) -> list[int]:
-    """Running (not zombie) processes whose environment, as they started, sets ``variable``
-    to ``value``: a process started with it and everything forked from that (a Thespian admin
-    and its actors keep their starter's command line, so only this finds them)."""
-    entry = f"{variable}={value}".encode()
-    found = []
-    for path in glob.glob("/proc/[0-9]*/environ"):
-        try:
-            with open(path, "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        pid = int(path.split("/")[2])
-        if entry in environ and is_running(pid):
-            found.append(pid)
-    return found
 
 
 def _left_running(directory: Path) -> list[str]:

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 
-from cli_cluster import processes_with_environment
 from conftest import assert_session_clean
+
+from babyray.procfs import processes_with_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 180

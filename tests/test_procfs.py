@@ -70,3 +70,25 @@ def test_group_members_are_the_running_processes_of_a_group():
 
 def test_network_namespace_names_this_process_namespace():
     assert procfs.network_namespace() == f"net:[{os.stat('/proc/self/ns/net').st_ino}]"
+
+
+def test_processes_with_environment_finds_a_process_and_its_forks_only_while_they_run():
+    # The child forks a grandchild that inherits the environment it started with; a variable
+    # set in os.environ afterwards is not in what /proc shows of either.
+    tag = f"tag-{os.getpid()}-{time.monotonic_ns()}"
+    code = "import os, sys; os.environ['LATER'] = '1'; pid = os.fork(); sys.stdin.read(); pid and os.waitpid(pid, 0)"
+    env = {**os.environ, "BABYRAY_TEST_TAG": tag}
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while len(found := procfs.processes_with_environment("BABYRAY_TEST_TAG", tag)) < 2:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.01)  # until the fork happened
+        assert child.pid in found and len(found) == 2
+        assert procfs.processes_with_environment("BABYRAY_TEST_TAG", tag + "-other") == []
+        assert not set(found) & set(procfs.processes_with_environment("LATER", "1"))
+        assert os.getpid() not in found
+    finally:
+        child.stdin.close()
+        child.wait(60)
+    assert procfs.processes_with_environment("BABYRAY_TEST_TAG", tag) == []

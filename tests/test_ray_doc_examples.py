@@ -20,8 +20,9 @@ import sys
 import time
 import uuid
 
-from cli_cluster import processes_with_environment
 from conftest import assert_session_clean
+
+from babyray.procfs import processes_with_environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "tests", "ray_doc_examples")
