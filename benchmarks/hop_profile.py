@@ -7,7 +7,9 @@ executor steps. The admin and every actor process are forked from this one, so t
 the wrappers; each process appends ``[time, process, event, thread, message types]`` to its
 own file. For each measured call the script then follows the call through those events
 (each milestone is the first matching event after the previous one) and prints the median
-time of every hop over the calls, and what pickling the hop's message costs on its own.
+time of every hop over the calls, and what pickling the hop's message costs on its own; and,
+for the slowest 2 % of the calls, which hop took them furthest above its median (the tail:
+run with ``--calls 1000`` or more for it to mean much).
 An empty task is followed both through the local scheduler and pushed straight to a worker
 leased to the driver (worker leases, ``BABYRAY_LEASE_IDLE_TIMEOUT=0`` turns them off).
 
@@ -44,6 +46,7 @@ from babyray.api import actor_calls, core, driver_transport  # noqa: E402
 from babyray.protocol import tasks as tm  # noqa: E402
 from babyray.protocol import values as vm  # noqa: E402
 
+SLOWEST_SHARE = 0.02  # the share of calls whose lost time is traced to a hop
 _trace_dir = ""
 _fd: int | None = None
 _fd_pid = 0
@@ -238,6 +241,30 @@ def hops(events: list[list], windows: list[tuple[float, float]], path: list[Mile
         "total_ms": medians[-1],
         "missed": dict(missed),
         "beside_ms": {what: statistics.median(d) * 1e3 for what, d in beside.items() if d},
+        "slowest": _slowest(per_call, medians, names),
+    }
+
+
+def _slowest(per_call: list[list[float]], medians: list[float], names: list[str]) -> dict:
+    """Where the slowest calls (the slowest ``SLOWEST_SHARE``, at least one) lost their time:
+    for each, the hop furthest above its median; per such hop, how many calls and their median
+    excess in ms."""
+    count = max(1, int(len(per_call) * SLOWEST_SHARE))
+    slowest = sorted(per_call, key=lambda call: call[-1])[-count:]
+    excess: dict[str, list[float]] = {}
+    for call in slowest:
+        over = [
+            (ms * 1e3 - median, name) for ms, median, name in zip(call[:-1], medians[:-1], names, strict=True)
+        ]
+        most, name = max(over)
+        excess.setdefault(name, []).append(most)
+    return {
+        "calls": count,
+        "total_ms": statistics.median(call[-1] for call in slowest) * 1e3,
+        "hops": {
+            name: {"calls": len(values), "median_excess_ms": statistics.median(values)}
+            for name, values in sorted(excess.items(), key=lambda item: -len(item[1]))
+        },
     }
 
 
@@ -359,6 +386,10 @@ def main() -> None:
             print(f"  {ms:7.3f} ms  beside the path: {what}")
         for name, n in profile["missed"].items():
             print(f"  ({n} calls not followed: no event '{name}')")
+        slow = profile["slowest"]
+        print(f"  the slowest {slow['calls']} calls ({slow['total_ms']:.3f} ms, median) lost most in:")
+        for hop, lost in slow["hops"].items():
+            print(f"    {lost['calls']:4d} calls  +{lost['median_excess_ms']:.3f} ms (median)  {hop}")
     print("\npickle.dumps + pickle.loads of each message (Thespian pickles once to send, once to receive):")
     for name, cost in result["pickling"].items():
         print(f"  {name:12} {cost['bytes']:6d} bytes  {cost['pickle_and_unpickle_us']:7.1f} us")
