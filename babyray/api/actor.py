@@ -106,6 +106,8 @@ class ActorClass:
 
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
         options = self._options
+        if options.get("get_if_exists") and not options.get("name"):
+            raise ValueError("The actor name must be specified to use get_if_exists.")
         if self._signature is not None:
             try:
                 self._signature.bind(None, *args, **kwargs)

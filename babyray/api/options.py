@@ -41,17 +41,29 @@ ACTOR_OPTIONS = {
 } | PLACEMENT_GROUP_OPTIONS
 
 
+# Options whose value is a count, as Ray checks them: an int or None, at least 0, or at least
+# -1 where -1 means without limit.
+COUNTS_WITHOUT_LIMIT = {"max_retries", "max_restarts", "max_task_retries"}
+COUNTS = {"max_calls", "max_concurrency"}
+QUANTITIES = {"num_cpus", "num_gpus", "memory"}  # a non-negative number or None
+LIFETIMES = (None, "detached", "non_detached")
+
+
 def check_options(options: dict, allowed: set, what: str) -> dict:
+    """``options`` if each is one ``allowed`` for ``what`` and of a type and value Ray accepts.
+
+    Raises:
+        ValueError: an unknown option, or a value out of its range.
+        TypeError: a value of the wrong type.
+    """
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(
             f"Invalid option(s) for {what}: {', '.join(sorted(unknown))}; "
             f"valid options are {', '.join(sorted(allowed))}"
         )
-    for key in ("num_cpus", "num_gpus"):
-        value = options.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+    for key, value in options.items():
+        _check_value(key, value)
     resources = options.get("resources")
     if resources is not None:
         if not isinstance(resources, dict) or not all(
@@ -74,6 +86,39 @@ def check_options(options: dict, allowed: set, what: str) -> dict:
     if options.get("namespace") is not None:
         check_namespace(options["namespace"])
     return options
+
+
+def _check_value(key: str, value: object) -> None:
+    """Raise if ``value`` is not one Ray accepts for option ``key`` (other keys: no check here)."""
+    shown = f"{type(value).__name__}: {value!r}"
+    if key in QUANTITIES:
+        if value is not None and not isinstance(value, (int, float)):
+            raise TypeError(f"{key} must be a number or None, got {shown}")
+        if value is not None and value < 0:
+            raise ValueError(f"{key} must be a non-negative number, got {value!r}")
+    elif key in COUNTS or key in COUNTS_WITHOUT_LIMIT:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise TypeError(f"{key} must be an int or None, got {shown}")
+        lowest = -1 if key in COUNTS_WITHOUT_LIMIT else 0
+        if value is not None and value < lowest:
+            without_limit = ", or -1 for no limit" if lowest == -1 else ""
+            raise ValueError(f"{key} must be 0 or more{without_limit}, got {value!r}")
+    elif key == "name":
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"name must be a str or None, got {shown}")
+    elif key == "lifetime":
+        if value not in LIFETIMES:
+            raise ValueError(f"lifetime must be one of 'detached', 'non_detached' and None, got {value!r}")
+    elif key == "get_if_exists":
+        if not isinstance(value, bool):
+            raise TypeError(f"get_if_exists must be a bool, got {shown}")
+    elif key == "retry_exceptions":
+        if not isinstance(value, (bool, list, tuple)):
+            raise TypeError(f"retry_exceptions must be a bool or a list of exception classes, got {shown}")
+        if not isinstance(value, bool) and not all(
+            isinstance(kind, type) and issubclass(kind, Exception) for kind in value
+        ):
+            raise ValueError(f"retry_exceptions must be a bool or a list of exception classes, got {value!r}")
 
 
 def check_namespace(namespace: object) -> str:
