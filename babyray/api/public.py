@@ -211,17 +211,37 @@ def wait(
 ) -> tuple[list, list]:
     """Wait for ``num_returns`` refs to be ready; returns (ready, not_ready) in input order.
 
-    An ObjectRefGenerator in the list is ready when ``next`` on it would not block.
+    An ObjectRefGenerator in the list is ready when ``next`` on it would not block. As in Ray:
+    an empty list returns ``([], [])`` at once.
+
+    Raises:
+        TypeError: not a list of ObjectRefs and ObjectRefGenerators.
+        ValueError: a negative ``timeout``, a ref twice, or ``num_returns`` not from 1 to the
+            number of refs.
     """
     if isinstance(object_refs, (ObjectRef, generator.ObjectRefGenerator)):
         raise TypeError(f"wait() expected a list of ObjectRef, got a single {type(object_refs).__name__}")
+    if not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expected a list of ObjectRef, got {type(object_refs).__name__}")
     waitables = list(object_refs)
+    for waitable in waitables:
+        if not isinstance(waitable, (ObjectRef, generator.ObjectRefGenerator)):
+            raise TypeError(
+                f"wait() expected a list of ObjectRef or ObjectRefGenerator, got a list containing "
+                f"{type(waitable).__name__}: {waitable!r:.80}"
+            )
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"wait()'s timeout must be nonnegative, got {timeout}")
+    if not waitables:
+        return [], []
     generators = [w for w in waitables if isinstance(w, generator.ObjectRefGenerator)]
-    refs, _ = _refs_arg([w for w in waitables if not isinstance(w, generator.ObjectRefGenerator)], "wait")
+    refs = [w for w in waitables if isinstance(w, ObjectRef)]
     if len({r.id for r in refs}) != len(refs) or len({id(g) for g in generators}) != len(generators):
         raise ValueError("wait() requires a list of unique object refs")
-    if not 0 <= num_returns <= len(waitables):
-        raise ValueError(f"num_returns must be between 0 and {len(waitables)}, got {num_returns}")
+    if not 1 <= num_returns <= len(waitables):
+        raise ValueError(
+            f"num_returns must be from 1 to {len(waitables)} (the refs given), got {num_returns}"
+        )
     if generators:
         return generator.wait(context.runtime().core, waitables, num_returns, timeout)
     return context.runtime_or_auto_init().core.wait(refs, num_returns, timeout)
