@@ -74,7 +74,8 @@ def tell_user(message: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s babyray: %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+        if logger.level == logging.NOTSET:  # init(logging_level=...) may have set one
+            logger.setLevel(logging.INFO)
         logger.propagate = False
     logger.info(message)
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 
+import pytest
 from conftest import assert_session_clean
 
 import babyray as ray
@@ -61,3 +62,46 @@ def test_reading_the_context_as_a_mapping_is_deprecated(tmp_path):
     assert run.returncode != 0, run.stdout + run.stderr
     assert 'DeprecationWarning: Accessing values through ctx["session_dir"] is deprecated: use ' in run.stderr
     assert 'ctx.address_info["session_dir"]' in run.stderr
+
+
+RAY_ONLY_ARGUMENTS = """
+import logging, sys
+import babyray as ray
+level = {"info": logging.INFO, "error": logging.ERROR}[sys.argv[2]]
+ray.init(num_cpus=1, _temp_dir=sys.argv[1], object_store_memory=64 * 1024 * 1024,
+         include_dashboard=True, dashboard_port=8265, local_mode=True, log_to_driver=False,
+         logging_level=level)
+assert ray.get_runtime_context().get_job_id()
+assert ray.init(ignore_reinit_error=True).address_info["session_dir"].startswith(sys.argv[1])
+print("value", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60))
+ray.shutdown()
+"""
+
+
+def test_ray_init_arguments_for_parts_babyray_lacks_are_taken_and_said_to_do_nothing(tmp_path):
+    notices = [
+        "babyray has no dashboard",
+        "babyray has no local mode",
+        "log_to_driver=False is not supported",
+    ]
+    for level, shown in (("info", True), ("error", False)):
+        temp_dir = tmp_path / level
+        temp_dir.mkdir()
+        run = subprocess.run(
+            [sys.executable, "-c", RAY_ONLY_ARGUMENTS, str(temp_dir), level],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "value 42" in run.stdout
+        assert [notice in run.stderr for notice in notices] == [shown] * 3, (
+            run.stderr
+        )  # logging_level honoured
+        assert list(temp_dir.iterdir()), "_temp_dir is where the session went"
+
+
+def test_an_unknown_init_argument_is_still_refused_by_name():
+    with pytest.raises(ValueError, match="Unknown init\\(\\) argument\\(s\\): dashbord"):
+        ray.init(dashbord=False)
+    assert not ray.is_initialized()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -58,6 +59,11 @@ def init(
     there. Without one the job gets an anonymous namespace of its own (a random UUID, as in
     Ray), so its named actors are invisible to other drivers.
 
+    Ray's arguments for parts babyray has no counterpart of (``include_dashboard``,
+    ``dashboard_host``, ``dashboard_port``, ``local_mode``, ``log_to_driver``) are taken, with a
+    line on stderr where they ask for what babyray does not do; ``logging_level`` sets the
+    level of that stderr logger, ``_temp_dir`` is ``temp_dir``.
+
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
         ValueError: for an unknown setting, bad resources, a bad ``runtime_env`` or an empty ``namespace``.
@@ -71,6 +77,7 @@ def init(
             "Maybe you called babyray.init twice by accident? It is already initialized; "
             "pass ignore_reinit_error=True or call babyray.shutdown() first."
         )
+    _take_ray_only_arguments(settings)
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
@@ -102,6 +109,31 @@ def init(
     runtime.namespace = job_namespace
     context.set_driver_runtime(runtime)
     return _info(runtime)
+
+
+def _take_ray_only_arguments(settings: dict) -> None:
+    """Take Ray's ``init()`` arguments for parts babyray does not have out of ``settings``, so a
+    Ray program passing them runs; where a value asks for something babyray does not do, say
+    so in one line on stderr. ``logging_level`` sets the level of babyray's stdlib logger (its
+    lines on stderr), and ``_temp_dir`` is ``temp_dir``."""
+    level = settings.pop("logging_level", None)
+    if level is not None:  # first: it applies to the lines below too
+        logging.getLogger("babyray").setLevel(level)
+    dashboard = settings.pop("include_dashboard", None)
+    dashboard_at = [settings.pop(key, None) for key in ("dashboard_host", "dashboard_port")]
+    if dashboard or any(value is not None for value in dashboard_at):
+        log.tell_user(
+            "babyray has no dashboard: include_dashboard, dashboard_host and dashboard_port do nothing"
+        )
+    if settings.pop("local_mode", False):
+        log.tell_user("babyray has no local mode: tasks and actors run in worker processes as usual")
+    if settings.pop("log_to_driver", True) is False:
+        log.tell_user(
+            "log_to_driver=False is not supported: what tasks and actors print still reaches this "
+            "driver's stdout and stderr"
+        )
+    if "_temp_dir" in settings:
+        settings.setdefault("temp_dir", settings.pop("_temp_dir"))
 
 
 _auto_init_lock = threading.Lock()
