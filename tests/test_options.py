@@ -51,20 +51,15 @@ ACTOR_ACCEPTED = [
 ]
 
 
-@pytest.mark.parametrize(("option", "value", "error"), TASK_REFUSED)
-def test_a_task_option_of_the_wrong_type_or_range_is_refused_naming_it(option, value, error):
+@pytest.mark.parametrize(
+    ("target", "option", "value", "error"),
+    [(_task, *case) for case in TASK_REFUSED] + [(_Actor, *case) for case in ACTOR_REFUSED],
+)
+def test_an_option_of_the_wrong_type_or_range_is_refused_naming_it(target, option, value, error):
     with pytest.raises(error, match=option):
-        ray.remote(**{option: value})(_task)
+        ray.remote(**{option: value})(target)
     with pytest.raises(error, match=option):
-        ray.remote(_task).options(**{option: value})
-
-
-@pytest.mark.parametrize(("option", "value", "error"), ACTOR_REFUSED)
-def test_an_actor_option_of_the_wrong_type_or_range_is_refused_naming_it(option, value, error):
-    with pytest.raises(error, match=option):
-        ray.remote(**{option: value})(_Actor)
-    with pytest.raises(error, match=option):
-        ray.remote(_Actor).options(**{option: value})
+        ray.remote(target).options(**{option: value})
 
 
 def test_get_if_exists_without_a_name_is_refused_before_anything_starts():
