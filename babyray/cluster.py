@@ -23,6 +23,7 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from babyray import auth, config, exceptions, log
 from babyray.actors.admin_lifetime import tie_next_admin, untie
+from babyray.actors.admin_output import send_next_admin_output_to
 from babyray.actors.base import PartActor
 from babyray.actors.global_scheduler import GlobalScheduler
 from babyray.actors.head_directory import DIRECTORY_NAME, HEAD_CAPABILITY, DirectoryProbe, HeadDirectory
@@ -158,19 +159,25 @@ def check_gcs_store(settings: dict) -> None:
         raise ClusterStartError(f"the GCS store cannot be used: {exc}") from None
 
 
-def start_system(caps: dict, session_dir: str, dies_with_starter: bool = False) -> ActorSystem:
+def start_system(
+    caps: dict, session_dir: str, dies_with_starter: bool = False, output: str | None = None
+) -> ActorSystem:
     """Start (or join) the multiprocTCPBase admin ``caps`` describe; stop it with ``stop_system``.
 
     With ``dies_with_starter``, an admin started here ends with every process of its cluster
-    when this process ends, however it ends (see babyray.actors.admin_lifetime).
+    when this process ends, however it ends (see babyray.actors.admin_lifetime). With
+    ``output``, an admin started here, and every process of its cluster, writes its stdout and
+    stderr to that file rather than this process's (babyray.actors.admin_output).
     """
     known = len(started_admins())
     if dies_with_starter:
         tie_next_admin(session_dir)
+    send_next_admin_output_to(output)
     try:
         system = ActorSystem("multiprocTCPBase", caps, logDefs=log_defs(os.path.join(session_dir, "logs")))
     finally:
         untie()
+        send_next_admin_output_to(None)
     started = started_admins()[known:]
     system.babyray_admin_pid = started[0] if started else 0  # the admin this process forked, if any
     return system
@@ -212,11 +219,13 @@ def start_head(
     *,
     token: str | None,
     dies_with_starter: bool = False,
+    output: str | None = None,
 ) -> HeadHandle:
     """Start an admin on ``node_ip:port`` with the head's parts; return their addresses.
 
     With ``dies_with_starter`` (a driver's private cluster) the cluster ends when this process
-    ends, however it ends (see ``start_system``).
+    ends, however it ends (see ``start_system``); with ``output`` its processes write their
+    stdout and stderr to that file, not this process's.
 
     With ``directory`` the admin is a convention leader that members and drivers can join
     (``babyray start --head``): it gets the ``babyray_head`` capability and a HeadDirectory.
@@ -235,7 +244,7 @@ def start_head(
     caps = capabilities(node_ip, port, node_id)
     if directory:
         caps[HEAD_CAPABILITY] = True
-    system = start_system(caps, session_dir, dies_with_starter)
+    system = start_system(caps, session_dir, dies_with_starter, output)
     try:
         gcs = system.createActor(GcsActor)
         _ask_started(system, gcs, cm.StartGcs(session_dir, settings), GcsActor, log_dir)

@@ -47,7 +47,7 @@ from thespian.system.transport.streamBuffer import (
 from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
 
 from babyray import auth, log
-from babyray.actors import admin_lifetime
+from babyray.actors import admin_lifetime, admin_output
 
 TESTED_VERSION = "4.0.1"
 
@@ -109,8 +109,9 @@ def detach_child_noting_admin(child: Any) -> None:
 
 
 def start_admin_tied(admin_class: Any, *args: Any) -> None:
-    """``multiprocCommon.startAdmin`` (run in the child forked to start an admin): once the
-    admin is made, in its own process, it starts watching its starter if the starter tied it
+    """``multiprocCommon.startAdmin`` (run in the child forked to start an admin): the admin
+    first points its output where its starter asked (``admin_output``), and once made, in its
+    own process, it starts watching its starter if the starter tied it
     (``admin_lifetime.tie_next_admin``, ``admin_lifetime.watch_starter``).
 
     Stock: nothing ends an admin whose starter died. See docs/design.md, "Thespian: an admin
@@ -118,6 +119,7 @@ def start_admin_tied(admin_class: Any, *args: Any) -> None:
     """
 
     def make_admin(*admin_args: Any) -> Any:
+        admin_output.redirect_in_admin()
         admin = admin_class(*admin_args)
         admin_lifetime.watch_starter()
         return admin

@@ -73,17 +73,20 @@ ray.init(num_cpus=1, _temp_dir=sys.argv[1], object_store_memory=64 * 1024 * 1024
          logging_level=level)
 assert ray.get_runtime_context().get_job_id()
 assert ray.init(ignore_reinit_error=True).address_info["session_dir"].startswith(sys.argv[1])
-print("value", ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=60))
+
+@ray.remote
+def shout():
+    print("printed-by-a-task", flush=True)
+    print("warned-by-a-task", file=sys.stderr, flush=True)
+    return 42
+
+print("value", ray.get(shout.remote(), timeout=60), flush=True)
 ray.shutdown()
 """
 
 
-def test_ray_init_arguments_for_parts_babyray_lacks_are_taken_and_said_to_do_nothing(tmp_path):
-    notices = [
-        "babyray has no dashboard",
-        "babyray has no local mode",
-        "log_to_driver=False is not supported",
-    ]
+def test_ray_init_arguments_babyray_has_no_part_for_are_taken_and_their_output_kept(tmp_path):
+    notices = ["babyray has no dashboard", "babyray has no local mode"]
     for level, shown in (("info", True), ("error", False)):
         temp_dir = tmp_path / level
         temp_dir.mkdir()
@@ -95,10 +98,12 @@ def test_ray_init_arguments_for_parts_babyray_lacks_are_taken_and_said_to_do_not
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "value 42" in run.stdout
-        assert [notice in run.stderr for notice in notices] == [shown] * 3, (
-            run.stderr
-        )  # logging_level honoured
-        assert list(temp_dir.iterdir()), "_temp_dir is where the session went"
+        assert [notice in run.stderr for notice in notices] == [shown] * 2, run.stderr  # logging_level
+        # log_to_driver=False: what the task printed is in the session's logs, not the driver's
+        assert "by-a-task" not in run.stdout + run.stderr
+        (session,) = temp_dir.glob("session_*")  # _temp_dir is where the session went
+        kept = (session / "logs" / "node.out").read_text()
+        assert "printed-by-a-task" in kept and "warned-by-a-task" in kept
 
 
 def test_an_unknown_init_argument_is_still_refused_by_name():

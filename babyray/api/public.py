@@ -60,9 +60,10 @@ def init(
     Ray), so its named actors are invisible to other drivers.
 
     Ray's arguments for parts babyray has no counterpart of (``include_dashboard``,
-    ``dashboard_host``, ``dashboard_port``, ``local_mode``, ``log_to_driver``) are taken, with a
-    line on stderr where they ask for what babyray does not do; ``logging_level`` sets the
-    level of that stderr logger, ``_temp_dir`` is ``temp_dir``.
+    ``dashboard_host``, ``dashboard_port``, ``local_mode``) are taken, with a line on stderr
+    where they ask for what babyray does not do; ``logging_level`` sets the level of that
+    stderr logger, ``_temp_dir`` is ``temp_dir``; with ``log_to_driver=False`` what a private
+    cluster's tasks and actors print goes to the session's ``logs/node.out``.
 
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
@@ -77,7 +78,7 @@ def init(
             "Maybe you called babyray.init twice by accident? It is already initialized; "
             "pass ignore_reinit_error=True or call babyray.shutdown() first."
         )
-    _take_ray_only_arguments(settings)
+    log_to_driver = _take_ray_only_arguments(settings)
     unknown = set(settings) - _INIT_SETTINGS
     if unknown:
         raise ValueError(f"Unknown init() argument(s): {', '.join(sorted(unknown))}")
@@ -102,7 +103,9 @@ def init(
             )
         runtime = DriverRuntime.connect(address, settings)
     else:
-        runtime = DriverRuntime.start_local(num_cpus, num_gpus, resources, object_store_memory, settings)
+        runtime = DriverRuntime.start_local(
+            num_cpus, num_gpus, resources, object_store_memory, settings, log_to_driver
+        )
     for uri, blob in packages.items():  # stored once in the GCS; nodes fetch them by URI
         packaging.upload(runtime.core, uri, blob)
     runtime.runtime_env = job_env
@@ -111,11 +114,13 @@ def init(
     return _info(runtime)
 
 
-def _take_ray_only_arguments(settings: dict) -> None:
-    """Take Ray's ``init()`` arguments for parts babyray does not have out of ``settings``, so a
+def _take_ray_only_arguments(settings: dict) -> bool:
+    """Take Ray's ``init()`` arguments that are not babyray settings out of ``settings``, so a
     Ray program passing them runs; where a value asks for something babyray does not do, say
     so in one line on stderr. ``logging_level`` sets the level of babyray's stdlib logger (its
-    lines on stderr), and ``_temp_dir`` is ``temp_dir``."""
+    lines on stderr), and ``_temp_dir`` is ``temp_dir``. Returns ``log_to_driver``: whether what
+    a private cluster's tasks and actors print comes to this driver (a joined cluster's goes
+    to its nodes' logs either way)."""
     level = settings.pop("logging_level", None)
     if level is not None:  # first: it applies to the lines below too
         logging.getLogger("babyray").setLevel(level)
@@ -127,13 +132,9 @@ def _take_ray_only_arguments(settings: dict) -> None:
         )
     if settings.pop("local_mode", False):
         log.tell_user("babyray has no local mode: tasks and actors run in worker processes as usual")
-    if settings.pop("log_to_driver", True) is False:
-        log.tell_user(
-            "log_to_driver=False is not supported: what tasks and actors print still reaches this "
-            "driver's stdout and stderr"
-        )
     if "_temp_dir" in settings:
         settings.setdefault("temp_dir", settings.pop("_temp_dir"))
+    return bool(settings.pop("log_to_driver", True))
 
 
 _auto_init_lock = threading.Lock()

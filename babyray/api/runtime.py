@@ -130,7 +130,11 @@ class DriverRuntime:
         resources: dict | None,
         object_store_memory: int | None,
         settings: dict,
+        log_to_driver: bool = True,
     ) -> "DriverRuntime":
+        """Start a private cluster tied to this driver; what its tasks and actors print goes to
+        this process's stdout and stderr, or with ``log_to_driver=False`` to the session's
+        ``logs/node.out``."""
         token = auth.generate_token() if auth.enabled_by(settings.pop("auth_mode", None)) else None
         session_dir = new_session_dir(settings.pop("temp_dir", None))
         log.configure(os.path.join(session_dir, "logs"), "driver")
@@ -144,6 +148,7 @@ class DriverRuntime:
             settings=settings,
             token=token,
             dies_with_starter=True,
+            output=None if log_to_driver else os.path.join(session_dir, "logs", "node.out"),
         )
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"
