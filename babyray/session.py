@@ -24,6 +24,12 @@ def new_session_dir(temp_dir: str | None = None) -> str:
     return path
 
 
+def node_output(session_dir: str) -> str:
+    """The file a node's processes write their stdout and stderr to when not to a terminal's
+    (``babyray start``, ``init(log_to_driver=False)``)."""
+    return os.path.join(session_dir, "logs", "node.out")
+
+
 def register_pid(session_dir: str, component: str) -> None:
     """Record this process so teardown can find it even if Thespian loses track of it."""
     path = os.path.join(session_dir, "pids", f"{os.getpid()}")

@@ -21,10 +21,14 @@ def send_next_admin_output_to(path: str | None) -> None:
 
 
 def redirect_in_admin() -> None:
-    """In an admin just forked: point file descriptors 1 and 2 at the file its starter gave."""
-    if _next_output is None:
-        return
-    fd = os.open(_next_output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """In an admin just forked: send its output to the file its starter gave, if any."""
+    if _next_output is not None:
+        write_output_to(_next_output)
+
+
+def write_output_to(path: str) -> None:
+    """Point this process's file descriptors 1 and 2 at ``path`` (appended to, made if missing)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

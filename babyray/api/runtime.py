@@ -35,7 +35,7 @@ from babyray.cluster import (
 )
 from babyray.ids import WorkerID, random_hex
 from babyray.protocol import cluster as cm
-from babyray.session import kill_session_processes, new_session_dir, unlink_session_segments
+from babyray.session import kill_session_processes, new_session_dir, node_output, unlink_session_segments
 
 CONNECT_TIMEOUT = 30.0
 STORE_STOP_WAIT = 0.5  # seconds the store has to spill its files and close its servers at shutdown
@@ -148,7 +148,7 @@ class DriverRuntime:
             settings=settings,
             token=token,
             dies_with_starter=True,
-            output=None if log_to_driver else os.path.join(session_dir, "logs", "node.out"),
+            output=None if log_to_driver else node_output(session_dir),
         )
         runtime = cls(head, owns_cluster=True)
         runtime.core.router.locality = config.Settings(settings).scheduling_policy == "locality"

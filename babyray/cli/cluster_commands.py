@@ -107,8 +107,9 @@ def cmd_get_auth_token(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from babyray.actors.admin_output import write_output_to
     from babyray.cluster import own_ip_towards
-    from babyray.session import new_session_dir
+    from babyray.session import new_session_dir, node_output
 
     if bool(args.head) == bool(args.address):
         print("babyray start: give either --head or --address HEAD:PORT", file=sys.stderr)
@@ -132,13 +133,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
-        log_fd = os.open(
-            os.path.join(session_dir, "logs", "node.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-        )
         null_fd = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null_fd, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
+        write_output_to(node_output(session_dir))
         try:
             result = _start_node(args, session_dir, node_ip)
         except BaseException as exc:  # report anything, never fall back into the parent's code
@@ -150,7 +147,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         line = pipe.readline()
     os.waitpid(pid, 0)
     if not line:
-        print(f"babyray start failed (see {session_dir}/logs/node.out)", file=sys.stderr)
+        print(f"babyray start failed (see {node_output(session_dir)})", file=sys.stderr)
         return 1
     result = json.loads(line)
     print(result["report"], file=sys.stdout if result["ok"] else sys.stderr, flush=True)
