@@ -42,7 +42,7 @@ ACTOR_REFUSED = [
     ("get_if_exists", "yes", TypeError),
     ("memory", [1], TypeError),
 ]
-TASK_ACCEPTED = [("max_retries", -1), ("max_calls", 0), ("memory", 0), ("retry_exceptions", [KeyError])]
+TASK_ACCEPTED = [("max_retries", -1), ("memory", 0), ("retry_exceptions", [KeyError])]
 ACTOR_ACCEPTED = [
     ("max_restarts", -1),
     ("max_task_retries", -1),

@@ -293,9 +293,20 @@ class LocalScheduler(PartActor):
         self.recent.note(
             worker.worker_id, self.workers.finish(worker, set(msg.task_ids), msg.leased_to, now), now
         )
-        if msg.leased_to is not None and worker.lessee is None:  # it still holds tasks: no lease
+        if msg.retiring:
+            self.log.info("worker_retiring", worker_id=worker.worker_id, holds=len(worker.assigned))
+            worker.retiring = True
+            self.workers.mark_exiting(worker)
+        elif msg.leased_to is not None and worker.lessee is None:  # it still holds tasks: no lease
             self.post(worker.address, tm.ReclaimLease())
+        self._stop_if_retired(worker)
         self._dispatch()
+
+    def _stop_if_retired(self, worker: WorkerRecord) -> None:
+        """Stop a worker that reached a function's ``max_calls`` once it holds no task (it hands
+        back those sent to it meanwhile)."""
+        if worker.retiring and not worker.assigned:
+            self._stop_worker(worker)
 
     def on_lease_returned(self, msg: tm.LeaseReturned, sender: Any) -> None:
         worker = self.workers.get(msg.worker_id)
@@ -323,6 +334,7 @@ class LocalScheduler(PartActor):
         worker = self.workers.get(msg.worker_id)
         if worker is not None:
             self.workers.finish(worker, {s.task_id for s in msg.specs})
+            self._stop_if_retired(worker)
         self.queue.push_front(msg.specs)
         self._dispatch()
 

@@ -144,6 +144,8 @@ class Worker(PartActor):
         self.tasks: deque[vm.TaskSpec] = deque()
         self.queue_lock = threading.Condition()
         self.blocked = False
+        self.retiring = False  # ran a function's max_calls-th time: takes no more tasks (_retire)
+        self.runs: dict[FunctionID, int] = {}  # runs here of each function with a max_calls limit
         self.running: vm.TaskSpec | None = None
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
@@ -200,7 +202,7 @@ class Worker(PartActor):
         if self.actor is not None and self.actor.groups:
             msg = tm.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs), msg.lease)
         with self.queue_lock:
-            if self.blocked:  # our running task waits in get: these go back to the scheduler
+            if self.blocked or self.retiring:  # our task waits in get, or we leave: back they go
                 self.post(self.start_msg.scheduler, tm.ReturnTasks(self.start_msg.worker_id, msg.specs))
                 return
             if msg.lease:
@@ -218,7 +220,7 @@ class Worker(PartActor):
 
     def _idle(self) -> bool:
         """Whether the executor has nothing to run or running (under the queue lock)."""
-        return not self.tasks and self.running is None and not self.blocked
+        return not self.tasks and self.running is None and not self.blocked and not self.retiring
 
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
@@ -423,9 +425,42 @@ class Worker(PartActor):
             if returns is None:
                 return
             self.running_slot.clear()
+            retiring = self._ran_last_call(spec)
             self.running = None
-            self._report(spec, returns)
+            self._report(spec, returns, retiring)
             del spec, returns  # idle workers must not keep the task's refs alive
+            if retiring:
+                self._retire()
+                return
+
+    def _ran_last_call(self, spec: vm.TaskSpec) -> bool:
+        """Count a run of the task's function; whether it was its ``max_calls``-th here, so this
+        worker retires (``retiring`` is set under the queue lock: no task is taken from now on)."""
+        if not spec.max_calls or spec.actor_id is not None:
+            return False
+        runs = self.runs[spec.function_id] = self.runs.get(spec.function_id, 0) + 1
+        if runs < spec.max_calls:
+            return False
+        with self.queue_lock:
+            self.retiring = True
+        return True
+
+    def _retire(self) -> None:
+        """Leave after a function's ``max_calls``-th run: the tasks waiting here go back to the
+        scheduler (a pushed one's lease ends) and a lease held ends; the scheduler, told by
+        ``WorkerTasksDone.retiring``, stops this worker once it holds nothing. This executor
+        thread runs nothing more."""
+        start = self.start_msg
+        with self.queue_lock:
+            queued = self._hand_back(list(self.tasks), "worker_retiring")
+            self.tasks.clear()
+            ended = self.leases.reclaim()
+        self.log.info("worker_retiring", handed_back=len(queued))
+        self._drop_scheduled_events(queued)
+        if ended is not None:
+            self._lease_ended(ended, "worker_retiring")
+        if queued:
+            self.post_from_thread(start.scheduler, tm.ReturnTasks(start.worker_id, tuple(queued)))
 
     def after_turn(self) -> None:
         """Log ``task_executed`` for the tasks that ran, once the turn has sent their results
@@ -434,7 +469,7 @@ class Worker(PartActor):
         while self.unlogged:
             self.log.info("task_executed", **self.unlogged.popleft())
 
-    def _report(self, spec: vm.TaskSpec, returns: tuple) -> None:
+    def _report(self, spec: vm.TaskSpec, returns: tuple, retiring: bool = False) -> None:
         start = self.start_msg
         self.cancelled.discard(spec.task_id)
         if self.core.task_events is not None:
@@ -449,7 +484,7 @@ class Worker(PartActor):
         # With more tasks queued here, results wait for the next wake-up and leave together.
         with self.queue_lock:
             self.unsent += 1
-            wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS
+            wake = not self.tasks or self.unsent >= MAX_UNSENT_RESULTS or retiring
             if wake:
                 self.unsent = 0
             after = (
@@ -462,13 +497,19 @@ class Worker(PartActor):
                 # loop later, is posted after these (see _lease_ended).
                 self._post_results(spec, result, after, wake)
                 return
-        self._post_results(spec, result, after, wake)
+        self._post_results(spec, result, after, wake, retiring)
 
     def _post_results(
-        self, spec: vm.TaskSpec, result: tm.TaskResult, after: AfterTask | None, wake: bool
+        self,
+        spec: vm.TaskSpec,
+        result: tm.TaskResult,
+        after: AfterTask | None,
+        wake: bool,
+        retiring: bool = False,
     ) -> None:
         """Send a task's result to its owner (with the lease ``after`` grants) and, for a task the
-        scheduler sent, its done message; an actor call's result only (``after`` None)."""
+        scheduler sent, its done message (``retiring``: the worker leaves after it); an actor
+        call's result only (``after`` None)."""
         start = self.start_msg
         if after is None:  # actor method calls come straight from callers, not the scheduler
             self.post_from_thread(spec.owner, tm.TaskResults((result,)), wake=wake)
@@ -485,7 +526,9 @@ class Worker(PartActor):
             self.log.info("lease_taken", lease_id=after.grant.lease_id, task_id=spec.task_id)
         leased_to = spec.owner if after.new else None
         self.post_from_thread(
-            start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to), wake=wake
+            start.scheduler,
+            tm.WorkerTasksDone(start.worker_id, (spec.task_id,), leased_to, retiring),
+            wake=wake,
         )
 
     # ---- hosting an actor ------------------------------------------------------------

@@ -74,6 +74,7 @@ class WorkerRecord:
     started_at: float = field(default_factory=time.time)
     lessee: Any = None  # the owner it is leased to (LEASED, or BLOCKED in a pushed task)
     reclaiming: bool = False  # asked for its lease back (ReclaimLease sent)
+    retiring: bool = False  # reached a function's max_calls: stopped once it holds no task
     # Owners that held or may hold a lease on it lately: address key -> (address, last seen);
     # told of its death (LeaseLost), as a lease's end may not have reached its owner.
     lease_contacts: dict[Any, tuple[Any, float]] = field(default_factory=dict)

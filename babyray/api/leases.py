@@ -30,13 +30,15 @@ DEAD_WORKERS_KEPT = 1024  # ids of workers reported dead, whose late grants are 
 
 def lease_key(spec: vm.TaskSpec) -> tuple | None:
     """The lease a task may run under: its resource shape; None if it may not run under one
-    (actor creations and calls, a scheduling strategy, GPUs, a runtime_env, generators)."""
+    (actor creations and calls, a scheduling strategy, GPUs, a runtime_env, generators, a
+    ``max_calls`` limit: its worker may retire after it)."""
     if (
         spec.actor_id is not None
         or spec.scheduling_strategy not in (None, "DEFAULT")
         or spec.resources.get("GPU")
         or spec.runtime_env
         or spec.generator
+        or spec.max_calls
     ):
         return None
     return tuple(sorted(spec.resources.items()))

@@ -24,6 +24,9 @@ class RemoteFunction:
     def __init__(self, function: Callable, options: dict) -> None:
         self._function = function
         self._options = check_options(dict(options), TASK_OPTIONS, "a remote function")
+        # As in Ray, a GPU function's worker exits after each run unless @remote says otherwise
+        # (the GPU memory a library took is freed); .options() keeps what @remote decided.
+        self._options.setdefault("max_calls", 1 if (self._options.get("num_gpus") or 0) > 0 else 0)
         self._signature = inspect.signature(function)
         self._blob: bytes | None = None
         self._function_id: FunctionID | None = None
@@ -40,7 +43,14 @@ class RemoteFunction:
         return (RemoteFunction, (self._function, self._options))
 
     def options(self, **options: Any) -> "RemoteFunction":
-        """A copy of this function with some options changed (the function is shared)."""
+        """A copy of this function with some options changed (the function is shared).
+
+        Raises:
+            ValueError: ``max_calls`` is given (as in Ray, only ``@remote`` sets it).
+        """
+        check_options(dict(options), TASK_OPTIONS, "a remote function")  # as Ray: each value first
+        if "max_calls" in options:
+            raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
         view = RemoteFunction(self._function, {**self._options, **options})
         view._blob, view._function_id = self._blob, self._function_id
         return view
@@ -89,6 +99,7 @@ class RemoteFunction:
             generator=mode,
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
             namespace=context.current_namespace(),
+            max_calls=options["max_calls"],
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

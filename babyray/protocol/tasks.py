@@ -91,11 +91,14 @@ class GeneratorItem:
 @dataclass(frozen=True, slots=True)
 class WorkerTasksDone:
     """Worker -> local scheduler: these tasks finished on the worker; ``leased_to``: the owner
-    it stays leased to (its resources stay charged until ``LeaseReturned``)."""
+    it stays leased to (its resources stay charged until ``LeaseReturned``); ``retiring``: the
+    last one was its function's ``max_calls``-th run there, so the worker takes no more tasks
+    (it hands back those it holds) and waits to be stopped."""
 
     worker_id: WorkerID
     task_ids: tuple[TaskID, ...]
     leased_to: Any = None
+    retiring: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,7 @@ class TaskSpec:
     namespace: str = (
         ""  # the submitting job's: where get_actor() looks from the task (not set on a method call)
     )
+    max_calls: int = 0  # a worker that ran the function this many times exits after it (0: no limit)
 
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
