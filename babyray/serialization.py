@@ -9,8 +9,9 @@ arrays come back as read-only views of that region.
 Layout: ``MAGIC | n_buffers:u32 | meta_len:u64 | (offset:u64, len:u64) * n | meta | buffers``.
 
 ``register_serializer`` (``ray.util.register_serializer``) gives a class a custom pair of
-functions in this process only: a value of that class is pickled as its deserializer (by value,
-so the reading process needs no registration) applied to what its serializer returned.
+functions in this process only: a value of that class is pickled as its deserializer applied
+to what its serializer returned; the deserializer is pickled with it, so the reading process
+needs no registration.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _reduce_code(code: types.CodeType) -> tuple:
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, except that a pickled function's code keeps its file name.
+    """cloudpickle, except that a pickled function's code keeps its file name and that the
+    classes given to ``register_serializer`` are written by their reducers.
 
     cloudpickle 3 renames every pickled code object's file to ``<dynamic-code>``, so a remote
     traceback would lose the user's file name and source lines. A code object is marshalled
@@ -72,7 +74,8 @@ def register_serializer(
     cls: type, *, serializer: Callable[[Any], Any], deserializer: Callable[[Any], Any]
 ) -> None:
     """Pickle instances of exactly ``cls`` as ``deserializer(serializer(instance))`` from now
-    on, in this process; replaces an earlier registration for ``cls``.
+    on, in this process; replaces an earlier registration for ``cls``. As in Ray, a
+    registration for a type pickle writes itself (int, str, list, dict, ...) has no effect.
 
     Raises:
         TypeError: if ``cls`` is not a class or a function is not callable.
