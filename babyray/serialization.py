@@ -7,6 +7,11 @@ in one flat region (an arena slot or a spill file) with each buffer 64-byte alig
 arrays come back as read-only views of that region.
 
 Layout: ``MAGIC | n_buffers:u32 | meta_len:u64 | (offset:u64, len:u64) * n | meta | buffers``.
+
+``register_serializer`` (``ray.util.register_serializer``) gives a class a custom pair of
+functions in this process only: a value of that class is pickled as its deserializer applied
+to what its serializer returned; the deserializer is pickled with it, so the reading process
+needs no registration.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ _ref_hooks = threading.local()
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
+# Reducers of the classes given to register_serializer, consulted before any other reducer.
+_custom_reducers: dict[type, Callable[[Any], tuple]] = {}
+
+
 def _rebuild_code(marshalled: bytes) -> types.CodeType:
     return marshal.loads(marshalled)
 
@@ -42,20 +51,66 @@ def _reduce_code(code: types.CodeType) -> tuple:
 
 
 class _Pickler(cloudpickle.Pickler):
-    """cloudpickle, except that a pickled function's code keeps its file name.
+    """cloudpickle, except that a pickled function's code keeps its file name and that the
+    classes given to ``register_serializer`` are written by their reducers.
 
     cloudpickle 3 renames every pickled code object's file to ``<dynamic-code>``, so a remote
     traceback would lose the user's file name and source lines. A code object is marshalled
     whole instead (every process of a cluster runs the same Python).
     """
 
-    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table = ChainMap(
+        _custom_reducers, {types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table
+    )
 
 
 def _cloudpickle_dumps(value: Any, buffer_callback: Callable | None = None) -> bytes:
     with io.BytesIO() as out:
         _Pickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
         return out.getvalue()
+
+
+def register_serializer(
+    cls: type, *, serializer: Callable[[Any], Any], deserializer: Callable[[Any], Any]
+) -> None:
+    """Pickle instances of exactly ``cls`` as ``deserializer(serializer(instance))`` from now
+    on, in this process; replaces an earlier registration for ``cls``. As in Ray, a
+    registration for a type pickle writes itself (int, str, list, dict, ...) has no effect.
+
+    Raises:
+        TypeError: if ``cls`` is not a class or a function is not callable.
+    """
+    _check_class(cls, "register_serializer")
+    for name, function in (("serializer", serializer), ("deserializer", deserializer)):
+        if not callable(function):
+            raise TypeError(
+                f"register_serializer: {name} must be callable, not {type(function).__name__} {function!r}"
+            )
+
+    def reduce(value: Any) -> tuple:
+        return deserializer, (serializer(value),)
+
+    _custom_reducers[cls] = reduce
+
+
+def deregister_serializer(cls: type) -> None:
+    """Forget the serializer registered for ``cls`` in this process (none: nothing happens).
+
+    Raises:
+        TypeError: if ``cls`` is not a class.
+    """
+    _check_class(cls, "deregister_serializer")
+    _custom_reducers.pop(cls, None)
+
+
+def forget_custom_serializers() -> None:
+    """Drop every registration: a process forked from a driver starts without the driver's."""
+    _custom_reducers.clear()
+
+
+def _check_class(cls: Any, caller: str) -> None:
+    if not isinstance(cls, type):
+        raise TypeError(f"{caller}: cls must be a class, not {type(cls).__name__} {cls!r}")
 
 
 def _align(n: int) -> int:

@@ -46,7 +46,7 @@ from thespian.system.transport.streamBuffer import (
 )
 from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransport
 
-from babyray import auth, log
+from babyray import auth, log, serialization
 from babyray.actors import admin_lifetime, admin_output
 
 TESTED_VERSION = "4.0.1"
@@ -110,8 +110,9 @@ def detach_child_noting_admin(child: Any) -> None:
 
 def start_admin_tied(admin_class: Any, *args: Any) -> None:
     """``multiprocCommon.startAdmin`` (run in the child forked to start an admin): the admin
-    first points its output where its starter asked (``admin_output``), and once made, in its
-    own process, it starts watching its starter if the starter tied it
+    first points its output where its starter asked (``admin_output``) and forgets the custom
+    serializers its starter registered (the workers it forks register their own, as Ray's do),
+    and once made, in its own process, it starts watching its starter if the starter tied it
     (``admin_lifetime.tie_next_admin``, ``admin_lifetime.watch_starter``).
 
     Stock: nothing ends an admin whose starter died. See docs/design.md, "Thespian: an admin
@@ -120,6 +121,7 @@ def start_admin_tied(admin_class: Any, *args: Any) -> None:
 
     def make_admin(*admin_args: Any) -> Any:
         admin_output.redirect_in_admin()
+        serialization.forget_custom_serializers()
         admin = admin_class(*admin_args)
         admin_lifetime.watch_starter()
         return admin

@@ -129,6 +129,10 @@ def test_exception_retries_with_an_allowlist_of_classes_defined_in_the_script(tm
     assert set(lines[4:]) <= {"SUCCESS", "FAILURE AFTER RETRIES"}, lines
 
 
+def test_registered_serializer_lets_a_class_holding_a_lock_through_put_and_get(tmp_path):
+    assert _ok("custom_serializer", tmp_path) == []
+
+
 def test_numpy_argument_is_read_only_and_the_task_error_reaches_the_driver(tmp_path):
     done = _run("zero_copy_read_only", tmp_path)
     assert done.returncode != 0

@@ -21,15 +21,24 @@ from babyray.util.placement_group import (
 
 _MEMBERS = {
     "ActorPool": "babyray.util.actor_pool",
+    "deregister_serializer": "babyray.util.serialization",
     "get_node_ip_address": "babyray.util.node_address",
     "inspect_serializability": "babyray.util.check_serialize",
     "list_named_actors": "babyray.api.actor",
+    "register_serializer": "babyray.util.serialization",
 }
 
-_SUBMODULES = {"actor_pool", "check_serialize", "multiprocessing", "queue"}  # ray.util.queue.Queue etc.
+_SUBMODULES = {
+    "actor_pool",
+    "check_serialize",
+    "multiprocessing",
+    "queue",
+    "serialization",
+}  # ray.util.queue.Queue etc.
 
 __all__ = [
     "ActorPool",
+    "deregister_serializer",
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
@@ -37,6 +46,7 @@ __all__ = [
     "list_named_actors",
     "placement_group",
     "placement_group_table",
+    "register_serializer",
     "remove_placement_group",
 ]
 
