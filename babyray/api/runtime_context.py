@@ -6,8 +6,11 @@ import json
 from typing import Any
 
 from babyray.api import context
+from babyray.api.actor import ActorHandle
 from babyray.ids import TaskID
+from babyray.protocol import actors as am
 from babyray.runtime_env import RuntimeEnv
+from babyray.util.placement_group import get_current_placement_group
 
 _cancelled: set[str] = set()  # the tasks and actor calls of this worker process that ray.cancel reached
 
@@ -85,6 +88,37 @@ class RuntimeContext:
                 "calls with asyncio.CancelledError"
             )
         return context.current_task_id() in _cancelled
+
+    @property
+    def current_actor(self) -> ActorHandle:
+        """The handle of the actor this code runs in, as in Ray (from the GCS: its methods and
+        options as its creator gave them).
+
+        Raises:
+            RuntimeError: outside an actor.
+        """
+        host = context.actor_host()
+        if host is None:
+            raise RuntimeError("This method is only available in an actor.")
+        core = self._runtime.core
+        reply = core.request(core.gcs, lambda req_id: am.GetActorInfo(req_id, host.actor_id))
+        if reply.info is None:
+            raise RuntimeError(f"The GCS does not know this actor ({host.actor_id})")
+        return ActorHandle(reply.info)
+
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """The ids of the accelerators the running task or actor holds, by resource name, as
+        strings: ``{"GPU": ["0"]}`` (babyray knows GPUs only)."""
+        return {"GPU": [str(i) for i in get_gpu_ids()]}
+
+    def get_resource_ids(self) -> dict[str, list[str]]:
+        """``get_accelerator_ids()``, under Ray's older name."""
+        return self.get_accelerator_ids()
+
+    def get_placement_group_id(self) -> str | None:
+        """The id of the placement group the running task or actor is in; None outside one."""
+        group = get_current_placement_group()
+        return group.id if group is not None else None
 
     @property
     def was_current_actor_reconstructed(self) -> bool:

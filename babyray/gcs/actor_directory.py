@@ -254,6 +254,11 @@ class ActorDirectory:
             and not (live is not None and live.no_restart)
         )
 
+    def info(self, actor_id: ActorID) -> am.ActorInfo | None:
+        """What a handle of ``actor_id`` needs, if the actor was ever registered here."""
+        record = self.table.get(actor_id)
+        return record["info"] if record is not None else None
+
     def named(self, name: str, namespace: str) -> am.ActorInfo | None:
         """The actor holding ``name`` in ``namespace``, if any."""
         for actor_id, r in self.table.items():

@@ -73,6 +73,7 @@ class GcsActor(PartActor):
         am.SubscribeActor: "on_subscribe_actor",
         am.KillActor: "on_kill_actor",
         am.GetNamedActor: "on_get_named_actor",
+        am.GetActorInfo: "on_get_actor_info",
         am.ListNamedActors: "on_list_named_actors",
         pm.CreatePlacementGroup: "on_create_placement_group",
         pm.RemovePlacementGroup: "on_remove_placement_group",
@@ -366,6 +367,9 @@ class GcsActor(PartActor):
 
     def on_get_named_actor(self, msg: am.GetNamedActor, sender: Any) -> None:
         self.reply(msg, sender, am.NamedActor(msg.req_id, self.actors.named(msg.name, msg.namespace)))
+
+    def on_get_actor_info(self, msg: am.GetActorInfo, sender: Any) -> None:
+        self.reply(msg, sender, am.ActorInfoFound(msg.req_id, self.actors.info(msg.actor_id)))
 
     def on_list_named_actors(self, msg: am.ListNamedActors, sender: Any) -> None:
         self.reply(msg, sender, am.NamedActorList(msg.req_id, self.actors.names(msg.namespace)))

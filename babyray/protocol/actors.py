@@ -145,6 +145,23 @@ class GetNamedActor:
 
 
 @dataclass(frozen=True, slots=True)
+class ActorInfoFound(Reply):
+    info: ActorInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class GetActorInfo:
+    """Anyone -> GCS: reply ActorInfoFound with what a handle of ``actor_id`` needs (None: no
+    such actor)."""
+
+    reply: ClassVar[type[Reply]] = ActorInfoFound
+
+    req_id: str
+    actor_id: ActorID
+    reply_to: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class NamedActorList(Reply):
     names: tuple  # (namespace, name) pairs
 

@@ -1,0 +1,107 @@
+"""``get_runtime_context()``'s ``current_actor``, ``get_accelerator_ids`` and
+``get_placement_group_id``, as in Ray: an actor's handle of itself works like its creator's,
+and each is refused or empty where Ray's is."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import assert_session_clean
+
+import babyray as ray
+from babyray.util.placement_group import placement_group, remove_placement_group
+from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster(tmp_path_factory):
+    info = ray.init(num_cpus=2, num_gpus=1, temp_dir=str(tmp_path_factory.mktemp("cluster"))).address_info
+    try:
+        yield info
+    finally:
+        ray.shutdown()
+    assert_session_clean(info["session_dir"])
+
+
+@ray.remote
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self) -> int:
+        self.n += 1
+        return self.n
+
+    def value(self) -> int:
+        return self.n
+
+    def me(self):
+        return ray.get_runtime_context().current_actor
+
+    def inc_later_through_own_handle(self, times: int) -> None:
+        handle = ray.get_runtime_context().current_actor
+        for _ in range(times):
+            handle.inc.remote()  # queued behind this call: it must not wait for them
+
+
+@ray.remote
+def current_actor_in_a_task():
+    return ray.get_runtime_context().current_actor
+
+
+@ray.remote(num_gpus=1)
+def accelerators():
+    return ray.get_runtime_context().get_accelerator_ids()
+
+
+@ray.remote
+def placement_group_id():
+    return ray.get_runtime_context().get_placement_group_id()
+
+
+def test_an_actor_gets_its_own_handle(gpu_cluster):
+    counter = Counter.options(name="counted").remote()
+    me = ray.get(counter.me.remote(), timeout=TIMEOUT)
+    assert me == counter and me == ray.get_actor("counted")
+    assert ray.get(me.inc.remote(), timeout=TIMEOUT) == 1
+    assert ray.get(counter.value.remote(), timeout=TIMEOUT) == 1
+
+
+def test_an_actor_calls_itself_through_its_own_handle(gpu_cluster):
+    counter = Counter.remote()
+    ray.get(counter.inc_later_through_own_handle.remote(3), timeout=TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while ray.get(counter.value.remote(), timeout=TIMEOUT) < 3:
+        assert time.monotonic() < deadline, "the calls made through the actor's own handle never ran"
+        time.sleep(0.05)
+    assert ray.get(counter.value.remote(), timeout=TIMEOUT) == 3
+
+
+def test_current_actor_outside_an_actor_is_refused(gpu_cluster):
+    with pytest.raises(RuntimeError, match="only available in an actor"):
+        _ = ray.get_runtime_context().current_actor
+    with pytest.raises(ray.exceptions.RayTaskError, match="only available in an actor"):
+        ray.get(current_actor_in_a_task.remote(), timeout=TIMEOUT)
+
+
+def test_accelerator_ids_name_the_gpus_held(gpu_cluster):
+    assert ray.get(accelerators.remote(), timeout=TIMEOUT) == {"GPU": ["0"]}
+    assert ray.get_runtime_context().get_accelerator_ids() == {"GPU": []}
+    assert ray.get_runtime_context().get_resource_ids() == {"GPU": []}
+
+
+def test_placement_group_id_inside_and_outside_a_group(gpu_cluster):
+    group = placement_group([{"CPU": 1}])
+    ray.get(group.ready(), timeout=TIMEOUT)
+    try:
+        inside = placement_group_id.options(
+            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=group)
+        ).remote()
+        assert ray.get(inside, timeout=TIMEOUT) == group.id
+    finally:
+        remove_placement_group(group)
+    assert ray.get(placement_group_id.remote(), timeout=TIMEOUT) is None
+    assert ray.get_runtime_context().get_placement_group_id() is None
