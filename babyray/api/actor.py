@@ -31,14 +31,19 @@ _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 
 
 def method(
-    function: Callable | None = None, *, num_returns: int | str = 1, concurrency_group: str | None = None
+    function: Callable | None = None,
+    *,
+    num_returns: int | str | None = None,
+    concurrency_group: str | None = None,
 ) -> Callable:
     """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
-    ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``."""
+    ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``.
+    Without ``num_returns`` a generator method streams, as in Ray."""
     check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
 
     def decorate(function: Callable) -> Callable:
-        setattr(function, _NUM_RETURNS_ATTR, num_returns)
+        if num_returns is not None:
+            setattr(function, _NUM_RETURNS_ATTR, num_returns)
         if concurrency_group is not None:
             setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
