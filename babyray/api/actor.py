@@ -28,22 +28,50 @@ from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
+_RETRIES_ATTR = "__babyray_retries__"  # (max_task_retries, retry_exceptions), None where not given
 
 
 def method(
-    function: Callable | None = None, *, num_returns: int | str = 1, concurrency_group: str | None = None
+    function: Callable | None = None,
+    *,
+    num_returns: int | str | None = None,
+    concurrency_group: str | None = None,
+    max_task_retries: int | None = None,
+    retry_exceptions: bool | list | tuple | None = None,
 ) -> Callable:
     """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
-    ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``."""
-    check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
+    ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``.
+    Without ``num_returns`` a generator method streams, as in Ray.
+
+    ``max_task_retries`` (-1: no limit) replaces the actor's for this method's calls;
+    ``retry_exceptions`` (True, or a list of exception classes) retries them on an application
+    exception too, within the same ``max_task_retries``.
+
+    Raises:
+        TypeError, ValueError: a value ``.options()`` would refuse.
+    """
+    _check_method_options(num_returns, max_task_retries, retry_exceptions)
 
     def decorate(function: Callable) -> Callable:
-        setattr(function, _NUM_RETURNS_ATTR, num_returns)
+        if num_returns is not None:
+            setattr(function, _NUM_RETURNS_ATTR, num_returns)
+        if max_task_retries is not None or retry_exceptions is not None:
+            setattr(function, _RETRIES_ATTR, (max_task_retries, retry_exceptions))
         if concurrency_group is not None:
             setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
 
     return decorate(function) if function is not None else decorate
+
+
+def _check_method_options(num_returns: Any, max_task_retries: Any, retry_exceptions: Any) -> None:
+    """Raise as ``check_options`` does for a method's options (None: not given)."""
+    given = {
+        "num_returns": num_returns,
+        "max_task_retries": max_task_retries,
+        "retry_exceptions": retry_exceptions,
+    }
+    check_options({k: v for k, v in given.items() if v is not None}, set(given), "an actor method")
 
 
 def _concurrency_groups(cls: type, groups: Any) -> dict[str, int]:
@@ -75,6 +103,19 @@ def _methods_of(cls: type) -> dict[str, int | str]:
         for name, member in inspect.getmembers(cls, callable)
         if not (name.startswith("__") and name.endswith("__"))
     }
+
+
+def _method_retries(cls: type) -> dict[str, tuple[int | None, bool | bytes]]:
+    """The ``@method`` retry options of the methods of ``cls`` that have them (see ActorInfo)."""
+    found = {}
+    for name, member in inspect.getmembers(cls, callable):
+        given = getattr(member, _RETRIES_ATTR, None)
+        if given is not None:
+            max_task_retries, retry_exceptions = given
+            if isinstance(retry_exceptions, (list, tuple)):
+                retry_exceptions = serialization.dumps(tuple(retry_exceptions))
+            found[name] = (max_task_retries, retry_exceptions or False)
+    return found
 
 
 class ActorClass:
@@ -142,6 +183,7 @@ class ActorClass:
             int(options.get("max_task_retries") or 0),
             name,
             tuple(self._groups),
+            _method_retries(self._cls),
         )
         spec = vm.TaskSpec(
             task_id=task_id,
@@ -201,6 +243,20 @@ class ActorHandle:
 
     def __init__(self, info: am.ActorInfo) -> None:
         self._info = info
+        self._retries: dict[str, tuple[int, bool | list | tuple]] = {}  # see _retry_options
+
+    def _retry_options(self, method: str) -> tuple[int, bool | list | tuple]:
+        """``(max_task_retries, retry_exceptions)`` of a call of ``method``: its ``@method``
+        values where given, else the actor's max_task_retries and no retry on exceptions."""
+        found = self._retries.get(method)
+        if found is None:
+            max_task_retries, retry_exceptions = self._info.method_retries.get(method, (None, False))
+            if isinstance(retry_exceptions, bytes):
+                retry_exceptions = serialization.deserialize(retry_exceptions)
+            if max_task_retries is None:
+                max_task_retries = self._info.max_task_retries
+            found = self._retries[method] = (max_task_retries, retry_exceptions)
+        return found
 
     def __getattr__(self, name: str) -> "ActorMethod":
         info = self.__dict__.get("_info")
@@ -229,12 +285,21 @@ class ActorHandle:
 
 class ActorMethod:
     def __init__(
-        self, handle: ActorHandle, name: str, num_returns: int | str, concurrency_group: str | None = None
+        self,
+        handle: ActorHandle,
+        name: str,
+        num_returns: int | str,
+        concurrency_group: str | None = None,
+        max_task_retries: int | None = None,
+        retry_exceptions: bool | list | tuple | None = None,
     ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._concurrency_group = concurrency_group
+        # Given to .options() (None: the method's, see ActorHandle._retry_options)
+        self._max_task_retries = max_task_retries
+        self._retry_exceptions = retry_exceptions
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -243,10 +308,17 @@ class ActorMethod:
         )
 
     def options(
-        self, *, num_returns: int | str | None = None, concurrency_group: str | None = None, **_: Any
+        self,
+        *,
+        num_returns: int | str | None = None,
+        concurrency_group: str | None = None,
+        max_task_retries: int | None = None,
+        retry_exceptions: bool | list | tuple | None = None,
+        **_: Any,
     ) -> "ActorMethod":
-        """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor defines)."""
-        check_options({"num_returns": num_returns}, {"num_returns"}, "an actor method")
+        """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor
+        defines), ``max_task_retries`` and ``retry_exceptions`` (over the method's and the actor's)."""
+        _check_method_options(num_returns, max_task_retries, retry_exceptions)
         groups = self._handle._info.concurrency_groups
         if concurrency_group is not None and concurrency_group not in groups:
             raise ValueError(
@@ -258,6 +330,8 @@ class ActorMethod:
             self._name,
             self._num_returns if num_returns is None else num_returns,
             concurrency_group or self._concurrency_group,
+            self._max_task_retries if max_task_retries is None else max_task_retries,
+            self._retry_exceptions if retry_exceptions is None else retry_exceptions,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -267,6 +341,11 @@ class ActorMethod:
         mode = generator_mode(None, self._num_returns)
         num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
         task_id, return_ids = new_returns(num_returns)
+        max_task_retries, retry_exceptions = self._handle._retry_options(self._name)
+        if self._max_task_retries is not None:
+            max_task_retries = self._max_task_retries
+        if self._retry_exceptions is not None:
+            retry_exceptions = self._retry_exceptions
         spec = vm.TaskSpec(
             task_id=task_id,
             job_id=runtime.job_id,
@@ -279,12 +358,15 @@ class ActorMethod:
             resources={},
             owner=core.inbox,
             owner_id=core.identity,
-            max_retries=info.max_task_retries,
+            max_retries=max_task_retries,
+            retry_exceptions=bool(retry_exceptions),
             actor_id=info.actor_id,
             method_name=self._name,
             generator=mode,
             actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {},
         )
+        if retry_exceptions:
+            core.tasks.retry_on_exceptions(task_id, retry_exceptions)
         if mode:
             return submit_generator(core, spec, core.submit_actor_call)
         refs = core.submit_actor_call(spec)

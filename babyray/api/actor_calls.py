@@ -5,7 +5,9 @@ FIFO per actor and sends a call only after every earlier call to that actor was 
 calls run in submission order even when their arguments become ready out of order. The
 caller learns where the actor runs, and when it restarts or dies, from the GCS
 (SubscribeActor / ActorStateChanged). Calls in flight when the actor's process dies are
-sent again after the restart while ``max_task_retries`` allows; otherwise they fail.
+sent again after the restart while ``max_task_retries`` allows; otherwise they fail. A call
+that raised an exception its ``retry_exceptions`` names is sent again within the same
+``max_task_retries`` (TaskSubmitter decides), ahead of the calls not sent yet.
 """
 
 from __future__ import annotations
@@ -161,6 +163,21 @@ class ActorSubmitter:
             result.node_id,
             started_at=result.started_at,
         )
+
+    def retryable_call(self, task_id: TaskID) -> vm.TaskSpec | None:
+        """The spec of call ``task_id`` in flight and not cancelled (None: not one). Locked."""
+        actor_id = self._actor_of_call.get(task_id)
+        if actor_id is None or task_id in self._cancelled:
+            return None
+        return self._actors[actor_id].inflight.get(task_id)
+
+    def resend(self, spec: vm.TaskSpec) -> None:
+        """Send a call in flight again (``spec``: its next attempt), before the calls not sent yet. Locked."""
+        actor_id = self._actor_of_call.pop(spec.task_id)
+        actor = self._actors[actor_id]
+        del actor.inflight[spec.task_id]
+        actor.queue.appendleft(PendingTask(spec, 0))
+        self._pump(actor_id)
 
     def finished(self, task_id: TaskID) -> vm.TaskSpec | None:
         """Forget a call that ended; its spec if it was one in flight (None: not one). Locked."""

@@ -279,6 +279,12 @@ class TaskSubmitter:
         spec = self._submitted.pop(result.task_id, None)
         if spec is not None and self._should_retry(spec, result):
             return
+        if spec is None:
+            call = core.actor_calls.retryable_call(result.task_id)
+            retry = self._exception_retry(call, result) if call is not None else None
+            if retry is not None:
+                core.actor_calls.resend(retry)
+                return
         self._retry_exceptions.pop(result.task_id, None)
         result = core.actor_calls.outcome(result)
         call = core.actor_calls.finished(result.task_id)
@@ -306,35 +312,42 @@ class TaskSubmitter:
     def _should_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> bool:
         if not result.returns:
             return False
-        value = result.returns[0][1]
-        if self.core.recovery.lost_input(spec, value):
+        if self.core.recovery.lost_input(spec, result.returns[0][1]):
             return True
-        if not spec.retry_exceptions or spec.task_id not in self._retry_exceptions:
-            return False  # (not in it: a re-run rebuilding a lost object, after the task finished)
-        if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
+        retry = self._exception_retry(spec, result)
+        if retry is None:
             return False
+        self._submitted[retry.task_id] = retry
+        self.core.transport.send(self.core.scheduler, tm.SubmitTasks((retry,)))
+        return True
+
+    def _exception_retry(self, spec: vm.TaskSpec, result: tm.TaskResult) -> vm.TaskSpec | None:
+        """The next attempt of ``spec`` (a task or actor call) if ``result`` is an application
+        exception it retries on and it has a retry left (spent); else None."""
+        if not result.returns or not spec.retry_exceptions or spec.task_id not in self._retry_exceptions:
+            return None  # (not in it: a re-run rebuilding a lost object, after the task finished)
+        value = result.returns[0][1]
+        if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
+            return None
         allowlist = self._retry_exceptions[spec.task_id]
         if allowlist is not None:
             cause = getattr(serialization.deserialize(value.blob), "cause", None)
             if not isinstance(cause, allowlist):
-                return False
+                return None
         retry = take_retry(spec)
         if retry is None:
-            return False
-        spec = retry
+            return None
         fields = error_fields(value.blob)[1]
         self.core.log.info(
             "task_retry_on_exception",
-            task_id=spec.task_id,
-            attempt=spec.attempt,
+            task_id=retry.task_id,
+            attempt=retry.attempt,
             error_type=fields.get("error_type"),
             worker_id=result.worker_id,
             node=result.node_id,
         )
-        self._task_event(spec.task_id, "retried", attempt=spec.attempt, **fields)
-        self._submitted[spec.task_id] = spec
-        self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
-        return True
+        self._task_event(retry.task_id, "retried", attempt=retry.attempt, **fields)
+        return retry
 
     # ---- cancellation ----------------------------------------------------------------
 

@@ -3,7 +3,7 @@ its local scheduler <-> GCS (started, failed, died, kill)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from babyray.ids import ActorID, NodeID, WorkerID
@@ -21,6 +21,10 @@ class ActorInfo:
     max_task_retries: int = 0
     name: str | None = None
     concurrency_groups: tuple = ()  # names of the actor's concurrency groups
+    # Methods given retry options by ``@method``: name -> (max_task_retries, None for the
+    # actor's; retry_exceptions, a bool or the exception classes serialized, as the GCS keeping
+    # this may not import them)
+    method_retries: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
