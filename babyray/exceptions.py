@@ -144,6 +144,11 @@ class ObjectLostError(RayError):
     """Every copy of an object is lost and it cannot be rebuilt."""
 
 
+class OwnerDiedError(ObjectLostError):
+    """The process that owns the object (made it by ``.remote()`` or ``put``) has died, so
+    nobody can give its value or rebuild it."""
+
+
 class ObjectReconstructionFailedError(ObjectLostError):
     """An object was lost and re-executing its lineage failed or ran out of retries."""
 

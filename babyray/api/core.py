@@ -220,6 +220,8 @@ class CoreClient:
             self.refs.handle(msg)
         elif kind is om.DeadWorkers:
             self.refs.borrowers_dead(msg.worker_ids)
+            with self.lock:
+                self.objects.owners_dead(msg.worker_ids)
         elif kind is sm.GetReferences:
             self.transport.send(
                 msg.reply_to,

@@ -47,6 +47,7 @@ class OwnerTable:
         self._owned: dict[ObjectID, OwnedObject] = {}
         self._borrowed: dict[ObjectID, Value] = {}
         self._borrow_callbacks: dict[ObjectID, list[Callback]] = {}
+        self._asked_owners: dict[ObjectID, WorkerID] = {}  # borrowed objects asked of, unanswered
         # Called around waits in ``collect`` from a task's thread (a worker releases its CPU).
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
@@ -115,6 +116,7 @@ class OwnerTable:
         """The owners sent these ``(object id, value)``: keep them and wake their waiters."""
         for oid, value in values:
             self._borrowed[oid] = value
+            self._asked_owners.pop(oid, None)
             for callback in self._borrow_callbacks.pop(oid, []):
                 callback(value)
         self.changed.notify_all()
@@ -154,7 +156,22 @@ class OwnerTable:
         waiting = self._borrow_callbacks.setdefault(ref.id, [])
         waiting.append(callback)
         if len(waiting) == 1:
+            self._asked_owners[ref.id] = ref.owner_id
             self._ask_owner(ref)
+
+    def asked_owners(self) -> set[WorkerID]:
+        """The owners asked for a borrowed value that has not come yet."""
+        return set(self._asked_owners.values())
+
+    def owners_dead(self, worker_ids: tuple[WorkerID, ...]) -> None:
+        """These workers died: what they were asked for will never come, so it fails with
+        OwnerDiedError (as in Ray) instead of being waited for."""
+        dead = set(worker_ids)
+        lost = tuple(
+            (oid, _owner_died(oid, owner)) for oid, owner in self._asked_owners.items() if owner in dead
+        )
+        if lost:
+            self.borrowed_arrived(lost)
 
     def collect(
         self,
@@ -198,3 +215,14 @@ class OwnerTable:
 
 def _lost(message: str) -> vm.ErrorValue:
     return vm.ErrorValue(serialization.dumps(exceptions.ObjectLostError(message)))
+
+
+def _owner_died(oid: ObjectID, owner: WorkerID) -> vm.ErrorValue:
+    return vm.ErrorValue(
+        serialization.dumps(
+            exceptions.OwnerDiedError(
+                f"Failed to retrieve object {oid}: its owner, worker {owner} (the process that made "
+                f"it by .remote() or put), has died; see that worker's node log for why."
+            )
+        )
+    )

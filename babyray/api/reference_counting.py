@@ -67,7 +67,8 @@ __all__ = [
 
 DRAIN_INTERVAL = 0.02
 HELD_PINS_ROUNDS = 10  # the counting thread releases idle held pins every this many rounds
-BORROWER_CHECK_ROUNDS = 100  # and asks the GCS which borrowers died every this many (2 s)
+# and asks the GCS which borrowers (and owners of values awaited) died every this many (2 s)
+DEAD_WORKER_CHECK_ROUNDS = 100
 
 # (generation, object id) of every dead tracked ObjectRef, appended by ObjectRef.__del__.
 deleted_events: collections.deque = collections.deque()
@@ -186,8 +187,10 @@ class ReferenceCounter:
                 if rounds % HELD_PINS_ROUNDS == 0 and self.core.io.held:
                     with self.lock:
                         self.core.io.release_idle()
-                if rounds % BORROWER_CHECK_ROUNDS == 0 and self.borrowers:
-                    self._ask_for_dead_borrowers()
+                if rounds % DEAD_WORKER_CHECK_ROUNDS == 0 and (
+                    self.borrowers or self.core.objects.asked_owners()
+                ):
+                    self._ask_for_dead_workers()
                 if self.core.io.unpins_due:
                     with self.lock:
                         self.core.io.flush_unpins()
@@ -262,12 +265,17 @@ class ReferenceCounter:
                             self._maybe_free(oid, frees)
         self._send_frees(frees)
 
-    def _ask_for_dead_borrowers(self) -> None:
-        """Ask the GCS which of this owner's borrowers died (``borrowers_dead`` gets the answer)."""
-        with self.lock:
-            borrowers = tuple({b for holders in self.borrowers.values() for b in holders})
+    def _ask_for_dead_workers(self) -> None:
+        """Ask the GCS which of this owner's borrowers died (``borrowers_dead`` gets the answer),
+        and which of the owners asked for a borrowed value (``OwnerTable.owners_dead``)."""
         core = self.core
-        core.transport.send(core.gcs, om.FindDeadWorkers(core.requests.new_req_id(), borrowers, core.inbox))
+        with self.lock:
+            workers = {
+                b for holders in self.borrowers.values() for b in holders
+            } | core.objects.asked_owners()
+        core.transport.send(
+            core.gcs, om.FindDeadWorkers(core.requests.new_req_id(), tuple(workers), core.inbox)
+        )
 
     def borrowers_dead(self, worker_ids: tuple[WorkerID, ...]) -> None:
         """These borrowers died: they hold no refs any more (they never sent RemoveBorrowers)."""

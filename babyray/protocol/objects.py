@@ -49,15 +49,16 @@ class AddBorrowers:
 
 @dataclass(frozen=True, slots=True)
 class DeadWorkers(Reply):
-    """GCS -> owner: those of the asked workers whose death a local scheduler reported."""
+    """GCS -> asker: those of the asked workers whose death a local scheduler reported."""
 
     worker_ids: tuple[WorkerID, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class FindDeadWorkers:
-    """Owner -> GCS: which of these workers (borrowers of its objects) died? A borrower that
-    died never sends RemoveBorrowers: its owner drops it on this answer."""
+    """Owner or borrower -> GCS: which of these workers died? A borrower that died never sends
+    RemoveBorrowers: its owner drops it on this answer. An owner that died never answers
+    GetObjects: the borrower's waits for its values fail with OwnerDiedError."""
 
     reply: ClassVar[type[Reply]] = DeadWorkers
 
