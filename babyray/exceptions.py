@@ -105,6 +105,11 @@ def _dual_error(cause_cls: type, err: RayTaskError) -> RayTaskError:
     return dual
 
 
+class PendingCallsLimitExceeded(RayError):
+    """An actor call was refused at ``.remote()``: the caller already has ``max_pending_calls``
+    calls to that actor queued or running."""
+
+
 class GetTimeoutError(RayError, TimeoutError):
     """``get`` did not finish within its timeout."""
 

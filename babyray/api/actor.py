@@ -8,12 +8,13 @@ Handles pickle, so they can be passed to tasks and other actors.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from typing import Any, Callable, cast
 
 from babyray import serialization
-from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, method_groups
+from babyray.actors.actor_host import CONCURRENCY_GROUP_ATTR, is_async_class, method_groups
 from babyray.api import context
 from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
@@ -149,6 +150,7 @@ class ActorClass:
         options = self._options
         if options.get("get_if_exists") and not options.get("name"):
             raise ValueError("The actor name must be specified to use get_if_exists.")
+        _check_in_order_possible(self._cls, options)
         if self._signature is not None:
             try:
                 self._signature.bind(None, *args, **kwargs)
@@ -184,6 +186,10 @@ class ActorClass:
             name,
             tuple(self._groups),
             _method_retries(self._cls),
+            max_pending_calls=-1
+            if options.get("max_pending_calls") is None
+            else options["max_pending_calls"],
+            allow_out_of_order_execution=bool(options.get("allow_out_of_order_execution")),
         )
         spec = vm.TaskSpec(
             task_id=task_id,
@@ -225,6 +231,22 @@ class ActorClass:
         if reply.error:
             raise ValueError(reply.error)
         return ActorHandle(info)
+
+
+def _check_in_order_possible(cls: type, options: dict) -> None:
+    """Refuse ``allow_out_of_order_execution=False`` where calls cannot run in order, as Ray does."""
+    if options.get("allow_out_of_order_execution") is not False:
+        return
+    if is_async_class(cls):
+        raise ValueError(
+            "If you're using async actors, Ray can't execute actor tasks in order. "
+            "Set `allow_out_of_order_execution=True` to allow out-of-order execution."
+        )
+    if (options.get("max_concurrency") or 1) > 1:
+        raise ValueError(
+            "If you're using multi-threaded actors, Ray can't execute actor tasks in order. "
+            "Set `allow_out_of_order_execution=True` to allow out-of-order execution."
+        )
 
 
 def _resolve_now(core: CoreClient, args: list, kwargs: dict) -> tuple[list, dict]:
@@ -368,8 +390,8 @@ class ActorMethod:
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)
         if mode:
-            return submit_generator(core, spec, core.submit_actor_call)
-        refs = core.submit_actor_call(spec)
+            return submit_generator(core, spec, functools.partial(core.submit_actor_call, info=info))
+        refs = core.submit_actor_call(spec, info)
         return refs[0] if num_returns == 1 else refs
 
 

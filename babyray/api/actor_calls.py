@@ -36,6 +36,7 @@ class _ActorState:
     address: Any = None
     death_cause: str = ""
     queue: deque[PendingTask] = field(default_factory=deque)  # not yet sent, in submission order
+    out_of_order: bool = False  # a call whose arguments are ready may pass earlier ones
     inflight: dict[str, vm.TaskSpec] = field(default_factory=dict)  # task_id -> spec, sent and unanswered
 
 
@@ -55,15 +56,30 @@ class ActorSubmitter:
             self.core.transport.send(self.core.gcs, am.SubscribeActor(actor_id, self.core.inbox))
         return state
 
-    def submit(self, spec: vm.TaskSpec) -> list[ObjectRef]:
+    def submit(self, spec: vm.TaskSpec, info: am.ActorInfo) -> list[ObjectRef]:
+        """Queue a call of the actor ``info`` describes; sent once its arguments are ready, after
+        the earlier calls (unless the actor allows out-of-order execution).
+
+        Raises:
+            PendingCallsLimitExceeded: ``info.max_pending_calls`` calls of this process to the
+                actor are queued or running.
+        """
         core = self.core
         actor_id = spec.actor_id
         assert actor_id is not None, "an actor call names its actor"
         deps = ref_arguments(spec)
         call = PendingTask(spec, len(deps))
         with core.lock:
-            core.tasks.own_returns(spec, [ref for _, _, ref in deps])
             actor = self._actor(actor_id)
+            limit = info.max_pending_calls
+            if 0 <= limit <= len(actor.queue) + len(actor.inflight):
+                raise exceptions.PendingCallsLimitExceeded(
+                    f"The task {spec.function_name} could not be submitted to actor {actor_id} because "
+                    f"more than {limit} tasks are queued on the actor. This limit can be adjusted "
+                    f"with the `max_pending_calls` actor option."
+                )
+            actor.out_of_order = info.allow_out_of_order_execution
+            core.tasks.own_returns(spec, [ref for _, _, ref in deps])
             actor.queue.append(call)
             call.resolve(deps, core.objects, lambda: self._pump(actor_id))
             self._pump(actor_id)
@@ -75,6 +91,9 @@ class ActorSubmitter:
         if actor.state == ActorState.DEAD:
             self._fail_all(actor_id, actor)
             return
+        if actor.out_of_order:
+            self._pump_ready(actor_id, actor)
+            return
         while actor.queue and actor.queue[0].unresolved == 0:
             call = actor.queue[0]
             if call.failed is not None:
@@ -84,6 +103,20 @@ class ActorSubmitter:
             if actor.state != ActorState.ALIVE:
                 return
             actor.queue.popleft()
+            actor.inflight[call.spec.task_id] = call.spec
+            self._actor_of_call[call.spec.task_id] = actor_id
+            self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))
+
+    def _pump_ready(self, actor_id: ActorID, actor: _ActorState) -> None:
+        """Send every queued call whose arguments are ready, in submission order among them."""
+        ready = [call for call in actor.queue if call.unresolved == 0]
+        for call in ready:
+            if call.failed is None and actor.state != ActorState.ALIVE:
+                return
+            actor.queue.remove(call)
+            if call.failed is not None:
+                self._fail(call.spec, call.failed)
+                continue
             actor.inflight[call.spec.task_id] = call.spec
             self._actor_of_call[call.spec.task_id] = actor_id
             self.core.transport.send(actor.address, tm.ExecuteTasks((call.spec,)))

@@ -139,8 +139,8 @@ class CoreClient:
         """Submit a task; the refs of its returns (see ``TaskSubmitter.submit``)."""
         return self.tasks.submit(spec, dest)
 
-    def submit_actor_call(self, spec: vm.TaskSpec) -> list[ObjectRef]:
-        return self.actor_calls.submit(spec)
+    def submit_actor_call(self, spec: vm.TaskSpec, info: am.ActorInfo) -> list[ObjectRef]:
+        return self.actor_calls.submit(spec, info)
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
         self.tasks.cancel(ref, force)

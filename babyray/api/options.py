@@ -22,6 +22,7 @@ TASK_OPTIONS = {
     "memory",
     "runtime_env",
     "max_calls",
+    "accelerator_type",
 } | PLACEMENT_GROUP_OPTIONS
 ACTOR_OPTIONS = {
     "num_cpus",
@@ -38,12 +39,20 @@ ACTOR_OPTIONS = {
     "runtime_env",
     "get_if_exists",
     "concurrency_groups",
+    "accelerator_type",
+    "max_pending_calls",
+    "allow_out_of_order_execution",
 } | PLACEMENT_GROUP_OPTIONS
 
 
 # Options whose value is a count, as Ray checks them: an int or None, at least 0, or at least
 # -1 where -1 means without limit.
-COUNTS_WITHOUT_LIMIT = {"max_retries", "max_restarts", "max_task_retries"}
+COUNTS_WITHOUT_LIMIT = {"max_retries", "max_restarts", "max_task_retries", "max_pending_calls"}
+BOOLS = {"get_if_exists", "allow_out_of_order_execution"}
+# A task or actor with accelerator_type="T" needs this much of the node resource
+# "accelerator_type:T", as in Ray: a node offers it with resources={"accelerator_type:T": 1}.
+ACCELERATOR_TYPE_PREFIX = "accelerator_type:"
+ACCELERATOR_TYPE_AMOUNT = 0.001
 COUNTS = {"max_calls", "max_concurrency"}
 QUANTITIES = {"num_cpus", "num_gpus", "memory"}  # a non-negative number or None
 LIFETIMES = (None, "detached", "non_detached")
@@ -109,9 +118,12 @@ def _check_value(key: str, value: object) -> None:
     elif key == "lifetime":
         if value not in LIFETIMES:
             raise ValueError(f"lifetime must be one of 'detached', 'non_detached' and None, got {value!r}")
-    elif key == "get_if_exists":
+    elif key in BOOLS:
         if not isinstance(value, bool):
-            raise TypeError(f"get_if_exists must be a bool, got {shown}")
+            raise TypeError(f"{key} must be a bool, got {shown}")
+    elif key == "accelerator_type":
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"accelerator_type must be a str or None, got {shown}")
     elif key == "retry_exceptions":
         if not isinstance(value, (bool, list, tuple)):
             raise TypeError(f"retry_exceptions must be a bool or a list of exception classes, got {shown}")
@@ -145,6 +157,8 @@ def resource_request(options: dict, default_cpus: float) -> dict:
         request["GPU"] = float(options["num_gpus"])
     for name, amount in (options.get("resources") or {}).items():
         request[name] = float(amount)
+    if options.get("accelerator_type") is not None:
+        request[ACCELERATOR_TYPE_PREFIX + options["accelerator_type"]] = ACCELERATOR_TYPE_AMOUNT
     return {k: v for k, v in request.items() if v > 0}
 
 

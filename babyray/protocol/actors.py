@@ -25,6 +25,9 @@ class ActorInfo:
     # actor's; retry_exceptions, a bool or the exception classes serialized, as the GCS keeping
     # this may not import them)
     method_retries: dict = field(default_factory=dict)
+    max_pending_calls: int = -1  # calls one process may have queued or running on it (-1: no limit)
+    # A call whose arguments are ready may go before earlier calls still waiting for theirs.
+    allow_out_of_order_execution: bool = False
 
 
 @dataclass(frozen=True, slots=True)
