@@ -64,8 +64,9 @@ def init(
     ``dashboard_host``, ``dashboard_port``, ``local_mode``) are taken, with a line on stderr
     where they ask for what babyray does not do; ``logging_level`` sets the level of that
     stderr logger, ``_temp_dir`` is ``temp_dir``, ``_metrics_export_port`` is
-    ``metrics_export_port`` (the head serves ``ray.util.metrics`` values there); with ``log_to_driver=False`` what a private
-    cluster's tasks and actors print goes to the session's ``logs/node.out``.
+    ``metrics_export_port`` (the head serves ``ray.util.metrics`` values there, a private
+    cluster only); with ``log_to_driver=False`` what a private cluster's tasks and actors print
+    goes to the session's ``logs/node.out``.
 
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
