@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "gcs_flush_period": 1.0,
     # Most entries one GCS table keeps in memory when flushing (0: only finished work leaves).
     "gcs_flush_max_entries": 0,
+    # Port on the head's address where the GCS serves custom metrics (ray.util.metrics) in
+    # Prometheus format, GET /metrics; 0: not served. Ray's init(_metrics_export_port=).
+    "metrics_export_port": 0,
 }
 
 _TRUE = ("1", "true", "yes", "on")
@@ -106,6 +109,7 @@ class Settings:
     gcs_flushing: bool
     gcs_flush_period: float
     gcs_flush_max_entries: int
+    metrics_export_port: int
 
     def __init__(
         self, explicit: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None

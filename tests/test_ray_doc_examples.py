@@ -409,3 +409,50 @@ def test_actor_dies_with_its_creator_and_a_detached_one_lives_on(tmp_path):
 
 def test_anti_pattern_unnecessary_ray_get_moves_800_mb_in_the_default_store(tmp_path):
     _ok("anti_pattern_unnecessary_ray_get", tmp_path)
+
+
+# ---- metrics ----------------------------------------------------------------------------------
+
+
+def test_metrics_example_is_scraped_while_it_sleeps(tmp_path):
+    from test_metrics import find, wait_for
+
+    from babyray.cluster import free_port
+
+    port, marker = free_port(), uuid.uuid4().hex
+    env = {
+        **os.environ,
+        "BABYRAY_TEMP_DIR": str(tmp_path),
+        "PYTHONPATH": ROOT,
+        "METRICS_EXPORT_PORT": str(port),
+    }
+    example = subprocess.Popen(
+        [sys.executable, os.path.join(EXAMPLES, "metrics_example.py")],
+        env={**env, MARKER_VARIABLE: marker},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = [example.stdout.readline().strip() for _ in range(4)]
+        assert lines == ["Starting actor.", "Calling actor.", "Calling actor.", "Metrics should be exported."]
+        text = wait_for(port, "ray_num_requests_total", 2.0, actor_name="my_actor")
+        text = wait_for(port, "ray_curr_count", -5.0, actor_name="my_actor")
+        text = wait_for(port, "ray_request_latency_count", 2.0, actor_name="my_actor")
+        assert {labels["le"] for labels, _ in find(text, "ray_request_latency_bucket")} == {
+            "0.1",
+            "1.0",
+            "+Inf",
+        }
+        rest, _ = example.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if example.poll() is None:
+            example.kill()
+            example.wait(timeout=10)
+    assert example.returncode == 0 and rest.splitlines()[-1] == "Exiting!", rest
+    left = _wait_until_gone(marker)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"metrics_example left processes running: {left}"
+    for session_dir in glob.glob(os.path.join(str(tmp_path), "session_*")):
+        assert_session_clean(session_dir)

@@ -13,7 +13,9 @@ It is a thin facade over collaborators, each in its own module:
 - ``io`` (``ObjectIO``): put and get against the object store, inline values;
 - ``requests`` (``Requests``): requests sent and the replies routed back to them;
 - ``refs`` (``ReferenceCounter``), ``recovery`` (``ObjectRecovery``), ``generators``
-  (``GeneratorStreams``), ``router`` (``TaskRouter``).
+  (``GeneratorStreams``), ``router`` (``TaskRouter``);
+- ``task_events`` (``TaskEventBuffer``) and ``metrics`` (``MetricsReporter``): what the process
+  tells the GCS, sent by one ``PeriodicFlusher`` thread.
 
 Threads: user threads call the public methods; the process's message loop (the driver's
 listener thread or the worker actor) calls ``handle``. One lock (``lock``) guards all state,
@@ -33,14 +35,16 @@ from typing import Any, Callable
 from babyray import exceptions, log
 from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
+from babyray.api.flusher import PeriodicFlusher
 from babyray.api.generator import GeneratorStreams
+from babyray.api.metrics_report import MetricsReporter
 from babyray.api.object_io import ObjectIO
 from babyray.api.object_ref import ObjectRef
 from babyray.api.owner_table import OwnerTable
 from babyray.api.recovery import ObjectRecovery
 from babyray.api.reference_counting import ReferenceCounter
 from babyray.api.request_routing import REQUEST_TIMEOUT, Requests, Transport
-from babyray.api.task_events import TaskEventBuffer
+from babyray.api.task_events import FLUSH_INTERVAL, TaskEventBuffer
 from babyray.api.task_routing import TaskRouter
 from babyray.api.task_submission import TaskSubmitter
 from babyray.ids import FunctionID, JobID, NodeID, ObjectID, WorkerID
@@ -86,7 +90,15 @@ class CoreClient:
         self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
         self.generators = GeneratorStreams(self)
-        self.task_events = TaskEventBuffer(transport, gcs) if gcs is not None else None
+        self.task_events: TaskEventBuffer | None = None
+        self.metrics: MetricsReporter | None = None
+        self.flusher: PeriodicFlusher | None = None
+        if gcs is not None:  # what this process tells the GCS, sent every FLUSH_INTERVAL
+            self.task_events = TaskEventBuffer(transport, gcs)
+            self.metrics = MetricsReporter(transport, gcs, str(identity))
+            self.flusher = PeriodicFlusher(FLUSH_INTERVAL)
+            self.flusher.add(self.task_events.flush)
+            self.flusher.add(self.metrics.flush)
         self.refs = ReferenceCounter(self)  # frees objects once no ObjectRef to them remains
         self._registered_functions: dict[str, gm.RegisterFunction] = {}  # sent to the GCS, by function id
 
@@ -271,6 +283,8 @@ class CoreClient:
             self.actor_calls.resubscribe()
         if self.task_events is not None:
             self.task_events.retarget(gcs)
+        if self.metrics is not None:
+            self.metrics.retarget(gcs)
 
     def close(self) -> None:
         """Release what this client holds in its process (at shutdown): the counting thread,

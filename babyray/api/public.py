@@ -31,6 +31,7 @@ _INIT_SETTINGS = {
     "gcs_flushing",
     "gcs_flush_period",
     "gcs_flush_max_entries",
+    "metrics_export_port",
 }
 
 
@@ -62,8 +63,10 @@ def init(
     Ray's arguments for parts babyray has no counterpart of (``include_dashboard``,
     ``dashboard_host``, ``dashboard_port``, ``local_mode``) are taken, with a line on stderr
     where they ask for what babyray does not do; ``logging_level`` sets the level of that
-    stderr logger, ``_temp_dir`` is ``temp_dir``; with ``log_to_driver=False`` what a private
-    cluster's tasks and actors print goes to the session's ``logs/node.out``.
+    stderr logger, ``_temp_dir`` is ``temp_dir``, ``_metrics_export_port`` is
+    ``metrics_export_port`` (the head serves ``ray.util.metrics`` values there, a private
+    cluster only); with ``log_to_driver=False`` what a private cluster's tasks and actors print
+    goes to the session's ``logs/node.out``.
 
     Raises:
         RuntimeError: if babyray is already initialized (unless ``ignore_reinit_error``).
@@ -93,6 +96,7 @@ def init(
                 ("num_gpus", num_gpus),
                 ("resources", resources),
                 ("object_store_memory", object_store_memory),
+                ("_metrics_export_port", settings.get("metrics_export_port")),
             )
             if v is not None
         }
@@ -118,7 +122,8 @@ def _take_ray_only_arguments(settings: dict) -> bool:
     """Take Ray's ``init()`` arguments that are not babyray settings out of ``settings``, so a
     Ray program passing them runs; where a value asks for something babyray does not do, say
     so in one line on stderr. ``logging_level`` sets the level of babyray's stdlib logger (its
-    lines on stderr), and ``_temp_dir`` is ``temp_dir``. Returns ``log_to_driver``: whether what
+    lines on stderr), ``_temp_dir`` is ``temp_dir`` and ``_metrics_export_port`` is
+    ``metrics_export_port``. Returns ``log_to_driver``: whether what
     a private cluster's tasks and actors print comes to this driver (a joined cluster's goes
     to its nodes' logs either way)."""
     level = settings.pop("logging_level", None)
@@ -134,6 +139,8 @@ def _take_ray_only_arguments(settings: dict) -> bool:
         log.tell_user("babyray has no local mode: tasks and actors run in worker processes as usual")
     if "_temp_dir" in settings:
         settings.setdefault("temp_dir", settings.pop("_temp_dir"))
+    if "_metrics_export_port" in settings:
+        settings.setdefault("metrics_export_port", settings.pop("_metrics_export_port"))
     return bool(settings.pop("log_to_driver", True))
 
 

@@ -238,8 +238,8 @@ class DriverRuntime:
         if self.watch is not None:
             self.watch.close()
         self.transport.send(self.gcs, cm.UnregisterDriver(self.job_id))  # state queries stop asking it
-        if self.core.task_events is not None:
-            self.core.task_events.close()
+        if self.core.flusher is not None:
+            self.core.flusher.close()  # the last task events and metric values
         self.transport.close()
         self.core.close()
         if self.owns_cluster:

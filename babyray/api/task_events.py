@@ -2,7 +2,8 @@
 
 Owners report each task's submission and outcome. Sending each event at once would put a
 message to the GCS between a task's result and the next submission; instead events are
-collected and sent as one TaskEvents every ``interval`` seconds by a daemon thread.
+collected and sent as one TaskEvents every ``FLUSH_INTERVAL`` seconds by the process's
+``PeriodicFlusher`` (babyray/api/flusher.py), which calls ``flush``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from babyray import exceptions, log, serialization
+from babyray import exceptions, serialization
 from babyray.ids import TaskID
 from babyray.protocol import gcs as gm
 
@@ -37,16 +38,12 @@ def error_fields(blob: bytes) -> tuple[str, dict]:
 
 
 class TaskEventBuffer:
-    def __init__(self, transport: Any, gcs: Any, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, transport: Any, gcs: Any) -> None:
         self._transport = transport
         self._gcs = gcs
-        self._interval = interval
         self._events: list[tuple] = []
         self._provisional: dict[str, tuple] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="babyray-task-events", daemon=True)
-        self._thread.start()
 
     def add(self, task_id: TaskID, state: str, fields: dict) -> None:
         with self._lock:
@@ -77,14 +74,3 @@ class TaskEventBuffer:
                 self._provisional = {}
             if events:
                 self._transport.send(self._gcs, gm.TaskEvents(tuple(events)))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.flush()
-            except Exception:  # one failed round must not end the flushing
-                log.get_logger("task_events").exception("task_events_flush_failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self.flush()

@@ -48,7 +48,7 @@ def _resources(args: argparse.Namespace) -> dict:
 
 def _settings(args: argparse.Namespace) -> dict:
     settings: dict[str, Any] = {}
-    for name in ("node_timeout", "heartbeat_period", "scheduling_policy", "gcs_url"):
+    for name in ("node_timeout", "heartbeat_period", "scheduling_policy", "gcs_url", "metrics_export_port"):
         value = getattr(args, name, None)
         if value is not None:
             settings[name] = value
@@ -113,6 +113,12 @@ def cmd_start(args: argparse.Namespace) -> int:
 
     if bool(args.head) == bool(args.address):
         print("babyray start: give either --head or --address HEAD:PORT", file=sys.stderr)
+        return 2
+    if args.metrics_export_port and not args.head:
+        print(
+            "babyray start: --metrics-export-port is for the head (--head): it serves the cluster's metrics",
+            file=sys.stderr,
+        )
         return 2
     node_ip = config.Settings({"node_ip": args.node_ip}).node_ip or (
         own_ip_towards(args.address) if args.address else "127.0.0.1"
@@ -224,6 +230,8 @@ def _start_node(args: argparse.Namespace, session_dir: str, node_ip: str) -> dic
             f"Connect with: babyray start --address {handle.head_address} --token-file COPY_OF_TOKEN  |  "
             f'ray.init(address="{handle.head_address}") (on other hosts with BABYRAY_AUTH_TOKEN_PATH)'
         )
+        if args.metrics_export_port:
+            lines.append(f"Metrics (Prometheus): http://{node_ip}:{args.metrics_export_port}/metrics")
     lines.append(handle.head_address)
     return {"ok": True, "report": "\n".join(lines), "record": record, "record_path": path}
 
@@ -348,6 +356,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"special\": 1}'")
     start.add_argument("--object-store-memory", type=int, help="bytes of the node's shared-memory arena")
     start.add_argument("--gcs-url", help="GCS store URL (head only; default SQLite in the session)")
+    start.add_argument(
+        "--metrics-export-port",
+        type=int,
+        help="head only: serve ray.util.metrics values in Prometheus format on this port (GET /metrics)",
+    )
     start.add_argument(
         "--node-timeout", type=float, help="seconds of heartbeat silence before a node is dead"
     )

@@ -8,11 +8,14 @@ sends what that returns: ``NodeLiveness`` (nodes, heartbeats, deadlines), ``Acto
 behind them, and recovers nodes, actors, functions and placement groups after a restart.
 What callers learn of an actor (its registration, its state) is sent once the actor's record
 is durable (``DurableGate``), so a restarted GCS knows every actor its callers know.
+Processes' custom metric values go to ``MetricsTable``, which a ``MetricsExporter`` serves in
+Prometheus format when the cluster has a metrics export port.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -22,6 +25,8 @@ from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.drivers import DriverRegistry
 from babyray.gcs.durable_gate import Outgoing
 from babyray.gcs.functions import FunctionRegistry
+from babyray.gcs.metrics_exporter import MetricsExporter
+from babyray.gcs.metrics_table import MetricsTable
 from babyray.gcs.node_liveness import NodeLiveness
 from babyray.gcs.object_directory import ObjectDirectory
 from babyray.gcs.placement_groups import PlacementGroupDirectory, actors_in_group, bundle_nodes
@@ -56,6 +61,7 @@ class GcsActor(PartActor):
         cm.UnregisterDriver: "on_unregister_driver",
         sm.ListDrivers: "on_list_drivers",
         gm.TaskEvents: "on_task_events",
+        gm.MetricsReport: "on_metrics_report",
         om.ObjectLocations: "on_object_locations",
         cm.SubscribeNodes: "on_subscribe_nodes",
         gm.GetTableEntries: "on_get_table_entries",
@@ -91,6 +97,10 @@ class GcsActor(PartActor):
         # Workers whose death a local scheduler reported, oldest first (owners ask for their
         # borrowers); the oldest are forgotten past DEAD_WORKERS_KEPT.
         self.dead_workers: dict[WorkerID, None] = {}
+        # Custom metrics: updated on the actor's loop, rendered on the exporter's threads.
+        self.metrics = MetricsTable()
+        self.metrics_lock = threading.Lock()
+        self.metrics_exporter: MetricsExporter | None = None
         self._use_tables(config.Settings().node_timeout)
 
     def _use_tables(self, node_timeout: float) -> None:
@@ -116,7 +126,24 @@ class GcsActor(PartActor):
             self.log.error("gcs_store_rejected", error=str(exc))
             self.post(sender, gm.GcsError(type(msg).__name__, type(exc).__name__, str(exc)))
             return
-        self._use_tables(config.Settings(msg.config).node_timeout)
+        settings = config.Settings(msg.config)
+        self._use_tables(settings.node_timeout)
+        self.metrics = MetricsTable(os.path.basename(os.path.normpath(msg.session_dir)))
+        if settings.metrics_export_port:
+            try:
+                self.metrics_exporter = MetricsExporter(
+                    _host_of(self.myAddress) or "127.0.0.1",
+                    settings.metrics_export_port,
+                    self._render_metrics,
+                )
+            except OSError as exc:  # the port is taken: init() / babyray start report it
+                self.log.error(
+                    "metrics_export_port_unusable", port=settings.metrics_export_port, error=str(exc)
+                )
+                self.storage.close()
+                message = f"cannot serve metrics on port {settings.metrics_export_port}: {exc}"
+                self.post(sender, gm.GcsError(type(msg).__name__, type(exc).__name__, message))
+                return
         if reachable:
             self._recover()
         else:
@@ -132,6 +159,7 @@ class GcsActor(PartActor):
             url=self.storage.url,
             flushing=self.storage.policy.enabled,
             recovered=self.storage.recovered,
+            metrics_at=self.metrics_exporter.address if self.metrics_exporter else None,
         )
         self.post(sender, cm.Started("gcs", os.getpid()))
 
@@ -484,11 +512,28 @@ class GcsActor(PartActor):
             self.log.warning("task_placed_on_dead_node", task_id=lost.task_ids[0], node=lost.node_id)
             self.post(owner, lost)
 
+    def on_metrics_report(self, msg: gm.MetricsReport, sender: Any) -> None:
+        now = time.monotonic()
+        with self.metrics_lock:
+            self.metrics.update(msg.reporter, _host_of(sender), msg.series, now)
+            gone = self.metrics.drop_stale(now)
+        if gone:
+            self.log.info("metrics_reporters_dropped", reporters=gone)
+
+    def _render_metrics(self) -> str:
+        """The Prometheus page (on an exporter thread)."""
+        with self.metrics_lock:
+            self.metrics.drop_stale(time.monotonic())
+            return self.metrics.render()
+
     def on_object_locations(self, msg: om.ObjectLocations, sender: Any) -> None:
         self.objects.update(msg.node_id, msg.added, msg.removed)
 
     def on_exit(self, msg: Any, sender: Any) -> None:
         self.log.info("gcs_stopping")
+        if self.metrics_exporter is not None:
+            self.metrics_exporter.close()
+            self.metrics_exporter = None
         self.storage.close()
 
 

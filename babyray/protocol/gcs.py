@@ -1,4 +1,4 @@
-"""The GCS's tables: functions, task events, and reading, writing and flushing any table.
+"""The GCS's tables: functions, task events, metric values, and reading, writing and flushing any table.
 
 The GCS answers a table request it cannot serve with the same reply type and ``error`` set,
 never by raising.
@@ -53,6 +53,22 @@ class TaskEvents:
 
     def __repr__(self) -> str:
         return short_repr("TaskEvents", n=len(self.events))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsReport:
+    """Driver or worker -> GCS: values of the process's custom metrics (ray.util.metrics).
+
+    ``reporter`` names the process (its worker id); ``series`` holds
+    ``(name, kind, description, tags, value)`` rows, as babyray/api/metric_registry.py
+    describes them: the series changed since the process's last report, or all of them.
+    """
+
+    reporter: str
+    series: tuple
+
+    def __repr__(self) -> str:
+        return short_repr("MetricsReport", reporter=self.reporter, n=len(self.series))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,11 @@ _MEMBERS = {
 _SUBMODULES = {
     "actor_pool",
     "check_serialize",
+    "metrics",
     "multiprocessing",
     "queue",
     "serialization",
-}  # ray.util.queue.Queue etc.
+}  # ray.util.queue.Queue, ray.util.metrics.Counter etc.
 
 __all__ = [
     "ActorPool",
