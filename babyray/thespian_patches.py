@@ -48,6 +48,7 @@ from thespian.system.transport.TCPTransport import TCPIncoming_Common, TCPTransp
 
 from babyray import auth, log, serialization
 from babyray.actors import admin_lifetime, admin_output
+from babyray.api import metric_registry
 
 TESTED_VERSION = "4.0.1"
 
@@ -111,7 +112,8 @@ def detach_child_noting_admin(child: Any) -> None:
 def start_admin_tied(admin_class: Any, *args: Any) -> None:
     """``multiprocCommon.startAdmin`` (run in the child forked to start an admin): the admin
     first points its output where its starter asked (``admin_output``) and forgets the custom
-    serializers its starter registered (the workers it forks register their own, as Ray's do),
+    serializers its starter registered (the workers it forks register their own, as Ray's do)
+    and the metric values it recorded (its workers would report them again as theirs),
     and once made, in its own process, it starts watching its starter if the starter tied it
     (``admin_lifetime.tie_next_admin``, ``admin_lifetime.watch_starter``).
 
@@ -122,6 +124,7 @@ def start_admin_tied(admin_class: Any, *args: Any) -> None:
     def make_admin(*admin_args: Any) -> Any:
         admin_output.redirect_in_admin()
         serialization.forget_custom_serializers()
+        metric_registry.REGISTRY.clear()
         admin = admin_class(*admin_args)
         admin_lifetime.watch_starter()
         return admin

@@ -61,6 +61,13 @@ class MetricRegistry:
                 )
                 raise ValueError(f"Metric {name} is already {had} in this process.")
 
+    def clear(self) -> None:
+        """Forget every metric and value: a process forked from a driver starts without the driver's."""
+        with self._lock:
+            self._declared.clear()
+            self._series.clear()
+            self._changed.clear()
+
     def inc(self, name: str, tags: tuple, value: float) -> None:
         with self._lock:
             self._get(name, tags).value += value
