@@ -105,3 +105,23 @@ def test_placement_group_id_inside_and_outside_a_group(gpu_cluster):
         remove_placement_group(group)
     assert ray.get(placement_group_id.remote(), timeout=TIMEOUT) is None
     assert ray.get_runtime_context().get_placement_group_id() is None
+
+
+@ray.remote
+def task_name():
+    return ray.get_runtime_context().get_task_name()
+
+
+@ray.remote
+class Named:
+    def task_name(self):
+        return ray.get_runtime_context().get_task_name()
+
+
+def test_task_name_is_the_options_name_else_the_function_s(gpu_cluster):
+    assert ray.get(task_name.remote(), timeout=TIMEOUT) == "task_name"
+    assert ray.get(task_name.options(name="given").remote(), timeout=TIMEOUT) == "given"
+    actor = Named.remote()
+    assert ray.get(actor.task_name.remote(), timeout=TIMEOUT) == "Named.task_name"
+    assert ray.get(actor.task_name.options(name="call").remote(), timeout=TIMEOUT) == "call"
+    assert ray.get_runtime_context().get_task_name() is None

@@ -223,3 +223,24 @@ def test_timeline_writes_one_complete_event_per_executed_task(flushing_cluster, 
     assert all(isinstance(e["pid"], int) and isinstance(e["tid"], int) for e in events)
     assert names[ours[0]["pid"]] == f"node {flushing_cluster['node_id']}"
     assert len(ray.timeline()) == len(json.loads(path.read_text()))
+
+
+@ray.remote
+class Echo:
+    def echo(self, x: int) -> int:
+        return x
+
+
+def test_a_name_given_in_options_names_the_task_and_the_call(flushing_cluster):
+    task = square.options(name="named_square").remote(3)
+    actor = Echo.remote()
+    call = actor.echo.options(name="named_echo").remote(4)
+    plain = actor.echo.remote(5)
+    assert ray.get([task, call, plain], timeout=60) == [9, 4, 5]
+    assert _task(task.id[:-4], lambda r: r["state"] == "FINISHED")["name"] == "named_square"
+    assert _task(call.id[:-4], lambda r: r["state"] == "FINISHED")["name"] == "named_echo"
+    assert _task(plain.id[:-4], lambda r: r["state"] == "FINISHED")["name"] == "Echo.echo"
+    with pytest.raises(TypeError, match="name"):
+        actor.echo.options(name=3)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        actor.echo.options(no_such_option=1)

@@ -659,7 +659,7 @@ class Worker(PartActor):
     def _task_event(self, spec: vm.TaskSpec, state: str, **fields: Any) -> None:
         """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
         fields.update(
-            name=spec.function_name,
+            name=spec.display_name,
             node_id=self.start_msg.node_id,
             worker_id=self.start_msg.worker_id,
             actor_id=spec.actor_id,

@@ -314,6 +314,7 @@ class ActorMethod:
         concurrency_group: str | None = None,
         max_task_retries: int | None = None,
         retry_exceptions: bool | list | tuple | None = None,
+        call_name: str = "",
     ) -> None:
         self._handle = handle
         self._name = name
@@ -322,6 +323,7 @@ class ActorMethod:
         # Given to .options() (None: the method's, see ActorHandle._retry_options)
         self._max_task_retries = max_task_retries
         self._retry_exceptions = retry_exceptions
+        self._call_name = call_name  # .options(name=...): the call's name in the state API
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -336,11 +338,15 @@ class ActorMethod:
         concurrency_group: str | None = None,
         max_task_retries: int | None = None,
         retry_exceptions: bool | list | tuple | None = None,
-        **_: Any,
+        name: str | None = None,
     ) -> "ActorMethod":
         """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor
-        defines), ``max_task_retries`` and ``retry_exceptions`` (over the method's and the actor's)."""
+        defines), ``max_task_retries`` and ``retry_exceptions`` (over the method's and the actor's).
+        ``name`` names the call in the state API (``list tasks``), as in Ray; any other option is
+        a TypeError here (Ray's comes at ``.remote()``)."""
         _check_method_options(num_returns, max_task_retries, retry_exceptions)
+        if name is not None:
+            check_options({"name": name}, {"name"}, "an actor method call")
         groups = self._handle._info.concurrency_groups
         if concurrency_group is not None and concurrency_group not in groups:
             raise ValueError(
@@ -354,6 +360,7 @@ class ActorMethod:
             concurrency_group or self._concurrency_group,
             self._max_task_retries if max_task_retries is None else max_task_retries,
             self._retry_exceptions if retry_exceptions is None else retry_exceptions,
+            self._call_name if name is None else name,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -386,6 +393,7 @@ class ActorMethod:
             method_name=self._name,
             generator=mode,
             actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {},
+            name=self._call_name,
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

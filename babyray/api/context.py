@@ -23,18 +23,26 @@ _runtime: Any = None
 
 @dataclass(frozen=True, slots=True)
 class TaskFacts:
-    """What user code learns of the task it runs for: its job, namespace and nesting depth, and
-    the resources and GPU ids it holds."""
+    """What user code learns of the task it runs for: its job, namespace and nesting depth, the
+    resources and GPU ids it holds, and its name."""
 
     job_id: JobID
     namespace: str
     nesting_depth: int
     resources: dict
     gpu_ids: tuple
+    name: str = ""
 
     @classmethod
     def of(cls, spec: vm.TaskSpec) -> TaskFacts:
-        return cls(spec.job_id, spec.namespace, spec.nesting_depth, dict(spec.resources), spec.gpu_ids)
+        return cls(
+            spec.job_id,
+            spec.namespace,
+            spec.nesting_depth,
+            dict(spec.resources),
+            spec.gpu_ids,
+            spec.display_name,
+        )
 
 
 # task_id, scheduling_strategy and facts (a TaskFacts) of the task running in this thread; a

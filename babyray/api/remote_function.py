@@ -100,6 +100,7 @@ class RemoteFunction:
             runtime_env=merge(runtime.runtime_env, options.get("runtime_env")),
             namespace=context.current_namespace(),
             max_calls=options["max_calls"],
+            name=options.get("name") or "",
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

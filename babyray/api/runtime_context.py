@@ -47,6 +47,14 @@ class RuntimeContext:
         started in a worker gets an id of its own that names no task, as in Ray."""
         return context.thread_task_id()
 
+    def get_task_name(self) -> str | None:
+        """The running task's name, as in Ray: the ``name`` its options gave, else its function's
+        (``Class.method`` for an actor call); None in a driver."""
+        if self._runtime.is_driver:
+            return None
+        facts = context.task_facts()
+        return facts.name if facts is not None else None
+
     def get_actor_id(self) -> str | None:
         host = context.actor_host()
         return host.actor_id if host is not None else None

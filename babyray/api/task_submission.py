@@ -128,7 +128,7 @@ class TaskSubmitter:
         self._task_event(
             spec.task_id,
             "submitted",
-            name=spec.function_name,
+            name=spec.display_name,
             function_id=spec.function_id,
             job_id=spec.job_id,
             owner_id=spec.owner_id,
@@ -291,7 +291,7 @@ class TaskSubmitter:
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         if call is not None:  # an actor call has no "submitted" event: its record starts here
-            fields.update(name=call.function_name, actor_id=call.actor_id)
+            fields.update(name=call.display_name, actor_id=call.actor_id)
         self._task_event(
             result.task_id,
             state,

@@ -131,6 +131,12 @@ class TaskSpec:
         ""  # the submitting job's: where get_actor() looks from the task (not set on a method call)
     )
     max_calls: int = 0  # a worker that ran the function this many times exits after it (0: no limit)
+    name: str = ""  # the name options gave the task or call (the state API shows it); "": none
+
+    @property
+    def display_name(self) -> str:
+        """What the state API calls the task: its options' name, else its function's."""
+        return self.name or self.function_name
 
     def __repr__(self) -> str:
         return short_repr("TaskSpec", id=self.task_id, fn=self.function_name, attempt=self.attempt)
