@@ -244,3 +244,33 @@ def test_a_name_given_in_options_names_the_task_and_the_call(flushing_cluster):
         actor.echo.options(name=3)
     with pytest.raises(TypeError, match="unexpected keyword"):
         actor.echo.options(no_such_option=1)
+
+
+@ray.remote
+class Quiet:
+    @ray.method(enable_task_events=False)
+    def hush(self) -> str:
+        return "hush"
+
+    def talk(self) -> str:
+        return "talk"
+
+
+def test_enable_task_events_false_keeps_tasks_and_calls_out_of_the_state_api(flushing_cluster):
+    actor, quiet_actor = Quiet.remote(), Quiet.options(enable_task_events=False).remote()
+    hidden = [
+        square.options(enable_task_events=False, name="hidden_square").remote(2),
+        actor.hush.remote(),
+        actor.talk.options(enable_task_events=False).remote(),
+        quiet_actor.talk.remote(),
+    ]
+    shown = [square.options(name="shown_square").remote(2), actor.talk.remote()]
+    assert ray.get(hidden + shown, timeout=60) == [4, "hush", "talk", "talk", 4, "talk"]
+    for ref in shown:
+        _task(ref.id[:-4], lambda r: r["state"] == "FINISHED")
+    time.sleep(0.5)  # past two flushes of every process's task events
+    assert [state.get_task(ref.id[:-4]) for ref in hidden] == [None] * len(hidden)
+    names = {r["name"] for r in state.list_tasks(limit=None)}
+    assert "hidden_square" not in names and "shown_square" in names
+    with pytest.raises(TypeError, match="enable_task_events"):
+        square.options(enable_task_events="no")

@@ -37,6 +37,7 @@ from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
 from babyray.api.runtime_context import cancel_requested
+from babyray.api.task_events import HIDDEN
 from babyray.ids import FunctionID, TaskID
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
@@ -657,7 +658,12 @@ class Worker(PartActor):
         return True
 
     def _task_event(self, spec: vm.TaskSpec, state: str, **fields: Any) -> None:
-        """Tell the GCS where and when a task is queued or runs (merged with its owner's)."""
+        """Tell the GCS where and when a task is queued or runs (merged with its owner's); nothing
+        for an actor call with enable_task_events=False, hidden for such a task."""
+        if not spec.task_events:
+            if spec.actor_id is not None and not spec.actor_creation:
+                return
+            fields.update(HIDDEN)
         fields.update(
             name=spec.display_name,
             node_id=self.start_msg.node_id,

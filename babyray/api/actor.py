@@ -30,6 +30,7 @@ from babyray.util.placement_group import in_placement_group
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
 _RETRIES_ATTR = "__babyray_retries__"  # (max_task_retries, retry_exceptions), None where not given
+_TASK_EVENTS_ATTR = "__babyray_task_events__"  # @method(enable_task_events=...)
 
 
 def method(
@@ -39,6 +40,7 @@ def method(
     concurrency_group: str | None = None,
     max_task_retries: int | None = None,
     retry_exceptions: bool | list | tuple | None = None,
+    enable_task_events: bool | None = None,
 ) -> Callable:
     """Decorator for actor methods: ``@ray.method(num_returns=2)`` (or "streaming", "dynamic"),
     ``@ray.method(concurrency_group="io")`` (a group the class declares), or bare ``@ray.method``.
@@ -46,18 +48,21 @@ def method(
 
     ``max_task_retries`` (-1: no limit) replaces the actor's for this method's calls;
     ``retry_exceptions`` (True, or a list of exception classes) retries them on an application
-    exception too, within the same ``max_task_retries``.
+    exception too, within the same ``max_task_retries``. ``enable_task_events=False`` keeps
+    its calls out of the state API (replaces the actor's).
 
     Raises:
         TypeError, ValueError: a value ``.options()`` would refuse.
     """
-    _check_method_options(num_returns, max_task_retries, retry_exceptions)
+    _check_method_options(num_returns, max_task_retries, retry_exceptions, enable_task_events)
 
     def decorate(function: Callable) -> Callable:
         if num_returns is not None:
             setattr(function, _NUM_RETURNS_ATTR, num_returns)
         if max_task_retries is not None or retry_exceptions is not None:
             setattr(function, _RETRIES_ATTR, (max_task_retries, retry_exceptions))
+        if enable_task_events is not None:
+            setattr(function, _TASK_EVENTS_ATTR, enable_task_events)
         if concurrency_group is not None:
             setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
@@ -65,12 +70,15 @@ def method(
     return decorate(function) if function is not None else decorate
 
 
-def _check_method_options(num_returns: Any, max_task_retries: Any, retry_exceptions: Any) -> None:
+def _check_method_options(
+    num_returns: Any, max_task_retries: Any, retry_exceptions: Any, enable_task_events: Any
+) -> None:
     """Raise as ``check_options`` does for a method's options (None: not given)."""
     given = {
         "num_returns": num_returns,
         "max_task_retries": max_task_retries,
         "retry_exceptions": retry_exceptions,
+        "enable_task_events": enable_task_events,
     }
     check_options({k: v for k, v in given.items() if v is not None}, set(given), "an actor method")
 
@@ -117,6 +125,15 @@ def _method_retries(cls: type) -> dict[str, tuple[int | None, bool | bytes]]:
                 retry_exceptions = serialization.dumps(tuple(retry_exceptions))
             found[name] = (max_task_retries, retry_exceptions or False)
     return found
+
+
+def _method_task_events(cls: type) -> dict[str, bool]:
+    """``enable_task_events`` of the methods of ``cls`` whose ``@method`` gives it."""
+    return {
+        name: getattr(member, _TASK_EVENTS_ATTR)
+        for name, member in inspect.getmembers(cls, callable)
+        if hasattr(member, _TASK_EVENTS_ATTR)
+    }
 
 
 class ActorClass:
@@ -190,6 +207,8 @@ class ActorClass:
             if options.get("max_pending_calls") is None
             else options["max_pending_calls"],
             allow_out_of_order_execution=bool(options.get("allow_out_of_order_execution")),
+            enable_task_events=options.get("enable_task_events", True),
+            method_task_events=_method_task_events(self._cls),
         )
         spec = vm.TaskSpec(
             task_id=task_id,
@@ -315,6 +334,7 @@ class ActorMethod:
         max_task_retries: int | None = None,
         retry_exceptions: bool | list | tuple | None = None,
         call_name: str = "",
+        task_events: bool | None = None,
     ) -> None:
         self._handle = handle
         self._name = name
@@ -324,6 +344,7 @@ class ActorMethod:
         self._max_task_retries = max_task_retries
         self._retry_exceptions = retry_exceptions
         self._call_name = call_name  # .options(name=...): the call's name in the state API
+        self._task_events = task_events  # .options(enable_task_events=...); None: the method's
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -339,12 +360,14 @@ class ActorMethod:
         max_task_retries: int | None = None,
         retry_exceptions: bool | list | tuple | None = None,
         name: str | None = None,
+        enable_task_events: bool | None = None,
     ) -> "ActorMethod":
         """This call with other options: ``num_returns``, ``concurrency_group`` (one the actor
         defines), ``max_task_retries`` and ``retry_exceptions`` (over the method's and the actor's).
-        ``name`` names the call in the state API (``list tasks``), as in Ray; any other option is
-        a TypeError here (Ray's comes at ``.remote()``)."""
-        _check_method_options(num_returns, max_task_retries, retry_exceptions)
+        ``name`` names the call in the state API (``list tasks``), as in Ray;
+        ``enable_task_events=False`` keeps it out of there. Any other option is a TypeError here
+        (Ray's comes at ``.remote()``)."""
+        _check_method_options(num_returns, max_task_retries, retry_exceptions, enable_task_events)
         if name is not None:
             check_options({"name": name}, {"name"}, "an actor method call")
         groups = self._handle._info.concurrency_groups
@@ -361,6 +384,7 @@ class ActorMethod:
             self._max_task_retries if max_task_retries is None else max_task_retries,
             self._retry_exceptions if retry_exceptions is None else retry_exceptions,
             self._call_name if name is None else name,
+            self._task_events if enable_task_events is None else enable_task_events,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -394,6 +418,9 @@ class ActorMethod:
             generator=mode,
             actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {},
             name=self._call_name,
+            task_events=self._task_events
+            if self._task_events is not None
+            else info.method_task_events.get(self._name, info.enable_task_events),
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

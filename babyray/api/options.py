@@ -23,6 +23,7 @@ TASK_OPTIONS = {
     "runtime_env",
     "max_calls",
     "accelerator_type",
+    "enable_task_events",
 } | PLACEMENT_GROUP_OPTIONS
 ACTOR_OPTIONS = {
     "num_cpus",
@@ -42,13 +43,14 @@ ACTOR_OPTIONS = {
     "accelerator_type",
     "max_pending_calls",
     "allow_out_of_order_execution",
+    "enable_task_events",
 } | PLACEMENT_GROUP_OPTIONS
 
 
 # Options whose value is a count, as Ray checks them: an int or None, at least 0, or at least
 # -1 where -1 means without limit.
 COUNTS_WITHOUT_LIMIT = {"max_retries", "max_restarts", "max_task_retries", "max_pending_calls"}
-BOOLS = {"get_if_exists", "allow_out_of_order_execution"}
+BOOLS = {"get_if_exists", "allow_out_of_order_execution", "enable_task_events"}
 # A task or actor with accelerator_type="T" needs this much of the node resource
 # "accelerator_type:T", as in Ray: a node offers it with resources={"accelerator_type:T": 1}.
 ACCELERATOR_TYPE_PREFIX = "accelerator_type:"

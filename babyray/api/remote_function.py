@@ -101,6 +101,7 @@ class RemoteFunction:
             namespace=context.current_namespace(),
             max_calls=options["max_calls"],
             name=options.get("name") or "",
+            task_events=options.get("enable_task_events", True),
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

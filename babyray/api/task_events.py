@@ -16,6 +16,9 @@ from babyray.ids import TaskID
 from babyray.protocol import gcs as gm
 
 FLUSH_INTERVAL = 0.2
+# The field that keeps a task with enable_task_events=False out of the state API; its events
+# still reach the GCS, whose task table is also the lineage object recovery reads.
+HIDDEN = {"hidden": True}
 
 
 def error_fields(blob: bytes) -> tuple[str, dict]:

@@ -22,7 +22,7 @@ from babyray.api.leases import OwnerLeases
 from babyray.api.object_ref import ObjectRef
 from babyray.api.pending_tasks import PendingTask, ref_arguments
 from babyray.api.reference_counting import take_serialized_refs
-from babyray.api.task_events import error_fields
+from babyray.api.task_events import HIDDEN, error_fields
 from babyray.ids import NodeID, ObjectID, TaskID, new_task_id, object_id_for
 from babyray.protocol import gcs as gm
 from babyray.protocol import objects as om
@@ -136,6 +136,7 @@ class TaskSubmitter:
             return_ids=tuple(spec.return_ids),
             spec=spec,
             submitted_at=time.time(),
+            **HIDDEN if not spec.task_events else {},
         )
 
     def _task_event(self, task_id: TaskID, state: str, **fields: Any) -> None:
@@ -292,16 +293,17 @@ class TaskSubmitter:
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         if call is not None:  # an actor call has no "submitted" event: its record starts here
             fields.update(name=call.display_name, actor_id=call.actor_id)
-        self._task_event(
-            result.task_id,
-            state,
-            finished_at=time.time(),
-            worker_id=result.worker_id,
-            node_id=result.node_id,
-            attempt=spec.attempt if spec else None,
-            started_at=result.started_at or None,
-            **fields,
-        )
+        if call is None or call.task_events:  # a call with enable_task_events=False sends none
+            self._task_event(
+                result.task_id,
+                state,
+                finished_at=time.time(),
+                worker_id=result.worker_id,
+                node_id=result.node_id,
+                attempt=spec.attempt if spec else None,
+                started_at=result.started_at or None,
+                **fields,
+            )
         core.refs.task_finished(result.task_id)
         objects = core.objects
         for oid, value in result.returns:

@@ -28,6 +28,8 @@ class ActorInfo:
     max_pending_calls: int = -1  # calls one process may have queued or running on it (-1: no limit)
     # A call whose arguments are ready may go before earlier calls still waiting for theirs.
     allow_out_of_order_execution: bool = False
+    enable_task_events: bool = True  # the actor's option; a method's own is in method_task_events
+    method_task_events: dict = field(default_factory=dict)  # method name -> @method's enable_task_events
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,6 +132,9 @@ class TaskSpec:
     )
     max_calls: int = 0  # a worker that ran the function this many times exits after it (0: no limit)
     name: str = ""  # the name options gave the task or call (the state API shows it); "": none
+    # False (enable_task_events=False): the state API does not list it; an actor call sends no
+    # task events at all, a task's still go to the GCS (they are its lineage), marked hidden.
+    task_events: bool = True
 
     @property
     def display_name(self) -> str:

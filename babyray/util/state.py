@@ -167,7 +167,8 @@ def list_tasks(
     timeout: float = DEFAULT_TIMEOUT,
     detail: bool = False,
 ) -> list[dict]:
-    """The tasks (and actor method calls) the GCS knows, oldest update first.
+    """The tasks (and actor method calls) the GCS knows, oldest update first; not those
+    submitted with ``enable_task_events=False``.
 
     Args:
         filters: ``[(key, "=" | "!=", value)]`` or ``{key: value}`` on the row fields,
@@ -185,7 +186,7 @@ def list_tasks(
         stored = _STORED_TASK_STATE.get(str(value).upper())
         if key == "state" and op == "=" and stored is not None:
             where = {"state": stored}  # the store's indexed column narrows the scan
-    rows = (_task_row(TaskID(k), r) for k, r in _scan("tasks", where, timeout))
+    rows = (_task_row(TaskID(k), r) for k, r in _scan("tasks", where, timeout) if not r.get("hidden"))
     rows_out = _select(rows, filters, limit)
     if not detail:
         for row in rows_out:
@@ -194,9 +195,10 @@ def list_tasks(
 
 
 def get_task(task_id: TaskID, timeout: float = DEFAULT_TIMEOUT) -> dict | None:
-    """One task with every field (traceback included), or None if the GCS never saw it."""
+    """One task with every field (traceback included), or None if the GCS never saw it (or it
+    was submitted with ``enable_task_events=False``)."""
     record = _get("tasks", task_id, timeout)
-    return None if record is None else _task_row(task_id, record)
+    return None if record is None or record.get("hidden") else _task_row(task_id, record)
 
 
 def summarize_tasks(timeout: float = DEFAULT_TIMEOUT) -> dict:
