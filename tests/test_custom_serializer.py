@@ -208,3 +208,12 @@ def test_task_arguments_need_the_registration_of_the_submitter_only(
     assert ray.get(describe.remote(Locked(big)), timeout=TIMEOUT) == ("Locked", big, True)
     ray.util.deregister_serializer(Locked)
     _fails_to_serialize(lambda: describe.remote(Locked(1)))
+
+
+def test_inspect_serializability_counts_a_registered_serializer(deregistered: None, capsys) -> None:
+    ok, failures = ray.util.inspect_serializability(Locked(1), name="locked")
+    assert not ok and failures
+    register()
+    ok, failures = ray.util.inspect_serializability(Locked(1), name="locked")
+    assert ok and not failures
+    assert "FAIL" in capsys.readouterr().out  # the first search printed the failure

@@ -1,6 +1,7 @@
 """``inspect_serializability``: find what keeps an object from pickling, as Ray's does.
 
-It tries to cloudpickle the object; when that fails it looks inside (a function's globals
+It tries to serialize the object as babyray does (cloudpickle, with the serializers
+``register_serializer`` gave); when that fails it looks inside (a function's globals
 and closure variables, an object's attributes and methods) down to ``depth`` levels,
 printing what it tries, and returns ``(serializable, failures)``.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Iterator
 
-import cloudpickle
+from babyray import serialization
 
 
 class FailureTuple:
@@ -72,10 +73,10 @@ def _inspect(
     if not top:
         printer.print(f"Serializing '{name}' {obj}...")
     try:
-        cloudpickle.dumps(obj)
+        serialization.serialize(obj)  # as a value travels: registered serializers count
         return True
     except Exception as exc:
-        printer.print(f"!!! FAIL serialization: {exc}")
+        printer.print(f"!!! FAIL serialization: {exc.__cause__ or exc}")
     if depth <= 0:
         failures.add(FailureTuple(obj, name, parent))
         return False
