@@ -29,8 +29,9 @@ from babyray.runtime_env.validation import merge
 from babyray.util.placement_group import in_placement_group
 
 _NUM_RETURNS_ATTR = "__babyray_num_returns__"
-_RETRIES_ATTR = "__babyray_retries__"  # (max_task_retries, retry_exceptions), None where not given
-_TASK_EVENTS_ATTR = "__babyray_task_events__"  # @method(enable_task_events=...)
+_OPTIONS_ATTR = "__babyray_method_options__"  # the per-call options @method gave, as a dict
+# The options a method (@method) or a call (.options()) may set over the actor's.
+CALL_OPTIONS = ("max_task_retries", "retry_exceptions", "enable_task_events")
 
 
 def method(
@@ -54,15 +55,18 @@ def method(
     Raises:
         TypeError, ValueError: a value ``.options()`` would refuse.
     """
-    _check_method_options(num_returns, max_task_retries, retry_exceptions, enable_task_events)
+    given = _call_options(
+        num_returns=num_returns,
+        max_task_retries=max_task_retries,
+        retry_exceptions=retry_exceptions,
+        enable_task_events=enable_task_events,
+    )
 
     def decorate(function: Callable) -> Callable:
         if num_returns is not None:
             setattr(function, _NUM_RETURNS_ATTR, num_returns)
-        if max_task_retries is not None or retry_exceptions is not None:
-            setattr(function, _RETRIES_ATTR, (max_task_retries, retry_exceptions))
-        if enable_task_events is not None:
-            setattr(function, _TASK_EVENTS_ATTR, enable_task_events)
+        if given:
+            setattr(function, _OPTIONS_ATTR, given)
         if concurrency_group is not None:
             setattr(function, CONCURRENCY_GROUP_ATTR, concurrency_group)
         return function
@@ -70,17 +74,12 @@ def method(
     return decorate(function) if function is not None else decorate
 
 
-def _check_method_options(
-    num_returns: Any, max_task_retries: Any, retry_exceptions: Any, enable_task_events: Any
-) -> None:
-    """Raise as ``check_options`` does for a method's options (None: not given)."""
-    given = {
-        "num_returns": num_returns,
-        "max_task_retries": max_task_retries,
-        "retry_exceptions": retry_exceptions,
-        "enable_task_events": enable_task_events,
-    }
-    check_options({k: v for k, v in given.items() if v is not None}, set(given), "an actor method")
+def _call_options(**options: Any) -> dict[str, Any]:
+    """The ``CALL_OPTIONS`` among ``options`` that are given (not None), checked as
+    ``check_options`` checks them (``num_returns`` is checked too, not returned)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    check_options(given, set(options), "an actor method")
+    return {k: v for k, v in given.items() if k in CALL_OPTIONS}
 
 
 def _concurrency_groups(cls: type, groups: Any) -> dict[str, int]:
@@ -114,26 +113,16 @@ def _methods_of(cls: type) -> dict[str, int | str]:
     }
 
 
-def _method_retries(cls: type) -> dict[str, tuple[int | None, bool | bytes]]:
-    """The ``@method`` retry options of the methods of ``cls`` that have them (see ActorInfo)."""
+def _method_options(cls: type) -> dict[str, dict[str, Any]]:
+    """The options ``@method`` gave the methods of ``cls`` (see ``ActorInfo.method_options``)."""
     found = {}
     for name, member in inspect.getmembers(cls, callable):
-        given = getattr(member, _RETRIES_ATTR, None)
-        if given is not None:
-            max_task_retries, retry_exceptions = given
-            if isinstance(retry_exceptions, (list, tuple)):
-                retry_exceptions = serialization.dumps(tuple(retry_exceptions))
-            found[name] = (max_task_retries, retry_exceptions or False)
+        given = dict(getattr(member, _OPTIONS_ATTR, {}))
+        if isinstance(given.get("retry_exceptions"), (list, tuple)):
+            given["retry_exceptions"] = serialization.dumps(tuple(given["retry_exceptions"]))
+        if given:
+            found[name] = given
     return found
-
-
-def _method_task_events(cls: type) -> dict[str, bool]:
-    """``enable_task_events`` of the methods of ``cls`` whose ``@method`` gives it."""
-    return {
-        name: getattr(member, _TASK_EVENTS_ATTR)
-        for name, member in inspect.getmembers(cls, callable)
-        if hasattr(member, _TASK_EVENTS_ATTR)
-    }
 
 
 class ActorClass:
@@ -202,13 +191,12 @@ class ActorClass:
             int(options.get("max_task_retries") or 0),
             name,
             tuple(self._groups),
-            _method_retries(self._cls),
+            _method_options(self._cls),
             max_pending_calls=-1
             if options.get("max_pending_calls") is None
             else options["max_pending_calls"],
             allow_out_of_order_execution=bool(options.get("allow_out_of_order_execution")),
             enable_task_events=options.get("enable_task_events", True),
-            method_task_events=_method_task_events(self._cls),
         )
         spec = vm.TaskSpec(
             task_id=task_id,
@@ -284,19 +272,23 @@ class ActorHandle:
 
     def __init__(self, info: am.ActorInfo) -> None:
         self._info = info
-        self._retries: dict[str, tuple[int, bool | list | tuple]] = {}  # see _retry_options
+        self._call_defaults: dict[str, dict[str, Any]] = {}  # see call_defaults
 
-    def _retry_options(self, method: str) -> tuple[int, bool | list | tuple]:
-        """``(max_task_retries, retry_exceptions)`` of a call of ``method``: its ``@method``
-        values where given, else the actor's max_task_retries and no retry on exceptions."""
-        found = self._retries.get(method)
+    def call_defaults(self, method: str) -> dict[str, Any]:
+        """The ``CALL_OPTIONS`` of a call of ``method`` without ``.options()``: its ``@method``
+        values where given, else the actor's (no retry on exceptions)."""
+        found = self._call_defaults.get(method)
         if found is None:
-            max_task_retries, retry_exceptions = self._info.method_retries.get(method, (None, False))
-            if isinstance(retry_exceptions, bytes):
-                retry_exceptions = serialization.deserialize(retry_exceptions)
-            if max_task_retries is None:
-                max_task_retries = self._info.max_task_retries
-            found = self._retries[method] = (max_task_retries, retry_exceptions)
+            info = self._info
+            found = {
+                "max_task_retries": info.max_task_retries,
+                "retry_exceptions": False,
+                "enable_task_events": info.enable_task_events,
+                **info.method_options.get(method, {}),
+            }
+            if isinstance(found["retry_exceptions"], bytes):
+                found["retry_exceptions"] = serialization.deserialize(found["retry_exceptions"])
+            self._call_defaults[method] = found
         return found
 
     def __getattr__(self, name: str) -> "ActorMethod":
@@ -331,20 +323,16 @@ class ActorMethod:
         name: str,
         num_returns: int | str,
         concurrency_group: str | None = None,
-        max_task_retries: int | None = None,
-        retry_exceptions: bool | list | tuple | None = None,
+        call_options: dict[str, Any] | None = None,
         call_name: str = "",
-        task_events: bool | None = None,
     ) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._concurrency_group = concurrency_group
-        # Given to .options() (None: the method's, see ActorHandle._retry_options)
-        self._max_task_retries = max_task_retries
-        self._retry_exceptions = retry_exceptions
+        # CALL_OPTIONS given to .options(), over the method's (ActorHandle.call_defaults)
+        self._call_options = call_options or {}
         self._call_name = call_name  # .options(name=...): the call's name in the state API
-        self._task_events = task_events  # .options(enable_task_events=...); None: the method's
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -367,7 +355,12 @@ class ActorMethod:
         ``name`` names the call in the state API (``list tasks``), as in Ray;
         ``enable_task_events=False`` keeps it out of there. Any other option is a TypeError here
         (Ray's comes at ``.remote()``)."""
-        _check_method_options(num_returns, max_task_retries, retry_exceptions, enable_task_events)
+        given = _call_options(
+            num_returns=num_returns,
+            max_task_retries=max_task_retries,
+            retry_exceptions=retry_exceptions,
+            enable_task_events=enable_task_events,
+        )
         if name is not None:
             check_options({"name": name}, {"name"}, "an actor method call")
         groups = self._handle._info.concurrency_groups
@@ -381,10 +374,8 @@ class ActorMethod:
             self._name,
             self._num_returns if num_returns is None else num_returns,
             concurrency_group or self._concurrency_group,
-            self._max_task_retries if max_task_retries is None else max_task_retries,
-            self._retry_exceptions if retry_exceptions is None else retry_exceptions,
+            {**self._call_options, **given},
             self._call_name if name is None else name,
-            self._task_events if enable_task_events is None else enable_task_events,
         )
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
@@ -394,11 +385,10 @@ class ActorMethod:
         mode = generator_mode(None, self._num_returns)
         num_returns = 1 if mode else cast(int, self._num_returns)  # a str is a generator mode
         task_id, return_ids = new_returns(num_returns)
-        max_task_retries, retry_exceptions = self._handle._retry_options(self._name)
-        if self._max_task_retries is not None:
-            max_task_retries = self._max_task_retries
-        if self._retry_exceptions is not None:
-            retry_exceptions = self._retry_exceptions
+        call = self._handle.call_defaults(self._name)
+        if self._call_options:
+            call = {**call, **self._call_options}
+        retry_exceptions = call["retry_exceptions"]
         spec = vm.TaskSpec(
             task_id=task_id,
             job_id=runtime.job_id,
@@ -411,16 +401,14 @@ class ActorMethod:
             resources={},
             owner=core.inbox,
             owner_id=core.identity,
-            max_retries=max_task_retries,
+            max_retries=call["max_task_retries"],
             retry_exceptions=bool(retry_exceptions),
             actor_id=info.actor_id,
             method_name=self._name,
             generator=mode,
             actor_options={"concurrency_group": self._concurrency_group} if self._concurrency_group else {},
             name=self._call_name,
-            task_events=self._task_events
-            if self._task_events is not None
-            else info.method_task_events.get(self._name, info.enable_task_events),
+            task_events=call["enable_task_events"],
         )
         if retry_exceptions:
             core.tasks.retry_on_exceptions(task_id, retry_exceptions)

@@ -21,15 +21,14 @@ class ActorInfo:
     max_task_retries: int = 0
     name: str | None = None
     concurrency_groups: tuple = ()  # names of the actor's concurrency groups
-    # Methods given retry options by ``@method``: name -> (max_task_retries, None for the
-    # actor's; retry_exceptions, a bool or the exception classes serialized, as the GCS keeping
-    # this may not import them)
-    method_retries: dict = field(default_factory=dict)
+    # Options ``@method`` gave methods: name -> {max_task_retries, retry_exceptions (a bool, or
+    # the exception classes serialized: the GCS keeping this may not import them),
+    # enable_task_events}, only those given; the actor's apply to the others
+    method_options: dict = field(default_factory=dict)
     max_pending_calls: int = -1  # calls one process may have queued or running on it (-1: no limit)
     # A call whose arguments are ready may go before earlier calls still waiting for theirs.
     allow_out_of_order_execution: bool = False
-    enable_task_events: bool = True  # the actor's option; a method's own is in method_task_events
-    method_task_events: dict = field(default_factory=dict)  # method name -> @method's enable_task_events
+    enable_task_events: bool = True  # the actor's option; a method's own is in method_options
 
 
 @dataclass(frozen=True, slots=True)
