@@ -86,6 +86,7 @@ class ActorHost:
             str, tuple[asyncio.AbstractEventLoop, asyncio.Task]
         ] = {}  # async calls running
         self._cancelled: set[str] = set()  # calls ray.cancel reached before they started or ended
+        self._runs_on_loop: dict[str, bool] = {}  # method name -> may run on the worker's loop thread
 
     def construct(self, args: list, kwargs: dict) -> None:
         if self.is_async:
@@ -101,6 +102,19 @@ class ActorHost:
 
     def method(self, name: str) -> Callable:
         return getattr(self.instance, name)
+
+    def runs_on_loop_thread(self, spec: vm.TaskSpec) -> bool:
+        """Whether the call may run on the worker's loop thread (``LoopHandover``): a plain
+        method of a created sync actor that runs one call at a time (a generator method streams
+        from the executor thread)."""
+        name = spec.method_name
+        if name is None or self.instance is None or self.is_async or self.groups or self.max_concurrency != 1:
+            return False
+        runs = self._runs_on_loop.get(name)
+        if runs is None:
+            method = getattr(self.instance, name, None)
+            runs = self._runs_on_loop[name] = callable(method) and not inspect.isgeneratorfunction(method)
+        return runs
 
     def default_loop(self) -> asyncio.AbstractEventLoop | None:
         """The event loop of an async actor's default group (None in a threaded actor)."""

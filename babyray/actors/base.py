@@ -51,6 +51,7 @@ class PartActor(Actor):
         self._posted_in_turn = threading.Event()
         self._thread_wakes = 0  # wake-ups threads asked for so far (wake_from_thread)
         self._periods: dict[str, float] = {}  # running periodic duty -> its period in seconds
+        self.messages_left = 0  # messages of the batch being handled that come after this one
         self.log = log.get_logger(self.component)
 
     # ---- sending -----------------------------------------------------------------------
@@ -169,9 +170,12 @@ class PartActor(Actor):
         elif isinstance(message, PoisonMessage):
             self.log.warning("message_undeliverable", message=repr(message.poisonMessage)[:200])
         else:
-            for msg in unbatch(message):
+            messages = list(unbatch(message))
+            for index, msg in enumerate(messages, 1):
+                self.messages_left = len(messages) - index
                 if not self.intercept(msg):
                     self._run(self.handlers.get(type(msg)), msg, sender)
+            self.messages_left = 0
         if self._wake_r is not None and self._thread_outbox:
             self._drain_thread_posts()
         self._flush()

@@ -30,6 +30,7 @@ from babyray.actors.actor_host import ActorHost
 from babyray.actors.base import PartActor
 from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
+from babyray.actors.loop_handover import LoopHandover
 from babyray.actors.running_task import RunningTaskSlot
 from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
 from babyray.api import context
@@ -50,6 +51,9 @@ from babyray.task_failure import failed_returns
 # How long the loop waits in its turn for the result of a task it handed to an idle executor
 # (PartActor.wait_in_turn): a result ready by then leaves in the same turn.
 IN_TURN_WAIT = 0.002
+# How long a sync actor's call runs on the loop thread before a standby thread takes the loop
+# over (LoopHandover); one that waits for a value hands it over at once.
+LOOP_HANDOVER_AFTER = 0.002
 MAX_UNSENT_RESULTS = 64  # wake the loop at least this often while tasks keep coming
 ENV_FAILED_IDLE_EXIT = 1.0  # seconds a worker whose runtime_env failed waits idle before it exits
 EXIT_RESULTS_GRACE = 0.2  # seconds exit_actor() leaves the results sent before it to travel
@@ -102,14 +106,16 @@ def exit_status(code: object) -> int:
 
 
 class _ActorThreadTransport:
-    """Sends through the worker actor: directly on its loop, via the wake pipe elsewhere."""
+    """Sends through the worker actor: directly from the thread running its loop, via the wake
+    pipe from others (and from the loop thread while it runs an actor's call)."""
 
     def __init__(self, actor: "Worker") -> None:
         self.actor = actor
         self.loop_thread = threading.get_ident()
 
     def send(self, dest: Any, msg: Any) -> None:
-        if threading.get_ident() == self.loop_thread:
+        handover = self.actor.handover
+        if threading.get_ident() == (self.loop_thread if handover is None else handover.loop_thread):
             self.actor.post(dest, msg)
         else:
             self.actor.post_from_thread(dest, msg)
@@ -148,6 +154,10 @@ class Worker(PartActor):
         self.retiring = False  # ran a function's max_calls-th time: takes no more tasks (_retire)
         self.runs: dict[FunctionID, int] = {}  # runs here of each function with a max_calls limit
         self.running: vm.TaskSpec | None = None
+        self.inline: vm.TaskSpec | None = None  # the actor call running on the loop thread
+        self.executor_waiting = False  # the (only) executor thread waits for a task
+        self.exiting = False  # the actor called exit_actor(): no more calls run
+        self.handover: LoopHandover | None = None  # made by the first call run on the loop thread
         self.cancelled: set[str] = set()
         self.functions: dict[str, Any] = {}
         self.actor: ActorHost | None = None
@@ -200,6 +210,8 @@ class Worker(PartActor):
         if msg.lease_id:
             self._on_push(msg.specs[0], msg.lease_id)
             return
+        if self._run_on_loop_thread(msg):
+            return
         if self.actor is not None and self.actor.groups:
             msg = tm.ExecuteTasks(self._run_concurrency_groups(self.actor, msg.specs), msg.lease)
         with self.queue_lock:
@@ -221,7 +233,48 @@ class Worker(PartActor):
 
     def _idle(self) -> bool:
         """Whether the executor has nothing to run or running (under the queue lock)."""
-        return not self.tasks and self.running is None and not self.blocked and not self.retiring
+        return (
+            not self.tasks
+            and self.running is None
+            and self.inline is None
+            and not self.blocked
+            and not self.retiring
+            and not self.exiting
+        )
+
+    def _run_on_loop_thread(self, msg: tm.ExecuteTasks) -> bool:
+        """Run a sync actor's call here, on the loop thread, if nothing else waits or runs:
+        its result leaves in this turn, with no hand-off to the executor thread and back. The
+        loop is handed over to a standby thread if the call waits for a value or runs long
+        (``LoopHandover``); calls arriving meanwhile queue for the executor thread."""
+        actor = self.actor
+        if actor is None or msg.lease or len(msg.specs) != 1 or self.messages_left:
+            return False  # a batch's calls queue: those after one whose loop was handed over would
+            # otherwise run after the calls the standby thread received meanwhile
+        spec = msg.specs[0]
+        if spec.actor_creation or spec.task_id in self.cancelled or not actor.runs_on_loop_thread(spec):
+            return False
+        if self.handover is None:
+            self.handover = LoopHandover(self._myRef, self.wake_from_thread, LOOP_HANDOVER_AFTER)
+        if not self.handover.usable():
+            return False
+        with self.queue_lock:
+            if not (self._idle() and self.executor_waiting):
+                return False
+            self.inline = spec
+        self._task_event(spec, "scheduled")
+        self.running_slot.set(spec.task_id)
+        try:
+            returns = self.handover.run(lambda: self._execute_unless_exit(spec))
+        finally:
+            self.running_slot.clear()
+            with self.queue_lock:
+                self.inline = None
+                if self.tasks:  # queued meanwhile, for the executor thread
+                    self.queue_lock.notify()
+        if returns is not None:  # behind what the call sent (a generator's items), this turn
+            self.post_from_thread(spec.owner, tm.TaskResults((self._task_result(spec, returns),)), wake=False)
+        return True
 
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
         with self.queue_lock:
@@ -356,6 +409,8 @@ class Worker(PartActor):
             )
 
     def _on_block(self) -> None:
+        if self.handover is not None:  # an actor's call on the loop thread waits: hand the loop over
+            self.handover.hand_over()
         if threading.current_thread() is not self.executor or self.actor is not None:
             return
         with self.queue_lock:
@@ -409,8 +464,10 @@ class Worker(PartActor):
     def _run_tasks(self) -> None:
         while True:
             with self.queue_lock:
-                while not self.tasks:
+                while not self.tasks or self.inline is not None or self.exiting:
+                    self.executor_waiting = True
                     self.queue_lock.wait()
+                self.executor_waiting = False
                 spec = self.tasks.popleft()
             if spec.task_id in self.cancelled:
                 self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
@@ -470,18 +527,22 @@ class Worker(PartActor):
         while self.unlogged:
             self.log.info("task_executed", **self.unlogged.popleft())
 
-    def _report(self, spec: vm.TaskSpec, returns: tuple, retiring: bool = False) -> None:
+    def _task_result(self, spec: vm.TaskSpec, returns: tuple) -> tm.TaskResult:
+        """The result message's entry for a task that ended here; forgets the task."""
         start = self.start_msg
         self.cancelled.discard(spec.task_id)
         if self.core.task_events is not None:
             self.core.task_events.discard(spec.task_id)  # the owner reports the outcome with our fields
-        result = tm.TaskResult(
+        return tm.TaskResult(
             spec.task_id,
             returns,
             start.worker_id,
             start.node_id,
             started_at=self.started.pop(spec.task_id, 0.0),
         )
+
+    def _report(self, spec: vm.TaskSpec, returns: tuple, retiring: bool = False) -> None:
+        result = self._task_result(spec, returns)
         # With more tasks queued here, results wait for the next wake-up and leave together.
         with self.queue_lock:
             self.unsent += 1
@@ -609,9 +670,10 @@ class Worker(PartActor):
 
     def _exit_actor(self, spec: vm.TaskSpec) -> None:
         """The method called exit_actor(): no result; the local scheduler ends the actor for good
-        (its callers see it die) and stops this process. This executor thread takes no more calls."""
+        (its callers see it die) and stops this process. No more calls run here."""
         self.log.info("actor_exit_called", actor_id=spec.actor_id, task_id=spec.task_id)
         with self.queue_lock:
+            self.exiting = True
             self.tasks.clear()
         # Results of earlier calls leave first, so callers have them before the death notice.
         self.wake_from_thread()
