@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -176,3 +177,48 @@ def test_a_call_that_kills_its_worker_on_the_loop_thread_restarts_the_actor(how)
             assert time.monotonic() < deadline, "the actor never came back"
             time.sleep(0.1)
     assert second != first
+
+
+def test_waits_hand_the_loop_over_at_once_without_the_timer(tmp_path):
+    """With the timer pushed out of reach, a call on the loop thread that waits for a reply
+    (get, wait, a request to the GCS) still gets it: the wait itself hands the loop over. The
+    cluster is forked from this process, so it inherits the patched constant."""
+    script = tmp_path / "no_timer.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})\n"
+        "import babyray as ray\n"
+        "from babyray.actors import worker\n"
+        "worker.LOOP_HANDOVER_AFTER = 3600.0\n"
+        f"ray.init(num_cpus=2, temp_dir={str(tmp_path)!r})\n"
+        "@ray.remote\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "@ray.remote\n"
+        "class Peer:\n"
+        "    def ping(self):\n"
+        "        return 'pong'\n"
+        "@ray.remote\n"
+        "class Waiter:\n"
+        "    def on_main_thread(self):\n"
+        "        import threading\n"
+        "        return threading.current_thread() is threading.main_thread()\n"
+        "    def asks_the_gcs(self):\n"
+        "        return ray.get_actor('peer') is not None\n"
+        "    def waits(self):\n"
+        "        refs = [square.remote(i) for i in range(5)]\n"
+        "        ready, _ = ray.wait(refs, num_returns=5, timeout=30)\n"
+        "        return len(ready), ray.get(refs, timeout=30)\n"
+        "    def gets(self):\n"
+        "        return ray.get(ray.get_actor('peer').ping.remote(), timeout=30)\n"
+        "Peer.options(name='peer').remote()\n"
+        "waiter = Waiter.remote()\n"
+        "print(ray.get(waiter.on_main_thread.remote(), timeout=30))\n"
+        "print(ray.get(waiter.asks_the_gcs.remote(), timeout=30))\n"
+        "print(ray.get(waiter.waits.remote(), timeout=30))\n"
+        "print(ray.get(waiter.gets.remote(), timeout=30))\n"
+        "ray.shutdown()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:4] == ["True", "True", "(5, [0, 1, 4, 9, 16])", "pong"], done.stdout

@@ -189,6 +189,7 @@ class Worker(PartActor):
             msg.job_id,
         )
         self.core.on_block = self._on_block
+        self.core.requests.on_wait = self._hand_over_loop
         settings = config.Settings(msg.config)
         self.core.router.locality = settings.scheduling_policy == "locality"
         self.core.io.inline_threshold = settings.inline_threshold
@@ -408,9 +409,14 @@ class Worker(PartActor):
                 ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt)
             )
 
-    def _on_block(self) -> None:
-        if self.handover is not None:  # an actor's call on the loop thread waits: hand the loop over
+    def _hand_over_loop(self) -> None:
+        """An actor's call running on the loop thread is about to wait for a message: another
+        thread must run the loop (no-op on other threads)."""
+        if self.handover is not None:
             self.handover.hand_over()
+
+    def _on_block(self) -> None:
+        self._hand_over_loop()
         if threading.current_thread() is not self.executor or self.actor is not None:
             return
         with self.queue_lock:

@@ -42,6 +42,9 @@ class Requests:
         self.lock = lock
         self._replies: dict[str, _Reply] = {}
         self._req_ids = itertools.count()
+        # Called before a thread waits for replies: a worker running an actor's call on its
+        # loop thread hands the loop over (LoopHandover), else no reply would be received.
+        self.on_wait: Callable[[], None] | None = None
 
     def new_req_id(self) -> str:
         return f"{self.identity}-{next(self._req_ids)}"
@@ -67,6 +70,8 @@ class Requests:
                 msg = dataclasses.replace(msg, reply_to=self.inbox)
             self.transport.send(dest, msg)
             waiting.append((req_id, reply))
+        if self.on_wait is not None:
+            self.on_wait()
         deadline = time.monotonic() + timeout
         replies = []
         for req_id, reply in waiting:
