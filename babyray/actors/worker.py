@@ -263,8 +263,7 @@ class Worker(PartActor):
             if not (self._idle() and self.executor_waiting):
                 return False
             self.inline = spec
-        self._task_event(spec, "scheduled")
-        self.running_slot.set(spec.task_id)
+        self.running_slot.set(spec.task_id)  # (no "scheduled" event: "running" replaces it at once)
         try:
             returns = self.handover.run(lambda: self._execute_unless_exit(spec))
         finally:

@@ -289,6 +289,9 @@ class TaskSubmitter:
         self._retry_exceptions.pop(result.task_id, None)
         result = core.actor_calls.outcome(result)
         call = core.actor_calls.finished(result.task_id)
+        objects = core.objects
+        for oid, value in result.returns:  # first: a get waiting for it wakes while the rest is done
+            objects.set_value(oid, value)
         error = next((value for _, value in result.returns if isinstance(value, vm.ErrorValue)), None)
         state, fields = error_fields(error.blob) if error is not None else ("finished", {})
         if call is not None:  # an actor call has no "submitted" event: its record starts here
@@ -305,9 +308,6 @@ class TaskSubmitter:
                 **fields,
             )
         core.refs.task_finished(result.task_id)
-        objects = core.objects
-        for oid, value in result.returns:
-            objects.set_value(oid, value)
         if spec is not None and result.store is not None:  # see TaskResult.store
             core.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
