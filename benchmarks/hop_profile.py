@@ -132,6 +132,12 @@ def install_wrappers(trace_dir: str) -> None:
     _around(
         base.PartActor, "post_from_thread", "post_from_thread", lambda self, dest, msg, wake=True: _types(msg)
     )
+    _around(
+        base.PartActor,
+        "post_behind_thread_posts",
+        "post_behind_thread_posts",
+        lambda self, dest, msg: _types(msg),
+    )
     _around(worker.Worker, "_execute", "execute")
     _around(worker.Worker, "_arguments", "arguments", after=True)
     _around(worker.Worker, "_split_returns", "function_returned")
@@ -174,7 +180,7 @@ ACTOR_PATH: list[Milestone] = [
     ("worker: the loop thread starts the call", "worker", "execute:enter", ""),
     ("worker: arguments ready, method called", "worker", "arguments:exit", ""),
     ("worker: method returned", "worker", "function_returned:enter", ""),
-    ("worker: result queued", "worker", "post_from_thread:enter", "TaskResults"),
+    ("worker: result queued", "worker", "post_behind_thread_posts:enter", "TaskResults"),
     ("worker: send(TaskResults) called", "worker", "send:enter", "TaskResults"),
     ("driver: listener hands TaskResults to the core", "driver", "core_handle:enter", "TaskResults"),
     ("driver: get() returns in the user's thread", "driver", "get:exit", ""),

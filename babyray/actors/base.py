@@ -116,6 +116,11 @@ class PartActor(Actor):
         for dest, msg in self._outbox.drain():
             self.send(dest, msg)
 
+    def post_behind_thread_posts(self, dest: Any, msg: Any) -> None:
+        """``post``, after what threads have posted so far (those leave in this turn too)."""
+        self._take_thread_posts()
+        self._outbox.add(dest, msg)
+
     def _drain_thread_posts(self) -> None:
         """Move the messages threads posted to the outbox (sent when this turn ends)."""
         assert self._wake_r is not None, "enable_thread_posts() first"
@@ -124,6 +129,9 @@ class PartActor(Actor):
                 pass
         except BlockingIOError:
             pass
+        self._take_thread_posts()
+
+    def _take_thread_posts(self) -> None:
         for dest, msg in self._thread_outbox.drain():
             self._outbox.add(dest, msg)
 

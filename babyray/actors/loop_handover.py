@@ -16,6 +16,7 @@ bytecodes of this thread), and exactly one pop gets the token.
 
 from __future__ import annotations
 
+import _signal
 import os
 import signal
 import threading
@@ -53,7 +54,9 @@ class LoopHandover:
     def usable(self) -> bool:
         """False once user code has set a ``SIGALRM`` handler of its own: then a long call
         could not hand the loop over, so calls go to the executor thread instead."""
-        return signal.getsignal(signal.SIGALRM) == self._on_alarm
+        return (
+            _signal.getsignal(signal.SIGALRM) == self._on_alarm
+        )  # (signal's own wraps it in a slow enum lookup)
 
     def run(self, work: Callable[[], T]) -> T:
         """``work()`` on this (the loop) thread, the loop handed over if it blocks or runs long."""

@@ -272,8 +272,8 @@ class Worker(PartActor):
                 self.inline = None
                 if self.tasks:  # queued meanwhile, for the executor thread
                     self.queue_lock.notify()
-        if returns is not None:  # behind what the call sent (a generator's items), this turn
-            self.post_from_thread(spec.owner, tm.TaskResults((self._task_result(spec, returns),)), wake=False)
+        if returns is not None:  # behind what the call sent (a generator's items)
+            self.post_behind_thread_posts(spec.owner, tm.TaskResults((self._task_result(spec, returns),)))
         return True
 
     def on_steal(self, msg: tm.StealTasks, sender: Any) -> None:
