@@ -128,7 +128,7 @@ def test_an_actor_goes_pending_alive_restarting_alive_dead_and_subscribers_hear_
     news, restart = actors.worker_died(am.ActorWorkerDied("a1", "n1", "killed"))
     assert news == [("caller", am.ActorStateChanged("a1", "RESTARTING", None, "", 1))]
     assert restart is not None and restart.attempt == 1 and restart.actor_id == "a1"
-    actors.started(am.ActorStarted("a1", "addr-2", "n2", "w2", 12), scheduler="sched-n2")
+    actors.started(am.ActorStarted("a1", "addr-2", "n2", "w2", 12, attempt=1), scheduler="sched-n2")
     assert _state(actors, "a1") == "ALIVE"
 
     news, restart = actors.worker_died(am.ActorWorkerDied("a1", "n2", "killed"))
@@ -138,6 +138,22 @@ def test_an_actor_goes_pending_alive_restarting_alive_dead_and_subscribers_hear_
         actors.started(am.ActorStarted("a1", "addr-3", "n3", "w3", 13), "sched-n3") == []
     )  # dead stays dead
     assert actors.named("counter", "ns") is None and actors.actors_on("n2") == []
+
+
+def test_news_of_a_killed_incarnation_arriving_after_its_restart_began_is_ignored() -> None:
+    """Found by the soak test: the actor's first process was killed right after its
+    constructor returned; its ActorStarted reached the GCS after the death notice. Taken, it
+    made the actor ALIVE at the dead process's address, and the restarted process's news was
+    then ignored as a repeat: every later call went to the dead address and hung."""
+    actors = ActorDirectory(Table("actors"))
+    _register_actor(actors, "a1", max_restarts=-1)
+    actors.subscribe("a1", "caller")
+    news, restart = actors.worker_died(am.ActorWorkerDied("a1", "n1", "killed"))
+    assert restart is not None and restart.attempt == 1
+    assert actors.started(am.ActorStarted("a1", "addr-dead", "n1", "w1", 11), "sched-n1") == []
+    assert _state(actors, "a1") == "RESTARTING"
+    news = actors.started(am.ActorStarted("a1", "addr-new", "n1", "w2", 12, attempt=1), "sched-n1")
+    assert news == [("caller", am.ActorStateChanged("a1", "ALIVE", "addr-new", "", 1))]
 
 
 def test_a_name_is_unique_among_actors_not_dead() -> None:

@@ -627,7 +627,10 @@ class Worker(PartActor):
         self.log.info("actor_started", actor_id=spec.actor_id, class_name=spec.function_name)
         self._task_event(spec, "finished", finished_at=time.time())
         self.post_from_thread(
-            start.gcs, am.ActorStarted(actor_id, self.myAddress, start.node_id, start.worker_id, os.getpid())
+            start.gcs,
+            am.ActorStarted(
+                actor_id, self.myAddress, start.node_id, start.worker_id, os.getpid(), spec.attempt
+            ),
         )
         self.post_from_thread(start.scheduler, tm.WorkerTasksDone(start.worker_id, (spec.task_id,)))
         for _ in range(self.actor.executor_threads() - 1):

@@ -101,12 +101,17 @@ class ActorDirectory:
 
     def started(self, msg: am.ActorStarted, scheduler: Any) -> Outgoing:
         """The actor's constructor returned: ALIVE (news of a dead actor, or a repeat, is ignored;
-        a process started for an actor ended before it started is killed)."""
+        a process started for an actor ended before it started is killed). News of an earlier
+        incarnation is ignored too: a process killed just after its constructor returned may
+        have its news arrive after its death started the restart, and taking it would leave the
+        actor ALIVE at the dead process's address, the restarted one's news then a "repeat"."""
         record = self._not_dead(msg.actor_id)
         live = self.live.get(msg.actor_id)
         if record is None and live is not None and live.no_restart and scheduler is not None:
             return [(scheduler, am.KillActorWorker(msg.actor_id))]  # ended (killed) before it started
         if record is None or _state(record) is ActorState.ALIVE:
+            return []
+        if msg.attempt != record.get("num_restarts", 0):
             return []
         live = self.live.setdefault(msg.actor_id, _Live())
         live.node_id, live.scheduler = msg.node_id, scheduler

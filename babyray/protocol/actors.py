@@ -56,13 +56,15 @@ class RegisterActor:
 
 @dataclass(frozen=True, slots=True)
 class ActorStarted:
-    """Actor's worker -> GCS: the constructor returned; calls go to ``address``."""
+    """Actor's worker -> GCS: the constructor returned; calls go to ``address``. ``attempt`` is
+    the creation spec's (the restart it is): news of an earlier incarnation is stale."""
 
     actor_id: ActorID
     address: Any
     node_id: NodeID
     worker_id: WorkerID
     pid: int
+    attempt: int = 0
 
 
 @dataclass(frozen=True, slots=True)
