@@ -118,6 +118,34 @@ class Named:
         return ray.get_runtime_context().get_task_name()
 
 
+@ray.remote
+def task_function_name():
+    return ray.get_runtime_context().get_task_function_name()
+
+
+@ray.remote
+class FunctionNames:
+    def sync_name(self):
+        return ray.get_runtime_context().get_task_function_name()
+
+    async def async_name(self):
+        return ray.get_runtime_context().get_task_function_name()
+
+
+def test_task_function_name_is_module_qualified_whatever_the_options_name(gpu_cluster):
+    """As Ray's get_task_function_name example prints: module.function, module.Class.method."""
+    module = __name__
+    assert ray.get(task_function_name.remote(), timeout=TIMEOUT) == f"{module}.task_function_name"
+    assert (
+        ray.get(task_function_name.options(name="given").remote(), timeout=TIMEOUT)
+        == f"{module}.task_function_name"
+    )
+    actor = FunctionNames.remote()
+    assert ray.get(actor.sync_name.remote(), timeout=TIMEOUT) == f"{module}.FunctionNames.sync_name"
+    assert ray.get(actor.async_name.remote(), timeout=TIMEOUT) == f"{module}.FunctionNames.async_name"
+    assert ray.get_runtime_context().get_task_function_name() is None
+
+
 def test_task_name_is_the_options_name_else_the_function_s(gpu_cluster):
     assert ray.get(task_name.remote(), timeout=TIMEOUT) == "task_name"
     assert ray.get(task_name.options(name="given").remote(), timeout=TIMEOUT) == "given"

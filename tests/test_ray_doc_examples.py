@@ -87,6 +87,14 @@ def test_tasks_page_runs_without_init_and_cancels_a_queued_task(tmp_path):
     assert "Object reference was cancelled." in _ok("tasks_basics", tmp_path)
 
 
+def test_get_task_function_name_prints_module_qualified_names(tmp_path):
+    assert _ok("get_task_function_name", tmp_path) == [
+        "__main__.Actor.get_task_function_name",
+        "__main__.AsyncActor.get_task_function_name",
+        "__main__.get_task_function_name",
+    ]
+
+
 def test_get_with_timeout_raises_get_timeout_error(tmp_path):
     assert "`get` timed out." in _ok("get_timeout", tmp_path)
 

@@ -764,6 +764,7 @@ class Worker(PartActor):
         context.task_started(spec)
         try:
             function = self._callable(spec)
+            context.current_task.function_module = getattr(function, "__module__", None)
             args, kwargs = self._arguments(spec)
             result = function(*args, **kwargs)
             returns = generator_returns(self, spec, result)

@@ -32,6 +32,7 @@ class TaskFacts:
     resources: dict
     gpu_ids: tuple
     name: str = ""
+    function_name: str = ""  # the function's (``Class.method`` for an actor call), whatever its name
 
     @classmethod
     def of(cls, spec: vm.TaskSpec) -> TaskFacts:
@@ -42,6 +43,7 @@ class TaskFacts:
             dict(spec.resources),
             spec.gpu_ids,
             spec.display_name,
+            spec.function_name,
         )
 
 
@@ -139,6 +141,12 @@ def task_facts() -> TaskFacts | None:
     if _latest_facts is not None:
         return _latest_facts
     return _actor_host.facts if _actor_host is not None else None
+
+
+def task_function_module() -> str | None:
+    """The module of the function the task of this thread runs (set by the worker once it has
+    the function); None where none is known."""
+    return getattr(current_task, "function_module", None)
 
 
 def nesting_depth_of_submission() -> int:

@@ -55,6 +55,19 @@ class RuntimeContext:
         facts = context.task_facts()
         return facts.name if facts is not None else None
 
+    def get_task_function_name(self) -> str | None:
+        """The running task's function, module-qualified as in Ray (``module.function``,
+        ``module.Class.method`` for an actor call), whatever name its options gave; None in a
+        driver."""
+        if self._runtime.is_driver:
+            return None
+        facts = context.task_facts()
+        if facts is None:
+            return None
+        host = context.actor_host()
+        module = host.cls.__module__ if host is not None else context.task_function_module()
+        return f"{module}.{facts.function_name}" if module else facts.function_name
+
     def get_actor_id(self) -> str | None:
         host = context.actor_host()
         return host.actor_id if host is not None else None
