@@ -53,10 +53,10 @@ class LoopHandover:
 
     def usable(self) -> bool:
         """False once user code has set a ``SIGALRM`` handler of its own: then a long call
-        could not hand the loop over, so calls go to the executor thread instead."""
-        return (
-            _signal.getsignal(signal.SIGALRM) == self._on_alarm
-        )  # (signal's own wraps it in a slow enum lookup)
+        could not hand the loop over, so calls go to the executor thread instead. (Read through
+        ``_signal``: ``signal.getsignal`` wraps the handler in an enum lookup that raises and
+        catches a ValueError on every call.)"""
+        return _signal.getsignal(signal.SIGALRM) == self._on_alarm
 
     def run(self, work: Callable[[], T]) -> T:
         """``work()`` on this (the loop) thread, the loop handed over if it blocks or runs long."""
