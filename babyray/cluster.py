@@ -267,6 +267,7 @@ def start_head(
             gcs,
             global_scheduler,
             settings,
+            f"{node_ip}:{port}",
         )
         if directory:
             info = cm.ClusterInfo(
@@ -303,8 +304,10 @@ def _start_node_parts(
     gcs: Any,
     global_scheduler: Any,
     settings: dict,
+    head_address: str,
 ) -> tuple[Any, Any, str]:
-    """Create a node's object store and local scheduler on ``system``'s own admin."""
+    """Create a node's object store and local scheduler on ``system``'s own admin, in the
+    cluster whose head admin is at ``head_address`` (HOST:PORT)."""
     store = system.createActor(ObjectStore)
     log_dir = os.path.join(session_dir, "logs")
     arena_name = _ask_started(
@@ -328,6 +331,7 @@ def _start_node_parts(
             store,
             object_store_memory,
             settings,
+            head_address,
         ),
         LocalScheduler,
         log_dir,
@@ -442,6 +446,7 @@ def start_member(
             info.gcs,
             info.global_scheduler,
             settings,
+            head_address,
         )
     except BaseException:
         stop_system(system)

@@ -1,6 +1,6 @@
-"""``get_runtime_context()``'s ``current_actor``, ``get_accelerator_ids`` and
-``get_placement_group_id``, as in Ray: an actor's handle of itself works like its creator's,
-and each is refused or empty where Ray's is."""
+"""``get_runtime_context()``'s ``current_actor``, ``get_accelerator_ids``,
+``get_placement_group_id`` (and its capture flag) and ``gcs_address``, as in Ray: an actor's
+handle of itself works like its creator's, and each is refused or empty where Ray's is."""
 
 from __future__ import annotations
 
@@ -59,7 +59,23 @@ def accelerators():
 
 @ray.remote
 def placement_group_id():
-    return ray.get_runtime_context().get_placement_group_id()
+    context = ray.get_runtime_context()
+    return (
+        context.get_placement_group_id(),
+        context.current_placement_group_id,
+        context.should_capture_child_tasks_in_placement_group,
+    )
+
+
+@ray.remote
+def gcs_address():
+    return ray.get_runtime_context().gcs_address
+
+
+@ray.remote
+class AddressReporter:
+    def gcs_address(self):
+        return ray.get_runtime_context().gcs_address
 
 
 def test_an_actor_gets_its_own_handle(gpu_cluster):
@@ -97,14 +113,31 @@ def test_placement_group_id_inside_and_outside_a_group(gpu_cluster):
     group = placement_group([{"CPU": 1}])
     ray.get(group.ready(), timeout=TIMEOUT)
     try:
-        inside = placement_group_id.options(
-            scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=group)
-        ).remote()
-        assert ray.get(inside, timeout=TIMEOUT) == group.id
+        inside = [
+            placement_group_id.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=group, placement_group_capture_child_tasks=capture
+                )
+            ).remote()
+            for capture in (False, True)
+        ]
+        assert ray.get(inside, timeout=TIMEOUT) == [(group.id, group.id, False), (group.id, group.id, True)]
     finally:
         remove_placement_group(group)
-    assert ray.get(placement_group_id.remote(), timeout=TIMEOUT) is None
-    assert ray.get_runtime_context().get_placement_group_id() is None
+    assert ray.get(placement_group_id.remote(), timeout=TIMEOUT) == (None, None, False)
+    context = ray.get_runtime_context()
+    assert context.get_placement_group_id() is None and context.current_placement_group_id is None
+    assert context.should_capture_child_tasks_in_placement_group is True  # a driver's, per Ray's docs
+
+
+def test_gcs_address_is_the_heads_in_drivers_tasks_and_actors(gpu_cluster):
+    address = ray.get_runtime_context().gcs_address
+    assert address == gpu_cluster["gcs_address"]
+    host, port = address.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    assert ray.get(gcs_address.remote(), timeout=TIMEOUT) == address
+    reporter = AddressReporter.remote()
+    assert ray.get(reporter.gcs_address.remote(), timeout=TIMEOUT) == address
 
 
 @ray.remote

@@ -199,18 +199,16 @@ def test_after_a_gcs_restart_actors_pending_or_restarting_are_scheduled_again() 
 
 def test_a_driver_gone_without_unregistering_is_found_by_pid_here_and_by_silence_elsewhere() -> None:
     drivers = DriverRegistry(TIMEOUT)
-    drivers.register("local", 100, "127.0.0.1", "inbox-l", now=0.0, wall_time=1.0)
-    drivers.register("remote", 200, "10.0.0.2", "inbox-r", now=0.0, wall_time=1.0)
+    drivers.register("local", 100, "127.0.0.1", "inbox-l", now=0.0, wall_time=1.0, worker_id="driver-l")
+    drivers.register("remote", 200, "10.0.0.2", "inbox-r", now=0.0, wall_time=1.0, worker_id="driver-r")
     alive_pids = {100}
     assert drivers.gone(TIMEOUT, {"127.0.0.1"}, alive_pids.__contains__) == []
     drivers.ping("remote", now=5.0)
     assert drivers.gone(TIMEOUT + 1, {"127.0.0.1"}, alive_pids.__contains__) == []
     alive_pids.clear()
-    assert [d["job_id"] for d in drivers.gone(TIMEOUT + 6, {"127.0.0.1"}, alive_pids.__contains__)] == [
-        "local",
-        "remote",
-    ]
-    assert drivers.records() == () and not drivers.unregister("local")
+    gone = drivers.gone(TIMEOUT + 6, {"127.0.0.1"}, alive_pids.__contains__)
+    assert [(d["job_id"], d["worker_id"]) for d in gone] == [("local", "driver-l"), ("remote", "driver-r")]
+    assert drivers.records() == () and drivers.unregister("local") is None
 
 
 def test_a_function_asked_for_before_its_registration_is_sent_when_it_comes() -> None:

@@ -83,6 +83,15 @@ def test_tasks_with_a_custom_resource_run_on_the_node_that_has_it(cluster, tmp_p
         for name, ip in (("m1", "192.0.2.11"), ("m2", "192.0.2.12")):
             placed = ray.get([host.options(resources={f"on_{name}": 1}).remote() for _ in range(4)], timeout=60)
             assert placed == [(name, ids[ip])] * 4, placed
+        # every process names the head's address as the cluster's (Ray's gcs_address)
+        @ray.remote
+        def gcs_address():
+            return ray.get_runtime_context().gcs_address
+
+        address = ray.get_runtime_context().gcs_address
+        assert address.startswith("192.0.2.1:"), address
+        assert ray.get([gcs_address.options(resources={f"on_{name}": 1}).remote()
+                        for name in ("m1", "m2")], timeout=60) == [address, address]
     """,
     )
 

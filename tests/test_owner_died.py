@@ -7,8 +7,10 @@ import os
 import signal
 
 import pytest
+from cli_cluster import cli_env, run_driver, start, stop_all
 
 import babyray as ray
+from babyray.cluster import free_port
 
 TIMEOUT = 60
 
@@ -45,3 +47,76 @@ def test_a_value_fetched_before_the_owner_died_stays_readable(cluster):
     assert ray.get(ref, timeout=TIMEOUT) == 1
     os.kill(owner_pid, signal.SIGKILL)
     assert ray.get(ref, timeout=TIMEOUT) == 1
+
+
+# ---- the owner is a driver -------------------------------------------------------------------
+
+CHECKER = """
+import subprocess, sys, babyray as ray
+address, how, ending = sys.argv[1:4]
+ray.init(address=address, namespace="owners")
+
+@ray.remote(num_cpus=0)
+class Keeper:
+    def __init__(self):
+        self.refs = []
+    def keep(self, refs):
+        self.refs = refs
+    def fetch(self):
+        try:
+            return "value", ray.get(self.refs[0], timeout=50)
+        except Exception as error:
+            return "error", type(error).__name__, isinstance(error, ray.exceptions.ObjectLostError)
+
+keeper = Keeper.options(name=f"keeper-{how}-{ending}", lifetime="detached").remote()
+owner = subprocess.run([sys.executable, sys.argv[4], address, how, ending, f"keeper-{how}-{ending}"], timeout=60)
+assert owner.returncode == (-9 if ending == "sigkill" else 0), owner.returncode
+print("FETCHED", ray.get(keeper.fetch.remote(), timeout=60))
+ray.kill(keeper)
+ray.shutdown()
+"""
+
+OWNER = """
+import os, signal, sys, time, babyray as ray
+address, how, ending, keeper_name = sys.argv[1:5]
+ray.init(address=address, namespace="owners")
+
+@ray.remote
+def slow():
+    time.sleep(40)
+    return "late"
+
+ref = ray.put("put by the driver") if how == "put" else slow.remote()
+ray.get(ray.get_actor(keeper_name).keep.remote([ref]), timeout=60)
+if ending == "sigkill":
+    os.kill(os.getpid(), signal.SIGKILL)
+ray.shutdown()
+"""
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A one-node cluster started with ``babyray start --head``: (address, env of its drivers)."""
+    tmp_path = tmp_path_factory.mktemp("owners")
+    env = cli_env(tmp_path)
+    port = free_port()
+    try:
+        start(env, port, 2)
+        yield f"127.0.0.1:{port}", env, tmp_path
+    finally:
+        stop_all(env, tmp_path)
+
+
+@pytest.mark.parametrize("ending", ["shutdown", "sigkill"])
+@pytest.mark.parametrize("how", ["put", "remote"])
+def test_a_ref_borrowed_from_a_driver_that_ended_raises_owner_died(head, how, ending):
+    """Ray's docs: the owner is the process that made the ref; a driver is one too. Once it has
+    gone (shut down or killed), a borrower's ``get`` fails with OwnerDiedError rather than
+    waiting for an answer that can never come, whether or not the value exists somewhere."""
+    address, env, tmp_path = head
+    checker, owner = tmp_path / "checker.py", tmp_path / "owner.py"
+    checker.write_text(CHECKER)
+    owner.write_text(OWNER)
+    run = run_driver(checker, address, how, ending, str(owner), env=env, timeout=150, expect="FETCHED")
+    fetched = run.stdout.split("FETCHED", 1)[1].strip()
+    assert fetched == "('error', 'OwnerDiedError', True)", run.stdout + run.stderr[-3000:]

@@ -165,6 +165,7 @@ class LocalScheduler(PartActor):
                 JobID(""),
                 node.config,
                 runtime_env or {},
+                node.head_address,
             ),
         )
         self.log.info(

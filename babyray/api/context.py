@@ -74,6 +74,7 @@ class WorkerRuntime:
         self.job_id = start.job_id
         self.gcs = start.gcs
         self.runtime_env = start.runtime_env  # the parent environment of the tasks it submits
+        self.gcs_address = start.head_address
         self.actor_id: ActorID | None = None  # set once this worker hosts an actor
 
 

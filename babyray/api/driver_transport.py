@@ -25,7 +25,7 @@ from thespian.actors import ActorSystem
 
 from babyray import log, thespian_patches
 from babyray.actors.batching import Outbox, address_key, unbatch
-from babyray.ids import JobID
+from babyray.ids import JobID, WorkerID
 from babyray.protocol import cluster as cm
 
 LISTEN_TIMEOUT = 0.2
@@ -55,20 +55,24 @@ class DriverTransport:
         with self._lock:
             self._head_parts = {address_key(part) for part in parts}
 
-    def register(self, gcs: Any, pid: int, timeout: float) -> cm.DriverRegistered:
-        """Introduce the inbox to the GCS; the reply carries the inbox's address."""
-        reply = self._inbox_ctx.ask(gcs, cm.RegisterDriver("driver-0", pid), timeout)
+    def register(self, gcs: Any, pid: int, worker_id: WorkerID, timeout: float) -> cm.DriverRegistered:
+        """Introduce the inbox of driver ``worker_id`` to the GCS; the reply carries the inbox's address."""
+        reply = self._inbox_ctx.ask(gcs, cm.RegisterDriver("driver-0", pid, worker_id=worker_id), timeout)
         if not isinstance(reply, cm.DriverRegistered):
             raise ConnectionError(f"the GCS at {gcs} did not answer the driver's registration")
         return reply
 
-    def register_again(self, gcs: Any, pid: int, job_id: JobID, timeout: float) -> cm.DriverRegistered:
+    def register_again(
+        self, gcs: Any, pid: int, job_id: JobID, worker_id: WorkerID, timeout: float
+    ) -> cm.DriverRegistered:
         """Introduce the inbox to a restarted head's GCS, keeping the job; once started.
 
         The listener thread owns the inbox context, so it sends the registration between
         listens (the GCS records the sender as the driver's inbox) and hands back the reply.
         """
-        registration = cm.RegisterDriver(f"driver-again-{job_id}-{time.monotonic_ns()}", pid, job_id)
+        registration = cm.RegisterDriver(
+            f"driver-again-{job_id}-{time.monotonic_ns()}", pid, job_id, worker_id
+        )
         answered: Future = Future()
         with self._lock:
             self._registrations[registration.req_id] = answered

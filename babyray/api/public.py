@@ -183,7 +183,7 @@ def auto_init() -> None:
 
 
 def _info(runtime: DriverRuntime) -> RayContext:
-    address = runtime.head.head_address or f"{runtime.head.node_ip}:{runtime.head.port}"
+    address = runtime.gcs_address
     return RayContext(
         {
             "address": address,

@@ -86,9 +86,9 @@ class DriverRuntime:
         self.owns_admin = owns_admin
         self.session_dir = head.session_dir
         self.transport = DriverTransport(head.system)
-        registered = self.transport.register(head.gcs, os.getpid(), CONNECT_TIMEOUT)
-        self.job_id = registered.job_id
         self.worker_id = WorkerID(f"driver-{random_hex(4)}")
+        registered = self.transport.register(head.gcs, os.getpid(), self.worker_id, CONNECT_TIMEOUT)
+        self.job_id = registered.job_id
         self.core = CoreClient(
             self.transport,
             self.worker_id,
@@ -117,6 +117,11 @@ class DriverRuntime:
     @property
     def node_id(self) -> str:
         return self.core.node_id
+
+    @property
+    def gcs_address(self) -> str:
+        """The head admin's HOST:PORT, what Ray calls the GCS address (``init(address=)``)."""
+        return self.head.head_address or f"{self.head.node_ip}:{self.head.port}"
 
     def _on_message(self, msg: Any) -> None:
         if not self.core.handle(msg):
@@ -203,7 +208,9 @@ class DriverRuntime:
     def _follow_head(self, info: cm.ClusterInfo, unreachable_for: float) -> None:
         """Send to a restarted head's parts from now on: register again (same job), send the
         unanswered requests again and the tasks in flight that no alive node holds."""
-        registered = self.transport.register_again(info.gcs, os.getpid(), self.job_id, CONNECT_TIMEOUT)
+        registered = self.transport.register_again(
+            info.gcs, os.getpid(), self.job_id, self.worker_id, CONNECT_TIMEOUT
+        )
         assert self.cluster is not None, "only a driver that joined a cluster follows its head"
         old, old_head_node = self.head, self.cluster.head_node_id
         head, local = _driver_parts(

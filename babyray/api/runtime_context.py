@@ -11,6 +11,7 @@ from babyray.ids import TaskID
 from babyray.protocol import actors as am
 from babyray.runtime_env import RuntimeEnv
 from babyray.util.placement_group import get_current_placement_group
+from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 _cancelled: set[str] = set()  # the tasks and actor calls of this worker process that ray.cancel reached
 
@@ -140,6 +141,29 @@ class RuntimeContext:
         """The id of the placement group the running task or actor is in; None outside one."""
         group = get_current_placement_group()
         return group.id if group is not None else None
+
+    @property
+    def current_placement_group_id(self) -> str | None:
+        """``get_placement_group_id()``, under Ray's older (deprecated) name."""
+        return self.get_placement_group_id()
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        """Whether tasks and actors this code starts without a scheduling strategy go into its
+        placement group (its strategy's ``placement_group_capture_child_tasks``); True in a
+        driver, as Ray's documentation says."""
+        if self._runtime.is_driver:
+            return True
+        strategy = context.current_scheduling_strategy()
+        return bool(
+            isinstance(strategy, PlacementGroupSchedulingStrategy)
+            and strategy.placement_group_capture_child_tasks
+        )
+
+    @property
+    def gcs_address(self) -> str:
+        """The cluster's address, HOST:PORT of its head (what ``init(address=...)`` takes)."""
+        return self._runtime.gcs_address
 
     @property
     def was_current_actor_reconstructed(self) -> bool:

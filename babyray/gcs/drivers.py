@@ -2,7 +2,8 @@
 
 A driver registers, pings through its head watch (``GetNodes`` with its job id), and
 unregisters when it shuts down. One killed without unregistering is found gone: on the GCS's
-host by its pid, elsewhere when its pings stop for the timeout. No I/O and no clock: calls
+host by its pid, elsewhere when its pings stop for the timeout. Either way its ``worker_id``
+(the owner of its refs) is then dead. No I/O and no clock: calls
 take ``now`` (monotonic seconds), and whether a local pid runs is asked of ``pid_alive``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from babyray.ids import JobID
+from babyray.ids import JobID, WorkerID
 
 __all__ = ["DriverRegistry"]
 
@@ -22,20 +23,30 @@ class DriverRegistry:
         self._drivers: dict[JobID, dict] = {}  # job id -> its record
         self._last_seen: dict[JobID, float] = {}  # job id -> when its watch last pinged
 
-    def register(self, job_id: JobID, pid: int, ip: str, inbox: Any, now: float, wall_time: float) -> None:
+    def register(
+        self,
+        job_id: JobID,
+        pid: int,
+        ip: str,
+        inbox: Any,
+        now: float,
+        wall_time: float,
+        worker_id: WorkerID,
+    ) -> None:
         self._drivers[job_id] = {
             "job_id": job_id,
             "pid": pid,
             "ip": ip,
             "inbox": inbox,
             "registered_at": wall_time,
+            "worker_id": worker_id,
         }
         self._last_seen[job_id] = now
 
-    def unregister(self, job_id: JobID) -> bool:
-        """Forget the driver; False if it was not registered."""
+    def unregister(self, job_id: JobID) -> dict | None:
+        """Forget the driver; its record, None if it was not registered."""
         self._last_seen.pop(job_id, None)
-        return self._drivers.pop(job_id, None) is not None
+        return self._drivers.pop(job_id, None)
 
     def ping(self, job_id: JobID, now: float) -> None:
         if job_id in self._drivers:

@@ -359,13 +359,17 @@ class GcsActor(PartActor):
             self.log.warning("actor_dead", actor_id=msg.actor_id, reason=msg.reason)
 
     def on_worker_died(self, msg: am.WorkerDied, sender: Any) -> None:
-        self.dead_workers[msg.worker_id] = None
-        if len(self.dead_workers) > DEAD_WORKERS_KEPT:
-            del self.dead_workers[next(iter(self.dead_workers))]
+        self._worker_dead(msg.worker_id)
         self._end_owned(
             self.actors.owned_by(msg.worker_id),
             f"worker {msg.worker_id} on node {msg.node_id} died ({msg.reason})",
         )
+
+    def _worker_dead(self, worker_id: WorkerID) -> None:
+        """Remember that ``worker_id`` (a worker or a driver) is gone, for ``FindDeadWorkers``."""
+        self.dead_workers[worker_id] = None
+        if len(self.dead_workers) > DEAD_WORKERS_KEPT:
+            del self.dead_workers[next(iter(self.dead_workers))]
 
     def on_find_dead_workers(self, msg: om.FindDeadWorkers, sender: Any) -> None:
         dead = tuple(w for w in msg.worker_ids if w in self.dead_workers)
@@ -471,6 +475,13 @@ class GcsActor(PartActor):
         record = self.placement_groups.named(msg.name) if msg.name else self.placement_groups.get(msg.pg_id)
         self.reply(msg, sender, pm.PlacementGroupReply(msg.req_id, record))
 
+    def _driver_ended(self, driver: dict, driver_end: str) -> None:
+        """A driver ended (``driver_end`` says how): the refs it owned are lost to their
+        borrowers (``FindDeadWorkers`` names it), and its job ends."""
+        if driver["worker_id"]:
+            self._worker_dead(driver["worker_id"])
+        self._job_ended(driver["job_id"], driver_end)
+
     def _job_ended(self, job_id: JobID, driver_end: str) -> None:
         """A driver ended: its actors and placement groups that are not detached go with it."""
         self._end_owned(self.actors.owned_by_job(job_id), driver_end)
@@ -482,14 +493,15 @@ class GcsActor(PartActor):
     def on_register_driver(self, msg: cm.RegisterDriver, sender: Any) -> None:
         job_id = msg.job_id or new_job_id()
         ip = _host_of(sender)
-        self.drivers.register(job_id, msg.pid, ip, sender, time.monotonic(), time.time())
+        self.drivers.register(job_id, msg.pid, ip, sender, time.monotonic(), time.time(), msg.worker_id)
         self.log.info("driver_registered", job_id=job_id, pid=msg.pid, ip=ip)
         self.post(sender, cm.DriverRegistered(msg.req_id, job_id, sender, self.nodes.infos()))
 
     def on_unregister_driver(self, msg: cm.UnregisterDriver, sender: Any) -> None:
-        if self.drivers.unregister(msg.job_id):
+        driver = self.drivers.unregister(msg.job_id)
+        if driver is not None:
             self.log.info("driver_unregistered", job_id=msg.job_id)
-            self._job_ended(msg.job_id, f"the driver of job {msg.job_id} disconnected")
+            self._driver_ended(driver, f"the driver of job {msg.job_id} disconnected")
 
     def on_list_drivers(self, msg: sm.ListDrivers, sender: Any) -> None:
         self.reply(msg, sender, sm.Drivers(msg.req_id, self.drivers.records()))
@@ -499,8 +511,7 @@ class GcsActor(PartActor):
         elsewhere when their watch has not pinged for the node timeout."""
         for driver in self.drivers.gone(time.monotonic(), self._here(), is_running):
             self.log.info("driver_gone", job_id=driver["job_id"], pid=driver["pid"], ip=driver["ip"])
-            job_id = driver["job_id"]
-            self._job_ended(job_id, f"the driver of job {job_id} (pid {driver['pid']}) exited")
+            self._driver_ended(driver, f"the driver of job {driver['job_id']} (pid {driver['pid']}) exited")
 
     def _here(self) -> set[str]:
         """The IPs of this host: a process there is checked by its pid."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from babyray.ids import JobID, NodeID
+from babyray.ids import JobID, NodeID, WorkerID
 from babyray.protocol import Reply, pickle_through_init
 
 
@@ -45,6 +45,7 @@ class StartNode:
     store: Any
     object_store_memory: int
     config: dict = field(default_factory=dict)
+    head_address: str = ""  # the head admin's HOST:PORT (Ray's GCS address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ class RegisterDriver:
     req_id: str
     pid: int
     job_id: JobID = JobID("")
+    worker_id: WorkerID = WorkerID("")  # the driver's, which owns its refs: dead once it is gone
 
 
 @dataclass(frozen=True, slots=True)

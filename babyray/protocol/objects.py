@@ -56,7 +56,7 @@ class DeadWorkers(Reply):
 
 @dataclass(frozen=True, slots=True)
 class FindDeadWorkers:
-    """Owner or borrower -> GCS: which of these workers died? A borrower that died never sends
+    """Owner or borrower -> GCS: which of these workers (or drivers) are gone? A borrower that died never sends
     RemoveBorrowers: its owner drops it on this answer. An owner that died never answers
     GetObjects: the borrower's waits for its values fail with OwnerDiedError."""
 

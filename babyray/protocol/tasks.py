@@ -227,6 +227,7 @@ class WorkerStart:
     job_id: JobID = JobID("")
     config: dict = field(default_factory=dict)
     runtime_env: dict = field(default_factory=dict)  # the environment every task of this worker has
+    head_address: str = ""  # the head admin's HOST:PORT (Ray's GCS address)
 
 
 @dataclass(frozen=True, slots=True)
