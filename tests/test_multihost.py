@@ -7,6 +7,8 @@ can be pinned to it. The driver scripts assert; the tests check their exit codes
 
 from __future__ import annotations
 
+import glob
+import os
 import sys
 import textwrap
 import time
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from netns_cluster import babyray_cluster, needs_netns
+
+from babyray import log_reader
 
 pytestmark = needs_netns
 
@@ -41,8 +45,23 @@ def run_driver(cluster, tmp_path: Path, body: str, timeout: float = 180) -> str:
     script.write_text(PRELUDE + textwrap.dedent(body) + "\nray.shutdown()\nprint('DRIVER OK')\n")
     result = cluster.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
-    assert result.returncode == 0 and "DRIVER OK" in result.stdout, output + "\n" + cluster.log_tail("head")
+    assert result.returncode == 0 and "DRIVER OK" in result.stdout, "\n".join(
+        (output, cluster.log_tail("head"), node_liveness_story(cluster))
+    )
     return result.stdout
+
+
+def node_liveness_story(cluster) -> str:
+    """What the head's GCS logged about nodes joining, dying and coming back, and the members'
+    last heartbeat troubles: why a check of three alive nodes failed."""
+    sessions = glob.glob(os.path.join(cluster.env["BABYRAY_TEMP_DIR"], "session_*"))
+    wanted = ("node_registered", "node_dead", "node_alive_again", "driver_gone", "local_scheduler_started")
+    lines = [
+        f"{event.get('ts')} {event.get('source')} {event.get('event')} "
+        f"{event.get('node', event.get('node_id', ''))} {event.get('silent_for', '')}"
+        for event in log_reader.load(sessions, events=wanted)
+    ]
+    return "--- node liveness events ---\n" + "\n".join(lines[-40:])
 
 
 @pytest.fixture(scope="module")
