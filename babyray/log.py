@@ -66,7 +66,7 @@ def configured_path() -> str | None:
     return _configured_path
 
 
-def tell_user(message: str) -> None:
+def tell_user(message: str, level: int = logging.INFO) -> None:
     """One line for the person running the program, on stderr, through the stdlib logger
     ``babyray`` (given a stderr handler at INFO unless the application configured one)."""
     logger = logging.getLogger("babyray")
@@ -77,7 +77,7 @@ def tell_user(message: str) -> None:
         if logger.level == logging.NOTSET:  # init(logging_level=...) may have set one
             logger.setLevel(logging.INFO)
         logger.propagate = False
-    logger.info(message)
+    logger.log(level, message)
 
 
 def get_logger(name: str) -> Any:

@@ -30,7 +30,7 @@ from babyray import exceptions, log
 from babyray.actors.base import PartActor
 from babyray.actors.bundle_placement import place_bundles
 from babyray.actors.bundles import group_resources
-from babyray.actors.resources import acquire, release
+from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
@@ -42,6 +42,9 @@ from babyray.task_failure import failed_result
 from babyray.util.scheduling_strategies import placement_group_id
 
 LOAD_POLL_SECONDS = 0.2
+# Seconds a task waits with no alive node able to ever run it before its owner is told (a
+# node that has just joined may not be in the node table yet).
+INFEASIBLE_WARN_AFTER = 1.0
 RESERVE_TIMEOUT = 10.0  # seconds to wait for every node's answer to PrepareBundles
 
 
@@ -92,6 +95,10 @@ class GlobalScheduler(PartActor):
         self.pending_groups: dict[str, pm.PlacePlacementGroup] = {}
         self.reserving: dict[str, _Reservation] = {}
         self.removed_groups: set[str] = set()
+        self.infeasible_since: dict[
+            str, float
+        ] = {}  # pending task id -> when no alive node could ever fit it
+        self.infeasible_told: set[str] = set()  # pending tasks whose owners were told so
 
     def on_start(self, msg: cm.StartGlobalScheduler, sender: Any) -> None:
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
@@ -149,6 +156,8 @@ class GlobalScheduler(PartActor):
             if node is None:
                 still.append(spec)
                 continue
+            self.infeasible_since.pop(spec.task_id, None)
+            self.infeasible_told.discard(spec.task_id)
             node.note_placed(self.placement.policy.task_seconds)
             self.log.info(
                 "task_placed", task_id=spec.task_id, node=node.node_id, policy=self.placement.policy.name
@@ -161,8 +170,37 @@ class GlobalScheduler(PartActor):
         if placed:
             self.post(self.gcs, gm.TaskEvents(tuple(placed)))
         if still:
-            self.log.debug("tasks_pending_infeasible", count=len(still))
+            self.log.debug("tasks_pending", count=len(still))
         self.pending = still
+        self._tell_infeasible()
+
+    def _tell_infeasible(self) -> None:
+        """Tell the owner of each pending task that no alive node could ever run (none has
+        the resources it asks for in total) once it has waited ``INFEASIBLE_WARN_AFTER``; a
+        task in a placement group waits for its group instead, and is left out."""
+        now = time.monotonic()
+        alive = [n.resources for n in self.nodes.values() if n.alive]
+        waiting = {spec.task_id for spec in self.pending}
+        for task_id in [t for t in self.infeasible_since if t not in waiting]:
+            del self.infeasible_since[task_id]
+        self.infeasible_told &= waiting
+        for spec in self.pending:
+            if spec.task_id in self.infeasible_told or placement_group_id(spec.scheduling_strategy):
+                continue
+            if not self.nodes or any(fits(total, spec.resources) for total in alive):
+                self.infeasible_since.pop(spec.task_id, None)
+                continue
+            since = self.infeasible_since.setdefault(spec.task_id, now)
+            if now - since < INFEASIBLE_WARN_AFTER:
+                continue
+            self.infeasible_told.add(spec.task_id)
+            self.log.warning("task_infeasible", task_id=spec.task_id, resources=spec.resources)
+            self.post(
+                spec.owner,
+                tm.TaskInfeasible(
+                    spec.task_id, spec.function_name, dict(spec.resources), spec.actor_creation, tuple(alive)
+                ),
+            )
 
     # ---- placement groups -------------------------------------------------------------
 

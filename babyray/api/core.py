@@ -37,6 +37,7 @@ from babyray.api import reference_report
 from babyray.api.actor_calls import ActorSubmitter
 from babyray.api.flusher import PeriodicFlusher
 from babyray.api.generator import GeneratorStreams
+from babyray.api.infeasible_warnings import InfeasibleWarnings
 from babyray.api.metrics_report import MetricsReporter
 from babyray.api.object_io import ObjectIO
 from babyray.api.object_ref import ObjectRef
@@ -90,6 +91,7 @@ class CoreClient:
         self.router = TaskRouter(self)
         self.recovery = ObjectRecovery(self)
         self.generators = GeneratorStreams(self)
+        self.infeasible = InfeasibleWarnings()
         self.task_events: TaskEventBuffer | None = None
         self.metrics: MetricsReporter | None = None
         self.flusher: PeriodicFlusher | None = None
@@ -228,6 +230,8 @@ class CoreClient:
         elif kind is am.ActorStateChanged:
             with self.lock:
                 self.actor_calls.state_changed(msg)
+        elif kind is tm.TaskInfeasible:
+            self.infeasible.warn(msg)
         elif kind is om.AddBorrowers or kind is om.RemoveBorrowers:
             self.refs.handle(msg)
         elif kind is om.DeadWorkers:

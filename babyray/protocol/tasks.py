@@ -175,6 +175,19 @@ class StealTasks:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskInfeasible:
+    """Global scheduler -> owner: no alive node has the resources ``task_id`` asks for, so it
+    waits until such a node joins; the owner warns its user (as Ray's "cannot be scheduled
+    right now" warning does). ``node_resources``: each alive node's total."""
+
+    task_id: TaskID
+    function_name: str
+    resources: dict
+    actor_creation: bool
+    node_resources: tuple[dict, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CancelTask:
     """Owner -> local scheduler -> worker (or global scheduler): cancel ``task_id``; for a task
     pushed under a lease, owner -> that worker (which passes on to its scheduler one it does
