@@ -39,6 +39,36 @@ def test_shutdown_leaves_nothing_and_a_second_init_works(tmp_path):
     assert_session_clean(second["session_dir"])
 
 
+def test_a_ref_kept_across_shutdown_and_init_fails_at_once_with_owner_died(tmp_path):
+    """Its owner, the earlier session's driver, has ended: get, wait, and passing it to a task
+    say so at once instead of waiting for an answer no process will give."""
+    ray.init(num_cpus=1, temp_dir=str(tmp_path))
+
+    @ray.remote
+    def echo(x):
+        return x
+
+    kept_put, kept_result = ray.put("before"), echo.remote("before")
+    assert ray.get([kept_put, kept_result], timeout=60) == ["before", "before"]
+    ray.shutdown()
+    ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    try:
+        for kept in (kept_put, kept_result):
+            with pytest.raises(ray.exceptions.OwnerDiedError, match="before this process's babyray.shutdown"):
+                ray.get(kept, timeout=60)
+        assert ray.wait([kept_put], timeout=60)[0] == [kept_put]  # an error is a value
+        with pytest.raises(ray.exceptions.RayTaskError) as raised:
+            ray.get(echo.remote(kept_put), timeout=60)  # an argument that is an error fails the task
+        assert isinstance(raised.value, ray.exceptions.OwnerDiedError)
+        with pytest.raises(TypeError, match="before this process's babyray.shutdown"):
+            echo.remote([kept_put])  # nested: it cannot travel
+        with pytest.raises(TypeError, match="before this process's babyray.shutdown"):
+            ray.put({"ref": kept_result})
+        assert ray.get(echo.remote("after"), timeout=60) == "after"
+    finally:
+        ray.shutdown()
+
+
 def test_nodes_lists_the_local_node_with_ray_keys(cluster):
     nodes = ray.nodes()
     assert len(nodes) == 1

@@ -24,6 +24,25 @@ from babyray.ids import ObjectID, WorkerID
 from babyray.serialization import _ref_hooks, note_ref_serialized
 
 _queue_death = reference_counting.deleted_events.append
+_ended_owners: set[WorkerID] = set()  # this process's drivers that shut down: their refs are dead
+
+
+def owner_ended(owner_id: WorkerID) -> None:
+    """This process's driver ``owner_id`` shut down: the refs it made are lost for good."""
+    _ended_owners.add(owner_id)
+
+
+def made_by_ended_owner(ref: ObjectRef) -> bool:
+    """Whether ``ref`` was made by a driver of this process that has shut down (a ref kept
+    across ``shutdown()`` and ``init()``)."""
+    return ref.owner_id in _ended_owners
+
+
+def ended_session_message(ref: ObjectRef) -> str:
+    return (
+        f"{ref!r} was made before this process's babyray.shutdown(): its owner, the driver of that "
+        "earlier session, has ended, and its value with it"
+    )
 
 
 class ObjectRef:
@@ -61,6 +80,8 @@ class ObjectRef:
 
     def __reduce__(self) -> Any:
         if getattr(_ref_hooks, "refs", None) is not None:  # inside serialization.serialize
+            if self.owner_id in _ended_owners:
+                raise ValueError(ended_session_message(self) + "; it cannot be passed on")
             note_ref_serialized(self)
             reference_counting.ref_serialized(self)
         return (ObjectRef, (self.id, self.owner, self.owner_id))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from babyray import exceptions, serialization
-from babyray.api.object_ref import ObjectRef
+from babyray.api.object_ref import ObjectRef, ended_session_message, made_by_ended_owner
 from babyray.ids import ObjectID, TaskID, WorkerID
 from babyray.protocol import values as vm
 
@@ -153,6 +153,9 @@ class OwnerTable:
         if ref.owner_id == self.identity:
             callback(_lost(f"object {ref.id} is no longer known to its owner"))
             return
+        if made_by_ended_owner(ref):
+            callback(_error(exceptions.OwnerDiedError(ended_session_message(ref))))
+            return
         waiting = self._borrow_callbacks.setdefault(ref.id, [])
         waiting.append(callback)
         if len(waiting) == 1:
@@ -214,15 +217,17 @@ class OwnerTable:
 
 
 def _lost(message: str) -> vm.ErrorValue:
-    return vm.ErrorValue(serialization.dumps(exceptions.ObjectLostError(message)))
+    return _error(exceptions.ObjectLostError(message))
+
+
+def _error(error: Exception) -> vm.ErrorValue:
+    return vm.ErrorValue(serialization.dumps(error))
 
 
 def _owner_died(oid: ObjectID, owner: WorkerID) -> vm.ErrorValue:
-    return vm.ErrorValue(
-        serialization.dumps(
-            exceptions.OwnerDiedError(
-                f"Failed to retrieve object {oid}: its owner, worker {owner} (the process that made "
-                f"it by .remote() or put), has died; see that worker's node log for why."
-            )
+    return _error(
+        exceptions.OwnerDiedError(
+            f"Failed to retrieve object {oid}: its owner, worker {owner} (the process that made "
+            f"it by .remote() or put), has died; see that worker's node log for why."
         )
     )

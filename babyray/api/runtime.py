@@ -24,6 +24,7 @@ from babyray import auth, config, log
 from babyray.api.core import CoreClient
 from babyray.api.driver_transport import DriverTransport
 from babyray.api.head_watch import HeadWatch
+from babyray.api.object_ref import owner_ended
 from babyray.cluster import (
     HeadHandle,
     default_resources,
@@ -249,6 +250,7 @@ class DriverRuntime:
             self.core.flusher.close()  # the last task events and metric values
         self.transport.close()
         self.core.close()
+        owner_ended(self.worker_id)
         if self.owns_cluster:
             store_stopped = None
             try:
