@@ -21,6 +21,8 @@ from babyray.util.placement_group import (
 
 _MEMBERS = {
     "ActorPool": "babyray.util.actor_pool",
+    "as_completed": "babyray.util.helpers",
+    "map_unordered": "babyray.util.helpers",
     "deregister_serializer": "babyray.util.serialization",
     "get_node_ip_address": "babyray.util.node_address",
     "inspect_serializability": "babyray.util.check_serialize",
@@ -31,6 +33,7 @@ _MEMBERS = {
 _SUBMODULES = {
     "actor_pool",
     "check_serialize",
+    "helpers",
     "metrics",
     "multiprocessing",
     "queue",
@@ -39,12 +42,14 @@ _SUBMODULES = {
 
 __all__ = [
     "ActorPool",
+    "as_completed",
     "deregister_serializer",
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",
     "inspect_serializability",
     "list_named_actors",
+    "map_unordered",
     "placement_group",
     "placement_group_table",
     "register_serializer",
