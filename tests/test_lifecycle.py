@@ -10,6 +10,8 @@ from conftest import assert_session_clean
 
 import babyray as ray
 from babyray import cluster
+from babyray.util.placement_group import placement_group
+from babyray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 
 def test_init_twice_raises_and_ignore_reinit_error_allows_it(cluster):
@@ -65,6 +67,32 @@ def test_a_ref_kept_across_shutdown_and_init_fails_at_once_with_owner_died(tmp_p
         with pytest.raises(TypeError, match="before this process's babyray.shutdown"):
             ray.put({"ref": kept_result})
         assert ray.get(echo.remote("after"), timeout=60) == "after"
+    finally:
+        ray.shutdown()
+
+
+def test_a_placement_group_kept_across_shutdown_and_init_is_refused_by_name(tmp_path):
+    """The new cluster never had it: a task in it would wait forever, so using it is refused."""
+    ray.init(num_cpus=1, temp_dir=str(tmp_path))
+
+    @ray.remote(num_cpus=0)
+    def echo(x):
+        return x
+
+    kept = placement_group([{"CPU": 1}])
+    ray.get(kept.ready(), timeout=60)
+    ray.shutdown()
+    ray.init(num_cpus=1, temp_dir=str(tmp_path))
+    try:
+        with pytest.raises(ValueError, match=f"placement group {kept.id} does not exist in this cluster"):
+            kept.ready()
+        in_kept = PlacementGroupSchedulingStrategy(kept)
+        with pytest.raises(ValueError, match="earlier session"):
+            echo.options(scheduling_strategy=in_kept).remote(1)
+        fresh = placement_group([{"CPU": 1}])
+        assert ray.get(fresh.ready(), timeout=60) == fresh
+        in_fresh = PlacementGroupSchedulingStrategy(fresh)
+        assert ray.get(echo.options(scheduling_strategy=in_fresh).remote(2), timeout=60) == 2
     finally:
         ray.shutdown()
 

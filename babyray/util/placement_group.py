@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 _bundle_reservation_check = None
+# The groups the GCS of this process's current runtime (named by its worker id) has confirmed.
+_known_groups: tuple[str, set[str]] = ("", set())
 
 
 class PlacementGroup:
@@ -111,6 +113,33 @@ def _ask(build: Callable[[str], Any]) -> Any:
     return reply
 
 
+def _known_here() -> set[str]:
+    """The ids of the groups known to exist in the cluster this process is connected to now."""
+    global _known_groups
+    identity = context.runtime().core.identity
+    if _known_groups[0] != identity:  # a new init(): what the old cluster had means nothing here
+        _known_groups = (identity, set())
+    return _known_groups[1]
+
+
+def _confirm_exists(pg: PlacementGroup) -> None:
+    """Ask the GCS, once per group and process, whether ``pg`` exists in this cluster.
+
+    Raises:
+        ValueError: it does not (a handle kept across ``shutdown()`` and ``init()``, or an id
+            no group has): a task in it would wait forever.
+    """
+    known = _known_here()
+    if pg.id in known:
+        return
+    if _ask(lambda r: pm.GetPlacementGroup(r, pg_id=pg.id)).record is None:
+        raise ValueError(
+            f"placement group {pg.id} does not exist in this cluster: it was made in an earlier "
+            "session (before shutdown()) or by another cluster; create it again with placement_group()"
+        )
+    known.add(pg.id)
+
+
 def _check_bundles(bundles: Any) -> list[dict]:
     if not isinstance(bundles, (list, tuple)) or not bundles:
         raise ValueError(
@@ -159,6 +188,7 @@ def placement_group(
     pg_id = new_placement_group_id()
     job_id = context.runtime().job_id
     _ask(lambda r: pm.CreatePlacementGroup(r, pg_id, tuple(checked), strategy, name, lifetime, job_id))
+    _known_here().add(pg_id)
     return PlacementGroup(pg_id, checked)
 
 
@@ -180,6 +210,7 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     record = _ask(lambda r: pm.GetPlacementGroup(r, name=placement_group_name)).record
     if record is None:
         raise ValueError(f"Failed to look up placement group with name: {placement_group_name}")
+    _known_here().add(record["placement_group_id"])
     return PlacementGroup(record["placement_group_id"], [dict(b) for b in record["bundles"]])
 
 
@@ -251,6 +282,7 @@ def in_placement_group(options: dict, request: dict, what: str) -> tuple[dict, A
     pg, index = strategy.placement_group, strategy.placement_group_bundle_index
     if not isinstance(pg, PlacementGroup):
         raise TypeError(f"PlacementGroupSchedulingStrategy expects a PlacementGroup, got {type(pg).__name__}")
+    _confirm_exists(pg)
     bundles = pg.bundle_specs
     if not isinstance(index, int) or not -1 <= index < len(bundles):
         raise ValueError(
