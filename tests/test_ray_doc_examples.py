@@ -155,6 +155,10 @@ def test_objects_owned_by_the_driver_stay_reachable(tmp_path):
 # ---- actors ---------------------------------------------------------------------------------
 
 
+def test_actor_task_order_in_order_per_submitter_but_not_across_submitters_or_async(tmp_path):
+    assert _ok("actor_task_order", tmp_path) == ["1", "3", "3", "2", "3", "2"]
+
+
 def test_actor_restarts_four_times_then_fails(tmp_path):
     expected = [str(i) for i in range(1, 11)] * 5 + ["FAILURE"] * 10
     assert _ok("actor_restart", tmp_path) == expected

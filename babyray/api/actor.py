@@ -195,7 +195,7 @@ class ActorClass:
             max_pending_calls=-1
             if options.get("max_pending_calls") is None
             else options["max_pending_calls"],
-            allow_out_of_order_execution=bool(options.get("allow_out_of_order_execution")),
+            allow_out_of_order_execution=_out_of_order(self._cls, options),
             enable_task_events=options.get("enable_task_events", True),
         )
         spec = vm.TaskSpec(
@@ -238,6 +238,15 @@ class ActorClass:
         if reply.error:
             raise ValueError(reply.error)
         return ActorHandle(info)
+
+
+def _out_of_order(cls: type, options: dict) -> bool:
+    """Whether a call whose arguments are ready may pass earlier calls still waiting for theirs:
+    as asked, else (as in Ray) for async and threaded actors, which never promise an order."""
+    asked = options.get("allow_out_of_order_execution")
+    if asked is not None:
+        return bool(asked)
+    return is_async_class(cls) or (options.get("max_concurrency") or 1) > 1
 
 
 def _check_in_order_possible(cls: type, options: dict) -> None:
