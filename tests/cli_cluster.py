@@ -4,12 +4,15 @@ or a member, running a driver script, and stopping everything with nothing left 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+from babyray.cluster import free_port
 from babyray.procfs import processes_with_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,3 +103,16 @@ def stop_all(env: dict, directory: Path) -> subprocess.CompletedProcess:
     assert stop.returncode == 0, stop.stdout + stop.stderr
     assert_gone(directory)
     return stop
+
+
+@contextlib.contextmanager
+def running_head(temp_dir: Path, num_cpus: int = 2) -> Iterator[tuple[str, dict]]:
+    """A one-node cluster started with ``babyray start --head`` under ``temp_dir``: (its
+    address, the environment of its commands and drivers); stopped, with nothing left, after."""
+    env = cli_env(temp_dir)
+    port = free_port()
+    try:
+        start(env, port, num_cpus)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        stop_all(env, temp_dir)

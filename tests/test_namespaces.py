@@ -12,10 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_cluster import cli_env, run_driver, start, stop_all
+from cli_cluster import run_driver, running_head
 
 import babyray as ray
-from babyray.cluster import free_port
 from babyray.gcs.actor_directory import ActorDirectory
 from babyray.gcs.tables import Table
 from babyray.protocol import actors as am
@@ -133,14 +132,8 @@ def lookup(name, **where):
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     """A one-node cluster started with ``babyray start --head``: (address, env of its drivers)."""
-    tmp_path = tmp_path_factory.mktemp("namespaces")
-    env = cli_env(tmp_path)
-    port = free_port()
-    try:
-        start(env, port, 2)
-        yield f"127.0.0.1:{port}", env
-    finally:
-        stop_all(env, tmp_path)
+    with running_head(tmp_path_factory.mktemp("namespaces")) as started:
+        yield started
 
 
 def _driver(head: tuple[str, dict], namespace: str | None, body: str) -> dict:

@@ -7,10 +7,9 @@ import os
 import signal
 
 import pytest
-from cli_cluster import cli_env, run_driver, start, stop_all
+from cli_cluster import run_driver, running_head
 
 import babyray as ray
-from babyray.cluster import free_port
 
 TIMEOUT = 60
 
@@ -96,15 +95,10 @@ ray.shutdown()
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
-    """A one-node cluster started with ``babyray start --head``: (address, env of its drivers)."""
+    """A one-node cluster started with ``babyray start --head``: (address, env, its temp dir)."""
     tmp_path = tmp_path_factory.mktemp("owners")
-    env = cli_env(tmp_path)
-    port = free_port()
-    try:
-        start(env, port, 2)
-        yield f"127.0.0.1:{port}", env, tmp_path
-    finally:
-        stop_all(env, tmp_path)
+    with running_head(tmp_path) as (address, env):
+        yield address, env, tmp_path
 
 
 @pytest.mark.parametrize("ending", ["shutdown", "sigkill"])
