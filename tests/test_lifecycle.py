@@ -71,16 +71,24 @@ def test_a_ref_kept_across_shutdown_and_init_fails_at_once_with_owner_died(tmp_p
         ray.shutdown()
 
 
-def test_a_placement_group_kept_across_shutdown_and_init_is_refused_by_name(tmp_path):
-    """The new cluster never had it: a task in it would wait forever, so using it is refused."""
+def test_a_placement_group_or_actor_kept_across_shutdown_and_init_is_refused_by_name(tmp_path):
+    """The new cluster never had them: a task in the group would wait forever, so using it is
+    refused; a call of the actor fails, saying why."""
     ray.init(num_cpus=1, temp_dir=str(tmp_path))
 
     @ray.remote(num_cpus=0)
     def echo(x):
         return x
 
+    @ray.remote(num_cpus=0)
+    class Echo:
+        def echo(self, x):
+            return x
+
     kept = placement_group([{"CPU": 1}])
     ray.get(kept.ready(), timeout=60)
+    kept_actor = Echo.remote()
+    assert ray.get(kept_actor.echo.remote(1), timeout=60) == 1
     ray.shutdown()
     ray.init(num_cpus=1, temp_dir=str(tmp_path))
     try:
@@ -89,6 +97,8 @@ def test_a_placement_group_kept_across_shutdown_and_init_is_refused_by_name(tmp_
         in_kept = PlacementGroupSchedulingStrategy(kept)
         with pytest.raises(ValueError, match="earlier session"):
             echo.options(scheduling_strategy=in_kept).remote(1)
+        with pytest.raises(ray.exceptions.RayActorError, match="earlier session"):
+            ray.get(kept_actor.echo.remote(2), timeout=60)
         fresh = placement_group([{"CPU": 1}])
         assert ray.get(fresh.ready(), timeout=60) == fresh
         in_fresh = PlacementGroupSchedulingStrategy(fresh)

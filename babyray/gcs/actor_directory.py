@@ -40,13 +40,19 @@ def _state(record: dict) -> ActorState:
     return ActorState(record["state"])
 
 
+_UNKNOWN_ACTOR = (
+    "this cluster has no such actor: its handle was made in an earlier session (before "
+    "shutdown()) or by another cluster"
+)
+
+
 class ActorDirectory:
     def __init__(self, table: Table) -> None:
         self.table = table
         self.live: dict[str, _Live] = {}
 
     def _state_message(self, actor_id: ActorID) -> am.ActorStateChanged:
-        r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": "unknown actor"}
+        r = self.table.get(actor_id) or {"state": ActorState.DEAD.value, "death_cause": _UNKNOWN_ACTOR}
         return am.ActorStateChanged(
             actor_id, r["state"], r.get("address"), r.get("death_cause", ""), r.get("num_restarts", 0)
         )
