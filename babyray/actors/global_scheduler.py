@@ -95,9 +95,8 @@ class GlobalScheduler(PartActor):
         self.pending_groups: dict[str, pm.PlacePlacementGroup] = {}
         self.reserving: dict[str, _Reservation] = {}
         self.removed_groups: set[str] = set()
-        self.infeasible_since: dict[
-            str, float
-        ] = {}  # pending task id -> when no alive node could ever fit it
+        # pending task id -> since when no alive node could ever fit it (pruned with the pending list)
+        self.infeasible_since: dict[str, float] = {}
         self.infeasible_told: set[str] = set()  # pending tasks whose owners were told so
 
     def on_start(self, msg: cm.StartGlobalScheduler, sender: Any) -> None:
@@ -156,8 +155,6 @@ class GlobalScheduler(PartActor):
             if node is None:
                 still.append(spec)
                 continue
-            self.infeasible_since.pop(spec.task_id, None)
-            self.infeasible_told.discard(spec.task_id)
             node.note_placed(self.placement.policy.task_seconds)
             self.log.info(
                 "task_placed", task_id=spec.task_id, node=node.node_id, policy=self.placement.policy.name
