@@ -2,6 +2,9 @@
 Thespian (a put seals its object on the channel too): answered at once when the object is
 sealed and in memory; a spilled object, or one whose seal is still on its way, is pinned
 through Thespian instead (restored, or answered at its seal). Either way the pin is counted in the store and released with the value.
+A pin can even reach the store before the put it reads: a task's return written into a spare
+slot tells the store one-way, and its owner is told at once; the pin waits for the put (for a
+while: then ObjectLostError).
 
 A put keeps its object pinned for the putting process, and a get keeps the pin it took, while
 a ref to the object lives there, for a second after its last use, within a budget (1/8 of
@@ -145,6 +148,42 @@ def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, mon
     assert _pins(oid) == 1
     _released(got)
     wait_until(lambda: _pins(oid) == 0, 15, "the pin released")
+
+
+@ray.remote(max_retries=0)
+def returned_late(delay: float | None) -> np.ndarray:
+    """A 1 MB array, returned into a spare slot (puts of its size came first) whose take and
+    seal reach the store ``delay`` seconds after the task's owner is told the value is ready
+    (never, if None): the race between the writer's channel and the reader's pin, made wide."""
+    import babyray.store.alloc_channel as channel
+
+    value = np.arange(MB // 8, dtype=np.int64)
+    for _ in range(2):  # the first opens the channel; the second's slot comes with a spare of its size
+        ray.put(value)
+    send, held = channel._send, []
+
+    def late_send(conn, payload) -> None:
+        if payload[0] not in (channel._TAKE, channel._SEAL):
+            send(conn, payload)
+            return
+        held.append((conn, payload))
+        if payload[0] == channel._SEAL:  # the return value's put is done; the owner is told next
+            channel._send = send
+            if delay is not None:
+                threading.Timer(delay, lambda: [send(*message) for message in held]).start()
+
+    channel._send = late_send
+    return value
+
+
+def test_a_get_that_reaches_the_store_before_the_put_waits_for_it(small_store):
+    assert np.array_equal(ray.get(returned_late.remote(1.0), timeout=60), np.arange(MB // 8, dtype=np.int64))
+    assert ray.get(total.remote(ray.put(np.ones(4, dtype=np.int64))), timeout=60) == 4  # the worker is fine
+
+
+def test_a_get_of_a_put_that_never_reaches_the_store_fails_as_lost(small_store):
+    with pytest.raises(ray.exceptions.ObjectLostError, match="is not in the store of node"):
+        ray.get(returned_late.remote(None), timeout=60)
 
 
 @ray.remote

@@ -397,3 +397,14 @@ def test_the_memory_report_names_each_state(table):
     assert states == {"a": "SPILLED", "b": "PINNED", "c": "IN_MEMORY", "d": "IN_MEMORY", "e": "BEING_WRITTEN"}
     stats = table.stats()
     assert (stats["num_objects"], stats["num_spilled_now"], stats["num_pinned"]) == (5, 1, 1)
+
+
+def test_the_table_remembers_which_absent_objects_it_deleted_the_latest_first(table, monkeypatch):
+    monkeypatch.setattr("babyray.store.object_table.DELETED_REMEMBERED", 2)
+    for oid in ("a", "b", "c"):
+        sealed(table, oid)
+        table.free(oid)
+    table.create("d", 16 * KB, "owner")
+    table.abort("d")  # deleted before it was sealed: deleted all the same
+    assert table.pin(("e",)).missing == "e" and not table.was_deleted("e")  # never here: on its way
+    assert [oid for oid in "abcd" if table.was_deleted(oid)] == ["c", "d"]  # only the latest two

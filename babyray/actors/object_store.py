@@ -53,6 +53,13 @@ PULL_CHECK_SECONDS = 1.0  # how often a store with pulls waiting checks their ho
 # SealObject travels through Thespian and may still be on its way) before the reader is told
 # to ask through Thespian, which waits for the seal however long it takes.
 CHANNEL_PIN_SEAL_WAIT_SECONDS = 0.05
+# How long a pin waits for an object that is not here and was not deleted here before it is
+# answered ObjectLostError. Such an object is on its way: a put into a spare slot tells the
+# store one-way on its writer's channel connection (``AllocClient``), and the writer tells the
+# object's owner at once; the owner's pin, on its own connection or through Thespian, can be
+# read first.
+ABSENT_PIN_WAIT_SECONDS = 2.0
+ABSENT_CHECK_SECONDS = 0.25  # how often a store with pins waiting for absent objects checks their deadlines
 
 
 class _ArenaSpillIO:
@@ -110,7 +117,7 @@ class ObjectStore(PartActor):
         cm.GcsRestarted: "on_gcs_restarted",
         cm.Nodes: "on_nodes",
     }
-    timers = {"pull_check": "on_pull_check"}
+    timers = {"pull_check": "on_pull_check", "absent_check": "on_absent_check"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,6 +129,8 @@ class ObjectStore(PartActor):
         self.spill: SpillDir | None = None
         self.table: ObjectTable = None  # type: ignore[assignment]  # made by on_start, the first message
         self.waiting: dict[ObjectID, list[tuple[Any, om.PinObjects]]] = {}
+        # Objects pinned while not here (nor deleted here) -> when their pins are answered lost.
+        self.absent_deadlines: dict[ObjectID, float] = {}
         self.node_id = NodeID("")
         self.gcs: Any = None
         self.transfer_server: TransferServer | None = None
@@ -242,14 +251,15 @@ class ObjectStore(PartActor):
         self, oids: tuple[ObjectID, ...], reader: str
     ) -> tuple[str, dict[ObjectID, tuple[int, int]]] | None:
         """PinObjects for a process of this node, from the allocation channel's thread: the
-        slots if every object is sealed and in memory (waiting briefly for seals on their way),
-        else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""
+        slots if every object is sealed and in memory (waiting briefly for seals, and puts, on
+        their way), else None and nothing pinned: the reader asks through Thespian (``on_pin``)."""
         deadline = time.monotonic() + CHANNEL_PIN_SEAL_WAIT_SECONDS
         with self.turn_done:
             while True:
                 pinned = self.table.pin(oids, restore=False, reader=reader)
                 left = deadline - time.monotonic()
-                if pinned.unsealed is None or left <= 0:
+                on_its_way = pinned.missing is not None and not self.table.was_deleted(pinned.missing)
+                if (pinned.unsealed is None and not on_its_way) or left <= 0:
                     return (self.arena_path, pinned.slots) if pinned.slots else None
                 self.turn_done.wait(left)
 
@@ -286,12 +296,16 @@ class ObjectStore(PartActor):
 
     def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
         pinned = self.table.pin(msg.object_ids, reader=msg.reader_id)
-        if pinned.missing is not None:  # created here before any reader learns of it: so it was freed
+        if pinned.missing is not None and self.table.was_deleted(pinned.missing):
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
             lost = exceptions.ObjectLostError(
-                f"object {pinned.missing} is not in the store of node {self.node_id}"
+                f"object {pinned.missing} was deleted from the store of node {self.node_id}"
             )
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
+        elif pinned.missing is not None:  # on its way (ABSENT_PIN_WAIT_SECONDS): answered at its seal
+            self.waiting.setdefault(pinned.missing, []).append((sender, msg))
+            self.absent_deadlines.setdefault(pinned.missing, time.monotonic() + ABSENT_PIN_WAIT_SECONDS)
+            self.every(ABSENT_CHECK_SECONDS, "absent_check")
         elif pinned.unsealed is not None:  # reply once all are sealed
             self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
         elif pinned.no_room is not None:
@@ -304,6 +318,20 @@ class ObjectStore(PartActor):
             )
         else:
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
+
+    def on_absent_check(self, msg: WakeupMessage, sender: Any) -> None:
+        """Pins that waited ``ABSENT_PIN_WAIT_SECONDS`` for an object that never came: lost."""
+        now = time.monotonic()
+        for oid, deadline in list(self.absent_deadlines.items()):
+            if oid in self.table or oid not in self.waiting:  # it came (its pins wait for its seal)
+                del self.absent_deadlines[oid]
+            elif deadline <= now:
+                del self.absent_deadlines[oid]
+                self.log.warning("object_pin_missing", object_id=oid, waited=ABSENT_PIN_WAIT_SECONDS)
+                lost = exceptions.ObjectLostError(f"object {oid} is not in the store of node {self.node_id}")
+                self._abort(oid, serialization.dumps(lost))
+        if not self.absent_deadlines:
+            self.stop_timer("absent_check")
 
     def on_unpin(self, msg: om.UnpinObjects, sender: Any) -> None:
         for oid in msg.object_ids:

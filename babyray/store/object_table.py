@@ -21,6 +21,11 @@ takes the slot over, or a new one if the size differs; over a complete object
 slot that its seal frees, and the object already here stays (Ray keeps the first sealed
 copy too).
 
+The table remembers the latest ``DELETED_REMEMBERED`` ids it deleted (``was_deleted``): a pin
+of an object that is not here was either deleted, or is on its way (its writer told the store
+of its spare slot one-way, on a connection the store has not read yet), and the store answers
+the two differently.
+
 Room is made in least-recently-used order among SEALED, unpinned objects: secondary
 copies (pulled from other nodes) are dropped first, then primary copies are spilled.
 """
@@ -77,6 +82,7 @@ TRANSITIONS: dict[tuple[ObjectState, str], ObjectState] = {
     (S.FREED_PINNED, "last_unpin"): S.DELETED,
 }
 UNSEALED = (S.CREATING, S.FREED_WRITING)
+DELETED_REMEMBERED = 10_000  # how many deleted ids ``was_deleted`` knows, the latest ones
 IN_ARENA = (S.CREATING, S.SEALED, S.FREED_WRITING, S.FREED_PINNED)
 
 
@@ -164,6 +170,7 @@ class ObjectTable:
             ObjectID
         ] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
         self.reader_pins: dict[str, dict[ObjectID, int]] = {}  # reader -> its pins of each object
+        self.deleted: OrderedDict[ObjectID, None] = OrderedDict()  # the latest deleted ids, oldest first
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -193,7 +200,14 @@ class ObjectTable:
                 obj.on_disk = False
             if old not in UNSEALED:  # the GCS was told it is here
                 self.gone.append(oid)
+            self.deleted[oid] = None
+            if len(self.deleted) > DELETED_REMEMBERED:
+                self.deleted.popitem(last=False)
         return new
+
+    def was_deleted(self, oid: ObjectID) -> bool:
+        """Whether ``oid`` was here and deleted (among the latest ``DELETED_REMEMBERED`` deleted)."""
+        return oid in self.deleted
 
     def take_gone(self) -> list[ObjectID]:
         """The complete objects deleted since the last call (to tell the GCS they left)."""
