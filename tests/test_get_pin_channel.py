@@ -186,6 +186,16 @@ def test_a_get_of_a_put_that_never_reaches_the_store_fails_as_lost(small_store):
         ray.get(returned_late.remote(None), timeout=60)
 
 
+def test_a_put_freed_by_its_owner_before_it_reaches_the_store_is_deleted_when_it_does(small_store):
+    ref = returned_late.remote(1.0)
+    ray.wait([ref], fetch_local=False, timeout=60)  # the owner knows it is stored; the store does not yet
+    oid = ref.hex()
+    del ref  # the owner frees it: before the store learned of it
+    time.sleep(1.5)  # the take and seal reach the store
+    wait_until(lambda: _freed(oid), 15, "the late put deleted")
+    assert _stats()["num_pinned"] == 0
+
+
 @ray.remote
 def sized(n: int) -> bytes:
     return b"x" * n

@@ -400,7 +400,7 @@ def test_the_memory_report_names_each_state(table):
 
 
 def test_the_table_remembers_which_absent_objects_it_deleted_the_latest_first(table, monkeypatch):
-    monkeypatch.setattr("babyray.store.object_table.DELETED_REMEMBERED", 2)
+    monkeypatch.setattr("babyray.store.object_table.REMEMBERED", 2)
     for oid in ("a", "b", "c"):
         sealed(table, oid)
         table.free(oid)
@@ -408,3 +408,14 @@ def test_the_table_remembers_which_absent_objects_it_deleted_the_latest_first(ta
     table.abort("d")  # deleted before it was sealed: deleted all the same
     assert table.pin(("e",)).missing == "e" and not table.was_deleted("e")  # never here: on its way
     assert [oid for oid in "abcd" if table.was_deleted(oid)] == ["c", "d"]  # only the latest two
+
+
+def test_an_object_freed_before_it_came_is_deleted_at_its_seal(table):
+    table.free("late")  # the owner's free overtook the writer's take
+    spare = table.spares.reserve(1, KB)  # (spares are small: at most 1/64 of the arena)
+    assert spare is not None and table.take_spare("late", KB, "owner", spare)
+    assert state(table, "late") is S.FREED_WRITING
+    assert table.seal("late", KB, "owner") is SealOutcome.FREED
+    assert state(table, "late") is S.DELETED and table.was_deleted("late")
+    table.create("late", 16 * KB, "owner")  # written again (a retry): nothing freed it this time
+    assert state(table, "late") is S.CREATING

@@ -21,10 +21,11 @@ takes the slot over, or a new one if the size differs; over a complete object
 slot that its seal frees, and the object already here stays (Ray keeps the first sealed
 copy too).
 
-The table remembers the latest ``DELETED_REMEMBERED`` ids it deleted (``was_deleted``): a pin
-of an object that is not here was either deleted, or is on its way (its writer told the store
-of its spare slot one-way, on a connection the store has not read yet), and the store answers
-the two differently.
+The table remembers the latest ``REMEMBERED`` ids it deleted (``was_deleted``): a pin of an
+object that is not here was either deleted, or is on its way (its writer told the store of its
+spare slot one-way, on a connection the store has not read yet), and the store answers the two
+differently. For the same reason the owner's free can come before the object: the table
+remembers the latest ``REMEMBERED`` such frees, and the object is freed as it arrives.
 
 Room is made in least-recently-used order among SEALED, unpinned objects: secondary
 copies (pulled from other nodes) are dropped first, then primary copies are spilled.
@@ -82,7 +83,7 @@ TRANSITIONS: dict[tuple[ObjectState, str], ObjectState] = {
     (S.FREED_PINNED, "last_unpin"): S.DELETED,
 }
 UNSEALED = (S.CREATING, S.FREED_WRITING)
-DELETED_REMEMBERED = 10_000  # how many deleted ids ``was_deleted`` knows, the latest ones
+REMEMBERED = 10_000  # how many deleted ids, and ids freed before they came, the table remembers
 IN_ARENA = (S.CREATING, S.SEALED, S.FREED_WRITING, S.FREED_PINNED)
 
 
@@ -171,6 +172,7 @@ class ObjectTable:
         ] = []  # complete objects deleted since ``take_gone``: the GCS lists them here
         self.reader_pins: dict[str, dict[ObjectID, int]] = {}  # reader -> its pins of each object
         self.deleted: OrderedDict[ObjectID, None] = OrderedDict()  # the latest deleted ids, oldest first
+        self.freed_before_here: OrderedDict[ObjectID, None] = OrderedDict()  # freed before they came
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -200,14 +202,20 @@ class ObjectTable:
                 obj.on_disk = False
             if old not in UNSEALED:  # the GCS was told it is here
                 self.gone.append(oid)
-            self.deleted[oid] = None
-            if len(self.deleted) > DELETED_REMEMBERED:
-                self.deleted.popitem(last=False)
+            _remember(self.deleted, oid)
         return new
 
     def was_deleted(self, oid: ObjectID) -> bool:
-        """Whether ``oid`` was here and deleted (among the latest ``DELETED_REMEMBERED`` deleted)."""
+        """Whether ``oid`` was here and deleted (among the latest ``REMEMBERED`` deleted)."""
         return oid in self.deleted
+
+    def _file(self, oid: ObjectID, obj: StoredObject) -> None:
+        """A new object in the table: freed at once (to be deleted at its seal) if its owner
+        freed it before it came."""
+        self.objects[oid] = obj
+        if oid in self.freed_before_here:
+            del self.freed_before_here[oid]
+            self.free(oid)
 
     def take_gone(self) -> list[ObjectID]:
         """The complete objects deleted since the last call (to tell the GCS they left)."""
@@ -236,7 +244,7 @@ class ObjectTable:
             return None
         if obj is not None:  # a half-written copy of another size: its slot goes
             self._move(oid, obj, "abort")
-        self.objects[oid] = StoredObject(offset, size, owner_id, primary=primary)
+        self._file(oid, StoredObject(offset, size, owner_id, primary=primary))
         return offset
 
     def take_spare(self, oid: ObjectID, size: int, owner_id: WorkerID, offset: int) -> bool:
@@ -250,7 +258,7 @@ class ObjectTable:
             return True
         if obj is not None:  # a half-written copy (its writer died): the spare replaces it
             self._move(oid, obj, "abort")
-        self.objects[oid] = StoredObject(offset, size, owner_id)
+        self._file(oid, StoredObject(offset, size, owner_id))
         return True
 
     def seal(self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int = -1) -> SealOutcome:
@@ -345,8 +353,11 @@ class ObjectTable:
     # ---- freeing -------------------------------------------------------------------------
 
     def free(self, oid: ObjectID) -> None:
-        """The owner no longer references ``oid``: deleted now, or when its writer or readers finish."""
+        """The owner no longer references ``oid``: deleted now, or when its writer or readers
+        finish, or as it comes if it is not here yet (a put whose take the store has not read)."""
         obj = self.objects.get(oid)
+        if obj is None and oid not in self.deleted:
+            _remember(self.freed_before_here, oid)
         if obj is None or obj.state in (S.FREED_WRITING, S.FREED_PINNED):
             return
         self.counters.freed_objects += 1
@@ -482,3 +493,11 @@ class ObjectTable:
             }
             for oid, o in self.objects.items()
         }
+
+
+def _remember(ids: OrderedDict[ObjectID, None], oid: ObjectID) -> None:
+    """Add ``oid`` to ``ids``, forgetting the oldest past ``REMEMBERED``."""
+    ids[oid] = None
+    ids.move_to_end(oid)
+    if len(ids) > REMEMBERED:
+        ids.popitem(last=False)
