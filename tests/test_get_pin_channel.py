@@ -24,6 +24,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from conftest import assert_session_clean
+from late_put import late_value, returned_late
 from test_gcs_cluster import wait_until
 
 import babyray as ray
@@ -150,34 +151,8 @@ def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, mon
     wait_until(lambda: _pins(oid) == 0, 15, "the pin released")
 
 
-@ray.remote(max_retries=0)
-def returned_late(delay: float | None) -> np.ndarray:
-    """A 1 MB array, returned into a spare slot (puts of its size came first) whose take and
-    seal reach the store ``delay`` seconds after the task's owner is told the value is ready
-    (never, if None): the race between the writer's channel and the reader's pin, made wide."""
-    import babyray.store.alloc_channel as channel
-
-    value = np.arange(MB // 8, dtype=np.int64)
-    for _ in range(2):  # the first opens the channel; the second's slot comes with a spare of its size
-        ray.put(value)
-    send, held = channel._send, []
-
-    def late_send(conn, payload) -> None:
-        if payload[0] not in (channel._TAKE, channel._SEAL):
-            send(conn, payload)
-            return
-        held.append((conn, payload))
-        if payload[0] == channel._SEAL:  # the return value's put is done; the owner is told next
-            channel._send = send
-            if delay is not None:
-                threading.Timer(delay, lambda: [send(*message) for message in held]).start()
-
-    channel._send = late_send
-    return value
-
-
 def test_a_get_that_reaches_the_store_before_the_put_waits_for_it(small_store):
-    assert np.array_equal(ray.get(returned_late.remote(1.0), timeout=60), np.arange(MB // 8, dtype=np.int64))
+    assert np.array_equal(ray.get(returned_late.remote(1.0), timeout=60), late_value())
     assert ray.get(total.remote(ray.put(np.ones(4, dtype=np.int64))), timeout=60) == 4  # the worker is fine
 
 

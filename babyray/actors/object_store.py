@@ -304,8 +304,7 @@ class ObjectStore(PartActor):
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
         elif pinned.missing is not None:  # on its way (ABSENT_PIN_WAIT_SECONDS): answered at its seal
             self.waiting.setdefault(pinned.missing, []).append((sender, msg))
-            self.absent_deadlines.setdefault(pinned.missing, time.monotonic() + ABSENT_PIN_WAIT_SECONDS)
-            self.every(ABSENT_CHECK_SECONDS, "absent_check")
+            self._wait_for_absent(pinned.missing)
         elif pinned.unsealed is not None:  # reply once all are sealed
             self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
         elif pinned.no_room is not None:
@@ -319,12 +318,17 @@ class ObjectStore(PartActor):
         else:
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, self.arena_path, pinned.slots))
 
+    def _wait_for_absent(self, oid: ObjectID) -> None:
+        """Pins (and serves) of ``oid``, not here, wait for it until ``ABSENT_PIN_WAIT_SECONDS`` from now."""
+        self.absent_deadlines.setdefault(oid, time.monotonic() + ABSENT_PIN_WAIT_SECONDS)
+        self.every(ABSENT_CHECK_SECONDS, "absent_check")
+
     def on_absent_check(self, msg: WakeupMessage, sender: Any) -> None:
-        """Pins that waited ``ABSENT_PIN_WAIT_SECONDS`` for an object that never came: lost."""
+        """Pins and serves that waited ``ABSENT_PIN_WAIT_SECONDS`` for an object that never came: lost."""
         now = time.monotonic()
         for oid, deadline in list(self.absent_deadlines.items()):
-            if oid in self.table or oid not in self.waiting:  # it came (its pins wait for its seal)
-                del self.absent_deadlines[oid]
+            if oid in self.table or (oid not in self.waiting and oid not in self.serve_waiting):
+                del self.absent_deadlines[oid]  # it came: its pins and serves wait for its seal
             elif deadline <= now:
                 del self.absent_deadlines[oid]
                 self.log.warning("object_pin_missing", object_id=oid, waited=ABSENT_PIN_WAIT_SECONDS)
@@ -415,8 +419,11 @@ class ObjectStore(PartActor):
     def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
         pinned = self.table.pin((msg.object_id,), reader=msg.reader_id)
-        if pinned.unsealed is not None:
+        on_its_way = pinned.missing is not None and not self.table.was_deleted(pinned.missing)
+        if pinned.unsealed is not None or on_its_way:  # served at its seal
             self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
+            if on_its_way:
+                self._wait_for_absent(msg.object_id)
             return
         if not pinned.slots:
             lost = exceptions.ObjectLostError(
