@@ -147,7 +147,7 @@ def test_abort_drops_an_unsealed_object_but_never_a_sealed_one(table):
 def test_pin_gives_every_slot_or_says_which_object_is_missing_or_unsealed(table):
     offset = sealed(table, "a")
     table.create("b", 16 * KB, "owner")
-    assert table.pin(["a", "zz"]).missing == "zz"
+    assert table.pin(["a", "zz"]).coming == "zz"  # never here: on its way
     assert table.pin(["a", "b"]).unsealed == "b"
     assert table.get("a").pins == 0  # all or nothing
     assert table.pin(["a"]).slots == {"a": (offset, 16 * KB)}
@@ -406,8 +406,9 @@ def test_the_table_remembers_which_absent_objects_it_deleted_the_latest_first(ta
         table.free(oid)
     table.create("d", 16 * KB, "owner")
     table.abort("d")  # deleted before it was sealed: deleted all the same
-    assert table.pin(("e",)).missing == "e" and not table.was_deleted("e")  # never here: on its way
+    assert table.pin(("e",)).coming == "e" and not table.was_deleted("e")  # never here: on its way
     assert [oid for oid in "abcd" if table.was_deleted(oid)] == ["c", "d"]  # only the latest two
+    assert table.pin(("d",)).missing == "d" and table.pin(("a",)).coming == "a"
 
 
 def test_an_object_freed_before_it_came_is_deleted_at_its_seal(table):

@@ -258,8 +258,7 @@ class ObjectStore(PartActor):
             while True:
                 pinned = self.table.pin(oids, restore=False, reader=reader)
                 left = deadline - time.monotonic()
-                on_its_way = pinned.missing is not None and not self.table.was_deleted(pinned.missing)
-                if (pinned.unsealed is None and not on_its_way) or left <= 0:
+                if (pinned.unsealed is None and pinned.coming is None) or left <= 0:
                     return (self.arena_path, pinned.slots) if pinned.slots else None
                 self.turn_done.wait(left)
 
@@ -296,15 +295,15 @@ class ObjectStore(PartActor):
 
     def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
         pinned = self.table.pin(msg.object_ids, reader=msg.reader_id)
-        if pinned.missing is not None and self.table.was_deleted(pinned.missing):
+        if pinned.missing is not None:
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)
             lost = exceptions.ObjectLostError(
                 f"object {pinned.missing} was deleted from the store of node {self.node_id}"
             )
             self.reply(msg, sender, om.ObjectsPinned(msg.req_id, "", {}, serialization.dumps(lost)))
-        elif pinned.missing is not None:  # on its way (ABSENT_PIN_WAIT_SECONDS): answered at its seal
-            self.waiting.setdefault(pinned.missing, []).append((sender, msg))
-            self._wait_for_absent(pinned.missing)
+        elif pinned.coming is not None:  # on its way (ABSENT_PIN_WAIT_SECONDS): answered at its seal
+            self.waiting.setdefault(pinned.coming, []).append((sender, msg))
+            self._wait_for_absent(pinned.coming)
         elif pinned.unsealed is not None:  # reply once all are sealed
             self.waiting.setdefault(pinned.unsealed, []).append((sender, msg))
         elif pinned.no_room is not None:
@@ -419,10 +418,9 @@ class ObjectStore(PartActor):
     def on_serve(self, msg: om.ServeObject, sender: Any) -> None:
         """Pin the object for a pulling store and tell it where to read it."""
         pinned = self.table.pin((msg.object_id,), reader=msg.reader_id)
-        on_its_way = pinned.missing is not None and not self.table.was_deleted(pinned.missing)
-        if pinned.unsealed is not None or on_its_way:  # served at its seal
+        if pinned.unsealed is not None or pinned.coming is not None:  # served at its seal
             self.serve_waiting.setdefault(msg.object_id, []).append((sender, msg))
-            if on_its_way:
+            if pinned.coming is not None:
                 self._wait_for_absent(msg.object_id)
             return
         if not pinned.slots:

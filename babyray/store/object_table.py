@@ -149,7 +149,8 @@ class PinOutcome:
     """What a pin of several objects got: ``slots`` if all were pinned, else why not."""
 
     slots: dict[ObjectID, tuple[int, int]]  # object id -> (offset, size)
-    missing: ObjectID | None = None  # not here at all
+    missing: ObjectID | None = None  # not here: deleted (``was_deleted``)
+    coming: ObjectID | None = None  # not here, nor deleted here: on its way (ask again at its seal)
     unsealed: ObjectID | None = None  # still being written: ask again at its seal
     no_room: ObjectID | None = None  # spilled, and no room to restore it
     spilled: ObjectID | None = None  # spilled, and the pin was not to restore it
@@ -297,7 +298,7 @@ class ObjectTable:
         oids = tuple(oids)
         for oid in oids:
             if oid not in self.objects:
-                return PinOutcome({}, missing=oid)
+                return PinOutcome({}, missing=oid) if oid in self.deleted else PinOutcome({}, coming=oid)
         for oid in oids:
             state = self.objects[oid].state
             if state in UNSEALED:
