@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 
+import numpy as np
 from conftest import assert_session_clean
 
 import babyray as ray
@@ -37,6 +38,7 @@ SECONDS = float(os.environ.get("BABYRAY_SOAK_SECONDS", "60"))  # CI: the whole t
 SEED = int(os.environ.get("BABYRAY_SOAK_SEED", str(int(time.time() * 1000) % 1_000_000)))
 CPUS = 2
 DEADLINE = 60.0  # seconds any ref may take to end, faults included (shared, loaded machine)
+BIG = 1024 * 1024  # bytes of each array of the "big" step
 IDLE_DEADLINE = 20.0  # seconds for the CPUs to come back once nothing runs
 SHUTDOWN_DEADLINE = 2.0  # seconds shutdown may take, faults or not (about 0.5 s is typical)
 
@@ -63,6 +65,17 @@ def nested_sum(x: int, depth: int) -> int:
 @ray.remote(max_retries=5)
 def raise_value_error(x: int) -> None:
     raise ValueError(f"soak {x}")
+
+
+@ray.remote(max_retries=5)
+def big_array(x: int) -> np.ndarray:
+    """1 MB: written into the store (a spare slot of the worker's channel, mostly)."""
+    return np.full(BIG // 8, x, dtype=np.int64)
+
+
+@ray.remote(max_retries=5)
+def array_total(array: np.ndarray) -> int:
+    return int(array.sum())
 
 
 @ray.remote(max_retries=0)
@@ -167,6 +180,17 @@ class Soak:
             x = self.rng.randint(0, 100)
             self.expect(self.actor.echo.remote(x), "actor", (x,), (RayActorError,))
 
+    def step_big(self) -> None:
+        """1 MB arrays through the store: a task's return summed by another task, and passed
+        along a chain of actor calls first; some refs dropped at once."""
+        x = self.rng.randint(0, 1000)
+        array = big_array.remote(x)
+        self.expect(array_total.remote(array), "big", (x * (BIG // 8),))
+        for _ in range(self.rng.randint(1, 5)):
+            array = self.actor.echo.remote(array)
+        self.expect(array_total.remote(array), "big-chain", (x * (BIG // 8),), (RayActorError,))
+        big_array.remote(x)  # dropped at once
+
     def step_kill_worker(self) -> None:
         pids = [p for p in _session_workers(self.session_dir)]
         for pid in self.rng.sample(pids, min(len(pids), self.rng.choice([1, 1, 2]))):
@@ -238,6 +262,7 @@ STEPS = [
     "error",
     "actor",
     "actor",
+    "big",
     "kill_worker",
     "exit_in_task",
 ]
