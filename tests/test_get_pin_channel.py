@@ -188,6 +188,31 @@ def test_puts_and_returns_whose_refs_are_dropped_at_once_leave_nothing_in_the_st
     wait_until(lambda: _stats()["num_objects"] <= before, 30, "every dropped object freed")
 
 
+@ray.remote(max_retries=0)
+def die_while_pinning(refs: list) -> None:
+    threading.Timer(1.0, os._exit, (1,)).start()
+    ray.get(refs[0])  # the store holds the pin back until the object's seal
+
+
+def test_a_reader_that_dies_while_its_pin_waits_for_the_seal_leaves_no_pin(small_store, monkeypatch):
+    seal, seals = AllocClient.seal, threading.Event()
+
+    def held_seal(self: AllocClient, *args) -> None:
+        threading.Thread(target=lambda: (seals.wait(60), seal(self, *args)), daemon=True).start()
+
+    monkeypatch.setattr(AllocClient, "seal", held_seal)
+    ref = ray.put(np.arange(2 * MB, dtype=np.int64))  # past the budget: the put keeps no pin
+    oid = ref.hex()
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(die_while_pinning.remote([ref]), timeout=60)
+    time.sleep(0.5)  # the store's channel thread reads the dead worker's end of its connection
+    seals.set()
+    wait_until(lambda: _stats()["objects"][oid]["state"] != "BEING_WRITTEN", 15, "the object sealed")
+    assert _pins(oid) == 0  # the dead worker's pin, answered at the seal, was not taken
+    del ref
+    wait_until(lambda: _freed(oid), 15, "the object freed with its ref")
+
+
 @ray.remote
 def sized(n: int) -> bytes:
     return b"x" * n

@@ -278,3 +278,26 @@ def test_a_killed_workers_spare_slot_is_freed(shared_cluster):
     assert _wait_until(lambda: _spare_bytes() >= before + MB)
     os.kill(pid, signal.SIGKILL)
     assert _wait_until(lambda: _spare_bytes() == before, timeout=10)
+
+
+def test_a_reader_leaves_when_its_last_connection_closes_not_its_first():
+    """Two threads' first puts at once can open two connections for one process."""
+    store, gone = _Store(256 * MB), []
+    arena = f"test-{uuid.uuid4().hex}"
+    server = AllocServer(
+        arena, store.allocate, store.reserve, store.release, store.take, reader_gone=gone.append
+    )
+    try:
+        first, second = AllocClient(arena, "worker-1"), AllocClient(arena, "worker-1")
+        other = AllocClient(arena, "worker-2")
+        first.allocate("a", MB, "worker-1")  # each connection's reader is named before it closes
+        second.allocate("b", MB, "worker-1")
+        other.allocate("c", MB, "worker-2")
+        second.close()
+        other.close()
+        assert _wait_until(lambda: gone == ["worker-2"])
+        assert not _wait_until(lambda: "worker-1" in gone, timeout=0.5)
+        first.close()
+        assert _wait_until(lambda: gone == ["worker-2", "worker-1"])
+    finally:
+        server.close()

@@ -294,6 +294,9 @@ class ObjectStore(PartActor):
     # ---- reading -------------------------------------------------------------------
 
     def on_pin(self, msg: om.PinObjects, sender: Any) -> None:
+        if msg.reader_id and self.table.has_left(msg.reader_id):  # sent, or waiting here, as it ended
+            self.log.info("object_pin_of_reader_gone", reader=msg.reader_id, object_ids=list(msg.object_ids))
+            return
         pinned = self.table.pin(msg.object_ids, reader=msg.reader_id)
         if pinned.missing is not None:
             self.log.warning("object_pin_missing", object_id=pinned.missing, reader=msg.reader_id)

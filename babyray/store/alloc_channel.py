@@ -51,6 +51,7 @@ import pickle
 import socket
 import struct
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -201,6 +202,10 @@ class AllocServer:
         self._unpin = unpin
         self._reader_gone = reader_gone
         self._clients = itertools.count()  # not the fd: a new connection may reuse it at once
+        # reader -> its open connections: a process can open a second one (two threads' first
+        # puts at once), and only when its last closes has it left
+        self._connections_of: Counter[str] = Counter()
+        self._readers_lock = threading.Lock()
         self.name = socket_name(arena_name)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.name)
@@ -235,8 +240,9 @@ class AllocServer:
             except (ConnectionError, OSError, EOFError):
                 pass  # the client went away
         self._release(client, None)
+        left = self._left(readers)
         if self._reader_gone is not None:
-            for reader in readers:
+            for reader in left:
                 self._reader_gone(reader)
 
     def _answer(self, conn: socket.socket, client: int, readers: set[str], request: tuple) -> None:
@@ -253,11 +259,11 @@ class AllocServer:
             return
         if request[0] == _PIN:
             _, oids, reader = request
-            readers.add(reader)
+            self._named(readers, reader)
             _send(conn, self._pin_answer(oids, reader))
             return
         if request[0] == _READER:  # the client names itself as it connects
-            readers.add(request[1])
+            self._named(readers, request[1])
             return
         if request[0] == _UNPIN:
             _, oids, reader = request
@@ -266,7 +272,7 @@ class AllocServer:
             return
         if request[0] == _SEAL:
             _, oid, size, owner, offset, hold = request
-            readers.add(owner)
+            self._named(readers, owner)
             try:
                 if self._seal is None:
                     raise RuntimeError("this channel serves no seals")
@@ -281,6 +287,22 @@ class AllocServer:
             self.log.exception("alloc_channel_failed", object_id=oid, size=size)
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
         _send(conn, reply)
+
+    def _named(self, readers: set[str], reader: str) -> None:
+        """``reader`` read or wrote on the connection whose readers are ``readers``."""
+        if reader not in readers:
+            readers.add(reader)
+            with self._readers_lock:
+                self._connections_of[reader] += 1
+
+    def _left(self, readers: set[str]) -> list[str]:
+        """The readers of a closed connection that have no other connection open."""
+        with self._readers_lock:
+            self._connections_of.subtract(readers)
+            left = [reader for reader in readers if self._connections_of[reader] <= 0]
+            for reader in left:
+                del self._connections_of[reader]
+        return left
 
     def _pin_answer(
         self, oids: tuple[ObjectID, ...], reader: str

@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from babyray import exceptions
 from babyray.ids import NodeID, ObjectID, WorkerID
@@ -83,7 +83,7 @@ TRANSITIONS: dict[tuple[ObjectState, str], ObjectState] = {
     (S.FREED_PINNED, "last_unpin"): S.DELETED,
 }
 UNSEALED = (S.CREATING, S.FREED_WRITING)
-REMEMBERED = 10_000  # how many deleted ids, and ids freed before they came, the table remembers
+REMEMBERED = 10_000  # how many deleted ids, ids freed before they came, readers gone the table remembers
 IN_ARENA = (S.CREATING, S.SEALED, S.FREED_WRITING, S.FREED_PINNED)
 
 
@@ -174,6 +174,7 @@ class ObjectTable:
         self.reader_pins: dict[str, dict[ObjectID, int]] = {}  # reader -> its pins of each object
         self.deleted: OrderedDict[ObjectID, None] = OrderedDict()  # the latest deleted ids, oldest first
         self.freed_before_here: OrderedDict[ObjectID, None] = OrderedDict()  # freed before they came
+        self.readers_left: OrderedDict[str, None] = OrderedDict()  # the latest readers gone
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -346,10 +347,16 @@ class ObjectTable:
             self._touch(oid)
 
     def reader_gone(self, reader: str) -> None:
-        """``reader`` left (its process ended): release every pin it still holds."""
+        """``reader`` left (its process ended): release every pin it still holds. The latest
+        ``REMEMBERED`` readers that left are remembered (``has_left``)."""
+        _remember(self.readers_left, reader)
         for oid, count in self.reader_pins.pop(reader, {}).items():
             for _ in range(count):
                 self.unpin(oid)
+
+    def has_left(self, reader: str) -> bool:
+        """Whether ``reader`` left (``reader_gone``): a pin it sent before it ended must not count."""
+        return reader in self.readers_left
 
     # ---- freeing -------------------------------------------------------------------------
 
@@ -496,9 +503,9 @@ class ObjectTable:
         }
 
 
-def _remember(ids: OrderedDict[ObjectID, None], oid: ObjectID) -> None:
-    """Add ``oid`` to ``ids``, forgetting the oldest past ``REMEMBERED``."""
-    ids[oid] = None
-    ids.move_to_end(oid)
+def _remember(ids: OrderedDict[Any, None], key: str) -> None:
+    """Add ``key`` (an id) to ``ids``, forgetting the oldest past ``REMEMBERED``."""
+    ids[key] = None
+    ids.move_to_end(key)
     if len(ids) > REMEMBERED:
         ids.popitem(last=False)
