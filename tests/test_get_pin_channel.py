@@ -68,6 +68,18 @@ def answers(small_store, monkeypatch) -> dict[str, list]:
     return answered
 
 
+@pytest.fixture
+def held_seals(monkeypatch) -> threading.Event:
+    """This driver's seals on the channel wait until the returned event is set."""
+    seal, release = AllocClient.seal, threading.Event()
+
+    def held_seal(self: AllocClient, *args) -> None:
+        threading.Thread(target=lambda: (release.wait(60), seal(self, *args)), daemon=True).start()
+
+    monkeypatch.setattr(AllocClient, "seal", held_seal)
+    return release
+
+
 def _stats() -> dict:
     return memory_stats(objects=True)[0]
 
@@ -127,13 +139,7 @@ def test_a_spilled_object_is_pinned_through_thespian_and_restored(answers):
     assert [int(ray.get(r, timeout=60)[0]) for r in refs[1:]] == [1, 2]
 
 
-def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, monkeypatch):
-    seal, seals = AllocClient.seal, threading.Event()
-
-    def held_seal(self: AllocClient, *args) -> None:
-        threading.Thread(target=lambda: (seals.wait(60), seal(self, *args)), daemon=True).start()
-
-    monkeypatch.setattr(AllocClient, "seal", held_seal)
+def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, held_seals):
     original = np.arange(2 * MB, dtype=np.int64)  # past the budget: the put keeps no pin
     ref = ray.put(original)
     oid = ref.hex()
@@ -143,7 +149,7 @@ def test_a_get_while_the_seal_is_on_its_way_is_answered_at_the_seal(answers, mon
     wait_until(lambda: oid in answers, 30, "the channel's answer")
     assert answers[oid] == [None]  # still being written: not pinned there
     assert _stats()["objects"][oid]["state"] == "BEING_WRITTEN"
-    seals.set()
+    held_seals.set()
     reader.join(60)
     assert np.array_equal(got[0], original)
     assert _pins(oid) == 1
@@ -194,19 +200,13 @@ def die_while_pinning(refs: list) -> None:
     ray.get(refs[0])  # the store holds the pin back until the object's seal
 
 
-def test_a_reader_that_dies_while_its_pin_waits_for_the_seal_leaves_no_pin(small_store, monkeypatch):
-    seal, seals = AllocClient.seal, threading.Event()
-
-    def held_seal(self: AllocClient, *args) -> None:
-        threading.Thread(target=lambda: (seals.wait(60), seal(self, *args)), daemon=True).start()
-
-    monkeypatch.setattr(AllocClient, "seal", held_seal)
+def test_a_reader_that_dies_while_its_pin_waits_for_the_seal_leaves_no_pin(small_store, held_seals):
     ref = ray.put(np.arange(2 * MB, dtype=np.int64))  # past the budget: the put keeps no pin
     oid = ref.hex()
     with pytest.raises(ray.exceptions.WorkerCrashedError):
         ray.get(die_while_pinning.remote([ref]), timeout=60)
     time.sleep(0.5)  # the store's channel thread reads the dead worker's end of its connection
-    seals.set()
+    held_seals.set()
     wait_until(lambda: _stats()["objects"][oid]["state"] != "BEING_WRITTEN", 15, "the object sealed")
     assert _pins(oid) == 0  # the dead worker's pin, answered at the seal, was not taken
     del ref

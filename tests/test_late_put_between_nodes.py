@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import textwrap
 
-from cli_cluster import cli_env, run_driver, start, stop_all
+from cli_cluster import run_driver, running_head, start
 
 from babyray.cluster import free_port
 
@@ -32,16 +32,11 @@ DRIVER = textwrap.dedent("""
 
 
 def test_a_pull_that_reaches_the_store_before_the_put_waits_for_it(tmp_path):
-    env = cli_env(tmp_path)
-    port = free_port()
     script = tmp_path / "late_put_driver.py"
     script.write_text(DRIVER)
-    try:
-        start(env, port, 1)
-        start(env, free_port(), 1, "--resources", '{"far": 1}', head=f"127.0.0.1:{port}")
-        run = run_driver(script, f"127.0.0.1:{port}", env=env, timeout=120, expect="PULLED True")
-    finally:
-        stop_all(env, tmp_path)
+    with running_head(tmp_path, num_cpus=1) as (address, env):
+        start(env, free_port(), 1, "--resources", '{"far": 1}', head=address)
+        run = run_driver(script, address, env=env, timeout=120, expect="PULLED True")
     assert "NEVER STORED:" in run.stdout and "is not in the store of node" in run.stdout, (
         run.stdout + run.stderr[-3000:]
     )

@@ -12,8 +12,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
-from conftest import assert_session_clean
 from test_gcs_cluster import wait_until
 
 import babyray as ray
@@ -22,16 +20,6 @@ from babyray.api.memory import memory_stats
 MB = 1024 * 1024
 SECONDS = 15.0
 SIZES = (800, 200 * 1024, MB, 3 * MB)
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    info = ray.init(num_cpus=2, temp_dir=str(tmp_path), object_store_memory=256 * MB).address_info
-    try:
-        yield info
-    finally:
-        ray.shutdown()
-    assert_session_clean(info["session_dir"])
 
 
 @ray.remote
