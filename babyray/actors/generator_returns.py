@@ -49,7 +49,7 @@ def generator_returns(worker: "Worker", spec: vm.TaskSpec, result: Any) -> tuple
             f"{spec.function_name} was called with num_returns={spec.generator!r}, which needs a "
             f"generator function, but it returned {type(result).__name__}"
         )
-    values = _values(worker, result)
+    values = _interruptible(worker, spec, _values(worker, result))
     if spec.generator is None:
         return _static(worker, spec, values)
     items = _ItemSender(worker, spec)
@@ -188,6 +188,17 @@ def _values(worker: "Worker", result: Any) -> Iterator:
         return result
     actor = worker.actor
     return _async_values(result, actor.default_loop() if actor is not None else None)
+
+
+def _interruptible(worker: "Worker", spec: vm.TaskSpec, values: Iterator) -> Iterator:
+    """``values``, each computed where a cancel may interrupt it (the task's own code), not
+    while the previous one is stored."""
+    while True:
+        with worker.user_code(spec):
+            value = next(values, _END)
+        if value is _END:
+            return
+        yield value
 
 
 def _async_values(agen: AsyncGenerator[Any, None], loop: asyncio.AbstractEventLoop | None) -> Iterator:

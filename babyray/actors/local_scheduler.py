@@ -61,6 +61,7 @@ from babyray.task_failure import failed_result, take_retry
 
 WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
+FORCE_CANCEL_ANSWER_TIMEOUT = 2.0  # seconds a worker has to answer a forced cancel passed to it
 
 
 def exit_description(exitcode: int) -> str:
@@ -82,7 +83,8 @@ class LocalScheduler(PartActor):
         tm.WorkerReady: "on_worker_ready",
         tm.WorkerTasksDone: "on_tasks_done",
         tm.LeaseReturned: "on_lease_returned",
-        tm.CancelLeasedTask: "on_cancel_leased_task",
+        tm.CancelRunningTask: "on_cancel_running_task",
+        tm.ForceCancelNotRunning: "on_force_cancel_not_running",
         tm.WorkerBlocked: "on_worker_blocked",
         tm.WorkerUnblocked: "on_worker_unblocked",
         tm.ReturnTasks: "on_return_tasks",
@@ -107,6 +109,9 @@ class LocalScheduler(PartActor):
         self.pidfds: dict[int, WorkerID] = {}  # pidfd -> worker id
         self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
+        # forced cancels passed to the worker holding the task, not answered yet:
+        # task id -> (worker id, monotonic deadline)
+        self.force_cancels: dict[TaskID, tuple[WorkerID, float]] = {}
         self.killed_actors: set[str] = set()
         self.recent = RecentResults(address_key)  # tasks finished lately, by worker
         self.last_heartbeat = 0.0
@@ -342,44 +347,59 @@ class LocalScheduler(PartActor):
     # ---- cancellation ----------------------------------------------------------------
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
+        """A queued task fails here; one a worker holds is the worker's to cancel, as only it
+        knows whether the task still runs: a forced cancel that killed on our word could kill the
+        task after it, its done message still on the way. A forced cancel the worker does not
+        answer within ``FORCE_CANCEL_ANSWER_TIMEOUT`` (its task holds the GIL) kills it here."""
         spec = self.queue.remove(msg.task_id)
         if spec is not None:
             self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
             return
-        worker = self.workers.running_on(msg.task_id) if msg.force else None
-        if worker is not None:  # the worker dies; its death requeues the tasks queued behind
-            running = worker.assigned[0]
-            self.force_cancelled.add(running.task_id)
-            self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
-            self.log.info(
-                "task_force_cancelled_killing_worker",
-                task_id=running.task_id,
-                worker_id=worker.worker_id,
-                pid=worker.pid,
-            )
-            os.kill(worker.pid, signal.SIGKILL)
-            self._check_workers([worker.worker_id], "kill")
-            return
         worker = self.workers.holder(msg.task_id)
         if worker is not None:
             self.post(worker.address, msg)
+            if msg.force:
+                deadline = time.monotonic() + FORCE_CANCEL_ANSWER_TIMEOUT
+                self.force_cancels[msg.task_id] = (worker.worker_id, deadline)
         elif msg.task_id in self.forwarded:
             self.post(self._node().global_scheduler, msg)
 
-    def on_cancel_leased_task(self, msg: tm.CancelLeasedTask, sender: Any) -> None:
-        """A forced cancel of a task pushed to a leased worker: it fails here, and the worker dies
-        (whose death then finds no task of ours to retry; its lessee learns it by LeaseLost)."""
-        spec = msg.spec
-        self._fail(spec, exceptions.TaskCancelledError(spec.task_id), worker_died=True)
+    def on_cancel_running_task(self, msg: tm.CancelRunningTask, sender: Any) -> None:
+        """A worker's running task was force-cancelled: it fails here, and the worker dies (whose
+        death then retries no task of ours; a lessee learns it by LeaseLost)."""
+        self.force_cancels.pop(msg.spec.task_id, None)
         worker = self.workers.get(msg.worker_id)
         if worker is None:
+            self._fail(msg.spec, exceptions.TaskCancelledError(msg.spec.task_id), worker_died=True)
             return
+        self._kill_cancelling(worker, msg.spec, "worker_asked")
+
+    def on_force_cancel_not_running(self, msg: tm.ForceCancelNotRunning, sender: Any) -> None:
+        self.force_cancels.pop(msg.task_id, None)
+
+    def _kill_unanswered_cancels(self) -> None:
+        """Kill a worker that has not answered a forced cancel in time and still runs its task."""
+        now = time.monotonic()
+        for task_id, (worker_id, deadline) in list(self.force_cancels.items()):
+            if deadline > now:
+                continue
+            del self.force_cancels[task_id]
+            worker = self.workers.get(worker_id)
+            if worker is not None and worker.assigned and worker.assigned[0].task_id == task_id:
+                self._kill_cancelling(worker, worker.assigned[0], "worker_did_not_answer")
+
+    def _kill_cancelling(self, worker: WorkerRecord, spec: vm.TaskSpec, why: str) -> None:
+        """Fail ``spec``, force-cancelled as ``worker`` runs it, and kill the worker; its death
+        requeues the tasks it held besides."""
+        if any(s.task_id == spec.task_id for s in worker.assigned):
+            self.force_cancelled.add(spec.task_id)  # its death costs it no retry
+        self._fail(spec, exceptions.TaskCancelledError(spec.task_id), worker_died=True)
         self.log.info(
             "task_force_cancelled_killing_worker",
             task_id=spec.task_id,
             worker_id=worker.worker_id,
             pid=worker.pid,
-            leased=True,
+            why=why,
         )
         os.kill(worker.pid, signal.SIGKILL)
         self._check_workers([worker.worker_id], "kill")
@@ -402,6 +422,7 @@ class LocalScheduler(PartActor):
 
     def on_liveness_timer(self, msg: WakeupMessage, sender: Any) -> None:
         self._check_workers(list(self.processes), "poll")
+        self._kill_unanswered_cancels()
 
     def on_child_exited(self, msg: ChildActorExited, sender: Any) -> None:
         self._check_workers(list(self.processes), "child_exited")

@@ -10,7 +10,6 @@ leased to the task's owner, which then pushes tasks straight to it (``worker_lea
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import faulthandler
 import inspect
@@ -23,7 +22,7 @@ import time
 import traceback
 from collections import deque
 from datetime import timedelta
-from typing import Any
+from typing import Any, ContextManager
 
 from babyray import config, exceptions, log, serialization
 from babyray.actors.actor_host import ActorHost
@@ -32,6 +31,7 @@ from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.loop_handover import LoopHandover
 from babyray.actors.running_task import RunningTaskSlot
+from babyray.actors.task_interrupts import TaskInterrupts
 from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
 from babyray.api import context
 from babyray.api.actor import ActorExit
@@ -157,8 +157,10 @@ class Worker(PartActor):
         self.inline: vm.TaskSpec | None = None  # the actor call running on the loop thread
         self.executor_waiting = False  # the (only) executor thread waits for a task
         self.exiting = False  # the actor called exit_actor(): no more calls run
+        self.doomed = False  # a forced cancel of its running task: it takes nothing until killed
+        self.interrupts = TaskInterrupts()
         self.handover: LoopHandover | None = None  # made by the first call run on the loop thread
-        self.cancelled: set[str] = set()
+        self.cancelled: set[TaskID] = set()
         self.functions: dict[str, Any] = {}
         self.actor: ActorHost | None = None
         self.unsent = 0  # results posted without waking the loop (more tasks were queued)
@@ -241,6 +243,7 @@ class Worker(PartActor):
             and not self.blocked
             and not self.retiring
             and not self.exiting
+            and not self.doomed
         )
 
     def _run_on_loop_thread(self, msg: tm.ExecuteTasks) -> bool:
@@ -376,37 +379,38 @@ class Worker(PartActor):
         self.log.info("gcs_moved")
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
-        """Skip a queued task; interrupt a running one (a forced cancel kills us instead). In an
-        actor, only async calls are interrupted; sync ones may check ``is_canceled()``, as in Ray.
-        From an owner that pushed the task here: one not here (the lease had ended) is the
-        scheduler's to cancel; a forced cancel of the running one the scheduler carries out."""
+        """Skip a queued task; interrupt a running one, or, for a forced cancel, have the
+        scheduler fail it and kill us (``CancelRunningTask``; we take no task meanwhile). A
+        forced cancel the scheduler passed on that finds its task not running (queued, or
+        finished as the cancel came) it answers with ``ForceCancelNotRunning``: the task after
+        it must not die with it. In an actor, only async calls are interrupted; sync ones may
+        check ``is_canceled()``, as in Ray. From an owner that pushed the task here: one not here
+        (the lease had ended) is the scheduler's to cancel."""
         start = self.start_msg
-        if self.actor is None:
-            with self.queue_lock:
-                queued = any(s.task_id == msg.task_id for s in self.tasks)
-                pushed = self.leases.pushed(msg.task_id)
-                killed = pushed is not None and msg.force and not queued
-                if killed:
-                    self.leases.reclaim()  # no more pushes: it is about to die
-            if pushed is not None and killed:
-                self.post(start.scheduler, tm.CancelLeasedTask(start.worker_id, pushed))
-                return
-            running = self.running
-            holds = queued or pushed is not None or (running is not None and running.task_id == msg.task_id)
-            if not holds and address_key(sender) != address_key(start.scheduler):
-                self.post(start.scheduler, msg)
-                return
-        running = self.running
         self.cancelled.add(msg.task_id)
         cancel_requested(msg.task_id)
         if self.actor is not None:
             self.actor.cancel(msg.task_id)
             return
-        thread = self.executor.ident
-        if running is not None and running.task_id == msg.task_id and thread is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(thread), ctypes.py_object(KeyboardInterrupt)
+        with self.queue_lock:
+            queued = any(s.task_id == msg.task_id for s in self.tasks)
+            running = (
+                self.running if self.running is not None and self.running.task_id == msg.task_id else None
             )
+            running = running or (None if queued else self.leases.pushed(msg.task_id))
+            if msg.force and running is not None:
+                self.doomed = True
+                self.leases.reclaim()  # no more pushes: it is about to die
+        from_scheduler = address_key(sender) == address_key(start.scheduler)
+        if msg.force and running is not None:
+            self.post(start.scheduler, tm.CancelRunningTask(start.worker_id, running))
+        elif running is None and not queued and not from_scheduler:
+            self.cancelled.discard(msg.task_id)
+            self.post(start.scheduler, msg)
+        elif msg.force and from_scheduler:
+            self.post(start.scheduler, tm.ForceCancelNotRunning(start.worker_id, msg.task_id))
+        elif running is not None:
+            self.interrupts.interrupt(msg.task_id)
 
     def _hand_over_loop(self) -> None:
         """An actor's call running on the loop thread is about to wait for a message: another
@@ -469,11 +473,13 @@ class Worker(PartActor):
     def _run_tasks(self) -> None:
         while True:
             with self.queue_lock:
-                while not self.tasks or self.inline is not None or self.exiting:
+                while not self.tasks or self.inline is not None or self.exiting or self.doomed:
                     self.executor_waiting = True
                     self.queue_lock.wait()
                 self.executor_waiting = False
                 spec = self.tasks.popleft()
+                if self.actor is None and not spec.actor_creation and spec.task_id not in self.cancelled:
+                    self.running = spec  # under the lock: a cancel finds it queued or running
             if spec.task_id in self.cancelled:
                 self._report(spec, self._error_returns(spec, exceptions.TaskCancelledError(spec.task_id)))
                 continue
@@ -555,7 +561,7 @@ class Worker(PartActor):
             if wake:
                 self.unsent = 0
             after = (
-                self.leases.task_done(spec, not self.tasks, time.monotonic())
+                self.leases.task_done(spec, not self.tasks and not self.doomed, time.monotonic())
                 if spec.actor_id is None
                 else None
             )
@@ -756,6 +762,11 @@ class Worker(PartActor):
             for spec in specs:
                 self.core.task_events.discard(spec.task_id)
 
+    def user_code(self, spec: vm.TaskSpec) -> ContextManager[None]:
+        """The block running ``spec``'s own code, where a cancel may interrupt it (a task's; an
+        actor's call is never interrupted, as in Ray)."""
+        return self.interrupts.user_code(spec.task_id, self.cancelled if self.actor is None else ())
+
     def _execute(self, spec: vm.TaskSpec) -> tuple:
         started = self.started[spec.task_id] = time.time()
         self._task_event(spec, "running", started_at=started)
@@ -766,7 +777,8 @@ class Worker(PartActor):
             function = self._callable(spec)
             context.current_task.function_module = getattr(function, "__module__", None)
             args, kwargs = self._arguments(spec)
-            result = function(*args, **kwargs)
+            with self.user_code(spec):
+                result = function(*args, **kwargs)
             returns = generator_returns(self, spec, result)
             if returns is None:
                 values = self._split_returns(spec, result)

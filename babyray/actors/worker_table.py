@@ -334,10 +334,3 @@ class WorkerTable:
             if any(s.task_id == task_id for s in worker.assigned):
                 return worker
         return None
-
-    def running_on(self, task_id: TaskID) -> WorkerRecord | None:
-        """The worker whose running (first) task is ``task_id``."""
-        for worker in self._workers.values():
-            if worker.assigned and worker.assigned[0].task_id == task_id:
-                return worker
-        return None

@@ -225,12 +225,17 @@ class TaskSubmitter:
 
     def lease_lost(self, msg: tm.LeaseLost) -> None:
         """A worker that may be leased to us died: run again, within its retries, the task we
-        pushed to it (a result that still arrives from it is then ignored). Locked."""
+        pushed to it (a result that still arrives from it is then ignored); one we cancelled
+        fails as cancelled. Locked."""
         core = self.core
-        for pushed in self.leases.lost(msg.worker_id):
+        for pushed, cancelled in self.leases.lost(msg.worker_id):
             spec = self._submitted.get(pushed.task_id)
             if spec is None:
                 continue  # its result arrived before the news
+            if cancelled:
+                error = exceptions.TaskCancelledError(spec.task_id)
+                self.finish(failed_result(spec, error, worker_id=msg.worker_id, store=core.store))
+                continue
             self._run_again(
                 spec,
                 f"The worker {msg.worker_id} ({msg.reason}) running task {spec.task_id} "

@@ -136,12 +136,22 @@ class LeaseLost:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelLeasedTask:
-    """Worker -> local scheduler: a forced cancel of the pushed task ``spec`` it runs: fail it
-    with TaskCancelledError and kill the worker (the scheduler never knew the task)."""
+class CancelRunningTask:
+    """Worker -> local scheduler: a forced cancel of the task ``spec`` it runs (dispatched or
+    pushed; the scheduler never knew a pushed one): fail it with TaskCancelledError and kill
+    the worker, which takes no other task meanwhile."""
 
     worker_id: WorkerID
     spec: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ForceCancelNotRunning:
+    """Worker -> local scheduler: the forced cancel of ``task_id`` it passed on found the task
+    not running here (queued: it is skipped; or finished): the worker lives."""
+
+    worker_id: WorkerID
+    task_id: TaskID
 
 
 @dataclass(frozen=True, slots=True)
