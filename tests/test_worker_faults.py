@@ -364,6 +364,53 @@ def test_cancels_racing_their_tasks_end_harm_no_other_task(cluster, force):
 
 
 @ray.remote(max_retries=0)
+def churn_the_store(i):
+    while True:
+        ref = ray.put(bytes([i % 256]) * (1 << 20))
+        assert ray.get(ref, timeout=30)[:1] == bytes([i % 256])
+
+
+def test_cancels_of_tasks_inside_put_and_get_harm_no_later_task(cluster):
+    """A plain cancel landing while the task is inside ray.put or ray.get waits until the call
+    returns: raised midway, it tore the store channel's request and the worker's next task
+    waited forever (a get timeout after 1-2 of these rounds)."""
+    rng = random.Random(20261204)
+    for _ in range(15):
+        busy = [churn_the_store.remote(i) for i in range(2)]
+        time.sleep(rng.uniform(0.01, 0.2))
+        for ref in busy:
+            ray.cancel(ref)
+        for ref in busy:
+            with pytest.raises(ray.exceptions.TaskCancelledError):
+                ray.get(ref, timeout=60)
+        refs = [megabyte.remote(i) for i in range(10)]
+        assert ray.get(refs, timeout=60) == [bytes([i]) * (1 << 20) for i in range(10)]
+    cluster_still_runs()
+
+
+@ray.remote(max_retries=0)
+def wait_for_child(marker):
+    child = sleep.remote(300)
+    open(marker, "w").close()
+    return ray.get(child)
+
+
+def test_cancel_stops_a_task_waiting_in_get(cluster, tmp_path):
+    """The cancel reaches a task blocked in get at once, not when the value it waits for comes."""
+    marker = str(tmp_path / "waiting")
+    ref = wait_for_child.remote(marker)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(marker):
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.01)
+    time.sleep(0.2)  # into the get
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=20)
+    cluster_still_runs()
+
+
+@ray.remote(max_retries=0)
 def hold_the_gil(marker):
     open(marker, "w").close()
     return sum(range(10**12))  # one C call: the worker's message loop gets no turn

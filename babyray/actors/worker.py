@@ -10,6 +10,7 @@ leased to the task's owner, which then pushes tasks straight to it (``worker_lea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import faulthandler
 import inspect
@@ -31,14 +32,14 @@ from babyray.actors.batching import address_key
 from babyray.actors.generator_returns import async_generator_method, generator_returns
 from babyray.actors.loop_handover import LoopHandover
 from babyray.actors.running_task import RunningTaskSlot
-from babyray.actors.task_interrupts import TaskInterrupts
 from babyray.actors.worker_lease import AfterTask, HeldLease, WorkerLease
-from babyray.api import context
+from babyray.api import context, task_interrupts
 from babyray.api.actor import ActorExit
 from babyray.api.arguments import argument_values
 from babyray.api.core import CoreClient
 from babyray.api.runtime_context import cancel_requested
 from babyray.api.task_events import HIDDEN
+from babyray.api.task_interrupts import TaskInterrupts
 from babyray.ids import FunctionID, TaskID
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
@@ -158,7 +159,7 @@ class Worker(PartActor):
         self.executor_waiting = False  # the (only) executor thread waits for a task
         self.exiting = False  # the actor called exit_actor(): no more calls run
         self.doomed = False  # a forced cancel of its running task: it takes nothing until killed
-        self.interrupts = TaskInterrupts()
+        self.interrupts = TaskInterrupts(self._wake_waiting_get)
         self.handover: LoopHandover | None = None  # made by the first call run on the loop thread
         self.cancelled: set[TaskID] = set()
         self.functions: dict[str, Any] = {}
@@ -196,6 +197,8 @@ class Worker(PartActor):
         self.core.router.locality = settings.scheduling_policy == "locality"
         self.core.io.inline_threshold = settings.inline_threshold
         self.core.on_unblock = self._on_unblock
+        self.core.objects.interrupted = self.interrupts.held_back
+        task_interrupts.install(self.interrupts)
         self.leases = WorkerLease(settings.lease_idle_timeout)
         context.set_worker_runtime(context.WorkerRuntime(self.core, msg))
         self.executor = threading.Thread(target=self._run_in_env, name="babyray-executor", daemon=True)
@@ -765,7 +768,14 @@ class Worker(PartActor):
     def user_code(self, spec: vm.TaskSpec) -> ContextManager[None]:
         """The block running ``spec``'s own code, where a cancel may interrupt it (a task's; an
         actor's call is never interrupted, as in Ray)."""
-        return self.interrupts.user_code(spec.task_id, self.cancelled if self.actor is None else ())
+        if self.actor is not None:
+            return contextlib.nullcontext()
+        return self.interrupts.user_code(spec.task_id, self.cancelled)
+
+    def _wake_waiting_get(self) -> None:
+        """The running task was cancelled while in an API call: a get or wait stops waiting."""
+        with self.core.objects.lock:
+            self.core.objects.changed.notify_all()
 
     def _execute(self, spec: vm.TaskSpec) -> tuple:
         started = self.started[spec.task_id] = time.time()

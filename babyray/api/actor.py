@@ -21,6 +21,7 @@ from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import ACTOR_OPTIONS, check_namespace, check_options, resource_request
 from babyray.api.remote_function import encode_arg
+from babyray.api.task_interrupts import shielded
 from babyray.api.task_submission import new_returns
 from babyray.ids import ActorID, FunctionID, new_actor_id
 from babyray.protocol import actors as am
@@ -152,6 +153,7 @@ class ActorClass:
         view._blob, view._function_id = self._blob, self._function_id
         return view
 
+    @shielded
     def remote(self, *args: Any, **kwargs: Any) -> "ActorHandle":
         options = self._options
         if options.get("get_if_exists") and not options.get("name"):
@@ -387,6 +389,7 @@ class ActorMethod:
             self._call_name if name is None else name,
         )
 
+    @shielded
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         runtime = context.runtime()
         core = runtime.core
@@ -427,6 +430,7 @@ class ActorMethod:
         return refs[0] if num_returns == 1 else refs
 
 
+@shielded
 def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor named ``name`` in ``namespace`` (None: this job's namespace).
 
@@ -450,6 +454,7 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     return ActorHandle(reply.info)
 
 
+@shielded
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kill the actor's process; with ``no_restart`` it is not restarted and calls fail."""
     if not isinstance(actor, ActorHandle):

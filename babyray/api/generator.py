@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from babyray import exceptions
 from babyray.api.object_ref import ObjectRef
+from babyray.api.task_interrupts import shielded
 from babyray.ids import PUT_INDEX, ObjectID, TaskID, object_id_for
 from babyray.protocol import objects as om
 from babyray.protocol import tasks as tm
@@ -186,6 +187,7 @@ class ObjectRefGenerator:
     def __iter__(self) -> Iterator[ObjectRef]:
         return self
 
+    @shielded
     def __next__(self) -> ObjectRef:
         return self._next_sync()
 
@@ -255,6 +257,7 @@ class ObjectRefGenerator:
             stream = self._stream()
             return stream.end is not None and self._next >= stream.end
 
+    @shielded
     def completed(self) -> ObjectRef:
         """A ref ready when the task ends: ``get`` returns the number of values, or raises its error."""
         return self._completed

@@ -51,6 +51,8 @@ class OwnerTable:
         # Called around waits in ``collect`` from a task's thread (a worker releases its CPU).
         self.on_block: Callable[[], None] | None = None
         self.on_unblock: Callable[[], None] | None = None
+        # Whether the waiting task was cancelled (babyray.api.task_interrupts): stop waiting.
+        self.interrupted: Callable[[], bool] = lambda: False
 
     # ---- owned objects ---------------------------------------------------------------
 
@@ -203,6 +205,8 @@ class OwnerTable:
                     if ref.id not in found:
                         self.lookup(ref, keep(ref.id))
                 while len(found) + (others_ready() if others_ready else 0) < want:
+                    if self.interrupted():
+                        raise KeyboardInterrupt
                     if not blocked and self.on_block is not None:
                         blocked = True
                         self.on_block()

@@ -14,6 +14,7 @@ from babyray.api.object_ref import ObjectRef
 from babyray.api.options import check_namespace
 from babyray.api.ray_context import RayContext
 from babyray.api.runtime import DriverRuntime, resolve_address
+from babyray.api.task_interrupts import shielded
 from babyray.runtime_env import packaging, validation
 
 _INIT_SETTINGS = {
@@ -230,6 +231,7 @@ def _refs_arg(object_refs: Any, what: str) -> tuple[list[ObjectRef], bool]:
     )
 
 
+@shielded
 def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """The value(s) of ``object_refs``; raises the task's error, or GetTimeoutError."""
     refs, single = _refs_arg(object_refs, "get")
@@ -237,11 +239,13 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
     return values[0] if single else values
 
 
+@shielded
 def put(value: Any) -> ObjectRef:
     """Store ``value`` in the object store; returns its ref. A ref itself cannot be put."""
     return context.runtime_or_auto_init().core.put(value)
 
 
+@shielded
 def wait(
     object_refs: Sequence[ObjectRef | generator.ObjectRefGenerator],
     *,
@@ -287,6 +291,7 @@ def wait(
     return context.runtime_or_auto_init().core.wait(refs, num_returns, timeout)
 
 
+@shielded
 def cancel(
     object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False, recursive: bool = True
 ) -> None:

@@ -11,6 +11,7 @@ from babyray.api.core import CoreClient, function_id_of
 from babyray.api.generator import generator_mode, submit_generator
 from babyray.api.object_ref import ObjectRef
 from babyray.api.options import TASK_OPTIONS, check_options, max_retries, resource_request
+from babyray.api.task_interrupts import shielded
 from babyray.api.task_submission import new_returns
 from babyray.ids import FunctionID
 from babyray.protocol import values as vm
@@ -62,6 +63,7 @@ class RemoteFunction:
         assert self._function_id is not None, "set with the blob"
         return self._function_id, self._blob
 
+    @shielded
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit the function as a task; returns an ObjectRef (or a list for num_returns != 1), or
         for a generator function an ObjectRefGenerator (see api/generator.py)."""
