@@ -5,20 +5,13 @@ may poll ``get_runtime_context().is_canceled()``; the ref raises TaskCancelledEr
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
+from conftest import wait_for_file
 
 import babyray as ray
 from babyray.exceptions import RayTaskError, TaskCancelledError
-
-
-def _wait_for_file(path: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
 
 
 @ray.remote
@@ -68,7 +61,7 @@ def test_a_sync_call_sees_is_canceled_and_its_ref_raises_task_cancelled(shared_c
     worker = SyncWorker.remote()
     started = str(tmp_path / "started")
     ref = worker.poll_until_cancelled.remote(started)
-    _wait_for_file(started)
+    wait_for_file(started)
     ray.cancel(ref)
     with pytest.raises(TaskCancelledError):
         ray.get(ref, timeout=60)
@@ -79,7 +72,7 @@ def test_a_call_queued_behind_a_running_one_never_runs(shared_cluster, tmp_path)
     worker = SyncWorker.remote()
     started = str(tmp_path / "started")
     running = worker.poll_until_cancelled.remote(started)
-    _wait_for_file(started)
+    wait_for_file(started)
     queued = worker.record.remote("queued")
     ray.cancel(queued)
     ray.cancel(running)
@@ -93,7 +86,7 @@ def test_a_running_async_call_gets_cancelled_error(shared_cluster, tmp_path):
     worker = AsyncWorker.remote()
     started = str(tmp_path / "started")
     ref = worker.sleep_long.remote(started)
-    _wait_for_file(started)
+    wait_for_file(started)
     ray.cancel(ref)
     with pytest.raises(TaskCancelledError) as raised:
         ray.get(ref, timeout=60)

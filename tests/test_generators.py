@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_for_file
 
 import babyray as ray
 from babyray.exceptions import (
@@ -23,14 +24,6 @@ from babyray.exceptions import (
     TaskCancelledError,
     WorkerCrashedError,
 )
-
-
-def _wait_for_file(path, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.02)
 
 
 @ray.remote
@@ -43,7 +36,7 @@ def count_to(n):
 def yield_then_wait(gate, n):
     """Yields 0 at once; the rest only after ``gate`` exists."""
     yield 0
-    _wait_for_file(gate)
+    wait_for_file(gate)
     for i in range(1, n):
         yield i
 
@@ -319,7 +312,7 @@ class Streamer:
 
     def until_gate(self, gate):
         yield "before the gate"
-        _wait_for_file(gate)
+        wait_for_file(gate)
         yield "after the gate"
 
     def total_sent(self):

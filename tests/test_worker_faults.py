@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_session_clean
+from conftest import assert_session_clean, wait_for_file
 
 import babyray as ray
 from babyray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
@@ -399,10 +399,7 @@ def test_cancel_stops_a_task_waiting_in_get(cluster, tmp_path):
     """The cancel reaches a task blocked in get at once, not when the value it waits for comes."""
     marker = str(tmp_path / "waiting")
     ref = wait_for_child.remote(marker)
-    deadline = time.monotonic() + 30
-    while not os.path.exists(marker):
-        assert time.monotonic() < deadline, "the task did not start"
-        time.sleep(0.01)
+    wait_for_file(marker, timeout=30)
     time.sleep(0.2)  # into the get
     ray.cancel(ref)
     with pytest.raises(ray.exceptions.TaskCancelledError):
@@ -419,10 +416,7 @@ def hold_the_gil(marker):
 def test_force_cancel_kills_a_task_that_never_lets_its_worker_answer(cluster, tmp_path):
     marker = str(tmp_path / "started")
     ref = hold_the_gil.remote(marker)
-    deadline = time.monotonic() + 30
-    while not os.path.exists(marker):
-        assert time.monotonic() < deadline, "the task did not start"
-        time.sleep(0.01)
+    wait_for_file(marker, timeout=30)
     ray.cancel(ref, force=True)
     with pytest.raises(ray.exceptions.TaskCancelledError):
         ray.get(ref, timeout=30)
