@@ -61,11 +61,11 @@ def test_leases_run_in_order_and_finish_by_task_id():
     for task_id in ("t2", "t3"):
         table.queue_behind(worker, spec(task_id))
     assert worker.state is WorkerState.BUSY and cpus_free(table) == 1.0  # queued tasks take no more
-    assert table.running_on("t1") is worker and table.running_on("t2") is None
+    assert [s.task_id for s in worker.assigned] == ["t1", "t2", "t3"]
     assert table.holder("t3") is worker and table.holder("t9") is None
     done = table.finish(worker, {"t1", "t3"})
     assert [s.task_id for s in done] == ["t1", "t3"]
-    assert [s.task_id for s in worker.assigned] == ["t2"] and table.running_on("t2") is worker
+    assert [s.task_id for s in worker.assigned] == ["t2"] and table.holder("t2") is worker
     assert worker.state is WorkerState.BUSY and cpus_free(table) == 1.0
 
 
@@ -250,7 +250,7 @@ def test_a_worker_that_stays_leased_keeps_its_cpu_until_the_lease_is_returned():
     table = table_with(100, 200)
     worker = leased_worker(table)
     assert worker.state is WorkerState.LEASED and worker.lessee == "owner" and cpus_free(table) == 1.0
-    assert table.idle() == [] and table.running_on("t1") is None and worker.assigned == []
+    assert table.idle() == [] and table.holder("t1") is None and worker.assigned == []
     assert table.end_lease(worker) and worker.state is WorkerState.IDLE and worker.lessee is None
     assert cpus_free(table) == 2.0 and table.idle() == [worker]
     assert not table.end_lease(worker) and cpus_free(table) == 2.0  # returned twice: nothing more

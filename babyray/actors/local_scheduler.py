@@ -43,7 +43,7 @@ from babyray.actors.bundles import BundleLedger, uses_group
 from babyray.actors.dispatch import plan_dispatch, steal_requests
 from babyray.actors.recent_results import RESULT_GRACE, RecentResults
 from babyray.actors.resources import ResourcePool
-from babyray.actors.running_task import take_running_task
+from babyray.actors.running_task import read_running_task, take_running_task
 from babyray.actors.scheduling_policy import wants_global_placement
 from babyray.actors.task_queue import TaskQueue
 from babyray.actors.worker import Worker
@@ -378,15 +378,20 @@ class LocalScheduler(PartActor):
         self.force_cancels.pop(msg.task_id, None)
 
     def _kill_unanswered_cancels(self) -> None:
-        """Kill a worker that has not answered a forced cancel in time and still runs its task."""
+        """Kill a worker that has not answered a forced cancel in time and still runs its task
+        (by its running-task slot: our own view may lag, the answer only late)."""
         now = time.monotonic()
         for task_id, (worker_id, deadline) in list(self.force_cancels.items()):
             if deadline > now:
                 continue
             del self.force_cancels[task_id]
             worker = self.workers.get(worker_id)
-            if worker is not None and worker.assigned and worker.assigned[0].task_id == task_id:
-                self._kill_cancelling(worker, worker.assigned[0], "worker_did_not_answer")
+            if worker is None or read_running_task(self._node().session_dir, worker_id) != task_id:
+                continue
+            spec = next((s for s in worker.assigned if s.task_id == task_id), None)
+            if spec is None:
+                continue
+            self._kill_cancelling(worker, spec, "worker_did_not_answer")
 
     def _kill_cancelling(self, worker: WorkerRecord, spec: vm.TaskSpec, why: str) -> None:
         """Fail ``spec``, force-cancelled as ``worker`` runs it, and kill the worker; its death
@@ -464,7 +469,7 @@ class LocalScheduler(PartActor):
         self.post(node.gcs, am.WorkerDied(worker.worker_id, node.node_id, f"pid {worker.pid} {how}"))
         now = time.monotonic()
         for owner in self.workers.lease_contacts(worker, now, RESULT_GRACE + self.lease_idle_timeout):
-            self.post(owner, tm.LeaseLost(worker.worker_id, f"pid {worker.pid} {how}"))
+            self.post(owner, tm.LeaseLost(worker.worker_id, f"pid {worker.pid} {how}", running_id))
         for owner, task_ids in self.recent.maybe_lost(worker.worker_id, time.monotonic()):
             self.log.warning("task_results_maybe_lost", worker_id=worker.worker_id, task_ids=task_ids)
             self.post(

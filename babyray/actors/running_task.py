@@ -5,7 +5,8 @@ A worker with tasks queued behind the one it runs sends the results of several t
 got which of the tasks it sent was running: a task that finished, whose result had not left
 yet, would be charged a retry for a crash of the task after it. The worker writes the running
 task's id into a small file it maps into memory (a memory write, no system call) before it
-runs the task and clears it after; the scheduler reads the file when the worker has died.
+runs the task and clears it after; the scheduler reads the file when the worker has died, or
+when it did not answer a forced cancel in time (is the task still running there?).
 """
 
 from __future__ import annotations
@@ -40,15 +41,22 @@ class RunningTaskSlot:
         self._map[:] = bytes(_SLOT_BYTES)
 
 
-def take_running_task(session_dir: str, worker_id: WorkerID) -> TaskID | None:
-    """The scheduler's side, for a worker whose process ended: the task it was running (None
-    if none, or if it never ran one); removes the file."""
-    path = _slot_path(session_dir, worker_id)
+def read_running_task(session_dir: str, worker_id: WorkerID) -> TaskID | None:
+    """The scheduler's side: the task the worker runs now (None if none, or if it never ran one)."""
     try:
-        with open(path, "rb") as f:
+        with open(_slot_path(session_dir, worker_id), "rb") as f:
             data = f.read(_SLOT_BYTES)
-        os.unlink(path)
     except FileNotFoundError:
         return None
     task_id = data.rstrip(b"\0").decode()
     return TaskID(task_id) if task_id else None
+
+
+def take_running_task(session_dir: str, worker_id: WorkerID) -> TaskID | None:
+    """For a worker whose process ended: the task it was running; removes the file."""
+    task_id = read_running_task(session_dir, worker_id)
+    try:
+        os.unlink(_slot_path(session_dir, worker_id))
+    except FileNotFoundError:
+        pass
+    return task_id

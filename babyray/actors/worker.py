@@ -392,6 +392,8 @@ class Worker(PartActor):
         start = self.start_msg
         self.cancelled.add(msg.task_id)
         cancel_requested(msg.task_id)
+        if msg.recursive:  # first: a forced cancel kills us once the scheduler hears of it
+            self.core.tasks.cancel_children(msg.task_id, msg.force)
         if self.actor is not None:
             self.actor.cancel(msg.task_id)
             return

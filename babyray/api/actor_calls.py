@@ -136,7 +136,7 @@ class ActorSubmitter:
                 return spec
         return None
 
-    def cancel(self, task_id: TaskID, force: bool) -> bool:
+    def cancel(self, task_id: TaskID, force: bool, recursive: bool = True) -> bool:
         """ray.cancel of a call made here: one still queued here fails at once; one in flight is
         cancelled by the actor's worker (a running async call is interrupted, a sync one only sees
         ``is_canceled()``) and fails whatever it returns. False: no such call.
@@ -155,7 +155,7 @@ class ActorSubmitter:
             )
         if actor_id is not None:
             self._cancelled.add(task_id)
-            self.core.transport.send(self._actors[actor_id].address, tm.CancelTask(task_id, force))
+            self.core.transport.send(self._actors[actor_id].address, tm.CancelTask(task_id, force, recursive))
             return True
         assert queued is not None, "a call not in flight is queued here"
         actor, call = queued

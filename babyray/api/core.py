@@ -151,13 +151,15 @@ class CoreClient:
 
     def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Submit a task; the refs of its returns (see ``TaskSubmitter.submit``)."""
+        self.tasks.note_parent(spec.task_id)
         return self.tasks.submit(spec, dest)
 
     def submit_actor_call(self, spec: vm.TaskSpec, info: am.ActorInfo) -> list[ObjectRef]:
+        self.tasks.note_parent(spec.task_id)
         return self.actor_calls.submit(spec, info)
 
-    def cancel(self, ref: ObjectRef, force: bool) -> None:
-        self.tasks.cancel(ref, force)
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool = True) -> None:
+        self.tasks.cancel(ref, force, recursive)
 
     def resubmit_lost_with_head(self, head_node_id: NodeID, alive_nodes: set[NodeID]) -> int:
         return self.tasks.resubmit_lost_with_head(head_node_id, alive_nodes)

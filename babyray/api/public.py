@@ -296,7 +296,8 @@ def cancel(
     object_ref: ObjectRef | generator.ObjectRefGenerator, *, force: bool = False, recursive: bool = True
 ) -> None:
     """Cancel the task that makes ``object_ref`` (or a generator's task, which stops yielding);
-    ``get`` then raises TaskCancelledError.
+    ``get`` then raises TaskCancelledError. ``recursive``: the tasks and actor calls it
+    submitted that are in flight are cancelled too (``force`` is ignored for actor calls).
 
     Raises:
         ValueError: ``force=True`` for an actor call not finished yet (as in Ray: use
@@ -306,7 +307,7 @@ def cancel(
         object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    context.runtime_or_auto_init().core.cancel(object_ref, force)
+    context.runtime_or_auto_init().core.cancel(object_ref, force, recursive)
 
 
 def nodes() -> list[dict]:

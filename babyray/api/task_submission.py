@@ -51,6 +51,9 @@ class TaskSubmitter:
         # here, not in the spec: the classes may be unknown to the processes the spec goes through.
         self._retry_exceptions: dict[str, tuple[type[BaseException], ...] | None] = {}
         self.leases = OwnerLeases()  # workers leased to this owner
+        # In a worker: each task and actor call in flight -> the task that submitted it, for a
+        # recursive cancel of that task
+        self._parent_of: dict[TaskID, TaskID] = {}
 
     def retry_on_exceptions(self, task_id: TaskID, retry_exceptions: Any) -> None:
         """Retry ``task_id`` when it raises one of ``retry_exceptions`` (a list of exception
@@ -224,9 +227,9 @@ class TaskSubmitter:
             self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
 
     def lease_lost(self, msg: tm.LeaseLost) -> None:
-        """A worker that may be leased to us died: run again, within its retries, the task we
-        pushed to it (a result that still arrives from it is then ignored); one we cancelled
-        fails as cancelled. Locked."""
+        """A worker that may be leased to us died: run again the task we pushed to it (a result
+        that still arrives from it is then ignored), within its retries if it was running; one
+        we cancelled fails as cancelled. Locked."""
         core = self.core
         for pushed, cancelled in self.leases.lost(msg.worker_id):
             spec = self._submitted.get(pushed.task_id)
@@ -235,6 +238,10 @@ class TaskSubmitter:
             if cancelled:
                 error = exceptions.TaskCancelledError(spec.task_id)
                 self.finish(failed_result(spec, error, worker_id=msg.worker_id, store=core.store))
+                continue
+            if spec.task_id != msg.running:  # not started (the push crossed the death), or done
+                core.log.warning("task_resubmitted_push_not_running", task_id=spec.task_id)
+                core.transport.send(core.scheduler, tm.SubmitTasks((spec,)))
                 continue
             self._run_again(
                 spec,
@@ -313,6 +320,7 @@ class TaskSubmitter:
                 **fields,
             )
         core.refs.task_finished(result.task_id)
+        self._parent_of.pop(result.task_id, None)
         if spec is not None and result.store is not None:  # see TaskResult.store
             core.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
@@ -358,21 +366,49 @@ class TaskSubmitter:
 
     # ---- cancellation ----------------------------------------------------------------
 
-    def cancel(self, ref: ObjectRef, force: bool) -> None:
-        """Cancel the task making ``ref``: failed here if still resolving, else asked of the scheduler."""
-        core = self.core
-        with core.lock:
-            entry = core.objects.owned(ref.id)
+    def note_parent(self, task_id: TaskID) -> None:
+        """``task_id`` (a task or actor call) was just submitted: by the task running here, if any."""
+        parent = context.current_task_id()
+        if parent is not None:
+            with self.core.lock:
+                self._parent_of[task_id] = parent
+
+    def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
+        """Cancel the task making ``ref`` (see ``cancel_task``)."""
+        with self.core.lock:
+            entry = self.core.objects.owned(ref.id)
             if entry is None or entry.task_id is None or entry.value is not None:
                 return
             task_id = entry.task_id
+        self.cancel_task(task_id, force, recursive)
+
+    def cancel_children(self, parent: TaskID, force: bool) -> None:
+        """Cancel, recursively, the tasks and actor calls ``parent`` submitted that are in flight
+        (force is ignored for actor calls, as in Ray)."""
+        with self.core.lock:
+            children = [child for child, of in self._parent_of.items() if of == parent]
+        for child in children:
+            self.cancel_task(child, force, True, child=True)
+
+    def cancel_task(self, task_id: TaskID, force: bool, recursive: bool, child: bool = False) -> None:
+        """Cancel ``task_id``: failed here if still resolving, else asked of its worker (if pushed
+        under a lease) or the scheduler; ``recursive``: its children too, by their owner.
+
+        Raises:
+            ValueError: ``force`` for an actor call (not for a ``child``: force is ignored then).
+        """
+        core = self.core
+        with core.lock:
             pending = self._pending.pop(task_id, None)
             if pending is not None:
                 self._retry_exceptions.pop(task_id, None)
+                self._parent_of.pop(task_id, None)
                 for oid, error in failed_returns(pending.spec, exceptions.TaskCancelledError(task_id)):
                     core.objects.set_value(oid, error)
                 return
-            if core.actor_calls.cancel(task_id, force):
+            if core.actor_calls.cancel(task_id, force and not child, recursive):
+                return
+            if child and task_id not in self._submitted:
                 return
             dest = core.scheduler
             lease = self.leases.holder(task_id)
@@ -381,4 +417,4 @@ class TaskSubmitter:
                 self.leases.cancel_requested(task_id)
                 if force:  # the worker will be killed: push nothing more to it
                     self.leases.drop_worker(lease.worker_id)
-        core.transport.send(dest, tm.CancelTask(task_id, force))
+        core.transport.send(dest, tm.CancelTask(task_id, force, recursive))

@@ -129,10 +129,13 @@ class LeaseEnded:
 @dataclass(frozen=True, slots=True)
 class LeaseLost:
     """Local scheduler -> owner: ``worker_id``, which may hold a lease of yours, died; run
-    again the task you pushed to it (within its retries)."""
+    again the task you pushed to it: within its retries if it was ``running`` (the task in the
+    worker's running-task slot), else as it was (it never started, or its result died with
+    the worker)."""
 
     worker_id: WorkerID
     reason: str
+    running: TaskID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +208,7 @@ class CancelTask:
 
     task_id: TaskID
     force: bool = False
+    recursive: bool = True  # the tasks and actor calls it submitted too
 
 
 @dataclass(frozen=True, slots=True)

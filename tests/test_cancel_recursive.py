@@ -1,0 +1,95 @@
+"""ray.cancel(recursive=True), Ray's default, cancels what the task submitted, down the tree;
+recursive=False leaves it running. Every wait has a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+from conftest import wait_for_file
+
+import babyray as ray
+from babyray.exceptions import TaskCancelledError
+
+
+@ray.remote(max_retries=0)
+def leaf(marks):
+    """Runs until interrupted (in short sleeps: a cancel interrupts Python code, not a C call)."""
+    with open(os.path.join(marks, "leaf_started"), "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        for _ in range(3000):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        open(os.path.join(marks, "leaf_interrupted"), "w").close()
+        raise
+    return "leaf ran to its end"
+
+
+@ray.remote(max_retries=0)
+def chain(marks, depth):
+    """``depth`` tasks, each blocked in get of the next, above a leaf."""
+    child = leaf.remote(marks) if depth == 0 else chain.remote(marks, depth - 1)
+    return ray.get(child)
+
+
+@ray.remote
+class Sleeper:
+    async def nap(self, marks):
+        open(os.path.join(marks, "call_started"), "w").close()
+        try:
+            await asyncio.sleep(300)
+        except asyncio.CancelledError:
+            open(os.path.join(marks, "call_cancelled"), "w").close()
+            raise
+
+
+@ray.remote(max_retries=0)
+def call_and_wait(sleeper, marks):
+    return ray.get(sleeper.nap.remote(marks))
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["interrupt", "force"])
+def test_cancel_reaches_the_grandchild(cluster, tmp_path, force):
+    marks = str(tmp_path)
+    top = chain.remote(marks, 1)
+    wait_for_file(os.path.join(marks, "leaf_started"), timeout=30)
+    time.sleep(0.2)  # every task of the chain is in its get
+    with open(os.path.join(marks, "leaf_started")) as f:
+        leaf_pid = int(f.read())
+    ray.cancel(top, force=force)
+    with pytest.raises(TaskCancelledError):
+        ray.get(top, timeout=30)
+    if not force:
+        wait_for_file(os.path.join(marks, "leaf_interrupted"), timeout=30)
+        return
+    deadline = time.monotonic() + 30  # a forced cancel kills the leaf's worker too
+    while os.path.exists(f"/proc/{leaf_pid}"):
+        assert time.monotonic() < deadline, "the leaf's worker still runs"
+        time.sleep(0.05)
+
+
+def test_recursive_false_leaves_the_child_running(cluster, tmp_path):
+    marks = str(tmp_path)
+    top = chain.remote(marks, 0)
+    wait_for_file(os.path.join(marks, "leaf_started"), timeout=30)
+    time.sleep(0.2)
+    ray.cancel(top, recursive=False)
+    with pytest.raises(TaskCancelledError):
+        ray.get(top, timeout=30)
+    time.sleep(1.0)  # a recursive cancel reaches the leaf in milliseconds
+    assert not os.path.exists(os.path.join(marks, "leaf_interrupted"))
+
+
+def test_cancel_reaches_an_actor_call_the_task_waits_for(cluster, tmp_path):
+    marks = str(tmp_path)
+    sleeper = Sleeper.remote()
+    top = call_and_wait.remote(sleeper, marks)
+    wait_for_file(os.path.join(marks, "call_started"), timeout=30)
+    time.sleep(0.2)
+    ray.cancel(top, force=True)  # force is ignored for the child actor call, as in Ray
+    with pytest.raises(TaskCancelledError):
+        ray.get(top, timeout=30)
+    wait_for_file(os.path.join(marks, "call_cancelled"), timeout=30)
