@@ -1,7 +1,8 @@
 """A randomized soak test: a seeded mix of everything a driver does, with faults, on one cluster.
 
 Each cycle starts a small cluster, runs random steps (task submissions, nested tasks, puts,
-gets with timeouts, waits, soft and force cancels, actor calls, SIGKILLs of workers from
+gets with timeouts, waits, soft and force cancels (of single tasks, of trees of nested tasks with
+and without their subtasks, of tasks busy in put and get), actor calls, SIGKILLs of workers from
 outside, tasks that end their worker with ``os._exit`` or ``sys.exit``, tasks that raise) and
 shuts it down. After every step each ref that became ready is checked against what it must
 be (a value or one of the expected errors) and no ref may be past its deadline; after every
@@ -60,6 +61,13 @@ def nested_sum(x: int, depth: int) -> int:
     if depth == 0:
         return x
     return x + ray.get(nested_sum.remote(x - 1, depth - 1), timeout=DEADLINE)
+
+
+@ray.remote(max_retries=5)
+def churn_store(x: int) -> None:
+    """Puts and gets 1 MB arrays until cancelled: a cancel lands inside ray.put or ray.get."""
+    while True:
+        assert int(ray.get(ray.put(np.full(BIG // 8, x, dtype=np.int64)), timeout=DEADLINE)[0]) == x
 
 
 @ray.remote(max_retries=5)
@@ -170,6 +178,24 @@ class Soak:
         self.log[-1] += f"(force={force})"
         self.expect(ref, "cancel", (9,), (TaskCancelledError,))
 
+    def step_cancel_tree(self) -> None:
+        """Cancel a task blocked in get of its subtasks, with or without them (``recursive``)."""
+        force, recursive = self.rng.random() < 0.5, self.rng.random() < 0.7
+        x, depth = self.rng.randint(10, 100), self.rng.randint(1, 3)
+        ref = nested_sum.remote(x, depth)
+        time.sleep(self.rng.choice([0, 0.05, 0.3]))
+        ray.cancel(ref, force=force, recursive=recursive)
+        self.log[-1] += f"(force={force}, recursive={recursive})"
+        self.expect(ref, "cancel-tree", (sum(x - i for i in range(depth + 1)),), (TaskCancelledError,))
+
+    def step_cancel_busy(self) -> None:
+        force = self.rng.random() < 0.3
+        ref = churn_store.remote(self.rng.randint(0, 1000))
+        time.sleep(self.rng.choice([0.01, 0.1, 0.3]))
+        ray.cancel(ref, force=force)
+        self.log[-1] += f"(force={force})"
+        self.expect(ref, "cancel-busy", (), (TaskCancelledError,))
+
     def step_error(self) -> None:
         ref = raise_value_error.remote(1)
         self.expect(ref, "raise", (), (ValueError,))
@@ -259,6 +285,8 @@ STEPS = [
     "get_timeout",
     "wait",
     "cancel",
+    "cancel_tree",
+    "cancel_busy",
     "error",
     "actor",
     "actor",

@@ -112,6 +112,9 @@ class LocalScheduler(PartActor):
         # forced cancels passed to the worker holding the task, not answered yet:
         # task id -> (worker id, monotonic deadline)
         self.force_cancels: dict[TaskID, tuple[WorkerID, float]] = {}
+        # cancels passed on to the worker holding the task: one that comes back unfinished (its
+        # worker died, or handed it back) fails as cancelled instead of running again
+        self.cancels_passed: set[TaskID] = set()
         self.killed_actors: set[str] = set()
         self.recent = RecentResults(address_key)  # tasks finished lately, by worker
         self.last_heartbeat = 0.0
@@ -299,6 +302,7 @@ class LocalScheduler(PartActor):
         self.recent.note(
             worker.worker_id, self.workers.finish(worker, set(msg.task_ids), msg.leased_to, now), now
         )
+        self.cancels_passed.difference_update(msg.task_ids)
         if msg.retiring:
             self.log.info("worker_retiring", worker_id=worker.worker_id, holds=len(worker.assigned))
             worker.retiring = True
@@ -326,7 +330,7 @@ class LocalScheduler(PartActor):
         if worker is None:
             return
         self.workers.finish(worker, {s.task_id for s in msg.returned})
-        self.queue.push_front(msg.returned)
+        self._requeue(msg.returned)
         self.workers.block(worker)
         self._dispatch()
 
@@ -341,8 +345,19 @@ class LocalScheduler(PartActor):
         if worker is not None:
             self.workers.finish(worker, {s.task_id for s in msg.specs})
             self._stop_if_retired(worker)
-        self.queue.push_front(msg.specs)
+        self._requeue(msg.specs)
         self._dispatch()
+
+    def _requeue(self, specs: list[vm.TaskSpec] | tuple) -> None:
+        """Queue first tasks that come back unstarted; one whose cancel we passed on fails."""
+        again = []
+        for spec in specs:
+            if spec.task_id in self.cancels_passed:
+                self.cancels_passed.discard(spec.task_id)
+                self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
+            else:
+                again.append(spec)
+        self.queue.push_front(again)
 
     # ---- cancellation ----------------------------------------------------------------
 
@@ -358,6 +373,7 @@ class LocalScheduler(PartActor):
         worker = self.workers.holder(msg.task_id)
         if worker is not None:
             self.post(worker.address, msg)
+            self.cancels_passed.add(msg.task_id)
             if msg.force:
                 deadline = time.monotonic() + FORCE_CANCEL_ANSWER_TIMEOUT
                 self.force_cancels[msg.task_id] = (worker.worker_id, deadline)
@@ -490,9 +506,14 @@ class LocalScheduler(PartActor):
         # Tasks a forced cancel failed already: we killed the worker, which costs no task a retry.
         cancelled = {s.task_id for s in assigned if s.task_id in self.force_cancelled}
         self.force_cancelled -= cancelled
+        self.cancels_passed -= cancelled
         running = None if cancelled else next((s for s in assigned if s.task_id == running_id), None)
-        self.queue.push_front([s for s in assigned if s is not running and s.task_id not in cancelled])
+        self._requeue([s for s in assigned if s is not running and s.task_id not in cancelled])
         if running is None:
+            return
+        if running.task_id in self.cancels_passed:  # cancelled as it died: not run again
+            self.cancels_passed.discard(running.task_id)
+            self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
             return
         if (retry := take_retry(running)) is not None:
             self.log.warning(

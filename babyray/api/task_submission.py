@@ -54,6 +54,7 @@ class TaskSubmitter:
         # In a worker: each task and actor call in flight -> the task that submitted it, for a
         # recursive cancel of that task
         self._parent_of: dict[TaskID, TaskID] = {}
+        self._cancels_sent: set[TaskID] = set()  # in flight, cancelled: never run again
 
     def retry_on_exceptions(self, task_id: TaskID, retry_exceptions: Any) -> None:
         """Retry ``task_id`` when it raises one of ``retry_exceptions`` (a list of exception
@@ -171,6 +172,8 @@ class TaskSubmitter:
             if spec is None:
                 continue  # finished meanwhile, or not ours
             self.leases.forget_task(task_id)
+            if self._fail_if_cancelled(spec):
+                continue
             if msg.finished:  # it did not fail: the same attempt runs again
                 self.core.log.warning("task_resubmitted_result_lost", task_id=task_id, reason=msg.reason)
                 self.core.transport.send(self.core.scheduler, tm.SubmitTasks((spec,)))
@@ -183,6 +186,14 @@ class TaskSubmitter:
                 "node_died",
                 log_fields={"node": msg.node_id, "reason": msg.reason or "node died"},
             )
+
+    def _fail_if_cancelled(self, spec: vm.TaskSpec, cancelled: bool = False, **failed_fields: Any) -> bool:
+        """Fail ``spec``, which lost its worker or node, as cancelled if we cancelled it (Ray runs a
+        cancelled task never again); whether it did. Locked."""
+        if not (cancelled or spec.task_id in self._cancels_sent):
+            return False
+        self.finish(failed_result(spec, exceptions.TaskCancelledError(spec.task_id), **failed_fields))
+        return True
 
     def _run_again(
         self,
@@ -198,6 +209,8 @@ class TaskSubmitter:
         fail it with WorkerCrashedError (``failure``, retries exhausted). Logged as
         ``task_resubmitted_<cause>`` or ``task_failed_<cause>`` with ``log_fields``. Locked."""
         core, task_id = self.core, spec.task_id
+        if self._fail_if_cancelled(spec, **failed_fields):
+            return
         retry = take_retry(spec)
         if retry is None:
             core.log.warning(f"task_failed_{cause}", task_id=task_id, attempt=spec.attempt, **log_fields)
@@ -235,9 +248,7 @@ class TaskSubmitter:
             spec = self._submitted.get(pushed.task_id)
             if spec is None:
                 continue  # its result arrived before the news
-            if cancelled:
-                error = exceptions.TaskCancelledError(spec.task_id)
-                self.finish(failed_result(spec, error, worker_id=msg.worker_id, store=core.store))
+            if self._fail_if_cancelled(spec, cancelled, worker_id=msg.worker_id, store=core.store):
                 continue
             if spec.task_id != msg.running:  # not started (the push crossed the death), or done
                 core.log.warning("task_resubmitted_push_not_running", task_id=spec.task_id)
@@ -321,6 +332,7 @@ class TaskSubmitter:
             )
         core.refs.task_finished(result.task_id)
         self._parent_of.pop(result.task_id, None)
+        self._cancels_sent.discard(result.task_id)
         if spec is not None and result.store is not None:  # see TaskResult.store
             core.transport.send(result.store, om.FreeObjects(tuple(spec.return_ids), writer_died=True))
 
@@ -342,8 +354,12 @@ class TaskSubmitter:
         if not result.returns or not spec.retry_exceptions or spec.task_id not in self._retry_exceptions:
             return None  # (not in it: a re-run rebuilding a lost object, after the task finished)
         value = result.returns[0][1]
-        if not isinstance(value, vm.ErrorValue) or result.retryable_crash:
-            return None
+        if (
+            not isinstance(value, vm.ErrorValue)
+            or result.retryable_crash
+            or spec.task_id in self._cancels_sent
+        ):
+            return None  # (a cancelled task is never run again, as in Ray)
         allowlist = self._retry_exceptions[spec.task_id]
         if allowlist is not None:
             cause = getattr(serialization.deserialize(value.blob), "cause", None)
@@ -408,7 +424,9 @@ class TaskSubmitter:
                 return
             if core.actor_calls.cancel(task_id, force and not child, recursive):
                 return
-            if child and task_id not in self._submitted:
+            if task_id in self._submitted:
+                self._cancels_sent.add(task_id)
+            elif child:
                 return
             dest = core.scheduler
             lease = self.leases.holder(task_id)

@@ -1,10 +1,13 @@
-"""ray.cancel(recursive=True), Ray's default, cancels what the task submitted, down the tree;
-recursive=False leaves it running. Every wait has a deadline."""
+"""ray.cancel beyond the single running task: recursive=True (Ray's default) cancels what the
+task submitted, down the tree, recursive=False leaves it running; and a cancelled task is never
+run again (Ray: "Cancelled Tasks aren't retried"), whether it raises or its worker dies before
+the cancel stops it. Every wait has a deadline."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 
 import pytest
@@ -93,3 +96,53 @@ def test_cancel_reaches_an_actor_call_the_task_waits_for(cluster, tmp_path):
     with pytest.raises(TaskCancelledError):
         ray.get(top, timeout=30)
     wait_for_file(os.path.join(marks, "call_cancelled"), timeout=30)
+
+
+def _loop_unless_run_before(marker: str, catch_interrupts: bool) -> str:
+    """A second run returns at once; the first writes its pid to ``marker`` and loops for 300 s
+    (``catch_interrupts``: shrugging off a cancel's KeyboardInterrupt)."""
+    if os.path.exists(marker):
+        return "run again"
+    with open(marker, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            if not catch_interrupts:
+                raise
+    return "ran to its end"
+
+
+@ray.remote(max_retries=3)
+def shrug_off_cancels(marker):
+    return _loop_unless_run_before(marker, catch_interrupts=True)
+
+
+@ray.remote(max_retries=3, retry_exceptions=True)
+def retried_on_any_exception(marker):
+    return _loop_unless_run_before(marker, catch_interrupts=False)
+
+
+def test_a_task_cancelled_as_its_worker_dies_is_not_run_again(cluster, tmp_path):
+    marker = str(tmp_path / "pid")
+    ref = shrug_off_cancels.remote(marker)
+    wait_for_file(marker, timeout=30)
+    time.sleep(0.1)  # the pid is written
+    with open(marker) as f:
+        pid = int(f.read())
+    ray.cancel(ref)
+    time.sleep(0.5)  # the cancel reached the worker, whose task ignores it
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=30)
+
+
+def test_a_cancelled_task_is_not_retried_on_its_exception(cluster, tmp_path):
+    marker = str(tmp_path / "pid")
+    ref = retried_on_any_exception.remote(marker)
+    wait_for_file(marker, timeout=30)
+    ray.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=30)
