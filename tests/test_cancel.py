@@ -98,6 +98,35 @@ def test_cancel_reaches_an_actor_call_the_task_waits_for(cluster, tmp_path):
     wait_for_file(os.path.join(marks, "call_cancelled"), timeout=30)
 
 
+@ray.remote(max_retries=0)
+def busy_tree(depth):
+    """A binary tree of tasks: inner ones wait in get for their two subtasks, leaves loop 300 s."""
+    if depth == 0:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 1
+    return sum(ray.get([busy_tree.remote(depth - 1), busy_tree.remote(depth - 1)]))
+
+
+def _cpus_come_back(within: float) -> None:
+    total = ray.cluster_resources()["CPU"]
+    deadline = time.monotonic() + within
+    while ray.available_resources().get("CPU") != total:
+        assert time.monotonic() < deadline, f"CPUs still held: {ray.available_resources()} of {total}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["interrupt", "force"])
+def test_cancelling_the_root_of_a_busy_tree_stops_every_task_in_it(cluster, force):
+    root = busy_tree.remote(3)  # 15 tasks, 8 leaves: more than the 2 CPUs, blocked ones lend theirs
+    time.sleep(2.0)  # the tree unfolds
+    ray.cancel(root, force=force)
+    with pytest.raises(TaskCancelledError):
+        ray.get(root, timeout=30)
+    _cpus_come_back(within=30)
+
+
 def _loop_unless_run_before(marker: str, catch_interrupts: bool) -> str:
     """A second run returns at once; the first writes its pid to ``marker`` and loops for 300 s
     (``catch_interrupts``: shrugging off a cancel's KeyboardInterrupt)."""
