@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from babyray.actors.bundle_placement import place_bundles
 from babyray.actors.bundles import group_resources
 from babyray.actors.resources import acquire, fits, release
 from babyray.actors.scheduling_policy import NodeLoad, Placement, Unschedulable, make_policy
+from babyray.ids import TaskID
 from babyray.protocol import cluster as cm
 from babyray.protocol import gcs as gm
 from babyray.protocol import placement as pm
@@ -45,6 +47,7 @@ LOAD_POLL_SECONDS = 0.2
 # Seconds a task waits with no alive node able to ever run it before its owner is told (a
 # node that has just joined may not be in the node table yet).
 INFEASIBLE_WARN_AFTER = 1.0
+PLACED_KEPT = 100_000  # placements remembered for cancels (a task id and an address each)
 RESERVE_TIMEOUT = 10.0  # seconds to wait for every node's answer to PrepareBundles
 
 
@@ -98,6 +101,9 @@ class GlobalScheduler(PartActor):
         # pending task id -> since when no alive node could ever fit it (pruned with the pending list)
         self.infeasible_since: dict[str, float] = {}
         self.infeasible_told: set[str] = set()  # pending tasks whose owners were told so
+        # task id -> the local scheduler it was placed on, the latest PLACED_KEPT: where a
+        # cancel goes once the task has left here
+        self.placed_on: OrderedDict[TaskID, Any] = OrderedDict()
 
     def on_start(self, msg: cm.StartGlobalScheduler, sender: Any) -> None:
         log.configure(os.path.join(msg.session_dir, "logs"), "global_scheduler")
@@ -160,6 +166,10 @@ class GlobalScheduler(PartActor):
                 "task_placed", task_id=spec.task_id, node=node.node_id, policy=self.placement.policy.name
             )
             self.post(node.scheduler, tm.SubmitTasks((spec,)))
+            self.placed_on[spec.task_id] = node.scheduler
+            self.placed_on.move_to_end(spec.task_id)
+            if len(self.placed_on) > PLACED_KEPT:
+                self.placed_on.popitem(last=False)
             if spec.actor_id is None:
                 placed.append(
                     (spec.task_id, "placed", {"placed_node": node.node_id, "owner_address": spec.owner})
@@ -298,8 +308,12 @@ class GlobalScheduler(PartActor):
         self.post(spec.owner, tm.TaskResults((failed_result(spec, error),)))
 
     def on_cancel(self, msg: tm.CancelTask, sender: Any) -> None:
+        """Fail a task still pending here; pass the cancel of one placed to its node's scheduler."""
         for spec in self.pending:
             if spec.task_id == msg.task_id:
                 self.pending.remove(spec)
                 self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
                 return
+        scheduler = self.placed_on.get(msg.task_id)
+        if scheduler is not None:
+            self.post(scheduler, msg)

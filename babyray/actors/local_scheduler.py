@@ -378,7 +378,9 @@ class LocalScheduler(PartActor):
                 deadline = time.monotonic() + FORCE_CANCEL_ANSWER_TIMEOUT
                 self.force_cancels[msg.task_id] = (worker.worker_id, deadline)
         elif msg.task_id in self.forwarded:
-            self.post(self._node().global_scheduler, msg)
+            global_scheduler = self._node().global_scheduler
+            if address_key(sender) != address_key(global_scheduler):  # it placed the task here
+                self.post(global_scheduler, msg)
 
     def on_cancel_running_task(self, msg: tm.CancelRunningTask, sender: Any) -> None:
         """A worker's running task was force-cancelled: it fails here, and the worker dies (whose
