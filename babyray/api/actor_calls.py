@@ -79,6 +79,7 @@ class ActorSubmitter:
                     f"with the `max_pending_calls` actor option."
                 )
             actor.out_of_order = info.allow_out_of_order_execution
+            core.tasks.note_parent(spec.task_id)
             core.tasks.own_returns(spec, [ref for _, _, ref in deps])
             actor.queue.append(call)
             call.resolve(deps, core.objects, lambda: self._pump(actor_id))

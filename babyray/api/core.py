@@ -151,11 +151,9 @@ class CoreClient:
 
     def submit(self, spec: vm.TaskSpec, dest: Any = None) -> list[ObjectRef]:
         """Submit a task; the refs of its returns (see ``TaskSubmitter.submit``)."""
-        self.tasks.note_parent(spec.task_id)
         return self.tasks.submit(spec, dest)
 
     def submit_actor_call(self, spec: vm.TaskSpec, info: am.ActorInfo) -> list[ObjectRef]:
-        self.tasks.note_parent(spec.task_id)
         return self.actor_calls.submit(spec, info)
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool = True) -> None:

@@ -151,9 +151,9 @@ class OwnerLeases:
         for lease in self._leases_of(worker_id):
             self._drop(lease)
 
-    def lost(self, worker_id: WorkerID) -> list[tuple[vm.TaskSpec, bool]]:
+    def lost(self, worker_id: WorkerID) -> list[vm.TaskSpec]:
         """The worker died: forget its leases (and any grant of it still on its way); returns
-        the tasks pushed to it that are still followed, each with whether the owner cancelled it."""
+        the tasks pushed to it that are still followed."""
         self._dead[worker_id] = None
         while len(self._dead) > DEAD_WORKERS_KEPT:
             self._dead.popitem(last=False)
@@ -163,8 +163,8 @@ class OwnerLeases:
         for task_id, lease in list(self._by_task.items()):
             if lease.worker_id == worker_id and lease.in_flight is not None:
                 del self._by_task[task_id]
-                in_flight.append((lease.in_flight, lease.cancelled))
-                lease.in_flight, lease.cancelled = None, False
+                in_flight.append(lease.in_flight)
+                lease.in_flight = None
         return in_flight
 
     def forget_task(self, task_id: TaskID) -> None:

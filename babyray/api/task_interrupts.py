@@ -121,10 +121,6 @@ def install(interrupts: TaskInterrupts) -> None:
     _installed = interrupts
 
 
-def installed() -> TaskInterrupts | None:
-    return _installed
-
-
 def shielded(function: F) -> F:
     """Mark a public API function: in a task, a cancel does not interrupt it midway."""
 

@@ -78,6 +78,7 @@ class TaskSubmitter:
         pending = PendingTask(spec, len(deps))
         refs = [ObjectRef(oid, core.inbox, core.identity) for oid in spec.return_ids]
         with core.lock:
+            self.note_parent(spec.task_id)
             self.own_returns(spec, [ref for _, _, ref in deps])
             self._pending[spec.task_id] = pending
 
@@ -187,10 +188,10 @@ class TaskSubmitter:
                 log_fields={"node": msg.node_id, "reason": msg.reason or "node died"},
             )
 
-    def _fail_if_cancelled(self, spec: vm.TaskSpec, cancelled: bool = False, **failed_fields: Any) -> bool:
+    def _fail_if_cancelled(self, spec: vm.TaskSpec, **failed_fields: Any) -> bool:
         """Fail ``spec``, which lost its worker or node, as cancelled if we cancelled it (Ray runs a
         cancelled task never again); whether it did. Locked."""
-        if not (cancelled or spec.task_id in self._cancels_sent):
+        if spec.task_id not in self._cancels_sent:
             return False
         self.finish(failed_result(spec, exceptions.TaskCancelledError(spec.task_id), **failed_fields))
         return True
@@ -244,11 +245,11 @@ class TaskSubmitter:
         that still arrives from it is then ignored), within its retries if it was running; one
         we cancelled fails as cancelled. Locked."""
         core = self.core
-        for pushed, cancelled in self.leases.lost(msg.worker_id):
+        for pushed in self.leases.lost(msg.worker_id):
             spec = self._submitted.get(pushed.task_id)
             if spec is None:
                 continue  # its result arrived before the news
-            if self._fail_if_cancelled(spec, cancelled, worker_id=msg.worker_id, store=core.store):
+            if self._fail_if_cancelled(spec, worker_id=msg.worker_id, store=core.store):
                 continue
             if spec.task_id != msg.running:  # not started (the push crossed the death), or done
                 core.log.warning("task_resubmitted_push_not_running", task_id=spec.task_id)
@@ -383,11 +384,11 @@ class TaskSubmitter:
     # ---- cancellation ----------------------------------------------------------------
 
     def note_parent(self, task_id: TaskID) -> None:
-        """``task_id`` (a task or actor call) was just submitted: by the task running here, if any."""
+        """``task_id`` (a task or actor call) is being submitted: by the task running here, if
+        any. Locked."""
         parent = context.current_task_id()
         if parent is not None:
-            with self.core.lock:
-                self._parent_of[task_id] = parent
+            self._parent_of[task_id] = parent
 
     def cancel(self, ref: ObjectRef, force: bool, recursive: bool) -> None:
         """Cancel the task making ``ref`` (see ``cancel_task``)."""
