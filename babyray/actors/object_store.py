@@ -225,14 +225,18 @@ class ObjectStore(PartActor):
             self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
             if keep_pinned:
                 self.table.pin((oid,), restore=False, reader=owner_id)
-            # Between turns the turn outbox is empty (each turn sends it under this lock).
-            posted = self._outbox.drain()
-            for dest, msg in posted:
-                self.post_from_thread(dest, msg, wake=False)
-            if posted:
-                self.wake_from_thread()
+            self._send_posted_from_thread()
             self._report_gone()
             self.turn_done.notify_all()
+
+    def _send_posted_from_thread(self) -> None:
+        """Send what a handler called from the allocation channel's thread posted. Under the
+        state lock: between turns the turn outbox is empty (each turn sends it under this lock)."""
+        posted = self._outbox.drain()
+        for dest, msg in posted:
+            self.post_from_thread(dest, msg, wake=False)
+        if posted:
+            self.wake_from_thread()
 
     def _unpin_for_channel(self, oids: tuple[ObjectID, ...], reader: str) -> None:
         """UnpinObjects from a process of this node, in the allocation channel's thread."""
@@ -242,10 +246,16 @@ class ObjectStore(PartActor):
 
     def _reader_gone(self, reader: str) -> None:
         """A process of this node closed its allocation channel (it ended, or was killed): the
-        pins it still holds are released, those it took through Thespian too."""
-        with self.state_lock:
+        pins it still holds are released, those it took through Thespian too, and the objects it
+        was still writing go (their seal can no longer come; readers waiting for them get
+        ObjectLostError)."""
+        with self.turn_done:
             self.table.reader_gone(reader)
+            for oid in self.table.unsealed_written_by(reader):
+                self._writer_died(oid)
+            self._send_posted_from_thread()
             self._report_gone()
+            self.turn_done.notify_all()  # pins waiting on the channel for those seals look again
 
     def _pin_for_channel(
         self, oids: tuple[ObjectID, ...], reader: str
@@ -349,12 +359,17 @@ class ObjectStore(PartActor):
         for oid in msg.object_ids:
             obj = self.table.get(oid)
             if msg.writer_died and obj is not None and obj.state in UNSEALED:
-                self.log.info("object_writer_died", object_id=oid, size=obj.size)
-                lost = exceptions.ObjectLostError(
-                    f"object {oid} was being written on node {self.node_id} by a process that died"
-                )
-                self._abort(oid, serialization.dumps(lost))
+                self._writer_died(oid)
             self.table.free(oid)
+
+    def _writer_died(self, oid: ObjectID) -> None:
+        """Drop unsealed ``oid``, whose writer died: its slot goes, its waiting readers get the error."""
+        obj = self.table.get(oid)
+        self.log.info("object_writer_died", object_id=oid, size=obj.size if obj else None)
+        lost = exceptions.ObjectLostError(
+            f"object {oid} was being written on node {self.node_id} by a process that died"
+        )
+        self._abort(oid, serialization.dumps(lost))
 
     # ---- data plane: pulling objects from other nodes, serving ours ---------------
 

@@ -95,7 +95,7 @@ class InvalidTransition(RuntimeError):
 class StoredObject:
     offset: int | None  # None while the object is only on disk (SPILLED)
     size: int
-    owner_id: WorkerID
+    owner_id: WorkerID  # the process that wrote it here (a put's owner, a task's worker); "" for a pull
     state: ObjectState = S.CREATING
     pins: int = 0
     primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
@@ -353,6 +353,10 @@ class ObjectTable:
         for oid, count in self.reader_pins.pop(reader, {}).items():
             for _ in range(count):
                 self.unpin(oid)
+
+    def unsealed_written_by(self, writer: str) -> list[ObjectID]:
+        """The objects ``writer`` created (or took over) and has not sealed yet."""
+        return [oid for oid, obj in self.objects.items() if obj.state in UNSEALED and obj.owner_id == writer]
 
     def has_left(self, reader: str) -> bool:
         """Whether ``reader`` left (``reader_gone``): a pin it sent before it ended must not count."""
