@@ -107,7 +107,6 @@ class LocalScheduler(PartActor):
         self.workers = WorkerTable(self.pool)
         self.processes: dict[WorkerID, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
         self.pidfds: dict[int, WorkerID] = {}  # pidfd -> worker id
-        self.forwarded: set[str] = set()
         self.force_cancelled: set[str] = set()
         # forced cancels passed to the worker holding the task, not answered yet:
         # task id -> (worker id, monotonic deadline)
@@ -205,7 +204,6 @@ class LocalScheduler(PartActor):
 
     def _forward(self, spec: vm.TaskSpec) -> None:
         node = self._node()
-        self.forwarded.add(spec.task_id)
         self.log.info("task_forwarded", task_id=spec.task_id, resources=spec.resources)
         self.post(node.global_scheduler, tm.ForwardTasks(node.node_id, (spec,)))
 
@@ -377,7 +375,7 @@ class LocalScheduler(PartActor):
             if msg.force:
                 deadline = time.monotonic() + FORCE_CANCEL_ANSWER_TIMEOUT
                 self.force_cancels[msg.task_id] = (worker.worker_id, deadline)
-        elif msg.task_id in self.forwarded:
+        else:  # not here (forwarded to the global scheduler, or ended): it knows where it went
             global_scheduler = self._node().global_scheduler
             if address_key(sender) != address_key(global_scheduler):  # it placed the task here
                 self.post(global_scheduler, msg)
