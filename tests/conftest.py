@@ -37,6 +37,16 @@ def wait_for_file(path: str, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
+def eventually(predicate, timeout: float = 30.0) -> bool:
+    """Whether ``predicate()`` comes true within ``timeout`` seconds (asked every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture
 def cluster(tmp_path):
     """A fresh private 2-CPU cluster for one test; yields its ``address_info`` (see init())."""

@@ -163,10 +163,10 @@ def test_the_allocation_channel_wants_the_token(token, tmp_path):
     calls = []
     server = AllocServer(
         f"auth-test-{os.getpid()}",
-        lambda oid, size, owner: calls.append(oid) or (0, None),
+        lambda oid, size, writer, owner: calls.append(oid) or (0, None),
         lambda client, size: None,
         lambda client, offsets: None,
-        lambda oid, size, owner, offset: None,
+        lambda oid, size, writer, offset, owner: None,
     )
     try:
         client = AllocClient(f"auth-test-{os.getpid()}")

@@ -284,7 +284,7 @@ def test_freeing_a_spilled_object_deletes_its_file(table, spill):
 def test_a_second_create_over_a_half_written_object_reuses_its_slot(table):
     first = table.create("a", 16 * KB, "attempt-1")  # its writer dies before the seal
     assert table.create("a", 16 * KB, "attempt-2") == first
-    assert table.allocator.used == 16 * KB and table.get("a").owner_id == "attempt-2"
+    assert table.allocator.used == 16 * KB and table.get("a").writer_id == "attempt-2"
     assert table.seal("a", 16 * KB, "attempt-2") is SealOutcome.SEALED
 
 
@@ -420,3 +420,35 @@ def test_an_object_freed_before_it_came_is_deleted_at_its_seal(table):
     assert state(table, "late") is S.DELETED and table.was_deleted("late")
     table.create("late", 16 * KB, "owner")  # written again (a retry): nothing freed it this time
     assert state(table, "late") is S.CREATING
+
+
+# ---- owners that died (OwnersDied) -----------------------------------------------------
+
+
+def test_a_dead_owners_objects_go_in_every_state_and_others_stay(table, spill):
+    table.create("sealed", 16 * KB, "worker-1", owner_id="dead")
+    table.seal("sealed", 16 * KB, "worker-1")
+    table.create("pinned", 16 * KB, "worker-1", owner_id="dead")
+    table.seal("pinned", 16 * KB, "worker-1")
+    table.pin(["pinned"])
+    table.create("writing", 16 * KB, "worker-2", owner_id="dead")
+    table.create("other", 16 * KB, "worker-1", owner_id="alive")
+    table.seal("other", 16 * KB, "worker-1")
+    assert sorted(table.owners_died(["dead"])) == ["pinned", "sealed", "writing"]
+    assert "sealed" not in table
+    assert table.get("pinned").state is S.FREED_PINNED  # deleted at its last unpin
+    assert table.get("writing").state is S.FREED_WRITING  # deleted at its seal
+    assert table.seal("writing", 16 * KB, "worker-2") is SealOutcome.FREED
+    table.unpin("pinned")
+    assert "pinned" not in table and table.get("other").state is S.SEALED
+    assert table.allocator.used == 16 * KB
+
+
+def test_an_object_of_an_owner_already_dead_goes_at_its_seal(table):
+    table.owners_died(["dead"])
+    table.create("late", 16 * KB, "worker-1", owner_id="dead")  # a task finished after its owner died
+    assert table.seal("late", 16 * KB, "worker-1") is SealOutcome.FREED
+    first = table.create("retried", 16 * KB, "attempt-1", owner_id="alive")
+    assert table.create("retried", 16 * KB, "attempt-2", owner_id="dead") == first  # taken over
+    assert table.seal("retried", 16 * KB, "attempt-2") is SealOutcome.FREED
+    assert table.allocator.used == 0

@@ -9,12 +9,12 @@ import os
 import signal
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import eventually
 
 import babyray as ray
 from babyray import auth
@@ -34,7 +34,7 @@ class _Store:
         self.lock = threading.Lock()
         self.taken: dict[int, str] = {}  # spare offset -> object put there
 
-    def allocate(self, oid: str, size: int, owner: str) -> tuple[int, bytes | None]:
+    def allocate(self, oid: str, size: int, writer: str, owner: str) -> tuple[int, bytes | None]:
         with self.lock:
             return self.allocator.alloc(size), None
 
@@ -46,20 +46,11 @@ class _Store:
         with self.lock:
             self.spares.release(client, offsets)
 
-    def take(self, oid: str, size: int, owner: str, offset: int) -> None:
+    def take(self, oid: str, size: int, writer: str, offset: int, owner: str) -> None:
         """What the store does when a put says it writes into a spare."""
         with self.lock:
             if self.spares.claim(offset):
                 self.taken[offset] = oid
-
-
-def _wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 @pytest.fixture
@@ -83,9 +74,9 @@ def test_a_second_put_of_the_same_size_takes_the_spare_reserved_after_the_first(
     assert (error, reserved) == (None, False)
     second, error, reserved = client.allocate("b", MB, "me")
     assert error is None and reserved and second != first
-    assert _wait_until(lambda: store.taken.get(second) == "b")  # the store files the object there
+    assert eventually(lambda: store.taken.get(second) == "b")  # the store files the object there
     # The next spare was asked for at once: three 1 MB slots are taken now.
-    assert _wait_until(lambda: store.allocator.used == 3 * MB)
+    assert eventually(lambda: store.allocator.used == 3 * MB)
     client.close()
 
 
@@ -98,7 +89,7 @@ def test_a_spare_taken_by_a_put_stays_when_its_client_leaves_before_the_seal(cha
     assert reserved
     client.close()
     # Only the spare asked for after "b" goes: "a" and "b" keep their slots.
-    assert _wait_until(lambda: store.allocator.used == 2 * MB and not store.spares.bytes)
+    assert eventually(lambda: store.allocator.used == 2 * MB and not store.spares.bytes)
     assert store.taken == {second: "b"}
 
 
@@ -106,13 +97,13 @@ def test_a_put_of_another_size_releases_the_spare_and_leaving_frees_the_new_one(
     store, server = channel
     client = _client(server)
     client.allocate("a", MB, "me")
-    assert _wait_until(lambda: store.allocator.used == 2 * MB)  # the object and its spare
+    assert eventually(lambda: store.allocator.used == 2 * MB)  # the object and its spare
     offset, _, reserved = client.allocate("b", 2 * MB, "me")
     assert not reserved
     # The 1 MB spare went back; a 2 MB spare came: 1 + 2 + 2 MB.
-    assert _wait_until(lambda: store.allocator.used == 5 * MB)
+    assert eventually(lambda: store.allocator.used == 5 * MB)
     client.close()
-    assert _wait_until(lambda: store.allocator.used == 3 * MB)  # only the two objects remain
+    assert eventually(lambda: store.allocator.used == 3 * MB)  # only the two objects remain
 
 
 def test_a_spare_the_store_refuses_leaves_the_next_put_to_allocate(channel):
@@ -237,7 +228,7 @@ def test_a_killed_store_leaves_no_socket_behind(cluster):
     assert any(name.startswith(mine) for name in _channel_names())
     del ref
     os.kill(store_pid, signal.SIGKILL)
-    assert _wait_until(lambda: not any(name.startswith(mine) for name in _channel_names()))
+    assert eventually(lambda: not any(name.startswith(mine) for name in _channel_names()))
     ray.shutdown()
     # Where a socket file of the channel would be: the user's socket directory, the session's.
     places = [os.path.join(tempfile.gettempdir(), f"babyray-{os.getuid()}"), cluster["session_dir"]]
@@ -275,9 +266,9 @@ def test_a_killed_workers_spare_slot_is_freed(shared_cluster):
     gc.collect()
     before = _spare_bytes()
     pid = ray.get(put_two.remote(MB))
-    assert _wait_until(lambda: _spare_bytes() >= before + MB)
+    assert eventually(lambda: _spare_bytes() >= before + MB)
     os.kill(pid, signal.SIGKILL)
-    assert _wait_until(lambda: _spare_bytes() == before, timeout=10)
+    assert eventually(lambda: _spare_bytes() == before, timeout=10)
 
 
 def test_a_reader_leaves_when_its_last_connection_closes_not_its_first():
@@ -295,9 +286,9 @@ def test_a_reader_leaves_when_its_last_connection_closes_not_its_first():
         other.allocate("c", MB, "worker-2")
         second.close()
         other.close()
-        assert _wait_until(lambda: gone == ["worker-2"])
-        assert not _wait_until(lambda: "worker-1" in gone, timeout=0.5)
+        assert eventually(lambda: gone == ["worker-2"])
+        assert not eventually(lambda: "worker-1" in gone, timeout=0.5)
         first.close()
-        assert _wait_until(lambda: gone == ["worker-2", "worker-1"])
+        assert eventually(lambda: gone == ["worker-2", "worker-1"])
     finally:
         server.close()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
+from conftest import eventually
 
 import babyray as ray
 
@@ -32,15 +32,6 @@ def _store_empty() -> bool:
     gc.collect()
     stats = ray.memory_stats()[0]
     return stats["num_objects"] == 0 and stats["used_bytes"] == 0
-
-
-def _wait_until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 @ray.remote(num_returns=2)
@@ -65,7 +56,7 @@ def test_a_return_that_does_not_serialize_frees_the_returns_stored_before_it(clu
         with pytest.raises(ray.exceptions.RayTaskError, match="pickle"):
             ray.get(ref)
     del first, second
-    assert _wait_until(_store_empty), ray.memory_stats(objects=True)
+    assert eventually(_store_empty), ray.memory_stats(objects=True)
 
 
 def test_a_worker_that_dies_storing_a_return_leaves_no_earlier_return_in_the_store(cluster):
@@ -74,9 +65,9 @@ def test_a_worker_that_dies_storing_a_return_leaves_no_earlier_return_in_the_sto
         with pytest.raises(ray.exceptions.WorkerCrashedError):
             ray.get(ref)
     del first, second
-    assert _wait_until(_store_empty), ray.memory_stats(objects=True)
+    assert eventually(_store_empty), ray.memory_stats(objects=True)
     # The node goes on: a task with two large returns after it stores and frees them.
     first, second = big_pair.remote()
     assert ray.get(first).sum() == MB and ray.get(second).sum() == 0
     del first, second
-    assert _wait_until(_store_empty), ray.memory_stats(objects=True)
+    assert eventually(_store_empty), ray.memory_stats(objects=True)

@@ -9,7 +9,7 @@ import signal
 import time
 
 import numpy as np
-from conftest import wait_for_file
+from conftest import eventually, wait_for_file
 
 import babyray as ray
 
@@ -36,15 +36,6 @@ def _being_written() -> dict:
     return {oid: facts for oid, facts in objects.items() if facts["state"] == "BEING_WRITTEN"}
 
 
-def _wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_a_writer_killed_mid_put_leaves_no_half_written_object(cluster, tmp_path):
     used_before = ray.memory_stats()[0]["used_bytes"]
     marker = str(tmp_path / "writing")
@@ -53,7 +44,7 @@ def test_a_writer_killed_mid_put_leaves_no_half_written_object(cluster, tmp_path
     writing = _being_written()
     assert len(writing) == 1 and next(iter(writing.values()))["size"] >= 64 * MB
     os.kill(int(open(marker).read()), signal.SIGKILL)
-    assert _wait_for(lambda: not _being_written()), "the dead writer's object is still BEING_WRITTEN"
-    assert _wait_for(lambda: ray.memory_stats()[0]["used_bytes"] == used_before)
+    assert eventually(lambda: not _being_written()), "the dead writer's object is still BEING_WRITTEN"
+    assert eventually(lambda: ray.memory_stats()[0]["used_bytes"] == used_before)
     # The store goes on: a put of the same size fits and reads back.
     assert ray.get(ray.put(np.full(64 * MB, 7, dtype=np.uint8)), timeout=TIMEOUT)[-1] == 7

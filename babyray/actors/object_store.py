@@ -107,6 +107,7 @@ class ObjectStore(PartActor):
         om.PinObjects: "on_pin",
         om.UnpinObjects: "on_unpin",
         om.FreeObjects: "on_free",
+        om.OwnersDied: "on_owners_died",
         om.GetStoreStats: "on_stats",
         cm.Shutdown: "on_shutdown",
         om.PullObject: "on_pull",
@@ -190,13 +191,15 @@ class ObjectStore(PartActor):
         if gone:
             self.post_from_thread(self.gcs, om.ObjectLocations(self.node_id, (), tuple(gone)))
 
-    def _allocate_for_channel(self, oid: ObjectID, size: int, owner_id: WorkerID) -> tuple[int, bytes | None]:
+    def _allocate_for_channel(
+        self, oid: ObjectID, size: int, writer_id: WorkerID, owner_id: WorkerID
+    ) -> tuple[int, bytes | None]:
         """CreateObject for a process of this node, from the allocation channel's thread.
 
         On failure the client asks again through Thespian (``on_create``), which reports it.
         """
         with self.state_lock:
-            offset = self.table.create(oid, size, owner_id)
+            offset = self.table.create(oid, size, writer_id, owner_id=owner_id)
             self._report_gone()  # secondary copies evicted to make room
             if offset is None:
                 return -1, serialization.dumps(self.table.full_error(oid, size, self.node_id))
@@ -210,21 +213,23 @@ class ObjectStore(PartActor):
         with self.state_lock:
             self.table.spares.release(client, offsets)
 
-    def _take_spare(self, oid: ObjectID, size: int, owner_id: WorkerID, offset: int) -> None:
+    def _take_spare(
+        self, oid: ObjectID, size: int, writer_id: WorkerID, offset: int, owner_id: WorkerID
+    ) -> None:
         with self.state_lock:
-            self.table.take_spare(oid, size, owner_id, offset)
+            self.table.take_spare(oid, size, writer_id, offset, owner_id)
 
     def _seal_for_channel(
-        self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int, keep_pinned: bool
+        self, oid: ObjectID, size: int, writer_id: WorkerID, reserved_offset: int, keep_pinned: bool
     ) -> None:
         """SealObject from a process of this node, in the allocation channel's thread: ``on_seal``,
         whose messages (to the GCS, to readers waiting) leave through the thread outbox. With
         ``keep_pinned`` the object is pinned for its writer in the same step, so nothing evicts or
         spills it before its writer reads it."""
         with self.turn_done:
-            self.on_seal(om.SealObject(oid, size, owner_id, reserved_offset), None)
+            self.on_seal(om.SealObject(oid, size, writer_id, reserved_offset), None)
             if keep_pinned:
-                self.table.pin((oid,), restore=False, reader=owner_id)
+                self.table.pin((oid,), restore=False, reader=writer_id)
             self._send_posted_from_thread()
             self._report_gone()
             self.turn_done.notify_all()
@@ -273,7 +278,9 @@ class ObjectStore(PartActor):
                 self.turn_done.wait(left)
 
     def on_create(self, msg: om.CreateObject, sender: Any) -> None:
-        offset = self.table.create(msg.object_id, msg.size, msg.owner_id)
+        offset = self.table.create(
+            msg.object_id, msg.size, msg.writer_id, owner_id=msg.owner_id or msg.writer_id
+        )
         if offset is None:
             error = self.table.full_error(msg.object_id, msg.size, self.node_id)
             self.log.warning("object_store_full", object_id=msg.object_id, size=msg.size, error=str(error))
@@ -286,13 +293,13 @@ class ObjectStore(PartActor):
         self.reply(msg, sender, om.ObjectCreated(msg.req_id, msg.object_id, offset, self.arena_path))
 
     def on_seal(self, msg: om.SealObject, sender: Any) -> None:
-        outcome = self.table.seal(msg.object_id, msg.size, msg.owner_id, msg.reserved_offset)
+        outcome = self.table.seal(msg.object_id, msg.size, msg.writer_id, msg.reserved_offset)
         if outcome is SealOutcome.IGNORED:
             if msg.reserved_offset >= 0 and msg.object_id not in self.table:
-                self.log.warning("object_spare_lost", object_id=msg.object_id, owner=msg.owner_id)
+                self.log.warning("object_spare_lost", object_id=msg.object_id, writer=msg.writer_id)
             return
         if outcome is SealOutcome.DUPLICATE:
-            self.log.info("object_duplicate_dropped", object_id=msg.object_id, owner=msg.owner_id)
+            self.log.info("object_duplicate_dropped", object_id=msg.object_id, writer=msg.writer_id)
             return
         if outcome is SealOutcome.SEALED:  # (FREED: its owner freed it while it was being written)
             self.post(self.gcs, om.ObjectLocations(self.node_id, ((msg.object_id, msg.size),)))
@@ -361,6 +368,11 @@ class ObjectStore(PartActor):
             if msg.writer_died and obj is not None and obj.state in UNSEALED:
                 self._writer_died(oid)
             self.table.free(oid)
+
+    def on_owners_died(self, msg: om.OwnersDied, sender: Any) -> None:
+        freed = self.table.owners_died(msg.worker_ids)
+        if freed:
+            self.log.info("objects_of_dead_owners_freed", owners=list(msg.worker_ids), count=len(freed))
 
     def _writer_died(self, oid: ObjectID) -> None:
         """Drop unsealed ``oid``, whose writer died: its slot goes, its waiting readers get the error."""

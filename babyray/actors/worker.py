@@ -730,7 +730,7 @@ class Worker(PartActor):
                 return
             try:
                 values = self._split_returns(spec, result)
-                returns = self.core.store_returns(spec.return_ids, values)
+                returns = self.core.store_returns(spec.return_ids, values, (spec.owner_id, spec.owner))
             except Exception as exc:
                 returns = self._error_returns(spec, exc, traceback.format_exc())
             self._report(spec, returns)

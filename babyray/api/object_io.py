@@ -109,19 +109,23 @@ class ObjectIO:
         if serialized.total_size <= self.inline_threshold:
             return core.refs.stored_record(vm.InlineValue(serialized.to_bytes()), serialized, borrower)
         core.refs.drain()  # frees queued so far go to the store before this allocation
+        owner = borrower[0] if borrower is not None else core.identity  # the store frees it if they die
         reserved, error = False, None
         if self._alloc_channel is not None:  # a store on this node: reserve the slot beside Thespian
-            offset, error, reserved = self._alloc_channel.allocate(oid, serialized.total_size, core.identity)
+            offset, error, reserved = self._alloc_channel.allocate(
+                oid, serialized.total_size, core.identity, owner
+            )
             if error is not None and self._release_unused_held():  # their unpins go first on the channel
                 offset, error, reserved = self._alloc_channel.allocate(
-                    oid, serialized.total_size, core.identity
+                    oid, serialized.total_size, core.identity, owner
                 )
             arena_name = self._store_arena
         if self._alloc_channel is None or error is not None:
             # Through Thespian: after the frees and unpins sent before it, which the channel may
             # have overtaken, so a store that looked full may have room now.
             reply = core.request(
-                core.store, lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity)
+                core.store,
+                lambda r: om.CreateObject(r, oid, serialized.total_size, core.identity, owner_id=owner),
             )
             offset, error, arena_name = reply.offset, reply.error, reply.arena_name
             if error is None and self._alloc_channel is None and not core.remote_store_io:

@@ -116,6 +116,14 @@ class NodeLiveness:
                 self._awaited[NodeID(node_id)] = now + self.timeout
         return told
 
+    def alive_stores(self) -> list[Any]:
+        """The object store addresses of the ALIVE nodes."""
+        return [
+            record["store"]
+            for _, record in self.table.items()
+            if self.state_of(record) is NodeState.ALIVE and record.get("store") is not None
+        ]
+
     def infos(self) -> tuple[cm.NodeInfo, ...]:
         return tuple(
             cm.NodeInfo(

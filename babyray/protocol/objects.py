@@ -90,15 +90,17 @@ class ObjectCreated(Reply):
 
 @dataclass(frozen=True, slots=True)
 class CreateObject:
-    """Producer -> object store: reserve ``size`` bytes in the arena for ``object_id``."""
+    """Producer -> object store: reserve ``size`` bytes in the arena for ``object_id``, which
+    process ``writer_id`` writes for ``owner_id`` ("": the writer; see OwnersDied)."""
 
     reply: ClassVar[type[Reply]] = ObjectCreated
 
     req_id: str
     object_id: ObjectID
     size: int
-    owner_id: WorkerID = WorkerID("")
+    writer_id: WorkerID = WorkerID("")
     reply_to: Any = None
+    owner_id: WorkerID = WorkerID("")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class SealObject:
 
     object_id: ObjectID
     size: int
-    owner_id: WorkerID = WorkerID("")
+    writer_id: WorkerID = WorkerID("")
     reserved_offset: int = -1
 
 
@@ -154,6 +156,14 @@ class FreeObjects:
 
     object_ids: tuple[ObjectID, ...]
     writer_died: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OwnersDied:
+    """GCS -> every node's object store: these workers or drivers died. The objects they owned
+    can never be read again (their borrowers get OwnerDiedError), so they are freed, as in Ray."""
+
+    worker_ids: tuple[WorkerID, ...]
 
 
 @dataclass(frozen=True, slots=True)

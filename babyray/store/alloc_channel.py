@@ -62,17 +62,17 @@ from babyray.store.allocator import Allocator
 _LEN = struct.Struct("<I")
 
 Allocate = Callable[
-    [ObjectID, int, WorkerID], tuple[int, bytes | None]
-]  # (oid, size, owner) -> (offset, error)
+    [ObjectID, int, WorkerID, WorkerID], tuple[int, bytes | None]
+]  # (oid, size, writer, owner) -> (offset, error)
 Reserve = Callable[[int, int], int | None]  # (client, size) -> offset of a spare slot, or None
 Release = Callable[[int, list[int] | None], None]  # (client, its spares to free; None: all, it left)
 Take = Callable[
-    [ObjectID, int, WorkerID, int], None
-]  # (oid, size, owner, offset of the spare it is written into)
+    [ObjectID, int, WorkerID, int, WorkerID], None
+]  # (oid, size, writer, offset of the spare it is written into, owner)
 # (oids, reader) -> (arena path, {oid: (offset, size)}) with every object pinned, or None: ask
 # through Thespian
 Pin = Callable[[tuple[ObjectID, ...], str], tuple[str, dict[ObjectID, tuple[int, int]]] | None]
-# (oid, size, owner, offset of its spare or -1, keep it pinned for the owner)
+# (oid, size, writer, offset of its spare or -1, keep it pinned for the writer)
 Seal = Callable[[ObjectID, int, WorkerID, int, bool], None]
 Unpin = Callable[[tuple[ObjectID, ...], str], None]  # (oids, reader): one pin of each released
 ReaderGone = Callable[[str], None]  # (reader): release every pin it holds
@@ -250,8 +250,8 @@ class AllocServer:
             self._release(client, [request[1]])
             return
         if request[0] == _TAKE:
-            _, offset, oid, size, owner = request
-            self._take(oid, size, owner, offset)
+            _, offset, oid, size, writer, owner = request
+            self._take(oid, size, writer, offset, owner)
             return
         if request[0] == _RESERVE:
             offset = self._reserve(client, request[1])
@@ -271,18 +271,18 @@ class AllocServer:
                 self._unpin(oids, reader)
             return
         if request[0] == _SEAL:
-            _, oid, size, owner, offset, hold = request
-            self._named(readers, owner)
+            _, oid, size, writer, offset, hold = request
+            self._named(readers, writer)
             try:
                 if self._seal is None:
                     raise RuntimeError("this channel serves no seals")
-                self._seal(oid, size, owner, offset, hold)
+                self._seal(oid, size, writer, offset, hold)
             except Exception:  # the connection and the client's spares stay: it may put again
                 self.log.exception("alloc_channel_seal_failed", object_id=oid)
             return
-        _, oid, size, owner = request
+        _, oid, size, writer, owner = request
         try:
-            reply = self._allocate(oid, size, owner)
+            reply = self._allocate(oid, size, writer, owner)
         except Exception as exc:  # answer the client rather than leave it waiting
             self.log.exception("alloc_channel_failed", object_id=oid, size=size)
             reply = (-1, pickle.dumps(RuntimeError(f"allocating {size} bytes for {oid} failed: {exc}")))
@@ -357,17 +357,21 @@ class AllocClient:
         self._asked: int | None = None  # size of the spare asked for, reply not read yet
         self._spare: tuple[int, int] | None = None  # (size, offset) held for the next put
 
-    def allocate(self, oid: ObjectID, size: int, owner: str) -> tuple[int, bytes | None, bool]:
+    def allocate(
+        self, oid: ObjectID, size: int, writer: str, owner: str = ""
+    ) -> tuple[int, bytes | None, bool]:
+        """A slot for ``oid`` that process ``writer`` writes, for ``owner`` ("": the writer):
+        (offset, pickled error or None, whether it is the spare reserved after the last put)."""
         with self._lock:
             self._read_spare()
             spare, self._spare = self._spare, None
             if spare is not None and spare[0] == size:
-                _send(self._sock, (_TAKE, spare[1], oid, size, owner))
+                _send(self._sock, (_TAKE, spare[1], oid, size, writer, owner or writer))
                 self._ask_spare(size)
                 return spare[1], None, True
             if spare is not None:
                 _send(self._sock, (_RELEASE, spare[1]))
-            _send(self._sock, (_ALLOC, oid, size, owner))
+            _send(self._sock, (_ALLOC, oid, size, writer, owner or writer))
             offset, error = _recv(self._sock)
             if error is None:
                 self._ask_spare(size)
@@ -390,13 +394,13 @@ class AllocClient:
             return answer
 
     def seal(
-        self, oid: ObjectID, size: int, owner: WorkerID, reserved_offset: int, hold: bool = False
+        self, oid: ObjectID, size: int, writer: WorkerID, reserved_offset: int, hold: bool = False
     ) -> None:
         """The put of ``oid`` is written (into its spare at ``reserved_offset``, else -1): one-way,
-        as a SealObject; with ``hold``, the object stays pinned for its writer ``owner`` (as by
+        as a SealObject; with ``hold``, the object stays pinned for its ``writer`` (as by
         ``pin``). Raises OSError: the channel is closed (the store is gone)."""
         with self._lock:
-            _send(self._sock, (_SEAL, oid, size, owner, reserved_offset, hold))
+            _send(self._sock, (_SEAL, oid, size, writer, reserved_offset, hold))
 
     def unpin(self, oids: tuple[ObjectID, ...], reader: str) -> None:
         """Release one of ``reader``'s pins of each of ``oids``: one-way.

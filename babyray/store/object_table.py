@@ -83,7 +83,10 @@ TRANSITIONS: dict[tuple[ObjectState, str], ObjectState] = {
     (S.FREED_PINNED, "last_unpin"): S.DELETED,
 }
 UNSEALED = (S.CREATING, S.FREED_WRITING)
-REMEMBERED = 10_000  # how many deleted ids, ids freed before they came, readers gone the table remembers
+NO_OWNER = WorkerID("")  # an object whose owner is not known (a copy pulled from another node)
+REMEMBERED = (
+    10_000  # how many deleted ids, ids freed before they came, readers gone, dead owners it remembers
+)
 IN_ARENA = (S.CREATING, S.SEALED, S.FREED_WRITING, S.FREED_PINNED)
 
 
@@ -95,11 +98,12 @@ class InvalidTransition(RuntimeError):
 class StoredObject:
     offset: int | None  # None while the object is only on disk (SPILLED)
     size: int
-    owner_id: WorkerID  # the process that wrote it here (a put's owner, a task's worker); "" for a pull
+    writer_id: WorkerID  # the process that writes it here (a put's owner, a task's worker); "" for a pull
     state: ObjectState = S.CREATING
     pins: int = 0
     primary: bool = True  # False for a copy pulled from another node (evicted, never spilled)
     on_disk: bool = False  # a spill file holds the bytes (kept after a restore)
+    owner_id: WorkerID = NO_OWNER  # whose object it is: freed when it dies
 
     @property
     def report_state(self) -> str:
@@ -175,6 +179,7 @@ class ObjectTable:
         self.deleted: OrderedDict[ObjectID, None] = OrderedDict()  # the latest deleted ids, oldest first
         self.freed_before_here: OrderedDict[ObjectID, None] = OrderedDict()  # freed before they came
         self.readers_left: OrderedDict[str, None] = OrderedDict()  # the latest readers gone
+        self.dead_owners: OrderedDict[str, None] = OrderedDict()  # the latest owners that died
 
     def __contains__(self, oid: ObjectID) -> bool:
         return oid in self.objects
@@ -213,10 +218,12 @@ class ObjectTable:
 
     def _file(self, oid: ObjectID, obj: StoredObject) -> None:
         """A new object in the table: freed at once (to be deleted at its seal) if its owner
-        freed it before it came."""
+        freed it before it came, or died."""
         self.objects[oid] = obj
         if oid in self.freed_before_here:
             del self.freed_before_here[oid]
+            self.free(oid)
+        elif obj.owner_id in self.dead_owners:
             self.free(oid)
 
     def take_gone(self) -> list[ObjectID]:
@@ -226,7 +233,14 @@ class ObjectTable:
 
     # ---- creating and sealing ------------------------------------------------------------
 
-    def create(self, oid: ObjectID, size: int, owner_id: WorkerID, primary: bool = True) -> int | None:
+    def create(
+        self,
+        oid: ObjectID,
+        size: int,
+        writer_id: WorkerID,
+        primary: bool = True,
+        owner_id: WorkerID = NO_OWNER,
+    ) -> int | None:
         """The slot a producer writes ``oid`` into; None if no room can be made.
 
         See the module docstring for a second create of an id already here.
@@ -239,17 +253,21 @@ class ObjectTable:
             return offset
         if obj is not None and obj.size == size:  # the new writer takes the half-written slot over
             self._move(oid, obj, "recreate")
-            obj.owner_id, obj.primary = owner_id, primary
+            obj.writer_id, obj.owner_id, obj.primary = writer_id, owner_id, primary
+            if owner_id in self.dead_owners:
+                self.free(oid)
             return obj.offset
         offset = self.alloc(size)
         if offset is None:
             return None
         if obj is not None:  # a half-written copy of another size: its slot goes
             self._move(oid, obj, "abort")
-        self._file(oid, StoredObject(offset, size, owner_id, primary=primary))
+        self._file(oid, StoredObject(offset, size, writer_id, primary=primary, owner_id=owner_id))
         return offset
 
-    def take_spare(self, oid: ObjectID, size: int, owner_id: WorkerID, offset: int) -> bool:
+    def take_spare(
+        self, oid: ObjectID, size: int, writer_id: WorkerID, offset: int, owner_id: WorkerID = NO_OWNER
+    ) -> bool:
         """A put of ``oid`` into the spare slot at ``offset`` (reserved by its client earlier):
         the slot becomes the object's, as if created there. False if the spare was released."""
         if not self.spares.claim(offset):
@@ -260,13 +278,13 @@ class ObjectTable:
             return True
         if obj is not None:  # a half-written copy (its writer died): the spare replaces it
             self._move(oid, obj, "abort")
-        self._file(oid, StoredObject(offset, size, owner_id))
+        self._file(oid, StoredObject(offset, size, writer_id, owner_id=owner_id))
         return True
 
-    def seal(self, oid: ObjectID, size: int, owner_id: WorkerID, reserved_offset: int = -1) -> SealOutcome:
+    def seal(self, oid: ObjectID, size: int, writer_id: WorkerID, reserved_offset: int = -1) -> SealOutcome:
         """The producer finished writing ``oid`` (into the spare at ``reserved_offset`` if >= 0)."""
         if reserved_offset >= 0:
-            self.take_spare(oid, size, owner_id, reserved_offset)  # no-op if the channel took it first
+            self.take_spare(oid, size, writer_id, reserved_offset)  # no-op if the channel took it first
             scratch = self.duplicates.get(oid, [])
             if reserved_offset in scratch:
                 return self._drop_duplicate(oid, reserved_offset)
@@ -356,7 +374,18 @@ class ObjectTable:
 
     def unsealed_written_by(self, writer: str) -> list[ObjectID]:
         """The objects ``writer`` created (or took over) and has not sealed yet."""
-        return [oid for oid, obj in self.objects.items() if obj.state in UNSEALED and obj.owner_id == writer]
+        return [oid for oid, obj in self.objects.items() if obj.state in UNSEALED and obj.writer_id == writer]
+
+    def owners_died(self, owners: Iterable[WorkerID]) -> list[ObjectID]:
+        """Free the objects of ``owners``, which died: nobody can read them again (Ray frees them
+        too). Their objects still to come are freed as they come (the latest ``REMEMBERED``
+        owners). Returns the ids freed now."""
+        for owner in owners:
+            _remember(self.dead_owners, owner)
+        owned = [oid for oid, obj in self.objects.items() if obj.owner_id in self.dead_owners]
+        for oid in owned:
+            self.free(oid)
+        return owned
 
     def has_left(self, reader: str) -> bool:
         """Whether ``reader`` left (``reader_gone``): a pin it sent before it ended must not count."""
