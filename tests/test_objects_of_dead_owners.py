@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from cli_cluster import run_driver, running_head
 from conftest import eventually
 
 import babyray as ray
@@ -90,3 +91,37 @@ def test_an_async_actors_return_for_a_live_owner_survives_the_actor(cluster):
     os.kill(pid, signal.SIGKILL)
     time.sleep(2)
     assert ray.get(ref, timeout=TIMEOUT)[-1] == 3
+
+
+# ---- the owner is a driver that joined a running cluster ----------------------------------
+
+CHECKER = """
+import subprocess, sys, time, babyray as ray
+address, owner_script = sys.argv[1:3]
+ray.init(address=address)
+used = lambda: ray.memory_stats()[0]["used_bytes"]
+before = used()
+owner = subprocess.run([sys.executable, owner_script, address], timeout=60)
+assert owner.returncode == -9, owner.returncode
+deadline = time.monotonic() + 30
+while used() != before and time.monotonic() < deadline:
+    time.sleep(0.1)
+print("LEFT", used() - before)
+ray.shutdown()
+"""
+
+OWNER = """
+import os, signal, sys, numpy as np, babyray as ray
+ray.init(address=sys.argv[1])
+ref = ray.put(np.ones(64 << 20, dtype=np.uint8))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_drivers_puts_are_freed_from_the_cluster(tmp_path):
+    checker, owner = tmp_path / "checker.py", tmp_path / "owner.py"
+    checker.write_text(CHECKER)
+    owner.write_text(OWNER)
+    with running_head(tmp_path) as (address, env):
+        run = run_driver(checker, address, str(owner), env=env, timeout=120, expect="LEFT")
+    assert run.stdout.split("LEFT", 1)[1].strip() == "0", run.stdout + run.stderr[-3000:]
