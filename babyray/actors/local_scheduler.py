@@ -31,7 +31,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
@@ -51,6 +51,7 @@ from babyray.actors.worker_table import Held, WorkerRecord, WorkerState, WorkerT
 from babyray.ids import ActorID, JobID, TaskID, WorkerID, new_worker_id
 from babyray.protocol import actors as am
 from babyray.protocol import cluster as cm
+from babyray.protocol import objects as om
 from babyray.protocol import placement as pm
 from babyray.protocol import state as sm
 from babyray.protocol import tasks as tm
@@ -62,6 +63,7 @@ from babyray.task_failure import failed_result, take_retry
 WORKER_STOP_GRACE = 0.5  # seconds a worker has to exit when its node stops, before SIGKILL
 LIVENESS_POLL = 0.5  # seconds between polls of every worker process (besides their pidfds)
 FORCE_CANCEL_ANSWER_TIMEOUT = 2.0  # seconds a worker has to answer a forced cancel passed to it
+DEAD_OWNERS_KEPT = 10_000  # owners known dead whose tasks arriving later are dropped
 
 
 def exit_description(exitcode: int) -> str:
@@ -89,6 +91,7 @@ class LocalScheduler(PartActor):
         tm.WorkerUnblocked: "on_worker_unblocked",
         tm.ReturnTasks: "on_return_tasks",
         tm.CancelTask: "on_cancel",
+        om.OwnersDied: "on_owners_died",
         am.KillActorWorker: "on_kill_actor_worker",
         am.ActorExiting: "on_actor_exiting",
         cm.GcsRestarted: "on_gcs_restarted",
@@ -108,6 +111,7 @@ class LocalScheduler(PartActor):
         self.processes: dict[WorkerID, Any] = {}  # worker id -> its multiprocessing.Process, until reaped
         self.pidfds: dict[int, WorkerID] = {}  # pidfd -> worker id
         self.force_cancelled: set[str] = set()
+        self.dead_owners: OrderedDict[WorkerID, None] = OrderedDict()  # see on_owners_died
         # forced cancels passed to the worker holding the task, not answered yet:
         # task id -> (worker id, monotonic deadline)
         self.force_cancels: dict[TaskID, tuple[WorkerID, float]] = {}
@@ -198,7 +202,7 @@ class LocalScheduler(PartActor):
                 not placed and wants_global_placement(spec, node.node_id, self.locality)
             ):
                 self._forward(spec)
-            else:
+            elif not self._orphaned(spec):
                 self.queue.push(spec)
         self._dispatch()
 
@@ -350,12 +354,50 @@ class LocalScheduler(PartActor):
         """Queue first tasks that come back unstarted; one whose cancel we passed on fails."""
         again = []
         for spec in specs:
+            if self._orphaned(spec):
+                continue
             if spec.task_id in self.cancels_passed:
                 self.cancels_passed.discard(spec.task_id)
                 self._fail(spec, exceptions.TaskCancelledError(spec.task_id))
             else:
                 again.append(spec)
         self.queue.push_front(again)
+
+    # ---- owners that died ------------------------------------------------------------
+
+    def on_owners_died(self, msg: om.OwnersDied, sender: Any) -> None:
+        """Cancel the tasks of owners that died, as Ray does: nobody can take their results.
+        Queued ones go, and so do those that arrive or come back later; a worker running one
+        is killed (the other tasks it held go back to the queue). Actor creations are left to
+        the GCS (a detached actor outlives its creator), and tasks an owner pushed to a worker
+        it leased are not known here: they run to their end."""
+        for owner in msg.worker_ids:
+            self.dead_owners[owner] = None
+            if len(self.dead_owners) > DEAD_OWNERS_KEPT:
+                self.dead_owners.popitem(last=False)
+        session_dir = self._node().session_dir
+        for worker in list(self.workers):
+            running_id = read_running_task(session_dir, worker.worker_id)
+            running = next((s for s in worker.assigned if s.task_id == running_id), None)
+            if running is not None and self._orphaned(running):
+                self.force_cancelled.add(running.task_id)  # its death costs it no retry
+                self.log.info(
+                    "task_owner_died_killing_worker",
+                    task_id=running.task_id,
+                    owner=running.owner_id,
+                    worker_id=worker.worker_id,
+                    pid=worker.pid,
+                )
+                os.kill(worker.pid, signal.SIGKILL)
+                self._check_workers([worker.worker_id], "owner_died")
+        dropped = self.queue.take_all(self._orphaned)
+        if dropped:
+            self.log.info("tasks_of_dead_owners_dropped", count=len(dropped), owners=list(msg.worker_ids))
+        self._dispatch()
+
+    def _orphaned(self, spec: vm.TaskSpec) -> bool:
+        """Whether ``spec`` is a task (not an actor creation) whose owner died."""
+        return not spec.actor_creation and spec.owner_id in self.dead_owners
 
     # ---- cancellation ----------------------------------------------------------------
 
@@ -514,6 +556,8 @@ class LocalScheduler(PartActor):
         if running.task_id in self.cancels_passed:  # cancelled as it died: not run again
             self.cancels_passed.discard(running.task_id)
             self._fail(running, exceptions.TaskCancelledError(running.task_id), worker_died=True)
+            return
+        if self._orphaned(running):
             return
         if (retry := take_retry(running)) is not None:
             self.log.warning(

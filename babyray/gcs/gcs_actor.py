@@ -367,10 +367,10 @@ class GcsActor(PartActor):
 
     def _worker_dead(self, worker_id: WorkerID) -> None:
         """Remember that ``worker_id`` (a worker or a driver) is gone, for ``FindDeadWorkers``;
-        every node's store frees the objects it owned."""
+        every node's store frees the objects it owned, and its scheduler cancels its tasks."""
         self.dead_workers[worker_id] = None
-        for store in self.nodes.alive_stores():
-            self.post(store, om.OwnersDied((worker_id,)))
+        for part in (*self.nodes.alive_parts("store"), *self.nodes.alive_parts("scheduler")):
+            self.post(part, om.OwnersDied((worker_id,)))
         if len(self.dead_workers) > DEAD_WORKERS_KEPT:
             del self.dead_workers[next(iter(self.dead_workers))]
 

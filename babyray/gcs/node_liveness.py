@@ -116,12 +116,12 @@ class NodeLiveness:
                 self._awaited[NodeID(node_id)] = now + self.timeout
         return told
 
-    def alive_stores(self) -> list[Any]:
-        """The object store addresses of the ALIVE nodes."""
+    def alive_parts(self, part: str) -> list[Any]:
+        """The addresses of ``part`` ("store" or "scheduler") of the ALIVE nodes."""
         return [
-            record["store"]
+            record[part]
             for _, record in self.table.items()
-            if self.state_of(record) is NodeState.ALIVE and record.get("store") is not None
+            if self.state_of(record) is NodeState.ALIVE and record.get(part) is not None
         ]
 
     def infos(self) -> tuple[cm.NodeInfo, ...]:

@@ -160,8 +160,9 @@ class FreeObjects:
 
 @dataclass(frozen=True, slots=True)
 class OwnersDied:
-    """GCS -> every node's object store: these workers or drivers died. The objects they owned
-    can never be read again (their borrowers get OwnerDiedError), so they are freed, as in Ray."""
+    """GCS -> every node's object store and local scheduler: these workers or drivers died. As
+    in Ray, the objects they owned are freed (nobody can read them again: their borrowers get
+    OwnerDiedError), and the tasks they submitted are cancelled (nobody can take the results)."""
 
     worker_ids: tuple[WorkerID, ...]
 
