@@ -376,20 +376,11 @@ class LocalScheduler(PartActor):
             if len(self.dead_owners) > DEAD_OWNERS_KEPT:
                 self.dead_owners.popitem(last=False)
         session_dir = self._node().session_dir
-        for worker in list(self.workers):
+        for worker in [w for w in self.workers if any(self._orphaned(s) for s in w.assigned)]:
             running_id = read_running_task(session_dir, worker.worker_id)
             running = next((s for s in worker.assigned if s.task_id == running_id), None)
             if running is not None and self._orphaned(running):
-                self.force_cancelled.add(running.task_id)  # its death costs it no retry
-                self.log.info(
-                    "task_owner_died_killing_worker",
-                    task_id=running.task_id,
-                    owner=running.owner_id,
-                    worker_id=worker.worker_id,
-                    pid=worker.pid,
-                )
-                os.kill(worker.pid, signal.SIGKILL)
-                self._check_workers([worker.worker_id], "owner_died")
+                self._kill_running(worker, running, "task_owner_died_killing_worker", owner=running.owner_id)
         dropped = self.queue.take_all(self._orphaned)
         if dropped:
             self.log.info("tasks_of_dead_owners_dropped", count=len(dropped), owners=list(msg.worker_ids))
@@ -454,16 +445,15 @@ class LocalScheduler(PartActor):
     def _kill_cancelling(self, worker: WorkerRecord, spec: vm.TaskSpec, why: str) -> None:
         """Fail ``spec``, force-cancelled as ``worker`` runs it, and kill the worker; its death
         requeues the tasks it held besides."""
-        if any(s.task_id == spec.task_id for s in worker.assigned):
-            self.force_cancelled.add(spec.task_id)  # its death costs it no retry
         self._fail(spec, exceptions.TaskCancelledError(spec.task_id), worker_died=True)
-        self.log.info(
-            "task_force_cancelled_killing_worker",
-            task_id=spec.task_id,
-            worker_id=worker.worker_id,
-            pid=worker.pid,
-            why=why,
-        )
+        self._kill_running(worker, spec, "task_force_cancelled_killing_worker", why=why)
+
+    def _kill_running(self, worker: WorkerRecord, spec: vm.TaskSpec, event: str, **fields: Any) -> None:
+        """Kill ``worker``, which runs ``spec``, logged as ``event``: the death charges ``spec`` no
+        retry and requeues the tasks it held besides."""
+        if any(s.task_id == spec.task_id for s in worker.assigned):
+            self.force_cancelled.add(spec.task_id)
+        self.log.info(event, task_id=spec.task_id, worker_id=worker.worker_id, pid=worker.pid, **fields)
         os.kill(worker.pid, signal.SIGKILL)
         self._check_workers([worker.worker_id], "kill")
 
